@@ -1,0 +1,80 @@
+/**
+ * Shape guards for everything that crosses the wire or the disk. Decoded bytes are only trusted
+ * after a guard has checked every field; a guard never throws, it answers.
+ */
+import type { Dot } from '../clock/index.js'
+import { isDot, isHlc, isNodeId, isSeq, isVectorClock } from '../clock/index.js'
+import type { Change, CounterState, Op, RegisterState, SetState, Sibling } from '../crdt/index.js'
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
+}
+
+export function isBytes(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array
+}
+
+function isString(value: unknown): value is string {
+  return typeof value === 'string'
+}
+
+function isDots(value: unknown): value is Dot[] {
+  return Array.isArray(value) && value.every(isDot)
+}
+
+export function isOp(value: unknown): value is Op {
+  if (!isRecord(value)) return false
+  switch (value['type']) {
+    case 'kv.put':
+      return isString(value['key']) && isBytes(value['value']) && isString(value['contentType']) && isDots(value['context'])
+    case 'kv.del':
+      return isString(value['key']) && isDots(value['context'])
+    case 'counter.add':
+      return isString(value['name']) && Number.isSafeInteger(value['delta']) && value['delta'] !== 0
+    case 'set.add':
+    case 'set.remove':
+      return isString(value['name']) && isString(value['member']) && isDots(value['context'])
+    default:
+      return false
+  }
+}
+
+export function isChange(value: unknown): value is Change {
+  if (!isRecord(value)) return false
+  const ops = value['ops']
+  return (
+    isDot(value['dot']) &&
+    isVectorClock(value['deps']) &&
+    isHlc(value['hlc']) &&
+    Array.isArray(ops) &&
+    ops.length > 0 &&
+    ops.every(isOp)
+  )
+}
+
+function isSibling(value: unknown): value is Sibling {
+  if (!isRecord(value)) return false
+  const tombstone = value['value'] === null && value['contentType'] === null
+  const live = isBytes(value['value']) && isString(value['contentType'])
+  return isDot(value['dot']) && isHlc(value['hlc']) && (tombstone || live)
+}
+
+export function isRegisterState(value: unknown): value is RegisterState {
+  return isRecord(value) && Array.isArray(value['siblings']) && value['siblings'].every(isSibling)
+}
+
+function isCounterPart(value: unknown): value is Record<string, number> {
+  if (!isRecord(value)) return false
+  return Object.entries(value).every(([node, total]) => isNodeId(node) && isSeq(total))
+}
+
+export function isCounterState(value: unknown): value is CounterState {
+  return isRecord(value) && isCounterPart(value['p']) && isCounterPart(value['n'])
+}
+
+export function isSetState(value: unknown): value is SetState {
+  if (!isRecord(value) || !Array.isArray(value['entries'])) return false
+  return value['entries'].every(
+    (entry) => isRecord(entry) && isString(entry['member']) && isDots(entry['dots']) && entry['dots'].length > 0,
+  )
+}

@@ -1,0 +1,84 @@
+/**
+ * MessagePack encoding (msgpackr) of changes, key states, log entries and, later, peer messages.
+ * Every decode checks the size limit first, then the shape with a guard: truncated, garbage or
+ * wrongly shaped bytes give `MESHKV_ERR_DECODE`, never a crash or a half-built object.
+ */
+import { Packr } from 'msgpackr'
+import type { Space } from '../crdt/index.js'
+import type { Change, CounterState, RegisterState, SetState, StateOf } from '../crdt/index.js'
+import { MeshError } from '../errors.js'
+import { isChange, isCounterState, isRegisterState, isSetState } from './guards.js'
+
+export * from './guards.js'
+
+/** Largest encoded change or key state: a 1 MiB value plus room for siblings and metadata. */
+export const RECORD_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
+
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  moreTypes: false,
+  bundleStrings: false,
+  int64AsType: 'number',
+})
+
+export function encode(value: unknown, limitBytes = RECORD_BYTES_MAX_DEFAULT): Uint8Array {
+  const bytes = packr.pack(value)
+  if (bytes.length > limitBytes) {
+    throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `an encoded record of ${bytes.length} bytes exceeds the limit of ${limitBytes}`, {
+      details: { limitBytes, actualBytes: bytes.length },
+    })
+  }
+  return bytes
+}
+
+/**
+ * Decodes and checks shape. `what` names the record in the error so a person can find it.
+ */
+export function decodeChecked<T>(
+  bytes: Uint8Array,
+  guard: (value: unknown) => value is T,
+  what: string,
+  limitBytes = RECORD_BYTES_MAX_DEFAULT,
+): T {
+  if (!(bytes instanceof Uint8Array)) throw new MeshError('MESHKV_ERR_DECODE', `${what}: expected bytes`)
+  if (bytes.length > limitBytes) {
+    throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `${what}: ${bytes.length} bytes exceed the limit of ${limitBytes}`, {
+      details: { limitBytes, actualBytes: bytes.length },
+    })
+  }
+  let value: unknown
+  try {
+    // unpackMultiple would accept trailing records; a record must be exactly one value.
+    value = packr.unpack(bytes as Buffer)
+  } catch (error) {
+    throw new MeshError('MESHKV_ERR_DECODE', `${what}: not valid MessagePack`, { cause: error })
+  }
+  if (packr.position !== 0 && packr.position !== bytes.length) {
+    throw new MeshError('MESHKV_ERR_DECODE', `${what}: trailing bytes after the record`)
+  }
+  if (!guard(value)) throw new MeshError('MESHKV_ERR_DECODE', `${what}: wrong shape`)
+  return value
+}
+
+export function encodeChange(change: Change, limitBytes?: number): Uint8Array {
+  return encode(change, limitBytes)
+}
+
+export function decodeChange(bytes: Uint8Array, limitBytes?: number): Change {
+  return decodeChecked(bytes, isChange, 'change', limitBytes)
+}
+
+const STATE_GUARDS: { [S in Space]: (value: unknown) => value is StateOf[S] } = {
+  kv: isRegisterState,
+  counter: isCounterState,
+  set: isSetState,
+}
+
+export function encodeState(state: RegisterState | CounterState | SetState, limitBytes?: number): Uint8Array {
+  return encode(state, limitBytes)
+}
+
+export function decodeState<S extends Space>(space: S, bytes: Uint8Array, limitBytes?: number): StateOf[S] {
+  return decodeChecked(bytes, STATE_GUARDS[space], `${space} state`, limitBytes)
+}

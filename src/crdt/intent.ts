@@ -1,0 +1,94 @@
+/**
+ * Local writes as a client states them (intents), and how they become ops against the state the
+ * node holds at commit time. Pure: the store calls `prepareOp` inside its commit, so a
+ * precondition and the write it guards are one atomic step.
+ */
+import type { Dot, NodeId } from '../clock/index.js'
+import { encodeVersion } from '../clock/index.js'
+import { MeshError } from '../errors.js'
+import type { Op } from './change.js'
+import type { CounterState } from './counter.js'
+import { counterAddIsExact } from './counter.js'
+import type { RegisterState } from './register.js'
+import { registerDots, registerIsDeleted } from './register.js'
+import type { SetState } from './set.js'
+import { setMemberDots } from './set.js'
+
+export interface Preconditions {
+  /** The key's current version must equal this (an `ETag`). */
+  readonly ifMatch?: string
+  /** The key must have no live value (`If-None-Match: *`). */
+  readonly ifNoneMatch?: boolean
+}
+
+export type Intent =
+  | (Preconditions & {
+      readonly type: 'kv.put'
+      readonly key: string
+      readonly value: Uint8Array
+      readonly contentType: string
+      /** Dots this write replaces; absent for a blind write, which replaces all the node holds. */
+      readonly context?: readonly Dot[]
+    })
+  | (Preconditions & { readonly type: 'kv.del'; readonly key: string; readonly context?: readonly Dot[] })
+  | { readonly type: 'counter.add'; readonly name: string; readonly delta: number }
+  | { readonly type: 'set.add'; readonly name: string; readonly member: string }
+  | { readonly type: 'set.remove'; readonly name: string; readonly member: string }
+
+export interface IntentStates {
+  register: RegisterState
+  counter: CounterState
+  set: SetState
+}
+
+/**
+ * The op for an intent, or `null` when it changes nothing (a delete of a missing key, a remove of
+ * an absent member). Throws `MESHKV_ERR_PRECONDITION_FAILED` or `MESHKV_ERR_COUNTER_OVERFLOW`.
+ */
+export function prepareOp<I extends Intent>(
+  intent: I,
+  state: I extends { type: 'kv.put' | 'kv.del' } ? RegisterState : I extends { type: 'counter.add' } ? CounterState : SetState,
+  origin: NodeId,
+): Op | null {
+  switch (intent.type) {
+    case 'kv.put':
+    case 'kv.del':
+      return prepareRegisterOp(intent, state as RegisterState)
+    case 'counter.add':
+      if (!counterAddIsExact(state as CounterState, origin, intent.delta)) {
+        throw new MeshError('MESHKV_ERR_COUNTER_OVERFLOW', `counter ${JSON.stringify(intent.name)} would leave the range of exact integers`)
+      }
+      return { type: 'counter.add', name: intent.name, delta: intent.delta }
+    case 'set.add':
+      return { type: 'set.add', name: intent.name, member: intent.member, context: setMemberDots(state as SetState, intent.member) }
+    case 'set.remove': {
+      const context = setMemberDots(state as SetState, intent.member)
+      if (context.length === 0) return null
+      return { type: 'set.remove', name: intent.name, member: intent.member, context }
+    }
+  }
+}
+
+function prepareRegisterOp(intent: Extract<Intent, { type: 'kv.put' | 'kv.del' }>, state: RegisterState): Op | null {
+  checkPreconditions(intent, state)
+  const context = intent.context ?? registerDots(state)
+  if (intent.type === 'kv.del') {
+    if (registerIsDeleted(state) && intent.context === undefined) return null
+    return { type: 'kv.del', key: intent.key, context }
+  }
+  return { type: 'kv.put', key: intent.key, value: intent.value, contentType: intent.contentType, context }
+}
+
+function checkPreconditions(intent: Preconditions & { key: string }, state: RegisterState): void {
+  if (intent.ifNoneMatch === true && !registerIsDeleted(state)) {
+    throw new MeshError('MESHKV_ERR_PRECONDITION_FAILED', `key ${JSON.stringify(intent.key)} exists`)
+  }
+  if (intent.ifMatch !== undefined) {
+    const current = registerIsDeleted(state) ? undefined : encodeVersion(registerDots(state))
+    if (current !== intent.ifMatch) {
+      throw new MeshError('MESHKV_ERR_PRECONDITION_FAILED', `key ${JSON.stringify(intent.key)} is not at version ${intent.ifMatch}`, {
+        details: { current: current ?? null },
+      })
+    }
+  }
+}

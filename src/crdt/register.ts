@@ -1,0 +1,76 @@
+/**
+ * The `kv` register: a multi-value register. Concurrent writes are kept as siblings; a read
+ * returns the last-write-wins sibling (highest HLC, then node id). A write replaces exactly the
+ * dots in its context. A delete writes a tombstone sibling (value `null`), so a delete concurrent
+ * with a write is a sibling like any other and both sides converge.
+ */
+import type { Dot, Hlc, VectorClock } from '../clock/index.js'
+import { compareDots, compareHlc } from '../clock/index.js'
+import type { KvDelOp, KvPutOp } from './change.js'
+import { dotSet, joinByDot } from './dots.js'
+
+export interface Sibling {
+  readonly dot: Dot
+  readonly hlc: Hlc
+  /** `null` marks a tombstone (a delete). */
+  readonly value: Uint8Array | null
+  readonly contentType: string | null
+}
+
+export interface RegisterState {
+  /** Sorted by dot: the canonical form, so equal states encode to equal bytes. */
+  readonly siblings: readonly Sibling[]
+}
+
+export const REGISTER_EMPTY: RegisterState = Object.freeze({ siblings: Object.freeze([]) })
+
+export function applyRegister(state: RegisterState, op: KvPutOp | KvDelOp, dot: Dot, hlc: Hlc): RegisterState {
+  const replaced = dotSet(op.context)
+  const kept = state.siblings.filter((sibling) => !replaced.has(`${sibling.dot.node}:${sibling.dot.seq}`))
+  const own: Sibling =
+    op.type === 'kv.put'
+      ? { dot, hlc, value: op.value, contentType: op.contentType }
+      : { dot, hlc, value: null, contentType: null }
+  return canonicalRegister([...kept, own])
+}
+
+export function joinRegister(
+  a: RegisterState,
+  contextA: VectorClock,
+  b: RegisterState,
+  contextB: VectorClock,
+): RegisterState {
+  return canonicalRegister(joinByDot(a.siblings, contextA, b.siblings, contextB))
+}
+
+export function canonicalRegister(siblings: readonly Sibling[]): RegisterState {
+  return { siblings: [...siblings].sort((x, y) => compareDots(x.dot, y.dot)) }
+}
+
+/** Orders siblings for last-write-wins: highest HLC, then highest node id, then highest seq. */
+export function compareLww(a: Sibling, b: Sibling): number {
+  const byClock = compareHlc(a.hlc, b.hlc)
+  if (byClock !== 0) return byClock
+  if (a.dot.node !== b.dot.node) return a.dot.node < b.dot.node ? -1 : 1
+  return a.dot.seq - b.dot.seq
+}
+
+/** The sibling a plain read returns (which may be a tombstone), or undefined for no siblings. */
+export function lwwSibling(state: RegisterState): Sibling | undefined {
+  let best: Sibling | undefined
+  for (const sibling of state.siblings) {
+    if (best === undefined || compareLww(sibling, best) > 0) best = sibling
+  }
+  return best
+}
+
+/** The dots a read of this register observed: the context of a write that replaces them all. */
+export function registerDots(state: RegisterState): Dot[] {
+  return state.siblings.map((sibling) => sibling.dot)
+}
+
+/** True when a read finds no value: no siblings, or the winning sibling is a tombstone. */
+export function registerIsDeleted(state: RegisterState): boolean {
+  const winner = lwwSibling(state)
+  return winner === undefined || winner.value === null
+}

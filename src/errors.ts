@@ -1,0 +1,108 @@
+/**
+ * One error family for all of meshkv. Every operating error (bad input, a dead peer, a full disk)
+ * is a `MeshError` with a stable `code`; tests assert codes, never messages. The table below is
+ * the only place that maps a code to an HTTP status.
+ */
+
+export const ERROR_TABLE = {
+  /** A request or argument is malformed (bad JSON, bad parameter, bad token). */
+  MESHKV_ERR_INVALID_ARGUMENT: 400,
+  /** The request body is not well-formed JSON where JSON was declared. */
+  MESHKV_ERR_MALFORMED_JSON: 400,
+  /** A key is empty, not valid UTF-8, or otherwise unusable. */
+  MESHKV_ERR_INVALID_KEY: 400,
+  /** A key is longer than the configured key limit. */
+  MESHKV_ERR_KEY_TOO_LARGE: 400,
+  /** A value is larger than the configured value limit. */
+  MESHKV_ERR_VALUE_TOO_LARGE: 413,
+  /** A request body is larger than the node accepts at all. */
+  MESHKV_ERR_BODY_TOO_LARGE: 413,
+  /** The media type of a request body is not accepted. */
+  MESHKV_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  /** The key, counter, set or route does not exist. */
+  MESHKV_ERR_NOT_FOUND: 404,
+  /** A client precondition (If-Match, If-None-Match, version) did not hold. */
+  MESHKV_ERR_PRECONDITION_FAILED: 412,
+  /** A counter delta or total left the range of exact integers. */
+  MESHKV_ERR_COUNTER_OVERFLOW: 400,
+  /** A batch holds too many operations, or two operations on one key. */
+  MESHKV_ERR_BATCH_INVALID: 400,
+  /** Bytes could not be decoded: truncated, garbage, or the wrong shape. */
+  MESHKV_ERR_DECODE: 400,
+  /** An encoded message is larger than its limit. */
+  MESHKV_ERR_FRAME_TOO_LARGE: 413,
+  /** A causal token is malformed. */
+  MESHKV_ERR_INVALID_TOKEN: 400,
+  /** A watch cursor points at log entries that no longer exist. */
+  MESHKV_ERR_CURSOR_EXPIRED: 410,
+  /** A clock reading from elsewhere is further ahead than the allowed offset. */
+  MESHKV_ERR_CLOCK_SKEW: 400,
+  /** The node is not ready to take this request yet (opening, joining, closing). */
+  MESHKV_ERR_NOT_READY: 503,
+  /** The node is closed. */
+  MESHKV_ERR_CLOSED: 503,
+  /** The data directory is held by another process. */
+  MESHKV_ERR_LOCKED: 500,
+  /** The store failed to read or write (disk full, I/O error). */
+  MESHKV_ERR_STORAGE: 507,
+  /** A read with a causal token timed out before the node caught up. */
+  MESHKV_ERR_READ_TIMEOUT: 504,
+  /** A write was committed locally but not enough members acknowledged it in time. */
+  MESHKV_ERR_WRITE_CONCERN_TIMEOUT: 504,
+  /** A node could not be reached. */
+  MESHKV_ERR_UNREACHABLE: 503,
+  /** Configuration is invalid. */
+  MESHKV_ERR_CONFIG: 500,
+  /** The store on disk was written by an incompatible version or is damaged. */
+  MESHKV_ERR_CORRUPT: 500,
+  /** The operation was aborted through an AbortSignal. */
+  MESHKV_ERR_ABORTED: 499,
+  /** Anything not foreseen: a bug. */
+  MESHKV_ERR_INTERNAL: 500,
+} as const satisfies Record<string, number>
+
+export type ErrorCode = keyof typeof ERROR_TABLE
+
+export interface MeshErrorOptions {
+  cause?: unknown
+  /** Structured detail for tools (e.g. `{ limit: 1024, actual: 2000 }`). */
+  details?: Record<string, unknown>
+}
+
+export class MeshError extends Error {
+  readonly code: ErrorCode
+  readonly details: Record<string, unknown> | undefined
+
+  constructor(code: ErrorCode, message: string, options: MeshErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'MeshError'
+    this.code = code
+    this.details = options.details
+  }
+
+  get status(): number {
+    return statusOf(this.code)
+  }
+}
+
+export function statusOf(code: ErrorCode): number {
+  return ERROR_TABLE[code]
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_TABLE, value)
+}
+
+export function isMeshError(error: unknown, code?: ErrorCode): error is MeshError {
+  return error instanceof MeshError && (code === undefined || error.code === code)
+}
+
+/** A broken invariant is a bug: stop rather than go on with bad state. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`meshkv invariant broken: ${message}`)
+}
+
+/** Ends an exhaustive `switch`: the compiler proves it is never reached. */
+export function unreachable(value: never): never {
+  throw new Error(`meshkv: unreachable case ${JSON.stringify(value)}`)
+}

@@ -1,0 +1,153 @@
+/**
+ * The public shapes of the embeddable node: what `MeshNode` takes and returns. The HTTP face and
+ * apps build on these, never on storage or replication internals.
+ */
+import type { Hlc, NodeId, VectorClock } from './clock/index.js'
+
+export interface MeshNodeOptions {
+  /** Data directory (LevelDB). Made if missing; locked while the node is open. */
+  dir: string
+  /** Longest key in bytes (UTF-8). Default 1024. */
+  keyBytesMax?: number
+  /** Largest value in bytes. Default 1 MiB. */
+  valueBytesMax?: number
+  /** Most operations in one batch. Default 1000. */
+  batchOpsMax?: number
+  /** fsync every committed batch (slower, survives power loss, not only process death). Default false. */
+  sync?: boolean
+  /** Bound on how far ahead a remote clock may be, in ms. Default 60 000. */
+  maxClockOffsetMs?: number
+  /** Wall clock, injectable for tests and the simulator. Default `Date.now`. */
+  now?: () => number
+  /** Randomness, injectable for tests. Default `crypto.randomBytes`. */
+  randomBytes?: (size: number) => Uint8Array
+  /** Use an in-memory store instead of LevelDB (tests and the simulator only). */
+  memory?: boolean
+}
+
+/** A value as a person gives it: bytes, text, or any JSON value. */
+export type ValueInput = Uint8Array | string | number | boolean | null | readonly unknown[] | { readonly [key: string]: unknown }
+
+export interface WriteOptions {
+  /** Stored content type; derived from the value when absent (bytes, text or JSON). */
+  contentType?: string
+  /** The version (ETag) the writer read: the write replaces exactly those siblings. */
+  context?: string
+  /** Refuse with `MESHKV_ERR_PRECONDITION_FAILED` unless the key is at this version. */
+  ifMatch?: string
+  /** Refuse with `MESHKV_ERR_PRECONDITION_FAILED` if the key has a live value. */
+  ifNoneMatch?: boolean
+  signal?: AbortSignal
+}
+
+export interface ReadOptions {
+  /** Return every concurrent sibling, not only the last-write-wins one. */
+  siblings?: boolean
+  /** A causal token: wait until this node has seen at least what the token covers. */
+  after?: string
+  /** How long `after` may wait, in ms. Default 5000. */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export interface SiblingView {
+  value: Uint8Array | null
+  contentType: string | null
+  /** `true` for a delete concurrent with other writes. */
+  deleted: boolean
+  hlc: Hlc
+  node: NodeId
+}
+
+export interface Entry {
+  key: string
+  value: Uint8Array
+  contentType: string
+  /** Opaque version: pass it back as `context` or `ifMatch`. Also the HTTP `ETag`. */
+  version: string
+  hlc: Hlc
+  /** How many concurrent siblings the key holds (1 when there is no conflict). */
+  siblingCount: number
+  /** Present when asked for with `siblings: true`. */
+  siblings?: SiblingView[]
+}
+
+export interface WriteResult {
+  /** The key's version after the write (for a delete: the version of the tombstone). */
+  version: string
+  /** A causal token covering this write. */
+  token: string
+  /** `false` when nothing changed (a delete of a missing key). */
+  changed: boolean
+}
+
+export interface ListOptions {
+  prefix?: string
+  /** Inclusive lower bound. */
+  start?: string
+  /** Exclusive upper bound. */
+  end?: string
+  /** Default 100, at most 1000. */
+  limit?: number
+  reverse?: boolean
+  /** The `next` of a previous page. */
+  cursor?: string
+  after?: string
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export interface ListPage {
+  items: Entry[]
+  /** Pass as `cursor` for the next page; `null` at the end. */
+  next: string | null
+}
+
+export type BatchOp =
+  | { type: 'put'; key: string; value: ValueInput; contentType?: string; context?: string; ifMatch?: string; ifNoneMatch?: boolean }
+  | { type: 'del'; key: string; context?: string; ifMatch?: string }
+
+export interface WatchOptions {
+  prefix?: string
+  /** Resume after this cursor (the `cursor` of the last event seen). Absent: from now on. */
+  since?: string
+  signal?: AbortSignal
+}
+
+export type WatchEvent =
+  | { type: 'put'; key: string; value: Uint8Array; contentType: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
+  | { type: 'del'; key: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
+  | { type: 'counter'; name: string; delta: number; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
+  | { type: 'set.add' | 'set.remove'; name: string; member: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
+
+export interface NodeStatus {
+  nodeId: NodeId
+  ready: boolean
+  /** The node's vector clock. */
+  vc: VectorClock
+  /** The same, as a causal token. */
+  token: string
+  /** Last log sequence number. */
+  lsn: number
+  hlc: Hlc
+  version: string
+  uptimeMs: number
+  storage: 'level' | 'memory'
+  limits: { keyBytesMax: number; valueBytesMax: number; batchOpsMax: number }
+}
+
+export interface CounterHandle {
+  readonly name: string
+  /** Adds `delta` (default 1); resolves to the value after the increment. */
+  incr(delta?: number, options?: { signal?: AbortSignal }): Promise<number>
+  decr(delta?: number, options?: { signal?: AbortSignal }): Promise<number>
+  value(options?: ReadOptions): Promise<number>
+}
+
+export interface SetHandle {
+  readonly name: string
+  add(...members: string[]): Promise<WriteResult>
+  remove(...members: string[]): Promise<WriteResult>
+  members(options?: ReadOptions): Promise<string[]>
+  has(member: string, options?: ReadOptions): Promise<boolean>
+}
