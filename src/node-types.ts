@@ -148,6 +148,8 @@ export interface SetHandle {
   readonly name: string
   add(...members: string[]): Promise<WriteResult>
   remove(...members: string[]): Promise<WriteResult>
+  /** Adds and removes in one atomic change. A member may not be in both lists. */
+  update(changes: { add?: readonly string[]; remove?: readonly string[] }): Promise<WriteResult>
   members(options?: ReadOptions): Promise<string[]>
   has(member: string, options?: ReadOptions): Promise<boolean>
 }

@@ -49,13 +49,10 @@ export function decodeChecked<T>(
   }
   let value: unknown
   try {
-    // unpackMultiple would accept trailing records; a record must be exactly one value.
+    // unpack refuses trailing bytes ("end of buffer not reached"): a record is exactly one value.
     value = packr.unpack(bytes as Buffer)
   } catch (error) {
     throw new MeshError('MESHKV_ERR_DECODE', `${what}: not valid MessagePack`, { cause: error })
-  }
-  if (packr.position !== 0 && packr.position !== bytes.length) {
-    throw new MeshError('MESHKV_ERR_DECODE', `${what}: trailing bytes after the record`)
   }
   if (!guard(value)) throw new MeshError('MESHKV_ERR_DECODE', `${what}: wrong shape`)
   return value

@@ -1,0 +1,322 @@
+/**
+ * `MeshNode`: one meshkv node, embeddable in any Node.js app. Wiring only: it owns the store and
+ * the clock, validates input through `node-values.ts`, and turns calls into intents for the
+ * store. Merge logic lives in `crdt/`, durability and group commit in `storage/`.
+ */
+import { EventEmitter } from 'node:events'
+import { randomBytes as cryptoRandomBytes } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
+import type { NodeId, VectorClock } from './clock/index.js'
+import { decodeCausalToken, decodeVersion, encodeCausalToken, vcCovers } from './clock/index.js'
+import type { CounterState, Intent, RegisterState, SetState } from './crdt/index.js'
+import { counterValue, setHas, setMembers } from './crdt/index.js'
+import { MeshError } from './errors.js'
+import type {
+  BatchOp,
+  CounterHandle,
+  Entry,
+  ListOptions,
+  ListPage,
+  MeshNodeOptions,
+  NodeStatus,
+  ReadOptions,
+  SetHandle,
+  ValueInput,
+  WatchEvent,
+  WatchOptions,
+  WriteOptions,
+  WriteResult,
+} from './node-types.js'
+import type { Limits } from './node-values.js'
+import {
+  BATCH_OPS_MAX_DEFAULT,
+  KEY_BYTES_MAX_DEFAULT,
+  VALUE_BYTES_MAX_DEFAULT,
+  checkDelta,
+  checkKey,
+  checkLimit,
+  checkVersion,
+  decodeListCursor,
+  decodeWatchCursor,
+  encodeListCursor,
+  entryOf,
+  toStoredValue,
+  versionOf,
+  watchEvents,
+} from './node-values.js'
+import type { CommitResult, Range } from './storage/index.js'
+import { LevelBackend, MemoryBackend, Store, compareKeys, followLog, stateId } from './storage/index.js'
+
+export * from './node-types.js'
+
+export const PACKAGE_VERSION = '0.1.0'
+const READ_AFTER_TIMEOUT_MS_DEFAULT = 5000
+
+export interface MeshNodeEvents {
+  change: [WatchEvent]
+}
+
+export class MeshNode extends EventEmitter<MeshNodeEvents> {
+  readonly nodeId: NodeId
+  readonly limits: Limits
+  readonly #store: Store
+  readonly #now: () => number
+  readonly #startedMs: number
+  readonly #closing = new AbortController()
+  #closed = false
+
+  private constructor(store: Store, limits: Limits, now: () => number) {
+    super()
+    this.#store = store
+    this.nodeId = store.nodeId
+    this.limits = limits
+    this.#now = now
+    this.#startedMs = now()
+    store.onCommit((entries) => {
+      if (this.listenerCount('change') === 0) return
+      for (const { lsn, change } of entries) for (const event of watchEvents(change, lsn, this.nodeId, '')) this.emit('change', event)
+    })
+  }
+
+  static async open(options: MeshNodeOptions): Promise<MeshNode> {
+    const limits = checkLimits(options)
+    const now = options.now ?? Date.now
+    const randomBytes = options.randomBytes ?? ((size: number) => cryptoRandomBytes(size))
+    if (options.memory !== true) {
+      if (typeof options.dir !== 'string' || options.dir.length === 0) throw new MeshError('MESHKV_ERR_CONFIG', 'a data directory (dir) is required')
+      await mkdir(options.dir, { recursive: true })
+    }
+    const backend = options.memory === true ? new MemoryBackend() : new LevelBackend(options.dir)
+    const store = await Store.open({ backend, now, randomBytes, sync: options.sync ?? false, maxClockOffsetMs: options.maxClockOffsetMs })
+    return new MeshNode(store, limits, now)
+  }
+
+  get ready(): boolean {
+    return !this.#closed
+  }
+
+  /** The node's vector clock as a causal token. */
+  token(): string {
+    return encodeCausalToken(this.#store.vc)
+  }
+
+  get vc(): VectorClock {
+    return this.#store.vc
+  }
+
+  async get(key: string, options: ReadOptions = {}): Promise<Entry | undefined> {
+    checkKey(key, this.limits)
+    await this.#readyFor(options)
+    const state = await this.#store.getState('kv', key)
+    return entryOf(key, state, options.siblings === true)
+  }
+
+  async put(key: string, value: ValueInput, options: WriteOptions = {}): Promise<WriteResult> {
+    const [result] = await this.#batchResults([{ type: 'put', key, value, ...options }], options.signal)
+    return result as WriteResult
+  }
+
+  async del(key: string, options: Omit<WriteOptions, 'contentType' | 'ifNoneMatch'> = {}): Promise<WriteResult> {
+    const [result] = await this.#batchResults([{ type: 'del', key, ...options }], options.signal)
+    return result as WriteResult
+  }
+
+  /** Several puts and deletes as one atomic change. Results follow the order of `ops`. */
+  async batch(ops: readonly BatchOp[], options: { signal?: AbortSignal } = {}): Promise<{ token: string; results: WriteResult[] }> {
+    const results = await this.#batchResults(ops, options.signal)
+    return { token: this.token(), results }
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const limit = checkLimit(options.limit)
+    await this.#readyFor(options)
+    const prefix = options.prefix ?? ''
+    const range = listRange(options)
+    const items: Entry[] = []
+    let next: string | null = null
+    for await (const [key, state] of this.#store.iterateStates('kv', range)) {
+      if (!key.startsWith(prefix)) {
+        // Forward from the prefix, the first key without it ends the range; in reverse, keys
+        // above the prefix's range come first and are passed over.
+        if (options.reverse !== true || compareKeys(key, prefix) < 0) break
+        continue
+      }
+      const entry = entryOf(key, state, false)
+      if (entry === undefined) continue
+      if (items.length === limit) {
+        next = encodeListCursor((items[items.length - 1] as Entry).key)
+        break
+      }
+      items.push(entry)
+    }
+    return { items, next }
+  }
+
+  counter(name: string): CounterHandle {
+    checkKey(name, this.limits, 'counter name')
+    const add = async (delta: number, signal?: AbortSignal): Promise<number> => {
+      const result = await this.#commit([{ type: 'counter.add', name, delta: checkDelta(delta) }], signal)
+      return counterValue(result.states.get(stateId('counter', name)) as CounterState)
+    }
+    return {
+      name,
+      incr: (delta = 1, options = {}) => add(delta, options.signal),
+      decr: (delta = 1, options = {}) => add(-checkDelta(delta), options.signal),
+      value: async (options = {}) => {
+        await this.#readyFor(options)
+        return counterValue(await this.#store.getState('counter', name))
+      },
+    }
+  }
+
+  set(name: string): SetHandle {
+    checkKey(name, this.limits, 'set name')
+    const update = async (changes: { add?: readonly string[]; remove?: readonly string[] }): Promise<WriteResult> => {
+      const add = [...new Set(changes.add ?? [])]
+      const remove = [...new Set(changes.remove ?? [])]
+      if (add.length + remove.length > this.limits.batchOpsMax) throw new MeshError('MESHKV_ERR_BATCH_INVALID', `at most ${this.limits.batchOpsMax} members per call`)
+      if (add.some((member) => remove.includes(member))) throw new MeshError('MESHKV_ERR_BATCH_INVALID', 'a member cannot be added and removed in one call')
+      const intents: Intent[] = [
+        ...add.map((member) => ({ type: 'set.add' as const, name, member: checkKey(member, this.limits, 'set member') })),
+        ...remove.map((member) => ({ type: 'set.remove' as const, name, member: checkKey(member, this.limits, 'set member') })),
+      ]
+      const result = await this.#commit(intents)
+      return { version: String(result.lsn), token: encodeCausalToken(result.vc), changed: result.change !== null }
+    }
+    const read = async (options: ReadOptions): Promise<SetState> => {
+      await this.#readyFor(options)
+      return this.#store.getState('set', name)
+    }
+    return {
+      name,
+      add: (...members) => update({ add: members }),
+      remove: (...members) => update({ remove: members }),
+      update,
+      members: async (options = {}) => setMembers(await read(options)),
+      has: async (member, options = {}) => setHas(await read(options), checkKey(member, this.limits, 'set member')),
+    }
+  }
+
+  /** Changes as they commit, from `since` (a cursor of an earlier event) or from now on. */
+  async *watch(options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    const prefix = options.prefix ?? ''
+    const since = options.since === undefined ? this.#store.lsn : decodeWatchCursor(options.since)
+    const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal])
+    for await (const { lsn, change } of followLog(this.#store, since, signal)) {
+      for (const event of watchEvents(change, lsn, this.nodeId, prefix)) yield event
+    }
+  }
+
+  /** Resolves once this node has seen everything `token` covers, or fails with `MESHKV_ERR_READ_TIMEOUT`. */
+  async waitFor(token: string, timeoutMs = READ_AFTER_TIMEOUT_MS_DEFAULT, signal?: AbortSignal): Promise<void> {
+    const wanted = decodeCausalToken(token)
+    if (vcCovers(this.#store.vc, wanted)) return
+    await new Promise<void>((resolve, reject) => {
+      const finish = (error?: MeshError): void => {
+        clearTimeout(timer)
+        unsubscribe()
+        signal?.removeEventListener('abort', onAbort)
+        if (error === undefined) resolve()
+        else reject(error)
+      }
+      const onAbort = (): void => finish(new MeshError('MESHKV_ERR_ABORTED', 'the read was aborted'))
+      const timer = setTimeout(
+        () => finish(new MeshError('MESHKV_ERR_READ_TIMEOUT', `this node has not seen the causal token's writes within ${timeoutMs} ms`)),
+        timeoutMs,
+      )
+      const unsubscribe = this.#store.onCommit(() => {
+        if (vcCovers(this.#store.vc, wanted)) finish()
+      })
+      signal?.addEventListener('abort', onAbort)
+    })
+  }
+
+  status(): NodeStatus {
+    return {
+      nodeId: this.nodeId,
+      ready: this.ready,
+      vc: this.#store.vc,
+      token: this.token(),
+      lsn: this.#store.lsn,
+      hlc: this.#store.hlc,
+      version: PACKAGE_VERSION,
+      uptimeMs: this.#now() - this.#startedMs,
+      storage: this.#store.kind,
+      limits: { ...this.limits },
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#closing.abort()
+    await this.#store.close()
+  }
+
+  async #readyFor(options: { after?: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+    this.#checkOpen()
+    if (options.after !== undefined) await this.waitFor(options.after, options.timeoutMs, options.signal)
+  }
+
+  async #batchResults(ops: readonly BatchOp[], signal?: AbortSignal): Promise<WriteResult[]> {
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length > this.limits.batchOpsMax) {
+      throw new MeshError('MESHKV_ERR_BATCH_INVALID', `a batch holds 1 to ${this.limits.batchOpsMax} operations`)
+    }
+    const intents = ops.map((op) => this.#intentOf(op))
+    const result = await this.#commit(intents, signal)
+    const token = encodeCausalToken(result.vc)
+    return ops.map((op) => {
+      const state = result.states.get(stateId('kv', op.key)) as RegisterState
+      return { version: versionOf(state), token, changed: result.change !== null && result.change.ops.some((done) => 'key' in done && done.key === op.key) }
+    })
+  }
+
+  #intentOf(op: BatchOp): Intent {
+    const key = checkKey(op.key, this.limits)
+    checkVersion(op.context, 'context')
+    checkVersion(op.ifMatch, 'If-Match version')
+    const context = op.context === undefined ? undefined : decodeVersion(op.context)
+    const preconditions = { ...(op.ifMatch === undefined ? {} : { ifMatch: op.ifMatch }), ...(context === undefined ? {} : { context }) }
+    if (op.type === 'del') return { type: 'kv.del', key, ...preconditions }
+    const stored = toStoredValue(op.value, op.contentType, this.limits)
+    return { type: 'kv.put', key, value: stored.bytes, contentType: stored.contentType, ...preconditions, ...(op.ifNoneMatch === true ? { ifNoneMatch: true } : {}) }
+  }
+
+  async #commit(intents: readonly Intent[], signal?: AbortSignal): Promise<CommitResult> {
+    this.#checkOpen()
+    if (signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
+    return this.#store.commitLocal(intents)
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new MeshError('MESHKV_ERR_CLOSED', 'the node is closed')
+  }
+}
+
+function checkLimits(options: MeshNodeOptions): Limits {
+  const limits = {
+    keyBytesMax: options.keyBytesMax ?? KEY_BYTES_MAX_DEFAULT,
+    valueBytesMax: options.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT,
+    batchOpsMax: options.batchOpsMax ?? BATCH_OPS_MAX_DEFAULT,
+  }
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
+  }
+  if (limits.valueBytesMax > 64 * 1024 * 1024) throw new MeshError('MESHKV_ERR_CONFIG', 'valueBytesMax may be at most 64 MiB')
+  return limits
+}
+
+/** The store range for a listing: start/end bounds, narrowed by the prefix and the page cursor. */
+function listRange(options: ListOptions): Range {
+  const range: Range = { reverse: options.reverse === true }
+  const prefix = options.prefix ?? ''
+  const lower = [options.start, prefix].filter((bound): bound is string => bound !== undefined && bound !== '')
+  if (lower.length > 0) range.gte = lower.reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b))
+  if (options.end !== undefined) range.lt = options.end
+  if (options.cursor !== undefined) {
+    const after = decodeListCursor(options.cursor)
+    if (options.reverse === true) range.lt = after
+    else range.gt = after
+  }
+  return range
+}

@@ -1,0 +1,5 @@
+export * from './backend.js'
+export { LevelBackend } from './level-backend.js'
+export { MemoryBackend } from './memory-backend.js'
+export * from './store.js'
+export * from './follow.js'

@@ -1,0 +1,427 @@
+/**
+ * The store: durable node state over a `Backend`. Applying a change is ONE atomic batch of
+ * log entry + new key states + vector clock entry + dot index + meta. Concurrent commits are
+ * group-committed: while one batch is being written, new commits queue up and the next batch
+ * takes them all. Local intents become changes inside the commit, so a precondition and the
+ * write it guards are one atomic step, and a blind write replaces exactly what the node holds.
+ *
+ * Layout (all keys UTF-8 strings, values msgpack unless noted):
+ *   meta/nodeId  utf8 node id        meta/format  utf8 "1"
+ *   meta/lsn     utf8 decimal        meta/hlc     {wallMs, logical}
+ *   log/<lsn as 16 hex digits>       the change
+ *   dots/<node>:<seq as 16 hex>      utf8 decimal lsn
+ *   vc/<node>                        utf8 decimal seq
+ *   kv|counter|set/<key>             the key's state
+ */
+import type { Dot, Hlc, NodeId, VectorClock } from '../clock/index.js'
+import { HLC_ZERO, hlcObserve, hlcTick, maxHlc, isHlc, isNodeId, nodeIdFromBytes, vcGet, vcHasDot, vcCovers, vcNormalize, vcSet } from '../clock/index.js'
+import { decodeChange, decodeChecked, decodeState, encode, encodeChange, encodeState } from '../codec/index.js'
+import type { AnyState, Change, Intent, Op, Space, StateOf } from '../crdt/index.js'
+import { applyOp, emptyState, isEmptyState, opTarget, prepareOp } from '../crdt/index.js'
+import { MeshError, assert } from '../errors.js'
+import type { Backend, BackendReader, BackendWrite, Range } from './backend.js'
+
+export const STORE_FORMAT = '1'
+/** Most changes one group commit takes; the rest wait for the next batch. */
+export const GROUP_CHANGES_MAX = 512
+
+export interface StoreOptions {
+  backend: Backend
+  /** fsync each batch. */
+  sync?: boolean
+  now: () => number
+  randomBytes: (size: number) => Uint8Array
+  maxClockOffsetMs?: number
+}
+
+export interface LogEntry {
+  readonly lsn: number
+  readonly change: Change
+}
+
+export interface CommitResult {
+  /** `null` when the intents changed nothing. */
+  readonly change: Change | null
+  /** The LSN of the change, or the current LSN when nothing changed. */
+  readonly lsn: number
+  /** The store's vector clock right after this commit. */
+  readonly vc: VectorClock
+  /** States after the commit of every key the intents touched, by `space\0key`. */
+  readonly states: ReadonlyMap<string, AnyState>
+}
+
+export interface StateReader {
+  readonly vc: VectorClock
+  readonly lsn: number
+  getState<S extends Space>(space: S, key: string): Promise<StateOf[S]>
+  iterateStates<S extends Space>(space: S, range: Range): AsyncIterable<[string, StateOf[S]]>
+}
+
+export interface StoreSnapshot extends StateReader {
+  close(): Promise<void>
+}
+
+type Pending =
+  | { kind: 'local'; intents: readonly Intent[]; resolve: (result: CommitResult) => void; reject: (error: unknown) => void }
+  | { kind: 'remote'; change: Change; resolve: (result: CommitResult) => void; reject: (error: unknown) => void }
+
+/** What one group commit has built so far, before its batch is durable. */
+interface Group {
+  vc: VectorClock
+  lsn: number
+  hlc: Hlc
+  overlay: Map<string, AnyState>
+  writes: BackendWrite[]
+  entries: LogEntry[]
+  settled: { item: Pending; result: CommitResult }[]
+}
+
+export class Store implements StateReader {
+  readonly nodeId: NodeId
+  readonly kind: 'level' | 'memory'
+  readonly #backend: Backend
+  readonly #options: StoreOptions
+  #vc: VectorClock
+  #lsn: number
+  #hlc: Hlc
+  #queue: Pending[] = []
+  #flushing: Promise<void> | null = null
+  #listeners = new Set<(entries: readonly LogEntry[]) => void>()
+  #closed = false
+
+  private constructor(backend: Backend, options: StoreOptions, state: { nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc }) {
+    this.#backend = backend
+    this.#options = options
+    this.kind = backend.kind
+    this.nodeId = state.nodeId
+    this.#vc = state.vc
+    this.#lsn = state.lsn
+    this.#hlc = state.hlc
+  }
+
+  static async open(options: StoreOptions): Promise<Store> {
+    const backend = options.backend
+    await backend.open()
+    try {
+      const state = await readOrInitMeta(backend, options)
+      return new Store(backend, options, state)
+    } catch (error) {
+      await backend.close()
+      throw error
+    }
+  }
+
+  get vc(): VectorClock {
+    return this.#vc
+  }
+
+  get lsn(): number {
+    return this.#lsn
+  }
+
+  get hlc(): Hlc {
+    return this.#hlc
+  }
+
+  /** Turns local intents into one change and commits it (or nothing, if they change nothing). */
+  commitLocal(intents: readonly Intent[]): Promise<CommitResult> {
+    return this.#enqueue((resolve, reject) => ({ kind: 'local', intents, resolve, reject }))
+  }
+
+  /**
+   * Applies a change from a peer. The caller (replication) delivers in causal order: the change
+   * must be next for its origin and its deps applied. A duplicate resolves with `change: null`.
+   */
+  applyRemote(change: Change): Promise<CommitResult> {
+    return this.#enqueue((resolve, reject) => ({ kind: 'remote', change, resolve, reject }))
+  }
+
+  /** Calls `listener` with each durable batch of log entries, in LSN order. Returns an unsubscribe. */
+  onCommit(listener: (entries: readonly LogEntry[]) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  getState<S extends Space>(space: S, key: string): Promise<StateOf[S]> {
+    this.#checkOpen()
+    return readState(this.#backend, space, key)
+  }
+
+  iterateStates<S extends Space>(space: S, range: Range): AsyncIterable<[string, StateOf[S]]> {
+    this.#checkOpen()
+    return iterateStates(this.#backend, space, range)
+  }
+
+  /** Log entries with LSN greater than `afterLsn`, at most `limit`. */
+  async readLog(afterLsn: number, limit: number): Promise<LogEntry[]> {
+    this.#checkOpen()
+    const entries: LogEntry[] = []
+    for await (const [key, bytes] of this.#backend.iterate('log', { gt: lsnKey(afterLsn), limit })) {
+      entries.push({ lsn: parseLsnKey(key), change: decodeChange(bytes) })
+    }
+    return entries
+  }
+
+  /** The oldest LSN still in the log (1 before any purge), or `lsn + 1` for an empty log. */
+  async firstLsn(): Promise<number> {
+    for await (const [key] of this.#backend.iterate('log', { limit: 1 })) return parseLsnKey(key)
+    return this.#lsn + 1
+  }
+
+  async lsnOfDot(dot: Dot): Promise<number | undefined> {
+    const bytes = await this.#backend.get('dots', dotIndexKey(dot))
+    return bytes === undefined ? undefined : Number(Buffer.from(bytes).toString('utf8'))
+  }
+
+  /** A consistent view: states, vector clock and LSN as of one moment. */
+  async snapshot(): Promise<StoreSnapshot> {
+    this.#checkOpen()
+    const view = this.#backend.snapshot()
+    try {
+      const lsn = await readLsn(view)
+      const vc = await readVc(view)
+      return {
+        vc,
+        lsn,
+        getState: (space, key) => readState(view, space, key),
+        iterateStates: (space, range) => iterateStates(view, space, range),
+        close: () => view.close(),
+      }
+    } catch (error) {
+      await view.close()
+      throw error
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    while (this.#flushing !== null) await this.#flushing
+    this.#listeners.clear()
+    await this.#backend.close()
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed')
+  }
+
+  #enqueue(make: (resolve: (result: CommitResult) => void, reject: (error: unknown) => void) => Pending): Promise<CommitResult> {
+    this.#checkOpen()
+    return new Promise<CommitResult>((resolve, reject) => {
+      this.#queue.push(make(resolve, reject))
+      if (this.#flushing === null) this.#flushing = this.#flush()
+    })
+  }
+
+  async #flush(): Promise<void> {
+    // Let the calls of this tick join the first batch.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    while (this.#queue.length > 0) {
+      const items = this.#queue.splice(0, GROUP_CHANGES_MAX)
+      await this.#commitGroup(items)
+    }
+    this.#flushing = null
+  }
+
+  async #commitGroup(items: Pending[]): Promise<void> {
+    const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [] }
+    for (const item of items) {
+      try {
+        const change = item.kind === 'local' ? await this.#prepareLocal(group, item.intents) : this.#checkRemote(group, item.change)
+        const states = change === null ? await this.#readTouched(group, item) : await this.#stage(group, change)
+        group.settled.push({ item, result: { change, lsn: group.lsn, vc: group.vc, states } })
+      } catch (error) {
+        item.reject(error)
+      }
+    }
+    if (group.entries.length > 0) {
+      group.writes.push(putUtf8('meta', 'lsn', String(group.lsn)), { type: 'put', sub: 'meta', key: 'hlc', value: encode(group.hlc) })
+      try {
+        await this.#backend.write(group.writes, { sync: this.#options.sync ?? false })
+      } catch (error) {
+        const failure = error instanceof MeshError ? error : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
+        for (const { item } of group.settled) item.reject(failure)
+        return
+      }
+      this.#vc = group.vc
+      this.#lsn = group.lsn
+      this.#hlc = group.hlc
+    }
+    for (const { item, result } of group.settled) item.resolve(result)
+    if (group.entries.length > 0) for (const listener of this.#listeners) listener(group.entries)
+  }
+
+  async #prepareLocal(group: Group, intents: readonly Intent[]): Promise<Change | null> {
+    checkDistinctTargets(intents)
+    const ops: Op[] = []
+    for (const intent of intents) {
+      const target = intentTarget(intent)
+      const state = await this.#read(group, target.space, target.key)
+      const op = prepareOp(intent, state as never, this.nodeId)
+      if (op !== null) ops.push(op)
+    }
+    if (ops.length === 0) return null
+    const seq = vcGet(group.vc, this.nodeId) + 1
+    const hlc = hlcTick(group.hlc, this.#options.now())
+    return { dot: { node: this.nodeId, seq }, deps: group.vc, hlc, ops }
+  }
+
+  /** A remote change that is a duplicate gives `null`; one delivered out of order is a bug. */
+  #checkRemote(group: Group, change: Change): Change | null {
+    if (vcHasDot(group.vc, change.dot)) return null
+    assert(vcGet(group.vc, change.dot.node) === change.dot.seq - 1, `change ${change.dot.node}:${change.dot.seq} delivered out of order`)
+    assert(vcCovers(group.vc, change.deps), `change ${change.dot.node}:${change.dot.seq} delivered before its deps`)
+    // Refuses (and the caller counts) a change stamped too far ahead; our clock is left unchanged.
+    hlcObserve(group.hlc, change.hlc, this.#options.now(), this.#options.maxClockOffsetMs)
+    return change
+  }
+
+  /** Applies a change to the group: new states into the overlay, all its writes into the batch. */
+  async #stage(group: Group, change: Change): Promise<Map<string, AnyState>> {
+    const states = new Map<string, AnyState>()
+    for (const op of change.ops) {
+      const { space, key } = opTarget(op)
+      const id = stateId(space, key)
+      const before = states.get(id) ?? (await this.#read(group, space, key))
+      states.set(id, applyOp(before, op, change.dot, change.hlc))
+    }
+    // Encode everything before touching the group, so a failure leaves the group as it was.
+    const lsn = group.lsn + 1
+    const writes: BackendWrite[] = [
+      { type: 'put', sub: 'log', key: lsnKey(lsn), value: encodeChange(change) },
+      putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
+      putUtf8('vc', change.dot.node, String(change.dot.seq)),
+    ]
+    for (const [id, state] of states) {
+      const { space, key } = parseStateId(id)
+      writes.push(isEmptyState(space, state) ? { type: 'del', sub: space, key } : { type: 'put', sub: space, key, value: encodeState(state as never) })
+    }
+    for (const [id, state] of states) group.overlay.set(id, state)
+    group.writes.push(...writes)
+    group.entries.push({ lsn, change })
+    group.lsn = lsn
+    group.vc = vcSet(group.vc, change.dot.node, change.dot.seq)
+    group.hlc = maxHlc(group.hlc, change.hlc)
+    return states
+  }
+
+  async #readTouched(group: Group, item: Pending): Promise<Map<string, AnyState>> {
+    const states = new Map<string, AnyState>()
+    if (item.kind !== 'local') return states
+    for (const intent of item.intents) {
+      const { space, key } = intentTarget(intent)
+      states.set(stateId(space, key), await this.#read(group, space, key))
+    }
+    return states
+  }
+
+  /** The state as this group sees it; a read from the backend is kept so it is read once. */
+  async #read(group: Group, space: Space, key: string): Promise<AnyState> {
+    const id = stateId(space, key)
+    const staged = group.overlay.get(id)
+    if (staged !== undefined) return staged
+    const state = await readState(this.#backend, space, key)
+    group.overlay.set(id, state)
+    return state
+  }
+}
+
+function intentTarget(intent: Intent): { space: Space; key: string } {
+  switch (intent.type) {
+    case 'kv.put':
+    case 'kv.del':
+      return { space: 'kv', key: intent.key }
+    case 'counter.add':
+      return { space: 'counter', key: intent.name }
+    case 'set.add':
+    case 'set.remove':
+      return { space: 'set', key: intent.name }
+  }
+}
+
+/** One intent per key (per member for sets): two writes of one key in one change are refused. */
+function checkDistinctTargets(intents: readonly Intent[]): void {
+  const seen = new Set<string>()
+  for (const intent of intents) {
+    const { space, key } = intentTarget(intent)
+    const id = intent.type === 'set.add' || intent.type === 'set.remove' ? `${space}\0${key}\0${intent.member}` : `${space}\0${key}`
+    if (seen.has(id)) {
+      throw new MeshError('MESHKV_ERR_BATCH_INVALID', `a batch writes ${space} ${JSON.stringify(key)} more than once`)
+    }
+    seen.add(id)
+  }
+}
+
+export function stateId(space: Space, key: string): string {
+  return `${space}\0${key}`
+}
+
+function parseStateId(id: string): { space: Space; key: string } {
+  const at = id.indexOf('\0')
+  return { space: id.slice(0, at) as Space, key: id.slice(at + 1) }
+}
+
+export function lsnKey(lsn: number): string {
+  return lsn.toString(16).padStart(16, '0')
+}
+
+function parseLsnKey(key: string): number {
+  const lsn = Number.parseInt(key, 16)
+  assert(Number.isSafeInteger(lsn) && lsn >= 1, `bad log key ${key}`)
+  return lsn
+}
+
+function dotIndexKey(dot: Dot): string {
+  return `${dot.node}:${dot.seq.toString(16).padStart(16, '0')}`
+}
+
+function putUtf8(sub: BackendWrite['sub'], key: string, text: string): BackendWrite {
+  return { type: 'put', sub, key, value: Buffer.from(text, 'utf8') }
+}
+
+async function readState<S extends Space>(reader: BackendReader, space: S, key: string): Promise<StateOf[S]> {
+  const bytes = await reader.get(space, key)
+  return bytes === undefined ? emptyState(space) : decodeState(space, bytes)
+}
+
+async function* iterateStates<S extends Space>(reader: BackendReader, space: S, range: Range): AsyncGenerator<[string, StateOf[S]]> {
+  for await (const [key, bytes] of reader.iterate(space, range)) yield [key, decodeState(space, bytes)]
+}
+
+async function readUtf8(reader: BackendReader, sub: BackendWrite['sub'], key: string): Promise<string | undefined> {
+  const bytes = await reader.get(sub, key)
+  return bytes === undefined ? undefined : Buffer.from(bytes).toString('utf8')
+}
+
+async function readLsn(reader: BackendReader): Promise<number> {
+  const text = await readUtf8(reader, 'meta', 'lsn')
+  const lsn = text === undefined ? 0 : Number(text)
+  if (!Number.isSafeInteger(lsn) || lsn < 0) throw new MeshError('MESHKV_ERR_CORRUPT', `the stored log position ${text} is damaged`)
+  return lsn
+}
+
+async function readVc(reader: BackendReader): Promise<VectorClock> {
+  const entries: [NodeId, number][] = []
+  for await (const [node, bytes] of reader.iterate('vc', {})) {
+    const seq = Number(Buffer.from(bytes).toString('utf8'))
+    if (!isNodeId(node) || !Number.isSafeInteger(seq) || seq < 1) throw new MeshError('MESHKV_ERR_CORRUPT', `the stored vector clock entry ${node} is damaged`)
+    entries.push([node, seq])
+  }
+  return vcNormalize(entries)
+}
+
+async function readOrInitMeta(backend: Backend, options: StoreOptions): Promise<{ nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc }> {
+  const format = await readUtf8(backend, 'meta', 'format')
+  if (format !== undefined && format !== STORE_FORMAT) {
+    throw new MeshError('MESHKV_ERR_CORRUPT', `the store was written in format ${format}; this meshkv reads format ${STORE_FORMAT}`)
+  }
+  let nodeId = await readUtf8(backend, 'meta', 'nodeId')
+  if (nodeId === undefined) {
+    nodeId = nodeIdFromBytes(options.randomBytes(8))
+    await backend.write([putUtf8('meta', 'format', STORE_FORMAT), putUtf8('meta', 'nodeId', nodeId)], { sync: true })
+  }
+  if (!isNodeId(nodeId)) throw new MeshError('MESHKV_ERR_CORRUPT', `the stored node id ${JSON.stringify(nodeId)} is damaged`)
+  const hlcBytes = await backend.get('meta', 'hlc')
+  const hlc = hlcBytes === undefined ? HLC_ZERO : decodeChecked(hlcBytes, isHlc, 'stored clock')
+  return { nodeId, vc: await readVc(backend), lsn: await readLsn(backend), hlc }
+}
