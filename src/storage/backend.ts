@@ -23,6 +23,8 @@ export interface Range {
 
 export interface BackendReader {
   get(sub: Sub, key: string): Promise<Uint8Array | undefined>
+  /** Several keys of one sublevel in one call (one trip to the storage thread). */
+  getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]>
   /** Entries in byte order of their UTF-8 keys (reverse when asked). */
   iterate(sub: Sub, range: Range): AsyncIterable<[string, Uint8Array]>
 }

@@ -42,6 +42,10 @@ export class LevelBackend implements Backend {
     return storageCall(() => this.#sub(sub).get(key))
   }
 
+  async getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    return storageCall(() => this.#sub(sub).getMany([...keys]))
+  }
+
   iterate(sub: Sub, range: Range): AsyncIterable<[string, Uint8Array]> {
     return iterateSub(this.#sub(sub), range, undefined)
   }
@@ -59,6 +63,7 @@ export class LevelBackend implements Backend {
     const snapshot = this.#db.snapshot()
     const reader: BackendReader = {
       get: (sub, key) => storageCall(() => this.#sub(sub).get(key, { snapshot })),
+      getMany: (sub, keys) => storageCall(() => this.#sub(sub).getMany([...keys], { snapshot })),
       iterate: (sub, range) => iterateSub(this.#sub(sub), range, snapshot),
     }
     return { ...reader, close: () => snapshot.close() }

@@ -30,6 +30,12 @@ export class MemoryBackend implements Backend {
     return readTable(this.#tables, sub).get(key)
   }
 
+  async getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    this.#checkOpen()
+    const table = readTable(this.#tables, sub)
+    return keys.map((key) => table.get(key))
+  }
+
   iterate(sub: Sub, range: Range): AsyncIterable<[string, Uint8Array]> {
     this.#checkOpen()
     return iterateTable(readTable(this.#tables, sub), range)
@@ -49,6 +55,7 @@ export class MemoryBackend implements Backend {
     const frozen: Tables = new Map([...this.#tables].map(([sub, table]) => [sub, new Map(table)]))
     const reader: BackendReader = {
       get: async (sub, key) => readTable(frozen, sub).get(key),
+      getMany: async (sub, keys) => keys.map((key) => readTable(frozen, sub).get(key)),
       iterate: (sub, range) => iterateTable(readTable(frozen, sub), range),
     }
     return { ...reader, close: async () => {} }

@@ -225,6 +225,12 @@ export class Store implements StateReader {
 
   async #commitGroup(items: Pending[]): Promise<void> {
     const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [] }
+    try {
+      await this.#prefetch(group, items)
+    } catch (error) {
+      for (const item of items) item.reject(error)
+      return
+    }
     for (const item of items) {
       try {
         const change = item.kind === 'local' ? await this.#prepareLocal(group, item.intents) : this.#checkRemote(group, item.change)
@@ -313,6 +319,27 @@ export class Store implements StateReader {
       states.set(stateId(space, key), await this.#read(group, space, key))
     }
     return states
+  }
+
+  /** Reads every key the group will touch in one call per space, instead of one read per key. */
+  async #prefetch(group: Group, items: readonly Pending[]): Promise<void> {
+    const wanted = new Map<Space, Set<string>>()
+    for (const item of items) {
+      const targets = item.kind === 'local' ? item.intents.map(intentTarget) : item.change.ops.map(opTarget)
+      for (const { space, key } of targets) {
+        const keys = wanted.get(space) ?? new Set<string>()
+        keys.add(key)
+        wanted.set(space, keys)
+      }
+    }
+    for (const [space, keySet] of wanted) {
+      const keys = [...keySet]
+      const values = await this.#backend.getMany(space, keys)
+      keys.forEach((key, index) => {
+        const bytes = values[index]
+        group.overlay.set(stateId(space, key), bytes === undefined ? emptyState(space) : decodeState(space, bytes))
+      })
+    }
   }
 
   /** The state as this group sees it; a read from the backend is kept so it is read once. */
