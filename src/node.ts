@@ -152,6 +152,24 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return { items, next }
   }
 
+  /**
+   * Live entries of the `kv` space in key order over a raw range (`gt`, `gte`, `lt`, `lte`,
+   * `reverse`, `limit`); deleted keys are passed over. The face of `MeshLevel`'s iterators.
+   */
+  async *entries(range: Range & { signal?: AbortSignal } = {}): AsyncGenerator<Entry> {
+    this.#checkOpen()
+    const limit = range.limit === undefined || range.limit < 0 ? Infinity : range.limit
+    let count = 0
+    const { limit: _limit, signal, ...bounds } = range
+    for await (const [key, state] of this.#store.iterateStates('kv', bounds)) {
+      if (count >= limit || signal?.aborted === true) return
+      const entry = entryOf(key, state, false)
+      if (entry === undefined) continue
+      count++
+      yield entry
+    }
+  }
+
   counter(name: string): CounterHandle {
     checkKey(name, this.limits, 'counter name')
     const add = async (delta: number, signal?: AbortSignal): Promise<number> => {
@@ -198,12 +216,21 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   /** Changes as they commit, from `since` (a cursor of an earlier event) or from now on. */
-  async *watch(options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+  watch(options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    // "Now" is when watch() is called, not when iteration begins (a generator body starts late).
+    return this.#watch(options, this.#store.lsn)
+  }
+
+  async *#watch(options: WatchOptions, nowLsn: number): AsyncGenerator<WatchEvent> {
+    this.#checkOpen()
     const prefix = options.prefix ?? ''
-    const since = options.since === undefined ? this.#store.lsn : decodeWatchCursor(options.since)
+    const since = options.since === undefined ? { lsn: nowLsn, op: null } : decodeWatchCursor(options.since)
     const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal])
-    for await (const { lsn, change } of followLog(this.#store, since, signal)) {
-      for (const event of watchEvents(change, lsn, this.nodeId, prefix)) yield event
+    // Inside a change (`L.i`), follow from just before it and leave out the ops already seen.
+    const after = since.op === null ? since.lsn : since.lsn - 1
+    for await (const { lsn, change } of followLog(this.#store, after, signal)) {
+      const seenOp = since.op !== null && lsn === since.lsn ? since.op : -1
+      for (const event of watchEvents(change, lsn, this.nodeId, prefix, seenOp)) yield event
     }
   }
 

@@ -142,7 +142,7 @@ export class Store implements StateReader {
     return () => this.#listeners.delete(listener)
   }
 
-  getState<S extends Space>(space: S, key: string): Promise<StateOf[S]> {
+  async getState<S extends Space>(space: S, key: string): Promise<StateOf[S]> {
     this.#checkOpen()
     return readState(this.#backend, space, key)
   }
@@ -164,11 +164,13 @@ export class Store implements StateReader {
 
   /** The oldest LSN still in the log (1 before any purge), or `lsn + 1` for an empty log. */
   async firstLsn(): Promise<number> {
+    this.#checkOpen()
     for await (const [key] of this.#backend.iterate('log', { limit: 1 })) return parseLsnKey(key)
     return this.#lsn + 1
   }
 
   async lsnOfDot(dot: Dot): Promise<number | undefined> {
+    this.#checkOpen()
     const bytes = await this.#backend.get('dots', dotIndexKey(dot))
     return bytes === undefined ? undefined : Number(Buffer.from(bytes).toString('utf8'))
   }
@@ -206,8 +208,9 @@ export class Store implements StateReader {
   }
 
   #enqueue(make: (resolve: (result: CommitResult) => void, reject: (error: unknown) => void) => Pending): Promise<CommitResult> {
-    this.#checkOpen()
     return new Promise<CommitResult>((resolve, reject) => {
+      // Inside the executor, so a closed store rejects rather than throws.
+      this.#checkOpen()
       this.#queue.push(make(resolve, reject))
       if (this.#flushing === null) this.#flushing = this.#flush()
     })
@@ -234,7 +237,9 @@ export class Store implements StateReader {
     for (const item of items) {
       try {
         const change = item.kind === 'local' ? await this.#prepareLocal(group, item.intents) : this.#checkRemote(group, item.change)
-        const states = change === null ? await this.#readTouched(group, item) : await this.#stage(group, change)
+        const staged = change === null ? new Map<string, AnyState>() : await this.#stage(group, change)
+        // A local commit answers with every key it named, including those it left unchanged.
+        const states = item.kind === 'local' ? await this.#readTouched(group, item) : staged
         group.settled.push({ item, result: { change, lsn: group.lsn, vc: group.vc, states } })
       } catch (error) {
         item.reject(error)
@@ -254,7 +259,7 @@ export class Store implements StateReader {
       this.#hlc = group.hlc
     }
     for (const { item, result } of group.settled) item.resolve(result)
-    if (group.entries.length > 0) for (const listener of this.#listeners) listener(group.entries)
+    if (group.entries.length > 0) for (const listener of this.#listeners) notify(listener, group.entries)
   }
 
   async #prepareLocal(group: Group, intents: readonly Intent[]): Promise<Change | null> {
@@ -350,6 +355,21 @@ export class Store implements StateReader {
     const state = await readState(this.#backend, space, key)
     group.overlay.set(id, state)
     return state
+  }
+}
+
+/**
+ * Calls one commit listener. A listener that throws (an app's 'change' handler) must neither stall
+ * the commit loop nor keep the other listeners (log followers) from waking: its error is rethrown
+ * on its own, as an uncaught exception, the way an EventEmitter listener's error would surface.
+ */
+function notify(listener: (entries: readonly LogEntry[]) => void, entries: readonly LogEntry[]): void {
+  try {
+    listener(entries)
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error
+    })
   }
 }
 
