@@ -51,12 +51,18 @@ export const ERROR_TABLE = {
   MESHKV_ERR_WRITE_CONCERN_TIMEOUT: 504,
   /** A node could not be reached. */
   MESHKV_ERR_UNREACHABLE: 503,
+  /** A peer failed authentication: its handshake proof does not match the cluster secret. */
+  MESHKV_ERR_AUTH: 401,
+  /** A peer belongs to another cluster (its cluster id differs from ours). */
+  MESHKV_ERR_CLUSTER_MISMATCH: 409,
   /** Configuration is invalid. */
   MESHKV_ERR_CONFIG: 500,
   /** The store on disk was written by an incompatible version or is damaged. */
   MESHKV_ERR_CORRUPT: 500,
   /** The operation was aborted through an AbortSignal. */
   MESHKV_ERR_ABORTED: 499,
+  /** A peer's change arrived before the changes it depends on were applied. */
+  MESHKV_ERR_OUT_OF_ORDER: 409,
   /** Anything not foreseen: a bug. */
   MESHKV_ERR_INTERNAL: 500,
 } as const satisfies Record<string, number>

@@ -1,5 +1,7 @@
 /** meshkv: the embeddable node, its abstract-level face, the HTTP app and the client. */
 export { MeshNode, PACKAGE_VERSION } from './node.js'
+export { MeshLevel } from './level.js'
+export type { MeshLevelOptions } from './level.js'
 export type * from './node-types.js'
 export { decodeValue } from './node-values.js'
 export { MeshError, ERROR_TABLE, isMeshError } from './errors.js'

@@ -58,7 +58,13 @@ export function toStoredValue(value: ValueInput, contentType: string | undefined
   else if (typeof value === 'string' && (contentType === undefined || !isJsonType(contentType))) {
     stored = { bytes: Buffer.from(value, 'utf8'), contentType: contentType ?? TEXT_TYPE }
   } else {
-    const text = JSON.stringify(value)
+    let text: string | undefined
+    try {
+      text = JSON.stringify(value)
+    } catch (error) {
+      // A cycle or a BigInt: the caller's value, not a bug of ours.
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'the value cannot be stored as JSON', { cause: error })
+    }
     if (text === undefined) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'the value cannot be stored as JSON')
     stored = { bytes: Buffer.from(text, 'utf8'), contentType: contentType ?? JSON_TYPE }
   }
@@ -144,17 +150,39 @@ export function decodeListCursor(cursor: string): string {
   return key
 }
 
-/** A watch cursor is the LSN of the last event seen, in decimal. */
-export function decodeWatchCursor(cursor: string): number {
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(cursor)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'the watch cursor is not one this node made')
-  return Number(cursor)
+/**
+ * Where a watch resumes. A cursor names the last event seen: `L` (decimal) when that event was the
+ * last op of the change at LSN `L`, so everything through `L` was seen; `L.i` when it was op `i` of
+ * a change with more ops, so resuming replays the rest of change `L` and nothing twice.
+ */
+export interface WatchPosition {
+  /** The LSN of the change the cursor is in. */
+  readonly lsn: number
+  /** The op index seen last within that change, or null when the whole change was seen. */
+  readonly op: number | null
 }
 
-/** The watch events of one logged change, filtered by key prefix. */
-export function watchEvents(change: Change, lsn: number, self: NodeId, prefix: string): WatchEvent[] {
-  const base = { cursor: String(lsn), origin: change.dot.node === self ? ('local' as const) : ('remote' as const), node: change.dot.node, hlc: change.hlc as Hlc }
+export function decodeWatchCursor(cursor: string): WatchPosition {
+  const match = typeof cursor === 'string' ? /^(0|[1-9][0-9]{0,15})(?:\.(0|[1-9][0-9]{0,8}))?$/.exec(cursor) : null
+  const lsn = Number(match?.[1])
+  if (match === null || !Number.isSafeInteger(lsn) || (match[2] !== undefined && lsn === 0)) {
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'the watch cursor is not one this node made')
+  }
+  return { lsn, op: match[2] === undefined ? null : Number(match[2]) }
+}
+
+/** The cursor of op `index` of the change at `lsn` (see `WatchPosition`). */
+export function watchCursor(lsn: number, index: number, opCount: number): string {
+  return index >= opCount - 1 ? String(lsn) : `${lsn}.${index}`
+}
+
+/** The watch events of one logged change, filtered by key prefix, leaving out ops up to `seenOp`. */
+export function watchEvents(change: Change, lsn: number, self: NodeId, prefix: string, seenOp = -1): WatchEvent[] {
+  const origin = change.dot.node === self ? ('local' as const) : ('remote' as const)
   const events: WatchEvent[] = []
-  for (const op of change.ops) {
+  for (const [index, op] of change.ops.entries()) {
+    if (index <= seenOp) continue
+    const base = { cursor: watchCursor(lsn, index, change.ops.length), origin, node: change.dot.node, hlc: change.hlc as Hlc }
     switch (op.type) {
       case 'kv.put':
         if (op.key.startsWith(prefix)) events.push({ ...base, type: 'put', key: op.key, value: op.value, contentType: op.contentType })

@@ -179,7 +179,8 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return {
       name,
       incr: (delta = 1, options = {}) => add(delta, options.signal),
-      decr: (delta = 1, options = {}) => add(-checkDelta(delta), options.signal),
+      // async, so a bad delta rejects like every other call instead of throwing.
+      decr: async (delta = 1, options = {}) => add(-checkDelta(delta), options.signal),
       value: async (options = {}) => {
         await this.#readyFor(options)
         return counterValue(await this.#store.getState('counter', name))
@@ -341,9 +342,14 @@ function listRange(options: ListOptions): Range {
   if (lower.length > 0) range.gte = lower.reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b))
   if (options.end !== undefined) range.lt = options.end
   if (options.cursor !== undefined) {
+    // One bound per side: LevelDB takes gte over gt when both are given, so keep the tighter one.
     const after = decodeListCursor(options.cursor)
-    if (options.reverse === true) range.lt = after
-    else range.gt = after
+    if (options.reverse === true) {
+      if (range.lt === undefined || compareKeys(after, range.lt) < 0) range.lt = after
+    } else if (range.gte === undefined || compareKeys(after, range.gte) >= 0) {
+      delete range.gte
+      range.gt = after
+    }
   }
   return range
 }

@@ -4,7 +4,7 @@
  * precondition and the write it guards are one atomic step.
  */
 import type { Dot, NodeId } from '../clock/index.js'
-import { encodeVersion } from '../clock/index.js'
+import { dotEquals, encodeVersion } from '../clock/index.js'
 import { MeshError } from '../errors.js'
 import type { Op } from './change.js'
 import type { CounterState } from './counter.js'
@@ -55,6 +55,8 @@ export function prepareOp<I extends Intent>(
     case 'kv.del':
       return prepareRegisterOp(intent, state as RegisterState)
     case 'counter.add':
+      // A zero delta changes nothing; as an op it would leave a 0 part that no guard accepts.
+      if (intent.delta === 0) return null
       if (!counterAddIsExact(state as CounterState, origin, intent.delta)) {
         throw new MeshError('MESHKV_ERR_COUNTER_OVERFLOW', `counter ${JSON.stringify(intent.name)} would leave the range of exact integers`)
       }
@@ -71,9 +73,15 @@ export function prepareOp<I extends Intent>(
 
 function prepareRegisterOp(intent: Extract<Intent, { type: 'kv.put' | 'kv.del' }>, state: RegisterState): Op | null {
   checkPreconditions(intent, state)
-  const context = intent.context ?? registerDots(state)
+  // A client's context may name dots this node has not applied yet (read elsewhere). Only dots
+  // the node holds may be replaced: they are in the change's causal past, so every replica has
+  // applied them before this change; replacing any other dot would depend on delivery order.
+  const held = registerDots(state)
+  const context = intent.context === undefined ? held : intent.context.filter((dot) => held.some((own) => dotEquals(own, dot)))
   if (intent.type === 'kv.del') {
-    if (registerIsDeleted(state) && intent.context === undefined) return null
+    // A blind delete of a key with no live sibling changes nothing. One whose winning sibling is
+    // a tombstone but that still holds an older live sibling does write: it clears that sibling.
+    if (intent.context === undefined && state.siblings.every((sibling) => sibling.value === null)) return null
     return { type: 'kv.del', key: intent.key, context }
   }
   return { type: 'kv.put', key: intent.key, value: intent.value, contentType: intent.contentType, context }

@@ -277,11 +277,17 @@ export class Store implements StateReader {
     return { dot: { node: this.nodeId, seq }, deps: group.vc, hlc, ops }
   }
 
-  /** A remote change that is a duplicate gives `null`; one delivered out of order is a bug. */
+  /**
+   * A remote change that is a duplicate gives `null`. One that is not next for its origin, or
+   * whose deps are missing, is refused with `MESHKV_ERR_OUT_OF_ORDER`: replication delivers in
+   * causal order, but an earlier change of the same batch may have been refused (clock skew), and
+   * then what follows it must wait too.
+   */
   #checkRemote(group: Group, change: Change): Change | null {
     if (vcHasDot(group.vc, change.dot)) return null
-    assert(vcGet(group.vc, change.dot.node) === change.dot.seq - 1, `change ${change.dot.node}:${change.dot.seq} delivered out of order`)
-    assert(vcCovers(group.vc, change.deps), `change ${change.dot.node}:${change.dot.seq} delivered before its deps`)
+    if (vcGet(group.vc, change.dot.node) !== change.dot.seq - 1 || !vcCovers(group.vc, change.deps)) {
+      throw new MeshError('MESHKV_ERR_OUT_OF_ORDER', `change ${change.dot.node}:${change.dot.seq} arrived before the changes it follows`)
+    }
     // Refuses (and the caller counts) a change stamped too far ahead; our clock is left unchanged.
     hlcObserve(group.hlc, change.hlc, this.#options.now(), this.#options.maxClockOffsetMs)
     return change

@@ -1,0 +1,403 @@
+/**
+ * `MeshClient`: meshkv over HTTP from an app, across many nodes.
+ *
+ * Each request goes to one node chosen by the routing policy (`endpoints.ts`). When the attempt
+ * fails in a way that proves the request was not run — no connection, a reset before any answer,
+ * or a 503 saying the node is not ready — it goes on to the next node; a read, which is safe to
+ * run twice, also goes on after a timeout. When every node fails the call throws
+ * `MESHKV_ERR_UNREACHABLE`. Error answers become `MeshError`s with the node's code.
+ *
+ * The client keeps a session causal token, the join of the tokens of its writes, and sends it
+ * with every read, so a read on any node sees the session's own writes.
+ */
+import { MeshError } from '../errors.js'
+import type { RoutingPolicy } from './endpoints.js'
+import { EndpointPicker, isRoutingPolicy, parseEndpoints } from './endpoints.js'
+import type { AttemptFailure } from './failure.js'
+import type { Answer } from './answers.js'
+import { checkAnswer, entryWithSiblings, isNotFound, jsonOf, readAnswer, siblingCountOf } from './answers.js'
+import { classifyFetchError, errorFromProblem, isNotServing, readProblemBody } from './failure.js'
+import { Session } from './session.js'
+import type {
+  ClientDeleteOptions,
+  ClientEntry,
+  ClientListItem,
+  ClientListOptions,
+  ClientListPage,
+  ClientPutOptions,
+  ClientReadOptions,
+  ClientStatus,
+  ClientWatchEvent,
+  ClientWatchOptions,
+  ClientWriteResult,
+  FetchFunction,
+  MeshClientOptions,
+  WriteConcern,
+} from './types.js'
+import { readEvents } from './watch-stream.js'
+import { BYTES_TYPE, TEXT_TYPE, entityTagOf, listItem, malformed, numberField, stringArrayField, stringField, versionFromEntityTag } from './wire.js'
+
+export const TIMEOUT_MS_DEFAULT = 10_000
+export const TIMEOUT_MS_MAX = 10 * 60_000
+const CAUSAL_TOKEN_HEADER = 'x-causal-token'
+
+type Method = 'GET' | 'PUT' | 'POST' | 'DELETE'
+
+interface RequestSpec {
+  method: Method
+  /** The path, already percent-encoded. */
+  path: string
+  query?: Record<string, string | undefined>
+  headers?: Record<string, string | undefined>
+  body?: Uint8Array | string
+  /** Running it twice changes nothing: retried on the next node after any failed attempt. */
+  idempotent: boolean
+  signal?: AbortSignal | undefined
+}
+
+type Attempt<T> = { ok: true; value: T } | { ok: false; failure: AttemptFailure }
+
+export class MeshClient {
+  readonly endpoints: readonly string[]
+  readonly policy: RoutingPolicy
+  readonly timeoutMs: number
+  readonly #picker: EndpointPicker
+  readonly #fetch: FetchFunction
+  readonly #session = new Session()
+
+  constructor(options: MeshClientOptions) {
+    if (typeof options !== 'object' || options === null) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'MeshClient takes an options object with nodes')
+    const policy = options.policy ?? 'sticky'
+    if (!isRoutingPolicy(policy)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'policy must be sticky or round-robin')
+    const timeoutMs = options.timeoutMs ?? TIMEOUT_MS_DEFAULT
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > TIMEOUT_MS_MAX) {
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `timeoutMs must be an integer from 1 to ${TIMEOUT_MS_MAX}`)
+    }
+    this.endpoints = parseEndpoints(options.nodes)
+    this.policy = policy
+    this.timeoutMs = timeoutMs
+    this.#picker = new EndpointPicker(this.endpoints, policy)
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init))
+  }
+
+  /** The session's causal token: covers every write this client made (undefined before the first). */
+  get token(): string | undefined {
+    return this.#session.token
+  }
+
+  /** Joins a token from elsewhere (another client's write) into the session, so reads wait for it too. */
+  observeToken(token: string): void {
+    this.#session.join(token)
+  }
+
+  /** The node a sticky client talks to now (for round-robin: where the next request starts). */
+  get currentEndpoint(): string {
+    return this.#picker.current
+  }
+
+  async get(key: string, options: ClientReadOptions = {}): Promise<ClientEntry | undefined> {
+    const siblings = options.siblings === true
+    const answer = await this.#send({
+      method: 'GET',
+      path: keyPath(key),
+      query: { siblings: siblings ? 'true' : undefined },
+      headers: this.#readHeaders(options.after),
+      idempotent: true,
+      signal: options.signal,
+    })
+    if (isNotFound(answer)) return undefined
+    checkAnswer(answer)
+    if (siblings) return entryWithSiblings(key, answer)
+    return {
+      key,
+      value: answer.body,
+      contentType: answer.headers.get('content-type') ?? BYTES_TYPE,
+      version: versionFromEntityTag(answer.headers.get('etag')),
+      siblingCount: siblingCountOf(answer.headers.get('x-siblings')),
+    }
+  }
+
+  async put(key: string, value: Uint8Array | string, options: ClientPutOptions = {}): Promise<ClientWriteResult> {
+    if (typeof value !== 'string' && !(value instanceof Uint8Array)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a value is a Uint8Array or a string')
+    const contentType = options.contentType ?? (typeof value === 'string' ? TEXT_TYPE : BYTES_TYPE)
+    const answer = await this.#send({
+      method: 'PUT',
+      path: keyPath(key),
+      query: { w: writeConcernOf(options.w) },
+      headers: {
+        'content-type': contentType,
+        'if-match': options.ifMatch === undefined ? undefined : entityTagOf(options.ifMatch),
+        'if-none-match': options.ifNoneMatch === true ? '*' : undefined,
+        'x-context': options.context === undefined ? undefined : entityTagOf(options.context),
+      },
+      body: value,
+      idempotent: false,
+      signal: options.signal,
+    })
+    const body = this.#written(answer)
+    return { key: stringField(body, 'key'), version: stringField(body, 'version'), token: stringField(body, 'token') }
+  }
+
+  /** Deletes a key: `true` when it was there, `false` when it was already missing. */
+  async del(key: string, options: ClientDeleteOptions = {}): Promise<boolean> {
+    const answer = await this.#send({
+      method: 'DELETE',
+      path: keyPath(key),
+      query: { w: writeConcernOf(options.w) },
+      headers: {
+        'if-match': options.ifMatch === undefined ? undefined : entityTagOf(options.ifMatch),
+        'x-context': options.context === undefined ? undefined : entityTagOf(options.context),
+      },
+      idempotent: false,
+      signal: options.signal,
+    })
+    if (isNotFound(answer)) return false
+    this.#written(answer)
+    return true
+  }
+
+  /** One page of keys in order (`next` continues it). */
+  async list(options: ClientListOptions = {}): Promise<ClientListPage> {
+    const answer = await this.#send({
+      method: 'GET',
+      path: '/v1/kv',
+      query: {
+        prefix: options.prefix,
+        start: options.start,
+        end: options.end,
+        limit: options.limit === undefined ? undefined : String(options.limit),
+        cursor: options.cursor,
+        reverse: options.reverse === true ? 'true' : undefined,
+      },
+      headers: this.#readHeaders(options.after),
+      idempotent: true,
+      signal: options.signal,
+    })
+    const body = jsonOf(answer)
+    const items = body['items']
+    if (!Array.isArray(items)) throw malformed('items is not a list')
+    const next = body['next']
+    if (next !== null && typeof next !== 'string') throw malformed('next is not a string or null')
+    return { items: items.map(listItem), next }
+  }
+
+  /**
+   * Every item in the range, following pages. `limit` here bounds the total (the page size is
+   * the node's default, or smaller when fewer items are still wanted).
+   */
+  async *scan(options: ClientListOptions = {}): AsyncGenerator<ClientListItem> {
+    let remaining = options.limit ?? Number.POSITIVE_INFINITY
+    let cursor = options.cursor
+    while (remaining > 0) {
+      const pageLimit = Number.isFinite(remaining) ? Math.min(remaining, 1000) : undefined
+      const page = await this.list({ ...options, cursor, limit: pageLimit })
+      for (const item of page.items) {
+        yield item
+        remaining--
+      }
+      if (page.next === null || page.items.length === 0) return
+      cursor = page.next
+    }
+  }
+
+  /** Adds `delta` (default 1) to a counter; resolves to its value after the add. */
+  async incr(name: string, delta = 1, options: { signal?: AbortSignal } = {}): Promise<number> {
+    if (!Number.isSafeInteger(delta) || delta === 0) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a counter delta must be a non-zero integer')
+    const answer = await this.#send({
+      method: 'POST',
+      path: namePath('counters', name),
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ delta }),
+      idempotent: false,
+      signal: options.signal,
+    })
+    return numberField(this.#written(answer), 'value')
+  }
+
+  /** A counter's value (0 for one never written). */
+  async counter(name: string, options: Omit<ClientReadOptions, 'siblings'> = {}): Promise<number> {
+    const answer = await this.#send({ method: 'GET', path: namePath('counters', name), headers: this.#readHeaders(options.after), idempotent: true, signal: options.signal })
+    return numberField(jsonOf(answer), 'value')
+  }
+
+  /** Adds members to a set; resolves to its members after the change. */
+  async sadd(name: string, members: readonly string[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    return this.#updateSet(name, { add: checkMembers(members) }, options.signal)
+  }
+
+  /** Removes members from a set; resolves to its members after the change. */
+  async srem(name: string, members: readonly string[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    return this.#updateSet(name, { remove: checkMembers(members) }, options.signal)
+  }
+
+  async smembers(name: string, options: Omit<ClientReadOptions, 'siblings'> = {}): Promise<string[]> {
+    const answer = await this.#send({ method: 'GET', path: namePath('sets', name), headers: this.#readHeaders(options.after), idempotent: true, signal: options.signal })
+    return stringArrayField(jsonOf(answer), 'members')
+  }
+
+  /** The status of the node the policy picks (`endpoint` says which one answered). */
+  async status(options: { signal?: AbortSignal } = {}): Promise<ClientStatus> {
+    const answer = await this.#send({ method: 'GET', path: '/v1/status', idempotent: true, signal: options.signal })
+    const body = jsonOf(answer)
+    stringField(body, 'nodeId')
+    return { ...(body as unknown as ClientStatus), endpoint: answer.endpoint }
+  }
+
+  /**
+   * Changes on one node as they commit, from `since` or from now on. Opening the stream fails
+   * over like any read; once open, the stream stays on its node (cursors belong to one node's
+   * log), and if that node goes away the iterator throws `MESHKV_ERR_UNREACHABLE` with the last
+   * cursor in `details.lastEventId`. Aborting `signal` ends the iterator quietly.
+   */
+  async *watch(options: ClientWatchOptions = {}): AsyncGenerator<ClientWatchEvent> {
+    const signal = options.signal
+    let opened: { stream: ReadableStream<Uint8Array>; endpoint: string }
+    try {
+      opened = await this.#exchange(
+        { method: 'GET', path: '/v1/watch', query: { prefix: options.prefix, since: options.since }, headers: { accept: 'text/event-stream' }, idempotent: true, signal },
+        async (response, endpoint) => {
+          if (response.status !== 200) checkAnswer(await readAnswer(response, endpoint))
+          if (response.body === null) throw malformed('the watch stream has no body')
+          return { stream: response.body, endpoint }
+        },
+      )
+    } catch (error) {
+      if (signal?.aborted === true && error instanceof MeshError && error.code === 'MESHKV_ERR_ABORTED') return
+      throw error
+    }
+    yield* readEvents(opened.stream, opened.endpoint, signal)
+  }
+
+  async #updateSet(name: string, change: { add?: string[]; remove?: string[] }, signal: AbortSignal | undefined): Promise<string[]> {
+    const answer = await this.#send({
+      method: 'POST',
+      path: namePath('sets', name),
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(change),
+      idempotent: false,
+      signal,
+    })
+    return stringArrayField(this.#written(answer), 'members')
+  }
+
+  /** A write's answer: checked, its token joined into the session, its JSON body returned. */
+  #written(answer: Answer): Record<string, unknown> {
+    const body = jsonOf(answer)
+    this.#session.observe(typeof body['token'] === 'string' ? body['token'] : answer.headers.get(CAUSAL_TOKEN_HEADER))
+    return body
+  }
+
+  #readHeaders(after: string | undefined): Record<string, string | undefined> {
+    return { [CAUSAL_TOKEN_HEADER]: this.#session.readToken(after) }
+  }
+
+  /** One request, buffered, with failover. */
+  #send(spec: RequestSpec): Promise<Answer> {
+    return this.#exchange(spec, readAnswer)
+  }
+
+  /** Runs `spec` on the nodes the policy plans, in turn, until one answers or a failure must stop. */
+  async #exchange<T>(spec: RequestSpec, read: (response: Response, endpoint: string) => Promise<T>): Promise<T> {
+    const failures: AttemptFailure[] = []
+    for (const endpoint of this.#picker.plan()) {
+      throwIfAborted(spec.signal)
+      const attempt = await this.#attempt(endpoint, spec, read)
+      if (attempt.ok) {
+        this.#picker.markServed(endpoint)
+        return attempt.value
+      }
+      this.#picker.markFailed(endpoint)
+      failures.push(attempt.failure)
+      if (attempt.failure.kind === 'maybe-delivered' && !spec.idempotent) throw attempt.failure.error
+    }
+    throw unreachable(failures)
+  }
+
+  async #attempt<T>(endpoint: string, spec: RequestSpec, read: (response: Response, endpoint: string) => Promise<T>): Promise<Attempt<T>> {
+    const timer = new AbortController()
+    const timeout = setTimeout(() => timer.abort(), this.timeoutMs)
+    const signal = spec.signal === undefined ? timer.signal : AbortSignal.any([spec.signal, timer.signal])
+    let responded = false
+    try {
+      const response = await this.#fetch(urlOf(endpoint, spec), { method: spec.method, headers: definedHeaders(spec.headers), body: spec.body, signal })
+      responded = true
+      if (response.status === 503) {
+        const error = errorFromProblem(503, await readProblemBody(response), endpoint)
+        if (isNotServing(error)) return { ok: false, failure: { kind: 'not-serving', endpoint, error } }
+        // Another 503 (e.g. unreachable peers) may have done work: not retried, but a sticky
+        // client still moves on.
+        this.#picker.markFailed(endpoint)
+        throw error
+      }
+      // The body is read under the same timer; a stream's reader returns at once.
+      return { ok: true, value: await read(response, endpoint) }
+    } catch (error) {
+      if (error instanceof MeshError) throw error
+      throwIfAborted(spec.signal)
+      const failure = classifyFetchError(error, { endpoint, timeoutMs: this.timeoutMs, timedOut: timer.signal.aborted, responded })
+      if (failure === undefined) throw error
+      return { ok: false, failure }
+    } finally {
+      clearTimeout(timeout)
+    }
+  }
+}
+
+/** `/v1/kv/<key>` with each `/`-separated segment percent-encoded. */
+export function keyPath(key: string): string {
+  if (typeof key !== 'string' || key.length === 0) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key must be a non-empty string')
+  if (!key.isWellFormed()) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key is not valid UTF-8 (it holds a lone surrogate)')
+  const segments = key.split('/')
+  // URLs resolve `.` and `..` segments (even percent-encoded), so such a key would reach another path.
+  if (segments.some((segment) => segment === '.' || segment === '..')) {
+    throw new MeshError('MESHKV_ERR_INVALID_KEY', `the key ${JSON.stringify(key)} has a . or .. segment, which cannot travel in a URL path`)
+  }
+  return '/v1/kv/' + segments.map(encodeURIComponent).join('/')
+}
+
+function namePath(space: 'counters' | 'sets', name: string): string {
+  if (typeof name !== 'string' || name.length === 0) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name must be a non-empty string')
+  if (!name.isWellFormed()) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name is not valid UTF-8 (it holds a lone surrogate)')
+  if (name === '.' || name === '..') throw new MeshError('MESHKV_ERR_INVALID_KEY', 'a name cannot be . or ..')
+  return `/v1/${space}/${encodeURIComponent(name)}`
+}
+
+function checkMembers(members: readonly string[]): string[] {
+  if (!Array.isArray(members) || members.length === 0 || !members.every((member) => typeof member === 'string')) {
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'members are a non-empty list of strings')
+  }
+  return [...members]
+}
+
+function writeConcernOf(w: WriteConcern | undefined): string | undefined {
+  if (w === undefined) return undefined
+  if (w === 'quorum' || w === 'all' || (Number.isSafeInteger(w) && w >= 1)) return String(w)
+  throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'w is a positive integer, quorum or all')
+}
+
+function urlOf(endpoint: string, spec: RequestSpec): string {
+  const query = new URLSearchParams()
+  for (const [name, value] of Object.entries(spec.query ?? {})) if (value !== undefined) query.set(name, value)
+  const search = query.toString()
+  return endpoint + spec.path + (search === '' ? '' : `?${search}`)
+}
+
+function definedHeaders(headers: Record<string, string | undefined> | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined) out[name] = value
+  return out
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the request was aborted', { cause: signal.reason })
+}
+
+function unreachable(failures: readonly AttemptFailure[]): MeshError {
+  const summary = failures.map((failure) => failure.error.message).join('; ')
+  const last = failures[failures.length - 1]
+  return new MeshError('MESHKV_ERR_UNREACHABLE', `no node could take the request: ${summary}`, {
+    cause: last?.error,
+    details: { attempts: failures.map((failure) => ({ endpoint: failure.endpoint, kind: failure.kind, code: failure.error.code, message: failure.error.message })) },
+  })
+}
+

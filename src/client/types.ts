@@ -1,0 +1,138 @@
+/**
+ * The shapes `MeshClient` takes and returns. They follow the embeddable node's (`Entry`,
+ * `ListPage`, `NodeStatus`) so code moves between the two faces with few changes.
+ */
+import type { RoutingPolicy } from './endpoints.js'
+
+export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise<Response>
+
+export interface MeshClientOptions {
+  /** Node URLs, as a list or comma-separated (`http://a:7700,http://b:7700`). */
+  nodes: readonly string[] | string
+  /** `sticky` (default): stay on one node until it fails. `round-robin`: spread requests. */
+  policy?: RoutingPolicy
+  /** How long one attempt on one node may take before it counts as failed, in ms. Default 10 000. */
+  timeoutMs?: number
+  /** A `fetch` to use instead of the global one (tests, proxies). */
+  fetch?: FetchFunction
+}
+
+/** Write concern: acknowledge after this many members (self included) hold the change. */
+export type WriteConcern = number | 'quorum' | 'all'
+
+export interface ClientReadOptions {
+  /** Also return every concurrent sibling. */
+  siblings?: boolean
+  /** A causal token to read after, joined with the session's own token. */
+  after?: string
+  signal?: AbortSignal
+}
+
+export interface ClientPutOptions {
+  /** Stored content type. Default: text for a string, `application/octet-stream` for bytes. */
+  contentType?: string
+  /** Refuse (`MESHKV_ERR_PRECONDITION_FAILED`) unless the key is at this version. */
+  ifMatch?: string
+  /** Refuse if the key has a live value. */
+  ifNoneMatch?: boolean
+  /** The version the writer read: the write replaces exactly those siblings. */
+  context?: string
+  w?: WriteConcern
+  signal?: AbortSignal
+}
+
+export interface ClientDeleteOptions {
+  ifMatch?: string
+  context?: string
+  w?: WriteConcern
+  signal?: AbortSignal
+}
+
+export interface ClientSibling {
+  /** `null` for a delete concurrent with other writes. */
+  value: Uint8Array | null
+  contentType: string | null
+  deleted: boolean
+  /** Everything else the node said about the sibling (`hlc`, `node`). */
+  [field: string]: unknown
+}
+
+export interface ClientEntry {
+  key: string
+  value: Uint8Array
+  contentType: string
+  /** Opaque version: pass it back as `ifMatch` or `context`. */
+  version: string
+  /** How many concurrent siblings the key holds (1 when there is no conflict). */
+  siblingCount: number
+  /** Present when asked for with `siblings: true`. */
+  siblings?: ClientSibling[]
+}
+
+export interface ClientWriteResult {
+  key: string
+  version: string
+  /** A causal token covering this write. */
+  token: string
+}
+
+export interface ClientListOptions {
+  prefix?: string
+  /** Inclusive lower bound. */
+  start?: string
+  /** Exclusive upper bound. */
+  end?: string
+  /** Items per page: 1 to 1000, default 100 (the node's). */
+  limit?: number
+  cursor?: string
+  reverse?: boolean
+  after?: string
+  signal?: AbortSignal
+}
+
+export interface ClientListItem {
+  key: string
+  value: Uint8Array
+  contentType: string
+  version: string
+  siblingCount: number
+}
+
+export interface ClientListPage {
+  items: ClientListItem[]
+  /** Pass as `cursor` for the next page; `null` at the end. */
+  next: string | null
+}
+
+export interface ClientWatchOptions {
+  prefix?: string
+  /** Resume after this cursor (the `id` of the last event seen, from the same node). */
+  since?: string
+  signal?: AbortSignal
+}
+
+/** One server-sent event of a watch, its data parsed as JSON. */
+export interface ClientWatchEvent {
+  /** The resumable cursor (pass back as `since` to the same node). */
+  id: string | undefined
+  /** `put`, `del`, `counter`, `set.add`, `set.remove`, ... */
+  event: string
+  data: unknown
+  /** The node the event came from. */
+  endpoint: string
+}
+
+export interface ClientStatus {
+  nodeId: string
+  ready: boolean
+  vc: Record<string, number>
+  token: string
+  lsn: number
+  hlc: unknown
+  version: string
+  uptimeMs: number
+  storage: string
+  limits: { keyBytesMax: number; valueBytesMax: number; batchOpsMax: number }
+  /** The node that answered. */
+  endpoint: string
+}

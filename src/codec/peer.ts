@@ -1,0 +1,111 @@
+/**
+ * Peer frames: the handshake and replication messages two nodes exchange (the protocol is written
+ * out in replication/protocol.ts). Every frame is one MessagePack value of at most
+ * `FRAME_BYTES_MAX`; decoding checks size, then MessagePack, then shape.
+ */
+import type { NodeId, VectorClock } from '../clock/index.js'
+import { isNodeId, isVectorClock } from '../clock/index.js'
+import type { Change } from '../crdt/index.js'
+import { decodeChecked, encode } from './index.js'
+import { isBytes, isChange, isRecord } from './guards.js'
+
+/** Largest peer frame (ws `maxPayload`). */
+export const FRAME_BYTES_MAX = 4 * 1024 * 1024
+export const NONCE_BYTES = 32
+export const CLUSTER_ID_BYTES_MAX = 128
+export const URL_BYTES_MAX = 2048
+export const PEERS_MAX = 1024
+
+export interface ChallengeMessage {
+  readonly type: 'challenge'
+  readonly version: number
+  readonly clusterId: string
+  readonly nodeId: NodeId
+  readonly nonce: Uint8Array
+}
+
+export interface HelloMessage {
+  readonly type: 'hello'
+  readonly version: number
+  readonly clusterId: string
+  readonly nodeId: NodeId
+  /** The URL peers can reach the dialer at, or null when it takes no inbound links. */
+  readonly url: string | null
+  readonly nonce: Uint8Array
+  readonly proof: Uint8Array
+}
+
+export interface WelcomeMessage {
+  readonly type: 'welcome'
+  readonly proof: Uint8Array
+}
+
+export type HandshakeMessage = ChallengeMessage | HelloMessage | WelcomeMessage
+
+export interface SyncMessage {
+  readonly type: 'sync'
+  readonly vc: VectorClock
+  /** Node ids this node currently has an authenticated link with. */
+  readonly peers: readonly NodeId[]
+}
+
+export interface ChangesMessage {
+  readonly type: 'changes'
+  readonly changes: readonly Change[]
+}
+
+export interface AckMessage {
+  readonly type: 'ack'
+  readonly vc: VectorClock
+}
+
+export type PeerMessage = SyncMessage | ChangesMessage | AckMessage
+
+export type Frame = HandshakeMessage | PeerMessage
+
+function isShortString(value: unknown, bytesMax: number): value is string {
+  return typeof value === 'string' && Buffer.byteLength(value) <= bytesMax
+}
+
+function isNonce(value: unknown): value is Uint8Array {
+  return isBytes(value) && value.length === NONCE_BYTES
+}
+
+export function isFrame(value: unknown): value is Frame {
+  if (!isRecord(value)) return false
+  switch (value['type']) {
+    case 'challenge':
+      return Number.isSafeInteger(value['version']) && isShortString(value['clusterId'], CLUSTER_ID_BYTES_MAX) && isNodeId(value['nodeId']) && isNonce(value['nonce'])
+    case 'hello':
+      return (
+        Number.isSafeInteger(value['version']) &&
+        isShortString(value['clusterId'], CLUSTER_ID_BYTES_MAX) &&
+        isNodeId(value['nodeId']) &&
+        (value['url'] === null || isShortString(value['url'], URL_BYTES_MAX)) &&
+        isNonce(value['nonce']) &&
+        isBytes(value['proof'])
+      )
+    case 'welcome':
+      return isBytes(value['proof'])
+    case 'sync':
+      return isVectorClock(value['vc']) && Array.isArray(value['peers']) && value['peers'].length <= PEERS_MAX && value['peers'].every(isNodeId)
+    case 'changes':
+      return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isChange)
+    case 'ack':
+      return isVectorClock(value['vc'])
+    default:
+      return false
+  }
+}
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  return encode(frame, FRAME_BYTES_MAX)
+}
+
+export function decodeFrame(bytes: Uint8Array): Frame {
+  return decodeChecked(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+}
+
+export function isHandshakeMessage(frame: Frame): frame is HandshakeMessage {
+  return frame.type === 'challenge' || frame.type === 'hello' || frame.type === 'welcome'
+}

@@ -1,0 +1,136 @@
+/**
+ * The HTTP face of one node: `buildApp(node)` returns a fastify instance with every route, ready
+ * for `listen` (the CLI listens) or `inject` (the tests). It builds only on the node's public API.
+ *
+ * Every answer carries `X-Causal-Token` (after a write, the write's token); every error is a
+ * problem (`problems.ts`). `closeApp(app)` is the graceful end: `/readyz` turns 503, watch
+ * streams end, in-flight requests finish, then the server closes. The node stays open: its
+ * owner closes it after the app.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
+import Fastify from 'fastify'
+import { MeshError } from '../errors.js'
+import type { MeshNode } from '../node.js'
+import type { AppContext } from './context.js'
+import { counterRoutes } from './counters.js'
+import { CAUSAL_TOKEN_HEADER } from './encoding.js'
+import { healthRoutes } from './health.js'
+import { kvRoutes } from './kv.js'
+import { createMetrics, installMetrics } from './metrics.js'
+import { answerFrameworkError, installProblems, problem, sendProblem } from './problems.js'
+import { AJV_OPTIONS } from './schemas.js'
+import { setRoutes } from './sets.js'
+import { watchRoutes } from './watch.js'
+
+export const HEARTBEAT_MS_DEFAULT = 15_000
+/** Largest body of a non-key route (counters, sets). Key routes take up to the node's value limit. */
+export const BODY_BYTES_MAX_DEFAULT = 1024 * 1024
+/**
+ * Longest path parameter fastify will match (its default, 100, would turn a long counter name
+ * into a 404). Node's HTTP parser already bounds the whole request line; the node checks names.
+ */
+const PARAM_CHARS_MAX = 64 * 1024
+
+export interface AppOptions {
+  /** fastify's `logger`: `true`, pino options, or a pino logger to use as it is. Default off. */
+  logger?: boolean | object
+  /** How often an idle watch stream sends a heartbeat comment. Default 15 000. */
+  heartbeatMs?: number
+  /** Largest request body outside the key routes, in bytes. Default 1 MiB. */
+  bodyBytesMax?: number
+}
+
+const contexts = new WeakMap<FastifyInstance, AppContext>()
+
+export async function buildApp(node: MeshNode, options: AppOptions = {}): Promise<FastifyInstance> {
+  const heartbeatMs = positiveInteger(options.heartbeatMs, HEARTBEAT_MS_DEFAULT, 'heartbeatMs')
+  const bodyBytesMax = positiveInteger(options.bodyBytesMax, BODY_BYTES_MAX_DEFAULT, 'bodyBytesMax')
+  const app = Fastify({
+    ...loggerOptions(options.logger),
+    bodyLimit: bodyBytesMax,
+    routerOptions: { maxParamLength: PARAM_CHARS_MAX },
+    ajv: { customOptions: AJV_OPTIONS },
+    // Errors met before routing (a URL that does not decode) skip the hooks: set the token here.
+    return503OnClosing: false,
+    frameworkErrors: (error, request, reply) => {
+      reply.header(CAUSAL_TOKEN_HEADER, node.token())
+      answerFrameworkError(error, request, reply)
+    },
+  }) as unknown as FastifyInstance
+
+  const context: AppContext = { node, heartbeatMs, closing: false, streams: new Map(), observe: () => undefined }
+  const metrics = createMetrics(context)
+  context.observe = metrics.observe
+  contexts.set(app, context)
+
+  installProblems(app)
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (!reply.hasHeader(CAUSAL_TOKEN_HEADER)) reply.header(CAUSAL_TOKEN_HEADER, node.token())
+    // While draining, an answer closes its connection: the server's close waits for every
+    // connection, and one kept alive after its last answer would hold it until the idle timeout.
+    if (context.closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
+  installMetrics(app, metrics)
+  // While the app drains, new requests are refused as problems (fastify's own 503 is not one).
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!context.closing) return done()
+    sendProblem(reply, problem('MESHKV_ERR_NOT_READY', 'the node is shutting down'))
+  })
+  const unused = trackUnusedConnections(app)
+  // End the watch streams before the server closes: they would hold it open. So would a
+  // connection that never carried a request (clients open some ahead of need), which Node's
+  // close does not count as idle; nothing is in flight on one, so it is ended here.
+  app.addHook('preClose', async () => {
+    context.closing = true
+    for (const controller of context.streams.keys()) controller.abort()
+    await Promise.all(context.streams.values())
+    for (const socket of unused) socket.destroy()
+  })
+
+  const routeOptions = { context }
+  app.register(kvRoutes, routeOptions)
+  app.register(counterRoutes, routeOptions)
+  app.register(setRoutes, routeOptions)
+  app.register(watchRoutes, routeOptions)
+  app.register(healthRoutes, routeOptions)
+  return app
+}
+
+/** Graceful shutdown: not ready, watch streams ended, in-flight requests drained, server closed. */
+export async function closeApp(app: FastifyInstance): Promise<void> {
+  const context = contexts.get(app)
+  if (context !== undefined) context.closing = true
+  await app.close()
+}
+
+/** The open connections on which no request has arrived yet. */
+function trackUnusedConnections(app: FastifyInstance): Set<Socket> {
+  const unused = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    unused.add(socket)
+    socket.once('close', () => unused.delete(socket))
+  })
+  app.server.on('request', (request: IncomingMessage) => unused.delete(request.socket))
+  return unused
+}
+
+function loggerOptions(logger: AppOptions['logger']): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
+  if (logger === undefined || logger === false) return { logger: false }
+  if (logger === true) return { logger: true }
+  if (isLogger(logger)) return { loggerInstance: logger }
+  return { logger: logger as FastifyServerOptions['logger'] }
+}
+
+function isLogger(value: object): value is FastifyBaseLogger {
+  const candidate = value as Partial<Record<'child' | 'info' | 'error', unknown>>
+  return typeof candidate.child === 'function' && typeof candidate.info === 'function' && typeof candidate.error === 'function'
+}
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
+  return value
+}

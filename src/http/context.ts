@@ -1,0 +1,17 @@
+/**
+ * What the route files of one app share: the node, the app's settings, and the state that
+ * `closeApp` changes. One per `buildApp` call, so two apps never share a stream or a flag.
+ */
+import type { MeshNode } from '../node.js'
+
+export interface AppContext {
+  readonly node: MeshNode
+  /** How often an idle watch stream sends a `: heartbeat` comment. */
+  readonly heartbeatMs: number
+  /** Set by `closeApp`: `/readyz` answers 503 and new watch streams are refused. */
+  closing: boolean
+  /** The open watch streams: aborting a controller ends its stream, and the promise settles then. */
+  readonly streams: Map<AbortController, Promise<void>>
+  /** Records a request the normal hooks do not see (a hijacked watch stream) in the metrics. */
+  observe: (route: string, method: string, status: number, seconds: number) => void
+}

@@ -1,0 +1,23 @@
+/**
+ * Health for orchestrators and people: `/livez` (the process answers), `/readyz` (the node takes
+ * requests: open, and the app not shutting down), `/v1/status` (the node's own account as JSON).
+ */
+import type { FastifyInstance } from 'fastify'
+import { MeshError } from '../errors.js'
+import type { AppContext } from './context.js'
+
+export async function healthRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {
+  const context = options.context
+  const live = async (): Promise<{ status: 'ok' }> => ({ status: 'ok' })
+  app.get('/livez', live)
+  // DESIGN.md names /healthz; the conventions name /livez. Both answer the same.
+  app.get('/healthz', live)
+
+  app.get('/readyz', async () => {
+    if (context.closing) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is shutting down')
+    if (!context.node.ready) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is not ready')
+    return { ready: true }
+  })
+
+  app.get('/v1/status', async () => context.node.status())
+}

@@ -1,0 +1,74 @@
+/**
+ * Prometheus metrics, one `Registry` per app (never prom-client's global one, so two apps in one
+ * process, or one per test, never collide). Labels are the route pattern (`/v1/kv/*`), never a
+ * key or a name, so the number of series stays bounded whatever clients ask for.
+ */
+import type { FastifyInstance } from 'fastify'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { AppContext } from './context.js'
+
+/** The route label of a request that matched no route. */
+const UNMATCHED_ROUTE = 'unmatched'
+const DURATION_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+export interface HttpMetrics {
+  readonly registry: Registry
+  observe(route: string, method: string, status: number, seconds: number): void
+}
+
+export function createMetrics(context: Pick<AppContext, 'node' | 'streams'>): HttpMetrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const requests = new Counter({
+    name: 'meshkv_http_requests_total',
+    help: 'HTTP requests answered, by route pattern, method and status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry],
+  })
+  const duration = new Histogram({
+    name: 'meshkv_http_request_duration_seconds',
+    help: 'Time from receiving an HTTP request to finishing its answer, by route pattern and method.',
+    labelNames: ['route', 'method'] as const,
+    buckets: DURATION_BUCKETS_SECONDS,
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'meshkv_lsn',
+    help: 'The last log sequence number this node has committed.',
+    registers: [registry],
+    collect() {
+      this.set(context.node.status().lsn)
+    },
+  })
+  new Gauge({
+    name: 'meshkv_http_watch_streams',
+    help: 'Watch (server-sent events) streams open now.',
+    registers: [registry],
+    collect() {
+      this.set(context.streams.size)
+    },
+  })
+  return {
+    registry,
+    observe(route, method, status, seconds) {
+      requests.inc({ route, method, status: String(status) })
+      duration.observe({ route, method }, seconds)
+    },
+  }
+}
+
+/** Counts every answered request and serves `GET /metrics`. Installed on the root instance. */
+export function installMetrics(app: FastifyInstance, metrics: HttpMetrics): void {
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.observe(request.routeOptions.url ?? UNMATCHED_ROUTE, request.method, reply.statusCode, reply.elapsedTime / 1000)
+    done()
+  })
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.registry.metrics()
+    return reply.type(metrics.registry.contentType).send(text)
+  })
+  app.addHook('onClose', (_instance, done) => {
+    metrics.registry.clear()
+    done()
+  })
+}

@@ -1,0 +1,73 @@
+/**
+ * The causal buffer: changes that arrived before they can be applied (an earlier change of their
+ * origin, or one of their deps, is still missing). Bounded: past `changesMax` a change is refused
+ * and the caller asks the sender to resend later. Pure: no I/O, no time.
+ */
+import type { NodeId, VectorClock } from '../clock/index.js'
+import { vcCovers, vcGet, vcHasDot, vcSet } from '../clock/index.js'
+import type { Change } from '../crdt/index.js'
+
+export const CAUSAL_BUFFER_CHANGES_MAX_DEFAULT = 20_000
+
+export type BufferResult = 'buffered' | 'duplicate' | 'full'
+
+export class CausalBuffer {
+  readonly changesMax: number
+  #byOrigin = new Map<NodeId, Map<number, Change>>()
+  #size = 0
+
+  constructor(changesMax = CAUSAL_BUFFER_CHANGES_MAX_DEFAULT) {
+    this.changesMax = changesMax
+  }
+
+  get size(): number {
+    return this.#size
+  }
+
+  /** Holds `change` unless `applied` (plus what is buffered) already has it or the buffer is full. */
+  add(change: Change, applied: VectorClock): BufferResult {
+    if (vcHasDot(applied, change.dot)) return 'duplicate'
+    const pending = this.#byOrigin.get(change.dot.node) ?? new Map<number, Change>()
+    if (pending.has(change.dot.seq)) return 'duplicate'
+    if (this.#size >= this.changesMax) return 'full'
+    pending.set(change.dot.seq, change)
+    this.#byOrigin.set(change.dot.node, pending)
+    this.#size++
+    return 'buffered'
+  }
+
+  /**
+   * Removes and returns, in an order that respects causality, every change that can be applied
+   * on top of `applied`: next for its origin, with all its deps covered.
+   */
+  takeDeliverable(applied: VectorClock): Change[] {
+    const out: Change[] = []
+    let vc = applied
+    let progress = true
+    while (progress) {
+      progress = false
+      for (const [origin, pending] of this.#byOrigin) {
+        for (const stale of [...pending.keys()].filter((seq) => seq <= vcGet(vc, origin))) {
+          pending.delete(stale)
+          this.#size--
+        }
+        let next = pending.get(vcGet(vc, origin) + 1)
+        while (next !== undefined && vcCovers(vc, next.deps)) {
+          pending.delete(next.dot.seq)
+          this.#size--
+          out.push(next)
+          vc = vcSet(vc, origin, next.dot.seq)
+          progress = true
+          next = pending.get(next.dot.seq + 1)
+        }
+        if (pending.size === 0) this.#byOrigin.delete(origin)
+      }
+    }
+    return out
+  }
+
+  clear(): void {
+    this.#byOrigin.clear()
+    this.#size = 0
+  }
+}

@@ -1,0 +1,7 @@
+export * from './causal-buffer.js'
+export * from './link.js'
+export * from './logger.js'
+export * from './protocol.js'
+export * from './replicator.js'
+export * from './session.js'
+export * from './write-concern.js'

@@ -1,0 +1,8 @@
+/** The slice of a pino logger replication writes to (pino's child loggers fit it). */
+export interface Logger {
+  info(fields: Record<string, unknown>, message: string): void
+  warn(fields: Record<string, unknown>, message: string): void
+  error(fields: Record<string, unknown>, message: string): void
+}
+
+export const SILENT_LOGGER: Logger = { info: () => {}, warn: () => {}, error: () => {} }

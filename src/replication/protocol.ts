@@ -1,0 +1,32 @@
+/**
+ * The peer protocol: what two meshkv nodes say to each other over one link.
+ *
+ * Wire format: every frame is one binary WebSocket message holding one MessagePack-encoded
+ * `PeerMessage` (below), at most `frameBytesMax` (4 MiB) long. Text frames, undecodable frames
+ * and frames of the wrong shape close the link with code 1008 (policy) or 1009 (too big); nothing
+ * in them is applied.
+ *
+ * Handshake (the transport's job, before any message below may pass; see transport/handshake.ts):
+ *   acceptor → dialer   challenge { clusterId, nodeId, nonce }
+ *   dialer   → acceptor hello     { clusterId, nodeId, url, nonce, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
+ *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
+ * Each side checks the other's proof with a constant-time compare and the cluster id for
+ * equality; a failure closes the link with 4401 (auth) or 4409 (another cluster). Nonces are
+ * fresh random bytes per link, so a recorded handshake cannot be replayed.
+ *
+ * Replication, once both sides are authenticated (symmetric: each side does all of this):
+ *   1. `sync`   { vc, peers, first }: "this is what I have applied, whom I am linked to, and the
+ *               oldest LSN my log still holds". Sent first, then again whenever the link set changes.
+ *   2. `changes` { changes }: log entries the other side lacks, in causal (LSN) order, many per
+ *               frame. The sender streams from a per-peer cursor; catch-up and live streaming are
+ *               one loop. It skips changes the receiver is known to have (its VC), and changes
+ *               whose origin the receiver is directly linked to (it gets them from there).
+ *   3. `ack`    { vc }: sent after received changes are durable: the receiver's whole VC. Acks
+ *               drive write concern, lag figures and (later) causal stability.
+ * A receiver applies a change only when it is next for its origin and its deps are applied; it
+ * buffers a bounded number of early changes and drops duplicates, so every node applies every
+ * change exactly once, in causal order.
+ */
+export type { AckMessage, ChangesMessage, PeerMessage, SyncMessage } from '../codec/peer.js'
+
+export const PROTOCOL_VERSION = 1

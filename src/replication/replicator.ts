@@ -1,0 +1,339 @@
+/**
+ * The replicator: one per node. It runs a session per authenticated peer link (the protocol of
+ * protocol.ts), keeps what it knows of each peer across link drops (its acknowledged vector
+ * clock, whom it is linked to, when it was last heard), feeds received changes through one
+ * causal buffer into the store in causal order, and answers write concern and lag questions.
+ *
+ * It touches no socket, timer or LevelDB: links, the store and the clock are interfaces passed
+ * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
+ */
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import { vcCovers, vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
+import type { Change } from '../crdt/index.js'
+import type { PeerMessage } from '../codec/peer.js'
+import type { ReplicaStore } from '../storage/replica-store.js'
+import type { LogEntry } from '../storage/store.js'
+import type { PeerLinkLike } from './link.js'
+import { CausalBuffer } from './causal-buffer.js'
+import { Session } from './session.js'
+import type { Logger } from './logger.js'
+import { SILENT_LOGGER } from './logger.js'
+
+export type PeerState = 'up' | 'catching-up' | 'down'
+
+export interface PeerStatus {
+  nodeId: NodeId | null
+  url: string | null
+  state: PeerState
+  /** Changes this node has that the peer has not acknowledged. */
+  lagChanges: number
+  /** Age of the oldest change the peer lacks (0 when it lacks none). */
+  lagMs: number
+  /** Milliseconds since the peer was last heard from, or null if never. */
+  lastSeenMs: number | null
+}
+
+export interface ReplicatorOptions {
+  store: ReplicaStore
+  now: () => number
+  logger?: Logger
+  /** Most changes in one `changes` frame. */
+  frameChangesMax?: number
+  /** Most value bytes in one `changes` frame (the frame limit is 4 MiB). */
+  frameBytesMax?: number
+  bufferChangesMax?: number
+  /** A peer lacking changes older than this is `catching-up` rather than `up`. */
+  catchingUpAfterMs?: number
+}
+
+/** What this node knows of a peer, kept across link drops. */
+interface PeerInfo {
+  nodeId: NodeId
+  url: string | null
+  acked: VectorClock
+  lastSeenMs: number | null
+  /** The peer's VC when it first synced with us on this run; joining waits to cover it. */
+  firstSyncVc: VectorClock | null
+}
+
+interface HolderWaiter {
+  dot: Dot
+  required: number
+  resolve: () => void
+}
+
+export class Replicator {
+  readonly store: ReplicaStore
+  readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store'>>
+  readonly #logger: Logger
+  readonly #sessions = new Map<NodeId, Session>()
+  readonly #peers = new Map<NodeId, PeerInfo>()
+  readonly #buffer: CausalBuffer
+  /** The store's VC plus changes handed to the store and not yet durable. */
+  #pendingVc: VectorClock
+  #applying: Promise<void> = Promise.resolve()
+  #resyncNeeded = false
+  #lastAckedVc: VectorClock = {}
+  #waiters = new Set<HolderWaiter>()
+  #closed = false
+  readonly #counters = { changesReceived: 0, changesApplied: 0, duplicates: 0, bufferFull: 0, refused: 0, framesSent: 0, changesSent: 0 }
+  readonly #unsubscribe: () => void
+
+  constructor(options: ReplicatorOptions) {
+    this.store = options.store
+    this.#logger = options.logger ?? SILENT_LOGGER
+    this.#options = {
+      now: options.now,
+      frameChangesMax: options.frameChangesMax ?? 512,
+      frameBytesMax: options.frameBytesMax ?? 2 * 1024 * 1024,
+      bufferChangesMax: options.bufferChangesMax ?? 20_000,
+      catchingUpAfterMs: options.catchingUpAfterMs ?? 1000,
+    }
+    this.#buffer = new CausalBuffer(this.#options.bufferChangesMax)
+    this.#pendingVc = options.store.vc
+    this.#unsubscribe = options.store.onCommit(() => {
+      for (const session of this.#sessions.values()) session.wake()
+    })
+  }
+
+  get counters(): Readonly<Record<string, number>> {
+    return { ...this.#counters, buffered: this.#buffer.size }
+  }
+
+  /** Node ids with a live, authenticated link. */
+  linkedPeers(): NodeId[] {
+    return [...this.#sessions.keys()].sort()
+  }
+
+  /** Takes a new authenticated link. Of two links with one peer, both sides keep the same one. */
+  addLink(link: PeerLinkLike): void {
+    if (this.#closed) {
+      link.close(1001, 'node closing')
+      return
+    }
+    const existing = this.#sessions.get(link.nodeId)
+    if (existing !== undefined) {
+      if (dialerOf(existing.link, this.store.nodeId) <= dialerOf(link, this.store.nodeId)) {
+        link.close(4000, 'duplicate link')
+        return
+      }
+      existing.link.close(4000, 'duplicate link')
+      this.#sessions.delete(link.nodeId)
+    }
+    const info = this.#peerInfo(link.nodeId, link.url)
+    const session = new Session({
+      link,
+      store: this.store,
+      selfId: this.store.nodeId,
+      frameChangesMax: this.#options.frameChangesMax,
+      frameBytesMax: this.#options.frameBytesMax,
+      logger: this.#logger,
+      onMessage: (message) => this.#onMessage(session, message),
+      onSent: (changes) => {
+        this.#counters.framesSent++
+        this.#counters.changesSent += changes
+      },
+    })
+    this.#sessions.set(link.nodeId, session)
+    info.lastSeenMs = this.#options.now()
+    link.onClose((code, reason) => {
+      if (this.#sessions.get(link.nodeId) === session) {
+        this.#sessions.delete(link.nodeId)
+        this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
+        this.#broadcastSync()
+      }
+      session.stop()
+    })
+    this.#logger.info({ peer: link.nodeId, url: link.url, direction: link.direction }, 'peer link up')
+    session.start()
+    this.#broadcastSync()
+  }
+
+  /** Called about once a second: resends state where a resend is due, refreshes acks. */
+  tick(): void {
+    if (this.#resyncNeeded) {
+      this.#resyncNeeded = false
+      this.#broadcastSync()
+    }
+    this.#sendAcksIfChanged()
+  }
+
+  /** How many members (this node included) hold the change `dot`. */
+  holders(dot: Dot): number {
+    let count = vcHasDot(this.store.vc, dot) ? 1 : 0
+    for (const info of this.#peers.values()) if (vcHasDot(info.acked, dot)) count++
+    return count
+  }
+
+  /** Resolves once `required` members hold `dot`. `cancel` drops the wait (the caller's timeout). */
+  waitForHolders(dot: Dot, required: number): { promise: Promise<void>; cancel: () => void } {
+    let waiter: HolderWaiter | undefined
+    const promise = new Promise<void>((resolve) => {
+      if (this.holders(dot) >= required) {
+        resolve()
+        return
+      }
+      waiter = { dot, required, resolve }
+      this.#waiters.add(waiter)
+    })
+    return { promise, cancel: () => (waiter === undefined ? undefined : void this.#waiters.delete(waiter)) }
+  }
+
+  /**
+   * True once this node has caught up with what every peer it has synced with had at that
+   * moment, and at least one peer has synced. A brand-new node waits for this before it writes.
+   */
+  caughtUp(): boolean {
+    let synced = 0
+    for (const info of this.#peers.values()) {
+      if (info.firstSyncVc === null) continue
+      synced++
+      if (!vcCovers(this.store.vc, info.firstSyncVc)) return false
+    }
+    return synced > 0
+  }
+
+  async peerStatus(configuredUrls: readonly string[]): Promise<PeerStatus[]> {
+    const now = this.#options.now()
+    const out: PeerStatus[] = []
+    const seenUrls = new Set<string>()
+    for (const info of [...this.#peers.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))) {
+      if (info.url !== null) seenUrls.add(info.url)
+      const lagChanges = vcDistance(this.store.vc, info.acked)
+      const lagMs = lagChanges === 0 ? 0 : await this.#oldestMissingAgeMs(info.acked, now)
+      const linked = this.#sessions.has(info.nodeId)
+      const state: PeerState = !linked ? 'down' : lagMs > this.#options.catchingUpAfterMs ? 'catching-up' : 'up'
+      out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs: info.lastSeenMs === null ? null : now - info.lastSeenMs })
+    }
+    for (const url of configuredUrls) {
+      if (!seenUrls.has(url)) out.push({ nodeId: null, url, state: 'down', lagChanges: vcDistance(this.store.vc, {}), lagMs: 0, lastSeenMs: null })
+    }
+    return out
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#unsubscribe()
+    for (const session of this.#sessions.values()) {
+      session.stop()
+      session.link.close(1001, 'node closing')
+    }
+    this.#sessions.clear()
+    await this.#applying
+    for (const waiter of this.#waiters) waiter.resolve()
+    this.#waiters.clear()
+  }
+
+  #peerInfo(nodeId: NodeId, url: string | null): PeerInfo {
+    let info = this.#peers.get(nodeId)
+    if (info === undefined) {
+      info = { nodeId, url, acked: {}, lastSeenMs: null, firstSyncVc: null }
+      this.#peers.set(nodeId, info)
+    }
+    if (url !== null) info.url = url
+    return info
+  }
+
+  #onMessage(session: Session, message: PeerMessage): void {
+    const info = this.#peerInfo(session.link.nodeId, null)
+    info.lastSeenMs = this.#options.now()
+    switch (message.type) {
+      case 'sync':
+        info.acked = vcJoin(info.acked, message.vc)
+        if (info.firstSyncVc === null) info.firstSyncVc = message.vc
+        session.onSync(message.vc, message.peers)
+        this.#checkWaiters()
+        return
+      case 'ack':
+        info.acked = vcJoin(info.acked, message.vc)
+        session.onAck(message.vc)
+        this.#checkWaiters()
+        return
+      case 'changes':
+        this.#receive(message.changes)
+        return
+    }
+  }
+
+  #receive(changes: readonly Change[]): void {
+    for (const change of changes) {
+      this.#counters.changesReceived++
+      const result = this.#buffer.add(change, this.#pendingVc)
+      if (result === 'duplicate') this.#counters.duplicates++
+      if (result === 'full') {
+        this.#counters.bufferFull++
+        this.#resyncNeeded = true
+      }
+    }
+    this.#drain()
+  }
+
+  /** Hands every deliverable change to the store, in causal order; the store group-commits them. */
+  #drain(): void {
+    const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)
+    if (deliverable.length === 0) return
+    for (const change of deliverable) this.#pendingVc = vcJoin(this.#pendingVc, { [change.dot.node]: change.dot.seq })
+    const applied = Promise.allSettled(deliverable.map((change) => this.store.applyRemote(change)))
+    this.#applying = this.#applying.then(async () => {
+      const results = await applied
+      let failed = 0
+      for (const [index, result] of results.entries()) {
+        if (result.status === 'fulfilled') this.#counters.changesApplied++
+        else {
+          failed++
+          const change = deliverable[index] as Change
+          this.#logger.warn({ origin: change.dot.node, seq: change.dot.seq, err: String(result.reason), code: (result.reason as { code?: string }).code }, 'change refused')
+        }
+      }
+      if (failed > 0) {
+        // What was refused (a clock too far ahead, a storage failure) and what followed it from
+        // the same origin is asked for again on the next tick.
+        this.#counters.refused += failed
+        this.#pendingVc = this.store.vc
+        this.#resyncNeeded = true
+      }
+      this.#sendAcksIfChanged()
+      this.#checkWaiters()
+    })
+  }
+
+  #sendAcksIfChanged(): void {
+    const vc = this.store.vc
+    if (vcCovers(this.#lastAckedVc, vc)) return
+    this.#lastAckedVc = vc
+    for (const session of this.#sessions.values()) session.link.send({ type: 'ack', vc })
+  }
+
+  #broadcastSync(): void {
+    const peers = this.linkedPeers()
+    for (const session of this.#sessions.values()) session.link.send({ type: 'sync', vc: this.store.vc, peers })
+  }
+
+  #checkWaiters(): void {
+    for (const waiter of this.#waiters) {
+      if (this.holders(waiter.dot) >= waiter.required) {
+        this.#waiters.delete(waiter)
+        waiter.resolve()
+      }
+    }
+  }
+
+  async #oldestMissingAgeMs(acked: VectorClock, now: number): Promise<number> {
+    let oldest = Infinity
+    for (const [origin, seq] of Object.entries(this.store.vc) as [NodeId, number][]) {
+      const from = vcGet(acked, origin) + 1
+      if (from > seq) continue
+      const lsn = await this.store.lsnOfDot({ node: origin, seq: from })
+      if (lsn === undefined) continue
+      const [entry] = await this.store.readLog(lsn - 1, 1)
+      if (entry !== undefined) oldest = Math.min(oldest, entry.change.hlc.wallMs)
+    }
+    return oldest === Infinity ? 0 : Math.max(0, now - oldest)
+  }
+}
+
+function dialerOf(link: PeerLinkLike, selfId: NodeId): NodeId {
+  return link.direction === 'dialed' ? selfId : link.nodeId
+}
+
+export type { LogEntry }

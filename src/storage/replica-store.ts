@@ -1,0 +1,19 @@
+/**
+ * What replication needs of a store: the log, the dot index, applying a peer's change, and news
+ * of each commit. `Store` implements it over LevelDB or memory; the replication room sees only
+ * this interface.
+ */
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import type { Change } from '../crdt/index.js'
+import type { CommitResult, LogEntry } from './store.js'
+
+export interface ReplicaStore {
+  readonly nodeId: NodeId
+  readonly vc: VectorClock
+  readonly lsn: number
+  readLog(afterLsn: number, limit: number): Promise<LogEntry[]>
+  firstLsn(): Promise<number>
+  lsnOfDot(dot: Dot): Promise<number | undefined>
+  applyRemote(change: Change): Promise<CommitResult>
+  onCommit(listener: (entries: readonly LogEntry[]) => void): () => void
+}

@@ -1,0 +1,290 @@
+/**
+ * What every transport does the same way, whatever carries its bytes: option checks, events,
+ * the URLs it keeps (dial, redial with jittered exponential backoff, stop), one link per peer,
+ * and no link to itself. Subclasses say how to normalise a URL and how to open a channel.
+ *
+ * One link per peer: when two nodes dial each other at once, both sides keep the link dialed by
+ * the node with the lower id (both compute the same answer) and close the other with 4000; two
+ * links dialed by the same node mean the older one is stale, so the newer wins. A kept URL whose
+ * node already has a link is not redialed until that link ends.
+ */
+import { randomBytes as cryptoRandomBytes } from 'node:crypto'
+import type { NodeId } from '../clock/index.js'
+import { isNodeId } from '../clock/index.js'
+import { CLUSTER_ID_BYTES_MAX, NONCE_BYTES, URL_BYTES_MAX } from '../codec/peer.js'
+import type { ErrorCode } from '../errors.js'
+import { MeshError } from '../errors.js'
+import type { Admission, Cancel, ConnectionEnd, ConnectionHost, Link, LinkSettings, SetTimer } from './connection.js'
+import { Connection } from './connection.js'
+import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
+import type { Transport, TransportEvents, TransportOptions } from './transport.js'
+import { CLOSE_CODES } from './transport.js'
+
+export const TRANSPORT_DEFAULTS = {
+  pingIntervalMs: 1_000,
+  peerTimeoutMs: 5_000,
+  sendHighWaterBytes: 1024 * 1024,
+  sendQueueBytesMax: 16 * 1024 * 1024,
+  reconnectBaseMs: 200,
+  reconnectMaxMs: 5_000,
+  handshakeTimeoutMs: 5_000,
+} as const
+
+/** Options every transport takes: the interface's, plus the handshake deadline. */
+export interface CoreTransportOptions extends TransportOptions {
+  /** A connection that has not finished the handshake by then is closed (4408). */
+  handshakeTimeoutMs?: number
+}
+
+export interface TransportSettings extends LinkSettings {
+  readonly pingIntervalMs: number
+  readonly peerTimeoutMs: number
+  readonly reconnectBaseMs: number
+  readonly reconnectMaxMs: number
+}
+
+/** A URL this transport keeps a link to. */
+interface Kept {
+  /** The normalised URL (the key of `kept`). */
+  readonly key: string
+  /** As the caller gave it (reported as the link's URL). */
+  readonly url: string
+  attempt: number
+  timer: Cancel | null
+  connection: Connection | null
+  /** The node last seen behind this URL. */
+  nodeId: NodeId | null
+  /** The URL turned out to reach this very node: never dialed again. */
+  self: boolean
+}
+
+function configError(message: string): MeshError {
+  return new MeshError('MESHKV_ERR_CONFIG', `transport: ${message}`)
+}
+
+export function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  const chosen = value ?? fallback
+  if (!Number.isSafeInteger(chosen) || chosen <= 0) throw configError(`${name} must be a positive integer, got ${String(value)}`)
+  return chosen
+}
+
+export function resolveSettings(options: CoreTransportOptions): TransportSettings {
+  const settings: TransportSettings = {
+    pingIntervalMs: positiveInteger('pingIntervalMs', options.pingIntervalMs, TRANSPORT_DEFAULTS.pingIntervalMs),
+    peerTimeoutMs: positiveInteger('peerTimeoutMs', options.peerTimeoutMs, TRANSPORT_DEFAULTS.peerTimeoutMs),
+    sendHighWaterBytes: positiveInteger('sendHighWaterBytes', options.sendHighWaterBytes, TRANSPORT_DEFAULTS.sendHighWaterBytes),
+    sendQueueBytesMax: positiveInteger('sendQueueBytesMax', options.sendQueueBytesMax, TRANSPORT_DEFAULTS.sendQueueBytesMax),
+    reconnectBaseMs: positiveInteger('reconnectBaseMs', options.reconnectBaseMs, TRANSPORT_DEFAULTS.reconnectBaseMs),
+    reconnectMaxMs: positiveInteger('reconnectMaxMs', options.reconnectMaxMs, TRANSPORT_DEFAULTS.reconnectMaxMs),
+    handshakeTimeoutMs: positiveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs, TRANSPORT_DEFAULTS.handshakeTimeoutMs),
+  }
+  if (settings.sendQueueBytesMax < settings.sendHighWaterBytes) throw configError('sendQueueBytesMax must be at least sendHighWaterBytes')
+  if (settings.reconnectMaxMs < settings.reconnectBaseMs) throw configError('reconnectMaxMs must be at least reconnectBaseMs')
+  return settings
+}
+
+function resolveIdentity(options: TransportOptions): HandshakeIdentity {
+  const { nodeId, clusterId, secret, selfUrl } = options
+  if (!isNodeId(nodeId)) throw configError(`nodeId must be 16 hex characters, got ${JSON.stringify(nodeId)}`)
+  if (typeof clusterId !== 'string' || clusterId.length === 0 || Buffer.byteLength(clusterId) > CLUSTER_ID_BYTES_MAX) {
+    throw configError(`clusterId must be 1 to ${CLUSTER_ID_BYTES_MAX} bytes`)
+  }
+  if (typeof secret !== 'string' || secret.length === 0) throw configError('a cluster secret is required')
+  if (selfUrl !== null && (typeof selfUrl !== 'string' || Buffer.byteLength(selfUrl) > URL_BYTES_MAX)) {
+    throw configError(`selfUrl must be null or a URL of at most ${URL_BYTES_MAX} bytes`)
+  }
+  return { nodeId, clusterId, secret, selfUrl }
+}
+
+/** A float in [0, 1) from four random bytes (randomness is an input). */
+function randomFraction(randomBytes: (size: number) => Uint8Array): number {
+  const bytes = randomBytes(4)
+  return Buffer.from(bytes.buffer, bytes.byteOffset, 4).readUInt32BE(0) / 2 ** 32
+}
+
+/** Exponential backoff with "equal jitter": half the step fixed, half random. */
+export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, fraction: number): number {
+  const step = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30))
+  return Math.round(step / 2 + (step / 2) * fraction)
+}
+
+type Listeners = { [E in keyof TransportEvents]: TransportEvents[E][] }
+
+export abstract class TransportCore implements Transport, ConnectionHost {
+  readonly identity: HandshakeIdentity
+  readonly settings: TransportSettings
+  readonly setTimer: SetTimer
+  protected isClosed = false
+  private readonly randomBytes: (size: number) => Uint8Array
+  private readonly listeners: Listeners = { link: [], refused: [] }
+  private readonly kept = new Map<string, Kept>()
+  /** The one live (or admitted) connection per peer node. */
+  private readonly links = new Map<NodeId, Connection>()
+  private readonly connections = new Set<Connection>()
+  private readonly selfKey: string | null
+
+  constructor(options: CoreTransportOptions, setTimer: SetTimer) {
+    this.identity = resolveIdentity(options)
+    this.settings = resolveSettings(options)
+    this.setTimer = setTimer
+    this.randomBytes = options.randomBytes ?? ((size) => new Uint8Array(cryptoRandomBytes(size)))
+    this.selfKey = this.selfKeyOf(options.selfUrl)
+  }
+
+  /** The canonical form of a peer URL (the key `keep` and `forget` match on); throws on bad URLs. */
+  protected abstract normalizeUrl(url: string): string
+
+  /** Opens a channel to `key` and attaches it to `connection` (or calls `connection.fail`). */
+  protected abstract openChannel(key: string, connection: Connection): void
+
+  /** Waits until every channel has ended (after the connections were told to close). */
+  protected abstract channelsEnded(): Promise<void>
+
+  keep(url: string): void {
+    if (this.isClosed) throw new MeshError('MESHKV_ERR_CLOSED', 'transport: closed')
+    const key = this.keyOf(url)
+    if (this.kept.has(key)) return
+    const kept: Kept = { key, url, attempt: 0, timer: null, connection: null, nodeId: null, self: key === this.selfKey }
+    this.kept.set(key, kept)
+    if (!kept.self) this.dial(kept)
+  }
+
+  forget(url: string): void {
+    const key = this.keyOf(url)
+    const kept = this.kept.get(key)
+    if (kept === undefined) return
+    this.kept.delete(key)
+    kept.timer?.()
+    kept.timer = null
+    kept.connection?.close(CLOSE_CODES.normal, 'forgotten')
+    if (kept.nodeId !== null) this.links.get(kept.nodeId)?.close(CLOSE_CODES.normal, 'forgotten')
+  }
+
+  on<E extends keyof TransportEvents>(event: E, listener: TransportEvents[E]): void {
+    this.listeners[event].push(listener)
+  }
+
+  async close(): Promise<void> {
+    if (this.isClosed) return this.channelsEnded()
+    this.isClosed = true
+    for (const kept of this.kept.values()) kept.timer?.()
+    this.kept.clear()
+    for (const connection of [...this.connections]) connection.close(CLOSE_CODES.goingAway, 'node closing')
+    await this.channelsEnded()
+  }
+
+  // --- ConnectionHost -------------------------------------------------------------------------
+
+  nonce(): Uint8Array {
+    return this.randomBytes(NONCE_BYTES)
+  }
+
+  admit(connection: Connection, peer: PeerIdentity): Admission {
+    if (this.isClosed) return { ok: false, closeCode: CLOSE_CODES.goingAway, reason: 'node closing', refusal: null }
+    const existing = this.links.get(peer.nodeId)
+    if (existing !== undefined && !existing.closed && existing !== connection) {
+      if (!this.prefers(connection, existing, peer.nodeId)) {
+        return { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked', refusal: null }
+      }
+      // Register the winner before closing the loser, so the loser's end does not redial.
+      this.links.set(peer.nodeId, connection)
+      existing.close(CLOSE_CODES.duplicate, 'replaced by a newer link')
+    }
+    this.links.set(peer.nodeId, connection)
+    return { ok: true }
+  }
+
+  opened(connection: Connection, link: Link): void {
+    const kept = this.keptOf(connection)
+    if (kept !== undefined) {
+      kept.attempt = 0
+      kept.nodeId = link.nodeId
+    }
+    for (const listener of this.listeners.link) listener(link)
+  }
+
+  ended(connection: Connection, end: ConnectionEnd): void {
+    this.connections.delete(connection)
+    const kept = this.keptOf(connection)
+    if (kept !== undefined) kept.connection = null
+    if (end.refusal !== null && !this.isClosed) {
+      const { errorCode, message, nodeId } = end.refusal
+      this.emitRefused(connection.dialedUrl, nodeId, errorCode, message)
+      if (kept !== undefined && errorCode === 'MESHKV_ERR_CONFIG' && connection.role === 'dialer') kept.self = true
+    }
+    if (kept !== undefined && kept.nodeId === null && connection.claimedNodeId !== null) kept.nodeId = connection.claimedNodeId as NodeId
+    const nodeId = end.link?.nodeId ?? null
+    if (nodeId !== null && this.links.get(nodeId) === connection) this.links.delete(nodeId)
+    if (this.isClosed) return
+    if (kept !== undefined) this.scheduleDial(kept, end.link !== null)
+    // Kept URLs that waited because their node was linked another way dial again now.
+    if (nodeId !== null && !this.links.has(nodeId)) {
+      for (const other of this.kept.values()) {
+        if (other !== kept && other.nodeId === nodeId) this.scheduleDial(other, true)
+      }
+    }
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  /** Starts a connection in `role`; subclasses call this for accepted channels. */
+  protected startConnection(role: Role, dialedUrl: string | null): Connection {
+    const connection = new Connection(this, role, dialedUrl)
+    this.connections.add(connection)
+    return connection
+  }
+
+  protected emitRefused(url: string | null, nodeId: NodeId | null, code: ErrorCode, message: string): void {
+    for (const listener of this.listeners.refused) listener({ url, nodeId, code, message })
+  }
+
+  private keyOf(url: string): string {
+    if (typeof url !== 'string' || url.length === 0 || Buffer.byteLength(url) > URL_BYTES_MAX) {
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `transport: a peer URL is a string of 1 to ${URL_BYTES_MAX} bytes`)
+    }
+    return this.normalizeUrl(url)
+  }
+
+  private selfKeyOf(selfUrl: string | null): string | null {
+    if (selfUrl === null) return null
+    try {
+      return this.normalizeUrl(selfUrl)
+    } catch {
+      return null
+    }
+  }
+
+  private keptOf(connection: Connection): Kept | undefined {
+    if (connection.role !== 'dialer') return undefined
+    for (const kept of this.kept.values()) if (kept.connection === connection) return kept
+    return undefined
+  }
+
+  /** Of two connections to one peer, whether `candidate` should replace `existing`. */
+  private prefers(candidate: Connection, existing: Connection, peer: NodeId): boolean {
+    const dialerOf = (connection: Connection): NodeId => (connection.role === 'dialer' ? this.identity.nodeId : peer)
+    const candidateDialer = dialerOf(candidate)
+    const existingDialer = dialerOf(existing)
+    if (candidateDialer === existingDialer) return true
+    return candidateDialer < existingDialer
+  }
+
+  private dial(kept: Kept): void {
+    kept.timer = null
+    if (this.isClosed || kept.self || kept.connection !== null || this.kept.get(kept.key) !== kept) return
+    const linked = kept.nodeId === null ? undefined : this.links.get(kept.nodeId)
+    // Its node is linked already (perhaps it dialed us): wait until that link ends.
+    if (linked !== undefined && !linked.closed) return
+    const connection = this.startConnection('dialer', kept.url)
+    kept.connection = connection
+    this.openChannel(kept.key, connection)
+  }
+
+  private scheduleDial(kept: Kept, wasLinked: boolean): void {
+    if (kept.self || kept.timer !== null || kept.connection !== null || this.kept.get(kept.key) !== kept) return
+    if (wasLinked) kept.attempt = 0
+    const delayMs = backoffDelayMs(kept.attempt, this.settings.reconnectBaseMs, this.settings.reconnectMaxMs, randomFraction(this.randomBytes))
+    kept.attempt += 1
+    kept.timer = this.setTimer(() => this.dial(kept), delayMs)
+  }
+}

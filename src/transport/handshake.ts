@@ -1,0 +1,222 @@
+/**
+ * The peer handshake as pure functions and two small state machines, one per role. The wire
+ * format is written out in replication/protocol.ts:
+ *
+ *   acceptor → dialer   challenge { version, clusterId, nodeId, nonce }
+ *   dialer   → acceptor hello     { version, clusterId, nodeId, url, nonce, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
+ *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
+ *
+ * HMAC is HMAC-SHA256 keyed with the cluster secret. The role string binds a proof to its
+ * direction (an acceptor's proof can never pass as a dialer's), the other side's fresh nonce makes
+ * a recorded proof useless on the next link, and both ids bind it to this pair of nodes. Proofs
+ * are compared in constant time. The state machines take frames in and give frames or a verdict
+ * out; they never touch a socket or a timer, so both transports run exactly the same code.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import type { NodeId } from '../clock/index.js'
+import type { ChallengeMessage, Frame, HandshakeMessage, HelloMessage, WelcomeMessage } from '../codec/peer.js'
+import { NONCE_BYTES } from '../codec/peer.js'
+import type { ErrorCode } from '../errors.js'
+import { assert } from '../errors.js'
+import { CLOSE_CODES } from './transport.js'
+
+/**
+ * The peer protocol version this transport speaks. It must equal `PROTOCOL_VERSION` in
+ * replication/protocol.ts, which transport/ may not import (test/transport/handshake.test.ts
+ * checks that they agree); the natural home of both would be codec/peer.ts.
+ */
+export const PROTOCOL_VERSION = 1
+
+export type Role = 'dialer' | 'acceptor'
+
+/** Who this node is, as far as the handshake is concerned. */
+export interface HandshakeIdentity {
+  readonly nodeId: NodeId
+  readonly clusterId: string
+  readonly secret: string
+  readonly selfUrl: string | null
+}
+
+/** The other side, once its proof checked out. */
+export interface PeerIdentity {
+  readonly nodeId: NodeId
+  /** The URL the peer said it can be dialed at (acceptor side), or the URL dialed (dialer side). */
+  readonly url: string | null
+  /** The same on both sides of one link: a hash of both nonces. */
+  readonly linkId: string
+}
+
+/** Why a handshake failed: the close code to send and the MeshError code to report. */
+export interface Refusal {
+  readonly closeCode: number
+  readonly errorCode: ErrorCode
+  readonly message: string
+  /** The node id the other side claimed, when it got that far. */
+  readonly nodeId: NodeId | null
+}
+
+/** What the caller does after feeding a frame in: send a frame, and/or open, or refuse. */
+export interface HandshakeStep {
+  readonly send?: HandshakeMessage
+  readonly peer?: PeerIdentity
+  readonly refusal?: Refusal
+}
+
+/** HMAC-SHA256(secret, role ‖ nonce ‖ ownId ‖ otherId): the prover shows it holds the secret. */
+export function handshakeProof(secret: string, role: Role, nonce: Uint8Array, ownId: NodeId, otherId: NodeId): Uint8Array {
+  const hmac = createHmac('sha256', secret)
+  hmac.update(role, 'utf8')
+  hmac.update(nonce)
+  hmac.update(ownId, 'utf8')
+  hmac.update(otherId, 'utf8')
+  return new Uint8Array(hmac.digest())
+}
+
+/** Constant-time comparison; a length mismatch is answered first (timingSafeEqual throws on it). */
+export function proofMatches(expected: Uint8Array, actual: Uint8Array): boolean {
+  if (expected.length !== actual.length) return false
+  return timingSafeEqual(expected, actual)
+}
+
+export function isSupportedVersion(version: number): boolean {
+  return version === PROTOCOL_VERSION
+}
+
+/** One id for a link that both sides compute alike: sha256(challenge nonce ‖ hello nonce). */
+export function linkIdOf(challengeNonce: Uint8Array, helloNonce: Uint8Array): string {
+  return createHash('sha256').update(challengeNonce).update(helloNonce).digest('hex').slice(0, 32)
+}
+
+function refusal(closeCode: number, errorCode: ErrorCode, message: string, nodeId: NodeId | null): HandshakeStep {
+  return { refusal: { closeCode, errorCode, message, nodeId } }
+}
+
+function unexpected(frame: Frame, expected: string): HandshakeStep {
+  return refusal(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `expected ${expected} during the handshake, got ${frame.type}`, null)
+}
+
+/** Checks shared by both roles on the other side's first frame. */
+function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloMessage): HandshakeStep | null {
+  if (!isSupportedVersion(frame.version)) {
+    return refusal(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `peer speaks protocol version ${frame.version}, this node ${PROTOCOL_VERSION}`, frame.nodeId)
+  }
+  if (frame.clusterId !== identity.clusterId) {
+    return refusal(CLOSE_CODES.otherCluster, 'MESHKV_ERR_CLUSTER_MISMATCH', `peer belongs to cluster ${JSON.stringify(frame.clusterId)}, not ${JSON.stringify(identity.clusterId)}`, frame.nodeId)
+  }
+  if (frame.nodeId === identity.nodeId) {
+    return refusal(CLOSE_CODES.normal, 'MESHKV_ERR_CONFIG', 'the peer is this node itself (it dialed its own address)', frame.nodeId)
+  }
+  return null
+}
+
+/**
+ * The acceptor's side: `start()` gives the challenge; the hello that comes back is checked and
+ * answered with a welcome. Any second frame is a protocol error (the handshake is over).
+ */
+export class AcceptorHandshake {
+  private challenge: ChallengeMessage | null = null
+  private done = false
+
+  constructor(
+    private readonly identity: HandshakeIdentity,
+    private readonly nonce: Uint8Array,
+  ) {
+    assert(nonce.length === NONCE_BYTES, 'a handshake nonce has NONCE_BYTES bytes')
+  }
+
+  start(): ChallengeMessage {
+    assert(this.challenge === null, 'a handshake starts once')
+    const { nodeId, clusterId } = this.identity
+    this.challenge = { type: 'challenge', version: PROTOCOL_VERSION, clusterId, nodeId, nonce: this.nonce }
+    return this.challenge
+  }
+
+  receive(frame: Frame): HandshakeStep {
+    assert(this.challenge !== null, 'the acceptor sends its challenge before it receives')
+    if (this.done || frame.type !== 'hello') return unexpected(frame, 'hello')
+    this.done = true
+    const failed = checkPeer(this.identity, frame)
+    if (failed !== null) return failed
+    const { secret, nodeId } = this.identity
+    const expected = handshakeProof(secret, 'dialer', this.challenge.nonce, frame.nodeId, nodeId)
+    if (!proofMatches(expected, frame.proof)) {
+      return refusal(CLOSE_CODES.auth, 'MESHKV_ERR_AUTH', 'the peer does not hold the cluster secret (hello proof mismatch)', frame.nodeId)
+    }
+    const welcome: WelcomeMessage = { type: 'welcome', proof: handshakeProof(secret, 'acceptor', frame.nonce, nodeId, frame.nodeId) }
+    const peer: PeerIdentity = { nodeId: frame.nodeId, url: frame.url, linkId: linkIdOf(this.challenge.nonce, frame.nonce) }
+    return { send: welcome, peer }
+  }
+}
+
+/**
+ * The dialer's side: the challenge is answered with a hello, the welcome checked. `dialedUrl` is
+ * what the dialer reports as the peer's URL.
+ */
+export class DialerHandshake {
+  private state: 'challenge' | 'welcome' | 'done' = 'challenge'
+  private acceptor: ChallengeMessage | null = null
+
+  constructor(
+    private readonly identity: HandshakeIdentity,
+    private readonly nonce: Uint8Array,
+    private readonly dialedUrl: string | null,
+  ) {
+    assert(nonce.length === NONCE_BYTES, 'a handshake nonce has NONCE_BYTES bytes')
+  }
+
+  /** The node id the acceptor claimed in its challenge (not yet proven before the welcome). */
+  get claimedNodeId(): NodeId | null {
+    return this.acceptor?.nodeId ?? null
+  }
+
+  receive(frame: Frame): HandshakeStep {
+    switch (this.state) {
+      case 'challenge':
+        return frame.type === 'challenge' ? this.answer(frame) : unexpected(frame, 'challenge')
+      case 'welcome':
+        return frame.type === 'welcome' ? this.verify(frame) : unexpected(frame, 'welcome')
+      case 'done':
+        return unexpected(frame, 'no handshake frame')
+    }
+  }
+
+  private answer(challenge: ChallengeMessage): HandshakeStep {
+    this.acceptor = challenge
+    const failed = checkPeer(this.identity, challenge)
+    if (failed !== null) {
+      this.state = 'done'
+      return failed
+    }
+    this.state = 'welcome'
+    const { secret, nodeId, clusterId, selfUrl } = this.identity
+    const proof = handshakeProof(secret, 'dialer', challenge.nonce, nodeId, challenge.nodeId)
+    const hello: HelloMessage = { type: 'hello', version: PROTOCOL_VERSION, clusterId, nodeId, url: selfUrl, nonce: this.nonce, proof }
+    return { send: hello }
+  }
+
+  private verify(welcome: WelcomeMessage): HandshakeStep {
+    this.state = 'done'
+    const acceptor = this.acceptor
+    assert(acceptor !== null, 'a welcome is only taken after a challenge')
+    const expected = handshakeProof(this.identity.secret, 'acceptor', this.nonce, acceptor.nodeId, this.identity.nodeId)
+    if (!proofMatches(expected, welcome.proof)) {
+      return refusal(CLOSE_CODES.auth, 'MESHKV_ERR_AUTH', 'the peer does not hold the cluster secret (welcome proof mismatch)', acceptor.nodeId)
+    }
+    return { peer: { nodeId: acceptor.nodeId, url: this.dialedUrl, linkId: linkIdOf(acceptor.nonce, this.nonce) } }
+  }
+}
+
+/** Maps the close code an acceptor sent during the handshake to what the dialer reports. */
+export function refusalOfCloseCode(code: number, reason: string, nodeId: NodeId | null): Refusal | null {
+  switch (code) {
+    case CLOSE_CODES.auth:
+      return { closeCode: code, errorCode: 'MESHKV_ERR_AUTH', message: `the peer refused our proof: ${reason || 'auth'}`, nodeId }
+    case CLOSE_CODES.otherCluster:
+      return { closeCode: code, errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH', message: `the peer is in another cluster: ${reason || 'cluster'}`, nodeId }
+    case CLOSE_CODES.duplicate:
+      // Not a failure: the peer already has a link with us and kept that one.
+      return null
+    default:
+      return { closeCode: code, errorCode: 'MESHKV_ERR_UNREACHABLE', message: `the peer closed during the handshake (${code}${reason ? ` ${reason}` : ''})`, nodeId }
+  }
+}

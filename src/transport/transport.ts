@@ -1,0 +1,82 @@
+/**
+ * The `Transport` interface: how a node gets authenticated links to its peers. Two
+ * implementations pass one conformance suite: WebSockets on the node's own port at `/v1/peer`,
+ * and in memory for the deterministic simulator. A transport dials the URLs it is told to keep,
+ * accepts inbound links, runs the handshake (cluster id check, mutual HMAC challenge-response),
+ * and only then hands a `PeerLink` to the node. It knows nothing of changes or merges.
+ */
+import type { NodeId } from '../clock/index.js'
+import type { PeerMessage } from '../codec/peer.js'
+
+/** WebSocket close codes meshkv uses (4000-4999 are for applications). */
+export const CLOSE_CODES = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  duplicate: 4000,
+  auth: 4401,
+  otherCluster: 4409,
+  timeout: 4408,
+  slowReader: 4429,
+} as const
+
+export interface PeerLink {
+  /** The authenticated node id of the other side. */
+  readonly nodeId: NodeId
+  /** The URL the other side can be dialed at (its own, as it said), or null. */
+  readonly url: string | null
+  /** `dialed` when this side opened the link, `accepted` when the other did. */
+  readonly direction: 'dialed' | 'accepted'
+  /** A unique id for this link (a node may have one link per peer at a time). */
+  readonly id: string
+  /**
+   * Queues a message. Returns false when the link is closed. A sender that outpaces the link
+   * should await `drained()`; a peer that never reads is disconnected (4429) once the queue
+   * passes its bound, never grows memory without limit.
+   */
+  send(message: PeerMessage): boolean
+  /** Resolves when the send queue is below its high-water mark (or the link closed). */
+  drained(): Promise<void>
+  onMessage(listener: (message: PeerMessage) => void): void
+  /** Called once when the link ends, for any reason. */
+  onClose(listener: (code: number, reason: string) => void): void
+  close(code?: number, reason?: string): void
+  readonly closed: boolean
+}
+
+export interface TransportOptions {
+  nodeId: NodeId
+  clusterId: string
+  /** The shared cluster secret; links are refused without it. */
+  secret: string
+  /** The URL other nodes dial to reach this one, or null if it takes no inbound links. */
+  selfUrl: string | null
+  pingIntervalMs?: number
+  /** A peer silent for longer than this is dropped. */
+  peerTimeoutMs?: number
+  /** Bytes a link may have queued before `drained()` waits. */
+  sendHighWaterBytes?: number
+  /** Bytes a link may have queued before the peer is disconnected as a slow reader. */
+  sendQueueBytesMax?: number
+  reconnectBaseMs?: number
+  reconnectMaxMs?: number
+  /** Randomness for nonces and jitter (an input, so the simulator can seed it). */
+  randomBytes?: (size: number) => Uint8Array
+}
+
+export interface TransportEvents {
+  /** A link passed the handshake. */
+  link: (link: PeerLink) => void
+  /** A dial or handshake failed; for logs and metrics. `code` is a MeshError code. */
+  refused: (info: { url: string | null; nodeId: NodeId | null; code: string; message: string }) => void
+}
+
+export interface Transport {
+  /** Keeps a link to this URL: dials it, and redials with jittered backoff after it drops. */
+  keep(url: string): void
+  /** Stops keeping a URL and closes its link. */
+  forget(url: string): void
+  on<E extends keyof TransportEvents>(event: E, listener: TransportEvents[E]): void
+  close(): Promise<void>
+}

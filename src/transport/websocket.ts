@@ -1,0 +1,319 @@
+/**
+ * The WebSocket transport: peers reach a node on its own HTTP port at `/v1/peer`, one binary
+ * WebSocket message per frame (replication/protocol.ts), the handshake of transport/handshake.ts
+ * before anything else, ping/pong every `pingIntervalMs` in both directions.
+ *
+ * Limits against hostile input (each one tested in test/transport/websocket.test.ts):
+ * - frames over `FRAME_BYTES_MAX` are refused by ws itself (`maxPayload`, close 1009), and so are
+ *   messages in more than `FRAGMENTS_MAX` fragments (1008);
+ * - text frames and frames that do not decode to the right shape close with 1008;
+ * - a socket has `handshakeTimeoutMs` to authenticate (4408), and at most `pendingSocketsMax`
+ *   sockets may be unauthenticated at once (more are answered 503 before the upgrade);
+ * - upgrade requests with more than `UPGRADE_HEADERS_MAX` headers (431) or any
+ *   Sec-WebSocket-Protocol (400, meshkv uses none) are refused; header bytes are bounded by
+ *   Node's `maxHeaderSize`;
+ * - a link whose send queue passes `sendQueueBytesMax` is dropped (4429), and a peer silent for
+ *   `peerTimeoutMs` is dropped (4408).
+ */
+import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import { STATUS_CODES } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import { performance } from 'node:perf_hooks'
+import type { Duplex } from 'node:stream'
+import type { ConnectionOptions } from 'node:tls'
+import WebSocket, { WebSocketServer } from 'ws'
+import type { RawData } from 'ws'
+import { FRAME_BYTES_MAX } from '../codec/peer.js'
+import type { ErrorCode } from '../errors.js'
+import { MeshError } from '../errors.js'
+import type { Channel, Connection, ConnectionEnd, Link, SetTimer } from './connection.js'
+import type { CoreTransportOptions } from './core.js'
+import { TransportCore, positiveInteger } from './core.js'
+import { CLOSE_CODES } from './transport.js'
+
+/** The path peers dial on a node's HTTP port. */
+export const PEER_PATH = '/v1/peer'
+export const PENDING_SOCKETS_MAX_DEFAULT = 256
+/** An upgrade request to /v1/peer needs a dozen headers; more than this is refused (431). */
+export const UPGRADE_HEADERS_MAX = 64
+/** Fragments one message may arrive in (ws's own default is 16,384). */
+export const FRAGMENTS_MAX = 1024
+/** How long a polite close may wait for the peer's close frame before the socket is dropped. */
+export const CLOSE_GRACE_MS = 1_000
+
+export interface WebSocketTransportOptions extends CoreTransportOptions {
+  /** Sockets that may be connected but not yet authenticated at once; more are refused. */
+  pendingSocketsMax?: number
+  /** TLS settings for dialing `wss://` / `https://` peers (a private CA, client certificates). */
+  tls?: Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>
+}
+
+type UpgradeListener = (request: IncomingMessage, socket: Duplex, head: Buffer) => void
+
+const realSetTimer: SetTimer = (callback, ms) => {
+  const timer = setTimeout(callback, ms)
+  return () => clearTimeout(timer)
+}
+
+/** ws options that its type definitions do not know yet (ws ≥ 8.18). */
+const RECEIVE_LIMITS = { maxPayload: FRAME_BYTES_MAX, maxFragments: FRAGMENTS_MAX, perMessageDeflate: false } as const
+
+/** The `ws(s)://host:port/…/v1/peer` a node URL (`http(s)://host:port`) is dialed at. */
+export function peerUrlOf(url: string): string {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch (error) {
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `not a URL: ${JSON.stringify(url)}`, { cause: error })
+  }
+  const schemes: Record<string, string> = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }
+  const scheme = schemes[parsed.protocol]
+  if (scheme === undefined) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a peer URL is http(s) or ws(s), got ${JSON.stringify(url)}`)
+  parsed.protocol = scheme
+  if (!parsed.pathname.endsWith(PEER_PATH)) parsed.pathname = parsed.pathname.replace(/\/+$/u, '') + PEER_PATH
+  parsed.hash = ''
+  return parsed.href
+}
+
+function pathOf(requestUrl: string | undefined): string {
+  const url = requestUrl ?? ''
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
+/** Answers an upgrade request with a bare HTTP status and closes the socket. */
+function refuseUpgrade(socket: Duplex, status: number): void {
+  socket.on('error', () => socket.destroy())
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.once('finish', () => socket.destroy())
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
+function bytesOf(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data)
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  return data
+}
+
+/** Codes ws may put in a close frame (1005, 1006 and 1015 are reserved for reporting). */
+function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)
+}
+
+/** What ws's own receive errors mean, as a close code and a MeshError code. */
+function failureOf(error: Error & { code?: unknown }): { code: number; errorCode: ErrorCode } {
+  switch (error.code) {
+    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
+      return { code: CLOSE_CODES.tooBig, errorCode: 'MESHKV_ERR_FRAME_TOO_LARGE' }
+    case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
+      return { code: CLOSE_CODES.policy, errorCode: 'MESHKV_ERR_FRAME_TOO_LARGE' }
+    default:
+      return typeof error.code === 'string' && error.code.startsWith('WS_ERR_')
+        ? { code: 1002, errorCode: 'MESHKV_ERR_DECODE' }
+        : { code: 1006, errorCode: 'MESHKV_ERR_UNREACHABLE' }
+  }
+}
+
+/** A Channel over one open WebSocket. */
+class SocketChannel implements Channel {
+  private graceTimer: ReturnType<typeof setTimeout> | null = null
+
+  constructor(private readonly socket: WebSocket) {}
+
+  get bufferedBytes(): number {
+    return this.socket.bufferedAmount
+  }
+
+  write(bytes: Uint8Array, written: () => void): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return
+    this.socket.send(bytes, { binary: true }, () => written())
+  }
+
+  end(code: number, reason: string): void {
+    const state = this.socket.readyState
+    if (state === WebSocket.OPEN && isSendableCloseCode(code)) this.socket.close(code, reason)
+    else if (state !== WebSocket.CLOSING) {
+      this.socket.terminate()
+      return
+    }
+    this.graceTimer ??= setTimeout(() => this.socket.terminate(), CLOSE_GRACE_MS)
+  }
+
+  destroy(): void {
+    this.socket.terminate()
+  }
+
+  /** The socket closed: nothing left to wait for. */
+  ended(): void {
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer)
+    this.graceTimer = null
+  }
+}
+
+export class WebSocketTransport extends TransportCore {
+  private readonly server: WebSocketServer
+  private readonly pendingSocketsMax: number
+  private readonly tls: WebSocketTransportOptions['tls']
+  private readonly attached = new Map<HttpServer | HttpsServer, UpgradeListener>()
+  /** Every socket not yet closed, and a promise for its close. */
+  private readonly sockets = new Map<WebSocket, Promise<void>>()
+  private readonly releases = new WeakMap<Connection, () => void>()
+  private pendingSockets = 0
+
+  constructor(options: WebSocketTransportOptions) {
+    super(options, realSetTimer)
+    this.pendingSocketsMax = positiveInteger('pendingSocketsMax', options.pendingSocketsMax, PENDING_SOCKETS_MAX_DEFAULT)
+    this.tls = options.tls
+    this.server = new WebSocketServer({ noServer: true, clientTracking: false, ...RECEIVE_LIMITS })
+  }
+
+  /** Unauthenticated sockets right now (for metrics and tests). */
+  get pendingSocketCount(): number {
+    return this.pendingSockets
+  }
+
+  /** Takes peer upgrades (`/v1/peer`) on `server`; other upgrade paths are left to others. */
+  attach(server: HttpServer | HttpsServer): void {
+    if (this.isClosed) throw new MeshError('MESHKV_ERR_CLOSED', 'transport: closed')
+    if (this.attached.has(server)) return
+    const listener: UpgradeListener = (request, socket, head) => this.onUpgrade(server, request, socket, head)
+    this.attached.set(server, listener)
+    server.on('upgrade', listener)
+  }
+
+  override async close(): Promise<void> {
+    for (const [server, listener] of this.attached) server.off('upgrade', listener)
+    this.attached.clear()
+    await super.close()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  override opened(connection: Connection, link: Link): void {
+    this.release(connection)
+    super.opened(connection, link)
+  }
+
+  override ended(connection: Connection, end: ConnectionEnd): void {
+    this.release(connection)
+    super.ended(connection, end)
+  }
+
+  protected normalizeUrl(url: string): string {
+    return peerUrlOf(url)
+  }
+
+  protected openChannel(key: string, connection: Connection): void {
+    const socket = new WebSocket(key, {
+      ...RECEIVE_LIMITS,
+      ...this.tls,
+      handshakeTimeout: this.settings.handshakeTimeoutMs,
+      followRedirects: false,
+    })
+    connection.onAbort(() => socket.terminate())
+    this.track(socket, connection, false)
+    socket.once('open', () => this.bind(socket, connection))
+  }
+
+  protected async channelsEnded(): Promise<void> {
+    await Promise.all(this.sockets.values())
+  }
+
+  private onUpgrade(server: HttpServer | HttpsServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (pathOf(request.url) !== PEER_PATH) {
+      // Someone else may serve this path; when nobody does, say so rather than leave it hanging.
+      if (server.listenerCount('upgrade') <= 1) refuseUpgrade(socket, 404)
+      return
+    }
+    const status = this.upgradeRefusal(request)
+    if (status !== null) {
+      refuseUpgrade(socket, status)
+      return
+    }
+    this.pendingSockets += 1
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      this.pendingSockets -= 1
+    }
+    socket.once('close', release)
+    this.server.handleUpgrade(request, socket, head, (webSocket) => {
+      const connection = this.startConnection('acceptor', null)
+      this.releases.set(connection, release)
+      this.track(webSocket, connection, true)
+      this.bind(webSocket, connection)
+    })
+  }
+
+  /** The HTTP status an upgrade request is refused with, or null to go on. */
+  private upgradeRefusal(request: IncomingMessage): number | null {
+    if (this.isClosed) return 503
+    if (this.pendingSockets >= this.pendingSocketsMax) return 503
+    if (request.rawHeaders.length / 2 > UPGRADE_HEADERS_MAX) return 431
+    if (request.headers['sec-websocket-protocol'] !== undefined) return 400
+    return null
+  }
+
+  private release(connection: Connection): void {
+    this.releases.get(connection)?.()
+    this.releases.delete(connection)
+  }
+
+  /** Listens for errors and the close of `socket`, before and after it is open. */
+  private track(socket: WebSocket, connection: Connection, open: boolean): void {
+    let attached = open
+    socket.once('open', () => {
+      attached = true
+    })
+    socket.on('error', (error: Error & { code?: unknown }) => {
+      if (!attached) {
+        connection.fail('MESHKV_ERR_UNREACHABLE', `cannot reach ${connection.dialedUrl ?? 'peer'}: ${error.message}`)
+        return
+      }
+      const failure = failureOf(error)
+      connection.channelFailed(failure.code, failure.errorCode, error.message)
+    })
+    const closed = new Promise<void>((resolve) => {
+      socket.once('close', (code: number, reason: Buffer) => {
+        this.sockets.delete(socket)
+        if (attached) connection.channelEnded(code, reason.toString('utf8'))
+        else connection.fail('MESHKV_ERR_UNREACHABLE', `cannot reach ${connection.dialedUrl ?? 'peer'}: closed before open (${code})`)
+        resolve()
+      })
+    })
+    this.sockets.set(socket, closed)
+  }
+
+  /** The socket is open: heartbeat, frames in, and the handshake begins. */
+  private bind(socket: WebSocket, connection: Connection): void {
+    const channel = new SocketChannel(socket)
+    const { pingIntervalMs, peerTimeoutMs } = this.settings
+    let lastHeardMs = performance.now()
+    const heard = (): void => {
+      lastHeardMs = performance.now()
+    }
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      heard()
+      if (isBinary) connection.receive(bytesOf(data))
+      else connection.receiveText()
+    })
+    socket.on('ping', heard)
+    socket.on('pong', heard)
+    const heartbeat = setInterval(() => {
+      if (performance.now() - lastHeardMs > peerTimeoutMs) {
+        connection.close(CLOSE_CODES.timeout, `peer silent for over ${peerTimeoutMs} ms`, 'now')
+        return
+      }
+      if (socket.readyState === WebSocket.OPEN) socket.ping()
+      connection.poll()
+    }, pingIntervalMs)
+    socket.once('close', () => {
+      clearInterval(heartbeat)
+      channel.ended()
+    })
+    connection.attach(channel)
+  }
+}

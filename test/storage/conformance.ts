@@ -1,0 +1,895 @@
+/**
+ * The store conformance suite: every `Backend` (LevelDB, memory) must give a `Store` the same
+ * behaviour. `makeBackend` returns a fresh backend, a way to reopen the same data after `close`
+ * (a new LevelDB instance on the same directory, or the same memory instance: a disk that
+ * survives), and a cleanup.
+ */
+import { randomBytes } from 'node:crypto'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Dot, Hlc, NodeId, VectorClock } from '../../src/clock/index.js'
+import { HLC_ZERO, compareHlc, encodeVersion, isNodeId, toNodeId, vcGet, vcSet } from '../../src/clock/index.js'
+import type { AnyState, Change, Intent, Op, RegisterState, Space } from '../../src/crdt/index.js'
+import { counterValue, lwwSibling, registerDots, setMembers } from '../../src/crdt/index.js'
+import { MeshError } from '../../src/errors.js'
+import type { Backend, BackendSnapshot, BackendWrite, CommitResult, LogEntry, Range, StateReader, StoreOptions, StoreSnapshot, Sub } from '../../src/storage/index.js'
+import { FOLLOW_PAGE_ENTRIES, GROUP_CHANGES_MAX, Store, followLog, stateId } from '../../src/storage/index.js'
+import { plainBytes } from '../helpers/bytes.js'
+import { byUtf8, meshCodeOf, nextWithin, takeWithin, turn } from '../helpers/async.js'
+
+export interface BackendFixture {
+  backend: Backend
+  /** The same data after `close`: a new instance on the same directory, or the same memory instance. */
+  reopen: () => Backend
+  cleanup: () => Promise<void>
+}
+
+const START_MS = 1_700_000_000_000
+const OTHER = toNodeId('a1a1a1a1a1a1a1a1')
+const THIRD = toNodeId('b2b2b2b2b2b2b2b2')
+const SPACES: readonly Space[] = ['kv', 'counter', 'set']
+
+// ---------------------------------------------------------------------------------------------
+// Building intents, ops and changes by hand.
+
+const enc = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'utf8'))
+const dec = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8')
+
+type RegisterExtra = { ifMatch?: string; ifNoneMatch?: boolean; context?: readonly Dot[] }
+
+function put(key: string, value: string, extra: RegisterExtra = {}): Intent {
+  return { type: 'kv.put', key, value: enc(value), contentType: 'text/plain', ...extra }
+}
+function del(key: string, extra: Omit<RegisterExtra, 'ifNoneMatch'> = {}): Intent {
+  return { type: 'kv.del', key, ...extra }
+}
+function incr(name: string, delta: number): Intent {
+  return { type: 'counter.add', name, delta }
+}
+function add(name: string, member: string): Intent {
+  return { type: 'set.add', name, member }
+}
+function remove(name: string, member: string): Intent {
+  return { type: 'set.remove', name, member }
+}
+
+function rput(key: string, value: string, context: readonly Dot[] = []): Op {
+  return { type: 'kv.put', key, value: enc(value), contentType: 'text/plain', context }
+}
+
+function remoteChange(node: NodeId, seq: number, ops: readonly Op[], deps: VectorClock, hlc: Hlc): Change {
+  return { dot: { node, seq }, deps, hlc, ops }
+}
+
+function vc(...entries: [NodeId, number][]): VectorClock {
+  return Object.fromEntries(entries) as VectorClock
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading back.
+
+async function valueOf(reader: Pick<StateReader, 'getState'>, key: string): Promise<string | undefined> {
+  const winner = lwwSibling(await reader.getState('kv', key))
+  return winner === undefined || winner.value === null ? undefined : dec(winner.value)
+}
+
+async function keysOf(reader: Pick<StateReader, 'iterateStates'>, space: Space, range: Range = {}): Promise<string[]> {
+  const keys: string[] = []
+  for await (const [key] of reader.iterateStates(space, range)) keys.push(key)
+  return keys
+}
+
+async function dumpStates(reader: Pick<StateReader, 'iterateStates'>): Promise<Record<Space, [string, AnyState][]>> {
+  const out = { kv: [], counter: [], set: [] } as Record<Space, [string, AnyState][]>
+  for (const space of SPACES) for await (const entry of reader.iterateStates(space, {})) out[space].push(entry)
+  return out
+}
+
+function stateAfter(result: CommitResult, space: Space, key: string): AnyState {
+  const state = result.states.get(stateId(space, key))
+  if (state === undefined) throw new Error(`the commit result holds no state for ${space} ${key}`)
+  return state
+}
+
+function versionOf(state: AnyState): string {
+  return encodeVersion(registerDots(state as RegisterState))
+}
+
+function changeOf(result: CommitResult): Change {
+  if (result.change === null) throw new Error('expected the commit to make a change')
+  return result.change
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A backend whose writes can be made to fail, as on a full disk.
+
+class FailingBackend implements Backend {
+  readonly kind: 'level' | 'memory'
+  /** How many of the next writes fail. */
+  failNext = 0
+  writeCalls = 0
+
+  constructor(readonly inner: Backend) {
+    this.kind = inner.kind
+  }
+
+  open(): Promise<void> {
+    return this.inner.open()
+  }
+  close(): Promise<void> {
+    return this.inner.close()
+  }
+  get(sub: Sub, key: string): Promise<Uint8Array | undefined> {
+    return this.inner.get(sub, key)
+  }
+  getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    return this.inner.getMany(sub, keys)
+  }
+  iterate(sub: Sub, range: Range): AsyncIterable<[string, Uint8Array]> {
+    return this.inner.iterate(sub, range)
+  }
+  snapshot(): BackendSnapshot {
+    return this.inner.snapshot()
+  }
+  async write(writes: readonly BackendWrite[], options: { sync: boolean }): Promise<void> {
+    this.writeCalls++
+    if (this.failNext > 0) {
+      this.failNext--
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 })
+    }
+    return this.inner.write(writes, options)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A harness: an injected clock, counted randomness, and every store closed after each test.
+
+class Harness {
+  ms = START_MS
+  randomCalls = 0
+  readonly #open = new Set<Store>()
+
+  constructor(readonly fixture: BackendFixture) {}
+
+  options(backend: Backend, extra: Partial<StoreOptions> = {}): StoreOptions {
+    return {
+      backend,
+      now: () => this.ms,
+      randomBytes: (size) => {
+        this.randomCalls++
+        return new Uint8Array(randomBytes(size))
+      },
+      ...extra,
+    }
+  }
+
+  async open(extra: Partial<StoreOptions> = {}, backend: Backend = this.fixture.backend): Promise<Store> {
+    const store = await Store.open(this.options(backend, extra))
+    this.#open.add(store)
+    return store
+  }
+
+  /** Closes `store` and opens the same data again, as a restarted process would. */
+  async reopen(store: Store, extra: Partial<StoreOptions> = {}): Promise<Store> {
+    await this.close(store)
+    return this.open(extra, this.fixture.reopen())
+  }
+
+  async close(store: Store): Promise<void> {
+    await store.close()
+    this.#open.delete(store)
+  }
+
+  async dispose(): Promise<void> {
+    for (const store of this.#open) await store.close()
+    this.#open.clear()
+    await this.fixture.cleanup()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function storeConformance(name: string, makeBackend: () => Promise<BackendFixture>): void {
+  describe(`Store over ${name}`, () => {
+    let h: Harness
+
+    beforeEach(async () => {
+      h = new Harness(await makeBackend())
+    })
+
+    afterEach(async () => {
+      await h.dispose()
+    })
+
+    describe('identity', () => {
+      it('makes a node id once and keeps it across reopens', async () => {
+        const store = await h.open()
+        const nodeId = store.nodeId
+        expect(isNodeId(nodeId)).toBe(true)
+        expect(h.randomCalls).toBe(1)
+        expect(store.kind).toBe(h.fixture.backend.kind)
+        expect(store.lsn).toBe(0)
+        expect(store.vc).toEqual({})
+        expect(store.hlc).toEqual(HLC_ZERO)
+
+        const again = await h.reopen(store)
+        expect(again.nodeId).toBe(nodeId)
+        const third = await h.reopen(again)
+        expect(third.nodeId).toBe(nodeId)
+        expect(h.randomCalls).toBe(1)
+      })
+
+      it('refuses a second open of data that is already open with MESHKV_ERR_LOCKED, and opens it once closed', async () => {
+        const store = await h.open()
+        expect(await meshCodeOf(Store.open(h.options(h.fixture.reopen())))).toBe('MESHKV_ERR_LOCKED')
+        await store.commitLocal([put('still', 'works')])
+        const nodeId = store.nodeId
+        await h.close(store)
+        const again = await h.open({}, h.fixture.reopen())
+        expect(again.nodeId).toBe(nodeId)
+        expect(await valueOf(again, 'still')).toBe('works')
+      })
+
+      it('rejects every call on a closed store with MESHKV_ERR_CLOSED', async () => {
+        const store = await h.open()
+        await store.commitLocal([put('a', '1')])
+        await h.close(store)
+        await store.close() // twice is fine
+        const calls: (() => Promise<unknown>)[] = [
+          () => store.commitLocal([put('a', '2')]),
+          () => store.applyRemote(remoteChange(OTHER, 1, [rput('r', 'x')], {}, { wallMs: START_MS, logical: 0 })),
+          () => store.getState('kv', 'a'),
+          () => store.readLog(0, 10),
+          () => store.firstLsn(),
+          () => store.lsnOfDot({ node: store.nodeId, seq: 1 }),
+          () => store.snapshot(),
+          async () => {
+            for await (const entry of store.iterateStates('kv', {})) void entry
+          },
+        ]
+        for (const call of calls) expect(await meshCodeOf(call)).toBe('MESHKV_ERR_CLOSED')
+      })
+    })
+
+    describe('local commits', () => {
+      it('makes one change per call: dots 1, 2, 3… without gaps, deps = prior VC, HLC strictly increasing, LSN increasing', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        const steps: { intents: Intent[]; clockMs: number; hlc: Hlc }[] = [
+          { intents: [put('a', '1')], clockMs: START_MS, hlc: { wallMs: START_MS, logical: 0 } },
+          { intents: [put('a', '2')], clockMs: START_MS, hlc: { wallMs: START_MS, logical: 1 } },
+          // The wall clock steps back: the HLC does not.
+          { intents: [del('a')], clockMs: START_MS - 5_000, hlc: { wallMs: START_MS, logical: 2 } },
+          { intents: [incr('c', 5)], clockMs: START_MS + 10, hlc: { wallMs: START_MS + 10, logical: 0 } },
+          { intents: [incr('c', -2)], clockMs: START_MS + 10, hlc: { wallMs: START_MS + 10, logical: 1 } },
+          { intents: [add('s', 'x')], clockMs: START_MS + 20, hlc: { wallMs: START_MS + 20, logical: 0 } },
+          { intents: [remove('s', 'x')], clockMs: START_MS + 19, hlc: { wallMs: START_MS + 20, logical: 1 } },
+          { intents: [put('b', '3')], clockMs: START_MS + 30, hlc: { wallMs: START_MS + 30, logical: 0 } },
+        ]
+        const commits: LogEntry[][] = []
+        store.onCommit((entries) => commits.push([...entries]))
+        let previousHlc = store.hlc
+        const changes: Change[] = []
+        for (const [i, step] of steps.entries()) {
+          h.ms = step.clockMs
+          const vcBefore = store.vc
+          const result = await store.commitLocal(step.intents)
+          const change = changeOf(result)
+          changes.push(change)
+          expect(change.dot).toEqual({ node: self, seq: i + 1 })
+          expect(change.deps).toEqual(vcBefore)
+          expect(change.ops).toHaveLength(1)
+          expect(change.ops[0]?.type).toBe(step.intents[0]?.type)
+          expect(change.hlc).toEqual(step.hlc)
+          expect(compareHlc(change.hlc, previousHlc)).toBeGreaterThan(0)
+          expect(result.lsn).toBe(i + 1)
+          expect(store.lsn).toBe(i + 1)
+          expect(result.vc).toEqual(vcSet(vcBefore, self, i + 1))
+          expect(store.vc).toEqual(result.vc)
+          expect(store.hlc).toEqual(change.hlc)
+          expect(await store.lsnOfDot(change.dot)).toBe(i + 1)
+          previousHlc = change.hlc
+        }
+        // A blind write replaces exactly what the node held.
+        expect(changes[1]?.ops[0]).toMatchObject({ type: 'kv.put', context: [{ node: self, seq: 1 }] })
+        expect(changes[2]?.ops[0]).toMatchObject({ type: 'kv.del', context: [{ node: self, seq: 2 }] })
+        expect(commits.map((entries) => entries.map((entry) => entry.lsn))).toEqual(range(1, steps.length).map((lsn) => [lsn]))
+
+        expect(await valueOf(store, 'a')).toBeUndefined()
+        expect((await store.getState('kv', 'a')).siblings).toHaveLength(1) // the tombstone
+        expect(counterValue(await store.getState('counter', 'c'))).toBe(3)
+        expect(setMembers(await store.getState('set', 's'))).toEqual([])
+        expect(await valueOf(store, 'b')).toBe('3')
+        const log = await store.readLog(0, 100)
+        expect(log.map((entry) => entry.lsn)).toEqual(range(1, steps.length))
+        expect(plainBytes(log.map((entry) => entry.change))).toEqual(plainBytes(changes))
+      })
+
+      it('makes one change of a batch of several intents, leaving out the ones that change nothing', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        await store.commitLocal([put('gone', 'soon')])
+        const before = { lsn: store.lsn, vc: store.vc }
+        const commits: LogEntry[][] = []
+        store.onCommit((entries) => commits.push([...entries]))
+
+        const result = await store.commitLocal([
+          put('a', '1'),
+          put('b', '2'),
+          del('gone'),
+          del('never-was'),
+          incr('c', 7),
+          add('s', 'm1'),
+          add('s', 'm2'),
+          remove('s', 'absent'),
+        ])
+        const change = changeOf(result)
+        expect(change.ops.map((op) => op.type)).toEqual(['kv.put', 'kv.put', 'kv.del', 'counter.add', 'set.add', 'set.add'])
+        expect(change.dot).toEqual({ node: self, seq: vcGet(before.vc, self) + 1 })
+        expect(result.lsn).toBe(before.lsn + 1)
+        expect(vcGet(store.vc, self)).toBe(vcGet(before.vc, self) + 1)
+        expect(commits).toHaveLength(1)
+        expect(commits[0]).toHaveLength(1)
+        expect(await store.readLog(before.lsn, 10)).toHaveLength(1)
+        expect(setMembers(stateAfter(result, 'set', 's') as never)).toEqual(['m1', 'm2'])
+
+        expect(await valueOf(store, 'a')).toBe('1')
+        expect(await valueOf(store, 'b')).toBe('2')
+        expect(await valueOf(store, 'gone')).toBeUndefined()
+        expect(counterValue(await store.getState('counter', 'c'))).toBe(7)
+        expect(setMembers(await store.getState('set', 's'))).toEqual(['m1', 'm2'])
+
+        // A batch in which nothing changes is no change at all.
+        const nothing = await store.commitLocal([del('never-was'), remove('s', 'absent')])
+        expect(nothing.change).toBeNull()
+        expect(nothing.lsn).toBe(store.lsn)
+        expect(store.lsn).toBe(before.lsn + 1)
+        expect(nothing.vc).toEqual(store.vc)
+        expect(commits).toHaveLength(1)
+        expect(nothing.states.get(stateId('kv', 'never-was'))).toEqual({ siblings: [] })
+      })
+
+      it('fails a batch whose precondition fails with MESHKV_ERR_PRECONDITION_FAILED and writes none of it', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        const first = await store.commitLocal([put('k', 'v1')])
+        const v1 = versionOf(stateAfter(first, 'kv', 'k'))
+        const second = await store.commitLocal([put('k', 'v2', { ifMatch: v1 })])
+        const v2 = versionOf(stateAfter(second, 'kv', 'k'))
+        expect(v2).not.toBe(v1)
+
+        const before = { lsn: store.lsn, vc: store.vc, hlc: store.hlc }
+        h.ms += 1_000
+        const failing: Intent[][] = [
+          [put('other', 'x'), put('k', 'v3', { ifMatch: v1 })],
+          [put('other', 'x'), incr('c', 1), put('k', 'v3', { ifNoneMatch: true })],
+          [add('s', 'm'), put('other', 'x'), del('k', { ifMatch: v1 })],
+          [put('other', 'x'), put('missing', 'x', { ifMatch: v2 })],
+          [put('missing', 'x', { ifMatch: encodeVersion([]) })],
+        ]
+        for (const intents of failing) expect(await meshCodeOf(store.commitLocal(intents))).toBe('MESHKV_ERR_PRECONDITION_FAILED')
+        expect(store.lsn).toBe(before.lsn)
+        expect(store.vc).toEqual(before.vc)
+        expect(store.hlc).toEqual(before.hlc)
+        expect(await store.readLog(before.lsn, 10)).toEqual([])
+        expect(await valueOf(store, 'other')).toBeUndefined()
+        expect(await valueOf(store, 'missing')).toBeUndefined()
+        expect(await valueOf(store, 'k')).toBe('v2')
+        expect(counterValue(await store.getState('counter', 'c'))).toBe(0)
+        expect(setMembers(await store.getState('set', 's'))).toEqual([])
+
+        // Preconditions that hold.
+        const ok = await store.commitLocal([put('k', 'v3', { ifMatch: v2 }), put('fresh', 'f', { ifNoneMatch: true })])
+        expect(changeOf(ok).ops).toHaveLength(2)
+        await store.commitLocal([del('fresh')])
+        // A tombstone is no live value: If-None-Match holds.
+        await store.commitLocal([put('fresh', 'again', { ifNoneMatch: true })])
+        expect(await valueOf(store, 'fresh')).toBe('again')
+
+        // A failing commit among others in one group leaves no gap in the dots.
+        const seq = vcGet(store.vc, self)
+        const outcomes = await Promise.allSettled([
+          store.commitLocal([put('g1', '1')]),
+          store.commitLocal([put('k', 'x', { ifMatch: v1 })]),
+          store.commitLocal([put('g2', '2')]),
+        ])
+        expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+        const [g1, failed, g2] = outcomes
+        expect(g1?.status === 'fulfilled' && changeOf(g1.value).dot.seq).toBe(seq + 1)
+        expect(failed?.status === 'rejected' && (failed.reason as MeshError).code).toBe('MESHKV_ERR_PRECONDITION_FAILED')
+        expect(g2?.status === 'fulfilled' && changeOf(g2.value).dot.seq).toBe(seq + 2)
+        expect(vcGet(store.vc, self)).toBe(seq + 2)
+      })
+
+      it('refuses two intents on one key with MESHKV_ERR_BATCH_INVALID and writes nothing', async () => {
+        const store = await h.open()
+        const invalid: Intent[][] = [
+          [put('k', '1'), put('k', '2')],
+          [put('k', '1'), del('k')],
+          [put('x', '1'), put('k', '1'), del('k')],
+          [incr('c', 1), incr('c', 2)],
+          [add('s', 'm'), remove('s', 'm')],
+          [add('s', 'm'), add('s', 'm')],
+        ]
+        for (const intents of invalid) expect(await meshCodeOf(store.commitLocal(intents))).toBe('MESHKV_ERR_BATCH_INVALID')
+        expect(store.lsn).toBe(0)
+        expect(store.vc).toEqual({})
+        expect(await keysOf(store, 'kv')).toEqual([])
+
+        // Different members of one set, and one name in each key space, are distinct targets.
+        const ok = await store.commitLocal([add('s', 'm'), remove('s', 'other'), add('s', 'n'), put('n', '1'), incr('n', 1), add('n', 'n')])
+        expect(changeOf(ok).ops.map((op) => op.type)).toEqual(['set.add', 'set.add', 'kv.put', 'counter.add', 'set.add'])
+        expect(setMembers(await store.getState('set', 's'))).toEqual(['m', 'n'])
+        expect(await valueOf(store, 'n')).toBe('1')
+        expect(counterValue(await store.getState('counter', 'n'))).toBe(1)
+        expect(setMembers(await store.getState('set', 'n'))).toEqual(['n'])
+      })
+
+      it('group-commits many concurrent calls, each resolving with its own change, all present after reopen', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        const batches: number[] = []
+        store.onCommit((entries) => batches.push(entries.length))
+        const count = 600
+        const keyOf = (i: number): string => `g/${String(i).padStart(4, '0')}`
+        const results = await Promise.all(range(0, count - 1).map((i) => store.commitLocal([put(keyOf(i), `v${i}`)])))
+
+        expect(batches.reduce((a, b) => a + b, 0)).toBe(count)
+        expect(Math.max(...batches)).toBeGreaterThan(1)
+        expect(Math.max(...batches)).toBeLessThanOrEqual(GROUP_CHANGES_MAX)
+        expect(batches.length).toBeLessThan(count / 2)
+        for (const [i, result] of results.entries()) {
+          const change = changeOf(result)
+          expect(plainBytes(change.ops)).toEqual([expect.objectContaining({ type: 'kv.put', key: keyOf(i), value: enc(`v${i}`) })])
+          expect(result.lsn).toBe(await store.lsnOfDot(change.dot))
+        }
+        expect(results.map((result) => changeOf(result).dot.seq).sort((a, b) => a - b)).toEqual(range(1, count))
+        expect(new Set(results.map((result) => result.lsn)).size).toBe(count)
+        expect(store.lsn).toBe(count)
+
+        const again = await h.reopen(store)
+        expect(again.lsn).toBe(count)
+        expect(vcGet(again.vc, self)).toBe(count)
+        const log = await again.readLog(0, count + 10)
+        expect(log.map((entry) => entry.lsn)).toEqual(range(1, count))
+        expect(await keysOf(again, 'kv')).toEqual(range(0, count - 1).map(keyOf))
+        for (const i of range(0, count - 1)) expect(await valueOf(again, keyOf(i))).toBe(`v${i}`)
+      })
+
+      it('leaves exactly one sibling after concurrent blind puts on one key from this node', async () => {
+        const store = await h.open()
+        const results = await Promise.all(range(0, 49).map((i) => store.commitLocal([put('hot', `v${i}`)])))
+        for (const [i, result] of results.entries()) {
+          expect((stateAfter(result, 'kv', 'hot') as RegisterState).siblings).toHaveLength(1)
+          const previous = results[i - 1]
+          expect(changeOf(result).ops[0]).toMatchObject({ context: previous === undefined ? [] : [changeOf(previous).dot] })
+        }
+        const state = await store.getState('kv', 'hot')
+        expect(state.siblings).toHaveLength(1)
+        expect(state.siblings[0]?.dot).toEqual(changeOf(results[49] as CommitResult).dot)
+        expect(await valueOf(store, 'hot')).toBe('v49')
+      })
+    })
+
+    describe('remote changes', () => {
+      it('applies changes from other nodes; local changes then depend on them and follow their clocks', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        const local = changeOf(await store.commitLocal([put('mine', 'local')]))
+        h.ms = START_MS + 100
+
+        const c1 = remoteChange(
+          OTHER,
+          1,
+          [rput('r', 'remote'), { type: 'counter.add', name: 'c', delta: 4 }, { type: 'set.add', name: 's', member: 'm', context: [] }],
+          {},
+          { wallMs: START_MS + 50, logical: 7 },
+        )
+        const r1 = await store.applyRemote(c1)
+        expect(plainBytes(r1.change)).toEqual(c1)
+        expect(r1.lsn).toBe(2)
+        expect(store.vc).toEqual(vc([self, 1], [OTHER, 1]))
+        expect(store.hlc).toEqual({ wallMs: START_MS + 50, logical: 7 })
+        expect(await valueOf(store, 'r')).toBe('remote')
+        expect(counterValue(await store.getState('counter', 'c'))).toBe(4)
+        expect(setMembers(await store.getState('set', 's'))).toEqual(['m'])
+
+        // A remote write that saw ours replaces it.
+        const c2 = remoteChange(OTHER, 2, [rput('mine', 'overwritten', [local.dot])], vc([self, 1], [OTHER, 1]), { wallMs: START_MS + 60, logical: 0 })
+        await store.applyRemote(c2)
+        const mine = await store.getState('kv', 'mine')
+        expect(mine.siblings.map((sibling) => sibling.dot)).toEqual([c2.dot])
+        expect(await valueOf(store, 'mine')).toBe('overwritten')
+
+        // A concurrent write from a third node becomes a sibling; the read returns the highest HLC.
+        const c3 = remoteChange(THIRD, 1, [rput('r', 'concurrent')], {}, { wallMs: START_MS + 40, logical: 0 })
+        await store.applyRemote(c3)
+        expect((await store.getState('kv', 'r')).siblings).toHaveLength(2)
+        expect(await valueOf(store, 'r')).toBe('remote')
+        expect(store.hlc).toEqual({ wallMs: START_MS + 60, logical: 0 })
+        expect(store.vc).toEqual(vc([self, 1], [OTHER, 2], [THIRD, 1]))
+
+        expect(plainBytes((await store.readLog(0, 10)).map((entry) => entry.change))).toEqual(plainBytes([local, c1, c2, c3]))
+        expect(await store.lsnOfDot(c3.dot)).toBe(4)
+
+        // Our wall clock is behind what we have seen: the next local HLC still follows the highest.
+        h.ms = START_MS
+        const next = await store.commitLocal([put('r', 'merged')])
+        const change = changeOf(next)
+        expect(change.dot).toEqual({ node: self, seq: 2 })
+        expect(change.deps).toEqual(vc([self, 1], [OTHER, 2], [THIRD, 1]))
+        expect(change.hlc).toEqual({ wallMs: START_MS + 60, logical: 1 })
+        expect(change.ops[0]).toMatchObject({ context: [c1.dot, c3.dot].sort((a, b) => (a.node < b.node ? -1 : 1)) })
+        expect((await store.getState('kv', 'r')).siblings).toHaveLength(1)
+      })
+
+      it('resolves a duplicate with change null and writes nothing', async () => {
+        const store = await h.open()
+        const c1 = remoteChange(OTHER, 1, [rput('r', '1')], {}, { wallMs: START_MS, logical: 0 })
+        const c2 = remoteChange(OTHER, 2, [rput('r', '2', [c1.dot])], vc([OTHER, 1]), { wallMs: START_MS, logical: 1 })
+        const commits: number[] = []
+        store.onCommit((entries) => commits.push(entries.length))
+        // The same change twice in one group: the second is a duplicate of the first.
+        const [first, twin] = await Promise.all([store.applyRemote(c1), store.applyRemote(c1)])
+        expect(plainBytes(first?.change)).toEqual(c1)
+        expect(twin?.change).toBeNull()
+        await store.applyRemote(c2)
+        const before = { lsn: store.lsn, vc: store.vc, hlc: store.hlc }
+        for (const change of [c1, c2]) {
+          const result = await store.applyRemote(change)
+          expect(result.change).toBeNull()
+          expect(result.lsn).toBe(before.lsn)
+          expect(result.vc).toEqual(before.vc)
+        }
+        expect(store.lsn).toBe(2)
+        expect(store.vc).toEqual(before.vc)
+        expect(commits).toEqual([1, 1])
+        expect(await store.readLog(0, 10)).toHaveLength(2)
+        expect(await valueOf(store, 'r')).toBe('2')
+      })
+
+      it('refuses out-of-order delivery with MESHKV_ERR_OUT_OF_ORDER, writes nothing and keeps working', async () => {
+        const store = await h.open()
+        await store.applyRemote(remoteChange(OTHER, 1, [rput('r', '1')], {}, { wallMs: START_MS, logical: 0 }))
+        const before = { lsn: store.lsn, vc: store.vc, hlc: store.hlc }
+        const outOfOrder = [
+          // A gap in the origin's seqs.
+          remoteChange(OTHER, 3, [rput('r', '3')], vc([OTHER, 2]), { wallMs: START_MS, logical: 3 }),
+          // A first change from a node whose deps are not applied.
+          remoteChange(THIRD, 1, [rput('t', '1')], vc([OTHER, 5]), { wallMs: START_MS, logical: 4 }),
+          // Not starting at seq 1.
+          remoteChange(THIRD, 2, [rput('t', '2')], {}, { wallMs: START_MS, logical: 5 }),
+        ]
+        for (const change of outOfOrder) expect(await meshCodeOf(store.applyRemote(change))).toBe('MESHKV_ERR_OUT_OF_ORDER')
+        // In one group, a change whose predecessor was refused (clock skew) is out of order too.
+        const skewed = remoteChange(THIRD, 1, [rput('t', 'future')], {}, { wallMs: h.ms + 10 * 60_000, logical: 0 })
+        const follower = remoteChange(THIRD, 2, [rput('t', 'after')], vc([THIRD, 1]), { wallMs: START_MS, logical: 6 })
+        const [first, second] = await Promise.allSettled([store.applyRemote(skewed), store.applyRemote(follower)])
+        expect(first?.status === 'rejected' && (first.reason as MeshError).code).toBe('MESHKV_ERR_CLOCK_SKEW')
+        expect(second?.status === 'rejected' && (second.reason as MeshError).code).toBe('MESHKV_ERR_OUT_OF_ORDER')
+        expect(store.lsn).toBe(before.lsn)
+        expect(store.vc).toEqual(before.vc)
+        expect(store.hlc).toEqual(before.hlc)
+        expect(await valueOf(store, 't')).toBeUndefined()
+        const next = await store.applyRemote(remoteChange(OTHER, 2, [rput('r', '2')], vc([OTHER, 1]), { wallMs: START_MS, logical: 1 }))
+        expect(next.change?.dot).toEqual({ node: OTHER, seq: 2 })
+        expect(await valueOf(store, 'r')).toBe('2')
+      })
+
+      it('refuses a remote clock beyond maxClockOffsetMs with MESHKV_ERR_CLOCK_SKEW and leaves the clock unchanged', async () => {
+        const store = await h.open({ maxClockOffsetMs: 1_000 })
+        await store.commitLocal([put('a', '1')])
+        const before = { lsn: store.lsn, vc: store.vc, hlc: store.hlc }
+        const ahead = remoteChange(OTHER, 1, [rput('x', 'future')], {}, { wallMs: h.ms + 1_001, logical: 0 })
+        expect(await meshCodeOf(store.applyRemote(ahead))).toBe('MESHKV_ERR_CLOCK_SKEW')
+        expect(store.hlc).toEqual(before.hlc)
+        expect(store.vc).toEqual(before.vc)
+        expect(store.lsn).toBe(before.lsn)
+        expect(await valueOf(store, 'x')).toBeUndefined()
+        // Our own clock did not jump ahead either.
+        const local = changeOf(await store.commitLocal([put('a', '2')]))
+        expect(local.hlc).toEqual({ wallMs: h.ms, logical: 1 })
+
+        // At the bound, the change applies and the clock follows it.
+        const edge = remoteChange(OTHER, 1, [rput('x', 'edge')], {}, { wallMs: h.ms + 1_000, logical: 3 })
+        expect(plainBytes((await store.applyRemote(edge)).change)).toEqual(edge)
+        expect(store.hlc).toEqual(edge.hlc)
+
+        // The default bound is 60 s.
+        const reopened = await h.reopen(store)
+        const tooFar = remoteChange(OTHER, 2, [rput('x', 'far')], vc([OTHER, 1]), { wallMs: h.ms + 60_001, logical: 0 })
+        expect(await meshCodeOf(reopened.applyRemote(tooFar))).toBe('MESHKV_ERR_CLOCK_SKEW')
+        expect(reopened.hlc).toEqual(edge.hlc)
+        const near = remoteChange(OTHER, 2, [rput('x', 'near')], vc([OTHER, 1]), { wallMs: h.ms + 59_000, logical: 0 })
+        await reopened.applyRemote(near)
+        expect(reopened.hlc).toEqual(near.hlc)
+      })
+    })
+
+    describe('reading', () => {
+      it('reads the log in pages in LSN order and finds entries by dot', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        expect(await store.firstLsn()).toBe(1)
+        expect(await store.readLog(0, 10)).toEqual([])
+        const made: Change[] = []
+        let otherSeq = 0
+        for (const i of range(1, 10)) {
+          if (i % 3 === 0) {
+            otherSeq++
+            const change = remoteChange(OTHER, otherSeq, [rput(`r${i}`, String(i))], otherSeq === 1 ? {} : vc([OTHER, otherSeq - 1]), { wallMs: START_MS + i, logical: 0 })
+            await store.applyRemote(change)
+            made.push(change)
+          } else {
+            h.ms = START_MS + i
+            made.push(changeOf(await store.commitLocal([put(`l${i}`, String(i))])))
+          }
+        }
+        const pages: LogEntry[][] = []
+        for (let after = 0; ; ) {
+          const page = await store.readLog(after, 3)
+          if (page.length === 0) break
+          expect(page.length).toBeLessThanOrEqual(3)
+          pages.push(page)
+          after = (page[page.length - 1] as LogEntry).lsn
+        }
+        expect(pages.map((page) => page.length)).toEqual([3, 3, 3, 1])
+        const entries = pages.flat()
+        expect(entries.map((entry) => entry.lsn)).toEqual(range(1, 10))
+        expect(plainBytes(entries.map((entry) => entry.change))).toEqual(plainBytes(made))
+        expect((await store.readLog(4, 2)).map((entry) => entry.lsn)).toEqual([5, 6])
+        expect(await store.readLog(10, 5)).toEqual([])
+        expect(await store.firstLsn()).toBe(1)
+
+        for (const entry of entries) expect(await store.lsnOfDot(entry.change.dot)).toBe(entry.lsn)
+        expect(await store.lsnOfDot({ node: self, seq: 8 })).toBeUndefined()
+        expect(await store.lsnOfDot({ node: THIRD, seq: 1 })).toBeUndefined()
+      })
+
+      it('takes snapshots that see neither later writes nor a VC/LSN newer than their states', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        await store.commitLocal([put('a', '1'), incr('c', 1), add('s', 'x')])
+        const snap = await store.snapshot()
+        try {
+          expect(snap.lsn).toBe(1)
+          expect(snap.vc).toEqual(store.vc)
+          await store.commitLocal([put('a', '2'), put('b', 'new'), incr('c', 1), add('s', 'y')])
+          await store.applyRemote(remoteChange(OTHER, 1, [rput('z', 'remote')], {}, { wallMs: START_MS, logical: 9 }))
+          expect(store.lsn).toBe(3)
+
+          expect(snap.lsn).toBe(1)
+          expect(snap.vc).toEqual(vc([self, 1]))
+          expect(await valueOf(snap, 'a')).toBe('1')
+          expect(await valueOf(snap, 'b')).toBeUndefined()
+          expect(await valueOf(snap, 'z')).toBeUndefined()
+          expect(counterValue(await snap.getState('counter', 'c'))).toBe(1)
+          expect(setMembers(await snap.getState('set', 's'))).toEqual(['x'])
+          expect(await keysOf(snap, 'kv')).toEqual(['a'])
+          expect(await valueOf(store, 'a')).toBe('2')
+          expect(await keysOf(store, 'kv')).toEqual(['a', 'b', 'z'])
+        } finally {
+          await snap.close()
+        }
+
+        // Snapshots taken while group commits are under way: each one's LSN and VC count exactly
+        // the changes whose states it holds (each change adds one key, in dot order).
+        const base = store.lsn
+        const baseSeq = vcGet(store.vc, self)
+        const keyOf = (i: number): string => `u/${String(i).padStart(4, '0')}`
+        const pending: Promise<CommitResult>[] = []
+        const snapshots: Promise<StoreSnapshot>[] = []
+        for (const i of range(0, 299)) {
+          pending.push(store.commitLocal([put(keyOf(i), 'x')]))
+          if (i % 15 === 7) {
+            snapshots.push(store.snapshot())
+            await turn()
+          }
+        }
+        await Promise.all(pending)
+        const seenLsns = new Set<number>()
+        for (const opening of snapshots) {
+          const view = await opening
+          try {
+            const keys = await keysOf(view, 'kv', { gte: 'u/', lt: 'u0' })
+            expect(keys).toEqual(range(0, keys.length - 1).map(keyOf))
+            expect(view.lsn - base).toBe(keys.length)
+            expect(vcGet(view.vc, self) - baseSeq).toBe(keys.length)
+            seenLsns.add(view.lsn)
+          } finally {
+            await view.close()
+          }
+        }
+        expect(seenLsns.size).toBeGreaterThan(2)
+      })
+
+      it('iterates states in UTF-8 byte order, honouring gt/gte/lt/lte/reverse/limit', async () => {
+        const store = await h.open()
+        // In UTF-8 byte order. UTF-16 order differs: there the astral '😀' (D83D…) sorts before 'ｚ' (FF5A).
+        const ordered = ['A', 'Z', '__proto__', 'a', 'ab', 'b', '~', '\u0080', 'é', 'é/x', '中', 'ｚ', '😀', '😀x']
+        const shuffled = [...ordered].reverse()
+        await store.commitLocal(shuffled.map((key) => put(key, `v:${key}`)))
+        // Other key spaces do not show up in kv.
+        await store.commitLocal([incr('a', 1), add('b', 'x'), incr('constructor', 2)])
+        const cases: [Range, string[]][] = [
+          [{}, ordered],
+          [{ reverse: true }, [...ordered].reverse()],
+          [{ gt: 'a' }, ordered.slice(4)],
+          [{ gte: 'a' }, ordered.slice(3)],
+          [{ lt: 'ｚ' }, ordered.slice(0, 11)],
+          [{ lte: 'ｚ' }, ordered.slice(0, 12)],
+          [{ gt: 'ｚ' }, ['😀', '😀x']],
+          [{ gte: '\u0080', lt: '😀' }, ['\u0080', 'é', 'é/x', '中', 'ｚ']],
+          [{ gte: 'é', lt: '😀', reverse: true, limit: 2 }, ['ｚ', '中']],
+          [{ gt: '__proto__', lte: 'b', limit: 2 }, ['a', 'ab']],
+          [{ limit: 3 }, ['A', 'Z', '__proto__']],
+          [{ reverse: true, limit: 1 }, ['😀x']],
+          [{ gt: '😀x' }, []],
+          [{ lt: 'A' }, []],
+          [{ gte: 'é', lte: 'é' }, ['é']],
+          [{ limit: 0 }, []],
+        ]
+        expect([...ordered].sort(byUtf8)).toEqual(ordered)
+        const snap = await store.snapshot()
+        try {
+          for (const [bounds, expected] of cases) {
+            expect({ bounds, keys: await keysOf(store, 'kv', bounds) }).toEqual({ bounds, keys: expected })
+            expect({ bounds, keys: await keysOf(snap, 'kv', bounds) }).toEqual({ bounds, keys: expected })
+          }
+        } finally {
+          await snap.close()
+        }
+        for await (const [key, state] of store.iterateStates('kv', {})) expect(dec(lwwSibling(state)?.value ?? enc(''))).toBe(`v:${key}`)
+        expect(await keysOf(store, 'counter')).toEqual(['a', 'constructor'])
+        expect(await keysOf(store, 'set')).toEqual(['b'])
+        // A set emptied by removes leaves no state behind.
+        await store.commitLocal([remove('b', 'x')])
+        expect(await keysOf(store, 'set')).toEqual([])
+        expect(await valueOf(store, '__proto__')).toBe('v:__proto__')
+      })
+
+      it('follows the log: the backlog after a cursor, then live entries, and ends on abort', async () => {
+        const store = await h.open()
+        for (const i of range(1, 5)) await store.commitLocal([put(`k${i}`, String(i))])
+        const abort = new AbortController()
+        const follower = followLog(store, 2, abort.signal)[Symbol.asyncIterator]()
+        expect((await takeWithin(follower, 3)).map((entry) => entry.lsn)).toEqual([3, 4, 5])
+
+        const waiting = nextWithin(follower, 2_000, 'a live entry')
+        await turn()
+        await store.commitLocal([put('live', '6')])
+        const live = await waiting
+        expect(live.done).toBe(false)
+        expect(live.value).toMatchObject({ lsn: 6, change: { dot: { node: store.nodeId, seq: 6 } } })
+
+        await Promise.all([store.commitLocal([put('x', '7')]), store.commitLocal([put('y', '8')])])
+        await store.applyRemote(remoteChange(OTHER, 1, [rput('r', '9')], {}, { wallMs: START_MS, logical: 9 }))
+        expect((await takeWithin(follower, 3)).map((entry) => [entry.lsn, entry.change.dot.seq])).toEqual([
+          [7, 7],
+          [8, 8],
+          [9, 1],
+        ])
+
+        const ending = nextWithin(follower, 2_000, 'the end after abort')
+        await turn()
+        abort.abort()
+        expect((await ending).done).toBe(true)
+        await store.commitLocal([put('after', 'abort')])
+        expect((await nextWithin(follower)).done).toBe(true)
+
+        // A signal aborted up front ends at once.
+        const aborted = followLog(store, 0, AbortSignal.abort())[Symbol.asyncIterator]()
+        expect((await nextWithin(aborted)).done).toBe(true)
+      })
+
+      it('follows a backlog longer than one page without gaps or repeats', async () => {
+        const store = await h.open()
+        const count = FOLLOW_PAGE_ENTRIES + 44
+        await Promise.all(range(1, count).map((i) => store.commitLocal([put(`k${i}`, String(i))])))
+        const abort = new AbortController()
+        const follower = followLog(store, 0, abort.signal)[Symbol.asyncIterator]()
+        const entries = await takeWithin(follower, count)
+        expect(entries.map((entry) => entry.lsn)).toEqual(range(1, count))
+        const ending = nextWithin(follower)
+        abort.abort()
+        expect((await ending).done).toBe(true)
+      })
+    })
+
+    describe('durability', () => {
+      it('keeps node id, VC, LSN, HLC, log and all states across reopen', async () => {
+        const store = await h.open()
+        const self = store.nodeId
+        h.ms = START_MS + 500
+        await store.commitLocal([put('a', '1'), put('b', '2'), incr('c', 10), add('s', 'x'), add('s', 'y')])
+        await store.applyRemote(remoteChange(OTHER, 1, [rput('a', 'concurrent'), { type: 'counter.add', name: 'c', delta: -3 }], {}, { wallMs: START_MS + 900, logical: 2 }))
+        await store.commitLocal([del('b'), remove('s', 'x'), put('__proto__', 'p'), put('😀', 'astral')])
+        await store.applyRemote(remoteChange(THIRD, 1, [{ type: 'set.add', name: 's', member: 'z', context: [] }], vc([OTHER, 1]), { wallMs: START_MS + 100, logical: 0 }))
+        const before = { nodeId: self, vc: store.vc, lsn: store.lsn, hlc: store.hlc, states: await dumpStates(store), log: await store.readLog(0, 100) }
+        expect(before.lsn).toBe(4)
+        expect(before.hlc).toEqual({ wallMs: START_MS + 900, logical: 3 })
+
+        const again = await h.reopen(store)
+        expect(again.nodeId).toBe(before.nodeId)
+        expect(again.vc).toEqual(before.vc)
+        expect(again.lsn).toBe(before.lsn)
+        expect(again.hlc).toEqual(before.hlc)
+        expect(await dumpStates(again)).toEqual(before.states)
+        expect(await again.readLog(0, 100)).toEqual(before.log)
+        expect(await valueOf(again, 'a')).toBe('concurrent')
+        expect(await valueOf(again, 'b')).toBeUndefined()
+        expect(counterValue(await again.getState('counter', 'c'))).toBe(7)
+        expect(setMembers(await again.getState('set', 's'))).toEqual(['y', 'z'])
+
+        // After a restart with the wall clock far behind, dots and clocks carry on.
+        h.ms = START_MS - 86_400_000
+        const next = changeOf(await again.commitLocal([put('after', 'restart')]))
+        expect(next.dot).toEqual({ node: self, seq: 3 })
+        expect(next.deps).toEqual(before.vc)
+        expect(compareHlc(next.hlc, before.hlc)).toBeGreaterThan(0)
+        expect(again.lsn).toBe(5)
+        const third = await h.reopen(again)
+        expect(third.lsn).toBe(5)
+        expect(third.hlc).toEqual(next.hlc)
+        expect(await valueOf(third, 'after')).toBe('restart')
+      })
+
+      it('rejects every commit of a group whose write fails with MESHKV_ERR_STORAGE, keeps VC/LSN, and keeps working', async () => {
+        const failing = new FailingBackend(h.fixture.backend)
+        const store = await h.open({}, failing)
+        const self = store.nodeId
+        await store.commitLocal([put('before', '1')])
+        await store.applyRemote(remoteChange(OTHER, 1, [rput('r', '1')], {}, { wallMs: START_MS, logical: 5 }))
+        const before = { lsn: store.lsn, vc: store.vc, hlc: store.hlc }
+        const commits: number[] = []
+        store.onCommit((entries) => commits.push(entries.length))
+        const remote2 = remoteChange(OTHER, 2, [rput('r', '2')], vc([OTHER, 1]), { wallMs: START_MS + 1, logical: 0 })
+
+        failing.failNext = 1
+        const callsBefore = failing.writeCalls
+        h.ms += 10
+        const outcomes = await Promise.allSettled([
+          store.commitLocal([put('f1', 'x')]),
+          store.commitLocal([put('f2', 'y'), incr('c', 3)]),
+          store.applyRemote(remote2),
+          store.commitLocal([put('before', 'overwritten')]),
+        ])
+        expect(failing.writeCalls).toBe(callsBefore + 1)
+        for (const outcome of outcomes) {
+          expect(outcome.status).toBe('rejected')
+          if (outcome.status === 'rejected') {
+            expect(outcome.reason).toBeInstanceOf(MeshError)
+            expect((outcome.reason as MeshError).code).toBe('MESHKV_ERR_STORAGE')
+          }
+        }
+        expect(store.lsn).toBe(before.lsn)
+        expect(store.vc).toEqual(before.vc)
+        expect(store.hlc).toEqual(before.hlc)
+        expect(commits).toEqual([])
+        expect(await store.readLog(before.lsn, 10)).toEqual([])
+        expect(await store.lsnOfDot({ node: self, seq: 2 })).toBeUndefined()
+        expect(await valueOf(store, 'f1')).toBeUndefined()
+        expect(await valueOf(store, 'before')).toBe('1')
+        expect(counterValue(await store.getState('counter', 'c'))).toBe(0)
+
+        // The store carries on: no gap in our dots, and the refused remote change is not a duplicate.
+        const next = await store.commitLocal([put('f1', 'again')])
+        expect(changeOf(next).dot).toEqual({ node: self, seq: vcGet(before.vc, self) + 1 })
+        expect(next.lsn).toBe(before.lsn + 1)
+        expect(plainBytes((await store.applyRemote(remote2)).change)).toEqual(remote2)
+        expect(commits).toEqual([1, 1])
+
+        const again = await h.reopen(store)
+        expect(again.lsn).toBe(before.lsn + 2)
+        expect((await again.readLog(0, 10)).map((entry) => entry.lsn)).toEqual(range(1, before.lsn + 2))
+        expect(again.vc).toEqual(vc([self, vcGet(before.vc, self) + 1], [OTHER, 2]))
+        expect(await valueOf(again, 'f1')).toBe('again')
+        expect(await valueOf(again, 'r')).toBe('2')
+        expect(await valueOf(again, 'f2')).toBeUndefined()
+      })
+    })
+  })
+}
