@@ -91,9 +91,11 @@ describe('prepareOp', () => {
     })
   })
 
-  it('a delete of a missing or deleted key is no op (null); with a context it still writes a tombstone', () => {
+  it('a delete of a key with no live sibling is no op (null); one that still holds an older live sibling clears it; with a context it still writes a tombstone', () => {
     expect(prepareOp(del(), REGISTER_EMPTY, A)).toBeNull()
-    expect(prepareOp(del(), liveAndTombstone(), A)).toBeNull()
+    expect(prepareOp(del(), { siblings: liveAndTombstone().siblings.filter((sibling) => sibling.value === null) }, A)).toBeNull()
+    const clearing = prepareOp(del(), liveAndTombstone(), A) as KvDelOp
+    expect(clearing.context).toEqual(liveAndTombstone().siblings.map((sibling) => sibling.dot))
     expect(prepareOp(del({ context: [] }), REGISTER_EMPTY, A)).toEqual({ type: 'kv.del', key: 'k', context: [] })
     expect((prepareOp(del(), live(), A) as KvDelOp).context).toEqual([{ node: A, seq: 1 }])
   })
