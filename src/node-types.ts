@@ -3,6 +3,9 @@
  * apps build on these, never on storage or replication internals.
  */
 import type { Hlc, NodeId, VectorClock } from './clock/index.js'
+import type { Logger } from './replication/logger.js'
+import type { WriteConcern } from './replication/write-concern.js'
+import type { Transport } from './transport/transport.js'
 
 export interface MeshNodeOptions {
   /** Data directory (LevelDB). Made if missing; locked while the node is open. */
@@ -23,7 +26,23 @@ export interface MeshNodeOptions {
   randomBytes?: (size: number) => Uint8Array
   /** Use an in-memory store instead of LevelDB (tests and the simulator only). */
   memory?: boolean
+  /** Peer URLs (`http://host:port`) to replicate with. Needs `secret`. */
+  peers?: readonly string[]
+  /** The shared cluster secret. Without it the node takes no peer links. */
+  secret?: string
+  /** Nodes of different clusters refuse each other's links. Default `meshkv`. */
+  clusterId?: string
+  /** The URL peers reach this node at, told to peers in the handshake. */
+  selfUrl?: string
+  /** A transport to use instead of WebSockets (the simulator's in-memory one). */
+  transport?: Transport
+  /** Where replication logs (a pino logger fits). */
+  logger?: Logger
+  pingIntervalMs?: number
+  peerTimeoutMs?: number
 }
+
+export type { WriteConcern } from './replication/write-concern.js'
 
 /** A value as a person gives it: bytes, text, or any JSON value. */
 export type ValueInput = Uint8Array | string | number | boolean | null | readonly unknown[] | { readonly [key: string]: unknown }
@@ -37,6 +56,17 @@ export interface WriteOptions {
   ifMatch?: string
   /** Refuse with `MESHKV_ERR_PRECONDITION_FAILED` if the key has a live value. */
   ifNoneMatch?: boolean
+  /** Acknowledge once this many members hold the write. Default 1 (async). */
+  w?: WriteConcern
+  /** How long `w` may wait, in ms. Default 5000. */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** Options of every write (puts, deletes, batches, counters, sets). */
+export interface ConcernOptions {
+  w?: WriteConcern
+  timeoutMs?: number
   signal?: AbortSignal
 }
 
@@ -134,13 +164,19 @@ export interface NodeStatus {
   uptimeMs: number
   storage: 'level' | 'memory'
   limits: { keyBytesMax: number; valueBytesMax: number; batchOpsMax: number }
+  /** Members of the cluster, this node included (1 for a single node). */
+  members: number
+  /** Peers with a live link now. */
+  linked: NodeId[]
 }
+
+export type { PeerStatus } from './replication/replicator.js'
 
 export interface CounterHandle {
   readonly name: string
   /** Adds `delta` (default 1); resolves to the value after the increment. */
-  incr(delta?: number, options?: { signal?: AbortSignal }): Promise<number>
-  decr(delta?: number, options?: { signal?: AbortSignal }): Promise<number>
+  incr(delta?: number, options?: ConcernOptions): Promise<number>
+  decr(delta?: number, options?: ConcernOptions): Promise<number>
   value(options?: ReadOptions): Promise<number>
 }
 
@@ -149,7 +185,7 @@ export interface SetHandle {
   add(...members: string[]): Promise<WriteResult>
   remove(...members: string[]): Promise<WriteResult>
   /** Adds and removes in one atomic change. A member may not be in both lists. */
-  update(changes: { add?: readonly string[]; remove?: readonly string[] }): Promise<WriteResult>
+  update(changes: { add?: readonly string[]; remove?: readonly string[] }, options?: ConcernOptions): Promise<WriteResult>
   members(options?: ReadOptions): Promise<string[]>
   has(member: string, options?: ReadOptions): Promise<boolean>
 }

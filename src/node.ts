@@ -44,8 +44,13 @@ import {
   versionOf,
   watchEvents,
 } from './node-values.js'
-import type { CommitResult, Range } from './storage/index.js'
-import { LevelBackend, MemoryBackend, Store, compareKeys, followLog, stateId } from './storage/index.js'
+import type { CommitResult, Digest, Range } from './storage/index.js'
+import { LevelBackend, MemoryBackend, Store, compareKeys, digestOf, followLog, stateId } from './storage/index.js'
+import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import { Cluster } from './node-cluster.js'
+import { parseWriteConcern } from './replication/index.js'
+import type { ConcernOptions, PeerStatus } from './node-types.js'
 
 export * from './node-types.js'
 
@@ -60,14 +65,16 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   readonly nodeId: NodeId
   readonly limits: Limits
   readonly #store: Store
+  readonly #cluster: Cluster
   readonly #now: () => number
   readonly #startedMs: number
   readonly #closing = new AbortController()
   #closed = false
 
-  private constructor(store: Store, limits: Limits, now: () => number) {
+  private constructor(store: Store, cluster: Cluster, limits: Limits, now: () => number) {
     super()
     this.#store = store
+    this.#cluster = cluster
     this.nodeId = store.nodeId
     this.limits = limits
     this.#now = now
@@ -88,11 +95,51 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     }
     const backend = options.memory === true ? new MemoryBackend() : new LevelBackend(options.dir)
     const store = await Store.open({ backend, now, randomBytes, sync: options.sync ?? false, maxClockOffsetMs: options.maxClockOffsetMs })
-    return new MeshNode(store, limits, now)
+    try {
+      const cluster = await Cluster.open({
+        store,
+        peers: options.peers ?? [],
+        secret: options.secret === '' ? undefined : options.secret,
+        clusterId: options.clusterId ?? 'meshkv',
+        selfUrl: options.selfUrl ?? null,
+        now,
+        randomBytes,
+        ...(options.transport === undefined ? {} : { transport: options.transport }),
+        ...(options.logger === undefined ? {} : { logger: options.logger }),
+        ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
+        ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
+      })
+      return new MeshNode(store, cluster, limits, now)
+    } catch (error) {
+      await store.close()
+      throw error
+    }
   }
 
+  /** Open, and a member of its cluster: a brand-new node with peers first catches up with one. */
   get ready(): boolean {
-    return !this.#closed
+    return !this.#closed && this.#cluster.ready
+  }
+
+  /** Accepts peer links on this HTTP(S) server, at `/v1/peer`. */
+  attach(server: HttpServer | HttpsServer): void {
+    this.#cluster.attach(server)
+  }
+
+  /** Each peer: link state, lag in changes and milliseconds, when last heard. */
+  peers(): Promise<PeerStatus[]> {
+    return this.#cluster.peers()
+  }
+
+  /** A hash of the node's whole state, equal on two nodes exactly when their states are equal. */
+  async digest(): Promise<Digest> {
+    this.#checkOpen()
+    const snapshot = await this.#store.snapshot()
+    try {
+      return await digestOf(snapshot)
+    } finally {
+      await snapshot.close()
+    }
   }
 
   /** The node's vector clock as a causal token. */
@@ -112,18 +159,18 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   async put(key: string, value: ValueInput, options: WriteOptions = {}): Promise<WriteResult> {
-    const [result] = await this.#batchResults([{ type: 'put', key, value, ...options }], options.signal)
+    const [result] = await this.#batchResults([{ type: 'put', key, value, ...options }], options)
     return result as WriteResult
   }
 
   async del(key: string, options: Omit<WriteOptions, 'contentType' | 'ifNoneMatch'> = {}): Promise<WriteResult> {
-    const [result] = await this.#batchResults([{ type: 'del', key, ...options }], options.signal)
+    const [result] = await this.#batchResults([{ type: 'del', key, ...options }], options)
     return result as WriteResult
   }
 
   /** Several puts and deletes as one atomic change. Results follow the order of `ops`. */
-  async batch(ops: readonly BatchOp[], options: { signal?: AbortSignal } = {}): Promise<{ token: string; results: WriteResult[] }> {
-    const results = await this.#batchResults(ops, options.signal)
+  async batch(ops: readonly BatchOp[], options: ConcernOptions = {}): Promise<{ token: string; results: WriteResult[] }> {
+    const results = await this.#batchResults(ops, options)
     return { token: this.token(), results }
   }
 
@@ -172,15 +219,15 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
 
   counter(name: string): CounterHandle {
     checkKey(name, this.limits, 'counter name')
-    const add = async (delta: number, signal?: AbortSignal): Promise<number> => {
-      const result = await this.#commit([{ type: 'counter.add', name, delta: checkDelta(delta) }], signal)
+    const add = async (delta: number, options: ConcernOptions): Promise<number> => {
+      const result = await this.#commit([{ type: 'counter.add', name, delta: checkDelta(delta) }], options)
       return counterValue(result.states.get(stateId('counter', name)) as CounterState)
     }
     return {
       name,
-      incr: (delta = 1, options = {}) => add(delta, options.signal),
+      incr: (delta = 1, options = {}) => add(delta, options),
       // async, so a bad delta rejects like every other call instead of throwing.
-      decr: async (delta = 1, options = {}) => add(-checkDelta(delta), options.signal),
+      decr: async (delta = 1, options = {}) => add(-checkDelta(delta), options),
       value: async (options = {}) => {
         await this.#readyFor(options)
         return counterValue(await this.#store.getState('counter', name))
@@ -190,7 +237,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
 
   set(name: string): SetHandle {
     checkKey(name, this.limits, 'set name')
-    const update = async (changes: { add?: readonly string[]; remove?: readonly string[] }): Promise<WriteResult> => {
+    const update = async (changes: { add?: readonly string[]; remove?: readonly string[] }, options: ConcernOptions = {}): Promise<WriteResult> => {
       const add = [...new Set(changes.add ?? [])]
       const remove = [...new Set(changes.remove ?? [])]
       if (add.length + remove.length > this.limits.batchOpsMax) throw new MeshError('MESHKV_ERR_BATCH_INVALID', `at most ${this.limits.batchOpsMax} members per call`)
@@ -199,7 +246,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
         ...add.map((member) => ({ type: 'set.add' as const, name, member: checkKey(member, this.limits, 'set member') })),
         ...remove.map((member) => ({ type: 'set.remove' as const, name, member: checkKey(member, this.limits, 'set member') })),
       ]
-      const result = await this.#commit(intents)
+      const result = await this.#commit(intents, options)
       return { version: String(result.lsn), token: encodeCausalToken(result.vc), changed: result.change !== null }
     }
     const read = async (options: ReadOptions): Promise<SetState> => {
@@ -271,6 +318,8 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       uptimeMs: this.#now() - this.#startedMs,
       storage: this.#store.kind,
       limits: { ...this.limits },
+      members: this.#cluster.members(),
+      linked: this.#cluster.linked(),
     }
   }
 
@@ -278,6 +327,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     if (this.#closed) return
     this.#closed = true
     this.#closing.abort()
+    await this.#cluster.close()
     await this.#store.close()
   }
 
@@ -286,12 +336,12 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     if (options.after !== undefined) await this.waitFor(options.after, options.timeoutMs, options.signal)
   }
 
-  async #batchResults(ops: readonly BatchOp[], signal?: AbortSignal): Promise<WriteResult[]> {
+  async #batchResults(ops: readonly BatchOp[], options: ConcernOptions): Promise<WriteResult[]> {
     if (!Array.isArray(ops) || ops.length === 0 || ops.length > this.limits.batchOpsMax) {
       throw new MeshError('MESHKV_ERR_BATCH_INVALID', `a batch holds 1 to ${this.limits.batchOpsMax} operations`)
     }
     const intents = ops.map((op) => this.#intentOf(op))
-    const result = await this.#commit(intents, signal)
+    const result = await this.#commit(intents, options)
     const token = encodeCausalToken(result.vc)
     return ops.map((op) => {
       const state = result.states.get(stateId('kv', op.key)) as RegisterState
@@ -310,10 +360,18 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return { type: 'kv.put', key, value: stored.bytes, contentType: stored.contentType, ...preconditions, ...(op.ifNoneMatch === true ? { ifNoneMatch: true } : {}) }
   }
 
-  async #commit(intents: readonly Intent[], signal?: AbortSignal): Promise<CommitResult> {
+  /** Commits intents as one change, then waits for the write concern (the change stays committed if that times out). */
+  async #commit(intents: readonly Intent[], options: ConcernOptions = {}): Promise<CommitResult> {
     this.#checkOpen()
-    if (signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
-    return this.#store.commitLocal(intents)
+    if (options.signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
+    if (!this.#cluster.ready) {
+      throw new MeshError('MESHKV_ERR_NOT_READY', 'this node is joining its cluster and takes writes once it has caught up with a peer; retry, or write through another node')
+    }
+    const concern = parseWriteConcern(options.w)
+    this.#cluster.checkConcern(concern)
+    const result = await this.#store.commitLocal(intents)
+    if (result.change !== null && concern !== 1) await this.#cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
+    return result
   }
 
   #checkOpen(): void {

@@ -100,7 +100,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'GET',
       path: keyPath(key),
-      query: { siblings: siblings ? 'true' : undefined },
+      query: { siblings: siblings ? 'true' : undefined, timeout_ms: waitOf(options.waitMs) },
       headers: this.#readHeaders(options.after),
       idempotent: true,
       signal: options.signal,
@@ -168,6 +168,7 @@ export class MeshClient {
         limit: options.limit === undefined ? undefined : String(options.limit),
         cursor: options.cursor,
         reverse: options.reverse === true ? 'true' : undefined,
+        timeout_ms: waitOf(options.waitMs),
       },
       headers: this.#readHeaders(options.after),
       idempotent: true,
@@ -216,7 +217,14 @@ export class MeshClient {
 
   /** A counter's value (0 for one never written). */
   async counter(name: string, options: Omit<ClientReadOptions, 'siblings'> = {}): Promise<number> {
-    const answer = await this.#send({ method: 'GET', path: namePath('counters', name), headers: this.#readHeaders(options.after), idempotent: true, signal: options.signal })
+    const answer = await this.#send({
+      method: 'GET',
+      path: namePath('counters', name),
+      query: { timeout_ms: waitOf(options.waitMs) },
+      headers: this.#readHeaders(options.after),
+      idempotent: true,
+      signal: options.signal,
+    })
     return numberField(jsonOf(answer), 'value')
   }
 
@@ -231,7 +239,14 @@ export class MeshClient {
   }
 
   async smembers(name: string, options: Omit<ClientReadOptions, 'siblings'> = {}): Promise<string[]> {
-    const answer = await this.#send({ method: 'GET', path: namePath('sets', name), headers: this.#readHeaders(options.after), idempotent: true, signal: options.signal })
+    const answer = await this.#send({
+      method: 'GET',
+      path: namePath('sets', name),
+      query: { timeout_ms: waitOf(options.waitMs) },
+      headers: this.#readHeaders(options.after),
+      idempotent: true,
+      signal: options.signal,
+    })
     return stringArrayField(jsonOf(answer), 'members')
   }
 
@@ -373,6 +388,12 @@ function writeConcernOf(w: WriteConcern | undefined): string | undefined {
   if (w === undefined) return undefined
   if (w === 'quorum' || w === 'all' || (Number.isSafeInteger(w) && w >= 1)) return String(w)
   throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'w is a positive integer, quorum or all')
+}
+
+function waitOf(waitMs: number | undefined): string | undefined {
+  if (waitMs === undefined) return undefined
+  if (!Number.isSafeInteger(waitMs) || waitMs < 0) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'waitMs must be a non-negative integer')
+  return String(waitMs)
 }
 
 function urlOf(endpoint: string, spec: RequestSpec): string {

@@ -25,6 +25,8 @@ export interface ClientReadOptions {
   siblings?: boolean
   /** A causal token to read after, joined with the session's own token. */
   after?: string
+  /** How long the node may wait to catch up with the token, in ms (the node's default: 5000). */
+  waitMs?: number
   signal?: AbortSignal
 }
 
@@ -87,6 +89,7 @@ export interface ClientListOptions {
   cursor?: string
   reverse?: boolean
   after?: string
+  waitMs?: number
   signal?: AbortSignal
 }
 

@@ -52,8 +52,9 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     bodyLimit: bodyBytesMax,
     routerOptions: { maxParamLength: PARAM_CHARS_MAX },
     ajv: { customOptions: AJV_OPTIONS },
-    // Errors met before routing (a URL that does not decode) skip the hooks: set the token here.
+    // Draining is answered by the onRequest hook below, as a problem.
     return503OnClosing: false,
+    // Errors met before routing (a URL that does not decode) skip the hooks: set the token here.
     frameworkErrors: (error, request, reply) => {
       reply.header(CAUSAL_TOKEN_HEADER, node.token())
       answerFrameworkError(error, request, reply)

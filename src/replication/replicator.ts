@@ -105,6 +105,11 @@ export class Replicator {
     return [...this.#sessions.keys()].sort()
   }
 
+  /** Peers this node has ever linked with on this run. */
+  knownPeers(): number {
+    return this.#peers.size
+  }
+
   /** Takes a new authenticated link. Of two links with one peer, both sides keep the same one. */
   addLink(link: PeerLinkLike): void {
     if (this.#closed) {

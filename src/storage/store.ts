@@ -169,6 +169,17 @@ export class Store implements StateReader {
     return this.#lsn + 1
   }
 
+  /** A node-level fact kept with the data (e.g. that this node has joined a cluster). */
+  async getMeta(key: string): Promise<string | undefined> {
+    this.#checkOpen()
+    return readUtf8(this.#backend, 'meta', `user:${key}`)
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.#checkOpen()
+    await this.#backend.write([putUtf8('meta', `user:${key}`, value)], { sync: true })
+  }
+
   async lsnOfDot(dot: Dot): Promise<number | undefined> {
     this.#checkOpen()
     const bytes = await this.#backend.get('dots', dotIndexKey(dot))

@@ -49,6 +49,10 @@ describe('PUT /v1/kv/*', () => {
     expect(untyped.headers['content-type']).toBe('application/octet-stream')
     expect(untyped.rawPayload.equals(bytes)).toBe(true)
 
+    const bare = await h.app.inject({ method: 'PUT', url: '/v1/kv/bin/bare', payload: 'no type sent' })
+    expect(bare.statusCode).toBe(200)
+    expect((await h.app.inject({ url: '/v1/kv/bin/bare' })).headers['content-type']).toBe('application/octet-stream')
+
     expect((await h.app.inject({ method: 'PUT', url: '/v1/kv/bin/empty' })).statusCode).toBe(200)
     const empty = await h.app.inject({ url: '/v1/kv/bin/empty' })
     expect(empty.statusCode).toBe(200)
@@ -231,10 +235,14 @@ describe('siblings', () => {
     expectProblem(await put('sib', 'x', { 'x-context': 'garbage' }), 'MESHKV_ERR_INVALID_ARGUMENT')
   })
 
-  it('shows text siblings as text', async () => {
+  it('shows text siblings as text, and takes the flag as true, 1 or bare', async () => {
     await put('sib/text', 'plain words', { 'content-type': 'text/markdown' })
-    const body = (await h.app.inject({ url: '/v1/kv/sib/text?siblings=true' })).json()
-    expect(body.siblings).toEqual([expect.objectContaining({ contentType: 'text/markdown', value: 'plain words' })])
+    for (const flag of ['siblings=true', 'siblings=1', 'siblings']) {
+      const body = (await h.app.inject({ url: `/v1/kv/sib/text?${flag}` })).json()
+      expect(body.siblings).toEqual([expect.objectContaining({ contentType: 'text/markdown', value: 'plain words' })])
+    }
+    for (const flag of ['siblings=false', 'siblings=0']) expect((await h.app.inject({ url: `/v1/kv/sib/text?${flag}` })).body).toBe('plain words')
+    expectProblem(await h.app.inject({ url: '/v1/kv/sib/text?siblings=yes' }), 'MESHKV_ERR_INVALID_ARGUMENT')
   })
 })
 

@@ -65,6 +65,17 @@ describe('GET /v1/kv', () => {
     }
   })
 
+  it('pages within start and end bounds, and takes a bare reverse flag', async () => {
+    const first = await list('?start=page/10&end=page/20&limit=4')
+    expect(first.items.map((item) => item.key)).toEqual(['page/10', 'page/11', 'page/12', 'page/13'])
+    const second = await list(`?start=page/10&end=page/20&limit=4&cursor=${first.next as string}`)
+    expect(second.items.map((item) => item.key)).toEqual(['page/14', 'page/15', 'page/16', 'page/17'])
+    const reversed = await list('?start=page/10&end=page/20&limit=4&reverse')
+    expect(reversed.items.map((item) => item.key)).toEqual(['page/19', 'page/18', 'page/17', 'page/16'])
+    const back = await list(`?start=page/10&end=page/20&limit=4&reverse&cursor=${reversed.next as string}`)
+    expect(back.items.map((item) => item.key)).toEqual(['page/15', 'page/14', 'page/13', 'page/12'])
+  })
+
   it('bounds by start (inclusive) and end (exclusive); empty parameters mean none', async () => {
     const page = await list('?start=page/05&end=page/08&cursor=&after=')
     expect(page.items.map((item) => item.key)).toEqual(['page/05', 'page/06', 'page/07'])

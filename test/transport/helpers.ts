@@ -1,0 +1,103 @@
+/**
+ * Tools for transport tests: a recorder of a transport's events, polling with a deadline, fresh
+ * node ids, and peer messages carrying real changes.
+ */
+import { randomBytes } from 'node:crypto'
+import type { NodeId } from '../../src/clock/index.js'
+import { toNodeId } from '../../src/clock/index.js'
+import type { PeerMessage } from '../../src/codec/peer.js'
+import { encodeFrame } from '../../src/codec/peer.js'
+import type { Change } from '../../src/crdt/index.js'
+import type { PeerLink, Transport, TransportEvents } from '../../src/transport/transport.js'
+
+export type Refusal = Parameters<TransportEvents['refused']>[0]
+
+export function freshNodeId(): NodeId {
+  return toNodeId(randomBytes(8).toString('hex'))
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Polls `check` until it returns something other than undefined/false, or fails after `ms`. */
+export async function waitFor<T>(check: () => T | undefined | false, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = check()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+    await sleep(5)
+  }
+}
+
+/** A link with what it received and how it closed. */
+export interface LinkRecord {
+  readonly link: PeerLink
+  readonly messages: PeerMessage[]
+  readonly closes: { code: number; reason: string }[]
+}
+
+/** Everything a transport reported. */
+export class Recorder {
+  readonly links: LinkRecord[] = []
+  readonly refusals: Refusal[] = []
+
+  constructor(transport: Transport) {
+    transport.on('link', (link) => {
+      const record: LinkRecord = { link, messages: [], closes: [] }
+      link.onMessage((message) => record.messages.push(message))
+      link.onClose((code, reason) => record.closes.push({ code, reason }))
+      this.links.push(record)
+    })
+    transport.on('refused', (info) => this.refusals.push(info))
+  }
+
+  get open(): LinkRecord[] {
+    return this.links.filter((record) => !record.link.closed)
+  }
+
+  /** The one open link, once there is exactly one. */
+  async oneOpen(ms: number, what: string): Promise<LinkRecord> {
+    return waitFor(() => (this.open.length === 1 ? this.open[0] : undefined), ms, what)
+  }
+
+  async refusal(code: string, ms: number, what: string): Promise<Refusal> {
+    return waitFor(() => this.refusals.find((refusal) => refusal.code === code), ms, what)
+  }
+}
+
+let seq = 0
+
+/** A real change (one kv.put) from `node`. */
+export function changeFrom(node: NodeId, bytes = 8): Change {
+  seq += 1
+  return {
+    dot: { node, seq },
+    deps: { [node]: seq - 1 } as Change['deps'],
+    hlc: { wallMs: 1_700_000_000_000 + seq, logical: 0 },
+    ops: [{ type: 'kv.put', key: `key-${seq}`, value: new Uint8Array(bytes).fill(seq % 256), contentType: 'application/octet-stream', context: [] }],
+  }
+}
+
+/** sync, two changes frames and an ack, as one side would send them. */
+export function conversation(from: NodeId, to: NodeId): PeerMessage[] {
+  const first = changeFrom(from)
+  const second = changeFrom(from)
+  const third = changeFrom(from)
+  return [
+    { type: 'sync', vc: { [from]: 0 } as Change['deps'], peers: [to] },
+    { type: 'changes', changes: [first, second] },
+    { type: 'changes', changes: [third] },
+    { type: 'ack', vc: { [from]: third.dot.seq } as Change['deps'] },
+  ]
+}
+
+/** Two frames are the same message when they encode to the same bytes. */
+export function sameMessages(a: readonly PeerMessage[], b: readonly PeerMessage[]): boolean {
+  if (a.length !== b.length) return false
+  return a.every((message, index) => {
+    const other = b[index]
+    return other !== undefined && Buffer.from(encodeFrame(message)).equals(Buffer.from(encodeFrame(other)))
+  })
+}
