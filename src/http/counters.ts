@@ -6,8 +6,8 @@ import type { FastifyInstance } from 'fastify'
 import type { AppContext } from './context.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
-import type { AfterQuery, NameParams } from './schemas.js'
-import { nameParams, readQuery, timeoutOf } from './schemas.js'
+import type { AfterQuery, NameParams, WriteQuery } from './schemas.js'
+import { concernOf, nameParams, readQuery, timeoutOf, writeQuery } from './schemas.js'
 
 const addBody = {
   type: 'object',
@@ -28,9 +28,9 @@ export async function counterRoutes(app: FastifyInstance, options: { context: Ap
     done()
   })
 
-  app.post<{ Params: NameParams; Body: AddBody }>('/v1/counters/:name', { schema: { params: nameParams, body: addBody } }, async (request, reply) => {
+  app.post<{ Params: NameParams; Body: AddBody; Querystring: WriteQuery }>('/v1/counters/:name', { schema: { params: nameParams, body: addBody, querystring: writeQuery } }, async (request, reply) => {
     const name = request.params.name
-    const value = await node.counter(name).incr(request.body.delta ?? 1)
+    const value = await node.counter(name).incr(request.body.delta ?? 1, concernOf(request.query))
     // The counter handle answers with the value only; the node's token right after the write
     // covers the write (and perhaps a little more), which is what a later read needs.
     const token = node.token()

@@ -19,5 +19,11 @@ export async function healthRoutes(app: FastifyInstance, options: { context: App
     return { ready: true }
   })
 
-  app.get('/v1/status', async () => context.node.status())
+  app.get('/v1/status', async () => ({ ...context.node.status(), peers: await context.node.peers() }))
+
+  // A hash of the whole state: equal on two nodes exactly when their states are equal.
+  app.get('/v1/digest', async () => {
+    const { digest, vc, keys } = await context.node.digest()
+    return { digest, vc, keys }
+  })
 }

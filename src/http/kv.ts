@@ -25,24 +25,11 @@ import {
   toBuffer,
 } from './encoding.js'
 import type { AfterQuery } from './schemas.js'
-import { afterProperties, flagString, integerString, queryFlag, queryInteger, timeoutOf } from './schemas.js'
+import type { WriteQuery } from './schemas.js'
+import { afterProperties, concernOf, flagString, integerString, queryFlag, queryInteger, timeoutOf, writeQuery } from './schemas.js'
 
 /** How often a write with `If-Match: *` re-reads the key when concurrent writes keep moving its version. */
 const IF_MATCH_ANY_ATTEMPTS = 5
-
-const writeQuery = {
-  type: 'object',
-  properties: {
-    // Write concern: only `1` until replication lands.
-    w: { type: 'string', enum: ['1'] },
-    timeout_ms: integerString,
-  },
-} as const
-
-interface WriteQuery {
-  w?: string
-  timeout_ms?: string
-}
 
 const getQuery = {
   type: 'object',
@@ -123,15 +110,14 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
     { bodyLimit: node.limits.valueBytesMax, schema: { querystring: writeQuery } },
     async (request, reply) => {
       const key = request.params['*']
-      // Checked now; it bounds the wait for acknowledgements once write concern goes beyond w=1.
-      timeoutOf(request.query)
+      const concern = concernOf(request.query)
       const ifNoneMatch = parseEntityTags(headerOf(request, 'if-none-match'))
       if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a write takes only If-None-Match: *')
       const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
       const contentType = headerOf(request, 'content-type') ?? BYTES_TYPE
       const value = request.body ?? Buffer.alloc(0)
       const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) =>
-        node.put(key, value, { contentType, context, ifMatch, ifNoneMatch: ifNoneMatch === '*' }),
+        node.put(key, value, { contentType, context, ifMatch, ifNoneMatch: ifNoneMatch === '*', ...concern }),
       )
       return sendWritten(reply, { key, version: result.version, token: result.token }, result)
     },
@@ -139,9 +125,9 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
 
   app.delete<{ Params: KeyParams; Querystring: WriteQuery }>('/v1/kv/*', { schema: { querystring: writeQuery } }, async (request, reply) => {
     const key = request.params['*']
-    timeoutOf(request.query) // checked now, used with write concern (see PUT)
+    const concern = concernOf(request.query)
     const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
-    const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) => node.del(key, { context, ifMatch }))
+    const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) => node.del(key, { context, ifMatch, ...concern }))
     if (!result.changed) throw notFound(key)
     return sendWritten(reply, { key, deleted: true, token: result.token }, result)
   })

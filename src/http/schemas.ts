@@ -47,6 +47,30 @@ export function timeoutOf(query: { timeout_ms?: string }): number | undefined {
   return queryInteger(query.timeout_ms, 'timeout_ms', 0, READ_TIMEOUT_MS_MAX)
 }
 
+/** The longest a write may wait for its write concern, in ms. */
+export const WRITE_TIMEOUT_MS_MAX = 300_000
+
+/** `?w=1|2..n|quorum|all&timeout_ms=`: write concern on every write route. */
+export const writeQuery = {
+  type: 'object',
+  properties: {
+    w: { type: 'string', pattern: '^([1-9][0-9]{0,3}|quorum|all)$' },
+    timeout_ms: integerString,
+  },
+} as const
+
+export interface WriteQuery {
+  w?: string
+  timeout_ms?: string
+}
+
+/** The node's write options from `?w=` and `?timeout_ms=`. */
+export function concernOf(query: WriteQuery): { w?: number | 'quorum' | 'all'; timeoutMs?: number } {
+  const timeoutMs = queryInteger(query.timeout_ms, 'timeout_ms', 0, WRITE_TIMEOUT_MS_MAX)
+  const w = query.w === undefined ? undefined : query.w === 'quorum' || query.w === 'all' ? query.w : Number(query.w)
+  return { ...(w === undefined ? {} : { w }), ...(timeoutMs === undefined ? {} : { timeoutMs }) }
+}
+
 export const nameParams = {
   type: 'object',
   properties: { name: { type: 'string' } },

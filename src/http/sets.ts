@@ -6,8 +6,8 @@ import type { FastifyInstance } from 'fastify'
 import type { AppContext } from './context.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
-import type { AfterQuery, NameParams } from './schemas.js'
-import { afterProperties, nameParams, timeoutOf } from './schemas.js'
+import type { AfterQuery, NameParams, WriteQuery } from './schemas.js'
+import { afterProperties, concernOf, nameParams, timeoutOf, writeQuery } from './schemas.js'
 
 const members = { type: 'array', items: { type: 'string' } } as const
 
@@ -36,10 +36,10 @@ export async function setRoutes(app: FastifyInstance, options: { context: AppCon
   const node = options.context.node
   useJsonBodies(app, false)
 
-  app.post<{ Params: NameParams; Body: UpdateBody }>('/v1/sets/:name', { schema: { params: nameParams, body: updateBody } }, async (request, reply) => {
+  app.post<{ Params: NameParams; Body: UpdateBody; Querystring: WriteQuery }>('/v1/sets/:name', { schema: { params: nameParams, body: updateBody, querystring: writeQuery } }, async (request, reply) => {
     const name = request.params.name
     const set = node.set(name)
-    const result = await set.update({ add: request.body.add, remove: request.body.remove })
+    const result = await set.update({ add: request.body.add, remove: request.body.remove }, concernOf(request.query))
     // Read after the write: the members include it (and any write that committed since).
     const current = await set.members()
     reply.header(CAUSAL_TOKEN_HEADER, result.token)

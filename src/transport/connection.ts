@@ -14,7 +14,7 @@
  * - `onClose` listeners run exactly once, with the code of whoever closed first.
  */
 import type { Frame, PeerMessage } from '../codec/peer.js'
-import { decodeFrame, encodeFrame, isHandshakeMessage } from '../codec/peer.js'
+import { decodeFrame, encodeFrame, isFrame, isHandshakeMessage } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert, isMeshError } from '../errors.js'
 import type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
@@ -206,6 +206,8 @@ export class Connection {
 
   sendMessage(message: PeerMessage): boolean {
     if (this.state !== 'open') return false
+    // The peer would close the link over a malformed message; the sender's bug shows here instead.
+    assert(isFrame(message) && !isHandshakeMessage(message), `a well-formed peer message (type ${String(message.type)})`)
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
     this.write(encodeFrame(message))
     this.poll()

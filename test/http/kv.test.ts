@@ -120,12 +120,18 @@ describe('PUT /v1/kv/*', () => {
     expect((await h.app.inject({ url: '/v1/kv/big' })).rawPayload.length).toBe(h.node.limits.valueBytesMax)
   })
 
-  it('accepts w=1 only, and a timeout_ms', async () => {
+  it('takes a write concern this single node can meet (1, quorum, all) and refuses one it cannot, before writing', async () => {
     expect((await put('w?w=1&timeout_ms=100', 'x')).statusCode).toBe(200)
-    expectProblem(await put('w?w=2', 'x'), 'MESHKV_ERR_INVALID_ARGUMENT')
-    expectProblem(await put('w?w=quorum', 'x'), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expect((await put('w?w=quorum', 'y')).statusCode).toBe(200)
+    expect((await put('w?w=all', 'z')).statusCode).toBe(200)
+    const before = h.node.status().lsn
+    expectProblem(await put('w?w=2', 'never'), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expect(h.node.status().lsn).toBe(before)
+    expectProblem(await put('w?w=0', 'x'), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expectProblem(await put('w?w=some', 'x'), 'MESHKV_ERR_INVALID_ARGUMENT')
     expectProblem(await put('w?timeout_ms=-1', 'x'), 'MESHKV_ERR_INVALID_ARGUMENT')
-    expectProblem(await h.app.inject({ method: 'DELETE', url: '/v1/kv/w?w=all' }), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expectProblem(await h.app.inject({ method: 'DELETE', url: '/v1/kv/w?w=3' }), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expect((await h.app.inject({ url: '/v1/kv/w' })).body).toBe('z')
   })
 
   it('refuses a content type the node cannot store', async () => {

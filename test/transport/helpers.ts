@@ -43,10 +43,11 @@ export class Recorder {
   readonly links: LinkRecord[] = []
   readonly refusals: Refusal[] = []
 
-  constructor(transport: Transport) {
+  /** `messages: false` leaves `onMessage` to the test (to test listeners that come late). */
+  constructor(transport: Transport, recordMessages = true) {
     transport.on('link', (link) => {
       const record: LinkRecord = { link, messages: [], closes: [] }
-      link.onMessage((message) => record.messages.push(message))
+      if (recordMessages) link.onMessage((message) => record.messages.push(message))
       link.onClose((code, reason) => record.closes.push({ code, reason }))
       this.links.push(record)
     })
@@ -74,7 +75,7 @@ export function changeFrom(node: NodeId, bytes = 8): Change {
   seq += 1
   return {
     dot: { node, seq },
-    deps: { [node]: seq - 1 } as Change['deps'],
+    deps: seq > 1 ? ({ [node]: seq - 1 } as Change['deps']) : {},
     hlc: { wallMs: 1_700_000_000_000 + seq, logical: 0 },
     ops: [{ type: 'kv.put', key: `key-${seq}`, value: new Uint8Array(bytes).fill(seq % 256), contentType: 'application/octet-stream', context: [] }],
   }
@@ -86,7 +87,7 @@ export function conversation(from: NodeId, to: NodeId): PeerMessage[] {
   const second = changeFrom(from)
   const third = changeFrom(from)
   return [
-    { type: 'sync', vc: { [from]: 0 } as Change['deps'], peers: [to] },
+    { type: 'sync', vc: first.dot.seq > 1 ? ({ [from]: first.dot.seq - 1 } as Change['deps']) : {}, peers: [to] },
     { type: 'changes', changes: [first, second] },
     { type: 'changes', changes: [third] },
     { type: 'ack', vc: { [from]: third.dot.seq } as Change['deps'] },

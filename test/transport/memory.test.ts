@@ -33,7 +33,7 @@ function memoryHarness(network = new MemoryNetwork()): TransportHarness {
         ...options.options,
       })
       running.add(transport)
-      return { nodeId, url, transport, events: new Recorder(transport) }
+      return { nodeId, url, transport, events: new Recorder(transport, options.recordMessages ?? true) }
     },
     async stop(node) {
       await node.transport.close()
