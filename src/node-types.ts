@@ -168,6 +168,8 @@ export interface NodeStatus {
   members: number
   /** Peers with a live link now. */
   linked: NodeId[]
+  /** Replication counters since start: changes received, applied, sent, duplicates, refusals, buffered. */
+  replication: Readonly<Record<string, number>>
 }
 
 export type { PeerStatus } from './replication/replicator.js'

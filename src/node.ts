@@ -320,6 +320,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       limits: { ...this.limits },
       members: this.#cluster.members(),
       linked: this.#cluster.linked(),
+      replication: this.#cluster.replicator.counters,
     }
   }
 

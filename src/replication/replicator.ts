@@ -261,6 +261,8 @@ export class Replicator {
   }
 
   #receive(changes: readonly Change[]): void {
+    // The store's VC moves with local commits too: what this node wrote is applied.
+    this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
     for (const change of changes) {
       this.#counters.changesReceived++
       const result = this.#buffer.add(change, this.#pendingVc)

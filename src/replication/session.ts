@@ -140,6 +140,8 @@ export class Session {
   #shouldSend(change: Change): boolean {
     if (vcHasDot(this.#theirVc, change.dot) || vcHasDot(this.#sentVc, change.dot)) return false
     const origin = change.dot.node
+    // Never echo a peer's own changes back to it; relay a third node's only when the peer has no link to it.
+    if (origin === this.link.nodeId) return false
     return origin === this.#options.selfId || !this.#theirPeers.has(origin)
   }
 
@@ -151,7 +153,7 @@ export class Session {
     for (const [origin, seq] of Object.entries(store.vc) as [NodeId, number][]) {
       const from = vcGet(this.#theirVc, origin) + 1
       if (from > seq) continue
-      if (origin !== this.#options.selfId && this.#theirPeers.has(origin)) continue
+      if (origin === this.link.nodeId || (origin !== this.#options.selfId && this.#theirPeers.has(origin))) continue
       const lsn = await store.lsnOfDot({ node: origin, seq: from })
       // Purged entries need a snapshot (cluster life); until then, stream what the log holds.
       start = Math.min(start, lsn ?? (await store.firstLsn()))

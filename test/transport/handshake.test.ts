@@ -1,0 +1,170 @@
+/**
+ * The handshake as pure functions: proofs bind secret, role, nonce and both ids; comparison is
+ * length-checked; the two state machines agree with each other, refuse every wrong turn with the
+ * right close code and error code, and succeed exactly when the secrets and clusters match.
+ */
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import type { NodeId } from '../../src/clock/index.js'
+import type { ChallengeMessage, Frame, HelloMessage } from '../../src/codec/peer.js'
+import { decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import { PROTOCOL_VERSION as REPLICATION_PROTOCOL_VERSION } from '../../src/replication/protocol.js'
+import { backoffDelayMs } from '../../src/transport/core.js'
+import type { HandshakeIdentity, HandshakeStep } from '../../src/transport/handshake.js'
+import {
+  AcceptorHandshake,
+  DialerHandshake,
+  PROTOCOL_VERSION,
+  handshakeProof,
+  linkIdOf,
+  proofMatches,
+  refusalOfCloseCode,
+} from '../../src/transport/handshake.js'
+import { CLOSE_CODES } from '../../src/transport/transport.js'
+import { PROPERTY } from '../helpers/runs.js'
+
+const A = '00000000000000aa' as NodeId
+const B = '00000000000000bb' as NodeId
+const nonceOf = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)
+
+function who(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
+  return { nodeId, clusterId: 'c', secret: 's', selfUrl: `http://${nodeId}`, ...extra }
+}
+
+/** Frames cross the wire as bytes, so the state machines see decoded copies. */
+function wire(frame: Frame): Frame {
+  return decodeFrame(encodeFrame(frame))
+}
+
+/** Runs a whole handshake; returns each side's last step. */
+function run(acceptorWho: HandshakeIdentity, dialerWho: HandshakeIdentity): { acceptor: HandshakeStep; dialer: HandshakeStep } {
+  const acceptor = new AcceptorHandshake(acceptorWho, nonceOf(1))
+  const dialer = new DialerHandshake(dialerWho, nonceOf(2), 'http://acceptor')
+  const answer = dialer.receive(wire(acceptor.start()))
+  if (answer.send === undefined) return { acceptor: {}, dialer: answer }
+  const welcome = acceptor.receive(wire(answer.send))
+  if (welcome.send === undefined) return { acceptor: welcome, dialer: answer }
+  return { acceptor: welcome, dialer: dialer.receive(wire(welcome.send)) }
+}
+
+describe('proofs', () => {
+  it('are HMAC-SHA256 over role, nonce and both ids, each of which matters', () => {
+    const proof = handshakeProof('s', 'dialer', nonceOf(1), A, B)
+    expect(proof).toHaveLength(32)
+    expect(handshakeProof('s', 'dialer', nonceOf(1), A, B)).toEqual(proof)
+    for (const other of [
+      handshakeProof('t', 'dialer', nonceOf(1), A, B),
+      handshakeProof('s', 'acceptor', nonceOf(1), A, B),
+      handshakeProof('s', 'dialer', nonceOf(2), A, B),
+      handshakeProof('s', 'dialer', nonceOf(1), B, A),
+    ]) {
+      expect(proofMatches(proof, other)).toBe(false)
+    }
+  })
+
+  it('are compared length first, then in constant time', () => {
+    const proof = handshakeProof('s', 'dialer', nonceOf(1), A, B)
+    expect(proofMatches(proof, proof.slice())).toBe(true)
+    expect(proofMatches(proof, proof.subarray(0, 31))).toBe(false)
+    expect(proofMatches(proof, new Uint8Array(0))).toBe(false)
+    expect(proofMatches(proof, new Uint8Array(64))).toBe(false)
+  })
+
+  it('the version spoken equals replication/protocol.ts', () => {
+    expect(PROTOCOL_VERSION).toBe(REPLICATION_PROTOCOL_VERSION)
+  })
+
+  it('link ids are the same on both sides and differ per nonce pair', () => {
+    expect(linkIdOf(nonceOf(1), nonceOf(2))).toBe(linkIdOf(nonceOf(1), nonceOf(2)))
+    expect(linkIdOf(nonceOf(1), nonceOf(2))).not.toBe(linkIdOf(nonceOf(2), nonceOf(1)))
+  })
+})
+
+describe('the handshake state machines', () => {
+  it('agree on each other and on the link id', () => {
+    const { acceptor, dialer } = run(who(A), who(B))
+    expect(acceptor.peer).toEqual({ nodeId: B, url: `http://${B}`, linkId: linkIdOf(nonceOf(1), nonceOf(2)) })
+    expect(dialer.peer).toEqual({ nodeId: A, url: 'http://acceptor', linkId: linkIdOf(nonceOf(1), nonceOf(2)) })
+  })
+
+  it('succeed exactly when secret and cluster match', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ minLength: 1, maxLength: 8 }), fc.constantFrom('c', 'd'), (secretA, secretB, clusterB) => {
+        const { acceptor, dialer } = run(who(A, { secret: secretA }), who(B, { secret: secretB, clusterId: clusterB }))
+        const ok = secretA === secretB && clusterB === 'c'
+        expect(acceptor.peer !== undefined && dialer.peer !== undefined).toBe(ok)
+        if (clusterB !== 'c') expect(dialer.refusal?.closeCode).toBe(CLOSE_CODES.otherCluster)
+        else if (!ok) expect(acceptor.refusal?.closeCode).toBe(CLOSE_CODES.auth)
+      }),
+      PROPERTY,
+    )
+  })
+
+  it('the acceptor refuses a wrong secret (4401), another cluster (4409), another version, itself', () => {
+    const hello = (overrides: Partial<HelloMessage>, secret = 's'): HandshakeStep => {
+      const acceptor = new AcceptorHandshake(who(A), nonceOf(1))
+      const challenge = acceptor.start()
+      const proof = handshakeProof(secret, 'dialer', challenge.nonce, overrides.nodeId ?? B, A)
+      return acceptor.receive({ type: 'hello', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: B, url: null, nonce: nonceOf(2), proof, ...overrides })
+    }
+    expect(hello({}).peer?.nodeId).toBe(B)
+    expect(hello({}, 'wrong').refusal).toMatchObject({ closeCode: CLOSE_CODES.auth, errorCode: 'MESHKV_ERR_AUTH', nodeId: B })
+    expect(hello({ proof: new Uint8Array(3) }).refusal?.errorCode).toBe('MESHKV_ERR_AUTH')
+    expect(hello({ clusterId: 'd' }).refusal).toMatchObject({ closeCode: CLOSE_CODES.otherCluster, errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH' })
+    expect(hello({ version: PROTOCOL_VERSION + 1 }).refusal).toMatchObject({ closeCode: CLOSE_CODES.policy, errorCode: 'MESHKV_ERR_DECODE' })
+    expect(hello({ nodeId: A }).refusal?.errorCode).toBe('MESHKV_ERR_CONFIG')
+  })
+
+  it('the dialer refuses another cluster before it proves anything, itself, and a bad welcome', () => {
+    const challenge = (overrides: Partial<ChallengeMessage>): HandshakeStep =>
+      new DialerHandshake(who(B), nonceOf(2), null).receive({ type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1), ...overrides })
+    expect(challenge({}).send?.type).toBe('hello')
+    expect(challenge({ clusterId: 'd' })).toEqual({ refusal: expect.objectContaining({ closeCode: CLOSE_CODES.otherCluster }) as object })
+    expect(challenge({ version: 0 }).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+    expect(challenge({ nodeId: B }).refusal).toMatchObject({ closeCode: CLOSE_CODES.normal, errorCode: 'MESHKV_ERR_CONFIG' })
+
+    const dialer = new DialerHandshake(who(B), nonceOf(2), null)
+    dialer.receive({ type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })
+    // A welcome proof for another nonce (a replay) fails.
+    const replayed = handshakeProof('s', 'acceptor', nonceOf(9), A, B)
+    expect(dialer.receive({ type: 'welcome', proof: replayed }).refusal?.closeCode).toBe(CLOSE_CODES.auth)
+  })
+
+  it('any frame out of turn is a protocol error (1008)', () => {
+    const sync: Frame = { type: 'sync', vc: {}, peers: [] }
+    const acceptor = new AcceptorHandshake(who(A), nonceOf(1))
+    const challenge = acceptor.start()
+    expect(acceptor.receive(sync).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+    expect(acceptor.receive(challenge).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+
+    const dialer = new DialerHandshake(who(B), nonceOf(2), null)
+    expect(dialer.receive({ type: 'welcome', proof: new Uint8Array(32) }).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+    const fresh = new DialerHandshake(who(B), nonceOf(2), null)
+    const hello = fresh.receive(challenge).send!
+    expect(fresh.receive(hello).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+    expect(fresh.receive(sync).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+
+    const honest = new AcceptorHandshake(who(A), nonceOf(1))
+    const second = new DialerHandshake(who(B), nonceOf(2), null)
+    const answer = second.receive(honest.start()).send!
+    expect(honest.receive(answer).send?.type).toBe('welcome')
+    expect(honest.receive(answer).refusal?.closeCode).toBe(CLOSE_CODES.policy)
+  })
+
+  it('close codes from the acceptor map to error codes for the dialer', () => {
+    expect(refusalOfCloseCode(CLOSE_CODES.auth, '', A)?.errorCode).toBe('MESHKV_ERR_AUTH')
+    expect(refusalOfCloseCode(CLOSE_CODES.otherCluster, '', A)?.errorCode).toBe('MESHKV_ERR_CLUSTER_MISMATCH')
+    expect(refusalOfCloseCode(CLOSE_CODES.duplicate, '', A)).toBeNull()
+    expect(refusalOfCloseCode(1006, '', null)?.errorCode).toBe('MESHKV_ERR_UNREACHABLE')
+  })
+})
+
+describe('redial backoff', () => {
+  it('doubles from the base, stays within the cap, and keeps half of each step fixed', () => {
+    expect(backoffDelayMs(0, 200, 5_000, 0)).toBe(100)
+    expect(backoffDelayMs(0, 200, 5_000, 0.999)).toBeLessThanOrEqual(200)
+    expect(backoffDelayMs(3, 200, 5_000, 0)).toBe(800)
+    expect(backoffDelayMs(10, 200, 5_000, 0.999)).toBeLessThanOrEqual(5_000)
+    expect(backoffDelayMs(1_000, 200, 5_000, 0)).toBe(2_500)
+  })
+})

@@ -1,0 +1,578 @@
+/**
+ * The WebSocket transport on real sockets (127.0.0.1, free ports): the conformance suite, then
+ * hostile input as TESTING.md lists it — garbage, text, truncated, oversized and fragmented
+ * frames, peer messages before the handshake, replayed hellos, header floods, long
+ * Sec-WebSocket-Protocol, half-open and unauthenticated socket floods, a peer that never reads and
+ * a peer that never answers pings. After each, the node keeps serving and passes nothing on.
+ */
+import { randomBytes } from 'node:crypto'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import net from 'node:net'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import WebSocket, { WebSocketServer } from 'ws'
+import type { ClientOptions } from 'ws'
+import type { NodeId } from '../../src/clock/index.js'
+import type { Frame, PeerMessage } from '../../src/codec/peer.js'
+import { FRAME_BYTES_MAX, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import { Link } from '../../src/transport/connection.js'
+import type { HandshakeIdentity } from '../../src/transport/handshake.js'
+import { AcceptorHandshake, DialerHandshake } from '../../src/transport/handshake.js'
+import { CLOSE_CODES } from '../../src/transport/transport.js'
+import type { WebSocketTransportOptions } from '../../src/transport/websocket.js'
+import { FRAGMENTS_MAX, WebSocketTransport, peerUrlOf } from '../../src/transport/websocket.js'
+import type { HarnessNode, StartOptions, TransportHarness } from './conformance.js'
+import { CLUSTER, SECRET, TEST_TIMINGS, transportConformance } from './conformance.js'
+import { Recorder, changeFrom, freshNodeId, waitFor } from './helpers.js'
+
+// ---------------------------------------------------------------------------------------------
+// Servers and the harness.
+
+function listen(server: http.Server, port = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve((server.address() as AddressInfo).port)
+    })
+  })
+}
+
+async function closeServer(server: http.Server): Promise<void> {
+  server.closeAllConnections()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+}
+
+/** An HTTP server that answers every request "ok" (the node's other routes, in miniature). */
+function okServer(): http.Server {
+  return http.createServer((_request, response) => response.end('ok'))
+}
+
+interface WsNode extends HarnessNode {
+  readonly transport: WebSocketTransport
+  readonly server: http.Server
+  readonly port: number
+}
+
+function transportOptions(nodeId: NodeId, selfUrl: string | null, extra: Partial<WebSocketTransportOptions> = {}): WebSocketTransportOptions {
+  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl, ...TEST_TIMINGS, handshakeTimeoutMs: 1_000, ...extra }
+}
+
+/** Starts and tracks nodes; `dispose` closes every transport, server and stray socket. */
+class WsNodes implements TransportHarness {
+  private readonly nodes = new Set<WsNode>()
+  private readonly cleanups: (() => Promise<void> | void)[] = []
+
+  async start(options: StartOptions & { extra?: Partial<WebSocketTransportOptions> } = {}): Promise<WsNode> {
+    const nodeId = options.nodeId ?? freshNodeId()
+    const server = okServer()
+    const requestedPort = options.url === undefined ? 0 : Number(new URL(options.url).port)
+    const port = await listen(server, requestedPort)
+    const url = `http://127.0.0.1:${port}`
+    let transport: WebSocketTransport
+    try {
+      transport = new WebSocketTransport({
+        ...transportOptions(nodeId, url, options.extra),
+        ...(options.clusterId === undefined ? {} : { clusterId: options.clusterId }),
+        ...(options.secret === undefined ? {} : { secret: options.secret }),
+        ...options.options,
+      })
+    } catch (error) {
+      await closeServer(server)
+      throw error
+    }
+    transport.attach(server)
+    const node: WsNode = { nodeId, url, port, server, transport, events: new Recorder(transport, options.recordMessages ?? true) }
+    this.nodes.add(node)
+    return node
+  }
+
+  async stop(node: HarnessNode): Promise<void> {
+    const wsNode = [...this.nodes].find((candidate) => candidate.transport === node.transport)
+    if (wsNode === undefined) throw new Error('not a node of this harness')
+    this.nodes.delete(wsNode)
+    await wsNode.transport.close()
+    await closeServer(wsNode.server)
+  }
+
+  alias(url: string): string {
+    // Same socket address, another spelling: the transport can only tell by the node id.
+    return `${url}/?alias=1`
+  }
+
+  /** Runs `cleanup` in dispose (sockets and servers a test opened by hand). */
+  later(cleanup: () => Promise<void> | void): void {
+    this.cleanups.push(cleanup)
+  }
+
+  async dispose(): Promise<void> {
+    for (const cleanup of this.cleanups.splice(0).reverse()) await cleanup()
+    await Promise.all([...this.nodes].map((node) => this.stop(node)))
+  }
+}
+
+transportConformance('WebSocketTransport', () => new WsNodes())
+
+// ---------------------------------------------------------------------------------------------
+// A raw peer: a plain `ws` client that speaks (or abuses) the protocol by hand.
+
+interface Closed {
+  code: number
+  reason: string
+}
+
+class RawPeer {
+  readonly frames: Frame[] = []
+  readonly closed: Promise<Closed>
+  private closedValue: Closed | null = null
+  /** The TCP socket under the WebSocket (to pause its reads). */
+  tcp: net.Socket | null = null
+
+  constructor(readonly socket: WebSocket) {
+    socket.on('error', () => {})
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) return
+      try {
+        this.frames.push(decodeFrame(data))
+      } catch {
+        // A raw peer keeps what it can decode.
+      }
+    })
+    this.closed = new Promise((resolve) => {
+      socket.on('close', (code: number, reason: Buffer) => {
+        this.closedValue = { code, reason: reason.toString() }
+        resolve(this.closedValue)
+      })
+    })
+  }
+
+  static async connect(port: number, options: ClientOptions = {}, path = '/v1/peer'): Promise<RawPeer> {
+    let tcp: net.Socket | null = null
+    const socket = new WebSocket(`ws://127.0.0.1:${port}${path}`, {
+      perMessageDeflate: false,
+      maxPayload: 2 * FRAME_BYTES_MAX,
+      // Keep a handle on the TCP socket (ws's own connector also clears `path`, an IPC path to net).
+      createConnection: ((connectOptions: net.NetConnectOpts) => {
+        tcp = net.connect({ ...connectOptions, path: undefined } as net.NetConnectOpts)
+        return tcp
+      }) as typeof net.createConnection,
+      ...options,
+    })
+    const peer = new RawPeer(socket)
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve())
+      socket.once('error', reject)
+    })
+    peer.tcp = tcp
+    return peer
+  }
+
+  get isClosed(): boolean {
+    return this.closedValue !== null
+  }
+
+  async frame(type: Frame['type'], ms = 2_000): Promise<Frame> {
+    return waitFor(() => this.frames.find((frame) => frame.type === type), ms, `a ${type} frame`)
+  }
+
+  send(frame: Frame): void {
+    this.socket.send(encodeFrame(frame), { binary: true })
+  }
+
+  /** Runs the dialer's side of the handshake; returns the hello it sent. */
+  async handshake(identity: HandshakeIdentity): Promise<Frame> {
+    const dialer = new DialerHandshake(identity, new Uint8Array(randomBytes(32)), null)
+    const answer = dialer.receive(await this.frame('challenge'))
+    if (answer.send === undefined) throw new Error(`the handshake failed: ${answer.refusal?.message ?? 'no hello'}`)
+    this.send(answer.send)
+    const done = dialer.receive(await this.frame('welcome'))
+    if (done.peer === undefined) throw new Error('the welcome did not verify')
+    return answer.send
+  }
+
+  async closedWithin(ms: number): Promise<Closed> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the server did not close the socket within ${ms} ms`)), ms)
+    })
+    try {
+      return await Promise.race([this.closed, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  destroy(): void {
+    this.socket.terminate()
+  }
+}
+
+function identity(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
+  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl: null, ...extra }
+}
+
+/** One HTTP GET with no keep-alive; resolves with the status and how long it took. */
+function httpGet(port: number, path: string): Promise<{ status: number; ms: number }> {
+  const started = Date.now()
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 5_000 }, (response) => {
+      response.resume()
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, ms: Date.now() - started }))
+    })
+    request.on('timeout', () => request.destroy(new Error('http timeout')))
+    request.on('error', reject)
+  })
+}
+
+/** Writes raw bytes on a fresh TCP connection and reads the HTTP status line that comes back. */
+function rawHttpStatus(port: number, request: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let text = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`no HTTP answer; got ${JSON.stringify(text.slice(0, 80))}`))
+    }, 3_000)
+    const done = (): void => {
+      const match = /^HTTP\/1\.1 (\d{3})/u.exec(text)
+      if (match === null) return
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(Number(match[1]))
+    }
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1')
+      done()
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearTimeout(timer)
+      if (/^HTTP\/1\.1 \d{3}/u.test(text)) done()
+      else reject(new Error(`closed without an HTTP answer: ${JSON.stringify(text.slice(0, 80))}`))
+    })
+    socket.write(request)
+  })
+}
+
+function upgradeRequest(port: number, extraHeaders: string[] = [], leading: string[] = []): string {
+  return [
+    'GET /v1/peer HTTP/1.1',
+    ...leading,
+    `Host: 127.0.0.1:${port}`,
+    'Connection: Upgrade',
+    'Upgrade: websocket',
+    'Sec-WebSocket-Version: 13',
+    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+    ...extraHeaders,
+    '',
+    '',
+  ].join('\r\n')
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('peer URLs', () => {
+  it('turns node URLs into /v1/peer WebSocket URLs', () => {
+    expect(peerUrlOf('http://10.0.0.1:7700')).toBe('ws://10.0.0.1:7700/v1/peer')
+    expect(peerUrlOf('https://node.example/')).toBe('wss://node.example/v1/peer')
+    expect(peerUrlOf('ws://h:1/v1/peer')).toBe('ws://h:1/v1/peer')
+    expect(peerUrlOf('http://h:1/prefix/')).toBe('ws://h:1/prefix/v1/peer')
+    expect(() => peerUrlOf('ftp://h')).toThrow(/http/)
+    expect(() => peerUrlOf('not a url')).toThrow(/URL/)
+  })
+})
+
+describe('WebSocketTransport against hostile peers', () => {
+  let nodes: WsNodes
+  let server: WsNode
+
+  beforeEach(async () => {
+    nodes = new WsNodes()
+    server = await nodes.start({ extra: { handshakeTimeoutMs: 500, pingIntervalMs: 50 } })
+  })
+
+  afterEach(async () => {
+    await nodes.dispose()
+  })
+
+  async function raw(options?: ClientOptions): Promise<RawPeer> {
+    const peer = await RawPeer.connect(server.port, options)
+    nodes.later(() => peer.destroy())
+    return peer
+  }
+
+  /** The server still links with a well-behaved node and answers HTTP. */
+  async function stillServing(): Promise<void> {
+    const client = await nodes.start()
+    client.transport.keep(server.url)
+    await client.events.oneOpen(3_000, 'a normal link')
+    const answer = await httpGet(server.port, '/healthz')
+    expect(answer.status).toBe(200)
+    expect(answer.ms).toBeLessThan(1_000)
+  }
+
+  it('garbage bytes close with 1008', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    peer.socket.send(randomBytes(64), { binary: true })
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.policy)
+    expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_DECODE'])
+    expect(server.events.links).toEqual([])
+    await stillServing()
+  })
+
+  it('a text frame closes with 1008', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    peer.socket.send('{"type":"hello"}')
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.policy)
+    expect(server.events.links).toEqual([])
+  })
+
+  it('a truncated frame closes with 1008', async () => {
+    const peer = await raw()
+    const challenge = await peer.frame('challenge')
+    const dialer = new DialerHandshake(identity(freshNodeId()), new Uint8Array(randomBytes(32)), null)
+    const hello = encodeFrame(dialer.receive(challenge).send!)
+    peer.socket.send(hello.subarray(0, hello.length - 5), { binary: true })
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.policy)
+    expect(server.events.links).toEqual([])
+  })
+
+  it('a frame over 4 MiB closes with 1009 before it is read', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    peer.socket.send(Buffer.alloc(FRAME_BYTES_MAX + 1), { binary: true })
+    expect((await peer.closedWithin(3_000)).code).toBe(CLOSE_CODES.tooBig)
+    expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_FRAME_TOO_LARGE'])
+    await stillServing()
+  })
+
+  it('a flood of tiny fragments closes with 1008', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    for (let index = 0; index <= FRAGMENTS_MAX + 10 && !peer.isClosed; index += 1) {
+      peer.socket.send(Buffer.from([index & 0xff]), { binary: true, fin: false })
+    }
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.policy)
+    expect(server.events.links).toEqual([])
+  })
+
+  it('a peer message before the handshake closes with 1008 and is not delivered', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    const nodeId = freshNodeId()
+    peer.send({ type: 'changes', changes: [changeFrom(nodeId)] })
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.policy)
+    expect(server.events.links).toEqual([])
+  })
+
+  it('a peer message between hello and welcome on the dialer side drops the link', async () => {
+    // A fake acceptor that sends a sync right after its challenge, before any welcome.
+    const fake = okServer()
+    const port = await listen(fake)
+    const wss = new WebSocketServer({ server: fake })
+    nodes.later(async () => {
+      for (const client of wss.clients) client.terminate()
+      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      await closeServer(fake)
+    })
+    const fakeId = freshNodeId()
+    const seen: Closed[] = []
+    wss.on('connection', (socket) => {
+      socket.on('close', (code: number, reason: Buffer) => seen.push({ code, reason: reason.toString() }))
+      const acceptor = new AcceptorHandshake(identity(fakeId), new Uint8Array(randomBytes(32)))
+      socket.send(encodeFrame(acceptor.start()))
+      socket.send(encodeFrame({ type: 'sync', vc: {}, peers: [] }))
+    })
+    server.transport.keep(`http://127.0.0.1:${port}`)
+    const refusal = await server.events.refusal('MESHKV_ERR_DECODE', 2_000, 'the dialer reports the early message')
+    expect(refusal.url).toBe(`http://127.0.0.1:${port}`)
+    await waitFor(() => seen.find((closed) => closed.code === CLOSE_CODES.policy), 2_000, 'the fake acceptor sees 1008')
+    expect(server.events.links).toEqual([])
+    server.transport.forget(`http://127.0.0.1:${port}`)
+  })
+
+  it('an acceptor that cannot prove the secret is refused by the dialer (4401)', async () => {
+    const fake = okServer()
+    const port = await listen(fake)
+    const wss = new WebSocketServer({ server: fake })
+    nodes.later(async () => {
+      for (const client of wss.clients) client.terminate()
+      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      await closeServer(fake)
+    })
+    const seen: number[] = []
+    wss.on('connection', (socket) => {
+      socket.on('close', (code: number) => seen.push(code))
+      const acceptor = new AcceptorHandshake(identity(freshNodeId()), new Uint8Array(randomBytes(32)))
+      socket.send(encodeFrame(acceptor.start()))
+      socket.on('message', () => socket.send(encodeFrame({ type: 'welcome', proof: randomBytes(32) })))
+    })
+    server.transport.keep(`http://127.0.0.1:${port}`)
+    await server.events.refusal('MESHKV_ERR_AUTH', 2_000, 'the dialer reports auth')
+    await waitFor(() => seen.includes(CLOSE_CODES.auth), 2_000, 'the fake acceptor sees 4401')
+    expect(server.events.links).toEqual([])
+    server.transport.forget(`http://127.0.0.1:${port}`)
+  })
+
+  it('a replayed hello from an earlier handshake fails: the nonce is fresh', async () => {
+    const nodeId = freshNodeId()
+    const first = await raw()
+    const hello = await first.handshake(identity(nodeId))
+    await server.events.oneOpen(2_000, 'the first, honest link')
+    first.destroy()
+    await waitFor(() => server.events.open.length === 0, 2_000, 'the first link closes')
+    const replay = await raw()
+    await replay.frame('challenge')
+    replay.send(hello)
+    expect((await replay.closedWithin(2_000)).code).toBe(CLOSE_CODES.auth)
+    expect(server.events.links).toHaveLength(1)
+    expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_AUTH'])
+  })
+
+  it('a socket that never finishes the handshake is closed (4408)', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    const started = Date.now()
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.timeout)
+    expect(Date.now() - started).toBeLessThan(1_500)
+    expect(server.transport.pendingSocketCount).toBe(0)
+  })
+
+  it('2,000 request headers are refused and the server keeps serving', async () => {
+    const filler = Array.from({ length: 2_000 }, (_, index) => `X-Filler-${index}: v`)
+    expect(await rawHttpStatus(server.port, upgradeRequest(server.port, [], filler))).toBeGreaterThanOrEqual(400)
+    expect(await rawHttpStatus(server.port, upgradeRequest(server.port, filler.slice(0, 100)))).toBe(431)
+    await stillServing()
+  })
+
+  it('a 10 kB Sec-WebSocket-Protocol is refused and the server keeps serving', async () => {
+    const protocols = Array.from({ length: 1_500 }, (_, index) => `p${index}`).join(', ')
+    expect(protocols.length).toBeGreaterThan(9_000)
+    const long = `Sec-WebSocket-Protocol: ${protocols}${'x'.repeat(10_000 - protocols.length)}`
+    expect(await rawHttpStatus(server.port, upgradeRequest(server.port, [long]))).toBe(400)
+    await stillServing()
+  })
+
+  it('other upgrade paths get 404 when nobody serves them, and are left alone otherwise', async () => {
+    expect(await rawHttpStatus(server.port, upgradeRequest(server.port).replace('/v1/peer', '/v1/other'))).toBe(404)
+    const handled: string[] = []
+    const other = (request: http.IncomingMessage, socket: net.Socket): void => {
+      if (request.url !== '/v1/other') return
+      handled.push(request.url)
+      socket.end('HTTP/1.1 418 I\'m a teapot\r\nConnection: close\r\n\r\n')
+    }
+    server.server.on('upgrade', other)
+    expect(await rawHttpStatus(server.port, upgradeRequest(server.port).replace('/v1/peer', '/v1/other'))).toBe(418)
+    expect(handled).toEqual(['/v1/other'])
+    server.server.off('upgrade', other)
+  })
+
+  it('300 half-open TCP sockets: a link still forms and HTTP answers within a second', async () => {
+    const sockets: net.Socket[] = []
+    nodes.later(() => sockets.forEach((socket) => socket.destroy()))
+    await Promise.all(
+      Array.from({ length: 300 }, (_, index) => new Promise<void>((resolve) => {
+        const socket = net.connect(server.port, '127.0.0.1', () => {
+          // Some send half a request, some nothing at all.
+          if (index % 2 === 0) socket.write(`GET /v1/peer HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n`)
+          resolve()
+        })
+        socket.on('error', () => resolve())
+        sockets.push(socket)
+      })),
+    )
+    await stillServing()
+  })
+
+  it('unauthenticated sockets past the limit are refused; the rest time out; then links form', async () => {
+    await nodes.stop(server)
+    server = await nodes.start({ extra: { handshakeTimeoutMs: 2_500, pendingSocketsMax: 256 } })
+    const outcomes = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        RawPeer.connect(server.port).then(
+          (peer) => {
+            nodes.later(() => peer.destroy())
+            return peer
+          },
+          () => null,
+        ),
+      ),
+    )
+    const accepted = outcomes.filter((peer): peer is RawPeer => peer !== null)
+    expect(accepted.length).toBeLessThanOrEqual(256)
+    expect(accepted.length).toBeGreaterThan(200)
+    expect(server.transport.pendingSocketCount).toBeLessThanOrEqual(256)
+    // Meanwhile plain HTTP is unaffected.
+    expect((await httpGet(server.port, '/healthz')).ms).toBeLessThan(1_000)
+    const closes = await Promise.all(accepted.map((peer) => peer.closedWithin(4_000)))
+    expect(closes.every((closed) => closed.code === CLOSE_CODES.timeout)).toBe(true)
+    expect(server.transport.pendingSocketCount).toBe(0)
+    await stillServing()
+  })
+
+  it('a peer that never reads is disconnected with 4429 and its queue stays bounded', async () => {
+    await nodes.stop(server)
+    const queueMax = 2 * 1024 * 1024
+    server = await nodes.start({ extra: { sendHighWaterBytes: 256 * 1024, sendQueueBytesMax: queueMax, peerTimeoutMs: 20_000 } })
+    const peer = await raw()
+    const nodeId = freshNodeId()
+    await peer.handshake(identity(nodeId))
+    const record = await server.events.oneOpen(2_000, 'the link to the lazy reader')
+    peer.tcp!.pause()
+    const link = record.link as Link
+    expect(link).toBeInstanceOf(Link)
+    const big: PeerMessage = { type: 'changes', changes: [changeFrom(nodeId, 256 * 1024)] }
+    let sentBytes = 0
+    let maxBuffered = 0
+    for (let round = 0; round < 1_000 && link.send(big); round += 1) {
+      sentBytes += 256 * 1024
+      maxBuffered = Math.max(maxBuffered, link.bufferedBytes)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    expect(record.closes).toEqual([{ code: CLOSE_CODES.slowReader, reason: expect.stringContaining('slowly') as string }])
+    expect(maxBuffered).toBeLessThanOrEqual(queueMax)
+    // What left this process sits in kernel buffers, bounded by the OS, not by our memory.
+    expect(sentBytes).toBeLessThan(256 * 1024 * 1_000)
+    expect(link.send(big)).toBe(false)
+    await link.drained()
+    await stillServing()
+  })
+
+  it('a peer that never answers pings is dropped after the timeout', async () => {
+    await nodes.stop(server)
+    server = await nodes.start({ extra: { pingIntervalMs: 50, peerTimeoutMs: 400 } })
+    const peer = await raw({ autoPong: false })
+    await peer.handshake(identity(freshNodeId()))
+    const record = await server.events.oneOpen(2_000, 'the link to the silent peer')
+    const started = Date.now()
+    await waitFor(() => record.closes.length > 0, 2_000, 'the silent peer is dropped')
+    expect(record.closes).toEqual([{ code: CLOSE_CODES.timeout, reason: expect.stringContaining('silent') as string }])
+    expect(Date.now() - started).toBeLessThan(1_000)
+    await peer.closedWithin(2_000)
+  })
+
+  it('a linked node whose socket stops reading is dropped by the other side', async () => {
+    await nodes.stop(server)
+    server = await nodes.start({ extra: { pingIntervalMs: 50, peerTimeoutMs: 400 } })
+    const peer = await raw()
+    await peer.handshake(identity(freshNodeId()))
+    const record = await server.events.oneOpen(2_000, 'the link')
+    peer.tcp!.pause()
+    await waitFor(() => record.closes.length > 0, 2_000, 'the stalled peer is dropped')
+    expect(record.closes[0]?.code).toBe(CLOSE_CODES.timeout)
+  })
+
+  it('close() leaves the HTTP server serving other routes', async () => {
+    const peer = await raw()
+    await peer.handshake(identity(freshNodeId()))
+    await server.events.oneOpen(2_000, 'a link')
+    await server.transport.close()
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.goingAway)
+    expect((await httpGet(server.port, '/healthz')).status).toBe(200)
+    await expect(RawPeer.connect(server.port)).rejects.toThrow()
+  })
+})
+
+
