@@ -103,23 +103,29 @@ function handleSignals(running: Running): void {
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       running.log.warn({ signal }, 'second signal: exiting at once')
-      process.exit(EXIT_ERROR)
+      exitAfterLogs(running.log, EXIT_ERROR)
+      return
     }
     stopping = true
     running.log.info({ signal }, 'shutting down')
     shutdown(running).then(
       () => {
         running.log.info('stopped')
-        process.exit(EXIT_OK)
+        exitAfterLogs(running.log, EXIT_OK)
       },
       (error: unknown) => {
         running.log.error({ err: error }, 'shutdown failed')
-        process.exit(EXIT_ERROR)
+        exitAfterLogs(running.log, EXIT_ERROR)
       },
     )
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+}
+
+/** pino writes asynchronously: let the last lines out before the process ends. */
+function exitAfterLogs(log: Logger, code: number): void {
+  log.flush(() => process.exit(code))
 }
 
 /** Not ready, drain the app, then close the store; bounded by `SHUTDOWN_GRACE_MS`. */

@@ -19,6 +19,7 @@ import { checkAnswer, entryWithSiblings, isNotFound, jsonOf, readAnswer, sibling
 import { classifyFetchError, errorFromProblem, isNotServing, readProblemBody } from './failure.js'
 import { Session } from './session.js'
 import type {
+  ClientConcernOptions,
   ClientDeleteOptions,
   ClientEntry,
   ClientListItem,
@@ -123,7 +124,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'PUT',
       path: keyPath(key),
-      query: { w: writeConcernOf(options.w) },
+      query: concernQuery(options),
       headers: {
         'content-type': contentType,
         'if-match': options.ifMatch === undefined ? undefined : entityTagOf(options.ifMatch),
@@ -143,7 +144,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'DELETE',
       path: keyPath(key),
-      query: { w: writeConcernOf(options.w) },
+      query: concernQuery(options),
       headers: {
         'if-match': options.ifMatch === undefined ? undefined : entityTagOf(options.ifMatch),
         'x-context': options.context === undefined ? undefined : entityTagOf(options.context),
@@ -202,11 +203,12 @@ export class MeshClient {
   }
 
   /** Adds `delta` (default 1) to a counter; resolves to its value after the add. */
-  async incr(name: string, delta = 1, options: { signal?: AbortSignal } = {}): Promise<number> {
+  async incr(name: string, delta = 1, options: ClientConcernOptions = {}): Promise<number> {
     if (!Number.isSafeInteger(delta) || delta === 0) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a counter delta must be a non-zero integer')
     const answer = await this.#send({
       method: 'POST',
       path: namePath('counters', name),
+      query: concernQuery(options),
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ delta }),
       idempotent: false,
@@ -229,13 +231,13 @@ export class MeshClient {
   }
 
   /** Adds members to a set; resolves to its members after the change. */
-  async sadd(name: string, members: readonly string[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
-    return this.#updateSet(name, { add: checkMembers(members) }, options.signal)
+  async sadd(name: string, members: readonly string[], options: ClientConcernOptions = {}): Promise<string[]> {
+    return this.#updateSet(name, { add: checkMembers(members) }, options)
   }
 
   /** Removes members from a set; resolves to its members after the change. */
-  async srem(name: string, members: readonly string[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
-    return this.#updateSet(name, { remove: checkMembers(members) }, options.signal)
+  async srem(name: string, members: readonly string[], options: ClientConcernOptions = {}): Promise<string[]> {
+    return this.#updateSet(name, { remove: checkMembers(members) }, options)
   }
 
   async smembers(name: string, options: Omit<ClientReadOptions, 'siblings'> = {}): Promise<string[]> {
@@ -283,14 +285,15 @@ export class MeshClient {
     yield* readEvents(opened.stream, opened.endpoint, signal)
   }
 
-  async #updateSet(name: string, change: { add?: string[]; remove?: string[] }, signal: AbortSignal | undefined): Promise<string[]> {
+  async #updateSet(name: string, change: { add?: string[]; remove?: string[] }, options: ClientConcernOptions): Promise<string[]> {
     const answer = await this.#send({
       method: 'POST',
       path: namePath('sets', name),
+      query: concernQuery(options),
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(change),
       idempotent: false,
-      signal,
+      signal: options.signal,
     })
     return stringArrayField(this.#written(answer), 'members')
   }
@@ -382,6 +385,11 @@ function checkMembers(members: readonly string[]): string[] {
     throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'members are a non-empty list of strings')
   }
   return [...members]
+}
+
+/** `?w=` and `?timeout_ms=` of a write. */
+function concernQuery(options: { w?: WriteConcern; waitMs?: number }): Record<string, string | undefined> {
+  return { w: writeConcernOf(options.w), timeout_ms: waitOf(options.waitMs) }
 }
 
 function writeConcernOf(w: WriteConcern | undefined): string | undefined {

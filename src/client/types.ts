@@ -40,6 +40,8 @@ export interface ClientPutOptions {
   /** The version the writer read: the write replaces exactly those siblings. */
   context?: string
   w?: WriteConcern
+  /** How long the node may wait for `w` acknowledgements, in ms (the node's default: 5000). */
+  waitMs?: number
   signal?: AbortSignal
 }
 
@@ -47,6 +49,14 @@ export interface ClientDeleteOptions {
   ifMatch?: string
   context?: string
   w?: WriteConcern
+  waitMs?: number
+  signal?: AbortSignal
+}
+
+/** Options of counter and set writes. */
+export interface ClientConcernOptions {
+  w?: WriteConcern
+  waitMs?: number
   signal?: AbortSignal
 }
 

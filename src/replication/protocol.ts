@@ -15,8 +15,10 @@
  * fresh random bytes per link, so a recorded handshake cannot be replayed.
  *
  * Replication, once both sides are authenticated (symmetric: each side does all of this):
- *   1. `sync`   { vc, peers, first }: "this is what I have applied, whom I am linked to, and the
- *               oldest LSN my log still holds". Sent first, then again whenever the link set changes.
+ *   1. `sync`   { vc, peers }: "this is what I have applied, and whom I am linked to". Sent first,
+ *               then again whenever the link set changes, or when the receiver must resend (it
+ *               dropped changes from a full causal buffer, or refused one); every `sync` restarts
+ *               the other side's cursor from this VC.
  *   2. `changes` { changes }: log entries the other side lacks, in causal (LSN) order, many per
  *               frame. The sender streams from a per-peer cursor; catch-up and live streaming are
  *               one loop. It skips changes the receiver is known to have (its VC), and changes

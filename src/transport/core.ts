@@ -245,6 +245,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     return this.normalizeUrl(url)
   }
 
+  /** Runs in the constructor: `normalizeUrl` implementations must not use instance fields. */
   private selfKeyOf(selfUrl: string | null): string | null {
     if (selfUrl === null) return null
     try {

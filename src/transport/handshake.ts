@@ -25,7 +25,7 @@ import { CLOSE_CODES } from './transport.js'
  * replication/protocol.ts, which transport/ may not import (test/transport/handshake.test.ts
  * checks that they agree); the natural home of both would be codec/peer.ts.
  */
-export const PROTOCOL_VERSION = 1
+export const PEER_PROTOCOL_VERSION = 1
 
 export type Role = 'dialer' | 'acceptor'
 
@@ -79,7 +79,7 @@ export function proofMatches(expected: Uint8Array, actual: Uint8Array): boolean 
 }
 
 export function isSupportedVersion(version: number): boolean {
-  return version === PROTOCOL_VERSION
+  return version === PEER_PROTOCOL_VERSION
 }
 
 /** One id for a link that both sides compute alike: sha256(challenge nonce ‖ hello nonce). */
@@ -98,7 +98,7 @@ function unexpected(frame: Frame, expected: string): HandshakeStep {
 /** Checks shared by both roles on the other side's first frame. */
 function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloMessage): HandshakeStep | null {
   if (!isSupportedVersion(frame.version)) {
-    return refusal(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `peer speaks protocol version ${frame.version}, this node ${PROTOCOL_VERSION}`, frame.nodeId)
+    return refusal(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `peer speaks protocol version ${frame.version}, this node ${PEER_PROTOCOL_VERSION}`, frame.nodeId)
   }
   if (frame.clusterId !== identity.clusterId) {
     return refusal(CLOSE_CODES.otherCluster, 'MESHKV_ERR_CLUSTER_MISMATCH', `peer belongs to cluster ${JSON.stringify(frame.clusterId)}, not ${JSON.stringify(identity.clusterId)}`, frame.nodeId)
@@ -127,7 +127,7 @@ export class AcceptorHandshake {
   start(): ChallengeMessage {
     assert(this.challenge === null, 'a handshake starts once')
     const { nodeId, clusterId } = this.identity
-    this.challenge = { type: 'challenge', version: PROTOCOL_VERSION, clusterId, nodeId, nonce: this.nonce }
+    this.challenge = { type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId, nodeId, nonce: this.nonce }
     return this.challenge
   }
 
@@ -190,7 +190,7 @@ export class DialerHandshake {
     this.state = 'welcome'
     const { secret, nodeId, clusterId, selfUrl } = this.identity
     const proof = handshakeProof(secret, 'dialer', challenge.nonce, nodeId, challenge.nodeId)
-    const hello: HelloMessage = { type: 'hello', version: PROTOCOL_VERSION, clusterId, nodeId, url: selfUrl, nonce: this.nonce, proof }
+    const hello: HelloMessage = { type: 'hello', version: PEER_PROTOCOL_VERSION, clusterId, nodeId, url: selfUrl, nonce: this.nonce, proof }
     return { send: hello }
   }
 

@@ -1,6 +1,6 @@
 /** Links between nodes: the `Transport` interface and its WebSocket and in-memory implementations. */
 export * from './transport.js'
-export { AcceptorHandshake, DialerHandshake, PROTOCOL_VERSION, handshakeProof, isSupportedVersion, linkIdOf, proofMatches } from './handshake.js'
+export { AcceptorHandshake, DialerHandshake, PEER_PROTOCOL_VERSION, handshakeProof, isSupportedVersion, linkIdOf, proofMatches } from './handshake.js'
 export type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
 export type { Cancel, Channel, SetTimer } from './connection.js'
 export { Link } from './connection.js'

@@ -92,10 +92,15 @@ describe('MeshClient on one node', () => {
     expect(await client.incr('hits/x')).toBe(1)
     expect(await client.incr('hits/x', -5)).toBe(-4)
     expect(await client.counter('hits/x')).toBe(-4)
+    // Write concern travels as ?w= (a lone node is every member there is).
+    expect(await client.incr('hits/x', 4, { w: 'all', waitMs: 1000 })).toBe(0)
+    expect(await client.put('concern', 'v', { w: 1 })).toMatchObject({ key: 'concern' })
+    expect(await meshCodeOf(client.put('concern', 'v', { w: 0 }))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
     expect(await client.smembers('tags')).toEqual([])
     expect(await client.sadd('tags', ['red', 'blue'])).toEqual(['blue', 'red'])
     expect(await client.srem('tags', ['red'])).toEqual(['blue'])
     expect(await client.smembers('tags')).toEqual(['blue'])
+    expect(await client.sadd('tags', ['green'], { w: 'quorum' })).toEqual(['blue', 'green'])
     expect(await meshCodeOf(client.incr('hits/x', 0))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
   })
 

@@ -14,7 +14,7 @@ import type { HandshakeIdentity, HandshakeStep } from '../../src/transport/hands
 import {
   AcceptorHandshake,
   DialerHandshake,
-  PROTOCOL_VERSION,
+  PEER_PROTOCOL_VERSION,
   handshakeProof,
   linkIdOf,
   proofMatches,
@@ -71,7 +71,7 @@ describe('proofs', () => {
   })
 
   it('the version spoken equals replication/protocol.ts', () => {
-    expect(PROTOCOL_VERSION).toBe(REPLICATION_PROTOCOL_VERSION)
+    expect(PEER_PROTOCOL_VERSION).toBe(REPLICATION_PROTOCOL_VERSION)
   })
 
   it('link ids are the same on both sides and differ per nonce pair', () => {
@@ -105,26 +105,26 @@ describe('the handshake state machines', () => {
       const acceptor = new AcceptorHandshake(who(A), nonceOf(1))
       const challenge = acceptor.start()
       const proof = handshakeProof(secret, 'dialer', challenge.nonce, overrides.nodeId ?? B, A)
-      return acceptor.receive({ type: 'hello', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: B, url: null, nonce: nonceOf(2), proof, ...overrides })
+      return acceptor.receive({ type: 'hello', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: B, url: null, nonce: nonceOf(2), proof, ...overrides })
     }
     expect(hello({}).peer?.nodeId).toBe(B)
     expect(hello({}, 'wrong').refusal).toMatchObject({ closeCode: CLOSE_CODES.auth, errorCode: 'MESHKV_ERR_AUTH', nodeId: B })
     expect(hello({ proof: new Uint8Array(3) }).refusal?.errorCode).toBe('MESHKV_ERR_AUTH')
     expect(hello({ clusterId: 'd' }).refusal).toMatchObject({ closeCode: CLOSE_CODES.otherCluster, errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH' })
-    expect(hello({ version: PROTOCOL_VERSION + 1 }).refusal).toMatchObject({ closeCode: CLOSE_CODES.policy, errorCode: 'MESHKV_ERR_DECODE' })
+    expect(hello({ version: PEER_PROTOCOL_VERSION + 1 }).refusal).toMatchObject({ closeCode: CLOSE_CODES.policy, errorCode: 'MESHKV_ERR_DECODE' })
     expect(hello({ nodeId: A }).refusal?.errorCode).toBe('MESHKV_ERR_CONFIG')
   })
 
   it('the dialer refuses another cluster before it proves anything, itself, and a bad welcome', () => {
     const challenge = (overrides: Partial<ChallengeMessage>): HandshakeStep =>
-      new DialerHandshake(who(B), nonceOf(2), null).receive({ type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1), ...overrides })
+      new DialerHandshake(who(B), nonceOf(2), null).receive({ type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1), ...overrides })
     expect(challenge({}).send?.type).toBe('hello')
     expect(challenge({ clusterId: 'd' })).toEqual({ refusal: expect.objectContaining({ closeCode: CLOSE_CODES.otherCluster }) as object })
     expect(challenge({ version: 0 }).refusal?.closeCode).toBe(CLOSE_CODES.policy)
     expect(challenge({ nodeId: B }).refusal).toMatchObject({ closeCode: CLOSE_CODES.normal, errorCode: 'MESHKV_ERR_CONFIG' })
 
     const dialer = new DialerHandshake(who(B), nonceOf(2), null)
-    dialer.receive({ type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })
+    dialer.receive({ type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })
     // A welcome proof for another nonce (a replay) fails.
     const replayed = handshakeProof('s', 'acceptor', nonceOf(9), A, B)
     expect(dialer.receive({ type: 'welcome', proof: replayed }).refusal?.closeCode).toBe(CLOSE_CODES.auth)

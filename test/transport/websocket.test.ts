@@ -5,8 +5,13 @@
  * Sec-WebSocket-Protocol, half-open and unauthenticated socket floods, a peer that never reads and
  * a peer that never answers pings. After each, the node keeps serving and passes nothing on.
  */
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -549,7 +554,7 @@ describe('WebSocketTransport against hostile peers', () => {
     const started = Date.now()
     await waitFor(() => record.closes.length > 0, 2_000, 'the silent peer is dropped')
     expect(record.closes).toEqual([{ code: CLOSE_CODES.timeout, reason: expect.stringContaining('silent') as string }])
-    expect(Date.now() - started).toBeLessThan(1_000)
+    expect(Date.now() - started).toBeLessThan(1_500)
     await peer.closedWithin(2_000)
   })
 
@@ -576,3 +581,76 @@ describe('WebSocketTransport against hostile peers', () => {
 })
 
 
+
+describe('WebSocketTransport links', () => {
+  let nodes: WsNodes
+
+  beforeEach(() => {
+    nodes = new WsNodes()
+  })
+
+  afterEach(async () => {
+    await nodes.dispose()
+  })
+
+  it('drained() waits while the queue is above the high-water mark, then resolves', async () => {
+    const highWater = 64 * 1024
+    const a = await nodes.start({ extra: { sendHighWaterBytes: highWater } })
+    const b = await nodes.start()
+    a.transport.keep(b.url)
+    const onA = await a.events.oneOpen(3_000, 'a link')
+    const onB = await b.events.oneOpen(3_000, 'the other end')
+    const link = onA.link as Link
+    const big: PeerMessage = { type: 'changes', changes: [changeFrom(a.nodeId, 512 * 1024)] }
+    for (let index = 0; index < 16; index += 1) expect(link.send(big)).toBe(true)
+    expect(link.bufferedBytes).toBeGreaterThan(highWater)
+    let drained = false
+    const waiting = link.drained().then(() => {
+      drained = true
+    })
+    expect(drained).toBe(false)
+    await waitFor(() => drained, 5_000, 'drained()')
+    await waiting
+    expect(link.bufferedBytes).toBeLessThan(highWater)
+    await waitFor(() => onB.messages.length === 16, 5_000, 'all 16 frames')
+  })
+
+  const haveOpenssl = ((): boolean => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' })
+      return true
+    } catch {
+      return false
+    }
+  })()
+
+  it.skipIf(!haveOpenssl)('links over TLS (wss) when the server is https and the dialer trusts its certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshkv-tls-'))
+    nodes.later(() => rmSync(dir, { recursive: true, force: true }))
+    const keyPath = join(dir, 'key.pem')
+    const certPath = join(dir, 'cert.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyPath, '-out', certPath], { stdio: 'ignore' })
+    const cert = readFileSync(certPath)
+    const server = https.createServer({ key: readFileSync(keyPath), cert }, (_request, response) => response.end('ok'))
+    const port = await listen(server as unknown as http.Server)
+    const url = `https://127.0.0.1:${port}`
+    const acceptor = new WebSocketTransport(transportOptions(freshNodeId(), url))
+    acceptor.attach(server)
+    const dialer = new WebSocketTransport({ ...transportOptions(freshNodeId(), null), tls: { ca: cert } })
+    const untrusting = new WebSocketTransport(transportOptions(freshNodeId(), null))
+    nodes.later(async () => {
+      await Promise.all([acceptor.close(), dialer.close(), untrusting.close()])
+      await closeServer(server as unknown as http.Server)
+    })
+    const accepted = new Recorder(acceptor)
+    const dialed = new Recorder(dialer)
+    const refused = new Recorder(untrusting)
+    dialer.keep(url)
+    untrusting.keep(url)
+    const link = await dialed.oneOpen(3_000, 'a wss link')
+    expect(link.link.url).toBe(url)
+    await accepted.oneOpen(3_000, 'the accepted wss link')
+    await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
+    expect(refused.links).toEqual([])
+  })
+})

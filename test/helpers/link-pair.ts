@@ -1,0 +1,318 @@
+/**
+ * In-memory peer links for replication tests: two `PeerLinkLike` ends joined by queues that a
+ * seeded scheduler empties, with no socket and no timer.
+ *
+ * - Every message is encoded with `encodeFrame` on `send` and decoded with `decodeFrame` on
+ *   delivery, so what passes is exactly what the codec lets through.
+ * - Each direction of a link is FIFO (a WebSocket is); the scheduler picks which direction
+ *   delivers next, weighted by each link's `weight`, so links of different speed reorder messages
+ *   across links. A direction can be held (nothing delivered) and released.
+ * - `drained()` resolves once the sender's queue is below `highWater` frames, or the link closed.
+ * - `close()` closes both ends once: frames still queued are lost, the closing end hears its
+ *   `onClose` at once, the other end on the next microtask (as the real transport does), each
+ *   exactly once, with the same code. `cut()` is the network failing: both ends hear 1006.
+ * - Messages that arrive before an end has an `onMessage` listener wait for it.
+ */
+import type { NodeId } from '../../src/clock/index.js'
+import { dotKey } from '../../src/clock/index.js'
+import type { PeerMessage } from '../../src/codec/peer.js'
+import { decodeFrame, encodeFrame, isHandshakeMessage } from '../../src/codec/peer.js'
+import type { PeerLinkLike } from '../../src/replication/link.js'
+import { prng } from './async.js'
+
+export const LINK_HIGH_WATER_FRAMES_DEFAULT = 8
+/** Turns of the event loop without any frame to deliver before the scheduler calls it idle. */
+export const IDLE_TURNS = 6
+
+export interface Peer {
+  readonly nodeId: NodeId
+  readonly url: string | null
+}
+
+/** One delivered message, as the scheduler's trace records it. */
+export interface Delivery {
+  readonly from: NodeId
+  readonly to: NodeId
+  readonly link: number
+  readonly message: PeerMessage
+}
+
+export interface PairOptions {
+  /** Relative speed of this link against others (both directions). Default 1. */
+  weight?: number
+  highWater?: number
+}
+
+function macroturn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/** One end of a link: what a replicator holds. `nodeId` and `url` name the node at the other end. */
+export class LinkEnd implements PeerLinkLike {
+  readonly nodeId: NodeId
+  readonly url: string | null
+  readonly direction: 'dialed' | 'accepted'
+  /** The node this end belongs to. */
+  readonly self: NodeId
+  other!: LinkEnd
+  /** Frames sent from this end and not yet delivered to the other. */
+  readonly outbox: Uint8Array[] = []
+  held = false
+  framesSent = 0
+  /** How often each change (by dot) was delivered from this end to the other. */
+  readonly changesDelivered = new Map<string, number>()
+  closeCode: number | null = null
+  closeReason: string | null = null
+  #messageListeners: ((message: PeerMessage) => void)[] = []
+  #closeListeners: ((code: number, reason: string) => void)[] = []
+  #unheard: PeerMessage[] = []
+  #drainWaiters: (() => void)[] = []
+
+  constructor(
+    readonly pair: LinkPair,
+    self: Peer,
+    remote: Peer,
+    direction: 'dialed' | 'accepted',
+  ) {
+    this.self = self.nodeId
+    this.nodeId = remote.nodeId
+    this.url = remote.url
+    this.direction = direction
+  }
+
+  get closed(): boolean {
+    return this.pair.closed
+  }
+
+  send(message: PeerMessage): boolean {
+    if (this.pair.closed) return false
+    this.outbox.push(encodeFrame(message))
+    this.framesSent++
+    return true
+  }
+
+  drained(): Promise<void> {
+    if (this.pair.closed || this.outbox.length < this.pair.highWater) return Promise.resolve()
+    return new Promise((resolve) => this.#drainWaiters.push(resolve))
+  }
+
+  onMessage(listener: (message: PeerMessage) => void): void {
+    this.#messageListeners.push(listener)
+    if (this.#messageListeners.length === 1 && this.#unheard.length > 0) {
+      const waiting = this.#unheard
+      this.#unheard = []
+      for (const message of waiting) this.receive(message)
+    }
+  }
+
+  onClose(listener: (code: number, reason: string) => void): void {
+    if (this.closeCode === null) this.#closeListeners.push(listener)
+    else {
+      const code = this.closeCode
+      const reason = this.closeReason ?? ''
+      queueMicrotask(() => listener(code, reason))
+    }
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.pair.close(code, reason, this)
+  }
+
+  /** @internal A decoded frame from the other end. */
+  receive(message: PeerMessage): void {
+    if (this.pair.closed) return
+    if (this.#messageListeners.length === 0) {
+      this.#unheard.push(message)
+      return
+    }
+    for (const listener of this.#messageListeners) {
+      if (this.pair.closed) return
+      listener(message)
+    }
+  }
+
+  /** @internal Called after a frame of this end's outbox left it. */
+  releaseIfDrained(): void {
+    if (this.outbox.length < this.pair.highWater || this.pair.closed) for (const resolve of this.#drainWaiters.splice(0)) resolve()
+  }
+
+  /** @internal The link ended: listeners hear it once. */
+  ended(code: number, reason: string): void {
+    if (this.closeCode !== null) return
+    this.closeCode = code
+    this.closeReason = reason
+    this.#unheard = []
+    this.outbox.length = 0
+    for (const resolve of this.#drainWaiters.splice(0)) resolve()
+    for (const listener of this.#closeListeners.splice(0)) listener(code, reason)
+  }
+}
+
+/** Both ends of one link: `dialer` belongs to the node that dialed, `acceptor` to the other. */
+export class LinkPair {
+  readonly dialer: LinkEnd
+  readonly acceptor: LinkEnd
+  readonly highWater: number
+  weight: number
+  closed = false
+
+  constructor(
+    readonly scheduler: LinkScheduler,
+    readonly id: number,
+    from: Peer,
+    to: Peer,
+    options: PairOptions,
+  ) {
+    this.dialer = new LinkEnd(this, from, to, 'dialed')
+    this.acceptor = new LinkEnd(this, to, from, 'accepted')
+    this.dialer.other = this.acceptor
+    this.acceptor.other = this.dialer
+    this.weight = options.weight ?? 1
+    this.highWater = options.highWater ?? LINK_HIGH_WATER_FRAMES_DEFAULT
+  }
+
+  get ends(): [LinkEnd, LinkEnd] {
+    return [this.dialer, this.acceptor]
+  }
+
+  /** The end that belongs to `node`. */
+  endOf(node: NodeId): LinkEnd {
+    if (this.dialer.self === node) return this.dialer
+    if (this.acceptor.self === node) return this.acceptor
+    throw new Error(`link ${this.id} does not belong to ${node}`)
+  }
+
+  /** Closes both ends once; `by` (the end that called close) hears it at once, the other later. */
+  close(code: number, reason: string, by?: LinkEnd): void {
+    if (this.closed) return
+    this.closed = true
+    this.scheduler.forget(this)
+    for (const end of this.ends) end.outbox.length = 0
+    if (by === undefined) {
+      for (const end of this.ends) end.ended(code, reason)
+      return
+    }
+    by.ended(code, reason)
+    queueMicrotask(() => by.other.ended(code, reason))
+  }
+
+  /** The network fails: queued frames are lost and both ends hear 1006 at once. */
+  cut(): void {
+    this.close(1006, 'cut')
+  }
+}
+
+/**
+ * Owns every live link, the PRNG and the order of delivery. Deterministic for a seed, given the
+ * same sequence of calls: no timers, no real I/O.
+ */
+export class LinkScheduler {
+  readonly random: () => number
+  readonly pairs = new Set<LinkPair>()
+  /** Every delivered message, in order (kept only when `trace` is true). */
+  readonly trace: Delivery[] = []
+  delivered = 0
+  #nextId = 1
+
+  constructor(
+    readonly seed: number,
+    readonly options: { trace?: boolean; onDeliver?: (delivery: Delivery) => void } = {},
+  ) {
+    this.random = prng(seed)
+  }
+
+  /** A new link from `from` (dialer) to `to` (acceptor). The caller hands the ends to replicators. */
+  pair(from: Peer, to: Peer, options: PairOptions = {}): LinkPair {
+    const pair = new LinkPair(this, this.#nextId++, from, to, options)
+    this.pairs.add(pair)
+    return pair
+  }
+
+  /** @internal */
+  forget(pair: LinkPair): void {
+    this.pairs.delete(pair)
+  }
+
+  /** Frames waiting, over all live links and directions (held ones included). */
+  get pending(): number {
+    let count = 0
+    for (const pair of this.pairs) count += pair.dialer.outbox.length + pair.acceptor.outbox.length
+    return count
+  }
+
+  /** Delivers one frame from a randomly chosen (weighted) direction that has one; false if none. */
+  deliverOne(): boolean {
+    const ready: LinkEnd[] = []
+    let total = 0
+    for (const pair of this.pairs) {
+      for (const end of pair.ends) {
+        if (end.outbox.length > 0 && !end.held) {
+          ready.push(end)
+          total += pair.weight
+        }
+      }
+    }
+    if (ready.length === 0) return false
+    let pick = this.random() * total
+    let chosen = ready[ready.length - 1] as LinkEnd
+    for (const end of ready) {
+      pick -= end.pair.weight
+      if (pick < 0) {
+        chosen = end
+        break
+      }
+    }
+    this.#deliverFrom(chosen)
+    return true
+  }
+
+  /** Delivers the next frame queued at `end` (for tests that steer one link by hand). */
+  deliverFrom(end: LinkEnd): boolean {
+    if (end.outbox.length === 0 || end.pair.closed) return false
+    this.#deliverFrom(end)
+    return true
+  }
+
+  /**
+   * Delivers frames until nothing is left to deliver for `IDLE_TURNS` turns of the event loop
+   * (stores commit and sessions read their logs in between), or `maxDeliveries` were delivered.
+   * Returns how many were delivered.
+   */
+  async run(options: { maxDeliveries?: number } = {}): Promise<number> {
+    const max = options.maxDeliveries ?? Infinity
+    let count = 0
+    let idle = 0
+    while (count < max) {
+      if (this.deliverOne()) {
+        count++
+        idle = 0
+        // Sometimes let the stores and sessions run between two deliveries, sometimes not.
+        if (this.random() < 0.5) await macroturn()
+        else await Promise.resolve()
+        continue
+      }
+      if (idle >= IDLE_TURNS) break
+      idle++
+      await macroturn()
+    }
+    return count
+  }
+
+  #deliverFrom(end: LinkEnd): void {
+    const bytes = end.outbox.shift() as Uint8Array
+    const frame = decodeFrame(bytes)
+    if (isHandshakeMessage(frame)) throw new Error(`a ${frame.type} frame on an open link`)
+    this.delivered++
+    if (frame.type === 'changes') {
+      for (const change of frame.changes) {
+        const key = dotKey(change.dot)
+        end.changesDelivered.set(key, (end.changesDelivered.get(key) ?? 0) + 1)
+      }
+    }
+    const delivery: Delivery = { from: end.self, to: end.other.self, link: end.pair.id, message: frame }
+    if (this.options.trace === true) this.trace.push(delivery)
+    this.options.onDeliver?.(delivery)
+    end.other.receive(frame)
+    end.releaseIfDrained()
+  }
+}

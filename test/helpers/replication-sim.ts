@@ -1,0 +1,295 @@
+/**
+ * A small replication simulator for tests: real `Store`s on `MemoryBackend`s, one `Replicator`
+ * each, joined by the in-memory links of link-pair.ts, one virtual clock (each node may be skewed
+ * from it), one seeded PRNG. Nothing here knows the protocol: it makes links, cuts them, writes,
+ * ticks, moves time, and waits for quiescence.
+ *
+ * Seeds: randomized tests take their seed from `MESHKV_REPLICATION_SEED` when it is set (replay),
+ * else a fresh random one, and name it in every failure together with the command that replays it.
+ */
+import type { NodeId, VectorClock } from '../../src/clock/index.js'
+import { vcEquals } from '../../src/clock/index.js'
+import type { Intent } from '../../src/crdt/index.js'
+import type { ReplicatorOptions } from '../../src/replication/index.js'
+import { Replicator } from '../../src/replication/index.js'
+import type { CommitResult, Digest } from '../../src/storage/index.js'
+import { MemoryBackend, Store, digestOf } from '../../src/storage/index.js'
+import type { LinkPair, PairOptions } from './link-pair.js'
+import { LinkScheduler } from './link-pair.js'
+
+export const START_MS = 1_700_000_000_000
+export const TICK_MS = 1000
+
+export const SEED_ENV = 'MESHKV_REPLICATION_SEED'
+export const SEEDS_ENV = 'MESHKV_REPLICATION_SEEDS'
+
+/** The seed to run: the replayed one from the environment, or a fresh random one. */
+export function seedFromEnv(): number {
+  const text = process.env[SEED_ENV]
+  if (text === undefined || text === '') return Math.floor(Math.random() * 2 ** 32)
+  const seed = Number(text)
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`${SEED_ENV} must be a non-negative integer, not ${JSON.stringify(text)}`)
+  return seed
+}
+
+/** A positive integer from the environment, or `fallback`. */
+export function countFromEnv(name: string, fallback: number): number {
+  const text = process.env[name]
+  if (text === undefined || text === '') return fallback
+  const count = Number(text)
+  if (!Number.isSafeInteger(count) || count < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`)
+  return count
+}
+
+export function replayCommand(seed: number, file: string, testName: string, extra = ''): string {
+  return `${SEED_ENV}=${seed}${extra} npx vitest run ${file} -t ${JSON.stringify(testName)}`
+}
+
+/** Runs `body`; a failure is rethrown naming the seed and the replay command. */
+export async function withSeed<T>(seed: number, replay: string, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body()
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    throw new Error(`failed with seed ${seed} (replay: ${replay}): ${message}`, { cause: error })
+  }
+}
+
+export interface SimNodeOptions {
+  /** How far this node's wall clock is ahead of the shared virtual clock. */
+  skewMs?: number
+  maxClockOffsetMs?: number
+  replicator?: Partial<Omit<ReplicatorOptions, 'store' | 'now'>>
+}
+
+export class SimNode {
+  /** Changes this node made itself. */
+  own = 0
+
+  constructor(
+    readonly index: number,
+    readonly cluster: SimCluster,
+    readonly store: Store,
+    readonly replicator: Replicator,
+    readonly url: string,
+    public skewMs: number,
+  ) {}
+
+  get nodeId(): NodeId {
+    return this.store.nodeId
+  }
+
+  get vc(): VectorClock {
+    return this.store.vc
+  }
+
+  get counters(): Readonly<Record<string, number>> {
+    return this.replicator.counters
+  }
+
+  now(): number {
+    return this.cluster.clockMs + this.skewMs
+  }
+}
+
+/** Node ids in index order: node i gets `000000000000000{i+1}` (hex), so lower index, lower id. */
+export function simNodeId(index: number): NodeId {
+  return (index + 1).toString(16).padStart(16, '0') as NodeId
+}
+
+export class SimCluster {
+  readonly scheduler: LinkScheduler
+  readonly nodes: SimNode[] = []
+  clockMs = START_MS
+  #closed = false
+
+  constructor(readonly seed: number, options: { trace?: boolean } = {}) {
+    this.scheduler = new LinkScheduler(seed, options)
+  }
+
+  static async open(count: number, seed: number, options: { node?: (index: number) => SimNodeOptions; trace?: boolean } = {}): Promise<SimCluster> {
+    const cluster = new SimCluster(seed, { trace: options.trace ?? false })
+    for (let index = 0; index < count; index++) await cluster.addNode(options.node?.(index) ?? {})
+    return cluster
+  }
+
+  get random(): () => number {
+    return this.scheduler.random
+  }
+
+  async addNode(options: SimNodeOptions = {}): Promise<SimNode> {
+    const index = this.nodes.length
+    const id = simNodeId(index)
+    let node: SimNode | undefined
+    const now = (): number => (node === undefined ? this.clockMs : node.now())
+    const store = await Store.open({
+      backend: new MemoryBackend(),
+      now,
+      randomBytes: () => new Uint8Array(Buffer.from(id, 'hex')),
+      ...(options.maxClockOffsetMs === undefined ? {} : { maxClockOffsetMs: options.maxClockOffsetMs }),
+    })
+    const replicator = new Replicator({ store, now, ...options.replicator })
+    node = new SimNode(index, this, store, replicator, `sim://node-${index}`, options.skewMs ?? 0)
+    this.nodes.push(node)
+    return node
+  }
+
+  node(index: number): SimNode {
+    const node = this.nodes[index]
+    if (node === undefined) throw new Error(`no node ${index}`)
+    return node
+  }
+
+  /** A new link dialed by node `from` to node `to`, handed to both replicators (dialer first). */
+  link(from: number, to: number, options: PairOptions = {}): LinkPair {
+    const a = this.node(from)
+    const b = this.node(to)
+    const pair = this.scheduler.pair({ nodeId: a.nodeId, url: a.url }, { nodeId: b.nodeId, url: b.url }, options)
+    a.replicator.addLink(pair.dialer)
+    b.replicator.addLink(pair.acceptor)
+    return pair
+  }
+
+  /** Live links between two nodes, either direction. */
+  linksBetween(a: number, b: number): LinkPair[] {
+    const x = this.node(a).nodeId
+    const y = this.node(b).nodeId
+    return [...this.scheduler.pairs].filter((pair) => (pair.dialer.self === x && pair.acceptor.self === y) || (pair.dialer.self === y && pair.acceptor.self === x))
+  }
+
+  /** The network fails between two nodes: every live link between them is cut. */
+  cut(a: number, b: number): void {
+    for (const pair of this.linksBetween(a, b)) pair.cut()
+  }
+
+  async write(index: number, intents: readonly Intent[]): Promise<CommitResult> {
+    const result = await this.node(index).store.commitLocal(intents)
+    if (result.change !== null) this.node(index).own++
+    return result
+  }
+
+  /** Starts a write without waiting for it (concurrent writes); counts it once committed. */
+  startWrite(index: number, intents: readonly Intent[]): Promise<CommitResult> {
+    return this.write(index, intents)
+  }
+
+  advance(ms: number): void {
+    this.clockMs += ms
+  }
+
+  tickAll(): void {
+    for (const node of this.nodes) node.replicator.tick()
+  }
+
+  /** Every node has applied the same changes and buffers nothing. */
+  converged(): boolean {
+    const first = this.nodes[0]
+    if (first === undefined) return true
+    return this.nodes.every((node) => vcEquals(node.vc, first.vc) && node.counters['buffered'] === 0)
+  }
+
+  /**
+   * Delivers, ticks and moves time a second per round until every node has the same VC, then
+   * lets the last acks settle. Fails (describing every node) after `roundsMax` rounds.
+   */
+  async quiesce(roundsMax = 40): Promise<number> {
+    for (let round = 0; round < roundsMax; round++) {
+      await this.scheduler.run()
+      if (this.converged()) {
+        this.tickAll()
+        await this.scheduler.run()
+        return round
+      }
+      this.advance(TICK_MS)
+      this.tickAll()
+    }
+    throw new Error(`no quiescence after ${roundsMax} rounds:\n${this.describe()}`)
+  }
+
+  /** One line per node: VC, counters, live links. */
+  describe(): string {
+    return this.nodes
+      .map((node) => `node ${node.index} (${node.nodeId}) own=${node.own} vc=${JSON.stringify(node.vc)} linked=${JSON.stringify(node.replicator.linkedPeers())} counters=${JSON.stringify(node.counters)}`)
+      .join('\n')
+  }
+
+  async digests(): Promise<Digest[]> {
+    const out: Digest[] = []
+    for (const node of this.nodes) {
+      const snapshot = await node.store.snapshot()
+      try {
+        out.push(await digestOf(snapshot))
+      } finally {
+        await snapshot.close()
+      }
+    }
+    return out
+  }
+
+  /** Total changes made by every node. */
+  totalChanges(): number {
+    return this.nodes.reduce((sum, node) => sum + node.own, 0)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const node of this.nodes) await node.replicator.close()
+    for (const node of this.nodes) await node.store.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random writes over small pools, so writes collide often.
+
+export const KV_KEYS = ['a', 'b', 'c'] as const
+export const COUNTERS = ['hits', 'stock'] as const
+export const SETS = ['tags'] as const
+export const MEMBERS = ['x', 'y', 'z'] as const
+
+function pick<T>(random: () => number, items: readonly T[]): T {
+  return items[Math.floor(random() * items.length)] as T
+}
+
+/** One random intent: a register put or delete, a counter step, a set add or remove. */
+export function randomIntent(random: () => number): Intent {
+  const roll = random()
+  if (roll < 0.35) {
+    const text = `v${Math.floor(random() * 1000)}`
+    return { type: 'kv.put', key: pick(random, KV_KEYS), value: new Uint8Array(Buffer.from(text)), contentType: 'text/plain' }
+  }
+  if (roll < 0.45) return { type: 'kv.del', key: pick(random, KV_KEYS) }
+  if (roll < 0.7) {
+    const delta = Math.floor(random() * 11) - 5
+    return { type: 'counter.add', name: pick(random, COUNTERS), delta: delta === 0 ? 1 : delta }
+  }
+  if (roll < 0.88) return { type: 'set.add', name: pick(random, SETS), member: pick(random, MEMBERS) }
+  return { type: 'set.remove', name: pick(random, SETS), member: pick(random, MEMBERS) }
+}
+
+function targetOf(intent: Intent): string {
+  switch (intent.type) {
+    case 'kv.put':
+    case 'kv.del':
+      return `kv\0${intent.key}`
+    case 'counter.add':
+      return `counter\0${intent.name}`
+    case 'set.add':
+    case 'set.remove':
+      return `set\0${intent.name}\0${intent.member}`
+  }
+}
+
+/** One to three intents with distinct targets (the store refuses two writes of one key in a change). */
+export function randomIntents(random: () => number): Intent[] {
+  const count = 1 + Math.floor(random() * 3)
+  const out: Intent[] = []
+  const seen = new Set<string>()
+  for (let i = 0; i < count; i++) {
+    const intent = randomIntent(random)
+    if (seen.has(targetOf(intent))) continue
+    seen.add(targetOf(intent))
+    out.push(intent)
+  }
+  return out
+}
