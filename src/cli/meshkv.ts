@@ -24,7 +24,7 @@ const EXIT_OK = 0
 const EXIT_ERROR = 1
 const EXIT_USAGE = 2
 /** Longest a graceful shutdown may take before the process gives up on it. */
-export const SHUTDOWN_GRACE_MS = 15_000
+const SHUTDOWN_GRACE_MS = 15_000
 
 /** The node could not start for a reason outside its configuration: exit 1. */
 class StartError extends Error {
@@ -65,7 +65,7 @@ function buildProgram(): Command {
 }
 
 /** Opens the node and serves it; on failure closes what was opened and throws. */
-export async function startNode(config: NodeConfig): Promise<Running> {
+async function startNode(config: NodeConfig): Promise<Running> {
   const root = pino({ level: config.logLevel })
   const node = await MeshNode.open({ dir: config.dir, sync: config.sync, keyBytesMax: config.keyBytesMax, valueBytesMax: config.valueBytesMax })
   const log = root.child({ nodeId: node.nodeId })
@@ -129,7 +129,7 @@ function exitAfterLogs(log: Logger, code: number): void {
 }
 
 /** Not ready, drain the app, then close the store; bounded by `SHUTDOWN_GRACE_MS`. */
-export async function shutdown(running: Running): Promise<void> {
+async function shutdown(running: Running): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const overdue = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`shutdown took longer than ${SHUTDOWN_GRACE_MS} ms`)), SHUTDOWN_GRACE_MS)
@@ -144,7 +144,7 @@ export async function shutdown(running: Running): Promise<void> {
 }
 
 /** The exit code and the stderr line for an error that stopped `meshkv` before it ran. */
-export function startupFailure(error: unknown): { code: number; line: string | undefined } {
+function startupFailure(error: unknown): { code: number; line: string | undefined } {
   if (error instanceof CommanderError) return { code: error.exitCode === 0 ? EXIT_OK : EXIT_USAGE, line: undefined }
   if (error instanceof MeshError) {
     const code = error.code === 'MESHKV_ERR_CONFIG' ? EXIT_USAGE : EXIT_ERROR

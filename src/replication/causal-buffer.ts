@@ -24,12 +24,16 @@ export class CausalBuffer {
     return this.#size
   }
 
-  /** Holds `change` unless `applied` (plus what is buffered) already has it or the buffer is full. */
+  /**
+   * Holds `change` unless `applied` (plus what is buffered) already has it or the buffer is full.
+   * A change deliverable on top of `applied` is never refused: it leaves at the next
+   * `takeDeliverable`, and a full buffer may be full of changes that wait for exactly it.
+   */
   add(change: Change, applied: VectorClock): BufferResult {
     if (vcHasDot(applied, change.dot)) return 'duplicate'
     const pending = this.#byOrigin.get(change.dot.node) ?? new Map<number, Change>()
     if (pending.has(change.dot.seq)) return 'duplicate'
-    if (this.#size >= this.changesMax) return 'full'
+    if (this.#size >= this.changesMax && !isDeliverable(change, applied)) return 'full'
     pending.set(change.dot.seq, change)
     this.#byOrigin.set(change.dot.node, pending)
     this.#size++
@@ -70,4 +74,9 @@ export class CausalBuffer {
     this.#byOrigin.clear()
     this.#size = 0
   }
+}
+
+/** Next for its origin, with every dep applied. */
+function isDeliverable(change: Change, applied: VectorClock): boolean {
+  return vcGet(applied, change.dot.node) === change.dot.seq - 1 && vcCovers(applied, change.deps)
 }

@@ -265,7 +265,13 @@ export class Replicator {
     this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
     for (const change of changes) {
       this.#counters.changesReceived++
-      const result = this.#buffer.add(change, this.#pendingVc)
+      let result = this.#buffer.add(change, this.#pendingVc)
+      if (result === 'full') {
+        // Hand what is deliverable to the store first: that moves `pendingVc` on, so the rest of a
+        // frame that continues one origin is taken now rather than one change per resync.
+        this.#drain()
+        result = this.#buffer.add(change, this.#pendingVc)
+      }
       if (result === 'duplicate') this.#counters.duplicates++
       if (result === 'full') {
         this.#counters.bufferFull++

@@ -7,6 +7,7 @@
  * Seeds: randomized tests take their seed from `MESHKV_REPLICATION_SEED` when it is set (replay),
  * else a fresh random one, and name it in every failure together with the command that replays it.
  */
+import fc from 'fast-check'
 import type { NodeId, VectorClock } from '../../src/clock/index.js'
 import { vcEquals } from '../../src/clock/index.js'
 import type { Intent } from '../../src/crdt/index.js'
@@ -292,4 +293,27 @@ export function randomIntents(random: () => number): Intent[] {
     out.push(intent)
   }
   return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// fast-check with a replay env var.
+
+export const FC_SEED_ENV = 'MESHKV_REPLICATION_FC_SEED'
+export const FC_PATH_ENV = 'MESHKV_REPLICATION_FC_PATH'
+
+/**
+ * `fc.assert` that, on failure, names the seed and path and the command that replays exactly
+ * that case (`MESHKV_REPLICATION_FC_SEED` / `MESHKV_REPLICATION_FC_PATH`).
+ */
+export function assertProperty<T>(property: fc.IProperty<T>, options: { numRuns: number; file: string; name: string }): void {
+  const seedText = process.env[FC_SEED_ENV]
+  const path = process.env[FC_PATH_ENV]
+  const replaying = seedText !== undefined && seedText !== ''
+  const details = fc.check(property, {
+    numRuns: options.numRuns,
+    ...(replaying ? { seed: Number(seedText), ...(path === undefined || path === '' ? {} : { path }) } : {}),
+  })
+  if (!details.failed) return
+  const replay = `${FC_SEED_ENV}=${details.seed} ${FC_PATH_ENV}=${details.counterexamplePath ?? ''} npx vitest run ${options.file} -t ${JSON.stringify(options.name)}`
+  throw new Error(`${fc.defaultReportMessage(details) ?? 'property failed'}\nreplay: ${replay}`)
 }

@@ -1,0 +1,566 @@
+/**
+ * The replication protocol without sockets: real stores on memory backends, one replicator each,
+ * in-memory links whose frames go through the peer codec, delivered in an order a seeded PRNG
+ * picks. Randomized tests print their seed on failure and replay with
+ * `MESHKV_REPLICATION_SEED=<seed>` (see test/helpers/replication-sim.ts).
+ */
+import { describe, expect, it } from 'vitest'
+import type { Dot } from '../../src/clock/index.js'
+import { HLC_ZERO, vcEquals, vcGet } from '../../src/clock/index.js'
+import type { Intent } from '../../src/crdt/index.js'
+import type { LinkPair } from '../helpers/link-pair.js'
+import type { SimCluster } from '../helpers/replication-sim.js'
+import { START_MS, SimCluster as Cluster, randomIntents, replayCommand, seedFromEnv, withSeed } from '../helpers/replication-sim.js'
+
+const FILE = 'test/replication/replicator.test.ts'
+
+const put = (key: string, text: string): Intent => ({ type: 'kv.put', key, value: new Uint8Array(Buffer.from(text)), contentType: 'text/plain' })
+const incr = (name: string, delta = 1): Intent => ({ type: 'counter.add', name, delta })
+
+/** Opens a cluster, runs `body` with the seed named on failure, closes the cluster. */
+async function withCluster(
+  name: string,
+  count: number,
+  body: (sim: SimCluster, seed: number) => Promise<void>,
+  options: Parameters<typeof Cluster.open>[2] = {},
+): Promise<void> {
+  const seed = seedFromEnv()
+  await withSeed(seed, replayCommand(seed, FILE, name), async () => {
+    const sim = await Cluster.open(count, seed, options)
+    try {
+      await body(sim, seed)
+    } finally {
+      await sim.close()
+    }
+  })
+}
+
+/** Writes `count` random changes on random nodes, delivering a few frames between some of them. */
+async function randomWrites(sim: SimCluster, count: number, nodes: readonly number[] = sim.nodes.map((node) => node.index)): Promise<void> {
+  const random = sim.random
+  const writes: Promise<unknown>[] = []
+  for (let i = 0; i < count; i++) {
+    writes.push(sim.write(nodes[Math.floor(random() * nodes.length)] as number, randomIntents(random)))
+    if (random() < 0.4) await sim.scheduler.run({ maxDeliveries: 1 + Math.floor(random() * 4) })
+  }
+  await Promise.all(writes)
+}
+
+async function expectIdenticalNodes(sim: SimCluster): Promise<void> {
+  const digests = await sim.digests()
+  const first = digests[0]
+  for (const [index, digest] of digests.entries()) {
+    expect(digest.digest, `digest of node ${index}\n${sim.describe()}`).toBe(first?.digest)
+    expect(vcEquals(digest.vc, first?.vc ?? {}), `VC of node ${index}`).toBe(true)
+  }
+  for (const node of sim.nodes) {
+    expect(vcGet(node.vc, node.nodeId), `node ${node.index} holds all of its own changes`).toBe(node.own)
+    for (const other of sim.nodes) expect(vcGet(node.vc, other.nodeId), `node ${node.index} has every change of node ${other.index}`).toBe(other.own)
+  }
+}
+
+/** Each node applied every change it did not make exactly once. */
+function expectAppliedOnce(sim: SimCluster): void {
+  const total = sim.totalChanges()
+  for (const node of sim.nodes) {
+    expect(node.counters['changesApplied'], `changes applied by node ${node.index}\n${sim.describe()}`).toBe(total - node.own)
+    expect(node.counters['refused']).toBe(0)
+    expect(node.counters['buffered']).toBe(0)
+  }
+}
+
+describe('Replicator: three nodes fully linked', () => {
+  const NAME = 'concurrent writes on all three converge, each change crossing each link once'
+  it(NAME, async () => {
+    await withCluster(NAME, 3, async (sim) => {
+      sim.link(0, 1)
+      sim.link(1, 2)
+      sim.link(2, 0)
+      await sim.scheduler.run()
+      expect(sim.nodes.map((node) => node.replicator.linkedPeers().length)).toEqual([2, 2, 2])
+
+      await randomWrites(sim, 120)
+      await sim.quiesce()
+
+      expect(sim.totalChanges()).toBeGreaterThan(50)
+      await expectIdenticalNodes(sim)
+      expectAppliedOnce(sim)
+      for (const node of sim.nodes) {
+        const counters = node.counters
+        // Each peer needed exactly this node's own changes: the third node's it gets from their origin.
+        expect(counters['duplicates'], `duplicates at node ${node.index}`).toBe(0)
+        expect(counters['changesSent'], `changes sent by node ${node.index}`).toBe(2 * node.own)
+        expect(counters['changesReceived']).toBe(sim.totalChanges() - node.own)
+        expect(counters['bufferFull']).toBe(0)
+      }
+      // The links agree: each direction carried each of its sender's own changes once, nothing else.
+      for (const pair of sim.scheduler.pairs) {
+        for (const end of pair.ends) {
+          const sender = sim.nodes.find((node) => node.nodeId === end.self)
+          expect([...end.changesDelivered.values()].every((times) => times === 1)).toBe(true)
+          expect(end.changesDelivered.size).toBe(sender?.own)
+          expect([...end.changesDelivered.keys()].every((key) => key.startsWith(`${end.self}:`))).toBe(true)
+        }
+      }
+    })
+  })
+})
+
+describe('Replicator: bridge topology', () => {
+  const NAME = 'with A-B and B-C up and A-C never linked, everything reaches everyone through B, once per link'
+  it(NAME, async () => {
+    await withCluster(NAME, 3, async (sim) => {
+      sim.link(0, 1)
+      sim.link(2, 1)
+      await sim.scheduler.run()
+      await randomWrites(sim, 90)
+      await sim.quiesce()
+
+      await expectIdenticalNodes(sim)
+      expectAppliedOnce(sim)
+      const [a, b, c] = sim.nodes
+      expect(sim.linksBetween(0, 2)).toEqual([])
+      expect(a?.counters['changesSent']).toBe(a?.own)
+      expect(c?.counters['changesSent']).toBe(c?.own)
+      expect(b?.counters['changesSent']).toBe(2 * (b?.own ?? 0) + (a?.own ?? 0) + (c?.own ?? 0))
+      for (const node of sim.nodes) expect(node.counters['duplicates']).toBe(0)
+    })
+  })
+})
+
+describe('Replicator: links drop and re-form', () => {
+  const NAME = 'a link cut mid-stream and a new one formed: nothing lost, nothing applied twice, convergence'
+  it(NAME, async () => {
+    await withCluster(
+      NAME,
+      3,
+      async (sim) => {
+        const random = sim.random
+        sim.link(0, 1)
+        sim.link(1, 2)
+        sim.link(0, 2)
+        await sim.scheduler.run()
+        // A long stream from node 0 (small frames), with other writes going on.
+        for (let i = 0; i < 150; i++) await sim.write(0, [incr('hits', 1 + (i % 3)), put(`k${i % 7}`, `v${i}`)])
+        await randomWrites(sim, 30, [1, 2])
+        const before = sim.node(1).counters['changesReceived'] ?? 0
+        await sim.scheduler.run({ maxDeliveries: 5 + Math.floor(random() * 20) })
+        const [cut] = sim.linksBetween(0, 1) as [LinkPair]
+        expect(cut.dialer.outbox.length + cut.acceptor.outbox.length, 'frames still queued on the link when it is cut').toBeGreaterThan(0)
+        cut.cut()
+        expect(cut.dialer.closeCode).toBe(1006)
+        expect(cut.acceptor.closeCode).toBe(1006)
+        // The stream goes on over the other path for a while, then a new link forms.
+        await sim.scheduler.run({ maxDeliveries: Math.floor(random() * 30) })
+        await randomWrites(sim, 20)
+        const dialer = random() < 0.5 ? 0 : 1
+        sim.link(dialer, 1 - dialer)
+        await sim.quiesce()
+
+        expect(sim.node(1).counters['changesReceived']).toBeGreaterThan(before)
+        await expectIdenticalNodes(sim)
+        expectAppliedOnce(sim)
+      },
+      { node: () => ({ replicator: { frameChangesMax: 4 } }) },
+    )
+  })
+
+  const TWO = 'two nodes: the link is cut and re-formed many times during a stream; each change is applied once'
+  it(TWO, async () => {
+    await withCluster(
+      TWO,
+      2,
+      async (sim) => {
+        const random = sim.random
+        sim.link(0, 1)
+        for (let round = 0; round < 12; round++) {
+          for (let i = 0; i < 15; i++) void sim.write(random() < 0.7 ? 0 : 1, randomIntents(random))
+          await sim.scheduler.run({ maxDeliveries: Math.floor(random() * 12) })
+          sim.cut(0, 1)
+          await sim.scheduler.run()
+          const dialer = random() < 0.5 ? 0 : 1
+          sim.link(dialer, 1 - dialer)
+          expect(sim.nodes.map((node) => node.replicator.linkedPeers().length)).toEqual([1, 1])
+        }
+        await sim.quiesce()
+        await expectIdenticalNodes(sim)
+        expectAppliedOnce(sim)
+      },
+      { node: () => ({ replicator: { frameChangesMax: 3 } }) },
+    )
+  })
+})
+
+describe('Replicator: duplicate links between one pair', () => {
+  /** Both nodes get two links, in the given orders; the one dialed by the lower id must win on both. */
+  async function twoLinks(firstDialer: 0 | 1, orderAt0: 'first' | 'second', orderAt1: 'first' | 'second'): Promise<void> {
+    const sim = await Cluster.open(2, 1)
+    try {
+      const [n0, n1] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      const peerOf = (index: 0 | 1) => ({ nodeId: sim.node(index).nodeId, url: sim.node(index).url })
+      const first = sim.scheduler.pair(peerOf(firstDialer), peerOf(firstDialer === 0 ? 1 : 0))
+      const second = sim.scheduler.pair(peerOf(firstDialer === 0 ? 1 : 0), peerOf(firstDialer))
+      const closes = new Map<string, number[]>()
+      for (const pair of [first, second]) {
+        for (const end of pair.ends) {
+          const label = `${pair.id}@${end.self}`
+          closes.set(label, [])
+          end.onClose((code) => closes.get(label)?.push(code))
+        }
+      }
+      const at0 = orderAt0 === 'first' ? [first, second] : [second, first]
+      const at1 = orderAt1 === 'first' ? [first, second] : [second, first]
+      n0.replicator.addLink((at0[0] as LinkPair).endOf(n0.nodeId))
+      n1.replicator.addLink((at1[0] as LinkPair).endOf(n1.nodeId))
+      n0.replicator.addLink((at0[1] as LinkPair).endOf(n0.nodeId))
+      n1.replicator.addLink((at1[1] as LinkPair).endOf(n1.nodeId))
+      await sim.scheduler.run()
+
+      // Node 0 has the lower id: the link it dialed is kept on both sides.
+      const kept = firstDialer === 0 ? first : second
+      const dropped = kept === first ? second : first
+      expect(kept.closed).toBe(false)
+      expect(dropped.closed).toBe(true)
+      expect(dropped.dialer.closeCode).toBe(4000)
+      expect(dropped.acceptor.closeCode).toBe(4000)
+      for (const [label, codes] of closes) {
+        // onClose fires once per end: 4000 for the dropped link, never for the kept one.
+        expect(codes, label).toEqual(label.startsWith(`${dropped.id}@`) ? [4000] : [])
+      }
+      expect(n0.replicator.linkedPeers()).toEqual([n1.nodeId])
+      expect(n1.replicator.linkedPeers()).toEqual([n0.nodeId])
+
+      // And the kept link replicates.
+      await sim.write(0, [put('k', 'from 0')])
+      await sim.write(1, [incr('c')])
+      await sim.quiesce()
+      await expectIdenticalNodes(sim)
+      expectAppliedOnce(sim)
+    } finally {
+      await sim.close()
+    }
+  }
+
+  for (const firstDialer of [0, 1] as const) {
+    for (const orderAt0 of ['first', 'second'] as const) {
+      for (const orderAt1 of ['first', 'second'] as const) {
+        it(`both sides keep the same link and close the other with 4000 (first dialed by node ${firstDialer}; node 0 sees the ${orderAt0} link first, node 1 the ${orderAt1})`, async () => {
+          await twoLinks(firstDialer, orderAt0, orderAt1)
+        })
+      }
+    }
+  }
+})
+
+describe('Replicator: write concern', () => {
+  it('waitForHolders resolves once peers acknowledge the dot; holders() counts self plus acks', async () => {
+    const sim = await Cluster.open(3, 7)
+    try {
+      sim.link(0, 1)
+      sim.link(0, 2)
+      sim.link(1, 2)
+      await sim.scheduler.run()
+      const replicator = sim.node(0).replicator
+      const to2 = sim.linksBetween(0, 2)[0]?.endOf(sim.node(0).nodeId)
+      if (to2 === undefined) throw new Error('no link 0-2')
+      to2.held = true
+
+      const { change } = await sim.write(0, [put('k', 'v')])
+      const dot = change?.dot as Dot
+      expect(replicator.holders(dot)).toBe(1)
+      const states: string[] = []
+      const two = replicator.waitForHolders(dot, 2)
+      const three = replicator.waitForHolders(dot, 3)
+      const cancelled = replicator.waitForHolders(dot, 3)
+      cancelled.cancel()
+      void two.promise.then(() => states.push('two'))
+      void three.promise.then(() => states.push('three'))
+      void cancelled.promise.then(() => states.push('cancelled'))
+
+      await sim.scheduler.run()
+      expect(states).toEqual(['two'])
+      expect(replicator.holders(dot)).toBe(2)
+      // Node 1 does not relay node 0's change to node 2 (2 is linked to 0): it waits for that link.
+      expect(vcGet(sim.node(2).vc, sim.node(0).nodeId)).toBe(0)
+
+      to2.held = false
+      await sim.quiesce()
+      expect(states).toEqual(['two', 'three'])
+      expect(replicator.holders(dot)).toBe(3)
+      // A node counts what it knows: node 1 knows node 2 holds it once node 2 acked to it.
+      expect(sim.node(1).replicator.holders(dot)).toBe(3)
+
+      // Already held: resolves at once. A dot nobody has: nobody holds it.
+      await replicator.waitForHolders(dot, 3).promise
+      expect(replicator.holders({ node: sim.node(1).nodeId, seq: 99 })).toBe(0)
+    } finally {
+      await sim.close()
+    }
+  })
+
+  it('close() resolves the waiters still pending', async () => {
+    const sim = await Cluster.open(2, 8)
+    try {
+      const { change } = await sim.write(0, [put('k', 'v')])
+      const wait = sim.node(0).replicator.waitForHolders(change?.dot as Dot, 2)
+      let resolved = false
+      void wait.promise.then(() => (resolved = true))
+      await sim.scheduler.run()
+      expect(resolved).toBe(false)
+      await sim.node(0).replicator.close()
+      await wait.promise
+      expect(resolved).toBe(true)
+    } finally {
+      await sim.close()
+    }
+  })
+})
+
+describe('Replicator: clock skew', () => {
+  it('refuses a change stamped more than maxClockOffsetMs ahead, counts it, applies it once its own clock has moved on and tick() asked again', async () => {
+    const sim = await Cluster.open(2, 9, { node: (index) => (index === 0 ? { skewMs: 120_000 } : { maxClockOffsetMs: 60_000 }) })
+    try {
+      const [ahead, behind] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      sim.link(0, 1)
+      await sim.scheduler.run()
+      const hlcBefore = behind.store.hlc
+      expect(hlcBefore).toEqual(HLC_ZERO)
+      const { change } = await sim.write(0, [put('k', 'from the future')])
+      expect(change?.hlc.wallMs).toBe(START_MS + 120_000)
+      await sim.scheduler.run()
+
+      expect(behind.counters['refused']).toBe(1)
+      expect(behind.counters['changesApplied']).toBe(0)
+      expect(vcGet(behind.vc, ahead.nodeId)).toBe(0)
+      expect(behind.store.hlc, 'the refused clock is not followed').toEqual(hlcBefore)
+      expect((await behind.store.getState('kv', 'k')).siblings).toEqual([])
+
+      // Asking again while still behind: refused again, still not applied.
+      sim.tickAll()
+      await sim.scheduler.run()
+      expect(behind.counters['refused']).toBe(2)
+      expect(vcGet(behind.vc, ahead.nodeId)).toBe(0)
+
+      // 60.5 s later the change is within the allowed offset; nothing happens until tick() asks.
+      sim.advance(60_500)
+      await sim.scheduler.run()
+      expect(vcGet(behind.vc, ahead.nodeId)).toBe(0)
+      sim.tickAll()
+      await sim.scheduler.run()
+      expect(vcGet(behind.vc, ahead.nodeId)).toBe(1)
+      expect(behind.counters['changesApplied']).toBe(1)
+      expect(behind.counters['refused']).toBe(2)
+      expect(behind.store.hlc.wallMs).toBe(START_MS + 120_000)
+      await sim.quiesce()
+      await expectIdenticalNodes(sim)
+    } finally {
+      await sim.close()
+    }
+  })
+
+  it('a refused change holds back later changes of its origin, and all of them arrive once the clock allows', async () => {
+    const sim = await Cluster.open(3, 10, { node: (index) => ({ skewMs: index === 0 ? 30_000 : 0, maxClockOffsetMs: 10_000 }) })
+    try {
+      sim.link(0, 1)
+      sim.link(1, 2)
+      await sim.scheduler.run()
+      for (let i = 0; i < 5; i++) await sim.write(0, [incr('n', i + 1)])
+      await sim.write(1, [incr('n', 100)])
+      await sim.scheduler.run()
+      expect(sim.node(1).counters['refused']).toBeGreaterThanOrEqual(1)
+      expect(vcGet(sim.node(1).vc, sim.node(0).nodeId)).toBe(0)
+      expect(vcGet(sim.node(2).vc, sim.node(0).nodeId)).toBe(0)
+      // Ticks go by; after 20 s the changes are within 10 s of node 1's clock.
+      await sim.quiesce()
+      expect(sim.clockMs - START_MS).toBeGreaterThanOrEqual(20_000)
+      await expectIdenticalNodes(sim)
+      const [key, counter] = (await sim.node(2).store.iterateStates('counter', {})[Symbol.asyncIterator]().next()).value as [string, { p: Record<string, number> }]
+      expect(key).toBe('n')
+      expect(Object.values(counter.p).reduce((sum, part) => sum + part, 0)).toBe(115)
+    } finally {
+      await sim.close()
+    }
+  })
+})
+
+describe('Replicator: bounded causal buffer', () => {
+  const NAME = 'with bufferChangesMax 5 and changes arriving ahead of their deps: bufferFull is counted and ticks still bring convergence'
+  it(NAME, async () => {
+    await withCluster(
+      NAME,
+      3,
+      async (sim) => {
+        const random = sim.random
+        sim.link(0, 1)
+        sim.link(1, 2)
+        sim.link(0, 2)
+        await sim.scheduler.run()
+        // Node 0's link to node 2 is slow (held); node 1 builds on node 0's changes at once.
+        const slow = sim.linksBetween(0, 2)[0]?.endOf(sim.node(0).nodeId)
+        if (slow === undefined) throw new Error('no link 0-2')
+        slow.held = true
+        for (let i = 0; i < 20; i++) await sim.write(0, randomIntents(random))
+        await sim.scheduler.run()
+        for (let i = 0; i < 20; i++) await sim.write(1, [incr('after', 1), ...randomIntents(random).filter((intent) => intent.type !== 'counter.add' || intent.name !== 'after')])
+        await sim.scheduler.run()
+
+        const receiver = sim.node(2)
+        expect(receiver.counters['buffered']).toBe(5)
+        expect(receiver.counters['bufferFull']).toBeGreaterThanOrEqual(15)
+        expect(vcGet(receiver.vc, sim.node(1).nodeId)).toBe(0)
+
+        slow.held = false
+        // A frame that continues an origin is taken whole, and a resync brings the rest: no change
+        // waits a tick of its own.
+        expect(await sim.quiesce(), 'ticks needed to converge').toBeLessThanOrEqual(2)
+        await expectIdenticalNodes(sim)
+        expectAppliedOnce(sim)
+        expect(receiver.counters['changesApplied']).toBe(sim.node(0).own + 20)
+        expect(receiver.counters['buffered']).toBe(0)
+      },
+      { node: (index) => (index === 2 ? { replicator: { bufferChangesMax: 5, frameChangesMax: 8 } } : {}) },
+    )
+  })
+
+  const RANDOM = 'a small buffer under random delays and writes still converges'
+  it(RANDOM, async () => {
+    await withCluster(
+      RANDOM,
+      3,
+      async (sim) => {
+        sim.link(0, 1, { weight: 5 })
+        sim.link(1, 2, { weight: 5 })
+        sim.link(0, 2, { weight: 0.05 })
+        await sim.scheduler.run()
+        await randomWrites(sim, 150)
+        await sim.quiesce(60)
+        await expectIdenticalNodes(sim)
+        expectAppliedOnce(sim)
+      },
+      { node: () => ({ replicator: { bufferChangesMax: 5 } }) },
+    )
+  })
+})
+
+describe('Replicator: caughtUp()', () => {
+  it('is false before any sync, and true once the store covers what the first peer had when it synced', async () => {
+    const sim = await Cluster.open(2, 11)
+    try {
+      const [old, fresh] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      for (let i = 0; i < 10; i++) await sim.write(0, [put(`k${i}`, 'v')])
+      expect(old.replicator.caughtUp()).toBe(false)
+      expect(fresh.replicator.caughtUp()).toBe(false)
+
+      const pair = sim.link(0, 1)
+      expect(fresh.replicator.caughtUp(), 'linked, but no sync arrived yet').toBe(false)
+      // Only node 0's sync reaches node 1; the changes behind it are held back.
+      const from0 = pair.endOf(old.nodeId)
+      expect(sim.scheduler.deliverFrom(from0)).toBe(true)
+      from0.held = true
+      await sim.scheduler.run()
+      expect(fresh.replicator.caughtUp(), 'synced, store behind').toBe(false)
+      expect(old.replicator.caughtUp(), 'node 0 covers the empty clock node 1 synced with').toBe(true)
+
+      // More writes after the first sync do not move the goal.
+      for (let i = 0; i < 3; i++) await sim.write(0, [put(`late${i}`, 'v')])
+      from0.held = false
+      let caughtUpAt: number | null = null
+      sim.scheduler.options.onDeliver = () => {
+        if (caughtUpAt === null && fresh.replicator.caughtUp()) caughtUpAt = vcGet(fresh.vc, old.nodeId)
+      }
+      await sim.quiesce()
+      expect(fresh.replicator.caughtUp()).toBe(true)
+      expect(caughtUpAt).not.toBeNull()
+      expect(caughtUpAt).toBeGreaterThanOrEqual(10)
+    } finally {
+      await sim.close()
+    }
+  })
+})
+
+describe('Replicator: peerStatus()', () => {
+  it('reports lag and state for a peer whose link is up, down, and back but behind', async () => {
+    const sim = await Cluster.open(2, 12)
+    try {
+      const [self, peer] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      const replicator = self.replicator
+      expect(await replicator.peerStatus(['sim://nowhere'])).toEqual([{ nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null }])
+
+      sim.link(0, 1)
+      await sim.write(0, [put('a', '1')])
+      await sim.quiesce()
+      const lastSeen = sim.clockMs
+      sim.advance(250)
+      expect(await replicator.peerStatus([peer.url, 'sim://nowhere'])).toEqual([
+        { nodeId: peer.nodeId, url: peer.url, state: 'up', lagChanges: 0, lagMs: 0, lastSeenMs: 250 },
+        { nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 1, lagMs: 0, lastSeenMs: null },
+      ])
+
+      // The link goes down; three writes at T; 5 s later.
+      sim.cut(0, 1)
+      await sim.scheduler.run()
+      const writtenAt = sim.clockMs + 1000
+      sim.advance(1000)
+      for (let i = 0; i < 3; i++) await sim.write(0, [incr('c')])
+      sim.advance(5000)
+      const [down] = await replicator.peerStatus([])
+      expect(down).toEqual({ nodeId: peer.nodeId, url: peer.url, state: 'down', lagChanges: 3, lagMs: sim.clockMs - writtenAt, lastSeenMs: sim.clockMs - lastSeen })
+      expect(down?.lagMs).toBe(5000)
+
+      // Back up, but the changes have not reached it yet: catching up (lag above catchingUpAfterMs).
+      const pair = sim.link(1, 0)
+      const toPeer = pair.endOf(self.nodeId)
+      toPeer.held = true
+      await sim.scheduler.run()
+      const [behind] = await replicator.peerStatus([])
+      expect(behind).toMatchObject({ nodeId: peer.nodeId, state: 'catching-up', lagChanges: 3, lagMs: 5000, lastSeenMs: 0 })
+
+      toPeer.held = false
+      await sim.quiesce()
+      const [up] = await replicator.peerStatus([])
+      expect(up).toMatchObject({ nodeId: peer.nodeId, state: 'up', lagChanges: 0, lagMs: 0 })
+      // The other side sees node 0 up, lag 0 too.
+      expect((await peer.replicator.peerStatus([]))[0]).toMatchObject({ nodeId: self.nodeId, state: 'up', lagChanges: 0 })
+    } finally {
+      await sim.close()
+    }
+  })
+
+  it('a peer linked and only a little behind is up, not catching-up', async () => {
+    const sim = await Cluster.open(2, 13)
+    try {
+      const pair = sim.link(0, 1)
+      await sim.scheduler.run()
+      pair.endOf(sim.node(0).nodeId).held = true
+      await sim.write(0, [put('a', '1')])
+      sim.advance(400)
+      const [status] = await sim.node(0).replicator.peerStatus([])
+      expect(status).toMatchObject({ state: 'up', lagChanges: 1, lagMs: 400 })
+    } finally {
+      await sim.close()
+    }
+  })
+})
+
+describe('Replicator: counters and dots', () => {
+  it('every received change is either applied once or counted as a duplicate', async () => {
+    await withCluster('every received change is either applied once or counted as a duplicate', 3, async (sim) => {
+      sim.link(0, 1)
+      sim.link(1, 2)
+      await sim.scheduler.run()
+      await randomWrites(sim, 40)
+      sim.link(0, 2)
+      await randomWrites(sim, 40)
+      sim.cut(0, 1)
+      await randomWrites(sim, 40)
+      sim.link(1, 0)
+      await sim.quiesce()
+      await expectIdenticalNodes(sim)
+      expectAppliedOnce(sim)
+      for (const node of sim.nodes) {
+        const counters = node.counters
+        expect(counters['changesReceived'], `node ${node.index}`).toBe((counters['changesApplied'] ?? 0) + (counters['duplicates'] ?? 0) + (counters['bufferFull'] ?? 0))
+      }
+    })
+  })
+})
