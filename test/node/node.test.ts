@@ -721,6 +721,9 @@ describe('MeshNode: events and status', () => {
       uptimeMs: 1_234,
       storage: 'level',
       limits: { keyBytesMax: 100, valueBytesMax: 1000, batchOpsMax: 10 },
+      members: 1,
+      linked: [],
+      replication: { changesReceived: 0, changesApplied: 0, duplicates: 0, bufferFull: 0, refused: 0, framesSent: 0, changesSent: 0, buffered: 0 },
     })
     status.limits.keyBytesMax = 1
     expect(node.limits.keyBytesMax).toBe(100)
