@@ -46,7 +46,8 @@ export class Cluster {
 
   private constructor(options: ClusterOptions, joined: boolean) {
     this.#store = options.store
-    this.#logger = options.logger ?? SILENT_LOGGER
+    const logger = options.logger ?? SILENT_LOGGER
+    this.#logger = logger.child?.({ nodeId: options.store.nodeId }) ?? logger
     this.peerUrls = options.peers
     this.#joined = joined
     this.replicator = new Replicator({ store: options.store, now: options.now, logger: this.#logger })

@@ -23,6 +23,14 @@ export interface NodeConfig {
   keyBytesMax?: number
   valueBytesMax?: number
   logLevel: LogLevel
+  /** Peer base URLs (`http://host:port`). */
+  peers: string[]
+  /** The cluster secret; required when there are peers. */
+  secret?: string
+  clusterId: string
+  /** The URL peers reach this node at. */
+  advertiseUrl: string
+  peerTimeoutMs?: number
 }
 
 /** The flags as commander hands them over: strings, and `true` for a bare boolean flag. */
@@ -34,6 +42,11 @@ export interface NodeFlags {
   keyBytesMax?: string
   valueBytesMax?: string
   logLevel?: string
+  peers?: string
+  secret?: string
+  clusterId?: string
+  advertiseUrl?: string
+  peerTimeoutMs?: string
 }
 
 type Environment = Readonly<Record<string, string | undefined>>
@@ -64,15 +77,58 @@ export function resolveNodeConfig(flags: NodeFlags, env: Environment): NodeConfi
   if (host !== undefined && host.text.trim() === '') throw configError(`${host.source} must not be empty`)
   const keyBytesMax = optionalPositiveInteger(given(flags.keyBytesMax, 'key-bytes-max', env))
   const valueBytesMax = optionalPositiveInteger(given(flags.valueBytesMax, 'value-bytes-max', env))
+  const peerTimeoutMs = optionalPositiveInteger(given(flags.peerTimeoutMs, 'peer-timeout-ms', env))
+  const portNumber = port(given(flags.port, 'port', env))
+  const hostName = host?.text.trim() ?? HOST_DEFAULT
+  const peers = peerUrls(given(flags.peers, 'peers', env))
+  const secret = given(flags.secret, 'secret', env)
+  if (peers.length > 0 && secret === undefined) {
+    throw configError(`a node started with peers needs the cluster secret: --secret or ${envName('secret')}`)
+  }
+  const advertise = given(flags.advertiseUrl, 'advertise-url', env)
   return {
+    peers,
+    ...(secret === undefined ? {} : { secret: secret.text }),
+    clusterId: given(flags.clusterId, 'cluster-id', env)?.text ?? CLUSTER_ID_DEFAULT,
+    advertiseUrl: advertise === undefined ? defaultAdvertiseUrl(hostName, portNumber) : baseUrl(advertise),
+    ...(peerTimeoutMs === undefined ? {} : { peerTimeoutMs }),
     dir: dir.text,
-    port: port(given(flags.port, 'port', env)),
-    host: host?.text.trim() ?? HOST_DEFAULT,
+    port: portNumber,
+    host: hostName,
     sync: flags.sync === true ? true : flag(given(undefined, 'sync', env)),
     ...(keyBytesMax === undefined ? {} : { keyBytesMax }),
     ...(valueBytesMax === undefined ? {} : { valueBytesMax }),
     logLevel: logLevel(given(flags.logLevel, 'log-level', env)),
   }
+}
+
+export const CLUSTER_ID_DEFAULT = 'meshkv'
+
+/** `--peers http://a:7700,http://b:7700`: each an http(s) base URL. */
+function peerUrls(setting: Given | undefined): string[] {
+  if (setting === undefined) return []
+  return setting.text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0)
+    .map((part) => baseUrl({ text: part, source: setting.source }))
+}
+
+function baseUrl(setting: Given): string {
+  let url: URL
+  try {
+    url = new URL(setting.text)
+  } catch {
+    throw configError(`${setting.source} must hold http(s) URLs such as http://127.0.0.1:7701, not ${JSON.stringify(setting.text)}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw configError(`${setting.source}: ${JSON.stringify(setting.text)} is not an http(s) URL`)
+  return url.origin
+}
+
+/** Peers reach a node at its own address; a node listening on every interface names loopback. */
+function defaultAdvertiseUrl(host: string, portNumber: number): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${portNumber}`
 }
 
 function port(setting: Given | undefined): number {

@@ -108,6 +108,15 @@ export function statusLines(status: ClientStatus): string {
     ['uptimeMs', String(status.uptimeMs)],
     ['storage', status.storage],
     ['token', status.token],
+    ['members', String(status.members ?? 1)],
   ]
-  return lines.map(([name, value]) => `${name}: ${value}\n`).join('')
+  const head = lines.map(([name, value]) => `${name}: ${value}\n`).join('')
+  const peers = status.peers ?? []
+  if (peers.length === 0) return head
+  const rows = [['PEER', 'URL', 'STATE', 'LAG_CHANGES', 'LAG_MS', 'LAST_SEEN_MS']]
+  for (const peer of peers) {
+    rows.push([peer.nodeId ?? '-', peer.url ?? '-', peer.state, String(peer.lagChanges), String(peer.lagMs), peer.lastSeenMs === null ? '-' : String(peer.lastSeenMs)])
+  }
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  return head + 'peers:\n' + rows.map((row) => '  ' + row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd() + '\n').join('')
 }

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import { MeshClient } from '../client/index.js'
+import type { ClientDigest, WriteConcern } from '../client/index.js'
+import { MeshClient, parseEndpoints } from '../client/index.js'
 import { MeshError } from '../errors.js'
 import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
@@ -19,11 +20,17 @@ export const NODES_ENV = 'MESHKV_NODES'
 interface GlobalOptions {
   node?: string
   output: OutputFormat
+  w?: WriteConcern
+  timeoutMs?: number
 }
 
 /** What every verb gets: the client, the output format and the streams. */
 interface Context {
   client: MeshClient
+  /** The write concern of every write verb (`--w`, `--timeout-ms`). */
+  concern: { w?: WriteConcern; waitMs?: number }
+  /** The --node URLs one by one (verify asks each node itself). */
+  nodes: string[]
   format: OutputFormat
   io: KvctlIo
   out: (data: string | Uint8Array) => Promise<void>
@@ -50,6 +57,8 @@ export function buildProgram(io: KvctlIo): Command {
     .version(packageVersion(), '-V, --version')
     .option('--node <urls>', `node URL, or several separated by commas (default: $${NODES_ENV}, then ${NODES_DEFAULT})`)
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('plain'))
+    .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', writeConcern)
+    .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveInteger)
     .exitOverride()
     .showSuggestionAfterError()
     .configureOutput({
@@ -92,8 +101,10 @@ export function buildProgram(io: KvctlIo): Command {
     .action((name: string, members: string[], _options: unknown, command: Command) => updateSet(context(command), name, members, 'remove'))
   verb('smembers <name>', 'list the members of a set')
     .action((name: string, _options: unknown, command: Command) => setMembers(context(command), name))
-  verb('status', "show the node's status")
+  verb('status', "show the node's status, its peers and their lag")
     .action((_options: unknown, command: Command) => status(context(command)))
+  verb('verify', 'compare the state digests of every --node; exit 1 when they differ')
+    .action((_options: unknown, command: Command) => verify(context(command)))
   return program
 }
 
@@ -105,7 +116,8 @@ function makeContext(options: GlobalOptions, io: KvctlIo): Context {
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error })
   }
-  return { client, format: options.output, io, out: (data) => write(io.stdout, data) }
+  const concern = { ...(options.w === undefined ? {} : { w: options.w }), ...(options.timeoutMs === undefined ? {} : { waitMs: options.timeoutMs }) }
+  return { client, concern, nodes: parseEndpoints(nodes), format: options.output, io, out: (data) => write(io.stdout, data) }
 }
 
 interface PutOptions {
@@ -122,6 +134,7 @@ async function put(context: Context, key: string, argument: string | undefined, 
     ifMatch: options.ifMatch,
     ifNoneMatch: options.ifNoneMatch === true,
     context: options.context,
+    ...context.concern,
   })
   if (context.format === 'plain') await context.out(`${result.version}\n`)
   else await context.out(jsonText(context.format, result))
@@ -138,7 +151,7 @@ async function get(context: Context, key: string, siblings: boolean): Promise<vo
 }
 
 async function del(context: Context, key: string, ifMatch: string | undefined): Promise<void> {
-  const deleted = await context.client.del(key, { ifMatch })
+  const deleted = await context.client.del(key, { ifMatch, ...context.concern })
   if (!deleted) throw new MeshError('MESHKV_ERR_NOT_FOUND', `key ${JSON.stringify(key)} does not exist`)
   if (context.format !== 'plain') await context.out(jsonText(context.format, { key, deleted: true }))
 }
@@ -183,12 +196,12 @@ async function watch(context: Context, options: { prefix?: string; since?: strin
 async function incr(context: Context, name: string, deltaText: string | undefined): Promise<void> {
   const delta = deltaText === undefined ? 1 : integer(deltaText, 'DELTA')
   if (delta === 0) throw new UsageError('DELTA must not be 0')
-  const value = await context.client.incr(name, delta)
+  const value = await context.client.incr(name, delta, context.concern)
   await context.out(context.format === 'plain' ? `${value}\n` : jsonText(context.format, { name, value }))
 }
 
 async function updateSet(context: Context, name: string, members: string[], change: 'add' | 'remove'): Promise<void> {
-  const after = change === 'add' ? await context.client.sadd(name, members) : await context.client.srem(name, members)
+  const after = change === 'add' ? await context.client.sadd(name, members, context.concern) : await context.client.srem(name, members, context.concern)
   await showMembers(context, name, after)
 }
 
@@ -204,6 +217,51 @@ async function showMembers(context: Context, name: string, members: readonly str
 async function status(context: Context): Promise<void> {
   const current = await context.client.status()
   await context.out(context.format === 'plain' ? statusLines(current) : jsonText(context.format, current))
+}
+
+/**
+ * Asks every node for its digest (one by one, no failover) and compares them. Prints one line per
+ * node; exits 1 when digests differ, 5 when a node cannot be reached.
+ */
+async function verify(context: Context): Promise<void> {
+  const answers: VerifyAnswer[] = await Promise.all(
+    context.nodes.map(async (node): Promise<VerifyAnswer> => {
+      try {
+        return { node, digest: await new MeshClient({ nodes: node }).digest(), error: undefined }
+      } catch (error) {
+        return { node, digest: undefined, error }
+      }
+    }),
+  )
+  const digests = new Set(answers.map((answer) => answer.digest?.digest))
+  const same = digests.size === 1 && !digests.has(undefined)
+  if (context.format === 'plain') {
+    const lines = answers.map(({ node, digest, error }) =>
+      digest !== undefined ? `${node}  ${digest.digest}  keys=${digest.keys}\n` : `${node}  unreachable: ${errorMessage(error)}\n`,
+    )
+    await context.out(lines.join('') + (same ? `equal on ${answers.length} nodes\n` : 'DIFFERENT\n'))
+  } else {
+    const nodes = answers.map(({ node, digest, error }) =>
+      digest !== undefined ? { node, digest: digest.digest, keys: digest.keys, vc: digest.vc } : { node, error: errorMessage(error) },
+    )
+    await context.out(jsonText(context.format, { equal: same, nodes }))
+  }
+  const unreachable = answers.find((answer) => answer.digest === undefined)
+  if (unreachable !== undefined) throw unreachable.error
+  if (!same) throw new MeshError('MESHKV_ERR_INTERNAL', 'the nodes hold different states (digests differ)')
+}
+
+type VerifyAnswer = { node: string; digest: ClientDigest; error: undefined } | { node: string; digest: undefined; error: unknown }
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function writeConcern(text: string): WriteConcern {
+  if (text === 'quorum' || text === 'all') return text
+  const value = Number(text)
+  if (!/^[1-9][0-9]{0,3}$/.test(text)) throw new InvalidArgumentError('it must be 1, 2, ..., quorum or all')
+  return value
 }
 
 function positiveInteger(text: string): number {

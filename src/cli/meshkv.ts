@@ -19,6 +19,7 @@ import { buildApp, closeApp } from '../http/app.js'
 import { MeshNode, PACKAGE_VERSION } from '../node.js'
 import type { NodeConfig, NodeFlags } from './config.js'
 import { LOG_LEVELS, resolveNodeConfig } from './config.js'
+import { runLocalCluster } from './local-cluster.js'
 
 const EXIT_OK = 0
 const EXIT_ERROR = 1
@@ -57,9 +58,27 @@ function buildProgram(): Command {
     .option('--key-bytes-max <n>', 'longest key in bytes (MESHKV_KEY_BYTES_MAX, default 1024)')
     .option('--value-bytes-max <n>', 'largest value in bytes (MESHKV_VALUE_BYTES_MAX, default 1 MiB)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (MESHKV_LOG_LEVEL, default info)`)
+    .option('--peers <urls>', 'comma-separated peer URLs to replicate with (MESHKV_PEERS)')
+    .option('--secret <secret>', 'cluster secret, required with peers (MESHKV_SECRET)')
+    .option('--cluster-id <id>', 'nodes of other clusters are refused (MESHKV_CLUSTER_ID, default meshkv)')
+    .option('--advertise-url <url>', 'the URL peers reach this node at (MESHKV_ADVERTISE_URL, default http://HOST:PORT)')
+    .option('--peer-timeout-ms <ms>', 'a peer silent this long is down (MESHKV_PEER_TIMEOUT_MS, default 5000)')
     .action(async (flags: NodeFlags) => {
       const running = await startNode(resolveNodeConfig(flags, process.env))
       handleSignals(running)
+    })
+  program
+    .command('cluster')
+    .description('run a local cluster: one node process per node, on consecutive ports (npm start)')
+    .option('--dir <dir>', 'data directory; node i keeps its data in DIR/node<i>', './data')
+    .option('--nodes <n>', 'how many nodes', '3')
+    .option('--base-port <port>', 'port of the first node; the others follow', '7700')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .action(async (flags: { dir: string; nodes: string; basePort: string; host: string }) => {
+      const nodes = Number(flags.nodes)
+      const basePort = Number(flags.basePort)
+      if (!Number.isSafeInteger(basePort) || basePort < 1 || basePort + nodes > 65_536) throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
+      await runLocalCluster({ dir: flags.dir, nodes, basePort, host: flags.host })
     })
   return program
 }
@@ -67,13 +86,26 @@ function buildProgram(): Command {
 /** Opens the node and serves it; on failure closes what was opened and throws. */
 async function startNode(config: NodeConfig): Promise<Running> {
   const root = pino({ level: config.logLevel })
-  const node = await MeshNode.open({ dir: config.dir, sync: config.sync, keyBytesMax: config.keyBytesMax, valueBytesMax: config.valueBytesMax })
+  const replicationLog = root.child({ component: 'replication' })
+  const node = await MeshNode.open({
+    dir: config.dir,
+    sync: config.sync,
+    keyBytesMax: config.keyBytesMax,
+    valueBytesMax: config.valueBytesMax,
+    peers: config.peers,
+    secret: config.secret,
+    clusterId: config.clusterId,
+    selfUrl: config.advertiseUrl,
+    peerTimeoutMs: config.peerTimeoutMs,
+    logger: replicationLog,
+  })
   const log = root.child({ nodeId: node.nodeId })
   let app: FastifyInstance | undefined
   try {
     app = await buildApp(node, { logger: log })
+    node.attach(app.server)
     const url = await listen(app, config)
-    log.info({ url, dir: config.dir, version: PACKAGE_VERSION }, 'listening')
+    log.info({ url, dir: config.dir, version: PACKAGE_VERSION, peers: config.peers, advertiseUrl: config.advertiseUrl }, 'listening')
     return { node, app, log }
   } catch (error) {
     if (app !== undefined) await closeApp(app).catch(() => undefined)

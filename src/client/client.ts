@@ -27,6 +27,7 @@ import type {
   ClientListPage,
   ClientPutOptions,
   ClientReadOptions,
+  ClientDigest,
   ClientStatus,
   ClientWatchEvent,
   ClientWatchOptions,
@@ -258,6 +259,14 @@ export class MeshClient {
     const body = jsonOf(answer)
     stringField(body, 'nodeId')
     return { ...(body as unknown as ClientStatus), endpoint: answer.endpoint }
+  }
+
+  /** The digest of the whole state of the node the policy picks (`kvctl verify` asks each node). */
+  async digest(options: { signal?: AbortSignal } = {}): Promise<ClientDigest> {
+    const answer = await this.#send({ method: 'GET', path: '/v1/digest', idempotent: true, signal: options.signal })
+    const body = jsonOf(answer)
+    stringField(body, 'digest')
+    return { ...(body as unknown as Omit<ClientDigest, 'endpoint'>), endpoint: answer.endpoint }
   }
 
   /**

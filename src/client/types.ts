@@ -146,6 +146,27 @@ export interface ClientStatus {
   uptimeMs: number
   storage: string
   limits: { keyBytesMax: number; valueBytesMax: number; batchOpsMax: number }
+  /** Members of the cluster, the node included. */
+  members?: number
+  /** Each peer as the node sees it: link state and lag. */
+  peers?: ClientPeerStatus[]
+  /** The node that answered. */
+  endpoint: string
+}
+
+export interface ClientPeerStatus {
+  nodeId: string | null
+  url: string | null
+  state: 'up' | 'catching-up' | 'down'
+  lagChanges: number
+  lagMs: number
+  lastSeenMs: number | null
+}
+
+export interface ClientDigest {
+  digest: string
+  vc: Record<string, number>
+  keys: number
   /** The node that answered. */
   endpoint: string
 }

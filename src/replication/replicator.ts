@@ -166,7 +166,7 @@ export class Replicator {
   /** How many members (this node included) hold the change `dot`. */
   holders(dot: Dot): number {
     let count = vcHasDot(this.store.vc, dot) ? 1 : 0
-    for (const info of this.#peers.values()) if (vcHasDot(info.acked, dot)) count++
+    for (const info of this.#peers.values()) if (vcHasDot(this.#knownTo(info), dot)) count++
     return count
   }
 
@@ -204,8 +204,9 @@ export class Replicator {
     const seenUrls = new Set<string>()
     for (const info of [...this.#peers.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))) {
       if (info.url !== null) seenUrls.add(info.url)
-      const lagChanges = vcDistance(this.store.vc, info.acked)
-      const lagMs = lagChanges === 0 ? 0 : await this.#oldestMissingAgeMs(info.acked, now)
+      const known = this.#knownTo(info)
+      const lagChanges = vcDistance(this.store.vc, known)
+      const lagMs = lagChanges === 0 ? 0 : await this.#oldestMissingAgeMs(known, now)
       const linked = this.#sessions.has(info.nodeId)
       const state: PeerState = !linked ? 'down' : lagMs > this.#options.catchingUpAfterMs ? 'catching-up' : 'up'
       out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs: info.lastSeenMs === null ? null : now - info.lastSeenMs })
@@ -227,6 +228,12 @@ export class Replicator {
     await this.#applying
     for (const waiter of this.#waiters) waiter.resolve()
     this.#waiters.clear()
+  }
+
+  /** What a peer is known to hold: what it acknowledged, and every change it made itself. */
+  #knownTo(info: PeerInfo): VectorClock {
+    const own = vcGet(this.store.vc, info.nodeId)
+    return own > vcGet(info.acked, info.nodeId) ? vcJoin(info.acked, { [info.nodeId]: own }) : info.acked
   }
 
   #peerInfo(nodeId: NodeId, url: string | null): PeerInfo {

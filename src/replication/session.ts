@@ -118,8 +118,16 @@ export class Session {
       if (this.#restart || this.#stopped) return true
       this.#cursor = entry.lsn
       if (!this.#shouldSend(entry.change)) continue
+      const changeBytes = approximateChangeBytes(entry.change)
+      // Send what is batched before a change that would take the frame past the limit: a large
+      // change joins no batch that is already near it, so no frame grows past FRAME_BYTES_MAX.
+      if (batch.length > 0 && bytes + changeBytes > this.#options.frameBytesMax) {
+        await this.#sendBatch(batch)
+        batch = []
+        bytes = 0
+      }
       batch.push(entry.change)
-      bytes += approximateChangeBytes(entry.change)
+      bytes += changeBytes
       this.#sentVc = vcJoin(this.#sentVc, { [entry.change.dot.node]: entry.change.dot.seq })
       if (bytes >= this.#options.frameBytesMax) {
         await this.#sendBatch(batch)

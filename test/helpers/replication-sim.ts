@@ -121,8 +121,9 @@ export class SimCluster {
   async addNode(options: SimNodeOptions = {}): Promise<SimNode> {
     const index = this.nodes.length
     const id = simNodeId(index)
-    let node: SimNode | undefined
-    const now = (): number => (node === undefined ? this.clockMs : node.now())
+    // The store and replicator read the node's clock, and the node is made after them.
+    const made: { node?: SimNode } = {}
+    const now = (): number => (made.node === undefined ? this.clockMs : made.node.now())
     const store = await Store.open({
       backend: new MemoryBackend(),
       now,
@@ -130,7 +131,8 @@ export class SimCluster {
       ...(options.maxClockOffsetMs === undefined ? {} : { maxClockOffsetMs: options.maxClockOffsetMs }),
     })
     const replicator = new Replicator({ store, now, ...options.replicator })
-    node = new SimNode(index, this, store, replicator, `sim://node-${index}`, options.skewMs ?? 0)
+    const node = new SimNode(index, this, store, replicator, `sim://node-${index}`, options.skewMs ?? 0)
+    made.node = node
     this.nodes.push(node)
     return node
   }

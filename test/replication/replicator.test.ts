@@ -8,11 +8,12 @@ import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import type { Dot } from '../../src/clock/index.js'
 import { HLC_ZERO, vcEquals, vcGet } from '../../src/clock/index.js'
+import type { PeerMessage } from '../../src/codec/peer.js'
 import type { Intent } from '../../src/crdt/index.js'
 import type { LinkPair } from '../helpers/link-pair.js'
-import type { SimCluster } from '../helpers/replication-sim.js'
 import { prng } from '../helpers/async.js'
-import { SEEDS_ENV, START_MS, SimCluster as Cluster, countFromEnv, randomIntents, replayCommand, seedFromEnv, withSeed } from '../helpers/replication-sim.js'
+import type { SimNode } from '../helpers/replication-sim.js'
+import { SEEDS_ENV, START_MS, SimCluster, countFromEnv, randomIntents, replayCommand, seedFromEnv, withSeed } from '../helpers/replication-sim.js'
 
 const FILE = 'test/replication/replicator.test.ts'
 
@@ -24,11 +25,11 @@ async function withCluster(
   name: string,
   count: number,
   body: (sim: SimCluster, seed: number) => Promise<void>,
-  options: Parameters<typeof Cluster.open>[2] = {},
+  options: Parameters<typeof SimCluster.open>[2] = {},
 ): Promise<void> {
   const seed = seedFromEnv()
   await withSeed(seed, replayCommand(seed, FILE, name), async () => {
-    const sim = await Cluster.open(count, seed, options)
+    const sim = await SimCluster.open(count, seed, options)
     try {
       await body(sim, seed)
     } finally {
@@ -175,8 +176,9 @@ describe('Replicator: links drop and re-form', () => {
       async (sim) => {
         const random = sim.random
         sim.link(0, 1)
+        const writes: Promise<unknown>[] = []
         for (let round = 0; round < 12; round++) {
-          for (let i = 0; i < 15; i++) void sim.write(random() < 0.7 ? 0 : 1, randomIntents(random))
+          for (let i = 0; i < 15; i++) writes.push(sim.write(random() < 0.7 ? 0 : 1, randomIntents(random)))
           await sim.scheduler.run({ maxDeliveries: Math.floor(random() * 12) })
           sim.cut(0, 1)
           await sim.scheduler.run()
@@ -184,6 +186,7 @@ describe('Replicator: links drop and re-form', () => {
           sim.link(dialer, 1 - dialer)
           expect(sim.nodes.map((node) => node.replicator.linkedPeers().length)).toEqual([1, 1])
         }
+        await Promise.all(writes)
         await sim.quiesce()
         await expectIdenticalNodes(sim)
         expectAppliedOnce(sim)
@@ -196,9 +199,9 @@ describe('Replicator: links drop and re-form', () => {
 describe('Replicator: duplicate links between one pair', () => {
   /** Both nodes get two links, in the given orders; the one dialed by the lower id must win on both. */
   async function twoLinks(firstDialer: 0 | 1, orderAt0: 'first' | 'second', orderAt1: 'first' | 'second'): Promise<void> {
-    const sim = await Cluster.open(2, 1)
+    const sim = await SimCluster.open(2, 1)
     try {
-      const [n0, n1] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      const [n0, n1] = sim.nodes as [SimNode, SimNode]
       const peerOf = (index: 0 | 1) => ({ nodeId: sim.node(index).nodeId, url: sim.node(index).url })
       const first = sim.scheduler.pair(peerOf(firstDialer), peerOf(firstDialer === 0 ? 1 : 0))
       const second = sim.scheduler.pair(peerOf(firstDialer === 0 ? 1 : 0), peerOf(firstDialer))
@@ -256,7 +259,7 @@ describe('Replicator: duplicate links between one pair', () => {
 
 describe('Replicator: write concern', () => {
   it('waitForHolders resolves once peers acknowledge the dot; holders() counts self plus acks', async () => {
-    const sim = await Cluster.open(3, 7)
+    const sim = await SimCluster.open(3, 7)
     try {
       sim.link(0, 1)
       sim.link(0, 2)
@@ -301,7 +304,7 @@ describe('Replicator: write concern', () => {
   })
 
   it('close() resolves the waiters still pending', async () => {
-    const sim = await Cluster.open(2, 8)
+    const sim = await SimCluster.open(2, 8)
     try {
       const { change } = await sim.write(0, [put('k', 'v')])
       const wait = sim.node(0).replicator.waitForHolders(change?.dot as Dot, 2)
@@ -320,9 +323,9 @@ describe('Replicator: write concern', () => {
 
 describe('Replicator: clock skew', () => {
   it('refuses a change stamped more than maxClockOffsetMs ahead, counts it, applies it once its own clock has moved on and tick() asked again', async () => {
-    const sim = await Cluster.open(2, 9, { node: (index) => (index === 0 ? { skewMs: 120_000 } : { maxClockOffsetMs: 60_000 }) })
+    const sim = await SimCluster.open(2, 9, { node: (index) => (index === 0 ? { skewMs: 120_000 } : { maxClockOffsetMs: 60_000 }) })
     try {
-      const [ahead, behind] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      const [ahead, behind] = sim.nodes as [SimNode, SimNode]
       sim.link(0, 1)
       await sim.scheduler.run()
       const hlcBefore = behind.store.hlc
@@ -361,7 +364,7 @@ describe('Replicator: clock skew', () => {
   })
 
   it('a refused change holds back later changes of its origin, and all of them arrive once the clock allows', async () => {
-    const sim = await Cluster.open(3, 10, { node: (index) => ({ skewMs: index === 0 ? 30_000 : 0, maxClockOffsetMs: 10_000 }) })
+    const sim = await SimCluster.open(3, 10, { node: (index) => ({ skewMs: index === 0 ? 30_000 : 0, maxClockOffsetMs: 10_000 }) })
     try {
       sim.link(0, 1)
       sim.link(1, 2)
@@ -376,8 +379,7 @@ describe('Replicator: clock skew', () => {
       await sim.quiesce()
       expect(sim.clockMs - START_MS).toBeGreaterThanOrEqual(20_000)
       await expectIdenticalNodes(sim)
-      const [key, counter] = (await sim.node(2).store.iterateStates('counter', {})[Symbol.asyncIterator]().next()).value as [string, { p: Record<string, number> }]
-      expect(key).toBe('n')
+      const counter = await sim.node(2).store.getState('counter', 'n')
       expect(Object.values(counter.p).reduce((sum, part) => sum + part, 0)).toBe(115)
     } finally {
       await sim.close()
@@ -446,9 +448,9 @@ describe('Replicator: bounded causal buffer', () => {
 
 describe('Replicator: caughtUp()', () => {
   it('is false before any sync, and true once the store covers what the first peer had when it synced', async () => {
-    const sim = await Cluster.open(2, 11)
+    const sim = await SimCluster.open(2, 11)
     try {
-      const [old, fresh] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      const [old, fresh] = sim.nodes as [SimNode, SimNode]
       for (let i = 0; i < 10; i++) await sim.write(0, [put(`k${i}`, 'v')])
       expect(old.replicator.caughtUp()).toBe(false)
       expect(fresh.replicator.caughtUp()).toBe(false)
@@ -482,9 +484,9 @@ describe('Replicator: caughtUp()', () => {
 
 describe('Replicator: peerStatus()', () => {
   it('reports lag and state for a peer whose link is up, down, and back but behind', async () => {
-    const sim = await Cluster.open(2, 12)
+    const sim = await SimCluster.open(2, 12)
     try {
-      const [self, peer] = sim.nodes as [SimCluster['nodes'][number], SimCluster['nodes'][number]]
+      const [self, peer] = sim.nodes as [SimNode, SimNode]
       const replicator = self.replicator
       expect(await replicator.peerStatus(['sim://nowhere'])).toEqual([{ nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null }])
 
@@ -529,7 +531,7 @@ describe('Replicator: peerStatus()', () => {
   })
 
   it('a peer linked and only a little behind is up, not catching-up', async () => {
-    const sim = await Cluster.open(2, 13)
+    const sim = await SimCluster.open(2, 13)
     try {
       const pair = sim.link(0, 1)
       await sim.scheduler.run()
@@ -544,7 +546,92 @@ describe('Replicator: peerStatus()', () => {
   })
 })
 
-describe('Replicator: counters and dots', () => {
+describe('Replicator: frame size', () => {
+  const MiB = 1024 * 1024
+  const big = (key: string, bytes: number, fill: number): Intent => ({ type: 'kv.put', key, value: new Uint8Array(bytes).fill(fill), contentType: 'application/octet-stream' })
+
+  it('batches large changes so that no frame passes FRAME_BYTES_MAX, and the link stays up', async () => {
+    const sim = await SimCluster.open(2, 14)
+    try {
+      const pair = sim.link(0, 1)
+      await sim.scheduler.run()
+      pair.endOf(sim.node(0).nodeId).held = true
+      // 1.9 MiB, then one change of three 1 MiB values (a batch within the node's default
+      // limits), committed in one group so that the session reads them in one page.
+      await Promise.all([
+        sim.write(0, [big('a', 0.95 * MiB, 1), big('b', 0.95 * MiB, 2)]),
+        sim.write(0, [big('c', MiB, 3), big('d', MiB, 4), big('e', MiB, 5)]),
+        sim.write(0, [big('f', MiB, 6)]),
+      ])
+      expect(sim.node(0).store.lsn).toBe(3)
+      pair.endOf(sim.node(0).nodeId).held = false
+      await sim.quiesce()
+      expect(pair.closed, `link closed with ${String(pair.dialer.closeCode)}`).toBe(false)
+      await expectIdenticalNodes(sim)
+      expectAppliedOnce(sim)
+    } finally {
+      await sim.close()
+    }
+  })
+})
+
+describe('Replicator: links and lifecycle', () => {
+  it('knows linked and known peers, and close() ends every link with 1001 and refuses new ones', async () => {
+    const sim = await SimCluster.open(3, 15)
+    try {
+      const [n0, n1, n2] = sim.nodes as [SimNode, SimNode, SimNode]
+      const a = sim.link(0, 1)
+      const b = sim.link(2, 0)
+      await sim.scheduler.run()
+      expect(n0.replicator.linkedPeers()).toEqual([n1.nodeId, n2.nodeId].sort())
+      expect(n0.replicator.knownPeers()).toBe(2)
+      a.cut()
+      await sim.scheduler.run()
+      expect(n0.replicator.linkedPeers()).toEqual([n2.nodeId])
+      expect(n0.replicator.knownPeers(), 'a peer stays known after its link drops').toBe(2)
+
+      await n0.replicator.close()
+      expect(b.closed).toBe(true)
+      expect(b.endOf(n2.nodeId).closeCode).toBe(1001)
+      const late = sim.scheduler.pair({ nodeId: n1.nodeId, url: n1.url }, { nodeId: n0.nodeId, url: n0.url })
+      n0.replicator.addLink(late.acceptor)
+      expect(late.acceptor.closeCode).toBe(1001)
+      expect(n0.replicator.linkedPeers()).toEqual([])
+      expect(n2.replicator.linkedPeers()).toEqual([])
+    } finally {
+      await sim.close()
+    }
+  })
+
+  it('tick() sends an ack when the VC moved since the last one, and nothing otherwise', async () => {
+    const sim = await SimCluster.open(2, 16)
+    try {
+      const pair = sim.link(0, 1)
+      await sim.scheduler.run()
+      const from0 = pair.endOf(sim.node(0).nodeId)
+      const sentBefore = from0.framesSent
+      sim.tickAll()
+      await sim.scheduler.run()
+      expect(from0.framesSent, 'no ack for an unchanged VC').toBe(sentBefore)
+      // Node 0's own write moves its VC: the change goes out, and the next tick acks the new VC.
+      await sim.write(0, [put('k', 'v')])
+      await sim.scheduler.run()
+      const afterChange = from0.framesSent
+      sim.tickAll()
+      const acks: PeerMessage[] = []
+      sim.scheduler.options.onDeliver = (delivery) => {
+        if (delivery.from === sim.node(0).nodeId && delivery.message.type === 'ack') acks.push(delivery.message)
+      }
+      await sim.scheduler.run()
+      expect(from0.framesSent).toBe(afterChange + 1)
+      expect(acks).toEqual([{ type: 'ack', vc: sim.node(0).vc }])
+    } finally {
+      await sim.close()
+    }
+  })
+})
+
+describe('Replicator: accounting', () => {
   it('every received change is either applied once or counted as a duplicate', async () => {
     await withCluster('every received change is either applied once or counted as a duplicate', 3, async (sim) => {
       sim.link(0, 1)
@@ -570,7 +657,7 @@ describe('Replicator: counters and dots', () => {
 // ---------------------------------------------------------------------------------------------
 // (j) The property over seeds: random topologies, writes, cuts, re-forms and delays, then heal.
 
-const SIM_SEEDS = countFromEnv(SEEDS_ENV, 60)
+const SIM_SEEDS = countFromEnv(SEEDS_ENV, 400)
 
 interface ScenarioResult {
   trace: string
@@ -589,7 +676,7 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
   // Some seeds run one node's clock past the allowed offset (60 s): its changes are refused
   // until the others' clocks have moved on enough.
   const skewed = config() < 0.15 ? Math.floor(config() * count) : -1
-  const sim = await Cluster.open(count, seed, {
+  const sim = await SimCluster.open(count, seed, {
     trace,
     node: (index) => ({
       skewMs: index === skewed ? 60_000 + Math.floor(config() * 8000) : Math.floor(config() * 2000) - 1000,
@@ -690,9 +777,9 @@ describe('Replicator: simulation over seeds (property)', () => {
       for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += result[key]
     }
     console.log(`replication simulation: ${SIM_SEEDS} seeds from ${base} in ${Date.now() - started} ms: ${JSON.stringify(totals)}`)
-    // The faults the seeds are meant to bring did happen.
-    expect(totals.duplicates).toBeGreaterThan(0)
+    // Over a full run, the faults the seeds are meant to bring did happen (one replayed seed may have none).
     if (SIM_SEEDS >= 50) {
+      expect(totals.duplicates).toBeGreaterThan(0)
       expect(totals.refused).toBeGreaterThan(0)
       expect(totals.bufferFull).toBeGreaterThan(0)
     }
