@@ -5,6 +5,7 @@
  * A change is applied atomically: a batch of several keys is one change.
  */
 import type { Dot, Hlc, VectorClock } from '../clock/index.js'
+import type { Intent } from './intent.js'
 
 /** The key spaces: a key can never hold two types at once because each type has its own space. */
 export type Space = 'kv' | 'counter' | 'set'
@@ -57,8 +58,8 @@ export interface Change {
   readonly ops: readonly Op[]
 }
 
-/** Which space and key an op writes. */
-export function opTarget(op: Op): { space: Space; key: string } {
+/** Which space and key an op (or the intent it comes from: they share types and names) writes. */
+export function opTarget(op: Op | Intent): { space: Space; key: string } {
   switch (op.type) {
     case 'kv.put':
     case 'kv.del':

@@ -277,7 +277,7 @@ export class Store implements StateReader {
     checkDistinctTargets(intents)
     const ops: Op[] = []
     for (const intent of intents) {
-      const target = intentTarget(intent)
+      const target = opTarget(intent)
       const state = await this.#read(group, target.space, target.key)
       const op = prepareOp(intent, state as never, this.nodeId)
       if (op !== null) ops.push(op)
@@ -337,7 +337,7 @@ export class Store implements StateReader {
     const states = new Map<string, AnyState>()
     if (item.kind !== 'local') return states
     for (const intent of item.intents) {
-      const { space, key } = intentTarget(intent)
+      const { space, key } = opTarget(intent)
       states.set(stateId(space, key), await this.#read(group, space, key))
     }
     return states
@@ -347,7 +347,7 @@ export class Store implements StateReader {
   async #prefetch(group: Group, items: readonly Pending[]): Promise<void> {
     const wanted = new Map<Space, Set<string>>()
     for (const item of items) {
-      const targets = item.kind === 'local' ? item.intents.map(intentTarget) : item.change.ops.map(opTarget)
+      const targets = item.kind === 'local' ? item.intents.map(opTarget) : item.change.ops.map(opTarget)
       for (const { space, key } of targets) {
         const keys = wanted.get(space) ?? new Set<string>()
         keys.add(key)
@@ -390,24 +390,12 @@ function notify(listener: (entries: readonly LogEntry[]) => void, entries: reado
   }
 }
 
-function intentTarget(intent: Intent): { space: Space; key: string } {
-  switch (intent.type) {
-    case 'kv.put':
-    case 'kv.del':
-      return { space: 'kv', key: intent.key }
-    case 'counter.add':
-      return { space: 'counter', key: intent.name }
-    case 'set.add':
-    case 'set.remove':
-      return { space: 'set', key: intent.name }
-  }
-}
 
 /** One intent per key (per member for sets): two writes of one key in one change are refused. */
 function checkDistinctTargets(intents: readonly Intent[]): void {
   const seen = new Set<string>()
   for (const intent of intents) {
-    const { space, key } = intentTarget(intent)
+    const { space, key } = opTarget(intent)
     const id = intent.type === 'set.add' || intent.type === 'set.remove' ? `${space}\0${key}\0${intent.member}` : `${space}\0${key}`
     if (seen.has(id)) {
       throw new MeshError('MESHKV_ERR_BATCH_INVALID', `a batch writes ${space} ${JSON.stringify(key)} more than once`)

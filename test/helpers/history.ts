@@ -270,18 +270,6 @@ export function toIntent(spec: IntentSpec, replica: Replica, replicas: readonly 
   }
 }
 
-export function intentTarget(intent: Intent): { space: Space; key: string } {
-  switch (intent.type) {
-    case 'kv.put':
-    case 'kv.del':
-      return { space: 'kv', key: intent.key }
-    case 'counter.add':
-      return { space: 'counter', key: intent.name }
-    case 'set.add':
-    case 'set.remove':
-      return { space: 'set', key: intent.name }
-  }
-}
 
 /**
  * One local write: each intent becomes an op through `prepareOp` against the replica's current
@@ -292,7 +280,7 @@ export function localWrite(replica: Replica, intents: readonly Intent[]): Change
   const ops: Op[] = []
   const targets = new Set<string>()
   for (const intent of intents) {
-    const { space, key } = intentTarget(intent)
+    const { space, key } = opTarget(intent)
     if (targets.has(stateKey(space, key))) continue
     let op: Op | null
     try {
