@@ -12,7 +12,7 @@
  */
 import { MeshError } from '../errors.js'
 import type { RoutingPolicy } from './endpoints.js'
-import { EndpointPicker, isRoutingPolicy, parseEndpoints } from './endpoints.js'
+import { EndpointPicker, expandEndpoints, isRoutingPolicy, parseEndpoints, systemLookup } from './endpoints.js'
 import type { AttemptFailure } from './failure.js'
 import type { Answer } from './answers.js'
 import { checkAnswer, entryWithSiblings, isNotFound, jsonOf, readAnswer, siblingCountOf } from './answers.js'
@@ -63,7 +63,10 @@ export class MeshClient {
   readonly endpoints: readonly string[]
   readonly policy: RoutingPolicy
   readonly timeoutMs: number
-  readonly #picker: EndpointPicker
+  #picker: EndpointPicker
+  /** Host names are resolved once, before the first request (see `expandEndpoints`). */
+  #resolving: Promise<void> | null = null
+  readonly #lookup: (hostname: string) => Promise<readonly string[]>
   readonly #fetch: FetchFunction
   readonly #session = new Session()
 
@@ -80,6 +83,20 @@ export class MeshClient {
     this.timeoutMs = timeoutMs
     this.#picker = new EndpointPicker(this.endpoints, policy)
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init))
+    this.#lookup = options.lookup ?? systemLookup
+  }
+
+  /** The endpoints requests go to: the node URLs, with each host name expanded to its addresses. */
+  async resolvedEndpoints(): Promise<readonly string[]> {
+    await this.#resolve()
+    return this.#picker.endpoints
+  }
+
+  #resolve(): Promise<void> {
+    this.#resolving ??= expandEndpoints(this.endpoints, this.#lookup).then((expanded) => {
+      this.#picker = new EndpointPicker(expanded, this.policy)
+    })
+    return this.#resolving
   }
 
   /** The session's causal token: covers every write this client made (undefined before the first). */
@@ -325,6 +342,7 @@ export class MeshClient {
 
   /** Runs `spec` on the nodes the policy plans, in turn, until one answers or a failure must stop. */
   async #exchange<T>(spec: RequestSpec, read: (response: Response, endpoint: string) => Promise<T>): Promise<T> {
+    await this.#resolve()
     const failures: AttemptFailure[] = []
     for (const endpoint of this.#picker.plan()) {
       throwIfAborted(spec.signal)

@@ -9,6 +9,8 @@
  *
  * Either way one request tries each endpoint at most once. Pure: no I/O, no clock.
  */
+import { lookup as dnsLookup } from 'node:dns/promises'
+import { isIP, isIPv6 } from 'node:net'
 import { MeshError } from '../errors.js'
 
 export type RoutingPolicy = 'sticky' | 'round-robin'
@@ -39,6 +41,33 @@ function normalizeEndpoint(text: string): string {
     throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `the node URL ${JSON.stringify(text)} must not carry a query, fragment or credentials`)
   }
   return url.href.replace(/\/+$/, '')
+}
+
+/**
+ * Expands each endpoint whose host is a name into one endpoint per address the name resolves to,
+ * keeping the order and dropping repeats. A name that does not resolve is kept as it is (the
+ * request to it then fails like any unreachable node).
+ */
+export async function expandEndpoints(endpoints: readonly string[], lookup: (hostname: string) => Promise<readonly string[]>): Promise<string[]> {
+  const expanded: string[] = []
+  for (const endpoint of endpoints) {
+    const url = new URL(endpoint)
+    const host = url.hostname.replace(/^\[|\]$/g, '')
+    let addresses: readonly string[] = []
+    if (!isIP(host)) addresses = await lookup(host).catch(() => [])
+    if (addresses.length === 0) expanded.push(endpoint)
+    for (const address of addresses) {
+      const copy = new URL(endpoint)
+      copy.hostname = isIPv6(address) ? `[${address}]` : address
+      expanded.push(copy.href.replace(/\/+$/, ''))
+    }
+  }
+  return [...new Set(expanded)].slice(0, ENDPOINTS_MAX)
+}
+
+export async function systemLookup(hostname: string): Promise<string[]> {
+  const answers = await dnsLookup(hostname, { all: true })
+  return answers.map((answer) => answer.address)
 }
 
 export function isRoutingPolicy(value: unknown): value is RoutingPolicy {

@@ -15,6 +15,12 @@ export interface MeshClientOptions {
   timeoutMs?: number
   /** A `fetch` to use instead of the global one (tests, proxies). */
   fetch?: FetchFunction
+  /**
+   * Resolves a host name to its addresses; a name with several addresses counts as several
+   * endpoints (a DNS round-robin name for a cluster). Default: the system resolver
+   * (`dns.lookup` with `all: true`).
+   */
+  lookup?: (hostname: string) => Promise<readonly string[]>
 }
 
 /** Write concern: acknowledge after this many members (self included) hold the change. */

@@ -139,6 +139,16 @@ describe('MeshClient on one node', () => {
 })
 
 describe('MeshClient failover', () => {
+  it('counts a host name with several addresses as several endpoints, and fails over between them', async () => {
+    const port = new URL(a.url).port
+    // 127.0.0.2 is loopback too, but nothing listens there on this port: the first address is dead.
+    const client = new MeshClient({ nodes: `http://meshkv-cluster.test:${port}`, lookup: async () => ['127.0.0.2', '127.0.0.1'] })
+    expect(await client.resolvedEndpoints()).toEqual([`http://127.0.0.2:${port}`, `http://127.0.0.1:${port}`])
+    await client.put('dns/1', 'x')
+    expect(client.currentEndpoint).toBe(`http://127.0.0.1:${port}`)
+    expect((await a.node.get('dns/1'))?.value.toString()).toBe('x')
+  })
+
   it('sticky: moves past a dead endpoint to the first live one, and stays there', async () => {
     const client = new MeshClient({ nodes: [dead, a.url, b.url] })
     await client.put('sticky/1', 'x')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { EndpointPicker, parseEndpoints } from '../../src/client/endpoints.js'
+import { EndpointPicker, expandEndpoints, parseEndpoints } from '../../src/client/endpoints.js'
 import { MeshError } from '../../src/errors.js'
 
 describe('parseEndpoints', () => {
@@ -35,5 +35,22 @@ describe('EndpointPicker', () => {
     expect([picker.plan()[0], picker.plan()[0], picker.plan()[0], picker.plan()[0]]).toEqual(['a', 'b', 'c', 'a'])
     picker.markFailed('b')
     expect(picker.plan()).toEqual(['b', 'c', 'a'])
+  })
+})
+
+describe('expandEndpoints', () => {
+  it('turns a host name into one endpoint per address, keeps IP literals, drops repeats, keeps a name that does not resolve', async () => {
+    const lookup = async (host: string): Promise<string[]> => {
+      if (host === 'cluster.example') return ['10.0.0.1', '10.0.0.2', 'fd00::3']
+      if (host === 'gone.example') throw new Error('ENOTFOUND')
+      return []
+    }
+    expect(await expandEndpoints(['http://cluster.example:7700', 'http://10.0.0.2:7700', 'http://[::1]:7700', 'http://gone.example:1'], lookup)).toEqual([
+      'http://10.0.0.1:7700',
+      'http://10.0.0.2:7700',
+      'http://[fd00::3]:7700',
+      'http://[::1]:7700',
+      'http://gone.example:1',
+    ])
   })
 })
