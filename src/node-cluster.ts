@@ -53,7 +53,9 @@ export class Cluster {
     this.replicator = new Replicator({ store: options.store, now: options.now, logger: this.#logger })
     this.transport = options.secret === undefined ? null : (options.transport ?? makeTransport(options))
     this.transport?.on('link', (link) => this.replicator.addLink(link))
-    this.transport?.on('refused', (info) => this.#logger.warn(info, 'peer link refused'))
+    // The other side's id goes under `peer`, as in the replicator's lines: the logger already
+    // binds `nodeId` to this node, and a second `nodeId` key would make the line name the wrong node.
+    this.transport?.on('refused', ({ nodeId, ...info }) => this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused'))
     for (const url of options.peers) this.transport?.keep(url)
     this.#timer = setInterval(() => this.#tick(), TICK_INTERVAL_MS)
     this.#timer.unref()

@@ -389,7 +389,8 @@ function checkLimits(options: MeshNodeOptions): Limits {
   for (const [name, value] of Object.entries(limits)) {
     if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
   }
-  if (limits.valueBytesMax > 64 * 1024 * 1024) throw new MeshError('MESHKV_ERR_CONFIG', 'valueBytesMax may be at most 64 MiB')
+  // A write must fit in one 4 MiB replication frame (see CHANGE_BYTES_MAX_DEFAULT).
+  if (limits.valueBytesMax > 3 * 1024 * 1024) throw new MeshError('MESHKV_ERR_CONFIG', 'valueBytesMax may be at most 3 MiB (a write must fit in one replication frame)')
   return limits
 }
 

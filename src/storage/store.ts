@@ -18,12 +18,14 @@ import { HLC_ZERO, hlcObserve, hlcTick, maxHlc, isHlc, isNodeId, nodeIdFromBytes
 import { decodeChange, decodeChecked, decodeState, encode, encodeChange, encodeState } from '../codec/index.js'
 import type { AnyState, Change, Intent, Op, Space, StateOf } from '../crdt/index.js'
 import { applyOp, emptyState, isEmptyState, opTarget, prepareOp } from '../crdt/index.js'
-import { MeshError, assert } from '../errors.js'
+import { MeshError, assert, isMeshError } from '../errors.js'
 import type { Backend, BackendReader, BackendWrite, Range } from './backend.js'
 
 export const STORE_FORMAT = '1'
 /** Most changes one group commit takes; the rest wait for the next batch. */
 export const GROUP_CHANGES_MAX = 512
+/** Largest encoded change this node makes: a peer frame is at most 4 MiB, with room for framing. */
+export const CHANGE_BYTES_MAX_DEFAULT = 3.5 * 1024 * 1024
 
 export interface StoreOptions {
   backend: Backend
@@ -32,6 +34,8 @@ export interface StoreOptions {
   now: () => number
   randomBytes: (size: number) => Uint8Array
   maxClockOffsetMs?: number
+  /** Largest encoded change this node may make (it must fit in a 4 MiB peer frame). */
+  changeBytesMax?: number
 }
 
 export interface LogEntry {
@@ -316,7 +320,7 @@ export class Store implements StateReader {
     // Encode everything before touching the group, so a failure leaves the group as it was.
     const lsn = group.lsn + 1
     const writes: BackendWrite[] = [
-      { type: 'put', sub: 'log', key: lsnKey(lsn), value: encodeChange(change) },
+      { type: 'put', sub: 'log', key: lsnKey(lsn), value: this.#encodeChange(change) },
       putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
       putUtf8('vc', change.dot.node, String(change.dot.seq)),
     ]
@@ -341,6 +345,23 @@ export class Store implements StateReader {
       states.set(stateId(space, key), await this.#read(group, space, key))
     }
     return states
+  }
+
+  /**
+   * A change this node makes must fit in one peer frame, or it could never replicate: it is
+   * refused here, before anything is written. A peer's change already crossed in a frame.
+   */
+  #encodeChange(change: Change): Uint8Array {
+    if (change.dot.node !== this.nodeId) return encodeChange(change)
+    const limit = this.#options.changeBytesMax ?? CHANGE_BYTES_MAX_DEFAULT
+    try {
+      return encodeChange(change, limit)
+    } catch (error) {
+      if (!isMeshError(error, 'MESHKV_ERR_FRAME_TOO_LARGE')) throw error
+      throw new MeshError('MESHKV_ERR_VALUE_TOO_LARGE', `one write (a batch counts as one) may carry at most ${limit} bytes, so that it fits in a replication frame`, {
+        details: error.details,
+      })
+    }
   }
 
   /** Reads every key the group will touch in one call per space, instead of one read per key. */

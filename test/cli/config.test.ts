@@ -20,13 +20,34 @@ describe('resolveNodeConfig', () => {
   })
 
   it('takes the flag, else the environment, else the default', () => {
-    expect(resolveNodeConfig({ dir: 'd' }, {})).toEqual({ dir: 'd', port: 7700, host: '127.0.0.1', sync: false, logLevel: 'info' })
+    const cluster = { peers: [], clusterId: 'meshkv' }
+    expect(resolveNodeConfig({ dir: 'd' }, {})).toEqual({ dir: 'd', port: 7700, host: '127.0.0.1', sync: false, logLevel: 'info', ...cluster, advertiseUrl: 'http://127.0.0.1:7700' })
     const env = { MESHKV_DIR: 'e', MESHKV_PORT: '8000', MESHKV_HOST: '0.0.0.0', MESHKV_SYNC: 'yes', MESHKV_KEY_BYTES_MAX: '64', MESHKV_VALUE_BYTES_MAX: '128', MESHKV_LOG_LEVEL: 'DEBUG' }
-    expect(resolveNodeConfig({}, env)).toEqual({ dir: 'e', port: 8000, host: '0.0.0.0', sync: true, keyBytesMax: 64, valueBytesMax: 128, logLevel: 'debug' })
+    expect(resolveNodeConfig({}, env)).toEqual({
+      dir: 'e',
+      port: 8000,
+      host: '0.0.0.0',
+      sync: true,
+      keyBytesMax: 64,
+      valueBytesMax: 128,
+      logLevel: 'debug',
+      ...cluster,
+      // A node listening on every interface tells peers its loopback address unless told otherwise.
+      advertiseUrl: 'http://127.0.0.1:8000',
+    })
     expect(resolveNodeConfig({ dir: 'f', port: '0', keyBytesMax: '10', logLevel: 'silent' }, env)).toMatchObject({ dir: 'f', port: 0, keyBytesMax: 10, logLevel: 'silent' })
     // An empty variable is unset.
     expect(resolveNodeConfig({ dir: 'd' }, { MESHKV_PORT: '' }).port).toBe(7700)
     expect(resolveNodeConfig({ dir: 'd', sync: true }, { MESHKV_SYNC: 'false' }).sync).toBe(true)
+  })
+
+  it('takes peers, secret, cluster id and advertised URL; peers without a secret are refused', () => {
+    const config = resolveNodeConfig({ dir: 'd', peers: ' http://a:7701/ ,https://b:7702', secret: 's', clusterId: 'prod', advertiseUrl: 'http://me:7700/' }, {})
+    expect(config).toMatchObject({ peers: ['http://a:7701', 'https://b:7702'], secret: 's', clusterId: 'prod', advertiseUrl: 'http://me:7700' })
+    expect(resolveNodeConfig({ dir: 'd' }, { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: 'x', MESHKV_PEER_TIMEOUT_MS: '2000' })).toMatchObject({ peers: ['http://a:1'], secret: 'x', peerTimeoutMs: 2000 })
+    expect(configError(() => resolveNodeConfig({ dir: 'd', peers: 'http://a:1' }, {}))).toBe('a node started with peers needs the cluster secret: --secret or MESHKV_SECRET')
+    expect(configError(() => resolveNodeConfig({ dir: 'd', peers: 'ftp://a', secret: 's' }, {}))).toMatch(/^--peers: /)
+    expect(configError(() => resolveNodeConfig({ dir: 'd', advertiseUrl: 'nope' }, {}))).toMatch(/^--advertise-url /)
   })
 
   it('refuses bad values with one line that names the flag or the variable', () => {

@@ -93,6 +93,21 @@ describe('MeshNode: open, close, reopen', () => {
     expect(await meshCodeOf(MeshNode.open({ dir, keyBytesMax: 0 }))).toBe('MESHKV_ERR_CONFIG')
     expect(await meshCodeOf(MeshNode.open({ dir, batchOpsMax: 1.5 }))).toBe('MESHKV_ERR_CONFIG')
     expect(await meshCodeOf(MeshNode.open({ dir, valueBytesMax: 65 * 1024 * 1024 }))).toBe('MESHKV_ERR_CONFIG')
+    // A write must fit in one replication frame.
+    expect(await meshCodeOf(MeshNode.open({ dir, valueBytesMax: 3 * 1024 * 1024 + 1 }))).toBe('MESHKV_ERR_CONFIG')
+    expect(await meshCodeOf(MeshNode.open({ dir, peers: ['http://127.0.0.1:1'] }))).toBe('MESHKV_ERR_CONFIG')
+  })
+
+  it('refuses a batch too large to replicate (over 3.5 MiB in all) with MESHKV_ERR_VALUE_TOO_LARGE, writing none of it', async () => {
+    const node = await open()
+    const mib = Buffer.alloc(1024 * 1024, 0x61)
+    const before = node.status().lsn
+    const ops = [1, 2, 3, 4].map((n) => ({ type: 'put' as const, key: `big${n}`, value: mib }))
+    expect(await meshCodeOf(node.batch(ops))).toBe('MESHKV_ERR_VALUE_TOO_LARGE')
+    expect(node.status().lsn).toBe(before)
+    expect(await node.get('big1')).toBeUndefined()
+    await node.batch(ops.slice(0, 3))
+    expect((await node.get('big3'))?.value.length).toBe(mib.length)
   })
 
   it('answers every call on a closed node with MESHKV_ERR_CLOSED', async () => {
