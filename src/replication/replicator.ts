@@ -298,7 +298,11 @@ export class Replicator {
       const results = await applied
       let failed = 0
       for (const [index, result] of results.entries()) {
-        if (result.status === 'fulfilled') this.#counters.changesApplied++
+        if (result.status === 'fulfilled') {
+          // The store answers a change it already had with `change: null`.
+          if (result.value.change !== null) this.#counters.changesApplied++
+          else this.#counters.duplicates++
+        }
         else {
           failed++
           const change = deliverable[index] as Change

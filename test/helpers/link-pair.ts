@@ -11,6 +11,8 @@
  * - `close()` closes both ends once: frames still queued are lost, the closing end hears its
  *   `onClose` at once, the other end on the next microtask (as the real transport does), each
  *   exactly once, with the same code. `cut()` is the network failing: both ends hear 1006.
+ *   `cutHalf(end)` is a half-open link: the network fails, only `end` notices now; the other end
+ *   keeps "sending" into the void until `notice()` (its peer timeout) closes it too.
  * - Messages that arrive before an end has an `onMessage` listener wait for it.
  */
 import type { NodeId } from '../../src/clock/index.js'
@@ -80,14 +82,17 @@ export class LinkEnd implements PeerLinkLike {
     this.direction = direction
   }
 
+  /** This end has heard its link close (the other end may not have yet). */
   get closed(): boolean {
-    return this.pair.closed
+    return this.closeCode !== null
   }
 
   send(message: PeerMessage): boolean {
-    if (this.pair.closed) return false
-    this.outbox.push(encodeFrame(message))
+    if (this.closed) return false
+    const bytes = encodeFrame(message)
     this.framesSent++
+    // On a broken link that this end has not noticed yet, frames go nowhere.
+    if (!this.pair.closed) this.outbox.push(bytes)
     return true
   }
 
@@ -115,6 +120,7 @@ export class LinkEnd implements PeerLinkLike {
   }
 
   close(code = 1000, reason = ''): void {
+    if (this.closed) return
     this.pair.close(code, reason, this)
   }
 
@@ -154,6 +160,7 @@ export class LinkPair {
   readonly acceptor: LinkEnd
   readonly highWater: number
   weight: number
+  /** Carries no more frames (closed, cut, or broken half-open). */
   closed = false
 
   constructor(
@@ -184,7 +191,12 @@ export class LinkPair {
 
   /** Closes both ends once; `by` (the end that called close) hears it at once, the other later. */
   close(code: number, reason: string, by?: LinkEnd): void {
-    if (this.closed) return
+    if (this.closed) {
+      // Broken already (half-open): whoever closes now only ends their own side.
+      if (by !== undefined) by.ended(code, reason)
+      else for (const end of this.ends) end.ended(code, reason)
+      return
+    }
     this.closed = true
     this.scheduler.forget(this)
     for (const end of this.ends) end.outbox.length = 0
@@ -199,6 +211,19 @@ export class LinkPair {
   /** The network fails: queued frames are lost and both ends hear 1006 at once. */
   cut(): void {
     this.close(1006, 'cut')
+  }
+
+  /**
+   * The network fails and only `noticing` hears it now; the other end believes the link is up
+   * (what it sends is lost) until the returned `notice()` closes it with 1006.
+   */
+  cutHalf(noticing: LinkEnd): () => void {
+    if (this.closed) return () => noticing.other.ended(1006, 'peer timeout')
+    this.closed = true
+    this.scheduler.forget(this)
+    for (const end of this.ends) end.outbox.length = 0
+    noticing.ended(1006, 'cut')
+    return () => noticing.other.ended(1006, 'peer timeout')
   }
 }
 

@@ -128,6 +128,32 @@ describe('LinkScheduler and LinkPair', () => {
     expect(drained).toBe(true)
   })
 
+  it('cutHalf() leaves one end believing the link is up, sending into the void, until notice()', async () => {
+    const scheduler = new LinkScheduler(7)
+    const pair = scheduler.pair(A, B)
+    const codes: string[] = []
+    const heard: number[] = []
+    pair.dialer.onClose((code) => codes.push(`dialer ${code}`))
+    pair.acceptor.onClose((code) => codes.push(`acceptor ${code}`))
+    pair.dialer.onMessage((message) => heard.push(seqOf(message)))
+    pair.acceptor.onMessage((message) => heard.push(seqOf(message)))
+    pair.dialer.send(ack(1))
+    const notice = pair.cutHalf(pair.acceptor)
+    expect(codes).toEqual(['acceptor 1006'])
+    expect(pair.acceptor.closed).toBe(true)
+    expect(pair.dialer.closed).toBe(false)
+    expect(pair.acceptor.send(ack(2))).toBe(false)
+    expect(pair.dialer.send(ack(3))).toBe(true)
+    await pair.dialer.drained()
+    await scheduler.run()
+    expect(heard).toEqual([])
+    expect(scheduler.pairs.has(pair)).toBe(false)
+    notice()
+    notice()
+    expect(codes).toEqual(['acceptor 1006', 'dialer 1006'])
+    expect(pair.dialer.closed).toBe(true)
+  })
+
   it('the same seed gives the same delivery order', async () => {
     async function order(seed: number): Promise<string> {
       const scheduler = new LinkScheduler(seed, { trace: true })

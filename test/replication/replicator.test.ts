@@ -697,14 +697,20 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
     }
     for (let a = 0; a < count; a++) for (let b = a + 1; b < count; b++) if (random() < 0.6) sim.link(a, b, { weight: 0.1 + random() * 3 })
 
+    // Half-open links: one end noticed the failure, the other notices at step `at` (its peer timeout).
+    let notices: { at: number; notice: () => void }[] = []
     const steps = 60 + Math.floor(random() * 60)
     for (let step = 0; step < steps; step++) {
+      for (const due of notices.filter((item) => item.at <= step)) due.notice()
+      notices = notices.filter((item) => item.at > step)
       const roll = random()
       if (roll < 0.45) writes.push(write(pick()))
       else if (roll < 0.65) await sim.scheduler.run({ maxDeliveries: Math.floor(random() * 12) })
       else if (roll < 0.75) {
         const live = [...sim.scheduler.pairs]
-        live[Math.floor(random() * live.length)]?.cut()
+        const pair = live[Math.floor(random() * live.length)]
+        if (pair !== undefined && random() < 0.5) pair.cut()
+        else if (pair !== undefined) notices.push({ at: step + 1 + Math.floor(random() * 20), notice: pair.cutHalf(random() < 0.5 ? pair.dialer : pair.acceptor) })
       } else if (roll < 0.85) {
         const a = pick()
         const b = (a + 1 + Math.floor(random() * (count - 1))) % count
@@ -719,6 +725,7 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
       }
     }
     await Promise.all(writes)
+    for (const { notice } of notices) notice()
 
     // Heal into a random connected topology (a random spanning tree plus some more links, so
     // relays still matter), cut whatever else is up, then quiescence.
