@@ -125,7 +125,8 @@ export class Cluster {
   }
 
   peers(): Promise<PeerStatus[]> {
-    return this.replicator.peerStatus(this.peerUrls)
+    const kept = this.transport?.keptUrls() ?? this.peerUrls.map((url) => ({ url, nodeId: null }))
+    return this.replicator.peerStatus(kept)
   }
 
   linked(): NodeId[] {

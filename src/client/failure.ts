@@ -1,27 +1,24 @@
 /**
  * Turning what can go wrong on the wire into `MeshError`s, and deciding which failures are safe to
  * retry on another node. A write may be retried only when it cannot have been applied: the
- * connection was refused or reset before any response arrived, or the node answered 503 saying it
- * was not ready (or closing) and so did not run the request. A read may also be retried after a
+ * connection never opened (refused, no route, no such host), or the node answered 503 saying it
+ * was not ready (or closing) and so did not run the request. A connection that broke after the
+ * request went out (reset, closed) may have run it: a write then fails with MESHKV_ERR_UNREACHABLE
+ * and `details.maybeApplied`, never silently twice. A read may also be retried after a
  * timeout, since running it twice changes nothing.
  */
 import type { ErrorCode } from '../errors.js'
 import { MeshError, isErrorCode } from '../errors.js'
 
-/** Socket error codes meaning the request never reached a node that could run it. */
-const NOT_DELIVERED_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
-  // undici's "other side closed": the socket ended before the response began.
-  'UND_ERR_SOCKET',
-])
+/** Socket error codes of a connection that never opened: the request cannot have been run. */
+const NOT_DELIVERED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'])
+
+/**
+ * Socket error codes of a connection that broke after the request may have gone out (reset,
+ * broken pipe, undici's "other side closed"): the node may have run it and died before answering.
+ * A read is retried elsewhere; a write is not, and its error says it may have happened.
+ */
+const MAYBE_DELIVERED_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET'])
 
 /** Codes with which a node says it did not run the request at all. */
 const NOT_SERVING_CODES: ReadonlySet<ErrorCode> = new Set(['MESHKV_ERR_NOT_READY', 'MESHKV_ERR_CLOSED'])
@@ -65,14 +62,18 @@ export function classifyFetchError(error: unknown, attempt: AttemptContext): Att
   // fetch reports a network failure as `TypeError('fetch failed', { cause })`, and a body cut
   // short as `TypeError('terminated', { cause })`.
   const isNetworkError = error instanceof TypeError && (error.message === 'fetch failed' || error.message === 'terminated')
-  if (!isNetworkError && (code === undefined || !NOT_DELIVERED_CODES.has(code))) return undefined
+  if (!isNetworkError && (code === undefined || (!NOT_DELIVERED_CODES.has(code) && !MAYBE_DELIVERED_CODES.has(code)))) return undefined
   const reason = code ?? causeMessage(error) ?? 'network error'
-  const message = attempt.responded ? `the answer from ${endpoint} was cut off (${reason})` : `cannot reach ${endpoint} (${reason})`
+  const message = attempt.responded
+    ? `the answer from ${endpoint} was cut off (${reason}); a write may have happened`
+    : code !== undefined && MAYBE_DELIVERED_CODES.has(code)
+      ? `the connection to ${endpoint} broke before it answered (${reason}); a write may have happened`
+      : `cannot reach ${endpoint} (${reason})`
   // Without a socket code (e.g. a port number fetch refuses) nothing was sent. Other codes
   // (header timeouts and the like), and anything after the response began, come after the
   // request went out.
   const notDelivered = !attempt.responded && (code === undefined || NOT_DELIVERED_CODES.has(code))
-  const details = { endpoint, ...(code === undefined ? {} : { socketCode: code }) }
+  const details = { endpoint, maybeApplied: !notDelivered, ...(code === undefined ? {} : { socketCode: code }) }
   return { kind: notDelivered ? 'not-delivered' : 'maybe-delivered', endpoint, error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details }) }
 }
 

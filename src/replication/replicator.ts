@@ -198,21 +198,29 @@ export class Replicator {
     return synced > 0
   }
 
-  async peerStatus(configuredUrls: readonly string[]): Promise<PeerStatus[]> {
-    const now = this.#options.now()
+  /**
+   * Each peer this node has linked with, and each configured URL behind which no such peer has
+   * been seen yet (`nodeId: null`, down). `configured` pairs each URL with the node last seen
+   * behind it, so a peer reached at another URL than the one it advertises is listed once.
+   */
+  async peerStatus(configured: readonly { url: string; nodeId: NodeId | null }[]): Promise<PeerStatus[]> {
     const out: PeerStatus[] = []
     const seenUrls = new Set<string>()
     for (const info of [...this.#peers.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))) {
       if (info.url !== null) seenUrls.add(info.url)
       const known = this.#knownTo(info)
       const lagChanges = vcDistance(this.store.vc, known)
-      const lagMs = lagChanges === 0 ? 0 : await this.#oldestMissingAgeMs(known, now)
+      const lagMs = lagChanges === 0 ? 0 : await this.#oldestMissingAgeMs(known, this.#options.now())
+      // Read the clock after the lookups above: a message may have been heard meanwhile.
+      const now = this.#options.now()
       const linked = this.#sessions.has(info.nodeId)
       const state: PeerState = !linked ? 'down' : lagMs > this.#options.catchingUpAfterMs ? 'catching-up' : 'up'
-      out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs: info.lastSeenMs === null ? null : now - info.lastSeenMs })
+      const lastSeenMs = info.lastSeenMs === null ? null : Math.max(0, now - info.lastSeenMs)
+      out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs })
     }
-    for (const url of configuredUrls) {
-      if (!seenUrls.has(url)) out.push({ nodeId: null, url, state: 'down', lagChanges: vcDistance(this.store.vc, {}), lagMs: 0, lastSeenMs: null })
+    for (const { url, nodeId } of configured) {
+      if (seenUrls.has(url) || (nodeId !== null && this.#peers.has(nodeId))) continue
+      out.push({ nodeId: null, url, state: 'down', lagChanges: vcDistance(this.store.vc, {}), lagMs: 0, lastSeenMs: null })
     }
     return out
   }

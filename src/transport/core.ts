@@ -140,6 +140,11 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   /** Waits until every channel has ended (after the connections were told to close). */
   protected abstract channelsEnded(): Promise<void>
 
+  /** Each kept URL (as given) and the node last seen behind it, if any. */
+  keptUrls(): { url: string; nodeId: NodeId | null }[] {
+    return [...this.kept.values()].filter((kept) => !kept.self).map((kept) => ({ url: kept.url, nodeId: kept.nodeId }))
+  }
+
   keep(url: string): void {
     if (this.isClosed) throw new MeshError('MESHKV_ERR_CLOSED', 'transport: closed')
     const key = this.keyOf(url)

@@ -77,6 +77,8 @@ export interface Transport {
   keep(url: string): void
   /** Stops keeping a URL and closes its link. */
   forget(url: string): void
+  /** Each kept URL and the node last seen behind it (null before the first handshake). */
+  keptUrls(): { url: string; nodeId: NodeId | null }[]
   on<E extends keyof TransportEvents>(event: E, listener: TransportEvents[E]): void
   close(): Promise<void>
 }

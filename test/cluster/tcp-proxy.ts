@@ -2,7 +2,8 @@
  * A small TCP forwarding proxy on 127.0.0.1 for the cluster tests: every connection it accepts is
  * piped to the target port. `pause()` destroys the connections it carries and, while paused,
  * drops every new one at once (the dialer sees its connection end before the WebSocket opens);
- * `resume()` forwards again. A node dials a peer through the proxy of that pair, so pausing the
+ * `resume()` forwards again; `dropResponses()` lets requests through and resets the connection
+ * when the answer begins. A node dials a peer through the proxy of that pair, so pausing the
  * proxies of a pair cuts their replication link while both keep serving clients on their own
  * HTTP ports.
  */
@@ -15,6 +16,7 @@ export class TcpProxy {
   /** Each forwarded connection: the accepted socket and its upstream. */
   readonly #pairs = new Set<[Socket, Socket]>()
   #paused = false
+  #dropResponses = false
   #closed = false
   /** Connections accepted so far (forwarded or dropped), for the tests' own checks. */
   accepted = 0
@@ -73,6 +75,15 @@ export class TcpProxy {
     this.#paused = false
   }
 
+  /**
+   * While on, requests still reach the target, but the first bytes of an answer reset the
+   * client's connection instead (RST): as if the target died after doing the work and before
+   * answering.
+   */
+  dropResponses(on = true): void {
+    this.#dropResponses = on
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
@@ -100,6 +111,12 @@ export class TcpProxy {
     upstream.once('close', end)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
+    // Runs before the pipe's own listener: a dropped answer never reaches the client.
+    upstream.prependListener('data', () => {
+      if (!this.#dropResponses) return
+      client.resetAndDestroy()
+      upstream.destroy()
+    })
     client.pipe(upstream)
     upstream.pipe(client)
   }

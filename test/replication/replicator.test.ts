@@ -488,14 +488,17 @@ describe('Replicator: peerStatus()', () => {
     try {
       const [self, peer] = sim.nodes as [SimNode, SimNode]
       const replicator = self.replicator
-      expect(await replicator.peerStatus(['sim://nowhere'])).toEqual([{ nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null }])
+      const nowhere = { url: 'sim://nowhere', nodeId: null }
+      expect(await replicator.peerStatus([nowhere])).toEqual([{ nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null }])
 
       sim.link(0, 1)
       await sim.write(0, [put('a', '1')])
       await sim.quiesce()
       const lastSeen = sim.clockMs
       sim.advance(250)
-      expect(await replicator.peerStatus([peer.url, 'sim://nowhere'])).toEqual([
+      // A configured URL is listed once whether the peer is known by it or by the node behind it.
+      expect(await replicator.peerStatus([{ url: 'sim://another-name-of-the-peer', nodeId: peer.nodeId }])).toHaveLength(1)
+      expect(await replicator.peerStatus([{ url: peer.url, nodeId: null }, nowhere])).toEqual([
         { nodeId: peer.nodeId, url: peer.url, state: 'up', lagChanges: 0, lagMs: 0, lastSeenMs: 250 },
         { nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 1, lagMs: 0, lastSeenMs: null },
       ])

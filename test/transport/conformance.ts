@@ -93,6 +93,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
       expect(onA?.link.id).toBe(onB?.link.id)
       expect(a.events.refusals).toEqual([])
       expect(b.events.refusals).toEqual([])
+      // The dialer knows which node is behind the URL it keeps; the acceptor keeps none.
+      expect(a.transport.keptUrls()).toEqual([{ url: b.url, nodeId: b.nodeId }])
+      expect(b.transport.keptUrls()).toEqual([])
     })
 
     it('messages flow both ways, in order, with real changes', async () => {

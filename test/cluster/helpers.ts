@@ -1,0 +1,472 @@
+/**
+ * Real clusters for the cluster tests: N `node bin/meshkv.js node` processes on free loopback
+ * ports, data directories under os.tmpdir(), and a TCP proxy (tcp-proxy.ts) per ordered pair of
+ * nodes, so a test can cut replication links while every node keeps serving clients.
+ *
+ * Wiring of node i (1-based):
+ * - HTTP on 127.0.0.1:<port> (the tests' clients talk to it directly, never through a proxy);
+ * - `--peers` lists, for every other node j, the proxy i→j (forwarding to j's port), so the link
+ *   i dials to j goes through that proxy;
+ * - `--advertise-url` is i's own entry proxy (forwarding to i's port): the URL i tells its peers.
+ *   No node dials it today (nodes keep only the URLs they are given), and `isolate(i)` pauses it
+ *   too, so a node that learned it could not slip past a cut either.
+ * A meshkv link between i and j runs over proxy i→j or j→i (whichever side dialed it), so
+ * `cut(i, j)` pauses both.
+ *
+ * Every child is tracked; `stopAllClusters()` (afterAll) kills whatever a test left running and
+ * removes the data directories.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { REPO_ROOT, cleanEnv, freePort } from '../cli/helpers.js'
+import { TcpProxy } from './tcp-proxy.js'
+
+export { buildIfStale, kvctl, killAll as killAllKvctl } from '../cli/helpers.js'
+
+const MESHKV_BIN = join(REPO_ROOT, 'bin', 'meshkv.js')
+/** Every HTTP request of a helper is bounded: a stopped (SIGSTOP) node must not hang a test. */
+const REQUEST_MS = 3_000
+const READY_MS = 20_000
+
+const children = new Set<ChildProcessWithoutNullStreams>()
+const clusters = new Set<Cluster>()
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Polls `check` until it returns something other than undefined; throws `what` after `ms`. */
+export async function waitFor<T>(what: string, ms: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + ms
+  let lastError: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      lastError = error
+    }
+    if (Date.now() >= deadline) {
+      const because = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${because}`)
+    }
+    await sleep(everyMs)
+  }
+}
+
+export interface HttpAnswer {
+  status: number
+  headers: Headers
+  text: string
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  json: Record<string, unknown> | undefined
+}
+
+/** One bounded HTTP request to a node; the whole body read. */
+export async function request(url: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<HttpAnswer> {
+  const { timeoutMs, ...rest } = init
+  const response = await fetch(url, { ...rest, signal: AbortSignal.timeout(timeoutMs ?? REQUEST_MS) })
+  const text = await response.text()
+  let json: Record<string, unknown> | undefined
+  try {
+    const parsed: unknown = JSON.parse(text)
+    json = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : undefined
+  } catch {
+    json = undefined
+  }
+  return { status: response.status, headers: response.headers, text, json }
+}
+
+export interface ClusterOptions {
+  /** Nodes in the cluster (default 3). */
+  size?: number
+  /** The cluster secret (default: random). */
+  secret?: string
+  /** Secrets that differ from the cluster's, by node number (1-based). */
+  secrets?: Record<number, string>
+  /** `--peer-timeout-ms` (default 2000). */
+  peerTimeoutMs?: number
+  /** `--log-level` (default warn: refusals and link failures, no per-request lines). */
+  logLevel?: string
+  /** Wait until every node is ready (default true). */
+  waitReady?: boolean
+}
+
+export interface Exit {
+  code: number | null
+  signal: NodeJS.Signals | null
+}
+
+/** One meshkv process of a cluster, across restarts (same port, same data directory). */
+export class ClusterNode {
+  /** Everything the node wrote to stdout (NDJSON), over every run. */
+  readonly logLines: string[] = []
+  stderr = ''
+  #child: ChildProcessWithoutNullStreams | undefined
+  #exited: Promise<Exit> | undefined
+  #partial = ''
+  #runs = 0
+
+  constructor(
+    readonly n: number,
+    readonly port: number,
+    readonly dir: string,
+    readonly entry: TcpProxy,
+    private readonly argsOf: (secret?: string) => string[],
+  ) {}
+
+  /** The node's own HTTP URL (what clients use). */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid
+  }
+
+  /** How many times the process has been started. */
+  get runs(): number {
+    return this.#runs
+  }
+
+  /** Log records (parsed stdout lines) that pass `test`. */
+  logs(test: (record: Record<string, unknown>) => boolean = () => true): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = []
+    for (const line of this.logLines) {
+      try {
+        const record = JSON.parse(line) as Record<string, unknown>
+        if (test(record)) out.push(record)
+      } catch {
+        // Not a JSON line.
+      }
+    }
+    return out
+  }
+
+  /** Starts the process (the first time, or again after it ended); `secret` overrides the cluster's. */
+  spawn(options: { secret?: string } = {}): void {
+    if (this.#child !== undefined) throw new Error(`node ${this.n} is already running`)
+    const child = spawn(process.execPath, [MESHKV_BIN, ...this.argsOf(options.secret)], { cwd: REPO_ROOT, env: cleanEnv() })
+    this.#runs++
+    children.add(child)
+    this.#child = child
+    child.stdout.setEncoding('utf8')
+    child.stderr.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => {
+      const lines = (this.#partial + chunk).split('\n')
+      this.#partial = lines.pop() ?? ''
+      this.logLines.push(...lines)
+    })
+    child.stderr.on('data', (chunk: string) => (this.stderr += chunk))
+    this.#exited = new Promise<Exit>((resolve) => {
+      child.once('error', () => undefined)
+      child.once('close', (code, signal) => {
+        children.delete(child)
+        if (this.#partial !== '') this.logLines.push(this.#partial)
+        this.#partial = ''
+        if (this.#child === child) this.#child = undefined
+        resolve({ code, signal })
+      })
+    })
+  }
+
+  /** Resolves once the current process has ended (at once when none runs). */
+  async exited(): Promise<Exit | undefined> {
+    return this.#child === undefined ? undefined : this.#exited
+  }
+
+  /** Polls `/readyz` until it answers 200; fails early when the process ends first. */
+  async waitReady(ms = READY_MS): Promise<void> {
+    const child = this.#child
+    if (child === undefined) throw new Error(`node ${this.n} is not running`)
+    let ended = false
+    void this.#exited?.then(() => (ended = true))
+    await waitFor(`node ${this.n} (${this.url}) to be ready; stderr: ${this.stderr}`, ms, async () => {
+      if (ended) throw new Error(`node ${this.n} ended before it was ready; stderr:\n${this.stderr}`)
+      try {
+        const answer = await request(`${this.url}/readyz`, { timeoutMs: 1000 })
+        return answer.status === 200 ? true : undefined
+      } catch (error) {
+        if (ended) throw error
+        return undefined
+      }
+    }, 50)
+  }
+
+  /** Sends `signal` and waits for the process to end (SIGKILL, SIGTERM). */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<Exit> {
+    const child = this.#child
+    if (child === undefined) throw new Error(`node ${this.n} is not running`)
+    const exited = this.#exited as Promise<Exit>
+    child.kill(signal)
+    return exited
+  }
+
+  /** SIGSTOP: the process freezes (its sockets stay open, nothing answers). */
+  suspend(): void {
+    this.#child?.kill('SIGSTOP')
+  }
+
+  /** SIGCONT after `suspend`. */
+  continue(): void {
+    this.#child?.kill('SIGCONT')
+  }
+
+  async status(): Promise<NodeStatusJson> {
+    const answer = await request(`${this.url}/v1/status`)
+    if (answer.status !== 200 || answer.json === undefined) throw new Error(`node ${this.n} /v1/status answered ${answer.status}: ${answer.text}`)
+    return answer.json as unknown as NodeStatusJson
+  }
+
+  async digest(): Promise<DigestJson> {
+    const answer = await request(`${this.url}/v1/digest`)
+    if (answer.status !== 200 || answer.json === undefined) throw new Error(`node ${this.n} /v1/digest answered ${answer.status}: ${answer.text}`)
+    return answer.json as unknown as DigestJson
+  }
+}
+
+export interface PeerJson {
+  nodeId: string | null
+  url: string | null
+  state: 'up' | 'catching-up' | 'down'
+  lagChanges: number
+  lagMs: number
+  lastSeenMs: number | null
+}
+
+export interface NodeStatusJson {
+  nodeId: string
+  ready: boolean
+  vc: Record<string, number>
+  members: number
+  linked: string[]
+  peers: PeerJson[]
+  [field: string]: unknown
+}
+
+export interface DigestJson {
+  digest: string
+  vc: Record<string, number>
+  keys: number
+}
+
+export class Cluster {
+  readonly nodes: ClusterNode[]
+  readonly secret: string
+  readonly root: string
+  /** `from>to` → the proxy `from` dials `to` through. */
+  readonly #proxies: Map<string, TcpProxy>
+  #closed = false
+
+  private constructor(root: string, secret: string, nodes: ClusterNode[], proxies: Map<string, TcpProxy>) {
+    this.root = root
+    this.secret = secret
+    this.nodes = nodes
+    this.#proxies = proxies
+  }
+
+  /** Starts `size` nodes (each with its proxies) and, unless told otherwise, waits until all are ready. */
+  static async start(options: ClusterOptions = {}): Promise<Cluster> {
+    const size = options.size ?? 3
+    const secret = options.secret ?? randomBytes(16).toString('hex')
+    const root = await mkdtemp(join(tmpdir(), 'meshkv-cluster-'))
+    const ports: number[] = []
+    for (let i = 0; i < size; i++) ports.push(await freePort())
+    const proxies = new Map<string, TcpProxy>()
+    const entries: TcpProxy[] = []
+    for (let i = 1; i <= size; i++) {
+      entries.push(await TcpProxy.start(ports[i - 1] as number))
+      for (let j = 1; j <= size; j++) if (i !== j) proxies.set(`${i}>${j}`, await TcpProxy.start(ports[j - 1] as number))
+    }
+    const nodes: ClusterNode[] = []
+    for (let i = 1; i <= size; i++) {
+      const dir = join(root, `node${i}`)
+      const port = ports[i - 1] as number
+      const entry = entries[i - 1] as TcpProxy
+      const peers = [...proxies.entries()].filter(([pair]) => pair.startsWith(`${i}>`)).map(([, proxy]) => proxy.url)
+      const argsOf = (override?: string): string[] => [
+        'node',
+        '--dir', dir,
+        '--port', String(port),
+        '--host', '127.0.0.1',
+        '--peers', peers.join(','),
+        '--secret', override ?? options.secrets?.[i] ?? secret,
+        '--advertise-url', entry.url,
+        '--peer-timeout-ms', String(options.peerTimeoutMs ?? 2000),
+        '--log-level', options.logLevel ?? 'warn',
+      ]
+      nodes.push(new ClusterNode(i, port, dir, entry, argsOf))
+    }
+    const cluster = new Cluster(root, secret, nodes, proxies)
+    clusters.add(cluster)
+    for (const node of nodes) node.spawn()
+    if (options.waitReady !== false) await Promise.all(nodes.map((node) => node.waitReady()))
+    return cluster
+  }
+
+  /** Node `n`, 1-based as the tests name them. */
+  node(n: number): ClusterNode {
+    const node = this.nodes[n - 1]
+    if (node === undefined) throw new Error(`no node ${n}`)
+    return node
+  }
+
+  urls(...ns: number[]): string[] {
+    return (ns.length === 0 ? this.nodes : ns.map((n) => this.node(n))).map((node) => node.url)
+  }
+
+  /** The proxy node `from` dials node `to` through. */
+  proxy(from: number, to: number): TcpProxy {
+    const proxy = this.#proxies.get(`${from}>${to}`)
+    if (proxy === undefined) throw new Error(`no proxy ${from}>${to}`)
+    return proxy
+  }
+
+  /** Cuts the link between nodes `a` and `b` (both directions). */
+  cut(a: number, b: number): void {
+    this.proxy(a, b).pause()
+    this.proxy(b, a).pause()
+  }
+
+  /** Cuts every link of node `n`; it keeps serving its clients. */
+  isolate(n: number): void {
+    for (const other of this.nodes) if (other.n !== n) this.cut(n, other.n)
+    this.node(n).entry.pause()
+  }
+
+  /** Cuts every link: each node alone. */
+  isolateAll(): void {
+    for (const node of this.nodes) this.isolate(node.n)
+  }
+
+  /** Resumes every proxy. */
+  heal(): void {
+    for (const proxy of this.#proxies.values()) proxy.resume()
+    for (const node of this.nodes) node.entry.resume()
+  }
+
+  /** Starts node `n` again on its directory and port, and waits until it is ready. */
+  async restart(n: number, options: { secret?: string; waitReady?: boolean } = {}): Promise<void> {
+    const node = this.node(n)
+    node.spawn(options.secret === undefined ? {} : { secret: options.secret })
+    if (options.waitReady !== false) await node.waitReady()
+  }
+
+  /** The running nodes. */
+  live(): ClusterNode[] {
+    return this.nodes.filter((node) => node.running)
+  }
+
+  /**
+   * Waits until each of `ns` (default: every running node) has a live link to each other one of
+   * them, as its `/v1/status` says (`linked`).
+   */
+  async waitLinked(ns: number[] = this.live().map((node) => node.n), ms = 15_000): Promise<void> {
+    const members = ns.map((n) => this.node(n))
+    await waitFor(`links between nodes ${ns.join(', ')}`, ms, async () => {
+      const statuses = await Promise.all(members.map((node) => node.status()))
+      const ids = statuses.map((status) => status.nodeId)
+      const complete = statuses.every((status) => ids.every((id) => id === status.nodeId || status.linked.includes(id)))
+      return complete ? true : undefined
+    })
+  }
+
+  /**
+   * Polls `/v1/digest` of `ns` (default: every running node) until all are equal; resolves with
+   * the digest and how long it took.
+   */
+  async waitConverged(ns: number[] = this.live().map((node) => node.n), ms = 30_000): Promise<{ digest: DigestJson; ms: number }> {
+    const started = Date.now()
+    let last: string[] = []
+    try {
+      const digest = await waitFor(`equal digests on nodes ${ns.join(', ')}`, ms, async () => {
+        const digests = await Promise.all(ns.map((n) => this.node(n).digest()))
+        last = digests.map((digest, index) => `node ${ns[index]}: ${digest.digest} keys=${digest.keys} vc=${JSON.stringify(digest.vc)}`)
+        const first = digests[0] as DigestJson
+        return digests.every((digest) => digest.digest === first.digest) ? first : undefined
+      })
+      return { digest, ms: Date.now() - started }
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n  ${last.join('\n  ')}`)
+    }
+  }
+
+  /** Kills every node, closes the proxies, removes the data directories. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clusters.delete(this)
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        if (!node.running) return
+        node.continue()
+        await node.kill('SIGKILL')
+      }),
+    )
+    await Promise.all([...this.#proxies.values(), ...this.nodes.map((node) => node.entry)].map((proxy) => proxy.close()))
+    await rm(this.root, { recursive: true, force: true })
+  }
+}
+
+/** For afterAll: closes every cluster still open and kills any stray child. */
+export async function stopAllClusters(): Promise<void> {
+  await Promise.all([...clusters].map((cluster) => cluster.close()))
+  await Promise.all(
+    [...children].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          child.once('close', () => resolve())
+          child.kill('SIGCONT')
+          child.kill('SIGKILL')
+        }),
+    ),
+  )
+}
+
+/** A key's value as written by the tests: PUT with `?w=` and friends. */
+export async function put(node: string, key: string, value: string, query: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const search = new URLSearchParams(query).toString()
+  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'text/plain', ...headers },
+    body: value,
+    timeoutMs: 15_000,
+  })
+}
+
+export async function get(node: string, key: string, query: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const search = new URLSearchParams(query).toString()
+  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, { headers, timeoutMs: 15_000 })
+}
+
+/** Waits until `key` reads `value` on `node`. */
+export async function waitValue(node: string, key: string, value: string, ms = 10_000): Promise<void> {
+  await waitFor(`${key}=${value} on ${node}`, ms, async () => {
+    const answer = await get(node, key)
+    return answer.status === 200 && answer.text === value ? true : undefined
+  })
+}
+
+/** Every key under `prefix` on `node`, following pages. */
+export async function listKeys(node: string, prefix: string): Promise<Set<string>> {
+  const keys = new Set<string>()
+  let cursor: string | null = null
+  for (;;) {
+    const query = new URLSearchParams({ prefix, limit: '1000' })
+    if (cursor !== null) query.set('cursor', cursor)
+    const answer = await request(`${node}/v1/kv?${query.toString()}`, { timeoutMs: 15_000 })
+    if (answer.status !== 200 || answer.json === undefined) throw new Error(`list on ${node} answered ${answer.status}: ${answer.text}`)
+    const items = answer.json['items'] as { key: string }[]
+    for (const item of items) keys.add(item.key)
+    cursor = answer.json['next'] as string | null
+    if (cursor === null || items.length === 0) return keys
+  }
+}
