@@ -50,6 +50,7 @@ import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { Cluster } from './node-cluster.js'
 import { parseWriteConcern } from './replication/index.js'
+import { KEY_BYTES_PROTOCOL_MAX } from './codec/guards.js'
 import type { ConcernOptions, PeerStatus } from './node-types.js'
 
 export * from './node-types.js'
@@ -389,6 +390,7 @@ function checkLimits(options: MeshNodeOptions): Limits {
   for (const [name, value] of Object.entries(limits)) {
     if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
   }
+  if (limits.keyBytesMax > KEY_BYTES_PROTOCOL_MAX) throw new MeshError('MESHKV_ERR_CONFIG', `keyBytesMax may be at most ${KEY_BYTES_PROTOCOL_MAX} (what every node takes from a peer)`)
   // A write must fit in one 4 MiB replication frame (see CHANGE_BYTES_MAX_DEFAULT).
   if (limits.valueBytesMax > 3 * 1024 * 1024) throw new MeshError('MESHKV_ERR_CONFIG', 'valueBytesMax may be at most 3 MiB (a write must fit in one replication frame)')
   return limits

@@ -18,6 +18,18 @@ function isString(value: unknown): value is string {
   return typeof value === 'string'
 }
 
+/**
+ * The longest key (or counter, set or member name) any node takes from a peer, in UTF-8 bytes.
+ * Protocol-wide, not each node's own limit: a change refused by one node would block every later
+ * change of its origin there. A node's own `keyBytesMax` may not exceed it.
+ */
+export const KEY_BYTES_PROTOCOL_MAX = 64 * 1024
+
+/** A key a node could have written: non-empty, well-formed Unicode, within the protocol bound. */
+export function isKey(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.isWellFormed() && Buffer.byteLength(value) <= KEY_BYTES_PROTOCOL_MAX
+}
+
 function isDots(value: unknown): value is Dot[] {
   return Array.isArray(value) && value.every(isDot)
 }
@@ -26,14 +38,14 @@ export function isOp(value: unknown): value is Op {
   if (!isRecord(value)) return false
   switch (value['type']) {
     case 'kv.put':
-      return isString(value['key']) && isBytes(value['value']) && isString(value['contentType']) && isDots(value['context'])
+      return isKey(value['key']) && isBytes(value['value']) && isString(value['contentType']) && isDots(value['context'])
     case 'kv.del':
-      return isString(value['key']) && isDots(value['context'])
+      return isKey(value['key']) && isDots(value['context'])
     case 'counter.add':
-      return isString(value['name']) && Number.isSafeInteger(value['delta']) && value['delta'] !== 0
+      return isKey(value['name']) && Number.isSafeInteger(value['delta']) && value['delta'] !== 0
     case 'set.add':
     case 'set.remove':
-      return isString(value['name']) && isString(value['member']) && isDots(value['context'])
+      return isKey(value['name']) && isKey(value['member']) && isDots(value['context'])
     default:
       return false
   }

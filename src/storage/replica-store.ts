@@ -11,7 +11,7 @@ export interface ReplicaStore {
   readonly nodeId: NodeId
   readonly vc: VectorClock
   readonly lsn: number
-  readLog(afterLsn: number, limit: number): Promise<LogEntry[]>
+  readLog(afterLsn: number, limit: number, bytesMax?: number): Promise<LogEntry[]>
   firstLsn(): Promise<number>
   lsnOfDot(dot: Dot): Promise<number | undefined>
   applyRemote(change: Change): Promise<CommitResult>

@@ -157,11 +157,18 @@ export class Store implements StateReader {
   }
 
   /** Log entries with LSN greater than `afterLsn`, at most `limit`. */
-  async readLog(afterLsn: number, limit: number): Promise<LogEntry[]> {
+  /**
+   * Log entries with LSN greater than `afterLsn`: at most `limit`, and no more once `bytesMax`
+   * encoded bytes are read (at least one entry), so a reader of large values stays bounded.
+   */
+  async readLog(afterLsn: number, limit: number, bytesMax = Infinity): Promise<LogEntry[]> {
     this.#checkOpen()
     const entries: LogEntry[] = []
+    let bytesRead = 0
     for await (const [key, bytes] of this.#backend.iterate('log', { gt: lsnKey(afterLsn), limit })) {
       entries.push({ lsn: parseLsnKey(key), change: decodeChange(bytes) })
+      bytesRead += bytes.length
+      if (bytesRead >= bytesMax) break
     }
     return entries
   }
@@ -262,8 +269,12 @@ export class Store implements StateReader {
     }
     if (group.entries.length > 0) {
       group.writes.push(putUtf8('meta', 'lsn', String(group.lsn)), { type: 'put', sub: 'meta', key: 'hlc', value: encode(group.hlc) })
+      // A change this node made is synced even when batches are not: lost to a power loss, its
+      // dot would be given to another change (peers would drop that one as a duplicate), and no
+      // peer would send it back (peers never echo a node's own changes), so the node would stall.
+      const holdsOwn = group.entries.some((entry) => entry.change.dot.node === this.nodeId)
       try {
-        await this.#backend.write(group.writes, { sync: this.#options.sync ?? false })
+        await this.#backend.write(group.writes, { sync: (this.#options.sync ?? false) || holdsOwn })
       } catch (error) {
         const failure = error instanceof MeshError ? error : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
         for (const { item } of group.settled) item.reject(failure)

@@ -296,11 +296,11 @@ export class WebSocketTransport extends TransportCore {
       lastHeardMs = performance.now()
     }
     socket.on('message', (data: RawData, isBinary: boolean) => {
-      heard()
       if (isBinary) connection.receive(bytesOf(data))
       else connection.receiveText()
     })
-    socket.on('ping', heard)
+    // Only a pong proves the peer reads what this side sends: a peer that keeps talking but never
+    // reads (its pongs never come) is dropped after the timeout like a silent one.
     socket.on('pong', heard)
     const heartbeat = setInterval(() => {
       if (performance.now() - lastHeardMs > peerTimeoutMs) {

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest'
 import type { Dot, Hlc, NodeId, VectorClock } from '../../src/clock/index.js'
 import { vcNormalize } from '../../src/clock/index.js'
 import {
+  KEY_BYTES_PROTOCOL_MAX,
   RECORD_BYTES_MAX_DEFAULT,
   decodeChange,
   decodeChecked,
@@ -33,6 +34,9 @@ import { PROPERTY, meshErrorCode, withoutStacks } from '../helpers/runs.js'
 
 const textArb = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 8 }), fc.constantFrom('', '__proto__', 'constructor', 'a/b'))
 const shortTextArb = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 2 }), fc.constant('__proto__'))
+/** Keys, names and members: what a node could have written (non-empty, well-formed). */
+const keyArb = fc.oneof(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }), fc.constantFrom('__proto__', 'constructor', 'a/b'))
+const shortKeyArb = fc.oneof(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 2 }), fc.constant('__proto__'))
 const seqArb = fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }))
 const countArb = fc.oneof(fc.nat(100), fc.maxSafeNat())
 const dotArb: fc.Arbitrary<Dot> = fc.record({ node: nodeIdArb, seq: seqArb })
@@ -42,14 +46,14 @@ const vcArb: fc.Arbitrary<VectorClock> = fc.array(fc.tuple(nodeIdArb, seqArb), {
 const bytesArb = fc.uint8Array({ maxLength: 40 })
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ type: fc.constant('kv.put' as const), key: textArb, value: bytesArb, contentType: textArb, context: dotsArb }),
-  fc.record({ type: fc.constant('kv.del' as const), key: textArb, context: dotsArb }),
+  fc.record({ type: fc.constant('kv.put' as const), key: keyArb, value: bytesArb, contentType: textArb, context: dotsArb }),
+  fc.record({ type: fc.constant('kv.del' as const), key: keyArb, context: dotsArb }),
   fc.record({
     type: fc.constant('counter.add' as const),
-    name: textArb,
+    name: keyArb,
     delta: fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).filter((d) => d !== 0),
   }),
-  fc.record({ type: fc.constantFrom('set.add' as const, 'set.remove' as const), name: textArb, member: textArb, context: dotsArb }),
+  fc.record({ type: fc.constantFrom('set.add' as const, 'set.remove' as const), name: keyArb, member: keyArb, context: dotsArb }),
 )
 
 const changeArb: fc.Arbitrary<Change> = fc.record({ dot: dotArb, deps: vcArb, hlc: hlcArb, ops: fc.array(opArb, { minLength: 1, maxLength: 4 }) })
@@ -65,10 +69,10 @@ const compactChangeArb: fc.Arbitrary<Change> = fc.record({
   hlc: hlcArb,
   ops: fc.array(
     fc.oneof(
-      fc.record({ type: fc.constant('kv.put' as const), key: shortTextArb, value: fc.uint8Array({ maxLength: 6 }), contentType: shortTextArb, context: shortDotsArb }),
-      fc.record({ type: fc.constant('kv.del' as const), key: shortTextArb, context: shortDotsArb }),
-      fc.record({ type: fc.constant('counter.add' as const), name: shortTextArb, delta: fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).filter((d) => d !== 0) }),
-      fc.record({ type: fc.constantFrom('set.add' as const, 'set.remove' as const), name: shortTextArb, member: shortTextArb, context: shortDotsArb }),
+      fc.record({ type: fc.constant('kv.put' as const), key: shortKeyArb, value: fc.uint8Array({ maxLength: 6 }), contentType: shortTextArb, context: shortDotsArb }),
+      fc.record({ type: fc.constant('kv.del' as const), key: shortKeyArb, context: shortDotsArb }),
+      fc.record({ type: fc.constant('counter.add' as const), name: shortKeyArb, delta: fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).filter((d) => d !== 0) }),
+      fc.record({ type: fc.constantFrom('set.add' as const, 'set.remove' as const), name: shortKeyArb, member: shortKeyArb, context: shortDotsArb }),
     ),
     { minLength: 1, maxLength: 2 },
   ),
@@ -206,6 +210,24 @@ describe('round trips', () => {
 })
 
 describe('hostile bytes', () => {
+  it('refuses a change whose key, name or member no node could have written: empty, ill-formed, over the protocol bound', () => {
+    const base = { dot: { node: '00000000000000aa' as NodeId, seq: 1 }, deps: {}, hlc: { wallMs: 1, logical: 0 } }
+    const bad: Op[] = [
+      { type: 'kv.put', key: '', value: new Uint8Array([1]), contentType: 'x', context: [] },
+      { type: 'kv.del', key: 'a\uD800b', context: [] },
+      { type: 'counter.add', name: '', delta: 1 },
+      { type: 'set.add', name: 's', member: '', context: [] },
+      { type: 'kv.put', key: 'k'.repeat(KEY_BYTES_PROTOCOL_MAX + 1), value: new Uint8Array([1]), contentType: 'x', context: [] },
+    ]
+    for (const op of bad) {
+      expect(isChange({ ...base, ops: [op] })).toBe(false)
+      // MessagePack cannot carry a lone surrogate at all (it arrives as U+FFFD, well-formed).
+      if (op.type === 'kv.del') continue
+      expect(meshErrorCode(() => decodeChange(encode({ ...base, ops: [op] })))).toBe('MESHKV_ERR_DECODE')
+    }
+    expect(isChange({ ...base, ops: [{ type: 'kv.put', key: 'k'.repeat(KEY_BYTES_PROTOCOL_MAX), value: new Uint8Array([1]), contentType: 'x', context: [] }] })).toBe(true)
+  })
+
   it('every truncation of an encoded change is refused with MESHKV_ERR_DECODE (or is itself a valid change)', () => {
     fc.assert(
       fc.property(compactChangeArb, (change) => {

@@ -34,7 +34,8 @@ import { isMeshError } from '../../src/errors.js'
 export const KV_KEYS = ['a', 'b', '__proto__'] as const
 export const COUNTER_NAMES = ['hits', 'stock'] as const
 export const SET_NAMES = ['tags', 'roles'] as const
-export const MEMBERS = ['x', 'y', 'z', '', '__proto__', 'ü/☃'] as const
+// No empty member: no node takes an empty key or name from a peer (see isKey in src/codec/guards.ts).
+export const MEMBERS = ['x', 'y', 'z', '__proto__', 'ü/☃'] as const
 export const CONTENT_TYPES = ['application/json', 'application/octet-stream', 'text/plain; charset=utf-8'] as const
 
 // ---------------------------------------------------------------------------------------------

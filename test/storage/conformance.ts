@@ -685,6 +685,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         for (const i of range(0, 299)) {
           pending.push(store.commitLocal([put(keyOf(i), 'x')]))
           if (i % 15 === 7) {
+            // Wait for this write so every snapshot sees a different LSN, however the machine's
+            // load groups the commits; later writes are still in flight when it is taken.
+            await pending[pending.length - 1]
             snapshots.push(store.snapshot())
             await turn()
           }

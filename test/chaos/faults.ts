@@ -1,0 +1,207 @@
+/**
+ * The seeded fault schedule of a chaos run, and the code that applies it to a real cluster
+ * (test/cluster/helpers.ts). Two tracks run side by side:
+ * - processes: `kill -9` a node and restart it on its directory after a while, or freeze it with
+ *   SIGSTOP and thaw it with SIGCONT; one node at a time;
+ * - network: cut peer links through the proxies: one link (the third node is then a bridge
+ *   between the other two), one node isolated (a 1/2 split), every node alone, or one link that
+ *   flaps (cut and healed every few hundred ms); then heal.
+ * The schedule is a pure function of the seed and the duration (`planFaults`), printed with the
+ * seed, so a run can be replayed with the same faults at the same offsets.
+ */
+import type { Cluster } from '../cluster/helpers.js'
+import { prng } from '../helpers/async.js'
+import type { HistoryWriter } from './history.js'
+
+export type ProcessFault = { track: 'process'; kind: 'kill' | 'stop'; node: number; startMs: number; holdMs: number }
+export type NetworkFault =
+  | { track: 'network'; kind: 'bridge'; cut: [number, number]; startMs: number; holdMs: number }
+  | { track: 'network'; kind: 'isolate'; node: number; startMs: number; holdMs: number }
+  | { track: 'network'; kind: 'isolate-all'; startMs: number; holdMs: number }
+  | { track: 'network'; kind: 'flap'; cut: [number, number]; periodMs: number; startMs: number; holdMs: number }
+export type Fault = ProcessFault | NetworkFault
+
+/** The last seconds of a run hold only the final faults. */
+const FINAL_WINDOW_MS = 4_000
+/** The final faults last until the final heal ends them. */
+export const UNTIL_FINAL_HEAL_MS = 3_600_000
+
+const between = (random: () => number, low: number, high: number): number => Math.round(low + random() * (high - low))
+
+/** Both tracks' faults for `durationMs` of workload on `size` nodes, from `seed`. */
+export function planFaults(seed: number, durationMs: number, size = 3): Fault[] {
+  const random = prng(seed)
+  const node = (): number => 1 + Math.floor(random() * size)
+  const pair = (): [number, number] => {
+    const a = node()
+    let b = node()
+    while (b === a) b = node()
+    return a < b ? [a, b] : [b, a]
+  }
+  const plan: Fault[] = []
+  // Processes: a kill or a freeze every few seconds, held 0.5-4 s.
+  for (let at = between(random, 1_000, 3_000); ; ) {
+    const holdMs = between(random, 500, 4_000)
+    if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
+    // The first two are one of each kind, so every run has both.
+    const index = plan.length
+    const kind = index === 0 ? 'kill' : index === 1 ? 'stop' : random() < 0.55 ? 'kill' : 'stop'
+    plan.push({ track: 'process', kind, node: node(), startMs: at, holdMs })
+    at += holdMs + between(random, 1_000, 3_500)
+  }
+  // Network: a partition every few seconds, held 1-5 s.
+  for (let at = between(random, 500, 2_500); ; ) {
+    const holdMs = between(random, 1_000, 5_000)
+    if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
+    // The first two are a bridge and an isolated node, so every run has both.
+    const index = plan.filter((fault) => fault.track === 'network').length
+    const roll = index === 0 ? 0 : index === 1 ? 0.5 : random()
+    if (roll < 0.4) plan.push({ track: 'network', kind: 'bridge', cut: pair(), startMs: at, holdMs })
+    else if (roll < 0.75) plan.push({ track: 'network', kind: 'isolate', node: node(), startMs: at, holdMs })
+    else if (roll < 0.85) plan.push({ track: 'network', kind: 'isolate-all', startMs: at, holdMs })
+    else plan.push({ track: 'network', kind: 'flap', cut: pair(), periodMs: between(random, 150, 600), startMs: at, holdMs })
+    at += holdMs + between(random, 500, 3_000)
+  }
+  // The run ends under faults: a node killed or frozen, and a partition, that only the final heal
+  // undoes (so the convergence clock measures a real heal).
+  plan.push({ track: 'process', kind: random() < 0.5 ? 'kill' : 'stop', node: node(), startMs: durationMs - between(random, 1_500, FINAL_WINDOW_MS - 500), holdMs: UNTIL_FINAL_HEAL_MS })
+  const last = random()
+  const startMs = durationMs - between(random, 1_000, FINAL_WINDOW_MS - 500)
+  if (last < 0.4) plan.push({ track: 'network', kind: 'bridge', cut: pair(), startMs, holdMs: UNTIL_FINAL_HEAL_MS })
+  else if (last < 0.85) plan.push({ track: 'network', kind: 'isolate', node: node(), startMs, holdMs: UNTIL_FINAL_HEAL_MS })
+  else plan.push({ track: 'network', kind: 'isolate-all', startMs, holdMs: UNTIL_FINAL_HEAL_MS })
+  return plan.sort((a, b) => a.startMs - b.startMs)
+}
+
+export function describeFault(fault: Fault): string {
+  const span = `@${(fault.startMs / 1000).toFixed(1)}s+${fault.holdMs >= UNTIL_FINAL_HEAL_MS ? 'final heal' : `${(fault.holdMs / 1000).toFixed(1)}s`}`
+  switch (fault.kind) {
+    case 'kill':
+      return `${span} kill -9 node ${fault.node}, restart`
+    case 'stop':
+      return `${span} SIGSTOP node ${fault.node}, SIGCONT`
+    case 'bridge':
+      return `${span} cut ${fault.cut[0]}-${fault.cut[1]} (bridge)`
+    case 'isolate':
+      return `${span} isolate node ${fault.node}`
+    case 'isolate-all':
+      return `${span} isolate every node`
+    case 'flap':
+      return `${span} flap ${fault.cut[0]}-${fault.cut[1]} every ${fault.periodMs} ms`
+  }
+}
+
+/** Sleeps until `atMs` (a Date.now() value), or until `signal` aborts; true when it aborted. */
+async function sleepUntil(atMs: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return true
+  const ms = atMs - Date.now()
+  if (ms > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms)
+      function done(): void {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      signal.addEventListener('abort', done)
+    })
+  }
+  return signal.aborted
+}
+
+/**
+ * Applies a plan to `cluster` from now on. `finish()` stops it: the fault in progress on each
+ * track is undone at once (a killed node restarted, a frozen one thawed, links healed).
+ */
+export class FaultRunner {
+  readonly #cluster: Cluster
+  readonly #history: HistoryWriter
+  readonly #stop = new AbortController()
+  readonly #tracks: Promise<void>[]
+  readonly #errors: unknown[] = []
+  readonly applied: Record<string, number> = {}
+
+  constructor(cluster: Cluster, history: HistoryWriter, plan: readonly Fault[]) {
+    this.#cluster = cluster
+    this.#history = history
+    const t0 = Date.now()
+    this.#tracks = (['process', 'network'] as const).map((track) =>
+      this.#run(
+        t0,
+        plan.filter((fault) => fault.track === track),
+      ).catch((error: unknown) => {
+        this.#errors.push(error)
+      }),
+    )
+  }
+
+  /** Stops the schedule and undoes what is in progress; throws if applying a fault failed. */
+  async finish(): Promise<void> {
+    this.#stop.abort()
+    await Promise.all(this.#tracks)
+    if (this.#errors.length > 0) throw new Error(`a fault could not be applied: ${this.#errors.map(String).join('; ')}`, { cause: this.#errors[0] })
+  }
+
+  async #run(t0: number, faults: readonly Fault[]): Promise<void> {
+    const signal = this.#stop.signal
+    for (const fault of faults) {
+      if (await sleepUntil(t0 + fault.startMs, signal)) return
+      this.applied[fault.kind] = (this.applied[fault.kind] ?? 0) + 1
+      await this.#apply(fault, t0 + fault.startMs + fault.holdMs, signal)
+    }
+  }
+
+  /** Applies one fault, holds it until `untilMs` (or the stop), undoes it. */
+  async #apply(fault: Fault, untilMs: number, signal: AbortSignal): Promise<void> {
+    const cluster = this.#cluster
+    const history = this.#history
+    switch (fault.kind) {
+      case 'kill': {
+        const node = cluster.node(fault.node)
+        history.fault('crash', [fault.node], 'kill -9')
+        await node.kill('SIGKILL')
+        await sleepUntil(untilMs, signal)
+        history.fault('restart', [fault.node])
+        await cluster.restart(fault.node)
+        history.fault('ready', [fault.node])
+        return
+      }
+      case 'stop': {
+        const node = cluster.node(fault.node)
+        history.fault('pause', [fault.node], 'SIGSTOP')
+        node.suspend()
+        await sleepUntil(untilMs, signal)
+        node.continue()
+        history.fault('resume', [fault.node], 'SIGCONT')
+        return
+      }
+      case 'bridge':
+        history.fault('partition', fault.cut, `cut ${fault.cut.join('-')} (bridge)`)
+        cluster.cut(...fault.cut)
+        break
+      case 'isolate':
+        history.fault('partition', [fault.node], `isolate ${fault.node}`)
+        cluster.isolate(fault.node)
+        break
+      case 'isolate-all':
+        history.fault('partition', cluster.nodes.map((node) => node.n), 'isolate all')
+        cluster.isolateAll()
+        break
+      case 'flap': {
+        history.fault('partition', fault.cut, `flap ${fault.cut.join('-')} every ${fault.periodMs} ms`)
+        // The network track owns every proxy, so healing all of them heals this link.
+        for (let cut = true; Date.now() < untilMs && !signal.aborted; cut = !cut) {
+          if (cut) cluster.cut(...fault.cut)
+          else cluster.heal()
+          await sleepUntil(Math.min(untilMs, Date.now() + fault.periodMs), signal)
+        }
+        cluster.heal()
+        history.fault('heal', fault.cut)
+        return
+      }
+    }
+    await sleepUntil(untilMs, signal)
+    cluster.heal()
+    history.fault('heal', [])
+  }
+}
