@@ -16,7 +16,11 @@ export interface MeshNodeOptions {
   valueBytesMax?: number
   /** Most operations in one batch. Default 1000. */
   batchOpsMax?: number
-  /** fsync every committed batch (slower, survives power loss, not only process death). Default false. */
+  /**
+   * fsync every committed batch. Without it, a batch holding a change this node made is still
+   * fsynced (a change lost to a power loss would have its dot reused: peers would drop the new
+   * change as a duplicate), while changes from peers are not (peers send them again). Default false.
+   */
   sync?: boolean
   /** Bound on how far ahead a remote clock may be, in ms. Default 60 000. */
   maxClockOffsetMs?: number
