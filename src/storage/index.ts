@@ -1,6 +1,6 @@
 export * from './backend.js'
 export { LevelBackend } from './level-backend.js'
-export { MemoryBackend } from './memory-backend.js'
+export { MemoryBackend, MemoryDisk } from './memory-backend.js'
 export * from './store.js'
 export * from './follow.js'
 export * from './digest.js'

@@ -14,6 +14,8 @@
  *   `cutHalf(end)` is a half-open link: the network fails, only `end` notices now; the other end
  *   keeps "sending" into the void until `notice()` (its peer timeout) closes it too.
  * - Messages that arrive before an end has an `onMessage` listener wait for it.
+ * - `onQueued` (a scheduler option) hears each frame as it joins an outbox, for a driver that
+ *   delivers on a timeline (test/sim) instead of calling `run`/`deliverOne`.
  */
 import type { NodeId } from '../../src/clock/index.js'
 import { dotKey } from '../../src/clock/index.js'
@@ -92,7 +94,10 @@ export class LinkEnd implements PeerLinkLike {
     const bytes = encodeFrame(message)
     this.framesSent++
     // On a broken link that this end has not noticed yet, frames go nowhere.
-    if (!this.pair.closed) this.outbox.push(bytes)
+    if (!this.pair.closed) {
+      this.outbox.push(bytes)
+      this.pair.scheduler.options.onQueued?.(this)
+    }
     return true
   }
 
@@ -241,7 +246,12 @@ export class LinkScheduler {
 
   constructor(
     readonly seed: number,
-    readonly options: { trace?: boolean; onDeliver?: (delivery: Delivery) => void } = {},
+    readonly options: {
+      trace?: boolean
+      onDeliver?: (delivery: Delivery) => void
+      /** Called after a frame joins `end.outbox` (the timed simulator in test/sim schedules its delivery). */
+      onQueued?: (end: LinkEnd) => void
+    } = {},
   ) {
     this.random = prng(seed)
   }

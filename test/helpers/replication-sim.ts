@@ -2,7 +2,9 @@
  * A small replication simulator for tests: real `Store`s on `MemoryBackend`s, one `Replicator`
  * each, joined by the in-memory links of link-pair.ts, one virtual clock (each node may be skewed
  * from it), one seeded PRNG. Nothing here knows the protocol: it makes links, cuts them, writes,
- * ticks, moves time, and waits for quiescence.
+ * ticks, moves time, and waits for quiescence. A node's process can crash (`crash`: kill -9 or a
+ * power loss, with what each loses modelled by MemoryBackend) and `restart` on what its disk
+ * kept. The timed simulator of test/sim drives the same cluster on a virtual timeline.
  *
  * Seeds: randomized tests take their seed from `MESHKV_REPLICATION_SEED` when it is set (replay),
  * else a fresh random one, and name it in every failure together with the command that replays it.
@@ -11,11 +13,11 @@ import fc from 'fast-check'
 import type { NodeId, VectorClock } from '../../src/clock/index.js'
 import { vcEquals } from '../../src/clock/index.js'
 import type { Intent } from '../../src/crdt/index.js'
-import type { ReplicatorOptions } from '../../src/replication/index.js'
+import type { Logger, ReplicatorOptions } from '../../src/replication/index.js'
 import { Replicator } from '../../src/replication/index.js'
-import type { CommitResult, Digest } from '../../src/storage/index.js'
+import type { CommitResult, Digest, ReplicaStore } from '../../src/storage/index.js'
 import { MemoryBackend, Store, digestOf } from '../../src/storage/index.js'
-import type { LinkPair, PairOptions } from './link-pair.js'
+import type { Delivery, LinkEnd, LinkPair, PairOptions } from './link-pair.js'
 import { LinkScheduler } from './link-pair.js'
 
 export const START_MS = 1_700_000_000_000
@@ -60,20 +62,37 @@ export interface SimNodeOptions {
   /** How far this node's wall clock is ahead of the shared virtual clock. */
   skewMs?: number
   maxClockOffsetMs?: number
+  /** fsync each batch (the store's `sync`); see MemoryBackend for what a crash loses without it. */
+  sync?: boolean
   replicator?: Partial<Omit<ReplicatorOptions, 'store' | 'now'>>
+  /**
+   * Called at each process run, with its new store: what the replicator sees of the store (the
+   * simulator wraps it to watch what is handed over) and the replicator's logger for that run.
+   */
+  perRun?: (store: Store) => { replicaStore?: ReplicaStore; logger?: Logger }
 }
 
+export type CrashKind = 'process' | 'power'
+
 export class SimNode {
-  /** Changes this node made itself. */
+  /** Changes this node made itself (on this run of its process and the ones before). */
   own = 0
+  /** False between `crash` and `restart`. */
+  alive = true
+  /** How many times the process crashed: a new process run begins after each. */
+  generation = 0
 
   constructor(
     readonly index: number,
     readonly cluster: SimCluster,
-    readonly store: Store,
-    readonly replicator: Replicator,
+    /** The process's current store and replicator: replaced by `restart`. */
+    public store: Store,
+    public replicator: Replicator,
     readonly url: string,
     public skewMs: number,
+    /** The backend the current (or, while down, the next) process opens. */
+    public backend: MemoryBackend,
+    readonly options: SimNodeOptions,
   ) {}
 
   get nodeId(): NodeId {
@@ -104,7 +123,10 @@ export class SimCluster {
   clockMs = START_MS
   #closed = false
 
-  constructor(readonly seed: number, options: { trace?: boolean } = {}) {
+  constructor(
+    readonly seed: number,
+    options: { trace?: boolean; onQueued?: (end: LinkEnd) => void; onDeliver?: (delivery: Delivery) => void } = {},
+  ) {
     this.scheduler = new LinkScheduler(seed, options)
   }
 
@@ -120,20 +142,62 @@ export class SimCluster {
 
   async addNode(options: SimNodeOptions = {}): Promise<SimNode> {
     const index = this.nodes.length
-    const id = simNodeId(index)
     // The store and replicator read the node's clock, and the node is made after them.
     const made: { node?: SimNode } = {}
     const now = (): number => (made.node === undefined ? this.clockMs : made.node.now())
-    const store = await Store.open({
-      backend: new MemoryBackend(),
-      now,
-      randomBytes: () => new Uint8Array(Buffer.from(id, 'hex')),
-      ...(options.maxClockOffsetMs === undefined ? {} : { maxClockOffsetMs: options.maxClockOffsetMs }),
-    })
-    const replicator = new Replicator({ store, now, ...options.replicator })
-    const node = new SimNode(index, this, store, replicator, `sim://node-${index}`, options.skewMs ?? 0)
+    const backend = new MemoryBackend()
+    const { store, replicator } = await this.#boot(index, backend, options, now)
+    const node = new SimNode(index, this, store, replicator, `sim://node-${index}`, options.skewMs ?? 0, backend, options)
     made.node = node
     this.nodes.push(node)
+    return node
+  }
+
+  /** A process run of node `index`: a store opened on `backend`, and a replicator over it. */
+  async #boot(index: number, backend: MemoryBackend, options: SimNodeOptions, now: () => number): Promise<{ store: Store; replicator: Replicator }> {
+    const id = simNodeId(index)
+    const store = await Store.open({
+      backend,
+      now,
+      randomBytes: () => new Uint8Array(Buffer.from(id, 'hex')),
+      ...(options.sync === undefined ? {} : { sync: options.sync }),
+      ...(options.maxClockOffsetMs === undefined ? {} : { maxClockOffsetMs: options.maxClockOffsetMs }),
+    })
+    const run = options.perRun?.(store) ?? {}
+    const replicator = new Replicator({
+      ...options.replicator,
+      ...(run.logger === undefined ? {} : { logger: run.logger }),
+      store: run.replicaStore ?? store,
+      now,
+    })
+    return { store, replicator }
+  }
+
+  /**
+   * The process of node `index` dies (`process`: kill -9, `power`: power loss; see MemoryBackend
+   * for what each loses). Its store and replicator are abandoned mid-flight, not closed: every
+   * later call of theirs into the backend fails. With `cutLinks` (the default) each of its live
+   * links is cut and both ends hear it now; pass false to let the caller model how peers notice.
+   */
+  crash(index: number, kind: CrashKind, options: { cutLinks?: boolean } = {}): void {
+    const node = this.node(index)
+    if (!node.alive) throw new Error(`node ${index} is already down`)
+    node.alive = false
+    node.generation++
+    node.backend = node.backend.crash(kind)
+    if (options.cutLinks ?? true) {
+      for (const pair of [...this.scheduler.pairs]) if (pair.dialer.self === node.nodeId || pair.acceptor.self === node.nodeId) pair.cut()
+    }
+  }
+
+  /** A new process for node `index`, on what its disk kept. */
+  async restart(index: number): Promise<SimNode> {
+    const node = this.node(index)
+    if (node.alive) throw new Error(`node ${index} is running`)
+    const { store, replicator } = await this.#boot(index, node.backend, node.options, () => node.now())
+    node.store = store
+    node.replicator = replicator
+    node.alive = true
     return node
   }
 
@@ -237,8 +301,8 @@ export class SimCluster {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const node of this.nodes) await node.replicator.close()
-    for (const node of this.nodes) await node.store.close()
+    for (const node of this.nodes) if (node.alive) await node.replicator.close()
+    for (const node of this.nodes) if (node.alive) await node.store.close()
   }
 }
 

@@ -1,0 +1,951 @@
+/**
+ * The deterministic simulator (TESTING.md, level L1): 3-5 nodes made of the real protocol core —
+ * a `Store` on a `MemoryBackend` and a `Replicator` each — joined by the in-memory links of
+ * test/helpers/link-pair.ts, on one virtual timeline, with ONE seeded PRNG (the cluster's) that
+ * every random choice draws from: the run's shape, latencies, faults, clients, disk latencies.
+ * No real clock, timer or I/O is involved: the same seed gives the same trace, hashed.
+ *
+ * A run, for a seed:
+ * 1. Shape: nodes, clients, operations, which nodes fsync (most do), which faults are on.
+ * 2. Chaos: clients (sessions with causal tokens, sticky to a node, failing over) run a mixed
+ *    workload while a nemesis injects faults (network.ts has the link-level model):
+ *    - register puts of unique values (blind, or with the context of the session's last read)
+ *      and deletes, at w = 1, quorum or all: acknowledged once `waitForHolders(dot, required)`
+ *      resolves within a virtual timeout, else `unknown`;
+ *    - counter increments and decrements; set adds and removes;
+ *    - reads (register, counter, set) carrying the session's causal token: the node waits on the
+ *      virtual clock until its VC covers the token, or fails; at r = quorum or all the answer is
+ *      the state-based join (`joinState`) of that many reachable members' states;
+ *    - faults: partitions of any shape (isolate one, split, bridge, random), dropped frames
+ *      (which break links), stalled links, crashes (kill -9, or a power loss — see below) and
+ *      restarts, clock skew up to twice the allowed offset.
+ * 3. Heal: every path up, every node restarted, faults off; run until quiescence (every node has
+ *    the same VC, nothing buffered, nothing in flight) or a virtual deadline (a liveness failure).
+ * 4. Check (test/checkers): the history, every node's final state, and every change from the logs.
+ *
+ * Durability model (MemoryBackend): most nodes run with `sync: true`; a run may have one node
+ * with `sync: false`. A `process` crash (kill -9) keeps the page cache: nothing written is lost. A
+ * `power` crash loses what a `sync: false` node wrote since its last synced batch (on a synced
+ * node, nothing). Disk writes take virtual time (a synced one longer), and a crash before a write
+ * lands loses it. "Durably held" in the ack check means: in what survives kill -9 on that node.
+ *
+ * Internal invariants the run also checks: the replicator never hands the store a change before
+ * every change it depends on (the causal buffer delivers in causal order), and no replication
+ * error is logged by a live process.
+ */
+import { createHash } from 'node:crypto'
+import type { Hash } from 'node:crypto'
+import type { Dot, VectorClock } from '../../src/clock/index.js'
+import { encodeCausalToken, vcCovers, vcEquals, vcGet, vcJoin } from '../../src/clock/index.js'
+import type { AnyState, Change, Intent, Op, RegisterState, SetState, Space } from '../../src/crdt/index.js'
+import { counterValue, joinState, lwwSibling, setMembers } from '../../src/crdt/index.js'
+import { isMeshError } from '../../src/errors.js'
+import type { Logger } from '../../src/replication/index.js'
+import type { CommitResult, ReplicaStore, Store } from '../../src/storage/index.js'
+import { digestOf, stateId } from '../../src/storage/index.js'
+import type { Violation } from '../checkers/checks.js'
+import { checkAll, requiredFor } from '../checkers/checks.js'
+import type {
+  ChangeRecord,
+  CompletionEvent,
+  FinalNodeState,
+  FinalSibling,
+  HistoryEvent,
+  InvokeEvent,
+  OpRecord,
+  Operation,
+  ReadConcernSpec,
+  ReadOperation,
+  WriteConcernSpec,
+  WriteOperation,
+} from '../checkers/history.js'
+import { dotString } from '../checkers/history.js'
+import type { SimNode } from '../helpers/replication-sim.js'
+import { START_MS, SimCluster, TICK_MS, simNodeId } from '../helpers/replication-sim.js'
+import { Network, summarize } from './network.js'
+import type { TimedEvent } from './timeline.js'
+import { Timeline } from './timeline.js'
+
+export const MAX_OFFSET_MS = 2000
+export const WRITE_TIMEOUT_MS = 2500
+export const READ_TIMEOUT_MS = 2000
+/** Virtual time allowed from the final heal to quiescence. */
+export const QUIESCE_DEADLINE_MS = 120_000
+
+export const KV_KEYS = ['k0', 'k1', 'k2'] as const
+export const COUNTER_NAMES = ['c0', 'c1'] as const
+export const SET_NAMES = ['s0', 's1'] as const
+export const MEMBERS = ['m0', 'm1', 'm2'] as const
+
+export interface Faults {
+  drop: boolean
+  partition: boolean
+  crash: boolean
+  /** Crashes may be power losses (else always kill -9). */
+  power: boolean
+  skew: boolean
+  stall: boolean
+}
+
+export const FAULT_NAMES: readonly (keyof Faults)[] = ['drop', 'partition', 'crash', 'power', 'skew', 'stall']
+
+export interface SimConfig {
+  seed: number
+  nodes: number
+  clients: number
+  /** Operations over all clients. */
+  ops: number
+  /** Nodes that do not fsync each batch (the last ones). */
+  unsynced: number
+  faults: Faults
+}
+
+export type ConfigOverrides = Partial<Omit<SimConfig, 'seed' | 'faults'>> & { faults?: Partial<Faults> }
+
+export interface SimStats {
+  events: number
+  deliveries: number
+  changes: number
+  ops: number
+  acknowledged: number
+  unknown: number
+  failed: number
+  crashes: number
+  lossyCrashes: number
+  partitions: number
+  drops: number
+  refusedSkew: number
+  duplicates: number
+  /** Links formed, and links closed at once because their pair of nodes had one already. */
+  links: number
+  duplicateLinks: number
+  /** Virtual ms from start to the end of quiescence. */
+  virtualMs: number
+}
+
+export function emptyStats(): SimStats {
+  return { events: 0, deliveries: 0, changes: 0, ops: 0, acknowledged: 0, unknown: 0, failed: 0, crashes: 0, lossyCrashes: 0, partitions: 0, drops: 0, refusedSkew: 0, duplicates: 0, links: 0, duplicateLinks: 0, virtualMs: 0 }
+}
+
+export interface SimResult {
+  seed: number
+  config: SimConfig
+  history: HistoryEvent[]
+  finals: FinalNodeState[]
+  changes: ChangeRecord[]
+  nodeIds: Record<string, string>
+  /** sha256 of the trace: every event, delivery and history entry, in order. */
+  trace: string
+  stats: SimStats
+  violations: Violation[]
+}
+
+interface Client {
+  id: number
+  node: number
+  token: VectorClock
+  lastRead: Map<string, Dot[]>
+  remaining: number
+  busy: boolean
+  written: number
+}
+
+interface Flight {
+  invoke: InvokeEvent
+  client: Client
+  node: number
+  generation: number
+  write: boolean
+  dot?: string
+  required?: number
+  timer: TimedEvent | null
+  cancel: (() => void) | null
+  done: boolean
+}
+
+interface ReadWaiter {
+  flight: Flight
+  token: VectorClock
+  op: ReadOperation
+}
+
+const enc = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'utf8'))
+const dec = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8')
+
+function macroturn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/** The run's shape, drawn first from the run's PRNG; overrides replace draws (the draws still happen). */
+export function drawConfig(seed: number, random: () => number, overrides: ConfigOverrides = {}): SimConfig {
+  const drawn: SimConfig = {
+    seed,
+    nodes: 3 + Math.floor(random() * 3),
+    clients: 2 + Math.floor(random() * 5),
+    ops: 40 + Math.floor(random() * 160),
+    unsynced: random() < 0.5 ? 1 : 0,
+    faults: {
+      drop: random() < 0.7,
+      partition: random() < 0.7,
+      crash: random() < 0.6,
+      power: random() < 0.6,
+      skew: random() < 0.6,
+      stall: random() < 0.5,
+    },
+  }
+  return { ...drawn, ...overrides, seed, faults: { ...drawn.faults, ...overrides.faults } }
+}
+
+export class Simulation {
+  readonly timeline = new Timeline(START_MS)
+  readonly cluster: SimCluster
+  readonly random: () => number
+  readonly history: HistoryEvent[] = []
+  readonly violations: Violation[] = []
+  config!: SimConfig
+  network!: Network
+  readonly #hash: Hash = createHash('sha256')
+  readonly #clients: Client[] = []
+  readonly #flights = new Map<number, Flight>()
+  readonly #waiters: ReadWaiter[] = []
+  /** Every change a node made (as its commit answered), by dot. */
+  readonly #made = new Map<string, Change>()
+  readonly #restarting = new Set<number>()
+  readonly #restartTimers = new Map<number, TimedEvent>()
+  /** Process runs per node (the replicator's logger and store wrapper know theirs). */
+  readonly #runs: number[] = []
+  /** Per node: the disk's vector clock just before each lossy crash, joined. */
+  readonly #lostVc: VectorClock[] = []
+  #activity = 0
+  #nextOp = 1
+  #phase: 'chaos' | 'heal' = 'chaos'
+  #nemesisTimer: TimedEvent | null = null
+  #partitionEpoch = 0
+  readonly stats: SimStats = emptyStats()
+
+  constructor(
+    readonly seed: number,
+    readonly overrides: ConfigOverrides = {},
+  ) {
+    this.cluster = new SimCluster(seed, {
+      onQueued: (end) => this.network.queued(end),
+      onDeliver: (delivery) => {
+        this.stats.deliveries++
+        this.trace(`d ${delivery.from.slice(-1)}>${delivery.to.slice(-1)} #${delivery.link} ${summarize(delivery.message)}`)
+      },
+    })
+    this.random = this.cluster.random
+  }
+
+  // --- plumbing ------------------------------------------------------------------------------
+
+  activity(): void {
+    this.#activity++
+  }
+
+  trace(line: string): void {
+    this.#hash.update(line)
+    this.#hash.update('\n')
+  }
+
+  #record(event: HistoryEvent): void {
+    this.history.push(event)
+    this.trace(JSON.stringify(event))
+  }
+
+  nemesis(fault: string, nodes: number[], detail?: string, lossy?: boolean): void {
+    if (fault === 'drop') this.stats.drops++
+    this.#record({ kind: 'nemesis', atMs: this.#now(), fault, nodes, ...(lossy === undefined ? {} : { lossy }), ...(detail === undefined ? {} : { detail }) })
+  }
+
+  #now(): number {
+    return this.timeline.nowMs - START_MS
+  }
+
+  #activityCount(): number {
+    let count = this.#activity
+    for (const node of this.cluster.nodes) count += node.backend.disk.batches
+    return count
+  }
+
+  /** Lets async work (commits, sessions, acks) run until two turns pass with nothing new. */
+  async #settle(): Promise<void> {
+    let idle = 0
+    let last = this.#activityCount()
+    while (idle < 2) {
+      await macroturn()
+      const now = this.#activityCount()
+      if (now === last) idle++
+      else {
+        idle = 0
+        last = now
+      }
+    }
+  }
+
+  /** Runs events until `done()` or the next event is past `deadlineMs` (virtual, absolute). */
+  async #runUntil(done: () => boolean, deadlineMs: number): Promise<boolean> {
+    while (!done()) {
+      const next = this.timeline.peekMs()
+      if (next === undefined || next > deadlineMs) return false
+      const event = this.timeline.next() as TimedEvent
+      this.cluster.clockMs = this.timeline.nowMs
+      this.stats.events++
+      this.trace(`${this.#now()} ${event.label}`)
+      event.run()
+      await this.#settle()
+      this.#checkWaiters()
+    }
+    return true
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.random() * items.length)] as T
+  }
+
+  internal(message: string): void {
+    this.violations.push({ checker: 'internal', message })
+  }
+
+  // --- the run -------------------------------------------------------------------------------
+
+  async run(): Promise<SimResult> {
+    this.config = drawConfig(this.seed, this.random, this.overrides)
+    const config = this.config
+    try {
+      await this.#setUp()
+      this.network.start()
+      for (const node of this.cluster.nodes) this.#scheduleTick(node.index, Math.floor(this.random() * TICK_MS))
+      this.#startClients()
+      this.#scheduleNemesis()
+      const chaosDeadline = this.timeline.nowMs + 600_000
+      if (!(await this.#runUntil(() => this.#clients.every((client) => client.remaining === 0 && !client.busy), chaosDeadline))) {
+        const open = [...this.#flights.values()].map((flight) => JSON.stringify(flight.invoke))
+        this.violations.push({ checker: 'liveness', message: `the clients did not finish within 600 virtual s; still open: ${open.slice(0, 5).join(', ')}` })
+      }
+      await this.#heal()
+      const quiet = await this.#quiesce()
+      if (!quiet) this.violations.push({ checker: 'liveness', message: `no quiescence within ${QUIESCE_DEADLINE_MS} virtual ms of the final heal:\n${this.describe()}` })
+      this.stats.virtualMs = this.#now()
+      const finals = await this.#finals()
+      const changes = await this.#changes()
+      const nodeIds = Object.fromEntries(this.cluster.nodes.map((node) => [String(node.index), node.nodeId]))
+      this.stats.changes = changes.length
+      for (const node of this.cluster.nodes) this.stats.duplicates += node.replicator.counters['duplicates'] ?? 0
+      const violations = [...this.violations, ...checkAll({ history: this.history, finals, changes, members: config.nodes, nodeIds })]
+      return { seed: this.seed, config, history: this.history, finals, changes, nodeIds, trace: this.#hash.digest('hex'), stats: this.stats, violations }
+    } finally {
+      await this.#close()
+    }
+  }
+
+  /** Lets every write still on its way to a disk land, then closes the running processes. */
+  async #close(): Promise<void> {
+    for (const node of this.cluster.nodes) node.backend.disk.latency = null
+    for (let round = 0; round < 20 && this.timeline.size > 0; round++) {
+      for (let event = this.timeline.next(); event !== undefined; event = this.timeline.next()) {
+        if (event.label.startsWith('disk ')) event.run()
+      }
+      await this.#settle()
+    }
+    await this.cluster.close().catch(() => {})
+  }
+
+  async #setUp(): Promise<void> {
+    const config = this.config
+    for (let index = 0; index < config.nodes; index++) {
+      this.#runs[index] = 0
+      const frameChangesMax = 2 + Math.floor(this.random() * 40)
+      const bufferChangesMax = this.random() < 0.25 ? 5 + Math.floor(this.random() * 20) : 20_000
+      await this.cluster.addNode({
+        skewMs: 0,
+        sync: index < config.nodes - config.unsynced,
+        maxClockOffsetMs: MAX_OFFSET_MS,
+        replicator: { frameChangesMax, bufferChangesMax },
+        perRun: (store) => this.#perRun(index, store),
+      })
+    }
+    this.network = new Network(this, config.nodes)
+    for (const node of this.cluster.nodes) this.#attachDisk(node)
+  }
+
+  /** Disk writes take virtual time: a synced one longer. */
+  #attachDisk(node: SimNode): void {
+    node.backend.disk.latency = (sync) =>
+      new Promise<void>((resolve) => {
+        const ms = sync ? 1 + Math.floor(this.random() * (this.random() < 0.1 ? 40 : 12)) : Math.floor(this.random() * 2)
+        this.timeline.after(ms, `disk ${node.index}`, resolve)
+      })
+  }
+
+  /** A process run of node `index`: a logger and a watch on what the replicator hands the store. */
+  #perRun(index: number, store: Store): { replicaStore: ReplicaStore; logger: Logger } {
+    const run = (this.#runs[index] ?? 0) + 1
+    this.#runs[index] = run
+    const current = (): boolean => this.#runs[index] === run && (this.cluster.nodes[index]?.alive ?? true)
+    let handed: VectorClock = {}
+    const replicaStore: ReplicaStore = {
+      get nodeId() {
+        return store.nodeId
+      },
+      get vc() {
+        return store.vc
+      },
+      get lsn() {
+        return store.lsn
+      },
+      readLog: (...args: Parameters<Store['readLog']>) => store.readLog(...args),
+      firstLsn: () => store.firstLsn(),
+      lsnOfDot: (dot) => store.lsnOfDot(dot),
+      onCommit: (listener) => store.onCommit(listener),
+      applyRemote: (change) => {
+        handed = vcJoin(handed, store.vc)
+        if (change.dot.seq > vcGet(handed, change.dot.node) + 1 || !vcCovers(handed, change.deps)) {
+          if (current()) this.internal(`node ${index} was handed ${dotString(change.dot)} (deps ${JSON.stringify(change.deps)}) before the changes it follows (handed so far: ${JSON.stringify(handed)})`)
+        }
+        handed = vcJoin(handed, { [change.dot.node]: change.dot.seq })
+        return store.applyRemote(change)
+      },
+    }
+    const logger: Logger = {
+      info: () => {},
+      warn: (fields, message) => {
+        if (message !== 'change refused') return
+        if (fields['code'] === 'MESHKV_ERR_CLOCK_SKEW') this.stats.refusedSkew++
+      },
+      error: (fields, message) => {
+        if (current()) this.internal(`node ${index} logged an error: ${message} ${JSON.stringify(fields)}`)
+      },
+    }
+    return { replicaStore, logger }
+  }
+
+  #scheduleTick(index: number, delay: number): void {
+    this.timeline.after(delay, `tick ${index}`, () => {
+      const node = this.cluster.node(index)
+      if (node.alive) node.replicator.tick()
+      this.#scheduleTick(index, TICK_MS)
+    })
+  }
+
+  // --- clients -------------------------------------------------------------------------------
+
+  #startClients(): void {
+    const { clients, ops, nodes } = this.config
+    for (let id = 0; id < clients; id++) {
+      const remaining = Math.floor(ops / clients) + (id < ops % clients ? 1 : 0)
+      const client: Client = { id, node: id % nodes, token: {}, lastRead: new Map(), remaining, busy: false, written: 0 }
+      this.#clients.push(client)
+      this.#scheduleClient(client, Math.floor(this.random() * 500))
+    }
+  }
+
+  #scheduleClient(client: Client, delay: number): void {
+    if (client.remaining === 0 || this.#phase !== 'chaos') return
+    client.busy = true
+    this.timeline.after(delay, `client ${client.id}`, () => this.#nextOperation(client))
+  }
+
+  #failOver(client: Client): void {
+    const n = this.config.nodes
+    client.node = (client.node + 1 + Math.floor(this.random() * (n - 1))) % n
+  }
+
+  #writeConcern(): WriteConcernSpec {
+    const roll = this.random()
+    return roll < 0.45 ? 1 : roll < 0.75 ? 'quorum' : 'all'
+  }
+
+  #readConcern(): ReadConcernSpec {
+    const roll = this.random()
+    return roll < 0.7 ? 1 : roll < 0.9 ? 'quorum' : 'all'
+  }
+
+  #nextOperation(client: Client): void {
+    client.remaining--
+    if (this.random() < 0.1) this.#failOver(client)
+    const token = Object.keys(client.token).length === 0 ? null : encodeCausalToken(client.token)
+    const roll = this.random()
+    if (roll < 0.22) {
+      const key = this.pick(KV_KEYS)
+      const value = `v${client.id}.${client.written++}`
+      const seen = client.lastRead.get(key)
+      const context = seen !== undefined && this.random() < 0.4 ? seen : undefined
+      const op: WriteOperation = { type: 'put', key, value, w: this.#writeConcern(), ...(context === undefined ? {} : { context: context.map(dotString) }) }
+      this.#write(client, op, [{ type: 'kv.put', key, value: enc(value), contentType: 'text/plain', ...(context === undefined ? {} : { context }) }])
+    } else if (roll < 0.28) {
+      const key = this.pick(KV_KEYS)
+      const seen = client.lastRead.get(key)
+      const context = seen !== undefined && this.random() < 0.4 ? seen : undefined
+      const op: WriteOperation = { type: 'del', key, w: this.#writeConcern(), ...(context === undefined ? {} : { context: context.map(dotString) }) }
+      this.#write(client, op, [{ type: 'kv.del', key, ...(context === undefined ? {} : { context }) }])
+    } else if (roll < 0.43) {
+      const name = this.pick(COUNTER_NAMES)
+      const delta = this.random() < 0.25 ? -1 - Math.floor(this.random() * 3) : 1 + Math.floor(this.random() * 5)
+      this.#write(client, { type: 'incr', name, delta, w: this.#writeConcern() }, [{ type: 'counter.add', name, delta }])
+    } else if (roll < 0.53) {
+      const name = this.pick(SET_NAMES)
+      const member = this.pick(MEMBERS)
+      this.#write(client, { type: 'sadd', name, member, w: this.#writeConcern() }, [{ type: 'set.add', name, member }])
+    } else if (roll < 0.59) {
+      const name = this.pick(SET_NAMES)
+      const member = this.pick(MEMBERS)
+      this.#write(client, { type: 'srem', name, member, w: this.#writeConcern() }, [{ type: 'set.remove', name, member }])
+    } else if (roll < 0.8) {
+      this.#read(client, { type: 'get', key: this.pick(KV_KEYS), token, r: this.#readConcern() })
+    } else if (roll < 0.9) {
+      this.#read(client, { type: 'cget', name: this.pick(COUNTER_NAMES), token, r: this.#readConcern() })
+    } else {
+      this.#read(client, { type: 'smembers', name: this.pick(SET_NAMES), token, r: this.#readConcern() })
+    }
+  }
+
+  #invoke(client: Client, op: Operation, write: boolean): Flight {
+    const node = this.cluster.node(client.node)
+    const invoke: InvokeEvent = { kind: 'invoke', id: this.#nextOp++, client: client.id, node: client.node, atMs: this.#now(), op }
+    this.#record(invoke)
+    this.stats.ops++
+    const flight: Flight = { invoke, client, node: client.node, generation: node.generation, write, timer: null, cancel: null, done: false }
+    this.#flights.set(invoke.id, flight)
+    return flight
+  }
+
+  #finish(flight: Flight, kind: CompletionEvent['kind'], fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = {}): void {
+    if (flight.done) return
+    flight.done = true
+    this.timeline.cancel(flight.timer)
+    flight.cancel?.()
+    this.#flights.delete(flight.invoke.id)
+    const dot = fields.dot ?? flight.dot
+    const required = fields.required ?? flight.required
+    this.#record({ kind, id: flight.invoke.id, atMs: this.#now(), ...fields, ...(dot === undefined ? {} : { dot }), ...(required === undefined ? {} : { required }) })
+    if (kind === 'ok') this.stats.acknowledged++
+    else if (kind === 'unknown') this.stats.unknown++
+    else this.stats.failed++
+    this.activity()
+    const client = flight.client
+    client.busy = false
+    if (kind !== 'ok' && (fields.code === 'MESHKV_ERR_UNAVAILABLE' || fields.code === 'MESHKV_ERR_CONNECTION_RESET')) this.#failOver(client)
+    this.#scheduleClient(client, 20 + Math.floor(this.random() * 300))
+  }
+
+  #write(client: Client, op: WriteOperation, intents: Intent[]): void {
+    const flight = this.#invoke(client, op, true)
+    const node = this.cluster.node(flight.node)
+    if (!node.alive) {
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_UNAVAILABLE' })
+      return
+    }
+    const { replicator } = node
+    node.store.commitLocal(intents).then(
+      (result) => {
+        if (result.change !== null) {
+          this.#made.set(dotString(result.change.dot), result.change)
+          node.own++
+        }
+        if (flight.done) return
+        this.#committed(flight, op, result, replicator)
+      },
+      (error: unknown) => {
+        if (flight.done) return
+        const code = isMeshError(error) ? error.code : 'UNEXPECTED'
+        if (code !== 'MESHKV_ERR_CLOSED') this.internal(`a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`)
+        this.#finish(flight, 'unknown', { code })
+      },
+    )
+  }
+
+  #committed(flight: Flight, op: WriteOperation, result: CommitResult, replicator: SimNode['replicator']): void {
+    const client = flight.client
+    const token = encodeCausalToken(result.vc)
+    const fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = { token }
+    const change = result.change
+    if (op.type === 'incr') fields.result = counterValue(result.states.get(stateId('counter', op.name)) as never)
+    if (op.type === 'sadd' || op.type === 'srem') {
+      const done = change?.ops.find((o) => (o.type === 'set.add' || o.type === 'set.remove') && o.member === op.member) as Extract<Op, { type: 'set.add' }> | undefined
+      fields.observed = done !== undefined && done.context.length > 0
+    }
+    if (change === null) {
+      client.token = vcJoin(client.token, result.vc)
+      this.#finish(flight, 'ok', fields)
+      return
+    }
+    flight.dot = dotString(change.dot)
+    const required = requiredFor(op.w, this.config.nodes)
+    flight.required = required
+    if (required <= 1) {
+      client.token = vcJoin(client.token, result.vc)
+      this.#finish(flight, 'ok', fields)
+      return
+    }
+    const wait = replicator.waitForHolders(change.dot, required)
+    flight.cancel = wait.cancel
+    flight.timer = this.timeline.after(WRITE_TIMEOUT_MS, `w-timeout ${flight.invoke.id}`, () => {
+      this.#finish(flight, 'unknown', { code: 'MESHKV_ERR_WRITE_CONCERN_TIMEOUT' })
+    })
+    void wait.promise.then(() => {
+      if (flight.done) return
+      client.token = vcJoin(client.token, result.vc)
+      this.#finish(flight, 'ok', { ...fields, durableHolders: this.#durableHolders(change.dot) })
+    })
+  }
+
+  /**
+   * Members that durably hold `dot` or did until a lossy crash (which the checkers account for):
+   * on their disk, in what survives kill -9 (each node's own idea of durable).
+   */
+  #durableHolders(dot: Dot): number {
+    let count = 0
+    for (const node of this.cluster.nodes) {
+      const held = Math.max(this.#diskSeq(node, dot.node), vcGet(this.#lostVc[node.index] ?? {}, dot.node))
+      if (held >= dot.seq) count++
+    }
+    return count
+  }
+
+  #diskSeq(node: SimNode, origin: string): number {
+    const bytes = node.backend.disk.tables.get('vc')?.get(origin)
+    return bytes === undefined ? 0 : Number(dec(bytes))
+  }
+
+  #read(client: Client, op: ReadOperation): void {
+    const flight = this.#invoke(client, op, false)
+    const node = this.cluster.node(flight.node)
+    if (!node.alive) {
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_UNAVAILABLE' })
+      return
+    }
+    const waiter: ReadWaiter = { flight, token: client.token, op }
+    if (vcCovers(node.store.vc, waiter.token)) {
+      void this.#answer(waiter)
+      return
+    }
+    flight.timer = this.timeline.after(READ_TIMEOUT_MS, `r-timeout ${flight.invoke.id}`, () => this.#finish(flight, 'fail', { code: 'MESHKV_ERR_READ_TIMEOUT' }))
+    this.#waiters.push(waiter)
+  }
+
+  #checkWaiters(): void {
+    for (let i = 0; i < this.#waiters.length; i++) {
+      const waiter = this.#waiters[i] as ReadWaiter
+      const { flight } = waiter
+      const node = this.cluster.node(flight.node)
+      if (flight.done) {
+        this.#waiters.splice(i--, 1)
+        continue
+      }
+      if (node.alive && node.generation === flight.generation && vcCovers(node.store.vc, waiter.token)) {
+        this.#waiters.splice(i--, 1)
+        this.timeline.cancel(flight.timer)
+        flight.timer = null
+        void this.#answer(waiter)
+      }
+    }
+  }
+
+  /** Reads from the node (and, for r above 1, from reachable members), joining their states. */
+  async #answer(waiter: ReadWaiter): Promise<void> {
+    const { flight, op } = waiter
+    const coordinator = flight.node
+    const r = op.r ?? 1
+    const required = requiredFor(r, this.config.nodes)
+    const others = this.cluster.nodes
+      .filter((node) => node.index !== coordinator && node.alive && this.network.isUp(coordinator, node.index))
+      .map((node) => node.index)
+      .sort(() => this.random() - 0.5)
+    const participants = [coordinator, ...others].slice(0, required)
+    if (participants.length < required) {
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_UNAVAILABLE' })
+      return
+    }
+    const space: Space = op.type === 'get' ? 'kv' : op.type === 'cget' ? 'counter' : 'set'
+    const key = op.type === 'get' ? op.key : op.name
+    let joined: { state: AnyState; vc: VectorClock } | null = null
+    try {
+      for (const index of participants) {
+        const snapshot = await this.cluster.node(index).store.snapshot()
+        try {
+          const state = await snapshot.getState(space, key)
+          joined = joined === null ? { state, vc: snapshot.vc } : { state: joinState(space, joined.state, joined.vc, state, snapshot.vc), vc: vcJoin(joined.vc, snapshot.vc) }
+        } finally {
+          await snapshot.close()
+        }
+      }
+    } catch (error) {
+      if (!isMeshError(error, 'MESHKV_ERR_CLOSED')) this.internal(`a read failed unexpectedly: ${String(error)}`)
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_CONNECTION_RESET' })
+      return
+    }
+    if (flight.done || joined === null) return
+    const client = flight.client
+    client.token = vcJoin(client.token, joined.vc)
+    const fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = { vc: { ...joined.vc }, token: encodeCausalToken(joined.vc) }
+    if (op.type === 'get') {
+      const state = joined.state as RegisterState
+      const winner = lwwSibling(state)
+      fields.result = winner === undefined || winner.value === null ? null : dec(winner.value)
+      fields.siblingDots = state.siblings.map((sibling) => dotString(sibling.dot))
+      fields.siblings = state.siblings.flatMap((sibling) => (sibling.value === null ? [] : [dec(sibling.value)]))
+      client.lastRead.set(op.key, state.siblings.map((sibling) => sibling.dot))
+    } else if (op.type === 'cget') {
+      fields.result = counterValue(joined.state as never)
+    } else {
+      fields.result = setMembers(joined.state as SetState).sort()
+    }
+    this.#finish(flight, 'ok', fields)
+  }
+
+  // --- nemesis -------------------------------------------------------------------------------
+
+  #scheduleNemesis(): void {
+    const faults = this.config.faults
+    if (!FAULT_NAMES.some((name) => name !== 'power' && faults[name])) return
+    if (faults.drop) this.network.dropRate = 0.003
+    const delay = 200 + Math.floor(-Math.log(1 - this.random()) * 1500)
+    this.#nemesisTimer = this.timeline.after(delay, 'nemesis', () => {
+      this.#fault()
+      if (this.#phase === 'chaos') this.#scheduleNemesis()
+    })
+  }
+
+  #fault(): void {
+    const faults = this.config.faults
+    const kinds = (['drop', 'partition', 'crash', 'skew', 'stall'] as const).filter((name) => faults[name])
+    const kind = this.pick(kinds)
+    switch (kind) {
+      case 'partition':
+        return this.#partition()
+      case 'drop': {
+        const pairs = this.network.livePairs()
+        if (pairs.length === 0) return
+        const pair = this.pick(pairs)
+        this.network.breakLink(pair, this.random() < 0.5 ? pair.dialer : pair.acceptor, 'dropped frame')
+        return
+      }
+      case 'crash': {
+        const alive = this.cluster.nodes.filter((node) => node.alive && !this.#restarting.has(node.index))
+        if (alive.length <= 1) return
+        const node = this.pick(alive)
+        const crash = faults.power && this.random() < 0.5 ? 'power' : 'process'
+        this.#crash(node.index, crash)
+        this.#restartTimers.set(
+          node.index,
+          this.timeline.after(300 + Math.floor(this.random() * 5000), `restart ${node.index}`, () => this.#restart(node.index)),
+        )
+        return
+      }
+      case 'skew': {
+        const node = this.pick(this.cluster.nodes)
+        node.skewMs = this.random() < 0.3 ? 0 : Math.round((this.random() * 2 - 1) * 2 * MAX_OFFSET_MS)
+        this.nemesis('skew', [node.index], `${node.skewMs} ms`)
+        return
+      }
+      case 'stall': {
+        const pairs = this.network.livePairs()
+        if (pairs.length === 0) return
+        const pair = this.pick(pairs)
+        const ms = 200 + Math.floor(this.random() * 1800)
+        this.network.stall(pair, this.timeline.nowMs + ms)
+        this.nemesis('stall', pair.ends.map((end) => Number.parseInt(end.self, 16) - 1), `link ${pair.id} for ${ms} ms`)
+        return
+      }
+    }
+  }
+
+  #partition(): void {
+    const n = this.config.nodes
+    const nodes = this.cluster.nodes.map((node) => node.index)
+    const shape = this.pick(['isolate', 'split', 'bridge', 'random'] as const)
+    let up: (a: number, b: number) => boolean
+    if (shape === 'isolate') {
+      const x = this.pick(nodes)
+      up = (a, b) => a !== x && b !== x
+    } else if (shape === 'split') {
+      const side = nodes.map(() => this.random() < 0.5)
+      up = (a, b) => side[a] === side[b]
+    } else if (shape === 'bridge') {
+      // One node links two groups that cannot reach each other: A-B and B-C up, A-C down.
+      const bridge = this.pick(nodes)
+      const side = nodes.map(() => this.random() < 0.5)
+      up = (a, b) => a === bridge || b === bridge || side[a] === side[b]
+    } else {
+      const down = new Set<string>()
+      for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) if (this.random() < 0.4) down.add(`${a}-${b}`)
+      up = (a, b) => !down.has(`${Math.min(a, b)}-${Math.max(a, b)}`)
+    }
+    const cut: string[] = []
+    for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) if (!up(a, b)) cut.push(`${a}-${b}`)
+    this.network.setPaths(up)
+    this.stats.partitions++
+    this.nemesis('partition', nodes, `${shape}: down ${cut.join(' ') || '(none)'}`)
+    const epoch = ++this.#partitionEpoch
+    this.timeline.after(1000 + Math.floor(this.random() * 7000), 'heal', () => {
+      if (epoch !== this.#partitionEpoch || this.#phase !== 'chaos') return
+      this.network.setPaths(() => true)
+      this.nemesis('heal', nodes)
+    })
+  }
+
+  #crash(index: number, kind: 'process' | 'power'): void {
+    const node = this.cluster.node(index)
+    const lossy = kind === 'power' && node.options.sync !== true
+    this.stats.crashes++
+    if (lossy) this.stats.lossyCrashes++
+    this.nemesis('crash', [index], kind, lossy)
+    if (lossy) {
+      const held = Object.fromEntries(this.cluster.nodes.map((other) => [other.nodeId, this.#diskSeq(node, other.nodeId)]))
+      this.#lostVc[index] = vcJoin(this.#lostVc[index] ?? {}, held)
+    }
+    this.cluster.crash(index, kind, { cutLinks: false })
+    this.network.crashed(index, kind)
+    for (const flight of [...this.#flights.values()]) {
+      if (flight.node === index) this.#finish(flight, flight.write ? 'unknown' : 'fail', { code: 'MESHKV_ERR_CONNECTION_RESET' })
+    }
+  }
+
+  #restart(index: number): void {
+    this.#restartTimers.delete(index)
+    const node = this.cluster.node(index)
+    if (node.alive || this.#restarting.has(index)) return
+    this.#restarting.add(index)
+    this.activity()
+    void this.cluster.restart(index).then(
+      () => {
+        this.#restarting.delete(index)
+        this.#attachDisk(node)
+        this.nemesis('restart', [index])
+        this.network.restarted(index)
+        this.activity()
+      },
+      (error: unknown) => {
+        this.#restarting.delete(index)
+        this.internal(`node ${index} could not restart: ${String(error)}`)
+      },
+    )
+  }
+
+  // --- heal and quiescence -------------------------------------------------------------------
+
+  async #heal(): Promise<void> {
+    this.#phase = 'heal'
+    this.timeline.cancel(this.#nemesisTimer)
+    this.network.dropRate = 0
+    this.network.clearStalls()
+    this.network.setPaths(() => true)
+    this.nemesis('heal', this.cluster.nodes.map((node) => node.index), 'final')
+    for (const [index, timer] of this.#restartTimers) {
+      this.timeline.cancel(timer)
+      this.#restart(index)
+    }
+    this.#restartTimers.clear()
+  }
+
+  #converged(): boolean {
+    const nodes = this.cluster.nodes
+    if (this.#restarting.size > 0 || this.#flights.size > 0 || !nodes.every((node) => node.alive)) return false
+    const first = (nodes[0] as SimNode).store.vc
+    return nodes.every((node) => vcEquals(node.store.vc, first) && node.replicator.counters['buffered'] === 0) && this.network.inFlight() === 0
+  }
+
+  async #quiesce(): Promise<boolean> {
+    const deadline = this.timeline.nowMs + QUIESCE_DEADLINE_MS
+    if (!(await this.#runUntil(() => this.#converged(), deadline))) return false
+    // Let the last acks and ticks pass, then make sure nothing moved.
+    const settleUntil = this.timeline.nowMs + 2 * TICK_MS
+    await this.#runUntil(() => false, settleUntil)
+    return this.#runUntil(() => this.#converged(), deadline)
+  }
+
+  describe(): string {
+    return this.cluster.describe()
+  }
+
+  // --- final states and changes --------------------------------------------------------------
+
+  async #finals(): Promise<FinalNodeState[]> {
+    const out: FinalNodeState[] = []
+    for (const node of this.cluster.nodes) {
+      if (!node.alive) continue
+      const snapshot = await node.store.snapshot()
+      try {
+        const { digest } = await digestOf(snapshot)
+        const kv: FinalNodeState['kv'] = {}
+        for await (const [key, state] of snapshot.iterateStates('kv', {})) {
+          const siblings: FinalSibling[] = state.siblings.map((sibling) => ({
+            dot: dotString(sibling.dot),
+            hlc: [sibling.hlc.wallMs, sibling.hlc.logical],
+            value: sibling.value === null ? null : dec(sibling.value),
+          }))
+          const winner = lwwSibling(state)
+          kv[key] = { siblings, read: winner === undefined || winner.value === null ? null : dec(winner.value) }
+        }
+        const counters: FinalNodeState['counters'] = {}
+        for await (const [name, state] of snapshot.iterateStates('counter', {})) counters[name] = counterValue(state)
+        const sets: FinalNodeState['sets'] = {}
+        for await (const [name, state] of snapshot.iterateStates('set', {})) {
+          sets[name] = Object.fromEntries(state.entries.map((entry) => [entry.member, entry.dots.map(dotString)]))
+        }
+        out.push({ node: node.index, digest, vc: { ...snapshot.vc }, kv, counters, sets })
+      } finally {
+        await snapshot.close()
+      }
+    }
+    return out
+  }
+
+  async #changes(): Promise<ChangeRecord[]> {
+    const byDot = new Map<string, ChangeRecord>()
+    const extra: ChangeRecord[] = []
+    const add = (change: Change): void => {
+      const record = changeRecord(change)
+      const known = byDot.get(record.dot)
+      if (known === undefined) byDot.set(record.dot, record)
+      else if (JSON.stringify(known) !== JSON.stringify(record)) extra.push(record)
+    }
+    for (const change of this.#made.values()) add(change)
+    for (const node of this.cluster.nodes) {
+      if (!node.alive) continue
+      let after = 0
+      for (;;) {
+        const entries = await node.store.readLog(after, 1000)
+        if (entries.length === 0) break
+        for (const entry of entries) add(entry.change)
+        after = (entries[entries.length - 1] as { lsn: number }).lsn
+      }
+    }
+    return [...byDot.values(), ...extra]
+  }
+}
+
+export function changeRecord(change: Change): ChangeRecord {
+  return {
+    dot: dotString(change.dot),
+    deps: { ...change.deps },
+    hlc: [change.hlc.wallMs, change.hlc.logical],
+    ops: change.ops.map((op): OpRecord => {
+      switch (op.type) {
+        case 'kv.put':
+          return { type: 'put', key: op.key, value: dec(op.value), context: op.context.map(dotString) }
+        case 'kv.del':
+          return { type: 'del', key: op.key, context: op.context.map(dotString) }
+        case 'counter.add':
+          return { type: 'incr', name: op.name, delta: op.delta }
+        case 'set.add':
+          return { type: 'sadd', name: op.name, member: op.member, context: op.context.map(dotString) }
+        case 'set.remove':
+          return { type: 'srem', name: op.name, member: op.member, context: op.context.map(dotString) }
+      }
+    }),
+  }
+}
+
+/** Runs one seed. */
+export async function simulate(seed: number, overrides: ConfigOverrides = {}): Promise<SimResult> {
+  return new Simulation(seed >>> 0, overrides).run()
+}
+
+export function replayLine(seed: number, overrides: ConfigOverrides = {}): string {
+  const extra = Object.keys(overrides).length === 0 ? '' : ` --config '${JSON.stringify(overrides)}'`
+  return `npm run sim -- --seed ${seed}${extra}`
+}
+
+export { simNodeId }
