@@ -259,7 +259,9 @@ export class Replicator {
     info.lastSeenMs = this.#options.now()
     switch (message.type) {
       case 'sync':
-        info.acked = vcJoin(info.acked, message.vc)
+        // A sync is the peer's whole VC now: it replaces what this node believed (a peer that lost
+        // unsynced changes in a power loss holds less than it once acknowledged).
+        info.acked = message.vc
         if (info.firstSyncVc === null) info.firstSyncVc = message.vc
         session.onSync(message.vc, message.peers)
         this.#checkWaiters()

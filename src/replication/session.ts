@@ -110,7 +110,8 @@ export class Session {
 
   /** Reads one page of the log after the cursor and sends what the peer lacks. False at the end of the log. */
   async #sendFrom(): Promise<boolean> {
-    const entries = await this.#options.store.readLog(this.#cursor, this.#options.frameChangesMax)
+    // Read about two frames' worth at a time: memory per catching-up peer stays bounded by bytes.
+    const entries = await this.#options.store.readLog(this.#cursor, this.#options.frameChangesMax, this.#options.frameBytesMax * 2)
     if (entries.length === 0) return false
     let batch: Change[] = []
     let bytes = 0
