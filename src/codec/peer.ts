@@ -109,3 +109,32 @@ export function decodeFrame(bytes: Uint8Array): Frame {
 export function isHandshakeMessage(frame: Frame): frame is HandshakeMessage {
   return frame.type === 'challenge' || frame.type === 'hello' || frame.type === 'welcome'
 }
+
+/**
+ * An authenticated link to one peer, as a transport hands it to the node. Declared here, in the
+ * lowest room both `transport/` (which makes links) and `replication/` (which uses them) may
+ * import, so the shape is written once.
+ */
+export interface PeerLink {
+  /** The authenticated node id of the other side. */
+  readonly nodeId: NodeId
+  /** The URL the other side can be dialed at (its own, as it said), or null. */
+  readonly url: string | null
+  /** `dialed` when this side opened the link, `accepted` when the other did. */
+  readonly direction: 'dialed' | 'accepted'
+  /** A unique id for this link (a node may have one link per peer at a time). */
+  readonly id: string
+  /**
+   * Queues a message. Returns false when the link is closed. A sender that outpaces the link
+   * should await `drained()`; a peer that never reads is disconnected (4429) once the queue
+   * passes its bound, never grows memory without limit.
+   */
+  send(message: PeerMessage): boolean
+  /** Resolves when the send queue is below its high-water mark (or the link closed). */
+  drained(): Promise<void>
+  onMessage(listener: (message: PeerMessage) => void): void
+  /** Called once when the link ends, for any reason. */
+  onClose(listener: (code: number, reason: string) => void): void
+  close(code?: number, reason?: string): void
+  readonly closed: boolean
+}

@@ -1,18 +1,7 @@
 /**
- * What replication needs of a peer link. The transport's `PeerLink` has this shape; replication
- * states it here so it never imports the transport.
+ * What replication needs of a peer link: the transport's `PeerLink` (declared in codec/peer.ts,
+ * the room both may import) without its `id`, so tests and the simulator can make links simply.
  */
-import type { NodeId } from '../clock/index.js'
-import type { PeerMessage } from '../codec/peer.js'
+import type { PeerLink } from '../codec/peer.js'
 
-export interface PeerLinkLike {
-  readonly nodeId: NodeId
-  readonly url: string | null
-  readonly direction: 'dialed' | 'accepted'
-  readonly closed: boolean
-  send(message: PeerMessage): boolean
-  drained(): Promise<void>
-  onMessage(listener: (message: PeerMessage) => void): void
-  onClose(listener: (code: number, reason: string) => void): void
-  close(code?: number, reason?: string): void
-}
+export type PeerLinkLike = Omit<PeerLink, 'id'>

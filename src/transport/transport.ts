@@ -6,7 +6,7 @@
  * and only then hands a `PeerLink` to the node. It knows nothing of changes or merges.
  */
 import type { NodeId } from '../clock/index.js'
-import type { PeerMessage } from '../codec/peer.js'
+import type { PeerLink } from '../codec/peer.js'
 
 /** WebSocket close codes meshkv uses (4000-4999 are for applications). */
 export const CLOSE_CODES = {
@@ -21,29 +21,8 @@ export const CLOSE_CODES = {
   slowReader: 4429,
 } as const
 
-export interface PeerLink {
-  /** The authenticated node id of the other side. */
-  readonly nodeId: NodeId
-  /** The URL the other side can be dialed at (its own, as it said), or null. */
-  readonly url: string | null
-  /** `dialed` when this side opened the link, `accepted` when the other did. */
-  readonly direction: 'dialed' | 'accepted'
-  /** A unique id for this link (a node may have one link per peer at a time). */
-  readonly id: string
-  /**
-   * Queues a message. Returns false when the link is closed. A sender that outpaces the link
-   * should await `drained()`; a peer that never reads is disconnected (4429) once the queue
-   * passes its bound, never grows memory without limit.
-   */
-  send(message: PeerMessage): boolean
-  /** Resolves when the send queue is below its high-water mark (or the link closed). */
-  drained(): Promise<void>
-  onMessage(listener: (message: PeerMessage) => void): void
-  /** Called once when the link ends, for any reason. */
-  onClose(listener: (code: number, reason: string) => void): void
-  close(code?: number, reason?: string): void
-  readonly closed: boolean
-}
+/** The link itself is declared with the frames (codec/peer.ts): replication uses it too. */
+export type { PeerLink } from '../codec/peer.js'
 
 export interface TransportOptions {
   nodeId: NodeId
