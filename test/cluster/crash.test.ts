@@ -3,8 +3,8 @@
  * other nodes, 32 requests in flight. The killed node restarts on its directory and catches up:
  * all digests equal, every acknowledged key on every node.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Cluster, buildIfStale, killAllKvctl, kvctl, listKeys, put, stopAllClusters } from './helpers.js'
+import { describe, expect, it } from 'vitest'
+import { Cluster, kvctl, listKeys, put, useLinkedCluster } from './helpers.js'
 
 const KEYS = 5_000
 const IN_FLIGHT = 32
@@ -13,16 +13,8 @@ const STATUS_AFTER_ACKS = 2_500
 
 let cluster: Cluster
 
-beforeAll(async () => {
-  buildIfStale()
-  cluster = await Cluster.start({ size: 3 })
-  await cluster.waitLinked()
-}, 60_000)
+useLinkedCluster((started) => (cluster = started))
 
-afterAll(async () => {
-  await killAllKvctl()
-  await stopAllClusters()
-})
 
 describe('kill -9 during writes', () => {
   it('node 2 killed while 5,000 keys are written with w=2 through nodes 1 and 3: after its restart every acknowledged key is on every node', async () => {

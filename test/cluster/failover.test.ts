@@ -4,10 +4,10 @@
  * go on within a second. And a write that its node ran, but whose answer was lost with the node,
  * is not run a second time by the client on another node.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { MeshClient } from '../../src/client/index.js'
 import { MeshError } from '../../src/errors.js'
-import { Cluster, buildIfStale, listKeys, request, sleep, stopAllClusters } from './helpers.js'
+import { Cluster, listKeys, request, sleep, useLinkedCluster } from './helpers.js'
 import { TcpProxy } from './tcp-proxy.js'
 
 const BEFORE_KILL_MS = 1_500
@@ -15,15 +15,8 @@ const AFTER_KILL_MS = 2_000
 
 let cluster: Cluster
 
-beforeAll(async () => {
-  buildIfStale()
-  cluster = await Cluster.start({ size: 3 })
-  await cluster.waitLinked()
-}, 60_000)
+useLinkedCluster((started) => (cluster = started))
 
-afterAll(async () => {
-  await stopAllClusters()
-})
 
 describe('client failover', () => {
   it('a sticky client keeps writing while its node is killed: nothing acknowledged is lost, the longest gap is under 1 s', async () => {

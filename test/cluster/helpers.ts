@@ -16,6 +16,7 @@
  * Every child is tracked; `stopAllClusters()` (afterAll) kills whatever a test left running and
  * removes the data directories.
  */
+import { afterAll, beforeAll } from 'vitest'
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -26,6 +27,7 @@ import { REPO_ROOT, cleanEnv, freePort } from '../cli/helpers.js'
 import { TcpProxy } from './tcp-proxy.js'
 
 export { buildIfStale, kvctl, killAll as killAllKvctl } from '../cli/helpers.js'
+import { buildIfStale as buildBinariesIfStale, killAll as killKvctlChildren } from '../cli/helpers.js'
 
 const MESHKV_BIN = join(REPO_ROOT, 'bin', 'meshkv.js')
 /** Every HTTP request of a helper is bounded: a stopped (SIGSTOP) node must not hang a test. */
@@ -469,4 +471,22 @@ export async function listKeys(node: string, prefix: string): Promise<Set<string
     cursor = answer.json['next'] as string | null
     if (cursor === null || items.length === 0) return keys
   }
+}
+
+/**
+ * The set-up most cluster test files share: build if stale, start `size` real nodes, wait until
+ * they are linked; at the end stop any kvctl children and every cluster. `started` receives the
+ * cluster (files keep it in a variable of their own).
+ */
+export function useLinkedCluster(started: (cluster: Cluster) => void, size = 3): void {
+  beforeAll(async () => {
+    buildBinariesIfStale()
+    const cluster = await Cluster.start({ size })
+    await cluster.waitLinked()
+    started(cluster)
+  }, 60_000)
+  afterAll(async () => {
+    await killKvctlChildren()
+    await stopAllClusters()
+  })
 }

@@ -3,26 +3,18 @@
  * tells equal from different states, causal tokens make reads wait (or time out clearly while a
  * node is cut off), and concurrent writes made on isolated nodes converge to one state.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { Cluster, buildIfStale, get, killAllKvctl, kvctl, put, request, stopAllClusters, waitFor, waitValue } from './helpers.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Cluster, get, kvctl, put, request, useLinkedCluster, waitFor, waitValue } from './helpers.js'
 
 let cluster: Cluster
 
-beforeAll(async () => {
-  buildIfStale()
-  cluster = await Cluster.start({ size: 3 })
-  await cluster.waitLinked()
-}, 60_000)
+useLinkedCluster((started) => (cluster = started))
 
 afterEach(async () => {
   // Every test leaves the cluster whole, even one that failed while links were cut.
   cluster.heal()
 })
 
-afterAll(async () => {
-  await killAllKvctl()
-  await stopAllClusters()
-})
 
 function verify(): Promise<{ code: number | null; out: string; stderr: string }> {
   return kvctl(['--node', cluster.urls().join(','), 'verify'])

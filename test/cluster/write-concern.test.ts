@@ -3,20 +3,13 @@
  * that says how many members hold the write; the write stays committed, is readable on the
  * live nodes, and reaches the dead one when it returns.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Cluster, buildIfStale, get, put, stopAllClusters, waitFor, waitValue } from './helpers.js'
+import { describe, expect, it } from 'vitest'
+import { Cluster, get, put, useLinkedCluster, waitFor, waitValue } from './helpers.js'
 
 let cluster: Cluster
 
-beforeAll(async () => {
-  buildIfStale()
-  cluster = await Cluster.start({ size: 3 })
-  await cluster.waitLinked()
-}, 60_000)
+useLinkedCluster((started) => (cluster = started))
 
-afterAll(async () => {
-  await stopAllClusters()
-})
 
 describe('write concern with a node down', () => {
   it('w=all with node 3 killed answers 504 MESHKV_ERR_WRITE_CONCERN_TIMEOUT (2 of 3 hold it); readable on 1 and 2; node 3 gets it after its restart', async () => {
