@@ -7,7 +7,7 @@ import type { NodeId, VectorClock } from '../clock/index.js'
 import { isNodeId, isVectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import { decodeChecked, encode } from './index.js'
-import { isBytes, isChange, isRecord } from './guards.js'
+import { isBytes, isChange, isKey, isRecord } from './guards.js'
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
@@ -59,7 +59,42 @@ export interface AckMessage {
   readonly vc: VectorClock
 }
 
-export type PeerMessage = SyncMessage | ChangesMessage | AckMessage
+/** A sender offers a snapshot (states as of `vc`); nothing is streamed until the receiver accepts. */
+export interface SnapshotOfferMessage {
+  readonly type: 'snapshot-offer'
+  readonly vc: VectorClock
+  /** Keys the snapshot holds, for progress (an estimate). */
+  readonly keys: number
+}
+
+/** The receiver takes the offered snapshot, or refuses it (it is receiving another one). */
+export interface SnapshotReplyMessage {
+  readonly type: 'snapshot-reply'
+  readonly accept: boolean
+}
+
+/** Encoded states of the snapshot, in key order per space; `seq` counts chunks from 1. */
+export interface SnapshotChunkMessage {
+  readonly type: 'snapshot-chunk'
+  readonly seq: number
+  readonly states: readonly (readonly [string, string, Uint8Array])[]
+}
+
+/** The receiver has the chunks up to `seq` on its disk (flow control: a few chunks in flight). */
+export interface SnapshotAckMessage {
+  readonly type: 'snapshot-ack'
+  readonly seq: number
+}
+
+/** The last chunk was sent: the receiver joins the snapshot, then sends `sync`. */
+export interface SnapshotEndMessage {
+  readonly type: 'snapshot-end'
+  readonly chunks: number
+}
+
+export type SnapshotMessage = SnapshotOfferMessage | SnapshotReplyMessage | SnapshotChunkMessage | SnapshotAckMessage | SnapshotEndMessage
+
+export type PeerMessage = SyncMessage | ChangesMessage | AckMessage | SnapshotMessage
 
 export type Frame = HandshakeMessage | PeerMessage
 
@@ -93,9 +128,27 @@ export function isFrame(value: unknown): value is Frame {
       return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isChange)
     case 'ack':
       return isVectorClock(value['vc'])
+    case 'snapshot-offer':
+      return isVectorClock(value['vc']) && isCount(value['keys'])
+    case 'snapshot-reply':
+      return typeof value['accept'] === 'boolean'
+    case 'snapshot-chunk':
+      return isCount(value['seq']) && Array.isArray(value['states']) && value['states'].every(isSnapshotState)
+    case 'snapshot-ack':
+      return isCount(value['seq'])
+    case 'snapshot-end':
+      return isCount(value['chunks'])
     default:
       return false
   }
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0
+}
+
+function isSnapshotState(value: unknown): boolean {
+  return Array.isArray(value) && value.length === 3 && typeof value[0] === 'string' && isKey(value[1]) && isBytes(value[2])
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {

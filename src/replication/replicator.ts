@@ -8,9 +8,10 @@
  * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
+import { vcCovers, vcDistance, vcGet, vcHasDot, vcJoin, vcMeet } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
-import type { PeerMessage } from '../codec/peer.js'
+import type { PeerMessage, SnapshotChunkMessage } from '../codec/peer.js'
+import type { Space } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { LogEntry } from '../storage/store.js'
 import type { PeerLinkLike } from './link.js'
@@ -44,6 +45,33 @@ export interface ReplicatorOptions {
   bufferChangesMax?: number
   /** A peer lacking changes older than this is `catching-up` rather than `up`. */
   catchingUpAfterMs?: number
+  /** A brand-new peer gets a snapshot rather than the log when this node holds more changes than this. */
+  snapshotAfterChanges?: number
+  /**
+   * Every member of the cluster (this node may include itself). With it, `tick()` collects
+   * garbage: the stable cut is the minimum over these members' acknowledgements, so a member
+   * never heard from holds everything back. Without it, nothing is purged.
+   */
+  members?: () => readonly NodeId[]
+}
+
+/** A snapshot this node is receiving. */
+export interface SnapshotProgress {
+  from: NodeId
+  keysTotal: number
+  keysReceived: number
+  startedMs: number
+}
+
+/** What the last garbage collection pass found and did. */
+export interface GcStatus {
+  /** Dots at or below it are stable: no change concurrent with them can arrive. */
+  stableCut: VectorClock
+  /** Every member holds the changes at or below it: their log entries may go. */
+  heldByAll: VectorClock
+  logPurged: number
+  tombstonesPurged: number
+  passes: number
 }
 
 /** What this node knows of a peer, kept across link drops. */
@@ -51,6 +79,8 @@ interface PeerInfo {
   nodeId: NodeId
   url: string | null
   acked: VectorClock
+  /** Recent acknowledged VCs, oldest first: the stable cut takes the newest usable one. */
+  ackHistory: VectorClock[]
   lastSeenMs: number | null
   /** The peer's VC when it first synced with us on this run; joining waits to cover it. */
   firstSyncVc: VectorClock | null
@@ -76,7 +106,27 @@ export class Replicator {
   #lastAckedVc: VectorClock = {}
   #waiters = new Set<HolderWaiter>()
   #closed = false
-  readonly #counters = { changesReceived: 0, changesApplied: 0, duplicates: 0, bufferFull: 0, refused: 0, framesSent: 0, changesSent: 0 }
+  /** Forgotten members, with the last of their changes that stays (later ones are refused). */
+  #forgotten = new Map<NodeId, number>()
+  #receiving: (SnapshotProgress & { vc: VectorClock; failed: boolean }) | null = null
+  /** Every write to the snapshot stage, in order: a dropped snapshot's writes end before the next one clears the stage. */
+  #stageWork: Promise<void> = Promise.resolve()
+  #lastSnapshot: { from: NodeId; keys: number; ms: number } | null = null
+  #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
+  #gcRunning = false
+  readonly #gcEnabled: boolean
+  readonly #counters = {
+    changesReceived: 0,
+    changesApplied: 0,
+    duplicates: 0,
+    bufferFull: 0,
+    refused: 0,
+    refusedForgotten: 0,
+    framesSent: 0,
+    changesSent: 0,
+    snapshotsSent: 0,
+    snapshotsReceived: 0,
+  }
   readonly #unsubscribe: () => void
 
   constructor(options: ReplicatorOptions) {
@@ -88,7 +138,10 @@ export class Replicator {
       frameBytesMax: options.frameBytesMax ?? 2 * 1024 * 1024,
       bufferChangesMax: options.bufferChangesMax ?? 20_000,
       catchingUpAfterMs: options.catchingUpAfterMs ?? 1000,
+      snapshotAfterChanges: options.snapshotAfterChanges ?? 10_000,
+      members: options.members ?? (() => []),
     }
+    this.#gcEnabled = options.members !== undefined
     this.#buffer = new CausalBuffer(this.#options.bufferChangesMax)
     this.#pendingVc = options.store.vc
     this.#unsubscribe = options.store.onCommit(() => {
@@ -116,6 +169,11 @@ export class Replicator {
       link.close(1001, 'node closing')
       return
     }
+    if (this.#forgotten.has(link.nodeId)) {
+      this.#logger.warn({ peer: link.nodeId }, 'a forgotten node tried to link; refused')
+      link.close(4403, 'this node was forgotten by the cluster')
+      return
+    }
     const existing = this.#sessions.get(link.nodeId)
     if (existing !== undefined) {
       if (dialerOf(existing.link, this.store.nodeId) <= dialerOf(link, this.store.nodeId)) {
@@ -138,15 +196,22 @@ export class Replicator {
         this.#counters.framesSent++
         this.#counters.changesSent += changes
       },
+      snapshotAfterChanges: this.#options.snapshotAfterChanges,
+      onSnapshotSent: (keys) => {
+        this.#counters.snapshotsSent++
+        this.#logger.info({ peer: link.nodeId, keys }, 'snapshot sent')
+      },
     })
     this.#sessions.set(link.nodeId, session)
     info.lastSeenMs = this.#options.now()
     link.onClose((code, reason) => {
+      if (code === 4403) this.#logger.error({ peer: link.nodeId, reason }, 'this node was forgotten by the cluster: the peer refuses its links and changes')
       if (this.#sessions.get(link.nodeId) === session) {
         this.#sessions.delete(link.nodeId)
         this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
         this.#broadcastSync()
       }
+      if (this.#receiving?.from === link.nodeId) this.#abandonSnapshot('the link ended')
       session.stop()
     })
     this.#logger.info({ peer: link.nodeId, url: link.url, direction: link.direction }, 'peer link up')
@@ -154,13 +219,92 @@ export class Replicator {
     this.#broadcastSync()
   }
 
-  /** Called about once a second: resends state where a resend is due, refreshes acks. */
+  /** Called about once a second: resends state where a resend is due, refreshes acks, collects garbage. */
   tick(): void {
     if (this.#resyncNeeded) {
       this.#resyncNeeded = false
       this.#broadcastSync()
     }
     this.#sendAcksIfChanged()
+    if (this.#gcEnabled && !this.#gcRunning && !this.#closed) {
+      this.#gcRunning = true
+      void this.collectGarbage()
+        .catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'garbage collection failed; it is tried again'))
+        .finally(() => (this.#gcRunning = false))
+    }
+  }
+
+  /**
+   * Forgets members for good: their links are refused (4403), their changes after `seq` (the last
+   * one this node had when they were forgotten) are refused and counted, and they no longer count
+   * for write concern or hold back garbage collection.
+   */
+  setForgotten(forgotten: ReadonlyMap<NodeId, number>): void {
+    for (const [nodeId, seq] of forgotten) {
+      if (this.#forgotten.get(nodeId) === seq) continue
+      this.#forgotten.set(nodeId, seq)
+      this.#peers.delete(nodeId)
+      const session = this.#sessions.get(nodeId)
+      if (session !== undefined) session.link.close(4403, 'this node was forgotten by the cluster')
+      this.#logger.warn({ peer: nodeId, seq }, 'member forgotten')
+    }
+    this.#checkWaiters()
+  }
+
+  isForgotten(nodeId: NodeId): boolean {
+    return this.#forgotten.has(nodeId)
+  }
+
+  /**
+   * The stable cut (DESIGN.md section 4): per member X, the newest VC X acknowledged whose X entry
+   * this node has applied; the pointwise minimum of those and this node's own VC. A member never
+   * heard from on this run gives `{}`: nothing is stable until every member has answered.
+   */
+  stableCut(): VectorClock {
+    let cut = this.store.vc
+    for (const id of this.#gcMembers()) {
+      const info = this.#peers.get(id)
+      cut = vcMeet(cut, info === undefined ? {} : this.#usableAck(info))
+    }
+    return cut
+  }
+
+  /** What every member holds: the minimum of what each is known to have. */
+  heldByAll(): VectorClock {
+    let held = this.store.vc
+    for (const id of this.#gcMembers()) {
+      const info = this.#peers.get(id)
+      held = vcMeet(held, info === undefined ? {} : this.#knownTo(info))
+    }
+    return held
+  }
+
+  /** One garbage collection pass: purges log entries every member holds and stable tombstones. */
+  async collectGarbage(): Promise<GcStatus> {
+    const stableCut = this.stableCut()
+    const heldByAll = this.heldByAll()
+    const result = await this.store.purge(heldByAll, stableCut)
+    this.#gc = {
+      stableCut,
+      heldByAll,
+      logPurged: this.#gc.logPurged + result.logPurged,
+      tombstonesPurged: this.#gc.tombstonesPurged + result.tombstonesPurged,
+      passes: this.#gc.passes + 1,
+    }
+    return this.#gc
+  }
+
+  get gcStatus(): GcStatus {
+    return this.#gc
+  }
+
+  /** The snapshot being received, and the last one joined. */
+  snapshotStatus(): { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null } {
+    const receiving = this.#receiving
+    return {
+      receiving: receiving === null ? null : { from: receiving.from, keysTotal: receiving.keysTotal, keysReceived: receiving.keysReceived, startedMs: receiving.startedMs },
+      last: this.#lastSnapshot,
+    }
   }
 
   /** How many members (this node included) hold the change `dot`. */
@@ -247,7 +391,7 @@ export class Replicator {
   #peerInfo(nodeId: NodeId, url: string | null): PeerInfo {
     let info = this.#peers.get(nodeId)
     if (info === undefined) {
-      info = { nodeId, url, acked: {}, lastSeenMs: null, firstSyncVc: null }
+      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null }
       this.#peers.set(nodeId, info)
     }
     if (url !== null) info.url = url
@@ -262,19 +406,126 @@ export class Replicator {
         // A sync is the peer's whole VC now: it replaces what this node believed (a peer that lost
         // unsynced changes in a power loss holds less than it once acknowledged).
         info.acked = message.vc
+        info.ackHistory = [message.vc]
         if (info.firstSyncVc === null) info.firstSyncVc = message.vc
         session.onSync(message.vc, message.peers)
         this.#checkWaiters()
         return
       case 'ack':
         info.acked = vcJoin(info.acked, message.vc)
+        info.ackHistory.push(message.vc)
+        if (info.ackHistory.length > ACK_HISTORY_MAX) info.ackHistory.shift()
         session.onAck(message.vc)
         this.#checkWaiters()
         return
       case 'changes':
         this.#receive(message.changes)
         return
+      case 'snapshot-reply':
+        session.onSnapshotReply(message.accept)
+        return
+      case 'snapshot-ack':
+        session.onSnapshotAck(message.seq)
+        return
+      case 'snapshot-offer':
+        this.#onSnapshotOffer(session, message.vc, message.keys)
+        return
+      case 'snapshot-chunk':
+        this.#onSnapshotChunk(session, message)
+        return
+      case 'snapshot-end':
+        this.#onSnapshotEnd(session)
+        return
     }
+  }
+
+  #onSnapshotOffer(session: Session, vc: VectorClock, keys: number): void {
+    const from = session.link.nodeId
+    if (this.#receiving !== null && this.#receiving.from !== from) {
+      session.link.send({ type: 'snapshot-reply', accept: false })
+      return
+    }
+    if (this.#receiving !== null) this.#abandonSnapshot('the sender offered a new one')
+    this.#stageWork = this.#stageWork.then(() => this.store.clearStage()).catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'could not clear the snapshot stage'))
+    this.#receiving = { from, vc, keysTotal: keys, keysReceived: 0, startedMs: this.#options.now(), failed: false }
+    this.#logger.info({ peer: from, keys }, 'receiving a snapshot')
+    session.link.send({ type: 'snapshot-reply', accept: true })
+  }
+
+  #onSnapshotChunk(session: Session, message: SnapshotChunkMessage): void {
+    const receiving = this.#receiving
+    if (receiving === null || receiving.from !== session.link.nodeId) return
+    receiving.keysReceived += message.states.length
+    this.#stageWork = this.#stageWork.then(async () => {
+      if (receiving.failed) return
+      try {
+        await this.store.stageSnapshot(message.states as readonly (readonly [Space, string, Uint8Array])[])
+        session.link.send({ type: 'snapshot-ack', seq: message.seq })
+      } catch (error) {
+        receiving.failed = true
+        this.#logger.warn({ peer: receiving.from, err: String(error), code: (error as { code?: string }).code }, 'a snapshot chunk was refused; the snapshot is dropped')
+        this.#abandonSnapshot('a chunk was refused')
+        session.link.close(1008, 'bad snapshot chunk')
+      }
+    })
+  }
+
+  #onSnapshotEnd(session: Session): void {
+    const receiving = this.#receiving
+    if (receiving === null || receiving.from !== session.link.nodeId) return
+    const done = this.#stageWork.then(async () => {
+      if (receiving.failed || this.#receiving !== receiving) return
+      await this.store.applyStagedSnapshot(receiving.vc)
+      const ms = this.#options.now() - receiving.startedMs
+      this.#lastSnapshot = { from: receiving.from, keys: receiving.keysReceived, ms }
+      this.#counters.snapshotsReceived++
+      this.#logger.info({ peer: receiving.from, keys: receiving.keysReceived, ms }, 'snapshot joined')
+    })
+    this.#stageWork = done.catch(() => undefined)
+    this.#applying = this.#applying.then(() =>
+      done
+        .catch((error: unknown) => this.#logger.error({ peer: receiving.from, err: String(error) }, 'joining a snapshot failed'))
+        .finally(() => {
+          if (this.#receiving === receiving) this.#receiving = null
+          this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
+          // Every peer's cursor restarts from what this node has now (the sender waits for this).
+          this.#broadcastSync()
+          this.#drain()
+          this.#checkWaiters()
+        }),
+    )
+  }
+
+  #abandonSnapshot(why: string): void {
+    const receiving = this.#receiving
+    if (receiving === null) return
+    receiving.failed = true
+    this.#receiving = null
+    this.#logger.warn({ peer: receiving.from, why }, 'snapshot dropped')
+    this.#stageWork = this.#stageWork.then(() => this.store.clearStage()).catch(() => undefined)
+  }
+
+  /** Members that count for garbage collection: the configured set and every peer heard on this run. */
+  #gcMembers(): Set<NodeId> {
+    const ids = new Set<NodeId>(this.#options.members())
+    for (const id of this.#peers.keys()) ids.add(id)
+    ids.delete(this.store.nodeId)
+    for (const id of this.#forgotten.keys()) ids.delete(id)
+    return ids
+  }
+
+  /** The newest acknowledgement of `info`'s node whose own entry this node has applied. */
+  #usableAck(info: PeerInfo): VectorClock {
+    const applied = vcGet(this.store.vc, info.nodeId)
+    for (let index = info.ackHistory.length - 1; index >= 0; index--) {
+      const ack = info.ackHistory[index] as VectorClock
+      if (vcGet(ack, info.nodeId) <= applied) {
+        // Older ones are never needed again: this one (or a newer one) will do from now on.
+        info.ackHistory.splice(0, index)
+        return ack
+      }
+    }
+    return {}
   }
 
   #receive(changes: readonly Change[]): void {
@@ -282,6 +533,13 @@ export class Replicator {
     this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
     for (const change of changes) {
       this.#counters.changesReceived++
+      const forgottenAfter = this.#forgotten.get(change.dot.node)
+      if (forgottenAfter !== undefined && change.dot.seq > forgottenAfter) {
+        if (this.#counters.refusedForgotten++ === 0 || this.#counters.refusedForgotten % 1000 === 0) {
+          this.#logger.warn({ origin: change.dot.node, seq: change.dot.seq, code: 'MESHKV_ERR_FORGOTTEN', refused: this.#counters.refusedForgotten }, 'a change from a forgotten member was refused')
+        }
+        continue
+      }
       let result = this.#buffer.add(change, this.#pendingVc)
       if (result === 'full') {
         // Hand what is deliverable to the store first: that moves `pendingVc` on, so the rest of a
@@ -365,6 +623,9 @@ export class Replicator {
     return oldest === Infinity ? 0 : Math.max(0, now - oldest)
   }
 }
+
+/** Acknowledged VCs kept per peer for the stable cut. */
+const ACK_HISTORY_MAX = 32
 
 function dialerOf(link: PeerLinkLike, selfId: NodeId): NodeId {
   return link.direction === 'dialed' ? selfId : link.nodeId

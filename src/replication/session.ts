@@ -7,12 +7,19 @@
  *
  * Every `sync` from the peer restarts the cursor from the peer's vector clock, so a peer that lost
  * a link (and now needs relayed changes) or dropped changes from a full buffer gets them again.
+ *
+ * When the peer needs log entries this node has purged (or is brand new and this node holds a long
+ * history), the session offers a snapshot instead: every state, read from one store snapshot,
+ * streamed in chunks with at most `SNAPSHOT_WINDOW` chunks not yet on the peer's disk. After the
+ * last chunk it waits for the peer's next `sync` and streams the log from there.
  */
 import type { NodeId, VectorClock } from '../clock/index.js'
-import { vcGet, vcHasDot, vcJoin } from '../clock/index.js'
+import { vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import type { Change } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
+import type { StoreSnapshot } from '../storage/store.js'
+import { SPACES } from '../crdt/index.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 
@@ -25,7 +32,15 @@ export interface SessionOptions {
   logger: Logger
   onMessage: (message: PeerMessage) => void
   onSent: (changes: number) => void
+  /** A brand-new peer gets a snapshot rather than the log when this node holds more changes than this. */
+  snapshotAfterChanges: number
+  onSnapshotSent?: (keys: number) => void
 }
+
+/** Snapshot chunks in flight before the sender waits for the receiver's `snapshot-ack`. */
+export const SNAPSHOT_WINDOW = 4
+const SNAPSHOT_CHUNK_STATES = 1000
+const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 
 /** Rough size of a change on the wire: its values and keys plus a fixed overhead. */
 export function approximateChangeBytes(change: Change): number {
@@ -51,6 +66,9 @@ export class Session {
   #restart = false
   #stopped = false
   #wake: (() => void) | null = null
+  /** The peer's answer to a snapshot offer (null while none is awaited). */
+  #snapshotReply: boolean | null = null
+  #snapshotAcked = 0
 
   constructor(options: SessionOptions) {
     this.link = options.link
@@ -85,6 +103,16 @@ export class Session {
     this.#theirVc = vcJoin(this.#theirVc, vc)
   }
 
+  onSnapshotReply(accept: boolean): void {
+    this.#snapshotReply = accept
+    this.wake()
+  }
+
+  onSnapshotAck(seq: number): void {
+    this.#snapshotAcked = Math.max(this.#snapshotAcked, seq)
+    this.wake()
+  }
+
   async #run(): Promise<void> {
     try {
       while (!this.#stopped && !this.link.closed) {
@@ -96,7 +124,12 @@ export class Session {
         if (this.#restart) {
           this.#restart = false
           this.#sentVc = {}
-          this.#cursor = await this.#startCursor()
+          const start = await this.#startCursor()
+          if (start === 'snapshot') {
+            await this.#sendSnapshot()
+            continue
+          }
+          this.#cursor = start
         }
         const sent = await this.#sendFrom()
         if (!sent) await woken
@@ -154,19 +187,93 @@ export class Session {
     return origin === this.#options.selfId || !this.#theirPeers.has(origin)
   }
 
-  /** The LSN just before the oldest change the peer lacks (and will not get from its origin). */
-  async #startCursor(): Promise<number> {
+  /**
+   * The LSN just before the oldest change the peer lacks (and will not get from its origin), or
+   * `snapshot` when the log no longer holds it, or the peer is brand new and the history is long.
+   */
+  async #startCursor(): Promise<number | 'snapshot'> {
     const store = this.#options.store
     const end = store.lsn
+    if (Object.keys(this.#theirVc).length === 0 && vcDistance(store.vc, {}) > this.#options.snapshotAfterChanges) return 'snapshot'
     let start = Infinity
     for (const [origin, seq] of Object.entries(store.vc) as [NodeId, number][]) {
       const from = vcGet(this.#theirVc, origin) + 1
       if (from > seq) continue
-      if (origin === this.link.nodeId || (origin !== this.#options.selfId && this.#theirPeers.has(origin))) continue
       const lsn = await store.lsnOfDot({ node: origin, seq: from })
-      // Purged entries need a snapshot (cluster life); until then, stream what the log holds.
-      start = Math.min(start, lsn ?? (await store.firstLsn()))
+      // Purged (or never in this log: this node joined a snapshot holding it): the peer needs a
+      // snapshot, even for an origin it links to, which may have purged it as well.
+      if (lsn === undefined) return 'snapshot'
+      if (origin === this.link.nodeId || (origin !== this.#options.selfId && this.#theirPeers.has(origin))) continue
+      start = Math.min(start, lsn)
     }
     return start === Infinity ? end : start - 1
+  }
+
+  /** Offers a snapshot; if taken, streams it, then waits for the peer's next `sync`. */
+  async #sendSnapshot(): Promise<void> {
+    const snapshot = await this.#options.store.snapshot()
+    try {
+      this.#snapshotReply = null
+      this.#snapshotAcked = 0
+      let keys = 0
+      for (const space of SPACES) for await (const _ of snapshot.iterateRaw(space, {})) keys++
+      if (!this.link.send({ type: 'snapshot-offer', vc: snapshot.vc, keys })) return
+      this.#options.logger.info({ peer: this.link.nodeId, keys }, 'offering a snapshot')
+      if (!(await this.#until(() => this.#snapshotReply !== null)) || this.#snapshotReply !== true) {
+        // Refused (it is taking another one): its next `sync` says what it still lacks.
+        this.#awaitSync()
+        return
+      }
+      const chunks = await this.#streamSnapshot(snapshot)
+      if (chunks === null) return
+      this.link.send({ type: 'snapshot-end', chunks })
+      this.#options.onSnapshotSent?.(keys)
+      this.#awaitSync()
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  /** Sends every state in chunks, a window at a time. The number of chunks, or null if cut off. */
+  async #streamSnapshot(snapshot: StoreSnapshot): Promise<number | null> {
+    let seq = 0
+    let states: [string, string, Uint8Array][] = []
+    let bytes = 0
+    const flush = async (): Promise<boolean> => {
+      seq++
+      if (!this.link.send({ type: 'snapshot-chunk', seq, states })) return false
+      states = []
+      bytes = 0
+      await this.link.drained()
+      return this.#until(() => seq - this.#snapshotAcked < SNAPSHOT_WINDOW)
+    }
+    for (const space of SPACES) {
+      for await (const [key, value] of snapshot.iterateRaw(space, {})) {
+        states.push([space, key, value])
+        bytes += value.length + key.length
+        if ((states.length >= SNAPSHOT_CHUNK_STATES || bytes >= SNAPSHOT_CHUNK_BYTES) && !(await flush())) return null
+      }
+    }
+    if (states.length > 0 && !(await flush())) return null
+    return seq
+  }
+
+  /**
+   * Waits until `ready()` holds; false if the link ended or the session stopped. A `sync` does not
+   * cut a snapshot off (a new node's link set changes while it receives one): the peer sends
+   * another once it has joined the snapshot, and the cursor restarts from that.
+   */
+  async #until(ready: () => boolean): Promise<boolean> {
+    while (!ready()) {
+      if (this.#stopped || this.link.closed) return false
+      await new Promise<void>((resolve) => (this.#wake = resolve))
+    }
+    return !(this.#stopped || this.link.closed)
+  }
+
+  /** After a snapshot was sent or refused: stream nothing until the peer's next `sync`. */
+  #awaitSync(): void {
+    this.#synced = false
+    this.#restart = false
   }
 }

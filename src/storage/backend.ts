@@ -4,9 +4,12 @@
  * sublevels, writes atomic batches, iterates ranges in byte order and takes consistent snapshots.
  */
 
-/** Sublevels: meta, the log by LSN, the dot index, the vector clock, and key states per type. */
-export type Sub = 'meta' | 'log' | 'dots' | 'vc' | 'kv' | 'counter' | 'set'
-export const SUBS: readonly Sub[] = ['meta', 'log', 'dots', 'vc', 'kv', 'counter', 'set']
+/**
+ * Sublevels: meta, the log by LSN, the dot index, the vector clock, key states per type, the
+ * index of keys whose state is all tombstones (garbage collection), and a snapshot being received.
+ */
+export type Sub = 'meta' | 'log' | 'dots' | 'vc' | 'kv' | 'counter' | 'set' | 'tombs' | 'stage'
+export const SUBS: readonly Sub[] = ['meta', 'log', 'dots', 'vc', 'kv', 'counter', 'set', 'tombs', 'stage']
 
 export type BackendWrite =
   | { readonly type: 'put'; readonly sub: Sub; readonly key: string; readonly value: Uint8Array }

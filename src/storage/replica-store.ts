@@ -5,7 +5,7 @@
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
-import type { CommitResult, LogEntry } from './store.js'
+import type { CommitResult, LogEntry, PurgeResult, SnapshotEntry, StoreSnapshot } from './store.js'
 
 export interface ReplicaStore {
   readonly nodeId: NodeId
@@ -16,4 +16,10 @@ export interface ReplicaStore {
   lsnOfDot(dot: Dot): Promise<number | undefined>
   applyRemote(change: Change): Promise<CommitResult>
   onCommit(listener: (entries: readonly LogEntry[]) => void): () => void
+  /** A consistent view of every state and the vector clock it reflects (a snapshot to send). */
+  snapshot(): Promise<StoreSnapshot>
+  stageSnapshot(entries: readonly SnapshotEntry[]): Promise<void>
+  clearStage(): Promise<void>
+  applyStagedSnapshot(vc: VectorClock): Promise<void>
+  purge(logCovered: VectorClock, stableCut: VectorClock): Promise<PurgeResult>
 }

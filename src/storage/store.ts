@@ -12,12 +12,31 @@
  *   dots/<node>:<seq as 16 hex>      utf8 decimal lsn
  *   vc/<node>                        utf8 decimal seq
  *   kv|counter|set/<key>             the key's state
+ *   tombs/<key>                      empty: the kv key's state was all tombstones when written
+ *                                    (garbage collection checks it again before purging)
+ *   stage/<space>\0<key>             a state of a snapshot being received (joined at its end)
+ *   meta/snapshot                    {vc}: a received snapshot is being joined (resumed at open)
  */
 import type { Dot, Hlc, NodeId, VectorClock } from '../clock/index.js'
-import { HLC_ZERO, hlcObserve, hlcTick, maxHlc, isHlc, isNodeId, nodeIdFromBytes, vcGet, vcHasDot, vcCovers, vcNormalize, vcSet } from '../clock/index.js'
+import {
+  HLC_ZERO,
+  hlcObserve,
+  hlcTick,
+  maxHlc,
+  isHlc,
+  isNodeId,
+  isVectorClock,
+  nodeIdFromBytes,
+  vcGet,
+  vcHasDot,
+  vcCovers,
+  vcJoin,
+  vcNormalize,
+  vcSet,
+} from '../clock/index.js'
 import { decodeChange, decodeChecked, decodeState, encode, encodeChange, encodeState } from '../codec/index.js'
-import type { AnyState, Change, Intent, Op, Space, StateOf } from '../crdt/index.js'
-import { applyOp, emptyState, isEmptyState, opTarget, prepareOp } from '../crdt/index.js'
+import type { AnyState, Change, Intent, Op, RegisterState, Space, StateOf } from '../crdt/index.js'
+import { SPACES, applyOp, emptyState, isEmptyState, joinState, opTarget, prepareOp } from '../crdt/index.js'
 import { MeshError, assert, isMeshError } from '../errors.js'
 import type { Backend, BackendReader, BackendWrite, Range } from './backend.js'
 
@@ -62,12 +81,38 @@ export interface StateReader {
 }
 
 export interface StoreSnapshot extends StateReader {
+  /** Encoded states of one space, as stored (what a snapshot sender ships without re-encoding). */
+  iterateRaw(space: Space, range: Range): AsyncIterable<[string, Uint8Array]>
   close(): Promise<void>
 }
 
-type Pending =
+/** One state of a snapshot on the wire: its space, key and encoded state. */
+export type SnapshotEntry = readonly [space: Space, key: string, state: Uint8Array]
+
+/** What one garbage collection pass did and found. */
+export interface PurgeResult {
+  logPurged: number
+  tombstonesPurged: number
+}
+
+type Commit =
   | { kind: 'local'; intents: readonly Intent[]; resolve: (result: CommitResult) => void; reject: (error: unknown) => void }
   | { kind: 'remote'; change: Change; resolve: (result: CommitResult) => void; reject: (error: unknown) => void }
+
+/** Work that must see no commit in flight (purging, joining a snapshot): it runs between groups. */
+interface Task {
+  kind: 'task'
+  run: () => Promise<void>
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+type Pending = Commit | Task
+
+/** Log entries or tombstones one purge batch takes. */
+const PURGE_BATCH_MAX = 2000
+/** States joined per batch when a snapshot is applied. */
+const SNAPSHOT_JOIN_BATCH = 1000
 
 /** What one group commit has built so far, before its batch is durable. */
 interface Group {
@@ -92,6 +137,8 @@ export class Store implements StateReader {
   #flushing: Promise<void> | null = null
   #listeners = new Set<(entries: readonly LogEntry[]) => void>()
   #closed = false
+  /** Where the next tombstone scan resumes (garbage collection walks the index a slice per pass). */
+  #tombCursor: string | null = null
 
   private constructor(backend: Backend, options: StoreOptions, state: { nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc }) {
     this.#backend = backend
@@ -108,7 +155,9 @@ export class Store implements StateReader {
     await backend.open()
     try {
       const state = await readOrInitMeta(backend, options)
-      return new Store(backend, options, state)
+      const store = new Store(backend, options, state)
+      await store.#recoverSnapshot()
+      return store
     } catch (error) {
       await backend.close()
       throw error
@@ -197,6 +246,67 @@ export class Store implements StateReader {
     return bytes === undefined ? undefined : Number(Buffer.from(bytes).toString('utf8'))
   }
 
+  /** Log entries held (the log is purged from its start, so it is one contiguous range). */
+  async logSize(): Promise<number> {
+    return this.#lsn + 1 - (await this.firstLsn())
+  }
+
+  /** Keys whose state is all tombstones and not yet purged (stale index entries included until the next pass). */
+  async tombstoneCount(): Promise<number> {
+    this.#checkOpen()
+    let count = 0
+    for await (const _ of this.#backend.iterate('tombs', {})) count++
+    return count
+  }
+
+  /**
+   * One garbage collection pass (DESIGN.md section 4), run between group commits:
+   * - log entries from the start of the log whose dots `logCovered` holds (every member has
+   *   them) are deleted with their dot index entries;
+   * - kv keys whose siblings are all tombstones with dots at or below `stableCut` are deleted:
+   *   no change concurrent with them can arrive any more, so nothing they hide can come back.
+   */
+  purge(logCovered: VectorClock, stableCut: VectorClock): Promise<PurgeResult> {
+    const result: PurgeResult = { logPurged: 0, tombstonesPurged: 0 }
+    return this.#exclusive(async () => {
+      result.logPurged = await this.#purgeLog(logCovered)
+      result.tombstonesPurged = await this.#purgeTombstones(stableCut)
+    }).then(() => result)
+  }
+
+  /** Writes states of a snapshot being received to the stage (they change nothing until applied). */
+  async stageSnapshot(entries: readonly SnapshotEntry[]): Promise<void> {
+    this.#checkOpen()
+    const writes: BackendWrite[] = []
+    for (const [space, key, bytes] of entries) {
+      if (!SPACES.includes(space)) throw new MeshError('MESHKV_ERR_DECODE', `a snapshot names an unknown key space ${JSON.stringify(space)}`)
+      decodeState(space, bytes) // refuses a damaged or malformed state before it is kept
+      writes.push({ type: 'put', sub: 'stage', key: stateId(space, key), value: bytes })
+    }
+    await this.#backend.write(writes, { sync: false })
+  }
+
+  /** Drops a snapshot that was not completed. */
+  async clearStage(): Promise<void> {
+    this.#checkOpen()
+    await clearSub(this.#backend, 'stage')
+  }
+
+  /**
+   * Joins the staged snapshot, which reflects the vector clock `vc`, into the node's states with
+   * the types' state-based merges, then takes the join of the clocks. A marker written first
+   * makes it resumable: a crash midway finishes the join at the next open (joins are idempotent),
+   * so the clock never claims changes whose states were not all joined.
+   */
+  applyStagedSnapshot(vc: VectorClock): Promise<void> {
+    return this.#exclusive(async () => {
+      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc }) }], { sync: true })
+      await this.#joinStage(vc)
+    }).then(() => {
+      for (const listener of this.#listeners) notify(listener, [])
+    })
+  }
+
   /** A consistent view: states, vector clock and LSN as of one moment. */
   async snapshot(): Promise<StoreSnapshot> {
     this.#checkOpen()
@@ -209,6 +319,7 @@ export class Store implements StateReader {
         lsn,
         getState: (space, key) => readState(view, space, key),
         iterateStates: (space, range) => iterateStates(view, space, range),
+        iterateRaw: (space, range) => view.iterate(space, range),
         close: () => view.close(),
       }
     } catch (error) {
@@ -229,7 +340,7 @@ export class Store implements StateReader {
     if (this.#closed) throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed')
   }
 
-  #enqueue(make: (resolve: (result: CommitResult) => void, reject: (error: unknown) => void) => Pending): Promise<CommitResult> {
+  #enqueue(make: (resolve: (result: CommitResult) => void, reject: (error: unknown) => void) => Commit): Promise<CommitResult> {
     return new Promise<CommitResult>((resolve, reject) => {
       // Inside the executor, so a closed store rejects rather than throws.
       this.#checkOpen()
@@ -238,17 +349,110 @@ export class Store implements StateReader {
     })
   }
 
+  #exclusive(run: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#checkOpen()
+      this.#queue.push({ kind: 'task', run, resolve, reject })
+      if (this.#flushing === null) this.#flushing = this.#flush()
+    })
+  }
+
   async #flush(): Promise<void> {
     // Let the calls of this tick join the first batch.
     await new Promise<void>((resolve) => setImmediate(resolve))
     while (this.#queue.length > 0) {
-      const items = this.#queue.splice(0, GROUP_CHANGES_MAX)
+      const first = this.#queue[0] as Pending
+      if (first.kind === 'task') {
+        this.#queue.shift()
+        await first.run().then(first.resolve, first.reject)
+        continue
+      }
+      let end = this.#queue.findIndex((item) => item.kind === 'task')
+      if (end === -1) end = this.#queue.length
+      const items = this.#queue.splice(0, Math.min(end, GROUP_CHANGES_MAX)) as Commit[]
       await this.#commitGroup(items)
     }
     this.#flushing = null
   }
 
-  async #commitGroup(items: Pending[]): Promise<void> {
+  async #purgeLog(logCovered: VectorClock): Promise<number> {
+    let purged = 0
+    for (;;) {
+      const writes: BackendWrite[] = []
+      let blocked = false
+      for await (const [key, bytes] of this.#backend.iterate('log', { limit: PURGE_BATCH_MAX })) {
+        const { dot } = decodeChange(bytes)
+        if (!vcHasDot(logCovered, dot)) {
+          blocked = true
+          break
+        }
+        writes.push({ type: 'del', sub: 'log', key }, { type: 'del', sub: 'dots', key: dotIndexKey(dot) })
+      }
+      if (writes.length === 0) return purged
+      await this.#backend.write(writes, { sync: false })
+      purged += writes.length / 2
+      if (blocked || writes.length < PURGE_BATCH_MAX * 2) return purged
+    }
+  }
+
+  /** Walks a slice of the tombstone index: purges stable tombstones, drops stale index entries. */
+  async #purgeTombstones(stableCut: VectorClock): Promise<number> {
+    const writes: BackendWrite[] = []
+    let purged = 0
+    let scanned = 0
+    let last: string | null = null
+    const range: Range = this.#tombCursor === null ? { limit: PURGE_BATCH_MAX } : { gt: this.#tombCursor, limit: PURGE_BATCH_MAX }
+    for await (const [key] of this.#backend.iterate('tombs', range)) {
+      scanned++
+      last = key
+      const state = await readState(this.#backend, 'kv', key)
+      if (!isAllTombstones(state)) {
+        writes.push({ type: 'del', sub: 'tombs', key })
+      } else if (state.siblings.every((sibling) => vcHasDot(stableCut, sibling.dot))) {
+        writes.push({ type: 'del', sub: 'tombs', key }, { type: 'del', sub: 'kv', key })
+        purged++
+      }
+    }
+    // The next pass goes on after the last key seen, and starts over once the index is walked.
+    this.#tombCursor = scanned < PURGE_BATCH_MAX ? null : last
+    if (writes.length > 0) await this.#backend.write(writes, { sync: false })
+    return purged
+  }
+
+  async #recoverSnapshot(): Promise<void> {
+    const marker = await this.#backend.get('meta', 'snapshot')
+    if (marker === undefined) {
+      // A snapshot cut off before its end left states on the stage only: they are dropped.
+      await clearSub(this.#backend, 'stage')
+      return
+    }
+    const { vc } = decodeChecked(marker, (value): value is { vc: VectorClock } => isVectorClock((value as { vc?: unknown }).vc), 'snapshot marker')
+    await this.#joinStage(vc)
+  }
+
+  async #joinStage(vc: VectorClock): Promise<void> {
+    const ownVc = this.#vc
+    let hlc = this.#hlc
+    for (;;) {
+      const writes: BackendWrite[] = []
+      for await (const [id, bytes] of this.#backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH })) {
+        const { space, key } = parseStateId(id)
+        const joined = joinState(space, await readState(this.#backend, space, key), ownVc, decodeState(space, bytes), vc)
+        if (space === 'kv') for (const sibling of (joined as RegisterState).siblings) hlc = maxHlc(hlc, sibling.hlc)
+        writes.push(...stateWrites(space, key, joined), { type: 'del', sub: 'stage', key: id })
+      }
+      if (writes.length === 0) break
+      await this.#backend.write(writes, { sync: false })
+    }
+    const newVc = vcJoin(ownVc, vc)
+    const writes: BackendWrite[] = [{ type: 'del', sub: 'meta', key: 'snapshot' }, { type: 'put', sub: 'meta', key: 'hlc', value: encode(hlc) }]
+    for (const [node, seq] of Object.entries(newVc) as [NodeId, number][]) if (seq !== vcGet(ownVc, node)) writes.push(putUtf8('vc', node, String(seq)))
+    await this.#backend.write(writes, { sync: true })
+    this.#vc = newVc
+    this.#hlc = hlc
+  }
+
+  async #commitGroup(items: Commit[]): Promise<void> {
     const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [] }
     try {
       await this.#prefetch(group, items)
@@ -337,7 +541,7 @@ export class Store implements StateReader {
     ]
     for (const [id, state] of states) {
       const { space, key } = parseStateId(id)
-      writes.push(isEmptyState(space, state) ? { type: 'del', sub: space, key } : { type: 'put', sub: space, key, value: encodeState(state as never) })
+      writes.push(...stateWrites(space, key, state))
     }
     for (const [id, state] of states) group.overlay.set(id, state)
     group.writes.push(...writes)
@@ -348,7 +552,7 @@ export class Store implements StateReader {
     return states
   }
 
-  async #readTouched(group: Group, item: Pending): Promise<Map<string, AnyState>> {
+  async #readTouched(group: Group, item: Commit): Promise<Map<string, AnyState>> {
     const states = new Map<string, AnyState>()
     if (item.kind !== 'local') return states
     for (const intent of item.intents) {
@@ -376,7 +580,7 @@ export class Store implements StateReader {
   }
 
   /** Reads every key the group will touch in one call per space, instead of one read per key. */
-  async #prefetch(group: Group, items: readonly Pending[]): Promise<void> {
+  async #prefetch(group: Group, items: readonly Commit[]): Promise<void> {
     const wanted = new Map<Space, Set<string>>()
     for (const item of items) {
       const targets = item.kind === 'local' ? item.intents.map(opTarget) : item.change.ops.map(opTarget)
@@ -422,6 +626,28 @@ function notify(listener: (entries: readonly LogEntry[]) => void, entries: reado
   }
 }
 
+
+/** The writes that store a key's new state (and index it when it is all tombstones). */
+function stateWrites(space: Space, key: string, state: AnyState): BackendWrite[] {
+  if (isEmptyState(space, state)) return [{ type: 'del', sub: space, key }]
+  const put: BackendWrite = { type: 'put', sub: space, key, value: encodeState(state as never) }
+  return space === 'kv' && isAllTombstones(state as RegisterState) ? [put, { type: 'put', sub: 'tombs', key, value: EMPTY_BYTES }] : [put]
+}
+
+const EMPTY_BYTES = new Uint8Array(0)
+
+function isAllTombstones(state: RegisterState): boolean {
+  return state.siblings.length > 0 && state.siblings.every((sibling) => sibling.value === null)
+}
+
+async function clearSub(backend: Backend, sub: 'stage'): Promise<void> {
+  for (;;) {
+    const writes: BackendWrite[] = []
+    for await (const [key] of backend.iterate(sub, { limit: PURGE_BATCH_MAX })) writes.push({ type: 'del', sub, key })
+    if (writes.length === 0) return
+    await backend.write(writes, { sync: false })
+  }
+}
 
 /** One intent per key (per member for sets): two writes of one key in one change are refused. */
 function checkDistinctTargets(intents: readonly Intent[]): void {

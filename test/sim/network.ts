@@ -67,6 +67,16 @@ export function summarize(message: PeerMessage): string {
       return `ack ${JSON.stringify(message.vc)}`
     case 'changes':
       return `changes ${message.changes.map((change) => `${change.dot.node.slice(-2)}:${change.dot.seq}`).join(',')}`
+    case 'snapshot-offer':
+      return `snapshot-offer ${JSON.stringify(message.vc)} ${message.keys} keys`
+    case 'snapshot-reply':
+      return `snapshot-reply ${message.accept ? 'accept' : 'refuse'}`
+    case 'snapshot-chunk':
+      return `snapshot-chunk ${message.seq} (${message.states.length} states)`
+    case 'snapshot-ack':
+      return `snapshot-ack ${message.seq}`
+    case 'snapshot-end':
+      return `snapshot-end after ${message.chunks} chunks`
   }
 }
 

@@ -398,6 +398,11 @@ export class Simulation {
       firstLsn: () => store.firstLsn(),
       lsnOfDot: (dot) => store.lsnOfDot(dot),
       onCommit: (listener) => store.onCommit(listener),
+      snapshot: () => store.snapshot(),
+      stageSnapshot: (entries) => store.stageSnapshot(entries),
+      clearStage: () => store.clearStage(),
+      applyStagedSnapshot: (vc) => store.applyStagedSnapshot(vc),
+      purge: (logCovered, stableCut) => store.purge(logCovered, stableCut),
       applyRemote: (change) => {
         handed = vcJoin(handed, store.vc)
         if (change.dot.seq > vcGet(handed, change.dot.node) + 1 || !vcCovers(handed, change.deps)) {
