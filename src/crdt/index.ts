@@ -38,12 +38,12 @@ export function emptyState<S extends Space>(space: S): StateOf[S] {
   return unreachable(space)
 }
 
-/** Applies one op of a change (with that change's dot and HLC) to the state of its key. */
-export function applyOp(state: AnyState, op: Op, dot: Dot, hlc: Hlc): AnyState {
+/** Applies one op of a change (with that change's dot, HLC and deps) to the state of its key. */
+export function applyOp(state: AnyState, op: Op, dot: Dot, hlc: Hlc, deps: VectorClock): AnyState {
   switch (op.type) {
     case 'kv.put':
     case 'kv.del':
-      return applyRegister(state as RegisterState, op, dot, hlc)
+      return applyRegister(state as RegisterState, op, dot, hlc, deps)
     case 'counter.add':
       return applyCounter(state as CounterState, op, dot)
     case 'set.add':

@@ -3,9 +3,14 @@
  * returns the last-write-wins sibling (highest HLC, then node id). A write replaces exactly the
  * dots in its context. A delete writes a tombstone sibling (value `null`), so a delete concurrent
  * with a write is a sibling like any other and both sides converge.
+ *
+ * A write also drops every tombstone in its causal past (`deps`), named in its context or not: a
+ * delete that the writer had seen is over. Every node applies this the same way (deps travel
+ * with the change), and it is what lets garbage collection purge a stable tombstone: every
+ * change that can still arrive follows it, so would drop it anyway.
  */
 import type { Dot, Hlc, VectorClock } from '../clock/index.js'
-import { compareDots, compareHlc } from '../clock/index.js'
+import { compareDots, compareHlc, vcHasDot } from '../clock/index.js'
 import type { KvDelOp, KvPutOp } from './change.js'
 import { dotSet, joinByDot } from './dots.js'
 
@@ -24,9 +29,11 @@ export interface RegisterState {
 
 export const REGISTER_EMPTY: RegisterState = Object.freeze({ siblings: Object.freeze([]) })
 
-export function applyRegister(state: RegisterState, op: KvPutOp | KvDelOp, dot: Dot, hlc: Hlc): RegisterState {
+export function applyRegister(state: RegisterState, op: KvPutOp | KvDelOp, dot: Dot, hlc: Hlc, deps: VectorClock = {}): RegisterState {
   const replaced = dotSet(op.context)
-  const kept = state.siblings.filter((sibling) => !replaced.has(`${sibling.dot.node}:${sibling.dot.seq}`))
+  const kept = state.siblings.filter(
+    (sibling) => !replaced.has(`${sibling.dot.node}:${sibling.dot.seq}`) && !(sibling.value === null && vcHasDot(deps, sibling.dot)),
+  )
   const own: Sibling =
     op.type === 'kv.put'
       ? { dot, hlc, value: op.value, contentType: op.contentType }

@@ -479,7 +479,7 @@ export class Replicator {
       const ms = this.#options.now() - receiving.startedMs
       this.#lastSnapshot = { from: receiving.from, keys: receiving.keysReceived, ms }
       this.#counters.snapshotsReceived++
-      this.#logger.info({ peer: receiving.from, keys: receiving.keysReceived, ms }, 'snapshot joined')
+      this.#logger.info({ peer: receiving.from, keys: receiving.keysReceived, ms, vc: receiving.vc }, 'snapshot joined')
     })
     this.#stageWork = done.catch(() => undefined)
     this.#applying = this.#applying.then(() =>

@@ -300,8 +300,8 @@ export class Store implements StateReader {
    */
   applyStagedSnapshot(vc: VectorClock): Promise<void> {
     return this.#exclusive(async () => {
-      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc }) }], { sync: true })
-      await this.#joinStage(vc)
+      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase: 1 }) }], { sync: true })
+      await this.#joinStage(vc, 1)
     }).then(() => {
       for (const listener of this.#listeners) notify(listener, [])
     })
@@ -426,12 +426,23 @@ export class Store implements StateReader {
       await clearSub(this.#backend, 'stage')
       return
     }
-    const { vc } = decodeChecked(marker, (value): value is { vc: VectorClock } => isVectorClock((value as { vc?: unknown }).vc), 'snapshot marker')
-    await this.#joinStage(vc)
+    const { vc, phase } = decodeChecked(marker, isSnapshotMarker, 'snapshot marker')
+    await this.#joinStage(vc, phase)
   }
 
-  async #joinStage(vc: VectorClock): Promise<void> {
+  /**
+   * Joins the staged snapshot in two phases, each idempotent, the marker saying which one runs:
+   * 1. keys this node holds that the snapshot lacks are joined with the empty state under the
+   *    snapshot's clock (what the sender removed or purged goes here too);
+   * 2. each staged state is joined into the node's state and taken off the stage.
+   * Then the clock becomes the join of both clocks.
+   */
+  async #joinStage(vc: VectorClock, phase: 1 | 2 = 1): Promise<void> {
     const ownVc = this.#vc
+    if (phase === 1) {
+      await this.#joinAbsent(ownVc, vc)
+      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase: 2 }) }], { sync: true })
+    }
     let hlc = this.#hlc
     for (;;) {
       const writes: BackendWrite[] = []
@@ -450,6 +461,28 @@ export class Store implements StateReader {
     await this.#backend.write(writes, { sync: true })
     this.#vc = newVc
     this.#hlc = hlc
+  }
+
+  /** Phase 1 of joining a snapshot: the node's registers and sets the snapshot does not hold. */
+  async #joinAbsent(ownVc: VectorClock, vc: VectorClock): Promise<void> {
+    for (const space of ['kv', 'set'] as const) {
+      let after: string | null = null
+      for (;;) {
+        const page: [string, Uint8Array][] = []
+        for await (const entry of this.#backend.iterate(space, after === null ? { limit: SNAPSHOT_JOIN_BATCH } : { gt: after, limit: SNAPSHOT_JOIN_BATCH })) page.push(entry)
+        if (page.length === 0) break
+        after = (page[page.length - 1] as [string, Uint8Array])[0]
+        const staged = await this.#backend.getMany('stage', page.map(([key]) => stateId(space, key)))
+        const writes: BackendWrite[] = []
+        page.forEach(([key, bytes], index) => {
+          if (staged[index] !== undefined) return
+          const joined = joinState(space, decodeState(space, bytes), ownVc, emptyState(space), vc)
+          const encoded = isEmptyState(space, joined) ? null : encodeState(joined as never)
+          if (encoded === null || Buffer.compare(encoded, bytes) !== 0) writes.push(...stateWrites(space, key, joined))
+        })
+        if (writes.length > 0) await this.#backend.write(writes, { sync: false })
+      }
+    }
   }
 
   async #commitGroup(items: Commit[]): Promise<void> {
@@ -530,7 +563,7 @@ export class Store implements StateReader {
       const { space, key } = opTarget(op)
       const id = stateId(space, key)
       const before = states.get(id) ?? (await this.#read(group, space, key))
-      states.set(id, applyOp(before, op, change.dot, change.hlc))
+      states.set(id, applyOp(before, op, change.dot, change.hlc, change.deps))
     }
     // Encode everything before touching the group, so a failure leaves the group as it was.
     const lsn = group.lsn + 1
@@ -635,6 +668,11 @@ function stateWrites(space: Space, key: string, state: AnyState): BackendWrite[]
 }
 
 const EMPTY_BYTES = new Uint8Array(0)
+
+function isSnapshotMarker(value: unknown): value is { vc: VectorClock; phase: 1 | 2 } {
+  const marker = value as { vc?: unknown; phase?: unknown }
+  return typeof value === 'object' && value !== null && isVectorClock(marker.vc) && (marker.phase === 1 || marker.phase === 2)
+}
 
 function isAllTombstones(state: RegisterState): boolean {
   return state.siblings.length > 0 && state.siblings.every((sibling) => sibling.value === null)

@@ -178,7 +178,9 @@ export function checkRegisters(context: Context): Violation[] {
     const siblings = final.kv[op.key]?.siblings ?? []
     if (siblings.some((sibling) => sibling.dot === dot)) continue
     if (index !== null) {
-      if (index.replacersOf(op.key, dot, finalVc).length === 0) {
+      // A stable tombstone is purged by garbage collection.
+      if (op.type === 'del' && siblings.length === 0 && isCollectedTombstone(index.registerSiblings(op.key, finalVc), context.input.finals)) continue
+      if (index.replacersOf(op.key, dot, finalVc, op.type === 'del').length === 0) {
         out.push({ checker: 'registers', message: `acknowledged write lost: ${describeOp(record)} is no final sibling of ${JSON.stringify(op.key)} and no change replaced it (final siblings ${JSON.stringify(siblings.map((s) => s.dot))})` })
       }
     } else if (!context.ops.some((other) => other !== record && other.invoke.op.type !== 'get' && 'key' in other.invoke.op && other.invoke.op.key === op.key && other.completion.kind !== 'fail')) {
@@ -280,7 +282,9 @@ function readAnswerProblem(index: ChangeIndex, op: InvokeEvent['op'], completion
       if (completion.siblingDots !== undefined) {
         const got = [...completion.siblingDots].sort()
         const want = siblings.map((sibling) => sibling.dot)
-        if (JSON.stringify(got) !== JSON.stringify(want)) return `siblings ${JSON.stringify(got)}, but the changes of its clock leave ${JSON.stringify(want)}`
+        // A key whose siblings are all tombstones may have been purged (garbage collection).
+        const collected = got.length === 0 && siblings.length > 0 && siblings.every((sibling) => sibling.value === null)
+        if (!collected && JSON.stringify(got) !== JSON.stringify(want)) return `siblings ${JSON.stringify(got)}, but the changes of its clock leave ${JSON.stringify(want)}`
       }
       const want = plainRead(siblings)
       return completion.result === want ? null : `answered ${JSON.stringify(completion.result)}, but the changes of its clock make it ${JSON.stringify(want)}`
@@ -340,6 +344,7 @@ export function checkStates(context: Context): Violation[] {
     for (const key of new Set([...Object.keys(state.kv), ...index.registerKeys()])) {
       const want = index.registerSiblings(key, state.vc)
       const got = [...(state.kv[key]?.siblings ?? [])].sort((a, b) => (a.dot < b.dot ? -1 : a.dot > b.dot ? 1 : 0))
+      if (got.length === 0 && isCollectedTombstone(want, context.input.finals)) continue
       if (canonicalJson(got) !== canonicalJson(want)) out.push({ checker: 'state', message: `${where}: register ${JSON.stringify(key)} holds ${JSON.stringify(got)}, but its changes leave ${JSON.stringify(want)}` })
     }
     for (const name of new Set([...Object.keys(state.counters), ...index.counterNames()])) {
@@ -353,6 +358,20 @@ export function checkStates(context: Context): Violation[] {
     }
   }
   return out
+}
+
+/**
+ * Garbage collection may purge a key whose siblings are all tombstones once they are stable; by
+ * the end of a run every final node must hold each of those dots (else the purge was early).
+ */
+function isCollectedTombstone(want: readonly { dot: string; value: unknown }[], finals: readonly FinalNodeState[]): boolean {
+  if (want.length === 0 || !want.every((sibling) => sibling.value === null)) return false
+  return want.every(({ dot }) => {
+    const at = dot.lastIndexOf(':')
+    const node = dot.slice(0, at)
+    const seq = Number(dot.slice(at + 1))
+    return finals.every((final) => ((final.vc as Record<string, number>)[node] ?? 0) >= seq)
+  })
 }
 
 export function checkDurability(context: Context): Violation[] {

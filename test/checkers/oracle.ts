@@ -2,7 +2,8 @@
  * The specification of each type, computed from the changes a state reflects (named by a vector
  * clock), over the JSON records of history.ts — not by the code under test:
  * - register: a write survives unless a write of the key in the clock names its dot in its
- *   context; a plain read answers the survivor with the highest (HLC, node id, seq);
+ *   context (or, for a delete, follows it: its deps hold the delete's dot); a plain read answers
+ *   the survivor with the highest (HLC, node id, seq);
  * - counter: the sum of every increment in the clock;
  * - set (add-wins): an add's dot keeps its member unless an add or remove of that member in the
  *   clock names the dot in its context.
@@ -86,14 +87,16 @@ export class ChangeIndex {
     const replaced = new Set<string>()
     for (const { op } of writes) for (const dot of op.context) replaced.add(dot)
     return writes
-      .filter((item) => !replaced.has(item.change.dot))
+      .filter((item) => !replaced.has(item.change.dot) && !(item.op.type === 'del' && writes.some((other) => vcHas(other.change.deps, item.change.dot))))
       .map(({ change, op }) => ({ dot: change.dot, hlc: change.hlc, value: op.type === 'put' ? op.value : null }))
       .sort((a, b) => (a.dot < b.dot ? -1 : a.dot > b.dot ? 1 : 0))
   }
 
-  /** Changes in `vc` that wrote `key` naming `dot` in their context: what replaced it. */
-  replacersOf(key: string, dot: string, vc: Vc): ChangeRecord[] {
-    return (this.#registers.get(key) ?? []).filter((item) => vcHas(vc, item.change.dot) && item.op.context.includes(dot)).map((item) => item.change)
+  /** Changes in `vc` that wrote `key` naming `dot` in their context (or following it, when it is a delete): what replaced it. */
+  replacersOf(key: string, dot: string, vc: Vc, isDelete = false): ChangeRecord[] {
+    return (this.#registers.get(key) ?? [])
+      .filter((item) => vcHas(vc, item.change.dot) && (item.op.context.includes(dot) || (isDelete && vcHas(item.change.deps, dot))))
+      .map((item) => item.change)
   }
 
   counterValue(name: string, vc: Vc): number {

@@ -120,7 +120,7 @@ describe('emptyState, isEmptyState, applyOp, joinState', () => {
           for (const op of change.ops) {
             const key = op.type === 'counter.add' || op.type === 'set.add' || op.type === 'set.remove' ? op.name : op.key
             const space: Space = op.type.startsWith('kv') ? 'kv' : op.type.startsWith('counter') ? 'counter' : 'set'
-            applyOp(replica.states.get(`${space}/${key}`) ?? emptyState(space), op, change.dot, change.hlc)
+            applyOp(replica.states.get(`${space}/${key}`) ?? emptyState(space), op, change.dot, change.hlc, change.deps)
           }
           expect(before).toEqual(snapshot)
         }

@@ -133,7 +133,7 @@ export function applyChange(replica: Replica, change: Change): void {
   }
   for (const op of change.ops) {
     const { space, key } = opTarget(op)
-    replica.states.set(stateKey(space, key), applyOp(stateOf(replica, space, key), op, change.dot, change.hlc))
+    replica.states.set(stateKey(space, key), applyOp(stateOf(replica, space, key), op, change.dot, change.hlc, change.deps))
   }
   replica.vc = vcSet(replica.vc, change.dot.node, change.dot.seq)
   replica.log.push(change)

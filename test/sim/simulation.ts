@@ -361,7 +361,13 @@ export class Simulation {
         skewMs: 0,
         sync: index < config.nodes - config.unsynced,
         maxClockOffsetMs: MAX_OFFSET_MS,
-        replicator: { frameChangesMax, bufferChangesMax },
+        replicator: {
+          frameChangesMax,
+          bufferChangesMax,
+          // Garbage collection over every node of the run, and snapshots for brand-new peers early.
+          members: () => this.cluster.nodes.map((node) => node.nodeId),
+          snapshotAfterChanges: this.random() < 0.5 ? 20 : 10_000,
+        },
         perRun: (store) => this.#perRun(index, store),
       })
     }
