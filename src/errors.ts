@@ -47,6 +47,14 @@ export const ERROR_TABLE = {
   MESHKV_ERR_STORAGE: 507,
   /** A read with a causal token timed out before the node caught up. */
   MESHKV_ERR_READ_TIMEOUT: 504,
+  /** This node is a read-only replica (`--role replica`): write through a member. */
+  MESHKV_ERR_READ_ONLY: 403,
+  /** A quorum read (`r=quorum|all`) heard from too few members in time. */
+  MESHKV_ERR_READ_QUORUM: 504,
+  /** A change or link from a member that was forgotten (`kvctl forget`). */
+  MESHKV_ERR_FORGOTTEN: 409,
+  /** No such member (`kvctl forget` of an unknown node id). */
+  MESHKV_ERR_UNKNOWN_MEMBER: 404,
   /** A write was committed locally but not enough members acknowledged it in time. */
   MESHKV_ERR_WRITE_CONCERN_TIMEOUT: 504,
   /** A node could not be reached. */

@@ -44,6 +44,10 @@ export interface MeshNodeOptions {
   logger?: Logger
   pingIntervalMs?: number
   peerTimeoutMs?: number
+  /** `replica`: serves reads and replicates everything, refuses client writes (`MESHKV_ERR_READ_ONLY`). Default `member`. */
+  role?: 'member' | 'replica'
+  /** A brand-new peer gets a snapshot rather than the log once this node holds more changes. Default 10 000. */
+  snapshotAfterChanges?: number
 }
 
 export type { WriteConcern } from './replication/write-concern.js'
@@ -79,9 +83,14 @@ export interface ReadOptions {
   siblings?: boolean
   /** A causal token: wait until this node has seen at least what the token covers. */
   after?: string
-  /** How long `after` may wait, in ms. Default 5000. */
+  /** How long `after` (and a quorum read) may wait, in ms. Default 5000. */
   timeoutMs?: number
   signal?: AbortSignal
+  /**
+   * Read concern: join the state from this many members (this node included), `quorum` or
+   * `all`, before answering. Default 1 (this node alone).
+   */
+  r?: number | 'quorum' | 'all'
 }
 
 export interface SiblingView {
@@ -174,9 +183,14 @@ export interface NodeStatus {
   linked: NodeId[]
   /** Replication counters since start: changes received, applied, sent, duplicates, refusals, buffered. */
   replication: Readonly<Record<string, number>>
+  /** `member` or `replica` (read-only). */
+  role: 'member' | 'replica'
+  /** A snapshot being received (progress), and the last one joined. */
+  snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
 }
 
 export type { PeerStatus } from './replication/replicator.js'
+import type { SnapshotProgress } from './replication/replicator.js'
 
 export interface CounterHandle {
   readonly name: string

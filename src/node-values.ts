@@ -33,6 +33,7 @@ export function checkKey(key: unknown, limits: Limits, what = 'key'): string {
     throw new MeshError('MESHKV_ERR_INVALID_KEY', `the ${what} must be a non-empty string`)
   }
   if (!key.isWellFormed()) throw new MeshError('MESHKV_ERR_INVALID_KEY', `the ${what} is not valid UTF-8 (it holds a lone surrogate)`)
+  if (key.startsWith('\u0000')) throw new MeshError('MESHKV_ERR_INVALID_KEY', `a ${what} may not start with U+0000: those names are meshkv's own (membership)`)
   const bytes = Buffer.byteLength(key, 'utf8')
   if (bytes > limits.keyBytesMax) {
     throw new MeshError('MESHKV_ERR_KEY_TOO_LARGE', `the ${what} is ${bytes} bytes; the limit is ${limits.keyBytesMax}`, {

@@ -49,6 +49,12 @@ import { LevelBackend, MemoryBackend, Store, compareKeys, digestOf, followLog, s
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { Cluster } from './node-cluster.js'
+import type { MemberStatus } from './node-cluster.js'
+import { STATE_MEDIA_TYPE, PEER_AUTH_HEADER, decodeStateAnswer, parseReadConcern, requiredAnswers, signStateRequest, verifyStateRequest } from './node-quorum.js'
+import type { AnyState, Space, StateOf } from './crdt/index.js'
+import { joinState } from './crdt/index.js'
+import { isNodeId, vcJoin } from './clock/index.js'
+import { encode } from './codec/index.js'
 import { parseWriteConcern } from './replication/index.js'
 import { KEY_BYTES_PROTOCOL_MAX } from './codec/guards.js'
 import type { ConcernOptions, PeerStatus } from './node-types.js'
@@ -70,10 +76,12 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   readonly #now: () => number
   readonly #startedMs: number
   readonly #closing = new AbortController()
+  readonly #secret: string | undefined
   #closed = false
 
-  private constructor(store: Store, cluster: Cluster, limits: Limits, now: () => number) {
+  private constructor(store: Store, cluster: Cluster, limits: Limits, now: () => number, secret: string | undefined) {
     super()
+    this.#secret = secret
     this.#store = store
     this.#cluster = cluster
     this.nodeId = store.nodeId
@@ -109,8 +117,10 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
         ...(options.logger === undefined ? {} : { logger: options.logger }),
         ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
         ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
+        ...(options.snapshotAfterChanges === undefined ? {} : { snapshotAfterChanges: options.snapshotAfterChanges }),
+        role: checkRole(options.role),
       })
-      return new MeshNode(store, cluster, limits, now)
+      return new MeshNode(store, cluster, limits, now, options.secret === '' ? undefined : options.secret)
     } catch (error) {
       await store.close()
       throw error
@@ -154,9 +164,89 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
 
   async get(key: string, options: ReadOptions = {}): Promise<Entry | undefined> {
     checkKey(key, this.limits)
-    await this.#readyFor(options)
-    const state = await this.#store.getState('kv', key)
+    const state = await this.#readState('kv', key, options)
     return entryOf(key, state, options.siblings === true)
+  }
+
+  /** `member` takes writes; `replica` serves reads and replicates, and refuses client writes. */
+  get role(): 'member' | 'replica' {
+    return this.#cluster.role
+  }
+
+  /** Every member of the cluster (from the replicated member set), this node included. */
+  members(): Promise<MemberStatus[]> {
+    this.#checkOpen()
+    return this.#cluster.memberList()
+  }
+
+  /** Forgets a dead member for good (`kvctl forget`). Its changes so far stay. */
+  async forget(nodeId: string): Promise<void> {
+    this.#checkOpen()
+    if (!isNodeId(nodeId)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a node id is 16 hex digits; got ${JSON.stringify(nodeId)}`)
+    if (!this.#cluster.ready) throw new MeshError('MESHKV_ERR_NOT_READY', 'this node is joining its cluster; forget through a member that is ready')
+    await this.#cluster.forget(nodeId)
+  }
+
+  /**
+   * A key's encoded state and this node's clock, for another member's quorum read. `auth` is the
+   * request's signature header (see node-quorum.ts).
+   */
+  async localState(space: Space, key: string, auth: unknown): Promise<Uint8Array> {
+    this.#checkOpen()
+    verifyStateRequest(this.#secret, auth, this.#now(), space, key)
+    checkKey(key, { ...this.limits, keyBytesMax: KEY_BYTES_PROTOCOL_MAX })
+    const vc = this.#store.vc
+    const state = await this.#store.getState(space, key)
+    return encode({ state: encode(state), vc })
+  }
+
+  /** Reads a key's state: here, or joined from `r` members (this one included). */
+  async #readState<S extends Space>(space: S, key: string, options: ReadOptions): Promise<StateOf[S]> {
+    await this.#readyFor(options)
+    const concern = parseReadConcern(options.r)
+    const own = await this.#store.getState(space, key)
+    const required = concern === 1 ? 1 : requiredAnswers(concern, this.#cluster.members())
+    if (required <= 1) return own
+    return this.#quorumRead(space, key, own, this.#store.vc, required, options.timeoutMs ?? READ_AFTER_TIMEOUT_MS_DEFAULT, options.signal)
+  }
+
+  async #quorumRead<S extends Space>(space: S, key: string, own: StateOf[S], ownVc: VectorClock, required: number, timeoutMs: number, signal?: AbortSignal): Promise<StateOf[S]> {
+    const secret = this.#secret
+    const targets = this.#cluster.memberUrls()
+    if (secret === undefined || targets.length + 1 < required) {
+      throw new MeshError('MESHKV_ERR_READ_QUORUM', `r asks for ${required} members, but this node can reach ${targets.length + 1} (members with a URL)`, { details: { required, answered: 1 } })
+    }
+    let state: AnyState = own
+    let vc = ownVc
+    let answered = 1
+    const timeout = AbortSignal.timeout(timeoutMs)
+    const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    await new Promise<void>((resolve) => {
+      let pending = targets.length
+      const done = (): void => {
+        pending--
+        if (answered >= required || pending === 0) resolve()
+      }
+      abort.addEventListener('abort', () => resolve(), { once: true })
+      for (const target of targets) {
+        const url = `${target.url.replace(/\/+$/, '')}/v1/internal/state/${space}/${encodeURIComponent(key)}`
+        fetch(url, { headers: { [PEER_AUTH_HEADER]: signStateRequest(secret, this.nodeId, this.#now(), space, key) }, signal: abort })
+          .then(async (response) => {
+            if (response.status !== 200 || response.headers.get('content-type') !== STATE_MEDIA_TYPE) throw new Error(`answered ${response.status}`)
+            const answer = decodeStateAnswer(space, new Uint8Array(await response.arrayBuffer()))
+            if (answered >= required) return
+            state = joinState(space, state as StateOf[S], vc, answer.state, answer.vc)
+            vc = vcJoin(vc, answer.vc)
+            answered++
+          })
+          .catch(() => undefined)
+          .finally(done)
+      }
+    })
+    if (answered < required) {
+      throw new MeshError('MESHKV_ERR_READ_QUORUM', `only ${answered} of the ${required} members asked for answered within ${timeoutMs} ms`, { details: { required, answered, timeoutMs } })
+    }
+    return state as StateOf[S]
   }
 
   async put(key: string, value: ValueInput, options: WriteOptions = {}): Promise<WriteResult> {
@@ -229,10 +319,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       incr: (delta = 1, options = {}) => add(delta, options),
       // async, so a bad delta rejects like every other call instead of throwing.
       decr: async (delta = 1, options = {}) => add(-checkDelta(delta), options),
-      value: async (options = {}) => {
-        await this.#readyFor(options)
-        return counterValue(await this.#store.getState('counter', name))
-      },
+      value: async (options = {}) => counterValue(await this.#readState('counter', name, options)),
     }
   }
 
@@ -250,10 +337,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       const result = await this.#commit(intents, options)
       return { version: String(result.lsn), token: encodeCausalToken(result.vc), changed: result.change !== null }
     }
-    const read = async (options: ReadOptions): Promise<SetState> => {
-      await this.#readyFor(options)
-      return this.#store.getState('set', name)
-    }
+    const read = (options: ReadOptions): Promise<SetState> => this.#readState('set', name, options)
     return {
       name,
       add: (...members) => update({ add: members }),
@@ -320,8 +404,24 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       storage: this.#store.kind,
       limits: { ...this.limits },
       members: this.#cluster.members(),
+      role: this.#cluster.role,
       linked: this.#cluster.linked(),
       replication: this.#cluster.replicator.counters,
+      snapshot: this.#cluster.replicator.snapshotStatus(),
+    }
+  }
+
+  /** Garbage collection: log size, tombstones not yet purged, the stable cut, what was purged. */
+  async gcStatus(): Promise<{ logEntries: number; tombstones: number; stableCut: VectorClock; heldByAll: VectorClock; logPurged: number; tombstonesPurged: number }> {
+    this.#checkOpen()
+    const gc = this.#cluster.replicator.gcStatus
+    return {
+      logEntries: await this.#store.logSize(),
+      tombstones: await this.#store.tombstoneCount(),
+      stableCut: gc.stableCut,
+      heldByAll: gc.heldByAll,
+      logPurged: gc.logPurged,
+      tombstonesPurged: gc.tombstonesPurged,
     }
   }
 
@@ -366,6 +466,9 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   async #commit(intents: readonly Intent[], options: ConcernOptions = {}): Promise<CommitResult> {
     this.#checkOpen()
     if (options.signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
+    if (this.#cluster.role === 'replica') {
+      throw new MeshError('MESHKV_ERR_READ_ONLY', 'this node is a read-only replica (--role replica); write through a member')
+    }
     if (!this.#cluster.ready) {
       throw new MeshError('MESHKV_ERR_NOT_READY', 'this node is joining its cluster and takes writes once it has caught up with a peer; retry, or write through another node')
     }
@@ -379,6 +482,11 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   #checkOpen(): void {
     if (this.#closed) throw new MeshError('MESHKV_ERR_CLOSED', 'the node is closed')
   }
+}
+
+function checkRole(role: unknown): 'member' | 'replica' {
+  if (role === undefined || role === 'member' || role === 'replica') return role ?? 'member'
+  throw new MeshError('MESHKV_ERR_CONFIG', `role must be "member" or "replica"; got ${JSON.stringify(role)}`)
 }
 
 function checkLimits(options: MeshNodeOptions): Limits {

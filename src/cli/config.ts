@@ -31,6 +31,7 @@ export interface NodeConfig {
   /** The URL peers reach this node at. */
   advertiseUrl: string
   peerTimeoutMs?: number
+  role: 'member' | 'replica'
 }
 
 /** The flags as commander hands them over: strings, and `true` for a bare boolean flag. */
@@ -47,6 +48,7 @@ export interface NodeFlags {
   clusterId?: string
   advertiseUrl?: string
   peerTimeoutMs?: string
+  role?: string
 }
 
 type Environment = Readonly<Record<string, string | undefined>>
@@ -86,7 +88,10 @@ export function resolveNodeConfig(flags: NodeFlags, env: Environment): NodeConfi
     throw configError(`a node started with peers needs the cluster secret: --secret or ${envName('secret')}`)
   }
   const advertise = given(flags.advertiseUrl, 'advertise-url', env)
+  const role = given(flags.role, 'role', env)
+  if (role !== undefined && role.text !== 'member' && role.text !== 'replica') throw configError(`${role.source} must be member or replica, got ${JSON.stringify(role.text)}`)
   return {
+    role: (role?.text ?? 'member') as 'member' | 'replica',
     peers,
     ...(secret === undefined ? {} : { secret: secret.text }),
     clusterId: given(flags.clusterId, 'cluster-id', env)?.text ?? CLUSTER_ID_DEFAULT,

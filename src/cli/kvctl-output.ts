@@ -4,7 +4,7 @@
  * compact JSON object per line (streams are always one object per line). Values in JSON appear
  * as the node shows them: JSON values parsed, text as a string, other bytes as `valueBase64`.
  */
-import type { ClientEntry, ClientListItem, ClientSibling, ClientStatus, ClientWatchEvent } from '../client/index.js'
+import type { ClientEntry, ClientListItem, ClientMember, ClientSibling, ClientStatus, ClientWatchEvent } from '../client/index.js'
 
 export const OUTPUT_FORMATS = ['plain', 'json', 'ndjson'] as const
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number]
@@ -96,6 +96,16 @@ export function watchLine(event: ClientWatchEvent): string {
 export function watchJson(event: ClientWatchEvent): Record<string, unknown> {
   const data = typeof event.data === 'object' && event.data !== null ? event.data : { data: event.data }
   return { id: event.id, event: event.event, ...data }
+}
+
+/** `kvctl members`: one row per member. */
+export function memberLines(members: readonly ClientMember[]): string {
+  return table([['NODE', 'ROLE', 'STATE', 'URL'], ...members.map((member) => [member.nodeId + (member.self ? ' *' : ''), member.role, member.state, member.url ?? '-'])])
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd() + '\n').join('')
 }
 
 export function statusLines(status: ClientStatus): string {

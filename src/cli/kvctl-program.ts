@@ -12,7 +12,7 @@ import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
 import { readValue } from './kvctl-input.js'
 import type { OutputFormat } from './kvctl-output.js'
-import { OUTPUT_FORMATS, entryJson, jsonText, listItemJson, siblingLines, statusLines, watchJson, watchLine } from './kvctl-output.js'
+import { OUTPUT_FORMATS, entryJson, jsonText, listItemJson, memberLines, siblingLines, statusLines, watchJson, watchLine } from './kvctl-output.js'
 
 export const NODES_DEFAULT = 'http://127.0.0.1:7700'
 export const NODES_ENV = 'MESHKV_NODES'
@@ -78,7 +78,8 @@ export function buildProgram(io: KvctlIo): Command {
     .action((key: string, value: string | undefined, options: PutOptions, command: Command) => put(context(command), key, value, options))
   verb('get <key>', 'read a value (raw bytes in plain output)')
     .option('--siblings', 'show every concurrent sibling')
-    .action((key: string, options: { siblings?: boolean }, command: Command) => get(context(command), key, options.siblings === true))
+    .option('--r <concern>', 'read concern: join the value from 1..n members, quorum or all', readConcern)
+    .action((key: string, options: { siblings?: boolean; r?: number | 'quorum' | 'all' }, command: Command) => get(context(command), key, options.siblings === true, options.r))
   verb('del <key>', 'delete a key')
     .option('--if-match <version>', 'delete only if the key is at this version')
     .action((key: string, options: { ifMatch?: string }, command: Command) => del(context(command), key, options.ifMatch))
@@ -103,6 +104,10 @@ export function buildProgram(io: KvctlIo): Command {
     .action((name: string, _options: unknown, command: Command) => setMembers(context(command), name))
   verb('status', "show the node's status, its peers and their lag")
     .action((_options: unknown, command: Command) => status(context(command)))
+  verb('members', 'list the members of the cluster, with their role and state')
+    .action((_options: unknown, command: Command) => members(context(command)))
+  verb('forget <nodeId>', 'forget a dead member for good (its changes stay; it no longer holds back w=all or garbage collection)')
+    .action((nodeId: string, _options: unknown, command: Command) => forget(context(command), nodeId))
   verb('verify', 'compare the state digests of every --node; exit 1 when they differ')
     .action((_options: unknown, command: Command) => verify(context(command)))
   return program
@@ -140,8 +145,8 @@ async function put(context: Context, key: string, argument: string | undefined, 
   else await context.out(jsonText(context.format, result))
 }
 
-async function get(context: Context, key: string, siblings: boolean): Promise<void> {
-  const entry = await context.client.get(key, { siblings })
+async function get(context: Context, key: string, siblings: boolean, r: number | 'quorum' | 'all' | undefined): Promise<void> {
+  const entry = await context.client.get(key, { siblings, ...(r === undefined ? {} : { r }) })
   if (entry === undefined) throw new MeshError('MESHKV_ERR_NOT_FOUND', `key ${JSON.stringify(key)} does not exist`)
   if (context.format !== 'plain') return context.out(jsonText(context.format, entryJson(entry)))
   if (siblings) return context.out(siblingLines(entry))
@@ -223,6 +228,21 @@ async function status(context: Context): Promise<void> {
  * Asks every node for its digest (one by one, no failover) and compares them. Prints one line per
  * node; exits 1 when digests differ, 5 when a node cannot be reached.
  */
+async function members(context: Context): Promise<void> {
+  const list = await context.client.members()
+  await context.out(context.format === 'plain' ? memberLines(list) : jsonText(context.format, { members: list }))
+}
+
+async function forget(context: Context, nodeId: string): Promise<void> {
+  const list = await context.client.forget(nodeId)
+  await context.out(context.format === 'plain' ? `forgot ${nodeId}\n${memberLines(list)}` : jsonText(context.format, { forgotten: nodeId, members: list }))
+}
+
+function readConcern(value: string): number | 'quorum' | 'all' {
+  if (value === 'quorum' || value === 'all') return value
+  return positiveInteger(value)
+}
+
 async function verify(context: Context): Promise<void> {
   const answers: VerifyAnswer[] = await Promise.all(
     context.nodes.map(async (node): Promise<VerifyAnswer> => {

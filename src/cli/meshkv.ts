@@ -63,6 +63,7 @@ function buildProgram(): Command {
     .option('--cluster-id <id>', 'nodes of other clusters are refused (MESHKV_CLUSTER_ID, default meshkv)')
     .option('--advertise-url <url>', 'the URL peers reach this node at (MESHKV_ADVERTISE_URL, default http://HOST:PORT)')
     .option('--peer-timeout-ms <ms>', 'a peer silent this long is down (MESHKV_PEER_TIMEOUT_MS, default 5000)')
+    .option('--role <role>', 'member (reads and writes) or replica (reads only; MESHKV_ROLE, default member)')
     .action(async (flags: NodeFlags) => {
       const running = await startNode(resolveNodeConfig(flags, process.env))
       handleSignals(running)
@@ -97,6 +98,7 @@ async function startNode(config: NodeConfig): Promise<Running> {
     clusterId: config.clusterId,
     selfUrl: config.advertiseUrl,
     peerTimeoutMs: config.peerTimeoutMs,
+    role: config.role,
     logger: replicationLog,
   })
   const log = root.child({ nodeId: node.nodeId })
@@ -105,7 +107,7 @@ async function startNode(config: NodeConfig): Promise<Running> {
     app = await buildApp(node, { logger: log })
     node.attach(app.server)
     const url = await listen(app, config)
-    log.info({ url, dir: config.dir, version: PACKAGE_VERSION, peers: config.peers, advertiseUrl: config.advertiseUrl }, 'listening')
+    log.info({ url, dir: config.dir, version: PACKAGE_VERSION, peers: config.peers, advertiseUrl: config.advertiseUrl, role: config.role }, 'listening')
     return { node, app, log }
   } catch (error) {
     if (app !== undefined) await closeApp(app).catch(() => undefined)

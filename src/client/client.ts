@@ -28,6 +28,7 @@ import type {
   ClientPutOptions,
   ClientReadOptions,
   ClientDigest,
+  ClientMember,
   ClientStatus,
   ClientWatchEvent,
   ClientWatchOptions,
@@ -119,7 +120,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'GET',
       path: keyPath(key),
-      query: { siblings: siblings ? 'true' : undefined, timeout_ms: waitOf(options.waitMs) },
+      query: { siblings: siblings ? 'true' : undefined, timeout_ms: waitOf(options.waitMs), r: options.r === undefined ? undefined : String(options.r) },
       headers: this.#readHeaders(options.after),
       idempotent: true,
       signal: options.signal,
@@ -276,6 +277,22 @@ export class MeshClient {
     const body = jsonOf(answer)
     stringField(body, 'nodeId')
     return { ...(body as unknown as ClientStatus), endpoint: answer.endpoint }
+  }
+
+  /** The cluster's members, as the node the policy picks knows them. */
+  async members(options: { signal?: AbortSignal } = {}): Promise<ClientMember[]> {
+    const answer = await this.#send({ method: 'GET', path: '/v1/members', idempotent: true, signal: options.signal })
+    const body = jsonOf(answer)
+    if (!Array.isArray(body['members'])) throw new MeshError('MESHKV_ERR_DECODE', 'the node answered members without a members list')
+    return body['members'] as ClientMember[]
+  }
+
+  /** Forgets a dead member for good (through the node the policy picks). Idempotent. */
+  async forget(nodeId: string, options: { signal?: AbortSignal } = {}): Promise<ClientMember[]> {
+    const answer = await this.#send({ method: 'DELETE', path: `/v1/members/${encodeURIComponent(nodeId)}`, idempotent: true, signal: options.signal })
+    checkAnswer(answer)
+    const body = jsonOf(answer)
+    return body['members'] as ClientMember[]
   }
 
   /** The digest of the whole state of the node the policy picks (`kvctl verify` asks each node). */

@@ -31,9 +31,20 @@ export interface ClientReadOptions {
   siblings?: boolean
   /** A causal token to read after, joined with the session's own token. */
   after?: string
-  /** How long the node may wait to catch up with the token, in ms (the node's default: 5000). */
+  /** How long the node may wait to catch up with the token (or for a quorum read), in ms (the node's default: 5000). */
   waitMs?: number
   signal?: AbortSignal
+  /** Read concern: the node joins the state from this many members, `quorum` or `all`. */
+  r?: number | 'quorum' | 'all'
+}
+
+/** A member as `GET /v1/members` lists it. */
+export interface ClientMember {
+  nodeId: string
+  role: 'member' | 'replica'
+  url: string | null
+  self: boolean
+  state: string
 }
 
 export interface ClientPutOptions {

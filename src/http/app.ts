@@ -23,6 +23,7 @@ import { answerFrameworkError, installProblems, problem, sendProblem } from './p
 import { AJV_OPTIONS } from './schemas.js'
 import { setRoutes } from './sets.js'
 import { watchRoutes } from './watch.js'
+import { memberRoutes } from './members.js'
 
 export const HEARTBEAT_MS_DEFAULT = 15_000
 /** Largest body of a non-key route (counters, sets). Key routes take up to the node's value limit. */
@@ -96,6 +97,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(counterRoutes, routeOptions)
   app.register(setRoutes, routeOptions)
   app.register(watchRoutes, routeOptions)
+  app.register(memberRoutes, routeOptions)
   app.register(healthRoutes, routeOptions)
   return app
 }

@@ -7,7 +7,7 @@ import type { AppContext } from './context.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
 import type { AfterQuery, NameParams, WriteQuery } from './schemas.js'
-import { concernOf, nameParams, readQuery, timeoutOf, writeQuery } from './schemas.js'
+import { concernOf, nameParams, readConcernOf, readQuery, timeoutOf, writeQuery } from './schemas.js'
 
 const addBody = {
   type: 'object',
@@ -40,7 +40,7 @@ export async function counterRoutes(app: FastifyInstance, options: { context: Ap
 
   app.get<{ Params: NameParams; Querystring: AfterQuery }>('/v1/counters/:name', { schema: { params: nameParams, querystring: readQuery } }, async (request) => {
     const name = request.params.name
-    const value = await node.counter(name).value({ after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query) })
+    const value = await node.counter(name).value({ after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query), ...readConcernOf(request.query) })
     return { name, value }
   })
 }

@@ -19,7 +19,7 @@ export async function healthRoutes(app: FastifyInstance, options: { context: App
     return { ready: true }
   })
 
-  app.get('/v1/status', async () => ({ ...context.node.status(), peers: await context.node.peers() }))
+  app.get('/v1/status', async () => ({ ...context.node.status(), peers: await context.node.peers(), gc: await context.node.gcStatus() }))
 
   // A hash of the whole state: equal on two nodes exactly when their states are equal.
   app.get('/v1/digest', async () => {

@@ -26,7 +26,7 @@ import {
 } from './encoding.js'
 import type { AfterQuery } from './schemas.js'
 import type { WriteQuery } from './schemas.js'
-import { afterProperties, concernOf, flagString, integerString, queryFlag, queryInteger, timeoutOf, writeQuery } from './schemas.js'
+import { afterProperties, concernOf, readConcernOf, flagString, integerString, queryFlag, queryInteger, timeoutOf, writeQuery } from './schemas.js'
 
 /** How often a write with `If-Match: *` re-reads the key when concurrent writes keep moving its version. */
 const IF_MATCH_ANY_ATTEMPTS = 5
@@ -96,7 +96,7 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
   app.get<{ Params: KeyParams; Querystring: GetQuery }>('/v1/kv/*', { schema: { querystring: getQuery } }, async (request, reply) => {
     const key = request.params['*']
     const siblings = queryFlag(request.query.siblings)
-    const entry = await node.get(key, { siblings, after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query) })
+    const entry = await node.get(key, { siblings, after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query), ...readConcernOf(request.query) })
     if (entry === undefined) throw notFound(key)
     reply.header('etag', entityTag(entry.version))
     if (entry.siblingCount > 1) reply.header('x-siblings', String(entry.siblingCount))

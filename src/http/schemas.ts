@@ -35,11 +35,20 @@ export function queryFlag(value: string | undefined): boolean {
 export const afterProperties = {
   after: { type: 'string', maxLength: 65_536 },
   timeout_ms: integerString,
+  r: { type: 'string', pattern: '^([1-9][0-9]{0,3}|quorum|all)$' },
 } as const
 
 export interface AfterQuery {
   after?: string
   timeout_ms?: string
+  /** Read concern: members to join the state from (`quorum`, `all`, or a count). */
+  r?: string
+}
+
+/** `?r=`: the read concern of a point read. */
+export function readConcernOf(query: { r?: string }): { r?: number | 'quorum' | 'all' } {
+  if (query.r === undefined) return {}
+  return { r: query.r === 'quorum' || query.r === 'all' ? query.r : Number(query.r) }
 }
 
 /** The read options of `?after=` / `X-Causal-Token` and `?timeout_ms=`. */

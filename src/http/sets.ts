@@ -7,7 +7,7 @@ import type { AppContext } from './context.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
 import type { AfterQuery, NameParams, WriteQuery } from './schemas.js'
-import { afterProperties, concernOf, nameParams, timeoutOf, writeQuery } from './schemas.js'
+import { afterProperties, concernOf, nameParams, readConcernOf, timeoutOf, writeQuery } from './schemas.js'
 
 const members = { type: 'array', items: { type: 'string' } } as const
 
@@ -48,7 +48,7 @@ export async function setRoutes(app: FastifyInstance, options: { context: AppCon
 
   app.get<{ Params: NameParams; Querystring: GetQuery }>('/v1/sets/:name', { schema: { params: nameParams, querystring: getQuery } }, async (request) => {
     const name = request.params.name
-    const read = { after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query) }
+    const read = { after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query), ...readConcernOf(request.query) }
     const member = request.query.member
     if (member !== undefined) return { name, member, has: await node.set(name).has(member, read) }
     return { name, members: await node.set(name).members(read) }

@@ -163,6 +163,10 @@ export class Replicator {
     return this.#peers.size
   }
 
+  knownPeerIds(): NodeId[] {
+    return [...this.#peers.keys()]
+  }
+
   /** Takes a new authenticated link. Of two links with one peer, both sides keep the same one. */
   addLink(link: PeerLinkLike): void {
     if (this.#closed) {
