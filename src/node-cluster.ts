@@ -156,14 +156,16 @@ export class Cluster {
   }
 
   /**
-   * Members, this node included: the member set, every peer heard from on this run, and each
-   * configured URL behind which no node has been seen yet; forgotten nodes never count.
+   * Members, this node included: the member set and every peer heard from on this run, or the
+   * configured peers if they are more (a node not reached yet still counts); forgotten nodes
+   * never count.
    */
   members(): number {
     const ids = new Set<NodeId>([this.#store.nodeId, ...this.#members.keys(), ...this.replicator.knownPeerIds()])
     for (const id of this.#forgotten.keys()) ids.delete(id)
-    const unseen = (this.transport?.keptUrls() ?? this.peerUrls.map((url) => ({ url, nodeId: null }))).filter((kept) => kept.nodeId === null && this.peerUrls.includes(kept.url)).length
-    return ids.size + unseen
+    const kept = this.transport?.keptUrls() ?? []
+    const forgottenConfigured = kept.filter((entry) => entry.nodeId !== null && this.#forgotten.has(entry.nodeId) && this.peerUrls.includes(entry.url)).length
+    return Math.max(ids.size, 1 + this.peerUrls.length - forgottenConfigured)
   }
 
   /** Refuses, before anything is written, a concern this cluster cannot meet (w above its size). */

@@ -52,7 +52,7 @@ import { Cluster } from './node-cluster.js'
 import type { MemberStatus } from './node-cluster.js'
 import { STATE_MEDIA_TYPE, PEER_AUTH_HEADER, decodeStateAnswer, parseReadConcern, requiredAnswers, signStateRequest, verifyStateRequest } from './node-quorum.js'
 import type { AnyState, Space, StateOf } from './crdt/index.js'
-import { joinState } from './crdt/index.js'
+import { SPACES, joinState } from './crdt/index.js'
 import { isNodeId, vcJoin } from './clock/index.js'
 import { encode } from './codec/index.js'
 import { parseWriteConcern } from './replication/index.js'
@@ -191,8 +191,10 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
    * A key's encoded state and this node's clock, for another member's quorum read. `auth` is the
    * request's signature header (see node-quorum.ts).
    */
-  async localState(space: Space, key: string, auth: unknown): Promise<Uint8Array> {
+  async localState(spaceName: string, key: string, auth: unknown): Promise<Uint8Array> {
     this.#checkOpen()
+    if (!SPACES.includes(spaceName as Space)) throw new MeshError('MESHKV_ERR_NOT_FOUND', `no key space ${JSON.stringify(spaceName)}`)
+    const space = spaceName as Space
     verifyStateRequest(this.#secret, auth, this.#now(), space, key)
     checkKey(key, { ...this.limits, keyBytesMax: KEY_BYTES_PROTOCOL_MAX })
     const vc = this.#store.vc

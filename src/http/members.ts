@@ -5,9 +5,6 @@
  * secret; see node-quorum.ts).
  */
 import type { FastifyInstance } from 'fastify'
-import { SPACES } from '../crdt/index.js'
-import type { Space } from '../crdt/index.js'
-import { MeshError } from '../errors.js'
 import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node-quorum.js'
 import type { AppContext } from './context.js'
 
@@ -22,9 +19,7 @@ export async function memberRoutes(app: FastifyInstance, options: { context: App
   })
 
   app.get<{ Params: { space: string; '*': string } }>('/v1/internal/state/:space/*', async (request, reply) => {
-    const space = request.params.space
-    if (!SPACES.includes(space as Space)) throw new MeshError('MESHKV_ERR_NOT_FOUND', `no key space ${JSON.stringify(space)}`)
-    const bytes = await node.localState(space as Space, request.params['*'], request.headers[PEER_AUTH_HEADER])
+    const bytes = await node.localState(request.params.space, request.params['*'], request.headers[PEER_AUTH_HEADER])
     return reply.type(STATE_MEDIA_TYPE).send(Buffer.from(bytes))
   })
 }

@@ -20,7 +20,7 @@ describe('resolveNodeConfig', () => {
   })
 
   it('takes the flag, else the environment, else the default', () => {
-    const cluster = { peers: [], clusterId: 'meshkv' }
+    const cluster = { peers: [], clusterId: 'meshkv', role: 'member' }
     expect(resolveNodeConfig({ dir: 'd' }, {})).toEqual({ dir: 'd', port: 7700, host: '127.0.0.1', sync: false, logLevel: 'info', ...cluster, advertiseUrl: 'http://127.0.0.1:7700' })
     const env = { MESHKV_DIR: 'e', MESHKV_PORT: '8000', MESHKV_HOST: '0.0.0.0', MESHKV_SYNC: 'yes', MESHKV_KEY_BYTES_MAX: '64', MESHKV_VALUE_BYTES_MAX: '128', MESHKV_LOG_LEVEL: 'DEBUG' }
     expect(resolveNodeConfig({}, env)).toEqual({

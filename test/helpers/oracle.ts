@@ -1,7 +1,8 @@
 /**
  * What a replica must hold, computed from the set of changes it applied by the types'
  * specifications, not by their code:
- * - register: a write survives unless another write of the key names its dot in its context;
+ * - register: a write survives unless another write of the key names its dot in its context (a
+ *   delete also goes once another write of the key follows it: its deps hold the delete's dot);
  * - counter: per origin, the sums of its increments (`p`) and decrements (`n`);
  * - set (add-wins): an add of a member survives unless another add or remove of that member was
  *   made after it (its dot is in that change's causal past, `deps`).
@@ -77,10 +78,10 @@ export function expectedView(changes: readonly Change[], vc: VectorClock): View 
 }
 
 function expectedSiblings(list: readonly Stamped<KvPutOp | KvDelOp>[]): Sibling[] {
-  const replaced = (dot: Dot): boolean =>
-    list.some(({ change, op }) => !dotEquals(change.dot, dot) && op.context.some((seen) => dotEquals(seen, dot)))
+  const replaced = (dot: Dot, isDelete: boolean): boolean =>
+    list.some(({ change, op }) => !dotEquals(change.dot, dot) && (op.context.some((seen) => dotEquals(seen, dot)) || (isDelete && vcHasDot(change.deps, dot))))
   return list
-    .filter(({ change }) => !replaced(change.dot))
+    .filter(({ change, op }) => !replaced(change.dot, op.type === 'kv.del'))
     .map(({ change, op }) => ({
       dot: change.dot,
       hlc: change.hlc,

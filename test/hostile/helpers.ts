@@ -115,10 +115,23 @@ export async function timed(url: string, init: RequestInit & { timeoutMs?: numbe
 }
 
 /** What a node holds that the checks compare before and after an attack. */
+/** A standalone node's whole footprint: log position, clock and a digest of every state. */
 export async function footprint(node: RealNode): Promise<{ lsn: number; hlc: Hlc; vc: Record<string, number>; digest: string }> {
   const status = await node.status()
   const digest = await request(`${node.url}/v1/digest`)
   return { lsn: status.lsn, hlc: status.hlc, vc: status.vc, digest: String(digest.json?.['digest']) }
+}
+
+/**
+ * What peers' changes could have touched: the vector clock without the node's own entry (a node
+ * writes its member set itself, e.g. when it admits a peer that passed the handshake) and every
+ * key with its value and version.
+ */
+export async function peerFootprint(node: RealNode): Promise<{ foreignVc: Record<string, number>; keys: unknown }> {
+  const status = await node.status()
+  const { [status.nodeId]: _own, ...foreignVc } = status.vc
+  const keys = (await request(`${node.url}/v1/kv?limit=1000`)).json?.['items']
+  return { foreignVc, keys }
 }
 
 // ---------------------------------------------------------------------------------------------

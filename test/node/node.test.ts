@@ -738,7 +738,21 @@ describe('MeshNode: events and status', () => {
       limits: { keyBytesMax: 100, valueBytesMax: 1000, batchOpsMax: 10 },
       members: 1,
       linked: [],
-      replication: { changesReceived: 0, changesApplied: 0, duplicates: 0, bufferFull: 0, refused: 0, framesSent: 0, changesSent: 0, buffered: 0 },
+      replication: {
+        changesReceived: 0,
+        changesApplied: 0,
+        duplicates: 0,
+        bufferFull: 0,
+        refused: 0,
+        refusedForgotten: 0,
+        framesSent: 0,
+        changesSent: 0,
+        snapshotsSent: 0,
+        snapshotsReceived: 0,
+        buffered: 0,
+      },
+      role: 'member',
+      snapshot: { receiving: null, last: null },
     })
     status.limits.keyBytesMax = 1
     expect(node.limits.keyBytesMax).toBe(100)

@@ -1,0 +1,109 @@
+/**
+ * The benchmark suite's code paths with tiny sizes: `bench/run.ts --smoke` runs every benchmark
+ * (real node processes, autocannon, proxies) in well under a minute and must produce every named
+ * entry of latest.json with the right shape and finite positive figures. Nothing here is about
+ * speed: the figures of a smoke run mean nothing.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ENTRY_NAMES, LATENCY_ENTRIES } from '../../bench/cases/index.js'
+import { REPO_ROOT, buildIfStale } from '../cli/helpers.js'
+
+interface Run {
+  code: number | null
+  output: string
+  json: Record<string, Record<string, unknown>>
+}
+
+let dir: string
+let run: Run
+let child: ChildProcess | undefined
+
+function runSmoke(out: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const bench = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'run.ts'), '--smoke', '--out', out], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    child = bench
+    let output = ''
+    bench.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    bench.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    bench.once('error', reject)
+    bench.once('close', (code) => {
+      child = undefined
+      resolve({ code, output })
+    })
+  })
+}
+
+const positive = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value > 0
+const nonNegative = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value >= 0
+
+describe('bench --smoke', () => {
+  beforeAll(async () => {
+    buildIfStale()
+    dir = await mkdtemp(join(tmpdir(), 'meshkv-bench-smoke-'))
+    const out = join(dir, 'smoke.json')
+    const { code, output } = await runSmoke(out)
+    let json: Run['json'] = {}
+    try {
+      json = JSON.parse(await readFile(out, 'utf8')) as Run['json']
+    } catch {
+      // asserted below, with the output
+    }
+    run = { code, output, json }
+  }, 170_000)
+
+  afterAll(async () => {
+    // A run cut short (timeout): SIGTERM makes run.ts stop every process it started.
+    if (child !== undefined && child.exitCode === null) {
+      const ended = new Promise((resolve) => child?.once('close', resolve))
+      child.kill('SIGTERM')
+      await ended
+    }
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('runs every benchmark and exits 0', () => {
+    expect(run.code, run.output.slice(-4000)).toBe(0)
+    expect(run.json['_meta']?.['failures'], run.output.slice(-4000)).toBeUndefined()
+  })
+
+  it('writes machine info under _meta', () => {
+    const meta = run.json['_meta'] ?? {}
+    expect(positive(meta['cpus'])).toBe(true)
+    expect(meta['node']).toBe(process.version)
+    expect(String(meta['command'])).toContain('--smoke')
+    expect(Number.isNaN(Date.parse(String(meta['date'])))).toBe(false)
+  })
+
+  it.each(ENTRY_NAMES.map((name) => [name]))('%s has the entry shape with finite positive figures', (name) => {
+    const entry = run.json[name]
+    expect(entry, `${name} missing; output:\n${run.output.slice(-4000)}`).toBeDefined()
+    if (entry === undefined) return
+    expect(typeof entry['unit']).toBe('string')
+    expect(String(entry['unit']).length).toBeGreaterThan(0)
+    // A latency's p50 may legitimately round to 0 only if most samples were seen before their ack.
+    if (LATENCY_ENTRIES.includes(name) && name.startsWith('replication_lag')) expect(nonNegative(entry['value'])).toBe(true)
+    else expect(positive(entry['value']), `${name}.value = ${String(entry['value'])}`).toBe(true)
+    expect(entry['baseline'] === null || positive(entry['baseline']), `${name}.baseline = ${String(entry['baseline'])}`).toBe(true)
+    expect(entry['ratio'] === null || positive(entry['ratio']), `${name}.ratio = ${String(entry['ratio'])}`).toBe(true)
+    if (entry['baseline'] === null) expect(entry['ratio']).toBeNull()
+    if (LATENCY_ENTRIES.includes(name)) {
+      for (const field of ['p50_ms', 'p99_ms', 'max_ms']) expect(nonNegative(entry[field]), `${name}.${field}`).toBe(true)
+      expect(entry['p99_ms'] as number).toBeGreaterThanOrEqual(entry['p50_ms'] as number)
+      expect(entry['max_ms'] as number).toBeGreaterThanOrEqual(entry['p99_ms'] as number)
+    }
+  })
+
+  it('records what the issue asks beyond the common fields', () => {
+    expect(run.json['memory']?.['unit']).toBe('MB')
+    expect(run.json['memory']?.['baseline']).toBeNull()
+    expect(['log', 'snapshot']).toContain(typeof run.json['snapshot_bootstrap']?.['method'] === 'string' ? (run.json['snapshot_bootstrap']?.['method'] === 'log' ? 'log' : 'snapshot') : undefined)
+    expect(typeof run.json['wire_bytes']?.['overhead_bytes']).toBe('number')
+    expect(run.json['embedded_put_fsync']).toBeDefined()
+    expect(run.json['replicated_throughput_http']).toBeDefined()
+  })
+})
