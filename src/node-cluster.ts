@@ -62,6 +62,7 @@ export class Cluster {
   #membersState: SetState | null = null
   #refreshing: Promise<void> = Promise.resolve()
   #claiming = false
+  readonly #admitting = new Set<NodeId>()
   #closed = false
   readonly #unsubscribe: () => void
 
@@ -225,7 +226,10 @@ export class Cluster {
 
   #tick(): void {
     this.replicator.tick()
-    if (this.ready) this.#claimSelf()
+    if (!this.ready) return
+    this.#claimSelf()
+    // Peers that linked before this node was ready (a whole cluster starting at once) are admitted now.
+    for (const { nodeId, url } of this.replicator.linkedPeerUrls()) void this.#admit(nodeId, url)
   }
 
   /**
@@ -234,15 +238,22 @@ export class Cluster {
    * holds back garbage collection until it acknowledges (DESIGN.md section 3).
    */
   async #onLink(link: PeerLink): Promise<void> {
-    if (this.ready && this.transport !== null && !this.#members.has(link.nodeId) && !this.#forgotten.has(link.nodeId) && !this.#closed) {
-      try {
-        await this.#store.commitLocal([{ type: 'set.add', name: MEMBERS_SET, member: `${link.nodeId} member ${link.url ?? '-'}` }])
-        this.#logger.info({ peer: link.nodeId, url: link.url }, 'member admitted')
-      } catch (error) {
-        this.#logger.warn({ peer: link.nodeId, err: String(error) }, 'could not write the new member; linking anyway')
-      }
-    }
+    if (this.ready) await this.#admit(link.nodeId, link.url)
     this.replicator.addLink(link)
+  }
+
+  async #admit(nodeId: NodeId, url: string | null): Promise<void> {
+    if (this.transport === null || this.#members.has(nodeId) || this.#forgotten.has(nodeId) || this.#admitting.has(nodeId) || this.#closed) return
+    this.#admitting.add(nodeId)
+    try {
+      await this.#store.commitLocal([{ type: 'set.add', name: MEMBERS_SET, member: `${nodeId} member ${url ?? '-'}` }])
+      this.#logger.info({ peer: nodeId, url }, 'member admitted')
+      await this.#refreshing
+    } catch (error) {
+      this.#logger.warn({ peer: nodeId, err: String(error) }, 'could not write the new member; linking anyway')
+    } finally {
+      this.#admitting.delete(nodeId)
+    }
   }
 
   /** Makes this node's own entry (id, role, URL) the only one for it, once it is ready. */

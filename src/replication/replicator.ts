@@ -167,6 +167,11 @@ export class Replicator {
     return [...this.#peers.keys()]
   }
 
+  /** Linked peers with the URL each said it is reached at. */
+  linkedPeerUrls(): { nodeId: NodeId; url: string | null }[] {
+    return [...this.#sessions.values()].map((session) => ({ nodeId: session.link.nodeId, url: session.link.url }))
+  }
+
   /** Takes a new authenticated link. Of two links with one peer, both sides keep the same one. */
   addLink(link: PeerLinkLike): void {
     if (this.#closed) {
