@@ -24,7 +24,25 @@
  *               one loop. It skips changes the receiver is known to have (its VC), and changes
  *               whose origin the receiver is directly linked to (it gets them from there).
  *   3. `ack`    { vc }: sent after received changes are durable: the receiver's whole VC. Acks
- *               drive write concern, lag figures and (later) causal stability.
+ *               drive write concern, lag figures and causal stability (garbage collection).
+ *   4. snapshots, when the other side needs log entries this node has purged, or is brand new and
+ *      this node holds a long history (`snapshotAfterChanges`, default 10 000):
+ *        sender   `snapshot-offer` { vc, keys }      states as of vc, read from one store snapshot
+ *        receiver `snapshot-reply` { accept }        false while it takes another node's snapshot
+ *        sender   `snapshot-chunk` { seq, states }   [space, key, encoded state] in key order, at
+ *                                                    most 4 chunks ahead of the receiver's acks
+ *        receiver `snapshot-ack`   { seq }           chunk seq is on its disk (the stage)
+ *        sender   `snapshot-end`   { chunks }
+ *      The receiver joins the staged states into its own with the types' state-based merges (keys
+ *      it holds that the snapshot lacks are joined with the empty state), takes the join of the
+ *      clocks, and sends `sync`; the sender streams nothing until that `sync`, then goes on from
+ *      it by log shipping. A link lost midway drops the staged states.
+ *
+ * Garbage collection (DESIGN.md section 4) needs nothing more on the wire: each node keeps the
+ * recent acks of every member; the stable cut is the pointwise minimum over members of the newest
+ * ack whose own entry this node has applied (and of its own VC). Tombstones at or below it are
+ * purged, and log entries every member holds. Members come from the replicated member set
+ * (node-members.ts); a member never heard from holds everything back.
  * A receiver applies a change only when it is next for its origin and its deps are applied; it
  * buffers a bounded number of early changes and drops duplicates, so every node applies every
  * change exactly once, in causal order.
