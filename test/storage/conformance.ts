@@ -13,6 +13,7 @@ import { counterValue, lwwSibling, registerDots, setMembers } from '../../src/cr
 import { MeshError } from '../../src/errors.js'
 import type { Backend, BackendSnapshot, BackendWrite, CommitResult, LogEntry, Range, StateReader, StoreOptions, StoreSnapshot, Sub } from '../../src/storage/index.js'
 import { FOLLOW_PAGE_ENTRIES, GROUP_CHANGES_MAX, Store, followLog, stateId } from '../../src/storage/index.js'
+import { encode } from '../../src/codec/index.js'
 import { plainBytes } from '../helpers/bytes.js'
 import { byUtf8, meshCodeOf, nextWithin, takeWithin, turn } from '../helpers/async.js'
 
@@ -147,8 +148,17 @@ class FailingBackend implements Backend {
 // ---------------------------------------------------------------------------------------------
 // A harness: an injected clock, counted randomness, and every store closed after each test.
 
+/** A second, independent backend for a test that needs two stores. */
+async function makeBackendFor(h: Harness): Promise<BackendFixture> {
+  const fixture = await h.makeAnother()
+  h.extra.push(fixture)
+  return fixture
+}
+
 class Harness {
   ms = START_MS
+  readonly extra: BackendFixture[] = []
+  makeAnother: () => Promise<BackendFixture> = () => Promise.reject(new Error('no backend factory'))
   randomCalls = 0
   readonly #open = new Set<Store>()
 
@@ -187,6 +197,7 @@ class Harness {
     for (const store of this.#open) await store.close()
     this.#open.clear()
     await this.fixture.cleanup()
+    for (const fixture of this.extra) await fixture.cleanup()
   }
 }
 
@@ -198,6 +209,7 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
 
     beforeEach(async () => {
       h = new Harness(await makeBackend())
+      h.makeAnother = makeBackend
     })
 
     afterEach(async () => {
@@ -892,6 +904,118 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await valueOf(again, 'f1')).toBe('again')
         expect(await valueOf(again, 'r')).toBe('2')
         expect(await valueOf(again, 'f2')).toBeUndefined()
+      })
+    })
+
+    describe('garbage collection', () => {
+      it('purges the log every member holds and stable tombstones; nothing past the cut or the held clock', async () => {
+        const store = await h.open()
+        await store.commitLocal([put('a', '1')])
+        await store.commitLocal([del('a')])
+        await store.commitLocal([put('b', '2')])
+        await store.commitLocal([del('b')])
+        expect(await store.tombstoneCount()).toBe(2)
+        expect(await store.logSize()).toBe(4)
+        const self = store.nodeId
+        // Nothing held by every member, nothing stable: nothing goes.
+        expect(await store.purge({}, {})).toEqual({ logPurged: 0, tombstonesPurged: 0 })
+        // The first two changes held by all, and the first tombstone (dot 2) stable.
+        expect(await store.purge(vc([self, 2]), vc([self, 2]))).toEqual({ logPurged: 2, tombstonesPurged: 1 })
+        expect(await store.logSize()).toBe(2)
+        expect(await store.firstLsn()).toBe(3)
+        expect(await store.lsnOfDot({ node: self, seq: 1 })).toBeUndefined()
+        expect(await store.lsnOfDot({ node: self, seq: 3 })).toBe(3)
+        expect(await keysOf(store, 'kv')).toEqual(['b'])
+        expect(await store.tombstoneCount()).toBe(1)
+        expect(await store.purge(store.vc, store.vc)).toEqual({ logPurged: 2, tombstonesPurged: 1 })
+        expect(await keysOf(store, 'kv')).toEqual([])
+        expect(await store.logSize()).toBe(0)
+        // The log goes on after a purge, and survives a reopen as purged.
+        await store.commitLocal([put('c', '3')])
+        const again = await h.reopen(store)
+        expect((await again.readLog(0, 10)).map((entry) => entry.lsn)).toEqual([5])
+        expect(await valueOf(again, 'c')).toBe('3')
+      })
+
+      it('a key written again after its delete keeps its value; its stale index entry goes', async () => {
+        const store = await h.open()
+        await store.commitLocal([put('k', 'old')])
+        await store.commitLocal([del('k')])
+        await store.commitLocal([put('k', 'new')])
+        expect(await store.tombstoneCount()).toBe(1)
+        expect(await store.purge(store.vc, store.vc)).toEqual({ logPurged: 3, tombstonesPurged: 0 })
+        expect(await valueOf(store, 'k')).toBe('new')
+        expect(await store.tombstoneCount()).toBe(0)
+      })
+    })
+
+    describe('snapshots', () => {
+      it('joins a staged snapshot: keys it lacks are joined with the empty state, clocks are joined, and the receiver then equals the sender', async () => {
+        const sender = await h.open()
+        await sender.commitLocal([put('kept', 'v'), add('s', 'm1'), incr('c', 5)])
+        await sender.commitLocal([put('gone', 'x')])
+        const senderId = sender.nodeId
+        const receiverFixture = await makeBackend()
+        const receiver = await Store.open(h.options(receiverFixture.backend))
+        try {
+          // The receiver has the first change's 'gone' write from the log, then misses its delete.
+          const [first, second] = await sender.readLog(0, 10)
+          await receiver.applyRemote((first as LogEntry).change)
+          await receiver.applyRemote((second as LogEntry).change)
+          await sender.commitLocal([del('gone'), remove('s', 'm1')])
+          await sender.purge(sender.vc, sender.vc)
+          expect(await keysOf(sender, 'kv')).toEqual(['kept'])
+          const snapshot = await sender.snapshot()
+          const entries: [Space, string, Uint8Array][] = []
+          for (const space of SPACES) for await (const [key, bytes] of snapshot.iterateRaw(space, {})) entries.push([space, key, bytes])
+          await snapshot.close()
+          await receiver.stageSnapshot(entries)
+          const notified: number[] = []
+          receiver.onCommit((batch) => notified.push(batch.length))
+          await receiver.applyStagedSnapshot(snapshot.vc)
+          expect(notified).toEqual([0])
+          expect(receiver.vc).toEqual(sender.vc)
+          expect(vcGet(receiver.vc, senderId)).toBe(3)
+          expect(await dumpStates(receiver)).toEqual(await dumpStates(sender))
+          expect(await valueOf(receiver, 'gone')).toBeUndefined()
+        } finally {
+          await receiver.close()
+          await receiverFixture.cleanup()
+        }
+      })
+
+      it('refuses a malformed staged state with MESHKV_ERR_DECODE; a stage left without its marker is dropped at the next open', async () => {
+        const store = await h.open()
+        expect(await meshCodeOf(store.stageSnapshot([['kv', 'bad', new Uint8Array([0xc1, 0xff])]]))).toBe('MESHKV_ERR_DECODE')
+        expect(await meshCodeOf(store.stageSnapshot([['nope' as Space, 'k', new Uint8Array([0x90])]]))).toBe('MESHKV_ERR_DECODE')
+        const donor = await h.open({}, (await makeBackendFor(h)).backend)
+        await donor.commitLocal([put('x', '1')])
+        const view = await donor.snapshot()
+        const entries: [Space, string, Uint8Array][] = []
+        for await (const [key, bytes] of view.iterateRaw('kv', {})) entries.push(['kv', key, bytes])
+        await view.close()
+        await store.stageSnapshot(entries)
+        const again = await h.reopen(store)
+        await again.applyStagedSnapshot({})
+        expect(await keysOf(again, 'kv')).toEqual([])
+      })
+
+      it('a join cut off by a crash after its marker is finished at the next open', async () => {
+        const store = await h.open()
+        const donor = await h.open({}, (await makeBackendFor(h)).backend)
+        await donor.commitLocal([put('x', '1'), incr('c', 2)])
+        const view = await donor.snapshot()
+        const entries: [Space, string, Uint8Array][] = []
+        for (const space of SPACES) for await (const [key, bytes] of view.iterateRaw(space, {})) entries.push([space, key, bytes])
+        await view.close()
+        await store.stageSnapshot(entries)
+        // What applyStagedSnapshot writes first; the process dies before the join.
+        await h.fixture.backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc: donor.vc, phase: 1 }) }], { sync: true })
+        const again = await h.reopen(store)
+        expect(again.vc).toEqual(donor.vc)
+        expect(await dumpStates(again)).toEqual(await dumpStates(donor))
+        const third = await h.reopen(again)
+        expect(await dumpStates(third)).toEqual(await dumpStates(donor))
       })
     })
   })
