@@ -464,11 +464,12 @@ export class Replicator {
   #onSnapshotChunk(session: Session, message: SnapshotChunkMessage): void {
     const receiving = this.#receiving
     if (receiving === null || receiving.from !== session.link.nodeId) return
-    receiving.keysReceived += message.states.length
     this.#stageWork = this.#stageWork.then(async () => {
       if (receiving.failed) return
       try {
         await this.store.stageSnapshot(message.states as readonly (readonly [Space, string, Uint8Array])[])
+        // Progress counts states on this node's disk, not merely received.
+        receiving.keysReceived += message.states.length
         session.link.send({ type: 'snapshot-ack', seq: message.seq })
       } catch (error) {
         receiving.failed = true

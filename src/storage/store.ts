@@ -445,14 +445,26 @@ export class Store implements StateReader {
     }
     let hlc = this.#hlc
     for (;;) {
+      const page: [string, Uint8Array][] = []
+      for await (const entry of this.#backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH })) page.push(entry)
+      if (page.length === 0) break
+      // One read per space for the page's live states (stage keys sort by space first).
+      const targets = page.map(([id]) => parseStateId(id))
+      const live = new Map<string, Uint8Array | undefined>()
+      for (const space of SPACES) {
+        const keys = targets.filter((target) => target.space === space).map((target) => target.key)
+        if (keys.length === 0) continue
+        const values = await this.#backend.getMany(space, keys)
+        keys.forEach((key, index) => live.set(stateId(space, key), values[index]))
+      }
       const writes: BackendWrite[] = []
-      for await (const [id, bytes] of this.#backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH })) {
-        const { space, key } = parseStateId(id)
-        const joined = joinState(space, await readState(this.#backend, space, key), ownVc, decodeState(space, bytes), vc)
+      page.forEach(([id, bytes], index) => {
+        const { space, key } = targets[index] as { space: Space; key: string }
+        const held = live.get(id)
+        const joined = joinState(space, held === undefined ? emptyState(space) : decodeState(space, held), ownVc, decodeState(space, bytes), vc)
         if (space === 'kv') for (const sibling of (joined as RegisterState).siblings) hlc = maxHlc(hlc, sibling.hlc)
         writes.push(...stateWrites(space, key, joined), { type: 'del', sub: 'stage', key: id })
-      }
-      if (writes.length === 0) break
+      })
       await this.#backend.write(writes, { sync: false })
     }
     const newVc = vcJoin(ownVc, vc)
