@@ -518,6 +518,8 @@ export class Store implements StateReader {
     }
     if (group.entries.length > 0) {
       group.writes.push(putUtf8('meta', 'lsn', String(group.lsn)), { type: 'put', sub: 'meta', key: 'hlc', value: encode(group.hlc) })
+      // The clock once per group: one entry per origin that moved, not one per change.
+      for (const [node, seq] of Object.entries(group.vc) as [NodeId, number][]) if (seq !== vcGet(this.#vc, node)) group.writes.push(putUtf8('vc', node, String(seq)))
       // A change this node made is synced even when batches are not: lost to a power loss, its
       // dot would be given to another change (peers would drop that one as a duplicate), and no
       // peer would send it back (peers never echo a node's own changes), so the node would stall.
@@ -582,7 +584,6 @@ export class Store implements StateReader {
     const writes: BackendWrite[] = [
       { type: 'put', sub: 'log', key: lsnKey(lsn), value: this.#encodeChange(change) },
       putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
-      putUtf8('vc', change.dot.node, String(change.dot.seq)),
     ]
     for (const [id, state] of states) {
       const { space, key } = parseStateId(id)

@@ -64,6 +64,9 @@ export async function startRealNode(extraArgs: readonly string[] = []): Promise<
     return answer.json as unknown as NodeStatus
   }
   const { nodeId } = await status()
+  // A node with a secret writes itself into the member set on its first tick: wait for that
+  // write, so it does not land in the middle of a test that compares footprints.
+  await waitFor('the node to write itself into the member set', 10_000, async () => ((await status()).vc[nodeId] ?? 0) >= 1 ? true : undefined)
   return {
     url: running.url,
     port: running.port,
