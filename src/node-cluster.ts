@@ -39,6 +39,7 @@ export interface ClusterOptions {
   peerTimeoutMs?: number
   role?: Role
   snapshotAfterChanges?: number
+  logRetainEntries?: number
 }
 
 /** A member as `kvctl members` shows it. */
@@ -80,6 +81,7 @@ export class Cluster {
       logger: this.#logger,
       members: () => [...this.#members.keys()],
       ...(options.snapshotAfterChanges === undefined ? {} : { snapshotAfterChanges: options.snapshotAfterChanges }),
+      ...(options.logRetainEntries === undefined ? {} : { logRetainEntries: options.logRetainEntries }),
     })
     this.transport = options.secret === undefined ? null : (options.transport ?? makeTransport(options))
     this.transport?.on('link', (link) => void this.#onLink(link))

@@ -48,6 +48,11 @@ export interface MeshNodeOptions {
   role?: 'member' | 'replica'
   /** A brand-new peer gets a snapshot rather than the log once this node holds more changes. Default 10 000. */
   snapshotAfterChanges?: number
+  /**
+   * Log entries kept after every member holds them, so a watch can resume from a recent cursor
+   * (older cursors answer `MESHKV_ERR_CURSOR_EXPIRED`). Default 1000.
+   */
+  logRetainEntries?: number
 }
 
 export type { WriteConcern } from './replication/write-concern.js'

@@ -118,6 +118,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
         ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
         ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
         ...(options.snapshotAfterChanges === undefined ? {} : { snapshotAfterChanges: options.snapshotAfterChanges }),
+        ...(options.logRetainEntries === undefined ? {} : { logRetainEntries: options.logRetainEntries }),
         role: checkRole(options.role),
       })
       return new MeshNode(store, cluster, limits, now, options.secret === '' ? undefined : options.secret)

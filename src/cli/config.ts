@@ -32,6 +32,7 @@ export interface NodeConfig {
   advertiseUrl: string
   peerTimeoutMs?: number
   role: 'member' | 'replica'
+  logRetainEntries?: number
 }
 
 /** The flags as commander hands them over: strings, and `true` for a bare boolean flag. */
@@ -49,6 +50,7 @@ export interface NodeFlags {
   advertiseUrl?: string
   peerTimeoutMs?: string
   role?: string
+  logRetain?: string
 }
 
 type Environment = Readonly<Record<string, string | undefined>>
@@ -89,9 +91,12 @@ export function resolveNodeConfig(flags: NodeFlags, env: Environment): NodeConfi
   }
   const advertise = given(flags.advertiseUrl, 'advertise-url', env)
   const role = given(flags.role, 'role', env)
+  const logRetainText = given(flags.logRetain, 'log-retain', env)
+  const logRetainEntries = logRetainText === undefined ? undefined : logRetainText.text === '0' ? 0 : optionalPositiveInteger(logRetainText)
   if (role !== undefined && role.text !== 'member' && role.text !== 'replica') throw configError(`${role.source} must be member or replica, got ${JSON.stringify(role.text)}`)
   return {
     role: (role?.text ?? 'member') as 'member' | 'replica',
+    ...(logRetainEntries === undefined ? {} : { logRetainEntries }),
     peers,
     ...(secret === undefined ? {} : { secret: secret.text }),
     clusterId: given(flags.clusterId, 'cluster-id', env)?.text ?? CLUSTER_ID_DEFAULT,

@@ -64,6 +64,7 @@ function buildProgram(): Command {
     .option('--advertise-url <url>', 'the URL peers reach this node at (MESHKV_ADVERTISE_URL, default http://HOST:PORT)')
     .option('--peer-timeout-ms <ms>', 'a peer silent this long is down (MESHKV_PEER_TIMEOUT_MS, default 5000)')
     .option('--role <role>', 'member (reads and writes) or replica (reads only; MESHKV_ROLE, default member)')
+    .option('--log-retain <entries>', 'log entries kept after every member holds them, for watch resume (MESHKV_LOG_RETAIN, default 1000)')
     .action(async (flags: NodeFlags) => {
       const running = await startNode(resolveNodeConfig(flags, process.env))
       handleSignals(running)
@@ -99,6 +100,7 @@ async function startNode(config: NodeConfig): Promise<Running> {
     selfUrl: config.advertiseUrl,
     peerTimeoutMs: config.peerTimeoutMs,
     role: config.role,
+    ...(config.logRetainEntries === undefined ? {} : { logRetainEntries: config.logRetainEntries }),
     logger: replicationLog,
   })
   const log = root.child({ nodeId: node.nodeId })

@@ -53,6 +53,8 @@ export interface ReplicatorOptions {
    * never heard from holds everything back. Without it, nothing is purged.
    */
   members?: () => readonly NodeId[]
+  /** Log entries kept past garbage collection (a watch resumes from a cursor among them). Default 1000. */
+  logRetainEntries?: number
 }
 
 /** A snapshot this node is receiving. */
@@ -140,6 +142,7 @@ export class Replicator {
       catchingUpAfterMs: options.catchingUpAfterMs ?? 1000,
       snapshotAfterChanges: options.snapshotAfterChanges ?? 10_000,
       members: options.members ?? (() => []),
+      logRetainEntries: options.logRetainEntries ?? 1000,
     }
     this.#gcEnabled = options.members !== undefined
     this.#buffer = new CausalBuffer(this.#options.bufferChangesMax)
@@ -292,7 +295,7 @@ export class Replicator {
   async collectGarbage(): Promise<GcStatus> {
     const stableCut = this.stableCut()
     const heldByAll = this.heldByAll()
-    const result = await this.store.purge(heldByAll, stableCut)
+    const result = await this.store.purge(heldByAll, stableCut, this.#options.logRetainEntries)
     this.#gc = {
       stableCut,
       heldByAll,

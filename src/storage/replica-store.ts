@@ -21,5 +21,5 @@ export interface ReplicaStore {
   stageSnapshot(entries: readonly SnapshotEntry[]): Promise<void>
   clearStage(): Promise<void>
   applyStagedSnapshot(vc: VectorClock): Promise<void>
-  purge(logCovered: VectorClock, stableCut: VectorClock): Promise<PurgeResult>
+  purge(logCovered: VectorClock, stableCut: VectorClock, keepLast?: number): Promise<PurgeResult>
 }

@@ -262,14 +262,15 @@ export class Store implements StateReader {
   /**
    * One garbage collection pass (DESIGN.md section 4), run between group commits:
    * - log entries from the start of the log whose dots `logCovered` holds (every member has
-   *   them) are deleted with their dot index entries;
+   *   them) are deleted with their dot index entries, but the last `keepLast` stay (so a watch
+   *   can resume from a recent cursor);
    * - kv keys whose siblings are all tombstones with dots at or below `stableCut` are deleted:
    *   no change concurrent with them can arrive any more, so nothing they hide can come back.
    */
-  purge(logCovered: VectorClock, stableCut: VectorClock): Promise<PurgeResult> {
+  purge(logCovered: VectorClock, stableCut: VectorClock, keepLast = 0): Promise<PurgeResult> {
     const result: PurgeResult = { logPurged: 0, tombstonesPurged: 0 }
     return this.#exclusive(async () => {
-      result.logPurged = await this.#purgeLog(logCovered)
+      result.logPurged = await this.#purgeLog(logCovered, this.#lsn - keepLast)
       result.tombstonesPurged = await this.#purgeTombstones(stableCut)
     }).then(() => result)
   }
@@ -375,12 +376,13 @@ export class Store implements StateReader {
     this.#flushing = null
   }
 
-  async #purgeLog(logCovered: VectorClock): Promise<number> {
+  async #purgeLog(logCovered: VectorClock, upToLsn: number): Promise<number> {
     let purged = 0
+    if (upToLsn < 1) return 0
     for (;;) {
       const writes: BackendWrite[] = []
       let blocked = false
-      for await (const [key, bytes] of this.#backend.iterate('log', { limit: PURGE_BATCH_MAX })) {
+      for await (const [key, bytes] of this.#backend.iterate('log', { lte: lsnKey(upToLsn), limit: PURGE_BATCH_MAX })) {
         const { dot } = decodeChange(bytes)
         if (!vcHasDot(logCovered, dot)) {
           blocked = true

@@ -366,6 +366,7 @@ export class Simulation {
           bufferChangesMax,
           // Garbage collection over every node of the run, and snapshots for brand-new peers early.
           members: () => this.cluster.nodes.map((node) => node.nodeId),
+          logRetainEntries: this.random() < 0.5 ? 0 : 10,
           snapshotAfterChanges: this.random() < 0.5 ? 20 : 10_000,
         },
         perRun: (store) => this.#perRun(index, store),
