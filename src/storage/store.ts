@@ -9,7 +9,9 @@
  *   meta/nodeId  utf8 node id        meta/format  utf8 "1"
  *   meta/lsn     utf8 decimal        meta/hlc     {wallMs, logical}
  *   log/<lsn as 16 hex digits>       the change
- *   dots/<node>:<seq as 16 hex>      utf8 decimal lsn
+ *   dots/<node>:<seq as 16 hex>      utf8 decimal lsn, for the first change of each origin in
+ *                                    each group commit only (a sparse index: one write per group
+ *                                    and origin, not per change; `lsnOfDot` scans the rest)
  *   vc/<node>                        utf8 decimal seq
  *   kv|counter|set/<key>             the key's state
  *   tombs/<key>                      empty: the kv key's state was all tombstones when written
@@ -123,6 +125,8 @@ interface Group {
   writes: BackendWrite[]
   entries: LogEntry[]
   settled: { item: Pending; result: CommitResult }[]
+  /** Origins whose first change in this group is in the dot index already. */
+  indexed: Set<NodeId>
 }
 
 export class Store implements StateReader {
@@ -137,6 +141,8 @@ export class Store implements StateReader {
   #flushing: Promise<void> | null = null
   #listeners = new Set<(entries: readonly LogEntry[]) => void>()
   #closed = false
+  /** Every log entry below this LSN is purged (0: not known yet on this run). */
+  #purgedBelow = 0
   /** Where the next tombstone scan resumes (garbage collection walks the index a slice per pass). */
   #tombCursor: string | null = null
 
@@ -225,7 +231,10 @@ export class Store implements StateReader {
   /** The oldest LSN still in the log (1 before any purge), or `lsn + 1` for an empty log. */
   async firstLsn(): Promise<number> {
     this.#checkOpen()
-    for await (const [key] of this.#backend.iterate('log', { limit: 1 })) return parseLsnKey(key)
+    // Purged up to here: a seek starts past the deleted keys (LevelDB would step over each
+    // deletion marker until compaction drops them).
+    const purgedBelow = this.#purgedBelow
+    for await (const [key] of this.#backend.iterate('log', purgedBelow === 0 ? { limit: 1 } : { gte: lsnKey(purgedBelow), limit: 1 })) return parseLsnKey(key)
     return this.#lsn + 1
   }
 
@@ -240,10 +249,34 @@ export class Store implements StateReader {
     await this.#backend.write([putUtf8('meta', `user:${key}`, value)], { sync: true })
   }
 
+  /**
+   * The LSN of the change `dot`, or undefined when the log does not hold it (never applied here,
+   * purged, or joined from a snapshot). The sparse index gives the first change of its origin in
+   * its group commit (or the log's start, when that was purged); the change is at most one group
+   * (GROUP_CHANGES_MAX entries) further on.
+   */
   async lsnOfDot(dot: Dot): Promise<number | undefined> {
     this.#checkOpen()
-    const bytes = await this.#backend.get('dots', dotIndexKey(dot))
-    return bytes === undefined ? undefined : Number(Buffer.from(bytes).toString('utf8'))
+    if (vcGet(this.#vc, dot.node) < dot.seq) return undefined
+    const first = await this.firstLsn()
+    let from = first
+    for await (const [, bytes] of this.#backend.iterate('dots', { lte: dotIndexKey(dot), gte: `${dot.node}:`, reverse: true, limit: 1 })) {
+      from = Math.max(first, Number(Buffer.from(bytes).toString('utf8')))
+    }
+    let after = from - 1
+    let scanned = 0
+    while (scanned <= GROUP_CHANGES_MAX) {
+      const entries = await this.readLog(after, 64)
+      if (entries.length === 0) return undefined
+      for (const entry of entries) {
+        scanned++
+        if (entry.change.dot.node !== dot.node) continue
+        if (entry.change.dot.seq === dot.seq) return entry.lsn
+        if (entry.change.dot.seq > dot.seq) return undefined
+      }
+      after = (entries[entries.length - 1] as LogEntry).lsn
+    }
+    return undefined
   }
 
   /** Log entries held (the log is purged from its start, so it is one contiguous range). */
@@ -376,25 +409,33 @@ export class Store implements StateReader {
     this.#flushing = null
   }
 
+  /**
+   * Purges the log up to (not including) the first change `logCovered` lacks, and at most up to
+   * `upToLsn`. The bound comes from the dot index, so no entry is read: the keys are made.
+   */
   async #purgeLog(logCovered: VectorClock, upToLsn: number): Promise<number> {
-    let purged = 0
-    if (upToLsn < 1) return 0
-    for (;;) {
-      const writes: BackendWrite[] = []
-      let blocked = false
-      for await (const [key, bytes] of this.#backend.iterate('log', { lte: lsnKey(upToLsn), limit: PURGE_BATCH_MAX })) {
-        const { dot } = decodeChange(bytes)
-        if (!vcHasDot(logCovered, dot)) {
-          blocked = true
-          break
-        }
-        writes.push({ type: 'del', sub: 'log', key }, { type: 'del', sub: 'dots', key: dotIndexKey(dot) })
-      }
-      if (writes.length === 0) return purged
-      await this.#backend.write(writes, { sync: false })
-      purged += writes.length / 2
-      if (blocked || writes.length < PURGE_BATCH_MAX * 2) return purged
+    const first = await this.firstLsn()
+    let bound = Math.min(this.#lsn + 1, upToLsn + 1)
+    for (const [node, seq] of Object.entries(this.#vc) as [NodeId, number][]) {
+      const held = vcGet(logCovered, node)
+      if (held >= seq) continue
+      const lsn = await this.lsnOfDot({ node, seq: held + 1 })
+      if (lsn !== undefined) bound = Math.min(bound, lsn)
     }
+    if (bound <= first) return 0
+    for (let from = first; from < bound; from += PURGE_BATCH_MAX) {
+      const writes: BackendWrite[] = []
+      for (let lsn = from; lsn < Math.min(bound, from + PURGE_BATCH_MAX); lsn++) writes.push({ type: 'del', sub: 'log', key: lsnKey(lsn) })
+      await this.#backend.write(writes, { sync: false })
+    }
+    // Index entries of purged changes (the index is sparse: a few per group commit).
+    const stale: BackendWrite[] = []
+    for await (const [key, bytes] of this.#backend.iterate('dots', {})) {
+      if (Number(Buffer.from(bytes).toString('utf8')) < bound) stale.push({ type: 'del', sub: 'dots', key })
+    }
+    if (stale.length > 0) await this.#backend.write(stale, { sync: false })
+    this.#purgedBelow = bound
+    return bound - first
   }
 
   /** Walks a slice of the tombstone index: purges stable tombstones, drops stale index entries. */
@@ -500,7 +541,7 @@ export class Store implements StateReader {
   }
 
   async #commitGroup(items: Commit[]): Promise<void> {
-    const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [] }
+    const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [], indexed: new Set() }
     try {
       await this.#prefetch(group, items)
     } catch (error) {
@@ -583,15 +624,15 @@ export class Store implements StateReader {
     }
     // Encode everything before touching the group, so a failure leaves the group as it was.
     const lsn = group.lsn + 1
-    const writes: BackendWrite[] = [
-      { type: 'put', sub: 'log', key: lsnKey(lsn), value: this.#encodeChange(change) },
-      putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
-    ]
+    const writes: BackendWrite[] = [{ type: 'put', sub: 'log', key: lsnKey(lsn), value: this.#encodeChange(change) }]
+    const indexed = group.indexed.has(change.dot.node)
+    if (!indexed) writes.push(putUtf8('dots', dotIndexKey(change.dot), String(lsn)))
     for (const [id, state] of states) {
       const { space, key } = parseStateId(id)
       writes.push(...stateWrites(space, key, state))
     }
     for (const [id, state] of states) group.overlay.set(id, state)
+    if (!indexed) group.indexed.add(change.dot.node)
     group.writes.push(...writes)
     group.entries.push({ lsn, change })
     group.lsn = lsn
