@@ -1,112 +1,73 @@
 /**
- * Benchmarks are programs, not tests: `npm run bench`. Each case is reported as a ratio against a
- * baseline measured in the same run on the same machine (raw LevelDB), so the ratio holds on a
- * noisy machine. Prints a table and writes bench/results/<date>.json.
+ * The benchmark suite (issue 6): programs, not tests. `npm run bench` runs everything,
+ * `npm run bench -- --quick` a shorter pass (under 2 minutes), `--smoke` tiny sizes (the smoke
+ * test's), `--only a,b` a subset by entry name, `--out file` another results file.
+ *
+ * Every benchmark measures its baseline in the same run on the same machine and reports the ratio.
+ * Prints a table and writes bench/results/latest.json: `{ _meta, <name>: { value, unit, baseline,
+ * ratio, ...extras } }`. Every process and temp directory a case starts is removed after it, even
+ * when it fails (lib/procs.ts tracks them).
  */
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
-import { cpus, tmpdir, totalmem } from 'node:os'
-import { join } from 'node:path'
-import { Level } from 'level'
-import { MeshNode } from '../src/node.js'
+import { loadavg } from 'node:os'
+import { CASES, ENTRY_NAMES } from './cases/index.js'
+import { parseArgs } from './lib/options.js'
+import { cleanupAll, nowMs } from './lib/procs.js'
+import type { Results } from './lib/report.js'
+import { formatTable, machineMeta, writeResults } from './lib/report.js'
 
-const COUNT = Number(process.env.MESHKV_BENCH_COUNT ?? 20_000)
-const CONCURRENCY = Number(process.env.MESHKV_BENCH_CONCURRENCY ?? 64)
-const VALUE = Buffer.alloc(100, 7)
-
-interface Result {
-  name: string
-  opsPerSecond: number
-  baseline: string
-  ratio: number
-}
-
-async function timed(count: number, concurrency: number, op: (i: number) => Promise<unknown>): Promise<number> {
-  let next = 0
-  const started = process.hrtime.bigint()
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) await op(next++)
-    }),
-  )
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  return count / seconds
-}
-
-async function withDir<T>(run: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'meshkv-bench-'))
-  try {
-    return await run(dir)
-  } finally {
-    await rm(dir, { recursive: true, force: true })
+async function main(): Promise<number> {
+  const options = parseArgs(process.argv.slice(2))
+  const unknown = (options.only ?? []).filter((name) => !ENTRY_NAMES.includes(name))
+  if (unknown.length > 0) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; known: ${ENTRY_NAMES.join(', ')}`)
+  const selected = CASES.filter((benchCase) => options.only === null || benchCase.names.some((name) => options.only?.includes(name)))
+  const meta = machineMeta(options.command, options.mode)
+  const results: Results = {}
+  const failures: Record<string, string> = {}
+  const started = nowMs()
+  const stopOnSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`\n${signal}: stopping every benchmark process\n`)
+    void cleanupAll().finally(() => process.exit(130))
   }
-}
+  process.once('SIGINT', stopOnSignal)
+  process.once('SIGTERM', stopOnSignal)
 
-async function rawLevelPut(concurrency: number): Promise<number> {
-  return withDir(async (dir) => {
-    const db = new Level<string, Uint8Array>(dir, { valueEncoding: 'view' })
-    await db.open()
-    const rate = await timed(COUNT, concurrency, (i) => db.put(`key-${i}`, VALUE))
-    await db.close()
-    return rate
-  })
-}
-
-async function meshPut(concurrency: number): Promise<number> {
-  return withDir(async (dir) => {
-    const node = await MeshNode.open({ dir })
-    const rate = await timed(COUNT, concurrency, (i) => node.put(`key-${i}`, VALUE))
-    await node.close()
-    return rate
-  })
-}
-
-async function rawLevelGet(): Promise<number> {
-  return withDir(async (dir) => {
-    const db = new Level<string, Uint8Array>(dir, { valueEncoding: 'view' })
-    await db.open()
-    await db.batch(Array.from({ length: COUNT }, (_, i) => ({ type: 'put' as const, key: `key-${i}`, value: VALUE })))
-    const rate = await timed(COUNT, CONCURRENCY, (i) => db.get(`key-${i}`))
-    await db.close()
-    return rate
-  })
-}
-
-async function meshGet(): Promise<number> {
-  return withDir(async (dir) => {
-    const node = await MeshNode.open({ dir })
-    await Promise.all(Array.from({ length: COUNT }, (_, i) => node.put(`key-${i}`, VALUE)))
-    const rate = await timed(COUNT, CONCURRENCY, (i) => node.get(`key-${i}`))
-    await node.close()
-    return rate
-  })
-}
-
-async function main(): Promise<void> {
-  const results: Result[] = []
-  const add = (name: string, opsPerSecond: number, baseline: string, baselineOps: number): void => {
-    results.push({ name, opsPerSecond, baseline, ratio: opsPerSecond / baselineOps })
+  for (const benchCase of selected) {
+    const label = benchCase.names.join(', ')
+    const caseStarted = nowMs()
+    process.stderr.write(`▶ ${label}\n`)
+    try {
+      const produced = await benchCase.run({
+        mode: options.mode,
+        sizes: options.sizes,
+        log: (message) => process.stderr.write(`  ${message}\n`),
+        wants: (name) => options.only === null || options.only.includes(name),
+      })
+      for (const [name, value] of Object.entries(produced)) if (options.only === null || options.only.includes(name)) results[name] = value
+    } catch (error) {
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error)
+      process.stderr.write(`  FAILED: ${message}\n`)
+      for (const name of benchCase.names) failures[name] = message.split('\n')[0] ?? message
+    } finally {
+      await cleanupAll()
+    }
+    process.stderr.write(`  (${((nowMs() - caseStarted) / 1000).toFixed(1)} s)\n`)
   }
-  const levelSerial = await rawLevelPut(1)
-  add('raw level put, 1 in flight', levelSerial, 'itself', levelSerial)
-  add('meshkv put, 1 in flight', await meshPut(1), 'raw level put, 1 in flight', levelSerial)
-  const levelConcurrent = await rawLevelPut(CONCURRENCY)
-  add(`raw level put, ${CONCURRENCY} in flight`, levelConcurrent, 'itself', levelConcurrent)
-  add(`meshkv put, ${CONCURRENCY} in flight (group commit)`, await meshPut(CONCURRENCY), `raw level put, ${CONCURRENCY} in flight`, levelConcurrent)
-  const levelGet = await rawLevelGet()
-  add('raw level get', levelGet, 'itself', levelGet)
-  add('meshkv get', await meshGet(), 'raw level get', levelGet)
 
-  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), node: process.version }
-  console.log(`meshkv bench: ${COUNT} ops of 100-byte values; ${machine.cpus} × ${machine.cpuModel}, node ${machine.node}`)
-  console.log('command: npm run bench')
-  console.log(`${'case'.padEnd(48)} ${'ops/s'.padStart(10)}  ratio to baseline`)
-  for (const result of results) {
-    console.log(`${result.name.padEnd(48)} ${Math.round(result.opsPerSecond).toString().padStart(10)}  ${result.ratio.toFixed(2)} × ${result.baseline}`)
-  }
-  await mkdir('bench/results', { recursive: true })
-  const file = join('bench/results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  await writeFile(file, JSON.stringify({ command: 'npm run bench', count: COUNT, machine, results }, null, 2))
-  console.log(`written: ${file}`)
+  meta.loadAvgEnd = Math.round((loadavg()[0] ?? 0) * 100) / 100
+  meta.durationS = Math.round((nowMs() - started) / 100) / 10
+  if (Object.keys(failures).length > 0) meta.failures = failures
+  process.stdout.write(`\n${formatTable(results, meta)}\n`)
+  await writeResults(options.out, results, meta)
+  process.stdout.write(`\nwritten: ${options.out} (${meta.durationS} s)\n`)
+  return Object.keys(failures).length > 0 ? 1 : 0
 }
 
-await main()
+let code = 1
+try {
+  code = await main()
+} catch (error) {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+} finally {
+  await cleanupAll()
+}
+process.exit(code)
