@@ -12,6 +12,11 @@ type Root = Level<string, Uint8Array>
 type Sublevel = AbstractSublevel<Root, string | Buffer | Uint8Array, string, Uint8Array>
 type LevelSnapshot = ReturnType<Root['snapshot']>
 
+/** abstract-level's private batch: operations with prefixed keys and encoded values. */
+interface PrivateBatch {
+  _batch(operations: readonly Record<string, unknown>[], options: { sync: boolean }): Promise<void>
+}
+
 export class LevelBackend implements Backend {
   readonly kind = 'level'
   readonly dir: string
@@ -50,13 +55,24 @@ export class LevelBackend implements Backend {
     return iterateSub(this.#sub(sub), range, undefined)
   }
 
+  /**
+   * One atomic batch. It goes to `_batch`, the private API abstract-level defines for its
+   * implementations, with each key already prefixed exactly as its sublevel prefixes it
+   * (`sublevel.prefix`, e.g. `!log!`) and values already bytes: the public `batch()` spends most
+   * of a commit's time per operation cloning it, resolving encodings and walking sublevel
+   * ancestry (measured: 34k changes/s of two puts through sublevels, 140-170k through
+   * `_batch`; bench/ has the end-to-end figures). Reads still go through the sublevels.
+   */
   async write(writes: readonly BackendWrite[], options: { sync: boolean }): Promise<void> {
+    if (writes.length === 0) return
+    if (this.#db.status !== 'open') throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed')
     const operations = writes.map((write) =>
       write.type === 'put'
-        ? { type: 'put' as const, sublevel: this.#sub(write.sub), key: write.key, value: write.value }
-        : { type: 'del' as const, sublevel: this.#sub(write.sub), key: write.key },
+        ? { type: 'put' as const, key: this.#sub(write.sub).prefix + write.key, value: write.value, keyEncoding: 'utf8', valueEncoding: 'view' }
+        : { type: 'del' as const, key: this.#sub(write.sub).prefix + write.key, keyEncoding: 'utf8' },
     )
-    await storageCall(() => this.#db.batch(operations, { sync: options.sync }))
+    const db = this.#db as unknown as PrivateBatch
+    await storageCall(() => db._batch(operations, { sync: options.sync }))
   }
 
   snapshot(): BackendSnapshot {
