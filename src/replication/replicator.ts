@@ -147,8 +147,8 @@ export class Replicator {
     this.#gcEnabled = options.members !== undefined
     this.#buffer = new CausalBuffer(this.#options.bufferChangesMax)
     this.#pendingVc = options.store.vc
-    this.#unsubscribe = options.store.onCommit(() => {
-      for (const session of this.#sessions.values()) session.wake()
+    this.#unsubscribe = options.store.onCommit((entries) => {
+      for (const session of this.#sessions.values()) session.offer(entries)
     })
   }
 

@@ -18,7 +18,7 @@ import { vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import type { Change } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
-import type { StoreSnapshot } from '../storage/store.js'
+import type { LogEntry, StoreSnapshot } from '../storage/store.js'
 import { SPACES } from '../crdt/index.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
@@ -36,6 +36,9 @@ export interface SessionOptions {
   snapshotAfterChanges: number
   onSnapshotSent?: (keys: number) => void
 }
+
+/** Committed entries a session keeps in memory ahead of its cursor. */
+const TAIL_ENTRIES_MAX = 4096
 
 /** Snapshot chunks in flight before the sender waits for the receiver's `snapshot-ack`. */
 export const SNAPSHOT_WINDOW = 4
@@ -69,6 +72,12 @@ export class Session {
   /** The peer's answer to a snapshot offer (null while none is awaited). */
   #snapshotReply: boolean | null = null
   #snapshotAcked = 0
+  /**
+   * Entries committed after the cursor, handed over by the store's commit news: a session that
+   * keeps up streams them without reading them back from the log. Bounded; a session that falls
+   * behind drops it and reads the log.
+   */
+  #tail: LogEntry[] = []
 
   constructor(options: SessionOptions) {
     this.link = options.link
@@ -89,6 +98,17 @@ export class Session {
     const wake = this.#wake
     this.#wake = null
     wake?.()
+  }
+
+  /** A commit's entries, in LSN order (the store's news); then wakes the sender. */
+  offer(entries: readonly LogEntry[]): void {
+    const first = entries[0]
+    if (first !== undefined) {
+      const last = this.#tail[this.#tail.length - 1]
+      if ((last !== undefined && first.lsn !== last.lsn + 1) || this.#tail.length + entries.length > TAIL_ENTRIES_MAX) this.#tail = []
+      else this.#tail.push(...entries)
+    }
+    this.wake()
   }
 
   onSync(vc: VectorClock, peers: readonly NodeId[]): void {
@@ -143,8 +163,12 @@ export class Session {
 
   /** Reads one page of the log after the cursor and sends what the peer lacks. False at the end of the log. */
   async #sendFrom(): Promise<boolean> {
-    // Read about two frames' worth at a time: memory per catching-up peer stays bounded by bytes.
-    const entries = await this.#options.store.readLog(this.#cursor, this.#options.frameChangesMax, this.#options.frameBytesMax * 2)
+    while (this.#tail.length > 0 && (this.#tail[0] as LogEntry).lsn <= this.#cursor) this.#tail.shift()
+    const fromTail = this.#tail.length > 0 && (this.#tail[0] as LogEntry).lsn === this.#cursor + 1
+    // Otherwise read about two frames' worth at a time: memory per catching-up peer stays bounded by bytes.
+    const entries = fromTail
+      ? this.#tail.splice(0, this.#options.frameChangesMax)
+      : await this.#options.store.readLog(this.#cursor, this.#options.frameChangesMax, this.#options.frameBytesMax * 2)
     if (entries.length === 0) return false
     let batch: Change[] = []
     let bytes = 0

@@ -9,9 +9,7 @@
  *   meta/nodeId  utf8 node id        meta/format  utf8 "1"
  *   meta/lsn     utf8 decimal        meta/hlc     {wallMs, logical}
  *   log/<lsn as 16 hex digits>       the change
- *   dots/<node>:<seq as 16 hex>      utf8 decimal lsn, for the first change of each origin in
- *                                    each group commit only (a sparse index: one write per group
- *                                    and origin, not per change; `lsnOfDot` scans the rest)
+ *   dots/<node>:<seq as 16 hex>      utf8 decimal lsn
  *   vc/<node>                        utf8 decimal seq
  *   kv|counter|set/<key>             the key's state
  *   tombs/<key>                      empty: the kv key's state was all tombstones when written
@@ -125,8 +123,6 @@ interface Group {
   writes: BackendWrite[]
   entries: LogEntry[]
   settled: { item: Pending; result: CommitResult }[]
-  /** Origins whose first change in this group is in the dot index already. */
-  indexed: Set<NodeId>
 }
 
 export class Store implements StateReader {
@@ -249,34 +245,15 @@ export class Store implements StateReader {
     await this.#backend.write([putUtf8('meta', `user:${key}`, value)], { sync: true })
   }
 
-  /**
-   * The LSN of the change `dot`, or undefined when the log does not hold it (never applied here,
-   * purged, or joined from a snapshot). The sparse index gives the first change of its origin in
-   * its group commit (or the log's start, when that was purged); the change is at most one group
-   * (GROUP_CHANGES_MAX entries) further on.
-   */
+  /** The LSN of the change `dot`, or undefined when the log does not hold it (purged, or joined from a snapshot). */
   async lsnOfDot(dot: Dot): Promise<number | undefined> {
     this.#checkOpen()
-    if (vcGet(this.#vc, dot.node) < dot.seq) return undefined
-    const first = await this.firstLsn()
-    let from = first
-    for await (const [, bytes] of this.#backend.iterate('dots', { lte: dotIndexKey(dot), gte: `${dot.node}:`, reverse: true, limit: 1 })) {
-      from = Math.max(first, Number(Buffer.from(bytes).toString('utf8')))
-    }
-    let after = from - 1
-    let scanned = 0
-    while (scanned <= GROUP_CHANGES_MAX) {
-      const entries = await this.readLog(after, 64)
-      if (entries.length === 0) return undefined
-      for (const entry of entries) {
-        scanned++
-        if (entry.change.dot.node !== dot.node) continue
-        if (entry.change.dot.seq === dot.seq) return entry.lsn
-        if (entry.change.dot.seq > dot.seq) return undefined
-      }
-      after = (entries[entries.length - 1] as LogEntry).lsn
-    }
-    return undefined
+    const bytes = await this.#backend.get('dots', dotIndexKey(dot))
+    if (bytes === undefined) return undefined
+    const lsn = Number(Buffer.from(bytes).toString('utf8'))
+    // A purge deletes log entries before their index entries (two batches): one cut off between
+    // them leaves index entries of purged changes behind.
+    return lsn >= (await this.firstLsn()) ? lsn : undefined
   }
 
   /** Log entries held (the log is purged from its start, so it is one contiguous range). */
@@ -428,12 +405,17 @@ export class Store implements StateReader {
       for (let lsn = from; lsn < Math.min(bound, from + PURGE_BATCH_MAX); lsn++) writes.push({ type: 'del', sub: 'log', key: lsnKey(lsn) })
       await this.#backend.write(writes, { sync: false })
     }
-    // Index entries of purged changes (the index is sparse: a few per group commit).
-    const stale: BackendWrite[] = []
-    for await (const [key, bytes] of this.#backend.iterate('dots', {})) {
-      if (Number(Buffer.from(bytes).toString('utf8')) < bound) stale.push({ type: 'del', sub: 'dots', key })
+    // Their index entries: per origin, in seq order (which is LSN order), up to the bound.
+    for (const [node, seq] of Object.entries(this.#vc) as [NodeId, number][]) {
+      const stale: BackendWrite[] = []
+      const upTo = Math.min(seq, vcGet(logCovered, node))
+      for await (const [key, bytes] of this.#backend.iterate('dots', { gte: `${node}:`, lte: dotIndexKey({ node, seq: upTo }) })) {
+        if (Number(Buffer.from(bytes).toString('utf8')) >= bound) break
+        stale.push({ type: 'del', sub: 'dots', key })
+        if (stale.length >= PURGE_BATCH_MAX) await this.#backend.write(stale.splice(0), { sync: false })
+      }
+      if (stale.length > 0) await this.#backend.write(stale, { sync: false })
     }
-    if (stale.length > 0) await this.#backend.write(stale, { sync: false })
     this.#purgedBelow = bound
     return bound - first
   }
@@ -541,7 +523,7 @@ export class Store implements StateReader {
   }
 
   async #commitGroup(items: Commit[]): Promise<void> {
-    const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [], indexed: new Set() }
+    const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [] }
     try {
       await this.#prefetch(group, items)
     } catch (error) {
@@ -624,15 +606,15 @@ export class Store implements StateReader {
     }
     // Encode everything before touching the group, so a failure leaves the group as it was.
     const lsn = group.lsn + 1
-    const writes: BackendWrite[] = [{ type: 'put', sub: 'log', key: lsnKey(lsn), value: this.#encodeChange(change) }]
-    const indexed = group.indexed.has(change.dot.node)
-    if (!indexed) writes.push(putUtf8('dots', dotIndexKey(change.dot), String(lsn)))
+    const writes: BackendWrite[] = [
+      { type: 'put', sub: 'log', key: lsnKey(lsn), value: this.#encodeChange(change) },
+      putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
+    ]
     for (const [id, state] of states) {
       const { space, key } = parseStateId(id)
       writes.push(...stateWrites(space, key, state))
     }
     for (const [id, state] of states) group.overlay.set(id, state)
-    if (!indexed) group.indexed.add(change.dot.node)
     group.writes.push(...writes)
     group.entries.push({ lsn, change })
     group.lsn = lsn
