@@ -197,9 +197,11 @@ describe('a cluster over its life', () => {
     const n1 = cluster.node(1).url
     expect((await put(n1, 'for-the-replica', 'replicated')).status).toBe(200)
     await waitValue(replica.url, 'for-the-replica', 'replicated')
-    const members = await kvctl(['members', '--node', replica.url])
-    expect(members.code).toBe(0)
-    expect(members.out).toMatch(/replica/)
+    // The replica writes its own entry (with its role) on its first tick as a ready node.
+    await waitFor('kvctl members to show the replica role', 10_000, async () => {
+      const members = await kvctl(['members', '--node', replica.url])
+      return members.code === 0 && /replica/.test(members.out) ? true : undefined
+    })
     expect((await replica.status())['role']).toBe('replica')
     await cluster.waitConverged([1, 2, 3, replica.n], 60_000)
   }, 120_000)
