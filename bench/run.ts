@@ -18,8 +18,11 @@ import { formatTable, machineMeta, writeResults } from './lib/report.js'
 async function main(): Promise<number> {
   const options = parseArgs(process.argv.slice(2))
   const unknown = (options.only ?? []).filter((name) => !ENTRY_NAMES.includes(name))
-  if (unknown.length > 0) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; known: ${ENTRY_NAMES.join(', ')}`)
-  const selected = CASES.filter((benchCase) => options.only === null || benchCase.names.some((name) => options.only?.includes(name)))
+  if (unknown.length > 0)
+    throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; known: ${ENTRY_NAMES.join(', ')}`)
+  const selected = CASES.filter(
+    (benchCase) => options.only === null || benchCase.names.some((name) => options.only?.includes(name)),
+  )
   const meta = machineMeta(options.command, options.mode)
   const results: Results = {}
   const failures: Record<string, string> = {}
@@ -42,7 +45,8 @@ async function main(): Promise<number> {
         log: (message) => process.stderr.write(`  ${message}\n`),
         wants: (name) => options.only === null || options.only.includes(name),
       })
-      for (const [name, value] of Object.entries(produced)) if (options.only === null || options.only.includes(name)) results[name] = value
+      for (const [name, value] of Object.entries(produced))
+        if (options.only === null || options.only.includes(name)) results[name] = value
     } catch (error) {
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error)
       process.stderr.write(`  FAILED: ${message}\n`)

@@ -38,7 +38,16 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
    */
   constructor(node: MeshNode | MeshNodeOptions, options: MeshLevelOptions<K, V> = {}) {
     const { keyPrefix, closeNode, ...levelOptions } = options
-    super({ encodings: { utf8: true, view: true }, implicitSnapshots: false, explicitSnapshots: false, permanence: true, seek: true }, levelOptions)
+    super(
+      {
+        encodings: { utf8: true, view: true },
+        implicitSnapshots: false,
+        explicitSnapshots: false,
+        permanence: true,
+        seek: true,
+      },
+      levelOptions,
+    )
     const owned = !(node instanceof MeshNode)
     this.#node = owned ? undefined : node
     this.#nodeOptions = owned ? node : undefined
@@ -108,7 +117,12 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
   }
 
   _iterator(options: AbstractIteratorOptions<Encoded, Encoded>): MeshLevelIterator {
-    return new MeshLevelIterator(this as unknown as AbstractLevel<Encoded, Encoded, Encoded>, this.node, this.keyPrefix, options)
+    return new MeshLevelIterator(
+      this as unknown as AbstractLevel<Encoded, Encoded, Encoded>,
+      this.node,
+      this.keyPrefix,
+      options,
+    )
   }
 }
 
@@ -124,10 +138,21 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
   #count = 0
   readonly #limit: number
 
-  constructor(db: AbstractLevel<Encoded, Encoded, Encoded>, node: MeshNode, prefix: string, options: AbstractIteratorOptions<Encoded, Encoded>) {
+  constructor(
+    db: AbstractLevel<Encoded, Encoded, Encoded>,
+    node: MeshNode,
+    prefix: string,
+    options: AbstractIteratorOptions<Encoded, Encoded>,
+  ) {
     super(db, options)
-    const bound = (value: Encoded | undefined): string | undefined => (value === undefined ? undefined : prefix + keyText(value))
-    const range: Range = { gt: bound(options.gt), gte: bound(options.gte), lt: bound(options.lt), lte: bound(options.lte) }
+    const bound = (value: Encoded | undefined): string | undefined =>
+      value === undefined ? undefined : prefix + keyText(value)
+    const range: Range = {
+      gt: bound(options.gt),
+      gte: bound(options.gte),
+      lt: bound(options.lt),
+      lte: bound(options.lte),
+    }
     if (range.gt === undefined && range.gte === undefined && prefix !== '') range.gte = prefix
     this.#node = node
     this.#prefix = prefix
@@ -149,7 +174,10 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
     const next = await this.#entries.next()
     if (next.done === true) return undefined
     this.#count++
-    return [outputKey(next.value.key.slice(this.#prefix.length), this.#keyEncoding), outputValue(next.value.value, this.#valueEncoding)]
+    return [
+      outputKey(next.value.key.slice(this.#prefix.length), this.#keyEncoding),
+      outputValue(next.value.value, this.#valueEncoding),
+    ]
   }
 
   async _nextv(size: number): Promise<[Encoded, Encoded][]> {

@@ -90,7 +90,9 @@ export class Cluster {
     })
     // The other side's id goes under `peer`, as in the replicator's lines: the logger already
     // binds `nodeId` to this node, and a second `nodeId` key would make the line name the wrong node.
-    this.transport?.on('refused', ({ nodeId, ...info }) => this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused'))
+    this.transport?.on('refused', ({ nodeId, ...info }) =>
+      this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused'),
+    )
     for (const url of options.peers) this.transport?.keep(url)
     this.#timer = setInterval(() => this.#tick(), TICK_INTERVAL_MS)
     this.#timer.unref()
@@ -98,11 +100,16 @@ export class Cluster {
 
   static async open(options: ClusterOptions): Promise<Cluster> {
     if (options.peers.length > 0 && (options.secret === undefined || options.secret.length === 0)) {
-      throw new MeshError('MESHKV_ERR_CONFIG', 'a node started with peers needs the cluster secret (--secret or MESHKV_SECRET)')
+      throw new MeshError(
+        'MESHKV_ERR_CONFIG',
+        'a node started with peers needs the cluster secret (--secret or MESHKV_SECRET)',
+      )
     }
     // A node that has been a member (or has written changes of its own) is ready without any peer.
     const joined =
-      (await options.store.getMeta(JOINED_META_KEY)) === 'true' || options.peers.length === 0 || vcGet(options.store.vc, options.store.nodeId) > 0
+      (await options.store.getMeta(JOINED_META_KEY)) === 'true' ||
+      options.peers.length === 0 ||
+      vcGet(options.store.vc, options.store.nodeId) > 0
     if (joined && options.peers.length > 0) await options.store.setMeta(JOINED_META_KEY, 'true')
     const cluster = new Cluster(options, joined)
     cluster.#refresh()
@@ -113,19 +120,27 @@ export class Cluster {
   /** Every member (this node included), and each one's state as this node sees it. */
   async memberList(): Promise<MemberStatus[]> {
     await this.#refreshing
-    const peers = new Map((await this.peers()).filter((peer) => peer.nodeId !== null).map((peer) => [peer.nodeId as NodeId, peer]))
+    const peers = new Map(
+      (await this.peers()).filter((peer) => peer.nodeId !== null).map((peer) => [peer.nodeId as NodeId, peer]),
+    )
     const self = this.#store.nodeId
     const members = new Map(this.#members)
     if (!members.has(self)) members.set(self, { nodeId: self, role: this.role, url: this.#selfUrl })
     return [...members.values()]
       .sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))
-      .map((member) => ({ ...member, self: member.nodeId === self, state: member.nodeId === self ? 'self' : (peers.get(member.nodeId)?.state ?? 'down') }))
+      .map((member) => ({
+        ...member,
+        self: member.nodeId === self,
+        state: member.nodeId === self ? 'self' : (peers.get(member.nodeId)?.state ?? 'down'),
+      }))
   }
 
   /** Members' URLs other than this node's (where quorum reads go). */
   memberUrls(): { nodeId: NodeId; url: string }[] {
     const out: { nodeId: NodeId; url: string }[] = []
-    for (const member of this.#members.values()) if (member.nodeId !== this.#store.nodeId && member.url !== null) out.push({ nodeId: member.nodeId, url: member.url })
+    for (const member of this.#members.values())
+      if (member.nodeId !== this.#store.nodeId && member.url !== null)
+        out.push({ nodeId: member.nodeId, url: member.url })
     return out
   }
 
@@ -134,7 +149,11 @@ export class Cluster {
    * node has are refused everywhere. Its changes so far stay.
    */
   async forget(nodeId: NodeId): Promise<void> {
-    if (nodeId === this.#store.nodeId) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a node cannot forget itself; run kvctl forget on another member')
+    if (nodeId === this.#store.nodeId)
+      throw new MeshError(
+        'MESHKV_ERR_INVALID_ARGUMENT',
+        'a node cannot forget itself; run kvctl forget on another member',
+      )
     await this.#refreshing
     if (!this.#members.has(nodeId) && !this.replicator.linkedPeers().includes(nodeId) && !this.#forgotten.has(nodeId)) {
       throw new MeshError('MESHKV_ERR_UNKNOWN_MEMBER', `no member ${nodeId} is known here`)
@@ -148,11 +167,13 @@ export class Cluster {
     return this.#forgotten.has(nodeId)
   }
 
-  /** Ready to take writes: a member already, or caught up with a peer (DESIGN.md section 3). */
+  /** Ready to take writes: a member already, or caught up with a peer (docs/architecture.md, "Membership"). */
   get ready(): boolean {
     if (!this.#joined && this.replicator.caughtUp()) {
       this.#joined = true
-      void this.#store.setMeta(JOINED_META_KEY, 'true').catch((error: unknown) => this.#logger.error({ err: String(error) }, 'could not record joining'))
+      void this.#store
+        .setMeta(JOINED_META_KEY, 'true')
+        .catch((error: unknown) => this.#logger.error({ err: String(error) }, 'could not record joining'))
       this.#logger.info({}, 'joined the cluster')
     }
     return this.#joined
@@ -167,7 +188,9 @@ export class Cluster {
     const ids = new Set<NodeId>([this.#store.nodeId, ...this.#members.keys(), ...this.replicator.knownPeerIds()])
     for (const id of this.#forgotten.keys()) ids.delete(id)
     const kept = this.transport?.keptUrls() ?? []
-    const forgottenConfigured = kept.filter((entry) => entry.nodeId !== null && this.#forgotten.has(entry.nodeId) && this.peerUrls.includes(entry.url)).length
+    const forgottenConfigured = kept.filter(
+      (entry) => entry.nodeId !== null && this.#forgotten.has(entry.nodeId) && this.peerUrls.includes(entry.url),
+    ).length
     return Math.max(ids.size, 1 + this.peerUrls.length - forgottenConfigured)
   }
 
@@ -194,9 +217,13 @@ export class Cluster {
       timer = setTimeout(() => {
         const holders = this.replicator.holders(dot)
         reject(
-          new MeshError('MESHKV_ERR_WRITE_CONCERN_TIMEOUT', `the write is committed on ${holders} of ${required} members asked for within ${timeoutMs} ms; it stays committed and keeps replicating`, {
-            details: { holders, required, timeoutMs },
-          }),
+          new MeshError(
+            'MESHKV_ERR_WRITE_CONCERN_TIMEOUT',
+            `the write is committed on ${holders} of ${required} members asked for within ${timeoutMs} ms; it stays committed and keeps replicating`,
+            {
+              details: { holders, required, timeoutMs },
+            },
+          ),
         )
       }, timeoutMs)
     })
@@ -237,7 +264,7 @@ export class Cluster {
   /**
    * A new link. A ready node admits a peer it does not know yet by writing it into the member
    * set BEFORE replication (and so a snapshot) starts on the link: from then on the new member
-   * holds back garbage collection until it acknowledges (DESIGN.md section 3).
+   * holds back garbage collection until it acknowledges (docs/architecture.md, "Membership").
    */
   async #onLink(link: PeerLink): Promise<void> {
     if (this.ready) await this.#admit(link.nodeId, link.url)
@@ -245,7 +272,14 @@ export class Cluster {
   }
 
   async #admit(nodeId: NodeId, url: string | null): Promise<void> {
-    if (this.transport === null || this.#members.has(nodeId) || this.#forgotten.has(nodeId) || this.#admitting.has(nodeId) || this.#closed) return
+    if (
+      this.transport === null ||
+      this.#members.has(nodeId) ||
+      this.#forgotten.has(nodeId) ||
+      this.#admitting.has(nodeId) ||
+      this.#closed
+    )
+      return
     this.#admitting.add(nodeId)
     try {
       await this.#store.commitLocal([{ type: 'set.add', name: MEMBERS_SET, member: `${nodeId} member ${url ?? '-'}` }])
@@ -262,13 +296,22 @@ export class Cluster {
   #claimSelf(): void {
     const state = this.#membersState
     // A node without peer links (no secret) keeps no member set.
-    if (state === null || this.transport === null || this.#claiming || this.#closed || this.#forgotten.has(this.#store.nodeId)) return
+    if (
+      state === null ||
+      this.transport === null ||
+      this.#claiming ||
+      this.#closed ||
+      this.#forgotten.has(this.#store.nodeId)
+    )
+      return
     const intents = claimIntents(state, { nodeId: this.#store.nodeId, role: this.role, url: this.#selfUrl })
     if (intents.length === 0) return
     this.#claiming = true
     this.#store
       .commitLocal(intents)
-      .catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'could not write this node into the member set'))
+      .catch((error: unknown) =>
+        this.#logger.warn({ err: String(error) }, 'could not write this node into the member set'),
+      )
       .finally(() => (this.#claiming = false))
   }
 
@@ -303,20 +346,27 @@ export class Cluster {
     }
     const others = [...this.#members.values()].filter((member) => member.nodeId !== this.#store.nodeId)
     if (this.peerUrls.length >= others.length) return
-    const reached = new Set(kept.filter((entry) => entry.nodeId !== null && this.peerUrls.includes(entry.url)).map((entry) => entry.nodeId))
+    const reached = new Set(
+      kept.filter((entry) => entry.nodeId !== null && this.peerUrls.includes(entry.url)).map((entry) => entry.nodeId),
+    )
     for (const member of others) {
       if (member.url === null || reached.has(member.nodeId) || member.url === this.#selfUrl) continue
       try {
         transport.keep(member.url)
       } catch (error) {
-        this.#logger.warn({ peer: member.nodeId, url: member.url, err: String(error) }, 'cannot dial a member at its URL')
+        this.#logger.warn(
+          { peer: member.nodeId, url: member.url, err: String(error) },
+          'cannot dial a member at its URL',
+        )
       }
     }
   }
 }
 
 function touchesMembership(entry: LogEntry): boolean {
-  return entry.change.ops.some((op) => op.type.startsWith('set.') && 'name' in op && (op.name === MEMBERS_SET || op.name === FORGOTTEN_SET))
+  return entry.change.ops.some(
+    (op) => op.type.startsWith('set.') && 'name' in op && (op.name === MEMBERS_SET || op.name === FORGOTTEN_SET),
+  )
 }
 
 function makeTransport(options: ClusterOptions): Transport {

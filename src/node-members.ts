@@ -1,5 +1,5 @@
 /**
- * Membership (DESIGN.md section 3): who belongs to the cluster lives in two replicated add-wins
+ * Membership (docs/architecture.md, "Membership"): who belongs to the cluster lives in two replicated add-wins
  * sets under reserved names, so joining and forgetting are writes like any other and every node
  * learns them by replication:
  *   MEMBERS_SET    "<nodeId> <role> <url or ->"   one entry per member (a member rewrites its own)
@@ -61,7 +61,8 @@ export function claimIntents(state: SetState, member: Member): Intent[] {
   const own = memberEntry(member)
   const intents: Intent[] = []
   for (const entry of setMembers(state)) {
-    if (entry !== own && parseMemberEntry(entry)?.nodeId === member.nodeId) intents.push({ type: 'set.remove', name: MEMBERS_SET, member: entry })
+    if (entry !== own && parseMemberEntry(entry)?.nodeId === member.nodeId)
+      intents.push({ type: 'set.remove', name: MEMBERS_SET, member: entry })
   }
   if (!setMembers(state).includes(own)) intents.push({ type: 'set.add', name: MEMBERS_SET, member: own })
   return intents
@@ -71,7 +72,8 @@ export function claimIntents(state: SetState, member: Member): Intent[] {
 export function forgetIntents(state: SetState, nodeId: NodeId, seq: number): Intent[] {
   const intents: Intent[] = []
   for (const entry of setMembers(state)) {
-    if (parseMemberEntry(entry)?.nodeId === nodeId) intents.push({ type: 'set.remove', name: MEMBERS_SET, member: entry })
+    if (parseMemberEntry(entry)?.nodeId === nodeId)
+      intents.push({ type: 'set.remove', name: MEMBERS_SET, member: entry })
   }
   intents.push({ type: 'set.add', name: FORGOTTEN_SET, member: `${nodeId} ${seq}` })
   return intents

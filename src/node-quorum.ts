@@ -28,13 +28,20 @@ export function parseReadConcern(value: unknown): ReadConcern {
   if (value === 'quorum' || value === 'all') return value
   const count = typeof value === 'string' ? Number(value) : value
   if (typeof count === 'number' && Number.isSafeInteger(count) && count >= 1) return count
-  throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `r must be a member count, "quorum" or "all"; got ${JSON.stringify(value)}`)
+  throw new MeshError(
+    'MESHKV_ERR_INVALID_ARGUMENT',
+    `r must be a member count, "quorum" or "all"; got ${JSON.stringify(value)}`,
+  )
 }
 
 /** Members (this node included) a read must hear from. */
 export function requiredAnswers(concern: ReadConcern, members: number): number {
   const required = concern === 'all' ? members : concern === 'quorum' ? Math.floor(members / 2) + 1 : concern
-  if (required > members) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `r=${concern} asks for ${required} members, but the cluster has ${members}`)
+  if (required > members)
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      `r=${concern} asks for ${required} members, but the cluster has ${members}`,
+    )
   return required
 }
 
@@ -48,16 +55,30 @@ export function signStateRequest(secret: string, nodeId: NodeId, now: number, sp
 }
 
 /** Checks a member's signed request; throws `MESHKV_ERR_AUTH` when it does not hold. */
-export function verifyStateRequest(secret: string | undefined, header: unknown, now: number, space: Space, key: string): NodeId {
+export function verifyStateRequest(
+  secret: string | undefined,
+  header: unknown,
+  now: number,
+  space: Space,
+  key: string,
+): NodeId {
   const refuse = (why: string): never => {
     throw new MeshError('MESHKV_ERR_AUTH', `a member's state request was refused: ${why}`)
   }
   if (secret === undefined) return refuse('this node has no cluster secret')
   if (typeof header !== 'string') return refuse(`the ${PEER_AUTH_HEADER} header is missing`)
   const [nodeId, ms, hex] = header.split('.')
-  if (!isNodeId(nodeId) || ms === undefined || !/^\d{1,16}$/.test(ms) || hex === undefined || !/^[0-9a-f]{64}$/.test(hex)) return refuse('the header is malformed')
-  if (Math.abs(now - Number(ms)) > AUTH_SKEW_MS) return refuse('the request is stamped too far from this node\'s clock')
-  if (!timingSafeEqual(Buffer.from(hex, 'hex'), proof(secret, nodeId, ms, space, key))) return refuse('the proof does not match the cluster secret')
+  if (
+    !isNodeId(nodeId) ||
+    ms === undefined ||
+    !/^\d{1,16}$/.test(ms) ||
+    hex === undefined ||
+    !/^[0-9a-f]{64}$/.test(hex)
+  )
+    return refuse('the header is malformed')
+  if (Math.abs(now - Number(ms)) > AUTH_SKEW_MS) return refuse("the request is stamped too far from this node's clock")
+  if (!timingSafeEqual(Buffer.from(hex, 'hex'), proof(secret, nodeId, ms, space, key)))
+    return refuse('the proof does not match the cluster secret')
   return nodeId
 }
 
@@ -67,6 +88,11 @@ export interface StateAnswer<S extends Space> {
 }
 
 export function decodeStateAnswer<S extends Space>(space: S, bytes: Uint8Array): StateAnswer<S> {
-  const raw = decodeChecked(bytes, (value): value is { state: Uint8Array; vc: VectorClock } => isRecord(value) && isBytes(value['state']) && isVectorClock(value['vc']), 'state answer')
+  const raw = decodeChecked(
+    bytes,
+    (value): value is { state: Uint8Array; vc: VectorClock } =>
+      isRecord(value) && isBytes(value['state']) && isVectorClock(value['vc']),
+    'state answer',
+  )
   return { state: decodeState(space, raw.state), vc: raw.vc }
 }

@@ -58,7 +58,8 @@ export interface MeshNodeOptions {
 export type { WriteConcern } from './replication/write-concern.js'
 
 /** A value as a person gives it: bytes, text, or any JSON value. */
-export type ValueInput = Uint8Array | string | number | boolean | null | readonly unknown[] | { readonly [key: string]: unknown }
+export type ValueInput =
+  Uint8Array | string | number | boolean | null | readonly unknown[] | { readonly [key: string]: unknown }
 
 export interface WriteOptions {
   /** Stored content type; derived from the value when absent (bytes, text or JSON). */
@@ -152,7 +153,15 @@ export interface ListPage {
 }
 
 export type BatchOp =
-  | { type: 'put'; key: string; value: ValueInput; contentType?: string; context?: string; ifMatch?: string; ifNoneMatch?: boolean }
+  | {
+      type: 'put'
+      key: string
+      value: ValueInput
+      contentType?: string
+      context?: string
+      ifMatch?: string
+      ifNoneMatch?: boolean
+    }
   | { type: 'del'; key: string; context?: string; ifMatch?: string }
 
 export interface WatchOptions {
@@ -163,10 +172,27 @@ export interface WatchOptions {
 }
 
 export type WatchEvent =
-  | { type: 'put'; key: string; value: Uint8Array; contentType: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
+  | {
+      type: 'put'
+      key: string
+      value: Uint8Array
+      contentType: string
+      cursor: string
+      origin: 'local' | 'remote'
+      node: NodeId
+      hlc: Hlc
+    }
   | { type: 'del'; key: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
   | { type: 'counter'; name: string; delta: number; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
-  | { type: 'set.add' | 'set.remove'; name: string; member: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
+  | {
+      type: 'set.add' | 'set.remove'
+      name: string
+      member: string
+      cursor: string
+      origin: 'local' | 'remote'
+      node: NodeId
+      hlc: Hlc
+    }
 
 export interface NodeStatus {
   nodeId: NodeId
@@ -210,7 +236,10 @@ export interface SetHandle {
   add(...members: string[]): Promise<WriteResult>
   remove(...members: string[]): Promise<WriteResult>
   /** Adds and removes in one atomic change. A member may not be in both lists. */
-  update(changes: { add?: readonly string[]; remove?: readonly string[] }, options?: ConcernOptions): Promise<WriteResult>
+  update(
+    changes: { add?: readonly string[]; remove?: readonly string[] },
+    options?: ConcernOptions,
+  ): Promise<WriteResult>
   members(options?: ReadOptions): Promise<string[]>
   has(member: string, options?: ReadOptions): Promise<boolean>
 }

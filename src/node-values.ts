@@ -32,27 +32,44 @@ export function checkKey(key: unknown, limits: Limits, what = 'key'): string {
   if (typeof key !== 'string' || key.length === 0) {
     throw new MeshError('MESHKV_ERR_INVALID_KEY', `the ${what} must be a non-empty string`)
   }
-  if (!key.isWellFormed()) throw new MeshError('MESHKV_ERR_INVALID_KEY', `the ${what} is not valid UTF-8 (it holds a lone surrogate)`)
-  if (key.startsWith('\u0000')) throw new MeshError('MESHKV_ERR_INVALID_KEY', `a ${what} may not start with U+0000: those names are meshkv's own (membership)`)
+  if (!key.isWellFormed())
+    throw new MeshError('MESHKV_ERR_INVALID_KEY', `the ${what} is not valid UTF-8 (it holds a lone surrogate)`)
+  if (key.startsWith('\u0000'))
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_KEY',
+      `a ${what} may not start with U+0000: those names are meshkv's own (membership)`,
+    )
   const bytes = Buffer.byteLength(key, 'utf8')
   if (bytes > limits.keyBytesMax) {
-    throw new MeshError('MESHKV_ERR_KEY_TOO_LARGE', `the ${what} is ${bytes} bytes; the limit is ${limits.keyBytesMax}`, {
-      details: { limitBytes: limits.keyBytesMax, actualBytes: bytes },
-    })
+    throw new MeshError(
+      'MESHKV_ERR_KEY_TOO_LARGE',
+      `the ${what} is ${bytes} bytes; the limit is ${limits.keyBytesMax}`,
+      {
+        details: { limitBytes: limits.keyBytesMax, actualBytes: bytes },
+      },
+    )
   }
   return key
 }
 
 export function checkValueSize(bytes: number, limits: Limits): void {
   if (bytes > limits.valueBytesMax) {
-    throw new MeshError('MESHKV_ERR_VALUE_TOO_LARGE', `the value is ${bytes} bytes; the limit is ${limits.valueBytesMax}`, {
-      details: { limitBytes: limits.valueBytesMax, actualBytes: bytes },
-    })
+    throw new MeshError(
+      'MESHKV_ERR_VALUE_TOO_LARGE',
+      `the value is ${bytes} bytes; the limit is ${limits.valueBytesMax}`,
+      {
+        details: { limitBytes: limits.valueBytesMax, actualBytes: bytes },
+      },
+    )
   }
 }
 
 /** Bytes and a content type from what a caller gave: bytes as they are, text as UTF-8, anything else as JSON. */
-export function toStoredValue(value: ValueInput, contentType: string | undefined, limits: Limits): { bytes: Uint8Array; contentType: string } {
+export function toStoredValue(
+  value: ValueInput,
+  contentType: string | undefined,
+  limits: Limits,
+): { bytes: Uint8Array; contentType: string } {
   if (contentType !== undefined) checkContentType(contentType)
   let stored: { bytes: Uint8Array; contentType: string }
   if (value instanceof Uint8Array) stored = { bytes: value, contentType: contentType ?? BYTES_TYPE }
@@ -74,8 +91,15 @@ export function toStoredValue(value: ValueInput, contentType: string | undefined
 }
 
 export function checkContentType(contentType: string): void {
-  if (contentType.length === 0 || Buffer.byteLength(contentType) > CONTENT_TYPE_BYTES_MAX || /[\r\n]/.test(contentType)) {
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `the content type must be 1 to ${CONTENT_TYPE_BYTES_MAX} bytes on one line`)
+  if (
+    contentType.length === 0 ||
+    Buffer.byteLength(contentType) > CONTENT_TYPE_BYTES_MAX ||
+    /[\r\n]/.test(contentType)
+  ) {
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      `the content type must be 1 to ${CONTENT_TYPE_BYTES_MAX} bytes on one line`,
+    )
   }
 }
 
@@ -137,7 +161,13 @@ export function entryOf(key: string, state: RegisterState, withSiblings: boolean
 }
 
 function siblingView(sibling: Sibling): SiblingView {
-  return { value: sibling.value, contentType: sibling.contentType, deleted: sibling.value === null, hlc: sibling.hlc, node: sibling.dot.node }
+  return {
+    value: sibling.value,
+    contentType: sibling.contentType,
+    deleted: sibling.value === null,
+    hlc: sibling.hlc,
+    node: sibling.dot.node,
+  }
 }
 
 /** A list cursor: the last key of a page, opaque to callers. */
@@ -147,7 +177,8 @@ export function encodeListCursor(key: string): string {
 
 export function decodeListCursor(cursor: string): string {
   const key = Buffer.from(cursor, 'base64url').toString('utf8')
-  if (encodeListCursor(key) !== cursor) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'the list cursor is not one this node made')
+  if (encodeListCursor(key) !== cursor)
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'the list cursor is not one this node made')
   return key
 }
 
@@ -183,10 +214,16 @@ export function watchEvents(change: Change, lsn: number, self: NodeId, prefix: s
   const events: WatchEvent[] = []
   for (const [index, op] of change.ops.entries()) {
     if (index <= seenOp) continue
-    const base = { cursor: watchCursor(lsn, index, change.ops.length), origin, node: change.dot.node, hlc: change.hlc as Hlc }
+    const base = {
+      cursor: watchCursor(lsn, index, change.ops.length),
+      origin,
+      node: change.dot.node,
+      hlc: change.hlc as Hlc,
+    }
     switch (op.type) {
       case 'kv.put':
-        if (op.key.startsWith(prefix)) events.push({ ...base, type: 'put', key: op.key, value: op.value, contentType: op.contentType })
+        if (op.key.startsWith(prefix))
+          events.push({ ...base, type: 'put', key: op.key, value: op.value, contentType: op.contentType })
         break
       case 'kv.del':
         if (op.key.startsWith(prefix)) events.push({ ...base, type: 'del', key: op.key })

@@ -50,7 +50,15 @@ import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { Cluster } from './node-cluster.js'
 import type { MemberStatus } from './node-cluster.js'
-import { STATE_MEDIA_TYPE, PEER_AUTH_HEADER, decodeStateAnswer, parseReadConcern, requiredAnswers, signStateRequest, verifyStateRequest } from './node-quorum.js'
+import {
+  STATE_MEDIA_TYPE,
+  PEER_AUTH_HEADER,
+  decodeStateAnswer,
+  parseReadConcern,
+  requiredAnswers,
+  signStateRequest,
+  verifyStateRequest,
+} from './node-quorum.js'
 import type { AnyState, Space, StateOf } from './crdt/index.js'
 import { SPACES, joinState } from './crdt/index.js'
 import { isNodeId, vcJoin } from './clock/index.js'
@@ -90,7 +98,8 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     this.#startedMs = now()
     store.onCommit((entries) => {
       if (this.listenerCount('change') === 0) return
-      for (const { lsn, change } of entries) for (const event of watchEvents(change, lsn, this.nodeId, '')) this.emit('change', event)
+      for (const { lsn, change } of entries)
+        for (const event of watchEvents(change, lsn, this.nodeId, '')) this.emit('change', event)
     })
   }
 
@@ -99,11 +108,18 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     const now = options.now ?? Date.now
     const randomBytes = options.randomBytes ?? ((size: number) => cryptoRandomBytes(size))
     if (options.memory !== true) {
-      if (typeof options.dir !== 'string' || options.dir.length === 0) throw new MeshError('MESHKV_ERR_CONFIG', 'a data directory (dir) is required')
+      if (typeof options.dir !== 'string' || options.dir.length === 0)
+        throw new MeshError('MESHKV_ERR_CONFIG', 'a data directory (dir) is required')
       await mkdir(options.dir, { recursive: true })
     }
     const backend = options.memory === true ? new MemoryBackend() : new LevelBackend(options.dir)
-    const store = await Store.open({ backend, now, randomBytes, sync: options.sync ?? false, maxClockOffsetMs: options.maxClockOffsetMs })
+    const store = await Store.open({
+      backend,
+      now,
+      randomBytes,
+      sync: options.sync ?? false,
+      maxClockOffsetMs: options.maxClockOffsetMs,
+    })
     try {
       const cluster = await Cluster.open({
         store,
@@ -183,8 +199,13 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   /** Forgets a dead member for good (`kvctl forget`). Its changes so far stay. */
   async forget(nodeId: string): Promise<void> {
     this.#checkOpen()
-    if (!isNodeId(nodeId)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a node id is 16 hex digits; got ${JSON.stringify(nodeId)}`)
-    if (!this.#cluster.ready) throw new MeshError('MESHKV_ERR_NOT_READY', 'this node is joining its cluster; forget through a member that is ready')
+    if (!isNodeId(nodeId))
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a node id is 16 hex digits; got ${JSON.stringify(nodeId)}`)
+    if (!this.#cluster.ready)
+      throw new MeshError(
+        'MESHKV_ERR_NOT_READY',
+        'this node is joining its cluster; forget through a member that is ready',
+      )
     await this.#cluster.forget(nodeId)
   }
 
@@ -194,7 +215,8 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
    */
   async localState(spaceName: string, key: string, auth: unknown): Promise<Uint8Array> {
     this.#checkOpen()
-    if (!SPACES.includes(spaceName as Space)) throw new MeshError('MESHKV_ERR_NOT_FOUND', `no key space ${JSON.stringify(spaceName)}`)
+    if (!SPACES.includes(spaceName as Space))
+      throw new MeshError('MESHKV_ERR_NOT_FOUND', `no key space ${JSON.stringify(spaceName)}`)
     const space = spaceName as Space
     verifyStateRequest(this.#secret, auth, this.#now(), space, key)
     checkKey(key, { ...this.limits, keyBytesMax: KEY_BYTES_PROTOCOL_MAX })
@@ -210,14 +232,34 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     const own = await this.#store.getState(space, key)
     const required = concern === 1 ? 1 : requiredAnswers(concern, this.#cluster.members())
     if (required <= 1) return own
-    return this.#quorumRead(space, key, own, this.#store.vc, required, options.timeoutMs ?? READ_AFTER_TIMEOUT_MS_DEFAULT, options.signal)
+    return this.#quorumRead(
+      space,
+      key,
+      own,
+      this.#store.vc,
+      required,
+      options.timeoutMs ?? READ_AFTER_TIMEOUT_MS_DEFAULT,
+      options.signal,
+    )
   }
 
-  async #quorumRead<S extends Space>(space: S, key: string, own: StateOf[S], ownVc: VectorClock, required: number, timeoutMs: number, signal?: AbortSignal): Promise<StateOf[S]> {
+  async #quorumRead<S extends Space>(
+    space: S,
+    key: string,
+    own: StateOf[S],
+    ownVc: VectorClock,
+    required: number,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<StateOf[S]> {
     const secret = this.#secret
     const targets = this.#cluster.memberUrls()
     if (secret === undefined || targets.length + 1 < required) {
-      throw new MeshError('MESHKV_ERR_READ_QUORUM', `r asks for ${required} members, but this node can reach ${targets.length + 1} (members with a URL)`, { details: { required, answered: 1 } })
+      throw new MeshError(
+        'MESHKV_ERR_READ_QUORUM',
+        `r asks for ${required} members, but this node can reach ${targets.length + 1} (members with a URL)`,
+        { details: { required, answered: 1 } },
+      )
     }
     let state: AnyState = own
     let vc = ownVc
@@ -233,9 +275,13 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       abort.addEventListener('abort', () => resolve(), { once: true })
       for (const target of targets) {
         const url = `${target.url.replace(/\/+$/, '')}/v1/internal/state/${space}/${encodeURIComponent(key)}`
-        fetch(url, { headers: { [PEER_AUTH_HEADER]: signStateRequest(secret, this.nodeId, this.#now(), space, key) }, signal: abort })
+        fetch(url, {
+          headers: { [PEER_AUTH_HEADER]: signStateRequest(secret, this.nodeId, this.#now(), space, key) },
+          signal: abort,
+        })
           .then(async (response) => {
-            if (response.status !== 200 || response.headers.get('content-type') !== STATE_MEDIA_TYPE) throw new Error(`answered ${response.status}`)
+            if (response.status !== 200 || response.headers.get('content-type') !== STATE_MEDIA_TYPE)
+              throw new Error(`answered ${response.status}`)
             const answer = decodeStateAnswer(space, new Uint8Array(await response.arrayBuffer()))
             if (answered >= required) return
             state = joinState(space, state as StateOf[S], vc, answer.state, answer.vc)
@@ -247,7 +293,11 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       }
     })
     if (answered < required) {
-      throw new MeshError('MESHKV_ERR_READ_QUORUM', `only ${answered} of the ${required} members asked for answered within ${timeoutMs} ms`, { details: { required, answered, timeoutMs } })
+      throw new MeshError(
+        'MESHKV_ERR_READ_QUORUM',
+        `only ${answered} of the ${required} members asked for answered within ${timeoutMs} ms`,
+        { details: { required, answered, timeoutMs } },
+      )
     }
     return state as StateOf[S]
   }
@@ -263,7 +313,10 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   /** Several puts and deletes as one atomic change. Results follow the order of `ops`. */
-  async batch(ops: readonly BatchOp[], options: ConcernOptions = {}): Promise<{ token: string; results: WriteResult[] }> {
+  async batch(
+    ops: readonly BatchOp[],
+    options: ConcernOptions = {},
+  ): Promise<{ token: string; results: WriteResult[] }> {
     const results = await this.#batchResults(ops, options)
     return { token: this.token(), results }
   }
@@ -328,14 +381,27 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
 
   set(name: string): SetHandle {
     checkKey(name, this.limits, 'set name')
-    const update = async (changes: { add?: readonly string[]; remove?: readonly string[] }, options: ConcernOptions = {}): Promise<WriteResult> => {
+    const update = async (
+      changes: { add?: readonly string[]; remove?: readonly string[] },
+      options: ConcernOptions = {},
+    ): Promise<WriteResult> => {
       const add = [...new Set(changes.add ?? [])]
       const remove = [...new Set(changes.remove ?? [])]
-      if (add.length + remove.length > this.limits.batchOpsMax) throw new MeshError('MESHKV_ERR_BATCH_INVALID', `at most ${this.limits.batchOpsMax} members per call`)
-      if (add.some((member) => remove.includes(member))) throw new MeshError('MESHKV_ERR_BATCH_INVALID', 'a member cannot be added and removed in one call')
+      if (add.length + remove.length > this.limits.batchOpsMax)
+        throw new MeshError('MESHKV_ERR_BATCH_INVALID', `at most ${this.limits.batchOpsMax} members per call`)
+      if (add.some((member) => remove.includes(member)))
+        throw new MeshError('MESHKV_ERR_BATCH_INVALID', 'a member cannot be added and removed in one call')
       const intents: Intent[] = [
-        ...add.map((member) => ({ type: 'set.add' as const, name, member: checkKey(member, this.limits, 'set member') })),
-        ...remove.map((member) => ({ type: 'set.remove' as const, name, member: checkKey(member, this.limits, 'set member') })),
+        ...add.map((member) => ({
+          type: 'set.add' as const,
+          name,
+          member: checkKey(member, this.limits, 'set member'),
+        })),
+        ...remove.map((member) => ({
+          type: 'set.remove' as const,
+          name,
+          member: checkKey(member, this.limits, 'set member'),
+        })),
       ]
       const result = await this.#commit(intents, options)
       return { version: String(result.lsn), token: encodeCausalToken(result.vc), changed: result.change !== null }
@@ -361,7 +427,8 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     this.#checkOpen()
     const prefix = options.prefix ?? ''
     const since = options.since === undefined ? { lsn: nowLsn, op: null } : decodeWatchCursor(options.since)
-    const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal])
+    const signal =
+      options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal])
     // Inside a change (`L.i`), follow from just before it and leave out the ops already seen.
     const after = since.op === null ? since.lsn : since.lsn - 1
     for await (const { lsn, change } of followLog(this.#store, after, signal)) {
@@ -384,7 +451,13 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       }
       const onAbort = (): void => finish(new MeshError('MESHKV_ERR_ABORTED', 'the read was aborted'))
       const timer = setTimeout(
-        () => finish(new MeshError('MESHKV_ERR_READ_TIMEOUT', `this node has not seen the causal token's writes within ${timeoutMs} ms`)),
+        () =>
+          finish(
+            new MeshError(
+              'MESHKV_ERR_READ_TIMEOUT',
+              `this node has not seen the causal token's writes within ${timeoutMs} ms`,
+            ),
+          ),
         timeoutMs,
       )
       const unsubscribe = this.#store.onCommit(() => {
@@ -415,7 +488,14 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   /** Garbage collection: log size, tombstones not yet purged, the stable cut, what was purged. */
-  async gcStatus(): Promise<{ logEntries: number; tombstones: number; stableCut: VectorClock; heldByAll: VectorClock; logPurged: number; tombstonesPurged: number }> {
+  async gcStatus(): Promise<{
+    logEntries: number
+    tombstones: number
+    stableCut: VectorClock
+    heldByAll: VectorClock
+    logPurged: number
+    tombstonesPurged: number
+  }> {
     this.#checkOpen()
     const gc = this.#cluster.replicator.gcStatus
     return {
@@ -450,7 +530,11 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     const token = encodeCausalToken(result.vc)
     return ops.map((op) => {
       const state = result.states.get(stateId('kv', op.key)) as RegisterState
-      return { version: versionOf(state), token, changed: result.change !== null && result.change.ops.some((done) => 'key' in done && done.key === op.key) }
+      return {
+        version: versionOf(state),
+        token,
+        changed: result.change !== null && result.change.ops.some((done) => 'key' in done && done.key === op.key),
+      }
     })
   }
 
@@ -459,26 +543,44 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     checkVersion(op.context, 'context')
     checkVersion(op.ifMatch, 'If-Match version')
     const context = op.context === undefined ? undefined : decodeVersion(op.context)
-    const preconditions = { ...(op.ifMatch === undefined ? {} : { ifMatch: op.ifMatch }), ...(context === undefined ? {} : { context }) }
+    const preconditions = {
+      ...(op.ifMatch === undefined ? {} : { ifMatch: op.ifMatch }),
+      ...(context === undefined ? {} : { context }),
+    }
     if (op.type === 'del') return { type: 'kv.del', key, ...preconditions }
     const stored = toStoredValue(op.value, op.contentType, this.limits)
-    return { type: 'kv.put', key, value: stored.bytes, contentType: stored.contentType, ...preconditions, ...(op.ifNoneMatch === true ? { ifNoneMatch: true } : {}) }
+    return {
+      type: 'kv.put',
+      key,
+      value: stored.bytes,
+      contentType: stored.contentType,
+      ...preconditions,
+      ...(op.ifNoneMatch === true ? { ifNoneMatch: true } : {}),
+    }
   }
 
   /** Commits intents as one change, then waits for the write concern (the change stays committed if that times out). */
   async #commit(intents: readonly Intent[], options: ConcernOptions = {}): Promise<CommitResult> {
     this.#checkOpen()
-    if (options.signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
+    if (options.signal?.aborted === true)
+      throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
     if (this.#cluster.role === 'replica') {
-      throw new MeshError('MESHKV_ERR_READ_ONLY', 'this node is a read-only replica (--role replica); write through a member')
+      throw new MeshError(
+        'MESHKV_ERR_READ_ONLY',
+        'this node is a read-only replica (--role replica); write through a member',
+      )
     }
     if (!this.#cluster.ready) {
-      throw new MeshError('MESHKV_ERR_NOT_READY', 'this node is joining its cluster and takes writes once it has caught up with a peer; retry, or write through another node')
+      throw new MeshError(
+        'MESHKV_ERR_NOT_READY',
+        'this node is joining its cluster and takes writes once it has caught up with a peer; retry, or write through another node',
+      )
     }
     const concern = parseWriteConcern(options.w)
     this.#cluster.checkConcern(concern)
     const result = await this.#store.commitLocal(intents)
-    if (result.change !== null && concern !== 1) await this.#cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
+    if (result.change !== null && concern !== 1)
+      await this.#cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
     return result
   }
 
@@ -499,11 +601,20 @@ function checkLimits(options: MeshNodeOptions): Limits {
     batchOpsMax: options.batchOpsMax ?? BATCH_OPS_MAX_DEFAULT,
   }
   for (const [name, value] of Object.entries(limits)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
+    if (!Number.isSafeInteger(value) || value < 1)
+      throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
   }
-  if (limits.keyBytesMax > KEY_BYTES_PROTOCOL_MAX) throw new MeshError('MESHKV_ERR_CONFIG', `keyBytesMax may be at most ${KEY_BYTES_PROTOCOL_MAX} (what every node takes from a peer)`)
+  if (limits.keyBytesMax > KEY_BYTES_PROTOCOL_MAX)
+    throw new MeshError(
+      'MESHKV_ERR_CONFIG',
+      `keyBytesMax may be at most ${KEY_BYTES_PROTOCOL_MAX} (what every node takes from a peer)`,
+    )
   // A write must fit in one 4 MiB replication frame (see CHANGE_BYTES_MAX_DEFAULT).
-  if (limits.valueBytesMax > 3 * 1024 * 1024) throw new MeshError('MESHKV_ERR_CONFIG', 'valueBytesMax may be at most 3 MiB (a write must fit in one replication frame)')
+  if (limits.valueBytesMax > 3 * 1024 * 1024)
+    throw new MeshError(
+      'MESHKV_ERR_CONFIG',
+      'valueBytesMax may be at most 3 MiB (a write must fit in one replication frame)',
+    )
   return limits
 }
 

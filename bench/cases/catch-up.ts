@@ -36,13 +36,22 @@ async function rawIngest(count: number, valueBytes: number): Promise<number> {
 }
 
 /** Polls `node` until its vector clock covers `target`; returns when (performance.now()), and the `snapshot` objects seen. */
-async function waitCaughtUp(node: MeshkvNode, target: Record<string, number>, ms: number): Promise<{ at: number; snapshots: unknown[] }> {
+async function waitCaughtUp(
+  node: MeshkvNode,
+  target: Record<string, number>,
+  ms: number,
+): Promise<{ at: number; snapshots: unknown[] }> {
   const snapshots: unknown[] = []
-  const at = await waitFor(`node ${node.n} to catch up`, ms, async () => {
-    const status = await node.status()
-    if (typeof status.snapshot === 'object' && status.snapshot !== null) snapshots.push(status.snapshot)
-    return vcCovers(status.vc, target) ? nowMs() : undefined
-  }, 20)
+  const at = await waitFor(
+    `node ${node.n} to catch up`,
+    ms,
+    async () => {
+      const status = await node.status()
+      if (typeof status.snapshot === 'object' && status.snapshot !== null) snapshots.push(status.snapshot)
+      return vcCovers(status.vc, target) ? nowMs() : undefined
+    },
+    20,
+  )
   return { at, snapshots }
 }
 
@@ -53,7 +62,9 @@ async function waitCaughtUp(node: MeshkvNode, target: Record<string, number>, ms
  */
 function methodOf(snapshots: Record<string, unknown>[]): string {
   for (const snapshot of snapshots) if (typeof snapshot['method'] === 'string') return snapshot['method']
-  const used = snapshots.some((snapshot) => Object.values(snapshot).some((value) => value !== null && value !== undefined && value !== false && value !== 0))
+  const used = snapshots.some((snapshot) =>
+    Object.values(snapshot).some((value) => value !== null && value !== undefined && value !== false && value !== 0),
+  )
   return used ? 'snapshot' : 'log'
 }
 
@@ -63,7 +74,12 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
   const cluster = await MeshkvCluster.start({ size: 3, label: 'catchup' })
   try {
     await Promise.all(cluster.nodes.map((node) => node.stop()))
-    const fillRate = await fillNode(cluster.node(1).dir, { count: changes, prefix: 'cu-', valueBytes: sizes.valueBytes, inflight: sizes.inflight })
+    const fillRate = await fillNode(cluster.node(1).dir, {
+      count: changes,
+      prefix: 'cu-',
+      valueBytes: sizes.valueBytes,
+      inflight: sizes.inflight,
+    })
     log(`node 1 made ${changes} changes while nodes 2 and 3 were down (${Math.round(fillRate)}/s)`)
     const node1 = cluster.node(1)
     node1.start()
@@ -76,7 +92,9 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
     const equal = await cluster.waitSameDigest([node1, node3], caught.at)
     const seconds = (equal.at - listening) / 1000
     const rate = changes / seconds
-    log(`node 3 caught up on ${changes} changes in ${seconds.toFixed(2)} s: ${Math.round(rate)} changes/s (startup ${Math.round(listening - node3.spawnedAtMs)} ms)`)
+    log(
+      `node 3 caught up on ${changes} changes in ${seconds.toFixed(2)} s: ${Math.round(rate)} changes/s (startup ${Math.round(listening - node3.spawnedAtMs)} ms)`,
+    )
     const baseline = await rawIngest(changes, sizes.valueBytes)
     return entry(rate, 'changes/s', baseline, {
       changes,
@@ -102,7 +120,12 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
       await runLoad({
         connections: sizes.httpConnections,
         valueBytes: sizes.valueBytes,
-        targets: cluster.nodes.map((node) => ({ url: node.url, method: 'PUT' as const, keyPrefix: `boot-n${node.n}-`, amount: perNode })),
+        targets: cluster.nodes.map((node) => ({
+          url: node.url,
+          method: 'PUT' as const,
+          keyPrefix: `boot-n${node.n}-`,
+          amount: perNode,
+        })),
       }),
     )
     await cluster.waitSameVc(cluster.nodes, 600_000, 100)
@@ -121,10 +144,13 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
     const seconds = (equalAt - listening) / 1000
     const rate = held.keys / seconds
     const finalStatus = await node4.status()
-    if (typeof finalStatus.snapshot === 'object' && finalStatus.snapshot !== null) caught.snapshots.push(finalStatus.snapshot)
+    if (typeof finalStatus.snapshot === 'object' && finalStatus.snapshot !== null)
+      caught.snapshots.push(finalStatus.snapshot)
     const snapshot = caught.snapshots[caught.snapshots.length - 1] as Record<string, unknown> | undefined
     const method = methodOf(caught.snapshots as Record<string, unknown>[])
-    log(`node 4 (new) holds all ${held.keys} keys after ${seconds.toFixed(2)} s: ${Math.round(rate)} keys/s, method ${method}${digestChecks > 1 ? ` (digest equal only at check ${digestChecks})` : ''}`)
+    log(
+      `node 4 (new) holds all ${held.keys} keys after ${seconds.toFixed(2)} s: ${Math.round(rate)} keys/s, method ${method}${digestChecks > 1 ? ` (digest equal only at check ${digestChecks})` : ''}`,
+    )
     const baseline = await rawIngest(held.keys, sizes.valueBytes)
     return entry(rate, 'keys/s', baseline, {
       keys: held.keys,

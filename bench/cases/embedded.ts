@@ -52,7 +52,10 @@ function rawSyncBatches(count: number, batch: number, valueBytes: number): Promi
     try {
       const batches = Math.ceil(count / batch)
       const rate = await timed(batches, 1, (b) =>
-        db.batch(Array.from({ length: batch }, (_, j) => ({ type: 'put' as const, key: keyOf('key', b * batch + j), value })), { sync: true }),
+        db.batch(
+          Array.from({ length: batch }, (_, j) => ({ type: 'put' as const, key: keyOf('key', b * batch + j), value })),
+          { sync: true },
+        ),
       )
       return rate * batch
     } finally {

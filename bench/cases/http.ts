@@ -18,10 +18,17 @@ interface PutGet {
 
 async function putThenGet(url: string, context: Context): Promise<PutGet> {
   const { sizes } = context
-  const common = { connections: sizes.httpConnections, seconds: sizes.httpSeconds, warmupSeconds: sizes.httpWarmupSeconds, valueBytes: sizes.valueBytes }
+  const common = {
+    connections: sizes.httpConnections,
+    seconds: sizes.httpSeconds,
+    warmupSeconds: sizes.httpWarmupSeconds,
+    valueBytes: sizes.valueBytes,
+  }
   const [put] = (await runLoad({ ...common, targets: [{ url, method: 'PUT', keyPrefix: 'put-' }] })) as [LoadResult]
   const keySpace = Math.max(1, Math.floor(put.ok * 0.9))
-  const [get] = (await runLoad({ ...common, targets: [{ url, method: 'GET', keyPrefix: 'put-', keySpace }] })) as [LoadResult]
+  const [get] = (await runLoad({ ...common, targets: [{ url, method: 'GET', keyPrefix: 'put-', keySpace }] })) as [
+    LoadResult,
+  ]
   return { put, get }
 }
 
@@ -36,7 +43,9 @@ export const httpCase: BenchCase = {
     } finally {
       await cluster.close()
     }
-    log(`meshkv: PUT ${Math.round(mesh.put.rps)} req/s (p99 ${mesh.put.p99_ms} ms), GET ${Math.round(mesh.get.rps)} req/s`)
+    log(
+      `meshkv: PUT ${Math.round(mesh.put.rps)} req/s (p99 ${mesh.put.p99_ms} ms), GET ${Math.round(mesh.get.rps)} req/s`,
+    )
 
     const bare = spawnWorker('bare fastify', 'bare-fastify.ts')
     let base: PutGet

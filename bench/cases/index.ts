@@ -9,10 +9,25 @@ import { throughputCase } from './throughput.js'
 import type { BenchCase } from './types.js'
 import { wireCase } from './wire.js'
 
-export const CASES: readonly BenchCase[] = [embeddedCase, httpCase, lagCase, throughputCase, semiSyncCase, catchUpCase, memoryCase, wireCase]
+export const CASES: readonly BenchCase[] = [
+  embeddedCase,
+  httpCase,
+  lagCase,
+  throughputCase,
+  semiSyncCase,
+  catchUpCase,
+  memoryCase,
+  wireCase,
+]
 
 /** The names of latest.json's entries. */
 export const ENTRY_NAMES: readonly string[] = CASES.flatMap((benchCase) => benchCase.names)
 
 /** Entries that carry p50_ms, p99_ms and max_ms. */
-export const LATENCY_ENTRIES: readonly string[] = ['http_put', 'http_get', 'replication_lag', 'replication_lag_80pct', 'semi_sync']
+export const LATENCY_ENTRIES: readonly string[] = [
+  'http_put',
+  'http_get',
+  'replication_lag',
+  'replication_lag_80pct',
+  'semi_sync',
+]

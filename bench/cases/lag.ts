@@ -94,7 +94,14 @@ export type LagMethod = 'sse' | 'token'
  * once it has applied the write: a long poll). Observers are nodes 2 and 3, and node 1 itself,
  * whose figures (`self`) are what the observation alone adds.
  */
-export async function lagRun(cluster: MeshkvCluster, prefix: string, rate: number, seconds: number, valueBytes: number, method: LagMethod = 'sse'): Promise<LagRun> {
+export async function lagRun(
+  cluster: MeshkvCluster,
+  prefix: string,
+  rate: number,
+  seconds: number,
+  valueBytes: number,
+  method: LagMethod = 'sse',
+): Promise<LagRun> {
   const observers = [cluster.node(2), cluster.node(3), cluster.node(1)]
   const perNode = observers.map(() => new Latencies())
   const all = new Latencies()
@@ -127,7 +134,9 @@ export async function lagRun(cluster: MeshkvCluster, prefix: string, rate: numbe
     if (method === 'token') {
       observers.forEach((node, index) => {
         reads.push(
-          request(`${node.url}/v1/kv/${encodeURIComponent(key)}?timeout_ms=30000`, { headers: token === undefined ? {} : { 'x-causal-token': token } }).then(
+          request(`${node.url}/v1/kv/${encodeURIComponent(key)}?timeout_ms=30000`, {
+            headers: token === undefined ? {} : { 'x-causal-token': token },
+          }).then(
             (answer) => {
               if (answer.status !== 200) {
                 readErrors++
@@ -156,33 +165,56 @@ export async function lagRun(cluster: MeshkvCluster, prefix: string, rate: numbe
     const count = Math.max(10, Math.round(rate * seconds))
     const result = await writeAtRate(cluster.node(1).url, { prefix, rate, count, valueBytes, onAck })
     await Promise.all(reads)
-    await waitFor('every write visible on nodes 2 and 3', 30_000, () => (seen.every((set) => set.size >= result.acked) ? true : undefined), 10).catch(() => undefined)
+    await waitFor(
+      'every write visible on nodes 2 and 3',
+      30_000,
+      () => (seen.every((set) => set.size >= result.acked) ? true : undefined),
+      10,
+    ).catch(() => undefined)
     const missing = seen.slice(0, 2).reduce((sum, set) => sum + Math.max(0, result.acked - set.size), 0)
-    return { self: (perNode[2] as Latencies).summary(), all: all.summary(), perNode: perNode.map((h) => h.summary()), negative: all.negative, missing, rate: result.rate, target: rate, errors: result.errors + readErrors }
+    return {
+      self: (perNode[2] as Latencies).summary(),
+      all: all.summary(),
+      perNode: perNode.map((h) => h.summary()),
+      negative: all.negative,
+      missing,
+      rate: result.rate,
+      target: rate,
+      errors: result.errors + readErrors,
+    }
   } finally {
     for (const stream of streams) stream.close()
   }
 }
 
 function lagEntry(run: LagRun, baseline: LatencySummary, extras: Record<string, unknown>): ReturnType<typeof entry> {
-  return entry(run.all.p50_ms, 'ms', baseline.p50_ms, {
-    p50_ms: run.all.p50_ms,
-    p99_ms: run.all.p99_ms,
-    max_ms: run.all.max_ms,
-    mean_ms: run.all.mean_ms,
-    samples: run.all.count,
-    target_rate_per_s: Math.round(run.target),
-    achieved_rate_per_s: Math.round(run.rate),
-    per_node: { node2: run.perNode[0], node3: run.perNode[1] },
-    observer_overhead: { ...run.self, what: 'the same measurement on node 1 itself (ack to its own SSE event): what the SSE observation adds' },
-    negative_samples: run.negative,
-    missing: run.missing,
-    write_errors: run.errors,
-    method: 'SSE /v1/watch on nodes 2 and 3; lag = event read − PUT answer read (same process clock)',
-    baseline_kind: 'raw ws round trip between two processes at the same rate, p50; ratio = baseline/value',
-    baseline_p99_ms: baseline.p99_ms,
-    ...extras,
-  }, run.all.p50_ms > 0 ? baseline.p50_ms / run.all.p50_ms : null)
+  return entry(
+    run.all.p50_ms,
+    'ms',
+    baseline.p50_ms,
+    {
+      p50_ms: run.all.p50_ms,
+      p99_ms: run.all.p99_ms,
+      max_ms: run.all.max_ms,
+      mean_ms: run.all.mean_ms,
+      samples: run.all.count,
+      target_rate_per_s: Math.round(run.target),
+      achieved_rate_per_s: Math.round(run.rate),
+      per_node: { node2: run.perNode[0], node3: run.perNode[1] },
+      observer_overhead: {
+        ...run.self,
+        what: 'the same measurement on node 1 itself (ack to its own SSE event): what the SSE observation adds',
+      },
+      negative_samples: run.negative,
+      missing: run.missing,
+      write_errors: run.errors,
+      method: 'SSE /v1/watch on nodes 2 and 3; lag = event read − PUT answer read (same process clock)',
+      baseline_kind: 'raw ws round trip between two processes at the same rate, p50; ratio = baseline/value',
+      baseline_p99_ms: baseline.p99_ms,
+      ...extras,
+    },
+    run.all.p50_ms > 0 ? baseline.p50_ms / run.all.p50_ms : null,
+  )
 }
 
 export const lagCase: BenchCase = {
@@ -196,17 +228,31 @@ export const lagCase: BenchCase = {
       await lagRun(cluster, 'lagwarm-', sizes.lagRate, sizes.lagWarmupSeconds, sizes.valueBytes)
       await cluster.waitSameVc()
       const fixed = await lagRun(cluster, 'lag1k-', sizes.lagRate, sizes.lagSeconds, sizes.valueBytes)
-      log(`${sizes.lagRate}/s: p50 ${fixed.all.p50_ms} ms, p99 ${fixed.all.p99_ms} ms, max ${fixed.all.max_ms} ms (${fixed.missing} missing)`)
+      log(
+        `${sizes.lagRate}/s: p50 ${fixed.all.p50_ms} ms, p99 ${fixed.all.p99_ms} ms, max ${fixed.all.max_ms} ms (${fixed.missing} missing)`,
+      )
       await cluster.waitSameVc()
-      const probe = await writeClosedLoop(cluster.node(1).url, { prefix: 'lagmax-', inflight: sizes.inflight, seconds: sizes.lagProbeSeconds, valueBytes: sizes.valueBytes })
-      log(`maximum rate (HTTP PUT to node 1, ${sizes.inflight} in flight from this process): ${Math.round(probe.rate)}/s`)
+      const probe = await writeClosedLoop(cluster.node(1).url, {
+        prefix: 'lagmax-',
+        inflight: sizes.inflight,
+        seconds: sizes.lagProbeSeconds,
+        valueBytes: sizes.valueBytes,
+      })
+      log(
+        `maximum rate (HTTP PUT to node 1, ${sizes.inflight} in flight from this process): ${Math.round(probe.rate)}/s`,
+      )
       await cluster.waitSameVc()
       await sleep(500)
       const heavy = await lagRun(cluster, 'lag80-', probe.rate * 0.8, sizes.lagSeconds, sizes.valueBytes)
-      log(`${Math.round(probe.rate * 0.8)}/s: p50 ${heavy.all.p50_ms} ms, p99 ${heavy.all.p99_ms} ms, max ${heavy.all.max_ms} ms (${heavy.missing} missing)`)
+      log(
+        `${Math.round(probe.rate * 0.8)}/s: p50 ${heavy.all.p50_ms} ms, p99 ${heavy.all.p99_ms} ms, max ${heavy.all.max_ms} ms (${heavy.missing} missing)`,
+      )
       return {
         replication_lag: lagEntry(fixed, baseline, {}),
-        replication_lag_80pct: lagEntry(heavy, baseline, { max_rate_per_s: Math.round(probe.rate), max_rate_method: `HTTP PUT to node 1 with ${sizes.inflight} in flight from the driver, ${sizes.lagProbeSeconds} s` }),
+        replication_lag_80pct: lagEntry(heavy, baseline, {
+          max_rate_per_s: Math.round(probe.rate),
+          max_rate_method: `HTTP PUT to node 1 with ${sizes.inflight} in flight from the driver, ${sizes.lagProbeSeconds} s`,
+        }),
       }
     } finally {
       await cluster.close()

@@ -22,7 +22,12 @@ export const memoryCase: BenchCase = {
     try {
       const node = cluster.node(1)
       await node.stop()
-      const fillRate = await fillNode(node.dir, { count: keys, prefix: 'mem-', valueBytes: sizes.valueBytes, inflight: sizes.inflight })
+      const fillRate = await fillNode(node.dir, {
+        count: keys,
+        prefix: 'mem-',
+        valueBytes: sizes.valueBytes,
+        inflight: sizes.inflight,
+      })
       log(`filled ${keys} keys (${Math.round(fillRate)}/s)`)
       node.start()
       await node.waitReady(120_000)
@@ -41,7 +46,9 @@ export const memoryCase: BenchCase = {
       await getJson(`${node.url}/v1/kv?prefix=mem-&limit=1000`)
       await sleep(1000)
       const { rss, peak } = await rssOf(node.pid)
-      log(`RSS ${(rss / MB).toFixed(1)} MB (after start ${(afterStart.rss / MB).toFixed(1)} MB, peak ${(peak / MB).toFixed(1)} MB)`)
+      log(
+        `RSS ${(rss / MB).toFixed(1)} MB (after start ${(afterStart.rss / MB).toFixed(1)} MB, peak ${(peak / MB).toFixed(1)} MB)`,
+      )
       return {
         memory: entry(rss / MB, 'MB', null, {
           keys,

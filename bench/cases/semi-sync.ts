@@ -12,7 +12,16 @@ import type { BenchCase, Context } from './types.js'
 
 function mean(a: LoadResult, b: LoadResult): LoadResult {
   const avg = (x: number, y: number): number => (x + y) / 2
-  return { ...a, ok: a.ok + b.ok, rps: avg(a.rps, b.rps), p50_ms: avg(a.p50_ms, b.p50_ms), p99_ms: avg(a.p99_ms, b.p99_ms), max_ms: Math.max(a.max_ms, b.max_ms), non2xx: a.non2xx + b.non2xx, seconds: a.seconds + b.seconds }
+  return {
+    ...a,
+    ok: a.ok + b.ok,
+    rps: avg(a.rps, b.rps),
+    p50_ms: avg(a.p50_ms, b.p50_ms),
+    p99_ms: avg(a.p99_ms, b.p99_ms),
+    max_ms: Math.max(a.max_ms, b.max_ms),
+    non2xx: a.non2xx + b.non2xx,
+    seconds: a.seconds + b.seconds,
+  }
 }
 
 export const semiSyncCase: BenchCase = {
@@ -26,7 +35,11 @@ export const semiSyncCase: BenchCase = {
       const seconds = Math.max(0.5, sizes.semiSyncSeconds / 2)
       const common = { connections: sizes.httpConnections, seconds, valueBytes: sizes.valueBytes }
       const once = async (w: number, round: number): Promise<LoadResult> => {
-        const [result] = (await runLoad({ ...common, ...(round === 0 && w === 1 ? { warmupSeconds: sizes.httpWarmupSeconds * 2 } : {}), targets: [{ url, method: 'PUT', keyPrefix: `w${w}r${round}-`, query: `?w=${w}` }] })) as [LoadResult]
+        const [result] = (await runLoad({
+          ...common,
+          ...(round === 0 && w === 1 ? { warmupSeconds: sizes.httpWarmupSeconds * 2 } : {}),
+          targets: [{ url, method: 'PUT', keyPrefix: `w${w}r${round}-`, query: `?w=${w}` }],
+        })) as [LoadResult]
         await cluster.waitSameVc()
         return result
       }
@@ -36,7 +49,9 @@ export const semiSyncCase: BenchCase = {
       const a2 = await once(1, 1)
       const w1 = mean(a1, a2)
       const w2 = mean(b1, b2)
-      log(`w=1: ${Math.round(w1.rps)} req/s (p99 ${w1.p99_ms} ms); w=2: ${Math.round(w2.rps)} req/s (p99 ${w2.p99_ms} ms)`)
+      log(
+        `w=1: ${Math.round(w1.rps)} req/s (p99 ${w1.p99_ms} ms); w=2: ${Math.round(w2.rps)} req/s (p99 ${w2.p99_ms} ms)`,
+      )
       return {
         semi_sync: entry(w2.rps, 'req/s', w1.rps, {
           p50_ms: w2.p50_ms,

@@ -45,7 +45,12 @@ async function search(
 ): Promise<Attempt[]> {
   // A fresh cluster is slow for its first seconds (JIT): warm it, and let it converge, first.
   await warm()
-  await waitFor('convergence after the warm-up', CONVERGE_WAIT_MS, async () => (sameVcs(await vcs()) ? true : undefined), 20)
+  await waitFor(
+    'convergence after the warm-up',
+    CONVERGE_WAIT_MS,
+    async () => (sameVcs(await vcs()) ? true : undefined),
+    20,
+  )
   const done: Attempt[] = []
   let target: number | null = null
   for (let attempt = 0; attempt < attempts; attempt++) {
@@ -60,7 +65,9 @@ async function search(
     }
     const absorbed = convergeMs <= CONVERGE_WITHIN_MS
     done.push({ target, rate, convergeMs, absorbed })
-    log(`attempt ${attempt + 1}: target ${target === null ? 'unthrottled' : `${Math.round(target)}/s`}, acknowledged ${Math.round(rate)}/s, converged after ${Number.isFinite(convergeMs) ? Math.round(convergeMs) : '>60000'} ms`)
+    log(
+      `attempt ${attempt + 1}: target ${target === null ? 'unthrottled' : `${Math.round(target)}/s`}, acknowledged ${Math.round(rate)}/s, converged after ${Number.isFinite(convergeMs) ? Math.round(convergeMs) : '>60000'} ms`,
+    )
     if (absorbed) break
     target = rate * 0.7
   }
@@ -97,11 +104,20 @@ async function startWorkers(linked: boolean, root: string): Promise<Worker[]> {
     const proc = spawnWorker(`embedded node ${i + 1}`, 'embedded-node.ts', [JSON.stringify(config)])
     return { rpc: new WorkerRpc(proc), url: `http://127.0.0.1:${port}` }
   })
-  await Promise.all(workers.map((worker) => worker.rpc.proc.waitLine((line) => line.includes('"listening"'), 30_000, 'listening')))
-  await waitFor('embedded nodes ready and linked', 30_000, async () => {
-    const statuses = await Promise.all(workers.map((worker) => worker.rpc.call<{ ready: boolean; linked: string[] }>('status')))
-    return statuses.every((status) => status.ready && (!linked || status.linked.length === 2)) ? true : undefined
-  }, 50)
+  await Promise.all(
+    workers.map((worker) => worker.rpc.proc.waitLine((line) => line.includes('"listening"'), 30_000, 'listening')),
+  )
+  await waitFor(
+    'embedded nodes ready and linked',
+    30_000,
+    async () => {
+      const statuses = await Promise.all(
+        workers.map((worker) => worker.rpc.call<{ ready: boolean; linked: string[] }>('status')),
+      )
+      return statuses.every((status) => status.ready && (!linked || status.linked.length === 2)) ? true : undefined
+    },
+    50,
+  )
   return workers
 }
 
@@ -114,7 +130,13 @@ async function closeWorkers(workers: Worker[]): Promise<void> {
   )
 }
 
-async function embeddedLoad(workers: Worker[], sizes: Context['sizes'], perNodeRate: number | null, prefix: string, seconds = sizes.throughputSeconds): Promise<number> {
+async function embeddedLoad(
+  workers: Worker[],
+  sizes: Context['sizes'],
+  perNodeRate: number | null,
+  prefix: string,
+  seconds = sizes.throughputSeconds,
+): Promise<number> {
   const replies = await Promise.all(
     workers.map((worker, i) =>
       worker.rpc.call<{ acked: number; errors: number; seconds: number; firstError?: string }>('load', {
@@ -127,7 +149,8 @@ async function embeddedLoad(workers: Worker[], sizes: Context['sizes'], perNodeR
     ),
   )
   const failed = replies.find((reply) => reply.errors > 0)
-  if (failed !== undefined && replies.every((reply) => reply.acked === 0)) throw new Error(`every write failed: ${failed.firstError}`)
+  if (failed !== undefined && replies.every((reply) => reply.acked === 0))
+    throw new Error(`every write failed: ${failed.firstError}`)
   return replies.reduce((sum, reply) => sum + reply.acked, 0) / Math.max(...replies.map((reply) => reply.seconds))
 }
 
@@ -153,7 +176,9 @@ async function embeddedThroughput(context: Context): Promise<ReturnType<typeof e
         log,
         () => embeddedLoad(workers, sizes, null, 'warm-', sizes.throughputWarmupSeconds),
       )
-      const digests = await Promise.all(workers.map((worker) => worker.rpc.call<{ digest: string; keys: number }>('digest')))
+      const digests = await Promise.all(
+        workers.map((worker) => worker.rpc.call<{ digest: string; keys: number }>('digest')),
+      )
       const equal = digests.every((digest) => digest.digest === digests[0]?.digest)
       return resultOf(attempts, baseline, {
         digests_equal: equal,
@@ -170,12 +195,23 @@ async function embeddedThroughput(context: Context): Promise<ReturnType<typeof e
   }
 }
 
-async function httpLoad(cluster: MeshkvCluster, sizes: Context['sizes'], perNodeRate: number | null, prefix: string, seconds = sizes.throughputSeconds): Promise<number> {
+async function httpLoad(
+  cluster: MeshkvCluster,
+  sizes: Context['sizes'],
+  perNodeRate: number | null,
+  prefix: string,
+  seconds = sizes.throughputSeconds,
+): Promise<number> {
   const results = await runLoad({
     connections: sizes.httpConnections,
     seconds,
     valueBytes: sizes.valueBytes,
-    targets: cluster.nodes.map((node) => ({ url: node.url, method: 'PUT' as const, keyPrefix: `${prefix}n${node.n}-`, ...(perNodeRate === null ? {} : { rate: perNodeRate }) })),
+    targets: cluster.nodes.map((node) => ({
+      url: node.url,
+      method: 'PUT' as const,
+      keyPrefix: `${prefix}n${node.n}-`,
+      ...(perNodeRate === null ? {} : { rate: perNodeRate }),
+    })),
   })
   return combine(results).rps
 }
@@ -224,7 +260,8 @@ export const throughputCase: BenchCase = {
   async run(context: Context) {
     const results: Record<string, ReturnType<typeof entry>> = {}
     if (context.wants('replicated_throughput')) results['replicated_throughput'] = await embeddedThroughput(context)
-    if (context.wants('replicated_throughput_http')) results['replicated_throughput_http'] = await httpThroughput(context)
+    if (context.wants('replicated_throughput_http'))
+      results['replicated_throughput_http'] = await httpThroughput(context)
     return results
   },
 }

@@ -33,12 +33,21 @@ function linkBytes(cluster: MeshkvCluster): Map<string, number> {
   return links
 }
 
-async function measure(cluster: MeshkvCluster, prefix: string, count: number, rate: number, valueBytes: number, idlePerMs: number, settleMs: number): Promise<{ perChange: number; raw: number; ms: number; links: Record<string, number> }> {
+async function measure(
+  cluster: MeshkvCluster,
+  prefix: string,
+  count: number,
+  rate: number,
+  valueBytes: number,
+  idlePerMs: number,
+  settleMs: number,
+): Promise<{ perChange: number; raw: number; ms: number; links: Record<string, number> }> {
   const before = totalBytes(cluster)
   const linksBefore = linkBytes(cluster)
   const started = nowMs()
   const written = await writeAtRate(cluster.node(1).url, { prefix, rate, count, valueBytes, maxOutstanding: 64 })
-  if (written.acked !== count) throw new Error(`only ${written.acked} of ${count} writes acknowledged: ${written.firstError}`)
+  if (written.acked !== count)
+    throw new Error(`only ${written.acked} of ${count} writes acknowledged: ${written.firstError}`)
   await cluster.waitSameVc()
   await sleep(settleMs)
   const ms = nowMs() - started
@@ -60,9 +69,25 @@ export const wireCase: BenchCase = {
       await sleep(Math.min(3000, Math.max(sizes.wireSettleMs, (sizes.wireChanges / sizes.wireRate) * 1000)))
       const idlePerMs = (totalBytes(cluster) - idleStart) / (nowMs() - idleStarted)
       const payload = Buffer.byteLength(keyOf('w1-', 0)) + sizes.valueBytes
-      const steady = await measure(cluster, 'w1-', sizes.wireChanges, sizes.wireRate, sizes.valueBytes, idlePerMs, sizes.wireSettleMs)
+      const steady = await measure(
+        cluster,
+        'w1-',
+        sizes.wireChanges,
+        sizes.wireRate,
+        sizes.valueBytes,
+        idlePerMs,
+        sizes.wireSettleMs,
+      )
       log(`${sizes.wireRate}/s: ${steady.perChange.toFixed(1)} bytes per delivered change (payload ${payload})`)
-      const bulk = await measure(cluster, 'w2-', sizes.wireChanges, 1_000_000, sizes.valueBytes, idlePerMs, sizes.wireSettleMs)
+      const bulk = await measure(
+        cluster,
+        'w2-',
+        sizes.wireChanges,
+        1_000_000,
+        sizes.valueBytes,
+        idlePerMs,
+        sizes.wireSettleMs,
+      )
       log(`as fast as acknowledged (64 in flight): ${bulk.perChange.toFixed(1)} bytes per delivered change`)
       return {
         wire_bytes: entry(steady.perChange, 'bytes/change', payload, {
@@ -74,7 +99,8 @@ export const wireCase: BenchCase = {
           idle_bytes_per_s: Math.round(idlePerMs * 1000),
           bulk_bytes_per_change: round(bulk.perChange, 1),
           link_bytes_per_change: steady.links,
-          counted: 'every peer link through a counting TCP proxy, both directions (changes, acks, syncs), per change per receiving node',
+          counted:
+            'every peer link through a counting TCP proxy, both directions (changes, acks, syncs), per change per receiving node',
         }),
       }
     } finally {

@@ -80,19 +80,29 @@ export class MeshkvNode {
 
   /** Resolves with the time (performance.now()) the node first answered /livez. */
   async waitListening(ms = 30_000): Promise<number> {
-    return waitFor(`node ${this.n} to listen`, ms, async () => {
-      this.#checkAlive()
-      await getJson(`${this.url}/livez`, 1000)
-      return nowMs()
-    }, 10)
+    return waitFor(
+      `node ${this.n} to listen`,
+      ms,
+      async () => {
+        this.#checkAlive()
+        await getJson(`${this.url}/livez`, 1000)
+        return nowMs()
+      },
+      10,
+    )
   }
 
   async waitReady(ms = 60_000): Promise<void> {
-    await waitFor(`node ${this.n} to be ready`, ms, async () => {
-      this.#checkAlive()
-      await getJson(`${this.url}/readyz`, 1000)
-      return true
-    }, 25)
+    await waitFor(
+      `node ${this.n} to be ready`,
+      ms,
+      async () => {
+        this.#checkAlive()
+        await getJson(`${this.url}/readyz`, 1000)
+        return true
+      },
+      25,
+    )
   }
 
   status(): Promise<StatusJson> {
@@ -116,7 +126,10 @@ export class MeshkvCluster {
   readonly secret = randomBytes(16).toString('hex')
   #closed = false
 
-  private constructor(readonly root: string, readonly spec: ClusterSpec) {}
+  private constructor(
+    readonly root: string,
+    readonly spec: ClusterSpec,
+  ) {}
 
   /** Starts `spec.size` nodes and waits until every one is ready (and, when linked, linked). */
   static async start(spec: ClusterSpec): Promise<MeshkvCluster> {
@@ -144,7 +157,9 @@ export class MeshkvCluster {
         }
       }
       for (let i = 0; i < spec.size; i++) {
-        const peers = linked ? ports.map((_, j) => dialUrls.get(`${i}>${j}`)).filter((url): url is string => url !== undefined) : []
+        const peers = linked
+          ? ports.map((_, j) => dialUrls.get(`${i}>${j}`)).filter((url): url is string => url !== undefined)
+          : []
         cluster.#add(ports[i] as number, peers, entries[i]?.url)
       }
       for (const node of cluster.nodes) node.start()
@@ -160,7 +175,11 @@ export class MeshkvCluster {
   /** A new node (not started) whose peers are the given nodes (default: all), dialed directly. */
   async addNode(peers: MeshkvNode[] = [...this.nodes]): Promise<MeshkvNode> {
     const port = await freePort()
-    return this.#add(port, peers.map((node) => node.url), undefined)
+    return this.#add(
+      port,
+      peers.map((node) => node.url),
+      undefined,
+    )
   }
 
   node(n: number): MeshkvNode {
@@ -174,11 +193,18 @@ export class MeshkvCluster {
   }
 
   async waitLinked(nodes: MeshkvNode[] = this.running(), ms = 30_000): Promise<void> {
-    await waitFor('peer links', ms, async () => {
-      const statuses = await Promise.all(nodes.map((node) => node.status()))
-      const ids = statuses.map((status) => status.nodeId)
-      return statuses.every((status) => ids.every((id) => id === status.nodeId || status.linked.includes(id))) ? true : undefined
-    }, 50)
+    await waitFor(
+      'peer links',
+      ms,
+      async () => {
+        const statuses = await Promise.all(nodes.map((node) => node.status()))
+        const ids = statuses.map((status) => status.nodeId)
+        return statuses.every((status) => ids.every((id) => id === status.nodeId || status.linked.includes(id)))
+          ? true
+          : undefined
+      },
+      50,
+    )
   }
 
   /** Vector clocks of `nodes`, equal when they hold the same changes. */
@@ -201,7 +227,9 @@ export class MeshkvCluster {
     const digests = await Promise.all(nodes.map((node) => node.digest()))
     const first = digests[0] as DigestJson
     if (!digests.every((digest) => digest.digest === first.digest)) {
-      throw new Error(`digests differ: ${digests.map((digest) => `${digest.digest.slice(0, 12)} keys=${digest.keys}`).join(', ')}`)
+      throw new Error(
+        `digests differ: ${digests.map((digest) => `${digest.digest.slice(0, 12)} keys=${digest.keys}`).join(', ')}`,
+      )
     }
     return first
   }
@@ -211,14 +239,21 @@ export class MeshkvCluster {
    * be at once). Returns when: `afterMs` if the first check agreed, else when the agreeing check
    * began; and how many checks it took. Throws after `ms`.
    */
-  async waitSameDigest(nodes: MeshkvNode[], afterMs: number, ms = 120_000): Promise<{ at: number; checks: number; digest: DigestJson }> {
+  async waitSameDigest(
+    nodes: MeshkvNode[],
+    afterMs: number,
+    ms = 120_000,
+  ): Promise<{ at: number; checks: number; digest: DigestJson }> {
     let at = afterMs
     for (let checks = 1; ; checks++) {
       const started = nowMs()
       const digests = await Promise.all(nodes.map((node) => node.digest()))
       const first = digests[0] as DigestJson
       if (digests.every((digest) => digest.digest === first.digest)) return { at, checks, digest: first }
-      if (started - afterMs > ms) throw new Error(`digests still differ ${ms} ms after the vector clocks matched: ${digests.map((digest) => `${digest.digest.slice(0, 12)} keys=${digest.keys}`).join(', ')}`)
+      if (started - afterMs > ms)
+        throw new Error(
+          `digests still differ ${ms} ms after the vector clocks matched: ${digests.map((digest) => `${digest.digest.slice(0, 12)} keys=${digest.keys}`).join(', ')}`,
+        )
       await new Promise((resolve) => setTimeout(resolve, 100))
       at = nowMs()
     }
@@ -238,10 +273,14 @@ export class MeshkvCluster {
     const spec = this.spec
     const args = (): string[] => [
       'node',
-      '--dir', dir,
-      '--port', String(port),
-      '--host', '127.0.0.1',
-      '--log-level', spec.logLevel ?? 'warn',
+      '--dir',
+      dir,
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      spec.logLevel ?? 'warn',
       ...(peers.length > 0 ? ['--peers', peers.join(','), '--secret', this.secret] : []),
       ...(advertiseUrl === undefined ? [] : ['--advertise-url', advertiseUrl]),
       ...(spec.sync === true ? ['--sync'] : []),
@@ -258,7 +297,11 @@ export function sameVcs(vcs: VectorClock[]): boolean {
 }
 
 export function normalizeVc(vc: VectorClock): string {
-  return JSON.stringify(Object.entries(vc).filter(([, seq]) => seq > 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+  return JSON.stringify(
+    Object.entries(vc)
+      .filter(([, seq]) => seq > 0)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  )
 }
 
 /** True when `a` has seen everything `b` has. */

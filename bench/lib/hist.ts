@@ -10,7 +10,11 @@ export interface LatencySummary {
 }
 
 export class Latencies {
-  readonly #histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })
+  readonly #histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 600_000_000,
+    numberOfSignificantValueDigits: 3,
+  })
   /** Samples below zero (recorded as 0): e.g. a change visible on a peer before its ack arrived. */
   negative = 0
 

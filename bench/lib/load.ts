@@ -43,16 +43,26 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult[]> {
     if (line.startsWith('[')) last = line
   })
   const exit = await proc.exited
-  if (exit.code !== 0 || last === '') throw new Error(`the load generator failed (${exit.signal ?? exit.code}): ${proc.stderr.slice(-2000)}`)
+  if (exit.code !== 0 || last === '')
+    throw new Error(`the load generator failed (${exit.signal ?? exit.code}): ${proc.stderr.slice(-2000)}`)
   const results = JSON.parse(last) as LoadResult[]
   for (const result of results) {
-    if (result.ok === 0) throw new Error(`the load generator got no 2xx answer (non2xx ${result.non2xx}, errors ${result.errors})`)
+    if (result.ok === 0)
+      throw new Error(`the load generator got no 2xx answer (non2xx ${result.non2xx}, errors ${result.errors})`)
   }
   return results
 }
 
 /** Sum of rates and the worst latencies over several targets. */
-export function combine(results: LoadResult[]): { rps: number; ok: number; p50_ms: number; p99_ms: number; max_ms: number; non2xx: number; errors: number } {
+export function combine(results: LoadResult[]): {
+  rps: number
+  ok: number
+  p50_ms: number
+  p99_ms: number
+  max_ms: number
+  non2xx: number
+  errors: number
+} {
   return {
     rps: results.reduce((sum, r) => sum + r.rps, 0),
     ok: results.reduce((sum, r) => sum + r.ok, 0),

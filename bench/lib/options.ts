@@ -135,5 +135,11 @@ export function parseArgs(argv: readonly string[]): Options {
     } else throw new Error(`unknown argument ${arg} (see --help)`)
   }
   const command = ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' ')
-  return { mode, sizes: SIZES[mode], only, out: out ?? (mode === 'smoke' ? 'bench/results/smoke.json' : 'bench/results/latest.json'), command }
+  return {
+    mode,
+    sizes: SIZES[mode],
+    only,
+    out: out ?? (mode === 'smoke' ? 'bench/results/smoke.json' : 'bench/results/latest.json'),
+    command,
+  }
 }

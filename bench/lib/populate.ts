@@ -45,15 +45,25 @@ export async function rawBatchIngest(dir: string, count: number, valueBytes: num
  * per key with `inflight` puts in flight, or `opsPerChange` keys per change (MeshNode.batch).
  * Returns keys per second.
  */
-export async function fillNode(dir: string, options: { count: number; prefix: string; valueBytes: number; inflight?: number; opsPerChange?: number }): Promise<number> {
+export async function fillNode(
+  dir: string,
+  options: { count: number; prefix: string; valueBytes: number; inflight?: number; opsPerChange?: number },
+): Promise<number> {
   const node = await MeshNode.open({ dir })
   try {
     const value = Buffer.alloc(options.valueBytes, 0x63)
     const per = options.opsPerChange ?? 1
-    if (per <= 1) return await timed(options.count, options.inflight ?? 64, (i) => node.put(keyOf(options.prefix, i), value))
+    if (per <= 1)
+      return await timed(options.count, options.inflight ?? 64, (i) => node.put(keyOf(options.prefix, i), value))
     const batches = Math.ceil(options.count / per)
     const rate = await timed(batches, options.inflight ?? 8, (b) =>
-      node.batch(Array.from({ length: Math.min(per, options.count - b * per) }, (_, j) => ({ type: 'put' as const, key: keyOf(options.prefix, b * per + j), value }))),
+      node.batch(
+        Array.from({ length: Math.min(per, options.count - b * per) }, (_, j) => ({
+          type: 'put' as const,
+          key: keyOf(options.prefix, b * per + j),
+          value,
+        })),
+      ),
     )
     return rate * per
   } finally {

@@ -28,7 +28,12 @@ export function nowMs(): number {
 }
 
 /** Polls `check` until it returns something other than undefined; throws after `ms`. */
-export async function waitFor<T>(what: string, ms: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  ms: number,
+  check: () => Promise<T | undefined> | T | undefined,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + ms
   let lastError: unknown
   for (;;) {
@@ -39,7 +44,10 @@ export async function waitFor<T>(what: string, ms: number, check: () => Promise<
       lastError = error
     }
     if (Date.now() >= deadline) {
-      const because = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`
+      const because =
+        lastError === undefined
+          ? ''
+          : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`
       throw new Error(`timed out after ${ms} ms waiting for ${what}${because}`)
     }
     await sleep(everyMs)
@@ -73,7 +81,8 @@ export async function removeDir(dir: string): Promise<void> {
 /** The environment for children, without meshkv settings that would leak in. */
 export function cleanEnv(): Record<string, string> {
   const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env)) if (value !== undefined && !name.startsWith('MESHKV_')) env[name] = value
+  for (const [name, value] of Object.entries(process.env))
+    if (value !== undefined && !name.startsWith('MESHKV_')) env[name] = value
   return env
 }
 
@@ -91,7 +100,11 @@ export class Proc {
   #lineListeners = new Set<(line: string) => void>()
   #ended = false
 
-  constructor(readonly name: string, command: string, args: readonly string[]) {
+  constructor(
+    readonly name: string,
+    command: string,
+    args: readonly string[],
+  ) {
     this.child = spawn(command, args, { cwd: REPO_ROOT, env: cleanEnv() })
     children.add(this)
     this.child.stdout.setEncoding('utf8')
@@ -132,11 +145,16 @@ export class Proc {
   /** The first stdout line passing `test`; fails when the process ends first or after `ms`. */
   waitLine(test: (line: string) => boolean, ms: number, what: string): Promise<string> {
     return new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => finish(new Error(`${this.name}: no ${what} within ${ms} ms; stderr:\n${this.stderr}`)), ms)
+      const timer = setTimeout(
+        () => finish(new Error(`${this.name}: no ${what} within ${ms} ms; stderr:\n${this.stderr}`)),
+        ms,
+      )
       const off = this.onLine((line) => {
         if (test(line)) finish(undefined, line)
       })
-      void this.exited.then((exit) => finish(new Error(`${this.name} ended (${exit.signal ?? exit.code}) before ${what}; stderr:\n${this.stderr}`)))
+      void this.exited.then((exit) =>
+        finish(new Error(`${this.name} ended (${exit.signal ?? exit.code}) before ${what}; stderr:\n${this.stderr}`)),
+      )
       let done = false
       function finish(error: Error | undefined, line?: string): void {
         if (done) return

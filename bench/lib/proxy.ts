@@ -13,7 +13,10 @@ export class CountingProxy {
   readonly #server: Server
   readonly #sockets = new Set<Socket>()
 
-  private constructor(server: Server, readonly targetPort: number) {
+  private constructor(
+    server: Server,
+    readonly targetPort: number,
+  ) {
     this.#server = server
   }
 

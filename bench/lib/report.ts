@@ -49,9 +49,21 @@ export function machineMeta(command: string, mode: string): Meta {
 }
 
 /** An entry whose ratio is value/baseline (or `ratio` when given); null baselines give null ratios. */
-export function entry(value: number, unit: string, baseline: number | null, extras: Record<string, unknown> = {}, ratio?: number | null): Entry {
+export function entry(
+  value: number,
+  unit: string,
+  baseline: number | null,
+  extras: Record<string, unknown> = {},
+  ratio?: number | null,
+): Entry {
   const computed = ratio !== undefined ? ratio : baseline === null || baseline === 0 ? null : value / baseline
-  return { value: round(value), unit, baseline: baseline === null ? null : round(baseline), ratio: computed === null || !Number.isFinite(computed) ? null : round(computed, 3), ...extras }
+  return {
+    value: round(value),
+    unit,
+    baseline: baseline === null ? null : round(baseline),
+    ratio: computed === null || !Number.isFinite(computed) ? null : round(computed, 3),
+    ...extras,
+  }
 }
 
 export function round(value: number, digits?: number): number {
@@ -63,21 +75,36 @@ export function round(value: number, digits?: number): number {
 
 function fmt(value: unknown): string {
   if (value === null || value === undefined) return '—'
-  if (typeof value === 'number') return Math.abs(value) >= 1000 ? Math.round(value).toLocaleString('en-US') : String(value)
+  if (typeof value === 'number')
+    return Math.abs(value) >= 1000 ? Math.round(value).toLocaleString('en-US') : String(value)
   return String(value)
 }
 
 export function formatTable(results: Results, meta: Meta): string {
   const lines: string[] = []
   lines.push(`machine: ${meta.cpus} × ${meta.cpuModel}, ${meta.memoryGB} GB RAM, ${meta.os}`)
-  lines.push(`node ${meta.node} · command: ${meta.command} · ${meta.date} · load average ${meta.loadAvgStart} → ${meta.loadAvgEnd ?? '?'}`)
+  lines.push(
+    `node ${meta.node} · command: ${meta.command} · ${meta.date} · load average ${meta.loadAvgStart} → ${meta.loadAvgEnd ?? '?'}`,
+  )
   lines.push('')
   const header = ['benchmark', 'value', 'unit', 'baseline', 'ratio', 'p50 ms', 'p99 ms', 'max ms']
-  const rows = Object.entries(results).map(([name, e]) => [name, fmt(e.value), e.unit, fmt(e.baseline), fmt(e.ratio), fmt(e['p50_ms']), fmt(e['p99_ms']), fmt(e['max_ms'])])
+  const rows = Object.entries(results).map(([name, e]) => [
+    name,
+    fmt(e.value),
+    e.unit,
+    fmt(e.baseline),
+    fmt(e.ratio),
+    fmt(e['p50_ms']),
+    fmt(e['p99_ms']),
+    fmt(e['max_ms']),
+  ])
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => (row[i] as string).length)))
-  const line = (cells: string[]): string => `| ${cells.map((cell, i) => (i === 0 || i === 2 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join(' | ')} |`
+  const line = (cells: string[]): string =>
+    `| ${cells.map((cell, i) => (i === 0 || i === 2 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join(' | ')} |`
   lines.push(line(header))
-  lines.push(`|${widths.map((w, i) => (i === 0 || i === 2 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`)
+  lines.push(
+    `|${widths.map((w, i) => (i === 0 || i === 2 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+  )
   for (const row of rows) lines.push(line(row))
   return lines.join('\n')
 }

@@ -3,7 +3,10 @@ import type { Proc } from './procs.js'
 
 export class WorkerRpc {
   #nextId = 1
-  readonly #pending = new Map<number, { resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void }>()
+  readonly #pending = new Map<
+    number,
+    { resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void }
+  >()
 
   constructor(readonly proc: Proc) {
     proc.onLine((line) => {
@@ -23,7 +26,8 @@ export class WorkerRpc {
       else waiter.resolve(message)
     })
     void proc.exited.then(() => {
-      for (const waiter of this.#pending.values()) waiter.reject(new Error(`${proc.name} ended; stderr:\n${proc.stderr}`))
+      for (const waiter of this.#pending.values())
+        waiter.reject(new Error(`${proc.name} ended; stderr:\n${proc.stderr}`))
       this.#pending.clear()
     })
   }

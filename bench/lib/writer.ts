@@ -20,7 +20,15 @@ export interface WriterResult {
  */
 export async function writeAtRate(
   base: string,
-  options: { prefix: string; rate: number; count: number; valueBytes: number; maxOutstanding?: number; onAck?: (key: string, atMs: number, token: string | undefined) => void; onSend?: (key: string, atMs: number) => void },
+  options: {
+    prefix: string
+    rate: number
+    count: number
+    valueBytes: number
+    maxOutstanding?: number
+    onAck?: (key: string, atMs: number, token: string | undefined) => void
+    onSend?: (key: string, atMs: number) => void
+  },
 ): Promise<WriterResult> {
   const value = Buffer.alloc(options.valueBytes, 0x64)
   const maxOutstanding = options.maxOutstanding ?? 2048
@@ -61,7 +69,10 @@ export async function writeAtRate(
 }
 
 /** Writes with `inflight` requests in flight for `seconds`; the acknowledged rate. */
-export async function writeClosedLoop(base: string, options: { prefix: string; inflight: number; seconds: number; valueBytes: number }): Promise<WriterResult> {
+export async function writeClosedLoop(
+  base: string,
+  options: { prefix: string; inflight: number; seconds: number; valueBytes: number },
+): Promise<WriterResult> {
   const value = Buffer.alloc(options.valueBytes, 0x65)
   let sent = 0
   let acked = 0

@@ -20,7 +20,10 @@ interface Profile {
   timeDeltas: number[]
 }
 
-export function topSelfTime(profile: Profile, count: number): { name: string; where: string; ms: number; percent: number }[] {
+export function topSelfTime(
+  profile: Profile,
+  count: number,
+): { name: string; where: string; ms: number; percent: number }[] {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]))
   const self = new Map<string, { name: string; where: string; us: number }>()
   let total = 0
@@ -41,7 +44,12 @@ export function topSelfTime(profile: Profile, count: number): { name: string; wh
   return [...self.values()]
     .sort((a, b) => b.us - a.us)
     .slice(0, count)
-    .map((slot) => ({ name: slot.name, where: slot.where, ms: Math.round(slot.us / 100) / 10, percent: Math.round((slot.us / total) * 1000) / 10 }))
+    .map((slot) => ({
+      name: slot.name,
+      where: slot.where,
+      ms: Math.round(slot.us / 100) / 10,
+      percent: Math.round((slot.us / total) * 1000) / 10,
+    }))
 }
 
 if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '')) {
@@ -49,6 +57,8 @@ if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].sp
   if (file === undefined) throw new Error('usage: cpuprofile-top.ts FILE.cpuprofile [count]')
   const profile = JSON.parse(await readFile(file, 'utf8')) as Profile
   for (const row of topSelfTime(profile, Number(process.argv[3] ?? 15))) {
-    process.stdout.write(`${row.percent.toFixed(1).padStart(5)}%  ${row.ms.toFixed(1).padStart(8)} ms  ${row.name}  ${row.where}\n`)
+    process.stdout.write(
+      `${row.percent.toFixed(1).padStart(5)}%  ${row.ms.toFixed(1).padStart(8)} ms  ${row.name}  ${row.where}\n`,
+    )
   }
 }

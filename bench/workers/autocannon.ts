@@ -54,7 +54,17 @@ async function run(target: LoadTarget, seconds: number | undefined, prefix: stri
 }
 
 if (spec.warmupSeconds !== undefined && spec.warmupSeconds > 0) {
-  await Promise.all(spec.targets.map((target) => run({ ...target, amount: undefined }, spec.warmupSeconds, target.method === 'PUT' ? `warm-${target.keyPrefix}` : target.keyPrefix)))
+  await Promise.all(
+    spec.targets.map((target) =>
+      run(
+        { ...target, amount: undefined },
+        spec.warmupSeconds,
+        target.method === 'PUT' ? `warm-${target.keyPrefix}` : target.keyPrefix,
+      ),
+    ),
+  )
 }
-const results = await Promise.all(spec.targets.map((target) => run(target, target.amount === undefined ? spec.seconds : undefined, target.keyPrefix)))
+const results = await Promise.all(
+  spec.targets.map((target) => run(target, target.amount === undefined ? spec.seconds : undefined, target.keyPrefix)),
+)
 process.stdout.write(`${JSON.stringify(results)}\n`)

@@ -15,7 +15,11 @@ app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => d
 
 app.put<{ Params: { '*': string }; Body: Buffer | undefined }>('/v1/kv/*', async (request, reply) => {
   const key = request.params['*']
-  const entry = { value: request.body ?? Buffer.alloc(0), contentType: request.headers['content-type'] ?? 'application/octet-stream', version: ++version }
+  const entry = {
+    value: request.body ?? Buffer.alloc(0),
+    contentType: request.headers['content-type'] ?? 'application/octet-stream',
+    version: ++version,
+  }
   map.set(key, entry)
   reply.header('etag', `"${entry.version}"`)
   return { key, version: String(entry.version) }
@@ -30,7 +34,9 @@ app.get<{ Params: { '*': string } }>('/v1/kv/*', async (request, reply) => {
 
 await app.listen({ port: 0, host: '127.0.0.1' })
 const address = app.server.address()
-process.stdout.write(`${JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 })}\n`)
+process.stdout.write(
+  `${JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 })}\n`,
+)
 const stop = (): void => void app.close().then(() => process.exit(0))
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)

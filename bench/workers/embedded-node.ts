@@ -72,7 +72,12 @@ function load(command: LoadCommand): Promise<Record<string, unknown>> {
         if (active === 0) {
           finished = true
           clearInterval(ticker)
-          resolve({ acked, errors, seconds: (performance.now() - started) / 1000, ...(firstError === undefined ? {} : { firstError }) })
+          resolve({
+            acked,
+            errors,
+            seconds: (performance.now() - started) / 1000,
+            ...(firstError === undefined ? {} : { firstError }),
+          })
         }
         return
       }
@@ -80,18 +85,21 @@ function load(command: LoadCommand): Promise<Record<string, unknown>> {
       while (active < command.inflight && issued < allowed) {
         const key = `${command.prefix}${issued++}`
         active++
-        node.put(key, value).then(
-          () => {
-            acked++
-          },
-          (error: unknown) => {
-            errors++
-            firstError ??= String(error)
-          },
-        ).finally(() => {
-          active--
-          pump()
-        })
+        node
+          .put(key, value)
+          .then(
+            () => {
+              acked++
+            },
+            (error: unknown) => {
+              errors++
+              firstError ??= String(error)
+            },
+          )
+          .finally(() => {
+            active--
+            pump()
+          })
       }
     }
     pump()

@@ -7,6 +7,8 @@ server.on('connection', (socket) => {
 })
 server.on('listening', () => {
   const address = server.address()
-  process.stdout.write(`${JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 })}\n`)
+  process.stdout.write(
+    `${JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 })}\n`,
+  )
 })
 process.on('SIGTERM', () => server.close(() => process.exit(0)))

@@ -76,7 +76,8 @@ function given(flagValue: string | undefined, flag: string, env: Environment): G
 
 export function resolveNodeConfig(flags: NodeFlags, env: Environment): NodeConfig {
   const dir = given(flags.dir, 'dir', env)
-  if (dir === undefined || dir.text.trim() === '') throw configError(`a data directory is required: --dir DIR or ${envName('dir')}`)
+  if (dir === undefined || dir.text.trim() === '')
+    throw configError(`a data directory is required: --dir DIR or ${envName('dir')}`)
   const host = given(flags.host, 'host', env)
   if (host !== undefined && host.text.trim() === '') throw configError(`${host.source} must not be empty`)
   const keyBytesMax = optionalPositiveInteger(given(flags.keyBytesMax, 'key-bytes-max', env))
@@ -92,8 +93,10 @@ export function resolveNodeConfig(flags: NodeFlags, env: Environment): NodeConfi
   const advertise = given(flags.advertiseUrl, 'advertise-url', env)
   const role = given(flags.role, 'role', env)
   const logRetainText = given(flags.logRetain, 'log-retain', env)
-  const logRetainEntries = logRetainText === undefined ? undefined : logRetainText.text === '0' ? 0 : optionalPositiveInteger(logRetainText)
-  if (role !== undefined && role.text !== 'member' && role.text !== 'replica') throw configError(`${role.source} must be member or replica, got ${JSON.stringify(role.text)}`)
+  const logRetainEntries =
+    logRetainText === undefined ? undefined : logRetainText.text === '0' ? 0 : optionalPositiveInteger(logRetainText)
+  if (role !== undefined && role.text !== 'member' && role.text !== 'replica')
+    throw configError(`${role.source} must be member or replica, got ${JSON.stringify(role.text)}`)
   return {
     role: (role?.text ?? 'member') as 'member' | 'replica',
     ...(logRetainEntries === undefined ? {} : { logRetainEntries }),
@@ -129,9 +132,12 @@ function baseUrl(setting: Given): string {
   try {
     url = new URL(setting.text)
   } catch {
-    throw configError(`${setting.source} must hold http(s) URLs such as http://127.0.0.1:7701, not ${JSON.stringify(setting.text)}`)
+    throw configError(
+      `${setting.source} must hold http(s) URLs such as http://127.0.0.1:7701, not ${JSON.stringify(setting.text)}`,
+    )
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw configError(`${setting.source}: ${JSON.stringify(setting.text)} is not an http(s) URL`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw configError(`${setting.source}: ${JSON.stringify(setting.text)} is not an http(s) URL`)
   return url.origin
 }
 
@@ -144,7 +150,8 @@ function defaultAdvertiseUrl(host: string, portNumber: number): string {
 function port(setting: Given | undefined): number {
   if (setting === undefined) return PORT_DEFAULT
   const value = Number(setting.text)
-  if (!/^[0-9]{1,5}$/.test(setting.text) || value > 65_535) throw configError(`${setting.source} must be a port number from 0 to 65535, not ${JSON.stringify(setting.text)}`)
+  if (!/^[0-9]{1,5}$/.test(setting.text) || value > 65_535)
+    throw configError(`${setting.source} must be a port number from 0 to 65535, not ${JSON.stringify(setting.text)}`)
   return value
 }
 
@@ -171,7 +178,8 @@ function flag(setting: Given | undefined): boolean {
 function logLevel(setting: Given | undefined): LogLevel {
   if (setting === undefined) return LOG_LEVEL_DEFAULT
   const level = LOG_LEVELS.find((candidate) => candidate === setting.text.trim().toLowerCase())
-  if (level === undefined) throw configError(`${setting.source} must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(setting.text)}`)
+  if (level === undefined)
+    throw configError(`${setting.source} must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(setting.text)}`)
   return level
 }
 

@@ -20,9 +20,13 @@ export interface ValueInput {
   contentType: string
 }
 
-export async function readValue(argument: string | undefined, stdin: Readable & { isTTY?: boolean }): Promise<ValueInput> {
+export async function readValue(
+  argument: string | undefined,
+  stdin: Readable & { isTTY?: boolean },
+): Promise<ValueInput> {
   if (argument === undefined || argument === '-') {
-    if (argument === undefined && stdin.isTTY === true) throw new UsageError('no VALUE given: pass VALUE, - or @file, or pipe the value in')
+    if (argument === undefined && stdin.isTTY === true)
+      throw new UsageError('no VALUE given: pass VALUE, - or @file, or pipe the value in')
     return { bytes: await readStream(stdin, 'stdin'), contentType: BYTES_TYPE }
   }
   if (argument.startsWith('@')) return { bytes: await readFileBounded(argument.slice(1)), contentType: BYTES_TYPE }
@@ -48,19 +52,29 @@ async function readFileBounded(path: string): Promise<Uint8Array> {
     file = await open(path, 'r')
   } catch (error) {
     const code = (error as { code?: unknown }).code
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `cannot read ${path}: ${typeof code === 'string' ? code : String(error)}`, { cause: error })
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      `cannot read ${path}: ${typeof code === 'string' ? code : String(error)}`,
+      { cause: error },
+    )
   }
   try {
     return await readStream(file.createReadStream({ autoClose: false }), path)
   } catch (error) {
     if (error instanceof MeshError) throw error
     const code = (error as { code?: unknown }).code
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `cannot read ${path}: ${typeof code === 'string' ? code : String(error)}`, { cause: error })
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      `cannot read ${path}: ${typeof code === 'string' ? code : String(error)}`,
+      { cause: error },
+    )
   } finally {
     await file.close()
   }
 }
 
 function tooLarge(what: string): MeshError {
-  return new MeshError('MESHKV_ERR_VALUE_TOO_LARGE', `the value from ${what} is larger than ${INPUT_BYTES_MAX} bytes`, { details: { limitBytes: INPUT_BYTES_MAX } })
+  return new MeshError('MESHKV_ERR_VALUE_TOO_LARGE', `the value from ${what} is larger than ${INPUT_BYTES_MAX} bytes`, {
+    details: { limitBytes: INPUT_BYTES_MAX },
+  })
 }

@@ -4,7 +4,14 @@
  * compact JSON object per line (streams are always one object per line). Values in JSON appear
  * as the node shows them: JSON values parsed, text as a string, other bytes as `valueBase64`.
  */
-import type { ClientEntry, ClientListItem, ClientMember, ClientSibling, ClientStatus, ClientWatchEvent } from '../client/index.js'
+import type {
+  ClientEntry,
+  ClientListItem,
+  ClientMember,
+  ClientSibling,
+  ClientStatus,
+  ClientWatchEvent,
+} from '../client/index.js'
 
 export const OUTPUT_FORMATS = ['plain', 'json', 'ndjson'] as const
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number]
@@ -53,7 +60,13 @@ export function jsonText(format: OutputFormat, data: unknown): string {
 }
 
 export function entryJson(entry: ClientEntry): Record<string, unknown> {
-  const base = { key: entry.key, contentType: entry.contentType, version: entry.version, siblings: entry.siblingCount, ...valueFields(entry.value, entry.contentType) }
+  const base = {
+    key: entry.key,
+    contentType: entry.contentType,
+    version: entry.version,
+    siblings: entry.siblingCount,
+    ...valueFields(entry.value, entry.contentType),
+  }
   if (entry.siblings === undefined) return base
   return { ...base, siblings: entry.siblings.map(siblingJson) }
 }
@@ -76,7 +89,13 @@ export function siblingLines(entry: ClientEntry): string {
 }
 
 export function listItemJson(item: ClientListItem): Record<string, unknown> {
-  return { key: item.key, contentType: item.contentType, version: item.version, siblings: item.siblingCount, ...valueFields(item.value, item.contentType) }
+  return {
+    key: item.key,
+    contentType: item.contentType,
+    version: item.version,
+    siblings: item.siblingCount,
+    ...valueFields(item.value, item.contentType),
+  }
 }
 
 /** Plain `watch`: `<cursor> <event> <key or name> [value, delta or member]`. */
@@ -100,12 +119,28 @@ export function watchJson(event: ClientWatchEvent): Record<string, unknown> {
 
 /** `kvctl members`: one row per member. */
 export function memberLines(members: readonly ClientMember[]): string {
-  return table([['NODE', 'ROLE', 'STATE', 'URL'], ...members.map((member) => [member.nodeId + (member.self ? ' *' : ''), member.role, member.state, member.url ?? '-'])])
+  return table([
+    ['NODE', 'ROLE', 'STATE', 'URL'],
+    ...members.map((member) => [
+      member.nodeId + (member.self ? ' *' : ''),
+      member.role,
+      member.state,
+      member.url ?? '-',
+    ]),
+  ])
 }
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd() + '\n').join('')
+  return rows
+    .map(
+      (row) =>
+        row
+          .map((cell, column) => cell.padEnd(widths[column]!))
+          .join('  ')
+          .trimEnd() + '\n',
+    )
+    .join('')
 }
 
 export function statusLines(status: ClientStatus): string {
@@ -125,8 +160,29 @@ export function statusLines(status: ClientStatus): string {
   if (peers.length === 0) return head
   const rows = [['PEER', 'URL', 'STATE', 'LAG_CHANGES', 'LAG_MS', 'LAST_SEEN_MS']]
   for (const peer of peers) {
-    rows.push([peer.nodeId ?? '-', peer.url ?? '-', peer.state, String(peer.lagChanges), String(peer.lagMs), peer.lastSeenMs === null ? '-' : String(peer.lastSeenMs)])
+    rows.push([
+      peer.nodeId ?? '-',
+      peer.url ?? '-',
+      peer.state,
+      String(peer.lagChanges),
+      String(peer.lagMs),
+      peer.lastSeenMs === null ? '-' : String(peer.lastSeenMs),
+    ])
   }
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-  return head + 'peers:\n' + rows.map((row) => '  ' + row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd() + '\n').join('')
+  return (
+    head +
+    'peers:\n' +
+    rows
+      .map(
+        (row) =>
+          '  ' +
+          row
+            .map((cell, column) => cell.padEnd(widths[column]!))
+            .join('  ')
+            .trimEnd() +
+          '\n',
+      )
+      .join('')
+  )
 }

@@ -12,7 +12,17 @@ import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
 import { readValue } from './kvctl-input.js'
 import type { OutputFormat } from './kvctl-output.js'
-import { OUTPUT_FORMATS, entryJson, jsonText, listItemJson, memberLines, siblingLines, statusLines, watchJson, watchLine } from './kvctl-output.js'
+import {
+  OUTPUT_FORMATS,
+  entryJson,
+  jsonText,
+  listItemJson,
+  memberLines,
+  siblingLines,
+  statusLines,
+  watchJson,
+  watchLine,
+} from './kvctl-output.js'
 
 export const NODES_DEFAULT = 'http://127.0.0.1:7700'
 export const NODES_ENV = 'MESHKV_NODES'
@@ -75,14 +85,20 @@ export function buildProgram(io: KvctlIo): Command {
     .option('--if-match <version>', 'write only if the key is at this version')
     .option('--if-none-match', 'write only if the key has no value')
     .option('--context <version>', 'the version read before: replace exactly those siblings')
-    .action((key: string, value: string | undefined, options: PutOptions, command: Command) => put(context(command), key, value, options))
+    .action((key: string, value: string | undefined, options: PutOptions, command: Command) =>
+      put(context(command), key, value, options),
+    )
   verb('get <key>', 'read a value (raw bytes in plain output)')
     .option('--siblings', 'show every concurrent sibling')
     .option('--r <concern>', 'read concern: join the value from 1..n members, quorum or all', readConcern)
-    .action((key: string, options: { siblings?: boolean; r?: number | 'quorum' | 'all' }, command: Command) => get(context(command), key, options.siblings === true, options.r))
+    .action((key: string, options: { siblings?: boolean; r?: number | 'quorum' | 'all' }, command: Command) =>
+      get(context(command), key, options.siblings === true, options.r),
+    )
   verb('del <key>', 'delete a key')
     .option('--if-match <version>', 'delete only if the key is at this version')
-    .action((key: string, options: { ifMatch?: string }, command: Command) => del(context(command), key, options.ifMatch))
+    .action((key: string, options: { ifMatch?: string }, command: Command) =>
+      del(context(command), key, options.ifMatch),
+    )
   verb('ls', 'list keys in order, following pages')
     .option('--prefix <prefix>', 'only keys starting with this')
     .option('--start <key>', 'from this key (inclusive)')
@@ -94,22 +110,34 @@ export function buildProgram(io: KvctlIo): Command {
     .option('--prefix <prefix>', 'only keys and names starting with this')
     .option('--since <cursor>', 'resume after this cursor (the first field of a line)')
     .action((options: { prefix?: string; since?: string }, command: Command) => watch(context(command), options))
-  verb('incr <name> [delta]', 'add DELTA (default 1, may be negative) to a counter')
-    .action((name: string, delta: string | undefined, _options: unknown, command: Command) => incr(context(command), name, delta))
-  verb('sadd <name> <member...>', 'add members to a set')
-    .action((name: string, members: string[], _options: unknown, command: Command) => updateSet(context(command), name, members, 'add'))
-  verb('srem <name> <member...>', 'remove members from a set')
-    .action((name: string, members: string[], _options: unknown, command: Command) => updateSet(context(command), name, members, 'remove'))
-  verb('smembers <name>', 'list the members of a set')
-    .action((name: string, _options: unknown, command: Command) => setMembers(context(command), name))
-  verb('status', "show the node's status, its peers and their lag")
-    .action((_options: unknown, command: Command) => status(context(command)))
-  verb('members', 'list the members of the cluster, with their role and state')
-    .action((_options: unknown, command: Command) => members(context(command)))
-  verb('forget <nodeId>', 'forget a dead member for good (its changes stay; it no longer holds back w=all or garbage collection)')
-    .action((nodeId: string, _options: unknown, command: Command) => forget(context(command), nodeId))
-  verb('verify', 'compare the state digests of every --node; exit 1 when they differ')
-    .action((_options: unknown, command: Command) => verify(context(command)))
+  verb('incr <name> [delta]', 'add DELTA (default 1, may be negative) to a counter').action(
+    (name: string, delta: string | undefined, _options: unknown, command: Command) =>
+      incr(context(command), name, delta),
+  )
+  verb('sadd <name> <member...>', 'add members to a set').action(
+    (name: string, members: string[], _options: unknown, command: Command) =>
+      updateSet(context(command), name, members, 'add'),
+  )
+  verb('srem <name> <member...>', 'remove members from a set').action(
+    (name: string, members: string[], _options: unknown, command: Command) =>
+      updateSet(context(command), name, members, 'remove'),
+  )
+  verb('smembers <name>', 'list the members of a set').action((name: string, _options: unknown, command: Command) =>
+    setMembers(context(command), name),
+  )
+  verb('status', "show the node's status, its peers and their lag").action((_options: unknown, command: Command) =>
+    status(context(command)),
+  )
+  verb('members', 'list the members of the cluster, with their role and state').action(
+    (_options: unknown, command: Command) => members(context(command)),
+  )
+  verb(
+    'forget <nodeId>',
+    'forget a dead member for good (its changes stay; it no longer holds back w=all or garbage collection)',
+  ).action((nodeId: string, _options: unknown, command: Command) => forget(context(command), nodeId))
+  verb('verify', 'compare the state digests of every --node; exit 1 when they differ').action(
+    (_options: unknown, command: Command) => verify(context(command)),
+  )
   return program
 }
 
@@ -121,8 +149,18 @@ function makeContext(options: GlobalOptions, io: KvctlIo): Context {
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error })
   }
-  const concern = { ...(options.w === undefined ? {} : { w: options.w }), ...(options.timeoutMs === undefined ? {} : { waitMs: options.timeoutMs }) }
-  return { client, concern, nodes: parseEndpoints(nodes), format: options.output, io, out: (data) => write(io.stdout, data) }
+  const concern = {
+    ...(options.w === undefined ? {} : { w: options.w }),
+    ...(options.timeoutMs === undefined ? {} : { waitMs: options.timeoutMs }),
+  }
+  return {
+    client,
+    concern,
+    nodes: parseEndpoints(nodes),
+    format: options.output,
+    io,
+    out: (data) => write(io.stdout, data),
+  }
 }
 
 interface PutOptions {
@@ -145,7 +183,12 @@ async function put(context: Context, key: string, argument: string | undefined, 
   else await context.out(jsonText(context.format, result))
 }
 
-async function get(context: Context, key: string, siblings: boolean, r: number | 'quorum' | 'all' | undefined): Promise<void> {
+async function get(
+  context: Context,
+  key: string,
+  siblings: boolean,
+  r: number | 'quorum' | 'all' | undefined,
+): Promise<void> {
   const entry = await context.client.get(key, { siblings, ...(r === undefined ? {} : { r }) })
   if (entry === undefined) throw new MeshError('MESHKV_ERR_NOT_FOUND', `key ${JSON.stringify(key)} does not exist`)
   if (context.format !== 'plain') return context.out(jsonText(context.format, entryJson(entry)))
@@ -170,7 +213,13 @@ interface ListOptions {
 }
 
 async function list(context: Context, options: ListOptions): Promise<void> {
-  const items = context.client.scan({ prefix: options.prefix, start: options.start, end: options.end, limit: options.limit, reverse: options.reverse === true })
+  const items = context.client.scan({
+    prefix: options.prefix,
+    start: options.start,
+    end: options.end,
+    limit: options.limit,
+    reverse: options.reverse === true,
+  })
   // `json` streams one array, so a long listing never sits in memory.
   let count = 0
   if (context.format === 'json') await context.out('[')
@@ -189,7 +238,11 @@ async function watch(context: Context, options: { prefix?: string; since?: strin
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
   try {
-    for await (const event of context.client.watch({ prefix: options.prefix, since: options.since, signal: controller.signal })) {
+    for await (const event of context.client.watch({
+      prefix: options.prefix,
+      since: options.since,
+      signal: controller.signal,
+    })) {
       await context.out(context.format === 'plain' ? watchLine(event) : jsonText('ndjson', watchJson(event)))
     }
   } finally {
@@ -206,7 +259,10 @@ async function incr(context: Context, name: string, deltaText: string | undefine
 }
 
 async function updateSet(context: Context, name: string, members: string[], change: 'add' | 'remove'): Promise<void> {
-  const after = change === 'add' ? await context.client.sadd(name, members, context.concern) : await context.client.srem(name, members, context.concern)
+  const after =
+    change === 'add'
+      ? await context.client.sadd(name, members, context.concern)
+      : await context.client.srem(name, members, context.concern)
   await showMembers(context, name, after)
 }
 
@@ -235,7 +291,11 @@ async function members(context: Context): Promise<void> {
 
 async function forget(context: Context, nodeId: string): Promise<void> {
   const list = await context.client.forget(nodeId)
-  await context.out(context.format === 'plain' ? `forgot ${nodeId}\n${memberLines(list)}` : jsonText(context.format, { forgotten: nodeId, members: list }))
+  await context.out(
+    context.format === 'plain'
+      ? `forgot ${nodeId}\n${memberLines(list)}`
+      : jsonText(context.format, { forgotten: nodeId, members: list }),
+  )
 }
 
 function readConcern(value: string): number | 'quorum' | 'all' {
@@ -257,12 +317,16 @@ async function verify(context: Context): Promise<void> {
   const same = digests.size === 1 && !digests.has(undefined)
   if (context.format === 'plain') {
     const lines = answers.map(({ node, digest, error }) =>
-      digest !== undefined ? `${node}  ${digest.digest}  keys=${digest.keys}\n` : `${node}  unreachable: ${errorMessage(error)}\n`,
+      digest !== undefined
+        ? `${node}  ${digest.digest}  keys=${digest.keys}\n`
+        : `${node}  unreachable: ${errorMessage(error)}\n`,
     )
     await context.out(lines.join('') + (same ? `equal on ${answers.length} nodes\n` : 'DIFFERENT\n'))
   } else {
     const nodes = answers.map(({ node, digest, error }) =>
-      digest !== undefined ? { node, digest: digest.digest, keys: digest.keys, vc: digest.vc } : { node, error: errorMessage(error) },
+      digest !== undefined
+        ? { node, digest: digest.digest, keys: digest.keys, vc: digest.vc }
+        : { node, error: errorMessage(error) },
     )
     await context.out(jsonText(context.format, { equal: same, nodes }))
   }
@@ -271,7 +335,8 @@ async function verify(context: Context): Promise<void> {
   if (!same) throw new MeshError('MESHKV_ERR_INTERNAL', 'the nodes hold different states (digests differ)')
 }
 
-type VerifyAnswer = { node: string; digest: ClientDigest; error: undefined } | { node: string; digest: undefined; error: unknown }
+type VerifyAnswer =
+  { node: string; digest: ClientDigest; error: undefined } | { node: string; digest: undefined; error: unknown }
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
@@ -286,13 +351,15 @@ function writeConcern(text: string): WriteConcern {
 
 function positiveInteger(text: string): number {
   const value = Number(text)
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError('it must be a positive integer')
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < 1)
+    throw new InvalidArgumentError('it must be a positive integer')
   return value
 }
 
 function integer(text: string, name: string): number {
   const value = Number(text)
-  if (!/^-?[0-9]+$/.test(text) || !Number.isSafeInteger(value)) throw new UsageError(`${name} must be an integer, not ${JSON.stringify(text)}`)
+  if (!/^-?[0-9]+$/.test(text) || !Number.isSafeInteger(value))
+    throw new UsageError(`${name} must be an integer, not ${JSON.stringify(text)}`)
   return value
 }
 

@@ -27,7 +27,8 @@ const READY_WAIT_MS = 30_000
 const MESHKV_BIN = fileURLToPath(new URL('../../bin/meshkv.js', import.meta.url))
 
 export async function runLocalCluster(config: LocalClusterConfig): Promise<void> {
-  if (!Number.isSafeInteger(config.nodes) || config.nodes < 1 || config.nodes > 9) throw new MeshError('MESHKV_ERR_CONFIG', '--nodes must be from 1 to 9')
+  if (!Number.isSafeInteger(config.nodes) || config.nodes < 1 || config.nodes > 9)
+    throw new MeshError('MESHKV_ERR_CONFIG', '--nodes must be from 1 to 9')
   await mkdir(config.dir, { recursive: true })
   const secret = await clusterSecret(config.dir)
   const urls = Array.from({ length: config.nodes }, (_, index) => `http://${config.host}:${config.basePort + index}`)
@@ -38,7 +39,9 @@ export async function runLocalCluster(config: LocalClusterConfig): Promise<void>
     urls.map(async (url, index) => {
       const ready = await waitReady(url, children[index] as ChildProcess)
       const name = `node${index + 1}`
-      process.stdout.write(`  ${name}  ${url}  ${ready ? 'ready' : 'NOT READY (see its log)'}  log: ${join(config.dir, `${name}.log`)}\n`)
+      process.stdout.write(
+        `  ${name}  ${url}  ${ready ? 'ready' : 'NOT READY (see its log)'}  log: ${join(config.dir, `${name}.log`)}\n`,
+      )
     }),
   )
   process.stdout.write(`\nTry it (every node takes reads and writes):\n`)
@@ -66,7 +69,18 @@ function startNode(config: LocalClusterConfig, urls: string[], index: number, se
   const log = createWriteStream(join(config.dir, `${name}.log`), { flags: 'a' })
   const child = spawn(
     process.execPath,
-    [MESHKV_BIN, 'node', '--dir', join(config.dir, name), '--port', String(config.basePort + index), '--host', config.host, '--peers', urls.filter((_, other) => other !== index).join(',')],
+    [
+      MESHKV_BIN,
+      'node',
+      '--dir',
+      join(config.dir, name),
+      '--port',
+      String(config.basePort + index),
+      '--host',
+      config.host,
+      '--peers',
+      urls.filter((_, other) => other !== index).join(','),
+    ],
     { env: { ...process.env, MESHKV_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'] },
   )
   child.stdout?.pipe(log)
@@ -97,7 +111,13 @@ function stopOnSignals(children: ChildProcess[]): void {
     const signal = stopping ? 'SIGKILL' : 'SIGTERM'
     stopping = true
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-    void Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise((done) => child.once('exit', done))))).then(() => process.exit(0))
+    void Promise.all(
+      children.map((child) =>
+        child.exitCode !== null || child.signalCode !== null
+          ? undefined
+          : new Promise((done) => child.once('exit', done)),
+      ),
+    ).then(() => process.exit(0))
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)

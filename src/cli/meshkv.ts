@@ -47,7 +47,15 @@ function buildProgram(): Command {
     .description('meshkv: a multi-master replicated key-value store.')
     .version(PACKAGE_VERSION, '-V, --version')
     .exitOverride()
-    .configureOutput({ outputError: (text, writeErr) => writeErr(`meshkv: ${text.replace(/^error:\s*/, '').replace(/\s*\n\s*/g, ' ').trim()} (see meshkv --help)\n`) })
+    .configureOutput({
+      outputError: (text, writeErr) =>
+        writeErr(
+          `meshkv: ${text
+            .replace(/^error:\s*/, '')
+            .replace(/\s*\n\s*/g, ' ')
+            .trim()} (see meshkv --help)\n`,
+        ),
+    })
   program
     .command('node')
     .description('run one node (each flag falls back to MESHKV_<FLAG>, e.g. MESHKV_PORT)')
@@ -61,10 +69,16 @@ function buildProgram(): Command {
     .option('--peers <urls>', 'comma-separated peer URLs to replicate with (MESHKV_PEERS)')
     .option('--secret <secret>', 'cluster secret, required with peers (MESHKV_SECRET)')
     .option('--cluster-id <id>', 'nodes of other clusters are refused (MESHKV_CLUSTER_ID, default meshkv)')
-    .option('--advertise-url <url>', 'the URL peers reach this node at (MESHKV_ADVERTISE_URL, default http://HOST:PORT)')
+    .option(
+      '--advertise-url <url>',
+      'the URL peers reach this node at (MESHKV_ADVERTISE_URL, default http://HOST:PORT)',
+    )
     .option('--peer-timeout-ms <ms>', 'a peer silent this long is down (MESHKV_PEER_TIMEOUT_MS, default 5000)')
     .option('--role <role>', 'member (reads and writes) or replica (reads only; MESHKV_ROLE, default member)')
-    .option('--log-retain <entries>', 'log entries kept after every member holds them, for watch resume (MESHKV_LOG_RETAIN, default 1000)')
+    .option(
+      '--log-retain <entries>',
+      'log entries kept after every member holds them, for watch resume (MESHKV_LOG_RETAIN, default 1000)',
+    )
     .action(async (flags: NodeFlags) => {
       const running = await startNode(resolveNodeConfig(flags, process.env))
       handleSignals(running)
@@ -79,7 +93,8 @@ function buildProgram(): Command {
     .action(async (flags: { dir: string; nodes: string; basePort: string; host: string }) => {
       const nodes = Number(flags.nodes)
       const basePort = Number(flags.basePort)
-      if (!Number.isSafeInteger(basePort) || basePort < 1 || basePort + nodes > 65_536) throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
+      if (!Number.isSafeInteger(basePort) || basePort < 1 || basePort + nodes > 65_536)
+        throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
       await runLocalCluster({ dir: flags.dir, nodes, basePort, host: flags.host })
     })
   return program
@@ -109,7 +124,17 @@ async function startNode(config: NodeConfig): Promise<Running> {
     app = await buildApp(node, { logger: log })
     node.attach(app.server)
     const url = await listen(app, config)
-    log.info({ url, dir: config.dir, version: PACKAGE_VERSION, peers: config.peers, advertiseUrl: config.advertiseUrl, role: config.role }, 'listening')
+    log.info(
+      {
+        url,
+        dir: config.dir,
+        version: PACKAGE_VERSION,
+        peers: config.peers,
+        advertiseUrl: config.advertiseUrl,
+        role: config.role,
+      },
+      'listening',
+    )
     return { node, app, log }
   } catch (error) {
     if (app !== undefined) await closeApp(app).catch(() => undefined)
@@ -124,11 +149,15 @@ async function listen(app: FastifyInstance, config: NodeConfig): Promise<string>
   } catch (error) {
     const code = (error as { code?: unknown }).code
     // Another process holds the port, as with a locked directory: exit 1, not a usage error.
-    if (code === 'EADDRINUSE') throw new StartError(`port ${config.port} on ${config.host} is already in use by another process`, { cause: error })
+    if (code === 'EADDRINUSE')
+      throw new StartError(`port ${config.port} on ${config.host} is already in use by another process`, {
+        cause: error,
+      })
     if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
       throw new MeshError('MESHKV_ERR_CONFIG', `cannot listen on host ${config.host} (${code})`, { cause: error })
     }
-    if (code === 'EACCES') throw new MeshError('MESHKV_ERR_CONFIG', `no permission to listen on port ${config.port}`, { cause: error })
+    if (code === 'EACCES')
+      throw new MeshError('MESHKV_ERR_CONFIG', `no permission to listen on port ${config.port}`, { cause: error })
     throw error
   }
 }

@@ -22,7 +22,10 @@ export async function readAnswer(response: Response, endpoint: string): Promise<
   const length = Number(response.headers.get('content-length') ?? '0')
   if (length > RESPONSE_BYTES_MAX) {
     await response.body?.cancel()
-    throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `the answer from ${endpoint} is ${length} bytes; the client reads at most ${RESPONSE_BYTES_MAX}`)
+    throw new MeshError(
+      'MESHKV_ERR_FRAME_TOO_LARGE',
+      `the answer from ${endpoint} is ${length} bytes; the client reads at most ${RESPONSE_BYTES_MAX}`,
+    )
   }
   const body = new Uint8Array(await response.arrayBuffer())
   return { status: response.status, headers: response.headers, body, endpoint }
@@ -70,6 +73,12 @@ export function entryWithSiblings(key: string, answer: Answer): ClientEntry | un
   const siblings = raw.map(sibling)
   const winner = winningSibling(siblings)
   if (winner === undefined || winner.value === null || winner.contentType === null) return undefined
-  return { key, value: winner.value, contentType: winner.contentType, version: stringField(body, 'version'), siblingCount: siblings.length, siblings }
+  return {
+    key,
+    value: winner.value,
+    contentType: winner.contentType,
+    version: stringField(body, 'version'),
+    siblingCount: siblings.length,
+    siblings,
+  }
 }
-

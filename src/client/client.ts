@@ -38,7 +38,17 @@ import type {
   WriteConcern,
 } from './types.js'
 import { readEvents } from './watch-stream.js'
-import { BYTES_TYPE, TEXT_TYPE, entityTagOf, listItem, malformed, numberField, stringArrayField, stringField, versionFromEntityTag } from './wire.js'
+import {
+  BYTES_TYPE,
+  TEXT_TYPE,
+  entityTagOf,
+  listItem,
+  malformed,
+  numberField,
+  stringArrayField,
+  stringField,
+  versionFromEntityTag,
+} from './wire.js'
 
 export const TIMEOUT_MS_DEFAULT = 10_000
 export const TIMEOUT_MS_MAX = 10 * 60_000
@@ -72,9 +82,11 @@ export class MeshClient {
   readonly #session = new Session()
 
   constructor(options: MeshClientOptions) {
-    if (typeof options !== 'object' || options === null) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'MeshClient takes an options object with nodes')
+    if (typeof options !== 'object' || options === null)
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'MeshClient takes an options object with nodes')
     const policy = options.policy ?? 'sticky'
-    if (!isRoutingPolicy(policy)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'policy must be sticky or round-robin')
+    if (!isRoutingPolicy(policy))
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'policy must be sticky or round-robin')
     const timeoutMs = options.timeoutMs ?? TIMEOUT_MS_DEFAULT
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > TIMEOUT_MS_MAX) {
       throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `timeoutMs must be an integer from 1 to ${TIMEOUT_MS_MAX}`)
@@ -120,7 +132,11 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'GET',
       path: keyPath(key),
-      query: { siblings: siblings ? 'true' : undefined, timeout_ms: waitOf(options.waitMs), r: options.r === undefined ? undefined : String(options.r) },
+      query: {
+        siblings: siblings ? 'true' : undefined,
+        timeout_ms: waitOf(options.waitMs),
+        r: options.r === undefined ? undefined : String(options.r),
+      },
       headers: this.#readHeaders(options.after),
       idempotent: true,
       signal: options.signal,
@@ -138,7 +154,8 @@ export class MeshClient {
   }
 
   async put(key: string, value: Uint8Array | string, options: ClientPutOptions = {}): Promise<ClientWriteResult> {
-    if (typeof value !== 'string' && !(value instanceof Uint8Array)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a value is a Uint8Array or a string')
+    if (typeof value !== 'string' && !(value instanceof Uint8Array))
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a value is a Uint8Array or a string')
     const contentType = options.contentType ?? (typeof value === 'string' ? TEXT_TYPE : BYTES_TYPE)
     const answer = await this.#send({
       method: 'PUT',
@@ -223,7 +240,8 @@ export class MeshClient {
 
   /** Adds `delta` (default 1) to a counter; resolves to its value after the add. */
   async incr(name: string, delta = 1, options: ClientConcernOptions = {}): Promise<number> {
-    if (!Number.isSafeInteger(delta) || delta === 0) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a counter delta must be a non-zero integer')
+    if (!Number.isSafeInteger(delta) || delta === 0)
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a counter delta must be a non-zero integer')
     const answer = await this.#send({
       method: 'POST',
       path: namePath('counters', name),
@@ -283,13 +301,19 @@ export class MeshClient {
   async members(options: { signal?: AbortSignal } = {}): Promise<ClientMember[]> {
     const answer = await this.#send({ method: 'GET', path: '/v1/members', idempotent: true, signal: options.signal })
     const body = jsonOf(answer)
-    if (!Array.isArray(body['members'])) throw new MeshError('MESHKV_ERR_DECODE', 'the node answered members without a members list')
+    if (!Array.isArray(body['members']))
+      throw new MeshError('MESHKV_ERR_DECODE', 'the node answered members without a members list')
     return body['members'] as ClientMember[]
   }
 
   /** Forgets a dead member for good (through the node the policy picks). Idempotent. */
   async forget(nodeId: string, options: { signal?: AbortSignal } = {}): Promise<ClientMember[]> {
-    const answer = await this.#send({ method: 'DELETE', path: `/v1/members/${encodeURIComponent(nodeId)}`, idempotent: true, signal: options.signal })
+    const answer = await this.#send({
+      method: 'DELETE',
+      path: `/v1/members/${encodeURIComponent(nodeId)}`,
+      idempotent: true,
+      signal: options.signal,
+    })
     checkAnswer(answer)
     const body = jsonOf(answer)
     return body['members'] as ClientMember[]
@@ -314,7 +338,14 @@ export class MeshClient {
     let opened: { stream: ReadableStream<Uint8Array>; endpoint: string }
     try {
       opened = await this.#exchange(
-        { method: 'GET', path: '/v1/watch', query: { prefix: options.prefix, since: options.since }, headers: { accept: 'text/event-stream' }, idempotent: true, signal },
+        {
+          method: 'GET',
+          path: '/v1/watch',
+          query: { prefix: options.prefix, since: options.since },
+          headers: { accept: 'text/event-stream' },
+          idempotent: true,
+          signal,
+        },
         async (response, endpoint) => {
           if (response.status !== 200) checkAnswer(await readAnswer(response, endpoint))
           if (response.body === null) throw malformed('the watch stream has no body')
@@ -328,7 +359,11 @@ export class MeshClient {
     yield* readEvents(opened.stream, opened.endpoint, signal)
   }
 
-  async #updateSet(name: string, change: { add?: string[]; remove?: string[] }, options: ClientConcernOptions): Promise<string[]> {
+  async #updateSet(
+    name: string,
+    change: { add?: string[]; remove?: string[] },
+    options: ClientConcernOptions,
+  ): Promise<string[]> {
     const answer = await this.#send({
       method: 'POST',
       path: namePath('sets', name),
@@ -375,13 +410,22 @@ export class MeshClient {
     throw unreachable(failures)
   }
 
-  async #attempt<T>(endpoint: string, spec: RequestSpec, read: (response: Response, endpoint: string) => Promise<T>): Promise<Attempt<T>> {
+  async #attempt<T>(
+    endpoint: string,
+    spec: RequestSpec,
+    read: (response: Response, endpoint: string) => Promise<T>,
+  ): Promise<Attempt<T>> {
     const timer = new AbortController()
     const timeout = setTimeout(() => timer.abort(), this.timeoutMs)
     const signal = spec.signal === undefined ? timer.signal : AbortSignal.any([spec.signal, timer.signal])
     let responded = false
     try {
-      const response = await this.#fetch(urlOf(endpoint, spec), { method: spec.method, headers: definedHeaders(spec.headers), body: spec.body, signal })
+      const response = await this.#fetch(urlOf(endpoint, spec), {
+        method: spec.method,
+        headers: definedHeaders(spec.headers),
+        body: spec.body,
+        signal,
+      })
       responded = true
       if (response.status === 503) {
         const error = errorFromProblem(503, await readProblemBody(response), endpoint)
@@ -396,7 +440,12 @@ export class MeshClient {
     } catch (error) {
       if (error instanceof MeshError) throw error
       throwIfAborted(spec.signal)
-      const failure = classifyFetchError(error, { endpoint, timeoutMs: this.timeoutMs, timedOut: timer.signal.aborted, responded })
+      const failure = classifyFetchError(error, {
+        endpoint,
+        timeoutMs: this.timeoutMs,
+        timedOut: timer.signal.aborted,
+        responded,
+      })
       if (failure === undefined) throw error
       return { ok: false, failure }
     } finally {
@@ -407,19 +456,26 @@ export class MeshClient {
 
 /** `/v1/kv/<key>` with each `/`-separated segment percent-encoded. */
 export function keyPath(key: string): string {
-  if (typeof key !== 'string' || key.length === 0) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key must be a non-empty string')
-  if (!key.isWellFormed()) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key is not valid UTF-8 (it holds a lone surrogate)')
+  if (typeof key !== 'string' || key.length === 0)
+    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key must be a non-empty string')
+  if (!key.isWellFormed())
+    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key is not valid UTF-8 (it holds a lone surrogate)')
   const segments = key.split('/')
   // URLs resolve `.` and `..` segments (even percent-encoded), so such a key would reach another path.
   if (segments.some((segment) => segment === '.' || segment === '..')) {
-    throw new MeshError('MESHKV_ERR_INVALID_KEY', `the key ${JSON.stringify(key)} has a . or .. segment, which cannot travel in a URL path`)
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_KEY',
+      `the key ${JSON.stringify(key)} has a . or .. segment, which cannot travel in a URL path`,
+    )
   }
   return '/v1/kv/' + segments.map(encodeURIComponent).join('/')
 }
 
 function namePath(space: 'counters' | 'sets', name: string): string {
-  if (typeof name !== 'string' || name.length === 0) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name must be a non-empty string')
-  if (!name.isWellFormed()) throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name is not valid UTF-8 (it holds a lone surrogate)')
+  if (typeof name !== 'string' || name.length === 0)
+    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name must be a non-empty string')
+  if (!name.isWellFormed())
+    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name is not valid UTF-8 (it holds a lone surrogate)')
   if (name === '.' || name === '..') throw new MeshError('MESHKV_ERR_INVALID_KEY', 'a name cannot be . or ..')
   return `/v1/${space}/${encodeURIComponent(name)}`
 }
@@ -444,7 +500,8 @@ function writeConcernOf(w: WriteConcern | undefined): string | undefined {
 
 function waitOf(waitMs: number | undefined): string | undefined {
   if (waitMs === undefined) return undefined
-  if (!Number.isSafeInteger(waitMs) || waitMs < 0) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'waitMs must be a non-negative integer')
+  if (!Number.isSafeInteger(waitMs) || waitMs < 0)
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'waitMs must be a non-negative integer')
   return String(waitMs)
 }
 
@@ -462,7 +519,8 @@ function definedHeaders(headers: Record<string, string | undefined> | undefined)
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true) throw new MeshError('MESHKV_ERR_ABORTED', 'the request was aborted', { cause: signal.reason })
+  if (signal?.aborted === true)
+    throw new MeshError('MESHKV_ERR_ABORTED', 'the request was aborted', { cause: signal.reason })
 }
 
 function unreachable(failures: readonly AttemptFailure[]): MeshError {
@@ -470,7 +528,13 @@ function unreachable(failures: readonly AttemptFailure[]): MeshError {
   const last = failures[failures.length - 1]
   return new MeshError('MESHKV_ERR_UNREACHABLE', `no node could take the request: ${summary}`, {
     cause: last?.error,
-    details: { attempts: failures.map((failure) => ({ endpoint: failure.endpoint, kind: failure.kind, code: failure.error.code, message: failure.error.message })) },
+    details: {
+      attempts: failures.map((failure) => ({
+        endpoint: failure.endpoint,
+        kind: failure.kind,
+        code: failure.error.code,
+        message: failure.error.message,
+      })),
+    },
   })
 }
-

@@ -22,8 +22,10 @@ export const ENDPOINTS_MAX = 64
 export function parseEndpoints(nodes: readonly string[] | string): string[] {
   const parts = typeof nodes === 'string' ? nodes.split(',') : [...nodes]
   const endpoints = parts.map((part) => (typeof part === 'string' ? part.trim() : '')).filter((part) => part.length > 0)
-  if (endpoints.length === 0) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'at least one node URL is required (e.g. http://127.0.0.1:7700)')
-  if (endpoints.length > ENDPOINTS_MAX) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `at most ${ENDPOINTS_MAX} node URLs are allowed`)
+  if (endpoints.length === 0)
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'at least one node URL is required (e.g. http://127.0.0.1:7700)')
+  if (endpoints.length > ENDPOINTS_MAX)
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `at most ${ENDPOINTS_MAX} node URLs are allowed`)
   return endpoints.map(normalizeEndpoint)
 }
 
@@ -32,13 +34,20 @@ function normalizeEndpoint(text: string): string {
   try {
     url = new URL(text)
   } catch (error) {
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `${JSON.stringify(text)} is not a node URL (e.g. http://127.0.0.1:7700)`, { cause: error })
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      `${JSON.stringify(text)} is not a node URL (e.g. http://127.0.0.1:7700)`,
+      { cause: error },
+    )
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `the node URL ${JSON.stringify(text)} must use http: or https:`)
   }
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `the node URL ${JSON.stringify(text)} must not carry a query, fragment or credentials`)
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      `the node URL ${JSON.stringify(text)} must not carry a query, fragment or credentials`,
+    )
   }
   return url.href.replace(/\/+$/, '')
 }
@@ -48,7 +57,10 @@ function normalizeEndpoint(text: string): string {
  * keeping the order and dropping repeats. A name that does not resolve is kept as it is (the
  * request to it then fails like any unreachable node).
  */
-export async function expandEndpoints(endpoints: readonly string[], lookup: (hostname: string) => Promise<readonly string[]>): Promise<string[]> {
+export async function expandEndpoints(
+  endpoints: readonly string[],
+  lookup: (hostname: string) => Promise<readonly string[]>,
+): Promise<string[]> {
   const expanded: string[] = []
   for (const endpoint of endpoints) {
     const url = new URL(endpoint)

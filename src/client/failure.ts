@@ -11,7 +11,15 @@ import type { ErrorCode } from '../errors.js'
 import { MeshError, isErrorCode } from '../errors.js'
 
 /** Socket error codes of a connection that never opened: the request cannot have been run. */
-const NOT_DELIVERED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'])
+const NOT_DELIVERED_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+])
 
 /**
  * Socket error codes of a connection that broke after the request may have gone out (reset,
@@ -56,13 +64,19 @@ export function classifyFetchError(error: unknown, attempt: AttemptContext): Att
   const { endpoint, timeoutMs } = attempt
   if (attempt.timedOut) {
     const message = `no answer from ${endpoint} within ${timeoutMs} ms`
-    return { kind: 'maybe-delivered', endpoint, error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details: { endpoint, timeoutMs } }) }
+    return {
+      kind: 'maybe-delivered',
+      endpoint,
+      error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details: { endpoint, timeoutMs } }),
+    }
   }
   const code = socketErrorCode(error)
   // fetch reports a network failure as `TypeError('fetch failed', { cause })`, and a body cut
   // short as `TypeError('terminated', { cause })`.
-  const isNetworkError = error instanceof TypeError && (error.message === 'fetch failed' || error.message === 'terminated')
-  if (!isNetworkError && (code === undefined || (!NOT_DELIVERED_CODES.has(code) && !MAYBE_DELIVERED_CODES.has(code)))) return undefined
+  const isNetworkError =
+    error instanceof TypeError && (error.message === 'fetch failed' || error.message === 'terminated')
+  if (!isNetworkError && (code === undefined || (!NOT_DELIVERED_CODES.has(code) && !MAYBE_DELIVERED_CODES.has(code))))
+    return undefined
   const reason = code ?? causeMessage(error) ?? 'network error'
   const message = attempt.responded
     ? `the answer from ${endpoint} was cut off (${reason}); a write may have happened`
@@ -74,7 +88,11 @@ export function classifyFetchError(error: unknown, attempt: AttemptContext): Att
   // request went out.
   const notDelivered = !attempt.responded && (code === undefined || NOT_DELIVERED_CODES.has(code))
   const details = { endpoint, maybeApplied: !notDelivered, ...(code === undefined ? {} : { socketCode: code }) }
-  return { kind: notDelivered ? 'not-delivered' : 'maybe-delivered', endpoint, error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details }) }
+  return {
+    kind: notDelivered ? 'not-delivered' : 'maybe-delivered',
+    endpoint,
+    error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details }),
+  }
 }
 
 function causeMessage(error: unknown): string | undefined {
@@ -94,11 +112,15 @@ export function isNotServing(error: MeshError): boolean {
  * back to the code that best fits the status.
  */
 export function errorFromProblem(status: number, body: unknown, endpoint: string): MeshError {
-  const problem = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {}
+  const problem =
+    typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {}
   const { detail, title, code, details } = problem
   const known = isErrorCode(code) ? code : undefined
   const message = firstText(detail, title, problem['message']) ?? `HTTP ${status} from ${endpoint}`
-  const extra = typeof details === 'object' && details !== null && !Array.isArray(details) ? (details as Record<string, unknown>) : {}
+  const extra =
+    typeof details === 'object' && details !== null && !Array.isArray(details)
+      ? (details as Record<string, unknown>)
+      : {}
   return new MeshError(known ?? fallbackCode(status), message, {
     details: { ...extra, status, endpoint, ...(known === undefined && code !== undefined ? { remoteCode: code } : {}) },
   })

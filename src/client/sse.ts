@@ -43,7 +43,10 @@ export class SseParser {
     }
     this.#buffer = this.#buffer.slice(start)
     if (this.#buffer.length + this.#dataChars > SSE_EVENT_CHARS_MAX) {
-      throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `a watch event is larger than ${SSE_EVENT_CHARS_MAX} characters`)
+      throw new MeshError(
+        'MESHKV_ERR_FRAME_TOO_LARGE',
+        `a watch event is larger than ${SSE_EVENT_CHARS_MAX} characters`,
+      )
     }
     return messages
   }

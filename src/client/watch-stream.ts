@@ -9,7 +9,11 @@ import { SseParser } from './sse.js'
 import type { ClientWatchEvent } from './types.js'
 
 /** The events of an open watch stream, until it ends, fails or `signal` aborts. */
-export async function* readEvents(stream: ReadableStream<Uint8Array>, endpoint: string, signal: AbortSignal | undefined): AsyncGenerator<ClientWatchEvent> {
+export async function* readEvents(
+  stream: ReadableStream<Uint8Array>,
+  endpoint: string,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<ClientWatchEvent> {
   const parser = new SseParser()
   const decoder = new TextDecoder()
   const reader = stream.getReader()

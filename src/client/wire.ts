@@ -39,12 +39,14 @@ export function versionFromEntityTag(tag: string | null): string {
 }
 
 export function entityTagOf(version: string): string {
-  if (version.length === 0 || /["\r\n]/.test(version)) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a version must be non-empty and hold no quote or line break')
+  if (version.length === 0 || /["\r\n]/.test(version))
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a version must be non-empty and hold no quote or line break')
   return `"${version}"`
 }
 
 export function asRecord(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw malformed(`${what} is not a JSON object`)
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw malformed(`${what} is not a JSON object`)
   return value as Record<string, unknown>
 }
 
@@ -62,7 +64,8 @@ export function numberField(record: Record<string, unknown>, field: string): num
 
 export function stringArrayField(record: Record<string, unknown>, field: string): string[] {
   const value = record[field]
-  if (!Array.isArray(value) || !value.every((member) => typeof member === 'string')) throw malformed(`the field ${field} is not a list of strings`)
+  if (!Array.isArray(value) || !value.every((member) => typeof member === 'string'))
+    throw malformed(`the field ${field} is not a list of strings`)
   return value as string[]
 }
 

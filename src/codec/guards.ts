@@ -27,7 +27,12 @@ export const KEY_BYTES_PROTOCOL_MAX = 64 * 1024
 
 /** A key a node could have written: non-empty, well-formed Unicode, within the protocol bound. */
 export function isKey(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.isWellFormed() && Buffer.byteLength(value) <= KEY_BYTES_PROTOCOL_MAX
+  return (
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.isWellFormed() &&
+    Buffer.byteLength(value) <= KEY_BYTES_PROTOCOL_MAX
+  )
 }
 
 function isDots(value: unknown): value is Dot[] {
@@ -38,7 +43,9 @@ export function isOp(value: unknown): value is Op {
   if (!isRecord(value)) return false
   switch (value['type']) {
     case 'kv.put':
-      return isKey(value['key']) && isBytes(value['value']) && isString(value['contentType']) && isDots(value['context'])
+      return (
+        isKey(value['key']) && isBytes(value['value']) && isString(value['contentType']) && isDots(value['context'])
+      )
     case 'kv.del':
       return isKey(value['key']) && isDots(value['context'])
     case 'counter.add':

@@ -25,9 +25,13 @@ const packr = new Packr({
 export function encode(value: unknown, limitBytes = RECORD_BYTES_MAX_DEFAULT): Uint8Array {
   const bytes = packr.pack(value)
   if (bytes.length > limitBytes) {
-    throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `an encoded record of ${bytes.length} bytes exceeds the limit of ${limitBytes}`, {
-      details: { limitBytes, actualBytes: bytes.length },
-    })
+    throw new MeshError(
+      'MESHKV_ERR_FRAME_TOO_LARGE',
+      `an encoded record of ${bytes.length} bytes exceeds the limit of ${limitBytes}`,
+      {
+        details: { limitBytes, actualBytes: bytes.length },
+      },
+    )
   }
   return bytes
 }
@@ -43,9 +47,13 @@ export function decodeChecked<T>(
 ): T {
   if (!(bytes instanceof Uint8Array)) throw new MeshError('MESHKV_ERR_DECODE', `${what}: expected bytes`)
   if (bytes.length > limitBytes) {
-    throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `${what}: ${bytes.length} bytes exceed the limit of ${limitBytes}`, {
-      details: { limitBytes, actualBytes: bytes.length },
-    })
+    throw new MeshError(
+      'MESHKV_ERR_FRAME_TOO_LARGE',
+      `${what}: ${bytes.length} bytes exceed the limit of ${limitBytes}`,
+      {
+        details: { limitBytes, actualBytes: bytes.length },
+      },
+    )
   }
   let value: unknown
   try {

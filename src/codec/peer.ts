@@ -92,7 +92,8 @@ export interface SnapshotEndMessage {
   readonly chunks: number
 }
 
-export type SnapshotMessage = SnapshotOfferMessage | SnapshotReplyMessage | SnapshotChunkMessage | SnapshotAckMessage | SnapshotEndMessage
+export type SnapshotMessage =
+  SnapshotOfferMessage | SnapshotReplyMessage | SnapshotChunkMessage | SnapshotAckMessage | SnapshotEndMessage
 
 export type PeerMessage = SyncMessage | ChangesMessage | AckMessage | SnapshotMessage
 
@@ -110,7 +111,12 @@ export function isFrame(value: unknown): value is Frame {
   if (!isRecord(value)) return false
   switch (value['type']) {
     case 'challenge':
-      return Number.isSafeInteger(value['version']) && isShortString(value['clusterId'], CLUSTER_ID_BYTES_MAX) && isNodeId(value['nodeId']) && isNonce(value['nonce'])
+      return (
+        Number.isSafeInteger(value['version']) &&
+        isShortString(value['clusterId'], CLUSTER_ID_BYTES_MAX) &&
+        isNodeId(value['nodeId']) &&
+        isNonce(value['nonce'])
+      )
     case 'hello':
       return (
         Number.isSafeInteger(value['version']) &&
@@ -123,7 +129,12 @@ export function isFrame(value: unknown): value is Frame {
     case 'welcome':
       return isBytes(value['proof'])
     case 'sync':
-      return isVectorClock(value['vc']) && Array.isArray(value['peers']) && value['peers'].length <= PEERS_MAX && value['peers'].every(isNodeId)
+      return (
+        isVectorClock(value['vc']) &&
+        Array.isArray(value['peers']) &&
+        value['peers'].length <= PEERS_MAX &&
+        value['peers'].every(isNodeId)
+      )
     case 'changes':
       return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isChange)
     case 'ack':
@@ -148,7 +159,9 @@ function isCount(value: unknown): value is number {
 }
 
 function isSnapshotState(value: unknown): boolean {
-  return Array.isArray(value) && value.length === 3 && typeof value[0] === 'string' && isKey(value[1]) && isBytes(value[2])
+  return (
+    Array.isArray(value) && value.length === 3 && typeof value[0] === 'string' && isKey(value[1]) && isBytes(value[2])
+  )
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {

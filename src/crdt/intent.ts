@@ -47,7 +47,11 @@ export interface IntentStates {
  */
 export function prepareOp<I extends Intent>(
   intent: I,
-  state: I extends { type: 'kv.put' | 'kv.del' } ? RegisterState : I extends { type: 'counter.add' } ? CounterState : SetState,
+  state: I extends { type: 'kv.put' | 'kv.del' }
+    ? RegisterState
+    : I extends { type: 'counter.add' }
+      ? CounterState
+      : SetState,
   origin: NodeId,
 ): Op | null {
   switch (intent.type) {
@@ -58,11 +62,19 @@ export function prepareOp<I extends Intent>(
       // A zero delta changes nothing; as an op it would leave a 0 part that no guard accepts.
       if (intent.delta === 0) return null
       if (!counterAddIsExact(state as CounterState, origin, intent.delta)) {
-        throw new MeshError('MESHKV_ERR_COUNTER_OVERFLOW', `counter ${JSON.stringify(intent.name)} would leave the range of exact integers`)
+        throw new MeshError(
+          'MESHKV_ERR_COUNTER_OVERFLOW',
+          `counter ${JSON.stringify(intent.name)} would leave the range of exact integers`,
+        )
       }
       return { type: 'counter.add', name: intent.name, delta: intent.delta }
     case 'set.add':
-      return { type: 'set.add', name: intent.name, member: intent.member, context: setMemberDots(state as SetState, intent.member) }
+      return {
+        type: 'set.add',
+        name: intent.name,
+        member: intent.member,
+        context: setMemberDots(state as SetState, intent.member),
+      }
     case 'set.remove': {
       const context = setMemberDots(state as SetState, intent.member)
       if (context.length === 0) return null
@@ -77,7 +89,8 @@ function prepareRegisterOp(intent: Extract<Intent, { type: 'kv.put' | 'kv.del' }
   // the node holds may be replaced: they are in the change's causal past, so every replica has
   // applied them before this change; replacing any other dot would depend on delivery order.
   const held = registerDots(state)
-  const context = intent.context === undefined ? held : intent.context.filter((dot) => held.some((own) => dotEquals(own, dot)))
+  const context =
+    intent.context === undefined ? held : intent.context.filter((dot) => held.some((own) => dotEquals(own, dot)))
   if (intent.type === 'kv.del') {
     // A blind delete of a key with no live sibling changes nothing. One whose winning sibling is
     // a tombstone but that still holds an older live sibling does write: it clears that sibling.
@@ -94,9 +107,13 @@ function checkPreconditions(intent: Preconditions & { key: string }, state: Regi
   if (intent.ifMatch !== undefined) {
     const current = registerIsDeleted(state) ? undefined : encodeVersion(registerDots(state))
     if (current !== intent.ifMatch) {
-      throw new MeshError('MESHKV_ERR_PRECONDITION_FAILED', `key ${JSON.stringify(intent.key)} is not at version ${intent.ifMatch}`, {
-        details: { current: current ?? null },
-      })
+      throw new MeshError(
+        'MESHKV_ERR_PRECONDITION_FAILED',
+        `key ${JSON.stringify(intent.key)} is not at version ${intent.ifMatch}`,
+        {
+          details: { current: current ?? null },
+        },
+      )
     }
   }
 }

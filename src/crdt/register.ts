@@ -29,10 +29,18 @@ export interface RegisterState {
 
 export const REGISTER_EMPTY: RegisterState = Object.freeze({ siblings: Object.freeze([]) })
 
-export function applyRegister(state: RegisterState, op: KvPutOp | KvDelOp, dot: Dot, hlc: Hlc, deps: VectorClock = {}): RegisterState {
+export function applyRegister(
+  state: RegisterState,
+  op: KvPutOp | KvDelOp,
+  dot: Dot,
+  hlc: Hlc,
+  deps: VectorClock = {},
+): RegisterState {
   const replaced = dotSet(op.context)
   const kept = state.siblings.filter(
-    (sibling) => !replaced.has(`${sibling.dot.node}:${sibling.dot.seq}`) && !(sibling.value === null && vcHasDot(deps, sibling.dot)),
+    (sibling) =>
+      !replaced.has(`${sibling.dot.node}:${sibling.dot.seq}`) &&
+      !(sibling.value === null && vcHasDot(deps, sibling.dot)),
   )
   const own: Sibling =
     op.type === 'kv.put'

@@ -36,7 +36,9 @@ export function joinSet(a: SetState, contextA: VectorClock, b: SetState, context
   const dotsB = new Map(b.entries.map((entry) => [entry.member, entry.dots.map((dot) => ({ dot }))]))
   const entries: SetEntry[] = []
   for (const member of new Set([...dotsA.keys(), ...dotsB.keys()])) {
-    const dots = joinByDot(dotsA.get(member) ?? [], contextA, dotsB.get(member) ?? [], contextB).map((entry) => entry.dot)
+    const dots = joinByDot(dotsA.get(member) ?? [], contextA, dotsB.get(member) ?? [], contextB).map(
+      (entry) => entry.dot,
+    )
     if (dots.length > 0) entries.push({ member, dots: dots.sort(compareDots) })
   }
   return canonicalSet(entries)

@@ -120,7 +120,9 @@ function trackUnusedConnections(app: FastifyInstance): Set<Socket> {
   return unused
 }
 
-function loggerOptions(logger: AppOptions['logger']): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
+function loggerOptions(
+  logger: AppOptions['logger'],
+): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
   if (logger === undefined || logger === false) return { logger: false }
   if (logger === true) return { logger: true }
   if (isLogger(logger)) return { loggerInstance: logger }
@@ -129,11 +131,16 @@ function loggerOptions(logger: AppOptions['logger']): Pick<FastifyServerOptions,
 
 function isLogger(value: object): value is FastifyBaseLogger {
   const candidate = value as Partial<Record<'child' | 'info' | 'error', unknown>>
-  return typeof candidate.child === 'function' && typeof candidate.info === 'function' && typeof candidate.error === 'function'
+  return (
+    typeof candidate.child === 'function' &&
+    typeof candidate.info === 'function' &&
+    typeof candidate.error === 'function'
+  )
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
   return value
 }

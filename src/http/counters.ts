@@ -28,19 +28,33 @@ export async function counterRoutes(app: FastifyInstance, options: { context: Ap
     done()
   })
 
-  app.post<{ Params: NameParams; Body: AddBody; Querystring: WriteQuery }>('/v1/counters/:name', { schema: { params: nameParams, body: addBody, querystring: writeQuery } }, async (request, reply) => {
-    const name = request.params.name
-    const value = await node.counter(name).incr(request.body.delta ?? 1, concernOf(request.query))
-    // The counter handle answers with the value only; the node's token right after the write
-    // covers the write (and perhaps a little more), which is what a later read needs.
-    const token = node.token()
-    reply.header(CAUSAL_TOKEN_HEADER, token)
-    return { name, value, token }
-  })
+  app.post<{ Params: NameParams; Body: AddBody; Querystring: WriteQuery }>(
+    '/v1/counters/:name',
+    { schema: { params: nameParams, body: addBody, querystring: writeQuery } },
+    async (request, reply) => {
+      const name = request.params.name
+      const value = await node.counter(name).incr(request.body.delta ?? 1, concernOf(request.query))
+      // The counter handle answers with the value only; the node's token right after the write
+      // covers the write (and perhaps a little more), which is what a later read needs.
+      const token = node.token()
+      reply.header(CAUSAL_TOKEN_HEADER, token)
+      return { name, value, token }
+    },
+  )
 
-  app.get<{ Params: NameParams; Querystring: AfterQuery }>('/v1/counters/:name', { schema: { params: nameParams, querystring: readQuery } }, async (request) => {
-    const name = request.params.name
-    const value = await node.counter(name).value({ after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query), ...readConcernOf(request.query) })
-    return { name, value }
-  })
+  app.get<{ Params: NameParams; Querystring: AfterQuery }>(
+    '/v1/counters/:name',
+    { schema: { params: nameParams, querystring: readQuery } },
+    async (request) => {
+      const name = request.params.name
+      const value = await node
+        .counter(name)
+        .value({
+          after: afterOf(request, request.query),
+          timeoutMs: timeoutOf(request.query),
+          ...readConcernOf(request.query),
+        })
+      return { name, value }
+    },
+  )
 }

@@ -46,7 +46,10 @@ export function parseEntityTags(header: string | undefined): '*' | string[] | un
     .map((tag) => tag.trim().replace(/^W\//, ''))
     .map((tag) => (tag.length >= 2 && tag.startsWith('"') && tag.endsWith('"') ? tag.slice(1, -1) : tag))
   if (tags.some((tag) => tag.length === 0 || tag.includes('"'))) {
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'an entity tag header must be * or quoted versions separated by commas')
+    throw new MeshError(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+      'an entity tag header must be * or quoted versions separated by commas',
+    )
   }
   return tags
 }
@@ -55,7 +58,8 @@ export function parseEntityTags(header: string | undefined): '*' | string[] | un
 export function parseVersionHeader(header: string | undefined, name: string): string | undefined {
   const tags = parseEntityTags(header)
   if (tags === undefined) return undefined
-  if (tags === '*' || tags.length !== 1) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `${name} takes exactly one version`)
+  if (tags === '*' || tags.length !== 1)
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `${name} takes exactly one version`)
   return tags[0]
 }
 

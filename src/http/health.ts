@@ -10,7 +10,7 @@ export async function healthRoutes(app: FastifyInstance, options: { context: App
   const context = options.context
   const live = async (): Promise<{ status: 'ok' }> => ({ status: 'ok' })
   app.get('/livez', live)
-  // DESIGN.md names /healthz; the conventions name /livez. Both answer the same.
+  // Kubernetes names /livez; /healthz is kept for tools that expect it. Both answer the same.
   app.get('/healthz', live)
 
   app.get('/readyz', async () => {
@@ -19,7 +19,11 @@ export async function healthRoutes(app: FastifyInstance, options: { context: App
     return { ready: true }
   })
 
-  app.get('/v1/status', async () => ({ ...context.node.status(), peers: await context.node.peers(), gc: await context.node.gcStatus() }))
+  app.get('/v1/status', async () => ({
+    ...context.node.status(),
+    peers: await context.node.peers(),
+    gc: await context.node.gcStatus(),
+  }))
 
   // A hash of the whole state: equal on two nodes exactly when their states are equal.
   app.get('/v1/digest', async () => {

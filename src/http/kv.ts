@@ -26,7 +26,17 @@ import {
 } from './encoding.js'
 import type { AfterQuery } from './schemas.js'
 import type { WriteQuery } from './schemas.js'
-import { afterProperties, concernOf, readConcernOf, flagString, integerString, queryFlag, queryInteger, timeoutOf, writeQuery } from './schemas.js'
+import {
+  afterProperties,
+  concernOf,
+  readConcernOf,
+  flagString,
+  integerString,
+  queryFlag,
+  queryInteger,
+  timeoutOf,
+  writeQuery,
+} from './schemas.js'
 
 /** How often a write with `If-Match: *` re-reads the key when concurrent writes keep moving its version. */
 const IF_MATCH_ANY_ATTEMPTS = 5
@@ -93,17 +103,26 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
     return { items: page.items.map(listItem), next: page.next }
   })
 
-  app.get<{ Params: KeyParams; Querystring: GetQuery }>('/v1/kv/*', { schema: { querystring: getQuery } }, async (request, reply) => {
-    const key = request.params['*']
-    const siblings = queryFlag(request.query.siblings)
-    const entry = await node.get(key, { siblings, after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query), ...readConcernOf(request.query) })
-    if (entry === undefined) throw notFound(key)
-    reply.header('etag', entityTag(entry.version))
-    if (entry.siblingCount > 1) reply.header('x-siblings', String(entry.siblingCount))
-    if (matchesNoneOf(headerOf(request, 'if-none-match'), entry.version)) return reply.code(304).send()
-    if (siblings) return { key, version: entry.version, siblings: (entry.siblings ?? []).map(siblingItem) }
-    return reply.type(entry.contentType).send(toBuffer(entry.value))
-  })
+  app.get<{ Params: KeyParams; Querystring: GetQuery }>(
+    '/v1/kv/*',
+    { schema: { querystring: getQuery } },
+    async (request, reply) => {
+      const key = request.params['*']
+      const siblings = queryFlag(request.query.siblings)
+      const entry = await node.get(key, {
+        siblings,
+        after: afterOf(request, request.query),
+        timeoutMs: timeoutOf(request.query),
+        ...readConcernOf(request.query),
+      })
+      if (entry === undefined) throw notFound(key)
+      reply.header('etag', entityTag(entry.version))
+      if (entry.siblingCount > 1) reply.header('x-siblings', String(entry.siblingCount))
+      if (matchesNoneOf(headerOf(request, 'if-none-match'), entry.version)) return reply.code(304).send()
+      if (siblings) return { key, version: entry.version, siblings: (entry.siblings ?? []).map(siblingItem) }
+      return reply.type(entry.contentType).send(toBuffer(entry.value))
+    },
+  )
 
   app.put<{ Params: KeyParams; Querystring: WriteQuery; Body: Buffer | undefined }>(
     '/v1/kv/*',
@@ -112,7 +131,8 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
       const key = request.params['*']
       const concern = concernOf(request.query)
       const ifNoneMatch = parseEntityTags(headerOf(request, 'if-none-match'))
-      if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a write takes only If-None-Match: *')
+      if (ifNoneMatch !== undefined && ifNoneMatch !== '*')
+        throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'a write takes only If-None-Match: *')
       const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
       const contentType = headerOf(request, 'content-type') ?? BYTES_TYPE
       const value = request.body ?? Buffer.alloc(0)
@@ -123,14 +143,20 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
     },
   )
 
-  app.delete<{ Params: KeyParams; Querystring: WriteQuery }>('/v1/kv/*', { schema: { querystring: writeQuery } }, async (request, reply) => {
-    const key = request.params['*']
-    const concern = concernOf(request.query)
-    const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
-    const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) => node.del(key, { context, ifMatch, ...concern }))
-    if (!result.changed) throw notFound(key)
-    return sendWritten(reply, { key, deleted: true, token: result.token }, result)
-  })
+  app.delete<{ Params: KeyParams; Querystring: WriteQuery }>(
+    '/v1/kv/*',
+    { schema: { querystring: writeQuery } },
+    async (request, reply) => {
+      const key = request.params['*']
+      const concern = concernOf(request.query)
+      const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
+      const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) =>
+        node.del(key, { context, ifMatch, ...concern }),
+      )
+      if (!result.changed) throw notFound(key)
+      return sendWritten(reply, { key, deleted: true, token: result.token }, result)
+    },
+  )
 }
 
 /** A body declared as JSON must be JSON (well-formed UTF-8 too), though it is stored as the bytes sent. */
@@ -140,7 +166,11 @@ function checkJsonBody(request: FastifyRequest, body: Buffer): void {
   try {
     JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body))
   } catch (error) {
-    throw new MeshError('MESHKV_ERR_MALFORMED_JSON', `the body is not well-formed JSON but its content type is ${contentType}`, { cause: error })
+    throw new MeshError(
+      'MESHKV_ERR_MALFORMED_JSON',
+      `the body is not well-formed JSON but its content type is ${contentType}`,
+      { cause: error },
+    )
   }
 }
 
@@ -155,7 +185,12 @@ function sendWritten(reply: FastifyReply, body: Record<string, unknown>, result:
  * asks that the key exist, so the write is pinned to the version the key has now, and re-read when
  * a concurrent write moved that version in between (the key still exists, so `*` still holds).
  */
-async function withIfMatch(node: MeshNode, key: string, header: string | undefined, write: (ifMatch: string | undefined) => Promise<WriteResult>): Promise<WriteResult> {
+async function withIfMatch(
+  node: MeshNode,
+  key: string,
+  header: string | undefined,
+  write: (ifMatch: string | undefined) => Promise<WriteResult>,
+): Promise<WriteResult> {
   const tags = parseEntityTags(header)
   if (tags === undefined) return write(undefined)
   if (tags !== '*') {
@@ -164,7 +199,8 @@ async function withIfMatch(node: MeshNode, key: string, header: string | undefin
   }
   for (let attempt = 1; ; attempt++) {
     const entry = await node.get(key)
-    if (entry === undefined) throw new MeshError('MESHKV_ERR_PRECONDITION_FAILED', `key ${JSON.stringify(key)} does not exist (If-Match: *)`)
+    if (entry === undefined)
+      throw new MeshError('MESHKV_ERR_PRECONDITION_FAILED', `key ${JSON.stringify(key)} does not exist (If-Match: *)`)
     try {
       return await write(entry.version)
     } catch (error) {
@@ -183,8 +219,16 @@ function notFound(key: string): MeshError {
   return new MeshError('MESHKV_ERR_NOT_FOUND', `key ${JSON.stringify(key)} does not exist`)
 }
 
-function listItem(entry: Entry): { key: string; contentType: string; version: string; siblings: number } & EncodedValue {
-  return { key: entry.key, contentType: entry.contentType, version: entry.version, siblings: entry.siblingCount, ...encodeValue(entry.value, entry.contentType) }
+function listItem(
+  entry: Entry,
+): { key: string; contentType: string; version: string; siblings: number } & EncodedValue {
+  return {
+    key: entry.key,
+    contentType: entry.contentType,
+    version: entry.version,
+    siblings: entry.siblingCount,
+    ...encodeValue(entry.value, entry.contentType),
+  }
 }
 
 function siblingItem(sibling: SiblingView): Record<string, unknown> {

@@ -60,7 +60,12 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams'>): Ht
 /** Counts every answered request and serves `GET /metrics`. Installed on the root instance. */
 export function installMetrics(app: FastifyInstance, metrics: HttpMetrics): void {
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.observe(request.routeOptions.url ?? UNMATCHED_ROUTE, request.method, reply.statusCode, reply.elapsedTime / 1000)
+    metrics.observe(
+      request.routeOptions.url ?? UNMATCHED_ROUTE,
+      request.method,
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    )
     done()
   })
   app.get('/metrics', async (_request, reply) => {

@@ -24,12 +24,22 @@ export interface Problem {
 }
 
 export function problem(code: ErrorCode, detail: string, details?: Record<string, unknown>): Problem {
-  return { type: TYPE_PREFIX + code, title: titleOf(code), status: statusOf(code), detail, code, ...(details === undefined ? {} : { details }) }
+  return {
+    type: TYPE_PREFIX + code,
+    title: titleOf(code),
+    status: statusOf(code),
+    detail,
+    code,
+    ...(details === undefined ? {} : { details }),
+  }
 }
 
 /** `MESHKV_ERR_VALUE_TOO_LARGE` → `Value too large`. */
 function titleOf(code: ErrorCode): string {
-  const words = code.replace(/^MESHKV_ERR_/, '').toLowerCase().replaceAll('_', ' ')
+  const words = code
+    .replace(/^MESHKV_ERR_/, '')
+    .toLowerCase()
+    .replaceAll('_', ' ')
   return words.charAt(0).toUpperCase() + words.slice(1)
 }
 
@@ -60,7 +70,8 @@ function isNamePath(path: string): boolean {
  * `internal` says whether it is one to log as a bug.
  */
 export function problemOf(error: unknown, path: string): { problem: Problem; internal: boolean } {
-  if (isMeshError(error)) return { problem: problem(error.code, error.message, error.details), internal: error.status >= 500 }
+  if (isMeshError(error))
+    return { problem: problem(error.code, error.message, error.details), internal: error.status >= 500 }
   const fastifyError = error as Partial<FastifyError> | null
   const fastifyCode = typeof fastifyError?.code === 'string' ? FASTIFY_CODES[fastifyError.code] : undefined
   const status = typeof fastifyError?.statusCode === 'number' ? fastifyError.statusCode : 500
@@ -104,5 +115,10 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
 
 export function installProblems(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => answerError(error, request, reply))
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, problem('MESHKV_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`)))
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      reply,
+      problem('MESHKV_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`),
+    ),
+  )
 }

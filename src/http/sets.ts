@@ -36,21 +36,33 @@ export async function setRoutes(app: FastifyInstance, options: { context: AppCon
   const node = options.context.node
   useJsonBodies(app, false)
 
-  app.post<{ Params: NameParams; Body: UpdateBody; Querystring: WriteQuery }>('/v1/sets/:name', { schema: { params: nameParams, body: updateBody, querystring: writeQuery } }, async (request, reply) => {
-    const name = request.params.name
-    const set = node.set(name)
-    const result = await set.update({ add: request.body.add, remove: request.body.remove }, concernOf(request.query))
-    // Read after the write: the members include it (and any write that committed since).
-    const current = await set.members()
-    reply.header(CAUSAL_TOKEN_HEADER, result.token)
-    return { name, members: current, token: result.token }
-  })
+  app.post<{ Params: NameParams; Body: UpdateBody; Querystring: WriteQuery }>(
+    '/v1/sets/:name',
+    { schema: { params: nameParams, body: updateBody, querystring: writeQuery } },
+    async (request, reply) => {
+      const name = request.params.name
+      const set = node.set(name)
+      const result = await set.update({ add: request.body.add, remove: request.body.remove }, concernOf(request.query))
+      // Read after the write: the members include it (and any write that committed since).
+      const current = await set.members()
+      reply.header(CAUSAL_TOKEN_HEADER, result.token)
+      return { name, members: current, token: result.token }
+    },
+  )
 
-  app.get<{ Params: NameParams; Querystring: GetQuery }>('/v1/sets/:name', { schema: { params: nameParams, querystring: getQuery } }, async (request) => {
-    const name = request.params.name
-    const read = { after: afterOf(request, request.query), timeoutMs: timeoutOf(request.query), ...readConcernOf(request.query) }
-    const member = request.query.member
-    if (member !== undefined) return { name, member, has: await node.set(name).has(member, read) }
-    return { name, members: await node.set(name).members(read) }
-  })
+  app.get<{ Params: NameParams; Querystring: GetQuery }>(
+    '/v1/sets/:name',
+    { schema: { params: nameParams, querystring: getQuery } },
+    async (request) => {
+      const name = request.params.name
+      const read = {
+        after: afterOf(request, request.query),
+        timeoutMs: timeoutOf(request.query),
+        ...readConcernOf(request.query),
+      }
+      const member = request.query.member
+      if (member !== undefined) return { name, member, has: await node.set(name).has(member, read) }
+      return { name, members: await node.set(name).members(read) }
+    },
+  )
 }

@@ -38,7 +38,7 @@
  *      clocks, and sends `sync`; the sender streams nothing until that `sync`, then goes on from
  *      it by log shipping. A link lost midway drops the staged states.
  *
- * Garbage collection (DESIGN.md section 4) needs nothing more on the wire: each node keeps the
+ * Garbage collection (docs/protocol.md, "Garbage collection") needs nothing more on the wire: each node keeps the
  * recent acks of every member; the stable cut is the pointwise minimum over members of the newest
  * ack whose own entry this node has applied (and of its own VC). Tombstones at or below it are
  * purged, and log entries every member holds. Members come from the replicated member set

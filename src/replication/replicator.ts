@@ -217,7 +217,11 @@ export class Replicator {
     this.#sessions.set(link.nodeId, session)
     info.lastSeenMs = this.#options.now()
     link.onClose((code, reason) => {
-      if (code === 4403) this.#logger.error({ peer: link.nodeId, reason }, 'this node was forgotten by the cluster: the peer refuses its links and changes')
+      if (code === 4403)
+        this.#logger.error(
+          { peer: link.nodeId, reason },
+          'this node was forgotten by the cluster: the peer refuses its links and changes',
+        )
       if (this.#sessions.get(link.nodeId) === session) {
         this.#sessions.delete(link.nodeId)
         this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
@@ -241,7 +245,9 @@ export class Replicator {
     if (this.#gcEnabled && !this.#gcRunning && !this.#closed) {
       this.#gcRunning = true
       void this.collectGarbage()
-        .catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'garbage collection failed; it is tried again'))
+        .catch((error: unknown) =>
+          this.#logger.warn({ err: String(error) }, 'garbage collection failed; it is tried again'),
+        )
         .finally(() => (this.#gcRunning = false))
     }
   }
@@ -268,7 +274,7 @@ export class Replicator {
   }
 
   /**
-   * The stable cut (DESIGN.md section 4): per member X, the newest VC X acknowledged whose X entry
+   * The stable cut (docs/protocol.md, "Garbage collection"): per member X, the newest VC X acknowledged whose X entry
    * this node has applied; the pointwise minimum of those and this node's own VC. A member never
    * heard from on this run gives `{}`: nothing is stable until every member has answered.
    */
@@ -314,7 +320,15 @@ export class Replicator {
   snapshotStatus(): { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null } {
     const receiving = this.#receiving
     return {
-      receiving: receiving === null ? null : { from: receiving.from, keysTotal: receiving.keysTotal, keysReceived: receiving.keysReceived, startedMs: receiving.startedMs },
+      receiving:
+        receiving === null
+          ? null
+          : {
+              from: receiving.from,
+              keysTotal: receiving.keysTotal,
+              keysReceived: receiving.keysReceived,
+              startedMs: receiving.startedMs,
+            },
       last: this.#lastSnapshot,
     }
   }
@@ -376,7 +390,14 @@ export class Replicator {
     }
     for (const { url, nodeId } of configured) {
       if (seenUrls.has(url) || (nodeId !== null && this.#peers.has(nodeId))) continue
-      out.push({ nodeId: null, url, state: 'down', lagChanges: vcDistance(this.store.vc, {}), lagMs: 0, lastSeenMs: null })
+      out.push({
+        nodeId: null,
+        url,
+        state: 'down',
+        lagChanges: vcDistance(this.store.vc, {}),
+        lagMs: 0,
+        lastSeenMs: null,
+      })
     }
     return out
   }
@@ -458,7 +479,9 @@ export class Replicator {
       return
     }
     if (this.#receiving !== null) this.#abandonSnapshot('the sender offered a new one')
-    this.#stageWork = this.#stageWork.then(() => this.store.clearStage()).catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'could not clear the snapshot stage'))
+    this.#stageWork = this.#stageWork
+      .then(() => this.store.clearStage())
+      .catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'could not clear the snapshot stage'))
     this.#receiving = { from, vc, keysTotal: keys, keysReceived: 0, startedMs: this.#options.now(), failed: false }
     this.#logger.info({ peer: from, keys }, 'receiving a snapshot')
     session.link.send({ type: 'snapshot-reply', accept: true })
@@ -476,7 +499,10 @@ export class Replicator {
         session.link.send({ type: 'snapshot-ack', seq: message.seq })
       } catch (error) {
         receiving.failed = true
-        this.#logger.warn({ peer: receiving.from, err: String(error), code: (error as { code?: string }).code }, 'a snapshot chunk was refused; the snapshot is dropped')
+        this.#logger.warn(
+          { peer: receiving.from, err: String(error), code: (error as { code?: string }).code },
+          'a snapshot chunk was refused; the snapshot is dropped',
+        )
         this.#abandonSnapshot('a chunk was refused')
         session.link.close(1008, 'bad snapshot chunk')
       }
@@ -497,7 +523,9 @@ export class Replicator {
     this.#stageWork = done.catch(() => undefined)
     this.#applying = this.#applying.then(() =>
       done
-        .catch((error: unknown) => this.#logger.error({ peer: receiving.from, err: String(error) }, 'joining a snapshot failed'))
+        .catch((error: unknown) =>
+          this.#logger.error({ peer: receiving.from, err: String(error) }, 'joining a snapshot failed'),
+        )
         .finally(() => {
           if (this.#receiving === receiving) this.#receiving = null
           this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
@@ -549,7 +577,15 @@ export class Replicator {
       const forgottenAfter = this.#forgotten.get(change.dot.node)
       if (forgottenAfter !== undefined && change.dot.seq > forgottenAfter) {
         if (this.#counters.refusedForgotten++ === 0 || this.#counters.refusedForgotten % 1000 === 0) {
-          this.#logger.warn({ origin: change.dot.node, seq: change.dot.seq, code: 'MESHKV_ERR_FORGOTTEN', refused: this.#counters.refusedForgotten }, 'a change from a forgotten member was refused')
+          this.#logger.warn(
+            {
+              origin: change.dot.node,
+              seq: change.dot.seq,
+              code: 'MESHKV_ERR_FORGOTTEN',
+              refused: this.#counters.refusedForgotten,
+            },
+            'a change from a forgotten member was refused',
+          )
         }
         continue
       }
@@ -583,11 +619,18 @@ export class Replicator {
           // The store answers a change it already had with `change: null`.
           if (result.value.change !== null) this.#counters.changesApplied++
           else this.#counters.duplicates++
-        }
-        else {
+        } else {
           failed++
           const change = deliverable[index] as Change
-          this.#logger.warn({ origin: change.dot.node, seq: change.dot.seq, err: String(result.reason), code: (result.reason as { code?: string }).code }, 'change refused')
+          this.#logger.warn(
+            {
+              origin: change.dot.node,
+              seq: change.dot.seq,
+              err: String(result.reason),
+              code: (result.reason as { code?: string }).code,
+            },
+            'change refused',
+          )
         }
       }
       if (failed > 0) {

@@ -105,7 +105,8 @@ export class Session {
     const first = entries[0]
     if (first !== undefined) {
       const last = this.#tail[this.#tail.length - 1]
-      if ((last !== undefined && first.lsn !== last.lsn + 1) || this.#tail.length + entries.length > TAIL_ENTRIES_MAX) this.#tail = []
+      if ((last !== undefined && first.lsn !== last.lsn + 1) || this.#tail.length + entries.length > TAIL_ENTRIES_MAX)
+        this.#tail = []
       else this.#tail.push(...entries)
     }
     this.wake()
@@ -156,7 +157,10 @@ export class Session {
       }
     } catch (error) {
       if (this.#stopped || this.link.closed) return
-      this.#options.logger.error({ peer: this.link.nodeId, err: String(error) }, 'replication to peer failed; closing the link')
+      this.#options.logger.error(
+        { peer: this.link.nodeId, err: String(error) },
+        'replication to peer failed; closing the link',
+      )
       this.link.close(1011, 'replication error')
     }
   }
@@ -218,7 +222,8 @@ export class Session {
   async #startCursor(): Promise<number | 'snapshot'> {
     const store = this.#options.store
     const end = store.lsn
-    if (Object.keys(this.#theirVc).length === 0 && vcDistance(store.vc, {}) > this.#options.snapshotAfterChanges) return 'snapshot'
+    if (Object.keys(this.#theirVc).length === 0 && vcDistance(store.vc, {}) > this.#options.snapshotAfterChanges)
+      return 'snapshot'
     let start = Infinity
     for (const [origin, seq] of Object.entries(store.vc) as [NodeId, number][]) {
       const from = vcGet(this.#theirVc, origin) + 1

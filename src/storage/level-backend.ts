@@ -27,7 +27,10 @@ export class LevelBackend implements Backend {
     this.dir = dir
     this.#db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
     this.#subs = new Map(
-      SUBS.map((sub) => [sub, this.#db.sublevel<string, Uint8Array>(sub, { keyEncoding: 'utf8', valueEncoding: 'view' })]),
+      SUBS.map((sub) => [
+        sub,
+        this.#db.sublevel<string, Uint8Array>(sub, { keyEncoding: 'utf8', valueEncoding: 'view' }),
+      ]),
     )
   }
 
@@ -68,7 +71,13 @@ export class LevelBackend implements Backend {
     if (this.#db.status !== 'open') throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed')
     const operations = writes.map((write) =>
       write.type === 'put'
-        ? { type: 'put' as const, key: this.#sub(write.sub).prefix + write.key, value: write.value, keyEncoding: 'utf8', valueEncoding: 'view' }
+        ? {
+            type: 'put' as const,
+            key: this.#sub(write.sub).prefix + write.key,
+            value: write.value,
+            keyEncoding: 'utf8',
+            valueEncoding: 'view',
+          }
         : { type: 'del' as const, key: this.#sub(write.sub).prefix + write.key, keyEncoding: 'utf8' },
     )
     const db = this.#db as unknown as PrivateBatch
@@ -92,7 +101,11 @@ export class LevelBackend implements Backend {
   }
 }
 
-async function* iterateSub(sublevel: Sublevel, range: Range, snapshot: LevelSnapshot | undefined): AsyncGenerator<[string, Uint8Array]> {
+async function* iterateSub(
+  sublevel: Sublevel,
+  range: Range,
+  snapshot: LevelSnapshot | undefined,
+): AsyncGenerator<[string, Uint8Array]> {
   const options = { ...range, limit: range.limit ?? -1, ...(snapshot === undefined ? {} : { snapshot }) }
   const iterator = sublevel.iterator(options)
   try {
@@ -112,7 +125,8 @@ async function storageCall<T>(call: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof MeshError) throw error
     const code = (error as { code?: string }).code
-    if (code === 'LEVEL_DATABASE_NOT_OPEN') throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed', { cause: error })
+    if (code === 'LEVEL_DATABASE_NOT_OPEN')
+      throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed', { cause: error })
     throw new MeshError('MESHKV_ERR_STORAGE', `the store failed: ${(error as Error).message}`, { cause: error })
   }
 }
@@ -120,7 +134,13 @@ async function storageCall<T>(call: () => Promise<T>): Promise<T> {
 function openError(error: unknown, dir: string): MeshError {
   const causeCode = ((error as { cause?: { code?: string } }).cause ?? {}).code
   if (causeCode === 'LEVEL_LOCKED') {
-    return new MeshError('MESHKV_ERR_LOCKED', `the data directory ${dir} is locked: another meshkv process is using it`, { cause: error })
+    return new MeshError(
+      'MESHKV_ERR_LOCKED',
+      `the data directory ${dir} is locked: another meshkv process is using it`,
+      { cause: error },
+    )
   }
-  return new MeshError('MESHKV_ERR_STORAGE', `cannot open the store in ${dir}: ${(error as Error).message}`, { cause: error })
+  return new MeshError('MESHKV_ERR_STORAGE', `cannot open the store in ${dir}: ${(error as Error).message}`, {
+    cause: error,
+  })
 }

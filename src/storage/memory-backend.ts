@@ -133,8 +133,10 @@ export class MemoryBackend implements Backend {
   }
 
   async open(): Promise<void> {
-    if (this.#dead) throw new MeshError('MESHKV_ERR_CLOSED', 'this memory store crashed; open the instance crash() returned')
-    if (this.disk.owner !== null && this.disk.owner !== this) throw new MeshError('MESHKV_ERR_LOCKED', 'this memory store is already open')
+    if (this.#dead)
+      throw new MeshError('MESHKV_ERR_CLOSED', 'this memory store crashed; open the instance crash() returned')
+    if (this.disk.owner !== null && this.disk.owner !== this)
+      throw new MeshError('MESHKV_ERR_LOCKED', 'this memory store is already open')
     if (this.#open) throw new MeshError('MESHKV_ERR_LOCKED', 'this memory store is already open')
     this.disk.owner = this
     this.#open = true

@@ -96,7 +96,12 @@ export interface PurgeResult {
 }
 
 type Commit =
-  | { kind: 'local'; intents: readonly Intent[]; resolve: (result: CommitResult) => void; reject: (error: unknown) => void }
+  | {
+      kind: 'local'
+      intents: readonly Intent[]
+      resolve: (result: CommitResult) => void
+      reject: (error: unknown) => void
+    }
   | { kind: 'remote'; change: Change; resolve: (result: CommitResult) => void; reject: (error: unknown) => void }
 
 /** Work that must see no commit in flight (purging, joining a snapshot): it runs between groups. */
@@ -142,7 +147,11 @@ export class Store implements StateReader {
   /** Where the next tombstone scan resumes (garbage collection walks the index a slice per pass). */
   #tombCursor: string | null = null
 
-  private constructor(backend: Backend, options: StoreOptions, state: { nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc }) {
+  private constructor(
+    backend: Backend,
+    options: StoreOptions,
+    state: { nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc },
+  ) {
     this.#backend = backend
     this.#options = options
     this.kind = backend.kind
@@ -230,7 +239,11 @@ export class Store implements StateReader {
     // Purged up to here: a seek starts past the deleted keys (LevelDB would step over each
     // deletion marker until compaction drops them).
     const purgedBelow = this.#purgedBelow
-    for await (const [key] of this.#backend.iterate('log', purgedBelow === 0 ? { limit: 1 } : { gte: lsnKey(purgedBelow), limit: 1 })) return parseLsnKey(key)
+    for await (const [key] of this.#backend.iterate(
+      'log',
+      purgedBelow === 0 ? { limit: 1 } : { gte: lsnKey(purgedBelow), limit: 1 },
+    ))
+      return parseLsnKey(key)
     return this.#lsn + 1
   }
 
@@ -270,7 +283,7 @@ export class Store implements StateReader {
   }
 
   /**
-   * One garbage collection pass (DESIGN.md section 4), run between group commits:
+   * One garbage collection pass (docs/protocol.md, "Garbage collection"), run between group commits:
    * - log entries from the start of the log whose dots `logCovered` holds (every member has
    *   them) are deleted with their dot index entries, but the last `keepLast` stay (so a watch
    *   can resume from a recent cursor);
@@ -290,7 +303,8 @@ export class Store implements StateReader {
     this.#checkOpen()
     const writes: BackendWrite[] = []
     for (const [space, key, bytes] of entries) {
-      if (!SPACES.includes(space)) throw new MeshError('MESHKV_ERR_DECODE', `a snapshot names an unknown key space ${JSON.stringify(space)}`)
+      if (!SPACES.includes(space))
+        throw new MeshError('MESHKV_ERR_DECODE', `a snapshot names an unknown key space ${JSON.stringify(space)}`)
       decodeState(space, bytes) // refuses a damaged or malformed state before it is kept
       writes.push({ type: 'put', sub: 'stage', key: stateId(space, key), value: bytes })
     }
@@ -311,7 +325,9 @@ export class Store implements StateReader {
    */
   applyStagedSnapshot(vc: VectorClock): Promise<void> {
     return this.#exclusive(async () => {
-      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase: 1 }) }], { sync: true })
+      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase: 1 }) }], {
+        sync: true,
+      })
       await this.#joinStage(vc, 1)
     }).then(() => {
       for (const listener of this.#listeners) notify(listener, [])
@@ -351,7 +367,9 @@ export class Store implements StateReader {
     if (this.#closed) throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed')
   }
 
-  #enqueue(make: (resolve: (result: CommitResult) => void, reject: (error: unknown) => void) => Commit): Promise<CommitResult> {
+  #enqueue(
+    make: (resolve: (result: CommitResult) => void, reject: (error: unknown) => void) => Commit,
+  ): Promise<CommitResult> {
     return new Promise<CommitResult>((resolve, reject) => {
       // Inside the executor, so a closed store rejects rather than throws.
       this.#checkOpen()
@@ -402,14 +420,18 @@ export class Store implements StateReader {
     if (bound <= first) return 0
     for (let from = first; from < bound; from += PURGE_BATCH_MAX) {
       const writes: BackendWrite[] = []
-      for (let lsn = from; lsn < Math.min(bound, from + PURGE_BATCH_MAX); lsn++) writes.push({ type: 'del', sub: 'log', key: lsnKey(lsn) })
+      for (let lsn = from; lsn < Math.min(bound, from + PURGE_BATCH_MAX); lsn++)
+        writes.push({ type: 'del', sub: 'log', key: lsnKey(lsn) })
       await this.#backend.write(writes, { sync: false })
     }
     // Their index entries: per origin, in seq order (which is LSN order), up to the bound.
     for (const [node, seq] of Object.entries(this.#vc) as [NodeId, number][]) {
       const stale: BackendWrite[] = []
       const upTo = Math.min(seq, vcGet(logCovered, node))
-      for await (const [key, bytes] of this.#backend.iterate('dots', { gte: `${node}:`, lte: dotIndexKey({ node, seq: upTo }) })) {
+      for await (const [key, bytes] of this.#backend.iterate('dots', {
+        gte: `${node}:`,
+        lte: dotIndexKey({ node, seq: upTo }),
+      })) {
         if (Number(Buffer.from(bytes).toString('utf8')) >= bound) break
         stale.push({ type: 'del', sub: 'dots', key })
         if (stale.length >= PURGE_BATCH_MAX) await this.#backend.write(stale.splice(0), { sync: false })
@@ -426,7 +448,8 @@ export class Store implements StateReader {
     let purged = 0
     let scanned = 0
     let last: string | null = null
-    const range: Range = this.#tombCursor === null ? { limit: PURGE_BATCH_MAX } : { gt: this.#tombCursor, limit: PURGE_BATCH_MAX }
+    const range: Range =
+      this.#tombCursor === null ? { limit: PURGE_BATCH_MAX } : { gt: this.#tombCursor, limit: PURGE_BATCH_MAX }
     for await (const [key] of this.#backend.iterate('tombs', range)) {
       scanned++
       last = key
@@ -466,7 +489,9 @@ export class Store implements StateReader {
     const ownVc = this.#vc
     if (phase === 1) {
       await this.#joinAbsent(ownVc, vc)
-      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase: 2 }) }], { sync: true })
+      await this.#backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase: 2 }) }], {
+        sync: true,
+      })
     }
     let hlc = this.#hlc
     for (;;) {
@@ -486,15 +511,25 @@ export class Store implements StateReader {
       page.forEach(([id, bytes], index) => {
         const { space, key } = targets[index] as { space: Space; key: string }
         const held = live.get(id)
-        const joined = joinState(space, held === undefined ? emptyState(space) : decodeState(space, held), ownVc, decodeState(space, bytes), vc)
+        const joined = joinState(
+          space,
+          held === undefined ? emptyState(space) : decodeState(space, held),
+          ownVc,
+          decodeState(space, bytes),
+          vc,
+        )
         if (space === 'kv') for (const sibling of (joined as RegisterState).siblings) hlc = maxHlc(hlc, sibling.hlc)
         writes.push(...stateWrites(space, key, joined), { type: 'del', sub: 'stage', key: id })
       })
       await this.#backend.write(writes, { sync: false })
     }
     const newVc = vcJoin(ownVc, vc)
-    const writes: BackendWrite[] = [{ type: 'del', sub: 'meta', key: 'snapshot' }, { type: 'put', sub: 'meta', key: 'hlc', value: encode(hlc) }]
-    for (const [node, seq] of Object.entries(newVc) as [NodeId, number][]) if (seq !== vcGet(ownVc, node)) writes.push(putUtf8('vc', node, String(seq)))
+    const writes: BackendWrite[] = [
+      { type: 'del', sub: 'meta', key: 'snapshot' },
+      { type: 'put', sub: 'meta', key: 'hlc', value: encode(hlc) },
+    ]
+    for (const [node, seq] of Object.entries(newVc) as [NodeId, number][])
+      if (seq !== vcGet(ownVc, node)) writes.push(putUtf8('vc', node, String(seq)))
     await this.#backend.write(writes, { sync: true })
     this.#vc = newVc
     this.#hlc = hlc
@@ -506,10 +541,17 @@ export class Store implements StateReader {
       let after: string | null = null
       for (;;) {
         const page: [string, Uint8Array][] = []
-        for await (const entry of this.#backend.iterate(space, after === null ? { limit: SNAPSHOT_JOIN_BATCH } : { gt: after, limit: SNAPSHOT_JOIN_BATCH })) page.push(entry)
+        for await (const entry of this.#backend.iterate(
+          space,
+          after === null ? { limit: SNAPSHOT_JOIN_BATCH } : { gt: after, limit: SNAPSHOT_JOIN_BATCH },
+        ))
+          page.push(entry)
         if (page.length === 0) break
         after = (page[page.length - 1] as [string, Uint8Array])[0]
-        const staged = await this.#backend.getMany('stage', page.map(([key]) => stateId(space, key)))
+        const staged = await this.#backend.getMany(
+          'stage',
+          page.map(([key]) => stateId(space, key)),
+        )
         const writes: BackendWrite[] = []
         page.forEach(([key, bytes], index) => {
           if (staged[index] !== undefined) return
@@ -523,7 +565,15 @@ export class Store implements StateReader {
   }
 
   async #commitGroup(items: Commit[]): Promise<void> {
-    const group: Group = { vc: this.#vc, lsn: this.#lsn, hlc: this.#hlc, overlay: new Map(), writes: [], entries: [], settled: [] }
+    const group: Group = {
+      vc: this.#vc,
+      lsn: this.#lsn,
+      hlc: this.#hlc,
+      overlay: new Map(),
+      writes: [],
+      entries: [],
+      settled: [],
+    }
     try {
       await this.#prefetch(group, items)
     } catch (error) {
@@ -532,7 +582,8 @@ export class Store implements StateReader {
     }
     for (const item of items) {
       try {
-        const change = item.kind === 'local' ? await this.#prepareLocal(group, item.intents) : this.#checkRemote(group, item.change)
+        const change =
+          item.kind === 'local' ? await this.#prepareLocal(group, item.intents) : this.#checkRemote(group, item.change)
         const staged = change === null ? new Map<string, AnyState>() : await this.#stage(group, change)
         // A local commit answers with every key it named, including those it left unchanged.
         const states = item.kind === 'local' ? await this.#readTouched(group, item) : staged
@@ -542,9 +593,15 @@ export class Store implements StateReader {
       }
     }
     if (group.entries.length > 0) {
-      group.writes.push(putUtf8('meta', 'lsn', String(group.lsn)), { type: 'put', sub: 'meta', key: 'hlc', value: encode(group.hlc) })
+      group.writes.push(putUtf8('meta', 'lsn', String(group.lsn)), {
+        type: 'put',
+        sub: 'meta',
+        key: 'hlc',
+        value: encode(group.hlc),
+      })
       // The clock once per group: one entry per origin that moved, not one per change.
-      for (const [node, seq] of Object.entries(group.vc) as [NodeId, number][]) if (seq !== vcGet(this.#vc, node)) group.writes.push(putUtf8('vc', node, String(seq)))
+      for (const [node, seq] of Object.entries(group.vc) as [NodeId, number][])
+        if (seq !== vcGet(this.#vc, node)) group.writes.push(putUtf8('vc', node, String(seq)))
       // A change this node made is synced even when batches are not: lost to a power loss, its
       // dot would be given to another change (peers would drop that one as a duplicate), and no
       // peer would send it back (peers never echo a node's own changes), so the node would stall.
@@ -552,7 +609,10 @@ export class Store implements StateReader {
       try {
         await this.#backend.write(group.writes, { sync: (this.#options.sync ?? false) || holdsOwn })
       } catch (error) {
-        const failure = error instanceof MeshError ? error : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
+        const failure =
+          error instanceof MeshError
+            ? error
+            : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
         for (const { item } of group.settled) item.reject(failure)
         return
       }
@@ -588,7 +648,10 @@ export class Store implements StateReader {
   #checkRemote(group: Group, change: Change): Change | null {
     if (vcHasDot(group.vc, change.dot)) return null
     if (vcGet(group.vc, change.dot.node) !== change.dot.seq - 1 || !vcCovers(group.vc, change.deps)) {
-      throw new MeshError('MESHKV_ERR_OUT_OF_ORDER', `change ${change.dot.node}:${change.dot.seq} arrived before the changes it follows`)
+      throw new MeshError(
+        'MESHKV_ERR_OUT_OF_ORDER',
+        `change ${change.dot.node}:${change.dot.seq} arrived before the changes it follows`,
+      )
     }
     // Refuses (and the caller counts) a change stamped too far ahead; our clock is left unchanged.
     hlcObserve(group.hlc, change.hlc, this.#options.now(), this.#options.maxClockOffsetMs)
@@ -644,9 +707,13 @@ export class Store implements StateReader {
       return encodeChange(change, limit)
     } catch (error) {
       if (!isMeshError(error, 'MESHKV_ERR_FRAME_TOO_LARGE')) throw error
-      throw new MeshError('MESHKV_ERR_VALUE_TOO_LARGE', `one write (a batch counts as one) may carry at most ${limit} bytes, so that it fits in a replication frame`, {
-        details: error.details,
-      })
+      throw new MeshError(
+        'MESHKV_ERR_VALUE_TOO_LARGE',
+        `one write (a batch counts as one) may carry at most ${limit} bytes, so that it fits in a replication frame`,
+        {
+          details: error.details,
+        },
+      )
     }
   }
 
@@ -697,19 +764,25 @@ function notify(listener: (entries: readonly LogEntry[]) => void, entries: reado
   }
 }
 
-
 /** The writes that store a key's new state (and index it when it is all tombstones). */
 function stateWrites(space: Space, key: string, state: AnyState): BackendWrite[] {
   if (isEmptyState(space, state)) return [{ type: 'del', sub: space, key }]
   const put: BackendWrite = { type: 'put', sub: space, key, value: encodeState(state as never) }
-  return space === 'kv' && isAllTombstones(state as RegisterState) ? [put, { type: 'put', sub: 'tombs', key, value: EMPTY_BYTES }] : [put]
+  return space === 'kv' && isAllTombstones(state as RegisterState)
+    ? [put, { type: 'put', sub: 'tombs', key, value: EMPTY_BYTES }]
+    : [put]
 }
 
 const EMPTY_BYTES = new Uint8Array(0)
 
 function isSnapshotMarker(value: unknown): value is { vc: VectorClock; phase: 1 | 2 } {
   const marker = value as { vc?: unknown; phase?: unknown }
-  return typeof value === 'object' && value !== null && isVectorClock(marker.vc) && (marker.phase === 1 || marker.phase === 2)
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    isVectorClock(marker.vc) &&
+    (marker.phase === 1 || marker.phase === 2)
+  )
 }
 
 function isAllTombstones(state: RegisterState): boolean {
@@ -730,7 +803,10 @@ function checkDistinctTargets(intents: readonly Intent[]): void {
   const seen = new Set<string>()
   for (const intent of intents) {
     const { space, key } = opTarget(intent)
-    const id = intent.type === 'set.add' || intent.type === 'set.remove' ? `${space}\0${key}\0${intent.member}` : `${space}\0${key}`
+    const id =
+      intent.type === 'set.add' || intent.type === 'set.remove'
+        ? `${space}\0${key}\0${intent.member}`
+        : `${space}\0${key}`
     if (seen.has(id)) {
       throw new MeshError('MESHKV_ERR_BATCH_INVALID', `a batch writes ${space} ${JSON.stringify(key)} more than once`)
     }
@@ -770,7 +846,11 @@ async function readState<S extends Space>(reader: BackendReader, space: S, key: 
   return bytes === undefined ? emptyState(space) : decodeState(space, bytes)
 }
 
-async function* iterateStates<S extends Space>(reader: BackendReader, space: S, range: Range): AsyncGenerator<[string, StateOf[S]]> {
+async function* iterateStates<S extends Space>(
+  reader: BackendReader,
+  space: S,
+  range: Range,
+): AsyncGenerator<[string, StateOf[S]]> {
   for await (const [key, bytes] of reader.iterate(space, range)) yield [key, decodeState(space, bytes)]
 }
 
@@ -782,7 +862,8 @@ async function readUtf8(reader: BackendReader, sub: BackendWrite['sub'], key: st
 async function readLsn(reader: BackendReader): Promise<number> {
   const text = await readUtf8(reader, 'meta', 'lsn')
   const lsn = text === undefined ? 0 : Number(text)
-  if (!Number.isSafeInteger(lsn) || lsn < 0) throw new MeshError('MESHKV_ERR_CORRUPT', `the stored log position ${text} is damaged`)
+  if (!Number.isSafeInteger(lsn) || lsn < 0)
+    throw new MeshError('MESHKV_ERR_CORRUPT', `the stored log position ${text} is damaged`)
   return lsn
 }
 
@@ -790,23 +871,31 @@ async function readVc(reader: BackendReader): Promise<VectorClock> {
   const entries: [NodeId, number][] = []
   for await (const [node, bytes] of reader.iterate('vc', {})) {
     const seq = Number(Buffer.from(bytes).toString('utf8'))
-    if (!isNodeId(node) || !Number.isSafeInteger(seq) || seq < 1) throw new MeshError('MESHKV_ERR_CORRUPT', `the stored vector clock entry ${node} is damaged`)
+    if (!isNodeId(node) || !Number.isSafeInteger(seq) || seq < 1)
+      throw new MeshError('MESHKV_ERR_CORRUPT', `the stored vector clock entry ${node} is damaged`)
     entries.push([node, seq])
   }
   return vcNormalize(entries)
 }
 
-async function readOrInitMeta(backend: Backend, options: StoreOptions): Promise<{ nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc }> {
+async function readOrInitMeta(
+  backend: Backend,
+  options: StoreOptions,
+): Promise<{ nodeId: NodeId; vc: VectorClock; lsn: number; hlc: Hlc }> {
   const format = await readUtf8(backend, 'meta', 'format')
   if (format !== undefined && format !== STORE_FORMAT) {
-    throw new MeshError('MESHKV_ERR_CORRUPT', `the store was written in format ${format}; this meshkv reads format ${STORE_FORMAT}`)
+    throw new MeshError(
+      'MESHKV_ERR_CORRUPT',
+      `the store was written in format ${format}; this meshkv reads format ${STORE_FORMAT}`,
+    )
   }
   let nodeId = await readUtf8(backend, 'meta', 'nodeId')
   if (nodeId === undefined) {
     nodeId = nodeIdFromBytes(options.randomBytes(8))
     await backend.write([putUtf8('meta', 'format', STORE_FORMAT), putUtf8('meta', 'nodeId', nodeId)], { sync: true })
   }
-  if (!isNodeId(nodeId)) throw new MeshError('MESHKV_ERR_CORRUPT', `the stored node id ${JSON.stringify(nodeId)} is damaged`)
+  if (!isNodeId(nodeId))
+    throw new MeshError('MESHKV_ERR_CORRUPT', `the stored node id ${JSON.stringify(nodeId)} is damaged`)
   const hlcBytes = await backend.get('meta', 'hlc')
   const hlc = hlcBytes === undefined ? HLC_ZERO : decodeChecked(hlcBytes, isHlc, 'stored clock')
   return { nodeId, vc: await readVc(backend), lsn: await readLsn(backend), hlc }

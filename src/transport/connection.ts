@@ -51,7 +51,9 @@ export interface LinkSettings {
 }
 
 /** Whether a connection that passed the handshake may open. */
-export type Admission = { readonly ok: true } | { readonly ok: false; readonly closeCode: number; readonly reason: string; readonly refusal: Refusal | null }
+export type Admission =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly closeCode: number; readonly reason: string; readonly refusal: Refusal | null }
 
 export interface ConnectionEnd {
   readonly code: number
@@ -79,7 +81,10 @@ type Ending = 'polite' | 'now' | 'gone'
 
 export function shortReason(reason: string): string {
   if (Buffer.byteLength(reason) <= REASON_BYTES_MAX) return reason
-  return Buffer.from(reason).subarray(0, REASON_BYTES_MAX).toString('utf8').replace(/\uFFFD+$/u, '')
+  return Buffer.from(reason)
+    .subarray(0, REASON_BYTES_MAX)
+    .toString('utf8')
+    .replace(/\uFFFD+$/u, '')
 }
 
 export class Connection {
@@ -98,7 +103,10 @@ export class Connection {
     readonly dialedUrl: string | null,
   ) {
     const nonce = host.nonce()
-    this.handshake = role === 'acceptor' ? new AcceptorHandshake(host.identity, nonce) : new DialerHandshake(host.identity, nonce, dialedUrl)
+    this.handshake =
+      role === 'acceptor'
+        ? new AcceptorHandshake(host.identity, nonce)
+        : new DialerHandshake(host.identity, nonce, dialedUrl)
   }
 
   get closed(): boolean {
@@ -128,7 +136,10 @@ export class Connection {
     assert(this.state === 'connecting', 'a connection is attached to one channel')
     this.channel = channel
     this.state = 'handshake'
-    this.cancelHandshakeTimer = this.host.setTimer(() => this.handshakeTimedOut(), this.host.settings.handshakeTimeoutMs)
+    this.cancelHandshakeTimer = this.host.setTimer(
+      () => this.handshakeTimedOut(),
+      this.host.settings.handshakeTimeoutMs,
+    )
     if (this.handshake instanceof AcceptorHandshake) this.write(encodeFrame(this.handshake.start()))
   }
 
@@ -139,7 +150,12 @@ export class Connection {
 
   /** A dial failed before any channel existed. */
   fail(errorCode: ErrorCode, message: string): void {
-    this.finish(CLOSE_CODES.goingAway, message, { closeCode: CLOSE_CODES.goingAway, errorCode, message, nodeId: null }, 'gone')
+    this.finish(
+      CLOSE_CODES.goingAway,
+      message,
+      { closeCode: CLOSE_CODES.goingAway, errorCode, message, nodeId: null },
+      'gone',
+    )
   }
 
   /** One binary frame arrived. */
@@ -207,7 +223,10 @@ export class Connection {
   sendMessage(message: PeerMessage): boolean {
     if (this.state !== 'open') return false
     // The peer would close the link over a malformed message; the sender's bug shows here instead.
-    assert(isFrame(message) && !isHandshakeMessage(message), `a well-formed peer message (type ${String(message.type)})`)
+    assert(
+      isFrame(message) && !isHandshakeMessage(message),
+      `a well-formed peer message (type ${String(message.type)})`,
+    )
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
     this.write(encodeFrame(message))
     this.poll()
@@ -252,7 +271,12 @@ export class Connection {
     this.cancelHandshakeTimer = null
     if (this.state !== 'handshake') return
     const message = `the handshake did not finish within ${this.host.settings.handshakeTimeoutMs} ms`
-    this.finish(CLOSE_CODES.timeout, message, { closeCode: CLOSE_CODES.timeout, errorCode: 'MESHKV_ERR_UNREACHABLE', message, nodeId: null }, 'polite')
+    this.finish(
+      CLOSE_CODES.timeout,
+      message,
+      { closeCode: CLOSE_CODES.timeout, errorCode: 'MESHKV_ERR_UNREACHABLE', message, nodeId: null },
+      'polite',
+    )
   }
 
   private protocolError(code: number, errorCode: ErrorCode, message: string): void {

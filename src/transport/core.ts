@@ -64,7 +64,8 @@ function configError(message: string): MeshError {
 
 export function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   const chosen = value ?? fallback
-  if (!Number.isSafeInteger(chosen) || chosen <= 0) throw configError(`${name} must be a positive integer, got ${String(value)}`)
+  if (!Number.isSafeInteger(chosen) || chosen <= 0)
+    throw configError(`${name} must be a positive integer, got ${String(value)}`)
   return chosen
 }
 
@@ -72,14 +73,28 @@ export function resolveSettings(options: CoreTransportOptions): TransportSetting
   const settings: TransportSettings = {
     pingIntervalMs: positiveInteger('pingIntervalMs', options.pingIntervalMs, TRANSPORT_DEFAULTS.pingIntervalMs),
     peerTimeoutMs: positiveInteger('peerTimeoutMs', options.peerTimeoutMs, TRANSPORT_DEFAULTS.peerTimeoutMs),
-    sendHighWaterBytes: positiveInteger('sendHighWaterBytes', options.sendHighWaterBytes, TRANSPORT_DEFAULTS.sendHighWaterBytes),
-    sendQueueBytesMax: positiveInteger('sendQueueBytesMax', options.sendQueueBytesMax, TRANSPORT_DEFAULTS.sendQueueBytesMax),
+    sendHighWaterBytes: positiveInteger(
+      'sendHighWaterBytes',
+      options.sendHighWaterBytes,
+      TRANSPORT_DEFAULTS.sendHighWaterBytes,
+    ),
+    sendQueueBytesMax: positiveInteger(
+      'sendQueueBytesMax',
+      options.sendQueueBytesMax,
+      TRANSPORT_DEFAULTS.sendQueueBytesMax,
+    ),
     reconnectBaseMs: positiveInteger('reconnectBaseMs', options.reconnectBaseMs, TRANSPORT_DEFAULTS.reconnectBaseMs),
     reconnectMaxMs: positiveInteger('reconnectMaxMs', options.reconnectMaxMs, TRANSPORT_DEFAULTS.reconnectMaxMs),
-    handshakeTimeoutMs: positiveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs, TRANSPORT_DEFAULTS.handshakeTimeoutMs),
+    handshakeTimeoutMs: positiveInteger(
+      'handshakeTimeoutMs',
+      options.handshakeTimeoutMs,
+      TRANSPORT_DEFAULTS.handshakeTimeoutMs,
+    ),
   }
-  if (settings.sendQueueBytesMax < settings.sendHighWaterBytes) throw configError('sendQueueBytesMax must be at least sendHighWaterBytes')
-  if (settings.reconnectMaxMs < settings.reconnectBaseMs) throw configError('reconnectMaxMs must be at least reconnectBaseMs')
+  if (settings.sendQueueBytesMax < settings.sendHighWaterBytes)
+    throw configError('sendQueueBytesMax must be at least sendHighWaterBytes')
+  if (settings.reconnectMaxMs < settings.reconnectBaseMs)
+    throw configError('reconnectMaxMs must be at least reconnectBaseMs')
   return settings
 }
 
@@ -217,7 +232,8 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       this.emitRefused(connection.dialedUrl, nodeId, errorCode, message)
       if (kept !== undefined && errorCode === 'MESHKV_ERR_CONFIG' && connection.role === 'dialer') kept.self = true
     }
-    if (kept !== undefined && kept.nodeId === null && connection.claimedNodeId !== null) kept.nodeId = connection.claimedNodeId as NodeId
+    if (kept !== undefined && kept.nodeId === null && connection.claimedNodeId !== null)
+      kept.nodeId = connection.claimedNodeId as NodeId
     const nodeId = end.link?.nodeId ?? null
     if (nodeId !== null && this.links.get(nodeId) === connection) this.links.delete(nodeId)
     if (this.isClosed) return
@@ -245,7 +261,10 @@ export abstract class TransportCore implements Transport, ConnectionHost {
 
   private keyOf(url: string): string {
     if (typeof url !== 'string' || url.length === 0 || Buffer.byteLength(url) > URL_BYTES_MAX) {
-      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `transport: a peer URL is a string of 1 to ${URL_BYTES_MAX} bytes`)
+      throw new MeshError(
+        'MESHKV_ERR_INVALID_ARGUMENT',
+        `transport: a peer URL is a string of 1 to ${URL_BYTES_MAX} bytes`,
+      )
     }
     return this.normalizeUrl(url)
   }
@@ -289,7 +308,12 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   private scheduleDial(kept: Kept, wasLinked: boolean): void {
     if (kept.self || kept.timer !== null || kept.connection !== null || this.kept.get(kept.key) !== kept) return
     if (wasLinked) kept.attempt = 0
-    const delayMs = backoffDelayMs(kept.attempt, this.settings.reconnectBaseMs, this.settings.reconnectMaxMs, randomFraction(this.randomBytes))
+    const delayMs = backoffDelayMs(
+      kept.attempt,
+      this.settings.reconnectBaseMs,
+      this.settings.reconnectMaxMs,
+      randomFraction(this.randomBytes),
+    )
     kept.attempt += 1
     kept.timer = this.setTimer(() => this.dial(kept), delayMs)
   }

@@ -63,7 +63,13 @@ export interface HandshakeStep {
 }
 
 /** HMAC-SHA256(secret, role ‖ nonce ‖ ownId ‖ otherId): the prover shows it holds the secret. */
-export function handshakeProof(secret: string, role: Role, nonce: Uint8Array, ownId: NodeId, otherId: NodeId): Uint8Array {
+export function handshakeProof(
+  secret: string,
+  role: Role,
+  nonce: Uint8Array,
+  ownId: NodeId,
+  otherId: NodeId,
+): Uint8Array {
   const hmac = createHmac('sha256', secret)
   hmac.update(role, 'utf8')
   hmac.update(nonce)
@@ -92,19 +98,39 @@ function refusal(closeCode: number, errorCode: ErrorCode, message: string, nodeI
 }
 
 function unexpected(frame: Frame, expected: string): HandshakeStep {
-  return refusal(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `expected ${expected} during the handshake, got ${frame.type}`, null)
+  return refusal(
+    CLOSE_CODES.policy,
+    'MESHKV_ERR_DECODE',
+    `expected ${expected} during the handshake, got ${frame.type}`,
+    null,
+  )
 }
 
 /** Checks shared by both roles on the other side's first frame. */
 function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloMessage): HandshakeStep | null {
   if (!isSupportedVersion(frame.version)) {
-    return refusal(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `peer speaks protocol version ${frame.version}, this node ${PEER_PROTOCOL_VERSION}`, frame.nodeId)
+    return refusal(
+      CLOSE_CODES.policy,
+      'MESHKV_ERR_DECODE',
+      `peer speaks protocol version ${frame.version}, this node ${PEER_PROTOCOL_VERSION}`,
+      frame.nodeId,
+    )
   }
   if (frame.clusterId !== identity.clusterId) {
-    return refusal(CLOSE_CODES.otherCluster, 'MESHKV_ERR_CLUSTER_MISMATCH', `peer belongs to cluster ${JSON.stringify(frame.clusterId)}, not ${JSON.stringify(identity.clusterId)}`, frame.nodeId)
+    return refusal(
+      CLOSE_CODES.otherCluster,
+      'MESHKV_ERR_CLUSTER_MISMATCH',
+      `peer belongs to cluster ${JSON.stringify(frame.clusterId)}, not ${JSON.stringify(identity.clusterId)}`,
+      frame.nodeId,
+    )
   }
   if (frame.nodeId === identity.nodeId) {
-    return refusal(CLOSE_CODES.normal, 'MESHKV_ERR_CONFIG', 'the peer is this node itself (it dialed its own address)', frame.nodeId)
+    return refusal(
+      CLOSE_CODES.normal,
+      'MESHKV_ERR_CONFIG',
+      'the peer is this node itself (it dialed its own address)',
+      frame.nodeId,
+    )
   }
   return null
 }
@@ -140,10 +166,22 @@ export class AcceptorHandshake {
     const { secret, nodeId } = this.identity
     const expected = handshakeProof(secret, 'dialer', this.challenge.nonce, frame.nodeId, nodeId)
     if (!proofMatches(expected, frame.proof)) {
-      return refusal(CLOSE_CODES.auth, 'MESHKV_ERR_AUTH', 'the peer does not hold the cluster secret (hello proof mismatch)', frame.nodeId)
+      return refusal(
+        CLOSE_CODES.auth,
+        'MESHKV_ERR_AUTH',
+        'the peer does not hold the cluster secret (hello proof mismatch)',
+        frame.nodeId,
+      )
     }
-    const welcome: WelcomeMessage = { type: 'welcome', proof: handshakeProof(secret, 'acceptor', frame.nonce, nodeId, frame.nodeId) }
-    const peer: PeerIdentity = { nodeId: frame.nodeId, url: frame.url, linkId: linkIdOf(this.challenge.nonce, frame.nonce) }
+    const welcome: WelcomeMessage = {
+      type: 'welcome',
+      proof: handshakeProof(secret, 'acceptor', frame.nonce, nodeId, frame.nodeId),
+    }
+    const peer: PeerIdentity = {
+      nodeId: frame.nodeId,
+      url: frame.url,
+      linkId: linkIdOf(this.challenge.nonce, frame.nonce),
+    }
     return { send: welcome, peer }
   }
 }
@@ -190,7 +228,15 @@ export class DialerHandshake {
     this.state = 'welcome'
     const { secret, nodeId, clusterId, selfUrl } = this.identity
     const proof = handshakeProof(secret, 'dialer', challenge.nonce, nodeId, challenge.nodeId)
-    const hello: HelloMessage = { type: 'hello', version: PEER_PROTOCOL_VERSION, clusterId, nodeId, url: selfUrl, nonce: this.nonce, proof }
+    const hello: HelloMessage = {
+      type: 'hello',
+      version: PEER_PROTOCOL_VERSION,
+      clusterId,
+      nodeId,
+      url: selfUrl,
+      nonce: this.nonce,
+      proof,
+    }
     return { send: hello }
   }
 
@@ -200,7 +246,12 @@ export class DialerHandshake {
     assert(acceptor !== null, 'a welcome is only taken after a challenge')
     const expected = handshakeProof(this.identity.secret, 'acceptor', this.nonce, acceptor.nodeId, this.identity.nodeId)
     if (!proofMatches(expected, welcome.proof)) {
-      return refusal(CLOSE_CODES.auth, 'MESHKV_ERR_AUTH', 'the peer does not hold the cluster secret (welcome proof mismatch)', acceptor.nodeId)
+      return refusal(
+        CLOSE_CODES.auth,
+        'MESHKV_ERR_AUTH',
+        'the peer does not hold the cluster secret (welcome proof mismatch)',
+        acceptor.nodeId,
+      )
     }
     return { peer: { nodeId: acceptor.nodeId, url: this.dialedUrl, linkId: linkIdOf(acceptor.nonce, this.nonce) } }
   }
@@ -210,13 +261,28 @@ export class DialerHandshake {
 export function refusalOfCloseCode(code: number, reason: string, nodeId: NodeId | null): Refusal | null {
   switch (code) {
     case CLOSE_CODES.auth:
-      return { closeCode: code, errorCode: 'MESHKV_ERR_AUTH', message: `the peer refused our proof: ${reason || 'auth'}`, nodeId }
+      return {
+        closeCode: code,
+        errorCode: 'MESHKV_ERR_AUTH',
+        message: `the peer refused our proof: ${reason || 'auth'}`,
+        nodeId,
+      }
     case CLOSE_CODES.otherCluster:
-      return { closeCode: code, errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH', message: `the peer is in another cluster: ${reason || 'cluster'}`, nodeId }
+      return {
+        closeCode: code,
+        errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH',
+        message: `the peer is in another cluster: ${reason || 'cluster'}`,
+        nodeId,
+      }
     case CLOSE_CODES.duplicate:
       // Not a failure: the peer already has a link with us and kept that one.
       return null
     default:
-      return { closeCode: code, errorCode: 'MESHKV_ERR_UNREACHABLE', message: `the peer closed during the handshake (${code}${reason ? ` ${reason}` : ''})`, nodeId }
+      return {
+        closeCode: code,
+        errorCode: 'MESHKV_ERR_UNREACHABLE',
+        message: `the peer closed during the handshake (${code}${reason ? ` ${reason}` : ''})`,
+        nodeId,
+      }
   }
 }

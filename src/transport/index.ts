@@ -1,12 +1,28 @@
 /** Links between nodes: the `Transport` interface and its WebSocket and in-memory implementations. */
 export * from './transport.js'
-export { AcceptorHandshake, DialerHandshake, PEER_PROTOCOL_VERSION, handshakeProof, isSupportedVersion, linkIdOf, proofMatches } from './handshake.js'
+export {
+  AcceptorHandshake,
+  DialerHandshake,
+  PEER_PROTOCOL_VERSION,
+  handshakeProof,
+  isSupportedVersion,
+  linkIdOf,
+  proofMatches,
+} from './handshake.js'
 export type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
 export type { Cancel, Channel, SetTimer } from './connection.js'
 export { Link } from './connection.js'
 export { TRANSPORT_DEFAULTS, backoffDelayMs } from './core.js'
 export type { CoreTransportOptions } from './core.js'
-export { CLOSE_GRACE_MS, FRAGMENTS_MAX, PEER_PATH, PENDING_SOCKETS_MAX_DEFAULT, UPGRADE_HEADERS_MAX, WebSocketTransport, peerUrlOf } from './websocket.js'
+export {
+  CLOSE_GRACE_MS,
+  FRAGMENTS_MAX,
+  PEER_PATH,
+  PENDING_SOCKETS_MAX_DEFAULT,
+  UPGRADE_HEADERS_MAX,
+  WebSocketTransport,
+  peerUrlOf,
+} from './websocket.js'
 export type { WebSocketTransportOptions } from './websocket.js'
 export { MemoryNetwork, MemoryTransport } from './memory.js'
 export type { MemoryEnvelope, MemoryNetworkOptions } from './memory.js'

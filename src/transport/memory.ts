@@ -222,5 +222,3 @@ export class MemoryTransport extends TransportCore {
     return Promise.resolve()
   }
 }
-
-

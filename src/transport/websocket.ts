@@ -68,7 +68,8 @@ export function peerUrlOf(url: string): string {
   }
   const schemes: Record<string, string> = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }
   const scheme = schemes[parsed.protocol]
-  if (scheme === undefined) throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a peer URL is http(s) or ws(s), got ${JSON.stringify(url)}`)
+  if (scheme === undefined)
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a peer URL is http(s) or ws(s), got ${JSON.stringify(url)}`)
   parsed.protocol = scheme
   if (!parsed.pathname.endsWith(PEER_PATH)) parsed.pathname = parsed.pathname.replace(/\/+$/u, '') + PEER_PATH
   parsed.hash = ''
@@ -165,7 +166,11 @@ export class WebSocketTransport extends TransportCore {
 
   constructor(options: WebSocketTransportOptions) {
     super(options, realSetTimer)
-    this.pendingSocketsMax = positiveInteger('pendingSocketsMax', options.pendingSocketsMax, PENDING_SOCKETS_MAX_DEFAULT)
+    this.pendingSocketsMax = positiveInteger(
+      'pendingSocketsMax',
+      options.pendingSocketsMax,
+      PENDING_SOCKETS_MAX_DEFAULT,
+    )
     this.tls = options.tls
     this.server = new WebSocketServer({ noServer: true, clientTracking: false, ...RECEIVE_LIMITS })
   }
@@ -280,7 +285,11 @@ export class WebSocketTransport extends TransportCore {
       socket.once('close', (code: number, reason: Buffer) => {
         this.sockets.delete(socket)
         if (attached) connection.channelEnded(code, reason.toString('utf8'))
-        else connection.fail('MESHKV_ERR_UNREACHABLE', `cannot reach ${connection.dialedUrl ?? 'peer'}: closed before open (${code})`)
+        else
+          connection.fail(
+            'MESHKV_ERR_UNREACHABLE',
+            `cannot reach ${connection.dialedUrl ?? 'peer'}: closed before open (${code})`,
+          )
         resolve()
       })
     })

@@ -25,7 +25,11 @@ let child: ChildProcess | undefined
 
 function runSmoke(out: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const bench = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'run.ts'), '--smoke', '--out', out], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const bench = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(REPO_ROOT, 'bench', 'run.ts'), '--smoke', '--out', out],
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    )
     child = bench
     let output = ''
     bench.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
@@ -86,13 +90,18 @@ describe('bench --smoke', () => {
     expect(typeof entry['unit']).toBe('string')
     expect(String(entry['unit']).length).toBeGreaterThan(0)
     // A latency's p50 may legitimately round to 0 only if most samples were seen before their ack.
-    if (LATENCY_ENTRIES.includes(name) && name.startsWith('replication_lag')) expect(nonNegative(entry['value'])).toBe(true)
+    if (LATENCY_ENTRIES.includes(name) && name.startsWith('replication_lag'))
+      expect(nonNegative(entry['value'])).toBe(true)
     else expect(positive(entry['value']), `${name}.value = ${String(entry['value'])}`).toBe(true)
-    expect(entry['baseline'] === null || positive(entry['baseline']), `${name}.baseline = ${String(entry['baseline'])}`).toBe(true)
+    expect(
+      entry['baseline'] === null || positive(entry['baseline']),
+      `${name}.baseline = ${String(entry['baseline'])}`,
+    ).toBe(true)
     expect(entry['ratio'] === null || positive(entry['ratio']), `${name}.ratio = ${String(entry['ratio'])}`).toBe(true)
     if (entry['baseline'] === null) expect(entry['ratio']).toBeNull()
     if (LATENCY_ENTRIES.includes(name)) {
-      for (const field of ['p50_ms', 'p99_ms', 'max_ms']) expect(nonNegative(entry[field]), `${name}.${field}`).toBe(true)
+      for (const field of ['p50_ms', 'p99_ms', 'max_ms'])
+        expect(nonNegative(entry[field]), `${name}.${field}`).toBe(true)
       expect(entry['p99_ms'] as number).toBeGreaterThanOrEqual(entry['p50_ms'] as number)
       expect(entry['max_ms'] as number).toBeGreaterThanOrEqual(entry['p99_ms'] as number)
     }
@@ -101,7 +110,13 @@ describe('bench --smoke', () => {
   it('records what the issue asks beyond the common fields', () => {
     expect(run.json['memory']?.['unit']).toBe('MB')
     expect(run.json['memory']?.['baseline']).toBeNull()
-    expect(['log', 'snapshot']).toContain(typeof run.json['snapshot_bootstrap']?.['method'] === 'string' ? (run.json['snapshot_bootstrap']?.['method'] === 'log' ? 'log' : 'snapshot') : undefined)
+    expect(['log', 'snapshot']).toContain(
+      typeof run.json['snapshot_bootstrap']?.['method'] === 'string'
+        ? run.json['snapshot_bootstrap']?.['method'] === 'log'
+          ? 'log'
+          : 'snapshot'
+        : undefined,
+    )
     expect(typeof run.json['wire_bytes']?.['overhead_bytes']).toBe('number')
     expect(run.json['embedded_put_fsync']).toBeDefined()
     expect(run.json['replicated_throughput_http']).toBeDefined()

@@ -1,5 +1,5 @@
 /**
- * Process chaos (L2, TESTING.md) in `npm test`: a bounded seeded run (60 s of faults by default,
+ * Process chaos (L2, docs/testing.md) in `npm test`: a bounded seeded run (60 s of faults by default,
  * about 65-70 s in all) of scenario.ts — three real nodes, kill -9 and restarts, SIGSTOP/SIGCONT,
  * link partitions through the proxies (bridges too), eight client sessions — then every checker.
  * `MESHKV_CHAOS_SEED` replays a seed's fault schedule and client plans, `MESHKV_CHAOS_DURATION_S`
@@ -9,7 +9,10 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { buildIfStale, stopAllClusters } from '../cluster/helpers.js'
 import { formatReport, replayCommands, runChaos } from './scenario.js'
 
-const SEED = process.env['MESHKV_CHAOS_SEED'] === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(process.env['MESHKV_CHAOS_SEED']) >>> 0
+const SEED =
+  process.env['MESHKV_CHAOS_SEED'] === undefined
+    ? Math.floor(Math.random() * 2 ** 32)
+    : Number(process.env['MESHKV_CHAOS_SEED']) >>> 0
 const DURATION_MS = Number(process.env['MESHKV_CHAOS_DURATION_S'] ?? 60) * 1000
 
 afterAll(async () => {
@@ -17,16 +20,23 @@ afterAll(async () => {
 })
 
 describe('process chaos (L2)', () => {
-  it(`three real nodes under kill -9, SIGSTOP and partitions: converge within 10 s of the final heal, lose no acknowledged write (seed ${SEED})`, async () => {
-    buildIfStale()
-    const report = await runChaos({ seed: SEED, durationMs: DURATION_MS })
-    for (const line of formatReport(report)) console.log(line)
-    // The run did something: operations of every kind completed, and faults of both tracks ran.
-    expect(report.opsTotal).toBeGreaterThan(500)
-    expect(report.faults['kill'] ?? 0).toBeGreaterThan(0)
-    expect(Object.keys(report.faults).length).toBeGreaterThan(2)
-    expect(report.check.loss['all']?.acknowledged ?? 0).toBeGreaterThan(0)
-    expect(report.check.sessions.readsChecked).toBeGreaterThan(0)
-    expect(report.violations, `chaos seed ${SEED} found violations; replay: ${replayCommands(SEED, DURATION_MS)}\nhistory: ${report.historyPath}`).toEqual([])
-  }, DURATION_MS + 90_000)
+  it(
+    `three real nodes under kill -9, SIGSTOP and partitions: converge within 10 s of the final heal, lose no acknowledged write (seed ${SEED})`,
+    async () => {
+      buildIfStale()
+      const report = await runChaos({ seed: SEED, durationMs: DURATION_MS })
+      for (const line of formatReport(report)) console.log(line)
+      // The run did something: operations of every kind completed, and faults of both tracks ran.
+      expect(report.opsTotal).toBeGreaterThan(500)
+      expect(report.faults['kill'] ?? 0).toBeGreaterThan(0)
+      expect(Object.keys(report.faults).length).toBeGreaterThan(2)
+      expect(report.check.loss['all']?.acknowledged ?? 0).toBeGreaterThan(0)
+      expect(report.check.sessions.readsChecked).toBeGreaterThan(0)
+      expect(
+        report.violations,
+        `chaos seed ${SEED} found violations; replay: ${replayCommands(SEED, DURATION_MS)}\nhistory: ${report.historyPath}`,
+      ).toEqual([])
+    },
+    DURATION_MS + 90_000,
+  )
 })

@@ -20,7 +20,14 @@ class Script {
   op(client: number, op: Operation, kind: ChaosCompletion['kind'], extra: Partial<ChaosCompletion> = {}): OpRecord {
     const invokedMs = (this.#clock += 10)
     const id = this.ops.length + 1
-    const record: OpRecord = { id, client, node: URLS[0] as string, op, invokedMs, end: { kind, id, atMs: (this.#clock += 10), servedBy: URLS[0] as string, ...extra } }
+    const record: OpRecord = {
+      id,
+      client,
+      node: URLS[0] as string,
+      op,
+      invokedMs,
+      end: { kind, id, atMs: (this.#clock += 10), servedBy: URLS[0] as string, ...extra },
+    }
     this.ops.push(record)
     return record
   }
@@ -30,7 +37,12 @@ class Script {
   }
 }
 
-function finals(state: { uniques?: Record<string, string>; contended?: Record<string, string[]>; counters?: Record<string, number>; sets?: Record<string, string[]> }): NodeFinal[] {
+function finals(state: {
+  uniques?: Record<string, string>
+  contended?: Record<string, string[]>
+  counters?: Record<string, number>
+  sets?: Record<string, string[]>
+}): NodeFinal[] {
   return URLS.map((url, index) => ({
     n: index + 1,
     url,
@@ -68,7 +80,11 @@ describe('chaos checkers', () => {
     script.op(1, { type: 'put', key: 'c/0', value: 'y', w: 1 }, 'ok')
     // y was invoked after x came back, so y may have overwritten x: fine.
     expect(checkRun(script.ops, script.faults, finals({ contended: { 'c/0': ['y'] } })).violations).toEqual([])
-    const landed = checkRun(script.ops, script.faults, finals({ uniques: { 'u/0/1': 'a' }, contended: { 'c/0': ['y'] } }))
+    const landed = checkRun(
+      script.ops,
+      script.faults,
+      finals({ uniques: { 'u/0/1': 'a' }, contended: { 'c/0': ['y'] } }),
+    )
     expect(landed.violations.join('\n')).toMatch(/written by a put that failed/)
     const phantom = checkRun(script.ops, script.faults, finals({ contended: { 'c/0': ['y', 'z'] } }))
     expect(phantom.violations.join('\n')).toMatch(/which no put wrote/)
@@ -88,8 +104,10 @@ describe('chaos checkers', () => {
     script.op(0, { type: 'incr', name: 'ctr/0', delta: 2, w: 1 }, 'ok')
     script.op(1, { type: 'incr', name: 'ctr/0', delta: 3, w: 'all' }, 'unknown')
     script.op(1, { type: 'incr', name: 'ctr/0', delta: 7, w: 'all' }, 'fail')
-    for (const value of [2, 5]) expect(checkRun(script.ops, script.faults, finals({ counters: { 'ctr/0': value } })).violations).toEqual([])
-    for (const value of [1, 9, 12]) expect(checkRun(script.ops, script.faults, finals({ counters: { 'ctr/0': value } })).violations).toHaveLength(3)
+    for (const value of [2, 5])
+      expect(checkRun(script.ops, script.faults, finals({ counters: { 'ctr/0': value } })).violations).toEqual([])
+    for (const value of [1, 9, 12])
+      expect(checkRun(script.ops, script.faults, finals({ counters: { 'ctr/0': value } })).violations).toHaveLength(3)
   })
 
   it('catch an acknowledged add removed by a remove that finished before it, and a member nobody added', () => {
@@ -100,8 +118,12 @@ describe('chaos checkers', () => {
     script.op(1, { type: 'srem', name: 'set/0', member: 'm2', w: 1 }, 'unknown')
     expect(checkRun(script.ops, script.faults, finals({ sets: { 'set/0': ['m1'] } })).violations).toEqual([])
     // m1's remove came back before the add was invoked: it cannot have observed the add.
-    expect(checkRun(script.ops, script.faults, finals({ sets: { 'set/0': [] } })).violations.join('\n')).toMatch(/add of m1 is gone/)
-    expect(checkRun(script.ops, script.faults, finals({ sets: { 'set/0': ['m1', 'm3'] } })).violations.join('\n')).toMatch(/holds m3/)
+    expect(checkRun(script.ops, script.faults, finals({ sets: { 'set/0': [] } })).violations.join('\n')).toMatch(
+      /add of m1 is gone/,
+    )
+    expect(
+      checkRun(script.ops, script.faults, finals({ sets: { 'set/0': ['m1', 'm3'] } })).violations.join('\n'),
+    ).toMatch(/holds m3/)
   })
 
   it("catch a session read that misses the session's own acknowledged write", () => {

@@ -83,7 +83,11 @@ function nodeOfUrl(finals: readonly NodeFinal[], url: string | undefined): numbe
   return finals.find((final) => final.url === url)?.n
 }
 
-export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEvent[], finals: readonly NodeFinal[]): CheckResult {
+export function checkRun(
+  ops: readonly OpRecord[],
+  faultEvents: readonly FaultEvent[],
+  finals: readonly NodeFinal[],
+): CheckResult {
   const violations: string[] = []
   const report = (message: string): void => {
     violations.push(message)
@@ -93,7 +97,10 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
 
   // Digests: the caller waited for equality; check it holds in what was read.
   const digests = new Set(finals.map((final) => final.digest))
-  if (digests.size !== 1) report(`digests differ after the final heal: ${finals.map((final) => `node ${final.n} ${final.digest}`).join(', ')}`)
+  if (digests.size !== 1)
+    report(
+      `digests differ after the final heal: ${finals.map((final) => `node ${final.n} ${final.digest}`).join(', ')}`,
+    )
 
   const puts = ops.filter(isPut)
   const putByValue = new Map<string, Put>()
@@ -107,7 +114,8 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
     return other !== undefined && other !== put && mayCommitAfter(other, put)
   }
   const kills = faultEvents.filter((event) => event.fault === 'crash')
-  const killedAfter = (n: number | undefined, atMs: number): boolean => n !== undefined && kills.some((kill) => kill.nodes.includes(n) && kill.atMs >= atMs)
+  const killedAfter = (n: number | undefined, atMs: number): boolean =>
+    n !== undefined && kills.some((kill) => kill.nodes.includes(n) && kill.atMs >= atMs)
 
   // --- Registers ---------------------------------------------------------------------------------
   let failedWritesChecked = 0
@@ -122,11 +130,14 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
       if (unique) {
         const held = final.uniques.get(key)
         if (status === 'ok' && held !== value) missingOn.push(final.n)
-        if (status === 'fail' && held !== undefined) report(`node ${final.n} holds ${key}=${held}, written by a put that failed (${put.end?.code ?? '?'})`)
-        if (held !== undefined && held !== value) report(`node ${final.n} holds ${key}=${held}, but the only put of ${key} wrote ${value}`)
+        if (status === 'fail' && held !== undefined)
+          report(`node ${final.n} holds ${key}=${held}, written by a put that failed (${put.end?.code ?? '?'})`)
+        if (held !== undefined && held !== value)
+          report(`node ${final.n} holds ${key}=${held}, but the only put of ${key} wrote ${value}`)
       } else {
         const siblings = final.contended.get(key) ?? []
-        if (status === 'fail' && siblings.includes(value)) report(`node ${final.n} holds ${value} on ${key}, written by a put that failed (${put.end?.code ?? '?'})`)
+        if (status === 'fail' && siblings.includes(value))
+          report(`node ${final.n} holds ${value} on ${key}, written by a put that failed (${put.end?.code ?? '?'})`)
         if (status === 'ok' && !siblings.includes(value) && !siblings.some((other) => mayFollow(other, put))) {
           missingOn.push(final.n)
         }
@@ -142,7 +153,10 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
       continue
     }
     count.lost++
-    if (lostSamples.length < MAX_LISTED) lostSamples.push(`${key}=${value} (w=${w}, acknowledged by node ${servedBy ?? '?'}) missing on nodes ${missingOn.join(',')}`)
+    if (lostSamples.length < MAX_LISTED)
+      lostSamples.push(
+        `${key}=${value} (w=${w}, acknowledged by node ${servedBy ?? '?'}) missing on nodes ${missingOn.join(',')}`,
+      )
   }
   for (const sample of lostSamples) report(`acknowledged write lost: ${sample}`)
   const lostTotal = Object.values(loss).reduce((sum, count) => sum + count.lost, 0)
@@ -157,7 +171,8 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
     for (const [key, siblings] of final.contended) {
       for (const held of siblings) {
         const put = putByValue.get(held)
-        if (put === undefined || put.op.key !== key) report(`node ${final.n} holds ${held} on ${key}, which no put wrote`)
+        if (put === undefined || put.op.key !== key)
+          report(`node ${final.n} holds ${held} on ${key}, which no put wrote`)
       }
     }
   }
@@ -180,7 +195,9 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
     counters.push({ name, acknowledged, unknown, final: values })
     for (const [index, value] of values.entries()) {
       if (value < acknowledged || value > acknowledged + unknown) {
-        report(`counter ${name} is ${value} on node ${finals[index]?.n}: acknowledged increments sum to ${acknowledged}, unknown ones to ${unknown}`)
+        report(
+          `counter ${name} is ${value} on node ${finals[index]?.n}: acknowledged increments sum to ${acknowledged}, unknown ones to ${unknown}`,
+        )
       }
     }
   }
@@ -191,7 +208,9 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
   const sets: CheckResult['sets'] = []
   for (const name of [...setNames].sort()) {
     const adds = ops.filter((record) => record.op.type === 'sadd' && record.op.name === name)
-    const removes = ops.filter((record) => record.op.type === 'srem' && record.op.name === name && statusOf(record) !== 'fail')
+    const removes = ops.filter(
+      (record) => record.op.type === 'srem' && record.op.name === name && statusOf(record) !== 'fail',
+    )
     let acknowledgedAdds = 0
     let removedByLaterRemove = 0
     for (const add of adds) {
@@ -200,9 +219,14 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
       const member = add.op.member
       const absentOn = finals.filter((final) => !(final.sets.get(name)?.has(member) ?? false)).map((final) => final.n)
       if (absentOn.length === 0) continue
-      const observed = removes.some((remove) => remove.op.type === 'srem' && remove.op.member === member && mayCommitAfter(remove, add))
+      const observed = removes.some(
+        (remove) => remove.op.type === 'srem' && remove.op.member === member && mayCommitAfter(remove, add),
+      )
       if (observed) removedByLaterRemove++
-      else report(`set ${name}: the acknowledged add of ${member} is gone on nodes ${absentOn.join(',')}, and no remove of it can have observed it`)
+      else
+        report(
+          `set ${name}: the acknowledged add of ${member} is gone on nodes ${absentOn.join(',')}, and no remove of it can have observed it`,
+        )
     }
     for (const final of finals) {
       for (const member of final.sets.get(name) ?? []) {
@@ -233,7 +257,12 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
       // The session's last acknowledged put of this key, acknowledged before the read began.
       let own: Put | undefined
       for (const record of list) {
-        if (isPut(record) && record.op.key === key && statusOf(record) === 'ok' && (record.end?.atMs ?? Infinity) <= read.invokedMs) {
+        if (
+          isPut(record) &&
+          record.op.key === key &&
+          statusOf(record) === 'ok' &&
+          (record.end?.atMs ?? Infinity) <= read.invokedMs
+        ) {
           if (own === undefined || record.invokedMs > own.invokedMs) own = record
         }
       }
@@ -244,12 +273,22 @@ export function checkRun(ops: readonly OpRecord[], faultEvents: readonly FaultEv
       if (covered) continue
       sessionViolations++
       if (sessionSamples.length < MAX_LISTED) {
-        sessionSamples.push(`session ${client}: read ${read.id} of ${key} on ${read.end?.servedBy ?? '?'} saw ${JSON.stringify(seen)}, missing its own write ${own.op.value} (put ${own.id})`)
+        sessionSamples.push(
+          `session ${client}: read ${read.id} of ${key} on ${read.end?.servedBy ?? '?'} saw ${JSON.stringify(seen)}, missing its own write ${own.op.value} (put ${own.id})`,
+        )
       }
     }
   }
   for (const sample of sessionSamples) report(`session read missed a write its token covers: ${sample}`)
-  if (sessionViolations > sessionSamples.length) report(`... and ${sessionViolations - sessionSamples.length} more session reads that missed a write`)
+  if (sessionViolations > sessionSamples.length)
+    report(`... and ${sessionViolations - sessionSamples.length} more session reads that missed a write`)
 
-  return { violations, loss, counters, sets, sessions: { readsChecked, readsWithToken, violations: sessionViolations }, failedWritesChecked }
+  return {
+    violations,
+    loss,
+    counters,
+    sets,
+    sessions: { readsChecked, readsWithToken, violations: sessionViolations },
+    failedWritesChecked,
+  }
 }

@@ -40,7 +40,7 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
   }
   const plan: Fault[] = []
   // Processes: a kill or a freeze every few seconds, held 0.5-4 s.
-  for (let at = between(random, 1_000, 3_000); ; ) {
+  for (let at = between(random, 1_000, 3_000); ;) {
     const holdMs = between(random, 500, 4_000)
     if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
     // The first two are one of each kind, so every run has both.
@@ -50,7 +50,7 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
     at += holdMs + between(random, 1_000, 3_500)
   }
   // Network: a partition every few seconds, held 1-5 s.
-  for (let at = between(random, 500, 2_500); ; ) {
+  for (let at = between(random, 500, 2_500); ;) {
     const holdMs = between(random, 1_000, 5_000)
     if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
     // The first two are a bridge and an isolated node, so every run has both.
@@ -59,16 +59,31 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
     if (roll < 0.4) plan.push({ track: 'network', kind: 'bridge', cut: pair(), startMs: at, holdMs })
     else if (roll < 0.75) plan.push({ track: 'network', kind: 'isolate', node: node(), startMs: at, holdMs })
     else if (roll < 0.85) plan.push({ track: 'network', kind: 'isolate-all', startMs: at, holdMs })
-    else plan.push({ track: 'network', kind: 'flap', cut: pair(), periodMs: between(random, 150, 600), startMs: at, holdMs })
+    else
+      plan.push({
+        track: 'network',
+        kind: 'flap',
+        cut: pair(),
+        periodMs: between(random, 150, 600),
+        startMs: at,
+        holdMs,
+      })
     at += holdMs + between(random, 500, 3_000)
   }
   // The run ends under faults: a node killed or frozen, and a partition, that only the final heal
   // undoes (so the convergence clock measures a real heal).
-  plan.push({ track: 'process', kind: random() < 0.5 ? 'kill' : 'stop', node: node(), startMs: durationMs - between(random, 1_500, FINAL_WINDOW_MS - 500), holdMs: UNTIL_FINAL_HEAL_MS })
+  plan.push({
+    track: 'process',
+    kind: random() < 0.5 ? 'kill' : 'stop',
+    node: node(),
+    startMs: durationMs - between(random, 1_500, FINAL_WINDOW_MS - 500),
+    holdMs: UNTIL_FINAL_HEAL_MS,
+  })
   const last = random()
   const startMs = durationMs - between(random, 1_000, FINAL_WINDOW_MS - 500)
   if (last < 0.4) plan.push({ track: 'network', kind: 'bridge', cut: pair(), startMs, holdMs: UNTIL_FINAL_HEAL_MS })
-  else if (last < 0.85) plan.push({ track: 'network', kind: 'isolate', node: node(), startMs, holdMs: UNTIL_FINAL_HEAL_MS })
+  else if (last < 0.85)
+    plan.push({ track: 'network', kind: 'isolate', node: node(), startMs, holdMs: UNTIL_FINAL_HEAL_MS })
   else plan.push({ track: 'network', kind: 'isolate-all', startMs, holdMs: UNTIL_FINAL_HEAL_MS })
   return plan.sort((a, b) => a.startMs - b.startMs)
 }
@@ -139,7 +154,10 @@ export class FaultRunner {
   async finish(): Promise<void> {
     this.#stop.abort()
     await Promise.all(this.#tracks)
-    if (this.#errors.length > 0) throw new Error(`a fault could not be applied: ${this.#errors.map(String).join('; ')}`, { cause: this.#errors[0] })
+    if (this.#errors.length > 0)
+      throw new Error(`a fault could not be applied: ${this.#errors.map(String).join('; ')}`, {
+        cause: this.#errors[0],
+      })
   }
 
   async #run(t0: number, faults: readonly Fault[]): Promise<void> {
@@ -184,7 +202,11 @@ export class FaultRunner {
         cluster.isolate(fault.node)
         break
       case 'isolate-all':
-        history.fault('partition', cluster.nodes.map((node) => node.n), 'isolate all')
+        history.fault(
+          'partition',
+          cluster.nodes.map((node) => node.n),
+          'isolate all',
+        )
         cluster.isolateAll()
         break
       case 'flap': {

@@ -68,7 +68,14 @@ export class HistoryWriter {
   }
 
   fault(fault: string, nodes: number[], detail?: string): FaultEvent {
-    const event: FaultEvent = { kind: 'nemesis', atMs: Date.now(), fault, nodes, ...(fault === 'crash' ? { lossy: false } : {}), ...(detail === undefined ? {} : { detail }) }
+    const event: FaultEvent = {
+      kind: 'nemesis',
+      atMs: Date.now(),
+      fault,
+      nodes,
+      ...(fault === 'crash' ? { lossy: false } : {}),
+      ...(detail === undefined ? {} : { detail }),
+    }
     this.#write(event)
     return event
   }
@@ -76,7 +83,9 @@ export class HistoryWriter {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await new Promise<void>((resolve, reject) => this.#out.end((error?: Error | null) => (error ? reject(error) : resolve())))
+    await new Promise<void>((resolve, reject) =>
+      this.#out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+    )
   }
 
   #write(event: ChaosEvent): void {

@@ -21,7 +21,8 @@ function parse(argv: readonly string[]): { durationS: number; seed: number; sess
     const [name, inline] = flag.includes('=') ? flag.split('=', 2) : [flag, undefined]
     const value = inline ?? argv[++index]
     const number = Number(value)
-    if (value === undefined || !Number.isSafeInteger(number) || number < 0) usage(`${name} takes a non-negative integer`)
+    if (value === undefined || !Number.isSafeInteger(number) || number < 0)
+      usage(`${name} takes a non-negative integer`)
     if (name === '--duration') options.durationS = number
     else if (name === '--seed') options.seed = number >>> 0
     else if (name === '--sessions') options.sessions = Math.max(1, number)
@@ -36,19 +37,31 @@ if (argv[0] === '--check') {
   const path = argv[1]
   if (path === undefined) usage('--check takes the path of a history file')
   const result = await recheck(path)
-  console.log(JSON.stringify({ loss: result.loss, counters: result.counters, sets: result.sets, sessions: result.sessions }, null, 1))
+  console.log(
+    JSON.stringify(
+      { loss: result.loss, counters: result.counters, sets: result.sets, sessions: result.sessions },
+      null,
+      1,
+    ),
+  )
   for (const violation of result.violations) console.log(`VIOLATION ${violation}`)
   process.exit(result.violations.length > 0 ? 1 : 0)
 }
 const options = parse(argv)
 let exitCode = 0
 try {
-  const report = await runChaos({ seed: options.seed, durationMs: options.durationS * 1000, sessions: options.sessions })
+  const report = await runChaos({
+    seed: options.seed,
+    durationMs: options.durationS * 1000,
+    sessions: options.sessions,
+  })
   for (const line of formatReport(report)) console.log(line)
   if (report.violations.length > 0) exitCode = 1
   else console.log(`chaos seed ${options.seed}: no violations`)
 } catch (error) {
-  console.error(`chaos seed ${options.seed} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
+  console.error(
+    `chaos seed ${options.seed} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+  )
   console.error(`replay: ${replayCommands(options.seed, options.durationS * 1000)}`)
   exitCode = 1
 } finally {

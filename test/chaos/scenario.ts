@@ -1,5 +1,5 @@
 /**
- * One chaos run (L2, TESTING.md): three real `meshkv node` processes with a TCP proxy on every
+ * One chaos run (L2, docs/testing.md): three real `meshkv node` processes with a TCP proxy on every
  * replication link (test/cluster/helpers.ts), the seeded fault schedule of faults.ts, the client
  * sessions of workload.ts recording a history under os.tmpdir(), then the final heal, the
  * convergence clock, and the checkers of checks.ts over the history and each node's final state.
@@ -62,7 +62,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { seed, durationMs } = options
   const historyPath = join(tmpdir(), `meshkv-chaos-${seed}-${started}.jsonl`)
   const plan = planFaults(seed, durationMs)
-  log(`chaos: seed ${seed}, ${Math.round(durationMs / 1000)} s of faults, ${plan.length} faults planned; history: ${historyPath}`)
+  log(
+    `chaos: seed ${seed}, ${Math.round(durationMs / 1000)} s of faults, ${plan.length} faults planned; history: ${historyPath}`,
+  )
   log(`chaos: replay with ${replayCommands(seed, durationMs)}`)
   for (const fault of plan) log(`  plan ${describeFault(fault)}`)
 
@@ -70,20 +72,35 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const cluster = await Cluster.start({ size: 3, peerTimeoutMs: 2_000 })
   try {
     await cluster.waitLinked()
-    const workload = new Workload({ urls: cluster.urls(), seed, sessions: options.sessions ?? 8, history, clientTimeoutMs: CLIENT_TIMEOUT_MS, waitMs: WAIT_MS })
+    const workload = new Workload({
+      urls: cluster.urls(),
+      seed,
+      sessions: options.sessions ?? 8,
+      history,
+      clientTimeoutMs: CLIENT_TIMEOUT_MS,
+      waitMs: WAIT_MS,
+    })
     workload.start()
     const runner = new FaultRunner(cluster, history, plan)
-    for (let elapsed = 0; elapsed < durationMs; ) {
+    for (let elapsed = 0; elapsed < durationMs;) {
       const step = Math.min(15_000, durationMs - elapsed)
       await sleep(step)
       elapsed += step
-      const done = history.events.filter((event) => event.kind === 'ok' || event.kind === 'fail' || event.kind === 'unknown').length
-      log(`chaos: ${Math.round(elapsed / 1000)} s, ${done} operations completed, faults so far ${JSON.stringify(runner.applied)}`)
+      const done = history.events.filter(
+        (event) => event.kind === 'ok' || event.kind === 'fail' || event.kind === 'unknown',
+      ).length
+      log(
+        `chaos: ${Math.round(elapsed / 1000)} s, ${done} operations completed, faults so far ${JSON.stringify(runner.applied)}`,
+      )
     }
 
     // Quiesce the clients (faults still in place), then heal everything and time convergence.
     await workload.stop(STOP_GRACE_MS)
-    history.fault('heal', cluster.nodes.map((node) => node.n), 'final heal')
+    history.fault(
+      'heal',
+      cluster.nodes.map((node) => node.n),
+      'final heal',
+    )
     const healedAt = Date.now()
     await runner.finish()
     cluster.heal()
@@ -93,7 +110,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const { digest } = await cluster.waitConverged([1, 2, 3], 60_000)
     const convergedMs = Date.now() - healedAt
     history.fault('converged', [1, 2, 3], `${convergedMs} ms`)
-    log(`chaos: final heal done in ${healMs} ms (restarts included); digests equal on all three nodes ${convergedMs} ms after the final heal (${digest.keys} keys)`)
+    log(
+      `chaos: final heal done in ${healMs} ms (restarts included); digests equal on all three nodes ${convergedMs} ms after the final heal (${digest.keys} keys)`,
+    )
 
     const finals = await Promise.all(cluster.nodes.map((node) => readFinal(node.n, node.url)))
     await history.close()
@@ -101,18 +120,36 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const ops = operations(history.events)
     const check = checkRun(ops, faultEvents(history.events), finals)
     const violations = [...check.violations]
-    if (convergedMs > CONVERGE_WITHIN_MS) violations.push(`digests became equal ${convergedMs} ms after the final heal, over the ${CONVERGE_WITHIN_MS} ms allowed`)
+    if (convergedMs > CONVERGE_WITHIN_MS)
+      violations.push(
+        `digests became equal ${convergedMs} ms after the final heal, over the ${CONVERGE_WITHIN_MS} ms allowed`,
+      )
     const byType: Record<string, Record<string, number>> = {}
     for (const record of ops) {
       const counts = (byType[record.op.type] ??= {})
       const status = record.end?.kind ?? 'open'
       counts[status] = (counts[status] ?? 0) + 1
     }
-    return { seed, durationMs, historyPath, plan, ops: byType, opsTotal: ops.length, faults: { ...runner.applied }, convergedMs, check, violations, wallMs: Date.now() - started }
+    return {
+      seed,
+      durationMs,
+      historyPath,
+      plan,
+      ops: byType,
+      opsTotal: ops.length,
+      faults: { ...runner.applied },
+      convergedMs,
+      check,
+      violations,
+      wallMs: Date.now() - started,
+    }
   } catch (error) {
     // A run that could not finish (no convergence within a minute, a node that would not restart)
     // says which seed and history it was, and how to replay it.
-    throw new Error(`chaos seed ${seed} failed: ${error instanceof Error ? error.message : String(error)}\nhistory: ${historyPath}\nreplay: ${replayCommands(seed, durationMs)}`, { cause: error })
+    throw new Error(
+      `chaos seed ${seed} failed: ${error instanceof Error ? error.message : String(error)}\nhistory: ${historyPath}\nreplay: ${replayCommands(seed, durationMs)}`,
+      { cause: error },
+    )
   } finally {
     await history.close()
     await cluster.close()
@@ -167,7 +204,12 @@ async function readFinal(n: number, url: string): Promise<NodeFinal> {
   const contended = new Map<string, string[]>()
   for (const key of CONTENDED_KEYS) {
     const entry = await client.get(key, { siblings: true })
-    contended.set(key, (entry?.siblings ?? []).filter((sibling) => sibling.value !== null).map((sibling) => decoder.decode(sibling.value as Uint8Array)))
+    contended.set(
+      key,
+      (entry?.siblings ?? [])
+        .filter((sibling) => sibling.value !== null)
+        .map((sibling) => decoder.decode(sibling.value as Uint8Array)),
+    )
   }
   const counters = new Map<string, number>()
   for (const name of COUNTERS) counters.set(name, await client.counter(name))
@@ -185,7 +227,10 @@ export function formatReport(report: ChaosReport): string[] {
     `MEASURED faults applied: ${JSON.stringify(report.faults)} (${report.plan.length} planned)`,
     `MEASURED convergence: all digests equal ${report.convergedMs} ms after the final heal (limit ${CONVERGE_WITHIN_MS} ms)`,
     `MEASURED acknowledged puts lost, by write concern: ${Object.entries(check.loss)
-      .map(([w, count]) => `w=${w}: ${count.lost} of ${count.acknowledged}${w === '1' ? ` (+${count.excused} excused: its node killed after the write)` : ''}`)
+      .map(
+        ([w, count]) =>
+          `w=${w}: ${count.lost} of ${count.acknowledged}${w === '1' ? ` (+${count.excused} excused: its node killed after the write)` : ''}`,
+      )
       .join('; ')}`,
     `MEASURED counters (acknowledged .. acknowledged+unknown → final per node): ${check.counters.map((counter) => `${counter.name} ${counter.acknowledged}..${counter.acknowledged + counter.unknown} → ${counter.final.join('/')}`).join('; ')}`,
     `MEASURED sets: ${check.sets.map((set) => `${set.name}: ${set.acknowledgedAdds} acknowledged adds, ${set.removedByLaterRemove} removed by a later remove, ${set.finalMembers} members`).join('; ')}`,

@@ -94,18 +94,32 @@ export class Workload {
     const ownMembers: { name: string; member: string }[] = []
     let n = 0
 
-    const run = async <T>(op: Operation, call: () => Promise<T>, done: (value: T) => Partial<ChaosCompletion>): Promise<T | undefined> => {
+    const run = async <T>(
+      op: Operation,
+      call: () => Promise<T>,
+      done: (value: T) => Partial<ChaosCompletion>,
+    ): Promise<T | undefined> => {
       const invoke = history.invoke(index, client.currentEndpoint, op)
       lastEndpoint = undefined
       this.#ops[index] = (this.#ops[index] ?? 0) + 1
       try {
         const value = await call()
-        history.complete({ kind: 'ok', id: invoke.id, ...done(value), ...(lastEndpoint === undefined ? {} : { servedBy: lastEndpoint }) })
+        history.complete({
+          kind: 'ok',
+          id: invoke.id,
+          ...done(value),
+          ...(lastEndpoint === undefined ? {} : { servedBy: lastEndpoint }),
+        })
         return value
       } catch (error) {
         const code = error instanceof MeshError ? error.code : error instanceof Error ? error.name : 'error'
         const kind = op.type === 'get' ? 'fail' : outcomeOf(error)
-        history.complete({ kind, id: invoke.id, code, ...(lastEndpoint === undefined ? {} : { servedBy: lastEndpoint }) })
+        history.complete({
+          kind,
+          id: invoke.id,
+          code,
+          ...(lastEndpoint === undefined ? {} : { servedBy: lastEndpoint }),
+        })
         return undefined
       }
     }
@@ -118,37 +132,67 @@ export class Workload {
       if (roll < 0.35) {
         const key = `${UNIQUE_PREFIX}${index}/${n}`
         const value = `v${index}-${n}`
-        const written = await run({ type: 'put', key, value, w }, () => client.put(key, value, concern), (result) => ({ result: result.version, token: result.token }))
+        const written = await run(
+          { type: 'put', key, value, w },
+          () => client.put(key, value, concern),
+          (result) => ({ result: result.version, token: result.token }),
+        )
         if (written !== undefined) ownKeys.push(key)
       } else if (roll < 0.5) {
         const key = pick(CONTENDED_KEYS)
         const value = `c${index}-${n}`
-        await run({ type: 'put', key, value, w }, () => client.put(key, value, concern), (result) => ({ result: result.version, token: result.token }))
+        await run(
+          { type: 'put', key, value, w },
+          () => client.put(key, value, concern),
+          (result) => ({ result: result.version, token: result.token }),
+        )
       } else if (roll < 0.63) {
         const name = pick(COUNTERS)
         const delta = 1 + Math.floor(random() * 3)
-        await run({ type: 'incr', name, delta, w }, () => client.incr(name, delta, concern), (value) => ({ result: value, ...tokenOf(client) }))
+        await run(
+          { type: 'incr', name, delta, w },
+          () => client.incr(name, delta, concern),
+          (value) => ({ result: value, ...tokenOf(client) }),
+        )
       } else if (roll < 0.73) {
         const name = pick(SETS)
         const member = `m${index}-${n}`
         // A remove before the add cannot have observed it: the add must survive it.
-        if (random() < 0.25) await run({ type: 'srem', name, member, w }, () => client.srem(name, [member], concern), (members) => ({ result: members.length, ...tokenOf(client) }))
-        const added = await run({ type: 'sadd', name, member, w }, () => client.sadd(name, [member], concern), (members) => ({ result: members.length, ...tokenOf(client) }))
+        if (random() < 0.25)
+          await run(
+            { type: 'srem', name, member, w },
+            () => client.srem(name, [member], concern),
+            (members) => ({ result: members.length, ...tokenOf(client) }),
+          )
+        const added = await run(
+          { type: 'sadd', name, member, w },
+          () => client.sadd(name, [member], concern),
+          (members) => ({ result: members.length, ...tokenOf(client) }),
+        )
         if (added !== undefined) ownMembers.push({ name, member })
       } else if (roll < 0.78) {
         if (ownMembers.length === 0) continue
         const [target] = ownMembers.splice(Math.floor(random() * ownMembers.length), 1)
         if (target === undefined) continue
-        await run({ type: 'srem', name: target.name, member: target.member, w }, () => client.srem(target.name, [target.member], concern), (members) => ({ result: members.length, ...tokenOf(client) }))
+        await run(
+          { type: 'srem', name: target.name, member: target.member, w },
+          () => client.srem(target.name, [target.member], concern),
+          (members) => ({ result: members.length, ...tokenOf(client) }),
+        )
       } else {
         // A read of a key this session wrote (its recent unique keys) or of a contended key.
-        const key = ownKeys.length > 0 && random() < 0.6 ? (ownKeys[ownKeys.length - 1 - Math.floor(random() * Math.min(50, ownKeys.length))] as string) : pick(CONTENDED_KEYS)
+        const key =
+          ownKeys.length > 0 && random() < 0.6
+            ? (ownKeys[ownKeys.length - 1 - Math.floor(random() * Math.min(50, ownKeys.length))] as string)
+            : pick(CONTENDED_KEYS)
         await run(
           { type: 'get', key, token: client.token ?? null },
           () => client.get(key, { siblings: true, waitMs, signal }),
           (entry) => ({
             result: entry === undefined ? null : new TextDecoder().decode(entry.value),
-            siblings: (entry?.siblings ?? []).filter((sibling) => sibling.value !== null).map((sibling) => new TextDecoder().decode(sibling.value as Uint8Array)),
+            siblings: (entry?.siblings ?? [])
+              .filter((sibling) => sibling.value !== null)
+              .map((sibling) => new TextDecoder().decode(sibling.value as Uint8Array)),
           }),
         )
       }
@@ -177,7 +221,14 @@ export function outcomeOf(error: unknown): 'fail' | 'unknown' {
     case 'MESHKV_ERR_UNREACHABLE': {
       const attempts = details['attempts']
       if (details['maybeApplied'] === false) return 'fail'
-      if (Array.isArray(attempts) && attempts.length > 0 && attempts.every((attempt: { kind?: string }) => attempt.kind === 'not-delivered' || attempt.kind === 'not-serving')) return 'fail'
+      if (
+        Array.isArray(attempts) &&
+        attempts.length > 0 &&
+        attempts.every(
+          (attempt: { kind?: string }) => attempt.kind === 'not-delivered' || attempt.kind === 'not-serving',
+        )
+      )
+        return 'fail'
       return 'unknown'
     }
     case 'MESHKV_ERR_NOT_READY':

@@ -20,7 +20,12 @@ class Builder {
   #id = 1
   #now = 0
 
-  op(op: Operation, kind: CompletionEvent['kind'], fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = {}, node = 0): number {
+  op(
+    op: Operation,
+    kind: CompletionEvent['kind'],
+    fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = {},
+    node = 0,
+  ): number {
     const id = this.#id++
     this.history.push({ kind: 'invoke', id, client: 0, node, atMs: this.#now++, op })
     this.history.push({ kind, id, atMs: this.#now++, ...fields })
@@ -36,7 +41,10 @@ class Builder {
   }
 }
 
-function final(partial: Partial<FinalNodeState> & { vc: Record<string, number> }, node: number | string = 0): FinalNodeState {
+function final(
+  partial: Partial<FinalNodeState> & { vc: Record<string, number> },
+  node: number | string = 0,
+): FinalNodeState {
   const kv = partial.kv ?? {}
   return { node, digest: 'd', kv, counters: partial.counters ?? {}, sets: partial.sets ?? {}, ...partial }
 }
@@ -46,7 +54,13 @@ function checkers(input: CheckInput): CheckerName[] {
 }
 
 function input(builder: Builder, finals: FinalNodeState[], withChanges = true): CheckInput {
-  return { history: builder.history, finals, members: 3, nodeIds: { '0': A, '1': B }, ...(withChanges ? { changes: builder.changes } : {}) }
+  return {
+    history: builder.history,
+    finals,
+    members: 3,
+    nodeIds: { '0': A, '1': B },
+    ...(withChanges ? { changes: builder.changes } : {}),
+  }
 }
 
 describe('registers: no lost acknowledged write', () => {
@@ -58,7 +72,13 @@ describe('registers: no lost acknowledged write', () => {
     b.change({ dot: `${B}:1`, deps: {}, hlc: [11, 0], ops: [{ type: 'put', key: 'k', value: 'y', context: [] }] })
     return b
   }
-  const both = { siblings: [{ dot: `${A}:1`, hlc: [10, 0] as [number, number], value: 'x' }, { dot: `${B}:1`, hlc: [11, 0] as [number, number], value: 'y' }], read: 'y' }
+  const both = {
+    siblings: [
+      { dot: `${A}:1`, hlc: [10, 0] as [number, number], value: 'x' },
+      { dot: `${B}:1`, hlc: [11, 0] as [number, number], value: 'y' },
+    ],
+    read: 'y',
+  }
 
   it('passes concurrent writes kept as siblings, with the LWW-highest read', () => {
     const b = twoPuts()
@@ -76,7 +96,12 @@ describe('registers: no lost acknowledged write', () => {
   it('passes a write replaced by a change whose context held its dot', () => {
     const b = twoPuts()
     b.op({ type: 'del', key: 'k', w: 1 }, 'ok', { dot: `${A}:2` })
-    b.change({ dot: `${A}:2`, deps: { [A]: 1, [B]: 1 }, hlc: [12, 0], ops: [{ type: 'del', key: 'k', context: [`${A}:1`, `${B}:1`] }] })
+    b.change({
+      dot: `${A}:2`,
+      deps: { [A]: 1, [B]: 1 },
+      hlc: [12, 0],
+      ops: [{ type: 'del', key: 'k', context: [`${A}:1`, `${B}:1`] }],
+    })
     const deleted = { siblings: [{ dot: `${A}:2`, hlc: [12, 0] as [number, number], value: null }], read: null }
     expect(checkAll(input(b, [final({ vc: { [A]: 2, [B]: 1 }, kv: { k: deleted } })]))).toEqual([])
   })
@@ -91,8 +116,15 @@ describe('registers: no lost acknowledged write', () => {
 
   it('refuses a plain read that is not the max by (HLC, node id)', () => {
     const b = twoPuts()
-    expect(checkers(input(b, [final({ vc: { [A]: 1, [B]: 1 }, kv: { k: { ...both, read: 'x' } } })]))).toEqual(['registers'])
-    expect(plainRead([{ dot: `${A}:1`, hlc: [5, 1], value: 'a' }, { dot: `${B}:1`, hlc: [5, 1], value: 'b' }])).toBe('b')
+    expect(checkers(input(b, [final({ vc: { [A]: 1, [B]: 1 }, kv: { k: { ...both, read: 'x' } } })]))).toEqual([
+      'registers',
+    ])
+    expect(
+      plainRead([
+        { dot: `${A}:1`, hlc: [5, 1], value: 'a' },
+        { dot: `${B}:1`, hlc: [5, 1], value: 'b' },
+      ]),
+    ).toBe('b')
   })
 
   it('refuses a failed write whose value is somewhere', () => {
@@ -114,10 +146,18 @@ describe('counters', () => {
     return b
   }
   it('passes the acknowledged sum plus any subset of the unknown ones', () => {
-    for (const value of [5, 3, 8, 6]) expect(checkAll(input(incrs(), [final({ vc: { [A]: 1 }, counters: { c: value } })], false)), `value ${value}`).toEqual([])
+    for (const value of [5, 3, 8, 6])
+      expect(
+        checkAll(input(incrs(), [final({ vc: { [A]: 1 }, counters: { c: value } })], false)),
+        `value ${value}`,
+      ).toEqual([])
   })
   it('refuses anything else (a lost acknowledged increment, a failed one counted, one counted twice)', () => {
-    for (const value of [0, 105, 10, 4]) expect(checkers(input(incrs(), [final({ vc: { [A]: 1 }, counters: { c: value } })], false)), `value ${value}`).toEqual(['counters'])
+    for (const value of [0, 105, 10, 4])
+      expect(
+        checkers(input(incrs(), [final({ vc: { [A]: 1 }, counters: { c: value } })], false)),
+        `value ${value}`,
+      ).toEqual(['counters'])
   })
 })
 
@@ -134,10 +174,20 @@ describe('sets: an acknowledged add leaves only through a remove that observed i
   it('passes an add removed by a remove that saw it, and keeps an add concurrent with a remove', () => {
     const b = add()
     b.op({ type: 'srem', name: 's', member: 'm', w: 1 }, 'ok', { dot: `${B}:1`, observed: true }, 1)
-    b.change({ dot: `${B}:1`, deps: { [A]: 1 }, hlc: [2, 0], ops: [{ type: 'srem', name: 's', member: 'm', context: [`${A}:1`] }] })
+    b.change({
+      dot: `${B}:1`,
+      deps: { [A]: 1 },
+      hlc: [2, 0],
+      ops: [{ type: 'srem', name: 's', member: 'm', context: [`${A}:1`] }],
+    })
     expect(checkAll(input(b, [final({ vc: { [A]: 1, [B]: 1 }, sets: {} })]))).toEqual([])
     b.op({ type: 'sadd', name: 's', member: 'm', w: 1 }, 'ok', { dot: `${A}:2` })
-    b.change({ dot: `${A}:2`, deps: { [A]: 1 }, hlc: [2, 0], ops: [{ type: 'sadd', name: 's', member: 'm', context: [`${A}:1`] }] })
+    b.change({
+      dot: `${A}:2`,
+      deps: { [A]: 1 },
+      hlc: [2, 0],
+      ops: [{ type: 'sadd', name: 's', member: 'm', context: [`${A}:1`] }],
+    })
     expect(checkAll(input(b, [final({ vc: { [A]: 2, [B]: 1 }, sets: { s: { m: [`${A}:2`] } } })]))).toEqual([])
     expect(checkers(input(b, [final({ vc: { [A]: 2, [B]: 1 }, sets: {} })]))).toEqual(['sets', 'state'])
   })
@@ -151,7 +201,9 @@ describe('sessions: a read with a causal token never misses what the token cover
     b.change({ dot: `${A}:1`, deps: {}, hlc: [10, 0], ops: [{ type: 'put', key: 'k', value: 'x', context: [] }] })
     return b
   }
-  const finals = [final({ vc: { [A]: 1 }, kv: { k: { siblings: [{ dot: `${A}:1`, hlc: [10, 0], value: 'x' }], read: 'x' } } })]
+  const finals = [
+    final({ vc: { [A]: 1 }, kv: { k: { siblings: [{ dot: `${A}:1`, hlc: [10, 0], value: 'x' }], read: 'x' } } }),
+  ]
 
   it('passes a read at a state covering the token, answered from it', () => {
     const b = written()
@@ -200,15 +252,31 @@ describe('convergence, state and durability', () => {
 describe('the format', () => {
   it('pairs invokes with completions, an open one as unknown, and passes over unknown kinds', () => {
     const text = [
-      JSON.stringify({ kind: 'invoke', id: 1, client: 0, node: 'http://a', atMs: 1, op: { type: 'incr', name: 'c', delta: 1, w: 1 } }),
+      JSON.stringify({
+        kind: 'invoke',
+        id: 1,
+        client: 0,
+        node: 'http://a',
+        atMs: 1,
+        op: { type: 'incr', name: 'c', delta: 1, w: 1 },
+      }),
       JSON.stringify({ kind: 'fault', atMs: 2, action: 'kill', nodes: [1] }),
-      JSON.stringify({ kind: 'invoke', id: 2, client: 0, node: 'http://a', atMs: 3, op: { type: 'incr', name: 'c', delta: 1, w: 1 } }),
+      JSON.stringify({
+        kind: 'invoke',
+        id: 2,
+        client: 0,
+        node: 'http://a',
+        atMs: 3,
+        op: { type: 'incr', name: 'c', delta: 1, w: 1 },
+      }),
       JSON.stringify({ kind: 'ok', id: 2, atMs: 4, servedBy: 'http://a' }),
       '',
     ].join('\n')
     const history = parseHistory(text)
     expect(operations(history).map((record) => record.completion.kind)).toEqual(['unknown', 'ok'])
     expect(checkAll({ history, finals: [final({ vc: {}, counters: { c: 1 } })], members: 3 })).toEqual([])
-    expect(checkAll({ history, finals: [final({ vc: {}, counters: { c: 3 } })], members: 3 }).map((p) => p.checker)).toEqual(['counters'])
+    expect(
+      checkAll({ history, finals: [final({ vc: {}, counters: { c: 3 } })], members: 3 }).map((p) => p.checker),
+    ).toEqual(['counters'])
   })
 })

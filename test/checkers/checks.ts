@@ -1,5 +1,5 @@
 /**
- * The checkers (TESTING.md): the same code for the simulator (L1) and process chaos (L2). Each
+ * The checkers (docs/testing.md): the same code for the simulator (L1) and process chaos (L2). Each
  * takes the history, the final node states and, when the run can give them, every change made
  * (from the logs), and returns violations (empty: the run passed).
  *
@@ -20,11 +20,30 @@
  * members in all suffered a lossy crash (a `nemesis` crash with `lossy: true`) after it began.
  */
 import { decodeCausalToken } from '../../src/clock/index.js'
-import type { ChangeRecord, CompletionEvent, FinalNodeState, HistoryEvent, InvokeEvent, OperationRecord, ReadConcernSpec, WriteConcernSpec } from './history.js'
+import type {
+  ChangeRecord,
+  CompletionEvent,
+  FinalNodeState,
+  HistoryEvent,
+  InvokeEvent,
+  OperationRecord,
+  ReadConcernSpec,
+  WriteConcernSpec,
+} from './history.js'
 import { isCompletion, isInvoke, isNemesis, operations, parseDot, vcHas } from './history.js'
 import { ChangeIndex, plainRead } from './oracle.js'
 
-export type CheckerName = 'convergence' | 'registers' | 'counters' | 'sets' | 'sessions' | 'state' | 'durability' | 'history' | 'liveness' | 'internal'
+export type CheckerName =
+  | 'convergence'
+  | 'registers'
+  | 'counters'
+  | 'sets'
+  | 'sessions'
+  | 'state'
+  | 'durability'
+  | 'history'
+  | 'liveness'
+  | 'internal'
 
 export interface Violation {
   checker: CheckerName
@@ -78,9 +97,13 @@ export class Context {
     this.index = input.changes === undefined ? null : new ChangeIndex(input.changes)
     this.final = input.finals[0]
     this.finalVc = this.final?.vc ?? {}
-    this.#lossy = input.history.filter(isNemesis).flatMap((event) =>
-      event.fault === 'crash' && event.lossy === true ? event.nodes.map((node) => ({ atMs: event.atMs, nodeId: input.nodeIds?.[String(node)] ?? String(node) })) : [],
-    )
+    this.#lossy = input.history
+      .filter(isNemesis)
+      .flatMap((event) =>
+        event.fault === 'crash' && event.lossy === true
+          ? event.nodes.map((node) => ({ atMs: event.atMs, nodeId: input.nodeIds?.[String(node)] ?? String(node) }))
+          : [],
+      )
   }
 
   /**
@@ -100,7 +123,9 @@ export class Context {
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, item: unknown) =>
     item !== null && typeof item === 'object' && !Array.isArray(item)
-      ? Object.fromEntries(Object.entries(item as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      ? Object.fromEntries(
+          Object.entries(item as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
       : item,
   )
 }
@@ -123,7 +148,8 @@ export function checkHistoryShape(input: CheckInput): Violation[] {
       invoked.set(event.id, event)
       continue
     }
-    if (!invoked.has(event.id)) out.push({ checker: 'history', message: `operation ${event.id} completed before it was invoked` })
+    if (!invoked.has(event.id))
+      out.push({ checker: 'history', message: `operation ${event.id} completed before it was invoked` })
     if (completed.has(event.id)) out.push({ checker: 'history', message: `operation ${event.id} completed twice` })
     completed.add(event.id)
   }
@@ -145,12 +171,16 @@ export function checkConvergence(finals: readonly FinalNodeState[]): Violation[]
     const valueOf = (state: FinalNodeState, id: string): string => {
       const [space, ...rest] = id.split('/')
       const key = rest.join('/')
-      if (space === 'kv') return canonicalJson([...(state.kv[key]?.siblings ?? [])].sort((a, b) => (a.dot < b.dot ? -1 : 1)))
+      if (space === 'kv')
+        return canonicalJson([...(state.kv[key]?.siblings ?? [])].sort((a, b) => (a.dot < b.dot ? -1 : 1)))
       if (space === 'counter') return canonicalJson(state.counters[key] ?? 0)
-      return canonicalJson(Object.fromEntries(Object.entries(state.sets[key] ?? {}).map(([member, dots]) => [member, [...dots].sort()])))
+      return canonicalJson(
+        Object.fromEntries(Object.entries(state.sets[key] ?? {}).map(([member, dots]) => [member, [...dots].sort()])),
+      )
     }
     for (const id of new Set([...keysOf(first), ...keysOf(other)])) {
-      if (valueOf(first, id) !== valueOf(other, id)) differing.push(`${id}: ${valueOf(first, id)} vs ${valueOf(other, id)}`)
+      if (valueOf(first, id) !== valueOf(other, id))
+        differing.push(`${id}: ${valueOf(first, id)} vs ${valueOf(other, id)}`)
     }
     out.push({
       checker: 'convergence',
@@ -172,35 +202,65 @@ export function checkRegisters(context: Context): Violation[] {
     const dot = completion.dot
     if (context.mayBeLost(record, dot)) continue
     if (!vcHas(finalVc, dot)) {
-      out.push({ checker: 'registers', message: `acknowledged write lost: ${describeOp(record)} is not in the final vector clock ${JSON.stringify(finalVc)}` })
+      out.push({
+        checker: 'registers',
+        message: `acknowledged write lost: ${describeOp(record)} is not in the final vector clock ${JSON.stringify(finalVc)}`,
+      })
       continue
     }
     const siblings = final.kv[op.key]?.siblings ?? []
     if (siblings.some((sibling) => sibling.dot === dot)) continue
     if (index !== null) {
       // A stable tombstone is purged by garbage collection.
-      if (op.type === 'del' && siblings.length === 0 && isCollectedTombstone(index.registerSiblings(op.key, finalVc), context.input.finals)) continue
+      if (
+        op.type === 'del' &&
+        siblings.length === 0 &&
+        isCollectedTombstone(index.registerSiblings(op.key, finalVc), context.input.finals)
+      )
+        continue
       if (index.replacersOf(op.key, dot, finalVc, op.type === 'del').length === 0) {
-        out.push({ checker: 'registers', message: `acknowledged write lost: ${describeOp(record)} is no final sibling of ${JSON.stringify(op.key)} and no change replaced it (final siblings ${JSON.stringify(siblings.map((s) => s.dot))})` })
+        out.push({
+          checker: 'registers',
+          message: `acknowledged write lost: ${describeOp(record)} is no final sibling of ${JSON.stringify(op.key)} and no change replaced it (final siblings ${JSON.stringify(siblings.map((s) => s.dot))})`,
+        })
       }
-    } else if (!context.ops.some((other) => other !== record && other.invoke.op.type !== 'get' && 'key' in other.invoke.op && other.invoke.op.key === op.key && other.completion.kind !== 'fail')) {
-      out.push({ checker: 'registers', message: `acknowledged write lost: ${describeOp(record)} is no final sibling and no other write of the key could have replaced it` })
+    } else if (
+      !context.ops.some(
+        (other) =>
+          other !== record &&
+          other.invoke.op.type !== 'get' &&
+          'key' in other.invoke.op &&
+          other.invoke.op.key === op.key &&
+          other.completion.kind !== 'fail',
+      )
+    ) {
+      out.push({
+        checker: 'registers',
+        message: `acknowledged write lost: ${describeOp(record)} is no final sibling and no other write of the key could have replaced it`,
+      })
     }
   }
   // A plain read answers the max by (HLC, node id, seq) of the siblings.
   for (const state of context.input.finals) {
     for (const [key, { siblings, read }] of Object.entries(state.kv)) {
       const expected = plainRead(siblings)
-      if (read !== expected) out.push({ checker: 'registers', message: `node ${String(state.node)}: a plain read of ${JSON.stringify(key)} answered ${JSON.stringify(read)}, but the LWW-highest sibling holds ${JSON.stringify(expected)} (siblings ${JSON.stringify(siblings)})` })
+      if (read !== expected)
+        out.push({
+          checker: 'registers',
+          message: `node ${String(state.node)}: a plain read of ${JSON.stringify(key)} answered ${JSON.stringify(read)}, but the LWW-highest sibling holds ${JSON.stringify(expected)} (siblings ${JSON.stringify(siblings)})`,
+        })
     }
   }
   // A failed write did not happen: its value is nowhere.
   const failed = context.ops.filter((record) => record.completion.kind === 'fail' && record.invoke.op.type === 'put')
   if (failed.length > 0) {
-    const present = index?.putValues() ?? new Set(Object.values(final.kv).flatMap((entry) => entry.siblings.map((sibling) => sibling.value ?? '')))
+    const present =
+      index?.putValues() ??
+      new Set(Object.values(final.kv).flatMap((entry) => entry.siblings.map((sibling) => sibling.value ?? '')))
     for (const record of failed) {
       const op = record.invoke.op as Extract<InvokeEvent['op'], { type: 'put' }>
-      if (present.has(op.value)) out.push({ checker: 'registers', message: `a failed write happened: ${describeOp(record)}` })
+      if (present.has(op.value))
+        out.push({ checker: 'registers', message: `a failed write happened: ${describeOp(record)}` })
     }
   }
   return out
@@ -235,7 +295,11 @@ export function checkCounters(context: Context): Violation[] {
           continue
         }
         acknowledged += op.delta
-        if (dot !== undefined && !vcHas(context.finalVc, dot)) out.push({ checker: 'counters', message: `acknowledged increment lost: ${describeOp(record)} is not in the final vector clock` })
+        if (dot !== undefined && !vcHas(context.finalVc, dot))
+          out.push({
+            checker: 'counters',
+            message: `acknowledged increment lost: ${describeOp(record)} is not in the final vector clock`,
+          })
       }
     }
     const value = final.counters[name] ?? 0
@@ -259,23 +323,46 @@ export function checkSets(context: Context): Violation[] {
     const dot = record.completion.dot
     if (context.mayBeLost(record, dot)) continue
     if (!vcHas(finalVc, dot)) {
-      out.push({ checker: 'sets', message: `acknowledged add lost: ${describeOp(record)} is not in the final vector clock` })
+      out.push({
+        checker: 'sets',
+        message: `acknowledged add lost: ${describeOp(record)} is not in the final vector clock`,
+      })
       continue
     }
     const dots = final.sets[op.name]?.[op.member] ?? []
     if (dots.includes(dot)) continue
     if (index !== null) {
       if (index.setObserversOf(op.name, op.member, dot, finalVc).length === 0) {
-        out.push({ checker: 'sets', message: `acknowledged add gone without a remove that observed it: ${describeOp(record)} (final dots of the member: ${JSON.stringify(dots)})` })
+        out.push({
+          checker: 'sets',
+          message: `acknowledged add gone without a remove that observed it: ${describeOp(record)} (final dots of the member: ${JSON.stringify(dots)})`,
+        })
       }
-    } else if (dots.length === 0 && !context.ops.some((other) => other.invoke.op.type === 'srem' && other.invoke.op.name === op.name && other.invoke.op.member === op.member && other.completion.kind !== 'fail')) {
-      out.push({ checker: 'sets', message: `acknowledged add gone and no remove of the member was ever made: ${describeOp(record)}` })
+    } else if (
+      dots.length === 0 &&
+      !context.ops.some(
+        (other) =>
+          other.invoke.op.type === 'srem' &&
+          other.invoke.op.name === op.name &&
+          other.invoke.op.member === op.member &&
+          other.completion.kind !== 'fail',
+      )
+    ) {
+      out.push({
+        checker: 'sets',
+        message: `acknowledged add gone and no remove of the member was ever made: ${describeOp(record)}`,
+      })
     }
   }
   return out
 }
 
-function readAnswerProblem(index: ChangeIndex, op: InvokeEvent['op'], completion: CompletionEvent, vc: Readonly<Record<string, number>>): string | null {
+function readAnswerProblem(
+  index: ChangeIndex,
+  op: InvokeEvent['op'],
+  completion: CompletionEvent,
+  vc: Readonly<Record<string, number>>,
+): string | null {
   switch (op.type) {
     case 'get': {
       const siblings = index.registerSiblings(op.key, vc)
@@ -284,18 +371,25 @@ function readAnswerProblem(index: ChangeIndex, op: InvokeEvent['op'], completion
         const want = siblings.map((sibling) => sibling.dot)
         // A key whose siblings are all tombstones may have been purged (garbage collection).
         const collected = got.length === 0 && siblings.length > 0 && siblings.every((sibling) => sibling.value === null)
-        if (!collected && JSON.stringify(got) !== JSON.stringify(want)) return `siblings ${JSON.stringify(got)}, but the changes of its clock leave ${JSON.stringify(want)}`
+        if (!collected && JSON.stringify(got) !== JSON.stringify(want))
+          return `siblings ${JSON.stringify(got)}, but the changes of its clock leave ${JSON.stringify(want)}`
       }
       const want = plainRead(siblings)
-      return completion.result === want ? null : `answered ${JSON.stringify(completion.result)}, but the changes of its clock make it ${JSON.stringify(want)}`
+      return completion.result === want
+        ? null
+        : `answered ${JSON.stringify(completion.result)}, but the changes of its clock make it ${JSON.stringify(want)}`
     }
     case 'cget': {
       const want = index.counterValue(op.name, vc)
-      return completion.result === want ? null : `answered ${JSON.stringify(completion.result)}, but the increments of its clock sum to ${want}`
+      return completion.result === want
+        ? null
+        : `answered ${JSON.stringify(completion.result)}, but the increments of its clock sum to ${want}`
     }
     case 'smembers': {
       const want = [...index.setState(op.name, vc).keys()]
-      return JSON.stringify(completion.result) === JSON.stringify(want) ? null : `answered ${JSON.stringify(completion.result)}, but the changes of its clock leave ${JSON.stringify(want)}`
+      return JSON.stringify(completion.result) === JSON.stringify(want)
+        ? null
+        : `answered ${JSON.stringify(completion.result)}, but the changes of its clock leave ${JSON.stringify(want)}`
     }
     default:
       return null
@@ -314,18 +408,30 @@ export function checkSessions(context: Context): Violation[] {
     if (completion.vc !== undefined) {
       const missed = Object.entries(token).filter(([node, seq]) => (completion.vc?.[node] ?? 0) < seq)
       if (missed.length > 0) {
-        out.push({ checker: 'sessions', message: `a read missed writes its token covers: ${describeOp(record)} read at ${JSON.stringify(completion.vc)}, token ${JSON.stringify(token)}` })
+        out.push({
+          checker: 'sessions',
+          message: `a read missed writes its token covers: ${describeOp(record)} read at ${JSON.stringify(completion.vc)}, token ${JSON.stringify(token)}`,
+        })
         continue
       }
       if (index !== null) {
         const problem = readAnswerProblem(index, op, completion, completion.vc)
-        if (problem !== null) out.push({ checker: 'sessions', message: `a read's answer is not its state's: ${describeOp(record)} ${problem}` })
+        if (problem !== null)
+          out.push({
+            checker: 'sessions',
+            message: `a read's answer is not its state's: ${describeOp(record)} ${problem}`,
+          })
       }
     } else if (index !== null && op.type === 'get' && typeof completion.result === 'string') {
       // Without the read's clock: the value read must not be one that the token shows replaced.
-      const writer = [...index.byDot.values()].find((change) => change.ops.some((o) => o.type === 'put' && o.key === op.key && o.value === completion.result))
+      const writer = [...index.byDot.values()].find((change) =>
+        change.ops.some((o) => o.type === 'put' && o.key === op.key && o.value === completion.result),
+      )
       if (writer !== undefined && index.replacersOf(op.key, writer.dot, token).length > 0) {
-        out.push({ checker: 'sessions', message: `a read returned a value its token shows replaced: ${describeOp(record)} (written by ${writer.dot})` })
+        out.push({
+          checker: 'sessions',
+          message: `a read returned a value its token shows replaced: ${describeOp(record)} (written by ${writer.dot})`,
+        })
       }
     }
   }
@@ -336,25 +442,47 @@ export function checkStates(context: Context): Violation[] {
   const { index } = context
   if (index === null) return []
   const out: Violation[] = []
-  for (const dot of index.conflicts) out.push({ checker: 'state', message: `two different changes carry the dot ${dot}: a node reused an identity it had given out` })
+  for (const dot of index.conflicts)
+    out.push({
+      checker: 'state',
+      message: `two different changes carry the dot ${dot}: a node reused an identity it had given out`,
+    })
   for (const state of context.input.finals) {
     const where = `node ${String(state.node)}`
     const missing = index.missingFrom(state.vc)
-    if (missing.length > 0) out.push({ checker: 'state', message: `${where}: its clock names changes no log holds: ${missing.slice(0, 5).join(', ')}` })
+    if (missing.length > 0)
+      out.push({
+        checker: 'state',
+        message: `${where}: its clock names changes no log holds: ${missing.slice(0, 5).join(', ')}`,
+      })
     for (const key of new Set([...Object.keys(state.kv), ...index.registerKeys()])) {
       const want = index.registerSiblings(key, state.vc)
       const got = [...(state.kv[key]?.siblings ?? [])].sort((a, b) => (a.dot < b.dot ? -1 : a.dot > b.dot ? 1 : 0))
       if (got.length === 0 && isCollectedTombstone(want, context.input.finals)) continue
-      if (canonicalJson(got) !== canonicalJson(want)) out.push({ checker: 'state', message: `${where}: register ${JSON.stringify(key)} holds ${JSON.stringify(got)}, but its changes leave ${JSON.stringify(want)}` })
+      if (canonicalJson(got) !== canonicalJson(want))
+        out.push({
+          checker: 'state',
+          message: `${where}: register ${JSON.stringify(key)} holds ${JSON.stringify(got)}, but its changes leave ${JSON.stringify(want)}`,
+        })
     }
     for (const name of new Set([...Object.keys(state.counters), ...index.counterNames()])) {
       const want = index.counterValue(name, state.vc)
-      if ((state.counters[name] ?? 0) !== want) out.push({ checker: 'state', message: `${where}: counter ${JSON.stringify(name)} is ${state.counters[name] ?? 0}, but its increments sum to ${want}` })
+      if ((state.counters[name] ?? 0) !== want)
+        out.push({
+          checker: 'state',
+          message: `${where}: counter ${JSON.stringify(name)} is ${state.counters[name] ?? 0}, but its increments sum to ${want}`,
+        })
     }
     for (const name of new Set([...Object.keys(state.sets), ...index.setNames()])) {
       const want = canonicalJson(Object.fromEntries(index.setState(name, state.vc)))
-      const got = canonicalJson(Object.fromEntries(Object.entries(state.sets[name] ?? {}).map(([member, dots]) => [member, [...dots].sort()])))
-      if (got !== want) out.push({ checker: 'state', message: `${where}: set ${JSON.stringify(name)} holds ${got}, but its changes leave ${want}` })
+      const got = canonicalJson(
+        Object.fromEntries(Object.entries(state.sets[name] ?? {}).map(([member, dots]) => [member, [...dots].sort()])),
+      )
+      if (got !== want)
+        out.push({
+          checker: 'state',
+          message: `${where}: set ${JSON.stringify(name)} holds ${got}, but its changes leave ${want}`,
+        })
     }
   }
   return out
@@ -364,7 +492,10 @@ export function checkStates(context: Context): Violation[] {
  * Garbage collection may purge a key whose siblings are all tombstones once they are stable; by
  * the end of a run every final node must hold each of those dots (else the purge was early).
  */
-function isCollectedTombstone(want: readonly { dot: string; value: unknown }[], finals: readonly FinalNodeState[]): boolean {
+function isCollectedTombstone(
+  want: readonly { dot: string; value: unknown }[],
+  finals: readonly FinalNodeState[],
+): boolean {
   if (want.length === 0 || !want.every((sibling) => sibling.value === null)) return false
   return want.every(({ dot }) => {
     const at = dot.lastIndexOf(':')
@@ -382,7 +513,10 @@ export function checkDurability(context: Context): Violation[] {
     if (!('w' in op) || completion.kind !== 'ok' || completion.durableHolders === undefined) continue
     const required = completion.required ?? requiredFor(op.w, context.input.members)
     if (completion.durableHolders < required) {
-      out.push({ checker: 'durability', message: `acknowledged at w=${String(op.w)} (${required} members) while only ${completion.durableHolders} held it durably: ${describeOp(record)}` })
+      out.push({
+        checker: 'durability',
+        message: `acknowledged at w=${String(op.w)} (${required} members) while only ${completion.durableHolders} held it durably: ${describeOp(record)}`,
+      })
     }
   }
   return out

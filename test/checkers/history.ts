@@ -27,7 +27,7 @@
 
 export type WriteConcernSpec = 1 | 2 | 3 | 'quorum' | 'all'
 
-/** How many members a read joins its answer from (DESIGN.md section 5). */
+/** How many members a read joins its answer from (docs/consistency.md). */
 export type ReadConcernSpec = 1 | 'quorum' | 'all'
 
 export type Operation =

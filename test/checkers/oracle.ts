@@ -29,7 +29,10 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 }
 
 /** Orders siblings as a plain read does: HLC, then node id, then seq. */
-export function compareLwwRecords(a: { dot: string; hlc: readonly [number, number] }, b: { dot: string; hlc: readonly [number, number] }): number {
+export function compareLwwRecords(
+  a: { dot: string; hlc: readonly [number, number] },
+  b: { dot: string; hlc: readonly [number, number] },
+): number {
   if (a.hlc[0] !== b.hlc[0]) return a.hlc[0] - b.hlc[0]
   if (a.hlc[1] !== b.hlc[1]) return a.hlc[1] - b.hlc[1]
   const x = parseDot(a.dot)
@@ -87,7 +90,11 @@ export class ChangeIndex {
     const replaced = new Set<string>()
     for (const { op } of writes) for (const dot of op.context) replaced.add(dot)
     return writes
-      .filter((item) => !replaced.has(item.change.dot) && !(item.op.type === 'del' && writes.some((other) => vcHas(other.change.deps, item.change.dot))))
+      .filter(
+        (item) =>
+          !replaced.has(item.change.dot) &&
+          !(item.op.type === 'del' && writes.some((other) => vcHas(other.change.deps, item.change.dot))),
+      )
       .map(({ change, op }) => ({ dot: change.dot, hlc: change.hlc, value: op.type === 'put' ? op.value : null }))
       .sort((a, b) => (a.dot < b.dot ? -1 : a.dot > b.dot ? 1 : 0))
   }
@@ -95,7 +102,10 @@ export class ChangeIndex {
   /** Changes in `vc` that wrote `key` naming `dot` in their context (or following it, when it is a delete): what replaced it. */
   replacersOf(key: string, dot: string, vc: Vc, isDelete = false): ChangeRecord[] {
     return (this.#registers.get(key) ?? [])
-      .filter((item) => vcHas(vc, item.change.dot) && (item.op.context.includes(dot) || (isDelete && vcHas(item.change.deps, dot))))
+      .filter(
+        (item) =>
+          vcHas(vc, item.change.dot) && (item.op.context.includes(dot) || (isDelete && vcHas(item.change.deps, dot))),
+      )
       .map((item) => item.change)
   }
 

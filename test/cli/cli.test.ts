@@ -5,7 +5,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { encodeCausalToken } from '../../src/clock/index.js'
 import type { RunningChild } from './helpers.js'
-import { buildIfStale, cleanEnv, freePort, kvctl, killAll, spawnKvctl, spawnMeshkv, startMeshkv, waitReady } from './helpers.js'
+import {
+  buildIfStale,
+  cleanEnv,
+  freePort,
+  kvctl,
+  killAll,
+  spawnKvctl,
+  spawnMeshkv,
+  startMeshkv,
+  waitReady,
+} from './helpers.js'
 
 /** One error line on stderr: `kvctl: <message> (<CODE>)`. */
 const ERROR_LINE = /^kvctl: [^\n]+ \((MESHKV_ERR_[A-Z_]+)\)\n$/
@@ -58,18 +68,31 @@ describe('kvctl verbs against a real meshkv process', () => {
     await writeFile(file, '{"n": [1, 2]}')
     expect((await kv(['put', 'doc', `@${file}`, '--content-type', 'application/json'])).code).toBe(0)
     const json = await kv(['get', 'doc', '-o', 'json'])
-    expect(JSON.parse(json.out)).toEqual({ key: 'doc', contentType: 'application/json', version: expect.stringMatching(/^v1\./), siblings: 1, value: { n: [1, 2] } })
+    expect(JSON.parse(json.out)).toEqual({
+      key: 'doc',
+      contentType: 'application/json',
+      version: expect.stringMatching(/^v1\./),
+      siblings: 1,
+      value: { n: [1, 2] },
+    })
     const binary = JSON.parse((await kv(['get', 'bin/stdin', '-o', 'json'])).out)
     expect(binary).toMatchObject({ contentType: 'application/octet-stream', valueBase64: bytes.toString('base64') })
 
     const missingFile = await kv(['put', 'x', `@${join(root, 'nope.bin')}`])
-    expect({ code: missingFile.code, error: codeOf(missingFile.stderr) }).toEqual({ code: 1, error: 'MESHKV_ERR_INVALID_ARGUMENT' })
+    expect({ code: missingFile.code, error: codeOf(missingFile.stderr) }).toEqual({
+      code: 1,
+      error: 'MESHKV_ERR_INVALID_ARGUMENT',
+    })
   })
 
   it('put -o json and ndjson answer key, version and token', async () => {
     const json = await kv(['put', 'fmt', 'v', '-o', 'json'])
     expect(json.out).toContain('\n  "key": "fmt"')
-    expect(JSON.parse(json.out)).toEqual({ key: 'fmt', version: expect.stringMatching(/^v1\./), token: expect.stringMatching(/^c1\./) })
+    expect(JSON.parse(json.out)).toEqual({
+      key: 'fmt',
+      version: expect.stringMatching(/^v1\./),
+      token: expect.stringMatching(/^c1\./),
+    })
     const ndjson = await kv(['-o', 'ndjson', 'put', 'fmt', 'w'])
     expect(ndjson.out.trimEnd()).not.toContain('\n')
     expect(JSON.parse(ndjson.out)).toMatchObject({ key: 'fmt' })
@@ -85,18 +108,28 @@ describe('kvctl verbs against a real meshkv process', () => {
   })
 
   it('ls follows every page, or stops at --limit, in either order and format', async () => {
-    const writes = Array.from({ length: 120 }, (_, i) => fetch(`${server.url}/v1/kv/many/${String(i).padStart(3, '0')}`, { method: 'PUT', body: `v${i}` }))
+    const writes = Array.from({ length: 120 }, (_, i) =>
+      fetch(`${server.url}/v1/kv/many/${String(i).padStart(3, '0')}`, { method: 'PUT', body: `v${i}` }),
+    )
     expect((await Promise.all(writes)).every((response) => response.ok)).toBe(true)
     const all = await kv(['ls', '--prefix', 'many/'])
     expect(all.code).toBe(0)
-    expect(all.out.split('\n').filter(Boolean)).toEqual(Array.from({ length: 120 }, (_, i) => `many/${String(i).padStart(3, '0')}`))
+    expect(all.out.split('\n').filter(Boolean)).toEqual(
+      Array.from({ length: 120 }, (_, i) => `many/${String(i).padStart(3, '0')}`),
+    )
     expect((await kv(['ls', '--prefix', 'many/', '--limit', '105'])).out.split('\n').filter(Boolean)).toHaveLength(105)
     expect((await kv(['ls', '--prefix', 'many/', '--reverse', '--limit', '2'])).out).toBe('many/119\nmany/118\n')
     expect((await kv(['ls', '--start', 'many/010', '--end', 'many/012'])).out).toBe('many/010\nmany/011\n')
 
     const json = JSON.parse((await kv(['ls', '--prefix', 'many/00', '-o', 'json'])).out)
     expect(json).toHaveLength(10)
-    expect(json[0]).toEqual({ key: 'many/000', contentType: 'text/plain;charset=UTF-8', version: expect.any(String), siblings: 1, value: 'v0' })
+    expect(json[0]).toEqual({
+      key: 'many/000',
+      contentType: 'text/plain;charset=UTF-8',
+      version: expect.any(String),
+      siblings: 1,
+      value: 'v0',
+    })
     const ndjson = (await kv(['ls', '--prefix', 'many/00', '-o', 'ndjson'])).out.trimEnd().split('\n')
     expect(ndjson.map((line) => JSON.parse(line).key)).toEqual(json.map((item: { key: string }) => item.key))
     expect(JSON.parse((await kv(['ls', '--prefix', 'none/', '-o', 'json'])).out)).toEqual([])
@@ -109,7 +142,10 @@ describe('kvctl verbs against a real meshkv process', () => {
     expect(JSON.parse((await kv(['incr', 'hits', '-o', 'json'])).out)).toEqual({ name: 'hits', value: 9 })
     expect((await kv(['sadd', 'colours', 'red', 'green', 'blue'])).out).toBe('blue\ngreen\nred\n')
     expect((await kv(['srem', 'colours', 'green'])).out).toBe('blue\nred\n')
-    expect(JSON.parse((await kv(['smembers', 'colours', '-o', 'json'])).out)).toEqual({ name: 'colours', members: ['blue', 'red'] })
+    expect(JSON.parse((await kv(['smembers', 'colours', '-o', 'json'])).out)).toEqual({
+      name: 'colours',
+      members: ['blue', 'red'],
+    })
     expect((await kv(['smembers', 'colours'])).out).toBe('blue\nred\n')
   })
 
@@ -117,14 +153,21 @@ describe('kvctl verbs against a real meshkv process', () => {
     const plain = await kv(['status'])
     expect(plain.out).toMatch(/^node: http:\/\/127\.0\.0\.1:\d+\nnodeId: [0-9a-f]{16}\nready: true\n/)
     const json = JSON.parse((await kv(['status', '-o', 'json'])).out)
-    expect(json).toMatchObject({ nodeId: expect.stringMatching(/^[0-9a-f]{16}$/), ready: true, storage: 'level', limits: { valueBytesMax: VALUE_BYTES_MAX } })
+    expect(json).toMatchObject({
+      nodeId: expect.stringMatching(/^[0-9a-f]{16}$/),
+      ready: true,
+      storage: 'level',
+      limits: { valueBytesMax: VALUE_BYTES_MAX },
+    })
   })
 
   it('takes the nodes from MESHKV_NODES, failing over past a dead one', async () => {
     const result = await kvctl(['get', 'greeting/ü'], { env: cleanEnv({ MESHKV_NODES: `${closedUrl},${server.url}` }) })
     expect({ code: result.code, out: result.out }).toEqual({ code: 0, out: 'hello world' })
     // --node wins over the environment.
-    const flagWins = await kvctl(['--node', server.url, 'get', 'greeting/ü'], { env: cleanEnv({ MESHKV_NODES: closedUrl }) })
+    const flagWins = await kvctl(['--node', server.url, 'get', 'greeting/ü'], {
+      env: cleanEnv({ MESHKV_NODES: closedUrl }),
+    })
     expect(flagWins.code).toBe(0)
   })
 
@@ -136,16 +179,22 @@ describe('kvctl verbs against a real meshkv process', () => {
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     await fetch(`${server.url}/v1/counters/w%2Fcount`, { method: 'POST' })
-    for (let i = 0; i < 100 && !watcher.stdout().includes('"counter"'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    for (let i = 0; i < 100 && !watcher.stdout().includes('"counter"'); i++)
+      await new Promise((resolve) => setTimeout(resolve, 20))
     watcher.child.kill('SIGINT')
     const ended = await watcher.exited
     expect({ code: ended.code, stderr: ended.stderr }).toEqual({ code: 0, stderr: '' })
-    const events = ended.stdout.toString('utf8').trimEnd().split('\n').map((line) => JSON.parse(line))
+    const events = ended.stdout
+      .toString('utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line))
     expect(events[0]).toMatchObject({ id: expect.any(String), event: 'put', key: 'w/1', value: 'one' })
     expect(events.at(-1)).toMatchObject({ event: 'counter', name: 'w/count', delta: 1 })
 
     const resumed = spawnKvctl(['--node', server.url, 'watch', '--prefix', 'w/', '--since', String(events[0].id)])
-    for (let i = 0; i < 100 && !resumed.stdout().includes('counter'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    for (let i = 0; i < 100 && !resumed.stdout().includes('counter'); i++)
+      await new Promise((resolve) => setTimeout(resolve, 20))
     resumed.child.kill('SIGTERM')
     const plain = (await resumed.exited).stdout.toString('utf8')
     expect(plain).toMatch(/^\d+ counter w\/count 1$/m)
@@ -156,18 +205,33 @@ describe('kvctl verbs against a real meshkv process', () => {
 describe('kvctl exit codes', () => {
   it('1: an error, e.g. a value over the node limit (413)', async () => {
     const result = await kv(['put', 'big'], Buffer.alloc(VALUE_BYTES_MAX + 1, 120))
-    expect({ code: result.code, error: codeOf(result.stderr), out: result.out }).toEqual({ code: 1, error: 'MESHKV_ERR_VALUE_TOO_LARGE', out: '' })
+    expect({ code: result.code, error: codeOf(result.stderr), out: result.out }).toEqual({
+      code: 1,
+      error: 'MESHKV_ERR_VALUE_TOO_LARGE',
+      out: '',
+    })
   })
 
   it('2: usage, for an unknown command, an unknown option or a bad option value', async () => {
-    for (const args of [['frobnicate'], ['get', 'k', '--bogus'], ['ls', '--limit', 'abc'], ['-o', 'yaml', 'status'], ['put'], ['incr', 'n', 'x']]) {
+    for (const args of [
+      ['frobnicate'],
+      ['get', 'k', '--bogus'],
+      ['ls', '--limit', 'abc'],
+      ['-o', 'yaml', 'status'],
+      ['put'],
+      ['incr', 'n', 'x'],
+    ]) {
       const result = await kv(args)
       expect({ args, code: result.code, out: result.out }).toEqual({ args, code: 2, out: '' })
       expect(result.stderr).toMatch(/^kvctl: [^\n]+\n$/)
     }
     // No command at all: the help, on stderr.
     const bare = await kv([])
-    expect({ code: bare.code, out: bare.out, help: bare.stderr.startsWith('Usage: kvctl') }).toEqual({ code: 2, out: '', help: true })
+    expect({ code: bare.code, out: bare.out, help: bare.stderr.startsWith('Usage: kvctl') }).toEqual({
+      code: 2,
+      out: '',
+      help: true,
+    })
     const unknown = await kv(['frobnicate'])
     expect(unknown.stderr).toBe("kvctl: unknown command 'frobnicate' (see kvctl --help)\n")
     const badNodes = await kvctl(['--node', 'not a url', 'status'])
@@ -179,7 +243,11 @@ describe('kvctl exit codes', () => {
   it('3: not found, for get and del of a missing key', async () => {
     for (const verb of ['get', 'del']) {
       const result = await kv([verb, 'no/such/key'])
-      expect({ code: result.code, error: codeOf(result.stderr), out: result.out }).toEqual({ code: 3, error: 'MESHKV_ERR_NOT_FOUND', out: '' })
+      expect({ code: result.code, error: codeOf(result.stderr), out: result.out }).toEqual({
+        code: 3,
+        error: 'MESHKV_ERR_NOT_FOUND',
+        out: '',
+      })
     }
   })
 
@@ -188,7 +256,10 @@ describe('kvctl exit codes', () => {
     const second = await kv(['put', 'cas', 'two', '--if-match', first])
     expect(second.code).toBe(0)
     const stale = await kv(['put', 'cas', 'three', '--if-match', first])
-    expect({ code: stale.code, error: codeOf(stale.stderr) }).toEqual({ code: 4, error: 'MESHKV_ERR_PRECONDITION_FAILED' })
+    expect({ code: stale.code, error: codeOf(stale.stderr) }).toEqual({
+      code: 4,
+      error: 'MESHKV_ERR_PRECONDITION_FAILED',
+    })
     expect((await kv(['put', 'cas', 'four', '--if-none-match'])).code).toBe(4)
     expect((await kv(['get', 'cas'])).out).toBe('two')
   })
@@ -210,12 +281,21 @@ describe('meshkv node process', () => {
 
   it('bad configuration exits 2 with one line, from a flag or the environment', async () => {
     const badFlag = await spawnMeshkv(['node', '--dir', join(root, 'never'), '--port', 'abc']).exited
-    expect({ code: badFlag.code, stderr: badFlag.stderr }).toEqual({ code: 2, stderr: 'meshkv: --port must be a port number from 0 to 65535, not "abc" (MESHKV_ERR_CONFIG)\n' })
-    const badEnv = await spawnMeshkv(['node'], cleanEnv({ MESHKV_DIR: join(root, 'never'), MESHKV_VALUE_BYTES_MAX: '-1' })).exited
+    expect({ code: badFlag.code, stderr: badFlag.stderr }).toEqual({
+      code: 2,
+      stderr: 'meshkv: --port must be a port number from 0 to 65535, not "abc" (MESHKV_ERR_CONFIG)\n',
+    })
+    const badEnv = await spawnMeshkv(
+      ['node'],
+      cleanEnv({ MESHKV_DIR: join(root, 'never'), MESHKV_VALUE_BYTES_MAX: '-1' }),
+    ).exited
     expect({ code: badEnv.code, lines: badEnv.stderr.split('\n').length }).toEqual({ code: 2, lines: 2 })
     expect(badEnv.stderr).toContain('MESHKV_VALUE_BYTES_MAX')
     const noDir = await spawnMeshkv(['node', '--port', '0']).exited
-    expect({ code: noDir.code, stderr: noDir.stderr }).toEqual({ code: 2, stderr: 'meshkv: a data directory is required: --dir DIR or MESHKV_DIR (MESHKV_ERR_CONFIG)\n' })
+    expect({ code: noDir.code, stderr: noDir.stderr }).toEqual({
+      code: 2,
+      stderr: 'meshkv: a data directory is required: --dir DIR or MESHKV_DIR (MESHKV_ERR_CONFIG)\n',
+    })
     expect((await spawnMeshkv(['node', '--dir', join(root, 'never'), '--frob']).exited).code).toBe(2)
   })
 
@@ -241,8 +321,13 @@ describe('meshkv node process', () => {
 
   it('logs NDJSON with the nodeId, and on SIGTERM turns not ready, drains and exits 0', async () => {
     const node = await startMeshkv(join(root, 'term'), ['--log-level', 'info'])
-    for (let i = 0; i < 100 && !node.stdout().includes('"listening"'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
-    const lines = node.stdout().trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>)
+    for (let i = 0; i < 100 && !node.stdout().includes('"listening"'); i++)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    const lines = node
+      .stdout()
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
     const listening = lines.find((line) => line['msg'] === 'listening')
     expect(listening).toMatchObject({ level: 30, nodeId: expect.stringMatching(/^[0-9a-f]{16}$/), url: node.url })
     // An in-flight read that waits 800 ms for a token the node will never see: the drain lets it
@@ -252,13 +337,27 @@ describe('meshkv node process', () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     node.child.kill('SIGTERM')
     await new Promise((resolve) => setTimeout(resolve, 100))
-    const readyDuringDrain = await fetch(`${node.url}/readyz`).then((response) => response.status, () => 'refused')
+    const readyDuringDrain = await fetch(`${node.url}/readyz`).then(
+      (response) => response.status,
+      () => 'refused',
+    )
     expect([503, 'refused']).toContain(readyDuringDrain)
     const drained = await inFlight
-    expect({ status: drained.status, code: ((await drained.json()) as { code?: string }).code }).toEqual({ status: 504, code: 'MESHKV_ERR_READ_TIMEOUT' })
+    expect({ status: drained.status, code: ((await drained.json()) as { code?: string }).code }).toEqual({
+      status: 504,
+      code: 'MESHKV_ERR_READ_TIMEOUT',
+    })
     const ended = await node.exited
-    expect({ code: ended.code, signal: ended.signal, stderr: ended.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
-    const messages = ended.stdout.toString('utf8').trimEnd().split('\n').map((line) => JSON.parse(line)['msg'])
+    expect({ code: ended.code, signal: ended.signal, stderr: ended.stderr }).toEqual({
+      code: 0,
+      signal: null,
+      stderr: '',
+    })
+    const messages = ended.stdout
+      .toString('utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line)['msg'])
     // fastify may log the drained request's completion just after "stopped".
     expect(messages.indexOf('shutting down'), JSON.stringify(messages)).toBeGreaterThan(messages.indexOf('listening'))
     expect(messages.indexOf('stopped'), JSON.stringify(messages)).toBeGreaterThan(messages.indexOf('shutting down'))
@@ -271,7 +370,9 @@ describe('meshkv node process', () => {
   it('a second signal during the drain exits at once, with 1', async () => {
     const node = await startMeshkv(join(root, 'twice'))
     const unseen = encodeCausalToken({ ['00000000000000bb' as NodeId]: 1 })
-    const inFlight = fetch(`${node.url}/v1/kv/anything?timeout_ms=10000`, { headers: { 'x-causal-token': unseen } }).catch(() => 'cut')
+    const inFlight = fetch(`${node.url}/v1/kv/anything?timeout_ms=10000`, {
+      headers: { 'x-causal-token': unseen },
+    }).catch(() => 'cut')
     await new Promise((resolve) => setTimeout(resolve, 100))
     const started = Date.now()
     node.child.kill('SIGTERM')

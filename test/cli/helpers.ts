@@ -46,7 +46,8 @@ export async function freePort(): Promise<number> {
 /** The environment for children: the test's own, without meshkv settings that would leak in. */
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env)) if (value !== undefined && !name.startsWith('MESHKV_')) env[name] = value
+  for (const [name, value] of Object.entries(process.env))
+    if (value !== undefined && !name.startsWith('MESHKV_')) env[name] = value
   return { ...env, ...extra }
 }
 
@@ -91,7 +92,10 @@ export function spawnKvctl(args: readonly string[], env: Record<string, string> 
 }
 
 /** Runs kvctl to the end, with `input` on stdin (stdin is closed either way). */
-export async function kvctl(args: readonly string[], options: { input?: string | Uint8Array; env?: Record<string, string> } = {}): Promise<Exited & { out: string }> {
+export async function kvctl(
+  args: readonly string[],
+  options: { input?: string | Uint8Array; env?: Record<string, string> } = {},
+): Promise<Exited & { out: string }> {
   const running = spawnKvctl(args, options.env)
   running.child.stdin.on('error', () => undefined)
   running.child.stdin.end(options.input)
@@ -118,7 +122,10 @@ export async function waitReady(url: string, running: RunningChild, ms = 15_000)
 }
 
 /** Starts `meshkv node` on `dir` and a free port, and waits until it is ready. */
-export async function startMeshkv(dir: string, extraArgs: readonly string[] = []): Promise<RunningChild & { url: string; port: number }> {
+export async function startMeshkv(
+  dir: string,
+  extraArgs: readonly string[] = [],
+): Promise<RunningChild & { url: string; port: number }> {
   const port = await freePort()
   const running = spawnMeshkv(['node', '--dir', dir, '--port', String(port), '--log-level', 'warn', ...extraArgs])
   const url = `http://127.0.0.1:${port}`
@@ -128,9 +135,12 @@ export async function startMeshkv(dir: string, extraArgs: readonly string[] = []
 
 /** Ends every child still running (after a failed test) and waits for them. */
 export async function killAll(): Promise<void> {
-  const ending = [...children].map((child) => new Promise<void>((resolve) => {
-    child.once('close', () => resolve())
-    child.kill('SIGKILL')
-  }))
+  const ending = [...children].map(
+    (child) =>
+      new Promise<void>((resolve) => {
+        child.once('close', () => resolve())
+        child.kill('SIGKILL')
+      }),
+  )
   await Promise.all(ending)
 }

@@ -50,7 +50,13 @@ describe('MeshClient on one node', () => {
     const key = 'users/ü ☃/100%?#'
     const written = await client.put(key, 'hello')
     expect(written).toEqual({ key, version: expect.stringMatching(/^v1\./), token: expect.stringMatching(/^c1\./) })
-    expect(await client.get(key)).toEqual({ key, value: new Uint8Array(Buffer.from('hello')), contentType: 'text/plain; charset=utf-8', version: written.version, siblingCount: 1 })
+    expect(await client.get(key)).toEqual({
+      key,
+      value: new Uint8Array(Buffer.from('hello')),
+      contentType: 'text/plain; charset=utf-8',
+      version: written.version,
+      siblingCount: 1,
+    })
     expect((await a.node.get(key))?.version).toBe(written.version)
 
     const bytes = new Uint8Array([0, 255, 10, 13, 128])
@@ -59,8 +65,14 @@ describe('MeshClient on one node', () => {
     await client.put('doc', '{"n": 1}', { contentType: 'application/json' })
 
     const withSiblings = await client.get(key, { siblings: true })
-    expect(withSiblings).toMatchObject({ value: new Uint8Array(Buffer.from('hello')), version: written.version, siblingCount: 1 })
-    expect(withSiblings?.siblings).toEqual([expect.objectContaining({ deleted: false, contentType: 'text/plain; charset=utf-8', node: a.node.nodeId })])
+    expect(withSiblings).toMatchObject({
+      value: new Uint8Array(Buffer.from('hello')),
+      version: written.version,
+      siblingCount: 1,
+    })
+    expect(withSiblings?.siblings).toEqual([
+      expect.objectContaining({ deleted: false, contentType: 'text/plain; charset=utf-8', node: a.node.nodeId }),
+    ])
 
     expect(await client.get('missing')).toBeUndefined()
     expect(await client.del('bin')).toBe(true)
@@ -73,7 +85,13 @@ describe('MeshClient on one node', () => {
     for (let i = 0; i < 7; i++) await client.put(`page/${i}`, `v${i}`)
     const first = await client.list({ prefix: 'page/', limit: 3 })
     expect(first.items.map((item) => item.key)).toEqual(['page/0', 'page/1', 'page/2'])
-    expect(first.items[0]).toEqual({ key: 'page/0', value: new Uint8Array(Buffer.from('v0')), contentType: 'text/plain; charset=utf-8', version: expect.any(String), siblingCount: 1 })
+    expect(first.items[0]).toEqual({
+      key: 'page/0',
+      value: new Uint8Array(Buffer.from('v0')),
+      contentType: 'text/plain; charset=utf-8',
+      version: expect.any(String),
+      siblingCount: 1,
+    })
     expect(first.next).toEqual(expect.any(String))
     const second = await client.list({ prefix: 'page/', limit: 3, cursor: first.next ?? undefined })
     expect(second.items.map((item) => item.key)).toEqual(['page/3', 'page/4', 'page/5'])
@@ -108,17 +126,26 @@ describe('MeshClient on one node', () => {
     const client = new MeshClient({ nodes: a.url })
     const first = await client.put('guarded', 'one')
     await client.put('guarded', 'two', { ifMatch: first.version })
-    expect(await meshCodeOf(client.put('guarded', 'three', { ifMatch: first.version }))).toBe('MESHKV_ERR_PRECONDITION_FAILED')
-    expect(await meshCodeOf(client.put('guarded', 'three', { ifNoneMatch: true }))).toBe('MESHKV_ERR_PRECONDITION_FAILED')
+    expect(await meshCodeOf(client.put('guarded', 'three', { ifMatch: first.version }))).toBe(
+      'MESHKV_ERR_PRECONDITION_FAILED',
+    )
+    expect(await meshCodeOf(client.put('guarded', 'three', { ifNoneMatch: true }))).toBe(
+      'MESHKV_ERR_PRECONDITION_FAILED',
+    )
     const tooLarge = await rejectionOf(client.put('big', new Uint8Array(a.node.limits.valueBytesMax + 1)))
     expect(tooLarge).toBeInstanceOf(MeshError)
     expect((tooLarge as MeshError).code).toBe('MESHKV_ERR_VALUE_TOO_LARGE')
     expect((tooLarge as MeshError).details).toMatchObject({ status: 413, endpoint: a.url })
-    expect(await meshCodeOf(client.put('k'.repeat(a.node.limits.keyBytesMax + 1), 'v'))).toBe('MESHKV_ERR_KEY_TOO_LARGE')
+    expect(await meshCodeOf(client.put('k'.repeat(a.node.limits.keyBytesMax + 1), 'v'))).toBe(
+      'MESHKV_ERR_KEY_TOO_LARGE',
+    )
   })
 
   it('maps a code it does not know to MESHKV_ERR_INTERNAL, keeping the code in details', async () => {
-    const client = new MeshClient({ nodes: 'http://odd.invalid', fetch: fakeFor('http://odd.invalid', () => problemResponse(418, 'MESHKV_ERR_TEAPOT')) })
+    const client = new MeshClient({
+      nodes: 'http://odd.invalid',
+      fetch: fakeFor('http://odd.invalid', () => problemResponse(418, 'MESHKV_ERR_TEAPOT')),
+    })
     const error = await rejectionOf(client.get('x'))
     expect(error).toBeInstanceOf(MeshError)
     expect((error as MeshError).code).toBe('MESHKV_ERR_INTERNAL')
@@ -142,7 +169,10 @@ describe('MeshClient failover', () => {
   it('counts a host name with several addresses as several endpoints, and fails over between them', async () => {
     const port = new URL(a.url).port
     // 127.0.0.2 is loopback too, but nothing listens there on this port: the first address is dead.
-    const client = new MeshClient({ nodes: `http://meshkv-cluster.test:${port}`, lookup: async () => ['127.0.0.2', '127.0.0.1'] })
+    const client = new MeshClient({
+      nodes: `http://meshkv-cluster.test:${port}`,
+      lookup: async () => ['127.0.0.2', '127.0.0.1'],
+    })
     expect(await client.resolvedEndpoints()).toEqual([`http://127.0.0.2:${port}`, `http://127.0.0.1:${port}`])
     await client.put('dns/1', 'x')
     expect(client.currentEndpoint).toBe(`http://127.0.0.1:${port}`)
@@ -216,18 +246,27 @@ describe('MeshClient failover', () => {
   it('retries a write on the next node after 503 not ready; any other error stops it', async () => {
     const calls: string[] = []
     const notReady = 'http://not-ready.invalid'
-    const client = new MeshClient({ nodes: [notReady, a.url], fetch: fakeFor(notReady, () => problemResponse(503, 'MESHKV_ERR_NOT_READY'), calls) })
+    const client = new MeshClient({
+      nodes: [notReady, a.url],
+      fetch: fakeFor(notReady, () => problemResponse(503, 'MESHKV_ERR_NOT_READY'), calls),
+    })
     await client.put('after-503', 'v')
     expect(calls.map((url) => new URL(url).origin)).toEqual([notReady, a.url])
     expect(client.currentEndpoint).toBe(a.url)
 
     const refusing = 'http://refusing.invalid'
     const calls2: string[] = []
-    const stopped = new MeshClient({ nodes: [refusing, a.url], fetch: fakeFor(refusing, () => problemResponse(412, 'MESHKV_ERR_PRECONDITION_FAILED'), calls2) })
+    const stopped = new MeshClient({
+      nodes: [refusing, a.url],
+      fetch: fakeFor(refusing, () => problemResponse(412, 'MESHKV_ERR_PRECONDITION_FAILED'), calls2),
+    })
     expect(await meshCodeOf(stopped.put('after-412', 'v'))).toBe('MESHKV_ERR_PRECONDITION_FAILED')
     expect(calls2).toHaveLength(1)
 
-    const allNotReady = new MeshClient({ nodes: [notReady], fetch: fakeFor(notReady, () => problemResponse(503, 'MESHKV_ERR_NOT_READY')) })
+    const allNotReady = new MeshClient({
+      nodes: [notReady],
+      fetch: fakeFor(notReady, () => problemResponse(503, 'MESHKV_ERR_NOT_READY')),
+    })
     expect(await meshCodeOf(allNotReady.put('k', 'v'))).toBe('MESHKV_ERR_UNREACHABLE')
   })
 })
@@ -288,8 +327,15 @@ describe('MeshClient watch', () => {
     await client.put('unwatched', 'x')
     await client.del('watched/1')
     const put = (await first).value
-    expect(put).toMatchObject({ event: 'put', endpoint: a.url, data: { type: 'put', key: 'watched/1', value: 'one', origin: 'local' } })
-    expect((await nextWithin(events)).value).toMatchObject({ event: 'counter', data: { name: 'watched/count', delta: 2 } })
+    expect(put).toMatchObject({
+      event: 'put',
+      endpoint: a.url,
+      data: { type: 'put', key: 'watched/1', value: 'one', origin: 'local' },
+    })
+    expect((await nextWithin(events)).value).toMatchObject({
+      event: 'counter',
+      data: { name: 'watched/count', delta: 2 },
+    })
     expect((await nextWithin(events)).value).toMatchObject({ event: 'del', data: { key: 'watched/1' } })
     controller.abort()
     expect(await nextWithin(events)).toEqual({ done: true, value: undefined })

@@ -45,7 +45,12 @@ describe('expandEndpoints', () => {
       if (host === 'gone.example') throw new Error('ENOTFOUND')
       return []
     }
-    expect(await expandEndpoints(['http://cluster.example:7700', 'http://10.0.0.2:7700', 'http://[::1]:7700', 'http://gone.example:1'], lookup)).toEqual([
+    expect(
+      await expandEndpoints(
+        ['http://cluster.example:7700', 'http://10.0.0.2:7700', 'http://[::1]:7700', 'http://gone.example:1'],
+        lookup,
+      ),
+    ).toEqual([
       'http://10.0.0.1:7700',
       'http://10.0.0.2:7700',
       'http://[fd00::3]:7700',

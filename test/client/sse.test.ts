@@ -14,7 +14,19 @@ describe('SseParser', () => {
 
   it('gives the same events however the text is split, with LF, CRLF or CR line ends', () => {
     for (const end of ['\n', '\r\n', '\r']) {
-      const text = ['id: 1', 'event: del', 'data: {"key":"k"}', '', ': hb', '', 'id: 2', 'event: counter', 'data:x', '', ''].join(end)
+      const text = [
+        'id: 1',
+        'event: del',
+        'data: {"key":"k"}',
+        '',
+        ': hb',
+        '',
+        'id: 2',
+        'event: counter',
+        'data:x',
+        '',
+        '',
+      ].join(end)
       const whole = new SseParser().push(text)
       expect(whole).toEqual([
         { id: '1', event: 'del', data: '{"key":"k"}' },

@@ -1,7 +1,16 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Hlc } from '../../src/clock/index.js'
-import { HLC_ZERO, HybridClock, MAX_OFFSET_MS_DEFAULT, compareHlc, hlcObserve, hlcTick, isHlc, maxHlc } from '../../src/clock/index.js'
+import {
+  HLC_ZERO,
+  HybridClock,
+  MAX_OFFSET_MS_DEFAULT,
+  compareHlc,
+  hlcObserve,
+  hlcTick,
+  isHlc,
+  maxHlc,
+} from '../../src/clock/index.js'
 import { MeshError } from '../../src/errors.js'
 import { PROPERTY, meshErrorCode, thrown } from '../helpers/runs.js'
 
@@ -41,20 +50,24 @@ describe('hlcTick', () => {
 
   it('increases strictly over a wall clock that jumps forwards, stalls and goes backwards', () => {
     fc.assert(
-      fc.property(fc.nat(10_000), fc.array(fc.integer({ min: -5_000, max: 5_000 }), { minLength: 1, maxLength: 60 }), (start, moves) => {
-        let nowMs = start
-        let last = HLC_ZERO
-        let highestWall = 0
-        for (const move of moves) {
-          nowMs = Math.max(0, nowMs + move)
-          highestWall = Math.max(highestWall, nowMs)
-          const next = hlcTick(last, nowMs)
-          expect(compareHlc(next, last)).toBeGreaterThan(0)
-          // It follows the highest wall clock read, never falls back to a lower one.
-          expect(next.wallMs).toBe(highestWall)
-          last = next
-        }
-      }),
+      fc.property(
+        fc.nat(10_000),
+        fc.array(fc.integer({ min: -5_000, max: 5_000 }), { minLength: 1, maxLength: 60 }),
+        (start, moves) => {
+          let nowMs = start
+          let last = HLC_ZERO
+          let highestWall = 0
+          for (const move of moves) {
+            nowMs = Math.max(0, nowMs + move)
+            highestWall = Math.max(highestWall, nowMs)
+            const next = hlcTick(last, nowMs)
+            expect(compareHlc(next, last)).toBeGreaterThan(0)
+            // It follows the highest wall clock read, never falls back to a lower one.
+            expect(next.wallMs).toBe(highestWall)
+            last = next
+          }
+        },
+      ),
       PROPERTY,
     )
   })
@@ -84,8 +97,12 @@ describe('hlcObserve', () => {
     const nowMs = 1_700_000_000_000
     const at = { wallMs: nowMs + MAX_OFFSET_MS_DEFAULT, logical: 5 }
     expect(hlcObserve(HLC_ZERO, at, nowMs)).toEqual(at)
-    expect(meshErrorCode(() => hlcObserve(HLC_ZERO, { wallMs: at.wallMs + 1, logical: 0 }, nowMs))).toBe('MESHKV_ERR_CLOCK_SKEW')
-    expect(meshErrorCode(() => hlcObserve(HLC_ZERO, { wallMs: nowMs + 11, logical: 0 }, nowMs, 10))).toBe('MESHKV_ERR_CLOCK_SKEW')
+    expect(meshErrorCode(() => hlcObserve(HLC_ZERO, { wallMs: at.wallMs + 1, logical: 0 }, nowMs))).toBe(
+      'MESHKV_ERR_CLOCK_SKEW',
+    )
+    expect(meshErrorCode(() => hlcObserve(HLC_ZERO, { wallMs: nowMs + 11, logical: 0 }, nowMs, 10))).toBe(
+      'MESHKV_ERR_CLOCK_SKEW',
+    )
   })
 })
 
@@ -99,7 +116,10 @@ const clockActionArb: fc.Arbitrary<ClockAction> = fc.oneof(
   fc.record({ kind: fc.constant('tick' as const) }),
   fc.record({
     kind: fc.constant('observe' as const),
-    aheadMs: fc.oneof(fc.integer({ min: -100_000, max: 100_000 }), fc.constantFrom(-1, 0, 1).map((d) => MAX_OFFSET_MS_DEFAULT + d)),
+    aheadMs: fc.oneof(
+      fc.integer({ min: -100_000, max: 100_000 }),
+      fc.constantFrom(-1, 0, 1).map((d) => MAX_OFFSET_MS_DEFAULT + d),
+    ),
     logical: fc.nat(5),
   }),
 )
@@ -107,35 +127,39 @@ const clockActionArb: fc.Arbitrary<ClockAction> = fc.oneof(
 describe('HybridClock', () => {
   it('ticks strictly upwards, never goes back, and leaves its state alone when it refuses a clock', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 2 ** 42 }), fc.array(clockActionArb, { maxLength: 60 }), (start, actions) => {
-        let nowMs = start
-        const clock = new HybridClock({ now: () => nowMs })
-        let highest: Hlc = clock.last
-        for (const action of actions) {
-          const before = clock.last
-          if (action.kind === 'move') {
-            nowMs = Math.max(0, nowMs + action.deltaMs)
-          } else if (action.kind === 'tick') {
-            const next = clock.tick()
-            expect(compareHlc(next, highest)).toBeGreaterThan(0)
-            expect(next.wallMs).toBeGreaterThanOrEqual(nowMs)
-            expect(clock.last).toEqual(next)
-          } else {
-            const remote = { wallMs: Math.max(0, nowMs + action.aheadMs), logical: action.logical }
-            const error = thrown(() => clock.observe(remote))
-            if (remote.wallMs - nowMs > MAX_OFFSET_MS_DEFAULT) {
-              expect(error).toBeInstanceOf(MeshError)
-              expect((error as MeshError).code).toBe('MESHKV_ERR_CLOCK_SKEW')
-              expect(clock.last).toEqual(before)
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 42 }),
+        fc.array(clockActionArb, { maxLength: 60 }),
+        (start, actions) => {
+          let nowMs = start
+          const clock = new HybridClock({ now: () => nowMs })
+          let highest: Hlc = clock.last
+          for (const action of actions) {
+            const before = clock.last
+            if (action.kind === 'move') {
+              nowMs = Math.max(0, nowMs + action.deltaMs)
+            } else if (action.kind === 'tick') {
+              const next = clock.tick()
+              expect(compareHlc(next, highest)).toBeGreaterThan(0)
+              expect(next.wallMs).toBeGreaterThanOrEqual(nowMs)
+              expect(clock.last).toEqual(next)
             } else {
-              expect(error).toBeUndefined()
-              expect(clock.last).toEqual(maxHlc(before, remote))
+              const remote = { wallMs: Math.max(0, nowMs + action.aheadMs), logical: action.logical }
+              const error = thrown(() => clock.observe(remote))
+              if (remote.wallMs - nowMs > MAX_OFFSET_MS_DEFAULT) {
+                expect(error).toBeInstanceOf(MeshError)
+                expect((error as MeshError).code).toBe('MESHKV_ERR_CLOCK_SKEW')
+                expect(clock.last).toEqual(before)
+              } else {
+                expect(error).toBeUndefined()
+                expect(clock.last).toEqual(maxHlc(before, remote))
+              }
             }
+            expect(compareHlc(clock.last, before)).toBeGreaterThanOrEqual(0)
+            highest = clock.last
           }
-          expect(compareHlc(clock.last, before)).toBeGreaterThanOrEqual(0)
-          highest = clock.last
-        }
-      }),
+        },
+      ),
       PROPERTY,
     )
   })
@@ -144,7 +168,9 @@ describe('HybridClock', () => {
     let nowMs = 1_700_000_000_000
     const clock = new HybridClock({ now: () => nowMs, maxOffsetMs: 1_000 })
     const first = clock.tick()
-    expect(meshErrorCode(() => clock.observe({ wallMs: nowMs + 3 * 365 * 24 * 3600 * 1000, logical: 0 }))).toBe('MESHKV_ERR_CLOCK_SKEW')
+    expect(meshErrorCode(() => clock.observe({ wallMs: nowMs + 3 * 365 * 24 * 3600 * 1000, logical: 0 }))).toBe(
+      'MESHKV_ERR_CLOCK_SKEW',
+    )
     expect(clock.last).toEqual(first)
     nowMs += 5
     expect(clock.tick()).toEqual({ wallMs: nowMs, logical: 0 })
@@ -162,7 +188,18 @@ describe('HybridClock', () => {
 describe('isHlc', () => {
   it('accepts only non-negative safe integer pairs', () => {
     expect(isHlc({ wallMs: 0, logical: 0 })).toBe(true)
-    for (const bad of [null, 5, 'x', [], {}, { wallMs: -1, logical: 0 }, { wallMs: 1.5, logical: 0 }, { wallMs: 1, logical: Number.NaN }, { wallMs: 2 ** 53, logical: 0 }, { wallMs: '1', logical: 0 }]) {
+    for (const bad of [
+      null,
+      5,
+      'x',
+      [],
+      {},
+      { wallMs: -1, logical: 0 },
+      { wallMs: 1.5, logical: 0 },
+      { wallMs: 1, logical: Number.NaN },
+      { wallMs: 2 ** 53, logical: 0 },
+      { wallMs: '1', logical: 0 },
+    ]) {
       expect(isHlc(bad)).toBe(false)
     }
   })

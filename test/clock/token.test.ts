@@ -22,7 +22,10 @@ const vcArb: fc.Arbitrary<VectorClock> = fc
   .uniqueArray(fc.tuple(nodeIdArb, seqArb), { selector: ([node]) => node, maxLength: 8 })
   .map((entries) => vcNormalize(entries))
 const dotsArb: fc.Arbitrary<Dot[]> = fc.uniqueArray(
-  fc.record({ node: fc.oneof(nodeIdArb, fc.constantFrom('00000000000000a1' as NodeId, '00000000000000b2' as NodeId)), seq: seqArb }),
+  fc.record({
+    node: fc.oneof(nodeIdArb, fc.constantFrom('00000000000000a1' as NodeId, '00000000000000b2' as NodeId)),
+    seq: seqArb,
+  }),
   { selector: (dot) => `${dot.node}:${dot.seq}`, maxLength: 8 },
 )
 
@@ -91,9 +94,9 @@ describe('causal tokens', () => {
       fc.string({ unit: 'binary', maxLength: 40 }).map((text) => `c1.${text}`),
       fc.uint8Array({ maxLength: 60 }).map((bytes) => raw('c1.', [...bytes])),
       // Mostly well-formed: a count, then entries whose lengths may be off.
-      fc.tuple(fc.nat(4), fc.array(fc.uint8Array({ minLength: 6, maxLength: 11 }), { maxLength: 4 })).map(([count, parts]) =>
-        raw('c1.', [count, ...parts.flatMap((part) => [...part])]),
-      ),
+      fc
+        .tuple(fc.nat(4), fc.array(fc.uint8Array({ minLength: 6, maxLength: 11 }), { maxLength: 4 }))
+        .map(([count, parts]) => raw('c1.', [count, ...parts.flatMap((part) => [...part])])),
     )
     fc.assert(
       fc.property(garbageArb, (token) => {
@@ -119,7 +122,8 @@ describe('causal tokens', () => {
 
   it('refuse a wrong or missing prefix', () => {
     const body = encodeCausalToken({ '00000000000000a1': 3 } as VectorClock).slice(3)
-    for (const prefix of ['', 'c2.', 'v1.', 'C1.', 'c1', 'c1..', ' c1.']) expectInvalid(() => decodeCausalToken(prefix + body))
+    for (const prefix of ['', 'c2.', 'v1.', 'C1.', 'c1', 'c1..', ' c1.'])
+      expectInvalid(() => decodeCausalToken(prefix + body))
   })
 
   it('refuse base64url that is not canonical: padding, standard alphabet, spare bits, stray length', () => {
@@ -154,24 +158,34 @@ describe('causal tokens', () => {
     expectInvalid(() => decodeCausalToken(raw('c1.', [1, ...NODE_A, 0x80, 0x00])))
     expectInvalid(() => decodeCausalToken(raw('c1.', [0x80, 0x00])))
     expectInvalid(() => decodeCausalToken(raw('c1.', [1, ...NODE_A, ...varint(2 ** 53)])))
-    expectInvalid(() => decodeCausalToken(raw('c1.', [1, ...NODE_A, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])))
+    expectInvalid(() =>
+      decodeCausalToken(raw('c1.', [1, ...NODE_A, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])),
+    )
     expectInvalid(() => decodeCausalToken(raw('c1.', varint(TOKEN_ENTRIES_MAX + 1))))
     expectInvalid(() => decodeCausalToken(`c1.${'A'.repeat(TOKEN_ENTRIES_MAX * 24 + 4)}`))
     expectInvalid(() => decodeCausalToken(''))
     expectInvalid(() => decodeCausalToken('c1.'))
     // The largest exact seq is fine.
-    expect(decodeCausalToken(raw('c1.', [1, ...NODE_A, ...varint(Number.MAX_SAFE_INTEGER)]))).toEqual({ '00000000000000a1': Number.MAX_SAFE_INTEGER })
+    expect(decodeCausalToken(raw('c1.', [1, ...NODE_A, ...varint(Number.MAX_SAFE_INTEGER)]))).toEqual({
+      '00000000000000a1': Number.MAX_SAFE_INTEGER,
+    })
   })
 
   it('refuse a duplicated node whatever the seqs', () => {
     fc.assert(
-      fc.property(vcArb.filter((vc) => Object.keys(vc).length > 0), fc.nat(), seqArb, (vc, which, seq) => {
-        const entries = Object.entries(vc)
-        const [node] = entries[which % entries.length] as [string, number]
-        const bytes = [entries.length + 1]
-        for (const [n, s] of [...entries, [node, seq] as [string, number]]) bytes.push(...Buffer.from(n, 'hex'), ...varint(s))
-        expectInvalid(() => decodeCausalToken(raw('c1.', bytes)))
-      }),
+      fc.property(
+        vcArb.filter((vc) => Object.keys(vc).length > 0),
+        fc.nat(),
+        seqArb,
+        (vc, which, seq) => {
+          const entries = Object.entries(vc)
+          const [node] = entries[which % entries.length] as [string, number]
+          const bytes = [entries.length + 1]
+          for (const [n, s] of [...entries, [node, seq] as [string, number]])
+            bytes.push(...Buffer.from(n, 'hex'), ...varint(s))
+          expectInvalid(() => decodeCausalToken(raw('c1.', bytes)))
+        },
+      ),
       PROPERTY,
     )
   })

@@ -54,15 +54,21 @@ describe('cluster secret', () => {
       }
     }
     // Duplicate keys would hide one of them from any JSON reader: the raw lines have one nodeId.
-    for (const line of cluster.node(3).logLines.filter((text) => text.includes('MESHKV_ERR_AUTH'))) expect(line.match(/"nodeId":/g)).toHaveLength(1)
+    for (const line of cluster.node(3).logLines.filter((text) => text.includes('MESHKV_ERR_AUTH')))
+      expect(line.match(/"nodeId":/g)).toHaveLength(1)
     expect(String(refusal?.['message'])).toMatch(/secret|proof/)
-    console.log(`refusal logged by a peer of the outsider: ${JSON.stringify(refusal)}\nand by the outsider: ${JSON.stringify(cluster.node(3).logs(isAuthRefusal)[0])}`)
+    console.log(
+      `refusal logged by a peer of the outsider: ${JSON.stringify(refusal)}\nand by the outsider: ${JSON.stringify(cluster.node(3).logs(isAuthRefusal)[0])}`,
+    )
 
     const written = await put(n3, 'from-the-outsider', 'not for the cluster')
     expect(written.status).toBe(200)
     await sleep(3_000)
     for (const url of [n1, n2]) {
-      const status = (await request(`${url}/v1/status`)).json as { linked: string[]; peers: { nodeId: string | null; state: string }[] }
+      const status = (await request(`${url}/v1/status`)).json as {
+        linked: string[]
+        peers: { nodeId: string | null; state: string }[]
+      }
       expect(status.linked).not.toContain(id3)
       expect(status.peers.filter((peer) => peer.state === 'up' && peer.nodeId === id3)).toEqual([])
       expect((await get(url, 'from-the-outsider')).status).toBe(404)
@@ -79,22 +85,51 @@ describe('cluster secret', () => {
 
   it('a brand-new node with a wrong secret never becomes ready: it cannot join', async () => {
     const port = await freePort()
-    const outsider = spawnMeshkv(['node', '--dir', join(scratch, 'outsider'), '--port', String(port), '--peers', cluster.node(1).url, '--secret', 'wrong', '--peer-timeout-ms', '2000', '--log-level', 'warn'])
+    const outsider = spawnMeshkv([
+      'node',
+      '--dir',
+      join(scratch, 'outsider'),
+      '--port',
+      String(port),
+      '--peers',
+      cluster.node(1).url,
+      '--secret',
+      'wrong',
+      '--peer-timeout-ms',
+      '2000',
+      '--log-level',
+      'warn',
+    ])
     const url = `http://127.0.0.1:${port}`
-    await waitFor('the outsider to listen', 15_000, async () => ((await request(`${url}/livez`, { timeoutMs: 500 })).status === 200 ? true : undefined), 50)
-    await waitFor('an auth refusal in the outsider log', 15_000, () => (/"code":"MESHKV_ERR_AUTH"/.test(outsider.stdout()) ? true : undefined))
+    await waitFor(
+      'the outsider to listen',
+      15_000,
+      async () => ((await request(`${url}/livez`, { timeoutMs: 500 })).status === 200 ? true : undefined),
+      50,
+    )
+    await waitFor('an auth refusal in the outsider log', 15_000, () =>
+      /"code":"MESHKV_ERR_AUTH"/.test(outsider.stdout()) ? true : undefined,
+    )
     expect((await request(`${url}/readyz`)).status).toBe(503)
     const refused = await put(url, 'k', 'v')
-    expect({ status: refused.status, code: refused.json?.['code'] }).toEqual({ status: 503, code: 'MESHKV_ERR_NOT_READY' })
+    expect({ status: refused.status, code: refused.json?.['code'] }).toEqual({
+      status: 503,
+      code: 'MESHKV_ERR_NOT_READY',
+    })
     outsider.child.kill('SIGKILL')
     await outsider.exited
   })
 
   it('meshkv node --peers URL without a secret exits 2 with one clear line', async () => {
     const port = await freePort()
-    const run = spawnMeshkv(['node', '--dir', join(scratch, 'nosecret'), '--port', String(port), '--peers', cluster.node(1).url], cleanEnv())
+    const run = spawnMeshkv(
+      ['node', '--dir', join(scratch, 'nosecret'), '--port', String(port), '--peers', cluster.node(1).url],
+      cleanEnv(),
+    )
     const exited = await run.exited
     expect(exited.code).toBe(2)
-    expect(exited.stderr).toMatch(/^meshkv: a node started with peers needs the cluster secret: --secret or MESHKV_SECRET \(MESHKV_ERR_CONFIG\)\n$/)
+    expect(exited.stderr).toMatch(
+      /^meshkv: a node started with peers needs the cluster secret: --secret or MESHKV_SECRET \(MESHKV_ERR_CONFIG\)\n$/,
+    )
   })
 })

@@ -15,7 +15,6 @@ let cluster: Cluster
 
 useLinkedCluster((started) => (cluster = started))
 
-
 describe('kill -9 during writes', () => {
   it('node 2 killed while 5,000 keys are written with w=2 through nodes 1 and 3: after its restart every acknowledged key is on every node', async () => {
     const [n1, , n3] = cluster.urls() as [string, string, string]
@@ -33,7 +32,11 @@ describe('kill -9 during writes', () => {
         try {
           const answer = await put(target, key, `value ${index}`, { w: '2', timeout_ms: '5000' })
           if (answer.status === 200) acked.push(key)
-          else failures.set(String(answer.json?.['code'] ?? answer.status), (failures.get(String(answer.json?.['code'] ?? answer.status)) ?? 0) + 1)
+          else
+            failures.set(
+              String(answer.json?.['code'] ?? answer.status),
+              (failures.get(String(answer.json?.['code'] ?? answer.status)) ?? 0) + 1,
+            )
         } catch (error) {
           const name = error instanceof Error ? error.name : 'error'
           failures.set(name, (failures.get(name) ?? 0) + 1)
@@ -50,7 +53,9 @@ describe('kill -9 during writes', () => {
     const status = await statusRun
     expect(status?.code).toBe(0)
 
-    console.log(`MEASURED kill -9: ${acked.length} of ${KEYS} writes (w=2) acknowledged in ${writeMs} ms (${Math.round((acked.length / writeMs) * 1000)}/s, ${IN_FLIGHT} in flight); not acknowledged: ${JSON.stringify(Object.fromEntries(failures))}`)
+    console.log(
+      `MEASURED kill -9: ${acked.length} of ${KEYS} writes (w=2) acknowledged in ${writeMs} ms (${Math.round((acked.length / writeMs) * 1000)}/s, ${IN_FLIGHT} in flight); not acknowledged: ${JSON.stringify(Object.fromEntries(failures))}`,
+    )
     console.log(`MEASURED kvctl status against node 1 mid-write (node 2 dead):\n${status?.out ?? ''}`)
     expect(status?.out).toMatch(/peers:/)
     // Writes through two live nodes with w=2 are all acknowledged (node 2 is not needed).
@@ -61,12 +66,18 @@ describe('kill -9 during writes', () => {
     const readyMs = Date.now() - restarted
     const { ms } = await cluster.waitConverged([1, 2, 3], 60_000)
     const convergedMs = Date.now() - restarted
-    console.log(`MEASURED node 2 restart: ready after ${readyMs} ms, digests equal on all three nodes ${convergedMs} ms after the restart (${ms} ms of polling after ready)`)
+    console.log(
+      `MEASURED node 2 restart: ready after ${readyMs} ms, digests equal on all three nodes ${convergedMs} ms after the restart (${ms} ms of polling after ready)`,
+    )
 
     for (const node of cluster.nodes) {
       const keys = await listKeys(node.url, 'load-')
       const missing = acked.filter((key) => !keys.has(key))
-      expect({ node: node.n, missing: missing.length, sample: missing.slice(0, 5) }).toEqual({ node: node.n, missing: 0, sample: [] })
+      expect({ node: node.n, missing: missing.length, sample: missing.slice(0, 5) }).toEqual({
+        node: node.n,
+        missing: 0,
+        sample: [],
+      })
     }
   })
 })

@@ -17,7 +17,6 @@ let cluster: Cluster
 
 useLinkedCluster((started) => (cluster = started))
 
-
 describe('client failover', () => {
   it('a sticky client keeps writing while its node is killed: nothing acknowledged is lost, the longest gap is under 1 s', async () => {
     // Attempts that failed at the socket level, seen through the client's fetch: the client
@@ -28,7 +27,9 @@ describe('client failover', () => {
         return await fetch(input, init)
       } catch (error) {
         const cause = (error as { cause?: { code?: string } }).cause
-        socketFailures.push(`${init?.method ?? 'GET'} ${String(input).replace(/\?.*$/, '')}: ${cause?.code ?? (error as Error).message}`)
+        socketFailures.push(
+          `${init?.method ?? 'GET'} ${String(input).replace(/\?.*$/, '')}: ${cause?.code ?? (error as Error).message}`,
+        )
         throw error
       }
     }
@@ -44,7 +45,14 @@ describe('client failover', () => {
           await client.put(key, `value ${index}`, { w: 2, waitMs: 2_000 })
           acked.push({ key, atMs: Date.now(), endpoint })
         } catch (error) {
-          failed.push({ key, atMs: Date.now(), error: error instanceof Error ? `${(error as { code?: string }).code ?? error.name}: ${error.message}` : String(error) })
+          failed.push({
+            key,
+            atMs: Date.now(),
+            error:
+              error instanceof Error
+                ? `${(error as { code?: string }).code ?? error.name}: ${error.message}`
+                : String(error),
+          })
         }
       }
     })()
@@ -62,10 +70,15 @@ describe('client failover', () => {
     const before = acked.filter((write) => write.atMs <= killedAtMs)
     const after = acked.filter((write) => write.atMs > killedAtMs)
     let longestGapMs = 0
-    for (let i = 1; i < acked.length; i++) longestGapMs = Math.max(longestGapMs, (acked[i] as { atMs: number }).atMs - (acked[i - 1] as { atMs: number }).atMs)
+    for (let i = 1; i < acked.length; i++)
+      longestGapMs = Math.max(
+        longestGapMs,
+        (acked[i] as { atMs: number }).atMs - (acked[i - 1] as { atMs: number }).atMs,
+      )
     const lastBefore = before[before.length - 1]
     const firstAfter = after[0]
-    const killGapMs = lastBefore !== undefined && firstAfter !== undefined ? firstAfter.atMs - lastBefore.atMs : Infinity
+    const killGapMs =
+      lastBefore !== undefined && firstAfter !== undefined ? firstAfter.atMs - lastBefore.atMs : Infinity
     console.log(
       `MEASURED failover: node ${victim?.n} killed; ${before.length} writes acknowledged before, ${after.length} after (now on ${client.currentEndpoint}); ` +
         `gap across the kill ${killGapMs} ms, longest gap between acknowledged writes ${longestGapMs} ms, first ack after the kill ${firstAfter === undefined ? '-' : firstAfter.atMs - killedAtMs} ms after it; ` +
@@ -107,8 +120,12 @@ describe('client failover', () => {
         error = caught
       }
       await cluster.waitConverged([first.n, second.n])
-      const values = await Promise.all([first, second].map(async (node) => (await request(`${node.url}/v1/counters/exactly-once`)).json?.['value']))
-      console.log(`MEASURED lost answer: the client ${error === undefined ? `acknowledged the increment with value ${acknowledged}` : `failed with ${String(error)}`}; the counter holds ${JSON.stringify(values)} on nodes ${first.n} and ${second.n}`)
+      const values = await Promise.all(
+        [first, second].map(async (node) => (await request(`${node.url}/v1/counters/exactly-once`)).json?.['value']),
+      )
+      console.log(
+        `MEASURED lost answer: the client ${error === undefined ? `acknowledged the increment with value ${acknowledged}` : `failed with ${String(error)}`}; the counter holds ${JSON.stringify(values)} on nodes ${first.n} and ${second.n}`,
+      )
       // The node behind the proxy ran the increment (and waited for w=2) before its answer was lost.
       expect(values).toEqual([1, 1])
       // The client may say it does not know (the request may have run), never that it ran it anew.

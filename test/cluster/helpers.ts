@@ -42,7 +42,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it returns something other than undefined; throws `what` after `ms`. */
-export async function waitFor<T>(what: string, ms: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  ms: number,
+  check: () => Promise<T | undefined> | T | undefined,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + ms
   let lastError: unknown
   for (;;) {
@@ -53,7 +58,10 @@ export async function waitFor<T>(what: string, ms: number, check: () => Promise<
       lastError = error
     }
     if (Date.now() >= deadline) {
-      const because = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`
+      const because =
+        lastError === undefined
+          ? ''
+          : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`
       throw new Error(`timed out after ${ms} ms waiting for ${what}${because}`)
     }
     await sleep(everyMs)
@@ -156,7 +164,10 @@ export class ClusterNode {
   /** Starts the process (the first time, or again after it ended); `secret` overrides the cluster's. */
   spawn(options: { secret?: string } = {}): void {
     if (this.#child !== undefined) throw new Error(`node ${this.n} is already running`)
-    const child = spawn(process.execPath, [MESHKV_BIN, ...this.argsOf(options.secret)], { cwd: REPO_ROOT, env: cleanEnv() })
+    const child = spawn(process.execPath, [MESHKV_BIN, ...this.argsOf(options.secret)], {
+      cwd: REPO_ROOT,
+      env: cleanEnv(),
+    })
     this.#runs++
     children.add(child)
     this.#child = child
@@ -191,16 +202,21 @@ export class ClusterNode {
     if (child === undefined) throw new Error(`node ${this.n} is not running`)
     let ended = false
     void this.#exited?.then(() => (ended = true))
-    await waitFor(`node ${this.n} (${this.url}) to be ready; stderr: ${this.stderr}`, ms, async () => {
-      if (ended) throw new Error(`node ${this.n} ended before it was ready; stderr:\n${this.stderr}`)
-      try {
-        const answer = await request(`${this.url}/readyz`, { timeoutMs: 1000 })
-        return answer.status === 200 ? true : undefined
-      } catch (error) {
-        if (ended) throw error
-        return undefined
-      }
-    }, 50)
+    await waitFor(
+      `node ${this.n} (${this.url}) to be ready; stderr: ${this.stderr}`,
+      ms,
+      async () => {
+        if (ended) throw new Error(`node ${this.n} ended before it was ready; stderr:\n${this.stderr}`)
+        try {
+          const answer = await request(`${this.url}/readyz`, { timeoutMs: 1000 })
+          return answer.status === 200 ? true : undefined
+        } catch (error) {
+          if (ended) throw error
+          return undefined
+        }
+      },
+      50,
+    )
   }
 
   /** Sends `signal` and waits for the process to end (SIGKILL, SIGTERM). */
@@ -224,13 +240,15 @@ export class ClusterNode {
 
   async status(): Promise<NodeStatusJson> {
     const answer = await request(`${this.url}/v1/status`)
-    if (answer.status !== 200 || answer.json === undefined) throw new Error(`node ${this.n} /v1/status answered ${answer.status}: ${answer.text}`)
+    if (answer.status !== 200 || answer.json === undefined)
+      throw new Error(`node ${this.n} /v1/status answered ${answer.status}: ${answer.text}`)
     return answer.json as unknown as NodeStatusJson
   }
 
   async digest(): Promise<DigestJson> {
     const answer = await request(`${this.url}/v1/digest`)
-    if (answer.status !== 200 || answer.json === undefined) throw new Error(`node ${this.n} /v1/digest answered ${answer.status}: ${answer.text}`)
+    if (answer.status !== 200 || answer.json === undefined)
+      throw new Error(`node ${this.n} /v1/digest answered ${answer.status}: ${answer.text}`)
     return answer.json as unknown as DigestJson
   }
 }
@@ -286,7 +304,8 @@ export class Cluster {
     const entries: TcpProxy[] = []
     for (let i = 1; i <= size; i++) {
       entries.push(await TcpProxy.start(ports[i - 1] as number))
-      for (let j = 1; j <= size; j++) if (i !== j) proxies.set(`${i}>${j}`, await TcpProxy.start(ports[j - 1] as number))
+      for (let j = 1; j <= size; j++)
+        if (i !== j) proxies.set(`${i}>${j}`, await TcpProxy.start(ports[j - 1] as number))
     }
     const nodes: ClusterNode[] = []
     for (let i = 1; i <= size; i++) {
@@ -296,14 +315,22 @@ export class Cluster {
       const peers = [...proxies.entries()].filter(([pair]) => pair.startsWith(`${i}>`)).map(([, proxy]) => proxy.url)
       const argsOf = (override?: string): string[] => [
         'node',
-        '--dir', dir,
-        '--port', String(port),
-        '--host', '127.0.0.1',
-        '--peers', peers.join(','),
-        '--secret', override ?? options.secrets?.[i] ?? secret,
-        '--advertise-url', entry.url,
-        '--peer-timeout-ms', String(options.peerTimeoutMs ?? 2000),
-        '--log-level', options.logLevel ?? 'warn',
+        '--dir',
+        dir,
+        '--port',
+        String(port),
+        '--host',
+        '127.0.0.1',
+        '--peers',
+        peers.join(','),
+        '--secret',
+        override ?? options.secrets?.[i] ?? secret,
+        '--advertise-url',
+        entry.url,
+        '--peer-timeout-ms',
+        String(options.peerTimeoutMs ?? 2000),
+        '--log-level',
+        options.logLevel ?? 'warn',
       ]
       nodes.push(new ClusterNode(i, port, dir, entry, argsOf))
     }
@@ -325,14 +352,22 @@ export class Cluster {
     const dir = join(this.root, `node${n}`)
     const argsOf = (override?: string): string[] => [
       'node',
-      '--dir', dir,
-      '--port', String(port),
-      '--host', '127.0.0.1',
-      '--peers', options.peers.join(','),
-      '--secret', override ?? this.secret,
-      '--advertise-url', entry.url,
-      '--peer-timeout-ms', '2000',
-      '--log-level', 'info',
+      '--dir',
+      dir,
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--peers',
+      options.peers.join(','),
+      '--secret',
+      override ?? this.secret,
+      '--advertise-url',
+      entry.url,
+      '--peer-timeout-ms',
+      '2000',
+      '--log-level',
+      'info',
       ...(options.args ?? []),
     ]
     const node = new ClusterNode(n, port, dir, entry, argsOf)
@@ -413,18 +448,25 @@ export class Cluster {
    * Polls `/v1/digest` of `ns` (default: every running node) until all are equal; resolves with
    * the digest and how long it took.
    */
-  async waitConverged(ns: number[] = this.live().map((node) => node.n), ms = 30_000): Promise<{ digest: DigestJson; ms: number }> {
+  async waitConverged(
+    ns: number[] = this.live().map((node) => node.n),
+    ms = 30_000,
+  ): Promise<{ digest: DigestJson; ms: number }> {
     const started = Date.now()
     let last: string[] = []
     try {
       const digest = await waitFor(`equal digests on nodes ${ns.join(', ')}`, ms, async () => {
         const digests = await Promise.all(ns.map((n) => this.node(n).digest()))
-        last = digests.map((digest, index) => `node ${ns[index]}: ${digest.digest} keys=${digest.keys} vc=${JSON.stringify(digest.vc)}`)
+        last = digests.map(
+          (digest, index) => `node ${ns[index]}: ${digest.digest} keys=${digest.keys} vc=${JSON.stringify(digest.vc)}`,
+        )
         const first = digests[0] as DigestJson
         // Equal clocks too: a node that has not yet received writes whose keys are all deleted
         // elsewhere hashes the same (all-tombstone keys are not hashed) while it still lacks them.
         const clock = (digest: DigestJson): string => JSON.stringify(Object.entries(digest.vc).sort())
-        return digests.every((digest) => digest.digest === first.digest && clock(digest) === clock(first)) ? first : undefined
+        return digests.every((digest) => digest.digest === first.digest && clock(digest) === clock(first))
+          ? first
+          : undefined
       })
       return { digest, ms: Date.now() - started }
     } catch (error) {
@@ -444,7 +486,9 @@ export class Cluster {
         await node.kill('SIGKILL')
       }),
     )
-    await Promise.all([...this.#proxies.values(), ...this.nodes.map((node) => node.entry)].map((proxy) => proxy.close()))
+    await Promise.all(
+      [...this.#proxies.values(), ...this.nodes.map((node) => node.entry)].map((proxy) => proxy.close()),
+    )
     await rm(this.root, { recursive: true, force: true })
   }
 }
@@ -465,7 +509,13 @@ export async function stopAllClusters(): Promise<void> {
 }
 
 /** A key's value as written by the tests: PUT with `?w=` and friends. */
-export async function put(node: string, key: string, value: string, query: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+export async function put(
+  node: string,
+  key: string,
+  value: string,
+  query: Record<string, string> = {},
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer> {
   const search = new URLSearchParams(query).toString()
   return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
     method: 'PUT',
@@ -475,9 +525,17 @@ export async function put(node: string, key: string, value: string, query: Recor
   })
 }
 
-export async function get(node: string, key: string, query: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+export async function get(
+  node: string,
+  key: string,
+  query: Record<string, string> = {},
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer> {
   const search = new URLSearchParams(query).toString()
-  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, { headers, timeoutMs: 15_000 })
+  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
+    headers,
+    timeoutMs: 15_000,
+  })
 }
 
 /** Waits until `key` reads `value` on `node`. */
@@ -496,7 +554,8 @@ export async function listKeys(node: string, prefix: string): Promise<Set<string
     const query = new URLSearchParams({ prefix, limit: '1000' })
     if (cursor !== null) query.set('cursor', cursor)
     const answer = await request(`${node}/v1/kv?${query.toString()}`, { timeoutMs: 15_000 })
-    if (answer.status !== 200 || answer.json === undefined) throw new Error(`list on ${node} answered ${answer.status}: ${answer.text}`)
+    if (answer.status !== 200 || answer.json === undefined)
+      throw new Error(`list on ${node} answered ${answer.status}: ${answer.text}`)
     const items = answer.json['items'] as { key: string }[]
     for (const item of items) keys.add(item.key)
     cursor = answer.json['next'] as string | null

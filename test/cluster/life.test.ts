@@ -8,7 +8,20 @@
  * (the closing note quotes them).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildIfStale, Cluster, get, kvctl, killAllKvctl, listKeys, put, request, sleep, stopAllClusters, waitFor, waitValue } from './helpers.js'
+import {
+  buildIfStale,
+  Cluster,
+  get,
+  kvctl,
+  killAllKvctl,
+  listKeys,
+  put,
+  request,
+  sleep,
+  stopAllClusters,
+  waitFor,
+  waitValue,
+} from './helpers.js'
 import type { ClusterNode } from './helpers.js'
 
 interface GcJson {
@@ -24,7 +37,11 @@ async function gcOf(node: ClusterNode): Promise<GcJson> {
 }
 
 /** Runs `task(i)` for i in [0, count) with `concurrency` in flight; every answer must be 200. */
-async function each(count: number, concurrency: number, task: (i: number) => Promise<{ status: number; text: string }>): Promise<void> {
+async function each(
+  count: number,
+  concurrency: number,
+  task: (i: number) => Promise<{ status: number; text: string }>,
+): Promise<void> {
   let next = 0
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -61,7 +78,10 @@ describe('quorum reads', () => {
       const [n1, n2] = cluster.urls(1, 2) as [string, string]
       // Node 2's replication links are paused (its HTTP API, and the others', stay reachable).
       // Every node knows the others' URLs (the member set) before node 2 is cut off.
-      for (const url of cluster.urls()) await waitFor(`three members on ${url}`, 10_000, async () => ((await memberIds(url)).length === 3 ? true : undefined))
+      for (const url of cluster.urls())
+        await waitFor(`three members on ${url}`, 10_000, async () =>
+          (await memberIds(url)).length === 3 ? true : undefined,
+        )
       cluster.isolate(2)
       expect((await put(n1, 'fresh', 'written on node 1', { w: '1' })).status).toBe(200)
       expect((await get(n2, 'fresh')).status).toBe(404)
@@ -97,10 +117,14 @@ describe('a cluster over its life', () => {
     const n1 = cluster.node(1).url
     await each(3000, 32, (i) => put(n1, `seed/${String(i).padStart(5, '0')}`, `value ${i}`))
     await cluster.waitConverged()
-    await waitFor('the logs purged on every node (all but the last 1000 entries kept for watch resume)', 30_000, async () => {
-      for (const node of cluster.live()) if ((await gcOf(node)).logPurged === 0) return undefined
-      return true
-    })
+    await waitFor(
+      'the logs purged on every node (all but the last 1000 entries kept for watch resume)',
+      30_000,
+      async () => {
+        for (const node of cluster.live()) if ((await gcOf(node)).logPurged === 0) return undefined
+        return true
+      },
+    )
     const started = Date.now()
     const fourth = await cluster.addNode({ peers: [cluster.node(1).entry.url] })
     const { digest } = await cluster.waitConverged([1, 2, 3, 4], 60_000)
@@ -110,13 +134,17 @@ describe('a cluster over its life', () => {
     expect(replication['snapshotsReceived']).toBeGreaterThanOrEqual(1)
     const last = (status['snapshot'] as { last: { keys: number; ms: number } | null }).last
     expect(last?.keys).toBeGreaterThanOrEqual(3000)
-    console.log(`snapshot bootstrap: ${last?.keys} keys in ${last?.ms} ms; joined and converged in ${joinedMs} ms (digest ${digest.digest.slice(0, 12)})`)
+    console.log(
+      `snapshot bootstrap: ${last?.keys} keys in ${last?.ms} ms; joined and converged in ${joinedMs} ms (digest ${digest.digest.slice(0, 12)})`,
+    )
     expect((await listKeys(fourth.url, 'seed/')).size).toBe(3000)
     const ids = await memberIds(n1)
     expect(ids).toHaveLength(4)
     expect(ids).toContain(status.nodeId)
     for (const node of cluster.live()) {
-      await waitFor(`four members on node ${node.n}`, 10_000, async () => ((await memberIds(node.url)).length === 4 ? true : undefined))
+      await waitFor(`four members on node ${node.n}`, 10_000, async () =>
+        (await memberIds(node.url)).length === 4 ? true : undefined,
+      )
     }
   }, 120_000)
 
@@ -126,7 +154,10 @@ describe('a cluster over its life', () => {
     await each(10_000, 32, (i) => put(urls[i % urls.length] as string, `gc/${i}`, `v${i}`))
     await each(10_000, 32, (i) => del(urls[(i + 1) % urls.length] as string, `gc/${i}`))
     const before = await Promise.all(nodes.map((node) => gcOf(node)))
-    await cluster.waitConverged(nodes.map((node) => node.n), 60_000)
+    await cluster.waitConverged(
+      nodes.map((node) => node.n),
+      60_000,
+    )
     await waitFor('tombstones and log purged on every node', 60_000, async () => {
       for (const node of nodes) {
         const gc = await gcOf(node)
@@ -137,7 +168,9 @@ describe('a cluster over its life', () => {
     const after = await Promise.all(nodes.map((node) => gcOf(node)))
     for (const [index, node] of nodes.entries()) {
       const [was, now] = [before[index] as GcJson, after[index] as GcJson]
-      console.log(`node ${node.n}: log ${was.logEntries} → ${now.logEntries} entries, tombstones ${was.tombstones} → ${now.tombstones} (purged so far: ${now.logPurged} log entries, ${now.tombstonesPurged} tombstones)`)
+      console.log(
+        `node ${node.n}: log ${was.logEntries} → ${now.logEntries} entries, tombstones ${was.tombstones} → ${now.tombstones} (purged so far: ${now.logPurged} log entries, ${now.tombstonesPurged} tombstones)`,
+      )
     }
     expect(after.every((gc) => gc.tombstonesPurged >= 10_000)).toBe(true)
     await cluster.waitConverged(nodes.map((node) => node.n))
@@ -155,7 +188,10 @@ describe('a cluster over its life', () => {
     expect(held.tombstones).toBeGreaterThanOrEqual(1000)
     expect(held.logEntries).toBeGreaterThanOrEqual(2000)
     await cluster.restart(3)
-    await cluster.waitConverged(cluster.live().map((node) => node.n), 60_000)
+    await cluster.waitConverged(
+      cluster.live().map((node) => node.n),
+      60_000,
+    )
     expect((await listKeys(cluster.node(3).url, 'down/')).size).toBe(0)
     await waitFor('tombstones purged once node 3 is back', 60_000, async () => {
       for (const node of cluster.live()) if ((await gcOf(node)).tombstones > 0) return undefined
@@ -172,16 +208,28 @@ describe('a cluster over its life', () => {
     expect(forgot.code).toBe(0)
     expect(forgot.out).toContain(`forgot ${forgottenId}`)
     for (const node of cluster.live()) {
-      await waitFor(`node ${node.n} to drop the forgotten member`, 10_000, async () => ((await memberIds(node.url)).includes(forgottenId) ? undefined : true))
+      await waitFor(`node ${node.n} to drop the forgotten member`, 10_000, async () =>
+        (await memberIds(node.url)).includes(forgottenId) ? undefined : true,
+      )
     }
     expect((await put(n1, 'after-forget', 'all of three', { w: 'all', timeout_ms: '5000' })).status).toBe(200)
 
     fourth.spawn()
     await waitFor('the forgotten node to log that it was forgotten', 20_000, () =>
-      fourth.logs((record) => String(record['msg']).includes('this node was forgotten by the cluster')).length > 0 ? true : undefined,
+      fourth.logs((record) => String(record['msg']).includes('this node was forgotten by the cluster')).length > 0
+        ? true
+        : undefined,
     )
     await waitFor('a member to log the refusal', 10_000, () =>
-      cluster.live().some((node) => node.n !== 4 && node.logs((record) => record['msg'] === 'a forgotten node tried to link; refused').length > 0) ? true : undefined,
+      cluster
+        .live()
+        .some(
+          (node) =>
+            node.n !== 4 &&
+            node.logs((record) => record['msg'] === 'a forgotten node tried to link; refused').length > 0,
+        )
+        ? true
+        : undefined,
     )
     await put(n1, 'not-for-the-forgotten', 'x')
     await sleep(2_000)

@@ -15,7 +15,6 @@ afterEach(async () => {
   cluster.heal()
 })
 
-
 function verify(): Promise<{ code: number | null; out: string; stderr: string }> {
   return kvctl(['--node', cluster.urls().join(','), 'verify'])
 }
@@ -35,7 +34,9 @@ describe('replication across three processes', () => {
 
     // Node 3 cut off: a write on node 1 reaches node 2 only.
     cluster.isolate(3)
-    await waitFor('node 3 to see its links drop', 10_000, async () => ((await cluster.node(3).status()).linked.length === 0 ? true : undefined))
+    await waitFor('node 3 to see its links drop', 10_000, async () =>
+      (await cluster.node(3).status()).linked.length === 0 ? true : undefined,
+    )
     expect((await put(n1, 'while-cut', 'only on 1 and 2')).status).toBe(200)
     await waitValue(n2, 'while-cut', 'only on 1 and 2')
     const different = await verify()
@@ -45,10 +46,15 @@ describe('replication across three processes', () => {
     expect((await get(n3, 'while-cut')).status).toBe(404)
 
     cluster.heal()
-    const healed = await waitFor('kvctl verify to exit 0 after heal', 20_000, async () => {
-      const run = await verify()
-      return run.code === 0 ? run : undefined
-    }, 250)
+    const healed = await waitFor(
+      'kvctl verify to exit 0 after heal',
+      20_000,
+      async () => {
+        const run = await verify()
+        return run.code === 0 ? run : undefined
+      },
+      250,
+    )
     expect(healed.out).toMatch(/equal on 3 nodes/)
     await waitValue(n3, 'while-cut', 'only on 1 and 2')
   })
@@ -67,7 +73,9 @@ describe('replication across three processes', () => {
     expect({ status: byQuery.status, text: byQuery.text }).toEqual({ status: 200, text: 'v1' })
 
     cluster.isolate(3)
-    await waitFor('node 3 to see its links drop', 10_000, async () => ((await cluster.node(3).status()).linked.length === 0 ? true : undefined))
+    await waitFor('node 3 to see its links drop', 10_000, async () =>
+      (await cluster.node(3).status()).linked.length === 0 ? true : undefined,
+    )
     const second = await put(n1, 'causal', 'v2')
     expect(second.status).toBe(200)
     const token2 = second.headers.get('x-causal-token') as string
@@ -94,7 +102,15 @@ describe('replication across three processes', () => {
     const [n1, n2, n3] = urls as [string, string, string]
     await cluster.waitLinked()
     // The set holds x everywhere before the cut.
-    expect((await request(`${n1}/v1/sets/tags`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ add: ['x', 'y'] }) })).status).toBe(200)
+    expect(
+      (
+        await request(`${n1}/v1/sets/tags`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ add: ['x', 'y'] }),
+        })
+      ).status,
+    ).toBe(200)
     for (const url of urls) {
       await waitFor(`x in tags on ${url}`, 10_000, async () => {
         const members = (await request(`${url}/v1/sets/tags`)).json?.['members'] as string[]
@@ -109,12 +125,28 @@ describe('replication across three processes', () => {
     })
     for (const [index, url] of urls.entries()) {
       expect((await put(url, 'contested', `from node ${index + 1}`)).status).toBe(200)
-      const added = await request(`${url}/v1/counters/hits`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delta: 10 ** index }) })
+      const added = await request(`${url}/v1/counters/hits`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ delta: 10 ** index }),
+      })
       expect(added.status).toBe(200)
     }
     // Node 1 adds x again (it already holds it); node 2 removes it, concurrently.
-    expect((await request(`${n1}/v1/sets/tags`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ add: ['x'] }) })).status).toBe(200)
-    const removed = await request(`${n2}/v1/sets/tags`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ remove: ['x'] }) })
+    expect(
+      (
+        await request(`${n1}/v1/sets/tags`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ add: ['x'] }),
+        })
+      ).status,
+    ).toBe(200)
+    const removed = await request(`${n2}/v1/sets/tags`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ remove: ['x'] }),
+    })
     expect(removed.json?.['members']).toEqual(['y'])
     // Each isolated node still sees only its own write.
     expect((await get(n3, 'contested')).text).toBe('from node 3')
@@ -123,7 +155,12 @@ describe('replication across three processes', () => {
     await cluster.waitConverged(undefined, 30_000)
 
     const reads = await Promise.all(urls.map((url) => get(url, 'contested')))
-    const winners = reads.map((read) => ({ status: read.status, text: read.text, etag: read.headers.get('etag'), siblings: read.headers.get('x-siblings') }))
+    const winners = reads.map((read) => ({
+      status: read.status,
+      text: read.text,
+      etag: read.headers.get('etag'),
+      siblings: read.headers.get('x-siblings'),
+    }))
     expect(winners[0]?.status).toBe(200)
     expect(winners[0]?.text).toMatch(/^from node [123]$/)
     expect(winners[1]).toEqual(winners[0])

@@ -10,7 +10,6 @@ let cluster: Cluster
 
 useLinkedCluster((started) => (cluster = started))
 
-
 describe('write concern with a node down', () => {
   it('w=all with node 3 killed answers 504 MESHKV_ERR_WRITE_CONCERN_TIMEOUT (2 of 3 hold it); readable on 1 and 2; node 3 gets it after its restart', async () => {
     const [n1, n2, n3] = cluster.urls() as [string, string, string]
@@ -54,9 +53,15 @@ describe('write concern with a node down', () => {
     const id3 = (await cluster.node(3).status()).nodeId
     cluster.node(3).suspend()
     try {
-      const answer = await put(n1, 'needs-all-frozen', 'written while node 3 is stopped', { w: 'all', timeout_ms: '1000' })
+      const answer = await put(n1, 'needs-all-frozen', 'written while node 3 is stopped', {
+        w: 'all',
+        timeout_ms: '1000',
+      })
       expect(answer.status).toBe(504)
-      expect(answer.json).toMatchObject({ code: 'MESHKV_ERR_WRITE_CONCERN_TIMEOUT', details: { holders: 2, required: 3 } })
+      expect(answer.json).toMatchObject({
+        code: 'MESHKV_ERR_WRITE_CONCERN_TIMEOUT',
+        details: { holders: 2, required: 3 },
+      })
       // --peer-timeout-ms 2000: a silent peer is down within a few seconds, though its sockets stay open.
       await waitFor('node 1 to mark the frozen node 3 down', 10_000, async () => {
         const peer = (await cluster.node(1).status()).peers.find((candidate) => candidate.nodeId === id3)

@@ -32,31 +32,55 @@ import { PROPERTY, meshErrorCode, withoutStacks } from '../helpers/runs.js'
 // ---------------------------------------------------------------------------------------------
 // Arbitraries: any valid change or state (the codec checks shape, not history).
 
-const textArb = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 8 }), fc.constantFrom('', '__proto__', 'constructor', 'a/b'))
+const textArb = fc.oneof(
+  fc.string({ unit: 'grapheme', maxLength: 8 }),
+  fc.constantFrom('', '__proto__', 'constructor', 'a/b'),
+)
 const shortTextArb = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 2 }), fc.constant('__proto__'))
 /** Keys, names and members: what a node could have written (non-empty, well-formed). */
-const keyArb = fc.oneof(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }), fc.constantFrom('__proto__', 'constructor', 'a/b'))
+const keyArb = fc.oneof(
+  fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }),
+  fc.constantFrom('__proto__', 'constructor', 'a/b'),
+)
 const shortKeyArb = fc.oneof(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 2 }), fc.constant('__proto__'))
 const seqArb = fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }))
 const countArb = fc.oneof(fc.nat(100), fc.maxSafeNat())
 const dotArb: fc.Arbitrary<Dot> = fc.record({ node: nodeIdArb, seq: seqArb })
 const dotsArb = fc.array(dotArb, { maxLength: 4 })
 const hlcArb: fc.Arbitrary<Hlc> = fc.record({ wallMs: countArb, logical: countArb })
-const vcArb: fc.Arbitrary<VectorClock> = fc.array(fc.tuple(nodeIdArb, seqArb), { maxLength: 4 }).map((entries) => vcNormalize(entries))
+const vcArb: fc.Arbitrary<VectorClock> = fc
+  .array(fc.tuple(nodeIdArb, seqArb), { maxLength: 4 })
+  .map((entries) => vcNormalize(entries))
 const bytesArb = fc.uint8Array({ maxLength: 40 })
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ type: fc.constant('kv.put' as const), key: keyArb, value: bytesArb, contentType: textArb, context: dotsArb }),
+  fc.record({
+    type: fc.constant('kv.put' as const),
+    key: keyArb,
+    value: bytesArb,
+    contentType: textArb,
+    context: dotsArb,
+  }),
   fc.record({ type: fc.constant('kv.del' as const), key: keyArb, context: dotsArb }),
   fc.record({
     type: fc.constant('counter.add' as const),
     name: keyArb,
     delta: fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).filter((d) => d !== 0),
   }),
-  fc.record({ type: fc.constantFrom('set.add' as const, 'set.remove' as const), name: keyArb, member: keyArb, context: dotsArb }),
+  fc.record({
+    type: fc.constantFrom('set.add' as const, 'set.remove' as const),
+    name: keyArb,
+    member: keyArb,
+    context: dotsArb,
+  }),
 )
 
-const changeArb: fc.Arbitrary<Change> = fc.record({ dot: dotArb, deps: vcArb, hlc: hlcArb, ops: fc.array(opArb, { minLength: 1, maxLength: 4 }) })
+const changeArb: fc.Arbitrary<Change> = fc.record({
+  dot: dotArb,
+  deps: vcArb,
+  hlc: hlcArb,
+  ops: fc.array(opArb, { minLength: 1, maxLength: 4 }),
+})
 
 /**
  * Compact changes of every op type, for the properties that decode every prefix: msgpackr spends
@@ -69,10 +93,25 @@ const compactChangeArb: fc.Arbitrary<Change> = fc.record({
   hlc: hlcArb,
   ops: fc.array(
     fc.oneof(
-      fc.record({ type: fc.constant('kv.put' as const), key: shortKeyArb, value: fc.uint8Array({ maxLength: 6 }), contentType: shortTextArb, context: shortDotsArb }),
+      fc.record({
+        type: fc.constant('kv.put' as const),
+        key: shortKeyArb,
+        value: fc.uint8Array({ maxLength: 6 }),
+        contentType: shortTextArb,
+        context: shortDotsArb,
+      }),
       fc.record({ type: fc.constant('kv.del' as const), key: shortKeyArb, context: shortDotsArb }),
-      fc.record({ type: fc.constant('counter.add' as const), name: shortKeyArb, delta: fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).filter((d) => d !== 0) }),
-      fc.record({ type: fc.constantFrom('set.add' as const, 'set.remove' as const), name: shortKeyArb, member: shortKeyArb, context: shortDotsArb }),
+      fc.record({
+        type: fc.constant('counter.add' as const),
+        name: shortKeyArb,
+        delta: fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).filter((d) => d !== 0),
+      }),
+      fc.record({
+        type: fc.constantFrom('set.add' as const, 'set.remove' as const),
+        name: shortKeyArb,
+        member: shortKeyArb,
+        context: shortDotsArb,
+      }),
     ),
     { minLength: 1, maxLength: 2 },
   ),
@@ -83,10 +122,15 @@ const siblingArb: fc.Arbitrary<Sibling> = fc.oneof(
   fc.record({ dot: dotArb, hlc: hlcArb, value: fc.constant(null), contentType: fc.constant(null) }),
 )
 const registerArb: fc.Arbitrary<RegisterState> = fc.array(siblingArb, { maxLength: 4 }).map(canonicalRegister)
-const partArb = fc.array(fc.tuple(nodeIdArb, seqArb), { maxLength: 4 }).map((entries) => Object.fromEntries(entries) as Record<NodeId, number>)
+const partArb = fc
+  .array(fc.tuple(nodeIdArb, seqArb), { maxLength: 4 })
+  .map((entries) => Object.fromEntries(entries) as Record<NodeId, number>)
 const counterArb: fc.Arbitrary<CounterState> = fc.record({ p: partArb, n: partArb })
 const setArb: fc.Arbitrary<SetState> = fc
-  .uniqueArray(fc.record({ member: textArb, dots: fc.array(dotArb, { minLength: 1, maxLength: 3 }) }), { selector: (e) => e.member, maxLength: 4 })
+  .uniqueArray(fc.record({ member: textArb, dots: fc.array(dotArb, { minLength: 1, maxLength: 3 }) }), {
+    selector: (e) => e.member,
+    maxLength: 4,
+  })
   .map(canonicalSet)
 const stateArb: fc.Arbitrary<{ space: Space; state: RegisterState | CounterState | SetState }> = fc.oneof(
   registerArb.map((state) => ({ space: 'kv' as const, state })),
@@ -105,10 +149,19 @@ const compactStateArb: fc.Arbitrary<{ space: Space; state: RegisterState | Count
     )
     .map((siblings) => ({ space: 'kv' as const, state: canonicalRegister(siblings) })),
   fc
-    .record({ p: fc.array(fc.tuple(nodeIdArb, seqArb), { maxLength: 2 }), n: fc.array(fc.tuple(nodeIdArb, seqArb), { maxLength: 2 }) })
-    .map(({ p, n }) => ({ space: 'counter' as const, state: { p: Object.fromEntries(p), n: Object.fromEntries(n) } as CounterState })),
+    .record({
+      p: fc.array(fc.tuple(nodeIdArb, seqArb), { maxLength: 2 }),
+      n: fc.array(fc.tuple(nodeIdArb, seqArb), { maxLength: 2 }),
+    })
+    .map(({ p, n }) => ({
+      space: 'counter' as const,
+      state: { p: Object.fromEntries(p), n: Object.fromEntries(n) } as CounterState,
+    })),
   fc
-    .uniqueArray(fc.record({ member: shortTextArb, dots: fc.array(dotArb, { minLength: 1, maxLength: 2 }) }), { selector: (e) => e.member, maxLength: 2 })
+    .uniqueArray(fc.record({ member: shortTextArb, dots: fc.array(dotArb, { minLength: 1, maxLength: 2 }) }), {
+      selector: (e) => e.member,
+      maxLength: 2,
+    })
     .map((entries) => ({ space: 'set' as const, state: canonicalSet(entries) })),
 )
 
@@ -137,8 +190,15 @@ function expectDecodeOutcome(run: () => unknown, guard: (value: unknown) => bool
   try {
     value = run()
   } catch (error) {
-    if (error instanceof MeshError && (error.code === 'MESHKV_ERR_DECODE' || error.code === 'MESHKV_ERR_FRAME_TOO_LARGE')) return
-    throw new Error(`decode threw ${error instanceof MeshError ? error.code : String(error)}, not MESHKV_ERR_DECODE or MESHKV_ERR_FRAME_TOO_LARGE`, { cause: error })
+    if (
+      error instanceof MeshError &&
+      (error.code === 'MESHKV_ERR_DECODE' || error.code === 'MESHKV_ERR_FRAME_TOO_LARGE')
+    )
+      return
+    throw new Error(
+      `decode threw ${error instanceof MeshError ? error.code : String(error)}, not MESHKV_ERR_DECODE or MESHKV_ERR_FRAME_TOO_LARGE`,
+      { cause: error },
+    )
   }
   if (!guard(value)) throw new Error(`decode returned a value that fails its guard: ${JSON.stringify(value)}`)
 }
@@ -217,7 +277,13 @@ describe('hostile bytes', () => {
       { type: 'kv.del', key: 'a\uD800b', context: [] },
       { type: 'counter.add', name: '', delta: 1 },
       { type: 'set.add', name: 's', member: '', context: [] },
-      { type: 'kv.put', key: 'k'.repeat(KEY_BYTES_PROTOCOL_MAX + 1), value: new Uint8Array([1]), contentType: 'x', context: [] },
+      {
+        type: 'kv.put',
+        key: 'k'.repeat(KEY_BYTES_PROTOCOL_MAX + 1),
+        value: new Uint8Array([1]),
+        contentType: 'x',
+        context: [],
+      },
     ]
     for (const op of bad) {
       expect(isChange({ ...base, ops: [op] })).toBe(false)
@@ -225,7 +291,20 @@ describe('hostile bytes', () => {
       if (op.type === 'kv.del') continue
       expect(meshErrorCode(() => decodeChange(encode({ ...base, ops: [op] })))).toBe('MESHKV_ERR_DECODE')
     }
-    expect(isChange({ ...base, ops: [{ type: 'kv.put', key: 'k'.repeat(KEY_BYTES_PROTOCOL_MAX), value: new Uint8Array([1]), contentType: 'x', context: [] }] })).toBe(true)
+    expect(
+      isChange({
+        ...base,
+        ops: [
+          {
+            type: 'kv.put',
+            key: 'k'.repeat(KEY_BYTES_PROTOCOL_MAX),
+            value: new Uint8Array([1]),
+            contentType: 'x',
+            context: [],
+          },
+        ],
+      }),
+    ).toBe(true)
   })
 
   it('every truncation of an encoded change is refused with MESHKV_ERR_DECODE (or is itself a valid change)', () => {
@@ -233,7 +312,8 @@ describe('hostile bytes', () => {
       fc.property(compactChangeArb, (change) => {
         const bytes = encodeChange(change)
         withoutStacks(() => {
-          for (let length = 0; length < bytes.length; length++) expectDecodeOutcome(() => decodeChange(bytes.subarray(0, length)), isChange)
+          for (let length = 0; length < bytes.length; length++)
+            expectDecodeOutcome(() => decodeChange(bytes.subarray(0, length)), isChange)
         })
       }),
       PROPERTY,
@@ -245,7 +325,8 @@ describe('hostile bytes', () => {
       fc.property(compactStateArb, ({ space, state }) => {
         const bytes = encodeState(state)
         withoutStacks(() => {
-          for (let length = 0; length < bytes.length; length++) expectDecodeOutcome(() => decodeState(space, bytes.subarray(0, length)), GUARDS[space])
+          for (let length = 0; length < bytes.length; length++)
+            expectDecodeOutcome(() => decodeState(space, bytes.subarray(0, length)), GUARDS[space])
         })
       }),
       PROPERTY,
@@ -256,7 +337,8 @@ describe('hostile bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
         expectDecodeOutcome(() => decodeChange(bytes), isChange)
-        for (const space of ['kv', 'counter', 'set'] as const) expectDecodeOutcome(() => decodeState(space, bytes), GUARDS[space])
+        for (const space of ['kv', 'counter', 'set'] as const)
+          expectDecodeOutcome(() => decodeState(space, bytes), GUARDS[space])
         expectNoPollution()
       }),
       PROPERTY,
@@ -264,7 +346,10 @@ describe('hostile bytes', () => {
   })
 
   it('valid encodings with bytes overwritten, inserted or appended never decode to a half-built object', () => {
-    const editArb = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert')), { minLength: 1, maxLength: 4 })
+    const editArb = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert')), {
+      minLength: 1,
+      maxLength: 4,
+    })
     fc.assert(
       fc.property(changeArb, editArb, (change, edits) => {
         const bytes = [...encodeChange(change)]
@@ -318,7 +403,11 @@ describe('hostile bytes', () => {
       { ...good, hlc: { wallMs: -1, logical: 0 } },
       { ...good, hlc: undefined },
     ]
-    for (const value of badChanges) expect(meshErrorCode(() => decodeChange(encode(value))), JSON.stringify(value)).toBe('MESHKV_ERR_DECODE')
+    for (const value of badChanges)
+      expect(
+        meshErrorCode(() => decodeChange(encode(value))),
+        JSON.stringify(value),
+      ).toBe('MESHKV_ERR_DECODE')
     const dot = { node: '00000000000000aa', seq: 1 }
     const hlc = { wallMs: 1, logical: 0 }
     const badStates: [Space, unknown][] = [
@@ -334,7 +423,11 @@ describe('hostile bytes', () => {
       ['set', { entries: [{ member: 5, dots: [dot] }] }],
       ['set', { entries: {} }],
     ]
-    for (const [space, value] of badStates) expect(meshErrorCode(() => decodeState(space, encode(value))), JSON.stringify(value)).toBe('MESHKV_ERR_DECODE')
+    for (const [space, value] of badStates)
+      expect(
+        meshErrorCode(() => decodeState(space, encode(value))),
+        JSON.stringify(value),
+      ).toBe('MESHKV_ERR_DECODE')
     // A state of one space is not a state of another.
     expect(meshErrorCode(() => decodeState('set', encodeState({ p: {}, n: {} })))).toBe('MESHKV_ERR_DECODE')
   })
@@ -355,9 +448,13 @@ describe('hostile bytes', () => {
 
 describe('size limits', () => {
   it('oversized input gives MESHKV_ERR_FRAME_TOO_LARGE before it is parsed', () => {
-    expect(meshErrorCode(() => decodeChange(new Uint8Array(RECORD_BYTES_MAX_DEFAULT + 1)))).toBe('MESHKV_ERR_FRAME_TOO_LARGE')
+    expect(meshErrorCode(() => decodeChange(new Uint8Array(RECORD_BYTES_MAX_DEFAULT + 1)))).toBe(
+      'MESHKV_ERR_FRAME_TOO_LARGE',
+    )
     for (const space of ['kv', 'counter', 'set'] as const) {
-      expect(meshErrorCode(() => decodeState(space, new Uint8Array(RECORD_BYTES_MAX_DEFAULT + 1)))).toBe('MESHKV_ERR_FRAME_TOO_LARGE')
+      expect(meshErrorCode(() => decodeState(space, new Uint8Array(RECORD_BYTES_MAX_DEFAULT + 1)))).toBe(
+        'MESHKV_ERR_FRAME_TOO_LARGE',
+      )
     }
   })
 
@@ -376,7 +473,14 @@ describe('size limits', () => {
 
   it('a state with a value over the limit is refused by encodeState with MESHKV_ERR_FRAME_TOO_LARGE', () => {
     const state: RegisterState = {
-      siblings: [{ dot: { node: '00000000000000aa' as NodeId, seq: 1 }, hlc: { wallMs: 1, logical: 0 }, value: new Uint8Array(2048), contentType: 'x' }],
+      siblings: [
+        {
+          dot: { node: '00000000000000aa' as NodeId, seq: 1 },
+          hlc: { wallMs: 1, logical: 0 },
+          value: new Uint8Array(2048),
+          contentType: 'x',
+        },
+      ],
     }
     expect(meshErrorCode(() => encodeState(state, 1024))).toBe('MESHKV_ERR_FRAME_TOO_LARGE')
   })
@@ -388,7 +492,11 @@ describe('__proto__ keys', () => {
   const protoMap = Uint8Array.from([0x81, ...key('__proto__'), 0x81, ...key('polluted'), 0xc3])
 
   it('does not pollute Object.prototype, nor give the decoded object another prototype', () => {
-    const decoded = decodeChecked(protoMap, (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null, 'probe')
+    const decoded = decodeChecked(
+      protoMap,
+      (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null,
+      'probe',
+    )
     expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype)
     expect(decoded['polluted']).toBeUndefined()
     expect(Object.hasOwn(decoded, '__proto__')).toBe(false)
@@ -398,7 +506,11 @@ describe('__proto__ keys', () => {
   })
 
   it('is refused inside a change or a state where only node ids are keys', () => {
-    const good = { dot: { node: '00000000000000aa', seq: 1 }, hlc: { wallMs: 1, logical: 0 }, ops: [{ type: 'counter.add', name: 'c', delta: 1 }] }
+    const good = {
+      dot: { node: '00000000000000aa', seq: 1 },
+      hlc: { wallMs: 1, logical: 0 },
+      ops: [{ type: 'counter.add', name: 'c', delta: 1 }],
+    }
     const withProtoDeps = JSON.parse(`{"deps": {"__proto__": {"00000000000000aa": 1}}}`) as Record<string, unknown>
     const change: Record<string, unknown> = { ...good, ...withProtoDeps }
     expect(Object.hasOwn(change['deps'] as object, '__proto__')).toBe(true)

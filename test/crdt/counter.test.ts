@@ -3,9 +3,24 @@ import { describe, expect, it } from 'vitest'
 import type { NodeId, VectorClock } from '../../src/clock/index.js'
 import { vcHasDot, vcJoin } from '../../src/clock/index.js'
 import type { Change, CounterAddOp, CounterState } from '../../src/crdt/index.js'
-import { COUNTER_EMPTY, applyCounter, counterAddIsExact, counterValue, joinCounter, prepareOp } from '../../src/crdt/index.js'
+import {
+  COUNTER_EMPTY,
+  applyCounter,
+  counterAddIsExact,
+  counterValue,
+  joinCounter,
+  prepareOp,
+} from '../../src/crdt/index.js'
 import type { History } from '../helpers/history.js'
-import { COUNTER_NAMES, historyArb, joinViews, newReplica, receiveInAnyOrder, stateOf, viewOf } from '../helpers/history.js'
+import {
+  COUNTER_NAMES,
+  historyArb,
+  joinViews,
+  newReplica,
+  receiveInAnyOrder,
+  stateOf,
+  viewOf,
+} from '../helpers/history.js'
 import { PROPERTY, meshErrorCode } from '../helpers/runs.js'
 import { viewTripleArb } from '../helpers/views.js'
 
@@ -27,7 +42,8 @@ function valueIn(view: { states: Readonly<Record<string, unknown>> }, name: stri
   return state === undefined ? 0 : counterValue(state)
 }
 
-const allApplied = (history: History): VectorClock => history.replicas.reduce<VectorClock>((vc, r) => vcJoin(vc, r.vc), {})
+const allApplied = (history: History): VectorClock =>
+  history.replicas.reduce<VectorClock>((vc, r) => vcJoin(vc, r.vc), {})
 
 describe('joinCounter', () => {
   it('is commutative, associative and idempotent over replica states', () => {
@@ -47,7 +63,8 @@ describe('joinCounter', () => {
         for (const a of history.replicas) {
           for (const b of history.replicas) {
             const joined = joinViews(joinViews(viewOf(a, 'counter'), viewOf(b, 'counter')), viewOf(a, 'counter'))
-            for (const name of COUNTER_NAMES) expect(valueIn(joined, name)).toBe(sumOfDeltas(history.changes, vcJoin(a.vc, b.vc), name))
+            for (const name of COUNTER_NAMES)
+              expect(valueIn(joined, name)).toBe(sumOfDeltas(history.changes, vcJoin(a.vc, b.vc), name))
           }
         }
       }),
@@ -62,7 +79,9 @@ describe('counterValue', () => {
       fc.property(historyArb(), (history) => {
         for (const replica of history.replicas) {
           for (const name of COUNTER_NAMES) {
-            expect(counterValue(stateOf(replica, 'counter', name) as CounterState)).toBe(sumOfDeltas(history.changes, replica.vc, name))
+            expect(counterValue(stateOf(replica, 'counter', name) as CounterState)).toBe(
+              sumOfDeltas(history.changes, replica.vc, name),
+            )
           }
         }
       }),
@@ -74,11 +93,15 @@ describe('counterValue', () => {
     fc.assert(
       fc.property(historyArb(), fc.gen(), (history, g) => {
         const incoming: Change[] = []
-        for (const change of history.changes) for (let n = g(fc.integer, { min: 1, max: 2 }); n > 0; n--) incoming.splice(g(fc.nat, incoming.length), 0, change)
+        for (const change of history.changes)
+          for (let n = g(fc.integer, { min: 1, max: 2 }); n > 0; n--)
+            incoming.splice(g(fc.nat, incoming.length), 0, change)
         const replica = newReplica(history.nodes[0] as NodeId)
         expect(receiveInAnyOrder(replica, incoming).held).toEqual([])
         for (const name of COUNTER_NAMES) {
-          expect(counterValue(stateOf(replica, 'counter', name) as CounterState)).toBe(sumOfDeltas(history.changes, allApplied(history), name))
+          expect(counterValue(stateOf(replica, 'counter', name) as CounterState)).toBe(
+            sumOfDeltas(history.changes, allApplied(history), name),
+          )
         }
       }),
       PROPERTY,
@@ -121,24 +144,39 @@ describe('counter overflow', () => {
   })
 
   it('agrees with counterAddIsExact for any state and delta', () => {
-    const big = fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }))
+    const big = fc.oneof(
+      fc.integer({ min: -1000, max: 1000 }),
+      fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
+    )
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom(A, B), big.filter((d) => d !== 0)), { maxLength: 4 }), fc.constantFrom(A, B), big, (history, node, delta) => {
-        let state = COUNTER_EMPTY
-        const seqs = new Map<NodeId, number>()
-        for (const [origin, d] of history) {
-          if (!counterAddIsExact(state, origin, d)) continue
-          const seq = (seqs.get(origin) ?? 0) + 1
-          seqs.set(origin, seq)
-          state = applyCounter(state, op(d) as CounterAddOp, { node: origin, seq })
-        }
-        if (delta === 0) expect(prepareOp(op(delta), state, node)).toBeNull()
-        else if (counterAddIsExact(state, node, delta)) {
-          const next = applyCounter(state, prepareOp(op(delta), state, node) as CounterAddOp, { node, seq: 99 })
-          expect(counterValue(next)).toBe(counterValue(state) + delta)
-          for (const part of [next.p, next.n]) for (const total of Object.values(part)) expect(Number.isSafeInteger(total)).toBe(true)
-        } else expect(meshErrorCode(() => prepareOp(op(delta), state, node))).toBe('MESHKV_ERR_COUNTER_OVERFLOW')
-      }),
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.constantFrom(A, B),
+            big.filter((d) => d !== 0),
+          ),
+          { maxLength: 4 },
+        ),
+        fc.constantFrom(A, B),
+        big,
+        (history, node, delta) => {
+          let state = COUNTER_EMPTY
+          const seqs = new Map<NodeId, number>()
+          for (const [origin, d] of history) {
+            if (!counterAddIsExact(state, origin, d)) continue
+            const seq = (seqs.get(origin) ?? 0) + 1
+            seqs.set(origin, seq)
+            state = applyCounter(state, op(d) as CounterAddOp, { node: origin, seq })
+          }
+          if (delta === 0) expect(prepareOp(op(delta), state, node)).toBeNull()
+          else if (counterAddIsExact(state, node, delta)) {
+            const next = applyCounter(state, prepareOp(op(delta), state, node) as CounterAddOp, { node, seq: 99 })
+            expect(counterValue(next)).toBe(counterValue(state) + delta)
+            for (const part of [next.p, next.n])
+              for (const total of Object.values(part)) expect(Number.isSafeInteger(total)).toBe(true)
+          } else expect(meshErrorCode(() => prepareOp(op(delta), state, node))).toBe('MESHKV_ERR_COUNTER_OVERFLOW')
+        },
+      ),
       PROPERTY,
     )
   })

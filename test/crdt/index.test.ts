@@ -9,7 +9,16 @@ import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { vcJoin } from '../../src/clock/index.js'
 import type { Change, Space } from '../../src/crdt/index.js'
-import { COUNTER_EMPTY, REGISTER_EMPTY, SET_EMPTY, SPACES, applyOp, emptyState, isEmptyState, joinState } from '../../src/crdt/index.js'
+import {
+  COUNTER_EMPTY,
+  REGISTER_EMPTY,
+  SET_EMPTY,
+  SPACES,
+  applyOp,
+  emptyState,
+  isEmptyState,
+  joinState,
+} from '../../src/crdt/index.js'
 import type { History } from '../helpers/history.js'
 import { historyArb, joinViews, newReplica, receiveInAnyOrder, replayUpTo, viewOf } from '../helpers/history.js'
 import { expectedView } from '../helpers/oracle.js'
@@ -52,7 +61,8 @@ describe('applying changes', () => {
   it('leaves every replica with exactly what the specifications give for the changes it applied', () => {
     fc.assert(
       fc.property(historyArb(), (history) => {
-        for (const replica of history.replicas) expect(viewOf(replica)).toEqual(expectedView(history.changes, replica.vc))
+        for (const replica of history.replicas)
+          expect(viewOf(replica)).toEqual(expectedView(history.changes, replica.vc))
       }),
       PROPERTY,
     )
@@ -102,7 +112,9 @@ describe('emptyState, isEmptyState, applyOp, joinState', () => {
         for (const replica of history.replicas) {
           for (const [key, state] of replica.states) {
             const space = key.slice(0, key.indexOf('/')) as Space
-            expect(joinState(space, state, replica.vc, emptyState(space), {})).toEqual(joinState(space, state, replica.vc, state, replica.vc))
+            expect(joinState(space, state, replica.vc, emptyState(space), {})).toEqual(
+              joinState(space, state, replica.vc, state, replica.vc),
+            )
           }
         }
       }),
@@ -118,7 +130,8 @@ describe('emptyState, isEmptyState, applyOp, joinState', () => {
           const before = viewOf(replica)
           const snapshot = structuredClone(before)
           for (const op of change.ops) {
-            const key = op.type === 'counter.add' || op.type === 'set.add' || op.type === 'set.remove' ? op.name : op.key
+            const key =
+              op.type === 'counter.add' || op.type === 'set.add' || op.type === 'set.remove' ? op.name : op.key
             const space: Space = op.type.startsWith('kv') ? 'kv' : op.type.startsWith('counter') ? 'counter' : 'set'
             applyOp(replica.states.get(`${space}/${key}`) ?? emptyState(space), op, change.dot, change.hlc, change.deps)
           }

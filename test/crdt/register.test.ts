@@ -21,7 +21,13 @@ const A = '00000000000000aa' as NodeId
 const B = '00000000000000bb' as NodeId
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
 const put = (key: string, value: string, context?: readonly Dot[]) =>
-  ({ type: 'kv.put', key, value: bytes(value), contentType: 'text/plain', ...(context === undefined ? {} : { context }) }) as const
+  ({
+    type: 'kv.put',
+    key,
+    value: bytes(value),
+    contentType: 'text/plain',
+    ...(context === undefined ? {} : { context }),
+  }) as const
 
 /** The last-write-wins order, restated: HLC wall, then logical, then node id, then seq. */
 function lwwKey(sibling: Sibling): [number, number, string, number] {
@@ -47,7 +53,12 @@ describe('joinRegister', () => {
   })
 
   it('keeps a sibling the other side never saw, and drops one it saw and replaced', () => {
-    const sa: Sibling = { dot: { node: A, seq: 1 }, hlc: { wallMs: 1, logical: 0 }, value: bytes('a'), contentType: 'text/plain' }
+    const sa: Sibling = {
+      dot: { node: A, seq: 1 },
+      hlc: { wallMs: 1, logical: 0 },
+      value: bytes('a'),
+      contentType: 'text/plain',
+    }
     const sb: Sibling = { dot: { node: B, seq: 1 }, hlc: { wallMs: 1, logical: 0 }, value: null, contentType: null }
     const left = canonicalRegister([sa])
     const right = canonicalRegister([sb])
@@ -65,7 +76,10 @@ describe('lwwSibling', () => {
         for (const replica of history.replicas) {
           for (const [key, state] of Object.entries(viewOf(replica, 'kv').states)) {
             const siblings = (state as RegisterState).siblings
-            const expected = siblings.reduce<Sibling | undefined>((best, s) => (best === undefined || newerByLww(s, best) ? s : best), undefined)
+            const expected = siblings.reduce<Sibling | undefined>(
+              (best, s) => (best === undefined || newerByLww(s, best) ? s : best),
+              undefined,
+            )
             expect(lwwSibling(state as RegisterState), key).toBe(expected)
           }
         }
@@ -83,12 +97,20 @@ describe('lwwSibling', () => {
       contentType: fc.constant('text/plain'),
     })
     fc.assert(
-      fc.property(fc.uniqueArray(siblingArb, { selector: (s) => `${s.dot.node}:${s.dot.seq}`, maxLength: 6 }), (siblings) => {
-        const expected = siblings.reduce<Sibling | undefined>((best, s) => (best === undefined || newerByLww(s, best) ? s : best), undefined)
-        expect(lwwSibling({ siblings })).toBe(expected)
-        expect(lwwSibling({ siblings: [...siblings].reverse() })).toBe(expected)
-        for (const x of siblings) for (const y of siblings) expect(Math.sign(compareLww(x, y))).toBe(newerByLww(x, y) ? 1 : newerByLww(y, x) ? -1 : 0)
-      }),
+      fc.property(
+        fc.uniqueArray(siblingArb, { selector: (s) => `${s.dot.node}:${s.dot.seq}`, maxLength: 6 }),
+        (siblings) => {
+          const expected = siblings.reduce<Sibling | undefined>(
+            (best, s) => (best === undefined || newerByLww(s, best) ? s : best),
+            undefined,
+          )
+          expect(lwwSibling({ siblings })).toBe(expected)
+          expect(lwwSibling({ siblings: [...siblings].reverse() })).toBe(expected)
+          for (const x of siblings)
+            for (const y of siblings)
+              expect(Math.sign(compareLww(x, y))).toBe(newerByLww(x, y) ? 1 : newerByLww(y, x) ? -1 : 0)
+        },
+      ),
       PROPERTY,
     )
   })
@@ -121,7 +143,9 @@ describe('register writes', () => {
     syncReplicas(b, a)
     const second = localWrite(a, [put('k', 'a2', [first?.dot as Dot])])
     const state = a.states.get('kv/k') as RegisterState
-    expect(state.siblings.map((s) => s.dot)).toEqual([second?.dot, { node: B, seq: 1 }].sort((x, y) => (x?.node ?? '').localeCompare(y?.node ?? '')))
+    expect(state.siblings.map((s) => s.dot)).toEqual(
+      [second?.dot, { node: B, seq: 1 }].sort((x, y) => (x?.node ?? '').localeCompare(y?.node ?? '')),
+    )
     expect(state.siblings.map((s) => new TextDecoder().decode(s.value ?? new Uint8Array()))).toEqual(['a2', 'b1'])
   })
 
@@ -152,9 +176,25 @@ describe('register writes', () => {
 
   it('apply is canonical: siblings sorted by dot whatever order writes arrive', () => {
     const hlc = { wallMs: 1, logical: 0 }
-    const op = (context: readonly Dot[]): KvPutOp => ({ type: 'kv.put', key: 'k', value: bytes('x'), contentType: 'c', context })
-    const one = applyRegister(applyRegister(REGISTER_EMPTY, op([]), { node: B, seq: 1 }, hlc), op([]), { node: A, seq: 1 }, hlc)
-    const two = applyRegister(applyRegister(REGISTER_EMPTY, op([]), { node: A, seq: 1 }, hlc), op([]), { node: B, seq: 1 }, hlc)
+    const op = (context: readonly Dot[]): KvPutOp => ({
+      type: 'kv.put',
+      key: 'k',
+      value: bytes('x'),
+      contentType: 'c',
+      context,
+    })
+    const one = applyRegister(
+      applyRegister(REGISTER_EMPTY, op([]), { node: B, seq: 1 }, hlc),
+      op([]),
+      { node: A, seq: 1 },
+      hlc,
+    )
+    const two = applyRegister(
+      applyRegister(REGISTER_EMPTY, op([]), { node: A, seq: 1 }, hlc),
+      op([]),
+      { node: B, seq: 1 },
+      hlc,
+    )
     expect(one).toEqual(two)
     expect(one.siblings.map((s) => s.dot.node)).toEqual([A, B])
   })

@@ -4,14 +4,26 @@ import type { NodeId } from '../../src/clock/index.js'
 import type { SetRemoveOp, SetState } from '../../src/crdt/index.js'
 import { SET_EMPTY, applySet, joinSet, prepareOp, setHas, setMemberDots, setMembers } from '../../src/crdt/index.js'
 import type { Replica } from '../helpers/history.js'
-import { MEMBERS, SET_NAMES, historyArb, joinViews, localWrite, newReplica, stateOf, syncAll, syncReplicas, viewOf } from '../helpers/history.js'
+import {
+  MEMBERS,
+  SET_NAMES,
+  historyArb,
+  joinViews,
+  localWrite,
+  newReplica,
+  stateOf,
+  syncAll,
+  syncReplicas,
+  viewOf,
+} from '../helpers/history.js'
 import { PROPERTY } from '../helpers/runs.js'
 import { viewTripleArb } from '../helpers/views.js'
 
 const A = '00000000000000aa' as NodeId
 const B = '00000000000000bb' as NodeId
 
-const has = (replica: Replica, name: string, member: string): boolean => setHas(stateOf(replica, 'set', name) as SetState, member)
+const has = (replica: Replica, name: string, member: string): boolean =>
+  setHas(stateOf(replica, 'set', name) as SetState, member)
 const memberArb = fc.constantFrom(...MEMBERS)
 const nameArb = fc.constantFrom(...SET_NAMES)
 
@@ -50,7 +62,8 @@ describe('add wins', () => {
         // The concurrent add's own dot is what survives the remove.
         const dots = setMemberDots(stateOf(adder, 'set', name) as SetState, member)
         expect(dots).toContainEqual(add?.dot)
-        if (remove !== null) for (const op of remove.ops) expect((op as SetRemoveOp).context).not.toContainEqual(add?.dot)
+        if (remove !== null)
+          for (const op of remove.ops) expect((op as SetRemoveOp).context).not.toContainEqual(add?.dot)
       }),
       PROPERTY,
     )
@@ -89,9 +102,17 @@ describe('set operations', () => {
   it('a remove drops only the dots it saw', () => {
     const a = applySet(SET_EMPTY, { type: 'set.add', name: 's', member: 'm', context: [] }, { node: A, seq: 1 })
     const ab = applySet(a, { type: 'set.add', name: 's', member: 'm', context: [] }, { node: B, seq: 1 })
-    const removed = applySet(ab, { type: 'set.remove', name: 's', member: 'm', context: [{ node: A, seq: 1 }] }, { node: A, seq: 2 })
+    const removed = applySet(
+      ab,
+      { type: 'set.remove', name: 's', member: 'm', context: [{ node: A, seq: 1 }] },
+      { node: A, seq: 2 },
+    )
     expect(removed).toEqual({ entries: [{ member: 'm', dots: [{ node: B, seq: 1 }] }] })
-    const gone = applySet(removed, { type: 'set.remove', name: 's', member: 'm', context: [{ node: B, seq: 1 }] }, { node: A, seq: 3 })
+    const gone = applySet(
+      removed,
+      { type: 'set.remove', name: 's', member: 'm', context: [{ node: B, seq: 1 }] },
+      { node: A, seq: 3 },
+    )
     expect(gone).toEqual(SET_EMPTY)
   })
 

@@ -27,7 +27,11 @@ export async function meshCodeOf(work: Promise<unknown> | (() => unknown)): Prom
 }
 
 /** The next step of an async iterator, or a failure after `ms` milliseconds. */
-export async function nextWithin<T>(iterator: AsyncIterator<T>, ms = 2_000, what = 'the next item'): Promise<IteratorResult<T>> {
+export async function nextWithin<T>(
+  iterator: AsyncIterator<T>,
+  ms = 2_000,
+  what = 'the next item',
+): Promise<IteratorResult<T>> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what} did not arrive within ${ms} ms`)), ms)

@@ -25,7 +25,15 @@ import {
   vcSet,
 } from '../../src/clock/index.js'
 import type { AnyState, Change, Intent, Op, RegisterState, Space } from '../../src/crdt/index.js'
-import { applyOp, emptyState, isEmptyState, joinState, opTarget, prepareOp, registerDots } from '../../src/crdt/index.js'
+import {
+  applyOp,
+  emptyState,
+  isEmptyState,
+  joinState,
+  opTarget,
+  prepareOp,
+  registerDots,
+} from '../../src/crdt/index.js'
 import { isMeshError } from '../../src/errors.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -69,15 +77,31 @@ export type IntentSpec =
       readonly context: ContextSpec
       readonly precondition: PreconditionSpec
     }
-  | { readonly type: 'kv.del'; readonly key: number; readonly context: ContextSpec; readonly precondition: PreconditionSpec }
+  | {
+      readonly type: 'kv.del'
+      readonly key: number
+      readonly context: ContextSpec
+      readonly precondition: PreconditionSpec
+    }
   | { readonly type: 'counter.add'; readonly name: number; readonly delta: number }
   | { readonly type: 'set.add'; readonly name: number; readonly member: number }
   | { readonly type: 'set.remove'; readonly name: number; readonly member: number }
 
 /** Replica indices are taken modulo the number of replicas, so any number is valid. */
 export type Step =
-  | { readonly kind: 'write'; readonly replica: number; readonly wallDeltaMs: number; readonly intents: readonly IntentSpec[] }
-  | { readonly kind: 'sync'; readonly from: number; readonly to: number; readonly count: number; readonly wallDeltaMs: number }
+  | {
+      readonly kind: 'write'
+      readonly replica: number
+      readonly wallDeltaMs: number
+      readonly intents: readonly IntentSpec[]
+    }
+  | {
+      readonly kind: 'sync'
+      readonly from: number
+      readonly to: number
+      readonly count: number
+      readonly wallDeltaMs: number
+    }
 
 export interface Script {
   readonly nodes: readonly string[]
@@ -129,11 +153,16 @@ export function canDeliver(replica: Replica, change: Change): boolean {
 /** Applies a change in causal order; anything else is a broken generator or test. */
 export function applyChange(replica: Replica, change: Change): void {
   if (!canDeliver(replica, change)) {
-    throw new Error(`causal delivery broken: ${change.dot.node}:${change.dot.seq} (deps ${JSON.stringify(change.deps)}) at VC ${JSON.stringify(replica.vc)}`)
+    throw new Error(
+      `causal delivery broken: ${change.dot.node}:${change.dot.seq} (deps ${JSON.stringify(change.deps)}) at VC ${JSON.stringify(replica.vc)}`,
+    )
   }
   for (const op of change.ops) {
     const { space, key } = opTarget(op)
-    replica.states.set(stateKey(space, key), applyOp(stateOf(replica, space, key), op, change.dot, change.hlc, change.deps))
+    replica.states.set(
+      stateKey(space, key),
+      applyOp(stateOf(replica, space, key), op, change.dot, change.hlc, change.deps),
+    )
   }
   replica.vc = vcSet(replica.vc, change.dot.node, change.dot.seq)
   replica.log.push(change)
@@ -147,11 +176,14 @@ export function applyChange(replica: Replica, change: Change): void {
  * A causal buffer: takes changes in any order, duplicates included, drops duplicates, holds a
  * change until it is deliverable, and applies it then. Returns the changes still held.
  */
-export function receiveInAnyOrder(replica: Replica, arrivals: readonly Change[]): { held: Change[]; duplicates: number } {
+export function receiveInAnyOrder(
+  replica: Replica,
+  arrivals: readonly Change[],
+): { held: Change[]; duplicates: number } {
   const held: Change[] = []
   let duplicates = 0
   const drain = (): void => {
-    for (let progress = true; progress; ) {
+    for (let progress = true; progress;) {
       progress = false
       for (let i = 0; i < held.length; i++) {
         const change = held[i] as Change
@@ -210,7 +242,12 @@ function masked<T>(items: readonly T[], mask: readonly boolean[]): T[] {
   return items.filter((_, i) => mask[i % Math.max(1, mask.length)] ?? true)
 }
 
-function contextFor(spec: ContextSpec, replica: Replica, replicas: readonly Replica[], key: string): readonly Dot[] | undefined {
+function contextFor(
+  spec: ContextSpec,
+  replica: Replica,
+  replicas: readonly Replica[],
+  key: string,
+): readonly Dot[] | undefined {
   const held = registerDots(stateOf(replica, 'kv', key) as RegisterState)
   switch (spec.kind) {
     case 'blind':
@@ -228,7 +265,11 @@ function contextFor(spec: ContextSpec, replica: Replica, replicas: readonly Repl
   }
 }
 
-function preconditionsFor(spec: PreconditionSpec, replica: Replica, key: string): { ifMatch?: string; ifNoneMatch?: boolean } {
+function preconditionsFor(
+  spec: PreconditionSpec,
+  replica: Replica,
+  key: string,
+): { ifMatch?: string; ifNoneMatch?: boolean } {
   const held = registerDots(stateOf(replica, 'kv', key) as RegisterState)
   switch (spec) {
     case 'none':
@@ -260,7 +301,12 @@ export function toIntent(spec: IntentSpec, replica: Replica, replicas: readonly 
     case 'kv.del': {
       const key = pick(KV_KEYS, spec.key)
       const context = contextFor(spec.context, replica, replicas, key)
-      return { type: 'kv.del', key, ...(context === undefined ? {} : { context }), ...preconditionsFor(spec.precondition, replica, key) }
+      return {
+        type: 'kv.del',
+        key,
+        ...(context === undefined ? {} : { context }),
+        ...preconditionsFor(spec.precondition, replica, key),
+      }
     }
     case 'counter.add':
       return { type: 'counter.add', name: pick(COUNTER_NAMES, spec.name), delta: spec.delta }
@@ -270,7 +316,6 @@ export function toIntent(spec: IntentSpec, replica: Replica, replicas: readonly 
       return { type: 'set.remove', name: pick(SET_NAMES, spec.name), member: pick(MEMBERS, spec.member) }
   }
 }
-
 
 /**
  * One local write: each intent becomes an op through `prepareOp` against the replica's current
@@ -287,7 +332,8 @@ export function localWrite(replica: Replica, intents: readonly Intent[]): Change
     try {
       op = prepareOp(intent, stateOf(replica, space, key), replica.node)
     } catch (error) {
-      if (isMeshError(error, 'MESHKV_ERR_PRECONDITION_FAILED') || isMeshError(error, 'MESHKV_ERR_COUNTER_OVERFLOW')) continue
+      if (isMeshError(error, 'MESHKV_ERR_PRECONDITION_FAILED') || isMeshError(error, 'MESHKV_ERR_COUNTER_OVERFLOW'))
+        continue
       throw error
     }
     if (op === null) continue
@@ -296,7 +342,12 @@ export function localWrite(replica: Replica, intents: readonly Intent[]): Change
   }
   if (ops.length === 0) return null
   const hlc = hlcTick(replica.hlc, replica.wallMs)
-  const change: Change = { dot: { node: replica.node, seq: vcGet(replica.vc, replica.node) + 1 }, deps: replica.vc, hlc, ops }
+  const change: Change = {
+    dot: { node: replica.node, seq: vcGet(replica.vc, replica.node) + 1 },
+    deps: replica.vc,
+    hlc,
+    ops,
+  }
   replica.hlc = hlc
   applyChange(replica, change)
   return change
@@ -337,13 +388,16 @@ export function runHistory(script: Script): History {
   }
   const history: History = { script, nodes, replicas, changes }
   // A failing case prints as a replayable call rather than as a heap of replica objects.
-  Object.defineProperty(history, fc.toStringMethod, { value: () => `runHistory(${JSON.stringify(script)})`, enumerable: false })
+  Object.defineProperty(history, fc.toStringMethod, {
+    value: () => `runHistory(${JSON.stringify(script)})`,
+    enumerable: false,
+  })
   return history
 }
 
 /** Brings every replica up to date with every other (a full mesh exchange until quiet). */
 export function syncAll(replicas: readonly Replica[]): void {
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false
     for (const from of replicas) {
       for (const to of replicas) if (from !== to && syncReplicas(from, to) > 0) changed = true
@@ -356,7 +410,8 @@ export function syncAll(replicas: readonly Replica[]): void {
 
 export const nodeIdArb: fc.Arbitrary<NodeId> = fc.uint8Array({ minLength: 8, maxLength: 8 }).map(nodeIdFromBytes)
 
-export const nodeIdsArb = (minLength = 2, maxLength = 4): fc.Arbitrary<NodeId[]> => fc.uniqueArray(nodeIdArb, { minLength, maxLength })
+export const nodeIdsArb = (minLength = 2, maxLength = 4): fc.Arbitrary<NodeId[]> =>
+  fc.uniqueArray(nodeIdArb, { minLength, maxLength })
 
 const maskArb = fc.array(fc.boolean(), { minLength: 1, maxLength: 4 })
 
@@ -398,7 +453,12 @@ export const intentSpecArb: fc.Arbitrary<IntentSpec> = fc.oneof(
     weight: 4,
   },
   {
-    arbitrary: fc.record({ type: fc.constant('kv.del' as const), key: fc.nat(2), context: contextSpecArb, precondition: preconditionSpecArb }),
+    arbitrary: fc.record({
+      type: fc.constant('kv.del' as const),
+      key: fc.nat(2),
+      context: contextSpecArb,
+      precondition: preconditionSpecArb,
+    }),
     weight: 2,
   },
   { arbitrary: fc.record({ type: fc.constant('counter.add' as const), name: fc.nat(1), delta: deltaArb }), weight: 3 },
@@ -458,7 +518,9 @@ export interface View {
 }
 
 export function viewOf(replica: Replica, space?: Space): View {
-  const entries = [...replica.states].filter(([key, state]) => (space === undefined || spaceOf(key) === space) && !isEmptyState(spaceOf(key), state))
+  const entries = [...replica.states].filter(
+    ([key, state]) => (space === undefined || spaceOf(key) === space) && !isEmptyState(spaceOf(key), state),
+  )
   return { vc: replica.vc, states: sortedRecord(entries) }
 }
 

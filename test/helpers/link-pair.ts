@@ -144,7 +144,8 @@ export class LinkEnd implements PeerLinkLike {
 
   /** @internal Called after a frame of this end's outbox left it. */
   releaseIfDrained(): void {
-    if (this.outbox.length < this.pair.highWater || this.pair.closed) for (const resolve of this.#drainWaiters.splice(0)) resolve()
+    if (this.outbox.length < this.pair.highWater || this.pair.closed)
+      for (const resolve of this.#drainWaiters.splice(0)) resolve()
   }
 
   /** @internal The link ended: listeners hear it once. */

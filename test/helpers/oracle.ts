@@ -10,7 +10,16 @@
  */
 import type { Dot, NodeId, VectorClock } from '../../src/clock/index.js'
 import { compareDots, dotEquals, vcGet, vcHasDot } from '../../src/clock/index.js'
-import type { AnyState, Change, CounterAddOp, KvDelOp, KvPutOp, SetAddOp, SetRemoveOp, Sibling } from '../../src/crdt/index.js'
+import type {
+  AnyState,
+  Change,
+  CounterAddOp,
+  KvDelOp,
+  KvPutOp,
+  SetAddOp,
+  SetRemoveOp,
+  Sibling,
+} from '../../src/crdt/index.js'
 import { opTarget } from '../../src/crdt/index.js'
 import type { View } from './history.js'
 import { sortedRecord, stateKey } from './history.js'
@@ -79,7 +88,11 @@ export function expectedView(changes: readonly Change[], vc: VectorClock): View 
 
 function expectedSiblings(list: readonly Stamped<KvPutOp | KvDelOp>[]): Sibling[] {
   const replaced = (dot: Dot, isDelete: boolean): boolean =>
-    list.some(({ change, op }) => !dotEquals(change.dot, dot) && (op.context.some((seen) => dotEquals(seen, dot)) || (isDelete && vcHasDot(change.deps, dot))))
+    list.some(
+      ({ change, op }) =>
+        !dotEquals(change.dot, dot) &&
+        (op.context.some((seen) => dotEquals(seen, dot)) || (isDelete && vcHasDot(change.deps, dot))),
+    )
   return list
     .filter(({ change, op }) => !replaced(change.dot, op.type === 'kv.del'))
     .map(({ change, op }) => ({
@@ -114,10 +127,12 @@ export function changeProblems(change: Change): string[] {
     if (targets.has(`${space}/${key}`)) problems.push(`two ops on ${space}/${key}`)
     targets.add(`${space}/${key}`)
     if (op.type === 'counter.add') {
-      if (!Number.isSafeInteger(op.delta) || op.delta === 0) problems.push(`counter delta ${op.delta} is not a non-zero safe integer`)
+      if (!Number.isSafeInteger(op.delta) || op.delta === 0)
+        problems.push(`counter delta ${op.delta} is not a non-zero safe integer`)
     } else {
       for (const dot of op.context) {
-        if (!vcHasDot(change.deps, dot)) problems.push(`${op.type} context names ${dot.node}:${dot.seq}, outside the change's causal past`)
+        if (!vcHasDot(change.deps, dot))
+          problems.push(`${op.type} context names ${dot.node}:${dot.seq}, outside the change's causal past`)
       }
     }
   }

@@ -31,7 +31,8 @@ export function seedFromEnv(): number {
   const text = process.env[SEED_ENV]
   if (text === undefined || text === '') return Math.floor(Math.random() * 2 ** 32)
   const seed = Number(text)
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`${SEED_ENV} must be a non-negative integer, not ${JSON.stringify(text)}`)
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new Error(`${SEED_ENV} must be a non-negative integer, not ${JSON.stringify(text)}`)
   return seed
 }
 
@@ -40,7 +41,8 @@ export function countFromEnv(name: string, fallback: number): number {
   const text = process.env[name]
   if (text === undefined || text === '') return fallback
   const count = Number(text)
-  if (!Number.isSafeInteger(count) || count < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`)
+  if (!Number.isSafeInteger(count) || count < 1)
+    throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`)
   return count
 }
 
@@ -130,7 +132,11 @@ export class SimCluster {
     this.scheduler = new LinkScheduler(seed, options)
   }
 
-  static async open(count: number, seed: number, options: { node?: (index: number) => SimNodeOptions; trace?: boolean } = {}): Promise<SimCluster> {
+  static async open(
+    count: number,
+    seed: number,
+    options: { node?: (index: number) => SimNodeOptions; trace?: boolean } = {},
+  ): Promise<SimCluster> {
     const cluster = new SimCluster(seed, { trace: options.trace ?? false })
     for (let index = 0; index < count; index++) await cluster.addNode(options.node?.(index) ?? {})
     return cluster
@@ -147,14 +153,28 @@ export class SimCluster {
     const now = (): number => (made.node === undefined ? this.clockMs : made.node.now())
     const backend = new MemoryBackend()
     const { store, replicator } = await this.#boot(index, backend, options, now)
-    const node = new SimNode(index, this, store, replicator, `sim://node-${index}`, options.skewMs ?? 0, backend, options)
+    const node = new SimNode(
+      index,
+      this,
+      store,
+      replicator,
+      `sim://node-${index}`,
+      options.skewMs ?? 0,
+      backend,
+      options,
+    )
     made.node = node
     this.nodes.push(node)
     return node
   }
 
   /** A process run of node `index`: a store opened on `backend`, and a replicator over it. */
-  async #boot(index: number, backend: MemoryBackend, options: SimNodeOptions, now: () => number): Promise<{ store: Store; replicator: Replicator }> {
+  async #boot(
+    index: number,
+    backend: MemoryBackend,
+    options: SimNodeOptions,
+    now: () => number,
+  ): Promise<{ store: Store; replicator: Replicator }> {
     const id = simNodeId(index)
     const store = await Store.open({
       backend,
@@ -186,7 +206,8 @@ export class SimCluster {
     node.generation++
     node.backend = node.backend.crash(kind)
     if (options.cutLinks ?? true) {
-      for (const pair of [...this.scheduler.pairs]) if (pair.dialer.self === node.nodeId || pair.acceptor.self === node.nodeId) pair.cut()
+      for (const pair of [...this.scheduler.pairs])
+        if (pair.dialer.self === node.nodeId || pair.acceptor.self === node.nodeId) pair.cut()
     }
   }
 
@@ -221,7 +242,10 @@ export class SimCluster {
   linksBetween(a: number, b: number): LinkPair[] {
     const x = this.node(a).nodeId
     const y = this.node(b).nodeId
-    return [...this.scheduler.pairs].filter((pair) => (pair.dialer.self === x && pair.acceptor.self === y) || (pair.dialer.self === y && pair.acceptor.self === x))
+    return [...this.scheduler.pairs].filter(
+      (pair) =>
+        (pair.dialer.self === x && pair.acceptor.self === y) || (pair.dialer.self === y && pair.acceptor.self === x),
+    )
   }
 
   /** The network fails between two nodes: every live link between them is cut. */
@@ -276,7 +300,10 @@ export class SimCluster {
   /** One line per node: VC, counters, live links. */
   describe(): string {
     return this.nodes
-      .map((node) => `node ${node.index} (${node.nodeId}) own=${node.own} vc=${JSON.stringify(node.vc)} linked=${JSON.stringify(node.replicator.linkedPeers())} counters=${JSON.stringify(node.counters)}`)
+      .map(
+        (node) =>
+          `node ${node.index} (${node.nodeId}) own=${node.own} vc=${JSON.stringify(node.vc)} linked=${JSON.stringify(node.replicator.linkedPeers())} counters=${JSON.stringify(node.counters)}`,
+      )
       .join('\n')
   }
 
@@ -323,7 +350,12 @@ export function randomIntent(random: () => number): Intent {
   const roll = random()
   if (roll < 0.35) {
     const text = `v${Math.floor(random() * 1000)}`
-    return { type: 'kv.put', key: pick(random, KV_KEYS), value: new Uint8Array(Buffer.from(text)), contentType: 'text/plain' }
+    return {
+      type: 'kv.put',
+      key: pick(random, KV_KEYS),
+      value: new Uint8Array(Buffer.from(text)),
+      contentType: 'text/plain',
+    }
   }
   if (roll < 0.45) return { type: 'kv.del', key: pick(random, KV_KEYS) }
   if (roll < 0.7) {
@@ -371,7 +403,10 @@ export const FC_PATH_ENV = 'MESHKV_REPLICATION_FC_PATH'
  * `fc.assert` that, on failure, names the seed and path and the command that replays exactly
  * that case (`MESHKV_REPLICATION_FC_SEED` / `MESHKV_REPLICATION_FC_PATH`).
  */
-export function assertProperty<T>(property: fc.IProperty<T>, options: { numRuns: number; file: string; name: string }): void {
+export function assertProperty<T>(
+  property: fc.IProperty<T>,
+  options: { numRuns: number; file: string; name: string },
+): void {
   const seedText = process.env[FC_SEED_ENV]
   const path = process.env[FC_PATH_ENV]
   const replaying = seedText !== undefined && seedText !== ''

@@ -1,5 +1,5 @@
 /**
- * How many runs each property gets: 1,000 by default (TESTING.md, level L0), or `MESHKV_RUNS`.
+ * How many runs each property gets: 1,000 by default (docs/testing.md, level L0), or `MESHKV_RUNS`.
  * fast-check prints the seed, the path and the shrunk counterexample of a failure; replay with
  * `fc.assert(property, { seed, path })`.
  */
@@ -10,7 +10,8 @@ function runsFromEnv(): number {
   const text = process.env['MESHKV_RUNS']
   if (text === undefined || text === '') return 1000
   const runs = Number(text)
-  if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`MESHKV_RUNS must be a positive integer, not ${JSON.stringify(text)}`)
+  if (!Number.isSafeInteger(runs) || runs < 1)
+    throw new Error(`MESHKV_RUNS must be a positive integer, not ${JSON.stringify(text)}`)
   return runs
 }
 

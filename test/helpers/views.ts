@@ -21,7 +21,10 @@ export function viewsOf(history: History, prefixes: readonly number[], space?: S
 }
 
 /** Three views (repeats allowed) out of a history, for commutativity, associativity, idempotence. */
-export function viewTripleArb(historyArbitrary: fc.Arbitrary<History>, space?: Space): fc.Arbitrary<{ history: History; a: View; b: View; c: View }> {
+export function viewTripleArb(
+  historyArbitrary: fc.Arbitrary<History>,
+  space?: Space,
+): fc.Arbitrary<{ history: History; a: View; b: View; c: View }> {
   return fc
     .tuple(historyArbitrary, fc.array(fc.nat(), { minLength: 4, maxLength: 4 }), fc.tuple(fc.nat(), fc.nat(), fc.nat()))
     .map(([history, prefixes, [i, j, k]]) => {

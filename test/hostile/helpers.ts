@@ -66,7 +66,9 @@ export async function startRealNode(extraArgs: readonly string[] = []): Promise<
   const { nodeId } = await status()
   // A node with a secret writes itself into the member set on its first tick: wait for that
   // write, so it does not land in the middle of a test that compares footprints.
-  await waitFor('the node to write itself into the member set', 10_000, async () => ((await status()).vc[nodeId] ?? 0) >= 1 ? true : undefined)
+  await waitFor('the node to write itself into the member set', 10_000, async () =>
+    ((await status()).vc[nodeId] ?? 0) >= 1 ? true : undefined,
+  )
   return {
     url: running.url,
     port: running.port,
@@ -111,7 +113,10 @@ export function freshNodeId(): NodeId {
 }
 
 /** The HTTP answer time of a plain request, and its status. */
-export async function timed(url: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<{ status: number; ms: number; text: string }> {
+export async function timed(
+  url: string,
+  init: RequestInit & { timeoutMs?: number } = {},
+): Promise<{ status: number; ms: number; text: string }> {
   const started = performance.now()
   const answer = await request(url, init)
   return { status: answer.status, ms: Math.round(performance.now() - started), text: answer.text }
@@ -119,7 +124,9 @@ export async function timed(url: string, init: RequestInit & { timeoutMs?: numbe
 
 /** What a node holds that the checks compare before and after an attack. */
 /** A standalone node's whole footprint: log position, clock and a digest of every state. */
-export async function footprint(node: RealNode): Promise<{ lsn: number; hlc: Hlc; vc: Record<string, number>; digest: string }> {
+export async function footprint(
+  node: RealNode,
+): Promise<{ lsn: number; hlc: Hlc; vc: Record<string, number>; digest: string }> {
   const status = await node.status()
   const digest = await request(`${node.url}/v1/digest`)
   return { lsn: status.lsn, hlc: status.hlc, vc: status.vc, digest: String(digest.json?.['digest']) }
@@ -148,7 +155,11 @@ export interface Closed {
 let seqOf = new Map<NodeId, number>()
 
 /** A real change from `node` (next seq of that node unless given), stamped now unless told otherwise. */
-export function changeOf(node: NodeId, ops: Op[], options: { seq?: number; hlc?: Hlc; deps?: Record<string, number> } = {}): Change {
+export function changeOf(
+  node: NodeId,
+  ops: Op[],
+  options: { seq?: number; hlc?: Hlc; deps?: Record<string, number> } = {},
+): Change {
   const seq = options.seq ?? (seqOf.get(node) ?? 0) + 1
   seqOf.set(node, Math.max(seqOf.get(node) ?? 0, seq))
   return {
@@ -164,7 +175,13 @@ export function resetSeqs(): void {
 }
 
 export function putOp(key: string, value: string): Op {
-  return { type: 'kv.put', key, value: new TextEncoder().encode(value), contentType: 'text/plain; charset=utf-8', context: [] }
+  return {
+    type: 'kv.put',
+    key,
+    value: new TextEncoder().encode(value),
+    contentType: 'text/plain; charset=utf-8',
+    context: [],
+  }
 }
 
 /** A plain `ws` client on /v1/peer that speaks (or abuses) the peer protocol by hand. */
@@ -208,7 +225,9 @@ export class FakePeer {
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve())
       socket.once('error', reject)
-      socket.once('unexpected-response', (_request, response) => reject(new Error(`upgrade refused with HTTP ${response.statusCode}`)))
+      socket.once('unexpected-response', (_request, response) =>
+        reject(new Error(`upgrade refused with HTTP ${response.statusCode}`)),
+      )
     })
     peer.tcp = tcp
     return peer
@@ -219,7 +238,12 @@ export class FakePeer {
   }
 
   async frame(type: Frame['type'], ms = 3_000, after = 0): Promise<Frame> {
-    return waitFor(`a ${type} frame from the node`, ms, () => this.frames.slice(after).find((frame) => frame.type === type), 5)
+    return waitFor(
+      `a ${type} frame from the node`,
+      ms,
+      () => this.frames.slice(after).find((frame) => frame.type === type),
+      5,
+    )
   }
 
   send(frame: Frame): void {
@@ -231,10 +255,19 @@ export class FakePeer {
   }
 
   /** Answers the node's challenge as `nodeId` holding `secret`; resolves once the welcome checks out. Returns the hello sent. */
-  async handshake(nodeId: NodeId, secret: string, options: { expectWelcome?: boolean; tamper?: (hello: HelloMessage) => HelloMessage } = {}): Promise<Frame> {
-    const dialer = new DialerHandshake({ nodeId, clusterId: CLUSTER_ID, secret, selfUrl: null }, new Uint8Array(randomBytes(32)), null)
+  async handshake(
+    nodeId: NodeId,
+    secret: string,
+    options: { expectWelcome?: boolean; tamper?: (hello: HelloMessage) => HelloMessage } = {},
+  ): Promise<Frame> {
+    const dialer = new DialerHandshake(
+      { nodeId, clusterId: CLUSTER_ID, secret, selfUrl: null },
+      new Uint8Array(randomBytes(32)),
+      null,
+    )
     const answer = dialer.receive(await this.frame('challenge'))
-    if (answer.send === undefined || answer.send.type !== 'hello') throw new Error(`the handshake failed: ${answer.refusal?.message ?? 'no hello'}`)
+    if (answer.send === undefined || answer.send.type !== 'hello')
+      throw new Error(`the handshake failed: ${answer.refusal?.message ?? 'no hello'}`)
     const hello = options.tamper === undefined ? answer.send : options.tamper(answer.send)
     this.send(hello)
     if (options.expectWelcome === false) return hello
@@ -266,7 +299,11 @@ export class FakePeer {
 // Raw HTTP.
 
 /** Writes raw bytes on a fresh TCP connection and resolves with the status of the first answer (0 when the connection closed without one). */
-export function rawStatus(port: number, chunks: readonly (string | Buffer)[], ms = 5_000): Promise<{ status: number; text: string }> {
+export function rawStatus(
+  port: number,
+  chunks: readonly (string | Buffer)[],
+  ms = 5_000,
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1')
     let text = ''

@@ -1,5 +1,5 @@
 /**
- * Hostile HTTP against a REAL node process over real sockets (TESTING.md, "Hostile input"):
+ * Hostile HTTP against a REAL node process over real sockets (docs/testing.md, "Hostile input"):
  * header floods (ws CVE-2024-37890) on data routes and on /v1/peer, a long
  * Sec-WebSocket-Protocol (CVE-2021-32640), 500 half-open sockets, malformed and huge bodies, and
  * keys `__proto__`, empty, not UTF-8 and over the limit. After each the node keeps serving within a
@@ -37,17 +37,39 @@ async function stillServing(): Promise<void> {
 }
 
 function upgradeRequest(extra: string[] = [], path = '/v1/peer'): string {
-  return [`GET ${path} HTTP/1.1`, `Host: ${host}`, 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', ...extra, '', ''].join('\r\n')
+  return [
+    `GET ${path} HTTP/1.1`,
+    `Host: ${host}`,
+    'Connection: Upgrade',
+    'Upgrade: websocket',
+    'Sec-WebSocket-Version: 13',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    ...extra,
+    '',
+    '',
+  ].join('\r\n')
 }
 
 describe('header floods', () => {
   it('2,000 request headers are refused on a data route and on /v1/peer; 100 headers on /v1/peer get 431; the node keeps serving', async () => {
     const before = await footprint(node)
     const filler = Array.from({ length: 2_000 }, (_, index) => `X-Filler-${index}: v`)
-    const onData = await rawStatus(node.port, [[`PUT /v1/kv/flooded HTTP/1.1`, `Host: ${host}`, 'Content-Length: 1', 'Connection: close', ...filler, '', 'x'].join('\r\n')])
+    const onData = await rawStatus(node.port, [
+      [
+        `PUT /v1/kv/flooded HTTP/1.1`,
+        `Host: ${host}`,
+        'Content-Length: 1',
+        'Connection: close',
+        ...filler,
+        '',
+        'x',
+      ].join('\r\n'),
+    ])
     const onPeer = await rawStatus(node.port, [upgradeRequest(filler)])
     const hundred = await rawStatus(node.port, [upgradeRequest(filler.slice(0, 100))])
-    console.log(`MEASURED header floods: 2,000 headers on PUT /v1/kv → ${onData.status}, on /v1/peer → ${onPeer.status}; 100 headers on /v1/peer → ${hundred.status}`)
+    console.log(
+      `MEASURED header floods: 2,000 headers on PUT /v1/kv → ${onData.status}, on /v1/peer → ${onPeer.status}; 100 headers on /v1/peer → ${hundred.status}`,
+    )
     expect(onData.status).toBe(431)
     expect(onPeer.status).toBe(431)
     expect(hundred.status).toBe(431)
@@ -58,7 +80,9 @@ describe('header floods', () => {
 
   it('a 10 kB Sec-WebSocket-Protocol on /v1/peer is refused with 400', async () => {
     const protocols = Array.from({ length: 1_500 }, (_, index) => `p${index}`).join(', ')
-    const answer = await rawStatus(node.port, [upgradeRequest([`Sec-WebSocket-Protocol: ${protocols}${'x'.repeat(Math.max(0, 10_000 - protocols.length))}`])])
+    const answer = await rawStatus(node.port, [
+      upgradeRequest([`Sec-WebSocket-Protocol: ${protocols}${'x'.repeat(Math.max(0, 10_000 - protocols.length))}`]),
+    ])
     expect(answer.status).toBe(400)
     await stillServing()
   })
@@ -70,23 +94,25 @@ describe('half-open sockets', () => {
     const sockets: net.Socket[] = []
     try {
       await Promise.all(
-        Array.from({ length: 500 }, (_, index) =>
-          new Promise<void>((resolve) => {
-            const socket = net.connect(node.port, '127.0.0.1', () => {
-              const halves = [
-                '',
-                'GET /v1/kv/x HT',
-                `PUT /v1/kv/halfopen/${index} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/plain\r\n`,
-                `PUT /v1/kv/halfopen/${index} HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 1000\r\n\r\nonly ten b`,
-                `GET /v1/peer HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`,
-              ]
-              const half = halves[index % halves.length] as string
-              if (half !== '') socket.write(half)
-              resolve()
-            })
-            socket.on('error', () => resolve())
-            sockets.push(socket)
-          }),
+        Array.from(
+          { length: 500 },
+          (_, index) =>
+            new Promise<void>((resolve) => {
+              const socket = net.connect(node.port, '127.0.0.1', () => {
+                const halves = [
+                  '',
+                  'GET /v1/kv/x HT',
+                  `PUT /v1/kv/halfopen/${index} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/plain\r\n`,
+                  `PUT /v1/kv/halfopen/${index} HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 1000\r\n\r\nonly ten b`,
+                  `GET /v1/peer HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`,
+                ]
+                const half = halves[index % halves.length] as string
+                if (half !== '') socket.write(half)
+                resolve()
+              })
+              socket.on('error', () => resolve())
+              sockets.push(socket)
+            }),
         ),
       )
       const open = sockets.filter((socket) => !socket.destroyed).length
@@ -102,7 +128,9 @@ describe('half-open sockets', () => {
         latencies.push(answer.ms)
       }
       latencies.sort((a, b) => a - b)
-      console.log(`MEASURED ${open} half-open sockets held: 40 plain requests answered in p50 ${latencies[20]} ms, max ${latencies[39]} ms`)
+      console.log(
+        `MEASURED ${open} half-open sockets held: 40 plain requests answered in p50 ${latencies[20]} ms, max ${latencies[39]} ms`,
+      )
       expect(open).toBe(500)
       expect(latencies[39]).toBeLessThan(1_000)
     } finally {
@@ -123,21 +151,63 @@ describe('malformed and huge bodies', () => {
     const json = { 'content-type': 'application/json' }
     const answers = {
       kvNotJson: await request(`${node.url}/v1/kv/bad/json`, { method: 'PUT', headers: json, body: '{"unterminated' }),
-      kvNotUtf8: await request(`${node.url}/v1/kv/bad/utf8`, { method: 'PUT', headers: json, body: Buffer.from([0x22, 0xff, 0xfe, 0x22]) }),
-      counterTruncated: await request(`${node.url}/v1/counters/bad`, { method: 'POST', headers: json, body: '{"delta":' }),
-      counterProto: await request(`${node.url}/v1/counters/bad`, { method: 'POST', headers: json, body: '{"__proto__":{"delta":5}}' }),
-      counterText: await request(`${node.url}/v1/counters/bad`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '5' }),
-      counterFloat: await request(`${node.url}/v1/counters/bad`, { method: 'POST', headers: json, body: '{"delta":1e400}' }),
-      setShape: await request(`${node.url}/v1/sets/bad`, { method: 'POST', headers: json, body: '{"add":"not a list"}' }),
-      setConstructor: await request(`${node.url}/v1/sets/bad`, { method: 'POST', headers: json, body: '{"constructor":{"prototype":{"polluted":1}}}' }),
+      kvNotUtf8: await request(`${node.url}/v1/kv/bad/utf8`, {
+        method: 'PUT',
+        headers: json,
+        body: Buffer.from([0x22, 0xff, 0xfe, 0x22]),
+      }),
+      counterTruncated: await request(`${node.url}/v1/counters/bad`, {
+        method: 'POST',
+        headers: json,
+        body: '{"delta":',
+      }),
+      counterProto: await request(`${node.url}/v1/counters/bad`, {
+        method: 'POST',
+        headers: json,
+        body: '{"__proto__":{"delta":5}}',
+      }),
+      counterText: await request(`${node.url}/v1/counters/bad`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: '5',
+      }),
+      counterFloat: await request(`${node.url}/v1/counters/bad`, {
+        method: 'POST',
+        headers: json,
+        body: '{"delta":1e400}',
+      }),
+      setShape: await request(`${node.url}/v1/sets/bad`, {
+        method: 'POST',
+        headers: json,
+        body: '{"add":"not a list"}',
+      }),
+      setConstructor: await request(`${node.url}/v1/sets/bad`, {
+        method: 'POST',
+        headers: json,
+        body: '{"constructor":{"prototype":{"polluted":1}}}',
+      }),
     }
     const raw = {
-      badChunk: await rawStatus(node.port, [`PUT /v1/kv/bad/chunk HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`]),
-      smuggled: await rawStatus(node.port, [`PUT /v1/kv/bad/smuggle HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n`]),
-      shortBody: await rawStatus(node.port, [`PUT /v1/kv/bad/short HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly ten b`], 2_000).catch(() => ({ status: -1, text: 'no answer (the node waits for the rest)' })),
-      badLength: await rawStatus(node.port, [`PUT /v1/kv/bad/length HTTP/1.1\r\nHost: ${host}\r\nContent-Length: -5\r\nConnection: close\r\n\r\n`]),
+      badChunk: await rawStatus(node.port, [
+        `PUT /v1/kv/bad/chunk HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`,
+      ]),
+      smuggled: await rawStatus(node.port, [
+        `PUT /v1/kv/bad/smuggle HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
+      ]),
+      shortBody: await rawStatus(
+        node.port,
+        [
+          `PUT /v1/kv/bad/short HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly ten b`,
+        ],
+        2_000,
+      ).catch(() => ({ status: -1, text: 'no answer (the node waits for the rest)' })),
+      badLength: await rawStatus(node.port, [
+        `PUT /v1/kv/bad/length HTTP/1.1\r\nHost: ${host}\r\nContent-Length: -5\r\nConnection: close\r\n\r\n`,
+      ]),
     }
-    console.log(`MEASURED malformed bodies: ${JSON.stringify(Object.fromEntries(Object.entries(answers).map(([name, answer]) => [name, `${answer.status} ${String(answer.json?.['code'] ?? '')}`])))}; raw: ${JSON.stringify(Object.fromEntries(Object.entries(raw).map(([name, answer]) => [name, answer.status])))}`)
+    console.log(
+      `MEASURED malformed bodies: ${JSON.stringify(Object.fromEntries(Object.entries(answers).map(([name, answer]) => [name, `${answer.status} ${String(answer.json?.['code'] ?? '')}`])))}; raw: ${JSON.stringify(Object.fromEntries(Object.entries(raw).map(([name, answer]) => [name, answer.status])))}`,
+    )
     for (const answer of Object.values(answers)) {
       expect(answer.status).toBeGreaterThanOrEqual(400)
       expect(answer.status).toBeLessThan(500)
@@ -159,12 +229,17 @@ describe('malformed and huge bodies', () => {
     const before = await footprint(node)
     const rssBefore = await node.rssBytes()
     const started = performance.now()
-    const declared = await rawStatus(node.port, [`PUT /v1/kv/huge/declared HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\nxxxx`])
+    const declared = await rawStatus(node.port, [
+      `PUT /v1/kv/huge/declared HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\nxxxx`,
+    ])
     const declaredMs = Math.round(performance.now() - started)
     // A 2 MiB JSON body announced by its Content-Length, the first 64 KiB sent (a node that answers
     // before reading the rest resets the connection, and the answer with it, if the rest were sent).
     const counterPayload = `{"delta":1,"pad":"${'x'.repeat(2 * 1024 * 1024)}"}`
-    const counterBody = await rawStatus(node.port, [`POST /v1/counters/huge HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${counterPayload.length}\r\nConnection: close\r\n\r\n`, counterPayload.slice(0, 65_536)])
+    const counterBody = await rawStatus(node.port, [
+      `POST /v1/counters/huge HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${counterPayload.length}\r\nConnection: close\r\n\r\n`,
+      counterPayload.slice(0, 65_536),
+    ])
 
     // 64 MiB in 64 KiB chunks, as fast as the node takes them, until it answers or closes.
     const streamed = await new Promise<{ status: number; sentBytes: number }>((resolve) => {
@@ -196,7 +271,9 @@ describe('malformed and huge bodies', () => {
         if (!done) socket.write('0\r\n\r\n')
       }
       socket.on('connect', () => {
-        socket.write(`PUT /v1/kv/huge/streamed HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n`)
+        socket.write(
+          `PUT /v1/kv/huge/streamed HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n`,
+        )
         pump()
       })
     })
@@ -222,11 +299,26 @@ describe('keys', () => {
   it('__proto__ and other Object.prototype names are plain keys, counters, sets and members', async () => {
     expect((await request(`${node.url}/v1/kv/__proto__`, { method: 'PUT', body: 'proto value' })).status).toBe(200)
     expect((await request(`${node.url}/v1/kv/__proto__`)).text).toBe('proto value')
-    for (const name of ['constructor', 'toString', 'hasOwnProperty', 'prototype']) expect((await request(`${node.url}/v1/kv/${name}`)).status).toBe(404)
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', 'prototype'])
+      expect((await request(`${node.url}/v1/kv/${name}`)).status).toBe(404)
     const listed = (await request(`${node.url}/v1/kv?prefix=__`)).json?.['items'] as { key: string }[]
     expect(listed.map((item) => item.key)).toEqual(['__proto__'])
-    expect((await request(`${node.url}/v1/counters/__proto__`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"delta":2}' })).json?.['value']).toBe(2)
-    const members = (await request(`${node.url}/v1/sets/__proto__`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"add":["__proto__","constructor"]}' })).json?.['members']
+    expect(
+      (
+        await request(`${node.url}/v1/counters/__proto__`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"delta":2}',
+        })
+      ).json?.['value'],
+    ).toBe(2)
+    const members = (
+      await request(`${node.url}/v1/sets/__proto__`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"add":["__proto__","constructor"]}',
+      })
+    ).json?.['members']
     expect((members as string[]).sort()).toEqual(['__proto__', 'constructor'])
     expect((await request(`${node.url}/v1/sets/__proto__?member=__proto__`)).json?.['has']).toBe(true)
     expect(({} as Record<string, unknown>)['proto value']).toBeUndefined()
@@ -242,15 +334,32 @@ describe('keys', () => {
       surrogate: await request(`${node.url}/v1/kv/a%ED%A0%80b`, { method: 'PUT', body: 'x' }),
       overlongUtf8: await request(`${node.url}/v1/kv/%C0%AF`, { method: 'PUT', body: 'x' }),
       notUtf8Counter: await request(`${node.url}/v1/counters/%FF`, { method: 'POST', headers: json, body: '{}' }),
-      surrogateMember: await request(`${node.url}/v1/sets/odd`, { method: 'POST', headers: json, body: '{"add":["\\ud800"]}' }),
+      surrogateMember: await request(`${node.url}/v1/sets/odd`, {
+        method: 'POST',
+        headers: json,
+        body: '{"add":["\\ud800"]}',
+      }),
       emptyMember: await request(`${node.url}/v1/sets/odd`, { method: 'POST', headers: json, body: '{"add":[""]}' }),
       keyOver: await request(`${node.url}/v1/kv/${'k'.repeat(1025)}`, { method: 'PUT', body: 'x' }),
-      keyOverMultibyte: await request(`${node.url}/v1/kv/${encodeURIComponent('€'.repeat(342))}`, { method: 'PUT', body: 'x' }),
-      counterOver: await request(`${node.url}/v1/counters/${'c'.repeat(1025)}`, { method: 'POST', headers: json, body: '{}' }),
-      memberOver: await request(`${node.url}/v1/sets/odd`, { method: 'POST', headers: json, body: JSON.stringify({ add: ['m'.repeat(1025)] }) }),
+      keyOverMultibyte: await request(`${node.url}/v1/kv/${encodeURIComponent('€'.repeat(342))}`, {
+        method: 'PUT',
+        body: 'x',
+      }),
+      counterOver: await request(`${node.url}/v1/counters/${'c'.repeat(1025)}`, {
+        method: 'POST',
+        headers: json,
+        body: '{}',
+      }),
+      memberOver: await request(`${node.url}/v1/sets/odd`, {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ add: ['m'.repeat(1025)] }),
+      }),
       keyHuge: await request(`${node.url}/v1/kv/${'k'.repeat(60_000)}`, { method: 'PUT', body: 'x' }),
     }
-    console.log(`MEASURED refused keys: ${JSON.stringify(Object.fromEntries(Object.entries(refused).map(([name, answer]) => [name, `${answer.status} ${String(answer.json?.['code'] ?? '')}`])))}`)
+    console.log(
+      `MEASURED refused keys: ${JSON.stringify(Object.fromEntries(Object.entries(refused).map(([name, answer]) => [name, `${answer.status} ${String(answer.json?.['code'] ?? '')}`])))}`,
+    )
     for (const [name, answer] of Object.entries(refused)) {
       expect({ name, status: answer.status >= 400 && answer.status < 500 }).toEqual({ name, status: true })
       expect(answer.text).not.toMatch(/\bat .+:\d+:\d+/)

@@ -13,7 +13,11 @@ afterAll(async () => {
 })
 
 function add(name: string, payload?: string, contentType = 'application/json') {
-  return h.app.inject({ method: 'POST', url: `/v1/counters/${name}`, ...(payload === undefined ? {} : { payload, headers: { 'content-type': contentType } }) })
+  return h.app.inject({
+    method: 'POST',
+    url: `/v1/counters/${name}`,
+    ...(payload === undefined ? {} : { payload, headers: { 'content-type': contentType } }),
+  })
 }
 
 describe('/v1/counters/:name', () => {
@@ -41,7 +45,10 @@ describe('/v1/counters/:name', () => {
     for (const name of ['__proto__', 'a/b', 'ü ☃']) {
       const response = await add(encodeURIComponent(name), '{"delta": 2}')
       expect(response.json()).toEqual({ name, value: 2, token: expect.any(String) })
-      expect((await h.app.inject({ url: `/v1/counters/${encodeURIComponent(name)}` })).json()).toEqual({ name, value: 2 })
+      expect((await h.app.inject({ url: `/v1/counters/${encodeURIComponent(name)}` })).json()).toEqual({
+        name,
+        value: 2,
+      })
     }
     const long = 'n'.repeat(h.node.limits.keyBytesMax)
     expect((await add(long, '{"delta": 1}')).statusCode).toBe(200)
@@ -49,9 +56,21 @@ describe('/v1/counters/:name', () => {
   })
 
   it('refuses a zero, fractional, huge or non-numeric delta, and unknown fields', async () => {
-    for (const body of ['{"delta": 0}', '{"delta": 1.5}', '{"delta": 1e300}', '{"delta": [1, 2]}', '{"delta": {}}', '[1]', '"x"', '{"delta": 1, "extra": true}']) {
+    for (const body of [
+      '{"delta": 0}',
+      '{"delta": 1.5}',
+      '{"delta": 1e300}',
+      '{"delta": [1, 2]}',
+      '{"delta": {}}',
+      '[1]',
+      '"x"',
+      '{"delta": 1, "extra": true}',
+    ]) {
       const response = await add('strict', body)
-      expect({ body, code: response.json().code }).toEqual({ body, code: expect.stringMatching(/^MESHKV_ERR_INVALID_ARGUMENT$/) })
+      expect({ body, code: response.json().code }).toEqual({
+        body,
+        code: expect.stringMatching(/^MESHKV_ERR_INVALID_ARGUMENT$/),
+      })
       expectProblem(response, 'MESHKV_ERR_INVALID_ARGUMENT')
     }
     expect((await h.app.inject({ url: '/v1/counters/strict' })).json().value).toBe(0)

@@ -34,8 +34,19 @@ describe('health', () => {
     const response = await h.app.inject({ url: '/v1/status' })
     expect(response.statusCode).toBe(200)
     const status = h.node.status()
-    expect(response.json()).toEqual({ ...JSON.parse(JSON.stringify(status)), uptimeMs: expect.any(Number), peers: [], gc: JSON.parse(JSON.stringify(await h.node.gcStatus())) })
-    expect(response.json()).toMatchObject({ nodeId: h.node.nodeId, ready: true, lsn: status.lsn, token: h.node.token(), storage: 'level' })
+    expect(response.json()).toEqual({
+      ...JSON.parse(JSON.stringify(status)),
+      uptimeMs: expect.any(Number),
+      peers: [],
+      gc: JSON.parse(JSON.stringify(await h.node.gcStatus())),
+    })
+    expect(response.json()).toMatchObject({
+      nodeId: h.node.nodeId,
+      ready: true,
+      lsn: status.lsn,
+      token: h.node.token(),
+      storage: 'level',
+    })
   })
 })
 
@@ -73,7 +84,9 @@ describe('GET /metrics', () => {
     expect(text).toContain('meshkv_http_requests_total{route="/v1/kv/*",method="PUT",status="200"} 1')
     expect(text).toContain('meshkv_http_requests_total{route="/v1/kv/*",method="GET",status="200"} 1')
     expect(text).toContain('meshkv_http_requests_total{route="unmatched",method="GET",status="404"} 1')
-    expect(text).toMatch(/meshkv_http_request_duration_seconds_bucket\{le="0\.005",route="\/v1\/kv\/\*",method="PUT"\} \d+/)
+    expect(text).toMatch(
+      /meshkv_http_request_duration_seconds_bucket\{le="0\.005",route="\/v1\/kv\/\*",method="PUT"\} \d+/,
+    )
     expect(text).toMatch(/meshkv_http_request_duration_seconds_count\{route="\/v1\/kv\/\*",method="GET"\} 1/)
     expect(text).toContain(`meshkv_lsn ${h.node.status().lsn}`)
     expect(text).toMatch(/^process_cpu_user_seconds_total /m)
@@ -82,7 +95,8 @@ describe('GET /metrics', () => {
   })
 
   it('GET /v1/digest hashes the whole state: stable while nothing changes, new after any write of any type', async () => {
-    const digest = async (): Promise<{ digest: string; keys: number }> => (await h.app.inject({ url: '/v1/digest' })).json()
+    const digest = async (): Promise<{ digest: string; keys: number }> =>
+      (await h.app.inject({ url: '/v1/digest' })).json()
     const first = await digest()
     expect(first.digest).toMatch(/^[0-9a-f]{64}$/)
     expect(await digest()).toEqual(first)

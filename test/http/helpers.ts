@@ -20,7 +20,9 @@ export interface Harness {
   close(): Promise<void>
 }
 
-export async function openHarness(options: { app?: AppOptions; node?: Omit<MeshNodeOptions, 'dir'> } = {}): Promise<Harness> {
+export async function openHarness(
+  options: { app?: AppOptions; node?: Omit<MeshNodeOptions, 'dir'> } = {},
+): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'meshkv-http-'))
   const node = await MeshNode.open({ dir, ...options.node })
   const app = await buildApp(node, options.app)

@@ -23,7 +23,11 @@ describe('PUT /v1/kv/*', () => {
     const response = await put('greeting', '{"hello": "world"}', { 'content-type': 'application/json' })
     expect(response.statusCode).toBe(200)
     const body = response.json()
-    expect(body).toEqual({ key: 'greeting', version: expect.stringMatching(/^v1\./), token: expect.stringMatching(/^c1\./) })
+    expect(body).toEqual({
+      key: 'greeting',
+      version: expect.stringMatching(/^v1\./),
+      token: expect.stringMatching(/^c1\./),
+    })
     expect(response.headers['etag']).toBe(quoted(body.version))
     expect(response.headers['x-causal-token']).toBe(body.token)
 
@@ -76,12 +80,26 @@ describe('PUT /v1/kv/*', () => {
     }
     expectProblem(await h.app.inject({ url: '/v1/kv/json/bad' }), 'MESHKV_ERR_NOT_FOUND')
     // A JSON key named like a prototype is stored as any other.
-    expect((await put('json/ok', '{"__proto__": {"polluted": true}}', { 'content-type': 'application/json' })).statusCode).toBe(200)
+    expect(
+      (await put('json/ok', '{"__proto__": {"polluted": true}}', { 'content-type': 'application/json' })).statusCode,
+    ).toBe(200)
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined()
   })
 
   it('takes keys with slashes, percent-encoding, unicode and prototype names', async () => {
-    const keys = ['__proto__', 'constructor', 'a/b/c', '/leading', 'trailing/', 'with space', 'q?mark', 'hash#tag', '100%', 'plus+sign', 'ü/☃/🦀']
+    const keys = [
+      '__proto__',
+      'constructor',
+      'a/b/c',
+      '/leading',
+      'trailing/',
+      'with space',
+      'q?mark',
+      'hash#tag',
+      '100%',
+      'plus+sign',
+      'ü/☃/🦀',
+    ]
     for (const key of keys) {
       const response = await put(encodeURIComponent(key), `value of ${key}`, { 'content-type': 'text/plain' })
       expect({ key, status: response.statusCode }).toEqual({ key, status: 200 })
@@ -145,31 +163,53 @@ describe('preconditions', () => {
     expect(first.statusCode).toBe(200)
     expectProblem(await put('pre/new', 'two', { 'if-none-match': '*' }), 'MESHKV_ERR_PRECONDITION_FAILED')
     expect((await h.app.inject({ url: '/v1/kv/pre/new' })).body).toBe('one')
-    expectProblem(await put('pre/new', 'two', { 'if-none-match': quoted(first.json().version) }), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expectProblem(
+      await put('pre/new', 'two', { 'if-none-match': quoted(first.json().version) }),
+      'MESHKV_ERR_INVALID_ARGUMENT',
+    )
   })
 
   it('If-Match: "<version>" writes only at that version; If-Match: * only an existing key', async () => {
     const first = (await put('pre/match', 'one')).json()
     const second = await put('pre/match', 'two', { 'if-match': quoted(first.version) })
     expect(second.statusCode).toBe(200)
-    const stale = expectProblem(await put('pre/match', 'three', { 'if-match': quoted(first.version) }), 'MESHKV_ERR_PRECONDITION_FAILED')
+    const stale = expectProblem(
+      await put('pre/match', 'three', { 'if-match': quoted(first.version) }),
+      'MESHKV_ERR_PRECONDITION_FAILED',
+    )
     expect(stale['details']).toEqual({ current: second.json().version })
     expect((await put('pre/match', 'three', { 'if-match': '*' })).statusCode).toBe(200)
     expectProblem(await put('pre/missing', 'x', { 'if-match': '*' }), 'MESHKV_ERR_PRECONDITION_FAILED')
-    expectProblem(await put('pre/missing', 'x', { 'if-match': quoted(first.version) }), 'MESHKV_ERR_PRECONDITION_FAILED')
+    expectProblem(
+      await put('pre/missing', 'x', { 'if-match': quoted(first.version) }),
+      'MESHKV_ERR_PRECONDITION_FAILED',
+    )
     expectProblem(await put('pre/match', 'x', { 'if-match': '"not-a-version"' }), 'MESHKV_ERR_INVALID_ARGUMENT')
-    expectProblem(await put('pre/match', 'x', { 'if-match': `${quoted(first.version)}, ${quoted(first.version)}` }), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expectProblem(
+      await put('pre/match', 'x', { 'if-match': `${quoted(first.version)}, ${quoted(first.version)}` }),
+      'MESHKV_ERR_INVALID_ARGUMENT',
+    )
     expect((await h.app.inject({ url: '/v1/kv/pre/match' })).body).toBe('three')
   })
 
   it('DELETE honours If-Match', async () => {
     const first = (await put('pre/del', 'one')).json()
     await put('pre/del', 'two')
-    expectProblem(await h.app.inject({ method: 'DELETE', url: '/v1/kv/pre/del', headers: { 'if-match': quoted(first.version) } }), 'MESHKV_ERR_PRECONDITION_FAILED')
+    expectProblem(
+      await h.app.inject({ method: 'DELETE', url: '/v1/kv/pre/del', headers: { 'if-match': quoted(first.version) } }),
+      'MESHKV_ERR_PRECONDITION_FAILED',
+    )
     const current = await h.app.inject({ url: '/v1/kv/pre/del' })
-    const deleted = await h.app.inject({ method: 'DELETE', url: '/v1/kv/pre/del', headers: { 'if-match': current.headers['etag'] as string } })
+    const deleted = await h.app.inject({
+      method: 'DELETE',
+      url: '/v1/kv/pre/del',
+      headers: { 'if-match': current.headers['etag'] as string },
+    })
     expect(deleted.statusCode).toBe(200)
-    expectProblem(await h.app.inject({ method: 'DELETE', url: '/v1/kv/pre/del', headers: { 'if-match': '*' } }), 'MESHKV_ERR_PRECONDITION_FAILED')
+    expectProblem(
+      await h.app.inject({ method: 'DELETE', url: '/v1/kv/pre/del', headers: { 'if-match': '*' } }),
+      'MESHKV_ERR_PRECONDITION_FAILED',
+    )
   })
 
   it('GET with If-None-Match answers 304 when the version is current', async () => {
@@ -179,7 +219,10 @@ describe('preconditions', () => {
     expect(fresh.body).toBe('')
     expect(fresh.headers['etag']).toBe(quoted(version))
     expect(fresh.headers['x-causal-token']).toMatch(/^c1\./)
-    expect((await h.app.inject({ url: '/v1/kv/pre/cache', headers: { 'if-none-match': `W/"v1.AA", ${quoted(version)}` } })).statusCode).toBe(304)
+    expect(
+      (await h.app.inject({ url: '/v1/kv/pre/cache', headers: { 'if-none-match': `W/"v1.AA", ${quoted(version)}` } }))
+        .statusCode,
+    ).toBe(304)
     expect((await h.app.inject({ url: '/v1/kv/pre/cache', headers: { 'if-none-match': '*' } })).statusCode).toBe(304)
     await put('pre/cache', 'changed')
     const changed = await h.app.inject({ url: '/v1/kv/pre/cache', headers: { 'if-none-match': quoted(version) } })
@@ -206,11 +249,16 @@ describe('siblings', () => {
     const first = (await put('sib', 'first', { 'content-type': 'text/plain' })).json()
     await put('sib', '{"n":2}', { 'content-type': 'application/json' })
     // A delete that saw only the first write: a tombstone beside the second.
-    expect((await h.app.inject({ method: 'DELETE', url: '/v1/kv/sib', headers: { 'x-context': first.version } })).statusCode).toBe(200)
+    expect(
+      (await h.app.inject({ method: 'DELETE', url: '/v1/kv/sib', headers: { 'x-context': first.version } })).statusCode,
+    ).toBe(200)
     // The newest sibling is the delete: the key reads as deleted.
     expect((await h.app.inject({ url: '/v1/kv/sib' })).statusCode).toBe(404)
     // A write that saw only the first write keeps the second; the delete it follows is over.
-    const third = await put('sib', Buffer.from([1, 2, 3]), { 'x-context': quoted(first.version), 'content-type': 'application/x-thing' })
+    const third = await put('sib', Buffer.from([1, 2, 3]), {
+      'x-context': quoted(first.version),
+      'content-type': 'application/x-thing',
+    })
     expect(third.statusCode).toBe(200)
 
     const read = await h.app.inject({ url: '/v1/kv/sib' })
@@ -249,7 +297,8 @@ describe('siblings', () => {
       const body = (await h.app.inject({ url: `/v1/kv/sib/text?${flag}` })).json()
       expect(body.siblings).toEqual([expect.objectContaining({ contentType: 'text/markdown', value: 'plain words' })])
     }
-    for (const flag of ['siblings=false', 'siblings=0']) expect((await h.app.inject({ url: `/v1/kv/sib/text?${flag}` })).body).toBe('plain words')
+    for (const flag of ['siblings=false', 'siblings=0'])
+      expect((await h.app.inject({ url: `/v1/kv/sib/text?${flag}` })).body).toBe('plain words')
     expectProblem(await h.app.inject({ url: '/v1/kv/sib/text?siblings=yes' }), 'MESHKV_ERR_INVALID_ARGUMENT')
   })
 })
@@ -263,7 +312,10 @@ describe('reads after a causal token', () => {
   it('waits for the token (as ?after= or X-Causal-Token) until the node has seen it', async () => {
     await put('after/a', 'old')
     const pending = h.app.inject({ url: `/v1/kv/after/a?after=${tokenAhead(1)}&timeout_ms=5000` })
-    const pendingHeader = h.app.inject({ url: '/v1/kv/after/a?timeout_ms=5000', headers: { 'x-causal-token': tokenAhead(1) } })
+    const pendingHeader = h.app.inject({
+      url: '/v1/kv/after/a?timeout_ms=5000',
+      headers: { 'x-causal-token': tokenAhead(1) },
+    })
     await new Promise((resolve) => setTimeout(resolve, 50))
     await put('after/a', 'new')
     expect((await pending).body).toBe('new')
@@ -272,14 +324,23 @@ describe('reads after a causal token', () => {
 
   it('answers 504 MESHKV_ERR_READ_TIMEOUT when the node does not catch up in time', async () => {
     const foreign = encodeCausalToken({ ['0123456789abcdef' as NodeId]: 3 })
-    expectProblem(await h.app.inject({ url: `/v1/kv/after/a?after=${foreign}&timeout_ms=30` }), 'MESHKV_ERR_READ_TIMEOUT')
-    expectProblem(await h.app.inject({ url: '/v1/kv/after/a?timeout_ms=30', headers: { 'x-causal-token': foreign } }), 'MESHKV_ERR_READ_TIMEOUT')
+    expectProblem(
+      await h.app.inject({ url: `/v1/kv/after/a?after=${foreign}&timeout_ms=30` }),
+      'MESHKV_ERR_READ_TIMEOUT',
+    )
+    expectProblem(
+      await h.app.inject({ url: '/v1/kv/after/a?timeout_ms=30', headers: { 'x-causal-token': foreign } }),
+      'MESHKV_ERR_READ_TIMEOUT',
+    )
     expectProblem(await h.app.inject({ url: `/v1/kv?after=${foreign}&timeout_ms=30` }), 'MESHKV_ERR_READ_TIMEOUT')
   })
 
   it('refuses a malformed token and a bad timeout', async () => {
     expectProblem(await h.app.inject({ url: '/v1/kv/after/a?after=nonsense' }), 'MESHKV_ERR_INVALID_TOKEN')
-    expectProblem(await h.app.inject({ url: '/v1/kv/after/a', headers: { 'x-causal-token': 'c1.@@' } }), 'MESHKV_ERR_INVALID_TOKEN')
+    expectProblem(
+      await h.app.inject({ url: '/v1/kv/after/a', headers: { 'x-causal-token': 'c1.@@' } }),
+      'MESHKV_ERR_INVALID_TOKEN',
+    )
     expectProblem(await h.app.inject({ url: '/v1/kv/after/a?timeout_ms=soon' }), 'MESHKV_ERR_INVALID_ARGUMENT')
     expectProblem(await h.app.inject({ url: '/v1/kv/after/a?timeout_ms=99999999' }), 'MESHKV_ERR_INVALID_ARGUMENT')
   })

@@ -40,9 +40,27 @@ describe('GET /v1/kv', () => {
     const page = await list('?prefix=mixed/')
     expect(page).toEqual({
       items: [
-        { key: 'mixed/bytes', contentType: 'application/octet-stream', version: expect.stringMatching(/^v1\./), siblings: 1, valueBase64: 'AP8=' },
-        { key: 'mixed/json', contentType: 'application/json', version: expect.stringMatching(/^v1\./), siblings: 1, value: { a: [1, 2] } },
-        { key: 'mixed/text', contentType: 'text/plain; charset=utf-8', version: expect.stringMatching(/^v1\./), siblings: 1, value: 'some text' },
+        {
+          key: 'mixed/bytes',
+          contentType: 'application/octet-stream',
+          version: expect.stringMatching(/^v1\./),
+          siblings: 1,
+          valueBase64: 'AP8=',
+        },
+        {
+          key: 'mixed/json',
+          contentType: 'application/json',
+          version: expect.stringMatching(/^v1\./),
+          siblings: 1,
+          value: { a: [1, 2] },
+        },
+        {
+          key: 'mixed/text',
+          contentType: 'text/plain; charset=utf-8',
+          version: expect.stringMatching(/^v1\./),
+          siblings: 1,
+          value: 'some text',
+        },
       ],
       next: null,
     })
@@ -54,7 +72,9 @@ describe('GET /v1/kv', () => {
       let cursor: string | null = null
       let pages = 0
       do {
-        const page: { items: Item[]; next: string | null } = await list(`?prefix=page/&limit=10&reverse=${reverse}${cursor === null ? '' : `&cursor=${cursor}`}`)
+        const page: { items: Item[]; next: string | null } = await list(
+          `?prefix=page/&limit=10&reverse=${reverse}${cursor === null ? '' : `&cursor=${cursor}`}`,
+        )
         seen.push(...page.items.map((item) => item.key))
         cursor = page.next
         pages++
@@ -86,7 +106,14 @@ describe('GET /v1/kv', () => {
   })
 
   it('refuses a bad limit, a foreign cursor or a non-boolean reverse', async () => {
-    for (const query of ['?limit=0', '?limit=1001', '?limit=ten', '?reverse=maybe', '?cursor=%21%21', '?timeout_ms=-5']) {
+    for (const query of [
+      '?limit=0',
+      '?limit=1001',
+      '?limit=ten',
+      '?reverse=maybe',
+      '?cursor=%21%21',
+      '?timeout_ms=-5',
+    ]) {
       expectProblem(await h.app.inject({ url: `/v1/kv${query}` }), 'MESHKV_ERR_INVALID_ARGUMENT')
     }
   })

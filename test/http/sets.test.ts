@@ -13,7 +13,12 @@ afterAll(async () => {
 })
 
 function update(name: string, body: unknown, contentType = 'application/json') {
-  return h.app.inject({ method: 'POST', url: `/v1/sets/${name}`, payload: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': contentType } })
+  return h.app.inject({
+    method: 'POST',
+    url: `/v1/sets/${name}`,
+    payload: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'content-type': contentType },
+  })
 }
 
 describe('/v1/sets/:name', () => {
@@ -28,7 +33,11 @@ describe('/v1/sets/:name', () => {
     const before = h.node.status().lsn
     const added = await update('tags', { add: ['red', 'green', 'blue'] })
     expect(added.statusCode).toBe(200)
-    expect(added.json()).toEqual({ name: 'tags', members: ['blue', 'green', 'red'], token: expect.stringMatching(/^c1\./) })
+    expect(added.json()).toEqual({
+      name: 'tags',
+      members: ['blue', 'green', 'red'],
+      token: expect.stringMatching(/^c1\./),
+    })
     expect(added.headers['x-causal-token']).toBe(added.json().token)
     expect(h.node.status().lsn).toBe(before + 1)
 
@@ -43,10 +52,26 @@ describe('/v1/sets/:name', () => {
 
   it('answers membership of one member with ?member=', async () => {
     await update('roles', { add: ['admin', '__proto__'] })
-    expect((await h.app.inject({ url: '/v1/sets/roles?member=admin' })).json()).toEqual({ name: 'roles', member: 'admin', has: true })
-    expect((await h.app.inject({ url: '/v1/sets/roles?member=__proto__' })).json()).toEqual({ name: 'roles', member: '__proto__', has: true })
-    expect((await h.app.inject({ url: '/v1/sets/roles?member=guest' })).json()).toEqual({ name: 'roles', member: 'guest', has: false })
-    expect((await h.app.inject({ url: `/v1/sets/roles?member=${encodeURIComponent('a&b=c')}` })).json()).toEqual({ name: 'roles', member: 'a&b=c', has: false })
+    expect((await h.app.inject({ url: '/v1/sets/roles?member=admin' })).json()).toEqual({
+      name: 'roles',
+      member: 'admin',
+      has: true,
+    })
+    expect((await h.app.inject({ url: '/v1/sets/roles?member=__proto__' })).json()).toEqual({
+      name: 'roles',
+      member: '__proto__',
+      has: true,
+    })
+    expect((await h.app.inject({ url: '/v1/sets/roles?member=guest' })).json()).toEqual({
+      name: 'roles',
+      member: 'guest',
+      has: false,
+    })
+    expect((await h.app.inject({ url: `/v1/sets/roles?member=${encodeURIComponent('a&b=c')}` })).json()).toEqual({
+      name: 'roles',
+      member: 'a&b=c',
+      has: false,
+    })
     expectProblem(await h.app.inject({ url: '/v1/sets/roles?member=' }), 'MESHKV_ERR_INVALID_KEY')
   })
 

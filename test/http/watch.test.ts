@@ -76,11 +76,18 @@ afterAll(async () => {
   await h.close()
 })
 
-async function openStream(query: string, headers: Record<string, string> = {}): Promise<{ reader: EventReader; response: Response; abort: () => void }> {
+async function openStream(
+  query: string,
+  headers: Record<string, string> = {},
+): Promise<{ reader: EventReader; response: Response; abort: () => void }> {
   const controller = new AbortController()
   const response = await fetch(`${base}/v1/watch${query}`, { headers, signal: controller.signal })
   expect(response.status).toBe(200)
-  return { reader: new EventReader(response.body as ReadableStream<Uint8Array>), response, abort: () => controller.abort() }
+  return {
+    reader: new EventReader(response.body as ReadableStream<Uint8Array>),
+    response,
+    abort: () => controller.abort(),
+  }
 }
 
 async function openStreams(): Promise<number> {
@@ -110,11 +117,18 @@ describe('GET /v1/watch', () => {
     await h.node.counter('w/count').incr(2)
     await h.node.set('w/set').add('m')
 
-    const messages = await reader.until((seen) => events(seen).length >= 5 && seen.some((message) => message.comment === 'heartbeat'))
+    const messages = await reader.until(
+      (seen) => events(seen).length >= 5 && seen.some((message) => message.comment === 'heartbeat'),
+    )
     const seen = events(messages)
     expect(seen.map((message) => message.event)).toEqual(['put', 'put', 'del', 'counter', 'set.add'])
     expect(seen.map((message) => message.id)).toEqual(seen.map((message) => data(message)['cursor']))
-    const common = { origin: 'local', node: h.node.nodeId, hlc: { wallMs: expect.any(Number), logical: expect.any(Number) }, cursor: expect.any(String) }
+    const common = {
+      origin: 'local',
+      node: h.node.nodeId,
+      hlc: { wallMs: expect.any(Number), logical: expect.any(Number) },
+      cursor: expect.any(String),
+    }
     expect(seen.map(data)).toEqual([
       { ...common, type: 'put', key: 'w/json', contentType: 'application/json', value: { a: 1 } },
       { ...common, type: 'put', key: 'w/bytes', contentType: 'application/octet-stream', valueBase64: 'AQID' },
@@ -137,7 +151,12 @@ describe('GET /v1/watch', () => {
     // Still live after the replay.
     await h.node.put('w/later', 'text now')
     const live = events(await since.reader.until((got) => events(got).length >= 5))
-    expect(data(live[4] as Message)).toMatchObject({ type: 'put', key: 'w/later', contentType: 'text/plain; charset=utf-8', value: 'text now' })
+    expect(data(live[4] as Message)).toMatchObject({
+      type: 'put',
+      key: 'w/later',
+      contentType: 'text/plain; charset=utf-8',
+      value: 'text now',
+    })
     since.abort()
     await eventually(async () => (await openStreams()) === 0)
   })
@@ -149,13 +168,18 @@ describe('GET /v1/watch', () => {
     abort()
     const resumed = await openStream('?prefix=multi', { 'last-event-id': seen[0]?.id as string })
     const rest = events(await resumed.reader.until((got) => events(got).length >= 2))
-    expect(rest.map((message) => data(message)['member'])).toEqual(seen.slice(1).map((message) => data(message)['member']))
+    expect(rest.map((message) => data(message)['member'])).toEqual(
+      seen.slice(1).map((message) => data(message)['member']),
+    )
     resumed.abort()
   })
 
   it('refuses a cursor this node never made, before streaming', async () => {
     expectProblem(await h.app.inject({ url: '/v1/watch?since=abc' }), 'MESHKV_ERR_INVALID_ARGUMENT')
-    expectProblem(await h.app.inject({ url: '/v1/watch', headers: { 'last-event-id': '-1' } }), 'MESHKV_ERR_INVALID_ARGUMENT')
+    expectProblem(
+      await h.app.inject({ url: '/v1/watch', headers: { 'last-event-id': '-1' } }),
+      'MESHKV_ERR_INVALID_ARGUMENT',
+    )
   })
 })
 
@@ -172,7 +196,10 @@ describe('GET /v1/watch, edge cases', () => {
     const app = await buildApp(node)
     try {
       expectProblem(await app.inject({ url: '/v1/watch?since=1' }), 'MESHKV_ERR_CURSOR_EXPIRED')
-      expectProblem(await app.inject({ url: '/v1/watch', headers: { 'last-event-id': '1' } }), 'MESHKV_ERR_CURSOR_EXPIRED')
+      expectProblem(
+        await app.inject({ url: '/v1/watch', headers: { 'last-event-id': '1' } }),
+        'MESHKV_ERR_CURSOR_EXPIRED',
+      )
       expect((await app.inject({ url: '/livez' })).statusCode).toBe(200)
     } finally {
       await closeApp(app)

@@ -23,7 +23,7 @@ const NON_UTF8_CASES = [
 ]
 
 describe('MeshLevel', () => {
-  it('passes abstract-level\'s own compliance suite, except cases with non-UTF-8 keys', async () => {
+  it("passes abstract-level's own compliance suite, except cases with non-UTF-8 keys", async () => {
     const result = await run(process.execPath, ['--import', 'tsx', 'test/level/abstract-suite.ts'], {
       maxBuffer: 64 * 1024 * 1024,
       timeout: 240_000,

@@ -1,5 +1,5 @@
 /**
- * The rooms of DESIGN.md section 7 are enforced by eslint.config.js (no-restricted-imports per
+ * The rooms of docs/architecture.md are enforced by eslint.config.js (no-restricted-imports per
  * folder, no-restricted-globals for Date). These tests lint small pieces of code as if they lived
  * in a room, so a config change that opens a door shows up here.
  */

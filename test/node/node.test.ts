@@ -136,7 +136,10 @@ describe('MeshNode: values', () => {
     await node.put('bytes', new Uint8Array([0, 1, 255]))
     await node.put('png', new Uint8Array([137, 80]), { contentType: 'image/png' })
     await node.put('text', 'héllo 😀')
-    await node.put('json', JSON.parse('{"a":1,"b":[true,null,"x"],"nested":{"__proto__":"plain key"}}') as Record<string, unknown>)
+    await node.put(
+      'json',
+      JSON.parse('{"a":1,"b":[true,null,"x"],"nested":{"__proto__":"plain key"}}') as Record<string, unknown>,
+    )
     await node.put('number', 42)
     await node.put('null', null)
     await node.put('false', false)
@@ -183,7 +186,9 @@ describe('MeshNode: values', () => {
     expect(await meshCodeOf(node.put('k', { big: 10n }))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
     expect(await meshCodeOf(node.put('k', undefined as never))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
     expect(await meshCodeOf(node.put('k', 'v', { contentType: '' }))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
-    expect(await meshCodeOf(node.put('k', 'v', { contentType: 'text/plain\r\nX-Evil: 1' }))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
+    expect(await meshCodeOf(node.put('k', 'v', { contentType: 'text/plain\r\nX-Evil: 1' }))).toBe(
+      'MESHKV_ERR_INVALID_ARGUMENT',
+    )
     expect(await node.get('k')).toBeUndefined()
     expect(node.status().lsn).toBe(0)
   })
@@ -200,7 +205,13 @@ describe('MeshNode: siblings, contexts, preconditions', () => {
     expect(both?.siblingCount).toBe(2)
     expect(textOf(both)).toBe('B') // the highest HLC
     expect(both?.version).toBe(b.version)
-    expect(both?.siblings?.map((sibling) => [sibling.value === null ? null : fromUtf8(sibling.value), sibling.deleted, sibling.node])).toEqual(
+    expect(
+      both?.siblings?.map((sibling) => [
+        sibling.value === null ? null : fromUtf8(sibling.value),
+        sibling.deleted,
+        sibling.node,
+      ]),
+    ).toEqual(
       expect.arrayContaining([
         ['A', false, node.nodeId],
         ['B', false, node.nodeId],
@@ -278,7 +289,27 @@ describe('MeshNode: siblings, contexts, preconditions', () => {
 })
 
 describe('MeshNode: list', () => {
-  const named = ['a', 'a/1', 'a/2', 'a/3', 'ab', 'b', 'user/1', 'user/10', 'user/2', 'users/x', 'é', 'é/1', '中', 'ｚ', '😀', '😀/1', '__proto__', 'constructor', 'zz']
+  const named = [
+    'a',
+    'a/1',
+    'a/2',
+    'a/3',
+    'ab',
+    'b',
+    'user/1',
+    'user/10',
+    'user/2',
+    'users/x',
+    'é',
+    'é/1',
+    '中',
+    'ｚ',
+    '😀',
+    '😀/1',
+    '__proto__',
+    'constructor',
+    'zz',
+  ]
   const numbered = Array.from({ length: 40 }, (_, i) => `n/${String(i).padStart(2, '0')}`)
   const removed = new Set(['a/2', 'n/05', 'n/17', 'n/18', 'ｚ'])
   const live = [...named, ...numbered].filter((key) => !removed.has(key)).sort(byUtf8)
@@ -322,11 +353,28 @@ describe('MeshNode: list', () => {
     expect((await node.list()).items.map((entry) => entry.key)).toEqual(live)
     expect((await node.list()).next).toBeNull()
     expect((await node.list({ prefix: 'a' })).items.map((entry) => entry.key)).toEqual(['a', 'a/1', 'a/3', 'ab'])
-    expect((await node.list({ prefix: 'user/' })).items.map((entry) => entry.key)).toEqual(['user/1', 'user/10', 'user/2'])
-    expect((await node.list({ prefix: 'user/', reverse: true })).items.map((entry) => entry.key)).toEqual(['user/2', 'user/10', 'user/1'])
+    expect((await node.list({ prefix: 'user/' })).items.map((entry) => entry.key)).toEqual([
+      'user/1',
+      'user/10',
+      'user/2',
+    ])
+    expect((await node.list({ prefix: 'user/', reverse: true })).items.map((entry) => entry.key)).toEqual([
+      'user/2',
+      'user/10',
+      'user/1',
+    ])
     expect((await node.list({ prefix: '😀' })).items.map((entry) => entry.key)).toEqual(['😀', '😀/1'])
-    expect((await node.list({ start: 'user/10', end: 'é' })).items.map((entry) => entry.key)).toEqual(['user/10', 'user/2', 'users/x', 'zz'])
-    expect((await node.list({ prefix: 'n/', limit: 3, reverse: true })).items.map((entry) => entry.key)).toEqual(['n/39', 'n/38', 'n/37'])
+    expect((await node.list({ start: 'user/10', end: 'é' })).items.map((entry) => entry.key)).toEqual([
+      'user/10',
+      'user/2',
+      'users/x',
+      'zz',
+    ])
+    expect((await node.list({ prefix: 'n/', limit: 3, reverse: true })).items.map((entry) => entry.key)).toEqual([
+      'n/39',
+      'n/38',
+      'n/37',
+    ])
     expect((await node.list({ prefix: 'nothing' })).items).toEqual([])
     const first = await node.list({ limit: 2 })
     expect(first.items.map((entry) => entry.key)).toEqual(live.slice(0, 2))
@@ -527,7 +575,13 @@ describe('MeshNode: watch', () => {
     const watcher = node.watch()
     await node.put('after', 'a')
     const [event] = await takeWithin(watcher, 1)
-    expect(event).toMatchObject({ type: 'put', key: 'after', origin: 'local', node: node.nodeId, contentType: 'text/plain; charset=utf-8' })
+    expect(event).toMatchObject({
+      type: 'put',
+      key: 'after',
+      origin: 'local',
+      node: node.nodeId,
+      contentType: 'text/plain; charset=utf-8',
+    })
     expect(fromUtf8((event as Extract<WatchEvent, { type: 'put' }>).value)).toBe('a')
     await watcher.return(undefined)
   })
@@ -608,7 +662,10 @@ describe('MeshNode: watch', () => {
     await node.put('one', 1)
     for (let i = 0; i < 100 && seen.length === 0; i++) await sleep(5)
     abort.abort()
-    await Promise.race([consuming, sleep(2_000).then(() => Promise.reject(new Error('the watch did not end on abort')))])
+    await Promise.race([
+      consuming,
+      sleep(2_000).then(() => Promise.reject(new Error('the watch did not end on abort'))),
+    ])
     expect(seen).toHaveLength(1)
 
     const watcher = node.watch()
@@ -671,7 +728,11 @@ describe('MeshNode: keys and limits', () => {
       expect(await meshCodeOf(node.del(key))).toBe('MESHKV_ERR_INVALID_KEY')
     }
     expect(await meshCodeOf(() => node.set(''))).toBe('MESHKV_ERR_INVALID_KEY')
-    expect((await node.list()).items.map((entry) => entry.key).sort(byUtf8)).toEqual(['kkkkkkkkkkkkkkkk', 'v64', 'éééééééé'])
+    expect((await node.list()).items.map((entry) => entry.key).sort(byUtf8)).toEqual([
+      'kkkkkkkkkkkkkkkk',
+      'v64',
+      'éééééééé',
+    ])
   })
 
   it('treats __proto__ and other Object.prototype names as plain keys', async () => {

@@ -182,7 +182,8 @@ const arrivalsArb = historyArb.chain((changes) =>
     .map(({ order, duplicates, takeEvery }) => {
       const arrivals = [...order]
       if (changes.length > 0) {
-        for (const [which, where] of duplicates) arrivals.splice(where % (arrivals.length + 1), 0, changes[which % changes.length] as Change)
+        for (const [which, where] of duplicates)
+          arrivals.splice(where % (arrivals.length + 1), 0, changes[which % changes.length] as Change)
       }
       return { changes, arrivals, takeEvery }
     }),
@@ -201,7 +202,8 @@ function expectLinearExtension(changes: readonly Change[], delivered: readonly C
 }
 
 describe('CausalBuffer (property)', () => {
-  const LINEAR = 'gives any arrival order of a causal history, duplicates included, back as a linear extension of causality'
+  const LINEAR =
+    'gives any arrival order of a causal history, duplicates included, back as a linear extension of causality'
   it(LINEAR, () => {
     assertProperty(
       fc.property(arrivalsArb, ({ changes, arrivals, takeEvery }) => {
@@ -224,7 +226,8 @@ describe('CausalBuffer (property)', () => {
     )
   })
 
-  const BOUNDED = 'never holds more than changesMax between feeds, and never refuses the change next in line: refused changes fed again all get through'
+  const BOUNDED =
+    'never holds more than changesMax between feeds, and never refuses the change next in line: refused changes fed again all get through'
   it(BOUNDED, () => {
     assertProperty(
       fc.property(arrivalsArb, fc.integer({ min: 1, max: 6 }), ({ changes, arrivals }, changesMax) => {

@@ -16,8 +16,20 @@ const seqOf = (message: PeerMessage): number => (message.type === 'ack' ? (messa
 describe('LinkScheduler and LinkPair', () => {
   it('names the other node on each end, dialed on one side and accepted on the other', () => {
     const pair = new LinkScheduler(1).pair(A, B)
-    expect(pair.dialer).toMatchObject({ nodeId: B.nodeId, url: null, direction: 'dialed', self: A.nodeId, closed: false })
-    expect(pair.acceptor).toMatchObject({ nodeId: A.nodeId, url: 'sim://a', direction: 'accepted', self: B.nodeId, closed: false })
+    expect(pair.dialer).toMatchObject({
+      nodeId: B.nodeId,
+      url: null,
+      direction: 'dialed',
+      self: A.nodeId,
+      closed: false,
+    })
+    expect(pair.acceptor).toMatchObject({
+      nodeId: A.nodeId,
+      url: 'sim://a',
+      direction: 'accepted',
+      self: B.nodeId,
+      closed: false,
+    })
     expect(pair.endOf(A.nodeId)).toBe(pair.dialer)
     expect(pair.endOf(B.nodeId)).toBe(pair.acceptor)
   })
@@ -36,7 +48,10 @@ describe('LinkScheduler and LinkPair', () => {
     expect(heard).toEqual([])
     expect(scheduler.pending).toBe(40)
     await scheduler.run()
-    for (const link of [1, 2]) expect(heard.filter((item) => item.link === link).map((item) => item.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+    for (const link of [1, 2])
+      expect(heard.filter((item) => item.link === link).map((item) => item.seq)).toEqual(
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      )
     // The two links interleave: order across links is the scheduler's choice.
     expect(heard.map((item) => item.link)).not.toEqual([...Array<number>(20).fill(1), ...Array<number>(20).fill(2)])
     // What arrives was decoded: a copy, not the object sent.
@@ -157,7 +172,11 @@ describe('LinkScheduler and LinkPair', () => {
   it('the same seed gives the same delivery order', async () => {
     async function order(seed: number): Promise<string> {
       const scheduler = new LinkScheduler(seed, { trace: true })
-      const pairs = [scheduler.pair(A, B, { weight: 1 }), scheduler.pair(B, A, { weight: 3 }), scheduler.pair(A, B, { weight: 0.2 })]
+      const pairs = [
+        scheduler.pair(A, B, { weight: 1 }),
+        scheduler.pair(B, A, { weight: 3 }),
+        scheduler.pair(A, B, { weight: 0.2 }),
+      ]
       for (const pair of pairs) for (let seq = 1; seq <= 10; seq++) for (const end of pair.ends) end.send(ack(seq))
       await scheduler.run()
       return scheduler.trace.map((delivery) => `${delivery.link}:${delivery.from}:${seqOf(delivery.message)}`).join(' ')

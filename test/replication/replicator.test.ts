@@ -13,11 +13,25 @@ import type { Intent } from '../../src/crdt/index.js'
 import type { LinkPair } from '../helpers/link-pair.js'
 import { prng } from '../helpers/async.js'
 import type { SimNode } from '../helpers/replication-sim.js'
-import { SEEDS_ENV, START_MS, SimCluster, countFromEnv, randomIntents, replayCommand, seedFromEnv, withSeed } from '../helpers/replication-sim.js'
+import {
+  SEEDS_ENV,
+  START_MS,
+  SimCluster,
+  countFromEnv,
+  randomIntents,
+  replayCommand,
+  seedFromEnv,
+  withSeed,
+} from '../helpers/replication-sim.js'
 
 const FILE = 'test/replication/replicator.test.ts'
 
-const put = (key: string, text: string): Intent => ({ type: 'kv.put', key, value: new Uint8Array(Buffer.from(text)), contentType: 'text/plain' })
+const put = (key: string, text: string): Intent => ({
+  type: 'kv.put',
+  key,
+  value: new Uint8Array(Buffer.from(text)),
+  contentType: 'text/plain',
+})
 const incr = (name: string, delta = 1): Intent => ({ type: 'counter.add', name, delta })
 
 /** Opens a cluster, runs `body` with the seed named on failure, closes the cluster. */
@@ -39,7 +53,11 @@ async function withCluster(
 }
 
 /** Writes `count` random changes on random nodes, delivering a few frames between some of them. */
-async function randomWrites(sim: SimCluster, count: number, nodes: readonly number[] = sim.nodes.map((node) => node.index)): Promise<void> {
+async function randomWrites(
+  sim: SimCluster,
+  count: number,
+  nodes: readonly number[] = sim.nodes.map((node) => node.index),
+): Promise<void> {
   const random = sim.random
   const writes: Promise<unknown>[] = []
   for (let i = 0; i < count; i++) {
@@ -58,7 +76,8 @@ async function expectIdenticalNodes(sim: SimCluster): Promise<void> {
   }
   for (const node of sim.nodes) {
     expect(vcGet(node.vc, node.nodeId), `node ${node.index} holds all of its own changes`).toBe(node.own)
-    for (const other of sim.nodes) expect(vcGet(node.vc, other.nodeId), `node ${node.index} has every change of node ${other.index}`).toBe(other.own)
+    for (const other of sim.nodes)
+      expect(vcGet(node.vc, other.nodeId), `node ${node.index} has every change of node ${other.index}`).toBe(other.own)
   }
 }
 
@@ -66,7 +85,9 @@ async function expectIdenticalNodes(sim: SimCluster): Promise<void> {
 function expectAppliedOnce(sim: SimCluster, skewed = -1): void {
   const total = sim.totalChanges()
   for (const node of sim.nodes) {
-    expect(node.counters['changesApplied'], `changes applied by node ${node.index}\n${sim.describe()}`).toBe(total - node.own)
+    expect(node.counters['changesApplied'], `changes applied by node ${node.index}\n${sim.describe()}`).toBe(
+      total - node.own,
+    )
     if (skewed < 0) expect(node.counters['refused']).toBe(0)
     expect(node.counters['buffered']).toBe(0)
   }
@@ -149,7 +170,10 @@ describe('Replicator: links drop and re-form', () => {
         const before = sim.node(1).counters['changesReceived'] ?? 0
         await sim.scheduler.run({ maxDeliveries: 5 + Math.floor(random() * 20) })
         const [cut] = sim.linksBetween(0, 1) as [LinkPair]
-        expect(cut.dialer.outbox.length + cut.acceptor.outbox.length, 'frames still queued on the link when it is cut').toBeGreaterThan(0)
+        expect(
+          cut.dialer.outbox.length + cut.acceptor.outbox.length,
+          'frames still queued on the link when it is cut',
+        ).toBeGreaterThan(0)
         cut.cut()
         expect(cut.dialer.closeCode).toBe(1006)
         expect(cut.acceptor.closeCode).toBe(1006)
@@ -198,7 +222,11 @@ describe('Replicator: links drop and re-form', () => {
 
 describe('Replicator: duplicate links between one pair', () => {
   /** Both nodes get two links, in the given orders; the one dialed by the lower id must win on both. */
-  async function twoLinks(firstDialer: 0 | 1, orderAt0: 'first' | 'second', orderAt1: 'first' | 'second'): Promise<void> {
+  async function twoLinks(
+    firstDialer: 0 | 1,
+    orderAt0: 'first' | 'second',
+    orderAt1: 'first' | 'second',
+  ): Promise<void> {
     const sim = await SimCluster.open(2, 1)
     try {
       const [n0, n1] = sim.nodes as [SimNode, SimNode]
@@ -323,7 +351,9 @@ describe('Replicator: write concern', () => {
 
 describe('Replicator: clock skew', () => {
   it('refuses a change stamped more than maxClockOffsetMs ahead, counts it, applies it once its own clock has moved on and tick() asked again', async () => {
-    const sim = await SimCluster.open(2, 9, { node: (index) => (index === 0 ? { skewMs: 120_000 } : { maxClockOffsetMs: 60_000 }) })
+    const sim = await SimCluster.open(2, 9, {
+      node: (index) => (index === 0 ? { skewMs: 120_000 } : { maxClockOffsetMs: 60_000 }),
+    })
     try {
       const [ahead, behind] = sim.nodes as [SimNode, SimNode]
       sim.link(0, 1)
@@ -364,7 +394,9 @@ describe('Replicator: clock skew', () => {
   })
 
   it('a refused change holds back later changes of its origin, and all of them arrive once the clock allows', async () => {
-    const sim = await SimCluster.open(3, 10, { node: (index) => ({ skewMs: index === 0 ? 30_000 : 0, maxClockOffsetMs: 10_000 }) })
+    const sim = await SimCluster.open(3, 10, {
+      node: (index) => ({ skewMs: index === 0 ? 30_000 : 0, maxClockOffsetMs: 10_000 }),
+    })
     try {
       sim.link(0, 1)
       sim.link(1, 2)
@@ -388,7 +420,8 @@ describe('Replicator: clock skew', () => {
 })
 
 describe('Replicator: bounded causal buffer', () => {
-  const NAME = 'with bufferChangesMax 5 and changes arriving ahead of their deps: bufferFull is counted and ticks still bring convergence'
+  const NAME =
+    'with bufferChangesMax 5 and changes arriving ahead of their deps: bufferFull is counted and ticks still bring convergence'
   it(NAME, async () => {
     await withCluster(
       NAME,
@@ -405,7 +438,11 @@ describe('Replicator: bounded causal buffer', () => {
         slow.held = true
         for (let i = 0; i < 20; i++) await sim.write(0, randomIntents(random))
         await sim.scheduler.run()
-        for (let i = 0; i < 20; i++) await sim.write(1, [incr('after', 1), ...randomIntents(random).filter((intent) => intent.type !== 'counter.add' || intent.name !== 'after')])
+        for (let i = 0; i < 20; i++)
+          await sim.write(1, [
+            incr('after', 1),
+            ...randomIntents(random).filter((intent) => intent.type !== 'counter.add' || intent.name !== 'after'),
+          ])
         await sim.scheduler.run()
 
         const receiver = sim.node(2)
@@ -489,7 +526,9 @@ describe('Replicator: peerStatus()', () => {
       const [self, peer] = sim.nodes as [SimNode, SimNode]
       const replicator = self.replicator
       const nowhere = { url: 'sim://nowhere', nodeId: null }
-      expect(await replicator.peerStatus([nowhere])).toEqual([{ nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null }])
+      expect(await replicator.peerStatus([nowhere])).toEqual([
+        { nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null },
+      ])
 
       sim.link(0, 1)
       await sim.write(0, [put('a', '1')])
@@ -497,7 +536,9 @@ describe('Replicator: peerStatus()', () => {
       const lastSeen = sim.clockMs
       sim.advance(250)
       // A configured URL is listed once whether the peer is known by it or by the node behind it.
-      expect(await replicator.peerStatus([{ url: 'sim://another-name-of-the-peer', nodeId: peer.nodeId }])).toHaveLength(1)
+      expect(
+        await replicator.peerStatus([{ url: 'sim://another-name-of-the-peer', nodeId: peer.nodeId }]),
+      ).toHaveLength(1)
       expect(await replicator.peerStatus([{ url: peer.url, nodeId: null }, nowhere])).toEqual([
         { nodeId: peer.nodeId, url: peer.url, state: 'up', lagChanges: 0, lagMs: 0, lastSeenMs: 250 },
         { nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 1, lagMs: 0, lastSeenMs: null },
@@ -511,7 +552,14 @@ describe('Replicator: peerStatus()', () => {
       for (let i = 0; i < 3; i++) await sim.write(0, [incr('c')])
       sim.advance(5000)
       const [down] = await replicator.peerStatus([])
-      expect(down).toEqual({ nodeId: peer.nodeId, url: peer.url, state: 'down', lagChanges: 3, lagMs: sim.clockMs - writtenAt, lastSeenMs: sim.clockMs - lastSeen })
+      expect(down).toEqual({
+        nodeId: peer.nodeId,
+        url: peer.url,
+        state: 'down',
+        lagChanges: 3,
+        lagMs: sim.clockMs - writtenAt,
+        lastSeenMs: sim.clockMs - lastSeen,
+      })
       expect(down?.lagMs).toBe(5000)
 
       // Back up, but the changes have not reached it yet: catching up (lag above catchingUpAfterMs).
@@ -520,14 +568,24 @@ describe('Replicator: peerStatus()', () => {
       toPeer.held = true
       await sim.scheduler.run()
       const [behind] = await replicator.peerStatus([])
-      expect(behind).toMatchObject({ nodeId: peer.nodeId, state: 'catching-up', lagChanges: 3, lagMs: 5000, lastSeenMs: 0 })
+      expect(behind).toMatchObject({
+        nodeId: peer.nodeId,
+        state: 'catching-up',
+        lagChanges: 3,
+        lagMs: 5000,
+        lastSeenMs: 0,
+      })
 
       toPeer.held = false
       await sim.quiesce()
       const [up] = await replicator.peerStatus([])
       expect(up).toMatchObject({ nodeId: peer.nodeId, state: 'up', lagChanges: 0, lagMs: 0 })
       // The other side sees node 0 up, lag 0 too.
-      expect((await peer.replicator.peerStatus([]))[0]).toMatchObject({ nodeId: self.nodeId, state: 'up', lagChanges: 0 })
+      expect((await peer.replicator.peerStatus([]))[0]).toMatchObject({
+        nodeId: self.nodeId,
+        state: 'up',
+        lagChanges: 0,
+      })
     } finally {
       await sim.close()
     }
@@ -551,7 +609,12 @@ describe('Replicator: peerStatus()', () => {
 
 describe('Replicator: frame size', () => {
   const MiB = 1024 * 1024
-  const big = (key: string, bytes: number, fill: number): Intent => ({ type: 'kv.put', key, value: new Uint8Array(bytes).fill(fill), contentType: 'application/octet-stream' })
+  const big = (key: string, bytes: number, fill: number): Intent => ({
+    type: 'kv.put',
+    key,
+    value: new Uint8Array(bytes).fill(fill),
+    contentType: 'application/octet-stream',
+  })
 
   it('batches large changes so that no frame passes FRAME_BYTES_MAX, and the link stays up', async () => {
     const sim = await SimCluster.open(2, 14)
@@ -651,7 +714,9 @@ describe('Replicator: accounting', () => {
       expectAppliedOnce(sim)
       for (const node of sim.nodes) {
         const counters = node.counters
-        expect(counters['changesReceived'], `node ${node.index}`).toBe((counters['changesApplied'] ?? 0) + (counters['duplicates'] ?? 0) + (counters['bufferFull'] ?? 0))
+        expect(counters['changesReceived'], `node ${node.index}`).toBe(
+          (counters['changesApplied'] ?? 0) + (counters['duplicates'] ?? 0) + (counters['bufferFull'] ?? 0),
+        )
       }
     })
   })
@@ -696,9 +761,11 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
     const writes: Promise<void>[] = []
     const write = async (index: number): Promise<void> => {
       const { change } = await sim.write(index, randomIntents(random))
-      for (const op of change?.ops ?? []) if (op.type === 'counter.add') counterTotals.set(op.name, (counterTotals.get(op.name) ?? 0) + op.delta)
+      for (const op of change?.ops ?? [])
+        if (op.type === 'counter.add') counterTotals.set(op.name, (counterTotals.get(op.name) ?? 0) + op.delta)
     }
-    for (let a = 0; a < count; a++) for (let b = a + 1; b < count; b++) if (random() < 0.6) sim.link(a, b, { weight: 0.1 + random() * 3 })
+    for (let a = 0; a < count; a++)
+      for (let b = a + 1; b < count; b++) if (random() < 0.6) sim.link(a, b, { weight: 0.1 + random() * 3 })
 
     // Half-open links: one end noticed the failure, the other notices at step `at` (its peer timeout).
     let notices: { at: number; notice: () => void }[] = []
@@ -713,7 +780,11 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
         const live = [...sim.scheduler.pairs]
         const pair = live[Math.floor(random() * live.length)]
         if (pair !== undefined && random() < 0.5) pair.cut()
-        else if (pair !== undefined) notices.push({ at: step + 1 + Math.floor(random() * 20), notice: pair.cutHalf(random() < 0.5 ? pair.dialer : pair.acceptor) })
+        else if (pair !== undefined)
+          notices.push({
+            at: step + 1 + Math.floor(random() * 20),
+            notice: pair.cutHalf(random() < 0.5 ? pair.dialer : pair.acceptor),
+          })
       } else if (roll < 0.85) {
         const a = pick()
         const b = (a + 1 + Math.floor(random() * (count - 1))) % count
@@ -755,7 +826,9 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
     for (const node of sim.nodes) {
       for (const [name, total] of counterTotals) {
         const state = await node.store.getState('counter', name)
-        const value = Object.values(state.p).reduce((sum, part) => sum + part, 0) - Object.values(state.n).reduce((sum, part) => sum + part, 0)
+        const value =
+          Object.values(state.p).reduce((sum, part) => sum + part, 0) -
+          Object.values(state.n).reduce((sum, part) => sum + part, 0)
         expect(value, `counter ${name} on node ${node.index}: every increment counted once`).toBe(total)
       }
     }
@@ -776,7 +849,8 @@ async function runScenario(seed: number, trace = false): Promise<ScenarioResult>
 }
 
 describe('Replicator: simulation over seeds (property)', () => {
-  const NAME = 'random writes, link cuts, re-forms and delays on 3-4 nodes: after heal and quiescence every digest is identical'
+  const NAME =
+    'random writes, link cuts, re-forms and delays on 3-4 nodes: after heal and quiescence every digest is identical'
   it(NAME, async () => {
     const base = seedFromEnv()
     const totals = { changes: 0, deliveries: 0, refused: 0, bufferFull: 0, duplicates: 0 }
@@ -786,7 +860,9 @@ describe('Replicator: simulation over seeds (property)', () => {
       const result = await withSeed(seed, replayCommand(seed, FILE, NAME, ` ${SEEDS_ENV}=1`), () => runScenario(seed))
       for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += result[key]
     }
-    console.log(`replication simulation: ${SIM_SEEDS} seeds from ${base} in ${Date.now() - started} ms: ${JSON.stringify(totals)}`)
+    console.log(
+      `replication simulation: ${SIM_SEEDS} seeds from ${base} in ${Date.now() - started} ms: ${JSON.stringify(totals)}`,
+    )
     // Over a full run, the faults the seeds are meant to bring did happen (one replayed seed may have none).
     if (SIM_SEEDS >= 50) {
       expect(totals.duplicates).toBeGreaterThan(0)

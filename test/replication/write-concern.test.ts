@@ -59,7 +59,8 @@ describe('requiredHolders', () => {
 
   it('quorum is a strict majority of the members', () => {
     const expected: Record<number, number> = { 1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 6: 4, 7: 4 }
-    for (const [members, required] of Object.entries(expected)) expect(requiredHolders('quorum', Number(members))).toBe(required)
+    for (const [members, required] of Object.entries(expected))
+      expect(requiredHolders('quorum', Number(members))).toBe(required)
     for (let members = 1; members <= 50; members++) {
       const required = requiredHolders('quorum', members)
       // Two quorums always overlap, and a quorum never asks for more than there are.

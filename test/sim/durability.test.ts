@@ -9,7 +9,12 @@ import { MemoryBackend, Store } from '../../src/storage/index.js'
 import type { BackendWrite } from '../../src/storage/index.js'
 import { meshCodeOf } from '../helpers/async.js'
 
-const put = (key: string, text: string): BackendWrite => ({ type: 'put', sub: 'kv', key, value: new Uint8Array(Buffer.from(text)) })
+const put = (key: string, text: string): BackendWrite => ({
+  type: 'put',
+  sub: 'kv',
+  key,
+  value: new Uint8Array(Buffer.from(text)),
+})
 
 async function keys(backend: MemoryBackend): Promise<string[]> {
   const out: string[] = []
@@ -55,11 +60,26 @@ describe('MemoryBackend durability model', () => {
     const now = (): number => 1_700_000_000_000
     const store = await Store.open({ backend, now, randomBytes: () => new Uint8Array(8).fill(1), sync: false })
     const other = '0202020202020202' as NodeId
-    await store.applyRemote({ dot: { node: other, seq: 1 }, deps: {}, hlc: { wallMs: 1, logical: 0 }, ops: [{ type: 'counter.add', name: 'c', delta: 1 }] })
+    await store.applyRemote({
+      dot: { node: other, seq: 1 },
+      deps: {},
+      hlc: { wallMs: 1, logical: 0 },
+      ops: [{ type: 'counter.add', name: 'c', delta: 1 }],
+    })
     const { change } = await store.commitLocal([{ type: 'counter.add', name: 'c', delta: 2 }])
-    await store.applyRemote({ dot: { node: other, seq: 2 }, deps: { [other]: 1 }, hlc: { wallMs: 2, logical: 0 }, ops: [{ type: 'counter.add', name: 'c', delta: 4 }] })
+    await store.applyRemote({
+      dot: { node: other, seq: 2 },
+      deps: { [other]: 1 },
+      hlc: { wallMs: 2, logical: 0 },
+      ops: [{ type: 'counter.add', name: 'c', delta: 4 }],
+    })
     expect(backend.disk.syncs).toBeGreaterThan(0)
-    const after = await Store.open({ backend: backend.crash('power'), now, randomBytes: () => new Uint8Array(8).fill(9), sync: false })
+    const after = await Store.open({
+      backend: backend.crash('power'),
+      now,
+      randomBytes: () => new Uint8Array(8).fill(9),
+      sync: false,
+    })
     // Its own change and what came before it survive; the peer's later change (unsynced) is lost
     // and will come back from the peer.
     expect(after.vc).toEqual({ [store.nodeId]: change?.dot.seq, [other]: 1 })

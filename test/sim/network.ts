@@ -128,7 +128,9 @@ export class Network {
       for (let b = 0; b < this.count; b++) {
         if (a === b) continue
         const dial = this.#dialState(a, b)
-        dial.timer = this.#host.timeline.after(Math.floor(this.#host.random() * 300), `dial ${a}>${b}`, () => this.#dialNow(a, b))
+        dial.timer = this.#host.timeline.after(Math.floor(this.#host.random() * 300), `dial ${a}>${b}`, () =>
+          this.#dialNow(a, b),
+        )
       }
     }
   }
@@ -143,7 +145,11 @@ export class Network {
     const b = this.#indexOf(end.other.self)
     const base = this.latency[a]?.[b] ?? 1
     const now = this.#host.timeline.nowMs
-    const due = Math.max(now + base + Math.floor(this.#host.random() * (base / 2 + 1)), direction.lastDue, this.#stalledUntil.get(end.pair) ?? 0)
+    const due = Math.max(
+      now + base + Math.floor(this.#host.random() * (base / 2 + 1)),
+      direction.lastDue,
+      this.#stalledUntil.get(end.pair) ?? 0,
+    )
     direction.lastDue = due
     direction.due.push(due)
     if (direction.event === null && !direction.held) this.#schedule(end, direction)
@@ -202,7 +208,11 @@ export class Network {
       pair.cut()
     } else if (roll < 0.7) {
       const noticing = random() < 0.5 ? at : at.other
-      this.#host.nemesis('drop', [a, b], `link ${pair.id}: ${why}, half-open (${this.#indexOf(noticing.self)} notices first)`)
+      this.#host.nemesis(
+        'drop',
+        [a, b],
+        `link ${pair.id}: ${why}, half-open (${this.#indexOf(noticing.self)} notices first)`,
+      )
       this.#halfClose(pair, noticing)
     } else {
       this.#host.nemesis('drop', [a, b], `link ${pair.id}: ${why} after delivery`)
@@ -289,7 +299,9 @@ export class Network {
             const y = this.#indexOf(end.other.self)
             if ((x === a && y === b) || (x === b && y === a)) {
               timeline.cancel(entry.timer)
-              entry.timer = timeline.after(2 * (this.latency[a]?.[b] ?? 1), `reset ${end.pair.id}`, () => this.#notice(end))
+              entry.timer = timeline.after(2 * (this.latency[a]?.[b] ?? 1), `reset ${end.pair.id}`, () =>
+                this.#notice(end),
+              )
             }
           }
         }
@@ -312,7 +324,11 @@ export class Network {
     const a = this.#indexOf(end.self)
     const b = this.#indexOf(other.self)
     // The other end notices at its own timeout, or at once when the path is back (a reset).
-    const timer = this.#host.timeline.after(this.isUp(a, b) ? 2 * (this.latency[a]?.[b] ?? 1) : this.#peerTimeout(), `timeout ${pair.id}`, () => this.#notice(other))
+    const timer = this.#host.timeline.after(
+      this.isUp(a, b) ? 2 * (this.latency[a]?.[b] ?? 1) : this.#peerTimeout(),
+      `timeout ${pair.id}`,
+      () => this.#notice(other),
+    )
     this.#unnoticed.set(other, { notice, timer })
   }
 
@@ -351,7 +367,9 @@ export class Network {
       if (peer === index) continue
       const dial = this.#dialState(index, peer)
       this.#host.timeline.cancel(dial.timer)
-      dial.timer = this.#host.timeline.after(Math.floor(this.#host.random() * 100), `dial ${index}>${peer}`, () => this.#dialNow(index, peer))
+      dial.timer = this.#host.timeline.after(Math.floor(this.#host.random() * 100), `dial ${index}>${peer}`, () =>
+        this.#dialNow(index, peer),
+      )
     }
   }
 
@@ -403,7 +421,11 @@ export class Network {
     const cluster = this.#host.cluster
     const dialer = cluster.node(a)
     const acceptor = cluster.node(b)
-    const pair = cluster.scheduler.pair({ nodeId: dialer.nodeId, url: dialer.url }, { nodeId: acceptor.nodeId, url: acceptor.url }, { highWater: LINK_HIGH_WATER_FRAMES })
+    const pair = cluster.scheduler.pair(
+      { nodeId: dialer.nodeId, url: dialer.url },
+      { nodeId: acceptor.nodeId, url: acceptor.url },
+      { highWater: LINK_HIGH_WATER_FRAMES },
+    )
     this.#host.trace(`link ${pair.id} ${a}>${b}`)
     this.#host.stats.links++
     for (const end of pair.ends) {
@@ -449,7 +471,10 @@ export class Network {
   #pairsBetween(a: number, b: number): LinkPair[] {
     const x = this.#idOf(a)
     const y = this.#idOf(b)
-    return [...this.#host.cluster.scheduler.pairs].filter((pair) => (pair.dialer.self === x && pair.acceptor.self === y) || (pair.dialer.self === y && pair.acceptor.self === x))
+    return [...this.#host.cluster.scheduler.pairs].filter(
+      (pair) =>
+        (pair.dialer.self === x && pair.acceptor.self === y) || (pair.dialer.self === y && pair.acceptor.self === x),
+    )
   }
 
   /** Live pairs, in creation order. */

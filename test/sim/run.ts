@@ -32,10 +32,20 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { seeds: 100, from: null, seed: null, config: {}, shrink: false, history: null, verbose: false, first: false }
+  const args: Args = {
+    seeds: 100,
+    from: null,
+    seed: null,
+    config: {},
+    shrink: false,
+    history: null,
+    verbose: false,
+    first: false,
+  }
   const integer = (name: string, text: string | undefined): number => {
     const value = Number(text)
-    if (text === undefined || !Number.isSafeInteger(value) || value < 0) throw new Error(`${name} takes a non-negative integer, not ${JSON.stringify(text)}`)
+    if (text === undefined || !Number.isSafeInteger(value) || value < 0)
+      throw new Error(`${name} takes a non-negative integer, not ${JSON.stringify(text)}`)
     return value
   }
   for (let i = 0; i < argv.length; i++) {
@@ -68,7 +78,9 @@ function parseArgs(argv: readonly string[]): Args {
         break
       case '--help':
       case '-h':
-        console.log('usage: npm run sim -- [--seeds N] [--from S] [--seed S] [--config JSON] [--shrink] [--history FILE] [--verbose] [--first]')
+        console.log(
+          'usage: npm run sim -- [--seeds N] [--from S] [--seed S] [--config JSON] [--shrink] [--history FILE] [--verbose] [--first]',
+        )
         process.exit(0)
         break
       default:
@@ -83,7 +95,9 @@ export function describeFailure(result: SimResult, overrides: ConfigOverrides, v
   const lines = [
     `FAIL seed ${result.seed} (${JSON.stringify(result.config)}): ${result.violations.length} violation(s)`,
     ...shown.map((violation) => `  [${violation.checker}] ${violation.message}`),
-    ...(shown.length < result.violations.length ? [`  … and ${result.violations.length - shown.length} more (--verbose)`] : []),
+    ...(shown.length < result.violations.length
+      ? [`  … and ${result.violations.length - shown.length} more (--verbose)`]
+      : []),
     `  replay: ${replayLine(result.seed, overrides)}`,
   ]
   return lines.join('\n')
@@ -104,8 +118,13 @@ async function main(): Promise<number> {
     console.log(`stats ${JSON.stringify(result.stats)} in ${seconds.toFixed(2)} s`)
     if (args.history !== null) {
       await writeFile(args.history, result.history.map((event) => JSON.stringify(event)).join('\n') + '\n')
-      await writeFile(`${args.history}.final.json`, JSON.stringify({ finals: result.finals, changes: result.changes, nodeIds: result.nodeIds }, null, 1))
-      console.log(`history written to ${args.history} (${result.history.length} events), final states to ${args.history}.final.json`)
+      await writeFile(
+        `${args.history}.final.json`,
+        JSON.stringify({ finals: result.finals, changes: result.changes, nodeIds: result.nodeIds }, null, 1),
+      )
+      console.log(
+        `history written to ${args.history} (${result.history.length} events), final states to ${args.history}.final.json`,
+      )
     }
     if (result.violations.length === 0) {
       console.log('ok')
@@ -117,7 +136,9 @@ async function main(): Promise<number> {
   }
 
   const from = args.from ?? Math.floor(Math.random() * 2 ** 31)
-  console.log(`simulating ${args.seeds} seeds from ${from}${Object.keys(args.config).length > 0 ? ` with ${JSON.stringify(args.config)}` : ''}`)
+  console.log(
+    `simulating ${args.seeds} seeds from ${from}${Object.keys(args.config).length > 0 ? ` with ${JSON.stringify(args.config)}` : ''}`,
+  )
   const started = performance.now()
   const failures: SimResult[] = []
   const total: SimStats = emptyStats()
@@ -130,19 +151,25 @@ async function main(): Promise<number> {
       failures.push(result)
       console.log(describeFailure(result, args.config, args.verbose))
       if (args.first) {
-        console.log(`first failure at seed ${i + 1} of the run, after ${((performance.now() - started) / 1000).toFixed(1)} s`)
+        console.log(
+          `first failure at seed ${i + 1} of the run, after ${((performance.now() - started) / 1000).toFixed(1)} s`,
+        )
         break
       }
     }
     const now = performance.now()
     if (now - lastReport > 10_000) {
       lastReport = now
-      console.log(`  ${i + 1} seeds, ${failures.length} failed, ${((i + 1) / ((now - started) / 1000)).toFixed(1)} seeds/s`)
+      console.log(
+        `  ${i + 1} seeds, ${failures.length} failed, ${((i + 1) / ((now - started) / 1000)).toFixed(1)} seeds/s`,
+      )
     }
   }
   const seconds = (performance.now() - started) / 1000
   const ran = failures.length > 0 && args.first ? (failures[0] as SimResult).seed - from + 1 : args.seeds
-  console.log(`${ran} seeds in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ${failures.length} failed`)
+  console.log(
+    `${ran} seeds in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ${failures.length} failed`,
+  )
   console.log(`totals ${JSON.stringify(total)}`)
   if (failures.length === 0) return 0
   console.log(`failed seeds: ${failures.map((result) => result.seed).join(' ')}`)

@@ -15,7 +15,9 @@ export interface Shrunk {
 
 /** The smallest shape (within `timeLimitMs`) under which `seed` still fails. */
 export async function shrinkRun(config: SimConfig, timeLimitMs = 60_000): Promise<Shrunk | null> {
-  const faultArbs = Object.fromEntries(FAULT_NAMES.map((name) => [name, config.faults[name] ? fc.boolean() : fc.constant(false)])) as {
+  const faultArbs = Object.fromEntries(
+    FAULT_NAMES.map((name) => [name, config.faults[name] ? fc.boolean() : fc.constant(false)]),
+  ) as {
     [K in keyof Faults]: fc.Arbitrary<boolean>
   }
   const arbitrary = fc.record({
@@ -25,7 +27,13 @@ export async function shrinkRun(config: SimConfig, timeLimitMs = 60_000): Promis
     unsynced: fc.integer({ min: 0, max: config.unsynced }),
     faults: fc.record(faultArbs),
   })
-  const start: ConfigOverrides = { nodes: config.nodes, clients: config.clients, ops: config.ops, unsynced: config.unsynced, faults: { ...config.faults } }
+  const start: ConfigOverrides = {
+    nodes: config.nodes,
+    clients: config.clients,
+    ops: config.ops,
+    unsynced: config.unsynced,
+    faults: { ...config.faults },
+  }
   let runs = 0
   let last: string[] = []
   const details = await fc.check(
@@ -36,7 +44,13 @@ export async function shrinkRun(config: SimConfig, timeLimitMs = 60_000): Promis
       last = result.violations.map((violation) => `${violation.checker}: ${violation.message}`)
       return false
     }),
-    { examples: [[start as never]], numRuns: 1, interruptAfterTimeLimit: timeLimitMs, markInterruptAsFailure: false, endOnFailure: false },
+    {
+      examples: [[start as never]],
+      numRuns: 1,
+      interruptAfterTimeLimit: timeLimitMs,
+      markInterruptAsFailure: false,
+      endOnFailure: false,
+    },
   )
   if (!details.failed || details.counterexample === null) return null
   const [overrides] = details.counterexample as [ConfigOverrides]

@@ -1,5 +1,5 @@
 /**
- * Level L1 (TESTING.md): the deterministic simulator over many seeds, and its determinism.
+ * Level L1 (docs/testing.md): the deterministic simulator over many seeds, and its determinism.
  *
  * Each `npm test` runs `MESHKV_SIM_SEEDS` seeds (default 500) from `MESHKV_SIM_SEED` (default: a
  * fresh random start, printed). A failure names each failing seed with its replay command
@@ -20,7 +20,8 @@ function startSeed(): number {
   const text = process.env['MESHKV_SIM_SEED']
   if (text === undefined || text === '') return Math.floor(Math.random() * 2 ** 31)
   const seed = Number(text)
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`MESHKV_SIM_SEED must be a non-negative integer, not ${JSON.stringify(text)}`)
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new Error(`MESHKV_SIM_SEED must be a non-negative integer, not ${JSON.stringify(text)}`)
   return seed
 }
 
@@ -46,12 +47,19 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
       if (result.violations.length > 0) failures.push(result)
     }
     const seconds = (performance.now() - started) / 1000
-    console.log(`simulation: ${ran} seeds from ${from} in ${seconds.toFixed(1)} s (${(ran / seconds).toFixed(1)} seeds/s), ${failures.length} failed; ${JSON.stringify(totals)}`)
+    console.log(
+      `simulation: ${ran} seeds from ${from} in ${seconds.toFixed(1)} s (${(ran / seconds).toFixed(1)} seeds/s), ${failures.length} failed; ${JSON.stringify(totals)}`,
+    )
     if (failures.length > 0) {
       const first = failures[0] as SimResult
       const shrunk = await shrinkRun(first.config, 60_000)
-      const smallest = shrunk === null ? '' : `\nshrunk (seed ${first.seed}, ${shrunk.runs} runs): ${JSON.stringify(shrunk.overrides)}\n  ${shrunk.violations[0]?.slice(0, 1500) ?? ''}\n  replay: ${replayLine(first.seed, shrunk.overrides)}`
-      throw new Error(`the simulation failed for ${failures.length} seed(s) (run from ${from}; rerun the batch with MESHKV_SIM_SEED=${from}):\n${failures.map(report).join('\n')}${smallest}`)
+      const smallest =
+        shrunk === null
+          ? ''
+          : `\nshrunk (seed ${first.seed}, ${shrunk.runs} runs): ${JSON.stringify(shrunk.overrides)}\n  ${shrunk.violations[0]?.slice(0, 1500) ?? ''}\n  replay: ${replayLine(first.seed, shrunk.overrides)}`
+      throw new Error(
+        `the simulation failed for ${failures.length} seed(s) (run from ${from}; rerun the batch with MESHKV_SIM_SEED=${from}):\n${failures.map(report).join('\n')}${smallest}`,
+      )
     }
     // Over a full run the faults did happen: a simulator whose faults never fire proves nothing.
     if (ran >= 200) {

@@ -1,5 +1,5 @@
 /**
- * The deterministic simulator (TESTING.md, level L1): 3-5 nodes made of the real protocol core —
+ * The deterministic simulator (docs/testing.md, level L1): 3-5 nodes made of the real protocol core —
  * a `Store` on a `MemoryBackend` and a `Replicator` each — joined by the in-memory links of
  * test/helpers/link-pair.ts, on one virtual timeline, with ONE seeded PRNG (the cluster's) that
  * every random choice draws from: the run's shape, latencies, faults, clients, disk latencies.
@@ -124,7 +124,24 @@ export interface SimStats {
 }
 
 export function emptyStats(): SimStats {
-  return { events: 0, deliveries: 0, changes: 0, ops: 0, acknowledged: 0, unknown: 0, failed: 0, crashes: 0, lossyCrashes: 0, partitions: 0, drops: 0, refusedSkew: 0, duplicates: 0, links: 0, duplicateLinks: 0, virtualMs: 0 }
+  return {
+    events: 0,
+    deliveries: 0,
+    changes: 0,
+    ops: 0,
+    acknowledged: 0,
+    unknown: 0,
+    failed: 0,
+    crashes: 0,
+    lossyCrashes: 0,
+    partitions: 0,
+    drops: 0,
+    refusedSkew: 0,
+    duplicates: 0,
+    links: 0,
+    duplicateLinks: 0,
+    virtualMs: 0,
+  }
 }
 
 export interface SimResult {
@@ -231,7 +248,9 @@ export class Simulation {
       onQueued: (end) => this.network.queued(end),
       onDeliver: (delivery) => {
         this.stats.deliveries++
-        this.trace(`d ${delivery.from.slice(-1)}>${delivery.to.slice(-1)} #${delivery.link} ${summarize(delivery.message)}`)
+        this.trace(
+          `d ${delivery.from.slice(-1)}>${delivery.to.slice(-1)} #${delivery.link} ${summarize(delivery.message)}`,
+        )
       },
     })
     this.random = this.cluster.random
@@ -255,7 +274,14 @@ export class Simulation {
 
   nemesis(fault: string, nodes: number[], detail?: string, lossy?: boolean): void {
     if (fault === 'drop') this.stats.drops++
-    this.#record({ kind: 'nemesis', atMs: this.#now(), fault, nodes, ...(lossy === undefined ? {} : { lossy }), ...(detail === undefined ? {} : { detail }) })
+    this.#record({
+      kind: 'nemesis',
+      atMs: this.#now(),
+      fault,
+      nodes,
+      ...(lossy === undefined ? {} : { lossy }),
+      ...(detail === undefined ? {} : { detail }),
+    })
   }
 
   #now(): number {
@@ -319,21 +345,46 @@ export class Simulation {
       this.#startClients()
       this.#scheduleNemesis()
       const chaosDeadline = this.timeline.nowMs + 600_000
-      if (!(await this.#runUntil(() => this.#clients.every((client) => client.remaining === 0 && !client.busy), chaosDeadline))) {
+      if (
+        !(await this.#runUntil(
+          () => this.#clients.every((client) => client.remaining === 0 && !client.busy),
+          chaosDeadline,
+        ))
+      ) {
         const open = [...this.#flights.values()].map((flight) => JSON.stringify(flight.invoke))
-        this.violations.push({ checker: 'liveness', message: `the clients did not finish within 600 virtual s; still open: ${open.slice(0, 5).join(', ')}` })
+        this.violations.push({
+          checker: 'liveness',
+          message: `the clients did not finish within 600 virtual s; still open: ${open.slice(0, 5).join(', ')}`,
+        })
       }
       await this.#heal()
       const quiet = await this.#quiesce()
-      if (!quiet) this.violations.push({ checker: 'liveness', message: `no quiescence within ${QUIESCE_DEADLINE_MS} virtual ms of the final heal:\n${this.describe()}` })
+      if (!quiet)
+        this.violations.push({
+          checker: 'liveness',
+          message: `no quiescence within ${QUIESCE_DEADLINE_MS} virtual ms of the final heal:\n${this.describe()}`,
+        })
       this.stats.virtualMs = this.#now()
       const finals = await this.#finals()
       const changes = await this.#changes()
       const nodeIds = Object.fromEntries(this.cluster.nodes.map((node) => [String(node.index), node.nodeId]))
       this.stats.changes = changes.length
       for (const node of this.cluster.nodes) this.stats.duplicates += node.replicator.counters['duplicates'] ?? 0
-      const violations = [...this.violations, ...checkAll({ history: this.history, finals, changes, members: config.nodes, nodeIds })]
-      return { seed: this.seed, config, history: this.history, finals, changes, nodeIds, trace: this.#hash.digest('hex'), stats: this.stats, violations }
+      const violations = [
+        ...this.violations,
+        ...checkAll({ history: this.history, finals, changes, members: config.nodes, nodeIds }),
+      ]
+      return {
+        seed: this.seed,
+        config,
+        history: this.history,
+        finals,
+        changes,
+        nodeIds,
+        trace: this.#hash.digest('hex'),
+        stats: this.stats,
+        violations,
+      }
     } finally {
       await this.#close()
     }
@@ -380,7 +431,9 @@ export class Simulation {
   #attachDisk(node: SimNode): void {
     node.backend.disk.latency = (sync) =>
       new Promise<void>((resolve) => {
-        const ms = sync ? 1 + Math.floor(this.random() * (this.random() < 0.1 ? 40 : 12)) : Math.floor(this.random() * 2)
+        const ms = sync
+          ? 1 + Math.floor(this.random() * (this.random() < 0.1 ? 40 : 12))
+          : Math.floor(this.random() * 2)
         this.timeline.after(ms, `disk ${node.index}`, resolve)
       })
   }
@@ -413,7 +466,10 @@ export class Simulation {
       applyRemote: (change) => {
         handed = vcJoin(handed, store.vc)
         if (change.dot.seq > vcGet(handed, change.dot.node) + 1 || !vcCovers(handed, change.deps)) {
-          if (current()) this.internal(`node ${index} was handed ${dotString(change.dot)} (deps ${JSON.stringify(change.deps)}) before the changes it follows (handed so far: ${JSON.stringify(handed)})`)
+          if (current())
+            this.internal(
+              `node ${index} was handed ${dotString(change.dot)} (deps ${JSON.stringify(change.deps)}) before the changes it follows (handed so far: ${JSON.stringify(handed)})`,
+            )
         }
         handed = vcJoin(handed, { [change.dot.node]: change.dot.seq })
         return store.applyRemote(change)
@@ -446,7 +502,15 @@ export class Simulation {
     const { clients, ops, nodes } = this.config
     for (let id = 0; id < clients; id++) {
       const remaining = Math.floor(ops / clients) + (id < ops % clients ? 1 : 0)
-      const client: Client = { id, node: id % nodes, token: {}, lastRead: new Map(), remaining, busy: false, written: 0 }
+      const client: Client = {
+        id,
+        node: id % nodes,
+        token: {},
+        lastRead: new Map(),
+        remaining,
+        busy: false,
+        written: 0,
+      }
       this.#clients.push(client)
       this.#scheduleClient(client, Math.floor(this.random() * 500))
     }
@@ -483,18 +547,39 @@ export class Simulation {
       const value = `v${client.id}.${client.written++}`
       const seen = client.lastRead.get(key)
       const context = seen !== undefined && this.random() < 0.4 ? seen : undefined
-      const op: WriteOperation = { type: 'put', key, value, w: this.#writeConcern(), ...(context === undefined ? {} : { context: context.map(dotString) }) }
-      this.#write(client, op, [{ type: 'kv.put', key, value: enc(value), contentType: 'text/plain', ...(context === undefined ? {} : { context }) }])
+      const op: WriteOperation = {
+        type: 'put',
+        key,
+        value,
+        w: this.#writeConcern(),
+        ...(context === undefined ? {} : { context: context.map(dotString) }),
+      }
+      this.#write(client, op, [
+        {
+          type: 'kv.put',
+          key,
+          value: enc(value),
+          contentType: 'text/plain',
+          ...(context === undefined ? {} : { context }),
+        },
+      ])
     } else if (roll < 0.28) {
       const key = this.pick(KV_KEYS)
       const seen = client.lastRead.get(key)
       const context = seen !== undefined && this.random() < 0.4 ? seen : undefined
-      const op: WriteOperation = { type: 'del', key, w: this.#writeConcern(), ...(context === undefined ? {} : { context: context.map(dotString) }) }
+      const op: WriteOperation = {
+        type: 'del',
+        key,
+        w: this.#writeConcern(),
+        ...(context === undefined ? {} : { context: context.map(dotString) }),
+      }
       this.#write(client, op, [{ type: 'kv.del', key, ...(context === undefined ? {} : { context }) }])
     } else if (roll < 0.43) {
       const name = this.pick(COUNTER_NAMES)
       const delta = this.random() < 0.25 ? -1 - Math.floor(this.random() * 3) : 1 + Math.floor(this.random() * 5)
-      this.#write(client, { type: 'incr', name, delta, w: this.#writeConcern() }, [{ type: 'counter.add', name, delta }])
+      this.#write(client, { type: 'incr', name, delta, w: this.#writeConcern() }, [
+        { type: 'counter.add', name, delta },
+      ])
     } else if (roll < 0.53) {
       const name = this.pick(SET_NAMES)
       const member = this.pick(MEMBERS)
@@ -502,7 +587,9 @@ export class Simulation {
     } else if (roll < 0.59) {
       const name = this.pick(SET_NAMES)
       const member = this.pick(MEMBERS)
-      this.#write(client, { type: 'srem', name, member, w: this.#writeConcern() }, [{ type: 'set.remove', name, member }])
+      this.#write(client, { type: 'srem', name, member, w: this.#writeConcern() }, [
+        { type: 'set.remove', name, member },
+      ])
     } else if (roll < 0.8) {
       this.#read(client, { type: 'get', key: this.pick(KV_KEYS), token, r: this.#readConcern() })
     } else if (roll < 0.9) {
@@ -514,15 +601,35 @@ export class Simulation {
 
   #invoke(client: Client, op: Operation, write: boolean): Flight {
     const node = this.cluster.node(client.node)
-    const invoke: InvokeEvent = { kind: 'invoke', id: this.#nextOp++, client: client.id, node: client.node, atMs: this.#now(), op }
+    const invoke: InvokeEvent = {
+      kind: 'invoke',
+      id: this.#nextOp++,
+      client: client.id,
+      node: client.node,
+      atMs: this.#now(),
+      op,
+    }
     this.#record(invoke)
     this.stats.ops++
-    const flight: Flight = { invoke, client, node: client.node, generation: node.generation, write, timer: null, cancel: null, done: false }
+    const flight: Flight = {
+      invoke,
+      client,
+      node: client.node,
+      generation: node.generation,
+      write,
+      timer: null,
+      cancel: null,
+      done: false,
+    }
     this.#flights.set(invoke.id, flight)
     return flight
   }
 
-  #finish(flight: Flight, kind: CompletionEvent['kind'], fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = {}): void {
+  #finish(
+    flight: Flight,
+    kind: CompletionEvent['kind'],
+    fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = {},
+  ): void {
     if (flight.done) return
     flight.done = true
     this.timeline.cancel(flight.timer)
@@ -530,14 +637,22 @@ export class Simulation {
     this.#flights.delete(flight.invoke.id)
     const dot = fields.dot ?? flight.dot
     const required = fields.required ?? flight.required
-    this.#record({ kind, id: flight.invoke.id, atMs: this.#now(), ...fields, ...(dot === undefined ? {} : { dot }), ...(required === undefined ? {} : { required }) })
+    this.#record({
+      kind,
+      id: flight.invoke.id,
+      atMs: this.#now(),
+      ...fields,
+      ...(dot === undefined ? {} : { dot }),
+      ...(required === undefined ? {} : { required }),
+    })
     if (kind === 'ok') this.stats.acknowledged++
     else if (kind === 'unknown') this.stats.unknown++
     else this.stats.failed++
     this.activity()
     const client = flight.client
     client.busy = false
-    if (kind !== 'ok' && (fields.code === 'MESHKV_ERR_UNAVAILABLE' || fields.code === 'MESHKV_ERR_CONNECTION_RESET')) this.#failOver(client)
+    if (kind !== 'ok' && (fields.code === 'MESHKV_ERR_UNAVAILABLE' || fields.code === 'MESHKV_ERR_CONNECTION_RESET'))
+      this.#failOver(client)
     this.#scheduleClient(client, 20 + Math.floor(this.random() * 300))
   }
 
@@ -561,7 +676,8 @@ export class Simulation {
       (error: unknown) => {
         if (flight.done) return
         const code = isMeshError(error) ? error.code : 'UNEXPECTED'
-        if (code !== 'MESHKV_ERR_CLOSED') this.internal(`a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`)
+        if (code !== 'MESHKV_ERR_CLOSED')
+          this.internal(`a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`)
         this.#finish(flight, 'unknown', { code })
       },
     )
@@ -574,7 +690,9 @@ export class Simulation {
     const change = result.change
     if (op.type === 'incr') fields.result = counterValue(result.states.get(stateId('counter', op.name)) as never)
     if (op.type === 'sadd' || op.type === 'srem') {
-      const done = change?.ops.find((o) => (o.type === 'set.add' || o.type === 'set.remove') && o.member === op.member) as Extract<Op, { type: 'set.add' }> | undefined
+      const done = change?.ops.find(
+        (o) => (o.type === 'set.add' || o.type === 'set.remove') && o.member === op.member,
+      ) as Extract<Op, { type: 'set.add' }> | undefined
       fields.observed = done !== undefined && done.context.length > 0
     }
     if (change === null) {
@@ -632,7 +750,9 @@ export class Simulation {
       void this.#answer(waiter)
       return
     }
-    flight.timer = this.timeline.after(READ_TIMEOUT_MS, `r-timeout ${flight.invoke.id}`, () => this.#finish(flight, 'fail', { code: 'MESHKV_ERR_READ_TIMEOUT' }))
+    flight.timer = this.timeline.after(READ_TIMEOUT_MS, `r-timeout ${flight.invoke.id}`, () =>
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_READ_TIMEOUT' }),
+    )
     this.#waiters.push(waiter)
   }
 
@@ -677,7 +797,13 @@ export class Simulation {
         const snapshot = await this.cluster.node(index).store.snapshot()
         try {
           const state = await snapshot.getState(space, key)
-          joined = joined === null ? { state, vc: snapshot.vc } : { state: joinState(space, joined.state, joined.vc, state, snapshot.vc), vc: vcJoin(joined.vc, snapshot.vc) }
+          joined =
+            joined === null
+              ? { state, vc: snapshot.vc }
+              : {
+                  state: joinState(space, joined.state, joined.vc, state, snapshot.vc),
+                  vc: vcJoin(joined.vc, snapshot.vc),
+                }
         } finally {
           await snapshot.close()
         }
@@ -690,14 +816,20 @@ export class Simulation {
     if (flight.done || joined === null) return
     const client = flight.client
     client.token = vcJoin(client.token, joined.vc)
-    const fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = { vc: { ...joined.vc }, token: encodeCausalToken(joined.vc) }
+    const fields: Omit<CompletionEvent, 'kind' | 'id' | 'atMs'> = {
+      vc: { ...joined.vc },
+      token: encodeCausalToken(joined.vc),
+    }
     if (op.type === 'get') {
       const state = joined.state as RegisterState
       const winner = lwwSibling(state)
       fields.result = winner === undefined || winner.value === null ? null : dec(winner.value)
       fields.siblingDots = state.siblings.map((sibling) => dotString(sibling.dot))
       fields.siblings = state.siblings.flatMap((sibling) => (sibling.value === null ? [] : [dec(sibling.value)]))
-      client.lastRead.set(op.key, state.siblings.map((sibling) => sibling.dot))
+      client.lastRead.set(
+        op.key,
+        state.siblings.map((sibling) => sibling.dot),
+      )
     } else if (op.type === 'cget') {
       fields.result = counterValue(joined.state as never)
     } else {
@@ -741,7 +873,9 @@ export class Simulation {
         this.#crash(node.index, crash)
         this.#restartTimers.set(
           node.index,
-          this.timeline.after(300 + Math.floor(this.random() * 5000), `restart ${node.index}`, () => this.#restart(node.index)),
+          this.timeline.after(300 + Math.floor(this.random() * 5000), `restart ${node.index}`, () =>
+            this.#restart(node.index),
+          ),
         )
         return
       }
@@ -757,7 +891,11 @@ export class Simulation {
         const pair = this.pick(pairs)
         const ms = 200 + Math.floor(this.random() * 1800)
         this.network.stall(pair, this.timeline.nowMs + ms)
-        this.nemesis('stall', pair.ends.map((end) => Number.parseInt(end.self, 16) - 1), `link ${pair.id} for ${ms} ms`)
+        this.nemesis(
+          'stall',
+          pair.ends.map((end) => Number.parseInt(end.self, 16) - 1),
+          `link ${pair.id} for ${ms} ms`,
+        )
         return
       }
     }
@@ -804,13 +942,16 @@ export class Simulation {
     if (lossy) this.stats.lossyCrashes++
     this.nemesis('crash', [index], kind, lossy)
     if (lossy) {
-      const held = Object.fromEntries(this.cluster.nodes.map((other) => [other.nodeId, this.#diskSeq(node, other.nodeId)]))
+      const held = Object.fromEntries(
+        this.cluster.nodes.map((other) => [other.nodeId, this.#diskSeq(node, other.nodeId)]),
+      )
       this.#lostVc[index] = vcJoin(this.#lostVc[index] ?? {}, held)
     }
     this.cluster.crash(index, kind, { cutLinks: false })
     this.network.crashed(index, kind)
     for (const flight of [...this.#flights.values()]) {
-      if (flight.node === index) this.#finish(flight, flight.write ? 'unknown' : 'fail', { code: 'MESHKV_ERR_CONNECTION_RESET' })
+      if (flight.node === index)
+        this.#finish(flight, flight.write ? 'unknown' : 'fail', { code: 'MESHKV_ERR_CONNECTION_RESET' })
     }
   }
 
@@ -843,7 +984,11 @@ export class Simulation {
     this.network.dropRate = 0
     this.network.clearStalls()
     this.network.setPaths(() => true)
-    this.nemesis('heal', this.cluster.nodes.map((node) => node.index), 'final')
+    this.nemesis(
+      'heal',
+      this.cluster.nodes.map((node) => node.index),
+      'final',
+    )
     for (const [index, timer] of this.#restartTimers) {
       this.timeline.cancel(timer)
       this.#restart(index)
@@ -855,7 +1000,10 @@ export class Simulation {
     const nodes = this.cluster.nodes
     if (this.#restarting.size > 0 || this.#flights.size > 0 || !nodes.every((node) => node.alive)) return false
     const first = (nodes[0] as SimNode).store.vc
-    return nodes.every((node) => vcEquals(node.store.vc, first) && node.replicator.counters['buffered'] === 0) && this.network.inFlight() === 0
+    return (
+      nodes.every((node) => vcEquals(node.store.vc, first) && node.replicator.counters['buffered'] === 0) &&
+      this.network.inFlight() === 0
+    )
   }
 
   async #quiesce(): Promise<boolean> {

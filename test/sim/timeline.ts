@@ -26,7 +26,13 @@ export class Timeline {
 
   /** Schedules `run` at `atMs` (never before now). Returns the event, which `cancel` can drop. */
   at(atMs: number, label: string, run: () => void): TimedEvent {
-    const event: TimedEvent = { atMs: Math.max(this.nowMs, Math.round(atMs)), seq: this.#seq++, label, run, cancelled: false }
+    const event: TimedEvent = {
+      atMs: Math.max(this.nowMs, Math.round(atMs)),
+      seq: this.#seq++,
+      label,
+      run,
+      cancelled: false,
+    }
     this.#heap.push(event)
     this.#up(this.#heap.length - 1)
     return event

@@ -11,7 +11,18 @@ import { HLC_ZERO, compareHlc, encodeVersion, isNodeId, toNodeId, vcGet, vcSet }
 import type { AnyState, Change, Intent, Op, RegisterState, Space } from '../../src/crdt/index.js'
 import { counterValue, lwwSibling, registerDots, setMembers } from '../../src/crdt/index.js'
 import { MeshError } from '../../src/errors.js'
-import type { Backend, BackendSnapshot, BackendWrite, CommitResult, LogEntry, Range, StateReader, StoreOptions, StoreSnapshot, Sub } from '../../src/storage/index.js'
+import type {
+  Backend,
+  BackendSnapshot,
+  BackendWrite,
+  CommitResult,
+  LogEntry,
+  Range,
+  StateReader,
+  StoreOptions,
+  StoreSnapshot,
+  Sub,
+} from '../../src/storage/index.js'
 import { FOLLOW_PAGE_ENTRIES, GROUP_CHANGES_MAX, Store, followLog, stateId } from '../../src/storage/index.js'
 import { encode } from '../../src/codec/index.js'
 import { plainBytes } from '../helpers/bytes.js'
@@ -308,7 +319,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         // A blind write replaces exactly what the node held.
         expect(changes[1]?.ops[0]).toMatchObject({ type: 'kv.put', context: [{ node: self, seq: 1 }] })
         expect(changes[2]?.ops[0]).toMatchObject({ type: 'kv.del', context: [{ node: self, seq: 2 }] })
-        expect(commits.map((entries) => entries.map((entry) => entry.lsn))).toEqual(range(1, steps.length).map((lsn) => [lsn]))
+        expect(commits.map((entries) => entries.map((entry) => entry.lsn))).toEqual(
+          range(1, steps.length).map((lsn) => [lsn]),
+        )
 
         expect(await valueOf(store, 'a')).toBeUndefined()
         expect((await store.getState('kv', 'a')).siblings).toHaveLength(1) // the tombstone
@@ -339,7 +352,14 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           remove('s', 'absent'),
         ])
         const change = changeOf(result)
-        expect(change.ops.map((op) => op.type)).toEqual(['kv.put', 'kv.put', 'kv.del', 'counter.add', 'set.add', 'set.add'])
+        expect(change.ops.map((op) => op.type)).toEqual([
+          'kv.put',
+          'kv.put',
+          'kv.del',
+          'counter.add',
+          'set.add',
+          'set.add',
+        ])
         expect(change.dot).toEqual({ node: self, seq: vcGet(before.vc, self) + 1 })
         expect(result.lsn).toBe(before.lsn + 1)
         expect(vcGet(store.vc, self)).toBe(vcGet(before.vc, self) + 1)
@@ -382,7 +402,8 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           [put('other', 'x'), put('missing', 'x', { ifMatch: v2 })],
           [put('missing', 'x', { ifMatch: encodeVersion([]) })],
         ]
-        for (const intents of failing) expect(await meshCodeOf(store.commitLocal(intents))).toBe('MESHKV_ERR_PRECONDITION_FAILED')
+        for (const intents of failing)
+          expect(await meshCodeOf(store.commitLocal(intents))).toBe('MESHKV_ERR_PRECONDITION_FAILED')
         expect(store.lsn).toBe(before.lsn)
         expect(store.vc).toEqual(before.vc)
         expect(store.hlc).toEqual(before.hlc)
@@ -411,7 +432,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
         const [g1, failed, g2] = outcomes
         expect(g1?.status === 'fulfilled' && changeOf(g1.value).dot.seq).toBe(seq + 1)
-        expect(failed?.status === 'rejected' && (failed.reason as MeshError).code).toBe('MESHKV_ERR_PRECONDITION_FAILED')
+        expect(failed?.status === 'rejected' && (failed.reason as MeshError).code).toBe(
+          'MESHKV_ERR_PRECONDITION_FAILED',
+        )
         expect(g2?.status === 'fulfilled' && changeOf(g2.value).dot.seq).toBe(seq + 2)
         expect(vcGet(store.vc, self)).toBe(seq + 2)
       })
@@ -426,14 +449,28 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           [add('s', 'm'), remove('s', 'm')],
           [add('s', 'm'), add('s', 'm')],
         ]
-        for (const intents of invalid) expect(await meshCodeOf(store.commitLocal(intents))).toBe('MESHKV_ERR_BATCH_INVALID')
+        for (const intents of invalid)
+          expect(await meshCodeOf(store.commitLocal(intents))).toBe('MESHKV_ERR_BATCH_INVALID')
         expect(store.lsn).toBe(0)
         expect(store.vc).toEqual({})
         expect(await keysOf(store, 'kv')).toEqual([])
 
         // Different members of one set, and one name in each key space, are distinct targets.
-        const ok = await store.commitLocal([add('s', 'm'), remove('s', 'other'), add('s', 'n'), put('n', '1'), incr('n', 1), add('n', 'n')])
-        expect(changeOf(ok).ops.map((op) => op.type)).toEqual(['set.add', 'set.add', 'kv.put', 'counter.add', 'set.add'])
+        const ok = await store.commitLocal([
+          add('s', 'm'),
+          remove('s', 'other'),
+          add('s', 'n'),
+          put('n', '1'),
+          incr('n', 1),
+          add('n', 'n'),
+        ])
+        expect(changeOf(ok).ops.map((op) => op.type)).toEqual([
+          'set.add',
+          'set.add',
+          'kv.put',
+          'counter.add',
+          'set.add',
+        ])
         expect(setMembers(await store.getState('set', 's'))).toEqual(['m', 'n'])
         expect(await valueOf(store, 'n')).toBe('1')
         expect(counterValue(await store.getState('counter', 'n'))).toBe(1)
@@ -455,7 +492,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(batches.length).toBeLessThan(count / 2)
         for (const [i, result] of results.entries()) {
           const change = changeOf(result)
-          expect(plainBytes(change.ops)).toEqual([expect.objectContaining({ type: 'kv.put', key: keyOf(i), value: enc(`v${i}`) })])
+          expect(plainBytes(change.ops)).toEqual([
+            expect.objectContaining({ type: 'kv.put', key: keyOf(i), value: enc(`v${i}`) }),
+          ])
           expect(result.lsn).toBe(await store.lsnOfDot(change.dot))
         }
         expect(results.map((result) => changeOf(result).dot.seq).sort((a, b) => a - b)).toEqual(range(1, count))
@@ -477,7 +516,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         for (const [i, result] of results.entries()) {
           expect((stateAfter(result, 'kv', 'hot') as RegisterState).siblings).toHaveLength(1)
           const previous = results[i - 1]
-          expect(changeOf(result).ops[0]).toMatchObject({ context: previous === undefined ? [] : [changeOf(previous).dot] })
+          expect(changeOf(result).ops[0]).toMatchObject({
+            context: previous === undefined ? [] : [changeOf(previous).dot],
+          })
         }
         const state = await store.getState('kv', 'hot')
         expect(state.siblings).toHaveLength(1)
@@ -496,7 +537,11 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         const c1 = remoteChange(
           OTHER,
           1,
-          [rput('r', 'remote'), { type: 'counter.add', name: 'c', delta: 4 }, { type: 'set.add', name: 's', member: 'm', context: [] }],
+          [
+            rput('r', 'remote'),
+            { type: 'counter.add', name: 'c', delta: 4 },
+            { type: 'set.add', name: 's', member: 'm', context: [] },
+          ],
           {},
           { wallMs: START_MS + 50, logical: 7 },
         )
@@ -510,7 +555,10 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(setMembers(await store.getState('set', 's'))).toEqual(['m'])
 
         // A remote write that saw ours replaces it.
-        const c2 = remoteChange(OTHER, 2, [rput('mine', 'overwritten', [local.dot])], vc([self, 1], [OTHER, 1]), { wallMs: START_MS + 60, logical: 0 })
+        const c2 = remoteChange(OTHER, 2, [rput('mine', 'overwritten', [local.dot])], vc([self, 1], [OTHER, 1]), {
+          wallMs: START_MS + 60,
+          logical: 0,
+        })
         await store.applyRemote(c2)
         const mine = await store.getState('kv', 'mine')
         expect(mine.siblings.map((sibling) => sibling.dot)).toEqual([c2.dot])
@@ -524,7 +572,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(store.hlc).toEqual({ wallMs: START_MS + 60, logical: 0 })
         expect(store.vc).toEqual(vc([self, 1], [OTHER, 2], [THIRD, 1]))
 
-        expect(plainBytes((await store.readLog(0, 10)).map((entry) => entry.change))).toEqual(plainBytes([local, c1, c2, c3]))
+        expect(plainBytes((await store.readLog(0, 10)).map((entry) => entry.change))).toEqual(
+          plainBytes([local, c1, c2, c3]),
+        )
         expect(await store.lsnOfDot(c3.dot)).toBe(4)
 
         // Our wall clock is behind what we have seen: the next local HLC still follows the highest.
@@ -575,7 +625,8 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           // Not starting at seq 1.
           remoteChange(THIRD, 2, [rput('t', '2')], {}, { wallMs: START_MS, logical: 5 }),
         ]
-        for (const change of outOfOrder) expect(await meshCodeOf(store.applyRemote(change))).toBe('MESHKV_ERR_OUT_OF_ORDER')
+        for (const change of outOfOrder)
+          expect(await meshCodeOf(store.applyRemote(change))).toBe('MESHKV_ERR_OUT_OF_ORDER')
         // In one group, a change whose predecessor was refused (clock skew) is out of order too.
         const skewed = remoteChange(THIRD, 1, [rput('t', 'future')], {}, { wallMs: h.ms + 10 * 60_000, logical: 0 })
         const follower = remoteChange(THIRD, 2, [rput('t', 'after')], vc([THIRD, 1]), { wallMs: START_MS, logical: 6 })
@@ -586,7 +637,9 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(store.vc).toEqual(before.vc)
         expect(store.hlc).toEqual(before.hlc)
         expect(await valueOf(store, 't')).toBeUndefined()
-        const next = await store.applyRemote(remoteChange(OTHER, 2, [rput('r', '2')], vc([OTHER, 1]), { wallMs: START_MS, logical: 1 }))
+        const next = await store.applyRemote(
+          remoteChange(OTHER, 2, [rput('r', '2')], vc([OTHER, 1]), { wallMs: START_MS, logical: 1 }),
+        )
         expect(next.change?.dot).toEqual({ node: OTHER, seq: 2 })
         expect(await valueOf(store, 'r')).toBe('2')
       })
@@ -632,7 +685,13 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         for (const i of range(1, 10)) {
           if (i % 3 === 0) {
             otherSeq++
-            const change = remoteChange(OTHER, otherSeq, [rput(`r${i}`, String(i))], otherSeq === 1 ? {} : vc([OTHER, otherSeq - 1]), { wallMs: START_MS + i, logical: 0 })
+            const change = remoteChange(
+              OTHER,
+              otherSeq,
+              [rput(`r${i}`, String(i))],
+              otherSeq === 1 ? {} : vc([OTHER, otherSeq - 1]),
+              { wallMs: START_MS + i, logical: 0 },
+            )
             await store.applyRemote(change)
             made.push(change)
           } else {
@@ -641,7 +700,7 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           }
         }
         const pages: LogEntry[][] = []
-        for (let after = 0; ; ) {
+        for (let after = 0; ;) {
           const page = await store.readLog(after, 3)
           if (page.length === 0) break
           expect(page.length).toBeLessThanOrEqual(3)
@@ -757,7 +816,8 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         } finally {
           await snap.close()
         }
-        for await (const [key, state] of store.iterateStates('kv', {})) expect(dec(lwwSibling(state)?.value ?? enc(''))).toBe(`v:${key}`)
+        for await (const [key, state] of store.iterateStates('kv', {}))
+          expect(dec(lwwSibling(state)?.value ?? enc(''))).toBe(`v:${key}`)
         expect(await keysOf(store, 'counter')).toEqual(['a', 'constructor'])
         expect(await keysOf(store, 'set')).toEqual(['b'])
         // A set emptied by removes leaves no state behind.
@@ -820,10 +880,30 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         const self = store.nodeId
         h.ms = START_MS + 500
         await store.commitLocal([put('a', '1'), put('b', '2'), incr('c', 10), add('s', 'x'), add('s', 'y')])
-        await store.applyRemote(remoteChange(OTHER, 1, [rput('a', 'concurrent'), { type: 'counter.add', name: 'c', delta: -3 }], {}, { wallMs: START_MS + 900, logical: 2 }))
+        await store.applyRemote(
+          remoteChange(
+            OTHER,
+            1,
+            [rput('a', 'concurrent'), { type: 'counter.add', name: 'c', delta: -3 }],
+            {},
+            { wallMs: START_MS + 900, logical: 2 },
+          ),
+        )
         await store.commitLocal([del('b'), remove('s', 'x'), put('__proto__', 'p'), put('😀', 'astral')])
-        await store.applyRemote(remoteChange(THIRD, 1, [{ type: 'set.add', name: 's', member: 'z', context: [] }], vc([OTHER, 1]), { wallMs: START_MS + 100, logical: 0 }))
-        const before = { nodeId: self, vc: store.vc, lsn: store.lsn, hlc: store.hlc, states: await dumpStates(store), log: await store.readLog(0, 100) }
+        await store.applyRemote(
+          remoteChange(THIRD, 1, [{ type: 'set.add', name: 's', member: 'z', context: [] }], vc([OTHER, 1]), {
+            wallMs: START_MS + 100,
+            logical: 0,
+          }),
+        )
+        const before = {
+          nodeId: self,
+          vc: store.vc,
+          lsn: store.lsn,
+          hlc: store.hlc,
+          states: await dumpStates(store),
+          log: await store.readLog(0, 100),
+        }
         expect(before.lsn).toBe(4)
         expect(before.hlc).toEqual({ wallMs: START_MS + 900, logical: 3 })
 
@@ -967,7 +1047,8 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           expect(await keysOf(sender, 'kv')).toEqual(['kept'])
           const snapshot = await sender.snapshot()
           const entries: [Space, string, Uint8Array][] = []
-          for (const space of SPACES) for await (const [key, bytes] of snapshot.iterateRaw(space, {})) entries.push([space, key, bytes])
+          for (const space of SPACES)
+            for await (const [key, bytes] of snapshot.iterateRaw(space, {})) entries.push([space, key, bytes])
           await snapshot.close()
           await receiver.stageSnapshot(entries)
           const notified: number[] = []
@@ -986,8 +1067,12 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
 
       it('refuses a malformed staged state with MESHKV_ERR_DECODE; a stage left without its marker is dropped at the next open', async () => {
         const store = await h.open()
-        expect(await meshCodeOf(store.stageSnapshot([['kv', 'bad', new Uint8Array([0xc1, 0xff])]]))).toBe('MESHKV_ERR_DECODE')
-        expect(await meshCodeOf(store.stageSnapshot([['nope' as Space, 'k', new Uint8Array([0x90])]]))).toBe('MESHKV_ERR_DECODE')
+        expect(await meshCodeOf(store.stageSnapshot([['kv', 'bad', new Uint8Array([0xc1, 0xff])]]))).toBe(
+          'MESHKV_ERR_DECODE',
+        )
+        expect(await meshCodeOf(store.stageSnapshot([['nope' as Space, 'k', new Uint8Array([0x90])]]))).toBe(
+          'MESHKV_ERR_DECODE',
+        )
         const donor = await h.open({}, (await makeBackendFor(h)).backend)
         await donor.commitLocal([put('x', '1')])
         const view = await donor.snapshot()
@@ -1006,11 +1091,15 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         await donor.commitLocal([put('x', '1'), incr('c', 2)])
         const view = await donor.snapshot()
         const entries: [Space, string, Uint8Array][] = []
-        for (const space of SPACES) for await (const [key, bytes] of view.iterateRaw(space, {})) entries.push([space, key, bytes])
+        for (const space of SPACES)
+          for await (const [key, bytes] of view.iterateRaw(space, {})) entries.push([space, key, bytes])
         await view.close()
         await store.stageSnapshot(entries)
         // What applyStagedSnapshot writes first; the process dies before the join.
-        await h.fixture.backend.write([{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc: donor.vc, phase: 1 }) }], { sync: true })
+        await h.fixture.backend.write(
+          [{ type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc: donor.vc, phase: 1 }) }],
+          { sync: true },
+        )
         const again = await h.reopen(store)
         expect(again.vc).toEqual(donor.vc)
         expect(await dumpStates(again)).toEqual(await dumpStates(donor))

@@ -1,5 +1,5 @@
 /**
- * L3 crash atomicity of batches (TESTING.md): a real child process
+ * L3 crash atomicity of batches (docs/testing.md): a real child process
  * (test/fixtures/crash-batch-writer.ts) writes multi-key batches with `node.batch` and fsync on,
  * each with a unique marker, some of them deleting every key of an earlier batch; the parent kills
  * it with SIGKILL at a random moment, reopens the directory and checks that no batch is
@@ -18,7 +18,10 @@ import { prng, sleep, tempDir } from '../helpers/async.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
 import { batchKeys } from '../helpers/crash-batch.js'
 
-const SEED = process.env['MESHKV_CRASH_SEED'] === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(process.env['MESHKV_CRASH_SEED'])
+const SEED =
+  process.env['MESHKV_CRASH_SEED'] === undefined
+    ? Math.floor(Math.random() * 2 ** 32)
+    : Number(process.env['MESHKV_CRASH_SEED'])
 const LOOPS = Number(process.env['MESHKV_CRASH_LOOPS'] ?? 20)
 const REPLAY = `MESHKV_CRASH_SEED=${SEED} npx vitest run test/storage/crash-batch.test.ts`
 /** The longest wait after the first acknowledged batch before the kill. */
@@ -43,7 +46,12 @@ function learn(batches: Batches, lines: readonly string[]): { announced: number;
     const [verb, marker = '', keys = '', deletes] = line.split(' ')
     if (verb === 'open') continue
     if (verb === 'batching') {
-      batches.set(marker, { marker, keys: Number(keys), ...(deletes === undefined ? {} : { deletes }), acknowledged: false })
+      batches.set(marker, {
+        marker,
+        keys: Number(keys),
+        ...(deletes === undefined ? {} : { deletes }),
+        acknowledged: false,
+      })
       announced++
     } else if (verb === 'batch') {
       const batch = batches.get(marker)
@@ -62,7 +70,8 @@ async function check(dir: string, batches: Batches): Promise<string[]> {
   const present = new Map<string, { marker: string; j: number }>()
   const node = await MeshNode.open({ dir })
   try {
-    for await (const entry of node.entries()) present.set(entry.key, decodeValue(entry) as { marker: string; j: number })
+    for await (const entry of node.entries())
+      present.set(entry.key, decodeValue(entry) as { marker: string; j: number })
   } finally {
     await node.close()
   }
@@ -70,27 +79,36 @@ async function check(dir: string, batches: Batches): Promise<string[]> {
   const visible = (batch: Batch): number =>
     batchKeys(batch.marker, batch.keys).filter((key, j) => {
       const value = present.get(key)
-      if (value !== undefined && (value.marker !== batch.marker || value.j !== j)) violations.push(`${key} holds ${JSON.stringify(value).slice(0, 80)}`)
+      if (value !== undefined && (value.marker !== batch.marker || value.j !== j))
+        violations.push(`${key} holds ${JSON.stringify(value).slice(0, 80)}`)
       return value !== undefined
     }).length
   const deletedBy = new Map<string, Batch>()
   for (const batch of batches.values()) if (batch.deletes !== undefined) deletedBy.set(batch.deletes, batch)
   for (const batch of batches.values()) {
     const seen = visible(batch)
-    if (seen !== 0 && seen !== batch.keys) violations.push(`batch ${batch.marker} is half-visible: ${seen} of its ${batch.keys} keys`)
+    if (seen !== 0 && seen !== batch.keys)
+      violations.push(`batch ${batch.marker} is half-visible: ${seen} of its ${batch.keys} keys`)
     const deleter = deletedBy.get(batch.marker)
     if (deleter !== undefined) {
       // Its deleter is applied exactly when the deleter's own puts are visible (nothing deletes a deleter).
       const deleterApplied = visible(deleter) === deleter.keys
-      if (deleterApplied && seen !== 0) violations.push(`batch ${deleter.marker} is visible but ${seen} keys of ${batch.marker}, which it deleted, are still there`)
-      if (!deleterApplied && seen !== batch.keys) violations.push(`batch ${deleter.marker} is absent but ${batch.marker} (acknowledged) lost ${batch.keys - seen} keys`)
+      if (deleterApplied && seen !== 0)
+        violations.push(
+          `batch ${deleter.marker} is visible but ${seen} keys of ${batch.marker}, which it deleted, are still there`,
+        )
+      if (!deleterApplied && seen !== batch.keys)
+        violations.push(
+          `batch ${deleter.marker} is absent but ${batch.marker} (acknowledged) lost ${batch.keys - seen} keys`,
+        )
     } else if (batch.acknowledged && seen !== batch.keys) {
       violations.push(`acknowledged batch ${batch.marker} shows ${seen} of ${batch.keys} keys`)
     }
   }
   const known = new Set<string>()
   for (const batch of batches.values()) for (const key of batchKeys(batch.marker, batch.keys)) known.add(key)
-  for (const key of present.keys()) if (!known.has(key)) violations.push(`${key} belongs to no batch the writer announced`)
+  for (const key of present.keys())
+    if (!known.has(key)) violations.push(`${key} belongs to no batch the writer announced`)
   return violations
 }
 
@@ -104,7 +122,9 @@ describe('crash atomicity (L3): SIGKILL a process writing multi-key batches, reo
     let acknowledged = 0
     try {
       for (let run = 0; run < LOOPS; run++) {
-        const child = new ChildLines(spawnFixture('crash-batch-writer.ts', [shared.dir, String(run), String(Math.floor(random() * 2 ** 32))]))
+        const child = new ChildLines(
+          spawnFixture('crash-batch-writer.ts', [shared.dir, String(run), String(Math.floor(random() * 2 ** 32))]),
+        )
         try {
           await child.waitFor((line) => line.startsWith('batch '), START_TIMEOUT_MS, 'a first acknowledged batch')
           await sleep(Math.floor(random() * KILL_AFTER_MS_MAX))
@@ -123,7 +143,9 @@ describe('crash atomicity (L3): SIGKILL a process writing multi-key batches, reo
       await shared.remove()
     }
     const deleting = [...batches.values()].filter((batch) => batch.deletes !== undefined).length
-    console.log(`MEASURED crash-batch seed ${SEED}: ${LOOPS} kill -9 loops, ${announced} batches issued (${deleting} also deleting an earlier batch), ${acknowledged} acknowledged, ${announced - acknowledged} in flight at a kill; every batch all-or-nothing after every restart`)
+    console.log(
+      `MEASURED crash-batch seed ${SEED}: ${LOOPS} kill -9 loops, ${announced} batches issued (${deleting} also deleting an earlier batch), ${acknowledged} acknowledged, ${announced - acknowledged} in flight at a kill; every batch all-or-nothing after every restart`,
+    )
     expect(acknowledged).toBeGreaterThan(0)
     expect(announced).toBeGreaterThan(acknowledged)
     expect(deleting).toBeGreaterThan(0)

@@ -1,5 +1,5 @@
 /**
- * L3 crash durability (TESTING.md): a real child process (test/fixtures/crash-writer.ts) writes
+ * L3 crash durability (docs/testing.md): a real child process (test/fixtures/crash-writer.ts) writes
  * with fsync on and reports each acknowledged write; the parent kills it with SIGKILL at a random
  * moment, reopens the directory in this process and checks that the store opens, that no
  * acknowledged write is lost, and that VC, LSN, log and states agree.
@@ -21,7 +21,10 @@ import { fromUtf8 } from '../helpers/bytes.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
 import { CRASH_COUNTER, crashValue } from '../helpers/crash.js'
 
-const SEED = process.env['MESHKV_CRASH_SEED'] === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(process.env['MESHKV_CRASH_SEED'])
+const SEED =
+  process.env['MESHKV_CRASH_SEED'] === undefined
+    ? Math.floor(Math.random() * 2 ** 32)
+    : Number(process.env['MESHKV_CRASH_SEED'])
 const LOOPS = Number(process.env['MESHKV_CRASH_LOOPS'] ?? 20)
 const REPLAY = `MESHKV_CRASH_SEED=${SEED} npx vitest run test/storage/crash.test.ts`
 /** The longest wait after the first acknowledged write before the kill. */
@@ -43,7 +46,14 @@ interface Expectations {
 }
 
 function newExpectations(): Expectations {
-  return { nodeId: undefined, puts: new Map(), deleting: new Set(), deleted: new Set(), increments: { started: 0, acknowledged: 0, highest: 0 }, checkedLsn: 0 }
+  return {
+    nodeId: undefined,
+    puts: new Map(),
+    deleting: new Set(),
+    deleted: new Set(),
+    increments: { started: 0, acknowledged: 0, highest: 0 },
+    checkedLsn: 0,
+  }
 }
 
 /** Folds a killed child's output into what must now hold. */
@@ -127,7 +137,8 @@ async function check(dir: string, expected: Expectations, newKeys: readonly stri
       expect(lsn).toBe(index + 1)
       expect(change.dot).toEqual({ node: self, seq: index + 1 })
       expect(change.deps).toEqual(index === 0 ? {} : { [self]: index })
-      if (index > 0) expect(compareHlc(change.hlc, (log[index - 1] as (typeof log)[number]).change.hlc)).toBeGreaterThan(0)
+      if (index > 0)
+        expect(compareHlc(change.hlc, (log[index - 1] as (typeof log)[number]).change.hlc)).toBeGreaterThan(0)
       if (lsn > expected.checkedLsn || lsn === store.lsn) expect(await store.lsnOfDot(change.dot)).toBe(lsn)
       for (const op of change.ops) {
         if (op.type === 'kv.put') last.set(op.key, { type: op.type, value: op.value, seq: change.dot.seq })
@@ -144,7 +155,8 @@ async function check(dir: string, expected: Expectations, newKeys: readonly stri
       const state = states.get(key) as RegisterState
       expect(state.siblings.map((sibling) => sibling.dot)).toEqual([{ node: self, seq: write.seq }])
       const winner = lwwSibling(state)
-      if (write.type === 'kv.put') expect(fromUtf8(winner?.value ?? new Uint8Array())).toBe(fromUtf8(write.value as Uint8Array))
+      if (write.type === 'kv.put')
+        expect(fromUtf8(winner?.value ?? new Uint8Array())).toBe(fromUtf8(write.value as Uint8Array))
       else expect(winner?.value).toBeNull()
     }
     // Every acknowledged write, old and new: puts present at their version, deletes deleted.
@@ -154,7 +166,8 @@ async function check(dir: string, expected: Expectations, newKeys: readonly stri
       expect(state && lwwSibling(state)?.value !== null, `acknowledged put of ${key}`).toBe(true)
       expect(encodeVersion(registerDots(state as RegisterState))).toBe(version)
     }
-    for (const key of expected.deleted) expect(lwwSibling(states.get(key) as RegisterState)?.value, `acknowledged delete of ${key}`).toBeNull()
+    for (const key of expected.deleted)
+      expect(lwwSibling(states.get(key) as RegisterState)?.value, `acknowledged delete of ${key}`).toBeNull()
     expected.checkedLsn = store.lsn
   } finally {
     await store.close()
@@ -162,8 +175,15 @@ async function check(dir: string, expected: Expectations, newKeys: readonly stri
 }
 
 /** One loop: start a writer, kill it after its first acknowledgement and a random wait, check. */
-async function killWhileWriting(dir: string, run: number, random: () => number, expected: Expectations): Promise<{ puts: number }> {
-  const child = new ChildLines(spawnFixture('crash-writer.ts', [dir, String(run), String(Math.floor(random() * 2 ** 32))]))
+async function killWhileWriting(
+  dir: string,
+  run: number,
+  random: () => number,
+  expected: Expectations,
+): Promise<{ puts: number }> {
+  const child = new ChildLines(
+    spawnFixture('crash-writer.ts', [dir, String(run), String(Math.floor(random() * 2 ** 32))]),
+  )
   try {
     await child.waitFor((line) => line.startsWith('put '), START_TIMEOUT_MS, 'a first acknowledged write')
     await sleep(Math.floor(random() * KILL_AFTER_MS_MAX))
@@ -214,13 +234,18 @@ describe('crash durability (L3): SIGKILL a writing process, reopen, check', () =
           if (run % 5 === 4) await killWhileOpening(run, random)
           else acknowledged += (await killWhileWriting(shared.dir, run, random, expected)).puts
         } catch (error) {
-          throw new Error(`crash loop ${run} failed with seed ${SEED} (replay: ${REPLAY}): ${(error as Error).message}`, { cause: error })
+          throw new Error(
+            `crash loop ${run} failed with seed ${SEED} (replay: ${REPLAY}): ${(error as Error).message}`,
+            { cause: error },
+          )
         }
       }
     } finally {
       await shared.remove()
     }
-    console.log(`crash test seed ${SEED}: ${LOOPS} loops, ${acknowledged} acknowledged puts checked, final LSN ${expected.checkedLsn}`)
+    console.log(
+      `crash test seed ${SEED}: ${LOOPS} loops, ${acknowledged} acknowledged puts checked, final LSN ${expected.checkedLsn}`,
+    )
     expect(acknowledged).toBeGreaterThan(0)
     expect(expected.deleted.size).toBeGreaterThan(0)
     expect(expected.increments.acknowledged).toBeGreaterThan(0)

@@ -43,7 +43,9 @@ describe('LevelBackend', () => {
       await backend.open()
       await backend.close()
       expect(await meshCodeOf(backend.get('kv', 'k'))).toBe('MESHKV_ERR_CLOSED')
-      expect(await meshCodeOf(backend.write([{ type: 'del', sub: 'kv', key: 'k' }], { sync: false }))).toBe('MESHKV_ERR_CLOSED')
+      expect(await meshCodeOf(backend.write([{ type: 'del', sub: 'kv', key: 'k' }], { sync: false }))).toBe(
+        'MESHKV_ERR_CLOSED',
+      )
     } finally {
       await remove()
     }
@@ -52,7 +54,11 @@ describe('LevelBackend', () => {
   it('keeps sublevels apart: a key in one never shows in another', async () => {
     const { dir, remove } = await tempDir('subs')
     try {
-      const store = await Store.open({ backend: new LevelBackend(dir), now: () => 1, randomBytes: () => new Uint8Array(8).fill(3) })
+      const store = await Store.open({
+        backend: new LevelBackend(dir),
+        now: () => 1,
+        randomBytes: () => new Uint8Array(8).fill(3),
+      })
       expect(store.nodeId).toBe('0303030303030303')
       await store.commitLocal([
         { type: 'kv.put', key: 'same', value: new Uint8Array([1]), contentType: 'x' },

@@ -1,6 +1,6 @@
 /**
  * The `Transport` conformance suite: one set of behaviours both implementations must show
- * (STYLE.md 4, like abstract-level's exported suite). A test file runs it with a harness that
+ * (like abstract-level's exported suite). A test file runs it with a harness that
  * starts and stops nodes of its kind:
  *
  *   transportConformance('WebSocketTransport', () => webSocketHarness())
@@ -107,7 +107,11 @@ export function transportConformance(name: string, factory: () => TransportHarne
       for (const message of fromA) expect(onA.link.send(message)).toBe(true)
       for (const message of fromB) expect(onB.link.send(message)).toBe(true)
       await onA.link.drained()
-      await waitFor(() => onB.messages.length === fromA.length && onA.messages.length === fromB.length, SOON_MS, 'all messages')
+      await waitFor(
+        () => onB.messages.length === fromA.length && onA.messages.length === fromB.length,
+        SOON_MS,
+        'all messages',
+      )
       expect(sameMessages(onB.messages, fromA)).toBe(true)
       expect(sameMessages(onA.messages, fromB)).toBe(true)
       expect(onB.messages.map((message) => message.type)).toEqual(['sync', 'changes', 'changes', 'ack'])
@@ -209,7 +213,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
       const count = a.events.refusals.length
       await sleep(QUIET_MS)
       expect(a.events.refusals.length).toBe(count)
-      expect(a.events.refusals.every((refusal) => refusal.code === 'MESHKV_ERR_UNREACHABLE' && refusal.url === b.url)).toBe(true)
+      expect(
+        a.events.refusals.every((refusal) => refusal.code === 'MESHKV_ERR_UNREACHABLE' && refusal.url === b.url),
+      ).toBe(true)
     })
 
     it('a node dialing itself gets no link, under its own URL or another spelling', async () => {
@@ -240,7 +246,8 @@ export function transportConformance(name: string, factory: () => TransportHarne
       expect(a.events.links.length).toBeLessThanOrEqual(2)
       expect(b.events.links.length).toBeLessThanOrEqual(2)
       for (const record of [...a.events.links, ...b.events.links]) {
-        if (record.link.closed) expect(record.closes).toEqual([{ code: CLOSE_CODES.duplicate, reason: expect.any(String) as string }])
+        if (record.link.closed)
+          expect(record.closes).toEqual([{ code: CLOSE_CODES.duplicate, reason: expect.any(String) as string }])
       }
       expect(a.events.refusals).toEqual([])
       expect(b.events.refusals).toEqual([])

@@ -37,7 +37,10 @@ function wire(frame: Frame): Frame {
 }
 
 /** Runs a whole handshake; returns each side's last step. */
-function run(acceptorWho: HandshakeIdentity, dialerWho: HandshakeIdentity): { acceptor: HandshakeStep; dialer: HandshakeStep } {
+function run(
+  acceptorWho: HandshakeIdentity,
+  dialerWho: HandshakeIdentity,
+): { acceptor: HandshakeStep; dialer: HandshakeStep } {
   const acceptor = new AcceptorHandshake(acceptorWho, nonceOf(1))
   const dialer = new DialerHandshake(dialerWho, nonceOf(2), 'http://acceptor')
   const answer = dialer.receive(wire(acceptor.start()))
@@ -89,13 +92,21 @@ describe('the handshake state machines', () => {
 
   it('succeed exactly when secret and cluster match', () => {
     fc.assert(
-      fc.property(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ minLength: 1, maxLength: 8 }), fc.constantFrom('c', 'd'), (secretA, secretB, clusterB) => {
-        const { acceptor, dialer } = run(who(A, { secret: secretA }), who(B, { secret: secretB, clusterId: clusterB }))
-        const ok = secretA === secretB && clusterB === 'c'
-        expect(acceptor.peer !== undefined && dialer.peer !== undefined).toBe(ok)
-        if (clusterB !== 'c') expect(dialer.refusal?.closeCode).toBe(CLOSE_CODES.otherCluster)
-        else if (!ok) expect(acceptor.refusal?.closeCode).toBe(CLOSE_CODES.auth)
-      }),
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 8 }),
+        fc.string({ minLength: 1, maxLength: 8 }),
+        fc.constantFrom('c', 'd'),
+        (secretA, secretB, clusterB) => {
+          const { acceptor, dialer } = run(
+            who(A, { secret: secretA }),
+            who(B, { secret: secretB, clusterId: clusterB }),
+          )
+          const ok = secretA === secretB && clusterB === 'c'
+          expect(acceptor.peer !== undefined && dialer.peer !== undefined).toBe(ok)
+          if (clusterB !== 'c') expect(dialer.refusal?.closeCode).toBe(CLOSE_CODES.otherCluster)
+          else if (!ok) expect(acceptor.refusal?.closeCode).toBe(CLOSE_CODES.auth)
+        },
+      ),
       PROPERTY,
     )
   })
@@ -105,23 +116,54 @@ describe('the handshake state machines', () => {
       const acceptor = new AcceptorHandshake(who(A), nonceOf(1))
       const challenge = acceptor.start()
       const proof = handshakeProof(secret, 'dialer', challenge.nonce, overrides.nodeId ?? B, A)
-      return acceptor.receive({ type: 'hello', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: B, url: null, nonce: nonceOf(2), proof, ...overrides })
+      return acceptor.receive({
+        type: 'hello',
+        version: PEER_PROTOCOL_VERSION,
+        clusterId: 'c',
+        nodeId: B,
+        url: null,
+        nonce: nonceOf(2),
+        proof,
+        ...overrides,
+      })
     }
     expect(hello({}).peer?.nodeId).toBe(B)
-    expect(hello({}, 'wrong').refusal).toMatchObject({ closeCode: CLOSE_CODES.auth, errorCode: 'MESHKV_ERR_AUTH', nodeId: B })
+    expect(hello({}, 'wrong').refusal).toMatchObject({
+      closeCode: CLOSE_CODES.auth,
+      errorCode: 'MESHKV_ERR_AUTH',
+      nodeId: B,
+    })
     expect(hello({ proof: new Uint8Array(3) }).refusal?.errorCode).toBe('MESHKV_ERR_AUTH')
-    expect(hello({ clusterId: 'd' }).refusal).toMatchObject({ closeCode: CLOSE_CODES.otherCluster, errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH' })
-    expect(hello({ version: PEER_PROTOCOL_VERSION + 1 }).refusal).toMatchObject({ closeCode: CLOSE_CODES.policy, errorCode: 'MESHKV_ERR_DECODE' })
+    expect(hello({ clusterId: 'd' }).refusal).toMatchObject({
+      closeCode: CLOSE_CODES.otherCluster,
+      errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH',
+    })
+    expect(hello({ version: PEER_PROTOCOL_VERSION + 1 }).refusal).toMatchObject({
+      closeCode: CLOSE_CODES.policy,
+      errorCode: 'MESHKV_ERR_DECODE',
+    })
     expect(hello({ nodeId: A }).refusal?.errorCode).toBe('MESHKV_ERR_CONFIG')
   })
 
   it('the dialer refuses another cluster before it proves anything, itself, and a bad welcome', () => {
     const challenge = (overrides: Partial<ChallengeMessage>): HandshakeStep =>
-      new DialerHandshake(who(B), nonceOf(2), null).receive({ type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1), ...overrides })
+      new DialerHandshake(who(B), nonceOf(2), null).receive({
+        type: 'challenge',
+        version: PEER_PROTOCOL_VERSION,
+        clusterId: 'c',
+        nodeId: A,
+        nonce: nonceOf(1),
+        ...overrides,
+      })
     expect(challenge({}).send?.type).toBe('hello')
-    expect(challenge({ clusterId: 'd' })).toEqual({ refusal: expect.objectContaining({ closeCode: CLOSE_CODES.otherCluster }) as object })
+    expect(challenge({ clusterId: 'd' })).toEqual({
+      refusal: expect.objectContaining({ closeCode: CLOSE_CODES.otherCluster }) as object,
+    })
     expect(challenge({ version: 0 }).refusal?.closeCode).toBe(CLOSE_CODES.policy)
-    expect(challenge({ nodeId: B }).refusal).toMatchObject({ closeCode: CLOSE_CODES.normal, errorCode: 'MESHKV_ERR_CONFIG' })
+    expect(challenge({ nodeId: B }).refusal).toMatchObject({
+      closeCode: CLOSE_CODES.normal,
+      errorCode: 'MESHKV_ERR_CONFIG',
+    })
 
     const dialer = new DialerHandshake(who(B), nonceOf(2), null)
     dialer.receive({ type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })

@@ -77,7 +77,15 @@ export function changeFrom(node: NodeId, bytes = 8): Change {
     dot: { node, seq },
     deps: seq > 1 ? ({ [node]: seq - 1 } as Change['deps']) : {},
     hlc: { wallMs: 1_700_000_000_000 + seq, logical: 0 },
-    ops: [{ type: 'kv.put', key: `key-${seq}`, value: new Uint8Array(bytes).fill(seq % 256), contentType: 'application/octet-stream', context: [] }],
+    ops: [
+      {
+        type: 'kv.put',
+        key: `key-${seq}`,
+        value: new Uint8Array(bytes).fill(seq % 256),
+        contentType: 'application/octet-stream',
+        context: [],
+      },
+    ],
   }
 }
 

@@ -69,7 +69,9 @@ class ManualClock {
     const until = this.now + ms
     for (;;) {
       await flush()
-      const due = this.timers.filter((timer) => !timer.cancelled && timer.at <= until).sort((x, y) => x.at - y.at || x.order - y.order)[0]
+      const due = this.timers
+        .filter((timer) => !timer.cancelled && timer.at <= until)
+        .sort((x, y) => x.at - y.at || x.order - y.order)[0]
       if (due === undefined) break
       this.timers = this.timers.filter((timer) => timer !== due)
       this.now = due.at
@@ -108,7 +110,10 @@ interface Held {
 }
 
 /** A network whose deliveries wait in `held` until the test runs them. */
-function heldNetwork(clock = new ManualClock(), extra: MemoryNetworkOptions = {}): { network: MemoryNetwork; held: Held[]; clock: ManualClock } {
+function heldNetwork(
+  clock = new ManualClock(),
+  extra: MemoryNetworkOptions = {},
+): { network: MemoryNetwork; held: Held[]; clock: ManualClock } {
   const held: Held[] = []
   const network = new MemoryNetwork({
     setTimer: clock.setTimer,
@@ -132,7 +137,12 @@ async function deliverAll(held: Held[], limit = 1_000): Promise<void> {
 
 describe('MemoryTransport under a simulator', () => {
   const transports: MemoryTransport[] = []
-  const start = (network: MemoryNetwork, nodeId: NodeId, url: string, extra?: Partial<CoreTransportOptions>): { transport: MemoryTransport; events: Recorder } => {
+  const start = (
+    network: MemoryNetwork,
+    nodeId: NodeId,
+    url: string,
+    extra?: Partial<CoreTransportOptions>,
+  ): { transport: MemoryTransport; events: Recorder } => {
     const transport = new MemoryTransport(network, options(nodeId, url, extra))
     transports.push(transport)
     return { transport, events: new Recorder(transport) }
@@ -155,7 +165,11 @@ describe('MemoryTransport under a simulator', () => {
       next.deliver()
       await flush()
     }
-    expect(seen).toEqual(['memory://b>memory://a:challenge', 'memory://a>memory://b:hello', 'memory://b>memory://a:welcome'])
+    expect(seen).toEqual([
+      'memory://b>memory://a:challenge',
+      'memory://a>memory://b:hello',
+      'memory://b>memory://a:welcome',
+    ])
     expect(a.events.open).toHaveLength(1)
     expect(b.events.open).toHaveLength(1)
     const messages = conversation(a.transport.identity.nodeId, b.transport.identity.nodeId)
@@ -271,13 +285,17 @@ describe('MemoryTransport under a simulator', () => {
       for (let round = 0; round < 50; round += 1) {
         while (held.length > 0) {
           const next = held.shift()!
-          out.push(`${clock.now} ${next.envelope.from}>${next.envelope.to} ${Buffer.from(next.envelope.bytes).toString('base64')}`)
+          out.push(
+            `${clock.now} ${next.envelope.from}>${next.envelope.to} ${Buffer.from(next.envelope.bytes).toString('base64')}`,
+          )
           next.deliver()
           await flush()
         }
         await clock.advance(10)
       }
-      out.push(`links ${a.events.links.map((record) => record.link.id).join(',')} ${b.events.links.map((record) => record.link.id).join(',')}`)
+      out.push(
+        `links ${a.events.links.map((record) => record.link.id).join(',')} ${b.events.links.map((record) => record.link.id).join(',')}`,
+      )
       await Promise.all([a.transport.close(), b.transport.close()])
       return out
     }

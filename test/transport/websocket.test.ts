@@ -1,6 +1,6 @@
 /**
  * The WebSocket transport on real sockets (127.0.0.1, free ports): the conformance suite, then
- * hostile input as TESTING.md lists it — garbage, text, truncated, oversized and fragmented
+ * hostile input as docs/testing.md lists it — garbage, text, truncated, oversized and fragmented
  * frames, peer messages before the handshake, replayed hellos, header floods, long
  * Sec-WebSocket-Protocol, half-open and unauthenticated socket floods, a peer that never reads and
  * a peer that never answers pings. After each, the node keeps serving and passes nothing on.
@@ -59,7 +59,11 @@ interface WsNode extends HarnessNode {
   readonly port: number
 }
 
-function transportOptions(nodeId: NodeId, selfUrl: string | null, extra: Partial<WebSocketTransportOptions> = {}): WebSocketTransportOptions {
+function transportOptions(
+  nodeId: NodeId,
+  selfUrl: string | null,
+  extra: Partial<WebSocketTransportOptions> = {},
+): WebSocketTransportOptions {
   return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl, ...TEST_TIMINGS, handshakeTimeoutMs: 1_000, ...extra }
 }
 
@@ -87,7 +91,14 @@ class WsNodes implements TransportHarness {
       throw error
     }
     transport.attach(server)
-    const node: WsNode = { nodeId, url, port, server, transport, events: new Recorder(transport, options.recordMessages ?? true) }
+    const node: WsNode = {
+      nodeId,
+      url,
+      port,
+      server,
+      transport,
+      events: new Recorder(transport, options.recordMessages ?? true),
+    }
     this.nodes.add(node)
     return node
   }
@@ -466,7 +477,7 @@ describe('WebSocketTransport against hostile peers', () => {
     const other = (request: http.IncomingMessage, socket: net.Socket): void => {
       if (request.url !== '/v1/other') return
       handled.push(request.url)
-      socket.end('HTTP/1.1 418 I\'m a teapot\r\nConnection: close\r\n\r\n')
+      socket.end("HTTP/1.1 418 I'm a teapot\r\nConnection: close\r\n\r\n")
     }
     server.server.on('upgrade', other)
     expect(await rawHttpStatus(server.port, upgradeRequest(server.port).replace('/v1/peer', '/v1/other'))).toBe(418)
@@ -478,15 +489,19 @@ describe('WebSocketTransport against hostile peers', () => {
     const sockets: net.Socket[] = []
     nodes.later(() => sockets.forEach((socket) => socket.destroy()))
     await Promise.all(
-      Array.from({ length: 300 }, (_, index) => new Promise<void>((resolve) => {
-        const socket = net.connect(server.port, '127.0.0.1', () => {
-          // Some send half a request, some nothing at all.
-          if (index % 2 === 0) socket.write(`GET /v1/peer HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n`)
-          resolve()
-        })
-        socket.on('error', () => resolve())
-        sockets.push(socket)
-      })),
+      Array.from(
+        { length: 300 },
+        (_, index) =>
+          new Promise<void>((resolve) => {
+            const socket = net.connect(server.port, '127.0.0.1', () => {
+              // Some send half a request, some nothing at all.
+              if (index % 2 === 0) socket.write(`GET /v1/peer HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n`)
+              resolve()
+            })
+            socket.on('error', () => resolve())
+            sockets.push(socket)
+          }),
+      ),
     )
     await stillServing()
   })
@@ -520,7 +535,9 @@ describe('WebSocketTransport against hostile peers', () => {
   it('a peer that never reads is disconnected with 4429 and its queue stays bounded', async () => {
     await nodes.stop(server)
     const queueMax = 2 * 1024 * 1024
-    server = await nodes.start({ extra: { sendHighWaterBytes: 256 * 1024, sendQueueBytesMax: queueMax, peerTimeoutMs: 20_000 } })
+    server = await nodes.start({
+      extra: { sendHighWaterBytes: 256 * 1024, sendQueueBytesMax: queueMax, peerTimeoutMs: 20_000 },
+    })
     const peer = await raw()
     const nodeId = freshNodeId()
     await peer.handshake(identity(nodeId))
@@ -536,7 +553,9 @@ describe('WebSocketTransport against hostile peers', () => {
       maxBuffered = Math.max(maxBuffered, link.bufferedBytes)
       await new Promise((resolve) => setImmediate(resolve))
     }
-    expect(record.closes).toEqual([{ code: CLOSE_CODES.slowReader, reason: expect.stringContaining('slowly') as string }])
+    expect(record.closes).toEqual([
+      { code: CLOSE_CODES.slowReader, reason: expect.stringContaining('slowly') as string },
+    ])
     expect(maxBuffered).toBeLessThanOrEqual(queueMax)
     // What left this process sits in kernel buffers, bounded by the OS, not by our memory.
     expect(sentBytes).toBeLessThan(256 * 1024 * 1_000)
@@ -580,8 +599,6 @@ describe('WebSocketTransport against hostile peers', () => {
   })
 })
 
-
-
 describe('WebSocketTransport links', () => {
   let nodes: WsNodes
 
@@ -624,33 +641,60 @@ describe('WebSocketTransport links', () => {
     }
   })()
 
-  it.skipIf(!haveOpenssl)('links over TLS (wss) when the server is https and the dialer trusts its certificate', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshkv-tls-'))
-    nodes.later(() => rmSync(dir, { recursive: true, force: true }))
-    const keyPath = join(dir, 'key.pem')
-    const certPath = join(dir, 'cert.pem')
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyPath, '-out', certPath], { stdio: 'ignore' })
-    const cert = readFileSync(certPath)
-    const server = https.createServer({ key: readFileSync(keyPath), cert }, (_request, response) => response.end('ok'))
-    const port = await listen(server as unknown as http.Server)
-    const url = `https://127.0.0.1:${port}`
-    const acceptor = new WebSocketTransport(transportOptions(freshNodeId(), url))
-    acceptor.attach(server)
-    const dialer = new WebSocketTransport({ ...transportOptions(freshNodeId(), null), tls: { ca: cert } })
-    const untrusting = new WebSocketTransport(transportOptions(freshNodeId(), null))
-    nodes.later(async () => {
-      await Promise.all([acceptor.close(), dialer.close(), untrusting.close()])
-      await closeServer(server as unknown as http.Server)
-    })
-    const accepted = new Recorder(acceptor)
-    const dialed = new Recorder(dialer)
-    const refused = new Recorder(untrusting)
-    dialer.keep(url)
-    untrusting.keep(url)
-    const link = await dialed.oneOpen(3_000, 'a wss link')
-    expect(link.link.url).toBe(url)
-    await accepted.oneOpen(3_000, 'the accepted wss link')
-    await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
-    expect(refused.links).toEqual([])
-  })
+  it.skipIf(!haveOpenssl)(
+    'links over TLS (wss) when the server is https and the dialer trusts its certificate',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'meshkv-tls-'))
+      nodes.later(() => rmSync(dir, { recursive: true, force: true }))
+      const keyPath = join(dir, 'key.pem')
+      const certPath = join(dir, 'cert.pem')
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          keyPath,
+          '-out',
+          certPath,
+        ],
+        { stdio: 'ignore' },
+      )
+      const cert = readFileSync(certPath)
+      const server = https.createServer({ key: readFileSync(keyPath), cert }, (_request, response) =>
+        response.end('ok'),
+      )
+      const port = await listen(server as unknown as http.Server)
+      const url = `https://127.0.0.1:${port}`
+      const acceptor = new WebSocketTransport(transportOptions(freshNodeId(), url))
+      acceptor.attach(server)
+      const dialer = new WebSocketTransport({ ...transportOptions(freshNodeId(), null), tls: { ca: cert } })
+      const untrusting = new WebSocketTransport(transportOptions(freshNodeId(), null))
+      nodes.later(async () => {
+        await Promise.all([acceptor.close(), dialer.close(), untrusting.close()])
+        await closeServer(server as unknown as http.Server)
+      })
+      const accepted = new Recorder(acceptor)
+      const dialed = new Recorder(dialer)
+      const refused = new Recorder(untrusting)
+      dialer.keep(url)
+      untrusting.keep(url)
+      const link = await dialed.oneOpen(3_000, 'a wss link')
+      expect(link.link.url).toBe(url)
+      await accepted.oneOpen(3_000, 'the accepted wss link')
+      await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
+      expect(refused.links).toEqual([])
+    },
+  )
 })

@@ -1,0 +1,7 @@
+/**
+ * The vocabulary of meshkv's public API that the node, HTTP, the client and the CLIs share:
+ * concerns, content types and numeric settings. Pure: it imports errors only.
+ */
+export * from './concern.js'
+export * from './media.js'
+export * from './numbers.js'
