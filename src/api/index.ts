@@ -5,3 +5,4 @@
 export * from './concern.js'
 export * from './media.js'
 export * from './numbers.js'
+export * from './role.js'
