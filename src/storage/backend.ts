@@ -50,11 +50,3 @@ export interface Backend extends BackendReader {
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
 }
-
-export function inRange(key: string, range: Range): boolean {
-  if (range.gt !== undefined && compareKeys(key, range.gt) <= 0) return false
-  if (range.gte !== undefined && compareKeys(key, range.gte) < 0) return false
-  if (range.lt !== undefined && compareKeys(key, range.lt) >= 0) return false
-  if (range.lte !== undefined && compareKeys(key, range.lte) > 0) return false
-  return true
-}

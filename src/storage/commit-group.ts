@@ -1,0 +1,284 @@
+/**
+ * One group commit: local intents become changes, remote changes are admitted, and each change's
+ * ops are applied to the states the group sees; then everything goes to disk as ONE atomic batch
+ * (log entries, new key states, dot index, vector clock, meta). Local intents become changes
+ * inside the commit, so a precondition and the write it guards are one atomic step, and a blind
+ * write replaces exactly what the node holds.
+ */
+import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
+import { hlcObserve, hlcTick, maxHlc, vcCovers, vcGet, vcHasDot, vcSet } from '../clock/index.js'
+import { decodeState, encodeChange } from '../codec/index.js'
+import type { AnyState, Change, Intent, Op, Space } from '../crdt/index.js'
+import { applyOp, emptyState, opTarget, prepareOp } from '../crdt/index.js'
+import { MeshError, isMeshError } from '../errors.js'
+import type { Backend, BackendWrite } from './backend.js'
+import type { StoreHead } from './layout.js'
+import {
+  clockWrites,
+  dotIndexKey,
+  hlcWrite,
+  lsnKey,
+  lsnWrite,
+  parseStateId,
+  putUtf8,
+  readState,
+  stateId,
+  stateWrites,
+} from './layout.js'
+import type { CommitResult, LogEntry } from './store-types.js'
+
+/** Largest encoded change this node makes: a peer frame is at most 4 MiB, with room for framing. */
+export const CHANGE_BYTES_MAX_DEFAULT = 3.5 * 1024 * 1024
+
+interface Settle {
+  resolve: (result: CommitResult) => void
+  reject: (error: unknown) => void
+}
+
+export type Commit =
+  ({ kind: 'local'; intents: readonly Intent[] } & Settle) | ({ kind: 'remote'; change: Change } & Settle)
+
+/** What a group needs of the store around it. */
+export interface CommitContext {
+  readonly backend: Backend
+  readonly nodeId: NodeId
+  readonly now: () => number
+  readonly sync: boolean
+  readonly maxClockOffsetMs: number | undefined
+  readonly changeBytesMax: number
+}
+
+/** What one group commit has built so far, before its batch is durable. */
+interface Group {
+  vc: VectorClock
+  lsn: number
+  hlc: Hlc
+  overlay: Map<string, AnyState>
+  writes: BackendWrite[]
+  entries: LogEntry[]
+  /** kv keys this group indexes as all tombstones (some may already be indexed). */
+  tombed: Set<string>
+  settled: { item: Commit; result: CommitResult }[]
+}
+
+/** What a durable group changed: the new head, its log entries, and index entries it added. */
+export interface GroupOutcome {
+  readonly head: StoreHead
+  readonly entries: readonly LogEntry[]
+  readonly tombsAdded: number
+}
+
+/**
+ * Builds and writes one group. Every item is settled: rejected on its own when its change is
+ * refused, all rejected when the batch cannot be read or written. The caller must take the
+ * outcome's head as its own before calling `settle`, so a resolved commit sees its own write.
+ */
+export async function commitGroup(
+  context: CommitContext,
+  head: StoreHead,
+  items: readonly Commit[],
+): Promise<{ outcome: GroupOutcome | null; settle: () => void }> {
+  const group: Group = {
+    ...head,
+    overlay: new Map(),
+    writes: [],
+    entries: [],
+    tombed: new Set(),
+    settled: [],
+  }
+  const failAll = (error: unknown): { outcome: null; settle: () => void } => ({
+    outcome: null,
+    settle: () => items.forEach((item) => item.reject(error)),
+  })
+  try {
+    await prefetch(context.backend, group, items)
+  } catch (error) {
+    return failAll(error)
+  }
+  for (const item of items) await addToGroup(context, group, item)
+  const settle = (): void => group.settled.forEach(({ item, result }) => item.resolve(result))
+  if (group.entries.length === 0) return { outcome: null, settle }
+  group.writes.push(lsnWrite(group.lsn), hlcWrite(group.hlc), ...clockWrites(head.vc, group.vc))
+  // A change this node made is synced even when batches are not: lost to a power loss, its
+  // dot would be given to another change (peers would drop that one as a duplicate), and no
+  // peer would send it back (peers never echo a node's own changes), so the node would stall.
+  const holdsOwn = group.entries.some((entry) => entry.change.dot.node === context.nodeId)
+  let tombsAdded: number
+  try {
+    tombsAdded = await countNewTombs(context.backend, group.tombed)
+    await context.backend.write(group.writes, { sync: context.sync || holdsOwn })
+  } catch (error) {
+    const failure = isMeshError(error)
+      ? error
+      : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
+    return { outcome: null, settle: () => group.settled.forEach(({ item }) => item.reject(failure)) }
+  }
+  return {
+    outcome: { head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc }, entries: group.entries, tombsAdded },
+    settle,
+  }
+}
+
+/** Turns one item into a change (or none) and stages it; a refused item is rejected at once. */
+async function addToGroup(context: CommitContext, group: Group, item: Commit): Promise<void> {
+  try {
+    const change =
+      item.kind === 'local'
+        ? await prepareLocal(context, group, item.intents)
+        : checkRemote(context, group, item.change)
+    const staged = change === null ? new Map<string, AnyState>() : await stage(context, group, change)
+    // A local commit answers with every key it named, including those it left unchanged.
+    const states = item.kind === 'local' ? await readTouched(context.backend, group, item.intents) : staged
+    group.settled.push({ item, result: { change, lsn: group.lsn, vc: group.vc, states } })
+  } catch (error) {
+    item.reject(error)
+  }
+}
+
+async function prepareLocal(context: CommitContext, group: Group, intents: readonly Intent[]): Promise<Change | null> {
+  checkDistinctTargets(intents)
+  const ops: Op[] = []
+  for (const intent of intents) {
+    const target = opTarget(intent)
+    const state = await read(context.backend, group, target.space, target.key)
+    const op = prepareOp(intent, state as never, context.nodeId)
+    if (op !== null) ops.push(op)
+  }
+  if (ops.length === 0) return null
+  const seq = vcGet(group.vc, context.nodeId) + 1
+  const hlc = hlcTick(group.hlc, context.now())
+  return { dot: { node: context.nodeId, seq }, deps: group.vc, hlc, ops }
+}
+
+/**
+ * A remote change that is a duplicate gives `null`. One that is not next for its origin, or
+ * whose deps are missing, is refused with `MESHKV_ERR_OUT_OF_ORDER`: replication delivers in
+ * causal order, but an earlier change of the same batch may have been refused (clock skew), and
+ * then what follows it must wait too.
+ */
+function checkRemote(context: CommitContext, group: Group, change: Change): Change | null {
+  if (vcHasDot(group.vc, change.dot)) return null
+  if (vcGet(group.vc, change.dot.node) !== change.dot.seq - 1 || !vcCovers(group.vc, change.deps)) {
+    throw new MeshError(
+      'MESHKV_ERR_OUT_OF_ORDER',
+      `change ${change.dot.node}:${change.dot.seq} arrived before the changes it follows`,
+    )
+  }
+  // Refuses (and the caller counts) a change stamped too far ahead; our clock is left unchanged.
+  hlcObserve(group.hlc, change.hlc, context.now(), context.maxClockOffsetMs)
+  return change
+}
+
+/** Applies a change to the group: new states into the overlay, all its writes into the batch. */
+async function stage(context: CommitContext, group: Group, change: Change): Promise<Map<string, AnyState>> {
+  const states = new Map<string, AnyState>()
+  for (const op of change.ops) {
+    const { space, key } = opTarget(op)
+    const id = stateId(space, key)
+    const before = states.get(id) ?? (await read(context.backend, group, space, key))
+    states.set(id, applyOp(before, op, change.dot, change.hlc, change.deps))
+  }
+  // Encode everything before touching the group, so a failure leaves the group as it was.
+  const lsn = group.lsn + 1
+  const writes: BackendWrite[] = [
+    { type: 'put', sub: 'log', key: lsnKey(lsn), value: encodeOwnChange(context, change) },
+    putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
+  ]
+  for (const [id, state] of states) {
+    const { space, key } = parseStateId(id)
+    writes.push(...stateWrites(space, key, state))
+  }
+  for (const [id, state] of states) group.overlay.set(id, state)
+  for (const write of writes) if (write.sub === 'tombs') group.tombed.add(write.key)
+  group.writes.push(...writes)
+  group.entries.push({ lsn, change })
+  group.lsn = lsn
+  group.vc = vcSet(group.vc, change.dot.node, change.dot.seq)
+  group.hlc = maxHlc(group.hlc, change.hlc)
+  return states
+}
+
+/**
+ * How many of the keys the group indexes as all tombstones have no index entry on disk yet: what
+ * the group adds to the tombstone count. One read per group that deletes anything.
+ */
+async function countNewTombs(backend: Backend, tombed: ReadonlySet<string>): Promise<number> {
+  if (tombed.size === 0) return 0
+  const held = await backend.getMany('tombs', [...tombed])
+  return held.filter((bytes) => bytes === undefined).length
+}
+
+async function readTouched(backend: Backend, group: Group, intents: readonly Intent[]): Promise<Map<string, AnyState>> {
+  const states = new Map<string, AnyState>()
+  for (const intent of intents) {
+    const { space, key } = opTarget(intent)
+    states.set(stateId(space, key), await read(backend, group, space, key))
+  }
+  return states
+}
+
+/**
+ * A change this node makes must fit in one peer frame, or it could never replicate: it is
+ * refused here, before anything is written. A peer's change already crossed in a frame.
+ */
+function encodeOwnChange(context: CommitContext, change: Change): Uint8Array {
+  if (change.dot.node !== context.nodeId) return encodeChange(change)
+  const limit = context.changeBytesMax
+  try {
+    return encodeChange(change, limit)
+  } catch (error) {
+    if (!isMeshError(error, 'MESHKV_ERR_FRAME_TOO_LARGE')) throw error
+    throw new MeshError(
+      'MESHKV_ERR_VALUE_TOO_LARGE',
+      `one write (a batch counts as one) may carry at most ${limit} bytes, so that it fits in a replication frame`,
+      { details: error.details },
+    )
+  }
+}
+
+/** Reads every key the group will touch in one call per space, instead of one read per key. */
+async function prefetch(backend: Backend, group: Group, items: readonly Commit[]): Promise<void> {
+  const wanted = new Map<Space, Set<string>>()
+  for (const item of items) {
+    const targets = item.kind === 'local' ? item.intents.map(opTarget) : item.change.ops.map(opTarget)
+    for (const { space, key } of targets) {
+      const keys = wanted.get(space) ?? new Set<string>()
+      keys.add(key)
+      wanted.set(space, keys)
+    }
+  }
+  for (const [space, keySet] of wanted) {
+    const keys = [...keySet]
+    const values = await backend.getMany(space, keys)
+    keys.forEach((key, index) => {
+      const bytes = values[index]
+      group.overlay.set(stateId(space, key), bytes === undefined ? emptyState(space) : decodeState(space, bytes))
+    })
+  }
+}
+
+/** The state as this group sees it; a read from the backend is kept so it is read once. */
+async function read(backend: Backend, group: Group, space: Space, key: string): Promise<AnyState> {
+  const id = stateId(space, key)
+  const staged = group.overlay.get(id)
+  if (staged !== undefined) return staged
+  const state = await readState(backend, space, key)
+  group.overlay.set(id, state)
+  return state
+}
+
+/** One intent per key (per member for sets): two writes of one key in one change are refused. */
+function checkDistinctTargets(intents: readonly Intent[]): void {
+  const seen = new Set<string>()
+  for (const intent of intents) {
+    const { space, key } = opTarget(intent)
+    const id =
+      intent.type === 'set.add' || intent.type === 'set.remove'
+        ? `${space}\0${key}\0${intent.member}`
+        : `${space}\0${key}`
+    if (seen.has(id)) {
+      throw new MeshError('MESHKV_ERR_BATCH_INVALID', `a batch writes ${space} ${JSON.stringify(key)} more than once`)
+    }
+    seen.add(id)
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * Receiving a snapshot: its states are staged as they arrive (they change nothing), then joined
+ * into the node's states with the types' state-based merges, and the clocks are joined. A marker
+ * written before the join makes it resumable: a crash midway finishes the join at the next open
+ * (joins are idempotent), so the clock never claims changes whose states were not all joined.
+ * A stage left without a marker is a snapshot cut off before its end, and is dropped at open.
+ */
+import type { Hlc, VectorClock } from '../clock/index.js'
+import { maxHlc, vcJoin } from '../clock/index.js'
+import { decodeState, encodeState } from '../codec/index.js'
+import type { RegisterState, Space } from '../crdt/index.js'
+import { SPACES, emptyState, isEmptyState, joinState } from '../crdt/index.js'
+import { MeshError } from '../errors.js'
+import type { Backend, BackendWrite } from './backend.js'
+import type { JoinPhase, StoreHead } from './layout.js'
+import {
+  SNAPSHOT_MARKER_DELETE,
+  clockWrites,
+  hlcWrite,
+  parseStateId,
+  readSnapshotMarker,
+  snapshotMarkerWrite,
+  stateId,
+  stateWrites,
+} from './layout.js'
+import type { SnapshotEntry } from './store-types.js'
+
+/** States joined (or cleared off the stage) per batch. */
+const SNAPSHOT_JOIN_BATCH = 1000
+
+/** Writes states of a snapshot being received to the stage, refusing any it cannot decode. */
+export async function stageSnapshot(backend: Backend, entries: readonly SnapshotEntry[]): Promise<void> {
+  const writes: BackendWrite[] = []
+  for (const [space, key, bytes] of entries) {
+    if (!SPACES.includes(space))
+      throw new MeshError('MESHKV_ERR_DECODE', `a snapshot names an unknown key space ${JSON.stringify(space)}`)
+    decodeState(space, bytes) // refuses a damaged or malformed state before it is kept
+    writes.push({ type: 'put', sub: 'stage', key: stateId(space, key), value: bytes })
+  }
+  await backend.write(writes, { sync: false })
+}
+
+export async function clearStage(backend: Backend): Promise<void> {
+  for (;;) {
+    const writes: BackendWrite[] = []
+    for await (const [key] of backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH }))
+      writes.push({ type: 'del', sub: 'stage', key })
+    if (writes.length === 0) return
+    await backend.write(writes, { sync: false })
+  }
+}
+
+/** Joins the staged snapshot, which reflects `vc`; returns the node's new clock and HLC. */
+export async function applyStagedSnapshot(
+  backend: Backend,
+  head: StoreHead,
+  vc: VectorClock,
+): Promise<{ vc: VectorClock; hlc: Hlc }> {
+  await backend.write([snapshotMarkerWrite(vc, 1)], { sync: true })
+  return joinStage(backend, head, vc, 1)
+}
+
+/**
+ * At open: finishes a join a crash cut off (returning the new clock and HLC), or drops a stage
+ * that never got its marker (returning `null`).
+ */
+export async function recoverSnapshot(
+  backend: Backend,
+  head: StoreHead,
+): Promise<{ vc: VectorClock; hlc: Hlc } | null> {
+  const marker = await readSnapshotMarker(backend)
+  if (marker === undefined) {
+    await clearStage(backend)
+    return null
+  }
+  return joinStage(backend, head, marker.vc, marker.phase)
+}
+
+/**
+ * Joins the staged snapshot in two phases, each idempotent, the marker saying which one runs:
+ * 1. keys this node holds that the snapshot lacks are joined with the empty state under the
+ *    snapshot's clock (what the sender removed or purged goes here too);
+ * 2. each staged state is joined into the node's state and taken off the stage.
+ * Then the clock becomes the join of both clocks.
+ */
+async function joinStage(
+  backend: Backend,
+  head: StoreHead,
+  vc: VectorClock,
+  phase: JoinPhase,
+): Promise<{ vc: VectorClock; hlc: Hlc }> {
+  if (phase === 1) {
+    await joinAbsent(backend, head.vc, vc)
+    await backend.write([snapshotMarkerWrite(vc, 2)], { sync: true })
+  }
+  let hlc = head.hlc
+  for (;;) {
+    const page: [string, Uint8Array][] = []
+    for await (const entry of backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH })) page.push(entry)
+    if (page.length === 0) break
+    hlc = await joinStagedPage(backend, page, head.vc, vc, hlc)
+  }
+  const newVc = vcJoin(head.vc, vc)
+  await backend.write([SNAPSHOT_MARKER_DELETE, hlcWrite(hlc), ...clockWrites(head.vc, newVc)], { sync: true })
+  return { vc: newVc, hlc }
+}
+
+/**
+ * Phase 2 for one page of the stage: joins each staged state into the live one and takes it off
+ * the stage, in one batch. Returns the HLC raised to the newest register sibling joined.
+ */
+async function joinStagedPage(
+  backend: Backend,
+  page: readonly [string, Uint8Array][],
+  ownVc: VectorClock,
+  vc: VectorClock,
+  hlc: Hlc,
+): Promise<Hlc> {
+  // One read per space for the page's live states (stage keys sort by space first).
+  const targets = page.map(([id]) => parseStateId(id))
+  const live = new Map<string, Uint8Array | undefined>()
+  for (const space of SPACES) {
+    const keys = targets.filter((target) => target.space === space).map((target) => target.key)
+    if (keys.length === 0) continue
+    const values = await backend.getMany(space, keys)
+    keys.forEach((key, index) => live.set(stateId(space, key), values[index]))
+  }
+  const writes: BackendWrite[] = []
+  page.forEach(([id, bytes], index) => {
+    const { space, key } = targets[index] as { space: Space; key: string }
+    const held = live.get(id)
+    const joined = joinState(
+      space,
+      held === undefined ? emptyState(space) : decodeState(space, held),
+      ownVc,
+      decodeState(space, bytes),
+      vc,
+    )
+    if (space === 'kv') for (const sibling of (joined as RegisterState).siblings) hlc = maxHlc(hlc, sibling.hlc)
+    writes.push(...stateWrites(space, key, joined), { type: 'del', sub: 'stage', key: id })
+  })
+  await backend.write(writes, { sync: false })
+  return hlc
+}
+
+/** Phase 1: the node's registers and sets the snapshot does not hold, a page at a time. */
+async function joinAbsent(backend: Backend, ownVc: VectorClock, vc: VectorClock): Promise<void> {
+  for (const space of ['kv', 'set'] as const) {
+    let after: string | null = null
+    for (;;) {
+      const page: [string, Uint8Array][] = []
+      for await (const entry of backend.iterate(
+        space,
+        after === null ? { limit: SNAPSHOT_JOIN_BATCH } : { gt: after, limit: SNAPSHOT_JOIN_BATCH },
+      ))
+        page.push(entry)
+      if (page.length === 0) break
+      after = (page[page.length - 1] as [string, Uint8Array])[0]
+      const staged = await backend.getMany(
+        'stage',
+        page.map(([key]) => stateId(space, key)),
+      )
+      const writes: BackendWrite[] = []
+      page.forEach(([key, bytes], index) => {
+        if (staged[index] !== undefined) return
+        const joined = joinState(space, decodeState(space, bytes), ownVc, emptyState(space), vc)
+        const encoded = isEmptyState(space, joined) ? null : encodeState(joined as never)
+        if (encoded === null || Buffer.compare(encoded, bytes) !== 0) writes.push(...stateWrites(space, key, joined))
+      })
+      if (writes.length > 0) await backend.write(writes, { sync: false })
+    }
+  }
+}
