@@ -15,17 +15,19 @@ export const PURGE_BATCH_MAX = 2000
 
 /**
  * Purges the log from `logStart` up to (not including) the first change `logCovered` lacks, and
- * at most up to `upToLsn`; returns the new start of the log. The bound comes from the dot index,
- * so no entry is read: the keys are made. Each batch deletes a run of log entries together with
- * their dot index entries, so a purge cut off by a crash leaves no index entry of a purged change.
+ * at most up to `upToLsn`, yielding the new start of the log after each batch (so a purge cut off
+ * by a failed write leaves the caller knowing how far it got). The bound comes from the dot
+ * index, so no entry is read: the keys are made. Each batch deletes a run of log entries together
+ * with their dot index entries, so a purge cut off by a crash leaves no index entry of a purged
+ * change.
  */
-export async function purgeLog(
+export async function* purgeLog(
   backend: Backend,
   head: StoreHead,
   logStart: number,
   logCovered: VectorClock,
   upToLsn: number,
-): Promise<number> {
+): AsyncGenerator<number> {
   let bound = Math.min(head.lsn + 1, upToLsn + 1)
   const origins = Object.entries(head.vc) as [NodeId, number][]
   for (const [node, seq] of origins) {
@@ -42,8 +44,8 @@ export async function purgeLog(
     for (let lsn = from; lsn < to; lsn++) writes.push({ type: 'del', sub: 'log', key: lsnKey(lsn) })
     for (const [node, seq] of origins) writes.push(...(await indexDeletesBelow(backend, node, seq, to, indexCursors)))
     await backend.write(writes, { sync: false })
+    yield to
   }
-  return Math.max(bound, logStart)
 }
 
 /** The deletes of `node`'s index entries whose LSN is below `toLsn`, after its cursor. */

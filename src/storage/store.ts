@@ -182,8 +182,11 @@ export class Store implements StateReader {
     const result: PurgeResult = { logPurged: 0, tombstonesPurged: 0 }
     return this.#exclusive(async () => {
       const before = this.#logStart
-      this.#logStart = await purgeLog(this.#backend, this.#head, before, logCovered, this.#head.lsn - keepLast)
-      result.logPurged = this.#logStart - before
+      const upToLsn = this.#head.lsn - keepLast
+      for await (const start of purgeLog(this.#backend, this.#head, before, logCovered, upToLsn)) {
+        this.#logStart = start
+        result.logPurged = start - before
+      }
       const pass = await purgeTombstones(this.#backend, this.#tombCursor, stableCut)
       this.#tombCursor = pass.cursor
       this.#tombstones -= pass.entriesDeleted
