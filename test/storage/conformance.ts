@@ -97,6 +97,19 @@ async function dumpStates(reader: Pick<StateReader, 'iterateStates'>): Promise<R
   return out
 }
 
+/** Every encoded state of `store` in `spaces`, as a sender ships them, with the clock they reflect. */
+async function snapshotOf(
+  store: Store,
+  spaces: readonly Space[] = SPACES,
+): Promise<{ entries: [Space, string, Uint8Array][]; vc: VectorClock }> {
+  const view = await store.snapshot()
+  const entries: [Space, string, Uint8Array][] = []
+  for (const space of spaces)
+    for await (const [key, bytes] of view.iterateRaw(space, {})) entries.push([space, key, bytes])
+  await view.close()
+  return { entries, vc: view.vc }
+}
+
 function stateAfter(result: CommitResult, space: Space, key: string): AnyState {
   const state = result.states.get(stateId(space, key))
   if (state === undefined) throw new Error(`the commit result holds no state for ${space} ${key}`)
@@ -1076,10 +1089,10 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
 
       it('counts tombstone index entries exactly through re-deletes, one group, purges, a snapshot join and reopen', async () => {
         const store = await h.open()
-        await store.commitLocal([put('a', '1')])
-        await store.commitLocal([del('a')])
-        await store.commitLocal([put('b', '1')])
-        await store.commitLocal([del('b')])
+        for (const key of ['a', 'b']) {
+          await store.commitLocal([put(key, '1')])
+          await store.commitLocal([del(key)])
+        }
         expect(await store.tombstoneCount()).toBe(2)
         // 'a' written again keeps its (now stale) entry; deleted again, it is still one entry.
         await store.commitLocal([put('a', '2')])
@@ -1099,10 +1112,7 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         const donor = await h.open({}, (await makeBackendFor(h)).backend)
         await donor.commitLocal([put('d', '1')])
         await donor.commitLocal([del('d')])
-        const view = await donor.snapshot()
-        const entries: [Space, string, Uint8Array][] = []
-        for await (const [key, bytes] of view.iterateRaw('kv', {})) entries.push(['kv', key, bytes])
-        await view.close()
+        const { entries } = await snapshotOf(donor, ['kv'])
         await again.stageSnapshot(entries)
         await again.applyStagedSnapshot(donor.vc)
         expect(await again.tombstoneCount()).toBe(4)
@@ -1127,12 +1137,8 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
           await sender.commitLocal([del('gone'), remove('s', 'm1')])
           await sender.purge(sender.vc, sender.vc)
           expect(await keysOf(sender, 'kv')).toEqual(['kept'])
-          const snapshot = await sender.snapshot()
-          const entries: [Space, string, Uint8Array][] = []
-          for (const space of SPACES)
-            for await (const [key, bytes] of snapshot.iterateRaw(space, {})) entries.push([space, key, bytes])
-          await snapshot.close()
-          await receiver.stageSnapshot(entries)
+          const snapshot = await snapshotOf(sender)
+          await receiver.stageSnapshot(snapshot.entries)
           const notified: number[] = []
           receiver.onCommit((batch) => notified.push(batch.length))
           await receiver.applyStagedSnapshot(snapshot.vc)
@@ -1157,10 +1163,7 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         )
         const donor = await h.open({}, (await makeBackendFor(h)).backend)
         await donor.commitLocal([put('x', '1')])
-        const view = await donor.snapshot()
-        const entries: [Space, string, Uint8Array][] = []
-        for await (const [key, bytes] of view.iterateRaw('kv', {})) entries.push(['kv', key, bytes])
-        await view.close()
+        const { entries } = await snapshotOf(donor, ['kv'])
         await store.stageSnapshot(entries)
         const again = await h.reopen(store)
         await again.applyStagedSnapshot({})
@@ -1171,11 +1174,7 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         const store = await h.open()
         const donor = await h.open({}, (await makeBackendFor(h)).backend)
         await donor.commitLocal([put('x', '1'), incr('c', 2)])
-        const view = await donor.snapshot()
-        const entries: [Space, string, Uint8Array][] = []
-        for (const space of SPACES)
-          for await (const [key, bytes] of view.iterateRaw(space, {})) entries.push([space, key, bytes])
-        await view.close()
+        const { entries } = await snapshotOf(donor)
         await store.stageSnapshot(entries)
         // What applyStagedSnapshot writes first; the process dies before the join.
         await h.fixture.backend.write(
