@@ -33,7 +33,7 @@ import { emptyState, isEmptyState } from '../crdt/index.js'
 import { MeshError, assert } from '../errors.js'
 import type { Backend, BackendReader, BackendWrite, Range, Sub } from './backend.js'
 
-export const STORE_FORMAT = '1'
+const STORE_FORMAT = '1'
 
 /** What a node keeps in memory of its durable position: restored from `meta` and `vc` at open. */
 export interface StoreHead {
@@ -132,7 +132,7 @@ export const SNAPSHOT_MARKER_DELETE: BackendWrite = { type: 'del', sub: 'meta', 
 // ---------------------------------------------------------------------------------------------
 // Reads.
 
-export async function readUtf8(reader: BackendReader, sub: Sub, key: string): Promise<string | undefined> {
+async function readUtf8(reader: BackendReader, sub: Sub, key: string): Promise<string | undefined> {
   const bytes = await reader.get(sub, key)
   return bytes === undefined ? undefined : Buffer.from(bytes).toString('utf8')
 }

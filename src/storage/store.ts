@@ -164,7 +164,10 @@ export class Store implements StateReader {
     return this.#head.lsn + 1 - this.#logStart
   }
 
-  /** Keys whose state is all tombstones and not yet purged (stale index entries included until the next pass). */
+  /**
+   * Keys whose state is all tombstones and not yet purged: the entries of the tombstone index, so
+   * a key written again since it was deleted counts until a garbage collection pass reaches it.
+   */
   async tombstoneCount(): Promise<number> {
     this.#checkOpen()
     return this.#tombstones
