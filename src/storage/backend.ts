@@ -4,10 +4,7 @@
  * sublevels, writes atomic batches, iterates ranges in byte order and takes consistent snapshots.
  */
 
-/**
- * Sublevels: meta, the log by LSN, the dot index, the vector clock, key states per type, the
- * index of keys whose state is all tombstones (garbage collection), and a snapshot being received.
- */
+/** The sublevels; `layout.ts` says what each holds and how its keys are made. */
 export type Sub = 'meta' | 'log' | 'dots' | 'vc' | 'kv' | 'counter' | 'set' | 'tombs' | 'stage'
 export const SUBS: readonly Sub[] = ['meta', 'log', 'dots', 'vc', 'kv', 'counter', 'set', 'tombs', 'stage']
 
