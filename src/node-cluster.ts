@@ -374,7 +374,7 @@ function makeTransport(options: ClusterOptions): Transport {
     nodeId: options.store.nodeId,
     clusterId: options.clusterId,
     secret: options.secret as string,
-    selfUrl: options.selfUrl,
+    advertiseUrl: options.selfUrl,
     randomBytes: options.randomBytes,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),

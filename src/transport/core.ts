@@ -99,16 +99,16 @@ export function resolveSettings(options: CoreTransportOptions): TransportSetting
 }
 
 function resolveIdentity(options: TransportOptions): HandshakeIdentity {
-  const { nodeId, clusterId, secret, selfUrl } = options
+  const { nodeId, clusterId, secret, advertiseUrl } = options
   if (!isNodeId(nodeId)) throw configError(`nodeId must be 16 hex characters, got ${JSON.stringify(nodeId)}`)
   if (typeof clusterId !== 'string' || clusterId.length === 0 || Buffer.byteLength(clusterId) > CLUSTER_ID_BYTES_MAX) {
     throw configError(`clusterId must be 1 to ${CLUSTER_ID_BYTES_MAX} bytes`)
   }
   if (typeof secret !== 'string' || secret.length === 0) throw configError('a cluster secret is required')
-  if (selfUrl !== null && (typeof selfUrl !== 'string' || Buffer.byteLength(selfUrl) > URL_BYTES_MAX)) {
-    throw configError(`selfUrl must be null or a URL of at most ${URL_BYTES_MAX} bytes`)
+  if (advertiseUrl !== null && (typeof advertiseUrl !== 'string' || Buffer.byteLength(advertiseUrl) > URL_BYTES_MAX)) {
+    throw configError(`advertiseUrl must be null or a URL of at most ${URL_BYTES_MAX} bytes`)
   }
-  return { nodeId, clusterId, secret, selfUrl }
+  return { nodeId, clusterId, secret, advertiseUrl }
 }
 
 /** A float in [0, 1) from four random bytes (randomness is an input). */
@@ -143,7 +143,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     this.settings = resolveSettings(options)
     this.setTimer = setTimer
     this.randomBytes = options.randomBytes ?? ((size) => new Uint8Array(cryptoRandomBytes(size)))
-    this.selfKey = this.selfKeyOf(options.selfUrl)
+    this.selfKey = this.selfKeyOf(options.advertiseUrl)
   }
 
   /** The canonical form of a peer URL (the key `keep` and `forget` match on); throws on bad URLs. */
@@ -270,10 +270,10 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   }
 
   /** Runs in the constructor: `normalizeUrl` implementations must not use instance fields. */
-  private selfKeyOf(selfUrl: string | null): string | null {
-    if (selfUrl === null) return null
+  private selfKeyOf(advertiseUrl: string | null): string | null {
+    if (advertiseUrl === null) return null
     try {
-      return this.normalizeUrl(selfUrl)
+      return this.normalizeUrl(advertiseUrl)
     } catch {
       return null
     }

@@ -3,7 +3,6 @@ export * from './transport.js'
 export {
   AcceptorHandshake,
   DialerHandshake,
-  PEER_PROTOCOL_VERSION,
   handshakeProof,
   isSupportedVersion,
   linkIdOf,

@@ -1,6 +1,6 @@
 /**
  * The in-memory transport for the deterministic simulator. Transports register on a
- * `MemoryNetwork` under their `selfUrl`; a dial opens a pipe between two of them, and the same
+ * `MemoryNetwork` under their `advertiseUrl`; a dial opens a pipe between two of them, and the same
  * handshake and frame checks as on real sockets run over it (every frame is encoded with
  * `encodeFrame` and decoded with `decodeFrame` on the other side).
  *
@@ -185,7 +185,7 @@ export class MemoryNetwork {
 let anonymous = 0
 
 export class MemoryTransport extends TransportCore {
-  /** Where this transport is registered (its selfUrl, or a made-up name when it has none). */
+  /** Where this transport is registered (its advertiseUrl, or a made-up name when it has none). */
   readonly address: string
 
   constructor(
@@ -194,7 +194,7 @@ export class MemoryTransport extends TransportCore {
   ) {
     super(options, network.setTimer)
     anonymous += 1
-    this.address = options.selfUrl ?? `memory-anonymous:${anonymous}`
+    this.address = options.advertiseUrl ?? `memory-anonymous:${anonymous}`
     network.register(this.address, this)
   }
 

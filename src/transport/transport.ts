@@ -30,7 +30,7 @@ export interface TransportOptions {
   /** The shared cluster secret; links are refused without it. */
   secret: string
   /** The URL other nodes dial to reach this one, or null if it takes no inbound links. */
-  selfUrl: string | null
+  advertiseUrl: string | null
   pingIntervalMs?: number
   /** A peer silent for longer than this is dropped. */
   peerTimeoutMs?: number

@@ -17,7 +17,7 @@ import { Recorder, conversation, freshNodeId, sameMessages, sleep, waitFor } fro
 
 export interface HarnessNode {
   readonly nodeId: NodeId
-  /** The URL other nodes keep to reach this one (its selfUrl). */
+  /** The URL other nodes keep to reach this one (its advertiseUrl). */
   readonly url: string
   readonly transport: Transport
   readonly events: Recorder

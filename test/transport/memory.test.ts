@@ -27,7 +27,7 @@ function memoryHarness(network = new MemoryNetwork()): TransportHarness {
         nodeId,
         clusterId: options.clusterId ?? CLUSTER,
         secret: options.secret ?? SECRET,
-        selfUrl: url,
+        advertiseUrl: url,
         ...TEST_TIMINGS,
         handshakeTimeoutMs: 1_000,
         ...options.options,
@@ -123,8 +123,20 @@ function heldNetwork(
   return { network, held, clock }
 }
 
-function options(nodeId: NodeId, selfUrl: string, extra: Partial<CoreTransportOptions> = {}): CoreTransportOptions {
-  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl, ...TEST_TIMINGS, handshakeTimeoutMs: 1_000, ...extra }
+function options(
+  nodeId: NodeId,
+  advertiseUrl: string,
+  extra: Partial<CoreTransportOptions> = {},
+): CoreTransportOptions {
+  return {
+    nodeId,
+    clusterId: CLUSTER,
+    secret: SECRET,
+    advertiseUrl,
+    ...TEST_TIMINGS,
+    handshakeTimeoutMs: 1_000,
+    ...extra,
+  }
 }
 
 /** Runs held deliveries until none are left (or `limit` were run). */

@@ -61,10 +61,18 @@ interface WsNode extends HarnessNode {
 
 function transportOptions(
   nodeId: NodeId,
-  selfUrl: string | null,
+  advertiseUrl: string | null,
   extra: Partial<WebSocketTransportOptions> = {},
 ): WebSocketTransportOptions {
-  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl, ...TEST_TIMINGS, handshakeTimeoutMs: 1_000, ...extra }
+  return {
+    nodeId,
+    clusterId: CLUSTER,
+    secret: SECRET,
+    advertiseUrl,
+    ...TEST_TIMINGS,
+    handshakeTimeoutMs: 1_000,
+    ...extra,
+  }
 }
 
 /** Starts and tracks nodes; `dispose` closes every transport, server and stray socket. */
@@ -224,7 +232,7 @@ class RawPeer {
 }
 
 function identity(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
-  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl: null, ...extra }
+  return { nodeId, clusterId: CLUSTER, secret: SECRET, advertiseUrl: null, ...extra }
 }
 
 /** One HTTP GET with no keep-alive; resolves with the status and how long it took. */
