@@ -11,7 +11,7 @@ export {
 export type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
 export type { Cancel, Channel, SetTimer } from './connection.js'
 export { Link } from './connection.js'
-export { TRANSPORT_DEFAULTS, backoffDelayMs } from './core.js'
+export { TRANSPORT_DEFAULTS, backoffDelayMs, keepsNewLink } from './core.js'
 export type { CoreTransportOptions } from './core.js'
 export {
   CLOSE_GRACE_MS,

@@ -13,7 +13,7 @@ import { MemoryNetwork, MemoryTransport } from '../../src/transport/memory.js'
 import type { CoreTransportOptions } from '../../src/transport/core.js'
 import type { TransportHarness, HarnessNode, StartOptions } from './conformance.js'
 import { CLUSTER, SECRET, TEST_TIMINGS, transportConformance } from './conformance.js'
-import { Recorder, conversation, freshNodeId, sameMessages, waitFor } from './helpers.js'
+import { Recorder, conversation, freshNodeId, sameMessages } from './helpers.js'
 
 function memoryHarness(network = new MemoryNetwork()): TransportHarness {
   const running = new Set<MemoryTransport>()
@@ -258,7 +258,9 @@ describe('MemoryTransport under a simulator', () => {
     const a = start(network, freshNodeId(), 'memory://a')
     const b = start(network, freshNodeId(), 'memory://b')
     a.transport.keep('memory://b')
-    await waitFor(() => a.events.open.length === 1 && b.events.open.length === 1, 1_000, 'links')
+    await expect
+      .poll(() => a.events.open.length === 1 && b.events.open.length === 1, { timeout: 1_000, message: 'links' })
+      .toBe(true)
     const messages = conversation(a.transport.identity.nodeId, b.transport.identity.nodeId)
     for (const message of messages) a.events.open[0]!.link.send(message)
     expect(sameMessages(b.events.open[0]!.messages, messages)).toBe(true)
