@@ -10,6 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
+import type { CoreTransportOptions } from '../../src/transport/core.js'
 import type { TransportOptions } from '../../src/transport/transport.js'
 import { CLOSE_CODES } from '../../src/transport/transport.js'
 import type { Transport } from '../../src/transport/transport.js'
@@ -56,6 +57,23 @@ export const TEST_TIMINGS = {
 
 export const SECRET = 'conformance-secret'
 export const CLUSTER = 'conformance-cluster'
+
+/** Options for a test transport: the suite's cluster, secret and timings, a 1 s handshake deadline. */
+export function testTransportOptions<T extends CoreTransportOptions>(
+  nodeId: NodeId,
+  advertiseUrl: string | null,
+  extra: Partial<T> = {},
+): CoreTransportOptions & Partial<T> {
+  return {
+    nodeId,
+    clusterId: CLUSTER,
+    secret: SECRET,
+    advertiseUrl,
+    ...TEST_TIMINGS,
+    handshakeTimeoutMs: 1_000,
+    ...extra,
+  }
+}
 /** Deadline for anything that should happen "soon". */
 const SOON_MS = 3_000
 /** How long to watch for something that must not happen. */

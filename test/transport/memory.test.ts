@@ -12,7 +12,7 @@ import type { MemoryEnvelope, MemoryNetworkOptions } from '../../src/transport/m
 import { MemoryNetwork, MemoryTransport } from '../../src/transport/memory.js'
 import type { CoreTransportOptions } from '../../src/transport/core.js'
 import type { TransportHarness, HarnessNode, StartOptions } from './conformance.js'
-import { CLUSTER, SECRET, TEST_TIMINGS, transportConformance } from './conformance.js'
+import { CLUSTER, SECRET, TEST_TIMINGS, testTransportOptions, transportConformance } from './conformance.js'
 import { Recorder, conversation, freshNodeId, sameMessages } from './helpers.js'
 
 function memoryHarness(network = new MemoryNetwork()): TransportHarness {
@@ -128,15 +128,7 @@ function options(
   advertiseUrl: string,
   extra: Partial<CoreTransportOptions> = {},
 ): CoreTransportOptions {
-  return {
-    nodeId,
-    clusterId: CLUSTER,
-    secret: SECRET,
-    advertiseUrl,
-    ...TEST_TIMINGS,
-    handshakeTimeoutMs: 1_000,
-    ...extra,
-  }
+  return testTransportOptions(nodeId, advertiseUrl, extra)
 }
 
 /** Runs held deliveries until none are left (or `limit` were run). */

@@ -24,7 +24,7 @@ import { CLOSE_CODES } from '../../src/transport/transport.js'
 import type { WebSocketTransportOptions } from '../../src/transport/websocket.js'
 import { FRAGMENTS_MAX, WebSocketTransport, peerUrlOf } from '../../src/transport/websocket.js'
 import type { HarnessNode, StartOptions, TransportHarness } from './conformance.js'
-import { CLUSTER, SECRET, TEST_TIMINGS, transportConformance } from './conformance.js'
+import { CLUSTER, SECRET, testTransportOptions, transportConformance } from './conformance.js'
 import { Recorder, changeFrom, found, freshNodeId } from './helpers.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -61,15 +61,7 @@ function transportOptions(
   advertiseUrl: string | null,
   extra: Partial<WebSocketTransportOptions> = {},
 ): WebSocketTransportOptions {
-  return {
-    nodeId,
-    clusterId: CLUSTER,
-    secret: SECRET,
-    advertiseUrl,
-    ...TEST_TIMINGS,
-    handshakeTimeoutMs: 1_000,
-    ...extra,
-  }
+  return testTransportOptions<WebSocketTransportOptions>(nodeId, advertiseUrl, extra)
 }
 
 /** Starts and tracks nodes; `dispose` closes every transport, server and stray socket. */
