@@ -29,6 +29,21 @@ export interface ReplicationCounters {
   snapshotsReceived: number
 }
 
+export function newCounters(): ReplicationCounters {
+  return {
+    changesReceived: 0,
+    changesApplied: 0,
+    duplicates: 0,
+    bufferFull: 0,
+    refused: 0,
+    refusedForgotten: 0,
+    framesSent: 0,
+    changesSent: 0,
+    snapshotsSent: 0,
+    snapshotsReceived: 0,
+  }
+}
+
 export interface InboundOptions {
   store: ReplicaStore
   logger: Logger

@@ -47,5 +47,4 @@
  * buffers a bounded number of early changes and drops duplicates, so every node applies every
  * change exactly once, in causal order.
  */
-export { PROTOCOL_VERSION } from '../codec/peer.js'
 export type { AckMessage, ChangesMessage, PeerMessage, SyncMessage } from '../codec/peer.js'

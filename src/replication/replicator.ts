@@ -15,7 +15,7 @@ import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { LogEntry } from '../storage/store.js'
 import type { ReplicationCounters } from './inbound.js'
-import { Inbound } from './inbound.js'
+import { Inbound, newCounters } from './inbound.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
@@ -84,18 +84,7 @@ export class Replicator {
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
   #gcRunning = false
   readonly #gcEnabled: boolean
-  readonly #counters: ReplicationCounters = {
-    changesReceived: 0,
-    changesApplied: 0,
-    duplicates: 0,
-    bufferFull: 0,
-    refused: 0,
-    refusedForgotten: 0,
-    framesSent: 0,
-    changesSent: 0,
-    snapshotsSent: 0,
-    snapshotsReceived: 0,
-  }
+  readonly #counters: ReplicationCounters = newCounters()
   readonly #unsubscribe: () => void
 
   constructor(options: ReplicatorOptions) {

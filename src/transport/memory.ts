@@ -1,5 +1,5 @@
 /**
- * The in-memory transport for the deterministic simulator. Transports register on a
+ * The in-memory transport, run by the transport conformance suite. Transports register on a
  * `MemoryNetwork` under their `advertiseUrl`; a dial opens a pipe between two of them, and the same
  * handshake and frame checks as on real sockets run over it (every frame is encoded with
  * `encodeFrame` and decoded with `decodeFrame` on the other side).
@@ -13,6 +13,10 @@
  * What this transport does not model: heartbeats (a link ends when it is closed or cut, not by
  * silence) and send queues (a frame is "sent" once handed to `schedule`; `drained()` resolves at
  * once). A simulator that wants slow links delays deliveries instead.
+ *
+ * The replication simulator (test/sim) does not run on it yet: it joins replicators with the
+ * handshake-free links of test/helpers/link-pair.ts, and admits links by this transport's rule
+ * (`keepsNewLink`).
  */
 import { MeshError } from '../errors.js'
 import type { Channel, Connection, SetTimer } from './connection.js'

@@ -1,5 +1,5 @@
 /**
- * The in-memory transport: the conformance suite, then what the simulator relies on — every frame
+ * The in-memory transport: the conformance suite, then what a simulator needs of it — every frame
  * passes the scheduler hook as encoded bytes, the hook may reorder, duplicate and drop, timers
  * come from the network, partitions cut links on both sides at once and heal through backoff, and
  * the same seed gives the same trace.
