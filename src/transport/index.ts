@@ -24,4 +24,6 @@ export {
 } from './websocket.js'
 export type { WebSocketTransportOptions } from './websocket.js'
 export { MemoryNetwork, MemoryTransport } from './memory.js'
-export type { MemoryEnvelope, MemoryNetworkOptions } from './memory.js'
+export type { MemoryNetworkOptions } from './memory.js'
+export { IDLE_TURNS, LINK_HIGH_WATER_FRAMES_DEFAULT, LinkEnd, LinkPair, LinkScheduler } from './memory-link.js'
+export type { Delivery, PairOptions, Peer } from './memory-link.js'

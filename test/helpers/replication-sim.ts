@@ -1,6 +1,6 @@
 /**
  * A small replication simulator for tests: real `Store`s on `MemoryBackend`s, one `Replicator`
- * each, joined by the in-memory links of link-pair.ts, one virtual clock (each node may be skewed
+ * each, joined by the in-memory links of src/transport/memory-link.ts, one virtual clock (each node may be skewed
  * from it), one seeded PRNG. Nothing here knows the protocol: it makes links, cuts them, writes,
  * ticks, moves time, and waits for quiescence. A node's process can crash (`crash`: kill -9 or a
  * power loss, with what each loses modelled by MemoryBackend) and `restart` on what its disk
@@ -18,8 +18,9 @@ import { Replicator } from '../../src/replication/index.js'
 import type { CommitResult, Digest, ReplicaStore } from '../../src/storage/index.js'
 import { MemoryBackend, Store, digestOf } from '../../src/storage/index.js'
 import { keepsNewLink } from '../../src/transport/core.js'
-import type { Delivery, LinkEnd, LinkPair, PairOptions } from './link-pair.js'
-import { LinkScheduler } from './link-pair.js'
+import type { Delivery, LinkEnd, LinkPair, PairOptions } from '../../src/transport/memory-link.js'
+import { LinkScheduler } from '../../src/transport/memory-link.js'
+import { prng } from './async.js'
 
 export const START_MS = 1_700_000_000_000
 export const TICK_MS = 1000
@@ -137,7 +138,7 @@ export class SimCluster {
     readonly seed: number,
     options: { trace?: boolean; onQueued?: (end: LinkEnd) => void; onDeliver?: (delivery: Delivery) => void } = {},
   ) {
-    this.scheduler = new LinkScheduler(seed, options)
+    this.scheduler = new LinkScheduler(prng(seed), options)
   }
 
   static async open(

@@ -10,7 +10,7 @@ import type { Dot } from '../../src/clock/index.js'
 import { HLC_ZERO, vcEquals, vcGet } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
 import type { Intent } from '../../src/crdt/index.js'
-import type { LinkPair } from '../helpers/link-pair.js'
+import type { LinkPair } from '../../src/transport/memory-link.js'
 import { prng } from '../helpers/async.js'
 import type { SimNode } from '../helpers/replication-sim.js'
 import {

@@ -25,7 +25,7 @@
 import type { NodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
 import { keepsNewLink } from '../../src/transport/core.js'
-import type { LinkEnd, LinkPair } from '../helpers/link-pair.js'
+import type { LinkEnd, LinkPair } from '../../src/transport/memory-link.js'
 import type { SimCluster } from '../helpers/replication-sim.js'
 import { dialerOf } from '../helpers/replication-sim.js'
 import type { Timeline, TimedEvent } from './timeline.js'
