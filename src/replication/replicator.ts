@@ -13,7 +13,6 @@ import { vcCovers, vcHasDot } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
-import type { LogEntry } from '../storage/store.js'
 import type { ReplicationCounters } from './inbound.js'
 import { Inbound, newCounters } from './inbound.js'
 import type { PeerLinkLike } from './link.js'
@@ -23,6 +22,7 @@ import { PeerSession } from './peer-session.js'
 import { PeerBook, heardAck, heardSync, knownTo, usableAck } from './peers.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
+import type { GcStatus } from './stability.js'
 import { meetOverMembers, stabilityMembers } from './stability.js'
 import type { PeerStatus } from './status.js'
 import { peerStatus } from './status.js'
@@ -55,17 +55,6 @@ export interface ReplicatorOptions {
   members?: () => readonly NodeId[]
   /** Log entries kept past garbage collection (a watch resumes from a cursor among them). Default 1000. */
   logRetainEntries?: number
-}
-
-/** What the last garbage collection pass found and did. */
-export interface GcStatus {
-  /** Dots at or below it are stable: no change concurrent with them can arrive. */
-  stableCut: VectorClock
-  /** Every member holds the changes at or below it: their log entries may go. */
-  heldByAll: VectorClock
-  logPurged: number
-  tombstonesPurged: number
-  passes: number
 }
 
 export class Replicator {
@@ -407,5 +396,3 @@ export class Replicator {
     for (const session of this.#sessions.values()) session.link.send({ type: 'sync', vc: this.store.vc, peers })
   }
 }
-
-export type { LogEntry }

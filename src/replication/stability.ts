@@ -13,6 +13,17 @@
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { vcMeet } from '../clock/index.js'
 
+/** What the last garbage collection pass found and did. */
+export interface GcStatus {
+  /** Dots at or below it are stable: no change concurrent with them can arrive. */
+  stableCut: VectorClock
+  /** Every member holds the changes at or below it: their log entries may go. */
+  heldByAll: VectorClock
+  logPurged: number
+  tombstonesPurged: number
+  passes: number
+}
+
 /** The meet of `own` and `clockOf(member)` over `members`; a member with no clock gives `{}`. */
 export function meetOverMembers(
   own: VectorClock,
