@@ -51,7 +51,11 @@ export const ERROR_TABLE = {
   MESHKV_ERR_READ_ONLY: 403,
   /** A quorum read (`r=quorum|all`) heard from too few members in time. */
   MESHKV_ERR_READ_QUORUM: 504,
-  /** A change or link from a member that was forgotten (`kvctl forget`). */
+  /**
+   * A change from a member that was forgotten (`kvctl forget`) was refused. Never thrown (the sender
+   * is a peer, not a caller): it is the `code` on the replicator's log line for such a change, which
+   * the `refusedForgotten` counter counts; a link from a forgotten member is closed with 4403.
+   */
   MESHKV_ERR_FORGOTTEN: 409,
   /** No such member (`kvctl forget` of an unknown node id). */
   MESHKV_ERR_UNKNOWN_MEMBER: 404,

@@ -11,8 +11,9 @@ import type { SetState } from './crdt/index.js'
 import { MeshError } from './errors.js'
 import type { Member, Role } from './node-members.js'
 import { FORGOTTEN_SET, MEMBERS_SET, claimIntents, forgetIntents, forgottenOf, membersOf } from './node-members.js'
-import type { Logger, PeerStatus, WriteConcern } from './replication/index.js'
-import { Replicator, SILENT_LOGGER, requiredHolders } from './replication/index.js'
+import type { Logger, PeerStatus } from './replication/index.js'
+import { Replicator, SILENT_LOGGER } from './replication/index.js'
+import { type WriteConcern, requiredMembers } from './api/concern.js'
 import type { PeerLink } from './codec/peer.js'
 import type { LogEntry, Store } from './storage/index.js'
 import type { Transport } from './transport/transport.js'
@@ -196,7 +197,7 @@ export class Cluster {
 
   /** Refuses, before anything is written, a concern this cluster cannot meet (w above its size). */
   checkConcern(concern: WriteConcern): void {
-    requiredHolders(concern, this.members())
+    requiredMembers(concern, this.members(), 'w')
   }
 
   /** Accepts peer links on this HTTP(S) server at `/v1/peer`. */
@@ -209,7 +210,7 @@ export class Cluster {
    * and keeps replicating; the error says how many members hold it.
    */
   async awaitConcern(dot: Dot, concern: WriteConcern, timeoutMs = WRITE_CONCERN_TIMEOUT_MS_DEFAULT): Promise<void> {
-    const required = requiredHolders(concern, this.members())
+    const required = requiredMembers(concern, this.members(), 'w')
     if (required <= 1) return
     const wait = this.replicator.waitForHolders(dot, required)
     let timer: NodeJS.Timeout | undefined
@@ -374,7 +375,7 @@ function makeTransport(options: ClusterOptions): Transport {
     nodeId: options.store.nodeId,
     clusterId: options.clusterId,
     secret: options.secret as string,
-    selfUrl: options.selfUrl,
+    advertiseUrl: options.selfUrl,
     randomBytes: options.randomBytes,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),

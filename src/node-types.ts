@@ -4,7 +4,7 @@
  */
 import type { Hlc, NodeId, VectorClock } from './clock/index.js'
 import type { Logger } from './replication/logger.js'
-import type { WriteConcern } from './replication/write-concern.js'
+import type { WriteConcern } from './api/concern.js'
 import type { Transport } from './transport/transport.js'
 
 export interface MeshNodeOptions {
@@ -55,7 +55,7 @@ export interface MeshNodeOptions {
   logRetainEntries?: number
 }
 
-export type { WriteConcern } from './replication/write-concern.js'
+export type { WriteConcern } from './api/concern.js'
 
 /** A value as a person gives it: bytes, text, or any JSON value. */
 export type ValueInput =

@@ -63,7 +63,7 @@ import type { AnyState, Space, StateOf } from './crdt/index.js'
 import { SPACES, joinState } from './crdt/index.js'
 import { isNodeId, vcJoin } from './clock/index.js'
 import { encode } from './codec/index.js'
-import { parseWriteConcern } from './replication/index.js'
+import { parseWriteConcern } from './api/concern.js'
 import { KEY_BYTES_PROTOCOL_MAX } from './codec/guards.js'
 import type { ConcernOptions, PeerStatus } from './node-types.js'
 

@@ -9,6 +9,13 @@ import type { Change } from '../crdt/index.js'
 import { decodeChecked, encode } from './index.js'
 import { isBytes, isChange, isKey, isRecord } from './guards.js'
 
+/**
+ * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
+ * peer that speaks another. It lives with the frames because both the transport (which checks it)
+ * and replication (whose messages it versions) import this room and not each other.
+ */
+export const PROTOCOL_VERSION = 1
+
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
 export const NONCE_BYTES = 32

@@ -2,7 +2,7 @@
  * The peer protocol: what two meshkv nodes say to each other over one link.
  *
  * Wire format: every frame is one binary WebSocket message holding one MessagePack-encoded
- * `PeerMessage` (below), at most `frameBytesMax` (4 MiB) long. Text frames, undecodable frames
+ * `PeerMessage` (below), at most `FRAME_BYTES_MAX` (4 MiB, codec/peer.ts) long. Text frames, undecodable frames
  * and frames of the wrong shape close the link with code 1008 (policy) or 1009 (too big); nothing
  * in them is applied.
  *
@@ -48,5 +48,3 @@
  * change exactly once, in causal order.
  */
 export type { AckMessage, ChangesMessage, PeerMessage, SyncMessage } from '../codec/peer.js'
-
-export const PROTOCOL_VERSION = 1

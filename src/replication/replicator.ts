@@ -1,38 +1,35 @@
 /**
- * The replicator: one per node. It runs a session per authenticated peer link (the protocol of
- * protocol.ts), keeps what it knows of each peer across link drops (its acknowledged vector
- * clock, whom it is linked to, when it was last heard), feeds received changes through one
- * causal buffer into the store in causal order, and answers write concern and lag questions.
+ * The replicator: one per node, the facade over replication's parts. It runs a `PeerSession` per
+ * authenticated peer link (the protocol of protocol.ts), keeps what it knows of each peer across
+ * link drops (peers.ts), feeds received changes through one causal buffer into the store
+ * (inbound.ts), receives snapshots (snapshot-receiver.ts), and answers write concern
+ * (write-concern.ts), stability (stability.ts) and lag (status.ts) questions.
  *
  * It touches no socket, timer or LevelDB: links, the store and the clock are interfaces passed
  * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcDistance, vcGet, vcHasDot, vcJoin, vcMeet } from '../clock/index.js'
-import type { Change } from '../crdt/index.js'
-import type { PeerMessage, SnapshotChunkMessage } from '../codec/peer.js'
-import type { Space } from '../crdt/index.js'
+import { vcCovers, vcHasDot } from '../clock/index.js'
+import type { PeerMessage } from '../codec/peer.js'
+import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
-import type { LogEntry } from '../storage/store.js'
+import type { ReplicationCounters } from './inbound.js'
+import { Inbound, newCounters } from './inbound.js'
 import type { PeerLinkLike } from './link.js'
-import { CausalBuffer } from './causal-buffer.js'
-import { Session } from './session.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
+import { PeerSession } from './peer-session.js'
+import { PeerBook, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import type { SnapshotStatus } from './snapshot-receiver.js'
+import { SnapshotReceiver } from './snapshot-receiver.js'
+import type { GcStatus } from './stability.js'
+import { meetOverMembers, stabilityMembers } from './stability.js'
+import type { PeerStatus } from './status.js'
+import { peerStatus } from './status.js'
+import { HolderWaiters } from './write-concern.js'
 
-export type PeerState = 'up' | 'catching-up' | 'down'
-
-export interface PeerStatus {
-  nodeId: NodeId | null
-  url: string | null
-  state: PeerState
-  /** Changes this node has that the peer has not acknowledged. */
-  lagChanges: number
-  /** Age of the oldest change the peer lacks (0 when it lacks none). */
-  lagMs: number
-  /** Milliseconds since the peer was last heard from, or null if never. */
-  lastSeenMs: number | null
-}
+export type { PeerState, PeerStatus } from './status.js'
+export type { SnapshotProgress } from './snapshot-receiver.js'
 
 export interface ReplicatorOptions {
   store: ReplicaStore
@@ -40,8 +37,11 @@ export interface ReplicatorOptions {
   logger?: Logger
   /** Most changes in one `changes` frame. */
   frameChangesMax?: number
-  /** Most value bytes in one `changes` frame (the frame limit is 4 MiB). */
-  frameBytesMax?: number
+  /**
+   * Most change bytes (by `approximateChangeBytes`) batched into one `changes` frame: half the
+   * frame limit `FRAME_BYTES_MAX` (4 MiB), so the estimate's error never takes a frame past it.
+   */
+  batchBytesMax?: number
   bufferChangesMax?: number
   /** A peer lacking changes older than this is `catching-up` rather than `up`. */
   catchingUpAfterMs?: number
@@ -57,78 +57,23 @@ export interface ReplicatorOptions {
   logRetainEntries?: number
 }
 
-/** A snapshot this node is receiving. */
-export interface SnapshotProgress {
-  from: NodeId
-  keysTotal: number
-  keysReceived: number
-  startedMs: number
-}
-
-/** What the last garbage collection pass found and did. */
-export interface GcStatus {
-  /** Dots at or below it are stable: no change concurrent with them can arrive. */
-  stableCut: VectorClock
-  /** Every member holds the changes at or below it: their log entries may go. */
-  heldByAll: VectorClock
-  logPurged: number
-  tombstonesPurged: number
-  passes: number
-}
-
-/** What this node knows of a peer, kept across link drops. */
-interface PeerInfo {
-  nodeId: NodeId
-  url: string | null
-  acked: VectorClock
-  /** Recent acknowledged VCs, oldest first: the stable cut takes the newest usable one. */
-  ackHistory: VectorClock[]
-  lastSeenMs: number | null
-  /** The peer's VC when it first synced with us on this run; joining waits to cover it. */
-  firstSyncVc: VectorClock | null
-}
-
-interface HolderWaiter {
-  dot: Dot
-  required: number
-  resolve: () => void
-}
-
 export class Replicator {
   readonly store: ReplicaStore
   readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store'>>
   readonly #logger: Logger
-  readonly #sessions = new Map<NodeId, Session>()
-  readonly #peers = new Map<NodeId, PeerInfo>()
-  readonly #buffer: CausalBuffer
-  /** The store's VC plus changes handed to the store and not yet durable. */
-  #pendingVc: VectorClock
-  #applying: Promise<void> = Promise.resolve()
-  #resyncNeeded = false
+  readonly #sessions = new Map<NodeId, PeerSession>()
+  readonly #peers = new PeerBook()
+  readonly #inbound: Inbound
+  readonly #snapshots: SnapshotReceiver
+  readonly #waiters = new HolderWaiters((dot) => this.holders(dot))
   #lastAckedVc: VectorClock = {}
-  #waiters = new Set<HolderWaiter>()
   #closed = false
   /** Forgotten members, with the last of their changes that stays (later ones are refused). */
-  #forgotten = new Map<NodeId, number>()
-  #receiving: (SnapshotProgress & { vc: VectorClock; failed: boolean }) | null = null
-  /** Every write to the snapshot stage, in order: a dropped snapshot's writes end before the next one clears the stage. */
-  #stageWork: Promise<void> = Promise.resolve()
-  #lastSnapshot: { from: NodeId; keys: number; ms: number } | null = null
+  readonly #forgotten = new Map<NodeId, number>()
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
   #gcRunning = false
   readonly #gcEnabled: boolean
-  readonly #counters = {
-    changesReceived: 0,
-    changesApplied: 0,
-    duplicates: 0,
-    bufferFull: 0,
-    refused: 0,
-    refusedForgotten: 0,
-    framesSent: 0,
-    changesSent: 0,
-    snapshotsSent: 0,
-    snapshotsReceived: 0,
-  }
+  readonly #counters: ReplicationCounters = newCounters()
   readonly #unsubscribe: () => void
 
   constructor(options: ReplicatorOptions) {
@@ -137,7 +82,7 @@ export class Replicator {
     this.#options = {
       now: options.now,
       frameChangesMax: options.frameChangesMax ?? 512,
-      frameBytesMax: options.frameBytesMax ?? 2 * 1024 * 1024,
+      batchBytesMax: options.batchBytesMax ?? 2 * 1024 * 1024,
       bufferChangesMax: options.bufferChangesMax ?? 20_000,
       catchingUpAfterMs: options.catchingUpAfterMs ?? 1000,
       snapshotAfterChanges: options.snapshotAfterChanges ?? 10_000,
@@ -145,15 +90,30 @@ export class Replicator {
       logRetainEntries: options.logRetainEntries ?? 1000,
     }
     this.#gcEnabled = options.members !== undefined
-    this.#buffer = new CausalBuffer(this.#options.bufferChangesMax)
-    this.#pendingVc = options.store.vc
+    this.#inbound = new Inbound({
+      store: this.store,
+      logger: this.#logger,
+      bufferChangesMax: this.#options.bufferChangesMax,
+      counters: this.#counters,
+      forgottenAfter: (node) => this.#forgotten.get(node),
+      onApplied: () => {
+        this.#sendAcksIfChanged()
+        this.#waiters.check()
+      },
+    })
+    this.#snapshots = new SnapshotReceiver({
+      store: this.store,
+      logger: this.#logger,
+      now: this.#options.now,
+      onJoined: () => this.#counters.snapshotsReceived++,
+    })
     this.#unsubscribe = options.store.onCommit((entries) => {
       for (const session of this.#sessions.values()) session.offer(entries)
     })
   }
 
   get counters(): Readonly<Record<string, number>> {
-    return { ...this.#counters, buffered: this.#buffer.size }
+    return { ...this.#counters, buffered: this.#inbound.buffered }
   }
 
   /** Node ids with a live, authenticated link. */
@@ -161,13 +121,9 @@ export class Replicator {
     return [...this.#sessions.keys()].sort()
   }
 
-  /** Peers this node has ever linked with on this run. */
-  knownPeers(): number {
-    return this.#peers.size
-  }
-
+  /** Peers this node has ever linked with on this run (forgotten ones excepted). */
   knownPeerIds(): NodeId[] {
-    return [...this.#peers.keys()]
+    return this.#peers.ids()
   }
 
   /** Linked peers with the URL each said it is reached at. */
@@ -175,7 +131,13 @@ export class Replicator {
     return [...this.#sessions.values()].map((session) => ({ nodeId: session.link.nodeId, url: session.link.url }))
   }
 
-  /** Takes a new authenticated link. Of two links with one peer, both sides keep the same one. */
+  /**
+   * Takes a new authenticated link. One link per peer is the transport's rule, not this one's: the
+   * transport makes the links, so it alone can pick which of two to keep so that both sides keep
+   * the same one (src/transport/core.ts, `keepsNewLink`). It closes the loser before it hands the
+   * winner over, and a link's close listeners run at once, so a live session for this peer here
+   * means a transport broke the rule: a bug, not an operating error.
+   */
   addLink(link: PeerLinkLike): void {
     if (this.#closed) {
       link.close(1001, 'node closing')
@@ -187,49 +149,14 @@ export class Replicator {
       return
     }
     const existing = this.#sessions.get(link.nodeId)
-    if (existing !== undefined) {
-      if (dialerOf(existing.link, this.store.nodeId) <= dialerOf(link, this.store.nodeId)) {
-        link.close(4000, 'duplicate link')
-        return
-      }
-      existing.link.close(4000, 'duplicate link')
-      this.#sessions.delete(link.nodeId)
-    }
-    const info = this.#peerInfo(link.nodeId, link.url)
-    const session = new Session({
-      link,
-      store: this.store,
-      selfId: this.store.nodeId,
-      frameChangesMax: this.#options.frameChangesMax,
-      frameBytesMax: this.#options.frameBytesMax,
-      logger: this.#logger,
-      onMessage: (message) => this.#onMessage(session, message),
-      onSent: (changes) => {
-        this.#counters.framesSent++
-        this.#counters.changesSent += changes
-      },
-      snapshotAfterChanges: this.#options.snapshotAfterChanges,
-      onSnapshotSent: (keys) => {
-        this.#counters.snapshotsSent++
-        this.#logger.info({ peer: link.nodeId, keys }, 'snapshot sent')
-      },
-    })
+    assert(
+      existing === undefined || existing.link.closed,
+      `two live links to ${link.nodeId}: the transport keeps one link per peer`,
+    )
+    const session = this.#newSession(link)
     this.#sessions.set(link.nodeId, session)
-    info.lastSeenMs = this.#options.now()
-    link.onClose((code, reason) => {
-      if (code === 4403)
-        this.#logger.error(
-          { peer: link.nodeId, reason },
-          'this node was forgotten by the cluster: the peer refuses its links and changes',
-        )
-      if (this.#sessions.get(link.nodeId) === session) {
-        this.#sessions.delete(link.nodeId)
-        this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
-        this.#broadcastSync()
-      }
-      if (this.#receiving?.from === link.nodeId) this.#abandonSnapshot('the link ended')
-      session.stop()
-    })
+    this.#peers.info(link.nodeId, link.url).lastSeenMs = this.#options.now()
+    link.onClose((code, reason) => this.#linkClosed(session, code, reason))
     this.#logger.info({ peer: link.nodeId, url: link.url, direction: link.direction }, 'peer link up')
     session.start()
     this.#broadcastSync()
@@ -237,8 +164,8 @@ export class Replicator {
 
   /** Called about once a second: resends state where a resend is due, refreshes acks, collects garbage. */
   tick(): void {
-    if (this.#resyncNeeded) {
-      this.#resyncNeeded = false
+    if (this.#inbound.resyncNeeded) {
+      this.#inbound.resyncNeeded = false
       this.#broadcastSync()
     }
     this.#sendAcksIfChanged()
@@ -266,35 +193,28 @@ export class Replicator {
       if (session !== undefined) session.link.close(4403, 'this node was forgotten by the cluster')
       this.#logger.warn({ peer: nodeId, seq }, 'member forgotten')
     }
-    this.#checkWaiters()
-  }
-
-  isForgotten(nodeId: NodeId): boolean {
-    return this.#forgotten.has(nodeId)
+    this.#waiters.check()
   }
 
   /**
-   * The stable cut (docs/protocol.md, "Garbage collection"): per member X, the newest VC X acknowledged whose X entry
-   * this node has applied; the pointwise minimum of those and this node's own VC. A member never
-   * heard from on this run gives `{}`: nothing is stable until every member has answered.
+   * The stable cut (docs/protocol.md, "Garbage collection"): per member X, the newest VC X
+   * acknowledged whose X entry this node has applied; the meet of those and this node's own VC.
    */
   stableCut(): VectorClock {
-    let cut = this.store.vc
-    for (const id of this.#gcMembers()) {
+    const own = this.store.vc
+    return meetOverMembers(own, this.#stabilityMembers(), (id) => {
       const info = this.#peers.get(id)
-      cut = vcMeet(cut, info === undefined ? {} : this.#usableAck(info))
-    }
-    return cut
+      return info === undefined ? undefined : usableAck(info, own)
+    })
   }
 
-  /** What every member holds: the minimum of what each is known to have. */
+  /** What every member holds: the meet of what each is known to have. */
   heldByAll(): VectorClock {
-    let held = this.store.vc
-    for (const id of this.#gcMembers()) {
+    const own = this.store.vc
+    return meetOverMembers(own, this.#stabilityMembers(), (id) => {
       const info = this.#peers.get(id)
-      held = vcMeet(held, info === undefined ? {} : this.#knownTo(info))
-    }
-    return held
+      return info === undefined ? undefined : knownTo(info, own)
+    })
   }
 
   /** One garbage collection pass: purges log entries every member holds and stable tombstones. */
@@ -317,41 +237,21 @@ export class Replicator {
   }
 
   /** The snapshot being received, and the last one joined. */
-  snapshotStatus(): { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null } {
-    const receiving = this.#receiving
-    return {
-      receiving:
-        receiving === null
-          ? null
-          : {
-              from: receiving.from,
-              keysTotal: receiving.keysTotal,
-              keysReceived: receiving.keysReceived,
-              startedMs: receiving.startedMs,
-            },
-      last: this.#lastSnapshot,
-    }
+  snapshotStatus(): SnapshotStatus {
+    return this.#snapshots.status()
   }
 
   /** How many members (this node included) hold the change `dot`. */
   holders(dot: Dot): number {
-    let count = vcHasDot(this.store.vc, dot) ? 1 : 0
-    for (const info of this.#peers.values()) if (vcHasDot(this.#knownTo(info), dot)) count++
+    const own = this.store.vc
+    let count = vcHasDot(own, dot) ? 1 : 0
+    for (const info of this.#peers.values()) if (vcHasDot(knownTo(info, own), dot)) count++
     return count
   }
 
   /** Resolves once `required` members hold `dot`. `cancel` drops the wait (the caller's timeout). */
   waitForHolders(dot: Dot, required: number): { promise: Promise<void>; cancel: () => void } {
-    let waiter: HolderWaiter | undefined
-    const promise = new Promise<void>((resolve) => {
-      if (this.holders(dot) >= required) {
-        resolve()
-        return
-      }
-      waiter = { dot, required, resolve }
-      this.#waiters.add(waiter)
-    })
-    return { promise, cancel: () => (waiter === undefined ? undefined : void this.#waiters.delete(waiter)) }
+    return this.#waiters.wait(dot, required)
   }
 
   /**
@@ -368,38 +268,16 @@ export class Replicator {
     return synced > 0
   }
 
-  /**
-   * Each peer this node has linked with, and each configured URL behind which no such peer has
-   * been seen yet (`nodeId: null`, down). `configured` pairs each URL with the node last seen
-   * behind it, so a peer reached at another URL than the one it advertises is listed once.
-   */
-  async peerStatus(configured: readonly { url: string; nodeId: NodeId | null }[]): Promise<PeerStatus[]> {
-    const out: PeerStatus[] = []
-    const seenUrls = new Set<string>()
-    for (const info of [...this.#peers.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))) {
-      if (info.url !== null) seenUrls.add(info.url)
-      const known = this.#knownTo(info)
-      const lagChanges = vcDistance(this.store.vc, known)
-      const lagMs = lagChanges === 0 ? 0 : await this.#oldestMissingAgeMs(known, this.#options.now())
-      // Read the clock after the lookups above: a message may have been heard meanwhile.
-      const now = this.#options.now()
-      const linked = this.#sessions.has(info.nodeId)
-      const state: PeerState = !linked ? 'down' : lagMs > this.#options.catchingUpAfterMs ? 'catching-up' : 'up'
-      const lastSeenMs = info.lastSeenMs === null ? null : Math.max(0, now - info.lastSeenMs)
-      out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs })
+  /** Each known peer's lag and state, and each configured URL no known peer is behind (status.ts). */
+  peerStatus(configured: readonly { url: string; nodeId: NodeId | null }[]): Promise<PeerStatus[]> {
+    const input = {
+      store: this.store,
+      peers: this.#peers,
+      now: this.#options.now,
+      isLinked: (nodeId: NodeId) => this.#sessions.has(nodeId),
+      catchingUpAfterMs: this.#options.catchingUpAfterMs,
     }
-    for (const { url, nodeId } of configured) {
-      if (seenUrls.has(url) || (nodeId !== null && this.#peers.has(nodeId))) continue
-      out.push({
-        nodeId: null,
-        url,
-        state: 'down',
-        lagChanges: vcDistance(this.store.vc, {}),
-        lagMs: 0,
-        lastSeenMs: null,
-      })
-    }
-    return out
+    return peerStatus(input, configured)
   }
 
   async close(): Promise<void> {
@@ -410,49 +288,64 @@ export class Replicator {
       session.link.close(1001, 'node closing')
     }
     this.#sessions.clear()
-    await this.#applying
-    for (const waiter of this.#waiters) waiter.resolve()
-    this.#waiters.clear()
+    await this.#inbound.settled()
+    this.#waiters.releaseAll()
   }
 
-  /** What a peer is known to hold: what it acknowledged, and every change it made itself. */
-  #knownTo(info: PeerInfo): VectorClock {
-    const own = vcGet(this.store.vc, info.nodeId)
-    return own > vcGet(info.acked, info.nodeId) ? vcJoin(info.acked, { [info.nodeId]: own }) : info.acked
+  #newSession(link: PeerLinkLike): PeerSession {
+    const session: PeerSession = new PeerSession({
+      link,
+      store: this.store,
+      selfId: this.store.nodeId,
+      frameChangesMax: this.#options.frameChangesMax,
+      batchBytesMax: this.#options.batchBytesMax,
+      logger: this.#logger,
+      onMessage: (message) => this.#onMessage(session, message),
+      onSent: (changes) => {
+        this.#counters.framesSent++
+        this.#counters.changesSent += changes
+      },
+      snapshotAfterChanges: this.#options.snapshotAfterChanges,
+      onSnapshotSent: (keys) => {
+        this.#counters.snapshotsSent++
+        this.#logger.info({ peer: link.nodeId, keys }, 'snapshot sent')
+      },
+    })
+    return session
   }
 
-  #peerInfo(nodeId: NodeId, url: string | null): PeerInfo {
-    let info = this.#peers.get(nodeId)
-    if (info === undefined) {
-      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null }
-      this.#peers.set(nodeId, info)
+  #linkClosed(session: PeerSession, code: number, reason: string): void {
+    const link = session.link
+    if (code === 4403)
+      this.#logger.error(
+        { peer: link.nodeId, reason },
+        'this node was forgotten by the cluster: the peer refuses its links and changes',
+      )
+    if (this.#sessions.get(link.nodeId) === session) {
+      this.#sessions.delete(link.nodeId)
+      this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
+      this.#broadcastSync()
     }
-    if (url !== null) info.url = url
-    return info
+    if (this.#snapshots.from === link.nodeId) this.#snapshots.abandon('the link ended')
+    session.stop()
   }
 
-  #onMessage(session: Session, message: PeerMessage): void {
-    const info = this.#peerInfo(session.link.nodeId, null)
+  #onMessage(session: PeerSession, message: PeerMessage): void {
+    const info = this.#peers.info(session.link.nodeId, null)
     info.lastSeenMs = this.#options.now()
     switch (message.type) {
       case 'sync':
-        // A sync is the peer's whole VC now: it replaces what this node believed (a peer that lost
-        // unsynced changes in a power loss holds less than it once acknowledged).
-        info.acked = message.vc
-        info.ackHistory = [message.vc]
-        if (info.firstSyncVc === null) info.firstSyncVc = message.vc
+        heardSync(info, message.vc)
         session.onSync(message.vc, message.peers)
-        this.#checkWaiters()
+        this.#waiters.check()
         return
       case 'ack':
-        info.acked = vcJoin(info.acked, message.vc)
-        info.ackHistory.push(message.vc)
-        if (info.ackHistory.length > ACK_HISTORY_MAX) info.ackHistory.shift()
+        heardAck(info, message.vc)
         session.onAck(message.vc)
-        this.#checkWaiters()
+        this.#waiters.check()
         return
       case 'changes':
-        this.#receive(message.changes)
+        this.#inbound.receive(message.changes)
         return
       case 'snapshot-reply':
         session.onSnapshotReply(message.accept)
@@ -461,10 +354,10 @@ export class Replicator {
         session.onSnapshotAck(message.seq)
         return
       case 'snapshot-offer':
-        this.#onSnapshotOffer(session, message.vc, message.keys)
+        this.#snapshots.offer(session.link, message.vc, message.keys)
         return
       case 'snapshot-chunk':
-        this.#onSnapshotChunk(session, message)
+        this.#snapshots.chunk(session.link, message)
         return
       case 'snapshot-end':
         this.#onSnapshotEnd(session)
@@ -472,177 +365,23 @@ export class Replicator {
     }
   }
 
-  #onSnapshotOffer(session: Session, vc: VectorClock, keys: number): void {
-    const from = session.link.nodeId
-    if (this.#receiving !== null && this.#receiving.from !== from) {
-      session.link.send({ type: 'snapshot-reply', accept: false })
-      return
-    }
-    if (this.#receiving !== null) this.#abandonSnapshot('the sender offered a new one')
-    this.#stageWork = this.#stageWork
-      .then(() => this.store.clearStage())
-      .catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'could not clear the snapshot stage'))
-    this.#receiving = { from, vc, keysTotal: keys, keysReceived: 0, startedMs: this.#options.now(), failed: false }
-    this.#logger.info({ peer: from, keys }, 'receiving a snapshot')
-    session.link.send({ type: 'snapshot-reply', accept: true })
-  }
-
-  #onSnapshotChunk(session: Session, message: SnapshotChunkMessage): void {
-    const receiving = this.#receiving
-    if (receiving === null || receiving.from !== session.link.nodeId) return
-    this.#stageWork = this.#stageWork.then(async () => {
-      if (receiving.failed) return
-      try {
-        await this.store.stageSnapshot(message.states as readonly (readonly [Space, string, Uint8Array])[])
-        // Progress counts states on this node's disk, not merely received.
-        receiving.keysReceived += message.states.length
-        session.link.send({ type: 'snapshot-ack', seq: message.seq })
-      } catch (error) {
-        receiving.failed = true
-        this.#logger.warn(
-          { peer: receiving.from, err: String(error), code: (error as { code?: string }).code },
-          'a snapshot chunk was refused; the snapshot is dropped',
-        )
-        this.#abandonSnapshot('a chunk was refused')
-        session.link.close(1008, 'bad snapshot chunk')
-      }
-    })
-  }
-
-  #onSnapshotEnd(session: Session): void {
-    const receiving = this.#receiving
-    if (receiving === null || receiving.from !== session.link.nodeId) return
-    const done = this.#stageWork.then(async () => {
-      if (receiving.failed || this.#receiving !== receiving) return
-      await this.store.applyStagedSnapshot(receiving.vc)
-      const ms = this.#options.now() - receiving.startedMs
-      this.#lastSnapshot = { from: receiving.from, keys: receiving.keysReceived, ms }
-      this.#counters.snapshotsReceived++
-      this.#logger.info({ peer: receiving.from, keys: receiving.keysReceived, ms, vc: receiving.vc }, 'snapshot joined')
-    })
-    this.#stageWork = done.catch(() => undefined)
-    this.#applying = this.#applying.then(() =>
-      done
-        .catch((error: unknown) =>
-          this.#logger.error({ peer: receiving.from, err: String(error) }, 'joining a snapshot failed'),
-        )
-        .finally(() => {
-          if (this.#receiving === receiving) this.#receiving = null
-          this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
-          // Every peer's cursor restarts from what this node has now (the sender waits for this).
-          this.#broadcastSync()
-          this.#drain()
-          this.#checkWaiters()
-        }),
+  /** Joins the snapshot in turn with the changes being applied, then restarts every peer's cursor. */
+  #onSnapshotEnd(session: PeerSession): void {
+    const join = this.#snapshots.end(session.link)
+    if (join === null) return
+    this.#inbound.after(() =>
+      join().finally(() => {
+        this.#inbound.catchUp()
+        // Every peer's cursor restarts from what this node has now (the sender waits for this).
+        this.#broadcastSync()
+        this.#inbound.drain()
+        this.#waiters.check()
+      }),
     )
   }
 
-  #abandonSnapshot(why: string): void {
-    const receiving = this.#receiving
-    if (receiving === null) return
-    receiving.failed = true
-    this.#receiving = null
-    this.#logger.warn({ peer: receiving.from, why }, 'snapshot dropped')
-    this.#stageWork = this.#stageWork.then(() => this.store.clearStage()).catch(() => undefined)
-  }
-
-  /** Members that count for garbage collection: the configured set and every peer heard on this run. */
-  #gcMembers(): Set<NodeId> {
-    const ids = new Set<NodeId>(this.#options.members())
-    for (const id of this.#peers.keys()) ids.add(id)
-    ids.delete(this.store.nodeId)
-    for (const id of this.#forgotten.keys()) ids.delete(id)
-    return ids
-  }
-
-  /** The newest acknowledgement of `info`'s node whose own entry this node has applied. */
-  #usableAck(info: PeerInfo): VectorClock {
-    const applied = vcGet(this.store.vc, info.nodeId)
-    for (let index = info.ackHistory.length - 1; index >= 0; index--) {
-      const ack = info.ackHistory[index] as VectorClock
-      if (vcGet(ack, info.nodeId) <= applied) {
-        // Older ones are never needed again: this one (or a newer one) will do from now on.
-        info.ackHistory.splice(0, index)
-        return ack
-      }
-    }
-    return {}
-  }
-
-  #receive(changes: readonly Change[]): void {
-    // The store's VC moves with local commits too: what this node wrote is applied.
-    this.#pendingVc = vcJoin(this.#pendingVc, this.store.vc)
-    for (const change of changes) {
-      this.#counters.changesReceived++
-      const forgottenAfter = this.#forgotten.get(change.dot.node)
-      if (forgottenAfter !== undefined && change.dot.seq > forgottenAfter) {
-        if (this.#counters.refusedForgotten++ === 0 || this.#counters.refusedForgotten % 1000 === 0) {
-          this.#logger.warn(
-            {
-              origin: change.dot.node,
-              seq: change.dot.seq,
-              code: 'MESHKV_ERR_FORGOTTEN',
-              refused: this.#counters.refusedForgotten,
-            },
-            'a change from a forgotten member was refused',
-          )
-        }
-        continue
-      }
-      let result = this.#buffer.add(change, this.#pendingVc)
-      if (result === 'full') {
-        // Hand what is deliverable to the store first: that moves `pendingVc` on, so the rest of a
-        // frame that continues one origin is taken now rather than one change per resync.
-        this.#drain()
-        result = this.#buffer.add(change, this.#pendingVc)
-      }
-      if (result === 'duplicate') this.#counters.duplicates++
-      if (result === 'full') {
-        this.#counters.bufferFull++
-        this.#resyncNeeded = true
-      }
-    }
-    this.#drain()
-  }
-
-  /** Hands every deliverable change to the store, in causal order; the store group-commits them. */
-  #drain(): void {
-    const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)
-    if (deliverable.length === 0) return
-    for (const change of deliverable) this.#pendingVc = vcJoin(this.#pendingVc, { [change.dot.node]: change.dot.seq })
-    const applied = Promise.allSettled(deliverable.map((change) => this.store.applyRemote(change)))
-    this.#applying = this.#applying.then(async () => {
-      const results = await applied
-      let failed = 0
-      for (const [index, result] of results.entries()) {
-        if (result.status === 'fulfilled') {
-          // The store answers a change it already had with `change: null`.
-          if (result.value.change !== null) this.#counters.changesApplied++
-          else this.#counters.duplicates++
-        } else {
-          failed++
-          const change = deliverable[index] as Change
-          this.#logger.warn(
-            {
-              origin: change.dot.node,
-              seq: change.dot.seq,
-              err: String(result.reason),
-              code: (result.reason as { code?: string }).code,
-            },
-            'change refused',
-          )
-        }
-      }
-      if (failed > 0) {
-        // What was refused (a clock too far ahead, a storage failure) and what followed it from
-        // the same origin is asked for again on the next tick.
-        this.#counters.refused += failed
-        this.#pendingVc = this.store.vc
-        this.#resyncNeeded = true
-      }
-      this.#sendAcksIfChanged()
-      this.#checkWaiters()
-    })
+  #stabilityMembers(): Set<NodeId> {
+    return stabilityMembers(this.#options.members(), this.#peers.ids(), this.store.nodeId, this.#forgotten.keys())
   }
 
   #sendAcksIfChanged(): void {
@@ -656,35 +395,4 @@ export class Replicator {
     const peers = this.linkedPeers()
     for (const session of this.#sessions.values()) session.link.send({ type: 'sync', vc: this.store.vc, peers })
   }
-
-  #checkWaiters(): void {
-    for (const waiter of this.#waiters) {
-      if (this.holders(waiter.dot) >= waiter.required) {
-        this.#waiters.delete(waiter)
-        waiter.resolve()
-      }
-    }
-  }
-
-  async #oldestMissingAgeMs(acked: VectorClock, now: number): Promise<number> {
-    let oldest = Infinity
-    for (const [origin, seq] of Object.entries(this.store.vc) as [NodeId, number][]) {
-      const from = vcGet(acked, origin) + 1
-      if (from > seq) continue
-      const lsn = await this.store.lsnOfDot({ node: origin, seq: from })
-      if (lsn === undefined) continue
-      const [entry] = await this.store.readLog(lsn - 1, 1)
-      if (entry !== undefined) oldest = Math.min(oldest, entry.change.hlc.wallMs)
-    }
-    return oldest === Infinity ? 0 : Math.max(0, now - oldest)
-  }
 }
-
-/** Acknowledged VCs kept per peer for the stable cut. */
-const ACK_HISTORY_MAX = 32
-
-function dialerOf(link: PeerLinkLike, selfId: NodeId): NodeId {
-  return link.direction === 'dialed' ? selfId : link.nodeId
-}
-
-export type { LogEntry }

@@ -1,35 +1,50 @@
 /**
- * Write concern: how many members, this node included, must hold a change before a write is
- * acknowledged. `1` is async, `2`…`n` and `quorum` semi-sync, `all` sync.
+ * Write concern, replication's side: waiting until enough members hold a change. How a concern is
+ * parsed and how many members it asks for is src/api/concern.ts (one rule for the node, HTTP, the
+ * client and kvctl); this file only counts holders as acknowledgements arrive.
  */
-import { MeshError } from '../errors.js'
+import type { Dot } from '../clock/index.js'
 
-export type WriteConcern = number | 'quorum' | 'all'
-
-export function parseWriteConcern(value: unknown): WriteConcern {
-  if (value === undefined || value === null || value === '') return 1
-  if (value === 'quorum' || value === 'all') return value
-  const count =
-    typeof value === 'number'
-      ? value
-      : typeof value === 'string' && /^[1-9][0-9]{0,3}$/.test(value)
-        ? Number(value)
-        : NaN
-  if (!Number.isSafeInteger(count) || count < 1) {
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'w must be a positive integer, "quorum" or "all"')
-  }
-  return count
+interface HolderWaiter {
+  readonly dot: Dot
+  readonly required: number
+  readonly resolve: () => void
 }
 
-/** The number of members a write concern asks for, in a cluster of `members` members. */
-export function requiredHolders(concern: WriteConcern, members: number): number {
-  if (concern === 'all') return members
-  if (concern === 'quorum') return Math.floor(members / 2) + 1
-  if (concern > members) {
-    throw new MeshError(
-      'MESHKV_ERR_INVALID_ARGUMENT',
-      `w=${concern} asks for more members than the ${members} of this cluster`,
-    )
+/** Callers waiting for a change to reach a number of holders; `check()` runs after each ack. */
+export class HolderWaiters {
+  readonly #waiters = new Set<HolderWaiter>()
+
+  /** `holders(dot)` counts the members (this node included) that hold `dot`. */
+  constructor(private readonly holders: (dot: Dot) => number) {}
+
+  /** Resolves once `required` members hold `dot`. `cancel` drops the wait (the caller's timeout). */
+  wait(dot: Dot, required: number): { promise: Promise<void>; cancel: () => void } {
+    let waiter: HolderWaiter | undefined
+    const promise = new Promise<void>((resolve) => {
+      if (this.holders(dot) >= required) {
+        resolve()
+        return
+      }
+      waiter = { dot, required, resolve }
+      this.#waiters.add(waiter)
+    })
+    return { promise, cancel: () => (waiter === undefined ? undefined : void this.#waiters.delete(waiter)) }
   }
-  return concern
+
+  /** Resolves every waiter whose change now has enough holders. */
+  check(): void {
+    for (const waiter of this.#waiters) {
+      if (this.holders(waiter.dot) >= waiter.required) {
+        this.#waiters.delete(waiter)
+        waiter.resolve()
+      }
+    }
+  }
+
+  /** On close: every waiter is let go (the caller's own timeout or close path answers it). */
+  releaseAll(): void {
+    for (const waiter of this.#waiters) waiter.resolve()
+    this.#waiters.clear()
+  }
 }

@@ -3,10 +3,12 @@
  * the URLs it keeps (dial, redial with jittered exponential backoff, stop), one link per peer,
  * and no link to itself. Subclasses say how to normalise a URL and how to open a channel.
  *
- * One link per peer: when two nodes dial each other at once, both sides keep the link dialed by
- * the node with the lower id (both compute the same answer) and close the other with 4000; two
- * links dialed by the same node mean the older one is stale, so the newer wins. A kept URL whose
- * node already has a link is not redialed until that link ends.
+ * One link per peer (`keepsNewLink`): when two nodes dial each other at once, both sides keep the
+ * link dialed by the node with the lower id (both compute the same answer) and close the other
+ * with 4000; two links dialed by the same node mean the older one is stale, so the newer wins. A
+ * kept URL whose node already has a link is not redialed until that link ends. The rule lives here
+ * alone because the transport makes the links: the replicator is handed only the winners, and
+ * asserts that it never holds two.
  */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto'
 import type { NodeId } from '../clock/index.js'
@@ -19,6 +21,15 @@ import { Connection } from './connection.js'
 import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
 import type { Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
+
+/**
+ * Of a new link and a live one to the same peer, whether the new one is kept (and the live one
+ * closed with 4000). Each argument is the id of the node that dialed that link; both ends of a
+ * link compute the same answer, so both keep the same link.
+ */
+export function keepsNewLink(newDialer: NodeId, heldDialer: NodeId): boolean {
+  return newDialer === heldDialer || newDialer < heldDialer
+}
 
 export const TRANSPORT_DEFAULTS = {
   pingIntervalMs: 1_000,
@@ -99,16 +110,16 @@ export function resolveSettings(options: CoreTransportOptions): TransportSetting
 }
 
 function resolveIdentity(options: TransportOptions): HandshakeIdentity {
-  const { nodeId, clusterId, secret, selfUrl } = options
+  const { nodeId, clusterId, secret, advertiseUrl } = options
   if (!isNodeId(nodeId)) throw configError(`nodeId must be 16 hex characters, got ${JSON.stringify(nodeId)}`)
   if (typeof clusterId !== 'string' || clusterId.length === 0 || Buffer.byteLength(clusterId) > CLUSTER_ID_BYTES_MAX) {
     throw configError(`clusterId must be 1 to ${CLUSTER_ID_BYTES_MAX} bytes`)
   }
   if (typeof secret !== 'string' || secret.length === 0) throw configError('a cluster secret is required')
-  if (selfUrl !== null && (typeof selfUrl !== 'string' || Buffer.byteLength(selfUrl) > URL_BYTES_MAX)) {
-    throw configError(`selfUrl must be null or a URL of at most ${URL_BYTES_MAX} bytes`)
+  if (advertiseUrl !== null && (typeof advertiseUrl !== 'string' || Buffer.byteLength(advertiseUrl) > URL_BYTES_MAX)) {
+    throw configError(`advertiseUrl must be null or a URL of at most ${URL_BYTES_MAX} bytes`)
   }
-  return { nodeId, clusterId, secret, selfUrl }
+  return { nodeId, clusterId, secret, advertiseUrl }
 }
 
 /** A float in [0, 1) from four random bytes (randomness is an input). */
@@ -143,7 +154,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     this.settings = resolveSettings(options)
     this.setTimer = setTimer
     this.randomBytes = options.randomBytes ?? ((size) => new Uint8Array(cryptoRandomBytes(size)))
-    this.selfKey = this.selfKeyOf(options.selfUrl)
+    this.selfKey = this.selfKeyOf(options.advertiseUrl)
   }
 
   /** The canonical form of a peer URL (the key `keep` and `forget` match on); throws on bad URLs. */
@@ -270,10 +281,10 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   }
 
   /** Runs in the constructor: `normalizeUrl` implementations must not use instance fields. */
-  private selfKeyOf(selfUrl: string | null): string | null {
-    if (selfUrl === null) return null
+  private selfKeyOf(advertiseUrl: string | null): string | null {
+    if (advertiseUrl === null) return null
     try {
-      return this.normalizeUrl(selfUrl)
+      return this.normalizeUrl(advertiseUrl)
     } catch {
       return null
     }
@@ -288,10 +299,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   /** Of two connections to one peer, whether `candidate` should replace `existing`. */
   private prefers(candidate: Connection, existing: Connection, peer: NodeId): boolean {
     const dialerOf = (connection: Connection): NodeId => (connection.role === 'dialer' ? this.identity.nodeId : peer)
-    const candidateDialer = dialerOf(candidate)
-    const existingDialer = dialerOf(existing)
-    if (candidateDialer === existingDialer) return true
-    return candidateDialer < existingDialer
+    return keepsNewLink(dialerOf(candidate), dialerOf(existing))
   }
 
   private dial(kept: Kept): void {

@@ -15,17 +15,10 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import type { NodeId } from '../clock/index.js'
 import type { ChallengeMessage, Frame, HandshakeMessage, HelloMessage, WelcomeMessage } from '../codec/peer.js'
-import { NONCE_BYTES } from '../codec/peer.js'
+import { NONCE_BYTES, PROTOCOL_VERSION } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert } from '../errors.js'
 import { CLOSE_CODES } from './transport.js'
-
-/**
- * The peer protocol version this transport speaks. It must equal `PROTOCOL_VERSION` in
- * replication/protocol.ts, which transport/ may not import (test/transport/handshake.test.ts
- * checks that they agree); the natural home of both would be codec/peer.ts.
- */
-export const PEER_PROTOCOL_VERSION = 1
 
 export type Role = 'dialer' | 'acceptor'
 
@@ -34,7 +27,7 @@ export interface HandshakeIdentity {
   readonly nodeId: NodeId
   readonly clusterId: string
   readonly secret: string
-  readonly selfUrl: string | null
+  readonly advertiseUrl: string | null
 }
 
 /** The other side, once its proof checked out. */
@@ -85,7 +78,7 @@ export function proofMatches(expected: Uint8Array, actual: Uint8Array): boolean 
 }
 
 export function isSupportedVersion(version: number): boolean {
-  return version === PEER_PROTOCOL_VERSION
+  return version === PROTOCOL_VERSION
 }
 
 /** One id for a link that both sides compute alike: sha256(challenge nonce ‖ hello nonce). */
@@ -112,7 +105,7 @@ function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloM
     return refusal(
       CLOSE_CODES.policy,
       'MESHKV_ERR_DECODE',
-      `peer speaks protocol version ${frame.version}, this node ${PEER_PROTOCOL_VERSION}`,
+      `peer speaks protocol version ${frame.version}, this node ${PROTOCOL_VERSION}`,
       frame.nodeId,
     )
   }
@@ -153,7 +146,7 @@ export class AcceptorHandshake {
   start(): ChallengeMessage {
     assert(this.challenge === null, 'a handshake starts once')
     const { nodeId, clusterId } = this.identity
-    this.challenge = { type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId, nodeId, nonce: this.nonce }
+    this.challenge = { type: 'challenge', version: PROTOCOL_VERSION, clusterId, nodeId, nonce: this.nonce }
     return this.challenge
   }
 
@@ -226,14 +219,14 @@ export class DialerHandshake {
       return failed
     }
     this.state = 'welcome'
-    const { secret, nodeId, clusterId, selfUrl } = this.identity
+    const { secret, nodeId, clusterId, advertiseUrl } = this.identity
     const proof = handshakeProof(secret, 'dialer', challenge.nonce, nodeId, challenge.nodeId)
     const hello: HelloMessage = {
       type: 'hello',
-      version: PEER_PROTOCOL_VERSION,
+      version: PROTOCOL_VERSION,
       clusterId,
       nodeId,
-      url: selfUrl,
+      url: advertiseUrl,
       nonce: this.nonce,
       proof,
     }

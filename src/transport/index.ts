@@ -3,7 +3,6 @@ export * from './transport.js'
 export {
   AcceptorHandshake,
   DialerHandshake,
-  PEER_PROTOCOL_VERSION,
   handshakeProof,
   isSupportedVersion,
   linkIdOf,
@@ -12,7 +11,7 @@ export {
 export type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
 export type { Cancel, Channel, SetTimer } from './connection.js'
 export { Link } from './connection.js'
-export { TRANSPORT_DEFAULTS, backoffDelayMs } from './core.js'
+export { TRANSPORT_DEFAULTS, backoffDelayMs, keepsNewLink } from './core.js'
 export type { CoreTransportOptions } from './core.js'
 export {
   CLOSE_GRACE_MS,
@@ -25,4 +24,6 @@ export {
 } from './websocket.js'
 export type { WebSocketTransportOptions } from './websocket.js'
 export { MemoryNetwork, MemoryTransport } from './memory.js'
-export type { MemoryEnvelope, MemoryNetworkOptions } from './memory.js'
+export type { MemoryNetworkOptions } from './memory.js'
+export { IDLE_TURNS, LINK_HIGH_WATER_FRAMES_DEFAULT, LinkEnd, LinkPair, LinkScheduler } from './memory-link.js'
+export type { Delivery, PairOptions, Peer } from './memory-link.js'

@@ -1,34 +1,35 @@
 /**
- * The in-memory transport for the deterministic simulator. Transports register on a
- * `MemoryNetwork` under their `selfUrl`; a dial opens a pipe between two of them, and the same
- * handshake and frame checks as on real sockets run over it (every frame is encoded with
- * `encodeFrame` and decoded with `decodeFrame` on the other side).
+ * The in-memory transport, run by the transport conformance suite. Transports register on a
+ * `MemoryNetwork` under their `advertiseUrl`; a dial opens a link of memory-link.ts between two
+ * of them, and the same handshake and frame checks as on real sockets run over it (every frame is
+ * encoded with `encodeFrame` and decoded with `decodeFrame` on the other side).
  *
- * The network owns time and order: every frame is handed to `schedule(deliver, envelope)`, which
- * may call `deliver` later, never, twice, or out of order (the default is `queueMicrotask`, in
- * order). Timers (handshake deadline, redial backoff) come from `setTimer`, so a simulator can
- * drive them from its own clock. `partition(a, b)` closes every link between two URLs at once and
- * refuses new ones until `heal(a, b)`; kept URLs redial through their backoff.
+ * The network's `LinkScheduler` owns order: each direction of a link is FIFO, and the scheduler
+ * decides when (and whether) the next frame arrives; the default delivers each on a microtask.
+ * Timers (handshake deadline, redial backoff) come from `setTimer`, so a simulator can drive them
+ * from its own clock. `partition(a, b)` closes every link between two URLs at once and refuses
+ * new ones until `heal(a, b)`; kept URLs redial through their backoff.
  *
  * What this transport does not model: heartbeats (a link ends when it is closed or cut, not by
- * silence) and send queues (a frame is "sent" once handed to `schedule`; `drained()` resolves at
- * once). A simulator that wants slow links delays deliveries instead.
+ * silence) and send queues (a connection's frame joins the link's queue at once). The replication
+ * simulator (test/sim) uses the same links without this transport: it hands their ends straight
+ * to replicators and admits them by this transport's rule (`keepsNewLink`).
  */
+import type { NodeId } from '../clock/index.js'
 import { MeshError } from '../errors.js'
-import type { Channel, Connection, SetTimer } from './connection.js'
+import type { Connection, SetTimer } from './connection.js'
 import type { CoreTransportOptions } from './core.js'
 import { TransportCore } from './core.js'
-
-/** One frame on its way: who sent it to whom, and its encoded bytes. */
-export interface MemoryEnvelope {
-  readonly from: string
-  readonly to: string
-  readonly bytes: Uint8Array
-}
+import type { LinkEnd } from './memory-link.js'
+import { LinkScheduler } from './memory-link.js'
 
 export interface MemoryNetworkOptions {
-  /** Hands a frame's delivery to the simulator. Default: `queueMicrotask(deliver)`. */
-  schedule?: (deliver: () => void, envelope: MemoryEnvelope) => void
+  /**
+   * The scheduler that carries every frame. Default: one that delivers each frame on a microtask,
+   * in order. A simulator passes its own and decides when each frame arrives (`onQueued`,
+   * `deliverFrom`, `run`), or never (a frame left in its outbox is lost).
+   */
+  scheduler?: LinkScheduler
   /** Timers for handshake deadlines and redial backoff. Default: `setTimeout`. */
   setTimer?: SetTimer
 }
@@ -38,93 +39,45 @@ const defaultSetTimer: SetTimer = (callback, ms) => {
   return () => clearTimeout(timer)
 }
 
+/** A scheduler that delivers each frame on the next microtask, in order. */
+function microtaskScheduler(): LinkScheduler {
+  // It never chooses between links (each frame is delivered from its own end), so needs no randomness.
+  const scheduler: LinkScheduler = new LinkScheduler(() => 0, {
+    onQueued: (end) => queueMicrotask(() => scheduler.deliverFrom(end)),
+  })
+  return scheduler
+}
+
 function pairKey(a: string, b: string): string {
   return a < b ? JSON.stringify([a, b]) : JSON.stringify([b, a])
 }
 
-/** Both ends of one in-memory connection. */
-class Pipe {
-  closed = false
-  readonly ends: [PipeEnd, PipeEnd]
-
-  constructor(
-    readonly network: MemoryNetwork,
-    dialer: string,
-    acceptor: string,
-  ) {
-    const dialerEnd = new PipeEnd(this, dialer)
-    const acceptorEnd = new PipeEnd(this, acceptor)
-    dialerEnd.peer = acceptorEnd
-    acceptorEnd.peer = dialerEnd
-    this.ends = [dialerEnd, acceptorEnd]
-  }
-
-  joins(a: string, b: string): boolean {
-    const [x, y] = this.ends
-    return (x.address === a && y.address === b) || (x.address === b && y.address === a)
-  }
-
-  /** Cut by the network: both sides learn at once. */
-  cut(code: number, reason: string): void {
-    if (this.closed) return
-    this.closed = true
-    this.network.forgetPipe(this)
-    for (const end of this.ends) end.connection?.channelEnded(code, reason)
-  }
-}
-
-class PipeEnd implements Channel {
-  connection: Connection | null = null
-  peer: PipeEnd | null = null
-  readonly bufferedBytes = 0
-
-  constructor(
-    private readonly pipe: Pipe,
-    readonly address: string,
-  ) {}
-
-  write(bytes: Uint8Array, written: () => void): void {
-    const peer = this.peer
-    if (this.pipe.closed || peer === null) return
-    const envelope: MemoryEnvelope = { from: this.address, to: peer.address, bytes: bytes.slice() }
-    this.pipe.network.schedule(() => {
-      if (!this.pipe.closed) peer.connection?.receive(envelope.bytes)
-    }, envelope)
-    written()
-  }
-
-  end(code: number, reason: string): void {
-    if (this.pipe.closed) return
-    this.pipe.closed = true
-    this.pipe.network.forgetPipe(this.pipe)
-    const peer = this.peer
-    // The other side learns of the close after the current call stack, like a socket would.
-    queueMicrotask(() => peer?.connection?.channelEnded(code, reason))
-  }
-
-  destroy(): void {
-    this.end(1006, '')
-  }
-}
+/**
+ * The ends of a pipe learn node ids only in the handshake that runs over them, so they carry
+ * none: they are named by address (`url`, and `other.url` for their own).
+ */
+const NO_NODE = '' as NodeId
 
 /** The hub in-memory transports meet on. */
 export class MemoryNetwork {
   readonly setTimer: SetTimer
-  private readonly scheduleHook: (deliver: () => void, envelope: MemoryEnvelope) => void
+  readonly scheduler: LinkScheduler
   private readonly transports = new Map<string, MemoryTransport>()
   private readonly aliases = new Map<string, string>()
   private readonly cuts = new Set<string>()
-  private readonly pipes = new Set<Pipe>()
 
   constructor(options: MemoryNetworkOptions = {}) {
-    this.scheduleHook = options.schedule ?? ((deliver) => queueMicrotask(deliver))
+    this.scheduler = options.scheduler ?? microtaskScheduler()
     this.setTimer = options.setTimer ?? defaultSetTimer
   }
 
   /** Cuts every link between `a` and `b` and refuses new ones until `heal(a, b)`. */
   partition(a: string, b: string): void {
     this.cuts.add(pairKey(a, b))
-    for (const pipe of [...this.pipes]) if (pipe.joins(a, b)) pipe.cut(1006, 'partitioned')
+    for (const pair of [...this.scheduler.pairs]) {
+      const [x, y] = [pair.acceptor.url, pair.dialer.url]
+      if ((x === a && y === b) || (x === b && y === a)) pair.cut()
+    }
   }
 
   heal(a: string, b: string): void {
@@ -141,11 +94,6 @@ export class MemoryNetwork {
   }
 
   /** @internal */
-  schedule(deliver: () => void, envelope: MemoryEnvelope): void {
-    this.scheduleHook(deliver, envelope)
-  }
-
-  /** @internal */
   register(address: string, transport: MemoryTransport): void {
     const current = this.transports.get(address)
     if (current !== undefined && current !== transport) {
@@ -159,7 +107,7 @@ export class MemoryNetwork {
     if (this.transports.get(address) === transport) this.transports.delete(address)
   }
 
-  /** @internal Opens a pipe from `dialer` to whatever `url` names, or says why not. */
+  /** @internal Opens a link from `dialer` to whatever `url` names, or says why not. */
   connect(dialer: MemoryTransport, url: string, connection: Connection): void {
     const address = this.aliases.get(url) ?? url
     const target = this.transports.get(address)
@@ -168,24 +116,17 @@ export class MemoryNetwork {
       queueMicrotask(() => connection.fail('MESHKV_ERR_UNREACHABLE', `cannot reach ${url}: ${why}`))
       return
     }
-    const pipe = new Pipe(this, dialer.address, address)
-    this.pipes.add(pipe)
-    const [dialerEnd, acceptorEnd] = pipe.ends
-    dialerEnd.connection = connection
-    connection.attach(dialerEnd)
-    target.accept(acceptorEnd)
-  }
-
-  /** @internal */
-  forgetPipe(pipe: Pipe): void {
-    this.pipes.delete(pipe)
+    const pair = this.scheduler.pair({ nodeId: NO_NODE, url: dialer.address }, { nodeId: NO_NODE, url: address })
+    pair.dialer.connection = connection
+    connection.attach(pair.dialer)
+    target.accept(pair.acceptor)
   }
 }
 
 let anonymous = 0
 
 export class MemoryTransport extends TransportCore {
-  /** Where this transport is registered (its selfUrl, or a made-up name when it has none). */
+  /** Where this transport is registered (its advertiseUrl, or a made-up name when it has none). */
   readonly address: string
 
   constructor(
@@ -194,7 +135,7 @@ export class MemoryTransport extends TransportCore {
   ) {
     super(options, network.setTimer)
     anonymous += 1
-    this.address = options.selfUrl ?? `memory-anonymous:${anonymous}`
+    this.address = options.advertiseUrl ?? `memory-anonymous:${anonymous}`
     network.register(this.address, this)
   }
 
@@ -203,8 +144,8 @@ export class MemoryTransport extends TransportCore {
     await super.close()
   }
 
-  /** @internal The network hands over the acceptor's end of a new pipe. */
-  accept(end: Channel & { connection: Connection | null }): void {
+  /** @internal The network hands over the acceptor's end of a new link. */
+  accept(end: LinkEnd): void {
     const connection = this.startConnection('acceptor', null)
     end.connection = connection
     connection.attach(end)

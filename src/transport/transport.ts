@@ -1,7 +1,7 @@
 /**
  * The `Transport` interface: how a node gets authenticated links to its peers. Two
  * implementations pass one conformance suite: WebSockets on the node's own port at `/v1/peer`,
- * and in memory for the deterministic simulator. A transport dials the URLs it is told to keep,
+ * and in memory (memory.ts). A transport dials the URLs it is told to keep,
  * accepts inbound links, runs the handshake (cluster id check, mutual HMAC challenge-response),
  * and only then hands a `PeerLink` to the node. It knows nothing of changes or merges.
  */
@@ -30,7 +30,7 @@ export interface TransportOptions {
   /** The shared cluster secret; links are refused without it. */
   secret: string
   /** The URL other nodes dial to reach this one, or null if it takes no inbound links. */
-  selfUrl: string | null
+  advertiseUrl: string | null
   pingIntervalMs?: number
   /** A peer silent for longer than this is dropped. */
   peerTimeoutMs?: number

@@ -1,6 +1,6 @@
 /**
  * A small replication simulator for tests: real `Store`s on `MemoryBackend`s, one `Replicator`
- * each, joined by the in-memory links of link-pair.ts, one virtual clock (each node may be skewed
+ * each, joined by the in-memory links of src/transport/memory-link.ts, one virtual clock (each node may be skewed
  * from it), one seeded PRNG. Nothing here knows the protocol: it makes links, cuts them, writes,
  * ticks, moves time, and waits for quiescence. A node's process can crash (`crash`: kill -9 or a
  * power loss, with what each loses modelled by MemoryBackend) and `restart` on what its disk
@@ -17,8 +17,10 @@ import type { Logger, ReplicatorOptions } from '../../src/replication/index.js'
 import { Replicator } from '../../src/replication/index.js'
 import type { CommitResult, Digest, ReplicaStore } from '../../src/storage/index.js'
 import { MemoryBackend, Store, digestOf } from '../../src/storage/index.js'
-import type { Delivery, LinkEnd, LinkPair, PairOptions } from './link-pair.js'
-import { LinkScheduler } from './link-pair.js'
+import { keepsNewLink } from '../../src/transport/core.js'
+import type { Delivery, LinkEnd, LinkPair, PairOptions } from '../../src/transport/memory-link.js'
+import { LinkScheduler } from '../../src/transport/memory-link.js'
+import { prng } from './async.js'
 
 export const START_MS = 1_700_000_000_000
 export const TICK_MS = 1000
@@ -114,6 +116,11 @@ export class SimNode {
   }
 }
 
+/** The node that dialed the link `end` is one end of. */
+export function dialerOf(end: LinkEnd): NodeId {
+  return end.direction === 'dialed' ? end.self : end.nodeId
+}
+
 /** Node ids in index order: node i gets `000000000000000{i+1}` (hex), so lower index, lower id. */
 export function simNodeId(index: number): NodeId {
   return (index + 1).toString(16).padStart(16, '0') as NodeId
@@ -124,12 +131,14 @@ export class SimCluster {
   readonly nodes: SimNode[] = []
   clockMs = START_MS
   #closed = false
+  /** Per process run (its replicator), the link admitted to each peer, as its transport would hold it. */
+  readonly #admitted = new WeakMap<Replicator, Map<NodeId, LinkEnd>>()
 
   constructor(
     readonly seed: number,
     options: { trace?: boolean; onQueued?: (end: LinkEnd) => void; onDeliver?: (delivery: Delivery) => void } = {},
   ) {
-    this.scheduler = new LinkScheduler(seed, options)
+    this.scheduler = new LinkScheduler(prng(seed), options)
   }
 
   static async open(
@@ -228,14 +237,37 @@ export class SimCluster {
     return node
   }
 
-  /** A new link dialed by node `from` to node `to`, handed to both replicators (dialer first). */
+  /** A new link dialed by node `from` to node `to`, admitted by both nodes (dialer first). */
   link(from: number, to: number, options: PairOptions = {}): LinkPair {
     const a = this.node(from)
     const b = this.node(to)
     const pair = this.scheduler.pair({ nodeId: a.nodeId, url: a.url }, { nodeId: b.nodeId, url: b.url }, options)
-    a.replicator.addLink(pair.dialer)
-    b.replicator.addLink(pair.acceptor)
+    if (this.admit(pair.dialer)) this.admit(pair.acceptor)
     return pair
+  }
+
+  /**
+   * Admits `end` at its node as the transport does (one link per peer, `keepsNewLink`): the loser
+   * of a new and a live link to one peer is closed with 4000, and only a winner reaches the
+   * replicator. False when `end` itself lost.
+   */
+  admit(end: LinkEnd): boolean {
+    const node = this.nodes.find((candidate) => candidate.nodeId === end.self)
+    if (node === undefined) throw new Error(`no node ${end.self}`)
+    let admitted = this.#admitted.get(node.replicator)
+    if (admitted === undefined) this.#admitted.set(node.replicator, (admitted = new Map()))
+    const held = admitted.get(end.nodeId)
+    if (held !== undefined && !held.closed) {
+      if (!keepsNewLink(dialerOf(end), dialerOf(held))) {
+        end.close(4000, 'already linked')
+        return false
+      }
+      admitted.set(end.nodeId, end)
+      held.close(4000, 'replaced by a newer link')
+    }
+    admitted.set(end.nodeId, end)
+    node.replicator.addLink(end)
+    return true
   }
 
   /** Live links between two nodes, either direction. */

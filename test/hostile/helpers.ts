@@ -261,7 +261,7 @@ export class FakePeer {
     options: { expectWelcome?: boolean; tamper?: (hello: HelloMessage) => HelloMessage } = {},
   ): Promise<Frame> {
     const dialer = new DialerHandshake(
-      { nodeId, clusterId: CLUSTER_ID, secret, selfUrl: null },
+      { nodeId, clusterId: CLUSTER_ID, secret, advertiseUrl: null },
       new Uint8Array(randomBytes(32)),
       null,
     )

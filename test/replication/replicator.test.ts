@@ -10,7 +10,7 @@ import type { Dot } from '../../src/clock/index.js'
 import { HLC_ZERO, vcEquals, vcGet } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
 import type { Intent } from '../../src/crdt/index.js'
-import type { LinkPair } from '../helpers/link-pair.js'
+import type { LinkPair } from '../../src/transport/memory-link.js'
 import { prng } from '../helpers/async.js'
 import type { SimNode } from '../helpers/replication-sim.js'
 import {
@@ -221,7 +221,11 @@ describe('Replicator: links drop and re-form', () => {
 })
 
 describe('Replicator: duplicate links between one pair', () => {
-  /** Both nodes get two links, in the given orders; the one dialed by the lower id must win on both. */
+  /**
+   * Both nodes get two links, in the given orders, admitted by the transport's one-link rule
+   * (`keepsNewLink`, as SimCluster.admit applies it); the one dialed by the lower id must win on
+   * both, and each replicator must end with that one link.
+   */
   async function twoLinks(
     firstDialer: 0 | 1,
     orderAt0: 'first' | 'second',
@@ -243,10 +247,10 @@ describe('Replicator: duplicate links between one pair', () => {
       }
       const at0 = orderAt0 === 'first' ? [first, second] : [second, first]
       const at1 = orderAt1 === 'first' ? [first, second] : [second, first]
-      n0.replicator.addLink((at0[0] as LinkPair).endOf(n0.nodeId))
-      n1.replicator.addLink((at1[0] as LinkPair).endOf(n1.nodeId))
-      n0.replicator.addLink((at0[1] as LinkPair).endOf(n0.nodeId))
-      n1.replicator.addLink((at1[1] as LinkPair).endOf(n1.nodeId))
+      sim.admit((at0[0] as LinkPair).endOf(n0.nodeId))
+      sim.admit((at1[0] as LinkPair).endOf(n1.nodeId))
+      sim.admit((at0[1] as LinkPair).endOf(n0.nodeId))
+      sim.admit((at1[1] as LinkPair).endOf(n1.nodeId))
       await sim.scheduler.run()
 
       // Node 0 has the lower id: the link it dialed is kept on both sides.
@@ -650,11 +654,11 @@ describe('Replicator: links and lifecycle', () => {
       const b = sim.link(2, 0)
       await sim.scheduler.run()
       expect(n0.replicator.linkedPeers()).toEqual([n1.nodeId, n2.nodeId].sort())
-      expect(n0.replicator.knownPeers()).toBe(2)
+      expect(n0.replicator.knownPeerIds().length).toBe(2)
       a.cut()
       await sim.scheduler.run()
       expect(n0.replicator.linkedPeers()).toEqual([n2.nodeId])
-      expect(n0.replicator.knownPeers(), 'a peer stays known after its link drops').toBe(2)
+      expect(n0.replicator.knownPeerIds().length, 'a peer stays known after its link drops').toBe(2)
 
       await n0.replicator.close()
       expect(b.closed).toBe(true)
@@ -664,6 +668,23 @@ describe('Replicator: links and lifecycle', () => {
       expect(late.acceptor.closeCode).toBe(1001)
       expect(n0.replicator.linkedPeers()).toEqual([])
       expect(n2.replicator.linkedPeers()).toEqual([])
+    } finally {
+      await sim.close()
+    }
+  })
+
+  it('refuses, as a broken invariant, a second live link to one peer (one link per peer is the transport’s rule)', async () => {
+    const sim = await SimCluster.open(2, 17)
+    try {
+      const [n0, n1] = sim.nodes as [SimNode, SimNode]
+      const first = sim.link(0, 1)
+      const second = sim.scheduler.pair({ nodeId: n1.nodeId, url: n1.url }, { nodeId: n0.nodeId, url: n0.url })
+      expect(() => n0.replicator.addLink(second.acceptor)).toThrow(/invariant broken: two live links/)
+      expect(first.closed).toBe(false)
+      // Once the first link is closed, a new one is taken.
+      first.endOf(n0.nodeId).close(1000, 'done')
+      n0.replicator.addLink(second.acceptor)
+      expect(n0.replicator.linkedPeers()).toEqual([n1.nodeId])
     } finally {
       await sim.close()
     }

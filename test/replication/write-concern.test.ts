@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { parseWriteConcern, requiredHolders } from '../../src/replication/write-concern.js'
+import type { Concern } from '../../src/api/concern.js'
+import { parseWriteConcern, requiredMembers } from '../../src/api/concern.js'
+import type { Dot, NodeId } from '../../src/clock/index.js'
+import { HolderWaiters } from '../../src/replication/write-concern.js'
 import { meshErrorCode } from '../helpers/runs.js'
+
+/** The write-concern count of src/api/concern.ts, as replication uses it. */
+const requiredHolders = (concern: Concern, members: number): number => requiredMembers(concern, members, 'w')
 
 describe('parseWriteConcern', () => {
   it('defaults to 1 (async) when w is absent or empty', () => {
@@ -84,5 +90,52 @@ describe('requiredHolders', () => {
     expect(requiredHolders(parseWriteConcern('2'), 3)).toBe(2)
     expect(requiredHolders(parseWriteConcern('quorum'), 3)).toBe(2)
     expect(requiredHolders(parseWriteConcern('all'), 3)).toBe(3)
+  })
+})
+
+describe('HolderWaiters', () => {
+  const dot: Dot = { node: '00000000000000aa' as NodeId, seq: 1 }
+
+  /** Waiters over a holder count the test sets, and the names of the waits resolved so far. */
+  function setUp(holders: number): { waiters: HolderWaiters; resolved: string[]; set: (count: number) => void } {
+    let count = holders
+    const waiters = new HolderWaiters(() => count)
+    return { waiters, resolved: [], set: (next) => (count = next) }
+  }
+
+  /** Lets promise callbacks run, then checks which waits resolved. */
+  async function expectResolved(resolved: string[], expected: string[]): Promise<void> {
+    await Promise.resolve()
+    expect(resolved).toEqual(expected)
+  }
+
+  it('resolves at once when enough members hold the change already', async () => {
+    const { waiters, resolved } = setUp(2)
+    void waiters.wait(dot, 2).promise.then(() => resolved.push('w=2'))
+    await expectResolved(resolved, ['w=2'])
+  })
+
+  it('resolves on the check after the holders reach the count, and not before', async () => {
+    const { waiters, resolved, set } = setUp(1)
+    void waiters.wait(dot, 3).promise.then(() => resolved.push('w=3'))
+    set(2)
+    waiters.check()
+    await expectResolved(resolved, [])
+    set(3)
+    waiters.check()
+    await expectResolved(resolved, ['w=3'])
+  })
+
+  it('a cancelled wait is never resolved by a check, and releaseAll lets the others go', async () => {
+    const { waiters, resolved, set } = setUp(1)
+    const cancelled = waiters.wait(dot, 2)
+    void cancelled.promise.then(() => resolved.push('cancelled'))
+    void waiters.wait(dot, 5).promise.then(() => resolved.push('w=5'))
+    cancelled.cancel()
+    set(2)
+    waiters.check()
+    await expectResolved(resolved, [])
+    waiters.releaseAll()
+    await expectResolved(resolved, ['w=5'])
   })
 })

@@ -18,13 +18,16 @@
  *   sends nothing, so peers notice at their timeout.
  *
  * Each node keeps a link to every other node, as the transport does for its configured peers, and
- * admits links as it does (one link per peer: of two links dialed by one node the newer wins, of
- * links dialed by both the one dialed by the lower id wins; the loser is closed with 4000).
+ * admits links by the transport's own rule (`keepsNewLink`, src/transport/core.ts: one link per
+ * peer; of two links dialed by one node the newer wins, of links dialed by both the one dialed by
+ * the lower id wins; the loser is closed with 4000).
  */
 import type { NodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
-import type { LinkEnd, LinkPair } from '../helpers/link-pair.js'
+import { keepsNewLink } from '../../src/transport/core.js'
+import type { LinkEnd, LinkPair } from '../../src/transport/memory-link.js'
 import type { SimCluster } from '../helpers/replication-sim.js'
+import { dialerOf } from '../helpers/replication-sim.js'
 import type { Timeline, TimedEvent } from './timeline.js'
 
 export const PEER_TIMEOUT_MS = [2500, 5000] as const
@@ -446,10 +449,7 @@ export class Network {
       const peer = this.#indexOf(end.other.self)
       const existing = this.links[self]?.[peer] ?? null
       if (existing !== null && !existing.closed) {
-        const dialerOf = (link: LinkEnd): NodeId => (link.direction === 'dialed' ? link.self : link.nodeId)
-        const candidate = dialerOf(end)
-        const held = dialerOf(existing)
-        if (candidate !== held && candidate > held) {
+        if (!keepsNewLink(dialerOf(end), dialerOf(existing))) {
           end.close(4000, 'already linked')
           this.#host.stats.duplicateLinks++
           this.#host.trace(`refuse ${pair.id} at ${self}`)

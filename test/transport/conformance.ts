@@ -7,17 +7,19 @@
  *
  * Every wait has a deadline, every test closes what it started (the harness's `dispose`).
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
+import type { CoreTransportOptions } from '../../src/transport/core.js'
 import type { TransportOptions } from '../../src/transport/transport.js'
 import { CLOSE_CODES } from '../../src/transport/transport.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { MeshError } from '../../src/errors.js'
-import { Recorder, conversation, freshNodeId, sameMessages, sleep, waitFor } from './helpers.js'
+import { Recorder, conversation, freshNodeId, sameMessages } from './helpers.js'
 
 export interface HarnessNode {
   readonly nodeId: NodeId
-  /** The URL other nodes keep to reach this one (its selfUrl). */
+  /** The URL other nodes keep to reach this one (its advertiseUrl). */
   readonly url: string
   readonly transport: Transport
   readonly events: Recorder
@@ -55,6 +57,23 @@ export const TEST_TIMINGS = {
 
 export const SECRET = 'conformance-secret'
 export const CLUSTER = 'conformance-cluster'
+
+/** Options for a test transport: the suite's cluster, secret and timings, a 1 s handshake deadline. */
+export function testTransportOptions<T extends CoreTransportOptions>(
+  nodeId: NodeId,
+  advertiseUrl: string | null,
+  extra: Partial<T> = {},
+): CoreTransportOptions & Partial<T> {
+  return {
+    nodeId,
+    clusterId: CLUSTER,
+    secret: SECRET,
+    advertiseUrl,
+    ...TEST_TIMINGS,
+    handshakeTimeoutMs: 1_000,
+    ...extra,
+  }
+}
 /** Deadline for anything that should happen "soon". */
 const SOON_MS = 3_000
 /** How long to watch for something that must not happen. */
@@ -107,11 +126,12 @@ export function transportConformance(name: string, factory: () => TransportHarne
       for (const message of fromA) expect(onA.link.send(message)).toBe(true)
       for (const message of fromB) expect(onB.link.send(message)).toBe(true)
       await onA.link.drained()
-      await waitFor(
-        () => onB.messages.length === fromA.length && onA.messages.length === fromB.length,
-        SOON_MS,
-        'all messages',
-      )
+      await expect
+        .poll(() => onB.messages.length === fromA.length && onA.messages.length === fromB.length, {
+          timeout: SOON_MS,
+          message: 'all messages',
+        })
+        .toBe(true)
       expect(sameMessages(onB.messages, fromA)).toBe(true)
       expect(sameMessages(onA.messages, fromB)).toBe(true)
       expect(onB.messages.map((message) => message.type)).toEqual(['sync', 'changes', 'changes', 'ack'])
@@ -128,7 +148,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
         for (const message of conversation(a.nodeId, b.nodeId)) link.send(message)
       })
       a.transport.keep(b.url)
-      await waitFor(() => late.length === 4, SOON_MS, 'the messages, once b listens')
+      await expect
+        .poll(() => late.length === 4, { timeout: SOON_MS, message: 'the messages, once b listens' })
+        .toBe(true)
       expect(late).toEqual(['sync', 'changes', 'changes', 'ack'])
     })
 
@@ -162,7 +184,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
       const other = b.events.open[0]!
       other.link.close(CLOSE_CODES.normal, 'test')
       other.link.close(CLOSE_CODES.normal, 'again')
-      await waitFor(() => first.closes.length > 0, SOON_MS, 'the close on the dialer')
+      await expect
+        .poll(() => first.closes.length > 0, { timeout: SOON_MS, message: 'the close on the dialer' })
+        .toBe(true)
       expect(other.closes).toEqual([{ code: CLOSE_CODES.normal, reason: 'test' }])
       expect(first.closes).toHaveLength(1)
       expect(first.closes[0]?.code).toBe(CLOSE_CODES.normal)
@@ -182,7 +206,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
       const { a, b } = await linkedPair()
       const first = a.events.open[0]!
       await harness.stop(b)
-      await waitFor(() => first.closes.length > 0, SOON_MS, 'the link closes when b stops')
+      await expect
+        .poll(() => first.closes.length > 0, { timeout: SOON_MS, message: 'the link closes when b stops' })
+        .toBe(true)
       await a.events.refusal('MESHKV_ERR_UNREACHABLE', SOON_MS, 'redials fail while b is down')
       const again = await harness.start({ nodeId: b.nodeId, url: b.url })
       const second = await a.events.oneOpen(SOON_MS, 'a link once b is back')
@@ -195,7 +221,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
       const { a, b } = await linkedPair()
       const onB = b.events.open[0]!
       a.transport.forget(b.url)
-      await waitFor(() => onB.closes.length > 0, SOON_MS, 'the link closes on the other side')
+      await expect
+        .poll(() => onB.closes.length > 0, { timeout: SOON_MS, message: 'the link closes on the other side' })
+        .toBe(true)
       await sleep(QUIET_MS)
       expect(a.events.links).toHaveLength(1)
       expect(a.events.open).toEqual([])
@@ -207,7 +235,9 @@ export function transportConformance(name: string, factory: () => TransportHarne
       const b = await harness.start()
       await harness.stop(b)
       a.transport.keep(b.url)
-      await waitFor(() => a.events.refusals.length >= 2, SOON_MS, 'a few failed dials')
+      await expect
+        .poll(() => a.events.refusals.length >= 2, { timeout: SOON_MS, message: 'a few failed dials' })
+        .toBe(true)
       a.transport.forget(b.url)
       await sleep(50)
       const count = a.events.refusals.length
@@ -259,11 +289,23 @@ export function transportConformance(name: string, factory: () => TransportHarne
       const c = await harness.start()
       a.transport.keep(b.url)
       c.transport.keep(a.url)
-      await waitFor(() => a.events.open.length === 2, SOON_MS, 'a linked to b and c')
+      await expect
+        .poll(() => a.events.open.length === 2, { timeout: SOON_MS, message: 'a linked to b and c' })
+        .toBe(true)
       await harness.stop(a)
       expect(a.events.links.every((record) => record.closes.length === 1)).toBe(true)
-      await waitFor(() => b.events.links.every((record) => record.closes.length === 1), SOON_MS, 'b sees the close')
-      await waitFor(() => c.events.links.every((record) => record.closes.length === 1), SOON_MS, 'c sees the close')
+      await expect
+        .poll(() => b.events.links.every((record) => record.closes.length === 1), {
+          timeout: SOON_MS,
+          message: 'b sees the close',
+        })
+        .toBe(true)
+      await expect
+        .poll(() => c.events.links.every((record) => record.closes.length === 1), {
+          timeout: SOON_MS,
+          message: 'c sees the close',
+        })
+        .toBe(true)
       expect(() => a.transport.keep(b.url)).toThrow(MeshError)
       await sleep(QUIET_MS)
       expect(a.events.links).toHaveLength(2)

@@ -7,14 +7,12 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import type { ChallengeMessage, Frame, HelloMessage } from '../../src/codec/peer.js'
-import { decodeFrame, encodeFrame } from '../../src/codec/peer.js'
-import { PROTOCOL_VERSION as REPLICATION_PROTOCOL_VERSION } from '../../src/replication/protocol.js'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import { backoffDelayMs } from '../../src/transport/core.js'
 import type { HandshakeIdentity, HandshakeStep } from '../../src/transport/handshake.js'
 import {
   AcceptorHandshake,
   DialerHandshake,
-  PEER_PROTOCOL_VERSION,
   handshakeProof,
   linkIdOf,
   proofMatches,
@@ -28,7 +26,7 @@ const B = '00000000000000bb' as NodeId
 const nonceOf = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)
 
 function who(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
-  return { nodeId, clusterId: 'c', secret: 's', selfUrl: `http://${nodeId}`, ...extra }
+  return { nodeId, clusterId: 'c', secret: 's', advertiseUrl: `http://${nodeId}`, ...extra }
 }
 
 /** Frames cross the wire as bytes, so the state machines see decoded copies. */
@@ -73,10 +71,6 @@ describe('proofs', () => {
     expect(proofMatches(proof, new Uint8Array(64))).toBe(false)
   })
 
-  it('the version spoken equals replication/protocol.ts', () => {
-    expect(PEER_PROTOCOL_VERSION).toBe(REPLICATION_PROTOCOL_VERSION)
-  })
-
   it('link ids are the same on both sides and differ per nonce pair', () => {
     expect(linkIdOf(nonceOf(1), nonceOf(2))).toBe(linkIdOf(nonceOf(1), nonceOf(2)))
     expect(linkIdOf(nonceOf(1), nonceOf(2))).not.toBe(linkIdOf(nonceOf(2), nonceOf(1)))
@@ -118,7 +112,7 @@ describe('the handshake state machines', () => {
       const proof = handshakeProof(secret, 'dialer', challenge.nonce, overrides.nodeId ?? B, A)
       return acceptor.receive({
         type: 'hello',
-        version: PEER_PROTOCOL_VERSION,
+        version: PROTOCOL_VERSION,
         clusterId: 'c',
         nodeId: B,
         url: null,
@@ -138,7 +132,7 @@ describe('the handshake state machines', () => {
       closeCode: CLOSE_CODES.otherCluster,
       errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH',
     })
-    expect(hello({ version: PEER_PROTOCOL_VERSION + 1 }).refusal).toMatchObject({
+    expect(hello({ version: PROTOCOL_VERSION + 1 }).refusal).toMatchObject({
       closeCode: CLOSE_CODES.policy,
       errorCode: 'MESHKV_ERR_DECODE',
     })
@@ -149,7 +143,7 @@ describe('the handshake state machines', () => {
     const challenge = (overrides: Partial<ChallengeMessage>): HandshakeStep =>
       new DialerHandshake(who(B), nonceOf(2), null).receive({
         type: 'challenge',
-        version: PEER_PROTOCOL_VERSION,
+        version: PROTOCOL_VERSION,
         clusterId: 'c',
         nodeId: A,
         nonce: nonceOf(1),
@@ -166,7 +160,7 @@ describe('the handshake state machines', () => {
     })
 
     const dialer = new DialerHandshake(who(B), nonceOf(2), null)
-    dialer.receive({ type: 'challenge', version: PEER_PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })
+    dialer.receive({ type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })
     // A welcome proof for another nonce (a replay) fails.
     const replayed = handshakeProof('s', 'acceptor', nonceOf(9), A, B)
     expect(dialer.receive({ type: 'welcome', proof: replayed }).refusal?.closeCode).toBe(CLOSE_CODES.auth)

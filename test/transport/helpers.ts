@@ -1,8 +1,9 @@
 /**
- * Tools for transport tests: a recorder of a transport's events, polling with a deadline, fresh
+ * Tools for transport tests: a recorder of a transport's events (waited on with `vi.waitFor`), fresh
  * node ids, and peer messages carrying real changes.
  */
 import { randomBytes } from 'node:crypto'
+import { vi } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { toNodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
@@ -16,19 +17,10 @@ export function freshNodeId(): NodeId {
   return toNodeId(randomBytes(8).toString('hex'))
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Polls `check` until it returns something other than undefined/false, or fails after `ms`. */
-export async function waitFor<T>(check: () => T | undefined | false, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = check()
-    if (value !== undefined && value !== false) return value
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(5)
-  }
+/** `value`, or a throw naming `what` while it is still undefined (a `vi.waitFor` check). */
+export function found<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`still waiting for ${what}`)
+  return value
 }
 
 /** A link with what it received and how it closed. */
@@ -60,11 +52,18 @@ export class Recorder {
 
   /** The one open link, once there is exactly one. */
   async oneOpen(ms: number, what: string): Promise<LinkRecord> {
-    return waitFor(() => (this.open.length === 1 ? this.open[0] : undefined), ms, what)
+    return vi.waitFor(() => found(this.open.length === 1 ? this.open[0] : undefined, what), { timeout: ms })
   }
 
   async refusal(code: string, ms: number, what: string): Promise<Refusal> {
-    return waitFor(() => this.refusals.find((refusal) => refusal.code === code), ms, what)
+    return vi.waitFor(
+      () =>
+        found(
+          this.refusals.find((refusal) => refusal.code === code),
+          what,
+        ),
+      { timeout: ms },
+    )
   }
 }
 

@@ -5,16 +5,13 @@
  * Sec-WebSocket-Protocol, half-open and unauthenticated socket floods, a peer that never reads and
  * a peer that never answers pings. After each, the node keeps serving and passes nothing on.
  */
-import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import selfsigned from 'selfsigned'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import type { ClientOptions } from 'ws'
 import type { NodeId } from '../../src/clock/index.js'
@@ -27,8 +24,8 @@ import { CLOSE_CODES } from '../../src/transport/transport.js'
 import type { WebSocketTransportOptions } from '../../src/transport/websocket.js'
 import { FRAGMENTS_MAX, WebSocketTransport, peerUrlOf } from '../../src/transport/websocket.js'
 import type { HarnessNode, StartOptions, TransportHarness } from './conformance.js'
-import { CLUSTER, SECRET, TEST_TIMINGS, transportConformance } from './conformance.js'
-import { Recorder, changeFrom, freshNodeId, waitFor } from './helpers.js'
+import { CLUSTER, SECRET, testTransportOptions, transportConformance } from './conformance.js'
+import { Recorder, changeFrom, found, freshNodeId } from './helpers.js'
 
 // ---------------------------------------------------------------------------------------------
 // Servers and the harness.
@@ -61,10 +58,10 @@ interface WsNode extends HarnessNode {
 
 function transportOptions(
   nodeId: NodeId,
-  selfUrl: string | null,
+  advertiseUrl: string | null,
   extra: Partial<WebSocketTransportOptions> = {},
 ): WebSocketTransportOptions {
-  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl, ...TEST_TIMINGS, handshakeTimeoutMs: 1_000, ...extra }
+  return testTransportOptions<WebSocketTransportOptions>(nodeId, advertiseUrl, extra)
 }
 
 /** Starts and tracks nodes; `dispose` closes every transport, server and stray socket. */
@@ -188,7 +185,14 @@ class RawPeer {
   }
 
   async frame(type: Frame['type'], ms = 2_000): Promise<Frame> {
-    return waitFor(() => this.frames.find((frame) => frame.type === type), ms, `a ${type} frame`)
+    return vi.waitFor(
+      () =>
+        found(
+          this.frames.find((frame) => frame.type === type),
+          `a ${type} frame`,
+        ),
+      { timeout: ms },
+    )
   }
 
   send(frame: Frame): void {
@@ -224,21 +228,26 @@ class RawPeer {
 }
 
 function identity(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
-  return { nodeId, clusterId: CLUSTER, secret: SECRET, selfUrl: null, ...extra }
+  return { nodeId, clusterId: CLUSTER, secret: SECRET, advertiseUrl: null, ...extra }
 }
 
 /** One HTTP GET with no keep-alive; resolves with the status and how long it took. */
-function httpGet(port: number, path: string): Promise<{ status: number; ms: number }> {
-  const started = Date.now()
+/**
+ * GETs `path` and resolves with the status. The abort after `HTTP_ANSWER_BOUND_MS` is a liveness
+ * bound (a server that never answers fails the test), not a measure of speed.
+ */
+function httpGet(port: number, path: string): Promise<{ status: number }> {
   return new Promise((resolve, reject) => {
-    const request = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 5_000 }, (response) => {
+    const signal = AbortSignal.timeout(HTTP_ANSWER_BOUND_MS)
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false, signal }, (response) => {
       response.resume()
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, ms: Date.now() - started }))
+      response.on('end', () => resolve({ status: response.statusCode ?? 0 }))
     })
-    request.on('timeout', () => request.destroy(new Error('http timeout')))
     request.on('error', reject)
   })
 }
+
+const HTTP_ANSWER_BOUND_MS = 10_000
 
 /** Writes raw bytes on a fresh TCP connection and reads the HTTP status line that comes back. */
 function rawHttpStatus(port: number, request: string): Promise<number> {
@@ -322,9 +331,7 @@ describe('WebSocketTransport against hostile peers', () => {
     const client = await nodes.start()
     client.transport.keep(server.url)
     await client.events.oneOpen(3_000, 'a normal link')
-    const answer = await httpGet(server.port, '/healthz')
-    expect(answer.status).toBe(200)
-    expect(answer.ms).toBeLessThan(1_000)
+    expect((await httpGet(server.port, '/healthz')).status).toBe(200)
   }
 
   it('garbage bytes close with 1008', async () => {
@@ -404,7 +411,12 @@ describe('WebSocketTransport against hostile peers', () => {
     server.transport.keep(`http://127.0.0.1:${port}`)
     const refusal = await server.events.refusal('MESHKV_ERR_DECODE', 2_000, 'the dialer reports the early message')
     expect(refusal.url).toBe(`http://127.0.0.1:${port}`)
-    await waitFor(() => seen.find((closed) => closed.code === CLOSE_CODES.policy), 2_000, 'the fake acceptor sees 1008')
+    await expect
+      .poll(() => seen.some((closed) => closed.code === CLOSE_CODES.policy), {
+        timeout: 2_000,
+        message: 'the fake acceptor sees 1008',
+      })
+      .toBe(true)
     expect(server.events.links).toEqual([])
     server.transport.forget(`http://127.0.0.1:${port}`)
   })
@@ -427,7 +439,9 @@ describe('WebSocketTransport against hostile peers', () => {
     })
     server.transport.keep(`http://127.0.0.1:${port}`)
     await server.events.refusal('MESHKV_ERR_AUTH', 2_000, 'the dialer reports auth')
-    await waitFor(() => seen.includes(CLOSE_CODES.auth), 2_000, 'the fake acceptor sees 4401')
+    await expect
+      .poll(() => seen.includes(CLOSE_CODES.auth), { timeout: 2_000, message: 'the fake acceptor sees 4401' })
+      .toBe(true)
     expect(server.events.links).toEqual([])
     server.transport.forget(`http://127.0.0.1:${port}`)
   })
@@ -438,7 +452,9 @@ describe('WebSocketTransport against hostile peers', () => {
     const hello = await first.handshake(identity(nodeId))
     await server.events.oneOpen(2_000, 'the first, honest link')
     first.destroy()
-    await waitFor(() => server.events.open.length === 0, 2_000, 'the first link closes')
+    await expect
+      .poll(() => server.events.open.length === 0, { timeout: 2_000, message: 'the first link closes' })
+      .toBe(true)
     const replay = await raw()
     await replay.frame('challenge')
     replay.send(hello)
@@ -450,9 +466,8 @@ describe('WebSocketTransport against hostile peers', () => {
   it('a socket that never finishes the handshake is closed (4408)', async () => {
     const peer = await raw()
     await peer.frame('challenge')
-    const started = Date.now()
+    // The close code says the handshake deadline closed it; 2 s is only a liveness bound.
     expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.timeout)
-    expect(Date.now() - started).toBeLessThan(1_500)
     expect(server.transport.pendingSocketCount).toBe(0)
   })
 
@@ -524,8 +539,8 @@ describe('WebSocketTransport against hostile peers', () => {
     expect(accepted.length).toBeLessThanOrEqual(256)
     expect(accepted.length).toBeGreaterThan(200)
     expect(server.transport.pendingSocketCount).toBeLessThanOrEqual(256)
-    // Meanwhile plain HTTP is unaffected.
-    expect((await httpGet(server.port, '/healthz')).ms).toBeLessThan(1_000)
+    // Meanwhile, with every unauthenticated socket still held open, plain HTTP answers.
+    expect((await httpGet(server.port, '/healthz')).status).toBe(200)
     const closes = await Promise.all(accepted.map((peer) => peer.closedWithin(4_000)))
     expect(closes.every((closed) => closed.code === CLOSE_CODES.timeout)).toBe(true)
     expect(server.transport.pendingSocketCount).toBe(0)
@@ -571,7 +586,9 @@ describe('WebSocketTransport against hostile peers', () => {
     await peer.handshake(identity(freshNodeId()))
     const record = await server.events.oneOpen(2_000, 'the link to the silent peer')
     const started = Date.now()
-    await waitFor(() => record.closes.length > 0, 2_000, 'the silent peer is dropped')
+    await expect
+      .poll(() => record.closes.length > 0, { timeout: 2_000, message: 'the silent peer is dropped' })
+      .toBe(true)
     expect(record.closes).toEqual([{ code: CLOSE_CODES.timeout, reason: expect.stringContaining('silent') as string }])
     expect(Date.now() - started).toBeLessThan(1_500)
     await peer.closedWithin(2_000)
@@ -584,7 +601,9 @@ describe('WebSocketTransport against hostile peers', () => {
     await peer.handshake(identity(freshNodeId()))
     const record = await server.events.oneOpen(2_000, 'the link')
     peer.tcp!.pause()
-    await waitFor(() => record.closes.length > 0, 2_000, 'the stalled peer is dropped')
+    await expect
+      .poll(() => record.closes.length > 0, { timeout: 2_000, message: 'the stalled peer is dropped' })
+      .toBe(true)
     expect(record.closes[0]?.code).toBe(CLOSE_CODES.timeout)
   })
 
@@ -626,75 +645,39 @@ describe('WebSocketTransport links', () => {
       drained = true
     })
     expect(drained).toBe(false)
-    await waitFor(() => drained, 5_000, 'drained()')
+    await expect.poll(() => drained, { timeout: 5_000, message: 'drained()' }).toBe(true)
     await waiting
     expect(link.bufferedBytes).toBeLessThan(highWater)
-    await waitFor(() => onB.messages.length === 16, 5_000, 'all 16 frames')
+    await expect.poll(() => onB.messages.length === 16, { timeout: 5_000, message: 'all 16 frames' }).toBe(true)
   })
 
-  const haveOpenssl = ((): boolean => {
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' })
-      return true
-    } catch {
-      return false
-    }
-  })()
-
-  it.skipIf(!haveOpenssl)(
-    'links over TLS (wss) when the server is https and the dialer trusts its certificate',
-    async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'meshkv-tls-'))
-      nodes.later(() => rmSync(dir, { recursive: true, force: true }))
-      const keyPath = join(dir, 'key.pem')
-      const certPath = join(dir, 'cert.pem')
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-          '-keyout',
-          keyPath,
-          '-out',
-          certPath,
-        ],
-        { stdio: 'ignore' },
-      )
-      const cert = readFileSync(certPath)
-      const server = https.createServer({ key: readFileSync(keyPath), cert }, (_request, response) =>
-        response.end('ok'),
-      )
-      const port = await listen(server as unknown as http.Server)
-      const url = `https://127.0.0.1:${port}`
-      const acceptor = new WebSocketTransport(transportOptions(freshNodeId(), url))
-      acceptor.attach(server)
-      const dialer = new WebSocketTransport({ ...transportOptions(freshNodeId(), null), tls: { ca: cert } })
-      const untrusting = new WebSocketTransport(transportOptions(freshNodeId(), null))
-      nodes.later(async () => {
-        await Promise.all([acceptor.close(), dialer.close(), untrusting.close()])
-        await closeServer(server as unknown as http.Server)
-      })
-      const accepted = new Recorder(acceptor)
-      const dialed = new Recorder(dialer)
-      const refused = new Recorder(untrusting)
-      dialer.keep(url)
-      untrusting.keep(url)
-      const link = await dialed.oneOpen(3_000, 'a wss link')
-      expect(link.link.url).toBe(url)
-      await accepted.oneOpen(3_000, 'the accepted wss link')
-      await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
-      expect(refused.links).toEqual([])
-    },
-  )
+  it('links over TLS (wss) when the server is https and the dialer trusts its certificate', async () => {
+    const pems = await selfsigned.generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keyType: 'ec',
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    })
+    const cert = pems.cert
+    const server = https.createServer({ key: pems.private, cert }, (_request, response) => response.end('ok'))
+    const port = await listen(server as unknown as http.Server)
+    const url = `https://127.0.0.1:${port}`
+    const acceptor = new WebSocketTransport(transportOptions(freshNodeId(), url))
+    acceptor.attach(server)
+    const dialer = new WebSocketTransport({ ...transportOptions(freshNodeId(), null), tls: { ca: cert } })
+    const untrusting = new WebSocketTransport(transportOptions(freshNodeId(), null))
+    nodes.later(async () => {
+      await Promise.all([acceptor.close(), dialer.close(), untrusting.close()])
+      await closeServer(server as unknown as http.Server)
+    })
+    const accepted = new Recorder(acceptor)
+    const dialed = new Recorder(dialer)
+    const refused = new Recorder(untrusting)
+    dialer.keep(url)
+    untrusting.keep(url)
+    const link = await dialed.oneOpen(3_000, 'a wss link')
+    expect(link.link.url).toBe(url)
+    await accepted.oneOpen(3_000, 'the accepted wss link')
+    await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
+    expect(refused.links).toEqual([])
+  })
 })

@@ -1,12 +1,13 @@
 /**
- * The in-memory link the replication tests run on must behave like a peer link, or the tests
+ * The in-memory link (src/transport/memory-link.ts) the replication tests run on must behave like a peer link, or the tests
  * prove nothing: FIFO per direction, frames through the codec, drained() as backpressure, one
  * close per end, and the same order for the same seed.
  */
 import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
-import { LinkScheduler } from '../helpers/link-pair.js'
+import { LinkScheduler } from '../../src/transport/memory-link.js'
+import { prng } from '../helpers/async.js'
 
 const A = { nodeId: '000000000000000a' as NodeId, url: 'sim://a' }
 const B = { nodeId: '000000000000000b' as NodeId, url: null }
@@ -15,7 +16,7 @@ const seqOf = (message: PeerMessage): number => (message.type === 'ack' ? (messa
 
 describe('LinkScheduler and LinkPair', () => {
   it('names the other node on each end, dialed on one side and accepted on the other', () => {
-    const pair = new LinkScheduler(1).pair(A, B)
+    const pair = new LinkScheduler(prng(1)).pair(A, B)
     expect(pair.dialer).toMatchObject({
       nodeId: B.nodeId,
       url: null,
@@ -35,7 +36,7 @@ describe('LinkScheduler and LinkPair', () => {
   })
 
   it('delivers each direction in order, asynchronously, through the codec', async () => {
-    const scheduler = new LinkScheduler(2)
+    const scheduler = new LinkScheduler(prng(2))
     const pair = scheduler.pair(A, B)
     const other = scheduler.pair(A, B)
     const heard: { link: number; seq: number; message: PeerMessage }[] = []
@@ -63,7 +64,7 @@ describe('LinkScheduler and LinkPair', () => {
   })
 
   it('keeps messages that arrive before anyone listens until a listener comes', async () => {
-    const scheduler = new LinkScheduler(3)
+    const scheduler = new LinkScheduler(prng(3))
     const pair = scheduler.pair(A, B)
     pair.dialer.send(ack(1))
     pair.dialer.send(ack(2))
@@ -74,7 +75,7 @@ describe('LinkScheduler and LinkPair', () => {
   })
 
   it('drained() waits while the queue is at its high-water mark and resolves as it empties', async () => {
-    const scheduler = new LinkScheduler(4)
+    const scheduler = new LinkScheduler(prng(4))
     const pair = scheduler.pair(A, B, { highWater: 3 })
     pair.dialer.send(ack(1))
     pair.dialer.send(ack(2))
@@ -90,7 +91,7 @@ describe('LinkScheduler and LinkPair', () => {
   })
 
   it('a held direction delivers nothing until released', async () => {
-    const scheduler = new LinkScheduler(5)
+    const scheduler = new LinkScheduler(prng(5))
     const pair = scheduler.pair(A, B)
     const heard: number[] = []
     pair.acceptor.onMessage((message) => heard.push(seqOf(message)))
@@ -104,7 +105,7 @@ describe('LinkScheduler and LinkPair', () => {
   })
 
   it('close() closes both ends once: queued frames are lost, each end hears the code once', async () => {
-    const scheduler = new LinkScheduler(6)
+    const scheduler = new LinkScheduler(prng(6))
     const pair = scheduler.pair(A, B)
     const heard: string[] = []
     const delivered: number[] = []
@@ -144,7 +145,7 @@ describe('LinkScheduler and LinkPair', () => {
   })
 
   it('cutHalf() leaves one end believing the link is up, sending into the void, until notice()', async () => {
-    const scheduler = new LinkScheduler(7)
+    const scheduler = new LinkScheduler(prng(7))
     const pair = scheduler.pair(A, B)
     const codes: string[] = []
     const heard: number[] = []
@@ -171,7 +172,7 @@ describe('LinkScheduler and LinkPair', () => {
 
   it('the same seed gives the same delivery order', async () => {
     async function order(seed: number): Promise<string> {
-      const scheduler = new LinkScheduler(seed, { trace: true })
+      const scheduler = new LinkScheduler(prng(seed), { trace: true })
       const pairs = [
         scheduler.pair(A, B, { weight: 1 }),
         scheduler.pair(B, A, { weight: 3 }),

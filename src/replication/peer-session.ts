@@ -23,12 +23,13 @@ import { SPACES } from '../crdt/index.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 
-export interface SessionOptions {
+export interface PeerSessionOptions {
   link: PeerLinkLike
   store: ReplicaStore
   selfId: NodeId
   frameChangesMax: number
-  frameBytesMax: number
+  /** Most change bytes (by `approximateChangeBytes`) batched into one `changes` frame. */
+  batchBytesMax: number
   logger: Logger
   onMessage: (message: PeerMessage) => void
   onSent: (changes: number) => void
@@ -58,9 +59,9 @@ export function approximateChangeBytes(change: Change): number {
   return bytes
 }
 
-export class Session {
+export class PeerSession {
   readonly link: PeerLinkLike
-  readonly #options: SessionOptions
+  readonly #options: PeerSessionOptions
   #theirVc: VectorClock = {}
   #sentVc: VectorClock = {}
   #theirPeers = new Set<NodeId>()
@@ -79,7 +80,7 @@ export class Session {
    */
   #tail: LogEntry[] = []
 
-  constructor(options: SessionOptions) {
+  constructor(options: PeerSessionOptions) {
     this.link = options.link
     this.#options = options
   }
@@ -170,9 +171,10 @@ export class Session {
     while (this.#tail.length > 0 && (this.#tail[0] as LogEntry).lsn <= this.#cursor) this.#tail.shift()
     const fromTail = this.#tail.length > 0 && (this.#tail[0] as LogEntry).lsn === this.#cursor + 1
     // Otherwise read about two frames' worth at a time: memory per catching-up peer stays bounded by bytes.
+    const readBytesMax = this.#options.batchBytesMax * 2
     const entries = fromTail
       ? this.#tail.splice(0, this.#options.frameChangesMax)
-      : await this.#options.store.readLog(this.#cursor, this.#options.frameChangesMax, this.#options.frameBytesMax * 2)
+      : await this.#options.store.readLog(this.#cursor, this.#options.frameChangesMax, readBytesMax)
     if (entries.length === 0) return false
     let batch: Change[] = []
     let bytes = 0
@@ -181,9 +183,9 @@ export class Session {
       this.#cursor = entry.lsn
       if (!this.#shouldSend(entry.change)) continue
       const changeBytes = approximateChangeBytes(entry.change)
-      // Send what is batched before a change that would take the frame past the limit: a large
+      // Send what is batched before a change that would take the batch past its limit: a large
       // change joins no batch that is already near it, so no frame grows past FRAME_BYTES_MAX.
-      if (batch.length > 0 && bytes + changeBytes > this.#options.frameBytesMax) {
+      if (batch.length > 0 && bytes + changeBytes > this.#options.batchBytesMax) {
         await this.#sendBatch(batch)
         batch = []
         bytes = 0
@@ -191,7 +193,7 @@ export class Session {
       batch.push(entry.change)
       bytes += changeBytes
       this.#sentVc = vcJoin(this.#sentVc, { [entry.change.dot.node]: entry.change.dot.seq })
-      if (bytes >= this.#options.frameBytesMax) {
+      if (bytes >= this.#options.batchBytesMax) {
         await this.#sendBatch(batch)
         batch = []
         bytes = 0

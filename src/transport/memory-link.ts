@@ -1,9 +1,13 @@
 /**
- * In-memory peer links for replication tests: two `PeerLinkLike` ends joined by queues that a
- * seeded scheduler empties, with no socket and no timer.
+ * In-memory links: the one in-memory link layer. Two ends joined by per-direction queues of
+ * encoded frames that a seeded scheduler empties, with no socket and no timer. The simulator and
+ * the replication tests hand the ends straight to replicators (`PeerLinkLike`, no handshake);
+ * `MemoryTransport` (memory.ts) attaches a transport connection to each end instead (`Channel`),
+ * so the handshake and the conformance suite run over the same queues.
  *
  * - Every message is encoded with `encodeFrame` on `send` and decoded with `decodeFrame` on
- *   delivery, so what passes is exactly what the codec lets through.
+ *   delivery, so what passes is exactly what the codec lets through; an end with a connection
+ *   gets the bytes themselves, and its connection decodes them.
  * - Each direction of a link is FIFO (a WebSocket is); the scheduler picks which direction
  *   delivers next, weighted by each link's `weight`, so links of different speed reorder messages
  *   across links. A direction can be held (nothing delivered) and released.
@@ -15,14 +19,14 @@
  *   keeps "sending" into the void until `notice()` (its peer timeout) closes it too.
  * - Messages that arrive before an end has an `onMessage` listener wait for it.
  * - `onQueued` (a scheduler option) hears each frame as it joins an outbox, for a driver that
- *   delivers on a timeline (test/sim) instead of calling `run`/`deliverOne`.
+ *   delivers on a timeline (test/sim) or at once (memory.ts) instead of calling `run`/`deliverOne`.
  */
-import type { NodeId } from '../../src/clock/index.js'
-import { dotKey } from '../../src/clock/index.js'
-import type { PeerMessage } from '../../src/codec/peer.js'
-import { decodeFrame, encodeFrame, isHandshakeMessage } from '../../src/codec/peer.js'
-import type { PeerLinkLike } from '../../src/replication/link.js'
-import { prng } from './async.js'
+import type { NodeId } from '../clock/index.js'
+import { dotKey } from '../clock/index.js'
+import type { PeerMessage } from '../codec/peer.js'
+import type { PeerLink } from '../codec/peer.js'
+import { decodeFrame, encodeFrame, isHandshakeMessage } from '../codec/peer.js'
+import type { Channel, Connection } from './connection.js'
 
 export const LINK_HIGH_WATER_FRAMES_DEFAULT = 8
 /** Turns of the event loop without any frame to deliver before the scheduler calls it idle. */
@@ -51,8 +55,11 @@ function macroturn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
 }
 
-/** One end of a link: what a replicator holds. `nodeId` and `url` name the node at the other end. */
-export class LinkEnd implements PeerLinkLike {
+/**
+ * One end of a link: what a replicator holds, or the channel a transport connection writes to.
+ * `nodeId` and `url` name the node at the other end.
+ */
+export class LinkEnd implements Omit<PeerLink, 'id'>, Channel {
   readonly nodeId: NodeId
   readonly url: string | null
   readonly direction: 'dialed' | 'accepted'
@@ -67,6 +74,10 @@ export class LinkEnd implements PeerLinkLike {
   readonly changesDelivered = new Map<string, number>()
   closeCode: number | null = null
   closeReason: string | null = null
+  /** The transport connection on this end (MemoryTransport), which takes the frames' bytes. */
+  connection: Connection | null = null
+  /** Frames are handed over at once: a connection's own queue is never behind. */
+  readonly bufferedBytes = 0
   #messageListeners: ((message: PeerMessage) => void)[] = []
   #closeListeners: ((code: number, reason: string) => void)[] = []
   #unheard: PeerMessage[] = []
@@ -91,14 +102,17 @@ export class LinkEnd implements PeerLinkLike {
 
   send(message: PeerMessage): boolean {
     if (this.closed) return false
-    const bytes = encodeFrame(message)
+    this.#queue(encodeFrame(message))
+    return true
+  }
+
+  #queue(bytes: Uint8Array): void {
     this.framesSent++
     // On a broken link that this end has not noticed yet, frames go nowhere.
     if (!this.pair.closed) {
       this.outbox.push(bytes)
       this.pair.scheduler.options.onQueued?.(this)
     }
-    return true
   }
 
   drained(): Promise<void> {
@@ -129,6 +143,22 @@ export class LinkEnd implements PeerLinkLike {
     this.pair.close(code, reason, this)
   }
 
+  /** Channel: a connection's encoded frame (handshake frames included). */
+  write(bytes: Uint8Array, written: () => void): void {
+    if (!this.closed) this.#queue(bytes.slice())
+    written()
+  }
+
+  /** Channel: the connection ends the link. */
+  end(code: number, reason: string): void {
+    this.close(code, reason)
+  }
+
+  /** Channel: the connection drops the link (as a socket reset). */
+  destroy(): void {
+    this.close(1006, '')
+  }
+
   /** @internal A decoded frame from the other end. */
   receive(message: PeerMessage): void {
     if (this.pair.closed) return
@@ -157,6 +187,7 @@ export class LinkEnd implements PeerLinkLike {
     this.outbox.length = 0
     for (const resolve of this.#drainWaiters.splice(0)) resolve()
     for (const listener of this.#closeListeners.splice(0)) listener(code, reason)
+    this.connection?.channelEnded(code, reason)
   }
 }
 
@@ -238,7 +269,6 @@ export class LinkPair {
  * same sequence of calls: no timers, no real I/O.
  */
 export class LinkScheduler {
-  readonly random: () => number
   readonly pairs = new Set<LinkPair>()
   /** Every delivered message, in order (kept only when `trace` is true). */
   readonly trace: Delivery[] = []
@@ -246,16 +276,15 @@ export class LinkScheduler {
   #nextId = 1
 
   constructor(
-    readonly seed: number,
+    /** The seeded source of every choice the scheduler makes. */
+    readonly random: () => number,
     readonly options: {
       trace?: boolean
       onDeliver?: (delivery: Delivery) => void
-      /** Called after a frame joins `end.outbox` (the timed simulator in test/sim schedules its delivery). */
+      /** Called after a frame joins `end.outbox` (a driver that schedules each delivery itself). */
       onQueued?: (end: LinkEnd) => void
     } = {},
-  ) {
-    this.random = prng(seed)
-  }
+  ) {}
 
   /** A new link from `from` (dialer) to `to` (acceptor). The caller hands the ends to replicators. */
   pair(from: Peer, to: Peer, options: PairOptions = {}): LinkPair {
@@ -336,6 +365,13 @@ export class LinkScheduler {
 
   #deliverFrom(end: LinkEnd): void {
     const bytes = end.outbox.shift() as Uint8Array
+    const connection = end.other.connection
+    if (connection !== null) {
+      this.delivered++
+      connection.receive(bytes)
+      end.releaseIfDrained()
+      return
+    }
     const frame = decodeFrame(bytes)
     if (isHandshakeMessage(frame)) throw new Error(`a ${frame.type} frame on an open link`)
     this.delivered++

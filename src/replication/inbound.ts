@@ -1,0 +1,179 @@
+/**
+ * The inbound pipeline: changes received from every peer go through one causal buffer into the
+ * store, each exactly once and in causal order (docs/consistency.md). Changes from forgotten
+ * members after their last kept one are refused and counted; a full buffer or a change the store
+ * refuses makes the replicator ask its peers again (`resyncNeeded`).
+ *
+ * Work on the store runs on one promise chain (`after`), so the replicator can order a snapshot
+ * join with the changes around it, and `settled()` waits for all of it on close.
+ */
+import type { NodeId, VectorClock } from '../clock/index.js'
+import { vcJoin } from '../clock/index.js'
+import type { Change } from '../crdt/index.js'
+import type { ReplicaStore } from '../storage/replica-store.js'
+import type { ErrorCode } from '../errors.js'
+import { CausalBuffer } from './causal-buffer.js'
+import type { Logger } from './logger.js'
+
+/** What the replicator counts; `counters` on the replicator shows them. */
+export interface ReplicationCounters {
+  changesReceived: number
+  changesApplied: number
+  duplicates: number
+  bufferFull: number
+  refused: number
+  refusedForgotten: number
+  framesSent: number
+  changesSent: number
+  snapshotsSent: number
+  snapshotsReceived: number
+}
+
+export function newCounters(): ReplicationCounters {
+  return {
+    changesReceived: 0,
+    changesApplied: 0,
+    duplicates: 0,
+    bufferFull: 0,
+    refused: 0,
+    refusedForgotten: 0,
+    framesSent: 0,
+    changesSent: 0,
+    snapshotsSent: 0,
+    snapshotsReceived: 0,
+  }
+}
+
+export interface InboundOptions {
+  store: ReplicaStore
+  logger: Logger
+  bufferChangesMax: number
+  counters: ReplicationCounters
+  /** The last change of a forgotten member that stays (later ones are refused), or undefined. */
+  forgottenAfter: (node: NodeId) => number | undefined
+  /** Called after each batch the store took (acks and write-concern waiters follow). */
+  onApplied: () => void
+}
+
+/** Of the refused changes from forgotten members, the first and then one in every thousand is logged. */
+const REFUSED_LOG_EVERY = 1000
+
+export class Inbound {
+  readonly #options: InboundOptions
+  readonly #buffer: CausalBuffer
+  /** The store's VC plus changes handed to the store and not yet durable. */
+  #pendingVc: VectorClock
+  #applying: Promise<void> = Promise.resolve()
+  /** Something was dropped or refused: the peers must be asked again (a `sync`) on the next tick. */
+  resyncNeeded = false
+
+  constructor(options: InboundOptions) {
+    this.#options = options
+    this.#buffer = new CausalBuffer(options.bufferChangesMax)
+    this.#pendingVc = options.store.vc
+  }
+
+  get buffered(): number {
+    return this.#buffer.size
+  }
+
+  /** Runs `work` after everything already handed to the store. */
+  after(work: () => Promise<void>): void {
+    this.#applying = this.#applying.then(work)
+  }
+
+  /** Resolves once every queued store work has ended. */
+  settled(): Promise<void> {
+    return this.#applying
+  }
+
+  /** The store's VC moved by other means (a local commit, a joined snapshot): catch up with it. */
+  catchUp(): void {
+    this.#pendingVc = vcJoin(this.#pendingVc, this.#options.store.vc)
+  }
+
+  receive(changes: readonly Change[]): void {
+    const counters = this.#options.counters
+    // The store's VC moves with local commits too: what this node wrote is applied.
+    this.catchUp()
+    for (const change of changes) {
+      counters.changesReceived++
+      if (this.#refuseForgotten(change)) continue
+      let result = this.#buffer.add(change, this.#pendingVc)
+      if (result === 'full') {
+        // Hand what is deliverable to the store first: that moves `pendingVc` on, so the rest of a
+        // frame that continues one origin is taken now rather than one change per resync.
+        this.drain()
+        result = this.#buffer.add(change, this.#pendingVc)
+      }
+      if (result === 'duplicate') counters.duplicates++
+      if (result === 'full') {
+        counters.bufferFull++
+        this.resyncNeeded = true
+      }
+    }
+    this.drain()
+  }
+
+  /** Hands every deliverable change to the store, in causal order; the store group-commits them. */
+  drain(): void {
+    const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)
+    if (deliverable.length === 0) return
+    for (const change of deliverable) this.#pendingVc = vcJoin(this.#pendingVc, { [change.dot.node]: change.dot.seq })
+    const applied = Promise.allSettled(deliverable.map((change) => this.#options.store.applyRemote(change)))
+    this.after(async () => {
+      const failed = this.#count(deliverable, await applied)
+      if (failed > 0) {
+        // What was refused (a clock too far ahead, a storage failure) and what followed it from
+        // the same origin is asked for again on the next tick.
+        this.#options.counters.refused += failed
+        this.#pendingVc = this.#options.store.vc
+        this.resyncNeeded = true
+      }
+      this.#options.onApplied()
+    })
+  }
+
+  /** Counts what the store applied and logs what it refused; returns how many it refused. */
+  #count(deliverable: readonly Change[], results: readonly PromiseSettledResult<{ change: unknown }>[]): number {
+    let failed = 0
+    for (const [index, result] of results.entries()) {
+      if (result.status === 'fulfilled') {
+        // The store answers a change it already had with `change: null`.
+        if (result.value.change !== null) this.#options.counters.changesApplied++
+        else this.#options.counters.duplicates++
+        continue
+      }
+      failed++
+      const change = deliverable[index] as Change
+      const reason = result.reason as { code?: string }
+      this.#options.logger.warn(
+        { origin: change.dot.node, seq: change.dot.seq, err: String(reason), code: reason.code },
+        'change refused',
+      )
+    }
+    return failed
+  }
+
+  /**
+   * True for a change of a forgotten member past its last kept one. The log line carries the code
+   * MESHKV_ERR_FORGOTTEN (nothing is thrown: the sender is a peer, not a caller to answer).
+   */
+  #refuseForgotten(change: Change): boolean {
+    const forgottenAfter = this.#options.forgottenAfter(change.dot.node)
+    if (forgottenAfter === undefined || change.dot.seq <= forgottenAfter) return false
+    const counters = this.#options.counters
+    if (counters.refusedForgotten++ % REFUSED_LOG_EVERY === 0) {
+      this.#options.logger.warn(
+        {
+          origin: change.dot.node,
+          seq: change.dot.seq,
+          code: 'MESHKV_ERR_FORGOTTEN' satisfies ErrorCode,
+          refused: counters.refusedForgotten,
+        },
+        'a change from a forgotten member was refused',
+      )
+    }
+    return true
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * What a node knows of each peer it has linked with on this run, kept across link drops: what the
+ * peer acknowledged (and its recent acknowledgements, for the stable cut), the URL it said it is
+ * reached at, when it was last heard, and its clock when it first synced (joining waits to cover it).
+ */
+import type { NodeId, VectorClock } from '../clock/index.js'
+import { vcGet, vcJoin } from '../clock/index.js'
+
+/** Acknowledged VCs kept per peer for the stable cut. */
+export const ACK_HISTORY_MAX = 32
+
+export interface PeerInfo {
+  readonly nodeId: NodeId
+  url: string | null
+  acked: VectorClock
+  /** Recent acknowledged VCs, oldest first: the stable cut takes the newest usable one. */
+  ackHistory: VectorClock[]
+  lastSeenMs: number | null
+  /** The peer's VC when it first synced with us on this run; joining waits to cover it. */
+  firstSyncVc: VectorClock | null
+}
+
+export class PeerBook {
+  readonly #peers = new Map<NodeId, PeerInfo>()
+
+  get(nodeId: NodeId): PeerInfo | undefined {
+    return this.#peers.get(nodeId)
+  }
+
+  has(nodeId: NodeId): boolean {
+    return this.#peers.has(nodeId)
+  }
+
+  ids(): NodeId[] {
+    return [...this.#peers.keys()]
+  }
+
+  /** Every peer, ordered by node id. */
+  sorted(): PeerInfo[] {
+    return [...this.#peers.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))
+  }
+
+  values(): IterableIterator<PeerInfo> {
+    return this.#peers.values()
+  }
+
+  delete(nodeId: NodeId): void {
+    this.#peers.delete(nodeId)
+  }
+
+  /** The peer's entry, made on first sight; a non-null `url` replaces the one known. */
+  info(nodeId: NodeId, url: string | null): PeerInfo {
+    let info = this.#peers.get(nodeId)
+    if (info === undefined) {
+      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null }
+      this.#peers.set(nodeId, info)
+    }
+    if (url !== null) info.url = url
+    return info
+  }
+}
+
+/**
+ * A `sync` is the peer's whole VC now: it replaces what this node believed (a peer that lost
+ * unsynced changes in a power loss holds less than it once acknowledged).
+ */
+export function heardSync(info: PeerInfo, vc: VectorClock): void {
+  info.acked = vc
+  info.ackHistory = [vc]
+  if (info.firstSyncVc === null) info.firstSyncVc = vc
+}
+
+/** An `ack` adds to what the peer is known to hold. */
+export function heardAck(info: PeerInfo, vc: VectorClock): void {
+  info.acked = vcJoin(info.acked, vc)
+  info.ackHistory.push(vc)
+  if (info.ackHistory.length > ACK_HISTORY_MAX) info.ackHistory.shift()
+}
+
+/** What a peer is known to hold: what it acknowledged, and every change it made itself. */
+export function knownTo(info: PeerInfo, ownVc: VectorClock): VectorClock {
+  const own = vcGet(ownVc, info.nodeId)
+  return own > vcGet(info.acked, info.nodeId) ? vcJoin(info.acked, { [info.nodeId]: own }) : info.acked
+}
+
+/**
+ * The newest acknowledgement of `info`'s node whose own entry this node has applied (`ownVc`), or
+ * `{}` if none. Older acknowledgements are dropped: this one (or a newer one) will do from now on.
+ */
+export function usableAck(info: PeerInfo, ownVc: VectorClock): VectorClock {
+  const applied = vcGet(ownVc, info.nodeId)
+  for (let index = info.ackHistory.length - 1; index >= 0; index--) {
+    const ack = info.ackHistory[index] as VectorClock
+    if (vcGet(ack, info.nodeId) <= applied) {
+      info.ackHistory.splice(0, index)
+      return ack
+    }
+  }
+  return {}
+}

@@ -1,0 +1,144 @@
+/**
+ * The receiving side of a snapshot (docs/protocol.md): one snapshot at a time, from one peer.
+ * An offer clears the stage and is accepted (or refused while another peer's is under way); each
+ * chunk is written to the stage and acknowledged once it is on disk; the end joins the stage into
+ * the store. A link lost midway, or a chunk the store refuses, drops the snapshot and its stage.
+ *
+ * Every write to the stage goes through one promise chain, in order, so a dropped snapshot's
+ * writes end before the next offer clears the stage.
+ */
+import type { NodeId, VectorClock } from '../clock/index.js'
+import type { SnapshotChunkMessage } from '../codec/peer.js'
+import type { Space } from '../crdt/index.js'
+import type { ReplicaStore } from '../storage/replica-store.js'
+import type { PeerLinkLike } from './link.js'
+import type { Logger } from './logger.js'
+
+/** A snapshot this node is receiving. */
+export interface SnapshotProgress {
+  from: NodeId
+  keysTotal: number
+  keysReceived: number
+  startedMs: number
+}
+
+export interface SnapshotStatus {
+  receiving: SnapshotProgress | null
+  last: { from: NodeId; keys: number; ms: number } | null
+}
+
+interface Receiving extends SnapshotProgress {
+  readonly vc: VectorClock
+  failed: boolean
+}
+
+export interface SnapshotReceiverOptions {
+  store: ReplicaStore
+  logger: Logger
+  now: () => number
+  /** A snapshot was joined into the store. */
+  onJoined: () => void
+}
+
+export class SnapshotReceiver {
+  readonly #options: SnapshotReceiverOptions
+  #receiving: Receiving | null = null
+  #stageWork: Promise<void> = Promise.resolve()
+  #last: SnapshotStatus['last'] = null
+
+  constructor(options: SnapshotReceiverOptions) {
+    this.#options = options
+  }
+
+  /** The peer whose snapshot is being received, or null. */
+  get from(): NodeId | null {
+    return this.#receiving?.from ?? null
+  }
+
+  status(): SnapshotStatus {
+    const receiving = this.#receiving
+    if (receiving === null) return { receiving: null, last: this.#last }
+    const { from, keysTotal, keysReceived, startedMs } = receiving
+    return { receiving: { from, keysTotal, keysReceived, startedMs }, last: this.#last }
+  }
+
+  offer(link: PeerLinkLike, vc: VectorClock, keys: number): void {
+    const from = link.nodeId
+    if (this.#receiving !== null && this.#receiving.from !== from) {
+      link.send({ type: 'snapshot-reply', accept: false })
+      return
+    }
+    if (this.#receiving !== null) this.abandon('the sender offered a new one')
+    const store = this.#options.store
+    this.#stageWork = this.#stageWork
+      .then(() => store.clearStage())
+      .catch((error: unknown) =>
+        this.#options.logger.warn({ err: String(error) }, 'could not clear the snapshot stage'),
+      )
+    this.#receiving = { from, vc, keysTotal: keys, keysReceived: 0, startedMs: this.#options.now(), failed: false }
+    this.#options.logger.info({ peer: from, keys }, 'receiving a snapshot')
+    link.send({ type: 'snapshot-reply', accept: true })
+  }
+
+  chunk(link: PeerLinkLike, message: SnapshotChunkMessage): void {
+    const receiving = this.#receiving
+    if (receiving === null || receiving.from !== link.nodeId) return
+    this.#stageWork = this.#stageWork.then(async () => {
+      if (receiving.failed) return
+      try {
+        await this.#options.store.stageSnapshot(message.states as readonly (readonly [Space, string, Uint8Array])[])
+        // Progress counts states on this node's disk, not merely received.
+        receiving.keysReceived += message.states.length
+        link.send({ type: 'snapshot-ack', seq: message.seq })
+      } catch (error) {
+        receiving.failed = true
+        this.#options.logger.warn(
+          { peer: receiving.from, err: String(error), code: (error as { code?: string }).code },
+          'a snapshot chunk was refused; the snapshot is dropped',
+        )
+        this.abandon('a chunk was refused')
+        link.close(1008, 'bad snapshot chunk')
+      }
+    })
+  }
+
+  /**
+   * The sender sent its last chunk. Returns null if no snapshot from this peer is under way, or
+   * else `join`: the caller runs it in turn with the other work on its store (it never rejects;
+   * a failure is logged), and moves its own clocks on afterwards.
+   */
+  end(link: PeerLinkLike): (() => Promise<void>) | null {
+    const receiving = this.#receiving
+    if (receiving === null || receiving.from !== link.nodeId) return null
+    const done = this.#stageWork.then(async () => {
+      if (receiving.failed || this.#receiving !== receiving) return
+      await this.#options.store.applyStagedSnapshot(receiving.vc)
+      const ms = this.#options.now() - receiving.startedMs
+      this.#last = { from: receiving.from, keys: receiving.keysReceived, ms }
+      this.#options.onJoined()
+      this.#options.logger.info(
+        { peer: receiving.from, keys: receiving.keysReceived, ms, vc: receiving.vc },
+        'snapshot joined',
+      )
+    })
+    this.#stageWork = done.catch(() => undefined)
+    return () =>
+      done
+        .catch((error: unknown) =>
+          this.#options.logger.error({ peer: receiving.from, err: String(error) }, 'joining a snapshot failed'),
+        )
+        .finally(() => {
+          if (this.#receiving === receiving) this.#receiving = null
+        })
+  }
+
+  /** Drops the snapshot under way, if any, and clears its stage. */
+  abandon(why: string): void {
+    const receiving = this.#receiving
+    if (receiving === null) return
+    receiving.failed = true
+    this.#receiving = null
+    this.#options.logger.warn({ peer: receiving.from, why }, 'snapshot dropped')
+    this.#stageWork = this.#stageWork.then(() => this.#options.store.clearStage()).catch(() => undefined)
+  }
+}
