@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import type { ClientDigest, WriteConcern } from '../client/index.js'
+import type { ReadConcern, WriteConcern } from '../api/index.js'
+import { parseConcern, parsePositiveInteger } from '../api/index.js'
+import type { ClientDigest } from '../client/index.js'
 import { MeshClient, parseEndpoints } from '../client/index.js'
 import { MeshError } from '../errors.js'
 import type { KvctlIo } from './kvctl-io.js'
@@ -67,7 +69,7 @@ export function buildProgram(io: KvctlIo): Command {
     .version(packageVersion(), '-V, --version')
     .option('--node <urls>', `node URL, or several separated by commas (default: $${NODES_ENV}, then ${NODES_DEFAULT})`)
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('plain'))
-    .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', writeConcern)
+    .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', concernOption('w'))
     .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveInteger)
     .exitOverride()
     .showSuggestionAfterError()
@@ -90,8 +92,8 @@ export function buildProgram(io: KvctlIo): Command {
     )
   verb('get <key>', 'read a value (raw bytes in plain output)')
     .option('--siblings', 'show every concurrent sibling')
-    .option('--r <concern>', 'read concern: join the value from 1..n members, quorum or all', readConcern)
-    .action((key: string, options: { siblings?: boolean; r?: number | 'quorum' | 'all' }, command: Command) =>
+    .option('--r <concern>', 'read concern: join the value from 1..n members, quorum or all', concernOption('r'))
+    .action((key: string, options: { siblings?: boolean; r?: ReadConcern }, command: Command) =>
       get(context(command), key, options.siblings === true, options.r),
     )
   verb('del <key>', 'delete a key')
@@ -183,12 +185,7 @@ async function put(context: Context, key: string, argument: string | undefined, 
   else await context.out(jsonText(context.format, result))
 }
 
-async function get(
-  context: Context,
-  key: string,
-  siblings: boolean,
-  r: number | 'quorum' | 'all' | undefined,
-): Promise<void> {
+async function get(context: Context, key: string, siblings: boolean, r: ReadConcern | undefined): Promise<void> {
   const entry = await context.client.get(key, { siblings, ...(r === undefined ? {} : { r }) })
   if (entry === undefined) throw new MeshError('MESHKV_ERR_NOT_FOUND', `key ${JSON.stringify(key)} does not exist`)
   if (context.format !== 'plain') return context.out(jsonText(context.format, entryJson(entry)))
@@ -280,10 +277,6 @@ async function status(context: Context): Promise<void> {
   await context.out(context.format === 'plain' ? statusLines(current) : jsonText(context.format, current))
 }
 
-/**
- * Asks every node for its digest (one by one, no failover) and compares them. Prints one line per
- * node; exits 1 when digests differ, 5 when a node cannot be reached.
- */
 async function members(context: Context): Promise<void> {
   const list = await context.client.members()
   await context.out(context.format === 'plain' ? memberLines(list) : jsonText(context.format, { members: list }))
@@ -298,11 +291,10 @@ async function forget(context: Context, nodeId: string): Promise<void> {
   )
 }
 
-function readConcern(value: string): number | 'quorum' | 'all' {
-  if (value === 'quorum' || value === 'all') return value
-  return positiveInteger(value)
-}
-
+/**
+ * Asks every node for its digest (one by one, no failover) and compares them. Prints one line per
+ * node; exits 1 when digests differ, 5 when a node cannot be reached.
+ */
 async function verify(context: Context): Promise<void> {
   const answers: VerifyAnswer[] = await Promise.all(
     context.nodes.map(async (node): Promise<VerifyAnswer> => {
@@ -342,17 +334,20 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-function writeConcern(text: string): WriteConcern {
-  if (text === 'quorum' || text === 'all') return text
-  const value = Number(text)
-  if (!/^[1-9][0-9]{0,3}$/.test(text)) throw new InvalidArgumentError('it must be 1, 2, ..., quorum or all')
-  return value
+/** A `--w`/`--r` parser: the one concern parser, its refusal as commander's usage error. */
+function concernOption(name: 'w' | 'r'): (text: string) => WriteConcern {
+  return (text) => {
+    try {
+      return parseConcern(text, name)
+    } catch {
+      throw new InvalidArgumentError('it must be 1, 2, ..., quorum or all')
+    }
+  }
 }
 
 function positiveInteger(text: string): number {
-  const value = Number(text)
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < 1)
-    throw new InvalidArgumentError('it must be a positive integer')
+  const value = parsePositiveInteger(text)
+  if (value === undefined) throw new InvalidArgumentError('it must be a positive integer')
   return value
 }
 

@@ -283,7 +283,8 @@ describe('meshkv node process', () => {
     const badFlag = await spawnMeshkv(['node', '--dir', join(root, 'never'), '--port', 'abc']).exited
     expect({ code: badFlag.code, stderr: badFlag.stderr }).toEqual({
       code: 2,
-      stderr: 'meshkv: --port must be a port number from 0 to 65535, not "abc" (MESHKV_ERR_CONFIG)\n',
+      stderr:
+        "meshkv: option '--port <port>' argument 'abc' is invalid. It must be a port number from 0 to 65535. (see meshkv --help)\n",
     })
     const badEnv = await spawnMeshkv(
       ['node'],
