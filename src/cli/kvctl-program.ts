@@ -81,7 +81,16 @@ export function buildProgram(io: KvctlIo): Command {
   // Subcommands copy these settings (exit override, output) when they are made.
   const verb = (spec: string, description: string): Command => program.command(spec).description(description)
   const context = (command: Command): Context => makeContext(command.optsWithGlobals<GlobalOptions>(), io)
+  keyVerbs(verb, context)
+  otherVerbs(verb, context)
+  return program
+}
 
+type VerbMaker = (spec: string, description: string) => Command
+type ContextMaker = (command: Command) => Context
+
+/** The verbs of the key space: put, get, del, ls, watch. */
+function keyVerbs(verb: VerbMaker, context: ContextMaker): void {
   verb('put <key> [value]', 'write a value: VALUE, - or piped stdin, or @file')
     .option('--content-type <type>', 'stored content type (default: text for VALUE, bytes for stdin or a file)')
     .option('--if-match <version>', 'write only if the key is at this version')
@@ -112,6 +121,10 @@ export function buildProgram(io: KvctlIo): Command {
     .option('--prefix <prefix>', 'only keys and names starting with this')
     .option('--since <cursor>', 'resume after this cursor (the first field of a line)')
     .action((options: { prefix?: string; since?: string }, command: Command) => watch(context(command), options))
+}
+
+/** The verbs of counters, sets and the cluster. */
+function otherVerbs(verb: VerbMaker, context: ContextMaker): void {
   verb('incr <name> [delta]', 'add DELTA (default 1, may be negative) to a counter').action(
     (name: string, delta: string | undefined, _options: unknown, command: Command) =>
       incr(context(command), name, delta),
@@ -140,7 +153,6 @@ export function buildProgram(io: KvctlIo): Command {
   verb('verify', 'compare the state digests of every --node; exit 1 when they differ').action(
     (_options: unknown, command: Command) => verify(context(command)),
   )
-  return program
 }
 
 function makeContext(options: GlobalOptions, io: KvctlIo): Context {

@@ -60,15 +60,7 @@ const KeyParams = Type.Object({ '*': Type.String() })
 export async function kvRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const node = options.context.node
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    try {
-      checkJsonBody(request, body as Buffer)
-      done(null, body)
-    } catch (error) {
-      done(error as Error, undefined)
-    }
-  })
+  useValueBodies(fastify)
 
   app.get('/v1/kv', { schema: { querystring: ListQuery } }, async (request) => {
     const query = request.query
@@ -132,6 +124,19 @@ export async function kvRoutes(fastify: FastifyInstance, options: { context: App
     )
     if (!result.changed) throw notFound(key)
     return sendWritten(reply, { key, deleted: true, token: result.token }, result)
+  })
+}
+
+/** One catch-all body parser: a value is its bytes, whatever its content type. */
+function useValueBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    try {
+      checkJsonBody(request, body as Buffer)
+      done(null, body)
+    } catch (error) {
+      done(error as Error, undefined)
+    }
   })
 }
 

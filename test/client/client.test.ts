@@ -122,6 +122,19 @@ describe('MeshClient on one node', () => {
     expect(await meshCodeOf(client.incr('hits/x', 0))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
   })
 
+  it('sends the read concern of key, counter and set reads as ?r=', async () => {
+    const calls: string[] = []
+    const client = new MeshClient({ nodes: a.url, fetch: fakeFor('http://never.invalid', () => new Response(), calls) })
+    await client.put('rc', 'v')
+    await client.incr('rc')
+    expect(text((await client.get('rc', { r: 'quorum' }))?.value)).toBe('v')
+    expect(await client.counter('rc', { r: 'all' })).toBe(1)
+    expect(await client.smembers('rc', { r: 1 })).toEqual([])
+    expect(calls.slice(-3).map((url) => new URL(url).searchParams.get('r'))).toEqual(['quorum', 'all', '1'])
+    // A lone node cannot join the state of two members: the node refuses, with its code.
+    expect(await meshCodeOf(client.counter('rc', { r: 2 }))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
+  })
+
   it("turns a node's problem into a MeshError with the node's code", async () => {
     const client = new MeshClient({ nodes: a.url })
     const first = await client.put('guarded', 'one')
