@@ -67,9 +67,9 @@ export function envName(flag: string): string {
   return 'MESHKV_' + flag.toUpperCase().replaceAll('-', '_')
 }
 
-/** An option of `meshkv node` that falls back to its `MESHKV_*` variable. */
+/** An option of `meshkv node` that falls back to its `MESHKV_*` variable (the help names it). */
 function setting(flag: string, value: string, description: string): Option {
-  return new Option(`--${flag} ${value}`, `${description} (${envName(flag)})`).env(envName(flag))
+  return new Option(`--${flag} ${value}`, description).env(envName(flag))
 }
 
 /** The options of `meshkv node`. */
@@ -83,16 +83,19 @@ export function nodeOptions(): Option[] {
     setting('value-bytes-max', '<n>', 'largest value in bytes (default 1 MiB, at most 3 MiB)').argParser(
       positiveInteger,
     ),
-    setting('log-level', '<level>', LOG_LEVELS.join(', ')).argParser(logLevel).default(LOG_LEVEL_DEFAULT),
+    // The choices show in the help; the parser set after them takes any case.
+    setting('log-level', '<level>', 'log level').choices(LOG_LEVELS).argParser(logLevel).default(LOG_LEVEL_DEFAULT),
     setting('peers', '<urls>', 'comma-separated peer URLs to replicate with').argParser(peerUrls),
     setting('secret', '<secret>', 'cluster secret, required with peers'),
     setting('cluster-id', '<id>', 'nodes of other clusters are refused').default(CLUSTER_ID_DEFAULT),
     setting('advertise-url', '<url>', 'the URL peers reach this node at (default http://HOST:PORT)').argParser(baseUrl),
     setting('peer-timeout-ms', '<ms>', 'a peer silent this long is down (default 5000)').argParser(positiveInteger),
     setting('role', '<role>', 'member (reads and writes) or replica (reads only)').choices(ROLES).default(ROLE_DEFAULT),
-    setting('log-retain', '<entries>', 'log entries kept after every member holds them, for watch resume').argParser(
-      entries,
-    ),
+    setting(
+      'log-retain',
+      '<entries>',
+      'log entries kept after every member holds them, for watch resume (default 1000)',
+    ).argParser(entries),
   ]
 }
 
