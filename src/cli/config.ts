@@ -10,8 +10,9 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Role } from '../api/index.js'
-import { ROLES, parsePositiveInteger } from '../api/index.js'
+import { ROLES } from '../api/index.js'
 import { MeshError } from '../errors.js'
+import { positiveIntegerOption } from './options.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -79,9 +80,9 @@ export function nodeOptions(): Option[] {
     setting('port', '<port>', 'HTTP port').argParser(port).default(PORT_DEFAULT),
     setting('host', '<host>', 'address to listen on').argParser(hostName).default(HOST_DEFAULT),
     setting('sync', '[boolean]', 'fsync every committed batch').argParser(flag),
-    setting('key-bytes-max', '<n>', 'longest key in bytes (default 1024)').argParser(positiveInteger),
+    setting('key-bytes-max', '<n>', 'longest key in bytes (default 1024)').argParser(positiveIntegerOption),
     setting('value-bytes-max', '<n>', 'largest value in bytes (default 1 MiB, at most 3 MiB)').argParser(
-      positiveInteger,
+      positiveIntegerOption,
     ),
     // The choices show in the help; the parser set after them takes any case.
     setting('log-level', '<level>', 'log level').choices(LOG_LEVELS).argParser(logLevel).default(LOG_LEVEL_DEFAULT),
@@ -89,7 +90,9 @@ export function nodeOptions(): Option[] {
     setting('secret', '<secret>', 'cluster secret, required with peers'),
     setting('cluster-id', '<id>', 'nodes of other clusters are refused').default(CLUSTER_ID_DEFAULT),
     setting('advertise-url', '<url>', 'the URL peers reach this node at (default http://HOST:PORT)').argParser(baseUrl),
-    setting('peer-timeout-ms', '<ms>', 'a peer silent this long is down (default 5000)').argParser(positiveInteger),
+    setting('peer-timeout-ms', '<ms>', 'a peer silent this long is down (default 5000)').argParser(
+      positiveIntegerOption,
+    ),
     setting('role', '<role>', 'member (reads and writes) or replica (reads only)').choices(ROLES).default(ROLE_DEFAULT),
     setting(
       'log-retain',
@@ -169,15 +172,9 @@ function port(text: string): number {
   return value
 }
 
-function positiveInteger(text: string): number {
-  const value = parsePositiveInteger(text)
-  if (value === undefined) throw new InvalidArgumentError('It must be a positive integer.')
-  return value
-}
-
 /** `--log-retain`: a count of entries, where 0 keeps none. */
 function entries(text: string): number {
-  return text === '0' ? 0 : positiveInteger(text)
+  return text === '0' ? 0 : positiveIntegerOption(text)
 }
 
 const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on'])

@@ -6,13 +6,14 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { ReadConcern, WriteConcern } from '../api/index.js'
-import { parseConcern, parsePositiveInteger } from '../api/index.js'
+import { parseConcern } from '../api/index.js'
 import type { ClientDigest } from '../client/index.js'
 import { MeshClient, parseEndpoints } from '../client/index.js'
 import { MeshError } from '../errors.js'
 import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
 import { readValue } from './kvctl-input.js'
+import { positiveIntegerOption } from './options.js'
 import type { OutputFormat } from './kvctl-output.js'
 import {
   OUTPUT_FORMATS,
@@ -70,7 +71,7 @@ export function buildProgram(io: KvctlIo): Command {
     .option('--node <urls>', `node URL, or several separated by commas (default: $${NODES_ENV}, then ${NODES_DEFAULT})`)
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('plain'))
     .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', concernOption('w'))
-    .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveInteger)
+    .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveIntegerOption)
     .exitOverride()
     .showSuggestionAfterError()
     .configureOutput({
@@ -114,7 +115,7 @@ function keyVerbs(verb: VerbMaker, context: ContextMaker): void {
     .option('--prefix <prefix>', 'only keys starting with this')
     .option('--start <key>', 'from this key (inclusive)')
     .option('--end <key>', 'up to this key (exclusive)')
-    .option('--limit <n>', 'at most this many keys (default: all)', positiveInteger)
+    .option('--limit <n>', 'at most this many keys (default: all)', positiveIntegerOption)
     .option('--reverse', 'in descending order')
     .action((options: ListOptions, command: Command) => list(context(command), options))
   verb('watch', 'print changes as they happen (Ctrl-C ends)')
@@ -352,15 +353,9 @@ function concernOption(name: 'w' | 'r'): (text: string) => WriteConcern {
     try {
       return parseConcern(text, name)
     } catch {
-      throw new InvalidArgumentError('it must be 1, 2, ..., quorum or all')
+      throw new InvalidArgumentError('It must be 1, 2, ..., quorum or all.')
     }
   }
-}
-
-function positiveInteger(text: string): number {
-  const value = parsePositiveInteger(text)
-  if (value === undefined) throw new InvalidArgumentError('it must be a positive integer')
-  return value
 }
 
 function integer(text: string, name: string): number {

@@ -22,6 +22,7 @@ import { MeshNode, PACKAGE_VERSION } from '../node.js'
 import type { NodeConfig, NodeOptions } from './config.js'
 import { dropEmptyVariables, nodeOptions, resolveNodeConfig } from './config.js'
 import { runLocalCluster } from './local-cluster.js'
+import { positiveIntegerOption } from './options.js'
 
 const EXIT_OK = 0
 const EXIT_ERROR = 1
@@ -70,13 +71,12 @@ function buildProgram(): Command {
     .command('cluster')
     .description('run a local cluster: one node process per node, on consecutive ports (npm start)')
     .option('--dir <dir>', 'data directory; node i keeps its data in DIR/node<i>', './data')
-    .option('--nodes <n>', 'how many nodes', '3')
-    .option('--base-port <port>', 'port of the first node; the others follow', '7700')
+    .option('--nodes <n>', 'how many nodes, 1 to 9', positiveIntegerOption, 3)
+    .option('--base-port <port>', 'port of the first node; the others follow', positiveIntegerOption, 7700)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (flags: { dir: string; nodes: string; basePort: string; host: string }) => {
-      const nodes = Number(flags.nodes)
-      const basePort = Number(flags.basePort)
-      if (!Number.isSafeInteger(basePort) || basePort < 1 || basePort + nodes > 65_536)
+    .action(async (flags: { dir: string; nodes: number; basePort: number; host: string }) => {
+      const { nodes, basePort } = flags
+      if (basePort + nodes > 65_536)
         throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
       await runLocalCluster({ dir: flags.dir, nodes, basePort, host: flags.host })
     })
