@@ -1,18 +1,20 @@
 /**
  * Where `kvctl put` takes its value from, as etcdctl, consul and `redis-cli -x` do: the VALUE
  * argument; `-` or no VALUE with stdin piped in; `@file` for a file's bytes. Input is bounded by
- * the largest value any node accepts, so a runaway pipe cannot fill memory.
+ * the largest value any node can accept, so a runaway pipe cannot fill memory.
  */
 import { open } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
+import { BYTES_TYPE, TEXT_TYPE } from '../api/index.js'
 import { MeshError } from '../errors.js'
 import { UsageError } from './kvctl-io.js'
 
-/** The node's highest value limit (64 MiB); the node itself checks its own, lower limit. */
-export const INPUT_BYTES_MAX = 64 * 1024 * 1024
-
-export const TEXT_TYPE = 'text/plain; charset=utf-8'
-export const BYTES_TYPE = 'application/octet-stream'
+/**
+ * The highest value limit a node can be given: `valueBytesMax` is at most 3 MiB, so that a write
+ * fits one replication frame (docs/architecture.md). A longer input could never be stored, so
+ * kvctl stops reading there; below it, the node checks its own, perhaps lower, limit.
+ */
+export const INPUT_BYTES_MAX = 3 * 1024 * 1024
 
 export interface ValueInput {
   bytes: Uint8Array

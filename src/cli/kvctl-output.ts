@@ -4,6 +4,7 @@
  * compact JSON object per line (streams are always one object per line). Values in JSON appear
  * as the node shows them: JSON values parsed, text as a string, other bytes as `valueBase64`.
  */
+import { isJsonType, isTextType } from '../api/index.js'
 import type {
   ClientEntry,
   ClientListItem,
@@ -17,15 +18,6 @@ export const OUTPUT_FORMATS = ['plain', 'json', 'ndjson'] as const
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number]
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
-export function isJsonType(contentType: string): boolean {
-  const essence = contentType.split(';')[0]?.trim().toLowerCase() ?? ''
-  return essence === 'application/json' || essence.endsWith('+json')
-}
-
-function isTextType(contentType: string): boolean {
-  return contentType.trim().toLowerCase().startsWith('text/')
-}
 
 function utf8(bytes: Uint8Array): string | undefined {
   try {

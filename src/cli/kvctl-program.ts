@@ -5,12 +5,15 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import type { ClientDigest, WriteConcern } from '../client/index.js'
+import type { ReadConcern, WriteConcern } from '../api/index.js'
+import { parseConcern } from '../api/index.js'
+import type { ClientDigest } from '../client/index.js'
 import { MeshClient, parseEndpoints } from '../client/index.js'
 import { MeshError } from '../errors.js'
 import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
 import { readValue } from './kvctl-input.js'
+import { positiveIntegerOption } from './options.js'
 import type { OutputFormat } from './kvctl-output.js'
 import {
   OUTPUT_FORMATS,
@@ -67,8 +70,8 @@ export function buildProgram(io: KvctlIo): Command {
     .version(packageVersion(), '-V, --version')
     .option('--node <urls>', `node URL, or several separated by commas (default: $${NODES_ENV}, then ${NODES_DEFAULT})`)
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('plain'))
-    .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', writeConcern)
-    .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveInteger)
+    .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', concernOption('w'))
+    .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveIntegerOption)
     .exitOverride()
     .showSuggestionAfterError()
     .configureOutput({
@@ -79,7 +82,16 @@ export function buildProgram(io: KvctlIo): Command {
   // Subcommands copy these settings (exit override, output) when they are made.
   const verb = (spec: string, description: string): Command => program.command(spec).description(description)
   const context = (command: Command): Context => makeContext(command.optsWithGlobals<GlobalOptions>(), io)
+  keyVerbs(verb, context)
+  otherVerbs(verb, context)
+  return program
+}
 
+type VerbMaker = (spec: string, description: string) => Command
+type ContextMaker = (command: Command) => Context
+
+/** The verbs of the key space: put, get, del, ls, watch. */
+function keyVerbs(verb: VerbMaker, context: ContextMaker): void {
   verb('put <key> [value]', 'write a value: VALUE, - or piped stdin, or @file')
     .option('--content-type <type>', 'stored content type (default: text for VALUE, bytes for stdin or a file)')
     .option('--if-match <version>', 'write only if the key is at this version')
@@ -90,8 +102,8 @@ export function buildProgram(io: KvctlIo): Command {
     )
   verb('get <key>', 'read a value (raw bytes in plain output)')
     .option('--siblings', 'show every concurrent sibling')
-    .option('--r <concern>', 'read concern: join the value from 1..n members, quorum or all', readConcern)
-    .action((key: string, options: { siblings?: boolean; r?: number | 'quorum' | 'all' }, command: Command) =>
+    .option('--r <concern>', 'read concern: join the value from 1..n members, quorum or all', concernOption('r'))
+    .action((key: string, options: { siblings?: boolean; r?: ReadConcern }, command: Command) =>
       get(context(command), key, options.siblings === true, options.r),
     )
   verb('del <key>', 'delete a key')
@@ -103,13 +115,17 @@ export function buildProgram(io: KvctlIo): Command {
     .option('--prefix <prefix>', 'only keys starting with this')
     .option('--start <key>', 'from this key (inclusive)')
     .option('--end <key>', 'up to this key (exclusive)')
-    .option('--limit <n>', 'at most this many keys (default: all)', positiveInteger)
+    .option('--limit <n>', 'at most this many keys (default: all)', positiveIntegerOption)
     .option('--reverse', 'in descending order')
     .action((options: ListOptions, command: Command) => list(context(command), options))
   verb('watch', 'print changes as they happen (Ctrl-C ends)')
     .option('--prefix <prefix>', 'only keys and names starting with this')
     .option('--since <cursor>', 'resume after this cursor (the first field of a line)')
     .action((options: { prefix?: string; since?: string }, command: Command) => watch(context(command), options))
+}
+
+/** The verbs of counters, sets and the cluster. */
+function otherVerbs(verb: VerbMaker, context: ContextMaker): void {
   verb('incr <name> [delta]', 'add DELTA (default 1, may be negative) to a counter').action(
     (name: string, delta: string | undefined, _options: unknown, command: Command) =>
       incr(context(command), name, delta),
@@ -138,7 +154,6 @@ export function buildProgram(io: KvctlIo): Command {
   verb('verify', 'compare the state digests of every --node; exit 1 when they differ').action(
     (_options: unknown, command: Command) => verify(context(command)),
   )
-  return program
 }
 
 function makeContext(options: GlobalOptions, io: KvctlIo): Context {
@@ -183,12 +198,7 @@ async function put(context: Context, key: string, argument: string | undefined, 
   else await context.out(jsonText(context.format, result))
 }
 
-async function get(
-  context: Context,
-  key: string,
-  siblings: boolean,
-  r: number | 'quorum' | 'all' | undefined,
-): Promise<void> {
+async function get(context: Context, key: string, siblings: boolean, r: ReadConcern | undefined): Promise<void> {
   const entry = await context.client.get(key, { siblings, ...(r === undefined ? {} : { r }) })
   if (entry === undefined) throw new MeshError('MESHKV_ERR_NOT_FOUND', `key ${JSON.stringify(key)} does not exist`)
   if (context.format !== 'plain') return context.out(jsonText(context.format, entryJson(entry)))
@@ -280,10 +290,6 @@ async function status(context: Context): Promise<void> {
   await context.out(context.format === 'plain' ? statusLines(current) : jsonText(context.format, current))
 }
 
-/**
- * Asks every node for its digest (one by one, no failover) and compares them. Prints one line per
- * node; exits 1 when digests differ, 5 when a node cannot be reached.
- */
 async function members(context: Context): Promise<void> {
   const list = await context.client.members()
   await context.out(context.format === 'plain' ? memberLines(list) : jsonText(context.format, { members: list }))
@@ -298,11 +304,10 @@ async function forget(context: Context, nodeId: string): Promise<void> {
   )
 }
 
-function readConcern(value: string): number | 'quorum' | 'all' {
-  if (value === 'quorum' || value === 'all') return value
-  return positiveInteger(value)
-}
-
+/**
+ * Asks every node for its digest (one by one, no failover) and compares them. Prints one line per
+ * node; exits 1 when digests differ, 5 when a node cannot be reached.
+ */
 async function verify(context: Context): Promise<void> {
   const answers: VerifyAnswer[] = await Promise.all(
     context.nodes.map(async (node): Promise<VerifyAnswer> => {
@@ -342,18 +347,15 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-function writeConcern(text: string): WriteConcern {
-  if (text === 'quorum' || text === 'all') return text
-  const value = Number(text)
-  if (!/^[1-9][0-9]{0,3}$/.test(text)) throw new InvalidArgumentError('it must be 1, 2, ..., quorum or all')
-  return value
-}
-
-function positiveInteger(text: string): number {
-  const value = Number(text)
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < 1)
-    throw new InvalidArgumentError('it must be a positive integer')
-  return value
+/** A `--w`/`--r` parser: the one concern parser, its refusal as commander's usage error. */
+function concernOption(name: 'w' | 'r'): (text: string) => WriteConcern {
+  return (text) => {
+    try {
+      return parseConcern(text, name)
+    } catch {
+      throw new InvalidArgumentError('It must be 1, 2, ..., quorum or all.')
+    }
+  }
 }
 
 function integer(text: string, name: string): number {

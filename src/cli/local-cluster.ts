@@ -5,7 +5,8 @@
  * DIR/cluster-secret (mode 0600), so a restart rejoins the same cluster.
  *
  * A node process that dies is reported and not restarted: the others keep serving, which is the
- * point. SIGTERM/SIGINT stop every node gracefully; a second signal kills them.
+ * point. SIGTERM/SIGINT stop every node gracefully and exit 0; a second signal kills them and
+ * exits 1.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -14,6 +15,7 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import closeWithGrace from 'close-with-grace'
 import { MeshError } from '../errors.js'
 
 export interface LocalClusterConfig {
@@ -105,20 +107,33 @@ async function waitReady(url: string, child: ChildProcess): Promise<boolean> {
   return false
 }
 
+/**
+ * The first signal stops every node gracefully and exits 0 once they have all exited (each node
+ * bounds its own shutdown, so there is no timer here); a second signal kills them and exits 1.
+ * close-with-grace keeps that order, as it does for `meshkv node`.
+ */
 function stopOnSignals(children: ChildProcess[]): void {
-  let stopping = false
-  const onSignal = (): void => {
-    const signal = stopping ? 'SIGKILL' : 'SIGTERM'
-    stopping = true
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-    void Promise.all(
-      children.map((child) =>
-        child.exitCode !== null || child.signalCode !== null
-          ? undefined
-          : new Promise((done) => child.once('exit', done)),
-      ),
-    ).then(() => process.exit(0))
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
+  closeWithGrace(
+    {
+      delay: false,
+      logger: false,
+      skip: ['uncaughtException', 'unhandledRejection', 'beforeExit'],
+      onSecondSignal: () => signalAll(children, 'SIGKILL'),
+    },
+    async () => {
+      const exited = children.map((child) =>
+        isRunning(child) ? new Promise<void>((done) => child.once('exit', () => done())) : undefined,
+      )
+      signalAll(children, 'SIGTERM')
+      await Promise.all(exited)
+    },
+  )
+}
+
+function signalAll(children: readonly ChildProcess[], signal: NodeJS.Signals): void {
+  for (const child of children) if (isRunning(child)) child.kill(signal)
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null
 }

@@ -3,28 +3,31 @@
  * defaults (`config.ts`); bad configuration exits 2 with one line on stderr. Logs are pino NDJSON
  * on stdout, each line carrying the `nodeId`.
  *
- * Shutdown on SIGTERM or SIGINT: `/readyz` turns 503 and new requests are refused, in-flight
- * requests finish and watch streams end (`closeApp`), then the store closes and the process exits
- * 0. A second signal exits at once, with 1.
+ * Shutdown on SIGTERM or SIGINT (through close-with-grace): `/readyz` turns 503 and new requests
+ * are refused, in-flight requests finish and watch streams end (`closeApp`), then replication
+ * stops and the store closes (`node.close`), and the process exits 0. A second signal exits at
+ * once, with 1.
  *
  * Exit codes: 0 clean stop · 1 could not start or stop (a locked data directory, a port in use) ·
  * 2 bad configuration or usage.
  */
 import { Command, CommanderError } from 'commander'
 import type { FastifyInstance } from 'fastify'
+import closeWithGrace from 'close-with-grace'
 import type { Logger } from 'pino'
 import { pino } from 'pino'
 import { MeshError } from '../errors.js'
 import { buildApp, closeApp } from '../http/app.js'
 import { MeshNode, PACKAGE_VERSION } from '../node.js'
-import type { NodeConfig, NodeFlags } from './config.js'
-import { LOG_LEVELS, resolveNodeConfig } from './config.js'
+import type { NodeConfig, NodeOptions } from './config.js'
+import { dropEmptyVariables, nodeOptions, resolveNodeConfig } from './config.js'
 import { runLocalCluster } from './local-cluster.js'
+import { positiveIntegerOption } from './options.js'
 
 const EXIT_OK = 0
 const EXIT_ERROR = 1
 const EXIT_USAGE = 2
-/** Longest a graceful shutdown may take before the process gives up on it. */
+/** Longest a graceful shutdown may take before the process gives up on it and exits 1. */
 const SHUTDOWN_GRACE_MS = 15_000
 
 /** The node could not start for a reason outside its configuration: exit 1. */
@@ -56,44 +59,24 @@ function buildProgram(): Command {
             .trim()} (see meshkv --help)\n`,
         ),
     })
-  program
+  const node = program
     .command('node')
     .description('run one node (each flag falls back to MESHKV_<FLAG>, e.g. MESHKV_PORT)')
-    .option('--dir <dir>', 'data directory, locked while the node runs (MESHKV_DIR)')
-    .option('--port <port>', 'HTTP port (MESHKV_PORT, default 7700)')
-    .option('--host <host>', 'address to listen on (MESHKV_HOST, default 127.0.0.1)')
-    .option('--sync', 'fsync every committed batch (MESHKV_SYNC)')
-    .option('--key-bytes-max <n>', 'longest key in bytes (MESHKV_KEY_BYTES_MAX, default 1024)')
-    .option('--value-bytes-max <n>', 'largest value in bytes (MESHKV_VALUE_BYTES_MAX, default 1 MiB)')
-    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (MESHKV_LOG_LEVEL, default info)`)
-    .option('--peers <urls>', 'comma-separated peer URLs to replicate with (MESHKV_PEERS)')
-    .option('--secret <secret>', 'cluster secret, required with peers (MESHKV_SECRET)')
-    .option('--cluster-id <id>', 'nodes of other clusters are refused (MESHKV_CLUSTER_ID, default meshkv)')
-    .option(
-      '--advertise-url <url>',
-      'the URL peers reach this node at (MESHKV_ADVERTISE_URL, default http://HOST:PORT)',
-    )
-    .option('--peer-timeout-ms <ms>', 'a peer silent this long is down (MESHKV_PEER_TIMEOUT_MS, default 5000)')
-    .option('--role <role>', 'member (reads and writes) or replica (reads only; MESHKV_ROLE, default member)')
-    .option(
-      '--log-retain <entries>',
-      'log entries kept after every member holds them, for watch resume (MESHKV_LOG_RETAIN, default 1000)',
-    )
-    .action(async (flags: NodeFlags) => {
-      const running = await startNode(resolveNodeConfig(flags, process.env))
-      handleSignals(running)
-    })
+  for (const option of nodeOptions()) node.addOption(option)
+  node.action(async (options: NodeOptions) => {
+    const running = await startNode(resolveNodeConfig(options))
+    closeOnSignals(running)
+  })
   program
     .command('cluster')
     .description('run a local cluster: one node process per node, on consecutive ports (npm start)')
     .option('--dir <dir>', 'data directory; node i keeps its data in DIR/node<i>', './data')
-    .option('--nodes <n>', 'how many nodes', '3')
-    .option('--base-port <port>', 'port of the first node; the others follow', '7700')
+    .option('--nodes <n>', 'how many nodes, 1 to 9', positiveIntegerOption, 3)
+    .option('--base-port <port>', 'port of the first node; the others follow', positiveIntegerOption, 7700)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (flags: { dir: string; nodes: string; basePort: string; host: string }) => {
-      const nodes = Number(flags.nodes)
-      const basePort = Number(flags.basePort)
-      if (!Number.isSafeInteger(basePort) || basePort < 1 || basePort + nodes > 65_536)
+    .action(async (flags: { dir: string; nodes: number; basePort: number; host: string }) => {
+      const { nodes, basePort } = flags
+      if (basePort + nodes > 65_536)
         throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
       await runLocalCluster({ dir: flags.dir, nodes, basePort, host: flags.host })
     })
@@ -162,50 +145,42 @@ async function listen(app: FastifyInstance, config: NodeConfig): Promise<string>
   }
 }
 
-/** First SIGTERM or SIGINT: graceful shutdown. A second: exit at once. */
-function handleSignals(running: Running): void {
-  let stopping = false
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      running.log.warn({ signal }, 'second signal: exiting at once')
-      exitAfterLogs(running.log, EXIT_ERROR)
-      return
-    }
-    stopping = true
-    running.log.info({ signal }, 'shutting down')
-    shutdown(running).then(
-      () => {
-        running.log.info('stopped')
-        exitAfterLogs(running.log, EXIT_OK)
-      },
-      (error: unknown) => {
-        running.log.error({ err: error }, 'shutdown failed')
-        exitAfterLogs(running.log, EXIT_ERROR)
-      },
-    )
-  }
-  process.on('SIGTERM', onSignal)
-  process.on('SIGINT', onSignal)
+/**
+ * The first SIGTERM or SIGINT (or another signal that ends a process, as close-with-grace
+ * counts them) starts the graceful shutdown; close-with-grace exits 0 when it ends, 1 when it
+ * fails or outlasts `SHUTDOWN_GRACE_MS`, and 1 at once on a second signal. Errors thrown
+ * outside a request are bugs, not a reason to shut down gracefully: they still crash the process.
+ */
+function closeOnSignals(running: Running): void {
+  const { log } = running
+  closeWithGrace(
+    {
+      delay: SHUTDOWN_GRACE_MS,
+      logger: false,
+      skip: ['uncaughtException', 'unhandledRejection', 'beforeExit'],
+      onSecondSignal: (signal) => log.warn({ signal }, 'second signal: exiting at once'),
+      onTimeout: (delay) => log.error(`shutdown took longer than ${delay} ms`),
+    },
+    async ({ signal }) => {
+      log.info({ signal }, 'shutting down')
+      try {
+        await shutdown(running)
+        log.info('stopped')
+      } catch (error) {
+        log.error({ err: error }, 'shutdown failed')
+        throw error
+      } finally {
+        // pino may write asynchronously: the last lines go out before close-with-grace exits.
+        await new Promise<void>((resolve) => log.flush(() => resolve()))
+      }
+    },
+  )
 }
 
-/** pino writes asynchronously: let the last lines out before the process ends. */
-function exitAfterLogs(log: Logger, code: number): void {
-  log.flush(() => process.exit(code))
-}
-
-/** Not ready, drain the app, then close the store; bounded by `SHUTDOWN_GRACE_MS`. */
+/** Not ready and drained (`closeApp`), then replication flushed and the store closed (`node.close`). */
 async function shutdown(running: Running): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const overdue = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`shutdown took longer than ${SHUTDOWN_GRACE_MS} ms`)), SHUTDOWN_GRACE_MS)
-    timer.unref()
-  })
-  try {
-    await Promise.race([closeApp(running.app), overdue])
-    await Promise.race([running.node.close(), overdue])
-  } finally {
-    clearTimeout(timer)
-  }
+  await closeApp(running.app)
+  await running.node.close()
 }
 
 /** The exit code and the stderr line for an error that stopped `meshkv` before it ran. */
@@ -219,6 +194,7 @@ function startupFailure(error: unknown): { code: number; line: string | undefine
 }
 
 async function main(): Promise<void> {
+  dropEmptyVariables(process.env)
   try {
     await buildProgram().parseAsync(process.argv.slice(2), { from: 'user' })
   } catch (error) {

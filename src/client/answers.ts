@@ -7,7 +7,12 @@ import { errorFromProblem } from './failure.js'
 import type { ClientEntry } from './types.js'
 import { asRecord, malformed, sibling, stringField, winningSibling } from './wire.js'
 
-/** Largest answer body read into memory (a 64 MiB value, the node's highest limit, fits). */
+/**
+ * Largest answer body read into memory, judged by the Content-Length the node sends. It bounds
+ * the client's memory, not a value: one value is at most 3 MiB (the highest value limit a node
+ * takes), and a key's siblings fit many times over. A listing page of up to 1000 large values can
+ * pass it; such a page is refused with MESHKV_ERR_FRAME_TOO_LARGE, and a smaller `limit` reads it.
+ */
 export const RESPONSE_BYTES_MAX = 96 * 1024 * 1024
 
 /** A buffered answer from one node. */

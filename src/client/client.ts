@@ -1,23 +1,22 @@
 /**
  * `MeshClient`: meshkv over HTTP from an app, across many nodes.
  *
- * Each request goes to one node chosen by the routing policy (`endpoints.ts`). When the attempt
- * fails in a way that proves the request was not run — no connection, a reset before any answer,
- * or a 503 saying the node is not ready — it goes on to the next node; a read, which is safe to
- * run twice, also goes on after a timeout. When every node fails the call throws
- * `MESHKV_ERR_UNREACHABLE`. Error answers become `MeshError`s with the node's code.
+ * Each request goes to one node chosen by the routing policy, and fails over to the next when
+ * that is safe (`transport.ts`). Error answers become `MeshError`s with the node's code.
  *
  * The client keeps a session causal token, the join of the tokens of its writes, and sends it
  * with every read, so a read on any node sees the session's own writes.
  */
+import { BYTES_TYPE, JSON_TYPE, TEXT_TYPE } from '../api/index.js'
 import { MeshError } from '../errors.js'
 import type { RoutingPolicy } from './endpoints.js'
-import { EndpointPicker, expandEndpoints, isRoutingPolicy, parseEndpoints, systemLookup } from './endpoints.js'
-import type { AttemptFailure } from './failure.js'
+import { isRoutingPolicy, parseEndpoints } from './endpoints.js'
 import type { Answer } from './answers.js'
 import { checkAnswer, entryWithSiblings, isNotFound, jsonOf, readAnswer, siblingCountOf } from './answers.js'
-import { classifyFetchError, errorFromProblem, isNotServing, readProblemBody } from './failure.js'
+import { checkMembers, concernQuery, keyPath, namePath, readQuery, waitOf } from './paths.js'
 import { Session } from './session.js'
+import type { RequestSpec, ResponseReader } from './transport.js'
+import { Transport, systemLookup } from './transport.js'
 import type {
   ClientConcernOptions,
   ClientDeleteOptions,
@@ -33,14 +32,10 @@ import type {
   ClientWatchEvent,
   ClientWatchOptions,
   ClientWriteResult,
-  FetchFunction,
   MeshClientOptions,
-  WriteConcern,
 } from './types.js'
 import { readEvents } from './watch-stream.js'
 import {
-  BYTES_TYPE,
-  TEXT_TYPE,
   entityTagOf,
   listItem,
   malformed,
@@ -54,31 +49,11 @@ export const TIMEOUT_MS_DEFAULT = 10_000
 export const TIMEOUT_MS_MAX = 10 * 60_000
 const CAUSAL_TOKEN_HEADER = 'x-causal-token'
 
-type Method = 'GET' | 'PUT' | 'POST' | 'DELETE'
-
-interface RequestSpec {
-  method: Method
-  /** The path, already percent-encoded. */
-  path: string
-  query?: Record<string, string | undefined>
-  headers?: Record<string, string | undefined>
-  body?: Uint8Array | string
-  /** Running it twice changes nothing: retried on the next node after any failed attempt. */
-  idempotent: boolean
-  signal?: AbortSignal | undefined
-}
-
-type Attempt<T> = { ok: true; value: T } | { ok: false; failure: AttemptFailure }
-
 export class MeshClient {
   readonly endpoints: readonly string[]
   readonly policy: RoutingPolicy
   readonly timeoutMs: number
-  #picker: EndpointPicker
-  /** Host names are resolved once, before the first request (see `expandEndpoints`). */
-  #resolving: Promise<void> | null = null
-  readonly #lookup: (hostname: string) => Promise<readonly string[]>
-  readonly #fetch: FetchFunction
+  readonly #transport: Transport
   readonly #session = new Session()
 
   constructor(options: MeshClientOptions) {
@@ -94,22 +69,18 @@ export class MeshClient {
     this.endpoints = parseEndpoints(options.nodes)
     this.policy = policy
     this.timeoutMs = timeoutMs
-    this.#picker = new EndpointPicker(this.endpoints, policy)
-    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init))
-    this.#lookup = options.lookup ?? systemLookup
+    this.#transport = new Transport({
+      endpoints: this.endpoints,
+      policy,
+      timeoutMs,
+      fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+      lookup: options.lookup ?? systemLookup,
+    })
   }
 
   /** The endpoints requests go to: the node URLs, with each host name expanded to its addresses. */
-  async resolvedEndpoints(): Promise<readonly string[]> {
-    await this.#resolve()
-    return this.#picker.endpoints
-  }
-
-  #resolve(): Promise<void> {
-    this.#resolving ??= expandEndpoints(this.endpoints, this.#lookup).then((expanded) => {
-      this.#picker = new EndpointPicker(expanded, this.policy)
-    })
-    return this.#resolving
+  resolvedEndpoints(): Promise<readonly string[]> {
+    return this.#transport.resolvedEndpoints()
   }
 
   /** The session's causal token: covers every write this client made (undefined before the first). */
@@ -124,7 +95,7 @@ export class MeshClient {
 
   /** The node a sticky client talks to now (for round-robin: where the next request starts). */
   get currentEndpoint(): string {
-    return this.#picker.current
+    return this.#transport.current
   }
 
   async get(key: string, options: ClientReadOptions = {}): Promise<ClientEntry | undefined> {
@@ -132,11 +103,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'GET',
       path: keyPath(key),
-      query: {
-        siblings: siblings ? 'true' : undefined,
-        timeout_ms: waitOf(options.waitMs),
-        r: options.r === undefined ? undefined : String(options.r),
-      },
+      query: { siblings: siblings ? 'true' : undefined, ...readQuery(options) },
       headers: this.#readHeaders(options.after),
       idempotent: true,
       signal: options.signal,
@@ -246,7 +213,7 @@ export class MeshClient {
       method: 'POST',
       path: namePath('counters', name),
       query: concernQuery(options),
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': JSON_TYPE },
       body: JSON.stringify({ delta }),
       idempotent: false,
       signal: options.signal,
@@ -259,7 +226,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'GET',
       path: namePath('counters', name),
-      query: { timeout_ms: waitOf(options.waitMs) },
+      query: readQuery(options),
       headers: this.#readHeaders(options.after),
       idempotent: true,
       signal: options.signal,
@@ -281,7 +248,7 @@ export class MeshClient {
     const answer = await this.#send({
       method: 'GET',
       path: namePath('sets', name),
-      query: { timeout_ms: waitOf(options.waitMs) },
+      query: readQuery(options),
       headers: this.#readHeaders(options.after),
       idempotent: true,
       signal: options.signal,
@@ -368,7 +335,7 @@ export class MeshClient {
       method: 'POST',
       path: namePath('sets', name),
       query: concernQuery(options),
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': JSON_TYPE },
       body: JSON.stringify(change),
       idempotent: false,
       signal: options.signal,
@@ -392,149 +359,7 @@ export class MeshClient {
     return this.#exchange(spec, readAnswer)
   }
 
-  /** Runs `spec` on the nodes the policy plans, in turn, until one answers or a failure must stop. */
-  async #exchange<T>(spec: RequestSpec, read: (response: Response, endpoint: string) => Promise<T>): Promise<T> {
-    await this.#resolve()
-    const failures: AttemptFailure[] = []
-    for (const endpoint of this.#picker.plan()) {
-      throwIfAborted(spec.signal)
-      const attempt = await this.#attempt(endpoint, spec, read)
-      if (attempt.ok) {
-        this.#picker.markServed(endpoint)
-        return attempt.value
-      }
-      this.#picker.markFailed(endpoint)
-      failures.push(attempt.failure)
-      if (attempt.failure.kind === 'maybe-delivered' && !spec.idempotent) throw attempt.failure.error
-    }
-    throw unreachable(failures)
+  #exchange<T>(spec: RequestSpec, read: ResponseReader<T>): Promise<T> {
+    return this.#transport.exchange(spec, read)
   }
-
-  async #attempt<T>(
-    endpoint: string,
-    spec: RequestSpec,
-    read: (response: Response, endpoint: string) => Promise<T>,
-  ): Promise<Attempt<T>> {
-    const timer = new AbortController()
-    const timeout = setTimeout(() => timer.abort(), this.timeoutMs)
-    const signal = spec.signal === undefined ? timer.signal : AbortSignal.any([spec.signal, timer.signal])
-    let responded = false
-    try {
-      const response = await this.#fetch(urlOf(endpoint, spec), {
-        method: spec.method,
-        headers: definedHeaders(spec.headers),
-        body: spec.body,
-        signal,
-      })
-      responded = true
-      if (response.status === 503) {
-        const error = errorFromProblem(503, await readProblemBody(response), endpoint)
-        if (isNotServing(error)) return { ok: false, failure: { kind: 'not-serving', endpoint, error } }
-        // Another 503 (e.g. unreachable peers) may have done work: not retried, but a sticky
-        // client still moves on.
-        this.#picker.markFailed(endpoint)
-        throw error
-      }
-      // The body is read under the same timer; a stream's reader returns at once.
-      return { ok: true, value: await read(response, endpoint) }
-    } catch (error) {
-      if (error instanceof MeshError) throw error
-      throwIfAborted(spec.signal)
-      const failure = classifyFetchError(error, {
-        endpoint,
-        timeoutMs: this.timeoutMs,
-        timedOut: timer.signal.aborted,
-        responded,
-      })
-      if (failure === undefined) throw error
-      return { ok: false, failure }
-    } finally {
-      clearTimeout(timeout)
-    }
-  }
-}
-
-/** `/v1/kv/<key>` with each `/`-separated segment percent-encoded. */
-export function keyPath(key: string): string {
-  if (typeof key !== 'string' || key.length === 0)
-    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key must be a non-empty string')
-  if (!key.isWellFormed())
-    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the key is not valid UTF-8 (it holds a lone surrogate)')
-  const segments = key.split('/')
-  // URLs resolve `.` and `..` segments (even percent-encoded), so such a key would reach another path.
-  if (segments.some((segment) => segment === '.' || segment === '..')) {
-    throw new MeshError(
-      'MESHKV_ERR_INVALID_KEY',
-      `the key ${JSON.stringify(key)} has a . or .. segment, which cannot travel in a URL path`,
-    )
-  }
-  return '/v1/kv/' + segments.map(encodeURIComponent).join('/')
-}
-
-function namePath(space: 'counters' | 'sets', name: string): string {
-  if (typeof name !== 'string' || name.length === 0)
-    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name must be a non-empty string')
-  if (!name.isWellFormed())
-    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name is not valid UTF-8 (it holds a lone surrogate)')
-  if (name === '.' || name === '..') throw new MeshError('MESHKV_ERR_INVALID_KEY', 'a name cannot be . or ..')
-  return `/v1/${space}/${encodeURIComponent(name)}`
-}
-
-function checkMembers(members: readonly string[]): string[] {
-  if (!Array.isArray(members) || members.length === 0 || !members.every((member) => typeof member === 'string')) {
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'members are a non-empty list of strings')
-  }
-  return [...members]
-}
-
-/** `?w=` and `?timeout_ms=` of a write. */
-function concernQuery(options: { w?: WriteConcern; waitMs?: number }): Record<string, string | undefined> {
-  return { w: writeConcernOf(options.w), timeout_ms: waitOf(options.waitMs) }
-}
-
-function writeConcernOf(w: WriteConcern | undefined): string | undefined {
-  if (w === undefined) return undefined
-  if (w === 'quorum' || w === 'all' || (Number.isSafeInteger(w) && w >= 1)) return String(w)
-  throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'w is a positive integer, quorum or all')
-}
-
-function waitOf(waitMs: number | undefined): string | undefined {
-  if (waitMs === undefined) return undefined
-  if (!Number.isSafeInteger(waitMs) || waitMs < 0)
-    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', 'waitMs must be a non-negative integer')
-  return String(waitMs)
-}
-
-function urlOf(endpoint: string, spec: RequestSpec): string {
-  const query = new URLSearchParams()
-  for (const [name, value] of Object.entries(spec.query ?? {})) if (value !== undefined) query.set(name, value)
-  const search = query.toString()
-  return endpoint + spec.path + (search === '' ? '' : `?${search}`)
-}
-
-function definedHeaders(headers: Record<string, string | undefined> | undefined): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined) out[name] = value
-  return out
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true)
-    throw new MeshError('MESHKV_ERR_ABORTED', 'the request was aborted', { cause: signal.reason })
-}
-
-function unreachable(failures: readonly AttemptFailure[]): MeshError {
-  const summary = failures.map((failure) => failure.error.message).join('; ')
-  const last = failures[failures.length - 1]
-  return new MeshError('MESHKV_ERR_UNREACHABLE', `no node could take the request: ${summary}`, {
-    cause: last?.error,
-    details: {
-      attempts: failures.map((failure) => ({
-        endpoint: failure.endpoint,
-        kind: failure.kind,
-        code: failure.error.code,
-        message: failure.error.message,
-      })),
-    },
-  })
 }

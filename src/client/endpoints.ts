@@ -7,9 +7,10 @@
  * - `round-robin`: each request starts one endpoint further than the last, spreading the load;
  *   a failed attempt moves on to the next endpoint the same way.
  *
- * Either way one request tries each endpoint at most once. Pure: no I/O, no clock.
+ * Either way one request tries each endpoint at most once. Pure: no I/O, no clock; the DNS
+ * look-up that `expandEndpoints` needs is passed in (the client passes `systemLookup` from
+ * `transport.ts`).
  */
-import { lookup as dnsLookup } from 'node:dns/promises'
 import { isIP, isIPv6 } from 'node:net'
 import { MeshError } from '../errors.js'
 
@@ -75,11 +76,6 @@ export async function expandEndpoints(
     }
   }
   return [...new Set(expanded)].slice(0, ENDPOINTS_MAX)
-}
-
-export async function systemLookup(hostname: string): Promise<string[]> {
-  const answers = await dnsLookup(hostname, { all: true })
-  return answers.map((answer) => answer.address)
 }
 
 export function isRoutingPolicy(value: unknown): value is RoutingPolicy {

@@ -1,8 +1,17 @@
 /**
- * A server-sent events parser (the WHATWG `text/event-stream` rules) over text chunks. Lines end
- * in LF, CRLF or CR; `field: value` lines build an event, `:` lines are comments (heartbeats),
- * and a blank line dispatches the event when it has data. Pure: the caller feeds decoded text.
+ * Server-sent events (`text/event-stream`) over text chunks, parsed by `eventsource-parser`. This
+ * file adds what a watch needs on top: the resumable cursor and a bound on one buffered event.
+ *
+ * The cursor: `eventsource-parser` reports each event with the `id:` given in that event only,
+ * while a stream's cursor is the last `id:` seen on any event before (WHATWG's "last event ID").
+ * meshkv's node sends an `id:` with every event, but a stream that leaves it out of one event
+ * still resumes from the last id it had, as browsers do.
+ *
+ * A chunk that ends in a lone CR holds its line back until the next character shows whether the
+ * CR is half of a CRLF. The node ends lines with LF, so its events are never held back.
  */
+import type { EventSourceMessage, ParseError } from 'eventsource-parser'
+import { createParser } from 'eventsource-parser'
 import { MeshError } from '../errors.js'
 
 export interface SseMessage {
@@ -13,80 +22,52 @@ export interface SseMessage {
   data: string
 }
 
-/** Bound on one buffered event (a 64 MiB value, base64 inside JSON, fits). */
-export const SSE_EVENT_CHARS_MAX = 96 * 1024 * 1024
+/**
+ * Bound on one buffered event, in characters (a line not yet ended and the data lines of an event
+ * not yet dispatched). The largest event the node sends is a put of the largest value a node
+ * takes, 3 MiB, as base64 inside JSON: about 4 Mi characters. Four times that leaves room for the
+ * key and the other fields while a hostile or broken stream still cannot fill memory.
+ */
+export const SSE_EVENT_CHARS_MAX = 16 * 1024 * 1024
 
 export class SseParser {
-  #buffer = ''
-  #data: string[] = []
-  #dataChars = 0
-  #event = ''
   #lastId: string | undefined
-  /** A chunk that ended in CR: an LF at the start of the next chunk belongs to that line end. */
-  #pendingCr = false
+  #completed: SseMessage[] = []
+  #failure: MeshError | undefined
+  readonly #parser = createParser({
+    maxBufferSize: SSE_EVENT_CHARS_MAX,
+    onEvent: (message) => this.#completed.push(this.#message(message)),
+    onError: (error) => this.#fail(error),
+  })
 
-  /** Feeds decoded text; returns the events it completed. */
+  /** Feeds decoded text; returns the events it completed. Throws once an event is too large. */
   push(text: string): SseMessage[] {
-    let chunk = text
-    if (this.#pendingCr && chunk.startsWith('\n')) chunk = chunk.slice(1)
-    this.#pendingCr = false
-    this.#buffer += chunk
-    const messages: SseMessage[] = []
-    const lineEnd = /\r\n|\r|\n/g
-    let start = 0
-    for (let match = lineEnd.exec(this.#buffer); match !== null; match = lineEnd.exec(this.#buffer)) {
-      // A CR at the very end may be the first half of a CRLF split across chunks.
-      if (match[0] === '\r' && match.index === this.#buffer.length - 1) this.#pendingCr = true
-      const message = this.#line(this.#buffer.slice(start, match.index))
-      if (message !== undefined) messages.push(message)
-      start = lineEnd.lastIndex
-    }
-    this.#buffer = this.#buffer.slice(start)
-    if (this.#buffer.length + this.#dataChars > SSE_EVENT_CHARS_MAX) {
-      throw new MeshError(
-        'MESHKV_ERR_FRAME_TOO_LARGE',
-        `a watch event is larger than ${SSE_EVENT_CHARS_MAX} characters`,
-      )
-    }
-    return messages
+    if (this.#failure !== undefined) throw this.#failure
+    this.#parser.feed(text)
+    const completed = this.#completed
+    this.#completed = []
+    if (this.#failure !== undefined) throw this.#failure
+    return completed
   }
 
+  /** The cursor to resume from: the last `id:` of an event this parser has dispatched. */
   get lastEventId(): string | undefined {
     return this.#lastId
   }
 
-  #line(line: string): SseMessage | undefined {
-    if (line === '') return this.#dispatch()
-    if (line.startsWith(':')) return undefined
-    const colon = line.indexOf(':')
-    const field = colon === -1 ? line : line.slice(0, colon)
-    let value = colon === -1 ? '' : line.slice(colon + 1)
-    if (value.startsWith(' ')) value = value.slice(1)
-    switch (field) {
-      case 'data':
-        this.#data.push(value)
-        this.#dataChars += value.length + 1
-        break
-      case 'event':
-        this.#event = value
-        break
-      case 'id':
-        if (!value.includes('\0')) this.#lastId = value
-        break
-      default:
-        // `retry` and unknown fields: this client reconnects by its own rules.
-        break
-    }
-    return undefined
+  #message(message: EventSourceMessage): SseMessage {
+    if (message.id !== undefined) this.#lastId = message.id
+    return { id: this.#lastId, event: message.event ?? 'message', data: message.data }
   }
 
-  #dispatch(): SseMessage | undefined {
-    const data = this.#data
-    const event = this.#event
-    this.#data = []
-    this.#dataChars = 0
-    this.#event = ''
-    if (data.length === 0) return undefined
-    return { id: this.#lastId, event: event === '' ? 'message' : event, data: data.join('\n') }
+  #fail(error: ParseError): void {
+    // `retry:` and unknown fields are reported here too: this client reconnects by its own rules
+    // and ignores fields it does not know, as the standard says.
+    if (error.type !== 'max-buffer-size-exceeded') return
+    this.#failure = new MeshError(
+      'MESHKV_ERR_FRAME_TOO_LARGE',
+      `a watch event is larger than ${SSE_EVENT_CHARS_MAX} characters`,
+      { cause: error },
+    )
   }
 }

@@ -2,7 +2,10 @@
  * The shapes `MeshClient` takes and returns. They follow the embeddable node's (`Entry`,
  * `ListPage`, `NodeStatus`) so code moves between the two faces with few changes.
  */
+import type { ReadConcern, Role, WriteConcern } from '../api/index.js'
 import type { RoutingPolicy } from './endpoints.js'
+
+export type { ReadConcern, WriteConcern }
 
 export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise<Response>
 
@@ -23,9 +26,6 @@ export interface MeshClientOptions {
   lookup?: (hostname: string) => Promise<readonly string[]>
 }
 
-/** Write concern: acknowledge after this many members (self included) hold the change. */
-export type WriteConcern = number | 'quorum' | 'all'
-
 export interface ClientReadOptions {
   /** Also return every concurrent sibling. */
   siblings?: boolean
@@ -35,13 +35,13 @@ export interface ClientReadOptions {
   waitMs?: number
   signal?: AbortSignal
   /** Read concern: the node joins the state from this many members, `quorum` or `all`. */
-  r?: number | 'quorum' | 'all'
+  r?: ReadConcern
 }
 
 /** A member as `GET /v1/members` lists it. */
 export interface ClientMember {
   nodeId: string
-  role: 'member' | 'replica'
+  role: Role
   url: string | null
   self: boolean
   state: string

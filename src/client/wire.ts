@@ -4,19 +4,11 @@
  */
 import type { Hlc } from '../clock/index.js'
 import { HLC_ZERO, compareHlc, isHlc } from '../clock/index.js'
+import { isJsonType } from '../api/index.js'
 import { MeshError } from '../errors.js'
 import type { ClientListItem, ClientSibling } from './types.js'
 
-export const TEXT_TYPE = 'text/plain; charset=utf-8'
-export const BYTES_TYPE = 'application/octet-stream'
-export const JSON_TYPE = 'application/json'
-
 const encoder = new TextEncoder()
-
-export function isJsonType(contentType: string): boolean {
-  const essence = contentType.split(';')[0]?.trim().toLowerCase() ?? ''
-  return essence === 'application/json' || essence.endsWith('+json')
-}
 
 /**
  * The bytes of a value in a JSON answer. The node sends JSON values parsed, text as a string and

@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify from 'fastify'
-import { MeshError } from '../errors.js'
+import { positiveIntegerSetting } from '../api/index.js'
 import type { MeshNode } from '../node.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
@@ -46,8 +46,8 @@ export interface AppOptions {
 const contexts = new WeakMap<FastifyInstance, AppContext>()
 
 export async function buildApp(node: MeshNode, options: AppOptions = {}): Promise<FastifyInstance> {
-  const heartbeatMs = positiveInteger(options.heartbeatMs, HEARTBEAT_MS_DEFAULT, 'heartbeatMs')
-  const bodyBytesMax = positiveInteger(options.bodyBytesMax, BODY_BYTES_MAX_DEFAULT, 'bodyBytesMax')
+  const heartbeatMs = positiveIntegerSetting('heartbeatMs', options.heartbeatMs, HEARTBEAT_MS_DEFAULT)
+  const bodyBytesMax = positiveIntegerSetting('bodyBytesMax', options.bodyBytesMax, BODY_BYTES_MAX_DEFAULT)
   const app = Fastify({
     ...loggerOptions(options.logger),
     bodyLimit: bodyBytesMax,
@@ -136,11 +136,4 @@ function isLogger(value: object): value is FastifyBaseLogger {
     typeof candidate.info === 'function' &&
     typeof candidate.error === 'function'
   )
-}
-
-function positiveInteger(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new MeshError('MESHKV_ERR_CONFIG', `${name} must be a positive integer`)
-  return value
 }

@@ -2,35 +2,32 @@
  * Counters over HTTP: `POST /v1/counters/:name` with `{"delta": n}` (1 when the body is empty)
  * adds; `GET /v1/counters/:name` reads (0 for a counter never written).
  */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 import type { AppContext } from './context.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
-import type { AfterQuery, NameParams, WriteQuery } from './schemas.js'
-import { concernOf, nameParams, readConcernOf, readQuery, timeoutOf, writeQuery } from './schemas.js'
+import { NameParams, ReadQuery, WriteQuery, concernOf, readConcernOf, timeoutOf } from './schemas.js'
 
-const addBody = {
-  type: 'object',
-  properties: { delta: { type: 'integer', not: { const: 0 } } },
-  additionalProperties: false,
-} as const
+const AddBody = Type.Object(
+  { delta: Type.Optional(Type.Integer({ not: { const: 0 } })) },
+  { additionalProperties: false },
+)
 
-interface AddBody {
-  delta?: number
-}
-
-export async function counterRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {
+export async function counterRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const node = options.context.node
-  useJsonBodies(app, true)
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  useJsonBodies(fastify, true)
   // No body at all (or an empty one) is `{}`: add 1. fastify would otherwise validate `undefined`.
-  app.addHook('preValidation', (request, _reply, done) => {
+  fastify.addHook('preValidation', (request, _reply, done) => {
     if (request.body === undefined) request.body = {}
     done()
   })
 
-  app.post<{ Params: NameParams; Body: AddBody; Querystring: WriteQuery }>(
+  app.post(
     '/v1/counters/:name',
-    { schema: { params: nameParams, body: addBody, querystring: writeQuery } },
+    { schema: { params: NameParams, body: AddBody, querystring: WriteQuery } },
     async (request, reply) => {
       const name = request.params.name
       const value = await node.counter(name).incr(request.body.delta ?? 1, concernOf(request.query))
@@ -42,19 +39,13 @@ export async function counterRoutes(app: FastifyInstance, options: { context: Ap
     },
   )
 
-  app.get<{ Params: NameParams; Querystring: AfterQuery }>(
-    '/v1/counters/:name',
-    { schema: { params: nameParams, querystring: readQuery } },
-    async (request) => {
-      const name = request.params.name
-      const value = await node
-        .counter(name)
-        .value({
-          after: afterOf(request, request.query),
-          timeoutMs: timeoutOf(request.query),
-          ...readConcernOf(request.query),
-        })
-      return { name, value }
-    },
-  )
+  app.get('/v1/counters/:name', { schema: { params: NameParams, querystring: ReadQuery } }, async (request) => {
+    const name = request.params.name
+    const value = await node.counter(name).value({
+      after: afterOf(request, request.query),
+      timeoutMs: timeoutOf(request.query),
+      ...readConcernOf(request.query),
+    })
+    return { name, value }
+  })
 }

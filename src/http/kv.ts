@@ -6,11 +6,14 @@
  * that hands the handler a Buffer (and checks, for a JSON type, that the bytes are JSON).
  * Versions are entity tags: `ETag: "<version>"`, `If-Match`, `If-None-Match`, `X-Context`.
  */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Type, type Static } from 'typebox'
 import { MeshError, isMeshError } from '../errors.js'
 import type { MeshNode } from '../node.js'
 import type { Entry, SiblingView, WriteResult } from '../node-types.js'
-import { BYTES_TYPE, LIST_LIMIT_MAX, isJsonType } from '../node-values.js'
+import { BYTES_TYPE, isJsonType } from '../api/index.js'
+import { LIST_LIMIT_MAX } from '../node-values.js'
 import type { AppContext } from './context.js'
 import type { EncodedValue } from './encoding.js'
 import {
@@ -24,71 +27,42 @@ import {
   parseVersionHeader,
   toBuffer,
 } from './encoding.js'
-import type { AfterQuery } from './schemas.js'
-import type { WriteQuery } from './schemas.js'
 import {
+  FlagString,
+  IntegerString,
+  WriteQuery,
   afterProperties,
   concernOf,
-  readConcernOf,
-  flagString,
-  integerString,
   queryFlag,
   queryInteger,
+  readConcernOf,
   timeoutOf,
-  writeQuery,
 } from './schemas.js'
 
 /** How often a write with `If-Match: *` re-reads the key when concurrent writes keep moving its version. */
 const IF_MATCH_ANY_ATTEMPTS = 5
 
-const getQuery = {
-  type: 'object',
-  properties: { siblings: flagString, ...afterProperties },
-} as const
+const GetQuery = Type.Object({ siblings: Type.Optional(FlagString), ...afterProperties })
 
-interface GetQuery extends AfterQuery {
-  siblings?: string
-}
+const ListQuery = Type.Object({
+  prefix: Type.Optional(Type.String()),
+  start: Type.Optional(Type.String()),
+  end: Type.Optional(Type.String()),
+  limit: Type.Optional(IntegerString),
+  cursor: Type.Optional(Type.String()),
+  reverse: Type.Optional(FlagString),
+  ...afterProperties,
+})
 
-const listQuery = {
-  type: 'object',
-  properties: {
-    prefix: { type: 'string' },
-    start: { type: 'string' },
-    end: { type: 'string' },
-    limit: integerString,
-    cursor: { type: 'string' },
-    reverse: flagString,
-    ...afterProperties,
-  },
-} as const
+/** The key is the rest of the path: fastify names a wildcard's match `*`. */
+const KeyParams = Type.Object({ '*': Type.String() })
 
-interface ListQuery extends AfterQuery {
-  prefix?: string
-  start?: string
-  end?: string
-  limit?: string
-  cursor?: string
-  reverse?: string
-}
-
-interface KeyParams {
-  '*': string
-}
-
-export async function kvRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {
+export async function kvRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const node = options.context.node
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    try {
-      checkJsonBody(request, body as Buffer)
-      done(null, body)
-    } catch (error) {
-      done(error as Error, undefined)
-    }
-  })
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  useValueBodies(fastify)
 
-  app.get<{ Querystring: ListQuery }>('/v1/kv', { schema: { querystring: listQuery } }, async (request) => {
+  app.get('/v1/kv', { schema: { querystring: ListQuery } }, async (request) => {
     const query = request.query
     const page = await node.list({
       prefix: query.prefix,
@@ -103,30 +77,28 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
     return { items: page.items.map(listItem), next: page.next }
   })
 
-  app.get<{ Params: KeyParams; Querystring: GetQuery }>(
-    '/v1/kv/*',
-    { schema: { querystring: getQuery } },
-    async (request, reply) => {
-      const key = request.params['*']
-      const siblings = queryFlag(request.query.siblings)
-      const entry = await node.get(key, {
-        siblings,
-        after: afterOf(request, request.query),
-        timeoutMs: timeoutOf(request.query),
-        ...readConcernOf(request.query),
-      })
-      if (entry === undefined) throw notFound(key)
-      reply.header('etag', entityTag(entry.version))
-      if (entry.siblingCount > 1) reply.header('x-siblings', String(entry.siblingCount))
-      if (matchesNoneOf(headerOf(request, 'if-none-match'), entry.version)) return reply.code(304).send()
-      if (siblings) return { key, version: entry.version, siblings: (entry.siblings ?? []).map(siblingItem) }
-      return reply.type(entry.contentType).send(toBuffer(entry.value))
-    },
-  )
+  app.get('/v1/kv/*', { schema: { params: KeyParams, querystring: GetQuery } }, async (request, reply) => {
+    const key = request.params['*']
+    const siblings = queryFlag(request.query.siblings)
+    const entry = await node.get(key, {
+      siblings,
+      after: afterOf(request, request.query),
+      timeoutMs: timeoutOf(request.query),
+      ...readConcernOf(request.query),
+    })
+    if (entry === undefined) throw notFound(key)
+    reply.header('etag', entityTag(entry.version))
+    if (entry.siblingCount > 1) reply.header('x-siblings', String(entry.siblingCount))
+    if (matchesNoneOf(headerOf(request, 'if-none-match'), entry.version)) return reply.code(304).send()
+    if (siblings) return { key, version: entry.version, siblings: (entry.siblings ?? []).map(siblingItem) }
+    return reply.type(entry.contentType).send(toBuffer(entry.value))
+  })
 
-  app.put<{ Params: KeyParams; Querystring: WriteQuery; Body: Buffer | undefined }>(
+  // The body is the value's bytes, from the catch-all parser above: it has no schema, so its type
+  // is given here, and the others are derived from their schemas as everywhere else.
+  app.put<{ Body: Buffer | undefined; Params: Static<typeof KeyParams>; Querystring: Static<typeof WriteQuery> }>(
     '/v1/kv/*',
-    { bodyLimit: node.limits.valueBytesMax, schema: { querystring: writeQuery } },
+    { bodyLimit: node.limits.valueBytesMax, schema: { params: KeyParams, querystring: WriteQuery } },
     async (request, reply) => {
       const key = request.params['*']
       const concern = concernOf(request.query)
@@ -143,20 +115,29 @@ export async function kvRoutes(app: FastifyInstance, options: { context: AppCont
     },
   )
 
-  app.delete<{ Params: KeyParams; Querystring: WriteQuery }>(
-    '/v1/kv/*',
-    { schema: { querystring: writeQuery } },
-    async (request, reply) => {
-      const key = request.params['*']
-      const concern = concernOf(request.query)
-      const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
-      const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) =>
-        node.del(key, { context, ifMatch, ...concern }),
-      )
-      if (!result.changed) throw notFound(key)
-      return sendWritten(reply, { key, deleted: true, token: result.token }, result)
-    },
-  )
+  app.delete('/v1/kv/*', { schema: { params: KeyParams, querystring: WriteQuery } }, async (request, reply) => {
+    const key = request.params['*']
+    const concern = concernOf(request.query)
+    const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')
+    const result = await withIfMatch(node, key, headerOf(request, 'if-match'), (ifMatch) =>
+      node.del(key, { context, ifMatch, ...concern }),
+    )
+    if (!result.changed) throw notFound(key)
+    return sendWritten(reply, { key, deleted: true, token: result.token }, result)
+  })
+}
+
+/** One catch-all body parser: a value is its bytes, whatever its content type. */
+function useValueBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    try {
+      checkJsonBody(request, body as Buffer)
+      done(null, body)
+    } catch (error) {
+      done(error as Error, undefined)
+    }
+  })
 }
 
 /** A body declared as JSON must be JSON (well-formed UTF-8 too), though it is stored as the bytes sent. */

@@ -4,21 +4,27 @@
  * members-only `GET /v1/internal/state/:space/*` that quorum reads ask (signed with the cluster
  * secret; see node-quorum.ts).
  */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node-quorum.js'
 import type { AppContext } from './context.js'
 
-export async function memberRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {
+const MemberParams = Type.Object({ nodeId: Type.String() })
+const StateParams = Type.Object({ space: Type.String(), '*': Type.String() })
+
+export async function memberRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const { node } = options.context
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
 
   app.get('/v1/members', async () => ({ members: await node.members() }))
 
-  app.delete<{ Params: { nodeId: string } }>('/v1/members/:nodeId', async (request) => {
+  app.delete('/v1/members/:nodeId', { schema: { params: MemberParams } }, async (request) => {
     await node.forget(request.params.nodeId)
     return { forgotten: request.params.nodeId, members: await node.members() }
   })
 
-  app.get<{ Params: { space: string; '*': string } }>('/v1/internal/state/:space/*', async (request, reply) => {
+  app.get('/v1/internal/state/:space/*', { schema: { params: StateParams } }, async (request, reply) => {
     const bytes = await node.localState(request.params.space, request.params['*'], request.headers[PEER_AUTH_HEADER])
     return reply.type(STATE_MEDIA_TYPE).send(Buffer.from(bytes))
   })

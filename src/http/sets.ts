@@ -2,43 +2,32 @@
  * Sets over HTTP: `POST /v1/sets/:name` with `{"add": [...], "remove": [...]}` as one atomic
  * change; `GET /v1/sets/:name` lists the members, `?member=x` asks about one.
  */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 import type { AppContext } from './context.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
-import type { AfterQuery, NameParams, WriteQuery } from './schemas.js'
-import { afterProperties, concernOf, nameParams, readConcernOf, timeoutOf, writeQuery } from './schemas.js'
+import { NameParams, WriteQuery, afterProperties, concernOf, readConcernOf, timeoutOf } from './schemas.js'
 
-const members = { type: 'array', items: { type: 'string' } } as const
+const Members = Type.Array(Type.String())
 
-const updateBody = {
-  type: 'object',
-  properties: { add: members, remove: members },
-  additionalProperties: false,
-  anyOf: [{ required: ['add'] }, { required: ['remove'] }],
-} as const
+/** At least one of `add` and `remove`, nothing else. */
+const UpdateBody = Type.Object(
+  { add: Type.Optional(Members), remove: Type.Optional(Members) },
+  { additionalProperties: false, anyOf: [{ required: ['add'] }, { required: ['remove'] }] },
+)
 
-interface UpdateBody {
-  add?: string[]
-  remove?: string[]
-}
+const GetQuery = Type.Object({ member: Type.Optional(Type.String()), ...afterProperties })
 
-const getQuery = {
-  type: 'object',
-  properties: { member: { type: 'string' }, ...afterProperties },
-} as const
-
-interface GetQuery extends AfterQuery {
-  member?: string
-}
-
-export async function setRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {
+export async function setRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const node = options.context.node
-  useJsonBodies(app, false)
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  useJsonBodies(fastify, false)
 
-  app.post<{ Params: NameParams; Body: UpdateBody; Querystring: WriteQuery }>(
+  app.post(
     '/v1/sets/:name',
-    { schema: { params: nameParams, body: updateBody, querystring: writeQuery } },
+    { schema: { params: NameParams, body: UpdateBody, querystring: WriteQuery } },
     async (request, reply) => {
       const name = request.params.name
       const set = node.set(name)
@@ -50,19 +39,15 @@ export async function setRoutes(app: FastifyInstance, options: { context: AppCon
     },
   )
 
-  app.get<{ Params: NameParams; Querystring: GetQuery }>(
-    '/v1/sets/:name',
-    { schema: { params: nameParams, querystring: getQuery } },
-    async (request) => {
-      const name = request.params.name
-      const read = {
-        after: afterOf(request, request.query),
-        timeoutMs: timeoutOf(request.query),
-        ...readConcernOf(request.query),
-      }
-      const member = request.query.member
-      if (member !== undefined) return { name, member, has: await node.set(name).has(member, read) }
-      return { name, members: await node.set(name).members(read) }
-    },
-  )
+  app.get('/v1/sets/:name', { schema: { params: NameParams, querystring: GetQuery } }, async (request) => {
+    const name = request.params.name
+    const read = {
+      after: afterOf(request, request.query),
+      timeoutMs: timeoutOf(request.query),
+      ...readConcernOf(request.query),
+    }
+    const member = request.query.member
+    if (member !== undefined) return { name, member, has: await node.set(name).has(member, read) }
+    return { name, members: await node.set(name).members(read) }
+  })
 }

@@ -9,7 +9,9 @@
  * following the node when the client goes away, and when the app closes.
  */
 import type { ServerResponse } from 'node:http'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 import { MeshError } from '../errors.js'
 import type { MeshNode } from '../node.js'
 import type { WatchEvent } from '../node-types.js'
@@ -22,21 +24,14 @@ export const WATCH_ROUTE = '/v1/watch'
 /** Longest wait for the node to say whether a resume cursor is still in its log. */
 const CURSOR_CHECK_MS_MAX = 1000
 
-const watchQuery = {
-  type: 'object',
-  properties: { prefix: { type: 'string' }, since: { type: 'string' } },
-} as const
+const WatchQuery = Type.Object({ prefix: Type.Optional(Type.String()), since: Type.Optional(Type.String()) })
 
-interface WatchQuery {
-  prefix?: string
-  since?: string
-}
-
-export async function watchRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {
+export async function watchRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const context = options.context
   const node = context.node
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
 
-  app.get<{ Querystring: WatchQuery }>(WATCH_ROUTE, { schema: { querystring: watchQuery } }, async (request, reply) => {
+  app.get(WATCH_ROUTE, { schema: { querystring: WatchQuery } }, async (request, reply) => {
     if (context.closing) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is shutting down')
     // A watch reports a closed node only on its first step, once the stream has begun: ask first.
     if (!node.ready) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is not ready')

@@ -1,19 +1,28 @@
-import { describe, expect, it } from 'vitest'
-import { envName, resolveNodeConfig } from '../../src/cli/config.js'
-import { MeshError } from '../../src/errors.js'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { envName, parseNodeConfig } from '../../src/cli/config.js'
+import type { NodeConfig } from '../../src/cli/config.js'
+import { meshCodeOf, rejectionOf } from '../helpers/async.js'
 
-function configError(run: () => unknown): string {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(MeshError)
-    expect((error as MeshError).code).toBe('MESHKV_ERR_CONFIG')
-    return (error as MeshError).message
-  }
-  throw new Error('expected a configuration error')
+/** `meshkv node ARGV` under exactly the `MESHKV_*` variables given (commander reads process.env). */
+function parse(argv: string[], env: Record<string, string> = {}): NodeConfig {
+  for (const name of Object.keys(process.env)) if (name.startsWith('MESHKV_')) vi.stubEnv(name, undefined)
+  for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value)
+  return parseNodeConfig(argv)
 }
 
-describe('resolveNodeConfig', () => {
+/** The one line a bad configuration fails with; fails unless the error is MESHKV_ERR_CONFIG. */
+async function configError(argv: string[], env: Record<string, string> = {}): Promise<string> {
+  expect(await meshCodeOf(() => parse(argv, env))).toBe('MESHKV_ERR_CONFIG')
+  const message = ((await rejectionOf(() => parse(argv, env))) as Error).message
+  expect(message).not.toContain('\n')
+  return message
+}
+
+afterEach(() => {
+  vi.unstubAllEnvs()
+})
+
+describe('the node configuration', () => {
   it("names each flag's variable MESHKV_<FLAG>", () => {
     expect(envName('key-bytes-max')).toBe('MESHKV_KEY_BYTES_MAX')
     expect(envName('dir')).toBe('MESHKV_DIR')
@@ -21,7 +30,7 @@ describe('resolveNodeConfig', () => {
 
   it('takes the flag, else the environment, else the default', () => {
     const cluster = { peers: [], clusterId: 'meshkv', role: 'member' }
-    expect(resolveNodeConfig({ dir: 'd' }, {})).toEqual({
+    expect(parse(['--dir', 'd'])).toEqual({
       dir: 'd',
       port: 7700,
       host: '127.0.0.1',
@@ -39,7 +48,7 @@ describe('resolveNodeConfig', () => {
       MESHKV_VALUE_BYTES_MAX: '128',
       MESHKV_LOG_LEVEL: 'DEBUG',
     }
-    expect(resolveNodeConfig({}, env)).toEqual({
+    expect(parse([], env)).toEqual({
       dir: 'e',
       port: 8000,
       host: '0.0.0.0',
@@ -51,28 +60,43 @@ describe('resolveNodeConfig', () => {
       // A node listening on every interface tells peers its loopback address unless told otherwise.
       advertiseUrl: 'http://127.0.0.1:8000',
     })
-    expect(resolveNodeConfig({ dir: 'f', port: '0', keyBytesMax: '10', logLevel: 'silent' }, env)).toMatchObject({
+    expect(parse(['--dir', 'f', '--port', '0', '--key-bytes-max', '10', '--log-level', 'silent'], env)).toMatchObject({
       dir: 'f',
       port: 0,
       keyBytesMax: 10,
       logLevel: 'silent',
     })
     // An empty variable is unset.
-    expect(resolveNodeConfig({ dir: 'd' }, { MESHKV_PORT: '' }).port).toBe(7700)
-    expect(resolveNodeConfig({ dir: 'd', sync: true }, { MESHKV_SYNC: 'false' }).sync).toBe(true)
+    expect(parse(['--dir', 'd'], { MESHKV_PORT: '' }).port).toBe(7700)
+    expect(parse(['--dir', 'd', '--sync'], { MESHKV_SYNC: 'false' }).sync).toBe(true)
+    expect(parse(['--dir', 'd'], { MESHKV_SYNC: 'off' }).sync).toBe(false)
   })
 
-  it('takes peers, secret, cluster id and advertised URL; peers without a secret are refused', () => {
-    const config = resolveNodeConfig(
-      {
-        dir: 'd',
-        peers: ' http://a:7701/ ,https://b:7702',
-        secret: 's',
-        clusterId: 'prod',
-        advertiseUrl: 'http://me:7700/',
-      },
-      {},
-    )
+  it('takes the role from its choices, by flag or variable, and the log retention (0 keeps none)', async () => {
+    expect(parse(['--dir', 'd', '--role', 'replica']).role).toBe('replica')
+    expect(parse(['--dir', 'd'], { MESHKV_ROLE: 'replica' }).role).toBe('replica')
+    expect(parse(['--dir', 'd', '--role', 'member'], { MESHKV_ROLE: 'replica' }).role).toBe('member')
+    expect(await configError(['--dir', 'd', '--role', 'leader'])).toMatch(/--role.*leader.*member, replica/)
+    expect(await configError(['--dir', 'd'], { MESHKV_ROLE: 'Replica' })).toMatch(/MESHKV_ROLE/)
+    expect(parse(['--dir', 'd', '--log-retain', '0']).logRetainEntries).toBe(0)
+    expect(parse(['--dir', 'd'], { MESHKV_LOG_RETAIN: '50' }).logRetainEntries).toBe(50)
+    expect(parse(['--dir', 'd']).logRetainEntries).toBeUndefined()
+    expect(await configError(['--dir', 'd', '--log-retain', '-1'])).toMatch(/--log-retain/)
+  })
+
+  it('takes peers, secret, cluster id and advertised URL; peers without a secret are refused', async () => {
+    const config = parse([
+      '--dir',
+      'd',
+      '--peers',
+      ' http://a:7701/ ,https://b:7702',
+      '--secret',
+      's',
+      '--cluster-id',
+      'prod',
+      '--advertise-url',
+      'http://me:7700/',
+    ])
     expect(config).toMatchObject({
       peers: ['http://a:7701', 'https://b:7702'],
       secret: 's',
@@ -80,34 +104,36 @@ describe('resolveNodeConfig', () => {
       advertiseUrl: 'http://me:7700',
     })
     expect(
-      resolveNodeConfig(
-        { dir: 'd' },
-        { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: 'x', MESHKV_PEER_TIMEOUT_MS: '2000' },
-      ),
+      parse(['--dir', 'd'], { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: 'x', MESHKV_PEER_TIMEOUT_MS: '2000' }),
     ).toMatchObject({ peers: ['http://a:1'], secret: 'x', peerTimeoutMs: 2000 })
-    expect(configError(() => resolveNodeConfig({ dir: 'd', peers: 'http://a:1' }, {}))).toBe(
+    expect(await configError(['--dir', 'd', '--peers', 'http://a:1'])).toBe(
       'a node started with peers needs the cluster secret: --secret or MESHKV_SECRET',
     )
-    expect(configError(() => resolveNodeConfig({ dir: 'd', peers: 'ftp://a', secret: 's' }, {}))).toMatch(/^--peers: /)
-    expect(configError(() => resolveNodeConfig({ dir: 'd', advertiseUrl: 'nope' }, {}))).toMatch(/^--advertise-url /)
+    expect(await configError(['--dir', 'd', '--peers', 'ftp://a', '--secret', 's'])).toMatch(
+      /^option '--peers <urls>' argument 'ftp:\/\/a' is invalid/,
+    )
+    expect(await configError(['--dir', 'd', '--advertise-url', 'nope'])).toMatch(/^option '--advertise-url <url>'/)
   })
 
-  it('refuses bad values with one line that names the flag or the variable', () => {
-    expect(configError(() => resolveNodeConfig({}, {}))).toBe('a data directory is required: --dir DIR or MESHKV_DIR')
-    expect(configError(() => resolveNodeConfig({ dir: 'd', port: 'abc' }, {}))).toBe(
-      '--port must be a port number from 0 to 65535, not "abc"',
+  it('refuses bad values with one line that names the flag or the variable', async () => {
+    expect(await configError([])).toBe('a data directory is required: --dir DIR or MESHKV_DIR')
+    expect(await configError(['--dir', 'd', '--port', 'abc'])).toBe(
+      "option '--port <port>' argument 'abc' is invalid. It must be a port number from 0 to 65535.",
     )
-    expect(configError(() => resolveNodeConfig({ dir: 'd' }, { MESHKV_PORT: '65536' }))).toMatch(/^MESHKV_PORT /)
-    expect(configError(() => resolveNodeConfig({ dir: 'd', keyBytesMax: '0' }, {}))).toMatch(
-      /^--key-bytes-max must be a positive integer/,
+    expect(await configError(['--dir', 'd'], { MESHKV_PORT: '65536' })).toBe(
+      "option '--port <port>' value '65536' from env 'MESHKV_PORT' is invalid. It must be a port number from 0 to 65535.",
     )
-    expect(configError(() => resolveNodeConfig({ dir: 'd', valueBytesMax: '1e3' }, {}))).toMatch(/^--value-bytes-max /)
-    expect(configError(() => resolveNodeConfig({ dir: 'd' }, { MESHKV_SYNC: 'maybe' }))).toMatch(
-      /^MESHKV_SYNC must be true or false/,
+    expect(await configError(['--dir', 'd', '--key-bytes-max', '0'])).toMatch(
+      /^option '--key-bytes-max <n>' argument '0' is invalid. It must be a positive integer/,
     )
-    expect(configError(() => resolveNodeConfig({ dir: 'd', logLevel: 'loud' }, {}))).toMatch(
-      /^--log-level must be one of fatal, /,
+    expect(await configError(['--dir', 'd', '--value-bytes-max', '1e3'])).toMatch(/^option '--value-bytes-max <n>'/)
+    expect(await configError(['--dir', 'd'], { MESHKV_SYNC: 'maybe' })).toMatch(
+      /from env 'MESHKV_SYNC' is invalid. It must be true or false/,
     )
-    expect(configError(() => resolveNodeConfig({ dir: 'd', host: ' ' }, {}))).toBe('--host must not be empty')
+    expect(await configError(['--dir', 'd', '--log-level', 'loud'])).toMatch(
+      /^option '--log-level <level>' argument 'loud' is invalid. It must be one of fatal, /,
+    )
+    expect(await configError(['--dir', 'd', '--host', ' '])).toMatch(/^option '--host <host>'.* It must not be empty/)
+    expect(await configError(['--dir', ' '])).toMatch(/^option '--dir <dir>'.* It must not be empty/)
   })
 })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { SseParser } from '../../src/client/sse.js'
+import { SSE_EVENT_CHARS_MAX, SseParser } from '../../src/client/sse.js'
+import type { MeshError } from '../../src/errors.js'
 
 describe('SseParser', () => {
   it('parses events with ids, types and multi-line data, skipping comments', () => {
@@ -25,6 +26,8 @@ describe('SseParser', () => {
         'event: counter',
         'data:x',
         '',
+        // A CR at the very end may be half of a CRLF: the parser waits for the next character.
+        ': tail',
         '',
       ].join(end)
       const whole = new SseParser().push(text)
@@ -37,11 +40,60 @@ describe('SseParser', () => {
         expect([...parser.push(text.slice(0, cut)), ...parser.push(text.slice(cut))]).toEqual(whole)
       }
     }
+    const parser = new SseParser()
+    expect(parser.push('data: a\r\r')).toEqual([])
+    expect(parser.push('\n')).toEqual([{ id: undefined, event: 'message', data: 'a' }])
   })
 
-  it('dispatches nothing for an event without data', () => {
+  it('dispatches nothing for an event without data, and its id does not move the cursor', () => {
     const parser = new SseParser()
+    expect(parser.push('id: 2\ndata: a\n\n')).toEqual([{ id: '2', event: 'message', data: 'a' }])
     expect(parser.push('id: 3\nevent: put\n\n')).toEqual([])
-    expect(parser.lastEventId).toBe('3')
+    expect(parser.lastEventId).toBe('2')
+  })
+
+  it('joins a data line split across chunks, even inside a multi-byte character', () => {
+    const parser = new SseParser()
+    const bytes = new TextEncoder().encode('id: 9\nevent: put\ndata: {"value":"héllo"}\n\n')
+    const decoder = new TextDecoder()
+    // Cut inside the two bytes of é: the decoder holds the first byte back until the second comes.
+    const cut = bytes.indexOf(0xc3) + 1
+    expect(parser.push(decoder.decode(bytes.subarray(0, cut), { stream: true }))).toEqual([])
+    expect(parser.push(decoder.decode(bytes.subarray(cut), { stream: true }))).toEqual([
+      { id: '9', event: 'put', data: '{"value":"héllo"}' },
+    ])
+  })
+
+  it('passes over heartbeat comments between and inside events', () => {
+    const parser = new SseParser()
+    expect(parser.push(': heartbeat\n\n')).toEqual([])
+    expect(parser.push('id: 4\n: heartbeat\ndata: x\n\n: heartbeat\n\n')).toEqual([
+      { id: '4', event: 'message', data: 'x' },
+    ])
+    expect(parser.lastEventId).toBe('4')
+  })
+
+  it('keeps the last id as the cursor of later events that carry none', () => {
+    const parser = new SseParser()
+    expect(parser.push('id: 5.0\nevent: put\ndata: 1\n\nevent: del\ndata: 2\n\n')).toEqual([
+      { id: '5.0', event: 'put', data: '1' },
+      { id: '5.0', event: 'del', data: '2' },
+    ])
+    // An id holding NUL is ignored, as the standard says: the cursor stays where it was.
+    expect(parser.push('id: 6\u0000\ndata: 3\n\n')).toEqual([{ id: '5.0', event: 'message', data: '3' }])
+    expect(parser.lastEventId).toBe('5.0')
+  })
+
+  it('refuses an event larger than its bound with MESHKV_ERR_FRAME_TOO_LARGE, then stays failed', () => {
+    const parser = new SseParser()
+    const line = 'data: ' + 'x'.repeat(1024 * 1024) + '\n'
+    let code: string | undefined
+    try {
+      for (let sent = 0; sent <= SSE_EVENT_CHARS_MAX; sent += line.length) parser.push(line)
+    } catch (error) {
+      code = (error as MeshError).code
+    }
+    expect(code).toBe('MESHKV_ERR_FRAME_TOO_LARGE')
+    expect(() => parser.push('data: y\n\n')).toThrow(expect.objectContaining({ code: 'MESHKV_ERR_FRAME_TOO_LARGE' }))
   })
 })

@@ -152,6 +152,20 @@ describe('PUT /v1/kv/*', () => {
     expect((await h.app.inject({ url: '/v1/kv/w' })).body).toBe('z')
   })
 
+  it('takes a read concern this single node can meet on keys, counters and sets, and refuses a malformed one', async () => {
+    await put('r', 'here')
+    await h.app.inject({ method: 'POST', url: '/v1/counters/r', payload: '' })
+    for (const r of ['1', 'quorum', 'all']) {
+      expect((await h.app.inject({ url: `/v1/kv/r?r=${r}` })).body).toBe('here')
+      expect((await h.app.inject({ url: `/v1/counters/r?r=${r}` })).json()).toEqual({ name: 'r', value: 1 })
+      expect((await h.app.inject({ url: `/v1/sets/r?r=${r}` })).json()).toEqual({ name: 'r', members: [] })
+    }
+    for (const r of ['0', 'most', '10000', '1.5']) {
+      expectProblem(await h.app.inject({ url: `/v1/kv/r?r=${r}` }), 'MESHKV_ERR_INVALID_ARGUMENT')
+      expectProblem(await h.app.inject({ url: `/v1/counters/r?r=${r}` }), 'MESHKV_ERR_INVALID_ARGUMENT')
+    }
+  })
+
   it('refuses a content type the node cannot store', async () => {
     expectProblem(await put('ct', 'x', { 'content-type': `text/${'x'.repeat(300)}` }), 'MESHKV_ERR_INVALID_ARGUMENT')
   })

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -109,8 +110,11 @@ describe('closeApp', () => {
       // A read waiting for a write this node has not seen keeps the app draining for a while.
       const seq = own.node.vc[own.node.nodeId] ?? 0
       const pending = own.app.inject({ url: `/v1/kv/k?timeout_ms=300&after=${tokenOf(own.node, seq + 1)}` })
+      // Close only once the server has the request: before that its connection is an unused one,
+      // which closing ends at once (and a sleep here raced with a busy machine).
+      const arrived = once(own.app.server, 'request')
       const inFlight = fetch(`${address}/v1/kv/k?timeout_ms=300&after=${tokenOf(own.node, seq + 1)}`)
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      await arrived
       const closing = closeApp(own.app)
       // Requests that reach the app while it drains (fastify takes none once fully closed).
       const [ready, data] = await Promise.all([own.app.inject({ url: '/readyz' }), own.app.inject({ url: '/v1/kv/k' })])
