@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { MeshClient } from '../../src/client/index.js'
 import { MeshError } from '../../src/errors.js'
 import { Cluster, listKeys, request, sleep, useLinkedCluster } from './helpers.js'
-import { TcpProxy } from './tcp-proxy.js'
+import { TcpProxy } from '../support/tcp-proxy.js'
 
 const BEFORE_KILL_MS = 1_500
 const AFTER_KILL_MS = 2_000

