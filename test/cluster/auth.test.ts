@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cleanEnv, freePort, killAll as killCliChildren, spawnMeshkv } from '../cli/helpers.js'
-import { Cluster, buildIfStale, get, put, request, sleep, stopAllClusters, waitFor, waitValue } from './helpers.js'
+import { Cluster, buildIfStale, get, put, request, stopAllClusters, waitFor, waitValue } from './helpers.js'
 
 let cluster: Cluster
 let scratch: string
@@ -63,7 +63,14 @@ describe('cluster secret', () => {
 
     const written = await put(n3, 'from-the-outsider', 'not for the cluster')
     expect(written.status).toBe(200)
-    await sleep(3_000)
+    // The sentinel: the nodes keep redialing each other. A refusal logged on both sides after the
+    // write shows a link was attempted once the write was there to be sent, and was refused.
+    const refusalsOf = (ns: number[]): number =>
+      ns.reduce((sum, n) => sum + cluster.node(n).logs(isAuthRefusal).length, 0)
+    const [peersBefore, outsiderBefore] = [refusalsOf([1, 2]), refusalsOf([3])]
+    await waitFor('auth refusals on both sides after the outsider wrote', 30_000, () =>
+      refusalsOf([1, 2]) > peersBefore && refusalsOf([3]) > outsiderBefore ? true : undefined,
+    )
     for (const url of [n1, n2]) {
       const status = (await request(`${url}/v1/status`)).json as {
         linked: string[]
