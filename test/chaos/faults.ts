@@ -12,7 +12,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Cluster } from '../cluster/helpers.js'
 import { prng } from '../helpers/async.js'
-import type { HistoryWriter } from './history.js'
+import type { HistoryWriter } from '../checkers/history.js'
 
 export type ProcessFault = { track: 'process'; kind: 'kill' | 'stop'; node: number; startMs: number; holdMs: number }
 export type NetworkFault =

@@ -8,7 +8,7 @@
  */
 import { stopAllClusters } from '../cluster/helpers.js'
 import { countFlag, parseFlags } from '../support/args.js'
-import { formatReport, recheck, replayCommands, runChaos } from './scenario.js'
+import { describeViolation, formatReport, recheck, replayCommands, runChaos } from './scenario.js'
 
 const USAGE = 'usage: npm run chaos -- [--duration SECONDS] [--seed N] [--sessions N] | --check HISTORY.jsonl'
 
@@ -55,7 +55,7 @@ if (options.check !== undefined) {
       1,
     ),
   )
-  for (const violation of result.violations) console.log(`VIOLATION ${violation}`)
+  for (const violation of result.violations) console.log(`VIOLATION ${describeViolation(violation)}`)
   process.exit(result.violations.length > 0 ? 1 : 0)
 }
 let exitCode = 0
