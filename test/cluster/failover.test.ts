@@ -4,11 +4,11 @@
  * go on, on another node (how long the gap is belongs to bench/). And a write that its node ran, but whose answer was lost with the node,
  * is not run a second time by the client on another node.
  */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { MeshClient } from '../../src/client/index.js'
 import { isMeshError } from '../../src/errors.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
-import { Cluster, listKeys, request, useLinkedCluster, waitFor } from './helpers.js'
+import { Cluster, listKeys, request, useLinkedCluster } from './helpers.js'
 
 /** Writes acknowledged before the kill, and after it, that the test waits for. */
 const WRITES_EACH_SIDE = 20
@@ -59,16 +59,23 @@ describe('client failover', () => {
     })()
 
     // Bounds here are liveness bounds: the writer must get this far, however fast the machine.
-    await waitFor(`${WRITES_EACH_SIDE} writes acknowledged before the kill`, 20_000, () =>
-      acked.length >= WRITES_EACH_SIDE ? true : undefined,
+    await vi.waitFor(
+      () =>
+        expect(acked.length >= WRITES_EACH_SIDE, `${WRITES_EACH_SIDE} writes acknowledged before the kill`).toBe(true),
+      { timeout: 20_000, interval: 100 },
     )
     const victimUrl = client.currentEndpoint
     const victim = cluster.nodes.find((node) => node.url === victimUrl)
     expect(victim).toBeDefined()
     const killedAtMs = Date.now()
     await victim?.kill('SIGKILL')
-    await waitFor(`${WRITES_EACH_SIDE} writes acknowledged after the kill`, 20_000, () =>
-      acked.filter((write) => write.startedMs > killedAtMs).length >= WRITES_EACH_SIDE ? true : undefined,
+    await vi.waitFor(
+      () =>
+        expect(
+          acked.filter((write) => write.startedMs > killedAtMs).length >= WRITES_EACH_SIDE,
+          `${WRITES_EACH_SIDE} writes acknowledged after the kill`,
+        ).toBe(true),
+      { timeout: 20_000, interval: 100 },
     )
     stop = true
     await writer

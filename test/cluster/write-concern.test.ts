@@ -3,8 +3,8 @@
  * that says how many members hold the write; the write stays committed, is readable on the
  * live nodes, and reaches the dead one when it returns.
  */
-import { describe, expect, it } from 'vitest'
-import { Cluster, get, put, useLinkedCluster, waitFor, waitValue } from './helpers.js'
+import { describe, expect, it, vi } from 'vitest'
+import { Cluster, get, put, useLinkedCluster, waitValue } from './helpers.js'
 
 let cluster: Cluster
 
@@ -59,10 +59,13 @@ describe('write concern with a node down', () => {
         details: { holders: 2, required: 3 },
       })
       // --peer-timeout-ms 2000: a silent peer is down within a few seconds, though its sockets stay open.
-      await waitFor('node 1 to mark the frozen node 3 down', 10_000, async () => {
-        const peer = (await cluster.node(1).status()).peers.find((candidate) => candidate.nodeId === id3)
-        return peer?.state === 'down' ? true : undefined
-      })
+      await vi.waitFor(
+        async () => {
+          const peer = (await cluster.node(1).status()).peers.find((candidate) => candidate.nodeId === id3)
+          expect(peer?.state, 'node 1 to mark the frozen node 3 down').toBe('down')
+        },
+        { timeout: 10_000, interval: 100 },
+      )
     } finally {
       cluster.node(3).continue()
     }

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { encode } from '../../src/codec/index.js'
 import type { HelloMessage } from '../../src/codec/peer.js'
 import { FRAME_BYTES_MAX, encodeFrame } from '../../src/codec/peer.js'
@@ -21,7 +21,7 @@ import { FRAGMENTS_MAX } from '../../src/transport/websocket.js'
 import { startMeshkv } from '../cli/helpers.js'
 import { FakePeer, changeOf, freshNodeId, peerIdentity, putOp } from '../support/fake-peer.js'
 import type { RealNode } from './helpers.js'
-import { peerFootprint, request, sleep, startRealNode, stopAllNodes, waitFor } from './helpers.js'
+import { peerFootprint, request, sleep, startRealNode, stopAllNodes } from './helpers.js'
 
 const PEER_TIMEOUT_MS = 1_500
 const YEAR_MS = 365 * 24 * 3600 * 1000
@@ -54,8 +54,13 @@ async function stillServing(): Promise<void> {
   const key = `honest/${nodeId}`
   peer.send({ type: 'sync', vc: {}, peers: [] })
   peer.send({ type: 'changes', changes: [changeOf(nodeId, [putOp(key, 'fine')])] })
-  await waitFor(`the honest change ${key} to be applied`, 5_000, async () =>
-    (await request(`${node.url}/v1/kv/${key}`)).text === 'fine' ? true : undefined,
+  await vi.waitFor(
+    async () =>
+      expect(
+        (await request(`${node.url}/v1/kv/${key}`)).text === 'fine',
+        `the honest change ${key} to be applied`,
+      ).toBe(true),
+    { timeout: 5_000, interval: 100 },
   )
   peer.destroy()
 }
@@ -104,8 +109,13 @@ describe('peers without the secret', () => {
       })
       expect(peer.frames.map((frame) => frame.type)).toEqual(['challenge'])
     }
-    await waitFor('three auth refusals in the node log', 3_000, () =>
-      node.logs((record) => record['code'] === 'MESHKV_ERR_AUTH').length >= 3 ? true : undefined,
+    await vi.waitFor(
+      () =>
+        expect(
+          node.logs((record) => record['code'] === 'MESHKV_ERR_AUTH').length >= 3,
+          'three auth refusals in the node log',
+        ).toBe(true),
+      { timeout: 3_000, interval: 100 },
     )
     expect(await peerFootprint(node)).toEqual(before)
     expect(((await request(`${node.url}/v1/kv?prefix=stolen/`)).json?.['items'] as unknown[]).length).toBe(0)
@@ -151,9 +161,9 @@ describe('replayed frames', () => {
     })
     peer.send({ type: 'sync', vc: {}, peers: [] })
     peer.sendBytes(frame)
-    await waitFor('the first delivery to be applied', 5_000, async () =>
-      (await request(`${node.url}/v1/counters/replayed-counter`)).json?.['value'] === 5 ? true : undefined,
-    )
+    const counterOf = async (name: string): Promise<unknown> =>
+      (await request(`${node.url}/v1/counters/${name}`)).json?.['value']
+    await expect.poll(() => counterOf('replayed-counter'), { timeout: 5_000, interval: 100 }).toBe(5)
     const duplicatesBefore = (await node.status()).replication['duplicates'] ?? 0
     for (let i = 0; i < 3; i++) peer.sendBytes(frame)
     peer.destroy()
@@ -167,8 +177,13 @@ describe('replayed frames', () => {
     await stranger.frame('challenge')
     stranger.sendBytes(frame)
     expect((await stranger.closedWithin(3_000)).code).toBe(CLOSE_CODES.policy)
-    await waitFor('five duplicates counted', 5_000, async () =>
-      ((await node.status()).replication['duplicates'] ?? 0) >= duplicatesBefore + 5 ? true : undefined,
+    await vi.waitFor(
+      async () =>
+        expect(
+          ((await node.status()).replication['duplicates'] ?? 0) >= duplicatesBefore + 5,
+          'five duplicates counted',
+        ).toBe(true),
+      { timeout: 5_000, interval: 100 },
     )
     // A sentinel behind the replays on the same link: once it is applied, every replay before it
     // has been handled, so a replay applied twice would show now.
@@ -176,10 +191,8 @@ describe('replayed frames', () => {
       type: 'changes',
       changes: [changeOf(nodeId, [{ type: 'counter.add', name: 'replayed-sentinel', delta: 1 }])],
     })
-    await waitFor('the sentinel behind the replays to be applied', 5_000, async () =>
-      (await request(`${node.url}/v1/counters/replayed-sentinel`)).json?.['value'] === 1 ? true : undefined,
-    )
-    expect((await request(`${node.url}/v1/counters/replayed-counter`)).json?.['value']).toBe(5)
+    await expect.poll(() => counterOf('replayed-sentinel'), { timeout: 5_000, interval: 100 }).toBe(1)
+    expect(await counterOf('replayed-counter')).toBe(5)
     expect((await node.status()).vc[nodeId]).toBe(2)
     again.destroy()
   })
@@ -203,13 +216,22 @@ describe('a change stamped years in the future', () => {
         ),
       ],
     })
-    await waitFor('the refusal to be counted', 5_000, async () =>
-      ((await node.status()).replication['refused'] ?? 0) > refusedBefore ? true : undefined,
+    await vi.waitFor(
+      async () =>
+        expect(((await node.status()).replication['refused'] ?? 0) > refusedBefore, 'the refusal to be counted').toBe(
+          true,
+        ),
+      { timeout: 5_000, interval: 100 },
     )
-    const refusal = await waitFor(
-      'a change refused line with MESHKV_ERR_CLOCK_SKEW',
-      3_000,
-      () => node.logs((record) => record['msg'] === 'change refused' && record['code'] === 'MESHKV_ERR_CLOCK_SKEW')[0],
+    const refusal = await vi.waitFor(
+      () => {
+        const line = node.logs(
+          (record) => record['msg'] === 'change refused' && record['code'] === 'MESHKV_ERR_CLOCK_SKEW',
+        )[0]
+        expect(line, 'a change refused line with MESHKV_ERR_CLOCK_SKEW').toBeDefined()
+        return line
+      },
+      { timeout: 3_000, interval: 50 },
     )
     expect(refusal).toMatchObject({ origin: nodeId, seq: 1 })
     // The node asks again on its next tick (the change may be fine once its clock catches up).
@@ -233,8 +255,13 @@ describe('a change stamped years in the future', () => {
       type: 'changes',
       changes: [changeOf(control.nodeId, [putOp('future/near', 'ten seconds ahead')], { hlc: near })],
     })
-    await waitFor('the near-future change to be applied', 5_000, async () =>
-      (await request(`${node.url}/v1/kv/future/near`)).status === 200 ? true : undefined,
+    await vi.waitFor(
+      async () =>
+        expect(
+          (await request(`${node.url}/v1/kv/future/near`)).status === 200,
+          'the near-future change to be applied',
+        ).toBe(true),
+      { timeout: 5_000, interval: 100 },
     )
     expect((await node.status()).hlc.wallMs).toBeGreaterThanOrEqual(near.wallMs)
     control.peer.destroy()
@@ -292,8 +319,9 @@ describe('malformed frames', () => {
       peer.send({ type: 'sync', vc: (await node.status()).vc, peers: [] })
       send(peer, nodeId)
       expect((await peer.closedWithin(5_000)).code).toBe(code)
-      await waitFor('the link to be gone', 3_000, async () =>
-        !(await node.status()).linked.includes(nodeId) ? true : undefined,
+      await vi.waitFor(
+        async () => expect(!(await node.status()).linked.includes(nodeId), 'the link to be gone').toBe(true),
+        { timeout: 3_000, interval: 100 },
       )
       expect(await peerFootprint(node)).toEqual(before)
       await stillServing()
@@ -311,16 +339,15 @@ describe('a peer that never reads', () => {
       ).toBe(200)
     // The baseline is taken once the footprint has settled (two samples a moment apart within 1 MiB).
     let lastRss = 0
-    const rssBefore = await waitFor(
-      'the node footprint to settle after the backlog writes',
-      10_000,
+    const rssBefore = await vi.waitFor(
       async () => {
         const rss = await node.rssBytes()
-        const settled = Math.abs(rss - lastRss) < 2 ** 20
+        const change = Math.abs(rss - lastRss)
         lastRss = rss
-        return settled ? rss : undefined
+        expect(change, 'the node footprint to settle after the backlog writes').toBeLessThan(2 ** 20)
+        return rss
       },
-      200,
+      { timeout: 10_000, interval: 200 },
     )
     const { peer, nodeId } = await linked()
     peer.tcp?.pause()
@@ -335,11 +362,10 @@ describe('a peer that never reads', () => {
       50,
     )
     try {
-      await waitFor(
-        'the node to drop the peer that does not read',
-        PEER_TIMEOUT_MS + 5_000,
-        async () => (!(await node.status()).linked.includes(nodeId) ? true : undefined),
-        50,
+      await vi.waitFor(
+        async () =>
+          expect((await node.status()).linked, 'the node to drop the peer that does not read').not.toContain(nodeId),
+        { timeout: PEER_TIMEOUT_MS + 5_000, interval: 50 },
       )
     } finally {
       clearInterval(sampler)
@@ -396,8 +422,9 @@ describe('odd keys arriving over replication', () => {
         ]),
       ],
     })
-    await waitFor('the change to be applied', 5_000, async () =>
-      (await node.status()).vc[nodeId] === 1 ? true : undefined,
+    await vi.waitFor(
+      async () => expect((await node.status()).vc[nodeId] === 1, 'the change to be applied').toBe(true),
+      { timeout: 5_000, interval: 100 },
     )
     expect((await request(`${node.url}/v1/kv/__proto__`)).text).toBe('a plain key')
     expect((await request(`${node.url}/v1/counters/__proto__`)).json?.['value']).toBe(3)
@@ -431,8 +458,9 @@ describe('odd keys arriving over replication', () => {
       type: 'changes',
       changes: [changeOf(nodeId, [putOp(long, 'over the limit'), putOp('lone\uD800surrogate', 'ill-formed')])],
     })
-    await waitFor('the change to be handled', 5_000, async () =>
-      (await node.status()).vc[nodeId] === 1 ? true : undefined,
+    await vi.waitFor(
+      async () => expect((await node.status()).vc[nodeId] === 1, 'the change to be handled').toBe(true),
+      { timeout: 5_000, interval: 100 },
     )
     const listed = (await request(`${node.url}/v1/kv?limit=1000`)).json?.['items'] as { key: string }[]
     // MessagePack carries a lone surrogate as bytes that are not UTF-8; they decode to U+FFFD.
