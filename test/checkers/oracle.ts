@@ -25,8 +25,8 @@ import type {
   Sibling,
 } from '../../src/crdt/index.js'
 import { opTarget } from '../../src/crdt/index.js'
-import type { View } from '../helpers/history.js'
-import { sortedRecord, stateKey } from '../helpers/history.js'
+import type { View } from '../helpers/replicas.js'
+import { sortedRecord, stateKey } from '../helpers/replicas.js'
 import type { ChangeRecord, FinalSibling, OpRecord } from './history.js'
 import { parseDot, vcHas } from './history.js'
 
