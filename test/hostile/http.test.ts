@@ -280,7 +280,7 @@ describe('malformed and huge bodies', () => {
         `64 MiB chunked PUT → ${streamed.status} after ${Math.round(streamed.sentBytes / 2 ** 20)} MiB sent; node RSS ${Math.round(rssBefore / 2 ** 20)} → ${Math.round(rssAfter / 2 ** 20)} MiB`,
     )
     expect(declared.status).toBe(413)
-    expect(declared.text).toContain('MESHKV_ERR_BODY_TOO_LARGE')
+    expect(declared.text).toContain('"code":"MESHKV_ERR_VALUE_TOO_LARGE"')
     expect(counterBody.status).toBe(413)
     expect(counterBody.text).toContain('MESHKV_ERR_BODY_TOO_LARGE')
     expect([0, 413]).toContain(streamed.status)
