@@ -17,6 +17,7 @@
  * removes the data directories.
  */
 import { afterAll, beforeAll } from 'vitest'
+import type { ClientPeerStatus } from '../../src/client/index.js'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -198,14 +199,8 @@ export class ClusterNode {
   }
 }
 
-export interface PeerJson {
-  nodeId: string | null
-  url: string | null
-  state: 'up' | 'catching-up' | 'down'
-  lagChanges: number
-  lagMs: number
-  lastSeenMs: number | null
-}
+/** A peer as /v1/status lists it (the client's type of the same JSON). */
+export type PeerJson = ClientPeerStatus
 
 export interface NodeStatusJson {
   nodeId: string
@@ -422,6 +417,11 @@ export async function stopAllClusters(): Promise<void> {
   await stopAllProcesses()
 }
 
+function kvUrl(node: string, key: string, query: Record<string, string>): string {
+  const search = new URLSearchParams(query).toString()
+  return `${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`
+}
+
 /** A key's value as written by the tests: PUT with `?w=` and friends. */
 export async function put(
   node: string,
@@ -430,8 +430,7 @@ export async function put(
   query: Record<string, string> = {},
   headers: Record<string, string> = {},
 ): Promise<HttpAnswer> {
-  const search = new URLSearchParams(query).toString()
-  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
+  return request(kvUrl(node, key, query), {
     method: 'PUT',
     headers: { 'content-type': 'text/plain', ...headers },
     body: value,
@@ -445,8 +444,7 @@ export async function get(
   query: Record<string, string> = {},
   headers: Record<string, string> = {},
 ): Promise<HttpAnswer> {
-  const search = new URLSearchParams(query).toString()
-  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
+  return request(kvUrl(node, key, query), {
     headers,
     timeoutMs: 15_000,
   })
