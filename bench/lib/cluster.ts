@@ -1,13 +1,14 @@
 /**
  * Real `meshkv node` processes (bin/meshkv.js, built from src/cli) on free loopback ports with
  * their data under a temp directory and a random cluster secret, as test/cluster/helpers.ts does.
- * With `proxies: true`, node i dials node j through a CountingProxy (i→j), and advertises its own
+ * With `proxies: true`, node i dials node j through a TcpProxy (i→j, test/support/tcp-proxy.ts), and advertises its own
  * entry proxy, so every byte of every peer link is counted.
  */
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { getJson } from './http.js'
-import { CountingProxy } from './proxy.js'
+import { TcpProxy } from '../../test/support/tcp-proxy.js'
+import { allLinked, nodeArgs } from '../../test/support/processes.js'
 import type { Exit, Proc } from './procs.js'
 import { MESHKV_BIN, freePort, nowMs, removeDir, spawnNode, tempDir, waitFor } from './procs.js'
 
@@ -120,9 +121,9 @@ export class MeshkvNode {
 
 export class MeshkvCluster {
   readonly nodes: MeshkvNode[] = []
-  readonly proxies: CountingProxy[] = []
+  readonly proxies: TcpProxy[] = []
   /** `i>j` (1-based) → the proxy node i dials node j through (with `proxies: true`). */
-  readonly pairProxies = new Map<string, CountingProxy>()
+  readonly pairProxies = new Map<string, TcpProxy>()
   readonly secret = randomBytes(16).toString('hex')
   #closed = false
 
@@ -138,16 +139,16 @@ export class MeshkvCluster {
       const ports: number[] = []
       for (let i = 0; i < spec.size; i++) ports.push(await freePort())
       const linked = spec.linked !== false
-      const entries: (CountingProxy | undefined)[] = []
+      const entries: (TcpProxy | undefined)[] = []
       const dialUrls = new Map<string, string>()
       for (let i = 0; i < spec.size; i++) {
-        const entry = spec.proxies === true ? await CountingProxy.start(ports[i] as number) : undefined
+        const entry = spec.proxies === true ? await TcpProxy.start(ports[i] as number) : undefined
         if (entry !== undefined) cluster.proxies.push(entry)
         entries.push(entry)
         for (let j = 0; j < spec.size; j++) {
           if (i === j) continue
           if (spec.proxies === true) {
-            const proxy = await CountingProxy.start(ports[j] as number)
+            const proxy = await TcpProxy.start(ports[j] as number)
             cluster.proxies.push(proxy)
             cluster.pairProxies.set(`${i + 1}>${j + 1}`, proxy)
             dialUrls.set(`${i}>${j}`, proxy.url)
@@ -198,10 +199,7 @@ export class MeshkvCluster {
       ms,
       async () => {
         const statuses = await Promise.all(nodes.map((node) => node.status()))
-        const ids = statuses.map((status) => status.nodeId)
-        return statuses.every((status) => ids.every((id) => id === status.nodeId || status.linked.includes(id)))
-          ? true
-          : undefined
+        return allLinked(statuses) ? true : undefined
       },
       50,
     )
@@ -271,20 +269,16 @@ export class MeshkvCluster {
     const n = this.nodes.length + 1
     const dir = join(this.root, `node${n}`)
     const spec = this.spec
-    const args = (): string[] => [
-      'node',
-      '--dir',
-      dir,
-      '--port',
-      String(port),
-      '--host',
-      '127.0.0.1',
-      '--log-level',
-      spec.logLevel ?? 'warn',
-      ...(peers.length > 0 ? ['--peers', peers.join(','), '--secret', this.secret] : []),
-      ...(advertiseUrl === undefined ? [] : ['--advertise-url', advertiseUrl]),
-      ...(spec.sync === true ? ['--sync'] : []),
-    ]
+    const args = (): string[] =>
+      nodeArgs({
+        dir,
+        port,
+        peers,
+        secret: peers.length > 0 ? this.secret : undefined,
+        advertiseUrl,
+        logLevel: spec.logLevel,
+        sync: spec.sync,
+      })
     const node = new MeshkvNode(n, port, dir, args)
     this.nodes.push(node)
     return node

@@ -1,4 +1,5 @@
 /** Command line of `bench/run.ts`, and the sizes of each mode. */
+import { parseFlags } from '../../test/support/args.js'
 
 export type Mode = 'full' | 'quick' | 'smoke'
 
@@ -117,29 +118,26 @@ export interface Options {
 }
 
 export function parseArgs(argv: readonly string[]): Options {
-  let mode: Mode = 'full'
-  let only: string[] | null = null
-  let out: string | undefined
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string
-    if (arg === '--quick') mode = 'quick'
-    else if (arg === '--smoke') mode = 'smoke'
-    else if (arg === '--full') mode = 'full'
-    else if (arg === '--only') only = (argv[++i] ?? '').split(',').filter(Boolean)
-    else if (arg.startsWith('--only=')) only = arg.slice(7).split(',').filter(Boolean)
-    else if (arg === '--out') out = argv[++i]
-    else if (arg.startsWith('--out=')) out = arg.slice(6)
-    else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench -- [--quick | --smoke] [--only name1,name2] [--out file.json]\n')
-      process.exit(0)
-    } else throw new Error(`unknown argument ${arg} (see --help)`)
+  const flags = parseFlags(argv, {
+    quick: { type: 'boolean' },
+    smoke: { type: 'boolean' },
+    full: { type: 'boolean' },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (flags.help === true) {
+    process.stdout.write('usage: npm run bench -- [--quick | --smoke] [--only name1,name2] [--out file.json]\n')
+    process.exit(0)
   }
+  const mode: Mode = flags.smoke === true ? 'smoke' : flags.quick === true ? 'quick' : 'full'
+  const only = flags.only === undefined ? null : flags.only.split(',').filter(Boolean)
   const command = ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' ')
   return {
     mode,
     sizes: SIZES[mode],
     only,
-    out: out ?? (mode === 'smoke' ? 'bench/results/smoke.json' : 'bench/results/latest.json'),
+    out: flags.out ?? (mode === 'smoke' ? 'bench/results/smoke.json' : 'bench/results/latest.json'),
     command,
   }
 }

@@ -54,7 +54,3 @@ export function compareDots(a: Dot, b: Dot): number {
 export function dotKey(dot: Dot): string {
   return `${dot.node}:${dot.seq}`
 }
-
-export function sortDots(dots: readonly Dot[]): Dot[] {
-  return [...dots].sort(compareDots)
-}

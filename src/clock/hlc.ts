@@ -59,32 +59,3 @@ export function checkOffset(remote: Hlc, nowMs: number, maxOffsetMs: number): vo
     )
   }
 }
-
-/**
- * A stateful HLC around the pure functions, for the node's edge. `now` is injected so tests and
- * the simulator control time.
- */
-export class HybridClock {
-  #last: Hlc
-  readonly #now: () => number
-  readonly #maxOffsetMs: number
-
-  constructor(options: { now: () => number; last?: Hlc; maxOffsetMs?: number }) {
-    this.#now = options.now
-    this.#last = options.last ?? HLC_ZERO
-    this.#maxOffsetMs = options.maxOffsetMs ?? MAX_OFFSET_MS_DEFAULT
-  }
-
-  get last(): Hlc {
-    return this.#last
-  }
-
-  tick(): Hlc {
-    this.#last = hlcTick(this.#last, this.#now())
-    return this.#last
-  }
-
-  observe(remote: Hlc): void {
-    this.#last = hlcObserve(this.#last, remote, this.#now(), this.#maxOffsetMs)
-  }
-}

@@ -26,9 +26,6 @@ export function counterValue(state: CounterState): number {
   return sum(state.p) - sum(state.n)
 }
 
-/** The largest total any single increment may push a counter's parts to (exact integers). */
-export const COUNTER_PART_MAX = Number.MAX_SAFE_INTEGER
-
 /** Would applying `delta` from `node` keep every part and the value exact? */
 export function counterAddIsExact(state: CounterState, node: NodeId, delta: number): boolean {
   if (!Number.isSafeInteger(delta)) return false

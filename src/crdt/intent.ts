@@ -35,12 +35,6 @@ export type Intent =
   | { readonly type: 'set.add'; readonly name: string; readonly member: string }
   | { readonly type: 'set.remove'; readonly name: string; readonly member: string }
 
-export interface IntentStates {
-  register: RegisterState
-  counter: CounterState
-  set: SetState
-}
-
 /**
  * The op for an intent, or `null` when it changes nothing (a delete of a missing key, a remove of
  * an absent member). Throws `MESHKV_ERR_PRECONDITION_FAILED` or `MESHKV_ERR_COUNTER_OVERFLOW`.

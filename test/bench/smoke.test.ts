@@ -42,6 +42,23 @@ function runSmoke(out: string): Promise<{ code: number | null; output: string }>
   })
 }
 
+/** The unit of each entry: a smoke run must write exactly these, no other string. */
+const UNIT_OF: Readonly<Record<string, string>> = {
+  embedded_put: 'ops/s',
+  embedded_put_fsync: 'ops/s',
+  http_put: 'req/s',
+  http_get: 'req/s',
+  replication_lag: 'ms',
+  replication_lag_80pct: 'ms',
+  replicated_throughput: 'writes/s',
+  replicated_throughput_http: 'writes/s',
+  semi_sync: 'req/s',
+  catch_up: 'changes/s',
+  snapshot_bootstrap: 'keys/s',
+  memory: 'MB',
+  wire_bytes: 'bytes/change',
+}
+
 const positive = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value > 0
 const nonNegative = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value >= 0
 
@@ -83,12 +100,15 @@ describe('bench --smoke', () => {
     expect(Number.isNaN(Date.parse(String(meta['date'])))).toBe(false)
   })
 
+  it('writes exactly the known entries, each with a known unit', () => {
+    expect(Object.keys(UNIT_OF).sort()).toEqual([...ENTRY_NAMES].sort())
+    expect(Object.keys(run.json).sort(), run.output.slice(-4000)).toEqual(['_meta', ...ENTRY_NAMES].sort())
+  })
+
   it.each(ENTRY_NAMES.map((name) => [name]))('%s has the entry shape with finite positive figures', (name) => {
-    const entry = run.json[name]
-    expect(entry, `${name} missing; output:\n${run.output.slice(-4000)}`).toBeDefined()
-    if (entry === undefined) return
-    expect(typeof entry['unit']).toBe('string')
-    expect(String(entry['unit']).length).toBeGreaterThan(0)
+    expect(run.json[name], `${name} missing; output:\n${run.output.slice(-4000)}`).toBeDefined()
+    const entry = run.json[name] ?? {}
+    expect(entry['unit']).toBe(UNIT_OF[name])
     // A latency's p50 may legitimately round to 0 only if most samples were seen before their ack.
     if (LATENCY_ENTRIES.includes(name) && name.startsWith('replication_lag'))
       expect(nonNegative(entry['value'])).toBe(true)
@@ -110,14 +130,12 @@ describe('bench --smoke', () => {
   it('records what the issue asks beyond the common fields', () => {
     expect(run.json['memory']?.['unit']).toBe('MB')
     expect(run.json['memory']?.['baseline']).toBeNull()
-    expect(['log', 'snapshot']).toContain(
-      typeof run.json['snapshot_bootstrap']?.['method'] === 'string'
-        ? run.json['snapshot_bootstrap']?.['method'] === 'log'
-          ? 'log'
-          : 'snapshot'
-        : undefined,
-    )
-    expect(typeof run.json['wire_bytes']?.['overhead_bytes']).toBe('number')
+    // The method as the node named it: any other string (or none) fails.
+    expect(['log', 'snapshot']).toContain(run.json['snapshot_bootstrap']?.['method'])
+    expect(
+      nonNegative(run.json['wire_bytes']?.['overhead_bytes']),
+      `wire_bytes.overhead_bytes = ${String(run.json['wire_bytes']?.['overhead_bytes'])}`,
+    ).toBe(true)
     expect(run.json['embedded_put_fsync']).toBeDefined()
     expect(run.json['replicated_throughput_http']).toBeDefined()
   })

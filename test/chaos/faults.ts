@@ -9,9 +9,10 @@
  * The schedule is a pure function of the seed and the duration (`planFaults`), printed with the
  * seed, so a run can be replayed with the same faults at the same offsets.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Cluster } from '../cluster/helpers.js'
 import { prng } from '../helpers/async.js'
-import type { HistoryWriter } from './history.js'
+import type { HistoryWriter } from '../checkers/history.js'
 
 export type ProcessFault = { track: 'process'; kind: 'kill' | 'stop'; node: number; startMs: number; holdMs: number }
 export type NetworkFault =
@@ -108,19 +109,8 @@ export function describeFault(fault: Fault): string {
 
 /** Sleeps until `atMs` (a Date.now() value), or until `signal` aborts; true when it aborted. */
 async function sleepUntil(atMs: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return true
-  const ms = atMs - Date.now()
-  if (ms > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done(): void {
-        clearTimeout(timer)
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      signal.addEventListener('abort', done)
-    })
-  }
+  // An abort rejects the delay; that is the early wake-up, not an error.
+  await delay(Math.max(0, atMs - Date.now()), undefined, { signal }).catch(() => undefined)
   return signal.aborted
 }
 

@@ -7,36 +7,47 @@
  * and the final states saved next to it), without starting any node.
  */
 import { stopAllClusters } from '../cluster/helpers.js'
-import { formatReport, recheck, replayCommands, runChaos } from './scenario.js'
+import { countFlag, parseFlags } from '../support/args.js'
+import { describeViolation, formatReport, recheck, replayCommands, runChaos } from './scenario.js'
+
+const USAGE = 'usage: npm run chaos -- [--duration SECONDS] [--seed N] [--sessions N] | --check HISTORY.jsonl'
 
 function usage(message: string): never {
-  process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- [--duration SECONDS] [--seed N] [--sessions N]\n`)
+  process.stderr.write(`chaos: ${message}\n${USAGE}\n`)
   process.exit(2)
 }
 
-function parse(argv: readonly string[]): { durationS: number; seed: number; sessions: number } {
-  const options = { durationS: 60, seed: Math.floor(Math.random() * 2 ** 32), sessions: 8 }
-  for (let index = 0; index < argv.length; index++) {
-    const flag = argv[index] as string
-    const [name, inline] = flag.includes('=') ? flag.split('=', 2) : [flag, undefined]
-    const value = inline ?? argv[++index]
-    const number = Number(value)
-    if (value === undefined || !Number.isSafeInteger(number) || number < 0)
-      usage(`${name} takes a non-negative integer`)
-    if (name === '--duration') options.durationS = number
-    else if (name === '--seed') options.seed = number >>> 0
-    else if (name === '--sessions') options.sessions = Math.max(1, number)
-    else usage(`unknown option ${name}`)
-  }
-  if (options.durationS < 5) usage('--duration is at least 5 seconds')
-  return options
+interface Args {
+  durationS: number
+  seed: number
+  sessions: number
+  check: string | undefined
 }
 
-const argv = process.argv.slice(2)
-if (argv[0] === '--check') {
-  const path = argv[1]
-  if (path === undefined) usage('--check takes the path of a history file')
-  const result = await recheck(path)
+function parse(argv: readonly string[]): Args {
+  try {
+    const flags = parseFlags(argv, {
+      duration: { type: 'string' },
+      seed: { type: 'string' },
+      sessions: { type: 'string' },
+      check: { type: 'string' },
+    })
+    const args = {
+      durationS: countFlag('duration', flags.duration) ?? 60,
+      seed: (countFlag('seed', flags.seed) ?? Math.floor(Math.random() * 2 ** 32)) >>> 0,
+      sessions: Math.max(1, countFlag('sessions', flags.sessions) ?? 8),
+      check: flags.check,
+    }
+    if (args.durationS < 5) throw new Error('--duration is at least 5 seconds')
+    return args
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error))
+  }
+}
+
+const options = parse(process.argv.slice(2))
+if (options.check !== undefined) {
+  const result = await recheck(options.check)
   console.log(
     JSON.stringify(
       { loss: result.loss, counters: result.counters, sets: result.sets, sessions: result.sessions },
@@ -44,10 +55,9 @@ if (argv[0] === '--check') {
       1,
     ),
   )
-  for (const violation of result.violations) console.log(`VIOLATION ${violation}`)
+  for (const violation of result.violations) console.log(`VIOLATION ${describeViolation(violation)}`)
   process.exit(result.violations.length > 0 ? 1 : 0)
 }
-const options = parse(argv)
 let exitCode = 0
 try {
   const report = await runChaos({

@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MeshClient } from '../../src/client/index.js'
 import { Cluster, sleep } from '../cluster/helpers.js'
-import type { CheckResult, NodeFinal } from './checks.js'
-import { checkRun } from './checks.js'
+import { HistoryWriter, operations, readHistory } from '../checkers/history.js'
+import type { NodeValues, ValueCheckResult } from '../checkers/values.js'
+import { checkValues } from '../checkers/values.js'
 import type { Fault } from './faults.js'
 import { FaultRunner, describeFault, planFaults } from './faults.js'
-import { HistoryWriter, faults as faultEvents, operations, readHistory } from './history.js'
 import { CONTENDED_KEYS, COUNTERS, SETS, UNIQUE_PREFIX, Workload } from './workload.js'
 
 export const CONVERGE_WITHIN_MS = 10_000
@@ -42,7 +42,7 @@ export interface ChaosReport {
   faults: Record<string, number>
   /** From the final heal (every fault undone) to equal digests on all three nodes. */
   convergedMs: number
-  check: CheckResult
+  check: ValueCheckResult
   /** Every violation, the convergence deadline included. */
   violations: string[]
   wallMs: number
@@ -118,16 +118,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await history.close()
     await writeFile(finalPathOf(historyPath), JSON.stringify(finals.map(finalToJson)))
     const ops = operations(history.events)
-    const check = checkRun(ops, faultEvents(history.events), finals)
-    const violations = [...check.violations]
+    const check = checkValues({ history: history.events, finals, uniquePrefix: UNIQUE_PREFIX })
+    const violations = check.violations.map(describeViolation)
     if (convergedMs > CONVERGE_WITHIN_MS)
       violations.push(
-        `digests became equal ${convergedMs} ms after the final heal, over the ${CONVERGE_WITHIN_MS} ms allowed`,
+        describeViolation({
+          checker: 'liveness',
+          message: `digests became equal ${convergedMs} ms after the final heal, over the ${CONVERGE_WITHIN_MS} ms allowed`,
+        }),
       )
     const byType: Record<string, Record<string, number>> = {}
     for (const record of ops) {
-      const counts = (byType[record.op.type] ??= {})
-      const status = record.end?.kind ?? 'open'
+      const counts = (byType[record.invoke.op.type] ??= {})
+      const status = record.completion.code === 'OPEN' ? 'open' : record.completion.kind
       counts[status] = (counts[status] ?? 0) + 1
     }
     return {
@@ -161,14 +164,14 @@ export function finalPathOf(historyPath: string): string {
   return historyPath.replace(/\.jsonl$/u, '') + '.final.json'
 }
 
-type NodeFinalJson = Omit<NodeFinal, 'uniques' | 'contended' | 'counters' | 'sets'> & {
+type NodeValuesJson = Omit<NodeValues, 'uniques' | 'contended' | 'counters' | 'sets'> & {
   uniques: Record<string, string>
   contended: Record<string, string[]>
   counters: Record<string, number>
   sets: Record<string, string[]>
 }
 
-function finalToJson(final: NodeFinal): NodeFinalJson {
+function finalToJson(final: NodeValues): NodeValuesJson {
   return {
     ...final,
     uniques: Object.fromEntries(final.uniques),
@@ -178,7 +181,7 @@ function finalToJson(final: NodeFinal): NodeFinalJson {
   }
 }
 
-function finalFromJson(json: NodeFinalJson): NodeFinal {
+function finalFromJson(json: NodeValuesJson): NodeValues {
   return {
     ...json,
     uniques: new Map(Object.entries(json.uniques)),
@@ -189,14 +192,19 @@ function finalFromJson(json: NodeFinalJson): NodeFinal {
 }
 
 /** Runs the checkers again over a saved history and its final states (no cluster needed). */
-export async function recheck(historyPath: string): Promise<CheckResult> {
-  const events = await readHistory(historyPath)
-  const finals = (JSON.parse(await readFile(finalPathOf(historyPath), 'utf8')) as NodeFinalJson[]).map(finalFromJson)
-  return checkRun(operations(events), faultEvents(events), finals)
+export async function recheck(historyPath: string): Promise<ValueCheckResult> {
+  const history = await readHistory(historyPath)
+  const finals = (JSON.parse(await readFile(finalPathOf(historyPath), 'utf8')) as NodeValuesJson[]).map(finalFromJson)
+  return checkValues({ history, finals, uniquePrefix: UNIQUE_PREFIX })
+}
+
+/** One line per violation: which checker found it, and what it found. */
+export function describeViolation(violation: { checker: string; message: string }): string {
+  return `[${violation.checker}] ${violation.message}`
 }
 
 /** Everything the checkers need from one node, read through a client pinned to it. */
-async function readFinal(n: number, url: string): Promise<NodeFinal> {
+async function readFinal(n: number, url: string): Promise<NodeValues> {
   const client = new MeshClient({ nodes: [url], timeoutMs: 15_000 })
   const decoder = new TextDecoder()
   const uniques = new Map<string, string>()

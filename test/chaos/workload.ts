@@ -12,9 +12,8 @@
 import type { WriteConcern } from '../../src/client/index.js'
 import { MeshClient } from '../../src/client/index.js'
 import { MeshError } from '../../src/errors.js'
-import type { Operation, WriteConcernSpec } from '../checkers/history.js'
+import type { CompletionEvent, HistoryWriter, Operation, WriteConcernSpec } from '../checkers/history.js'
 import { prng } from '../helpers/async.js'
-import type { ChaosCompletion, HistoryWriter } from './history.js'
 
 export const CONTENDED_KEYS = ['c/0', 'c/1', 'c/2', 'c/3'] as const
 export const COUNTERS = ['ctr/0', 'ctr/1'] as const
@@ -97,7 +96,7 @@ export class Workload {
     const run = async <T>(
       op: Operation,
       call: () => Promise<T>,
-      done: (value: T) => Partial<ChaosCompletion>,
+      done: (value: T) => Partial<CompletionEvent>,
     ): Promise<T | undefined> => {
       const invoke = history.invoke(index, client.currentEndpoint, op)
       lastEndpoint = undefined

@@ -20,10 +20,17 @@
  *   The precise checks (state = specification of the changes, sessions, sets) need them; without
  *   them the checkers fall back to what the history alone can show.
  *
+ * `HistoryWriter` records a history as it happens (chaos: to a JSON-lines file under os.tmpdir(),
+ * kept in memory too); `parseHistory`/`readHistory` read one back.
+ *
  * Names here are stable: fields are only ever added (optional), never renamed or removed.
  * Dots are written `"<nodeId>:<seq>"`; vector clocks as `{ [nodeId]: seq }`; HLCs as
  * `[wallMs, logical]`; causal tokens in the wire form (`c1.…`).
  */
+
+import { createWriteStream } from 'node:fs'
+import type { WriteStream } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 
 export type WriteConcernSpec = 1 | 2 | 3 | 'quorum' | 'all'
 
@@ -98,12 +105,15 @@ export interface CompletionEvent {
   durableHolders?: number
   /** For writes: how many members the write concern asked for (sim; chaos when known). */
   required?: number
+  /** Chaos: the URL of the node the client's last attempt went to (the node that acknowledged an `ok`). */
+  servedBy?: string
 }
 
 /**
  * A fault. `crash` (the process died), `restart`, `partition` (the links named in `detail` went
- * down), `heal`, `skew` (a node's clock moved), `drop` (a link broke), `stall` (a link slowed).
- * Only crashes matter to the checkers; the rest documents the run.
+ * down), `heal`, `skew` (a node's clock moved), `drop` (a link broke), `stall` (a link slowed);
+ * chaos also writes `ready`, `pause` (SIGSTOP), `resume` (SIGCONT) and `converged` after the final
+ * heal. Only crashes matter to the checkers; the rest documents the run.
  */
 export interface NemesisEvent {
   kind: 'nemesis'
@@ -215,4 +225,63 @@ export function parseDot(text: string): { node: string; seq: number } {
 export function vcHas(vc: Readonly<Record<string, number>>, dot: string): boolean {
   const { node, seq } = parseDot(dot)
   return (vc[node] ?? 0) >= seq
+}
+
+/** Reads a JSON-lines history file back (to run the checkers again over a saved run). */
+export async function readHistory(path: string): Promise<HistoryEvent[]> {
+  return parseHistory(await readFile(path, 'utf8'))
+}
+
+/**
+ * Records a history as it happens, with wall-clock times: each event is kept in `events` and
+ * written as one JSON line to `path`, so a run cut short still leaves what it did on disk.
+ */
+export class HistoryWriter {
+  readonly events: HistoryEvent[] = []
+  readonly #out: WriteStream
+  #nextId = 1
+  #closed = false
+
+  constructor(readonly path: string) {
+    this.#out = createWriteStream(path, { flags: 'w' })
+  }
+
+  invoke(client: number, node: number | string, op: Operation): InvokeEvent {
+    const event: InvokeEvent = { kind: 'invoke', id: this.#nextId++, client, node, atMs: Date.now(), op }
+    this.#write(event)
+    return event
+  }
+
+  complete(event: Omit<CompletionEvent, 'atMs'>): CompletionEvent {
+    const done: CompletionEvent = { ...event, atMs: Date.now() }
+    this.#write(done)
+    return done
+  }
+
+  /** A `crash` is recorded as not lossy: kill -9 keeps the OS page cache. */
+  fault(fault: NemesisEvent['fault'], nodes: (number | string)[], detail?: string): NemesisEvent {
+    const event: NemesisEvent = {
+      kind: 'nemesis',
+      atMs: Date.now(),
+      fault,
+      nodes,
+      ...(fault === 'crash' ? { lossy: false } : {}),
+      ...(detail === undefined ? {} : { detail }),
+    }
+    this.#write(event)
+    return event
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await new Promise<void>((resolve, reject) =>
+      this.#out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+    )
+  }
+
+  #write(event: HistoryEvent): void {
+    this.events.push(event)
+    if (!this.#closed) this.#out.write(`${JSON.stringify(event)}\n`)
+  }
 }

@@ -1,6 +1,10 @@
 /**
- * The specification of each type, computed from the changes a state reflects (named by a vector
- * clock), over the JSON records of history.ts — not by the code under test:
+ * The one oracle: the specification of each type, computed from the changes a state reflects
+ * (named by a vector clock) — not by the code under test. Two faces over one register rule
+ * (`survivingWrites`): `ChangeIndex` over the JSON records of history.ts, for the checkers of the
+ * simulator (L1) and chaos (L2); `expectedView` over the `Change`s themselves, for the merge laws
+ * (L0, test/crdt), with `changeProblems`, the checks every change must pass whoever made it.
+ *
  * - register: a write survives unless a write of the key in the clock names its dot in its
  *   context (or, for a delete, follows it: its deps hold the delete's dot); a plain read answers
  *   the survivor with the highest (HLC, node id, seq);
@@ -8,6 +12,21 @@
  * - set (add-wins): an add's dot keeps its member unless an add or remove of that member in the
  *   clock names the dot in its context.
  */
+import type { Dot, NodeId, VectorClock } from '../../src/clock/index.js'
+import { compareDots, dotKey, vcGet, vcHasDot } from '../../src/clock/index.js'
+import type {
+  AnyState,
+  Change,
+  CounterAddOp,
+  KvDelOp,
+  KvPutOp,
+  SetAddOp,
+  SetRemoveOp,
+  Sibling,
+} from '../../src/crdt/index.js'
+import { opTarget } from '../../src/crdt/index.js'
+import type { View } from '../helpers/replicas.js'
+import { sortedRecord, stateKey } from '../helpers/replicas.js'
 import type { ChangeRecord, FinalSibling, OpRecord } from './history.js'
 import { parseDot, vcHas } from './history.js'
 
@@ -18,6 +37,12 @@ interface Stamped<O extends OpRecord> {
   op: O
 }
 
+/** An op of a `Change`, with the change it came in. */
+interface ChangeStamped<O> {
+  readonly change: Change
+  readonly op: O
+}
+
 type RegisterOp = Extract<OpRecord, { type: 'put' | 'del' }>
 type CounterOp = Extract<OpRecord, { type: 'incr' }>
 type SetOp = Extract<OpRecord, { type: 'sadd' | 'srem' }>
@@ -26,6 +51,29 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key)
   if (list === undefined) map.set(key, [value])
   else list.push(value)
+}
+
+/** How the register rule sees a write, whatever its record looks like. */
+interface WriteView<W> {
+  dot(write: W): string
+  context(write: W): readonly string[]
+  isDelete(write: W): boolean
+  /** Is `dot` in the causal past (`deps`) of `write`? */
+  pastHas(write: W, dot: string): boolean
+}
+
+/**
+ * The register rule: of the writes of one key, a write survives unless another names its dot in
+ * its context; a delete also goes once another write follows it (holds its dot in its deps).
+ */
+function survivingWrites<W>(writes: readonly W[], view: WriteView<W>): W[] {
+  const replaced = new Set<string>()
+  for (const write of writes) for (const dot of view.context(write)) replaced.add(dot)
+  return writes.filter(
+    (write) =>
+      !replaced.has(view.dot(write)) &&
+      !(view.isDelete(write) && writes.some((other) => view.pastHas(other, view.dot(write)))),
+  )
 }
 
 /** Orders siblings as a plain read does: HLC, then node id, then seq. */
@@ -46,6 +94,13 @@ export function plainRead(siblings: readonly FinalSibling[]): string | null {
   let best: FinalSibling | undefined
   for (const sibling of siblings) if (best === undefined || compareLwwRecords(sibling, best) > 0) best = sibling
   return best?.value ?? null
+}
+
+const RECORD_WRITES: WriteView<Stamped<RegisterOp>> = {
+  dot: ({ change }) => change.dot,
+  context: ({ op }) => op.context,
+  isDelete: ({ op }) => op.type === 'del',
+  pastHas: ({ change }, dot) => vcHas(change.deps, dot),
 }
 
 export class ChangeIndex {
@@ -87,14 +142,7 @@ export class ChangeIndex {
   /** The siblings of `key` after exactly the changes in `vc`, sorted by dot text. */
   registerSiblings(key: string, vc: Vc): FinalSibling[] {
     const writes = (this.#registers.get(key) ?? []).filter((item) => vcHas(vc, item.change.dot))
-    const replaced = new Set<string>()
-    for (const { op } of writes) for (const dot of op.context) replaced.add(dot)
-    return writes
-      .filter(
-        (item) =>
-          !replaced.has(item.change.dot) &&
-          !(item.op.type === 'del' && writes.some((other) => vcHas(other.change.deps, item.change.dot))),
-      )
+    return survivingWrites(writes, RECORD_WRITES)
       .map(({ change, op }) => ({ dot: change.dot, hlc: change.hlc, value: op.type === 'put' ? op.value : null }))
       .sort((a, b) => (a.dot < b.dot ? -1 : a.dot > b.dot ? 1 : 0))
   }
@@ -155,4 +203,108 @@ export class ChangeIndex {
     }
     return out
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over `Change`s: the view a replica must have (L0).
+
+const CHANGE_WRITES: WriteView<ChangeStamped<KvPutOp | KvDelOp>> = {
+  dot: ({ change }) => dotKey(change.dot),
+  context: ({ op }) => op.context.map(dotKey),
+  isDelete: ({ op }) => op.type === 'kv.del',
+  pastHas: ({ change }, dot) => vcHas(change.deps, dot),
+}
+
+/**
+ * The view a replica must have after applying exactly the changes named by `vc`:
+ * - register: the surviving writes (`survivingWrites`);
+ * - counter: per origin, the sums of its increments (`p`) and decrements (`n`);
+ * - set (add-wins): an add of a member survives unless another add or remove of that member was
+ *   made after it (its dot is in that change's causal past, `deps`).
+ */
+export function expectedView(changes: readonly Change[], vc: VectorClock): View {
+  const writes = new Map<string, ChangeStamped<KvPutOp | KvDelOp>[]>()
+  const increments = new Map<string, ChangeStamped<CounterAddOp>[]>()
+  const setOps = new Map<string, Map<string, ChangeStamped<SetAddOp | SetRemoveOp>[]>>()
+  for (const change of changes) {
+    if (!vcHasDot(vc, change.dot)) continue
+    for (const op of change.ops) {
+      if (op.type === 'kv.put' || op.type === 'kv.del') push(writes, op.key, { change, op })
+      else if (op.type === 'counter.add') push(increments, op.name, { change, op })
+      else {
+        const members = setOps.get(op.name) ?? new Map<string, ChangeStamped<SetAddOp | SetRemoveOp>[]>()
+        setOps.set(op.name, members)
+        push(members, op.member, { change, op })
+      }
+    }
+  }
+  const entries: [string, AnyState][] = []
+  for (const [key, list] of writes) {
+    const siblings = expectedSiblings(list)
+    if (siblings.length > 0) entries.push([stateKey('kv', key), { siblings }])
+  }
+  for (const [name, list] of increments) {
+    const p = new Map<NodeId, number>()
+    const n = new Map<NodeId, number>()
+    for (const { change, op } of list) {
+      if (op.delta === 0) continue
+      const part = op.delta >= 0 ? p : n
+      part.set(change.dot.node, (part.get(change.dot.node) ?? 0) + Math.abs(op.delta))
+    }
+    if (p.size + n.size > 0) entries.push([stateKey('counter', name), { p: sortedRecord(p), n: sortedRecord(n) }])
+  }
+  for (const [name, members] of setOps) {
+    const setEntries = [...members]
+      .map(([member, list]) => ({ member, dots: survivingAdds(list) }))
+      .filter((entry) => entry.dots.length > 0)
+      .sort((x, y) => (x.member < y.member ? -1 : x.member > y.member ? 1 : 0))
+    if (setEntries.length > 0) entries.push([stateKey('set', name), { entries: setEntries }])
+  }
+  return { vc, states: sortedRecord(entries) }
+}
+
+function expectedSiblings(list: readonly ChangeStamped<KvPutOp | KvDelOp>[]): Sibling[] {
+  return survivingWrites(list, CHANGE_WRITES)
+    .map(({ change, op }) => ({
+      dot: change.dot,
+      hlc: change.hlc,
+      value: op.type === 'kv.put' ? op.value : null,
+      contentType: op.type === 'kv.put' ? op.contentType : null,
+    }))
+    .sort((x, y) => compareDots(x.dot, y.dot))
+}
+
+function survivingAdds(list: readonly ChangeStamped<SetAddOp | SetRemoveOp>[]): Dot[] {
+  return list
+    .filter(({ op }) => op.type === 'set.add')
+    .filter(({ change: add }) => !list.some(({ change }) => change !== add && vcHasDot(change.deps, add.dot)))
+    .map(({ change }) => change.dot)
+    .sort(compareDots)
+}
+
+/**
+ * What every change must satisfy for causal delivery to make all replicas agree: it is its
+ * origin's next change after `deps`, a context names only dots in its causal past (so they are
+ * applied before it everywhere), a counter delta is a non-zero safe integer, one op per key.
+ * Returns the broken rules (empty when the change is sound).
+ */
+export function changeProblems(change: Change): string[] {
+  const problems: string[] = []
+  if (vcGet(change.deps, change.dot.node) !== change.dot.seq - 1) problems.push('seq is not deps[origin] + 1')
+  const targets = new Set<string>()
+  for (const op of change.ops) {
+    const { space, key } = opTarget(op)
+    if (targets.has(`${space}/${key}`)) problems.push(`two ops on ${space}/${key}`)
+    targets.add(`${space}/${key}`)
+    if (op.type === 'counter.add') {
+      if (!Number.isSafeInteger(op.delta) || op.delta === 0)
+        problems.push(`counter delta ${op.delta} is not a non-zero safe integer`)
+    } else {
+      for (const dot of op.context) {
+        if (!vcHasDot(change.deps, dot))
+          problems.push(`${op.type} context names ${dot.node}:${dot.seq}, outside the change's causal past`)
+      }
+    }
+  }
+  return problems
 }

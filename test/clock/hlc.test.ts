@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest'
 import type { Hlc } from '../../src/clock/index.js'
 import {
   HLC_ZERO,
-  HybridClock,
   MAX_OFFSET_MS_DEFAULT,
   compareHlc,
   hlcObserve,
@@ -11,7 +10,7 @@ import {
   isHlc,
   maxHlc,
 } from '../../src/clock/index.js'
-import { MeshError } from '../../src/errors.js'
+import { isMeshError } from '../../src/errors.js'
 import { PROPERTY, meshErrorCode, thrown } from '../helpers/runs.js'
 
 const wallArb = fc.integer({ min: 0, max: 2 ** 45 })
@@ -77,12 +76,10 @@ describe('hlcObserve', () => {
   it('never decreases, follows the remote clock, and refuses one too far ahead', () => {
     fc.assert(
       fc.property(hlcArb, hlcArb, wallArb, fc.integer({ min: 0, max: 120_000 }), (last, remote, nowMs, maxOffsetMs) => {
-        const error = thrown(() => hlcObserve(last, remote, nowMs, maxOffsetMs))
         if (remote.wallMs - nowMs > maxOffsetMs) {
-          expect(error).toBeInstanceOf(MeshError)
-          expect((error as MeshError).code).toBe('MESHKV_ERR_CLOCK_SKEW')
+          expect(meshErrorCode(() => hlcObserve(last, remote, nowMs, maxOffsetMs))).toBe('MESHKV_ERR_CLOCK_SKEW')
         } else {
-          expect(error).toBeUndefined()
+          expect(thrown(() => hlcObserve(last, remote, nowMs, maxOffsetMs))).toBeUndefined()
           const next = hlcObserve(last, remote, nowMs, maxOffsetMs)
           expect(compareHlc(next, last)).toBeGreaterThanOrEqual(0)
           expect(compareHlc(next, remote)).toBeGreaterThanOrEqual(0)
@@ -124,39 +121,49 @@ const clockActionArb: fc.Arbitrary<ClockAction> = fc.oneof(
   }),
 )
 
-describe('HybridClock', () => {
-  it('ticks strictly upwards, never goes back, and leaves its state alone when it refuses a clock', () => {
+/**
+ * The node keeps its clock as a value folded through `hlcTick` and `hlcObserve` (a refused remote
+ * clock throws and leaves the value as it was); these cases drive that fold.
+ */
+function observeOrKeep(last: Hlc, remote: Hlc, nowMs: number, maxOffsetMs = MAX_OFFSET_MS_DEFAULT): Hlc {
+  try {
+    return hlcObserve(last, remote, nowMs, maxOffsetMs)
+  } catch (error) {
+    if (isMeshError(error, 'MESHKV_ERR_CLOCK_SKEW')) return last
+    throw error
+  }
+}
+
+describe('a clock folded through hlcTick and hlcObserve', () => {
+  it('ticks strictly upwards, never goes back, and stays as it was when it refuses a clock', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 2 ** 42 }),
         fc.array(clockActionArb, { maxLength: 60 }),
         (start, actions) => {
           let nowMs = start
-          const clock = new HybridClock({ now: () => nowMs })
-          let highest: Hlc = clock.last
+          let last: Hlc = HLC_ZERO
           for (const action of actions) {
-            const before = clock.last
+            const before = last
             if (action.kind === 'move') {
               nowMs = Math.max(0, nowMs + action.deltaMs)
             } else if (action.kind === 'tick') {
-              const next = clock.tick()
-              expect(compareHlc(next, highest)).toBeGreaterThan(0)
-              expect(next.wallMs).toBeGreaterThanOrEqual(nowMs)
-              expect(clock.last).toEqual(next)
+              last = hlcTick(last, nowMs)
+              expect(compareHlc(last, before)).toBeGreaterThan(0)
+              expect(last.wallMs).toBeGreaterThanOrEqual(nowMs)
             } else {
               const remote = { wallMs: Math.max(0, nowMs + action.aheadMs), logical: action.logical }
-              const error = thrown(() => clock.observe(remote))
               if (remote.wallMs - nowMs > MAX_OFFSET_MS_DEFAULT) {
-                expect(error).toBeInstanceOf(MeshError)
-                expect((error as MeshError).code).toBe('MESHKV_ERR_CLOCK_SKEW')
-                expect(clock.last).toEqual(before)
+                expect(meshErrorCode(() => hlcObserve(last, remote, nowMs))).toBe('MESHKV_ERR_CLOCK_SKEW')
+                last = observeOrKeep(last, remote, nowMs)
+                expect(last).toEqual(before)
               } else {
-                expect(error).toBeUndefined()
-                expect(clock.last).toEqual(maxHlc(before, remote))
+                expect(thrown(() => hlcObserve(last, remote, nowMs))).toBeUndefined()
+                last = observeOrKeep(last, remote, nowMs)
+                expect(last).toEqual(maxHlc(before, remote))
               }
             }
-            expect(compareHlc(clock.last, before)).toBeGreaterThanOrEqual(0)
-            highest = clock.last
+            expect(compareHlc(last, before)).toBeGreaterThanOrEqual(0)
           }
         },
       ),
@@ -164,24 +171,22 @@ describe('HybridClock', () => {
     )
   })
 
-  it('refuses a clock stamped years ahead, counts nothing into its own clock, and keeps ticking', () => {
+  it('refuses a clock stamped years ahead, keeps its own clock, and keeps ticking', () => {
     let nowMs = 1_700_000_000_000
-    const clock = new HybridClock({ now: () => nowMs, maxOffsetMs: 1_000 })
-    const first = clock.tick()
-    expect(meshErrorCode(() => clock.observe({ wallMs: nowMs + 3 * 365 * 24 * 3600 * 1000, logical: 0 }))).toBe(
-      'MESHKV_ERR_CLOCK_SKEW',
-    )
-    expect(clock.last).toEqual(first)
+    const first = hlcTick(HLC_ZERO, nowMs)
+    const yearsAhead = { wallMs: nowMs + 3 * 365 * 24 * 3600 * 1000, logical: 0 }
+    expect(meshErrorCode(() => hlcObserve(first, yearsAhead, nowMs, 1_000))).toBe('MESHKV_ERR_CLOCK_SKEW')
+    const last = observeOrKeep(first, yearsAhead, nowMs, 1_000)
+    expect(last).toEqual(first)
     nowMs += 5
-    expect(clock.tick()).toEqual({ wallMs: nowMs, logical: 0 })
+    expect(hlcTick(last, nowMs)).toEqual({ wallMs: nowMs, logical: 0 })
   })
 
   it('follows a remote clock within the offset, so its next tick orders after it', () => {
     const nowMs = 10_000
-    const clock = new HybridClock({ now: () => nowMs, last: { wallMs: 9_000, logical: 3 } })
-    clock.observe({ wallMs: 10_500, logical: 7 })
-    expect(clock.last).toEqual({ wallMs: 10_500, logical: 7 })
-    expect(clock.tick()).toEqual({ wallMs: 10_500, logical: 8 })
+    const last = hlcObserve({ wallMs: 9_000, logical: 3 }, { wallMs: 10_500, logical: 7 }, nowMs)
+    expect(last).toEqual({ wallMs: 10_500, logical: 7 })
+    expect(hlcTick(last, nowMs)).toEqual({ wallMs: 10_500, logical: 8 })
   })
 })
 

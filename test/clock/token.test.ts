@@ -13,7 +13,7 @@ import {
   vcNormalize,
 } from '../../src/clock/index.js'
 import { MeshError } from '../../src/errors.js'
-import { nodeIdArb } from '../helpers/history.js'
+import { nodeIdArb } from '../helpers/replicas.js'
 import { PROPERTY, expectEachRefused, meshErrorCode, thrown } from '../helpers/runs.js'
 
 const URL_SAFE = /^[A-Za-z0-9._-]+$/

@@ -6,9 +6,9 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cleanEnv, freePort, killAll as killCliChildren, spawnMeshkv } from '../cli/helpers.js'
-import { Cluster, buildIfStale, get, put, request, sleep, stopAllClusters, waitFor, waitValue } from './helpers.js'
+import { Cluster, buildIfStale, get, put, request, stopAllClusters, waitValue } from './helpers.js'
 
 let cluster: Cluster
 let scratch: string
@@ -38,11 +38,14 @@ describe('cluster secret', () => {
     await cluster.restart(3, { secret: 'not-the-cluster-secret' })
 
     // Both sides refuse: node 3 refuses the others' proofs, and they refuse node 3's.
-    await waitFor('an auth refusal in the logs of node 3 and of its peers', 15_000, () => {
-      const mine = cluster.node(3).logs(isAuthRefusal)
-      const theirs = [...cluster.node(1).logs(isAuthRefusal), ...cluster.node(2).logs(isAuthRefusal)]
-      return mine.length > 0 && theirs.length > 0 ? true : undefined
-    })
+    await vi.waitFor(
+      () => {
+        const mine = cluster.node(3).logs(isAuthRefusal)
+        const theirs = [...cluster.node(1).logs(isAuthRefusal), ...cluster.node(2).logs(isAuthRefusal)]
+        expect({ mine: mine.length > 0, theirs: theirs.length > 0 }).toEqual({ mine: true, theirs: true })
+      },
+      { timeout: 15_000, interval: 100 },
+    )
     const refusal = cluster.node(1).logs(isAuthRefusal)[0] ?? cluster.node(2).logs(isAuthRefusal)[0]
     expect(refusal).toMatchObject({ msg: 'peer link refused', code: 'MESHKV_ERR_AUTH', peer: id3 })
     // Each line names the node that wrote it (`nodeId`) and the one it refused (`peer`).
@@ -63,7 +66,19 @@ describe('cluster secret', () => {
 
     const written = await put(n3, 'from-the-outsider', 'not for the cluster')
     expect(written.status).toBe(200)
-    await sleep(3_000)
+    // The sentinel: the nodes keep redialing each other. A refusal logged on both sides after the
+    // write shows a link was attempted once the write was there to be sent, and was refused.
+    const refusalsOf = (ns: number[]): number =>
+      ns.reduce((sum, n) => sum + cluster.node(n).logs(isAuthRefusal).length, 0)
+    const [peersBefore, outsiderBefore] = [refusalsOf([1, 2]), refusalsOf([3])]
+    await vi.waitFor(
+      () =>
+        expect(
+          refusalsOf([1, 2]) > peersBefore && refusalsOf([3]) > outsiderBefore,
+          'auth refusals on both sides after the outsider wrote',
+        ).toBe(true),
+      { timeout: 30_000, interval: 100 },
+    )
     for (const url of [n1, n2]) {
       const status = (await request(`${url}/v1/status`)).json as {
         linked: string[]
@@ -101,14 +116,15 @@ describe('cluster secret', () => {
       'warn',
     ])
     const url = `http://127.0.0.1:${port}`
-    await waitFor(
-      'the outsider to listen',
-      15_000,
-      async () => ((await request(`${url}/livez`, { timeoutMs: 500 })).status === 200 ? true : undefined),
-      50,
+    await vi.waitFor(
+      async () =>
+        expect((await request(`${url}/livez`, { timeoutMs: 500 })).status, 'the outsider to listen').toBe(200),
+      { timeout: 15_000, interval: 50 },
     )
-    await waitFor('an auth refusal in the outsider log', 15_000, () =>
-      /"code":"MESHKV_ERR_AUTH"/.test(outsider.stdout()) ? true : undefined,
+    await vi.waitFor(
+      () =>
+        expect(/"code":"MESHKV_ERR_AUTH"/.test(outsider.stdout()), 'an auth refusal in the outsider log').toBe(true),
+      { timeout: 15_000, interval: 100 },
     )
     expect((await request(`${url}/readyz`)).status).toBe(503)
     const refused = await put(url, 'k', 'v')

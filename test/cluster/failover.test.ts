@@ -1,24 +1,24 @@
 /**
  * Failover without a failover step: a sticky MeshClient over three real nodes keeps writing while
  * the node it talks to is killed with SIGKILL. No acknowledged write (w=2) is lost, and the writes
- * go on within a second. And a write that its node ran, but whose answer was lost with the node,
+ * go on, on another node (how long the gap is belongs to bench/). And a write that its node ran, but whose answer was lost with the node,
  * is not run a second time by the client on another node.
  */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { MeshClient } from '../../src/client/index.js'
-import { MeshError } from '../../src/errors.js'
-import { Cluster, listKeys, request, sleep, useLinkedCluster } from './helpers.js'
-import { TcpProxy } from './tcp-proxy.js'
+import { isMeshError } from '../../src/errors.js'
+import { TcpProxy } from '../support/tcp-proxy.js'
+import { Cluster, listKeys, request, useLinkedCluster } from './helpers.js'
 
-const BEFORE_KILL_MS = 1_500
-const AFTER_KILL_MS = 2_000
+/** Writes acknowledged before the kill, and after it, that the test waits for. */
+const WRITES_EACH_SIDE = 20
 
 let cluster: Cluster
 
 useLinkedCluster((started) => (cluster = started))
 
 describe('client failover', () => {
-  it('a sticky client keeps writing while its node is killed: nothing acknowledged is lost, the longest gap is under 1 s', async () => {
+  it('a sticky client keeps writing while its node is killed: it moves to another node and nothing acknowledged is lost', async () => {
     // Attempts that failed at the socket level, seen through the client's fetch: the client
     // retries some of them on the next node by itself (they never reach the loop below).
     const socketFailures: string[] = []
@@ -34,16 +34,17 @@ describe('client failover', () => {
       }
     }
     const client = new MeshClient({ nodes: cluster.urls(), policy: 'sticky', timeoutMs: 2_000, fetch: fetchWithLog })
-    const acked: { key: string; atMs: number; endpoint: string }[] = []
+    /** `servedBy`: the client's node once the write was acknowledged (the one that answered). */
+    const acked: { key: string; startedMs: number; atMs: number; servedBy: string }[] = []
     const failed: { key: string; atMs: number; error: string }[] = []
     let stop = false
     const writer = (async () => {
       for (let index = 0; !stop; index++) {
         const key = `fo-${String(index).padStart(6, '0')}`
-        const endpoint = client.currentEndpoint
+        const startedMs = Date.now()
         try {
           await client.put(key, `value ${index}`, { w: 2, waitMs: 2_000 })
-          acked.push({ key, atMs: Date.now(), endpoint })
+          acked.push({ key, startedMs, atMs: Date.now(), servedBy: client.currentEndpoint })
         } catch (error) {
           failed.push({
             key,
@@ -57,13 +58,25 @@ describe('client failover', () => {
       }
     })()
 
-    await sleep(BEFORE_KILL_MS)
+    // Bounds here are liveness bounds: the writer must get this far, however fast the machine.
+    await vi.waitFor(
+      () =>
+        expect(acked.length >= WRITES_EACH_SIDE, `${WRITES_EACH_SIDE} writes acknowledged before the kill`).toBe(true),
+      { timeout: 20_000, interval: 100 },
+    )
     const victimUrl = client.currentEndpoint
     const victim = cluster.nodes.find((node) => node.url === victimUrl)
     expect(victim).toBeDefined()
     const killedAtMs = Date.now()
     await victim?.kill('SIGKILL')
-    await sleep(AFTER_KILL_MS)
+    await vi.waitFor(
+      () =>
+        expect(
+          acked.filter((write) => write.startedMs > killedAtMs).length >= WRITES_EACH_SIDE,
+          `${WRITES_EACH_SIDE} writes acknowledged after the kill`,
+        ).toBe(true),
+      { timeout: 20_000, interval: 100 },
+    )
     stop = true
     await writer
 
@@ -85,11 +98,11 @@ describe('client failover', () => {
         `failed writes: ${failed.length} ${JSON.stringify(failed.map((failure) => failure.error.slice(0, 160)))}; ` +
         `attempts that failed at the socket level: ${socketFailures.length} ${JSON.stringify(socketFailures)}`,
     )
-    expect(before.length).toBeGreaterThan(10)
-    expect(after.length).toBeGreaterThan(10)
+    expect(before.length).toBeGreaterThanOrEqual(WRITES_EACH_SIDE)
     expect(client.currentEndpoint).not.toBe(victimUrl)
-    expect(after.every((write) => write.endpoint !== victimUrl || write.atMs - killedAtMs < 1_000)).toBe(true)
-    expect(longestGapMs).toBeLessThan(1_000)
+    // No write begun after the kill was answered by the dead node: the client moved on.
+    const servedByTheDead = acked.filter((write) => write.startedMs > killedAtMs && write.servedBy === victimUrl)
+    expect(servedByTheDead).toEqual([])
 
     // Nothing acknowledged is lost: every acked key is on both survivors.
     const survivors = cluster.live().map((node) => node.n)
@@ -128,9 +141,13 @@ describe('client failover', () => {
       )
       // The node behind the proxy ran the increment (and waited for w=2) before its answer was lost.
       expect(values).toEqual([1, 1])
-      // The client may say it does not know (the request may have run), never that it ran it anew.
-      if (error !== undefined) expect(error).toBeInstanceOf(MeshError)
-      else expect(acknowledged).toBe(1)
+      // The connection broke after the request went out: the client says the write may have run
+      // (and does not run it again on the next node), never that it ran it anew.
+      expect(acknowledged).toBeUndefined()
+      expect(isMeshError(error) ? { code: error.code, maybeApplied: error.details?.['maybeApplied'] } : error).toEqual({
+        code: 'MESHKV_ERR_UNREACHABLE',
+        maybeApplied: true,
+      })
     } finally {
       await lossy.close()
     }

@@ -17,56 +17,27 @@
  * removes the data directories.
  */
 import { afterAll, beforeAll } from 'vitest'
-import { spawn } from 'node:child_process'
-import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import type { ClientPeerStatus } from '../../src/client/index.js'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { REPO_ROOT, cleanEnv, freePort } from '../cli/helpers.js'
-import { TcpProxy } from './tcp-proxy.js'
+import { buildIfStale as buildBinariesIfStale, killAll as killKvctlChildren } from '../cli/helpers.js'
+import { waitFor } from '../support/poll.js'
+import { freePort } from '../support/ports.js'
+import type { Exit, NodeArgs, Proc } from '../support/processes.js'
+import { MESHKV_BIN, allLinked, nodeArgs, spawnNode, stopAllProcesses } from '../support/processes.js'
+import { TcpProxy } from '../support/tcp-proxy.js'
 
 export { buildIfStale, kvctl, killAll as killAllKvctl } from '../cli/helpers.js'
-import { buildIfStale as buildBinariesIfStale, killAll as killKvctlChildren } from '../cli/helpers.js'
+export { sleep, waitFor } from '../support/poll.js'
+export type { Exit } from '../support/processes.js'
 
-const MESHKV_BIN = join(REPO_ROOT, 'bin', 'meshkv.js')
 /** Every HTTP request of a helper is bounded: a stopped (SIGSTOP) node must not hang a test. */
 const REQUEST_MS = 3_000
 const READY_MS = 20_000
 
-const children = new Set<ChildProcessWithoutNullStreams>()
 const clusters = new Set<Cluster>()
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Polls `check` until it returns something other than undefined; throws `what` after `ms`. */
-export async function waitFor<T>(
-  what: string,
-  ms: number,
-  check: () => Promise<T | undefined> | T | undefined,
-  everyMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + ms
-  let lastError: unknown
-  for (;;) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      lastError = error
-    }
-    if (Date.now() >= deadline) {
-      const because =
-        lastError === undefined
-          ? ''
-          : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${because}`)
-    }
-    await sleep(everyMs)
-  }
-}
 
 export interface HttpAnswer {
   status: number
@@ -106,19 +77,11 @@ export interface ClusterOptions {
   waitReady?: boolean
 }
 
-export interface Exit {
-  code: number | null
-  signal: NodeJS.Signals | null
-}
-
 /** One meshkv process of a cluster, across restarts (same port, same data directory). */
 export class ClusterNode {
   /** Everything the node wrote to stdout (NDJSON), over every run. */
   readonly logLines: string[] = []
-  stderr = ''
-  #child: ChildProcessWithoutNullStreams | undefined
-  #exited: Promise<Exit> | undefined
-  #partial = ''
+  #proc: Proc | undefined
   #runs = 0
 
   constructor(
@@ -126,7 +89,7 @@ export class ClusterNode {
     readonly port: number,
     readonly dir: string,
     readonly entry: TcpProxy,
-    private readonly argsOf: (secret?: string) => string[],
+    private readonly argsOf: (secret?: string) => NodeArgs,
   ) {}
 
   /** The node's own HTTP URL (what clients use). */
@@ -135,11 +98,16 @@ export class ClusterNode {
   }
 
   get running(): boolean {
-    return this.#child !== undefined
+    return this.#proc?.running === true
   }
 
   get pid(): number | undefined {
-    return this.#child?.pid
+    return this.running ? this.#proc?.pid : undefined
+  }
+
+  /** What the current (or last) process wrote to stderr. */
+  get stderr(): string {
+    return this.#proc?.stderr ?? ''
   }
 
   /** How many times the process has been started. */
@@ -163,45 +131,24 @@ export class ClusterNode {
 
   /** Starts the process (the first time, or again after it ended); `secret` overrides the cluster's. */
   spawn(options: { secret?: string } = {}): void {
-    if (this.#child !== undefined) throw new Error(`node ${this.n} is already running`)
-    const child = spawn(process.execPath, [MESHKV_BIN, ...this.argsOf(options.secret)], {
-      cwd: REPO_ROOT,
-      env: cleanEnv(),
-    })
+    if (this.running) throw new Error(`node ${this.n} is already running`)
+    const proc = spawnNode(`meshkv node ${this.n}`, [MESHKV_BIN, ...nodeArgs(this.argsOf(options.secret))])
     this.#runs++
-    children.add(child)
-    this.#child = child
-    child.stdout.setEncoding('utf8')
-    child.stderr.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      const lines = (this.#partial + chunk).split('\n')
-      this.#partial = lines.pop() ?? ''
-      this.logLines.push(...lines)
-    })
-    child.stderr.on('data', (chunk: string) => (this.stderr += chunk))
-    this.#exited = new Promise<Exit>((resolve) => {
-      child.once('error', () => undefined)
-      child.once('close', (code, signal) => {
-        children.delete(child)
-        if (this.#partial !== '') this.logLines.push(this.#partial)
-        this.#partial = ''
-        if (this.#child === child) this.#child = undefined
-        resolve({ code, signal })
-      })
-    })
+    this.#proc = proc
+    proc.onLine((line) => this.logLines.push(line))
   }
 
   /** Resolves once the current process has ended (at once when none runs). */
   async exited(): Promise<Exit | undefined> {
-    return this.#child === undefined ? undefined : this.#exited
+    return this.running ? this.#proc?.exited : undefined
   }
 
   /** Polls `/readyz` until it answers 200; fails early when the process ends first. */
   async waitReady(ms = READY_MS): Promise<void> {
-    const child = this.#child
-    if (child === undefined) throw new Error(`node ${this.n} is not running`)
+    const proc = this.#proc
+    if (proc === undefined || !proc.running) throw new Error(`node ${this.n} is not running`)
     let ended = false
-    void this.#exited?.then(() => (ended = true))
+    void proc.exited.then(() => (ended = true))
     await waitFor(
       `node ${this.n} (${this.url}) to be ready; stderr: ${this.stderr}`,
       ms,
@@ -221,21 +168,20 @@ export class ClusterNode {
 
   /** Sends `signal` and waits for the process to end (SIGKILL, SIGTERM). */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<Exit> {
-    const child = this.#child
-    if (child === undefined) throw new Error(`node ${this.n} is not running`)
-    const exited = this.#exited as Promise<Exit>
-    child.kill(signal)
-    return exited
+    const proc = this.#proc
+    if (proc === undefined || !proc.running) throw new Error(`node ${this.n} is not running`)
+    proc.child.kill(signal)
+    return proc.exited
   }
 
   /** SIGSTOP: the process freezes (its sockets stay open, nothing answers). */
   suspend(): void {
-    this.#child?.kill('SIGSTOP')
+    if (this.running) this.#proc?.child.kill('SIGSTOP')
   }
 
   /** SIGCONT after `suspend`. */
   continue(): void {
-    this.#child?.kill('SIGCONT')
+    if (this.running) this.#proc?.child.kill('SIGCONT')
   }
 
   async status(): Promise<NodeStatusJson> {
@@ -253,14 +199,8 @@ export class ClusterNode {
   }
 }
 
-export interface PeerJson {
-  nodeId: string | null
-  url: string | null
-  state: 'up' | 'catching-up' | 'down'
-  lagChanges: number
-  lagMs: number
-  lastSeenMs: number | null
-}
+/** A peer as /v1/status lists it (the client's type of the same JSON). */
+export type PeerJson = ClientPeerStatus
 
 export interface NodeStatusJson {
   nodeId: string
@@ -313,25 +253,15 @@ export class Cluster {
       const port = ports[i - 1] as number
       const entry = entries[i - 1] as TcpProxy
       const peers = [...proxies.entries()].filter(([pair]) => pair.startsWith(`${i}>`)).map(([, proxy]) => proxy.url)
-      const argsOf = (override?: string): string[] => [
-        'node',
-        '--dir',
+      const argsOf = (override?: string): NodeArgs => ({
         dir,
-        '--port',
-        String(port),
-        '--host',
-        '127.0.0.1',
-        '--peers',
-        peers.join(','),
-        '--secret',
-        override ?? options.secrets?.[i] ?? secret,
-        '--advertise-url',
-        entry.url,
-        '--peer-timeout-ms',
-        String(options.peerTimeoutMs ?? 2000),
-        '--log-level',
-        options.logLevel ?? 'warn',
-      ]
+        port,
+        peers,
+        secret: override ?? options.secrets?.[i] ?? secret,
+        advertiseUrl: entry.url,
+        peerTimeoutMs: options.peerTimeoutMs ?? 2000,
+        logLevel: options.logLevel,
+      })
       nodes.push(new ClusterNode(i, port, dir, entry, argsOf))
     }
     const cluster = new Cluster(root, secret, nodes, proxies)
@@ -350,26 +280,16 @@ export class Cluster {
     const port = await freePort()
     const entry = await TcpProxy.start(port)
     const dir = join(this.root, `node${n}`)
-    const argsOf = (override?: string): string[] => [
-      'node',
-      '--dir',
+    const argsOf = (override?: string): NodeArgs => ({
       dir,
-      '--port',
-      String(port),
-      '--host',
-      '127.0.0.1',
-      '--peers',
-      options.peers.join(','),
-      '--secret',
-      override ?? this.secret,
-      '--advertise-url',
-      entry.url,
-      '--peer-timeout-ms',
-      '2000',
-      '--log-level',
-      'info',
-      ...(options.args ?? []),
-    ]
+      port,
+      peers: options.peers,
+      secret: override ?? this.secret,
+      advertiseUrl: entry.url,
+      peerTimeoutMs: 2000,
+      logLevel: 'info',
+      extra: options.args,
+    })
     const node = new ClusterNode(n, port, dir, entry, argsOf)
     this.nodes.push(node)
     node.spawn()
@@ -438,9 +358,7 @@ export class Cluster {
     const members = ns.map((n) => this.node(n))
     await waitFor(`links between nodes ${ns.join(', ')}`, ms, async () => {
       const statuses = await Promise.all(members.map((node) => node.status()))
-      const ids = statuses.map((status) => status.nodeId)
-      const complete = statuses.every((status) => ids.every((id) => id === status.nodeId || status.linked.includes(id)))
-      return complete ? true : undefined
+      return allLinked(statuses) ? true : undefined
     })
   }
 
@@ -496,16 +414,12 @@ export class Cluster {
 /** For afterAll: closes every cluster still open and kills any stray child. */
 export async function stopAllClusters(): Promise<void> {
   await Promise.all([...clusters].map((cluster) => cluster.close()))
-  await Promise.all(
-    [...children].map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          child.once('close', () => resolve())
-          child.kill('SIGCONT')
-          child.kill('SIGKILL')
-        }),
-    ),
-  )
+  await stopAllProcesses()
+}
+
+function kvUrl(node: string, key: string, query: Record<string, string>): string {
+  const search = new URLSearchParams(query).toString()
+  return `${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`
 }
 
 /** A key's value as written by the tests: PUT with `?w=` and friends. */
@@ -516,8 +430,7 @@ export async function put(
   query: Record<string, string> = {},
   headers: Record<string, string> = {},
 ): Promise<HttpAnswer> {
-  const search = new URLSearchParams(query).toString()
-  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
+  return request(kvUrl(node, key, query), {
     method: 'PUT',
     headers: { 'content-type': 'text/plain', ...headers },
     body: value,
@@ -531,8 +444,7 @@ export async function get(
   query: Record<string, string> = {},
   headers: Record<string, string> = {},
 ): Promise<HttpAnswer> {
-  const search = new URLSearchParams(query).toString()
-  return request(`${node}/v1/kv/${encodeURIComponent(key)}${search === '' ? '' : `?${search}`}`, {
+  return request(kvUrl(node, key, query), {
     headers,
     timeoutMs: 15_000,
   })

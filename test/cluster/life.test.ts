@@ -7,7 +7,7 @@
  * The counts before and after garbage collection, and the snapshot's size and time, are printed
  * (the closing note quotes them).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   buildIfStale,
   Cluster,
@@ -19,7 +19,6 @@ import {
   request,
   sleep,
   stopAllClusters,
-  waitFor,
   waitValue,
 } from './helpers.js'
 import type { ClusterNode } from './helpers.js'
@@ -79,8 +78,9 @@ describe('quorum reads', () => {
       // Node 2's replication links are paused (its HTTP API, and the others', stay reachable).
       // Every node knows the others' URLs (the member set) before node 2 is cut off.
       for (const url of cluster.urls())
-        await waitFor(`three members on ${url}`, 10_000, async () =>
-          (await memberIds(url)).length === 3 ? true : undefined,
+        await vi.waitFor(
+          async () => expect((await memberIds(url)).length === 3, `three members on ${url}`).toBe(true),
+          { timeout: 10_000, interval: 100 },
         )
       cluster.isolate(2)
       expect((await put(n1, 'fresh', 'written on node 1', { w: '1' })).status).toBe(200)
@@ -117,13 +117,13 @@ describe('a cluster over its life', () => {
     const n1 = cluster.node(1).url
     await each(3000, 32, (i) => put(n1, `seed/${String(i).padStart(5, '0')}`, `value ${i}`))
     await cluster.waitConverged()
-    await waitFor(
-      'the logs purged on every node (all but the last 1000 entries kept for watch resume)',
-      30_000,
+    // Every node purges its log, all but the last 1000 entries (kept for watch resume).
+    await vi.waitFor(
       async () => {
-        for (const node of cluster.live()) if ((await gcOf(node)).logPurged === 0) return undefined
-        return true
+        for (const node of cluster.live())
+          expect((await gcOf(node)).logPurged, `node ${node.n} logPurged`).toBeGreaterThan(0)
       },
+      { timeout: 30_000, interval: 100 },
     )
     const started = Date.now()
     const fourth = await cluster.addNode({ peers: [cluster.node(1).entry.url] })
@@ -142,8 +142,9 @@ describe('a cluster over its life', () => {
     expect(ids).toHaveLength(4)
     expect(ids).toContain(status.nodeId)
     for (const node of cluster.live()) {
-      await waitFor(`four members on node ${node.n}`, 10_000, async () =>
-        (await memberIds(node.url)).length === 4 ? true : undefined,
+      await vi.waitFor(
+        async () => expect((await memberIds(node.url)).length === 4, `four members on node ${node.n}`).toBe(true),
+        { timeout: 10_000, interval: 100 },
       )
     }
   }, 120_000)
@@ -158,13 +159,19 @@ describe('a cluster over its life', () => {
       nodes.map((node) => node.n),
       60_000,
     )
-    await waitFor('tombstones and log purged on every node', 60_000, async () => {
-      for (const node of nodes) {
-        const gc = await gcOf(node)
-        if (gc.tombstones > 0 || gc.logEntries > 1000) return undefined
-      }
-      return true
-    })
+    await vi.waitFor(
+      async () => {
+        for (const node of nodes) {
+          const gc = await gcOf(node)
+          expect({ node: node.n, tombstones: gc.tombstones, logOver1000: gc.logEntries > 1000 }).toEqual({
+            node: node.n,
+            tombstones: 0,
+            logOver1000: false,
+          })
+        }
+      },
+      { timeout: 60_000, interval: 100 },
+    )
     const after = await Promise.all(nodes.map((node) => gcOf(node)))
     for (const [index, node] of nodes.entries()) {
       const [was, now] = [before[index] as GcJson, after[index] as GcJson]
@@ -193,10 +200,12 @@ describe('a cluster over its life', () => {
       60_000,
     )
     expect((await listKeys(cluster.node(3).url, 'down/')).size).toBe(0)
-    await waitFor('tombstones purged once node 3 is back', 60_000, async () => {
-      for (const node of cluster.live()) if ((await gcOf(node)).tombstones > 0) return undefined
-      return true
-    })
+    await vi.waitFor(
+      async () => {
+        for (const node of cluster.live()) expect((await gcOf(node)).tombstones, `node ${node.n} tombstones`).toBe(0)
+      },
+      { timeout: 60_000, interval: 100 },
+    )
   }, 180_000)
 
   it('a forgotten member no longer holds back w=all; when it comes back it is refused, and says so in its log', async () => {
@@ -208,32 +217,48 @@ describe('a cluster over its life', () => {
     expect(forgot.code).toBe(0)
     expect(forgot.out).toContain(`forgot ${forgottenId}`)
     for (const node of cluster.live()) {
-      await waitFor(`node ${node.n} to drop the forgotten member`, 10_000, async () =>
-        (await memberIds(node.url)).includes(forgottenId) ? undefined : true,
+      await vi.waitFor(
+        async () =>
+          expect((await memberIds(node.url)).includes(forgottenId), `node ${node.n} to drop the forgotten member`).toBe(
+            false,
+          ),
+        { timeout: 10_000, interval: 100 },
       )
     }
     expect((await put(n1, 'after-forget', 'all of three', { w: 'all', timeout_ms: '5000' })).status).toBe(200)
 
     fourth.spawn()
-    await waitFor('the forgotten node to log that it was forgotten', 20_000, () =>
-      fourth.logs((record) => String(record['msg']).includes('this node was forgotten by the cluster')).length > 0
-        ? true
-        : undefined,
+    await vi.waitFor(
+      () =>
+        expect(
+          fourth.logs((record) => String(record['msg']).includes('this node was forgotten by the cluster')).length > 0,
+          'the forgotten node to log that it was forgotten',
+        ).toBe(true),
+      { timeout: 20_000, interval: 100 },
     )
-    await waitFor('a member to log the refusal', 10_000, () =>
+    const refusals = (): number =>
       cluster
         .live()
-        .some(
-          (node) =>
-            node.n !== 4 &&
-            node.logs((record) => record['msg'] === 'a forgotten node tried to link; refused').length > 0,
+        .filter((node) => node.n !== 4)
+        .reduce(
+          (sum, node) =>
+            sum + node.logs((record) => record['msg'] === 'a forgotten node tried to link; refused').length,
+          0,
         )
-        ? true
-        : undefined,
-    )
+    await vi.waitFor(() => expect(refusals() > 0, 'a member to log the refusal').toBe(true), {
+      timeout: 10_000,
+      interval: 100,
+    })
     await put(n1, 'not-for-the-forgotten', 'x')
-    await sleep(2_000)
+    // The sentinel: the forgotten node keeps redialing; a refusal logged after the write shows it
+    // tried again once the write was there to be sent, and got nothing.
+    const before = refusals()
+    await vi.waitFor(
+      () => expect(refusals() > before, 'the forgotten node to be refused again after the write').toBe(true),
+      { timeout: 30_000, interval: 100 },
+    )
     expect((await get(fourth.url, 'not-for-the-forgotten')).status).toBe(404)
+    expect((await fourth.status()).linked).toEqual([])
     await fourth.kill('SIGKILL')
   }, 120_000)
 
@@ -246,10 +271,16 @@ describe('a cluster over its life', () => {
     expect((await put(n1, 'for-the-replica', 'replicated')).status).toBe(200)
     await waitValue(replica.url, 'for-the-replica', 'replicated')
     // The replica writes its own entry (with its role) on its first tick as a ready node.
-    await waitFor('kvctl members to show the replica role', 10_000, async () => {
-      const members = await kvctl(['members', '--node', replica.url])
-      return members.code === 0 && /replica/.test(members.out) ? true : undefined
-    })
+    await vi.waitFor(
+      async () => {
+        const members = await kvctl(['members', '--node', replica.url])
+        expect({ code: members.code, showsReplica: /replica/.test(members.out) }).toEqual({
+          code: 0,
+          showsReplica: true,
+        })
+      },
+      { timeout: 10_000, interval: 100 },
+    )
     expect((await replica.status())['role']).toBe('replica')
     await cluster.waitConverged([1, 2, 3, replica.n], 60_000)
   }, 120_000)

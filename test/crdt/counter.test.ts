@@ -11,7 +11,7 @@ import {
   joinCounter,
   prepareOp,
 } from '../../src/crdt/index.js'
-import type { History } from '../helpers/history.js'
+import type { History } from '../helpers/replicas.js'
 import {
   COUNTER_NAMES,
   historyArb,
@@ -20,7 +20,7 @@ import {
   receiveInAnyOrder,
   stateOf,
   viewOf,
-} from '../helpers/history.js'
+} from '../helpers/replicas.js'
 import { PROPERTY, meshErrorCode } from '../helpers/runs.js'
 import { viewTripleArb } from '../helpers/views.js'
 

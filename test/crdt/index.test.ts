@@ -19,9 +19,9 @@ import {
   isEmptyState,
   joinState,
 } from '../../src/crdt/index.js'
-import type { History } from '../helpers/history.js'
-import { historyArb, joinViews, newReplica, receiveInAnyOrder, replayUpTo, viewOf } from '../helpers/history.js'
-import { expectedView } from '../helpers/oracle.js'
+import type { History } from '../helpers/replicas.js'
+import { historyArb, joinViews, newReplica, receiveInAnyOrder, replayUpTo, viewOf } from '../helpers/replicas.js'
+import { expectedView } from '../checkers/oracle.js'
 import { PROPERTY } from '../helpers/runs.js'
 import { viewTripleArb } from '../helpers/views.js'
 

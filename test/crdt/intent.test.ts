@@ -4,8 +4,8 @@ import type { Dot, NodeId } from '../../src/clock/index.js'
 import { encodeVersion } from '../../src/clock/index.js'
 import type { KvDelOp, KvPutOp, RegisterState } from '../../src/crdt/index.js'
 import { COUNTER_EMPTY, REGISTER_EMPTY, applyRegister, prepareOp, registerDots } from '../../src/crdt/index.js'
-import { historyArb, localWrite, newReplica, stateOf, syncReplicas } from '../helpers/history.js'
-import { changeProblems } from '../helpers/oracle.js'
+import { historyArb, localWrite, newReplica, stateOf, syncReplicas } from '../helpers/replicas.js'
+import { changeProblems } from '../checkers/oracle.js'
 import { PROPERTY, meshErrorCode } from '../helpers/runs.js'
 
 const A = '00000000000000aa' as NodeId

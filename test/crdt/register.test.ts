@@ -13,7 +13,7 @@ import {
   registerDots,
   registerIsDeleted,
 } from '../../src/crdt/index.js'
-import { historyArb, joinViews, localWrite, newReplica, syncReplicas, viewOf } from '../helpers/history.js'
+import { historyArb, joinViews, localWrite, newReplica, syncReplicas, viewOf } from '../helpers/replicas.js'
 import { PROPERTY } from '../helpers/runs.js'
 import { viewTripleArb } from '../helpers/views.js'
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import type { SetRemoveOp, SetState } from '../../src/crdt/index.js'
 import { SET_EMPTY, applySet, joinSet, prepareOp, setHas, setMemberDots, setMembers } from '../../src/crdt/index.js'
-import type { Replica } from '../helpers/history.js'
+import type { Replica } from '../helpers/replicas.js'
 import {
   MEMBERS,
   SET_NAMES,
@@ -15,7 +15,7 @@ import {
   syncAll,
   syncReplicas,
   viewOf,
-} from '../helpers/history.js'
+} from '../helpers/replicas.js'
 import { PROPERTY } from '../helpers/runs.js'
 import { viewTripleArb } from '../helpers/views.js'
 

@@ -59,9 +59,7 @@ export function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
+export { sleep } from '../support/poll.js'
 
 /** mulberry32: a small seeded PRNG giving floats in [0, 1). */
 export function prng(seed: number): () => number {

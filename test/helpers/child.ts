@@ -12,6 +12,18 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 export type Child = ChildProcessByStdio<null, Readable, Readable>
 
+/**
+ * For a fixture (the child side): never outlive the parent (a lost stdout pipe ends the process
+ * with 4, a run longer than `maxMs` with 3), and the function that writes one line to the parent.
+ */
+export function fixtureLines(maxMs = 30_000): (line: string) => void {
+  process.stdout.on('error', () => process.exit(4))
+  setTimeout(() => process.exit(3), maxMs).unref()
+  return (line) => {
+    process.stdout.write(`${line}\n`)
+  }
+}
+
 interface LineWaiter {
   readonly test: (line: string) => boolean
   readonly resolve: (line: string) => void

@@ -4,8 +4,8 @@
  */
 import fc from 'fast-check'
 import type { Space } from '../../src/crdt/index.js'
-import type { History, View } from './history.js'
-import { applyChange, newReplica, viewOf } from './history.js'
+import type { History, View } from './replicas.js'
+import { applyChange, newReplica, viewOf } from './replicas.js'
 
 /** The views of every replica now and after a random prefix of its log, in one list. */
 export function viewsOf(history: History, prefixes: readonly number[], space?: Space): View[] {

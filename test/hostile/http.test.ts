@@ -11,7 +11,7 @@
 import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RealNode } from './helpers.js'
-import { footprint, rawStatus, request, sleep, startRealNode, stopAllNodes, timed } from './helpers.js'
+import { footprint, rawStatus, request, startRealNode, stopAllNodes } from './helpers.js'
 
 let node: RealNode
 let host: string
@@ -26,14 +26,17 @@ afterAll(async () => {
   await stopAllNodes()
 })
 
-/** Plain requests answer within a second, and a write still lands. */
+/**
+ * Plain requests are answered and a write still lands and reads back (the timeouts are liveness
+ * bounds, not measurements: timing belongs in bench/).
+ */
 async function stillServing(): Promise<void> {
-  const read = await timed(`${node.url}/v1/status`)
-  expect(read.status).toBe(200)
-  expect(read.ms).toBeLessThan(1_000)
-  const written = await timed(`${node.url}/v1/kv/serving`, { method: 'PUT', body: 'yes' })
-  expect(written.status).toBe(200)
-  expect(written.ms).toBeLessThan(1_000)
+  expect((await request(`${node.url}/v1/status`, { timeoutMs: 5_000 })).status).toBe(200)
+  const value = `yes ${Math.random()}`
+  expect((await request(`${node.url}/v1/kv/serving`, { method: 'PUT', body: value, timeoutMs: 5_000 })).status).toBe(
+    200,
+  )
+  expect((await request(`${node.url}/v1/kv/serving`, { timeoutMs: 5_000 })).text).toBe(value)
 }
 
 function upgradeRequest(extra: string[] = [], path = '/v1/peer'): string {
@@ -116,30 +119,25 @@ describe('half-open sockets', () => {
         ),
       )
       const open = sockets.filter((socket) => !socket.destroyed).length
-      const latencies: number[] = []
+      // Every plain request is answered while they are held (5 s is a liveness bound only).
       for (let i = 0; i < 40; i++) {
         const answer =
           i % 3 === 0
-            ? await timed(`${node.url}/v1/kv/during/${i}`, { method: 'PUT', body: `v${i}` })
+            ? await request(`${node.url}/v1/kv/during/${i}`, { method: 'PUT', body: `v${i}`, timeoutMs: 5_000 })
             : i % 3 === 1
-              ? await timed(`${node.url}/v1/kv?prefix=during/`)
-              : await timed(`${node.url}/v1/status`)
-        expect(answer.status).toBe(200)
-        latencies.push(answer.ms)
+              ? await request(`${node.url}/v1/kv?prefix=during/`, { timeoutMs: 5_000 })
+              : await request(`${node.url}/v1/status`, { timeoutMs: 5_000 })
+        expect({ i, status: answer.status }).toEqual({ i, status: 200 })
       }
-      latencies.sort((a, b) => a - b)
-      console.log(
-        `MEASURED ${open} half-open sockets held: 40 plain requests answered in p50 ${latencies[20]} ms, max ${latencies[39]} ms`,
-      )
       expect(open).toBe(500)
-      expect(latencies[39]).toBeLessThan(1_000)
     } finally {
       for (const socket of sockets) socket.destroy()
     }
-    await sleep(200)
-    // None of the half-sent writes landed; only the 14 whole PUTs did.
+    // A sentinel write after the sockets are gone: once it has landed, the node has seen them
+    // close. None of the half-sent writes landed; only the 14 whole PUTs and the sentinel did.
+    expect((await request(`${node.url}/v1/kv/during/sentinel`, { method: 'PUT', body: 's' })).status).toBe(200)
     const after = await footprint(node)
-    expect(after.lsn).toBe(before.lsn + 14)
+    expect(after.lsn).toBe(before.lsn + 15)
     expect(((await request(`${node.url}/v1/kv?prefix=halfopen/`)).json?.['items'] as unknown[]).length).toBe(0)
     await stillServing()
   })
@@ -228,11 +226,10 @@ describe('malformed and huge bodies', () => {
   it('huge bodies: a 10 GB Content-Length is refused at once, a 64 MiB chunked stream is cut off at the limit, memory stays bounded', async () => {
     const before = await footprint(node)
     const rssBefore = await node.rssBytes()
-    const started = performance.now()
+    // Only 4 of the 10 GB are ever sent: an answer at all shows the node refused it without waiting.
     const declared = await rawStatus(node.port, [
       `PUT /v1/kv/huge/declared HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\nxxxx`,
     ])
-    const declaredMs = Math.round(performance.now() - started)
     // A 2 MiB JSON body announced by its Content-Length, the first 64 KiB sent (a node that answers
     // before reading the rest resets the connection, and the answer with it, if the rest were sent).
     const counterPayload = `{"delta":1,"pad":"${'x'.repeat(2 * 1024 * 1024)}"}`
@@ -279,11 +276,11 @@ describe('malformed and huge bodies', () => {
     })
     const rssAfter = await node.rssBytes()
     console.log(
-      `MEASURED huge bodies: Content-Length 10 GB → ${declared.status} in ${declaredMs} ms; 2 MiB counter body → ${counterBody.status} ${/MESHKV_ERR_\w+/u.exec(counterBody.text)?.[0] ?? ''}; ` +
+      `MEASURED huge bodies: Content-Length 10 GB → ${declared.status}; 2 MiB counter body → ${counterBody.status} ${/MESHKV_ERR_\w+/u.exec(counterBody.text)?.[0] ?? ''}; ` +
         `64 MiB chunked PUT → ${streamed.status} after ${Math.round(streamed.sentBytes / 2 ** 20)} MiB sent; node RSS ${Math.round(rssBefore / 2 ** 20)} → ${Math.round(rssAfter / 2 ** 20)} MiB`,
     )
     expect(declared.status).toBe(413)
-    expect(declaredMs).toBeLessThan(1_000)
+    expect(declared.text).toContain('"code":"MESHKV_ERR_VALUE_TOO_LARGE"')
     expect(counterBody.status).toBe(413)
     expect(counterBody.text).toContain('MESHKV_ERR_BODY_TOO_LARGE')
     expect([0, 413]).toContain(streamed.status)

@@ -18,6 +18,7 @@ import { writeFile } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import type { ConfigOverrides, SimResult, SimStats } from './simulation.js'
 import { emptyStats, replayLine, simulate } from './simulation.js'
+import { countFlag, parseFlags } from '../support/args.js'
 import { shrinkRun } from './shrink.js'
 
 interface Args {
@@ -31,63 +32,35 @@ interface Args {
   first: boolean
 }
 
+const USAGE =
+  'usage: npm run sim -- [--seeds N] [--from S] [--seed S] [--config JSON] [--shrink] [--history FILE] [--verbose] [--first]'
+
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = {
-    seeds: 100,
-    from: null,
-    seed: null,
-    config: {},
-    shrink: false,
-    history: null,
-    verbose: false,
-    first: false,
+  const flags = parseFlags(argv, {
+    seeds: { type: 'string' },
+    from: { type: 'string' },
+    seed: { type: 'string' },
+    config: { type: 'string' },
+    shrink: { type: 'boolean' },
+    history: { type: 'string' },
+    verbose: { type: 'boolean' },
+    first: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (flags.help === true) {
+    console.log(USAGE)
+    process.exit(0)
   }
-  const integer = (name: string, text: string | undefined): number => {
-    const value = Number(text)
-    if (text === undefined || !Number.isSafeInteger(value) || value < 0)
-      throw new Error(`${name} takes a non-negative integer, not ${JSON.stringify(text)}`)
-    return value
+  return {
+    seeds: countFlag('seeds', flags.seeds) ?? 100,
+    from: countFlag('from', flags.from) ?? null,
+    seed: countFlag('seed', flags.seed) ?? null,
+    config: JSON.parse(flags.config ?? '{}') as ConfigOverrides,
+    shrink: flags.shrink === true,
+    history: flags.history ?? null,
+    verbose: flags.verbose === true,
+    first: flags.first === true,
   }
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    const next = (): string | undefined => argv[++i]
-    switch (arg) {
-      case '--seeds':
-        args.seeds = integer(arg, next())
-        break
-      case '--from':
-        args.from = integer(arg, next())
-        break
-      case '--seed':
-        args.seed = integer(arg, next())
-        break
-      case '--config':
-        args.config = JSON.parse(next() ?? '{}') as ConfigOverrides
-        break
-      case '--shrink':
-        args.shrink = true
-        break
-      case '--history':
-        args.history = next() ?? null
-        break
-      case '--verbose':
-        args.verbose = true
-        break
-      case '--first':
-        args.first = true
-        break
-      case '--help':
-      case '-h':
-        console.log(
-          'usage: npm run sim -- [--seeds N] [--from S] [--seed S] [--config JSON] [--shrink] [--history FILE] [--verbose] [--first]',
-        )
-        process.exit(0)
-        break
-      default:
-        throw new Error(`unknown argument ${JSON.stringify(arg)} (try --help)`)
-    }
-  }
-  return args
 }
 
 export function describeFailure(result: SimResult, overrides: ConfigOverrides, verbose = false): string {

@@ -1,5 +1,6 @@
 /**
- * Valid replication histories, for the merge laws (L0) and later the simulator (L1).
+ * Valid replica scripts, for the merge laws (L0). (Not the client-operation history the checkers
+ * read: that format is test/checkers/history.ts.)
  *
  * A history is a script run against 2-4 in-memory replicas. Each step is either a local write —
  * client intents turned into ops by `prepareOp` against that replica's current state, bundled into

@@ -1,6 +1,7 @@
 /**
- * A small TCP forwarding proxy on 127.0.0.1 for the cluster tests: every connection it accepts is
- * piped to the target port. `pause()` destroys the connections it carries and, while paused,
+ * A small TCP forwarding proxy on 127.0.0.1, for the cluster and chaos tests and the benchmarks:
+ * every connection it accepts is piped to the target port, and the bytes it carries each way are
+ * counted (WebSocket framing included, TCP/IP headers not: what the wire_bytes benchmark reports). `pause()` destroys the connections it carries and, while paused,
  * drops every new one at once (the dialer sees its connection end before the WebSocket opens);
  * `resume()` forwards again; `dropResponses()` lets requests through and resets the connection
  * when the answer begins. A node dials a peer through the proxy of that pair, so pausing the
@@ -20,6 +21,9 @@ export class TcpProxy {
   #closed = false
   /** Connections accepted so far (forwarded or dropped), for the tests' own checks. */
   accepted = 0
+  /** Bytes from the dialer to the target, and back. */
+  bytesToTarget = 0
+  bytesFromTarget = 0
 
   private constructor(server: Server, targetPort: number) {
     this.#server = server
@@ -50,6 +54,11 @@ export class TcpProxy {
   /** The base URL a node dials (`--peers`) or advertises (`--advertise-url`). */
   get url(): string {
     return `http://127.0.0.1:${this.port}`
+  }
+
+  /** Bytes carried both ways. */
+  get total(): number {
+    return this.bytesToTarget + this.bytesFromTarget
   }
 
   get paused(): boolean {
@@ -117,6 +126,8 @@ export class TcpProxy {
       client.resetAndDestroy()
       upstream.destroy()
     })
+    client.on('data', (chunk: Buffer) => (this.bytesToTarget += chunk.length))
+    upstream.on('data', (chunk: Buffer) => (this.bytesFromTarget += chunk.length))
     client.pipe(upstream)
     upstream.pipe(client)
   }
