@@ -11,12 +11,12 @@ import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import selfsigned from 'selfsigned'
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import WebSocket, { WebSocketServer } from 'ws'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { WebSocketServer } from 'ws'
 import type { ClientOptions } from 'ws'
 import type { NodeId } from '../../src/clock/index.js'
-import type { Frame, PeerMessage } from '../../src/codec/peer.js'
-import { FRAME_BYTES_MAX, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import type { PeerMessage } from '../../src/codec/peer.js'
+import { FRAME_BYTES_MAX, encodeFrame } from '../../src/codec/peer.js'
 import { Link } from '../../src/transport/connection.js'
 import type { HandshakeIdentity } from '../../src/transport/handshake.js'
 import { AcceptorHandshake, DialerHandshake } from '../../src/transport/handshake.js'
@@ -25,7 +25,9 @@ import type { WebSocketTransportOptions } from '../../src/transport/websocket.js
 import { FRAGMENTS_MAX, WebSocketTransport, peerUrlOf } from '../../src/transport/websocket.js'
 import type { HarnessNode, StartOptions, TransportHarness } from './conformance.js'
 import { CLUSTER, SECRET, testTransportOptions, transportConformance } from './conformance.js'
-import { Recorder, changeFrom, found, freshNodeId } from './helpers.js'
+import { Recorder, changeFrom, freshNodeId } from './helpers.js'
+import type { Closed } from '../support/fake-peer.js'
+import { FakePeer } from '../support/fake-peer.js'
 
 // ---------------------------------------------------------------------------------------------
 // Servers and the harness.
@@ -127,106 +129,6 @@ class WsNodes implements TransportHarness {
 transportConformance('WebSocketTransport', () => new WsNodes())
 
 // ---------------------------------------------------------------------------------------------
-// A raw peer: a plain `ws` client that speaks (or abuses) the protocol by hand.
-
-interface Closed {
-  code: number
-  reason: string
-}
-
-class RawPeer {
-  readonly frames: Frame[] = []
-  readonly closed: Promise<Closed>
-  private closedValue: Closed | null = null
-  /** The TCP socket under the WebSocket (to pause its reads). */
-  tcp: net.Socket | null = null
-
-  constructor(readonly socket: WebSocket) {
-    socket.on('error', () => {})
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) return
-      try {
-        this.frames.push(decodeFrame(data))
-      } catch {
-        // A raw peer keeps what it can decode.
-      }
-    })
-    this.closed = new Promise((resolve) => {
-      socket.on('close', (code: number, reason: Buffer) => {
-        this.closedValue = { code, reason: reason.toString() }
-        resolve(this.closedValue)
-      })
-    })
-  }
-
-  static async connect(port: number, options: ClientOptions = {}, path = '/v1/peer'): Promise<RawPeer> {
-    let tcp: net.Socket | null = null
-    const socket = new WebSocket(`ws://127.0.0.1:${port}${path}`, {
-      perMessageDeflate: false,
-      maxPayload: 2 * FRAME_BYTES_MAX,
-      // Keep a handle on the TCP socket (ws's own connector also clears `path`, an IPC path to net).
-      createConnection: ((connectOptions: net.NetConnectOpts) => {
-        tcp = net.connect({ ...connectOptions, path: undefined } as net.NetConnectOpts)
-        return tcp
-      }) as typeof net.createConnection,
-      ...options,
-    })
-    const peer = new RawPeer(socket)
-    await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve())
-      socket.once('error', reject)
-    })
-    peer.tcp = tcp
-    return peer
-  }
-
-  get isClosed(): boolean {
-    return this.closedValue !== null
-  }
-
-  async frame(type: Frame['type'], ms = 2_000): Promise<Frame> {
-    return vi.waitFor(
-      () =>
-        found(
-          this.frames.find((frame) => frame.type === type),
-          `a ${type} frame`,
-        ),
-      { timeout: ms },
-    )
-  }
-
-  send(frame: Frame): void {
-    this.socket.send(encodeFrame(frame), { binary: true })
-  }
-
-  /** Runs the dialer's side of the handshake; returns the hello it sent. */
-  async handshake(identity: HandshakeIdentity): Promise<Frame> {
-    const dialer = new DialerHandshake(identity, new Uint8Array(randomBytes(32)), null)
-    const answer = dialer.receive(await this.frame('challenge'))
-    if (answer.send === undefined) throw new Error(`the handshake failed: ${answer.refusal?.message ?? 'no hello'}`)
-    this.send(answer.send)
-    const done = dialer.receive(await this.frame('welcome'))
-    if (done.peer === undefined) throw new Error('the welcome did not verify')
-    return answer.send
-  }
-
-  async closedWithin(ms: number): Promise<Closed> {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the server did not close the socket within ${ms} ms`)), ms)
-    })
-    try {
-      return await Promise.race([this.closed, timeout])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  destroy(): void {
-    this.socket.terminate()
-  }
-}
-
 function identity(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
   return { nodeId, clusterId: CLUSTER, secret: SECRET, advertiseUrl: null, ...extra }
 }
@@ -320,8 +222,8 @@ describe('WebSocketTransport against hostile peers', () => {
     await nodes.dispose()
   })
 
-  async function raw(options?: ClientOptions): Promise<RawPeer> {
-    const peer = await RawPeer.connect(server.port, options)
+  async function raw(options?: ClientOptions): Promise<FakePeer> {
+    const peer = await FakePeer.connect(server.port, options)
     nodes.later(() => peer.destroy())
     return peer
   }
@@ -526,7 +428,7 @@ describe('WebSocketTransport against hostile peers', () => {
     server = await nodes.start({ extra: { handshakeTimeoutMs: 2_500, pendingSocketsMax: 256 } })
     const outcomes = await Promise.all(
       Array.from({ length: 300 }, () =>
-        RawPeer.connect(server.port).then(
+        FakePeer.connect(server.port).then(
           (peer) => {
             nodes.later(() => peer.destroy())
             return peer
@@ -535,7 +437,7 @@ describe('WebSocketTransport against hostile peers', () => {
         ),
       ),
     )
-    const accepted = outcomes.filter((peer): peer is RawPeer => peer !== null)
+    const accepted = outcomes.filter((peer): peer is FakePeer => peer !== null)
     expect(accepted.length).toBeLessThanOrEqual(256)
     expect(accepted.length).toBeGreaterThan(200)
     expect(server.transport.pendingSocketCount).toBeLessThanOrEqual(256)
@@ -614,7 +516,7 @@ describe('WebSocketTransport against hostile peers', () => {
     await server.transport.close()
     expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.goingAway)
     expect((await httpGet(server.port, '/healthz')).status).toBe(200)
-    await expect(RawPeer.connect(server.port)).rejects.toThrow()
+    await expect(FakePeer.connect(server.port)).rejects.toThrow()
   })
 })
 
