@@ -6,9 +6,12 @@
 import { execFileSync, spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cleanEnv } from '../support/processes.js'
+import { freePort } from '../support/ports.js'
+
+export { cleanEnv, freePort }
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const MESHKV_BIN = join(REPO_ROOT, 'bin', 'meshkv.js')
@@ -31,24 +34,6 @@ function newestMs(dir: string): number {
     newest = Math.max(newest, entry.isDirectory() ? newestMs(path) : statSync(path).mtimeMs)
   }
   return newest
-}
-
-/** A loopback port that was free a moment ago (listen on 0, read the port, close). */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return address.port
-}
-
-/** The environment for children: the test's own, without meshkv settings that would leak in. */
-export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env))
-    if (value !== undefined && !name.startsWith('MESHKV_')) env[name] = value
-  return { ...env, ...extra }
 }
 
 export interface Exited {

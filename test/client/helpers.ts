@@ -5,6 +5,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { freePort } from '../support/ports.js'
 import type { Server, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -41,12 +42,7 @@ export async function startNode(options: { heartbeatMs?: number } = {}): Promise
 
 /** A loopback port nothing listens on (it was free a moment ago): connections are refused. */
 export async function closedPortUrl(): Promise<string> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return `http://127.0.0.1:${address.port}`
+  return `http://127.0.0.1:${await freePort()}`
 }
 
 /** A server that reads requests and never answers: the request arrived, its outcome is unknown. */
