@@ -8,9 +8,10 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { MeshError, isMeshError } from '../errors.js'
-import type { MeshNode } from '../node.js'
-import type { Entry, SiblingView, WriteResult } from '../node-types.js'
-import { BYTES_TYPE, LIST_LIMIT_MAX, isJsonType } from '../node-values.js'
+import type { MeshNode } from '../node/index.js'
+import type { Entry, SiblingView, WriteResult } from '../node/index.js'
+import { BYTES_TYPE, isJsonType } from '../api/media.js'
+import { LIST_LIMIT_MAX } from '../node/index.js'
 import type { AppContext } from './context.js'
 import type { EncodedValue } from './encoding.js'
 import {

@@ -5,7 +5,7 @@
  * secret; see node-quorum.ts).
  */
 import type { FastifyInstance } from 'fastify'
-import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node-quorum.js'
+import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node/index.js'
 import type { AppContext } from './context.js'
 
 export async function memberRoutes(app: FastifyInstance, options: { context: AppContext }): Promise<void> {

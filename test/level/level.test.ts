@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { MeshNode } from '../../src/node.js'
+import { MeshNode } from '../../src/node/index.js'
 import { MeshLevel } from '../../src/level.js'
 
 const run = promisify(execFile)
