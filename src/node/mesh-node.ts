@@ -5,8 +5,6 @@
  * logic lives in `crdt/`, durability and group commit in `storage/` (docs/architecture.md).
  */
 import { EventEmitter } from 'node:events'
-import { randomBytes as cryptoRandomBytes } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { parseReadConcern, requiredMembers } from '../api/concern.js'
@@ -14,26 +12,20 @@ import type { Role } from '../api/role.js'
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { decodeCausalToken, encodeCausalToken, isNodeId } from '../clock/index.js'
 import type { Space, StateOf } from '../crdt/index.js'
-import { SPACES } from '../crdt/index.js'
-import { encode } from '../codec/index.js'
-import { KEY_BYTES_PROTOCOL_MAX } from '../codec/guards.js'
 import { MeshError } from '../errors.js'
 import type { Digest, Range } from '../storage/index.js'
-import { LevelBackend, MemoryBackend, Store, digestOf } from '../storage/index.js'
-import { Cluster } from './cluster.js'
+import type { Store } from '../storage/index.js'
+import { digestOf } from '../storage/index.js'
+import type { Cluster } from './cluster.js'
 import { checkLimit, listPage, rangeEntries } from './list.js'
 import type { MemberStatus } from './members.js'
 import { memberList } from './members.js'
 import type { Limits } from './options.js'
-import {
-  CLUSTER_ID_DEFAULT,
-  READ_TIMEOUT_MS_DEFAULT,
-  checkLimits,
-  checkRole,
-  givenOptions,
-  secretOf,
-} from './options.js'
-import { quorumRead, verifyStateRequest } from './quorum.js'
+import { openParts } from './open.js'
+import { READ_TIMEOUT_MS_DEFAULT } from './options.js'
+import { answerStateRequest, quorumRead } from './quorum.js'
+import type { GcReport } from './status.js'
+import { gcReport, nodeStatus } from './status.js'
 import type {
   BatchOp,
   ConcernOptions,
@@ -53,7 +45,6 @@ import type {
   WriteResult,
 } from './types.js'
 import { checkKey, entryOf } from './values.js'
-import { PACKAGE_VERSION } from './version.js'
 import { followEvents, waitForClock, watchEvents } from './watch.js'
 import { Writer } from './writes.js'
 
@@ -91,42 +82,8 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   static async open(options: MeshNodeOptions): Promise<MeshNode> {
-    const limits = checkLimits(options)
-    const role = checkRole(options.role)
-    const now = options.now ?? Date.now
-    const randomBytes = options.randomBytes ?? ((size: number) => cryptoRandomBytes(size))
-    if (options.memory !== true) {
-      if (typeof options.dir !== 'string' || options.dir.length === 0)
-        throw new MeshError('MESHKV_ERR_CONFIG', 'a data directory (dir) is required')
-      await mkdir(options.dir, { recursive: true })
-    }
-    const backend = options.memory === true ? new MemoryBackend() : new LevelBackend(options.dir)
-    const sync = options.sync ?? false
-    const store = await Store.open({ backend, now, randomBytes, sync, maxClockOffsetMs: options.maxClockOffsetMs })
-    try {
-      const cluster = await Cluster.open({
-        store,
-        peers: options.peers ?? [],
-        secret: secretOf(options),
-        clusterId: options.clusterId ?? CLUSTER_ID_DEFAULT,
-        advertiseUrl: options.advertiseUrl ?? null,
-        now,
-        randomBytes,
-        role,
-        ...givenOptions(options, [
-          'transport',
-          'logger',
-          'pingIntervalMs',
-          'peerTimeoutMs',
-          'snapshotAfterChanges',
-          'logRetainEntries',
-        ]),
-      })
-      return new MeshNode(store, cluster, limits, now, secretOf(options))
-    } catch (error) {
-      await store.close()
-      throw error
-    }
+    const { store, cluster, settings } = await openParts(options)
+    return new MeshNode(store, cluster, settings.limits, settings.now, settings.secret)
   }
 
   /** Open, and a member of its cluster: a brand-new node with peers first catches up with one. */
@@ -195,16 +152,14 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   /** A key's encoded state and this node's clock, for another member's quorum read (see quorum.ts). */
-  async localState(spaceName: string, key: string, auth: unknown): Promise<Uint8Array> {
+  localState(space: string, key: string, auth: unknown): Promise<Uint8Array> {
     this.#checkOpen()
-    if (!SPACES.includes(spaceName as Space))
-      throw new MeshError('MESHKV_ERR_NOT_FOUND', `no key space ${JSON.stringify(spaceName)}`)
-    const space = spaceName as Space
-    verifyStateRequest(this.#secret, auth, this.#now(), space, key)
-    checkKey(key, { ...this.limits, keyBytesMax: KEY_BYTES_PROTOCOL_MAX })
-    const vc = this.#store.vc
-    const state = await this.#store.getState(space, key)
-    return encode({ state: encode(state), vc })
+    return answerStateRequest(
+      { store: this.#store, secret: this.#secret, now: this.#now(), limits: this.limits },
+      space,
+      key,
+      auth,
+    )
   }
 
   put(key: string, value: ValueInput, options: WriteOptions = {}): Promise<WriteResult> {
@@ -258,45 +213,19 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   status(): NodeStatus {
-    const replicator = this.#cluster.replicator
-    return {
-      nodeId: this.nodeId,
+    return nodeStatus({
+      store: this.#store,
+      cluster: this.#cluster,
       ready: this.ready,
-      vc: this.#store.vc,
-      token: this.token(),
-      lsn: this.#store.lsn,
-      hlc: this.#store.hlc,
-      version: PACKAGE_VERSION,
+      limits: this.limits,
       uptimeMs: this.#now() - this.#startedMs,
-      storage: this.#store.kind,
-      limits: { ...this.limits },
-      members: this.#cluster.members(),
-      role: this.#cluster.role,
-      linked: this.#cluster.linked(),
-      replication: replicator.counters,
-      snapshot: replicator.snapshotStatus(),
-    }
+    })
   }
 
   /** Garbage collection: log size, tombstones not yet purged, the stable cut, what was purged. */
-  async gcStatus(): Promise<{
-    logEntries: number
-    tombstones: number
-    stableCut: VectorClock
-    heldByAll: VectorClock
-    logPurged: number
-    tombstonesPurged: number
-  }> {
+  gcStatus(): Promise<GcReport> {
     this.#checkOpen()
-    const gc = this.#cluster.replicator.gcStatus
-    return {
-      logEntries: await this.#store.logSize(),
-      tombstones: await this.#store.tombstoneCount(),
-      stableCut: gc.stableCut,
-      heldByAll: gc.heldByAll,
-      logPurged: gc.logPurged,
-      tombstonesPurged: gc.tombstonesPurged,
-    }
+    return gcReport(this.#store, this.#cluster.replicator)
   }
 
   async close(): Promise<void> {

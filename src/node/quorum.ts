@@ -14,7 +14,12 @@ import { isNodeId, isVectorClock, vcJoin } from '../clock/index.js'
 import { decodeChecked, decodeState } from '../codec/index.js'
 import { isBytes, isRecord } from '../codec/guards.js'
 import type { AnyState, Space, StateOf } from '../crdt/index.js'
-import { joinState } from '../crdt/index.js'
+import { SPACES, joinState } from '../crdt/index.js'
+import { encode } from '../codec/index.js'
+import { KEY_BYTES_PROTOCOL_MAX } from '../codec/guards.js'
+import type { Store } from '../storage/index.js'
+import type { Limits } from './options.js'
+import { checkKey } from './values.js'
 import { MeshError } from '../errors.js'
 
 export const PEER_AUTH_HEADER = 'x-meshkv-peer'
@@ -161,4 +166,24 @@ async function fetchState<S extends Space>(
     throw new Error(`answered ${response.status}`)
   }
   return decodeStateAnswer(space, new Uint8Array(await response.arrayBuffer()))
+}
+
+/**
+ * The answer to another member's state request: the key's encoded state and this node's clock
+ * (read first, so the answer claims no more than the state holds). Checks the request's proof.
+ */
+export async function answerStateRequest(
+  node: { store: Store; secret: string | undefined; now: number; limits: Limits },
+  spaceName: string,
+  key: string,
+  auth: unknown,
+): Promise<Uint8Array> {
+  if (!SPACES.includes(spaceName as Space))
+    throw new MeshError('MESHKV_ERR_NOT_FOUND', `no key space ${JSON.stringify(spaceName)}`)
+  const space = spaceName as Space
+  verifyStateRequest(node.secret, auth, node.now, space, key)
+  checkKey(key, { ...node.limits, keyBytesMax: KEY_BYTES_PROTOCOL_MAX })
+  const vc = node.store.vc
+  const state = await node.store.getState(space, key)
+  return encode({ state: encode(state), vc })
 }
