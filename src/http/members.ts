@@ -2,7 +2,7 @@
  * Membership routes: `GET /v1/members` (the replicated member set, with each member's state as
  * this node sees it), `DELETE /v1/members/:nodeId` (forget a dead member for good), and the
  * members-only `GET /v1/internal/state/:space/*` that quorum reads ask (signed with the cluster
- * secret; see node-quorum.ts).
+ * secret; see node/quorum.ts).
  */
 import type { FastifyInstance } from 'fastify'
 import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node/index.js'
