@@ -491,7 +491,35 @@ export class Simulation {
     }
     if (config.faults.forget)
       this.timeline.after(1000 + Math.floor(this.random() * 9000), 'retire', () => this.#retire())
-    for (const node of this.cluster.nodes) this.#membership[node.index] = this.#newMembership(node.index)
+    for (const node of this.cluster.nodes) {
+      this.#membership[node.index] = this.#newMembership(node.index)
+      this.#admitOnLink(node)
+    }
+  }
+
+  /**
+   * Admission before replication, as the node's cluster wiring does it: a peer that links and is
+   * not in the member set yet is written in (and the set read again) before its link reaches the
+   * replicator, so from then on every acknowledgement this node gives covers the admission, and
+   * no member collects garbage the newcomer has not seen (docs/architecture.md, "Membership").
+   */
+  #admitOnLink(node: SimNode): void {
+    const replicator = node.replicator
+    const generation = node.generation
+    const addLink = replicator.addLink.bind(replicator)
+    replicator.addLink = (link) => {
+      const rules = this.#rules(node.index)
+      const intents = rules.admit(link.nodeId, link.url)
+      if (intents === null) return addLink(link)
+      void this.#commitMembership(node, intents)
+        .then(() => this.#readMembership(node))
+        .catch(() => false)
+        .finally(() => {
+          rules.admitted(link.nodeId)
+          // A link that outlived its node's process goes nowhere: the network cuts it on a crash.
+          if (node.generation === generation) addLink(link)
+        })
+    }
   }
 
   /** The membership rules for a new process run of node `index`. */
@@ -1184,6 +1212,7 @@ export class Simulation {
         this.#restarting.delete(index)
         this.#attachDisk(node)
         this.#membership[index] = this.#newMembership(index)
+        this.#admitOnLink(node)
         this.nemesis(label, [index])
         this.network.restarted(index)
         this.activity()
