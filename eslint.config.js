@@ -162,7 +162,6 @@ export default tseslint.config(
   // Edges that own time: the node wiring, CLIs, http, client, tests and benchmarks may read the clock.
   {
     files: [
-      'src/node.ts',
       'src/node/**',
       'src/cli/**',
       'src/http/**',

@@ -1,9 +1,9 @@
 /** meshkv: the embeddable node, its abstract-level face, the HTTP app and the client. */
-export { MeshNode, PACKAGE_VERSION } from './node.js'
+export { MeshNode, PACKAGE_VERSION, decodeValue } from './node/index.js'
+export type * from './node/types.js'
+export type { MemberStatus } from './node/index.js'
 export { MeshLevel } from './level.js'
 export type { MeshLevelOptions } from './level.js'
-export type * from './node-types.js'
-export { decodeValue } from './node-values.js'
 export { MeshError, ERROR_TABLE, isMeshError } from './errors.js'
 export type { ErrorCode } from './errors.js'
 export { decodeCausalToken, encodeCausalToken } from './clock/index.js'

@@ -7,8 +7,8 @@
 import { AbstractIterator, AbstractLevel } from 'abstract-level'
 import type { AbstractDatabaseOptions, AbstractIteratorOptions } from 'abstract-level'
 import { MeshError } from './errors.js'
-import type { Entry, MeshNodeOptions } from './node-types.js'
-import { MeshNode } from './node.js'
+import type { Entry, MeshNodeOptions } from './node/index.js'
+import { MeshNode } from './node/index.js'
 
 type Encoded = string | Uint8Array
 

@@ -15,7 +15,7 @@
  * In a full run each measurement runs twice, interleaved, and the better of the two counts.
  */
 import { Level } from 'level'
-import { MeshNode } from '../../src/node.js'
+import { MeshNode } from '../../src/node/index.js'
 import { removeDir, tempDir } from '../lib/procs.js'
 import { keyOf, timed } from '../lib/populate.js'
 import { entry } from '../lib/report.js'

@@ -1,6 +1,6 @@
 /** In-process helpers on a data directory: raw LevelDB baselines, and filling a node's store. */
 import { Level } from 'level'
-import { MeshNode } from '../../src/node.js'
+import { MeshNode } from '../../src/node/index.js'
 import { nowMs } from './procs.js'
 
 /** Runs `op(i)` for i in [0, count) with `concurrency` in flight; returns ops/s. */

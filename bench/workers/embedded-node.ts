@@ -14,7 +14,7 @@
  */
 import { createServer } from 'node:http'
 import { createInterface } from 'node:readline'
-import { MeshNode } from '../../src/node.js'
+import { MeshNode } from '../../src/node/index.js'
 
 interface Config {
   dir: string
@@ -33,13 +33,13 @@ interface LoadCommand {
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as Config
-const selfUrl = `http://127.0.0.1:${config.port}`
+const advertiseUrl = `http://127.0.0.1:${config.port}`
 const node = await MeshNode.open({
   dir: config.dir,
   sync: config.sync ?? false,
   peers: config.peers,
   ...(config.secret === undefined ? {} : { secret: config.secret }),
-  selfUrl,
+  advertiseUrl,
 })
 const server = createServer((_request, response) => {
   response.statusCode = 404

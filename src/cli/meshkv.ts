@@ -18,7 +18,7 @@ import type { Logger } from 'pino'
 import { pino } from 'pino'
 import { MeshError } from '../errors.js'
 import { buildApp, closeApp } from '../http/app.js'
-import { MeshNode, PACKAGE_VERSION } from '../node.js'
+import { MeshNode, PACKAGE_VERSION } from '../node/index.js'
 import type { NodeConfig, NodeOptions } from './config.js'
 import { dropEmptyVariables, nodeOptions, resolveNodeConfig } from './config.js'
 import { runLocalCluster } from './local-cluster.js'
@@ -95,7 +95,7 @@ async function startNode(config: NodeConfig): Promise<Running> {
     peers: config.peers,
     secret: config.secret,
     clusterId: config.clusterId,
-    selfUrl: config.advertiseUrl,
+    advertiseUrl: config.advertiseUrl,
     peerTimeoutMs: config.peerTimeoutMs,
     role: config.role,
     ...(config.logRetainEntries === undefined ? {} : { logRetainEntries: config.logRetainEntries }),

@@ -2,7 +2,7 @@
  * What the route files of one app share: the node, the app's settings, and the state that
  * `closeApp` changes. One per `buildApp` call, so two apps never share a stream or a flag.
  */
-import type { MeshNode } from '../node.js'
+import type { MeshNode } from '../node/index.js'
 
 export interface AppContext {
   readonly node: MeshNode

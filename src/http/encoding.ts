@@ -4,7 +4,7 @@
  */
 import type { FastifyRequest } from 'fastify'
 import { MeshError } from '../errors.js'
-import { decodeValue } from '../node-values.js'
+import { decodeValue } from '../node/index.js'
 
 export const CAUSAL_TOKEN_HEADER = 'x-causal-token'
 

@@ -2,12 +2,12 @@
  * Membership routes: `GET /v1/members` (the replicated member set, with each member's state as
  * this node sees it), `DELETE /v1/members/:nodeId` (forget a dead member for good), and the
  * members-only `GET /v1/internal/state/:space/*` that quorum reads ask (signed with the cluster
- * secret; see node-quorum.ts).
+ * secret; see node/quorum.ts).
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node-quorum.js'
+import { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from '../node/index.js'
 import type { AppContext } from './context.js'
 
 const MemberParams = Type.Object({ nodeId: Type.String() })

@@ -42,7 +42,7 @@
  * recent acks of every member; the stable cut is the pointwise minimum over members of the newest
  * ack whose own entry this node has applied (and of its own VC). Tombstones at or below it are
  * purged, and log entries every member holds. Members come from the replicated member set
- * (node-members.ts); a member never heard from holds everything back.
+ * (replication/membership.ts); a member never heard from holds everything back.
  * A receiver applies a change only when it is next for its origin and its deps are applied; it
  * buffers a bounded number of early changes and drops duplicates, so every node applies every
  * change exactly once, in causal order.

@@ -11,8 +11,8 @@ import type { ErrorCode } from '../../src/errors.js'
 import { ERROR_TABLE } from '../../src/errors.js'
 import type { AppOptions } from '../../src/http/app.js'
 import { buildApp, closeApp } from '../../src/http/app.js'
-import { MeshNode } from '../../src/node.js'
-import type { MeshNodeOptions } from '../../src/node-types.js'
+import { MeshNode } from '../../src/node/index.js'
+import type { MeshNodeOptions } from '../../src/node/index.js'
 
 export interface Harness {
   node: MeshNode

@@ -6,7 +6,7 @@ import { encodeCausalToken } from '../../src/clock/index.js'
 import type { NodeId } from '../../src/clock/index.js'
 import { isMeshError } from '../../src/errors.js'
 import { buildApp, closeApp } from '../../src/http/app.js'
-import type { MeshNode } from '../../src/node.js'
+import type { MeshNode } from '../../src/node/index.js'
 import type { Harness } from './helpers.js'
 import { expectProblem, openHarness } from './helpers.js'
 

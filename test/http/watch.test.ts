@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MeshError } from '../../src/errors.js'
 import { buildApp, closeApp } from '../../src/http/app.js'
-import type { MeshNode } from '../../src/node.js'
-import type { WatchEvent } from '../../src/node-types.js'
+import type { MeshNode } from '../../src/node/index.js'
+import type { WatchEvent } from '../../src/node/index.js'
 import type { Harness } from './helpers.js'
 import { expectProblem, openHarness } from './helpers.js'
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { MeshNode } from '../../src/node.js'
+import { MeshNode } from '../../src/node/index.js'
 import { MeshLevel } from '../../src/level.js'
 
 const run = promisify(execFile)
@@ -58,9 +58,13 @@ describe('MeshLevel', () => {
     it('writes through the node: what level puts, the node reads, and the other way round', async () => {
       const db = new MeshLevel<string, string>(node, { valueEncoding: 'json' })
       await db.open()
-      await db.put('user:1', JSON.stringify({ name: 'Ada' }) as never)
+      const text = JSON.stringify({ name: 'Ada' })
+      await db.put('user:1', text)
+      // The json encoding stores the string as a JSON string, as opaque bytes.
       const entry = await node.get('user:1')
-      expect(entry).toBeDefined()
+      expect(entry?.contentType).toBe('application/octet-stream')
+      expect(Buffer.from(entry?.value ?? []).toString('utf8')).toBe(JSON.stringify(text))
+      expect(await db.get('user:1')).toBe(text)
       await node.put('user:2', Buffer.from('"Grace"'))
       expect(await db.get('user:2')).toBe('Grace')
       await db.close()

@@ -71,6 +71,8 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
       expect(totals.duplicates, 'duplicates').toBeGreaterThan(0)
       expect(totals.unknown, 'writes of unknown outcome').toBeGreaterThan(0)
       expect(totals.duplicateLinks, 'links refused or replaced as duplicates').toBeGreaterThan(0)
+      expect(totals.joins, 'brand-new nodes that joined mid-run').toBeGreaterThan(0)
+      expect(totals.forgets, 'members down for good and forgotten').toBeGreaterThan(0)
     }
   }, 900_000)
 

@@ -41,6 +41,7 @@ import type { AnyState, Change, Intent, Op, RegisterState, SetState, Space } fro
 import { counterValue, joinState, lwwSibling, setMembers } from '../../src/crdt/index.js'
 import { isMeshError } from '../../src/errors.js'
 import type { Logger } from '../../src/replication/index.js'
+import { FORGOTTEN_SET, MEMBERS_SET, Membership } from '../../src/replication/membership.js'
 import type { CommitResult, ReplicaStore, Store } from '../../src/storage/index.js'
 import { digestOf, stateId } from '../../src/storage/index.js'
 import type { Violation } from '../checkers/checks.js'
@@ -85,9 +86,22 @@ export interface Faults {
   power: boolean
   skew: boolean
   stall: boolean
+  /** A brand-new node joins mid-run, configured with one member. */
+  join: boolean
+  /** A member goes down for good and a live one forgets it. */
+  forget: boolean
 }
 
-export const FAULT_NAMES: readonly (keyof Faults)[] = ['drop', 'partition', 'crash', 'power', 'skew', 'stall']
+export const FAULT_NAMES: readonly (keyof Faults)[] = [
+  'drop',
+  'partition',
+  'crash',
+  'power',
+  'skew',
+  'stall',
+  'join',
+  'forget',
+]
 
 export interface SimConfig {
   seed: number
@@ -119,6 +133,9 @@ export interface SimStats {
   /** Links formed, and links closed at once because their pair of nodes had one already. */
   links: number
   duplicateLinks: number
+  /** Brand-new nodes that joined (became ready), and members forgotten. */
+  joins: number
+  forgets: number
   /** Virtual ms from start to the end of quiescence. */
   virtualMs: number
 }
@@ -140,6 +157,8 @@ export function emptyStats(): SimStats {
     duplicates: 0,
     links: 0,
     duplicateLinks: 0,
+    joins: 0,
+    forgets: 0,
     virtualMs: 0,
   }
 }
@@ -208,6 +227,8 @@ export function drawConfig(seed: number, random: () => number, overrides: Config
       power: random() < 0.6,
       skew: random() < 0.6,
       stall: random() < 0.5,
+      join: random() < 0.4,
+      forget: random() < 0.4,
     },
   }
   return { ...drawn, ...overrides, seed, faults: { ...drawn.faults, ...overrides.faults } }
@@ -238,6 +259,18 @@ export class Simulation {
   #phase: 'chaos' | 'heal' = 'chaos'
   #nemesisTimer: TimedEvent | null = null
   #partitionEpoch = 0
+  /** Per node: the membership rules of its current process run (replication/membership.ts). */
+  readonly #membership: Membership[] = []
+  /** Per node: its joining recorded on disk (the node's `joined` meta entry), so a restart keeps it. */
+  readonly #joinedOnDisk: boolean[] = []
+  /** Per node: the peer URLs it is configured with. */
+  readonly #peerUrls: string[][] = []
+  /** The node that joins mid-run, dormant until then; null when the run has no join. */
+  #joiner: number | null = null
+  /** The member that went down for good; `#forgotten` once a live member forgot it. */
+  #retired: number | null = null
+  #forgotten = false
+  #forgetting = false
   readonly stats: SimStats = emptyStats()
 
   constructor(
@@ -359,6 +392,7 @@ export class Simulation {
       }
       await this.#heal()
       const quiet = await this.#quiesce()
+      if (quiet) await this.#checkMembership()
       if (!quiet)
         this.violations.push({
           checker: 'liveness',
@@ -404,7 +438,8 @@ export class Simulation {
 
   async #setUp(): Promise<void> {
     const config = this.config
-    for (let index = 0; index < config.nodes; index++) {
+    const count = config.nodes + (config.faults.join ? 1 : 0)
+    for (let index = 0; index < count; index++) {
       this.#runs[index] = 0
       const frameChangesMax = 2 + Math.floor(this.random() * 40)
       const bufferChangesMax = this.random() < 0.25 ? 5 + Math.floor(this.random() * 20) : 20_000
@@ -415,16 +450,213 @@ export class Simulation {
         replicator: {
           frameChangesMax,
           bufferChangesMax,
-          // Garbage collection over every node of the run, and snapshots for brand-new peers early.
-          members: () => this.cluster.nodes.map((node) => node.nodeId),
+          // Garbage collection over the nodes the run starts with and the node's member set (where
+          // a joining node is admitted), and snapshots for brand-new peers early.
+          members: () => [
+            ...this.cluster.nodes.slice(0, config.nodes).map((node) => node.nodeId),
+            ...(this.#membership[index]?.members.keys() ?? []),
+          ],
           logRetainEntries: this.random() < 0.5 ? 0 : 10,
           snapshotAfterChanges: this.random() < 0.5 ? 20 : 10_000,
         },
         perRun: (store) => this.#perRun(index, store),
       })
     }
-    this.network = new Network(this, config.nodes)
+    this.network = new Network(this, count)
     for (const node of this.cluster.nodes) this.#attachDisk(node)
+    this.#setUpMembership()
+  }
+
+  // --- membership: joins and forgets ---------------------------------------------------------
+
+  /**
+   * The nodes the run starts with are members already, each configured with the others. A
+   * joining node is made now but stays down until it joins, configured with one member; it
+   * starts brand-new (an empty disk). A member may be taken down for good and then forgotten.
+   */
+  #setUpMembership(): void {
+    const config = this.config
+    const initial = this.cluster.nodes.slice(0, config.nodes)
+    for (const node of initial) {
+      this.#joinedOnDisk[node.index] = true
+      this.#peerUrls[node.index] = initial.filter((other) => other !== node).map((other) => other.url)
+    }
+    if (config.faults.join) {
+      const joiner = config.nodes
+      this.#joiner = joiner
+      this.#joinedOnDisk[joiner] = false
+      this.#peerUrls[joiner] = [this.pick(initial).url]
+      this.cluster.crash(joiner, 'process', { cutLinks: false })
+      this.timeline.after(500 + Math.floor(this.random() * 9500), `join ${joiner}`, () => this.#restart(joiner, 'join'))
+    }
+    if (config.faults.forget)
+      this.timeline.after(1000 + Math.floor(this.random() * 9000), 'retire', () => this.#retire())
+    for (const node of this.cluster.nodes) {
+      this.#membership[node.index] = this.#newMembership(node.index)
+      this.#admitOnLink(node)
+    }
+  }
+
+  /**
+   * Admission before replication, as the node's cluster wiring does it: a peer that links and is
+   * not in the member set yet is written in (and the set read again) before its link reaches the
+   * replicator, so from then on every acknowledgement this node gives covers the admission, and
+   * no member collects garbage the newcomer has not seen (docs/architecture.md, "Membership").
+   */
+  #admitOnLink(node: SimNode): void {
+    const replicator = node.replicator
+    const generation = node.generation
+    const addLink = replicator.addLink.bind(replicator)
+    replicator.addLink = (link) => {
+      const rules = this.#rules(node.index)
+      const intents = rules.admit(link.nodeId, link.url)
+      if (intents === null) return addLink(link)
+      void this.#commitMembership(node, intents)
+        .then(() => this.#readMembership(node))
+        .catch(() => false)
+        .finally(() => {
+          rules.admitted(link.nodeId)
+          // A link that outlived its node's process goes nowhere: the network cuts it on a crash.
+          if (node.generation === generation) addLink(link)
+        })
+    }
+  }
+
+  /** The membership rules for a new process run of node `index`. */
+  #newMembership(index: number): Membership {
+    const node = this.cluster.node(index)
+    return new Membership({
+      self: node.nodeId,
+      role: 'member',
+      url: node.url,
+      peers: this.#peerUrls[index] ?? [],
+      linking: true,
+      joined: this.#joinedOnDisk[index] === true || vcGet(node.store.vc, node.nodeId) > 0,
+    })
+  }
+
+  #rules(index: number): Membership {
+    return this.#membership[index] as Membership
+  }
+
+  /** Members as node `index` counts them (for w and r = quorum or all), as a real node does. */
+  #memberCount(index: number): number {
+    const node = this.cluster.node(index)
+    const kept = (this.#peerUrls[index] ?? []).map((url) => ({
+      url,
+      nodeId: this.cluster.nodes.find((other) => other.url === url)?.nodeId ?? null,
+    }))
+    return this.#rules(index).count(node.replicator.knownPeerIds(), kept)
+  }
+
+  /** A tick's membership work on a live node: read the sets, then join, claim, admit and forget. */
+  async #membershipTick(node: SimNode): Promise<void> {
+    const generation = node.generation
+    const rules = this.#rules(node.index)
+    const read = await this.#readMembership(node).catch(() => false)
+    if (!read || node.generation !== generation || !node.alive) return
+    if (rules.tick(node.replicator.caughtUp())) {
+      this.#joinedOnDisk[node.index] = true
+      if (node.index === this.#joiner) this.stats.joins++
+      this.trace(`joined ${node.index}`)
+    }
+    if (!rules.joined && vcGet(node.store.vc, node.nodeId) > 0)
+      this.internal(`node ${node.index} originated a change before it was ready`)
+    const claim = rules.claim()
+    if (claim !== null) void this.#commitMembership(node, claim).finally(() => rules.claimed())
+    for (const { nodeId, url } of node.replicator.linkedPeerUrls()) {
+      const admit = rules.admit(nodeId, url)
+      if (admit !== null) void this.#commitMembership(node, admit).finally(() => rules.admitted(nodeId))
+    }
+    if (this.#mayForget()) await this.#forgetRetired(node)
+  }
+
+  /** Reads node's member and forgotten sets into its rules, and tells its replicator whom to refuse. */
+  async #readMembership(node: SimNode): Promise<boolean> {
+    const members = await node.store.getState('set', MEMBERS_SET)
+    const forgotten = await node.store.getState('set', FORGOTTEN_SET)
+    const rules = this.#rules(node.index)
+    rules.update(members, forgotten)
+    node.replicator.setForgotten(rules.forgotten)
+    return true
+  }
+
+  async #commitMembership(node: SimNode, intents: Intent[]): Promise<void> {
+    const generation = node.generation
+    try {
+      const result = await node.store.commitLocal(intents)
+      if (result.change !== null) {
+        this.#made.set(dotString(result.change.dot), result.change)
+        node.own++
+      }
+    } catch (error) {
+      if (node.generation === generation && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
+        this.internal(`node ${node.index} could not write the member set: ${String(error)}`)
+    }
+    this.activity()
+  }
+
+  /** A member (not the joiner's configured one) goes down for good: its disk is lost with it. */
+  #retire(): void {
+    const joinerPeer = this.#joiner === null ? undefined : this.#peerUrls[this.#joiner]?.[0]
+    const live = this.cluster.nodes.filter(
+      (node) => node.alive && !this.#restarting.has(node.index) && node.index !== this.#joiner,
+    )
+    const candidates = live.filter((node) => node.url !== joinerPeer)
+    if (candidates.length === 0 || live.length <= 2) return
+    const node = this.pick(candidates)
+    this.#retired = node.index
+    this.#crash(node.index, 'power', true)
+  }
+
+  /**
+   * A member may be forgotten once every other node is up and holds the same changes of it, with
+   * nothing of it on the way: no live node then holds a change of it the forget would refuse.
+   */
+  #mayForget(): boolean {
+    if (this.#retired === null || this.#forgotten || this.#forgetting) return false
+    const retired = this.cluster.node(this.#retired).nodeId
+    const others = this.cluster.nodes.filter((node) => node.index !== this.#retired)
+    if (this.#restarting.size > 0 || this.network.inFlight() > 0) return false
+    if (!others.every((node) => node.alive && node.replicator.counters['buffered'] === 0)) return false
+    const seqs = new Set(others.map((node) => vcGet(node.store.vc, retired)))
+    return seqs.size === 1
+  }
+
+  async #forgetRetired(node: SimNode): Promise<void> {
+    const retired = this.cluster.node(this.#retired as number)
+    const rules = this.#rules(node.index)
+    if (!rules.joined) return
+    this.#forgetting = true
+    try {
+      const state = await node.store.getState('set', MEMBERS_SET)
+      const seq = vcGet(node.store.vc, retired.nodeId)
+      const intents = rules.forget(retired.nodeId, seq, node.replicator.linkedPeers(), state)
+      await this.#commitMembership(node, intents)
+      this.#forgotten = true
+      this.stats.forgets++
+      this.nemesis('forget', [retired.index, node.index], `forgotten by node ${node.index} after seq ${seq}`)
+    } catch (error) {
+      // A member this node never heard of cannot be forgotten here: another node may.
+      if (!isMeshError(error, 'MESHKV_ERR_UNKNOWN_MEMBER'))
+        this.internal(`node ${node.index} could not forget node ${retired.index}: ${String(error)}`)
+    } finally {
+      this.#forgetting = false
+    }
+  }
+
+  /** After quiescence: every live node has joined, and its member set names every live node. */
+  async #checkMembership(): Promise<void> {
+    const live = this.cluster.nodes.filter((node) => node.alive)
+    for (const node of live) {
+      await this.#readMembership(node)
+      const rules = this.#rules(node.index)
+      if (!rules.joined) this.internal(`node ${node.index} never became ready`)
+      const missing = live.filter((other) => !rules.members.has(other.nodeId)).map((other) => other.index)
+      if (missing.length > 0) this.internal(`node ${node.index}'s member set misses live nodes ${missing.join(', ')}`)
+      if (this.#forgotten && this.#retired !== null && rules.members.has(this.cluster.node(this.#retired).nodeId))
+        this.internal(`node ${node.index}'s member set still holds the forgotten node ${this.#retired}`)
+    }
   }
 
   /** Disk writes take virtual time: a synced one longer. */
@@ -482,6 +714,10 @@ export class Simulation {
         if (fields['code'] === 'MESHKV_ERR_CLOCK_SKEW') this.stats.refusedSkew++
       },
       error: (fields, message) => {
+        // The replicator logs "this node was forgotten" on its own close of a forgotten peer's
+        // link too (code 4403 reaches both ends); only a live node told so about itself is an error.
+        const retired = this.#retired === null ? null : this.cluster.node(this.#retired).nodeId
+        if (message.startsWith('this node was forgotten') && fields['peer'] === retired) return
         if (current()) this.internal(`node ${index} logged an error: ${message} ${JSON.stringify(fields)}`)
       },
     }
@@ -491,7 +727,10 @@ export class Simulation {
   #scheduleTick(index: number, delay: number): void {
     this.timeline.after(delay, `tick ${index}`, () => {
       const node = this.cluster.node(index)
-      if (node.alive) node.replicator.tick()
+      if (node.alive) {
+        node.replicator.tick()
+        void this.#membershipTick(node)
+      }
       this.#scheduleTick(index, TICK_MS)
     })
   }
@@ -523,7 +762,7 @@ export class Simulation {
   }
 
   #failOver(client: Client): void {
-    const n = this.config.nodes
+    const n = this.cluster.nodes.length
     client.node = (client.node + 1 + Math.floor(this.random() * (n - 1))) % n
   }
 
@@ -651,8 +890,8 @@ export class Simulation {
     this.activity()
     const client = flight.client
     client.busy = false
-    if (kind !== 'ok' && (fields.code === 'MESHKV_ERR_UNAVAILABLE' || fields.code === 'MESHKV_ERR_CONNECTION_RESET'))
-      this.#failOver(client)
+    const moveOn = ['MESHKV_ERR_UNAVAILABLE', 'MESHKV_ERR_CONNECTION_RESET', 'MESHKV_ERR_NOT_READY']
+    if (kind !== 'ok' && fields.code !== undefined && moveOn.includes(fields.code)) this.#failOver(client)
     this.#scheduleClient(client, 20 + Math.floor(this.random() * 300))
   }
 
@@ -661,6 +900,11 @@ export class Simulation {
     const node = this.cluster.node(flight.node)
     if (!node.alive) {
       this.#finish(flight, 'fail', { code: 'MESHKV_ERR_UNAVAILABLE' })
+      return
+    }
+    // A node that has not joined its cluster yet takes no writes (docs/architecture.md, "Membership").
+    if (!this.#rules(flight.node).joined) {
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_NOT_READY' })
       return
     }
     const { replicator } = node
@@ -701,7 +945,7 @@ export class Simulation {
       return
     }
     flight.dot = dotString(change.dot)
-    const required = requiredFor(op.w, this.config.nodes)
+    const required = requiredFor(op.w, this.#memberCount(flight.node))
     flight.required = required
     if (required <= 1) {
       client.token = vcJoin(client.token, result.vc)
@@ -779,7 +1023,7 @@ export class Simulation {
     const { flight, op } = waiter
     const coordinator = flight.node
     const r = op.r ?? 1
-    const required = requiredFor(r, this.config.nodes)
+    const required = requiredFor(r, this.#memberCount(coordinator))
     const others = this.cluster.nodes
       .filter((node) => node.index !== coordinator && node.alive && this.network.isUp(coordinator, node.index))
       .map((node) => node.index)
@@ -842,7 +1086,8 @@ export class Simulation {
 
   #scheduleNemesis(): void {
     const faults = this.config.faults
-    if (!FAULT_NAMES.some((name) => name !== 'power' && faults[name])) return
+    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget']
+    if (!FAULT_NAMES.some((name) => !scheduled.includes(name) && faults[name])) return
     if (faults.drop) this.network.dropRate = 0.003
     const delay = 200 + Math.floor(-Math.log(1 - this.random()) * 1500)
     this.#nemesisTimer = this.timeline.after(delay, 'nemesis', () => {
@@ -902,7 +1147,7 @@ export class Simulation {
   }
 
   #partition(): void {
-    const n = this.config.nodes
+    const n = this.cluster.nodes.length
     const nodes = this.cluster.nodes.map((node) => node.index)
     const shape = this.pick(['isolate', 'split', 'bridge', 'random'] as const)
     let up: (a: number, b: number) => boolean
@@ -935,12 +1180,13 @@ export class Simulation {
     })
   }
 
-  #crash(index: number, kind: 'process' | 'power'): void {
+  /** A crash; `retired`: the node is gone for good and its disk with it (so lossy, whatever it synced). */
+  #crash(index: number, kind: 'process' | 'power', retired = false): void {
     const node = this.cluster.node(index)
-    const lossy = kind === 'power' && node.options.sync !== true
+    const lossy = retired || (kind === 'power' && node.options.sync !== true)
     this.stats.crashes++
     if (lossy) this.stats.lossyCrashes++
-    this.nemesis('crash', [index], kind, lossy)
+    this.nemesis('crash', [index], retired ? 'retired' : kind, lossy)
     if (lossy) {
       const held = Object.fromEntries(
         this.cluster.nodes.map((other) => [other.nodeId, this.#diskSeq(node, other.nodeId)]),
@@ -955,17 +1201,19 @@ export class Simulation {
     }
   }
 
-  #restart(index: number): void {
+  #restart(index: number, label: 'restart' | 'join' = 'restart'): void {
     this.#restartTimers.delete(index)
     const node = this.cluster.node(index)
-    if (node.alive || this.#restarting.has(index)) return
+    if (node.alive || this.#restarting.has(index) || index === this.#retired) return
     this.#restarting.add(index)
     this.activity()
     void this.cluster.restart(index).then(
       () => {
         this.#restarting.delete(index)
         this.#attachDisk(node)
-        this.nemesis('restart', [index])
+        this.#membership[index] = this.#newMembership(index)
+        this.#admitOnLink(node)
+        this.nemesis(label, [index])
         this.network.restarted(index)
         this.activity()
       },
@@ -997,8 +1245,10 @@ export class Simulation {
   }
 
   #converged(): boolean {
-    const nodes = this.cluster.nodes
+    const nodes = this.cluster.nodes.filter((node) => node.index !== this.#retired)
     if (this.#restarting.size > 0 || this.#flights.size > 0 || !nodes.every((node) => node.alive)) return false
+    // A member down for good is forgotten before the run counts as quiet.
+    if (this.#retired !== null && !this.#forgotten) return false
     const first = (nodes[0] as SimNode).store.vc
     return (
       nodes.every((node) => vcEquals(node.store.vc, first) && node.replicator.counters['buffered'] === 0) &&

@@ -12,8 +12,8 @@
  * replays it (`MESHKV_CRASH_LOOPS` changes the number of loops).
  */
 import { describe, expect, it } from 'vitest'
-import { MeshNode } from '../../src/node.js'
-import { decodeValue } from '../../src/node-values.js'
+import { MeshNode } from '../../src/node/index.js'
+import { decodeValue } from '../../src/node/index.js'
 import { prng, sleep, tempDir } from '../helpers/async.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
 import { batchKeys } from '../helpers/crash-batch.js'

@@ -2,10 +2,11 @@
  * The public shapes of the embeddable node: what `MeshNode` takes and returns. The HTTP face and
  * apps build on these, never on storage or replication internals.
  */
-import type { Hlc, NodeId, VectorClock } from './clock/index.js'
-import type { Logger } from './replication/logger.js'
-import type { WriteConcern } from './api/concern.js'
-import type { Transport } from './transport/transport.js'
+import type { ReadConcern, WriteConcern } from '../api/concern.js'
+import type { Role } from '../api/role.js'
+import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
+import type { Logger, PeerStatus, SnapshotProgress } from '../replication/index.js'
+import type { Transport } from '../transport/transport.js'
 
 export interface MeshNodeOptions {
   /** Data directory (LevelDB). Made if missing; locked while the node is open. */
@@ -36,8 +37,8 @@ export interface MeshNodeOptions {
   secret?: string
   /** Nodes of different clusters refuse each other's links. Default `meshkv`. */
   clusterId?: string
-  /** The URL peers reach this node at, told to peers in the handshake. */
-  selfUrl?: string
+  /** The URL peers reach this node at, told to peers in the handshake (`--advertise-url`). */
+  advertiseUrl?: string
   /** A transport to use instead of WebSockets (the simulator's in-memory one). */
   transport?: Transport
   /** Where replication logs (a pino logger fits). */
@@ -45,7 +46,7 @@ export interface MeshNodeOptions {
   pingIntervalMs?: number
   peerTimeoutMs?: number
   /** `replica`: serves reads and replicates everything, refuses client writes (`MESHKV_ERR_READ_ONLY`). Default `member`. */
-  role?: 'member' | 'replica'
+  role?: Role
   /** A brand-new peer gets a snapshot rather than the log once this node holds more changes. Default 10 000. */
   snapshotAfterChanges?: number
   /**
@@ -55,7 +56,7 @@ export interface MeshNodeOptions {
   logRetainEntries?: number
 }
 
-export type { WriteConcern } from './api/concern.js'
+export type { ReadConcern, Role, WriteConcern }
 
 /** A value as a person gives it: bytes, text, or any JSON value. */
 export type ValueInput =
@@ -96,7 +97,7 @@ export interface ReadOptions {
    * Read concern: join the state from this many members (this node included), `quorum` or
    * `all`, before answering. Default 1 (this node alone).
    */
-  r?: number | 'quorum' | 'all'
+  r?: ReadConcern
 }
 
 export interface SiblingView {
@@ -215,13 +216,12 @@ export interface NodeStatus {
   /** Replication counters since start: changes received, applied, sent, duplicates, refusals, buffered. */
   replication: Readonly<Record<string, number>>
   /** `member` or `replica` (read-only). */
-  role: 'member' | 'replica'
+  role: Role
   /** A snapshot being received (progress), and the last one joined. */
   snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
 }
 
-export type { PeerStatus } from './replication/replicator.js'
-import type { SnapshotProgress } from './replication/replicator.js'
+export type { PeerStatus }
 
 export interface CounterHandle {
   readonly name: string

@@ -1,0 +1,10 @@
+/** The embeddable node: `MeshNode`, its public shapes, and the helpers the HTTP face shares. */
+export { MeshNode } from './mesh-node.js'
+export type { MeshNodeEvents } from './mesh-node.js'
+export type { MemberStatus } from './members.js'
+export * from './types.js'
+export { PACKAGE_VERSION } from './version.js'
+export { LIST_LIMIT_MAX } from './list.js'
+export { decodeValue } from './values.js'
+export { decodeWatchCursor } from './watch.js'
+export { PEER_AUTH_HEADER, STATE_MEDIA_TYPE } from './quorum.js'

@@ -1,0 +1,274 @@
+/**
+ * `MeshNode`: one meshkv node, embeddable in any Node.js app. Wiring only: it owns the store and
+ * the cluster, validates input through `values.ts`, and turns calls into intents for the store.
+ * Reads, listing, watching and membership each live in their own file of this folder; merge
+ * logic lives in `crdt/`, durability and group commit in `storage/` (docs/architecture.md).
+ */
+import { EventEmitter } from 'node:events'
+import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import { parseReadConcern, requiredMembers } from '../api/concern.js'
+import type { Role } from '../api/role.js'
+import type { NodeId, VectorClock } from '../clock/index.js'
+import { decodeCausalToken, encodeCausalToken, isNodeId } from '../clock/index.js'
+import type { Space, StateOf } from '../crdt/index.js'
+import { MeshError } from '../errors.js'
+import type { Digest, Range } from '../storage/index.js'
+import type { Store } from '../storage/index.js'
+import { digestOf } from '../storage/index.js'
+import type { Cluster } from './cluster.js'
+import { checkLimit, listPage, rangeEntries } from './list.js'
+import type { MemberStatus } from './members.js'
+import { memberList } from './members.js'
+import type { Limits } from './options.js'
+import { openParts } from './open.js'
+import { READ_TIMEOUT_MS_DEFAULT } from './options.js'
+import { answerStateRequest, quorumRead } from './quorum.js'
+import type { GcReport } from './status.js'
+import { gcReport, nodeStatus } from './status.js'
+import type {
+  BatchOp,
+  ConcernOptions,
+  CounterHandle,
+  Entry,
+  ListOptions,
+  ListPage,
+  MeshNodeOptions,
+  NodeStatus,
+  PeerStatus,
+  ReadOptions,
+  SetHandle,
+  ValueInput,
+  WatchEvent,
+  WatchOptions,
+  WriteOptions,
+  WriteResult,
+} from './types.js'
+import { checkKey, entryOf } from './values.js'
+import { followEvents, waitForClock, watchEvents } from './watch.js'
+import { Writer } from './writes.js'
+
+export interface MeshNodeEvents {
+  change: [WatchEvent]
+}
+
+export class MeshNode extends EventEmitter<MeshNodeEvents> {
+  readonly nodeId: NodeId
+  readonly limits: Limits
+  readonly #store: Store
+  readonly #cluster: Cluster
+  readonly #writer: Writer
+  readonly #now: () => number
+  readonly #startedMs: number
+  readonly #closing = new AbortController()
+  readonly #secret: string | undefined
+  #closed = false
+
+  private constructor(store: Store, cluster: Cluster, limits: Limits, now: () => number, secret: string | undefined) {
+    super()
+    this.#secret = secret
+    this.#store = store
+    this.#cluster = cluster
+    this.nodeId = store.nodeId
+    this.limits = limits
+    this.#now = now
+    this.#startedMs = now()
+    this.#writer = new Writer(store, cluster, limits, () => this.#checkOpen())
+    store.onCommit((entries) => {
+      if (this.listenerCount('change') === 0) return
+      for (const { lsn, change } of entries)
+        for (const event of watchEvents(change, lsn, this.nodeId, '')) this.emit('change', event)
+    })
+  }
+
+  static async open(options: MeshNodeOptions): Promise<MeshNode> {
+    const { store, cluster, settings } = await openParts(options)
+    return new MeshNode(store, cluster, settings.limits, settings.now, settings.secret)
+  }
+
+  /** Open, and a member of its cluster: a brand-new node with peers first catches up with one. */
+  get ready(): boolean {
+    return !this.#closed && this.#cluster.ready
+  }
+
+  /** `member` takes writes; `replica` serves reads and replicates, and refuses client writes. */
+  get role(): Role {
+    return this.#cluster.role
+  }
+
+  get vc(): VectorClock {
+    return this.#store.vc
+  }
+
+  /** Accepts peer links on this HTTP(S) server, at `/v1/peer`. */
+  attach(server: HttpServer | HttpsServer): void {
+    this.#cluster.attach(server)
+  }
+
+  /** Each peer: link state, lag in changes and milliseconds, when last heard. */
+  peers(): Promise<PeerStatus[]> {
+    return this.#cluster.peers()
+  }
+
+  /** A hash of the node's whole state, equal on two nodes exactly when their states are equal. */
+  async digest(): Promise<Digest> {
+    this.#checkOpen()
+    const snapshot = await this.#store.snapshot()
+    try {
+      return await digestOf(snapshot)
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  /** The node's vector clock as a causal token. */
+  token(): string {
+    return encodeCausalToken(this.#store.vc)
+  }
+
+  async get(key: string, options: ReadOptions = {}): Promise<Entry | undefined> {
+    checkKey(key, this.limits)
+    const state = await this.#readState('kv', key, options)
+    return entryOf(key, state, options.siblings === true)
+  }
+
+  /** Every member of the cluster (from the replicated member set), this node included. */
+  members(): Promise<MemberStatus[]> {
+    this.#checkOpen()
+    return memberList(this.#cluster, this.nodeId)
+  }
+
+  /** Forgets a dead member for good (`kvctl forget`). Its changes so far stay. */
+  async forget(nodeId: string): Promise<void> {
+    this.#checkOpen()
+    if (!isNodeId(nodeId))
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a node id is 16 hex digits; got ${JSON.stringify(nodeId)}`)
+    if (!this.#cluster.ready)
+      throw new MeshError(
+        'MESHKV_ERR_NOT_READY',
+        'this node is joining its cluster; forget through a member that is ready',
+      )
+    await this.#cluster.forget(nodeId)
+  }
+
+  /** A key's encoded state and this node's clock, for another member's quorum read (see quorum.ts). */
+  localState(space: string, key: string, auth: unknown): Promise<Uint8Array> {
+    this.#checkOpen()
+    return answerStateRequest(
+      { store: this.#store, secret: this.#secret, now: this.#now(), limits: this.limits },
+      space,
+      key,
+      auth,
+    )
+  }
+
+  put(key: string, value: ValueInput, options: WriteOptions = {}): Promise<WriteResult> {
+    return this.#writer.put(key, value, options)
+  }
+
+  del(key: string, options: Omit<WriteOptions, 'contentType' | 'ifNoneMatch'> = {}): Promise<WriteResult> {
+    return this.#writer.del(key, options)
+  }
+
+  /** Several puts and deletes as one atomic change. Results follow the order of `ops`. */
+  batch(ops: readonly BatchOp[], options: ConcernOptions = {}): Promise<{ token: string; results: WriteResult[] }> {
+    return this.#writer.batch(ops, options)
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const limit = checkLimit(options.limit)
+    await this.#readyFor(options)
+    return listPage(this.#store, options, limit)
+  }
+
+  /** Live entries of the `kv` space in key order over a raw range: the face of `MeshLevel`'s iterators. */
+  async *entries(range: Range & { signal?: AbortSignal } = {}): AsyncGenerator<Entry> {
+    this.#checkOpen()
+    yield* rangeEntries(this.#store, range)
+  }
+
+  counter(name: string): CounterHandle {
+    return this.#writer.counter(name, (options) => this.#readState('counter', name, options))
+  }
+
+  set(name: string): SetHandle {
+    return this.#writer.set(name, (options) => this.#readState('set', name, options))
+  }
+
+  /** Changes as they commit, from `since` (a cursor of an earlier event) or from now on. */
+  watch(options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    // "Now" is when watch() is called, not when iteration begins (a generator body starts late).
+    return this.#watch(options, this.#store.lsn)
+  }
+
+  async *#watch(options: WatchOptions, nowLsn: number): AsyncGenerator<WatchEvent> {
+    this.#checkOpen()
+    yield* followEvents(this.#store, options, nowLsn, this.#signal(options.signal))
+  }
+
+  /** Resolves once this node has seen everything `token` covers, or fails with `MESHKV_ERR_READ_TIMEOUT`. */
+  waitFor(token: string, timeoutMs = READ_TIMEOUT_MS_DEFAULT, signal?: AbortSignal): Promise<void> {
+    const wanted = decodeCausalToken(token)
+    return waitForClock(this.#store, wanted, timeoutMs, this.#signal(signal))
+  }
+
+  status(): NodeStatus {
+    return nodeStatus({
+      store: this.#store,
+      cluster: this.#cluster,
+      ready: this.ready,
+      limits: this.limits,
+      uptimeMs: this.#now() - this.#startedMs,
+    })
+  }
+
+  /** Garbage collection: log size, tombstones not yet purged, the stable cut, what was purged. */
+  gcStatus(): Promise<GcReport> {
+    this.#checkOpen()
+    return gcReport(this.#store, this.#cluster.replicator)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#closing.abort()
+    await this.#cluster.close()
+    await this.#store.close()
+  }
+
+  /** Reads a key's state: here, or joined from `r` members (this one included). */
+  async #readState<S extends Space>(space: S, key: string, options: ReadOptions): Promise<StateOf[S]> {
+    await this.#readyFor(options)
+    const concern = parseReadConcern(options.r)
+    const own = await this.#store.getState(space, key)
+    const required = concern === 1 ? 1 : requiredMembers(concern, this.#cluster.members(), 'r')
+    if (required <= 1) return own
+    return quorumRead({
+      space,
+      key,
+      own,
+      ownVc: this.#store.vc,
+      required,
+      targets: this.#cluster.memberUrls(),
+      secret: this.#secret,
+      self: this.nodeId,
+      now: this.#now,
+      timeoutMs: options.timeoutMs ?? READ_TIMEOUT_MS_DEFAULT,
+      signal: this.#signal(options.signal),
+    })
+  }
+
+  async #readyFor(options: { after?: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+    this.#checkOpen()
+    if (options.after !== undefined) await this.waitFor(options.after, options.timeoutMs, options.signal)
+  }
+
+  /** The caller's signal joined with the node's own, which aborts on close. */
+  #signal(signal: AbortSignal | undefined): AbortSignal {
+    return signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal])
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new MeshError('MESHKV_ERR_CLOSED', 'the node is closed')
+  }
+}

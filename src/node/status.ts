@@ -1,0 +1,57 @@
+/** What `status()` and `gcStatus()` report: plain reads of the store, the cluster and the replicator. */
+import type { VectorClock } from '../clock/index.js'
+import type { Replicator } from '../replication/index.js'
+import type { Store } from '../storage/index.js'
+import type { Cluster } from './cluster.js'
+import type { Limits } from './options.js'
+import type { NodeStatus } from './types.js'
+import { encodeCausalToken } from '../clock/index.js'
+import { PACKAGE_VERSION } from './version.js'
+
+export interface GcReport {
+  logEntries: number
+  tombstones: number
+  stableCut: VectorClock
+  heldByAll: VectorClock
+  logPurged: number
+  tombstonesPurged: number
+}
+
+export function nodeStatus(node: {
+  store: Store
+  cluster: Cluster
+  ready: boolean
+  limits: Limits
+  uptimeMs: number
+}): NodeStatus {
+  const { store, cluster } = node
+  return {
+    nodeId: store.nodeId,
+    ready: node.ready,
+    vc: store.vc,
+    token: encodeCausalToken(store.vc),
+    lsn: store.lsn,
+    hlc: store.hlc,
+    version: PACKAGE_VERSION,
+    uptimeMs: node.uptimeMs,
+    storage: store.kind,
+    limits: { ...node.limits },
+    members: cluster.members(),
+    role: cluster.role,
+    linked: cluster.linked(),
+    replication: cluster.replicator.counters,
+    snapshot: cluster.replicator.snapshotStatus(),
+  }
+}
+
+export async function gcReport(store: Store, replicator: Replicator): Promise<GcReport> {
+  const gc = replicator.gcStatus
+  return {
+    logEntries: await store.logSize(),
+    tombstones: await store.tombstoneCount(),
+    stableCut: gc.stableCut,
+    heldByAll: gc.heldByAll,
+    logPurged: gc.logPurged,
+    tombstonesPurged: gc.tombstonesPurged,
+  }
+}
