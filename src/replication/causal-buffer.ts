@@ -70,6 +70,24 @@ export class CausalBuffer {
     return out
   }
 
+  /**
+   * Drops the buffered changes of `origin` past `seq` and returns how many went: a forgotten
+   * member's later changes are refused, so they would otherwise wait here for ever.
+   */
+  dropAfter(origin: NodeId, seq: number): number {
+    const pending = this.#byOrigin.get(origin)
+    if (pending === undefined) return 0
+    let dropped = 0
+    for (const buffered of [...pending.keys()]) {
+      if (buffered <= seq) continue
+      pending.delete(buffered)
+      dropped++
+    }
+    this.#size -= dropped
+    if (pending.size === 0) this.#byOrigin.delete(origin)
+    return dropped
+  }
+
   clear(): void {
     this.#byOrigin.clear()
     this.#size = 0

@@ -115,6 +115,11 @@ export class Inbound {
     this.drain()
   }
 
+  /** A member was forgotten after `seq`: its buffered later changes are refused and counted. */
+  forget(origin: NodeId, seq: number): void {
+    this.#options.counters.refusedForgotten += this.#buffer.dropAfter(origin, seq)
+  }
+
   /** Hands every deliverable change to the store, in causal order; the store group-commits them. */
   drain(): void {
     const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)

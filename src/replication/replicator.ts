@@ -139,6 +139,9 @@ export class Replicator {
    * means a transport broke the rule: a bug, not an operating error.
    */
   addLink(link: PeerLinkLike): void {
+    // Admission is written before a link reaches the replicator, and the transport may close the
+    // link (for a newer one of the same peer) meanwhile: a link that ended on the way goes nowhere.
+    if (link.closed) return
     if (this.#closed) {
       link.close(1001, 'node closing')
       return
@@ -188,6 +191,7 @@ export class Replicator {
     for (const [nodeId, seq] of forgotten) {
       if (this.#forgotten.get(nodeId) === seq) continue
       this.#forgotten.set(nodeId, seq)
+      this.#inbound.forget(nodeId, seq)
       this.#peers.delete(nodeId)
       const session = this.#sessions.get(nodeId)
       if (session !== undefined) session.link.close(4403, 'this node was forgotten by the cluster')
@@ -316,7 +320,8 @@ export class Replicator {
 
   #linkClosed(session: PeerSession, code: number, reason: string): void {
     const link = session.link
-    if (code === 4403)
+    // A 4403 this node sent itself (it forgot the peer) says nothing about this node.
+    if (code === 4403 && !this.#forgotten.has(link.nodeId))
       this.#logger.error(
         { peer: link.nodeId, reason },
         'this node was forgotten by the cluster: the peer refuses its links and changes',

@@ -125,6 +125,22 @@ describe('CausalBuffer', () => {
     expect(buffer.size).toBe(1)
   })
 
+  it("dropAfter() drops only the origin's changes past the seq and frees their room", () => {
+    const buffer = new CausalBuffer(4)
+    buffer.add(change(A, 2), {})
+    buffer.add(change(A, 3), {})
+    buffer.add(change(A, 5), {})
+    buffer.add(change(B, 2), {})
+    expect(buffer.dropAfter(A, 2)).toBe(2)
+    expect(buffer.dropAfter(C, 0)).toBe(0)
+    expect(buffer.size).toBe(2)
+    expect(keys(buffer.takeDeliverable({ [A]: 1, [B]: 1 }))).toEqual([
+      dotKey({ node: A, seq: 2 }),
+      dotKey({ node: B, seq: 2 }),
+    ])
+    expect(buffer.size).toBe(0)
+  })
+
   it('clear() empties it', () => {
     const buffer = new CausalBuffer(3)
     buffer.add(change(A, 2), {})

@@ -690,6 +690,21 @@ describe('Replicator: links and lifecycle', () => {
     }
   })
 
+  it('ignores a link that closed before it reached the replicator (admission ran meanwhile), keeping the live one', async () => {
+    const sim = await SimCluster.open(2, 18)
+    try {
+      const [n0, n1] = sim.nodes as [SimNode, SimNode]
+      const stale = sim.scheduler.pair({ nodeId: n1.nodeId, url: n1.url }, { nodeId: n0.nodeId, url: n0.url })
+      const live = sim.link(0, 1)
+      stale.acceptor.close(1000, 'replaced by a newer link')
+      n0.replicator.addLink(stale.acceptor)
+      expect(live.closed).toBe(false)
+      expect(n0.replicator.linkedPeers()).toEqual([n1.nodeId])
+    } finally {
+      await sim.close()
+    }
+  })
+
   it('tick() sends an ack when the VC moved since the last one, and nothing otherwise', async () => {
     const sim = await SimCluster.open(2, 16)
     try {

@@ -714,10 +714,6 @@ export class Simulation {
         if (fields['code'] === 'MESHKV_ERR_CLOCK_SKEW') this.stats.refusedSkew++
       },
       error: (fields, message) => {
-        // The replicator logs "this node was forgotten" on its own close of a forgotten peer's
-        // link too (code 4403 reaches both ends); only a live node told so about itself is an error.
-        const retired = this.#retired === null ? null : this.cluster.node(this.#retired).nodeId
-        if (message.startsWith('this node was forgotten') && fields['peer'] === retired) return
         if (current()) this.internal(`node ${index} logged an error: ${message} ${JSON.stringify(fields)}`)
       },
     }
