@@ -146,12 +146,23 @@ export async function readState<S extends Space>(reader: BackendReader, space: S
   return bytes === undefined ? emptyState(space) : decodeState(space, bytes)
 }
 
-export async function* iterateStates<S extends Space>(
+/**
+ * The states of `space` in `range`, decoded. The entries are asked of `reader` now, not at the
+ * first step, so an iteration reads the view that was current when it was asked for.
+ */
+export function iterateStates<S extends Space>(
   reader: BackendReader,
   space: S,
   range: Range,
+): AsyncIterable<[string, StateOf[S]]> {
+  return decodeStates(space, reader.iterate(space, range))
+}
+
+async function* decodeStates<S extends Space>(
+  space: S,
+  entries: AsyncIterable<[string, Uint8Array]>,
 ): AsyncGenerator<[string, StateOf[S]]> {
-  for await (const [key, bytes] of reader.iterate(space, range)) yield [key, decodeState(space, bytes)]
+  for await (const [key, bytes] of entries) yield [key, decodeState(space, bytes)]
 }
 
 /** The LSN a dot index entry holds. */

@@ -7,13 +7,14 @@
  *   log-reads.ts      the log and its dot index
  *   gc.ts             purging the covered log and stable tombstones
  *   snapshot-join.ts  staging a received snapshot and joining it, resumable after a crash
+ *   shared-view.ts    the view every read goes to while a snapshot is joined
  *   layout.ts         the on-disk layout: sublevels, key encodings, meta records
  * Public methods check that the store is open; the parts assume it.
  */
 import type { Dot, Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Change, Intent, Space, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
-import type { Backend, Range } from './backend.js'
+import type { Backend, BackendReader, Range } from './backend.js'
 import type { Commit } from './commit-group.js'
 import { CHANGE_BYTES_MAX_DEFAULT, commitGroup } from './commit-group.js'
 import { countTombstones, purgeLog, purgeTombstones } from './gc.js'
@@ -21,6 +22,7 @@ import { GroupQueue } from './group-commit.js'
 import type { StoreHead } from './layout.js'
 import { iterateStates, readLsn, readOrInitMeta, readState, readUserMeta, readVc, userMetaWrite } from './layout.js'
 import { findLogStart, lsnInLog, readLog } from './log-reads.js'
+import { SharedView } from './shared-view.js'
 import { applyStagedSnapshot, clearStage, recoverSnapshot, stageSnapshot } from './snapshot-join.js'
 import type {
   CommitResult,
@@ -54,6 +56,11 @@ export class Store implements StateReader {
   #closed = false
   /** Where the next tombstone scan resumes (garbage collection walks the index a slice per pass). */
   #tombCursor: string | null = null
+  /**
+   * While a received snapshot is joined: the states and clock as they were before the join, which
+   * every read goes to, so the join is one step to readers as it is to `vc` (shared-view.ts).
+   */
+  #beforeJoin: SharedView | null = null
 
   private constructor(
     backend: Backend,
@@ -118,12 +125,13 @@ export class Store implements StateReader {
 
   async getState<S extends Space>(space: S, key: string): Promise<StateOf[S]> {
     this.#checkOpen()
-    return readState(this.#backend, space, key)
+    return readState(this.#stateReader(), space, key)
   }
 
   iterateStates<S extends Space>(space: S, range: Range): AsyncIterable<[string, StateOf[S]]> {
     this.#checkOpen()
-    return iterateStates(this.#backend, space, range)
+    // layout.ts asks for the entries at once: an iteration begun during a join keeps its view.
+    return iterateStates(this.#stateReader(), space, range)
   }
 
   /**
@@ -213,21 +221,37 @@ export class Store implements StateReader {
    * Joins the staged snapshot, which reflects the vector clock `vc`, into the node's states with
    * the types' state-based merges, then takes the join of the clocks (snapshot-join.ts). Commit
    * listeners then hear an empty batch: states changed without log entries.
+   *
+   * The join writes the states a page at a time and the clock last, so until it ends, reads go to
+   * a view taken before it began (`#beforeJoin`); the new clock and the joined states become
+   * visible in one step. A join that fails midway leaves reads on the live states (its marker
+   * finishes it at the next open).
    */
   applyStagedSnapshot(vc: VectorClock): Promise<void> {
     return this.#exclusive(async () => {
-      const joined = await applyStagedSnapshot(this.#backend, this.#head, vc)
-      this.#head = { ...this.#head, ...joined }
-      this.#tombstones = await countTombstones(this.#backend)
+      const before = new SharedView(this.#backend.snapshot())
+      this.#beforeJoin = before
+      try {
+        const joined = await applyStagedSnapshot(this.#backend, this.#head, vc)
+        const tombstones = await countTombstones(this.#backend)
+        this.#head = { ...this.#head, ...joined }
+        this.#tombstones = tombstones
+      } finally {
+        this.#beforeJoin = null
+        await before.release()
+      }
     }).then(() => {
       for (const listener of this.#listeners) notify(listener, [])
     })
   }
 
-  /** A consistent view: states, vector clock and LSN as of one moment. */
+  /**
+   * A consistent view: states, vector clock and LSN as of one moment (during a join, the moment
+   * before it).
+   */
   async snapshot(): Promise<StoreSnapshot> {
     this.#checkOpen()
-    const view = this.#backend.snapshot()
+    const view = this.#beforeJoin?.share() ?? this.#backend.snapshot()
     try {
       const lsn = await readLsn(view)
       const vc = await readVc(view)
@@ -251,6 +275,11 @@ export class Store implements StateReader {
     await this.#queue.idle()
     this.#listeners.clear()
     await this.#backend.close()
+  }
+
+  /** Where states are read: the live ones, or during a join the ones before it. */
+  #stateReader(): BackendReader {
+    return this.#beforeJoin ?? this.#backend
   }
 
   #checkOpen(): void {

@@ -138,6 +138,8 @@ class FailingBackend implements Backend {
   failNext = 0
   /** Fails each write this says yes to (a write of one kind, the nth of a kind). */
   failWhen: ((writes: readonly BackendWrite[]) => boolean) | null = null
+  /** Runs before each write reaches the backend (to read the store between two batches of its own). */
+  beforeWrite: (() => Promise<void>) | null = null
   writeCalls = 0
 
   constructor(readonly inner: Backend) {
@@ -164,6 +166,7 @@ class FailingBackend implements Backend {
   }
   async write(writes: readonly BackendWrite[], options: { sync: boolean }): Promise<void> {
     this.writeCalls++
+    await this.beforeWrite?.()
     if (this.failNext > 0 || this.failWhen?.(writes) === true) {
       this.failNext = Math.max(0, this.failNext - 1)
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 })
@@ -1168,6 +1171,67 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         const again = await h.reopen(store)
         await again.applyStagedSnapshot({})
         expect(await keysOf(again, 'kv')).toEqual([])
+      })
+
+      it('reads during a join answer the node as it was before it, clock and states alike, until the join ends', async () => {
+        const failing = new FailingBackend(h.fixture.backend)
+        const receiver = await h.open({}, failing)
+        await receiver.commitLocal([put('k', 'mine'), put('only-mine', 'x')])
+        const donor = await h.open({}, (await makeBackendFor(h)).backend)
+        await donor.commitLocal([put('k', 'theirs')])
+        await donor.commitLocal([put('d2', 'y'), incr('c', 2)])
+        const snapshot = await snapshotOf(donor)
+        await receiver.stageSnapshot(snapshot.entries)
+
+        type Seen = { vc: VectorClock; k: string; d2: string | undefined; keys: string[] }
+        const look = async (reader: StateReader): Promise<Seen> => ({
+          vc: reader.vc,
+          k: versionOf(await reader.getState('kv', 'k')),
+          d2: await valueOf(reader, 'd2'),
+          keys: await keysOf(reader, 'kv'),
+        })
+        const before = await look(receiver)
+        expect(before.vc).toEqual(vc([receiver.nodeId, 1]))
+        const during: Seen[] = []
+        // Opened during the join and read after it ends: it stays the view it was taken as.
+        const held: { view?: StoreSnapshot; keys?: AsyncIterator<[string, AnyState]> } = {}
+        failing.beforeWrite = async () => {
+          // Between two batches of the join (states written, clock not yet): a store snapshot,
+          // and the store's clock read with its live states, as a read answers them.
+          const view = await receiver.snapshot()
+          try {
+            during.push(await look(view))
+          } finally {
+            await view.close()
+          }
+          const vcNow = receiver.vc
+          during.push({ ...(await look(receiver)), vc: vcNow })
+          if (held.view === undefined) {
+            held.view = await receiver.snapshot()
+            held.keys = receiver.iterateStates('kv', {})[Symbol.asyncIterator]()
+          }
+        }
+        await receiver.applyStagedSnapshot(snapshot.vc)
+        failing.beforeWrite = null
+        // The marker, the page of staged states, the clock: at least three batches were watched.
+        expect(during.length).toBeGreaterThanOrEqual(6)
+        for (const seen of during) expect(seen).toEqual(before)
+
+        const after = await look(receiver)
+        expect(after.vc).toEqual(vc([receiver.nodeId, 1], [donor.nodeId, 2]))
+        expect(after.d2).toBe('y')
+        expect(after.k).not.toBe(before.k)
+        const view = await receiver.snapshot()
+        expect(await look(view)).toEqual(after)
+        await view.close()
+
+        if (held.view === undefined || held.keys === undefined) throw new Error('the join made no write')
+        expect(await look(held.view)).toEqual(before)
+        await held.view.close()
+        const keys: string[] = []
+        for (let next = await held.keys.next(); next.done !== true; next = await held.keys.next())
+          keys.push(next.value[0])
+        expect(keys).toEqual(before.keys)
       })
 
       it('a join cut off by a crash after its marker is finished at the next open', async () => {
