@@ -240,6 +240,9 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   async #readState<S extends Space>(space: S, key: string, options: ReadOptions): Promise<StateOf[S]> {
     await this.#readyFor(options)
     const concern = parseReadConcern(options.r)
+    // The clock is taken before the state: a commit landing between the two may only make the
+    // state newer than its clock, never older, so the join below cannot drop a sibling it holds.
+    const ownVc = this.#store.vc
     const own = await this.#store.getState(space, key)
     const required = concern === 1 ? 1 : requiredMembers(concern, this.#cluster.members(), 'r')
     if (required <= 1) return own
@@ -247,7 +250,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       space,
       key,
       own,
-      ownVc: this.#store.vc,
+      ownVc,
       required,
       targets: this.#cluster.memberUrls(),
       secret: this.#secret,
