@@ -246,6 +246,14 @@ export class SimCluster {
     return pair
   }
 
+  /** Links every pair of nodes once (a full mesh), lower index dialing. */
+  linkAll(): LinkPair[] {
+    const pairs: LinkPair[] = []
+    for (let from = 0; from < this.nodes.length; from++)
+      for (let to = from + 1; to < this.nodes.length; to++) pairs.push(this.link(from, to))
+    return pairs
+  }
+
   /**
    * Admits `end` at its node as the transport does (one link per peer, `keepsNewLink`): the loser
    * of a new and a live link to one peer is closed with 4000, and only a winner reaches the

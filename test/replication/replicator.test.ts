@@ -160,9 +160,7 @@ describe('Replicator: links drop and re-form', () => {
       3,
       async (sim) => {
         const random = sim.random
-        sim.link(0, 1)
-        sim.link(1, 2)
-        sim.link(0, 2)
+        sim.linkAll()
         await sim.scheduler.run()
         // A long stream from node 0 (small frames), with other writes going on.
         for (let i = 0; i < 150; i++) await sim.write(0, [incr('hits', 1 + (i % 3)), put(`k${i % 7}`, `v${i}`)])
@@ -293,9 +291,7 @@ describe('Replicator: write concern', () => {
   it('waitForHolders resolves once peers acknowledge the dot; holders() counts self plus acks', async () => {
     const sim = await SimCluster.open(3, 7)
     try {
-      sim.link(0, 1)
-      sim.link(0, 2)
-      sim.link(1, 2)
+      sim.linkAll()
       await sim.scheduler.run()
       const replicator = sim.node(0).replicator
       const to2 = sim.linksBetween(0, 2)[0]?.endOf(sim.node(0).nodeId)
@@ -432,9 +428,7 @@ describe('Replicator: bounded causal buffer', () => {
       3,
       async (sim) => {
         const random = sim.random
-        sim.link(0, 1)
-        sim.link(1, 2)
-        sim.link(0, 2)
+        sim.linkAll()
         await sim.scheduler.run()
         // Node 0's link to node 2 is slow (held); node 1 builds on node 0's changes at once.
         const slow = sim.linksBetween(0, 2)[0]?.endOf(sim.node(0).nodeId)
