@@ -21,6 +21,7 @@ import { Connection } from './connection.js'
 import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
 import type { Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
+import { positiveIntegerSetting } from '../api/numbers.js'
 
 /**
  * Of a new link and a live one to the same peer, whether the new one is kept (and the live one
@@ -73,11 +74,9 @@ function configError(message: string): MeshError {
   return new MeshError('MESHKV_ERR_CONFIG', `transport: ${message}`)
 }
 
+/** A positive integer setting of the transport (errors name the transport). */
 export function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  const chosen = value ?? fallback
-  if (!Number.isSafeInteger(chosen) || chosen <= 0)
-    throw configError(`${name} must be a positive integer, got ${String(value)}`)
-  return chosen
+  return positiveIntegerSetting(`transport: ${name}`, value, fallback)
 }
 
 export function resolveSettings(options: CoreTransportOptions): TransportSettings {

@@ -62,7 +62,7 @@ export interface CheckInput {
   nodeIds?: Readonly<Record<string, string>>
 }
 
-/** Members a write concern asks for (replication/write-concern.ts, restated). */
+/** Members a concern asks for: src/api/concern.ts restated on purpose, so the checker does not trust the rule it checks. */
 export function requiredFor(w: WriteConcernSpec | ReadConcernSpec, members: number): number {
   if (w === 'all') return members
   if (w === 'quorum') return Math.floor(members / 2) + 1

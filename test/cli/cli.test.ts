@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { encodeCausalToken } from '../../src/clock/index.js'
 import type { RunningChild } from './helpers.js'
@@ -381,7 +381,7 @@ describe('meshkv node process', () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     node.child.kill('SIGTERM')
     // The second signal comes once the drain has begun, which waits on a 10 s read.
-    await waitFor(() => node.stdout().includes('"shutting down"'))
+    await vi.waitFor(() => expect(node.stdout()).toContain('"shutting down"'), { timeout: 10_000, interval: 20 })
     node.child.kill('SIGINT')
     const ended = await node.exited
     const messages = ended.stdout
@@ -394,11 +394,3 @@ describe('meshkv node process', () => {
     expect(await inFlight).toBe('cut')
   })
 })
-
-/** Polls `condition` every 20 ms; fails after `ms`, so a missing log line fails the test instead of hanging it. */
-async function waitFor(condition: () => boolean, ms = 10_000): Promise<void> {
-  for (let waited = 0; !condition(); waited += 20) {
-    if (waited >= ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
