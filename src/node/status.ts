@@ -15,6 +15,8 @@ export interface GcReport {
   heldByAll: VectorClock
   logPurged: number
   tombstonesPurged: number
+  /** Garbage collection passes run since the node started (one a tick). */
+  passes: number
 }
 
 export function nodeStatus(node: {
@@ -53,5 +55,6 @@ export async function gcReport(store: Store, replicator: Replicator): Promise<Gc
     heldByAll: gc.heldByAll,
     logPurged: gc.logPurged,
     tombstonesPurged: gc.tombstonesPurged,
+    passes: gc.passes,
   }
 }

@@ -17,7 +17,6 @@ import {
   listKeys,
   put,
   request,
-  sleep,
   stopAllClusters,
   waitValue,
 } from './helpers.js'
@@ -29,6 +28,7 @@ interface GcJson {
   stableCut: Record<string, number>
   logPurged: number
   tombstonesPurged: number
+  passes: number
 }
 
 async function gcOf(node: ClusterNode): Promise<GcJson> {
@@ -189,8 +189,11 @@ describe('a cluster over its life', () => {
     await cluster.node(3).kill('SIGKILL')
     await each(1000, 32, (i) => put(n1, `down/${i}`, `v${i}`))
     await each(1000, 32, (i) => del(n1, `down/${i}`))
-    // Several garbage collection passes (one a second) while node 3 is down.
-    await sleep(3_000)
+    // Three garbage collection passes (one a tick) on node 1 after the deletes, with node 3 down.
+    const passesBefore = (await gcOf(cluster.node(1))).passes
+    await expect
+      .poll(async () => (await gcOf(cluster.node(1))).passes, { timeout: 20_000 })
+      .toBeGreaterThanOrEqual(passesBefore + 3)
     const held = await gcOf(cluster.node(1))
     expect(held.tombstones).toBeGreaterThanOrEqual(1000)
     expect(held.logEntries).toBeGreaterThanOrEqual(2000)
