@@ -46,6 +46,7 @@ import type { CommitResult, ReplicaStore, Store } from '../../src/storage/index.
 import { digestOf, stateId } from '../../src/storage/index.js'
 import type { Violation } from '../checkers/checks.js'
 import { checkAll, requiredFor } from '../checkers/checks.js'
+import { checkValues, valuesOf } from '../checkers/values.js'
 import type {
   ChangeRecord,
   CompletionEvent,
@@ -407,6 +408,7 @@ export class Simulation {
       const violations = [
         ...this.violations,
         ...checkAll({ history: this.history, finals, changes, members: config.nodes, nodeIds }),
+        ...valueViolations(this.history, finals, config.nodes),
       ]
       return {
         seed: this.seed,
@@ -1347,6 +1349,22 @@ export function changeRecord(change: Change): ChangeRecord {
 /** Runs one seed. */
 export async function simulate(seed: number, overrides: ConfigOverrides = {}): Promise<SimResult> {
   return new Simulation(seed >>> 0, overrides).run()
+}
+
+/**
+ * The value checkers of process chaos (test/checkers/values.ts) over the same run, so both levels
+ * run both sets. Every key is contended here (no unique prefix). The history-shape check, which
+ * `checkAll` ran already, is not reported twice; the rest are marked as value checks.
+ */
+function valueViolations(history: readonly HistoryEvent[], finals: readonly FinalNodeState[], members: number) {
+  const { violations } = checkValues({
+    history,
+    finals: finals.map((final, position) => valuesOf(final, { position })),
+    members,
+  })
+  return violations
+    .filter((violation) => violation.checker !== 'history')
+    .map((violation) => ({ ...violation, message: `(value check) ${violation.message}` }))
 }
 
 export function replayLine(seed: number, overrides: ConfigOverrides = {}): string {
