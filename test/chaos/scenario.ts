@@ -203,7 +203,7 @@ export function describeViolation(violation: { checker: string; message: string 
   return `[${violation.checker}] ${violation.message}`
 }
 
-/** Everything the checkers need from one node, read through a client pinned to it. */
+/** Everything the checkers need from one node, read through a client pinned to it (its clock from the digest). */
 async function readFinal(n: number, url: string): Promise<NodeValues> {
   const client = new MeshClient({ nodes: [url], timeoutMs: 15_000 })
   const decoder = new TextDecoder()
@@ -223,8 +223,8 @@ async function readFinal(n: number, url: string): Promise<NodeValues> {
   for (const name of COUNTERS) counters.set(name, await client.counter(name))
   const sets = new Map<string, Set<string>>()
   for (const name of SETS) sets.set(name, new Set(await client.smembers(name)))
-  const { digest } = await client.digest()
-  return { n, url, digest, uniques, contended, counters, sets }
+  const { digest, vc } = await client.digest()
+  return { n, url, digest, uniques, contended, counters, sets, vc }
 }
 
 /** The report as the lines a person reads (MEASURED figures first). */

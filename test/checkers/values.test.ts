@@ -5,10 +5,14 @@
  * (test/chaos/checks.test.ts covers them as chaos runs them.)
  */
 import { describe, expect, it } from 'vitest'
+import { encodeCausalToken } from '../../src/clock/index.js'
 import type { CompletionEvent, FinalNodeState, HistoryEvent, Operation } from './history.js'
 import type { NodeValues, ValueCheckResult } from './values.js'
 import { checkValues, eventOrder, mayCommitAfter, valuesOf } from './values.js'
 import { operations } from './history.js'
+
+const A = 'aaaaaaaaaaaaaaaa'
+const B = 'bbbbbbbbbbbbbbbb'
 
 /** A simulator-like history: nodes are numbers, and time moves only when told (`tick`). */
 class Sim {
@@ -251,5 +255,39 @@ describe('value checkers, generalised for the simulator', () => {
     bad.op(0, { type: 'put', key: 'k', value: 'a', w: 1 }, 'ok', { required: 1, token: 't' })
     bad.op(0, { type: 'get', key: 'k', token: 't' }, 'ok', { result: null, siblings: [] })
     expect(messages(check(bad.history, nodes({ kv: { k: ['a'] } })))).toMatch(/session read missed/)
+  })
+})
+
+describe('clock checks (from checks.ts, at the token level): when the finals carry their clocks', () => {
+  const token = (vc: Record<string, number>): string => encodeCausalToken(vc as never)
+  const withClocks = (clocks: Record<string, number>[]): NodeValues[] =>
+    nodes({ kv: { k: ['a'] } }).map((node, index) => ({ ...node, vc: clocks[index] ?? {} }))
+
+  it('pass equal clocks that cover every acknowledged write, and catch clocks that differ', () => {
+    const sim = new Sim()
+    sim.op(0, { type: 'put', key: 'k', value: 'a', w: 1 }, 'ok', { required: 1, token: token({ [A]: 2 }) })
+    const same = { [A]: 2, [B]: 1 }
+    expect(check(sim.history, withClocks([same, same, same])).violations).toEqual([])
+    // Planted: one node's clock is behind (its digest still says "same").
+    expect(messages(check(sim.history, withClocks([same, same, { [A]: 2 }])))).toMatch(/vector clocks differ/)
+    // Without clocks (a saved run from before), nothing is checked.
+    expect(check(sim.history, nodes({ kv: { k: ['a'] } })).violations).toEqual([])
+  })
+
+  it('catch an acknowledged write beyond the final clocks, unless a crash followed it', () => {
+    const sim = new Sim()
+    sim.op(0, { type: 'put', key: 'k', value: 'a', w: 1 }, 'ok', { required: 1, token: token({ [A]: 3 }) })
+    const behind = { [A]: 2 }
+    const result = check(sim.history, withClocks([behind, behind, behind]))
+    expect(messages(result)).toMatch(
+      /an acknowledged write is not in the final clock: op 1 .* beyond the final clock of nodes 0,1,2/,
+    )
+    sim.crash(0, false)
+    expect(check(sim.history, withClocks([behind, behind, behind])).violations).toEqual([])
+  })
+
+  it('valuesOf carries the clock', () => {
+    const values = valuesOf({ node: 0, digest: 'd', vc: { [A]: 1 }, kv: {}, counters: {}, sets: {} })
+    expect(values.vc).toEqual({ [A]: 1 })
   })
 })

@@ -16,6 +16,10 @@
  *   checks.ts, `subsetSums`; deltas may be negative).
  * - Sets: an acknowledged add is gone only if a remove of that member can have observed it; no
  *   member nobody added.
+ * - Clocks (when the finals carry their vector clocks): they are equal after the final heal, as
+ *   checks.ts asks; and every final clock covers the token an acknowledged write answered with (the
+ *   token-level form of checks.ts's "in the final vector clock"), for each write no crash of
+ *   any kind followed (a token names other nodes' changes too, which a crash may excuse).
  * - Sessions: a read carrying the session's token shows the session's last acknowledged put of
  *   that key made before the read, or a put that can have committed after that one.
  *
@@ -34,8 +38,9 @@
  * write acknowledged by k members may be gone if the node it was sent to and at least k members in
  * all suffered a lossy crash after it began; it then counts as unknown (counters) or excused.
  */
+import { decodeCausalToken } from '../../src/clock/index.js'
 import type { Violation } from './checks.js'
-import { checkHistoryShape, requiredFor, subsetSums } from './checks.js'
+import { canonicalJson, checkHistoryShape, requiredFor, subsetSums } from './checks.js'
 import type { FinalNodeState, HistoryEvent, NemesisEvent, OperationRecord, WriteConcernSpec } from './history.js'
 import { isNemesis, operations } from './history.js'
 
@@ -50,6 +55,8 @@ export interface NodeValues {
   contended: Map<string, string[]>
   counters: Map<string, number>
   sets: Map<string, Set<string>>
+  /** The node's vector clock, when the run read it (chaos: from the digest; saved runs may lack it). */
+  vc?: Record<string, number>
 }
 
 /**
@@ -87,6 +94,7 @@ export function valuesOf(
     contended,
     counters: new Map(Object.entries(final.counters)),
     sets,
+    vc: { ...final.vc },
   }
 }
 
@@ -217,6 +225,54 @@ function nodeOfUrl(finals: readonly NodeValues[], url: string | undefined): numb
   return finals.find((final) => final.url === url)?.n
 }
 
+/**
+ * The final clocks, when the run read them: equal everywhere, and covering the token of every
+ * acknowledged write that no crash followed.
+ */
+function checkClocks(runs: Runs, kills: readonly NemesisEvent[]): Violation[] {
+  const { finals } = runs.input
+  const clocks = finals.flatMap((final) => (final.vc === undefined ? [] : [{ n: final.n, vc: final.vc }]))
+  if (clocks.length === 0 || clocks.length !== finals.length) return []
+  const out: Violation[] = []
+  if (new Set(clocks.map(({ vc }) => canonicalJson(vc))).size > 1)
+    out.push({
+      checker: 'convergence',
+      message: `vector clocks differ after the final heal: ${clocks.map(({ n, vc }) => `node ${n} ${JSON.stringify(vc)}`).join(', ')}`,
+    })
+  const samples: string[] = []
+  let uncovered = 0
+  for (const record of runs.ops) {
+    const { invoke, completion } = record
+    if (!('w' in invoke.op) || completion.kind !== 'ok' || completion.token === undefined) continue
+    if (kills.some((kill) => kill.atMs >= invoke.atMs)) continue
+    let token: Record<string, number>
+    try {
+      token = decodeCausalToken(completion.token)
+    } catch {
+      out.push({
+        checker: 'history',
+        message: `op ${invoke.id} answered a token that does not parse: ${completion.token}`,
+      })
+      continue
+    }
+    const short = clocks.filter(({ vc }) => Object.entries(token).some(([node, seq]) => (vc[node] ?? 0) < seq))
+    if (short.length === 0) continue
+    uncovered++
+    if (samples.length < MAX_LISTED)
+      samples.push(
+        `op ${invoke.id} (${JSON.stringify(invoke.op)}) answered ${JSON.stringify(token)}, beyond the final clock of nodes ${short.map(({ n }) => n).join(',')}`,
+      )
+  }
+  for (const sample of samples)
+    out.push({ checker: 'registers', message: `an acknowledged write is not in the final clock: ${sample}` })
+  if (uncovered > samples.length)
+    out.push({
+      checker: 'registers',
+      message: `... and ${uncovered - samples.length} more writes not in the final clock`,
+    })
+  return out
+}
+
 /** Runs every value checker. */
 export function checkValues(input: ValueCheckInput): ValueCheckResult {
   const runs = new Runs(input)
@@ -228,6 +284,7 @@ export function checkValues(input: ValueCheckInput): ValueCheckResult {
       checker: 'convergence',
       message: `digests differ after the final heal: ${input.finals.map((final) => `node ${final.n} ${final.digest}`).join(', ')}`,
     })
+  violations.push(...checkClocks(runs, kills))
   const registers = checkRegisterValues(runs, kills)
   const counters = checkCounterValues(runs)
   const sets = checkSetValues(runs)
