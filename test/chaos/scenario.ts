@@ -242,6 +242,7 @@ export function formatReport(report: ChaosReport): string[] {
       .join('; ')}`,
     `MEASURED counters (acknowledged .. acknowledged+unknown → final per node): ${check.counters.map((counter) => `${counter.name} ${counter.acknowledged}..${counter.acknowledged + counter.unknown} → ${counter.final.join('/')}`).join('; ')}`,
     `MEASURED sets: ${check.sets.map((set) => `${set.name}: ${set.acknowledgedAdds} acknowledged adds, ${set.removedByLaterRemove} removed by a later remove, ${set.finalMembers} members`).join('; ')}`,
+    `MEASURED final clocks: ${check.clocks.compared} compared; acknowledged writes checked in them: ${check.clocks.writesChecked} (${check.clocks.writesAfterCrash} passed over: a kill followed them)`,
     `MEASURED session reads with a token: ${check.sessions.readsWithToken}, checked against an own earlier write: ${check.sessions.readsChecked}, missing it: ${check.sessions.violations}; failed writes checked absent: ${check.failedWritesChecked}`,
     `history: ${report.historyPath} (final states: ${finalPathOf(report.historyPath)}; recheck with npm run chaos -- --check ${report.historyPath})`,
   ]

@@ -271,7 +271,9 @@ describe('clock checks (from checks.ts, at the token level): when the finals car
     // Planted: one node's clock is behind (its digest still says "same").
     expect(messages(check(sim.history, withClocks([same, same, { [A]: 2 }])))).toMatch(/vector clocks differ/)
     // Without clocks (a saved run from before), nothing is checked.
-    expect(check(sim.history, nodes({ kv: { k: ['a'] } })).violations).toEqual([])
+    const without = check(sim.history, nodes({ kv: { k: ['a'] } }))
+    expect(without.violations).toEqual([])
+    expect(without.clocks).toEqual({ compared: 0, writesChecked: 0, writesAfterCrash: 0 })
   })
 
   it('catch an acknowledged write beyond the final clocks, unless a crash followed it', () => {
@@ -282,8 +284,11 @@ describe('clock checks (from checks.ts, at the token level): when the finals car
     expect(messages(result)).toMatch(
       /an acknowledged write is not in the final clock: op 1 .* beyond the final clock of nodes 0,1,2/,
     )
+    expect(result.clocks).toEqual({ compared: 3, writesChecked: 1, writesAfterCrash: 0 })
     sim.crash(0, false)
-    expect(check(sim.history, withClocks([behind, behind, behind])).violations).toEqual([])
+    const excused = check(sim.history, withClocks([behind, behind, behind]))
+    expect(excused.violations).toEqual([])
+    expect(excused.clocks).toEqual({ compared: 3, writesChecked: 0, writesAfterCrash: 1 })
   })
 
   it('valuesOf carries the clock', () => {

@@ -137,6 +137,11 @@ export interface ValueCheckResult {
     finalMembers: number
   }[]
   sessions: { readsChecked: number; readsWithToken: number; violations: number }
+  /**
+   * The clock checks: how many final clocks were compared (0: the finals carry none), and how many
+   * acknowledged writes' tokens were checked against them or passed over because a crash followed.
+   */
+  clocks: { compared: number; writesChecked: number; writesAfterCrash: number }
   failedWritesChecked: number
 }
 
@@ -229,10 +234,12 @@ function nodeOfUrl(finals: readonly NodeValues[], url: string | undefined): numb
  * The final clocks, when the run read them: equal everywhere, and covering the token of every
  * acknowledged write that no crash followed.
  */
-function checkClocks(runs: Runs, kills: readonly NemesisEvent[]): Violation[] {
+function checkClocks(runs: Runs, kills: readonly NemesisEvent[]) {
   const { finals } = runs.input
+  const summary: ValueCheckResult['clocks'] = { compared: 0, writesChecked: 0, writesAfterCrash: 0 }
   const clocks = finals.flatMap((final) => (final.vc === undefined ? [] : [{ n: final.n, vc: final.vc }]))
-  if (clocks.length === 0 || clocks.length !== finals.length) return []
+  if (clocks.length === 0 || clocks.length !== finals.length) return { violations: [], summary }
+  summary.compared = clocks.length
   const out: Violation[] = []
   if (new Set(clocks.map(({ vc }) => canonicalJson(vc))).size > 1)
     out.push({
@@ -244,7 +251,11 @@ function checkClocks(runs: Runs, kills: readonly NemesisEvent[]): Violation[] {
   for (const record of runs.ops) {
     const { invoke, completion } = record
     if (!('w' in invoke.op) || completion.kind !== 'ok' || completion.token === undefined) continue
-    if (kills.some((kill) => kill.atMs >= invoke.atMs)) continue
+    if (kills.some((kill) => kill.atMs >= invoke.atMs)) {
+      summary.writesAfterCrash++
+      continue
+    }
+    summary.writesChecked++
     let token: Record<string, number>
     try {
       token = decodeCausalToken(completion.token)
@@ -270,7 +281,7 @@ function checkClocks(runs: Runs, kills: readonly NemesisEvent[]): Violation[] {
       checker: 'registers',
       message: `... and ${uncovered - samples.length} more writes not in the final clock`,
     })
-  return out
+  return { violations: out, summary }
 }
 
 /** Runs every value checker. */
@@ -284,7 +295,8 @@ export function checkValues(input: ValueCheckInput): ValueCheckResult {
       checker: 'convergence',
       message: `digests differ after the final heal: ${input.finals.map((final) => `node ${final.n} ${final.digest}`).join(', ')}`,
     })
-  violations.push(...checkClocks(runs, kills))
+  const clocks = checkClocks(runs, kills)
+  violations.push(...clocks.violations)
   const registers = checkRegisterValues(runs, kills)
   const counters = checkCounterValues(runs)
   const sets = checkSetValues(runs)
@@ -301,6 +313,7 @@ export function checkValues(input: ValueCheckInput): ValueCheckResult {
     counters: counters.summary,
     sets: sets.summary,
     sessions: sessions.summary,
+    clocks: clocks.summary,
     failedWritesChecked: registers.failedWritesChecked,
   }
 }
