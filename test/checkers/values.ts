@@ -42,7 +42,7 @@ import { decodeCausalToken } from '../../src/clock/index.js'
 import type { Violation } from './checks.js'
 import { canonicalJson, checkHistoryShape, requiredFor, subsetSums } from './checks.js'
 import type { FinalNodeState, HistoryEvent, NemesisEvent, OperationRecord, WriteConcernSpec } from './history.js'
-import { isNemesis, operations } from './history.js'
+import { isCompletion, isInvoke, isNemesis, operations } from './history.js'
 
 /** What one node holds after the final heal, as its public API shows it. */
 export interface NodeValues {
@@ -159,9 +159,10 @@ export type EventOrder = ReadonlyMap<number, { invoke: number; completion: numbe
 export function eventOrder(history: readonly HistoryEvent[]): EventOrder {
   const order = new Map<number, { invoke: number; completion: number }>()
   for (const [position, event] of history.entries()) {
-    if (event.kind === 'nemesis') continue
+    // Faults, and events of kinds this reader does not know, are passed over.
+    if (!isInvoke(event) && !isCompletion(event)) continue
     const entry = order.get(event.id) ?? { invoke: Infinity, completion: Infinity }
-    if (event.kind === 'invoke') entry.invoke = position
+    if (isInvoke(event)) entry.invoke = position
     else entry.completion = position
     order.set(event.id, entry)
   }
