@@ -203,7 +203,7 @@ export function describeViolation(violation: { checker: string; message: string 
   return `[${violation.checker}] ${violation.message}`
 }
 
-/** Everything the checkers need from one node, read through a client pinned to it. */
+/** Everything the checkers need from one node, read through a client pinned to it (its clock from the digest). */
 async function readFinal(n: number, url: string): Promise<NodeValues> {
   const client = new MeshClient({ nodes: [url], timeoutMs: 15_000 })
   const decoder = new TextDecoder()
@@ -223,8 +223,8 @@ async function readFinal(n: number, url: string): Promise<NodeValues> {
   for (const name of COUNTERS) counters.set(name, await client.counter(name))
   const sets = new Map<string, Set<string>>()
   for (const name of SETS) sets.set(name, new Set(await client.smembers(name)))
-  const { digest } = await client.digest()
-  return { n, url, digest, uniques, contended, counters, sets }
+  const { digest, vc } = await client.digest()
+  return { n, url, digest, uniques, contended, counters, sets, vc }
 }
 
 /** The report as the lines a person reads (MEASURED figures first). */
@@ -242,6 +242,7 @@ export function formatReport(report: ChaosReport): string[] {
       .join('; ')}`,
     `MEASURED counters (acknowledged .. acknowledged+unknown → final per node): ${check.counters.map((counter) => `${counter.name} ${counter.acknowledged}..${counter.acknowledged + counter.unknown} → ${counter.final.join('/')}`).join('; ')}`,
     `MEASURED sets: ${check.sets.map((set) => `${set.name}: ${set.acknowledgedAdds} acknowledged adds, ${set.removedByLaterRemove} removed by a later remove, ${set.finalMembers} members`).join('; ')}`,
+    `MEASURED final clocks: ${check.clocks.compared} compared; acknowledged writes checked in them: ${check.clocks.writesChecked} (${check.clocks.writesAfterCrash} passed over: a kill followed them)`,
     `MEASURED session reads with a token: ${check.sessions.readsWithToken}, checked against an own earlier write: ${check.sessions.readsChecked}, missing it: ${check.sessions.violations}; failed writes checked absent: ${check.failedWritesChecked}`,
     `history: ${report.historyPath} (final states: ${finalPathOf(report.historyPath)}; recheck with npm run chaos -- --check ${report.historyPath})`,
   ]

@@ -267,7 +267,7 @@ export function checkRegisters(context: Context): Violation[] {
 }
 
 /** Every sum of a subset of `deltas`. */
-function subsetSums(deltas: readonly number[]): Set<number> {
+export function subsetSums(deltas: readonly number[]): Set<number> {
   let sums = new Set<number>([0])
   for (const delta of deltas) sums = new Set([...sums, ...[...sums].map((sum) => sum + delta)])
   return sums

@@ -1,7 +1,9 @@
 /**
- * The checkers over values (docs/testing.md, "Checkers"), for runs whose final states are read
- * through the public API and so carry values but no dots: process chaos (L2). They read the same
- * history as checks.ts (history.ts) and report the same `Violation`s, plus what they measured.
+ * The checkers over values (docs/testing.md, "Checkers"): what the public API shows, no dots. They
+ * run in process chaos (L2), whose final states are read over HTTP, and in the simulator (L1) over
+ * its final states seen through `valuesOf` (below), beside the dot-level checkers of
+ * checks.ts. They read the same history (history.ts) and report the same `Violation`s, plus what
+ * they measured.
  *
  * - Convergence: the digests read after the final heal are equal.
  * - Registers: every acknowledged put of a unique key (under `uniquePrefix`) is on every node with
@@ -10,9 +12,14 @@
  *   put is on no node; no node holds a value nobody wrote. On a contended key an acknowledged put
  *   may be gone only if one of the final siblings is a put that can have committed after it (only
  *   such a put can have seen it and overwritten it).
- * - Counters: final = the acknowledged increments plus at most the unknown ones.
+ * - Counters: final = the acknowledged increments plus some subset of the unknown ones (the rule of
+ *   checks.ts, `subsetSums`; deltas may be negative).
  * - Sets: an acknowledged add is gone only if a remove of that member can have observed it; no
  *   member nobody added.
+ * - Clocks (when the finals carry their vector clocks): they are equal after the final heal, as
+ *   checks.ts asks; and every final clock covers the token an acknowledged write answered with (the
+ *   token-level form of checks.ts's "in the final vector clock"), for each write no crash of
+ *   any kind followed (a token names other nodes' changes too, which a crash may excuse).
  * - Sessions: a read carrying the session's token shows the session's last acknowledged put of
  *   that key made before the read, or a put that can have committed after that one.
  *
@@ -20,12 +27,22 @@
  * outcome is unknown. Invocation order alone is not enough: a request sent to a node that is
  * frozen (SIGSTOP) or slow is applied whenever the node gets to it, which may be after a write
  * invoked later elsewhere has replicated there, and then it observes (and may replace) that write.
- * A remove that came back before the add was invoked, though, cannot have observed it.
+ * A remove that came back before the add was invoked, though, cannot have observed it. "Not
+ * finished when W was invoked" is read from the order of the history's events, not their times: in
+ * the simulator many events share one virtual ms, and a clock's ms says nothing of the order within.
+ *
+ * Deletes (the simulator's workload; chaos makes none): a put may also be gone through a delete of
+ * its key that can have committed after it (a tombstone shows no value).
+ *
+ * Lossy crashes (the simulator's power losses; chaos kills are never lossy): as in checks.ts, a
+ * write acknowledged by k members may be gone if the node it was sent to and at least k members in
+ * all suffered a lossy crash after it began; it then counts as unknown (counters) or excused.
  */
+import { decodeCausalToken } from '../../src/clock/index.js'
 import type { Violation } from './checks.js'
-import { checkHistoryShape } from './checks.js'
-import type { HistoryEvent, NemesisEvent, OperationRecord, WriteConcernSpec } from './history.js'
-import { isNemesis, operations } from './history.js'
+import { canonicalJson, checkHistoryShape, requiredFor, subsetSums } from './checks.js'
+import type { FinalNodeState, HistoryEvent, NemesisEvent, OperationRecord, WriteConcernSpec } from './history.js'
+import { isCompletion, isInvoke, isNemesis, operations } from './history.js'
 
 /** What one node holds after the final heal, as its public API shows it. */
 export interface NodeValues {
@@ -38,19 +55,68 @@ export interface NodeValues {
   contended: Map<string, string[]>
   counters: Map<string, number>
   sets: Map<string, Set<string>>
+  /** The node's vector clock, when the run read it (chaos: from the digest; saved runs may lack it). */
+  vc?: Record<string, number>
+}
+
+/**
+ * A dot-level final state (the simulator's) as the public API would show it: each register's
+ * sibling values (tombstones left out; a key with none is left out, as a read of it shows nothing),
+ * each counter's value, each set's members. Keys under `uniquePrefix` go to `uniques` with their
+ * plain read (none without a prefix: the simulator's keys are all contended). `n` is the node's
+ * label when it is a number, else its position among the finals; `url` is the label.
+ */
+export function valuesOf(
+  final: FinalNodeState,
+  options: { position?: number; uniquePrefix?: string } = {},
+): NodeValues {
+  const { position = 0, uniquePrefix } = options
+  const uniques = new Map<string, string>()
+  const contended = new Map<string, string[]>()
+  for (const [key, { siblings, read }] of Object.entries(final.kv)) {
+    if (uniquePrefix !== undefined && key.startsWith(uniquePrefix)) {
+      if (read !== null) uniques.set(key, read)
+      continue
+    }
+    const values = siblings.flatMap((sibling) => (sibling.value === null ? [] : [sibling.value]))
+    if (values.length > 0) contended.set(key, values)
+  }
+  const sets = new Map<string, Set<string>>()
+  for (const [name, members] of Object.entries(final.sets)) {
+    const present = Object.entries(members).filter(([, dots]) => dots.length > 0)
+    if (present.length > 0) sets.set(name, new Set(present.map(([member]) => member)))
+  }
+  return {
+    n: typeof final.node === 'number' ? final.node : position,
+    url: String(final.node),
+    digest: final.digest,
+    uniques,
+    contended,
+    counters: new Map(Object.entries(final.counters)),
+    sets,
+    vc: { ...final.vc },
+  }
 }
 
 export interface ValueCheckInput {
   history: readonly HistoryEvent[]
   finals: readonly NodeValues[]
-  /** Keys under this prefix are written once each (the workload's unique keys). */
-  uniquePrefix: string
+  /**
+   * Keys under this prefix are written once each (the workload's unique keys). Absent: every key
+   * is contended (the simulator's workload writes a few keys over and over).
+   */
+  uniquePrefix?: string
+  /** Members of the cluster, for w=quorum and w=all when a completion does not say (`required`). */
+  members?: number
 }
 
 export interface LossCount {
   acknowledged: number
   lost: number
-  /** w=1 only: lost, but the acknowledging node was killed after the write was sent. */
+  /**
+   * Lost, but excused: w=1 and the acknowledging node was killed after the write was sent, or a
+   * lossy crash took it (see above).
+   */
   excused: number
 }
 
@@ -59,9 +125,23 @@ export interface ValueCheckResult {
   /** Per write concern: acknowledged puts and how many were lost. */
   loss: Record<string, LossCount>
   counters: { name: string; acknowledged: number; unknown: number; final: number[] }[]
-  /** `removedByLaterRemove`: acknowledged adds gone through a remove that can have observed them. */
-  sets: { name: string; acknowledgedAdds: number; removedByLaterRemove: number; finalMembers: number }[]
+  /**
+   * `removedByLaterRemove`: acknowledged adds gone through a remove that can have observed them;
+   * `lostToCrashes`: gone, but lossy crashes may have taken them.
+   */
+  sets: {
+    name: string
+    acknowledgedAdds: number
+    removedByLaterRemove: number
+    lostToCrashes: number
+    finalMembers: number
+  }[]
   sessions: { readsChecked: number; readsWithToken: number; violations: number }
+  /**
+   * The clock checks: how many final clocks were compared (0: the finals carry none), and how many
+   * acknowledged writes' tokens were checked against them or passed over because a crash followed.
+   */
+  clocks: { compared: number; writesChecked: number; writesAfterCrash: number }
   failedWritesChecked: number
 }
 
@@ -73,12 +153,77 @@ function isPut(record: OperationRecord): record is Put {
   return record.invoke.op.type === 'put'
 }
 
+/** Where each operation's invoke and completion stand in the history (an open one: never completed). */
+export type EventOrder = ReadonlyMap<number, { invoke: number; completion: number }>
+
+export function eventOrder(history: readonly HistoryEvent[]): EventOrder {
+  const order = new Map<number, { invoke: number; completion: number }>()
+  for (const [position, event] of history.entries()) {
+    // Faults, and events of kinds this reader does not know, are passed over.
+    if (!isInvoke(event) && !isCompletion(event)) continue
+    const entry = order.get(event.id) ?? { invoke: Infinity, completion: Infinity }
+    if (isInvoke(event)) entry.invoke = position
+    else entry.completion = position
+    order.set(event.id, entry)
+  }
+  return order
+}
+
 /**
  * Whether `later` can have been committed after `earlier` was: it was still running when
  * `earlier` was invoked, or it may still have been applied at any time since (unknown, open).
+ * With the history's `order`, "still running" is read from the events' order; without it, from
+ * their times (a completion in the same ms as the invoke then counts as before it).
  */
-export function mayCommitAfter(later: OperationRecord, earlier: OperationRecord): boolean {
-  return later.completion.kind === 'unknown' || later.completion.atMs > earlier.invoke.atMs
+export function mayCommitAfter(later: OperationRecord, earlier: OperationRecord, order?: EventOrder): boolean {
+  if (later.completion.kind === 'unknown') return true
+  if (order === undefined) return later.completion.atMs > earlier.invoke.atMs
+  return (order.get(later.invoke.id)?.completion ?? Infinity) > (order.get(earlier.invoke.id)?.invoke ?? Infinity)
+}
+
+/** What the value checkers share: the operations, their order, and the lossy crashes. */
+class Runs {
+  readonly ops: OperationRecord[]
+  readonly order: EventOrder
+  readonly #lossy: NemesisEvent[]
+
+  constructor(readonly input: ValueCheckInput) {
+    this.ops = operations(input.history)
+    this.order = eventOrder(input.history)
+    this.#lossy = input.history.filter(isNemesis).filter((event) => event.fault === 'crash' && event.lossy === true)
+  }
+
+  after(later: OperationRecord, earlier: OperationRecord): boolean {
+    return mayCommitAfter(later, earlier, this.order)
+  }
+
+  /** Is there a delete of `key`, not failed, that can have committed after `record`? */
+  deletedAfter(key: string, record: OperationRecord): boolean {
+    return this.ops.some(
+      (other) =>
+        other.invoke.op.type === 'del' &&
+        other.invoke.op.key === key &&
+        other.completion.kind !== 'fail' &&
+        this.after(other, record),
+    )
+  }
+
+  /**
+   * May the acknowledged write `record` be gone to lossy crashes (checks.ts, `mayBeLost`)? The
+   * node it was sent to and as many members as acknowledged it crashed losing data after it began.
+   */
+  lostToCrashes(record: OperationRecord): boolean {
+    if (this.#lossy.length === 0) return false
+    const op = record.invoke.op
+    if (!('w' in op)) return false
+    const required =
+      record.completion.required ??
+      (typeof op.w === 'number' ? op.w : requiredFor(op.w, this.input.members ?? Number.POSITIVE_INFINITY))
+    const crashed = new Set(
+      this.#lossy.filter((crash) => crash.atMs >= record.invoke.atMs).flatMap((crash) => crash.nodes.map(String)),
+    )
+    return crashed.has(String(record.invoke.node)) && crashed.size >= required
+  }
 }
 
 /** The node number behind a URL (`servedBy`), or undefined. */
@@ -86,9 +231,63 @@ function nodeOfUrl(finals: readonly NodeValues[], url: string | undefined): numb
   return finals.find((final) => final.url === url)?.n
 }
 
+/**
+ * The final clocks, when the run read them: equal everywhere, and covering the token of every
+ * acknowledged write that no crash followed.
+ */
+function checkClocks(runs: Runs, kills: readonly NemesisEvent[]) {
+  const { finals } = runs.input
+  const summary: ValueCheckResult['clocks'] = { compared: 0, writesChecked: 0, writesAfterCrash: 0 }
+  const clocks = finals.flatMap((final) => (final.vc === undefined ? [] : [{ n: final.n, vc: final.vc }]))
+  if (clocks.length === 0 || clocks.length !== finals.length) return { violations: [], summary }
+  summary.compared = clocks.length
+  const out: Violation[] = []
+  if (new Set(clocks.map(({ vc }) => canonicalJson(vc))).size > 1)
+    out.push({
+      checker: 'convergence',
+      message: `vector clocks differ after the final heal: ${clocks.map(({ n, vc }) => `node ${n} ${JSON.stringify(vc)}`).join(', ')}`,
+    })
+  const samples: string[] = []
+  let uncovered = 0
+  for (const record of runs.ops) {
+    const { invoke, completion } = record
+    if (!('w' in invoke.op) || completion.kind !== 'ok' || completion.token === undefined) continue
+    if (kills.some((kill) => kill.atMs >= invoke.atMs)) {
+      summary.writesAfterCrash++
+      continue
+    }
+    summary.writesChecked++
+    let token: Record<string, number>
+    try {
+      token = decodeCausalToken(completion.token)
+    } catch {
+      out.push({
+        checker: 'history',
+        message: `op ${invoke.id} answered a token that does not parse: ${completion.token}`,
+      })
+      continue
+    }
+    const short = clocks.filter(({ vc }) => Object.entries(token).some(([node, seq]) => (vc[node] ?? 0) < seq))
+    if (short.length === 0) continue
+    uncovered++
+    if (samples.length < MAX_LISTED)
+      samples.push(
+        `op ${invoke.id} (${JSON.stringify(invoke.op)}) answered ${JSON.stringify(token)}, beyond the final clock of nodes ${short.map(({ n }) => n).join(',')}`,
+      )
+  }
+  for (const sample of samples)
+    out.push({ checker: 'registers', message: `an acknowledged write is not in the final clock: ${sample}` })
+  if (uncovered > samples.length)
+    out.push({
+      checker: 'registers',
+      message: `... and ${uncovered - samples.length} more writes not in the final clock`,
+    })
+  return { violations: out, summary }
+}
+
 /** Runs every value checker. */
 export function checkValues(input: ValueCheckInput): ValueCheckResult {
-  const ops = operations(input.history)
+  const runs = new Runs(input)
   const kills = input.history.filter(isNemesis).filter((event) => event.fault === 'crash')
   const violations: Violation[] = [...checkHistoryShape({ history: input.history, finals: [], members: 0 })]
   const digests = new Set(input.finals.map((final) => final.digest))
@@ -97,10 +296,12 @@ export function checkValues(input: ValueCheckInput): ValueCheckResult {
       checker: 'convergence',
       message: `digests differ after the final heal: ${input.finals.map((final) => `node ${final.n} ${final.digest}`).join(', ')}`,
     })
-  const registers = checkRegisterValues(ops, kills, input)
-  const counters = checkCounterValues(ops, input.finals)
-  const sets = checkSetValues(ops, input.finals)
-  const sessions = checkSessionValues(ops, registers.putByValue)
+  const clocks = checkClocks(runs, kills)
+  violations.push(...clocks.violations)
+  const registers = checkRegisterValues(runs, kills)
+  const counters = checkCounterValues(runs)
+  const sets = checkSetValues(runs)
+  const sessions = checkSessionValues(runs, registers.putByValue)
   return {
     violations: [
       ...violations,
@@ -113,17 +314,19 @@ export function checkValues(input: ValueCheckInput): ValueCheckResult {
     counters: counters.summary,
     sets: sets.summary,
     sessions: sessions.summary,
+    clocks: clocks.summary,
     failedWritesChecked: registers.failedWritesChecked,
   }
 }
 
 /** A final sibling that can have overwritten `put`: written by a put that can have committed after it. */
-function mayFollow(putByValue: ReadonlyMap<string, Put>, value: string, put: Put): boolean {
+function mayFollow(runs: Runs, putByValue: ReadonlyMap<string, Put>, value: string, put: Put): boolean {
   const other = putByValue.get(value)
-  return other !== undefined && other !== put && mayCommitAfter(other, put)
+  return other !== undefined && other !== put && runs.after(other, put)
 }
 
-function checkRegisterValues(ops: readonly OperationRecord[], kills: readonly NemesisEvent[], input: ValueCheckInput) {
+function checkRegisterValues(runs: Runs, kills: readonly NemesisEvent[]) {
+  const { input, ops } = runs
   const { finals } = input
   const violations: Violation[] = []
   const report = (message: string): void => void violations.push({ checker: 'registers', message })
@@ -142,7 +345,7 @@ function checkRegisterValues(ops: readonly OperationRecord[], kills: readonly Ne
   for (const put of puts) {
     const status = put.completion.kind
     const { key, value, w } = put.invoke.op
-    const unique = key.startsWith(input.uniquePrefix)
+    const unique = input.uniquePrefix !== undefined && key.startsWith(input.uniquePrefix)
     if (status === 'ok') lossOf(w).acknowledged++
     const missingOn: number[] = []
     for (const final of finals) {
@@ -162,7 +365,8 @@ function checkRegisterValues(ops: readonly OperationRecord[], kills: readonly Ne
         if (
           status === 'ok' &&
           !siblings.includes(value) &&
-          !siblings.some((other) => mayFollow(putByValue, other, put))
+          !siblings.some((other) => mayFollow(runs, putByValue, other, put)) &&
+          !runs.deletedAfter(key, put)
         )
           missingOn.push(final.n)
       }
@@ -172,14 +376,14 @@ function checkRegisterValues(ops: readonly OperationRecord[], kills: readonly Ne
     const count = lossOf(w)
     const servedBy = nodeOfUrl(finals, put.completion.servedBy)
     // Killed any time after the write went out (the kill and the answer may cross).
-    if (w === 1 && killedAfter(servedBy, put.invoke.atMs)) {
+    if ((w === 1 && killedAfter(servedBy, put.invoke.atMs)) || runs.lostToCrashes(put)) {
       count.excused++
       continue
     }
     count.lost++
     if (lostSamples.length < MAX_LISTED)
       lostSamples.push(
-        `${key}=${value} (w=${w}, acknowledged by node ${servedBy ?? '?'}) missing on nodes ${missingOn.join(',')}`,
+        `${key}=${value} (w=${w}, acknowledged by node ${servedBy ?? String(put.invoke.node)}) missing on nodes ${missingOn.join(',')}`,
       )
   }
   for (const sample of lostSamples) report(`acknowledged write lost: ${sample}`)
@@ -203,7 +407,9 @@ function checkRegisterValues(ops: readonly OperationRecord[], kills: readonly Ne
   return { violations, loss, failedWritesChecked, putByValue }
 }
 
-function checkCounterValues(ops: readonly OperationRecord[], finals: readonly NodeValues[]) {
+function checkCounterValues(runs: Runs) {
+  const { ops } = runs
+  const { finals } = runs.input
   const violations: Violation[] = []
   const names = new Set<string>()
   for (const record of ops) if (record.invoke.op.type === 'incr') names.add(record.invoke.op.name)
@@ -211,27 +417,32 @@ function checkCounterValues(ops: readonly OperationRecord[], finals: readonly No
   const summary: ValueCheckResult['counters'] = []
   for (const name of [...names].sort()) {
     let acknowledged = 0
-    let unknown = 0
+    const unknowns: number[] = []
     for (const record of ops) {
       const op = record.invoke.op
       if (op.type !== 'incr' || op.name !== name) continue
-      if (record.completion.kind === 'ok') acknowledged += op.delta
-      else if (record.completion.kind === 'unknown') unknown += op.delta
+      // An acknowledged increment a lossy crash may have taken is as good as unknown.
+      if (record.completion.kind === 'ok' && !runs.lostToCrashes(record)) acknowledged += op.delta
+      else if (record.completion.kind !== 'fail') unknowns.push(op.delta)
     }
+    const unknown = unknowns.reduce((sum, delta) => sum + delta, 0)
     const values = finals.map((final) => final.counters.get(name) ?? 0)
     summary.push({ name, acknowledged, unknown, final: values })
+    const sums = subsetSums(unknowns)
     for (const [index, value] of values.entries()) {
-      if (value < acknowledged || value > acknowledged + unknown)
+      if (!sums.has(value - acknowledged))
         violations.push({
           checker: 'counters',
-          message: `counter ${name} is ${value} on node ${finals[index]?.n}: acknowledged increments sum to ${acknowledged}, unknown ones to ${unknown}`,
+          message: `counter ${name} is ${value} on node ${finals[index]?.n}: acknowledged increments sum to ${acknowledged}, and no subset of the ${unknowns.length} unknown ones (${JSON.stringify(unknowns.slice(0, 20))}, sum ${unknown}) makes up the difference ${value - acknowledged}`,
         })
     }
   }
   return { violations, summary }
 }
 
-function checkSetValues(ops: readonly OperationRecord[], finals: readonly NodeValues[]) {
+function checkSetValues(runs: Runs) {
+  const { ops } = runs
+  const { finals } = runs.input
   const violations: Violation[] = []
   const report = (message: string): void => void violations.push({ checker: 'sets', message })
   const names = new Set<string>()
@@ -248,13 +459,15 @@ function checkSetValues(ops: readonly OperationRecord[], finals: readonly NodeVa
     const removes = ofSet('srem', name)
     let acknowledgedAdds = 0
     let removedByLaterRemove = 0
+    let lostToCrashes = 0
     for (const add of adds) {
       if (add.completion.kind !== 'ok') continue
       acknowledgedAdds++
       const member = memberOf(add) as string
       const absentOn = finals.filter((final) => !(final.sets.get(name)?.has(member) ?? false)).map((final) => final.n)
       if (absentOn.length === 0) continue
-      if (removes.some((remove) => memberOf(remove) === member && mayCommitAfter(remove, add))) removedByLaterRemove++
+      if (removes.some((remove) => memberOf(remove) === member && runs.after(remove, add))) removedByLaterRemove++
+      else if (runs.lostToCrashes(add)) lostToCrashes++
       else
         report(
           `set ${name}: the acknowledged add of ${member} is gone on nodes ${absentOn.join(',')}, and no remove of it can have observed it`,
@@ -266,12 +479,19 @@ function checkSetValues(ops: readonly OperationRecord[], finals: readonly NodeVa
           report(`set ${name} on node ${final.n} holds ${member}, which no add that may have run added`)
       }
     }
-    summary.push({ name, acknowledgedAdds, removedByLaterRemove, finalMembers: finals[0]?.sets.get(name)?.size ?? 0 })
+    summary.push({
+      name,
+      acknowledgedAdds,
+      removedByLaterRemove,
+      lostToCrashes,
+      finalMembers: finals[0]?.sets.get(name)?.size ?? 0,
+    })
   }
   return { violations, summary }
 }
 
-function checkSessionValues(ops: readonly OperationRecord[], putByValue: ReadonlyMap<string, Put>) {
+function checkSessionValues(runs: Runs, putByValue: ReadonlyMap<string, Put>) {
+  const { ops } = runs
   const byClient = new Map<number, OperationRecord[]>()
   for (const record of ops) {
     const list = byClient.get(record.invoke.client) ?? []
@@ -302,7 +522,13 @@ function checkSessionValues(ops: readonly OperationRecord[], putByValue: Readonl
       const result = read.completion.result
       const seen = read.completion.siblings ?? (typeof result === 'string' ? [result] : [])
       const mine = own
-      if (seen.includes(mine.invoke.op.value) || seen.some((value) => mayFollow(putByValue, value, mine))) continue
+      if (
+        seen.includes(mine.invoke.op.value) ||
+        seen.some((value) => mayFollow(runs, putByValue, value, mine)) ||
+        runs.deletedAfter(op.key, mine) ||
+        runs.lostToCrashes(mine)
+      )
+        continue
       summary.violations++
       if (samples.length < MAX_LISTED)
         samples.push(

@@ -46,6 +46,7 @@ import type { CommitResult, ReplicaStore, Store } from '../../src/storage/index.
 import { digestOf, stateId } from '../../src/storage/index.js'
 import type { Violation } from '../checkers/checks.js'
 import { checkAll, requiredFor } from '../checkers/checks.js'
+import { checkValues, valuesOf } from '../checkers/values.js'
 import type {
   ChangeRecord,
   CompletionEvent,
@@ -404,9 +405,11 @@ export class Simulation {
       const nodeIds = Object.fromEntries(this.cluster.nodes.map((node) => [String(node.index), node.nodeId]))
       this.stats.changes = changes.length
       for (const node of this.cluster.nodes) this.stats.duplicates += node.replicator.counters['duplicates'] ?? 0
+      const dotLevel = checkAll({ history: this.history, finals, changes, members: config.nodes, nodeIds })
       const violations = [
         ...this.violations,
-        ...checkAll({ history: this.history, finals, changes, members: config.nodes, nodeIds }),
+        ...dotLevel,
+        ...valueViolations(this.history, finals, config.nodes, dotLevel),
       ]
       return {
         seed: this.seed,
@@ -1347,6 +1350,28 @@ export function changeRecord(change: Change): ChangeRecord {
 /** Runs one seed. */
 export async function simulate(seed: number, overrides: ConfigOverrides = {}): Promise<SimResult> {
   return new Simulation(seed >>> 0, overrides).run()
+}
+
+/**
+ * The value checkers of process chaos (test/checkers/values.ts) over the same run, so both levels
+ * run both sets. Every key is contended here (no unique prefix). What `checkAll` reported already
+ * (the history-shape check runs in both) is not reported twice; the rest are marked as value checks.
+ */
+function valueViolations(
+  history: readonly HistoryEvent[],
+  finals: readonly FinalNodeState[],
+  members: number,
+  reported: readonly Violation[],
+): Violation[] {
+  const seen = new Set(reported.map((violation) => `${violation.checker} ${violation.message}`))
+  const { violations } = checkValues({
+    history,
+    finals: finals.map((final, position) => valuesOf(final, { position })),
+    members,
+  })
+  return violations
+    .filter((violation) => !seen.has(`${violation.checker} ${violation.message}`))
+    .map((violation) => ({ ...violation, message: `(value check) ${violation.message}` }))
 }
 
 export function replayLine(seed: number, overrides: ConfigOverrides = {}): string {
