@@ -88,6 +88,11 @@ export class CausalBuffer {
     return dropped
   }
 
+  /** The seqs of `origin`'s changes held here, ascending (stale ones included until the next take). */
+  pending(origin: NodeId): number[] {
+    return [...(this.#byOrigin.get(origin)?.keys() ?? [])].sort((a, b) => a - b)
+  }
+
   clear(): void {
     this.#byOrigin.clear()
     this.#size = 0

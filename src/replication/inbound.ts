@@ -77,6 +77,11 @@ export class Inbound {
     return this.#buffer.size
   }
 
+  /** The seqs of `origin`'s changes waiting in the causal buffer, ascending. */
+  bufferedOf(origin: NodeId): number[] {
+    return this.#buffer.pending(origin)
+  }
+
   /** Runs `work` after everything already handed to the store. */
   after(work: () => Promise<void>): void {
     this.#applying = this.#applying.then(work)

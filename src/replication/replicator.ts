@@ -116,6 +116,14 @@ export class Replicator {
     return { ...this.#counters, buffered: this.#inbound.buffered }
   }
 
+  /**
+   * The seqs of `origin`'s changes waiting in the causal buffer, ascending: what `counters.buffered`
+   * counts, by origin (a forgotten member's changes past its cut leave when it is forgotten).
+   */
+  bufferedOf(origin: NodeId): number[] {
+    return this.#inbound.bufferedOf(origin)
+  }
+
   /** Node ids with a live, authenticated link. */
   linkedPeers(): NodeId[] {
     return [...this.#sessions.keys()].sort()

@@ -141,6 +141,20 @@ describe('CausalBuffer', () => {
     expect(buffer.size).toBe(0)
   })
 
+  it("pending() lists the origin's held seqs, ascending, and follows takes and drops", () => {
+    const buffer = new CausalBuffer()
+    buffer.add(change(A, 5), {})
+    buffer.add(change(A, 3), {})
+    buffer.add(change(B, 2), {})
+    expect(buffer.pending(A)).toEqual([3, 5])
+    expect(buffer.pending(C)).toEqual([])
+    buffer.takeDeliverable({ [A]: 2, [B]: 1 })
+    expect(buffer.pending(A)).toEqual([5])
+    expect(buffer.pending(B)).toEqual([])
+    buffer.dropAfter(A, 4)
+    expect(buffer.pending(A)).toEqual([])
+  })
+
   it('clear() empties it', () => {
     const buffer = new CausalBuffer(3)
     buffer.add(change(A, 2), {})
