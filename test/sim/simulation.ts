@@ -640,10 +640,26 @@ export class Simulation {
     const seqs = new Set(others.map((node) => vcGet(node.store.vc, retired)))
     if (seqs.size !== 1) return false
     const cut = [...seqs][0] as number
-    return others.every((node) => {
-      const waiting = node.replicator.bufferedOf(retired).filter((seq) => seq > cut)
-      return node.replicator.counters['buffered'] === waiting.length && !waiting.includes(cut + 1)
-    })
+    return others.every((node) =>
+      this.#bufferedWork(node).every((entry) => entry.origin === retired && entry.seq !== cut + 1),
+    )
+  }
+
+  /**
+   * What waits in `node`'s causal buffer and is still work: the entries past what its store holds
+   * of their origin. One the store has overtaken (by a snapshot join, say) is no work: the buffer
+   * drops it at its next take. An entry of no node of the cluster counts as work (origin '?').
+   */
+  #bufferedWork(node: SimNode): { origin: string; seq: number }[] {
+    const work: { origin: string; seq: number }[] = []
+    let listed = 0
+    for (const { nodeId: origin } of this.cluster.nodes) {
+      const seqs = node.replicator.bufferedOf(origin)
+      listed += seqs.length
+      for (const seq of seqs) if (seq > vcGet(node.store.vc, origin)) work.push({ origin, seq })
+    }
+    for (let i = listed; i < (node.replicator.counters['buffered'] ?? 0); i++) work.push({ origin: '?', seq: 0 })
+    return work
   }
 
   /**
@@ -1294,7 +1310,7 @@ export class Simulation {
     if (this.#retired !== null && !this.#forgotten) return false
     const first = (nodes[0] as SimNode).store.vc
     return (
-      nodes.every((node) => vcEquals(node.store.vc, first) && node.replicator.counters['buffered'] === 0) &&
+      nodes.every((node) => vcEquals(node.store.vc, first) && this.#bufferedWork(node).length === 0) &&
       this.network.inFlight() === 0
     )
   }
