@@ -76,19 +76,28 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
     }
   }, 900_000)
 
-  // Seeds that once failed on the simulator's forget, each pinned to the cause it found:
+  // Seeds that once failed on the simulator's join and forget, each pinned to the cause it found:
   // 1166520169, 1166519579, 1365775167: the survivors each buffered changes of the retired node
   //   past a gap no node could ever fill, and the forget waited for empty buffers for ever;
   // 1166519372: the forgetter went down before its forget was written, and the run took the
-  //   member as forgotten anyway.
-  it.each([1166520169, 1166519579, 1365775167, 1166519372])(
-    'forget seed %i passes',
-    async (seed) => {
+  //   member as forgotten anyway;
+  // 1871278830: the clocks agreed while admissions of the joiner were still being written, the
+  //   settling did not see them land, and the run ended before the joiner's next tick made it ready.
+  it.each([
+    { seed: 1166520169, forgets: true },
+    { seed: 1166519579, forgets: true },
+    { seed: 1365775167, forgets: true },
+    { seed: 1166519372, forgets: true },
+    { seed: 1871278830, forgets: false },
+  ])(
+    'seed $seed passes',
+    async ({ seed, forgets }) => {
       const result = await simulate(seed)
       expect(result.violations.map((violation) => `[${violation.checker}] ${violation.message.slice(0, 300)}`)).toEqual(
         [],
       )
-      expect(result.stats.forgets).toBeGreaterThan(0)
+      if (forgets) expect(result.stats.forgets).toBeGreaterThan(0)
+      else expect(result.stats.joins).toBeGreaterThan(0)
     },
     60_000,
   )

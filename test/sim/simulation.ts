@@ -1317,11 +1317,18 @@ export class Simulation {
 
   async #quiesce(): Promise<boolean> {
     const deadline = this.timeline.nowMs + QUIESCE_DEADLINE_MS
-    if (!(await this.#runUntil(() => this.#converged(), deadline))) return false
-    // Let the last acks and ticks pass, then make sure nothing moved.
-    const settleUntil = this.timeline.nowMs + 2 * TICK_MS
-    await this.#runUntil(() => false, settleUntil)
-    return this.#runUntil(() => this.#converged(), deadline)
+    // Let the last acks and ticks pass, then make sure nothing moved (a write still landing when the
+    // clocks first agreed, a membership write say, moves them); if something did, the settling
+    // starts again from the next convergence, so every node has two ticks after the last change
+    // it took (a joiner becomes ready on the first tick after it caught up).
+    const clocks = (): string => JSON.stringify(this.cluster.nodes.map((node) => (node.alive ? node.store.vc : null)))
+    for (;;) {
+      if (!(await this.#runUntil(() => this.#converged(), deadline))) return false
+      const before = clocks()
+      const settleUntil = Math.min(this.timeline.nowMs + 2 * TICK_MS, deadline)
+      await this.#runUntil(() => false, settleUntil)
+      if (this.#converged() && clocks() === before) return true
+    }
   }
 
   describe(): string {
