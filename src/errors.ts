@@ -63,6 +63,14 @@ export const ERROR_TABLE = {
   MESHKV_ERR_WRITE_CONCERN_TIMEOUT: 504,
   /** A node could not be reached. */
   MESHKV_ERR_UNREACHABLE: 503,
+  /** A client request carries no token, or one no node of the cluster made (or it was revoked). */
+  MESHKV_ERR_UNAUTHENTICATED: 401,
+  /** The token's role or key prefix does not allow this request. */
+  MESHKV_ERR_FORBIDDEN: 403,
+  /** A bounded resource is full (connections, watch streams, parked reads or writes): try again later. */
+  MESHKV_ERR_BUSY: 503,
+  /** `forget` of a member that is linked or was heard from recently (pass `force` to forget it anyway). */
+  MESHKV_ERR_MEMBER_ALIVE: 409,
   /** A peer failed authentication: its handshake proof does not match the cluster secret. */
   MESHKV_ERR_AUTH: 401,
   /** A peer belongs to another cluster (its cluster id differs from ours). */

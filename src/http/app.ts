@@ -11,6 +11,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify from 'fastify'
+import type { TlsMaterial } from '../api/index.js'
 import { positiveIntegerSetting } from '../api/index.js'
 import type { MeshNode } from '../node/index.js'
 import type { AppContext } from './context.js'
@@ -41,6 +42,21 @@ export interface AppOptions {
   heartbeatMs?: number
   /** Largest request body outside the key routes, in bytes. Default 1 MiB. */
   bodyBytesMax?: number
+  /**
+   * The node's root token (an `admin` token that lives only in this node's configuration). With
+   * it, every route but `/livez` and `/readyz` needs `Authorization: Bearer <token>`: the root
+   * token or one made through `POST /v1/tokens` on any node. Without it, the app takes every
+   * request (protected mode, in the CLI, then serves loopback only).
+   */
+  rootToken?: string
+  /** Serve HTTPS (and WSS for peers, on the same port) with this certificate and key. */
+  tls?: TlsMaterial
+  /** Open client connections at once; more are closed as they arrive. Default 1024. */
+  connectionsMax?: number
+  /** How long a request may take to arrive in full, in ms (watch streams excepted). Default 30 000. */
+  requestTimeoutMs?: number
+  /** Watch streams open at once; more answer 503 `MESHKV_ERR_BUSY`. Default 256. */
+  watchStreamsMax?: number
 }
 
 const contexts = new WeakMap<FastifyInstance, AppContext>()

@@ -4,6 +4,7 @@
  */
 import type { ReadConcern, WriteConcern } from '../api/concern.js'
 import type { Role } from '../api/role.js'
+import type { TlsMaterial } from '../api/access.js'
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Logger, PeerStatus, SnapshotProgress } from '../replication/index.js'
 import type { Transport } from '../transport/transport.js'
@@ -54,6 +55,19 @@ export interface MeshNodeOptions {
    * (older cursors answer `MESHKV_ERR_CURSOR_EXPIRED`). Default 1000.
    */
   logRetainEntries?: number
+  /**
+   * TLS for peer links (PEM contents): dialing `https://` peers presents `cert`/`key` as a client
+   * certificate and verifies the peer against `ca` (and its host name against the peer URL); with
+   * `ca`, an accepted `/v1/peer` link must also present a certificate that chains to `ca`. The HTTPS
+   * server itself is the app's (`buildApp(node, { tls })`). Default: plain `http://` peers.
+   */
+  tls?: TlsMaterial
+  /** Causal reads (`after`) and quorum reads parked at once; more answer `MESHKV_ERR_BUSY`. Default 1000. */
+  parkedReadsMax?: number
+  /** Writes parked waiting for their write concern at once; more answer `MESHKV_ERR_BUSY`. Default 1000. */
+  parkedWritesMax?: number
+  /** Bytes of values one list page may hold; a page ends early (with `next`) past it. Default 8 MiB. */
+  listPageBytesMax?: number
 }
 
 export type { ReadConcern, Role, WriteConcern }
