@@ -99,12 +99,18 @@ async function startNode(config: NodeConfig): Promise<Running> {
     peerTimeoutMs: config.peerTimeoutMs,
     role: config.role,
     ...(config.logRetainEntries === undefined ? {} : { logRetainEntries: config.logRetainEntries }),
+    ...(config.tls === undefined ? {} : { tls: config.tls }),
     logger: replicationLog,
   })
   const log = root.child({ nodeId: node.nodeId })
   let app: FastifyInstance | undefined
   try {
-    app = await buildApp(node, { logger: log })
+    app = await buildApp(node, {
+      logger: log,
+      ...(config.rootToken === undefined ? {} : { rootToken: config.rootToken }),
+      ...(config.tls === undefined ? {} : { tls: config.tls }),
+      ...(config.connectionsMax === undefined ? {} : { connectionsMax: config.connectionsMax }),
+    })
     node.attach(app.server)
     const url = await listen(app, config)
     log.info(

@@ -1,4 +1,7 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { envName, parseNodeConfig } from '../../src/cli/config.js'
 import type { NodeConfig } from '../../src/cli/config.js'
 import { meshCodeOf, rejectionOf } from '../helpers/async.js'
@@ -22,6 +25,16 @@ afterEach(() => {
   vi.unstubAllEnvs()
 })
 
+const filesDir = mkdtempSync(join(tmpdir(), 'meshkv-config-'))
+afterAll(() => rmSync(filesDir, { recursive: true, force: true }))
+
+/** A file in the test's directory holding `text`; its path. */
+function file(name: string, text: string): string {
+  const path = join(filesDir, name)
+  writeFileSync(path, text)
+  return path
+}
+
 describe('the node configuration', () => {
   it("names each flag's variable MESHKV_<FLAG>", () => {
     expect(envName('key-bytes-max')).toBe('MESHKV_KEY_BYTES_MAX')
@@ -29,7 +42,7 @@ describe('the node configuration', () => {
   })
 
   it('takes the flag, else the environment, else the default', () => {
-    const cluster = { peers: [], clusterId: 'meshkv', role: 'member' }
+    const cluster = { peers: [], clusterId: 'meshkv', role: 'member', insecureNoAuth: false }
     expect(parse(['--dir', 'd'])).toEqual({
       dir: 'd',
       port: 7700,
@@ -107,7 +120,7 @@ describe('the node configuration', () => {
       parse(['--dir', 'd'], { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: 'x', MESHKV_PEER_TIMEOUT_MS: '2000' }),
     ).toMatchObject({ peers: ['http://a:1'], secret: 'x', peerTimeoutMs: 2000 })
     expect(await configError(['--dir', 'd', '--peers', 'http://a:1'])).toBe(
-      'a node started with peers needs the cluster secret: --secret or MESHKV_SECRET',
+      'a node started with peers needs the cluster secret: --secret, --secret-file or MESHKV_SECRET',
     )
     expect(await configError(['--dir', 'd', '--peers', 'ftp://a', '--secret', 's'])).toMatch(
       /^option '--peers <urls>' argument 'ftp:\/\/a' is invalid/,
@@ -135,5 +148,69 @@ describe('the node configuration', () => {
     )
     expect(await configError(['--dir', 'd', '--host', ' '])).toMatch(/^option '--host <host>'.* It must not be empty/)
     expect(await configError(['--dir', ' '])).toMatch(/^option '--dir <dir>'.* It must not be empty/)
+  })
+})
+
+describe('the security settings', () => {
+  const TOKEN = 'root-token-0123456789abcdef'
+  const SECRET = 'cluster-secret-0123456789abcdef'
+
+  it('reads the secret from --secret-file or MESHKV_SECRET_FILE (first line, trimmed); not with --secret', async () => {
+    const secretFile = file('secret', `  ${SECRET}  \nsecond line\n`)
+    expect(parse(['--dir', 'd', '--secret-file', secretFile]).secret).toBe(SECRET)
+    expect(parse(['--dir', 'd'], { MESHKV_SECRET_FILE: secretFile }).secret).toBe(SECRET)
+    expect(parse(['--dir', 'd', '--peers', 'http://a:1', '--secret-file', secretFile]).peers).toEqual(['http://a:1'])
+    expect(await configError(['--dir', 'd', '--secret-file', secretFile, '--secret', SECRET])).toMatch(/not both/)
+    expect(await configError(['--dir', 'd', '--secret-file', secretFile], { MESHKV_SECRET: SECRET })).toMatch(
+      /not both/,
+    )
+    expect(await configError(['--dir', 'd', '--secret-file', join(filesDir, 'missing')])).toMatch(/ENOENT/)
+    expect(await configError(['--dir', 'd', '--secret-file', file('blank', '\n')])).toMatch(/is empty/)
+  })
+
+  it('reads the root token from --root-token-file or MESHKV_ROOT_TOKEN, never both, at least 16 bytes', async () => {
+    const tokenFile = file('token', `${TOKEN}\r\n`)
+    expect(parse(['--dir', 'd']).rootToken).toBeUndefined()
+    expect(parse(['--dir', 'd', '--root-token-file', tokenFile]).rootToken).toBe(TOKEN)
+    expect(parse(['--dir', 'd'], { MESHKV_ROOT_TOKEN_FILE: tokenFile }).rootToken).toBe(TOKEN)
+    expect(parse(['--dir', 'd'], { MESHKV_ROOT_TOKEN: TOKEN }).rootToken).toBe(TOKEN)
+    expect(await configError(['--dir', 'd', '--root-token-file', tokenFile], { MESHKV_ROOT_TOKEN: TOKEN })).toMatch(
+      /not both/,
+    )
+    expect(await configError(['--dir', 'd'], { MESHKV_ROOT_TOKEN: 'fifteen-bytes!!' })).toMatch(/at least 16 bytes/)
+    expect(parse(['--dir', 'd'], { MESHKV_ROOT_TOKEN: 'sixteen-bytes!!!' }).rootToken).toBe('sixteen-bytes!!!')
+    expect(await configError(['--dir', 'd', '--root-token-file', file('short', 'short\n')])).toMatch(/at least 16/)
+  })
+
+  it('reads TLS material from its PEM files, advertises https, and refuses halves', async () => {
+    const cert = file('cert.pem', 'CERT PEM\n')
+    const key = file('key.pem', 'KEY PEM\n')
+    const ca = file('ca.pem', 'CA PEM\n')
+    expect(parse(['--dir', 'd', '--tls-cert', cert, '--tls-key', key])).toMatchObject({
+      tls: { cert: 'CERT PEM\n', key: 'KEY PEM\n' },
+      advertiseUrl: 'https://127.0.0.1:7700',
+    })
+    expect(parse(['--dir', 'd', '--tls-cert', cert, '--tls-key', key]).tls).not.toHaveProperty('ca')
+    expect(parse(['--dir', 'd'], { MESHKV_TLS_CERT: cert, MESHKV_TLS_KEY: key, MESHKV_TLS_CA: ca }).tls).toEqual({
+      cert: 'CERT PEM\n',
+      key: 'KEY PEM\n',
+      ca: 'CA PEM\n',
+    })
+    expect(parse(['--dir', 'd']).tls).toBeUndefined()
+    expect(await configError(['--dir', 'd', '--tls-cert', cert])).toBe('--tls-cert and --tls-key go together')
+    expect(await configError(['--dir', 'd', '--tls-key', key])).toBe('--tls-cert and --tls-key go together')
+    expect(await configError(['--dir', 'd', '--tls-ca', ca])).toBe('--tls-ca needs --tls-cert and --tls-key')
+    expect(await configError(['--dir', 'd', '--tls-cert', cert, '--tls-key', join(filesDir, 'nope')])).toMatch(
+      /^cannot read --tls-key .* \(ENOENT\)$/,
+    )
+  })
+
+  it('takes --max-connections and --insecure-no-auth, by flag or variable', async () => {
+    expect(parse(['--dir', 'd', '--max-connections', '10']).connectionsMax).toBe(10)
+    expect(parse(['--dir', 'd'], { MESHKV_MAX_CONNECTIONS: '20' }).connectionsMax).toBe(20)
+    expect(parse(['--dir', 'd']).connectionsMax).toBeUndefined()
+    expect(await configError(['--dir', 'd', '--max-connections', '0'])).toMatch(/^option '--max-connections <n>'/)
+    expect(parse(['--dir', 'd', '--insecure-no-auth']).insecureNoAuth).toBe(true)
+    expect(parse(['--dir', 'd'], { MESHKV_INSECURE_NO_AUTH: 'true' }).insecureNoAuth).toBe(true)
   })
 })
