@@ -9,10 +9,12 @@
  * those before commander reads the environment.
  */
 import { readFileSync } from 'node:fs'
+import { isIPv4 } from 'node:net'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Role, TlsMaterial } from '../api/index.js'
 import { ROLES } from '../api/index.js'
 import { MeshError } from '../errors.js'
+import { checkSecret } from '../node/options.js'
 import { positiveIntegerOption } from './options.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -153,13 +155,13 @@ export function resolveNodeConfig(options: NodeOptions, env: NodeJS.ProcessEnv =
   const peers = options.peers ?? []
   const secret = secretOf(options)
   if (peers.length > 0 && secret === undefined) {
-    throw configError(
-      `a node started with peers needs the cluster secret: --secret, --secret-file or ${envName('secret')}`,
-    )
+    throw configError(`a node started with peers needs the cluster secret: --secret or ${envName('secret')}`)
   }
-  const rootToken = rootTokenOf(options, env)
+  if (secret !== undefined) checkSecret(secret)
+  const rootToken = readRootToken(options, env)
   const tls = tlsOf(options)
   const insecureNoAuth = options.insecureNoAuth === true
+  checkProtectedMode(options.host, rootToken, insecureNoAuth)
   return {
     dir: options.dir,
     port: options.port,
@@ -190,8 +192,28 @@ function secretOf(options: NodeOptions): string | undefined {
   return firstLineOf(options.secretFile, '--secret-file')
 }
 
+/**
+ * Protected mode: a node without a root token serves clients on loopback only, where nobody from
+ * another machine reaches it. Anything else needs a root token, or `--insecure-no-auth` said out loud.
+ */
+export function checkProtectedMode(host: string, rootToken: string | undefined, insecureNoAuth: boolean): void {
+  if (rootToken !== undefined || insecureNoAuth || isLoopbackHost(host)) return
+  throw configError(
+    `host ${host} is reachable from other machines, so it needs a root token: ` +
+      `--root-token-file FILE or ${ROOT_TOKEN_VARIABLE} (or --insecure-no-auth to serve it open)`,
+  )
+}
+
+/** 127.0.0.0/8, ::1 (IPv4-mapped too) and `localhost`: addresses no other machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  if (bare === 'localhost' || bare === '::1' || bare === '0:0:0:0:0:0:0:1') return true
+  const v4 = bare.startsWith('::ffff:') ? bare.slice('::ffff:'.length) : bare
+  return isIPv4(v4) && v4.startsWith('127.')
+}
+
 /** `--root-token-file`/`MESHKV_ROOT_TOKEN_FILE` or `MESHKV_ROOT_TOKEN`; both is a usage error. */
-function rootTokenOf(options: NodeOptions, env: NodeJS.ProcessEnv): string | undefined {
+export function readRootToken(options: { rootTokenFile?: string }, env: NodeJS.ProcessEnv): string | undefined {
   const fromEnv = env[ROOT_TOKEN_VARIABLE] === '' ? undefined : env[ROOT_TOKEN_VARIABLE]
   if (options.rootTokenFile !== undefined && fromEnv !== undefined)
     throw configError(`give the root token once: --root-token-file or ${ROOT_TOKEN_VARIABLE}, not both`)

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
-import { envName, parseNodeConfig } from '../../src/cli/config.js'
+import { envName, isLoopbackHost, parseNodeConfig } from '../../src/cli/config.js'
+import { REFUSED_SECRETS } from '../../src/node/options.js'
 import type { NodeConfig } from '../../src/cli/config.js'
 import { meshCodeOf, rejectionOf } from '../helpers/async.js'
 
@@ -24,6 +25,9 @@ async function configError(argv: string[], env: Record<string, string> = {}): Pr
 afterEach(() => {
   vi.unstubAllEnvs()
 })
+
+const TOKEN = 'root-token-0123456789abcdef'
+const SECRET = 'cluster-secret-0123456789abcdef'
 
 const filesDir = mkdtempSync(join(tmpdir(), 'meshkv-config-'))
 afterAll(() => rmSync(filesDir, { recursive: true, force: true }))
@@ -60,6 +64,8 @@ describe('the node configuration', () => {
       MESHKV_KEY_BYTES_MAX: '64',
       MESHKV_VALUE_BYTES_MAX: '128',
       MESHKV_LOG_LEVEL: 'DEBUG',
+      // Every interface needs a root token (protected mode).
+      MESHKV_ROOT_TOKEN: TOKEN,
     }
     expect(parse([], env)).toEqual({
       dir: 'e',
@@ -70,6 +76,7 @@ describe('the node configuration', () => {
       valueBytesMax: 128,
       logLevel: 'debug',
       ...cluster,
+      rootToken: TOKEN,
       // A node listening on every interface tells peers its loopback address unless told otherwise.
       advertiseUrl: 'http://127.0.0.1:8000',
     })
@@ -104,7 +111,7 @@ describe('the node configuration', () => {
       '--peers',
       ' http://a:7701/ ,https://b:7702',
       '--secret',
-      's',
+      'a-secret-of-16-bytes',
       '--cluster-id',
       'prod',
       '--advertise-url',
@@ -112,17 +119,17 @@ describe('the node configuration', () => {
     ])
     expect(config).toMatchObject({
       peers: ['http://a:7701', 'https://b:7702'],
-      secret: 's',
+      secret: 'a-secret-of-16-bytes',
       clusterId: 'prod',
       advertiseUrl: 'http://me:7700',
     })
     expect(
-      parse(['--dir', 'd'], { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: 'x', MESHKV_PEER_TIMEOUT_MS: '2000' }),
-    ).toMatchObject({ peers: ['http://a:1'], secret: 'x', peerTimeoutMs: 2000 })
+      parse(['--dir', 'd'], { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: SECRET, MESHKV_PEER_TIMEOUT_MS: '2000' }),
+    ).toMatchObject({ peers: ['http://a:1'], secret: SECRET, peerTimeoutMs: 2000 })
     expect(await configError(['--dir', 'd', '--peers', 'http://a:1'])).toBe(
-      'a node started with peers needs the cluster secret: --secret, --secret-file or MESHKV_SECRET',
+      'a node started with peers needs the cluster secret: --secret or MESHKV_SECRET',
     )
-    expect(await configError(['--dir', 'd', '--peers', 'ftp://a', '--secret', 's'])).toMatch(
+    expect(await configError(['--dir', 'd', '--peers', 'ftp://a', '--secret', SECRET])).toMatch(
       /^option '--peers <urls>' argument 'ftp:\/\/a' is invalid/,
     )
     expect(await configError(['--dir', 'd', '--advertise-url', 'nope'])).toMatch(/^option '--advertise-url <url>'/)
@@ -152,9 +159,6 @@ describe('the node configuration', () => {
 })
 
 describe('the security settings', () => {
-  const TOKEN = 'root-token-0123456789abcdef'
-  const SECRET = 'cluster-secret-0123456789abcdef'
-
   it('reads the secret from --secret-file or MESHKV_SECRET_FILE (first line, trimmed); not with --secret', async () => {
     const secretFile = file('secret', `  ${SECRET}  \nsecond line\n`)
     expect(parse(['--dir', 'd', '--secret-file', secretFile]).secret).toBe(SECRET)
@@ -212,5 +216,37 @@ describe('the security settings', () => {
     expect(await configError(['--dir', 'd', '--max-connections', '0'])).toMatch(/^option '--max-connections <n>'/)
     expect(parse(['--dir', 'd', '--insecure-no-auth']).insecureNoAuth).toBe(true)
     expect(parse(['--dir', 'd'], { MESHKV_INSECURE_NO_AUTH: 'true' }).insecureNoAuth).toBe(true)
+  })
+})
+
+describe('protected mode and secret checks', () => {
+  it('tells loopback hosts from the others', () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', 'LOCALHOST', '::1', '[::1]', '::ffff:127.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(true)
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', '::ffff:10.0.0.1', '1.127.0.0'])
+      expect(isLoopbackHost(host), host).toBe(false)
+  })
+
+  it('refuses a non-loopback host without a root token unless --insecure-no-auth', async () => {
+    const line = await configError(['--dir', 'd', '--host', '0.0.0.0'])
+    expect(line).toContain('--root-token-file FILE or MESHKV_ROOT_TOKEN')
+    expect(await configError(['--dir', 'd'], { MESHKV_HOST: '10.1.2.3' })).toContain('MESHKV_ROOT_TOKEN')
+    expect(parse(['--dir', 'd', '--host', '0.0.0.0', '--insecure-no-auth'])).toMatchObject({
+      host: '0.0.0.0',
+      insecureNoAuth: true,
+    })
+    expect(parse(['--dir', 'd', '--host', '0.0.0.0'], { MESHKV_ROOT_TOKEN: TOKEN }).rootToken).toBe(TOKEN)
+    expect(parse(['--dir', 'd', '--host', 'localhost']).host).toBe('localhost')
+  })
+
+  it('refuses a secret shorter than 16 bytes or a published one, from any source', async () => {
+    expect(await meshCodeOf(() => parse(['--dir', 'd', '--secret', 'fifteen-bytes!!']))).toBe('MESHKV_ERR_CONFIG')
+    expect(parse(['--dir', 'd', '--secret', 'sixteen-bytes!!!']).secret).toBe('sixteen-bytes!!!')
+    for (const published of REFUSED_SECRETS) {
+      expect(await meshCodeOf(() => parse(['--dir', 'd'], { MESHKV_SECRET: published }))).toBe('MESHKV_ERR_CONFIG')
+      const secretFile = file('published', `${published}\n`)
+      expect(await meshCodeOf(() => parse(['--dir', 'd', '--secret-file', secretFile]))).toBe('MESHKV_ERR_CONFIG')
+    }
+    expect(REFUSED_SECRETS).toContain('change-me-meshkv-demo-secret')
   })
 })
