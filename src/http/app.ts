@@ -10,6 +10,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Socket } from 'node:net'
+import { Server as TlsServer } from 'node:tls'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify from 'fastify'
 import type { TlsMaterial } from '../api/index.js'
@@ -130,7 +131,9 @@ export async function closeApp(app: FastifyInstance): Promise<void> {
 /** The open connections on which no request has arrived yet. */
 function trackUnusedConnections(app: FastifyInstance): Set<Socket> {
   const unused = new Set<Socket>()
-  app.server.on('connection', (socket: Socket) => {
+  // Over HTTPS a request's socket is the TLS socket, not the TCP one 'connection' hands over.
+  const opened = app.server instanceof TlsServer ? 'secureConnection' : 'connection'
+  app.server.on(opened, (socket: Socket) => {
     unused.add(socket)
     socket.once('close', () => unused.delete(socket))
   })
