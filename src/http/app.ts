@@ -36,6 +36,11 @@ export const BODY_BYTES_MAX_DEFAULT = 1024 * 1024
  * into a 404). Node's HTTP parser already bounds the whole request line; the node checks names.
  */
 const PARAM_CHARS_MAX = 64 * 1024
+export const CONNECTIONS_MAX_DEFAULT = 1024
+export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000
+export const WATCH_STREAMS_MAX_DEFAULT = 256
+/** How often Node checks for requests past their timeouts (its default, 30 s, would double a 30 s timeout). */
+const TIMEOUT_CHECK_MS_MAX = 1000
 
 export interface AppOptions {
   /** fastify's `logger`: `true`, pino options, or a pino logger to use as it is. Default off. */
@@ -66,6 +71,7 @@ const contexts = new WeakMap<FastifyInstance, AppContext>()
 export async function buildApp(node: MeshNode, options: AppOptions = {}): Promise<FastifyInstance> {
   const heartbeatMs = positiveIntegerSetting('heartbeatMs', options.heartbeatMs, HEARTBEAT_MS_DEFAULT)
   const bodyBytesMax = positiveIntegerSetting('bodyBytesMax', options.bodyBytesMax, BODY_BYTES_MAX_DEFAULT)
+  const bounds = serverBounds(options)
   const app = Fastify({
     ...loggerOptions(options.logger),
     ...httpsOptions(options.tls),
@@ -74,6 +80,10 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     ajv: { customOptions: AJV_OPTIONS },
     // Draining is answered by the onRequest hook below, as a problem.
     return503OnClosing: false,
+    // Node's requestTimeout covers receiving a request, not answering it: watch streams live on.
+    requestTimeout: bounds.requestTimeoutMs,
+    keepAliveTimeout: bounds.requestTimeoutMs,
+    http: { connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS_MAX, bounds.requestTimeoutMs) },
     // Errors met before routing (a URL that does not decode) skip the hooks: set the token here.
     frameworkErrors: (error, request, reply) => {
       reply.header(CAUSAL_TOKEN_HEADER, node.token())
@@ -81,7 +91,16 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     },
   }) as unknown as FastifyInstance
 
-  const context: AppContext = { node, heartbeatMs, closing: false, streams: new Map(), observe: () => undefined }
+  const context: AppContext = {
+    node,
+    heartbeatMs,
+    closing: false,
+    streams: new Map(),
+    watchStreamsMax: bounds.watchStreamsMax,
+    load: { connections: 0, refused: { watch: 0, connections: 0 } },
+    observe: () => undefined,
+  }
+  boundServer(app, bounds, context.load)
   const metrics = createMetrics(context)
   context.observe = metrics.observe
   contexts.set(app, context)
@@ -126,6 +145,32 @@ export async function closeApp(app: FastifyInstance): Promise<void> {
   const context = contexts.get(app)
   if (context !== undefined) context.closing = true
   await app.close()
+}
+
+function serverBounds(
+  options: AppOptions,
+): Required<Pick<AppOptions, 'connectionsMax' | 'requestTimeoutMs' | 'watchStreamsMax'>> {
+  return {
+    connectionsMax: positiveIntegerSetting('connectionsMax', options.connectionsMax, CONNECTIONS_MAX_DEFAULT),
+    requestTimeoutMs: positiveIntegerSetting('requestTimeoutMs', options.requestTimeoutMs, REQUEST_TIMEOUT_MS_DEFAULT),
+    watchStreamsMax: positiveIntegerSetting('watchStreamsMax', options.watchStreamsMax, WATCH_STREAMS_MAX_DEFAULT),
+  }
+}
+
+/**
+ * A slow client cannot hold a connection: its headers, and its whole request, must arrive within
+ * the request timeout (a slowloris is dropped), and past `connectionsMax` open connections Node
+ * closes new ones as they arrive, so the node keeps serving the ones it has.
+ */
+function boundServer(app: FastifyInstance, bounds: ReturnType<typeof serverBounds>, load: AppContext['load']): void {
+  const server = app.server
+  server.headersTimeout = bounds.requestTimeoutMs
+  server.maxConnections = bounds.connectionsMax
+  server.on('drop', () => load.refused.connections++)
+  server.on('connection', (socket: Socket) => {
+    load.connections++
+    socket.once('close', () => load.connections--)
+  })
 }
 
 /** The open connections on which no request has arrived yet. */

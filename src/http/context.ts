@@ -12,6 +12,10 @@ export interface AppContext {
   closing: boolean
   /** The open watch streams: aborting a controller ends its stream, and the promise settles then. */
   readonly streams: Map<AbortController, Promise<void>>
+  /** The most watch streams open at once (`watchStreamsMax`); a stream holds its place from its request on. */
+  readonly watchStreamsMax: number
+  /** Client connections open now, and what was refused for lack of room (watch streams, connections). */
+  readonly load: { connections: number; refused: { watch: number; connections: number } }
   /** Records a request the normal hooks do not see (a hijacked watch stream) in the metrics. */
   observe: (route: string, method: string, status: number, seconds: number) => void
 }

@@ -16,7 +16,7 @@ export interface HttpMetrics {
   observe(route: string, method: string, status: number, seconds: number): void
 }
 
-export function createMetrics(context: Pick<AppContext, 'node' | 'streams'>): HttpMetrics {
+export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'load'>): HttpMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const requests = new Counter({
@@ -48,6 +48,7 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams'>): Ht
       this.set(context.streams.size)
     },
   })
+  boundMetrics(registry, context)
   return {
     registry,
     observe(route, method, status, seconds) {
@@ -55,6 +56,45 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams'>): Ht
       duration.observe({ route, method }, seconds)
     },
   }
+}
+
+/**
+ * The bounded resources a client can hold (docs/architecture.md, "Limits a client meets"): what
+ * is open now, and what was refused for lack of room. Read when scraped, from the counts the app
+ * and the node keep.
+ */
+function boundMetrics(registry: Registry, context: Pick<AppContext, 'node' | 'load'>): void {
+  new Counter({
+    name: 'meshkv_busy_total',
+    help: 'Requests and connections refused because a bounded resource was full (503 MESHKV_ERR_BUSY, or a connection closed).',
+    labelNames: ['resource'] as const,
+    registers: [registry],
+    collect() {
+      const { reads, writes } = context.node.status().parked
+      const refused = { ...context.load.refused, reads: reads.refused, writes: writes.refused }
+      this.reset()
+      for (const [resource, count] of Object.entries(refused)) this.inc({ resource }, count)
+    },
+  })
+  new Gauge({
+    name: 'meshkv_http_connections',
+    help: 'Client connections open now.',
+    registers: [registry],
+    collect() {
+      this.set(context.load.connections)
+    },
+  })
+  new Gauge({
+    name: 'meshkv_parked',
+    help: 'Reads (causal waits and quorum reads) and writes (waiting for their write concern) parked now.',
+    labelNames: ['resource'] as const,
+    registers: [registry],
+    collect() {
+      const { reads, writes } = context.node.status().parked
+      this.set({ resource: 'reads' }, reads.open)
+      this.set({ resource: 'writes' }, writes.open)
+    },
+  })
 }
 
 /** Counts every answered request and serves `GET /metrics`. Installed on the root instance. */

@@ -26,6 +26,21 @@ const CURSOR_CHECK_MS_MAX = 1000
 
 const WatchQuery = Type.Object({ prefix: Type.Optional(Type.String()), since: Type.Optional(Type.String()) })
 
+/** A place among the app's watch streams, or `MESHKV_ERR_BUSY` when all `watchStreamsMax` are taken. */
+function reserveStream(context: AppContext): AbortController {
+  if (context.streams.size >= context.watchStreamsMax) {
+    context.load.refused.watch++
+    throw new MeshError(
+      'MESHKV_ERR_BUSY',
+      `this node already serves ${context.watchStreamsMax} watch streams (the most it keeps open); retry later`,
+      { details: { resource: 'watch', max: context.watchStreamsMax } },
+    )
+  }
+  const controller = new AbortController()
+  context.streams.set(controller, Promise.resolve())
+  return controller
+}
+
 export async function watchRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const context = options.context
   const node = context.node
@@ -37,9 +52,15 @@ export async function watchRoutes(fastify: FastifyInstance, options: { context: 
     if (!node.ready) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is not ready')
     const since = headerOf(request, 'last-event-id') ?? given(request.query.since)
     if (since !== undefined) decodeWatchCursor(since)
-    await checkCursor(node, since)
-
-    const controller = new AbortController()
+    // The stream takes its place now, before anything is awaited, so concurrent requests cannot
+    // all pass the check; it gives the place back if it never starts.
+    const controller = reserveStream(context)
+    try {
+      await checkCursor(node, since)
+    } catch (error) {
+      context.streams.delete(controller)
+      throw error
+    }
     const events = node.watch({ prefix: request.query.prefix ?? '', since, signal: controller.signal })
     // Start following before the headers go out, so a write the client makes once it sees them is
     // never missed.

@@ -37,7 +37,10 @@ export function listRange(options: ListOptions): Range {
   const prefix = options.prefix ?? ''
   const lower = [options.start, prefix].filter((bound): bound is string => bound !== undefined && bound !== '')
   if (lower.length > 0) range.gte = lower.reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b))
-  if (options.end !== undefined) range.lt = options.end
+  // The prefix bounds the range above too, so a reverse listing starts at the prefix's last key
+  // instead of walking down from the end of the key space.
+  const upper = [options.end, prefixSuccessor(prefix)].filter((bound): bound is string => bound !== undefined)
+  if (upper.length > 0) range.lt = upper.reduce((a, b) => (compareKeys(a, b) <= 0 ? a : b))
   if (options.cursor !== undefined) {
     // One bound per side: LevelDB takes gte over gt when both are given, so keep the tighter one.
     const after = decodeListCursor(options.cursor)
@@ -51,25 +54,54 @@ export function listRange(options: ListOptions): Range {
   return range
 }
 
-/** One page of live entries; `limit` is already checked. */
-export async function listPage(store: Store, options: ListOptions, limit: number): Promise<ListPage> {
+/**
+ * The least key above every key that starts with `prefix` (in UTF-8 byte order, LevelDB's), or
+ * undefined when there is none (an empty prefix, or one of U+10FFFF only): the last code point
+ * that can grow grows by one, and what follows it is dropped.
+ */
+export function prefixSuccessor(prefix: string): string | undefined {
+  const points = [...prefix]
+  for (let index = points.length - 1; index >= 0; index--) {
+    const point = (points[index] as string).codePointAt(0) as number
+    if (point === 0x10ffff) continue
+    // Surrogate code points are not characters: the one after U+D7FF is U+E000.
+    const next = point === 0xd7ff ? 0xe000 : point + 1
+    return points.slice(0, index).join('') + String.fromCodePoint(next)
+  }
+  return undefined
+}
+
+/** What an entry costs a page: its key and value bytes. */
+function entryBytes(entry: Entry): number {
+  return Buffer.byteLength(entry.key, 'utf8') + entry.value.byteLength
+}
+
+/**
+ * One page of live entries; `limit` is already checked. A page also ends before the entry that
+ * would take its keys and values past `bytesMax`, so one answer never holds hundreds of MB; it
+ * always holds at least one entry, so a cursor always moves on.
+ */
+export async function listPage(store: Store, options: ListOptions, limit: number, bytesMax: number): Promise<ListPage> {
   const prefix = options.prefix ?? ''
   const items: Entry[] = []
+  let bytes = 0
   let next: string | null = null
   for await (const [key, state] of store.iterateStates('kv', listRange(options))) {
     if (!key.startsWith(prefix)) {
-      // Forward from the prefix, the first key without it ends the range; in reverse, keys
-      // above the prefix's range come first and are passed over.
+      // Forward from the prefix, the first key without it ends the range. In reverse the range
+      // ends at the prefix's successor, so only a prefix without one passes over keys above it.
       if (options.reverse !== true || compareKeys(key, prefix) < 0) break
       continue
     }
     const entry = entryOf(key, state, false)
     if (entry === undefined) continue
-    if (items.length === limit) {
+    const size = entryBytes(entry)
+    if (items.length === limit || (items.length > 0 && bytes + size > bytesMax)) {
       next = encodeListCursor((items[items.length - 1] as Entry).key)
       break
     }
     items.push(entry)
+    bytes += size
   }
   return { items, next }
 }

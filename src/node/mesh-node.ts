@@ -15,7 +15,9 @@ import type { Space, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { Digest, Range } from '../storage/index.js'
 import type { Store } from '../storage/index.js'
-import { digestOf } from '../storage/index.js'
+import { DigestCache } from '../storage/index.js'
+import type { Bounds } from './bounds.js'
+import { Parking, checkBounds } from './bounds.js'
 import type { Cluster } from './cluster.js'
 import { checkLimit, listPage, rangeEntries } from './list.js'
 import type { MemberStatus } from './members.js'
@@ -62,18 +64,38 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   readonly #startedMs: number
   readonly #closing = new AbortController()
   readonly #secret: string | undefined
+  readonly #bounds: Bounds
+  /** Causal waits (`after`) and quorum reads parked now (`parkedReadsMax`). */
+  readonly #parkedReads: Parking
+  readonly #digests: DigestCache
   #closed = false
 
-  private constructor(store: Store, cluster: Cluster, limits: Limits, now: () => number, secret: string | undefined) {
+  private constructor(
+    store: Store,
+    cluster: Cluster,
+    limits: Limits,
+    now: () => number,
+    secret: string | undefined,
+    bounds: Bounds,
+  ) {
     super()
     this.#secret = secret
+    this.#bounds = bounds
+    this.#parkedReads = new Parking('reads', bounds.parkedReadsMax)
+    this.#digests = new DigestCache(store)
     this.#store = store
     this.#cluster = cluster
     this.nodeId = store.nodeId
     this.limits = limits
     this.#now = now
     this.#startedMs = now()
-    this.#writer = new Writer(store, cluster, limits, () => this.#checkOpen())
+    this.#writer = new Writer(
+      store,
+      cluster,
+      limits,
+      () => this.#checkOpen(),
+      new Parking('writes', bounds.parkedWritesMax),
+    )
     store.onCommit((entries) => {
       if (this.listenerCount('change') === 0) return
       for (const { lsn, change } of entries)
@@ -82,8 +104,9 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   }
 
   static async open(options: MeshNodeOptions): Promise<MeshNode> {
+    const bounds = checkBounds(options)
     const { store, cluster, settings } = await openParts(options)
-    return new MeshNode(store, cluster, settings.limits, settings.now, settings.secret)
+    return new MeshNode(store, cluster, settings.limits, settings.now, settings.secret, bounds)
   }
 
   /** Open, and a member of its cluster: a brand-new node with peers first catches up with one. */
@@ -110,15 +133,13 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return this.#cluster.peers()
   }
 
-  /** A hash of the node's whole state, equal on two nodes exactly when their states are equal. */
+  /**
+   * A hash of the node's whole state, equal on two nodes exactly when their states are equal.
+   * Kept until the state changes, so asking again costs no walk over the states.
+   */
   async digest(): Promise<Digest> {
     this.#checkOpen()
-    const snapshot = await this.#store.snapshot()
-    try {
-      return await digestOf(snapshot)
-    } finally {
-      await snapshot.close()
-    }
+    return this.#digests.digest()
   }
 
   /** The node's vector clock as a causal token. */
@@ -178,7 +199,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   async list(options: ListOptions = {}): Promise<ListPage> {
     const limit = checkLimit(options.limit)
     await this.#readyFor(options)
-    return listPage(this.#store, options, limit)
+    return listPage(this.#store, options, limit, this.#bounds.listPageBytesMax)
   }
 
   /** Live entries of the `kv` space in key order over a raw range: the face of `MeshLevel`'s iterators. */
@@ -209,7 +230,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   /** Resolves once this node has seen everything `token` covers, or fails with `MESHKV_ERR_READ_TIMEOUT`. */
   waitFor(token: string, timeoutMs = READ_TIMEOUT_MS_DEFAULT, signal?: AbortSignal): Promise<void> {
     const wanted = decodeCausalToken(token)
-    return waitForClock(this.#store, wanted, timeoutMs, this.#signal(signal))
+    return waitForClock(this.#store, wanted, timeoutMs, this.#signal(signal), this.#parkedReads)
   }
 
   status(): NodeStatus {
@@ -219,6 +240,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       ready: this.ready,
       limits: this.limits,
       uptimeMs: this.#now() - this.#startedMs,
+      parked: { reads: this.#parkedReads.status, writes: this.#writer.parked.status },
     })
   }
 
@@ -232,6 +254,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     if (this.#closed) return
     this.#closed = true
     this.#closing.abort()
+    this.#digests.close()
     await this.#cluster.close()
     await this.#store.close()
   }
@@ -258,6 +281,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       now: this.#now,
       timeoutMs: options.timeoutMs ?? READ_TIMEOUT_MS_DEFAULT,
       signal: this.#signal(options.signal),
+      parked: this.#parkedReads,
     })
   }
 

@@ -18,6 +18,7 @@ import { SPACES, joinState } from '../crdt/index.js'
 import { encode } from '../codec/index.js'
 import { KEY_BYTES_PROTOCOL_MAX } from '../codec/guards.js'
 import type { Store } from '../storage/index.js'
+import type { Parking } from './bounds.js'
 import type { Limits } from './options.js'
 import { checkKey } from './values.js'
 import { MeshError } from '../errors.js'
@@ -95,6 +96,8 @@ export interface QuorumReadInput<S extends Space> {
   timeoutMs: number
   /** Ends the read (the caller's signal joined with the node's, which aborts on close). */
   signal: AbortSignal
+  /** The node's parked reads: the read holds a place while it waits (`MESHKV_ERR_BUSY` when none is free). */
+  parked?: Parking
 }
 
 /**
@@ -102,7 +105,7 @@ export interface QuorumReadInput<S extends Space> {
  * answered (or when the read ends any other way) are aborted, so no socket outlives the read.
  */
 export async function quorumRead<S extends Space>(input: QuorumReadInput<S>): Promise<StateOf[S]> {
-  const { space, key, required, targets, secret, timeoutMs } = input
+  const { required, targets, secret } = input
   if (secret === undefined || targets.length + 1 < required) {
     throw new MeshError(
       'MESHKV_ERR_READ_QUORUM',
@@ -110,6 +113,16 @@ export async function quorumRead<S extends Space>(input: QuorumReadInput<S>): Pr
       { details: { required, answered: 1 } },
     )
   }
+  const release = input.parked?.take()
+  try {
+    return await joinAnswers(input)
+  } finally {
+    release?.()
+  }
+}
+
+async function joinAnswers<S extends Space>(input: QuorumReadInput<S>): Promise<StateOf[S]> {
+  const { space, key, required, targets, secret, timeoutMs } = input
   let state: AnyState = input.own
   let vc = input.ownVc
   let answered = 1
@@ -120,7 +133,7 @@ export async function quorumRead<S extends Space>(input: QuorumReadInput<S>): Pr
       let pending = targets.length
       abort.addEventListener('abort', () => resolve(), { once: true })
       for (const target of targets) {
-        fetchState(target.url, space, key, secret, input.self, input.now(), abort)
+        fetchState(target.url, space, key, secret as string, input.self, input.now(), abort)
           .then((answer) => {
             if (answered >= required) return
             state = joinState(space, state as StateOf[S], vc, answer.state, answer.vc)

@@ -25,6 +25,7 @@ export function nodeStatus(node: {
   ready: boolean
   limits: Limits
   uptimeMs: number
+  parked: NodeStatus['parked']
 }): NodeStatus {
   const { store, cluster } = node
   return {
@@ -43,6 +44,7 @@ export function nodeStatus(node: {
     linked: cluster.linked(),
     replication: cluster.replicator.counters,
     snapshot: cluster.replicator.snapshotStatus(),
+    parked: node.parked,
   }
 }
 

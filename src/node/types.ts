@@ -8,6 +8,7 @@ import type { TlsMaterial } from '../api/access.js'
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Logger, PeerStatus, SnapshotProgress } from '../replication/index.js'
 import type { Transport } from '../transport/transport.js'
+import type { ParkingStatus } from './bounds.js'
 
 export interface MeshNodeOptions {
   /** Data directory (LevelDB). Made if missing; locked while the node is open. */
@@ -70,7 +71,7 @@ export interface MeshNodeOptions {
   listPageBytesMax?: number
 }
 
-export type { ReadConcern, Role, WriteConcern }
+export type { ParkingStatus, ReadConcern, Role, WriteConcern }
 
 /** A value as a person gives it: bytes, text, or any JSON value. */
 export type ValueInput =
@@ -233,6 +234,8 @@ export interface NodeStatus {
   role: Role
   /** A snapshot being received (progress), and the last one joined. */
   snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
+  /** Reads (`after`, quorum) and writes (write concern) waiting now, their caps, and how many were refused. */
+  parked: { reads: ParkingStatus; writes: ParkingStatus }
 }
 
 export type { PeerStatus }

@@ -10,6 +10,7 @@ import type { Change } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { Store } from '../storage/index.js'
 import { followLog } from '../storage/index.js'
+import type { Parking } from './bounds.js'
 import type { WatchEvent } from './types.js'
 
 /**
@@ -89,18 +90,28 @@ export async function* followEvents(
 
 /**
  * Resolves once the store's clock covers `wanted`, checked on each commit event; fails with
- * `MESHKV_ERR_READ_TIMEOUT` at the deadline or `MESHKV_ERR_ABORTED` when `signal` aborts.
+ * `MESHKV_ERR_READ_TIMEOUT` at the deadline or `MESHKV_ERR_ABORTED` when `signal` aborts. A read
+ * that has to wait takes a place in `parked` first (`MESHKV_ERR_BUSY` when none is free); one
+ * whose token is already covered parks nothing.
  */
 export function waitForClock(
   store: Store,
   wanted: VectorClock,
   timeoutMs: number,
   signal?: AbortSignal,
+  parked?: Parking,
 ): Promise<void> {
   if (vcCovers(store.vc, wanted)) return Promise.resolve()
   if (signal?.aborted === true) return Promise.reject(new MeshError('MESHKV_ERR_ABORTED', 'the read was aborted'))
+  let release: () => void
+  try {
+    release = parked?.take() ?? (() => undefined)
+  } catch (error) {
+    return Promise.reject(error as Error)
+  }
   return new Promise<void>((resolve, reject) => {
     const finish = (error?: MeshError): void => {
+      release()
       clearTimeout(deadline)
       unsubscribe()
       signal?.removeEventListener('abort', onAbort)

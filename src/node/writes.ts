@@ -3,13 +3,14 @@
  * one change each, and then wait for their write concern. A replica refuses them, and so does a
  * node still joining its cluster (docs/consistency.md).
  */
-import { parseWriteConcern } from '../api/concern.js'
+import { parseWriteConcern, requiredMembers } from '../api/concern.js'
 import { decodeVersion, encodeCausalToken } from '../clock/index.js'
 import type { CounterState, Intent, RegisterState, SetState } from '../crdt/index.js'
 import { counterValue, setHas, setMembers } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { CommitResult, Store } from '../storage/index.js'
 import { stateId } from '../storage/index.js'
+import type { Parking } from './bounds.js'
 import type { Cluster } from './cluster.js'
 import type { Limits } from './options.js'
 import type {
@@ -30,6 +31,8 @@ export class Writer {
     readonly cluster: Cluster,
     readonly limits: Limits,
     readonly checkOpen: () => void,
+    /** Writes waiting for their write concern (`parkedWritesMax`). */
+    readonly parked: Parking,
   ) {}
 
   async put(key: string, value: ValueInput, options: WriteOptions): Promise<WriteResult> {
@@ -157,9 +160,17 @@ export class Writer {
     }
     const concern = parseWriteConcern(options.w)
     this.cluster.checkConcern(concern)
-    const result = await this.store.commitLocal(intents)
-    if (result.change !== null && concern !== 1)
-      await this.cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
-    return result
+    // A write that would wait for other members takes its place BEFORE it is committed: one
+    // refused with MESHKV_ERR_BUSY was never written, so the caller may simply retry it.
+    const waits = concern !== 1 && requiredMembers(concern, this.cluster.members(), 'w') > 1
+    const release = waits ? this.parked.take() : undefined
+    try {
+      const result = await this.store.commitLocal(intents)
+      if (result.change !== null && concern !== 1)
+        await this.cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
+      return result
+    } finally {
+      release?.()
+    }
   }
 }

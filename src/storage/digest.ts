@@ -8,13 +8,18 @@
  * once stable, which each node does on its own schedule (after it has heard every member's
  * acknowledgement): such keys are left out, so two nodes that hold the same data agree whether
  * or not each has purged its stable tombstones yet.
+ *
+ * `DigestCache` keeps the last digest, keyed by the vector clock it was read at: every change
+ * applied moves the clock, and garbage collection (which purges only such all-tombstone keys)
+ * never changes a digest. A snapshot join changes states without a log entry; its commit news
+ * (an empty batch) starts a new epoch, so nothing read before it is answered after it.
  */
 import { createHash } from 'node:crypto'
 import type { Dot, VectorClock } from '../clock/index.js'
 import { compareDots } from '../clock/index.js'
 import type { AnyState, CounterState, RegisterState, SetState, Space } from '../crdt/index.js'
 import { SPACES } from '../crdt/index.js'
-import type { StateReader } from './store.js'
+import type { LogEntry, StateReader, StoreSnapshot } from './store.js'
 
 export interface Digest {
   digest: string
@@ -34,6 +39,75 @@ export async function digestOf(reader: StateReader): Promise<Digest> {
     }
   }
   return { digest: hash.digest('hex'), vc: reader.vc, keys }
+}
+
+/** What the cache needs of the store. */
+export interface DigestSource {
+  readonly vc: VectorClock
+  snapshot(): Promise<StoreSnapshot>
+  onCommit(listener: (entries: readonly LogEntry[]) => void): () => void
+}
+
+/** The last digest, or the one being computed, so a flood of `/v1/digest` requests costs one walk. */
+export class DigestCache {
+  #last: { readonly key: string; digest: Promise<Digest> } | null = null
+  #epoch = 0
+  #walks = 0
+  readonly #unsubscribe: () => void
+
+  constructor(private readonly source: DigestSource) {
+    this.#unsubscribe = source.onCommit((entries) => {
+      if (entries.length === 0) this.#epoch++
+    })
+  }
+
+  /** Walks over the states since the cache was made. */
+  get walks(): number {
+    return this.#walks
+  }
+
+  digest(): Promise<Digest> {
+    const last = this.#last
+    if (last !== null && last.key === this.#keyOf(this.source.vc)) return last.digest
+    // Keyed by the clock now, then by the clock of the snapshot walked (never older than this one).
+    const epoch = this.#epoch
+    let key = this.#keyOf(this.source.vc)
+    const walk = this.#walk(epoch, (walked) => (key = walked))
+    const entry = {
+      get key() {
+        return key
+      },
+      digest: walk,
+    }
+    this.#last = entry
+    // A failed walk is not kept: the next call walks again.
+    entry.digest.catch(() => {
+      if (this.#last === entry) this.#last = null
+    })
+    return entry.digest
+  }
+
+  close(): void {
+    this.#unsubscribe()
+    this.#last = null
+  }
+
+  /** Digests one snapshot; `keyed` learns its key (the snapshot's clock) before the walk. */
+  async #walk(epoch: number, keyed: (key: string) => void): Promise<Digest> {
+    const snapshot = await this.source.snapshot()
+    try {
+      keyed(this.#keyOf(snapshot.vc, epoch))
+      this.#walks++
+      return await digestOf(snapshot)
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  #keyOf(vc: VectorClock, epoch = this.#epoch): string {
+    const origins = Object.keys(vc).sort()
+    return JSON.stringify([epoch, origins.map((origin) => [origin, vc[origin as keyof VectorClock]])])
+  }
 }
 
 function dotForm(dot: Dot): [string, number] {

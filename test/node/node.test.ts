@@ -831,6 +831,7 @@ describe('MeshNode: events and status', () => {
       replication: expect.any(Object),
       role: 'member',
       snapshot: { receiving: null, last: null },
+      parked: { reads: { open: 0, max: 1000, refused: 0 }, writes: { open: 0, max: 1000, refused: 0 } },
     })
     // The replicator's counters, each zero on a node that has had no peer: the same keys as a
     // fresh replicator's (its one definition), so a counter added there needs no edit here.
