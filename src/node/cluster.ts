@@ -309,8 +309,8 @@ function makeTransport(options: ClusterOptions, linksMax: () => number): Transpo
     secret: options.secret as string,
     advertiseUrl: options.advertiseUrl,
     randomBytes: options.randomBytes,
+    linksMax,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
-    linksMax,
   })
 }

@@ -52,12 +52,12 @@ export const FRAGMENTS_MAX = 1024
 export const CLOSE_GRACE_MS = 1_000
 
 export interface WebSocketTransportOptions extends CoreTransportOptions {
-  /** Sockets that may be connected but not yet authenticated at once; more are refused. */
-  pendingSocketsMax?: number
-  /** Of those, how many one remote address may hold; more are refused (429). */
+  /** Of the unauthenticated sockets (`pendingSocketsMax`), how many one remote address may hold; more are refused (429). */
   pendingPerAddressMax?: number
   /** The local address to dial from (tests dial from 127.0.0.2 while an attacker holds 127.0.0.1). */
   localAddress?: string
+  /** Sockets that may be connected but not yet authenticated at once; more are refused. */
+  pendingSocketsMax?: number
   /** TLS settings for dialing `wss://` / `https://` peers (a private CA, client certificates). */
   tls?: Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>
 }
@@ -90,16 +90,16 @@ export function peerUrlOf(url: string): string {
   return parsed.href
 }
 
-function pathOf(requestUrl: string | undefined): string {
-  const url = requestUrl ?? ''
-  const query = url.indexOf('?')
-  return query === -1 ? url : url.slice(0, query)
-}
-
 /** The remote address of an upgrade, IPv4-mapped IPv6 written as IPv4 (one host, one key). */
 function remoteAddressOf(request: IncomingMessage): string {
   const address = request.socket.remoteAddress ?? ''
   return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address
+}
+
+function pathOf(requestUrl: string | undefined): string {
+  const url = requestUrl ?? ''
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
 }
 
 /** Answers an upgrade request with a bare HTTP status and closes the socket. */
@@ -273,8 +273,8 @@ export class WebSocketTransport extends TransportCore {
       refuseUpgrade(socket, status)
       return
     }
-    const address = remoteAddressOf(request)
     this.pendingSockets += 1
+    const address = remoteAddressOf(request)
     this.pendingByAddress.set(address, (this.pendingByAddress.get(address) ?? 0) + 1)
     let released = false
     const release = (): void => {
