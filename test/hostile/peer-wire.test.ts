@@ -208,9 +208,16 @@ describe('an id already linked', () => {
     const impostor = await connect()
     await impostor.handshake(peerIdentity(nodeId, node.secret), { expectWelcome: false })
     impostor.send({ type: 'changes', changes: [changeOf(nodeId, [putOp(`impostor/${nodeId}`, 'x')])] })
-    expect((await impostor.closedWithin(3_000)).code).toBe(CLOSE_CODES.duplicate)
-    const refused = node.logs((record) => record['msg'] === 'peer link refused' && record['peer'] === nodeId)
-    expect(refused.map((record) => record['code'])).toEqual(['MESHKV_ERR_MEMBER_ALIVE'])
+    const closed = await impostor.closedWithin(3_000)
+    expect(closed.code, closed.reason).toBe(CLOSE_CODES.duplicate)
+    // The log line is written as the socket closes: the pipe from the child may deliver it a little later.
+    await vi.waitFor(
+      () => {
+        const refused = node.logs((record) => record['msg'] === 'peer link refused' && record['peer'] === nodeId)
+        expect(refused.map((record) => record['code'])).toEqual(['MESHKV_ERR_MEMBER_ALIVE'])
+      },
+      { timeout: 3_000, interval: 50 },
+    )
     // The real link outlives two peer timeouts: it was never replaced.
     await sleep(2 * PEER_TIMEOUT_MS)
     expect(real.closed).toBe(false)
@@ -243,7 +250,10 @@ describe('the link cap', () => {
     expect(refused.length).toBeGreaterThan(0)
     expect(new Set(refused)).toEqual(new Set([CLOSE_CODES.linksFull]))
     expect(attempts.filter((outcome) => outcome === 'linked').length).toBeGreaterThanOrEqual(5)
-    expect(node.logs((record) => record['code'] === 'MESHKV_ERR_BUSY').length).toBe(refused.length)
+    await vi.waitFor(
+      () => expect(node.logs((record) => record['code'] === 'MESHKV_ERR_BUSY').length).toBe(refused.length),
+      { timeout: 3_000, interval: 50 },
+    )
     for (const peer of peers.splice(0)) peer.destroy()
     expect((await peerFootprint(node)).keys).toEqual(before.keys)
     await stillServing()
