@@ -6,18 +6,25 @@
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { isNodeId, isVectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
-import { decodeChecked, encode } from './index.js'
+import { decodePlain, encode } from './index.js'
 import { isBytes, isChange, isKey, isRecord } from './guards.js'
 
 /**
  * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
  * peer that speaks another. It lives with the frames because both the transport (which checks it)
- * and replication (whose messages it versions) import this room and not each other.
+ * and replication (whose messages it versions) import this room and not each other. Version 2:
+ * the handshake proofs cover the cluster id (a version 1 node's proofs would not match).
  */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
+/**
+ * Largest frame before the handshake is done. The largest honest one is a hello with a URL of
+ * URL_BYTES_MAX and a cluster id of CLUSTER_ID_BYTES_MAX (about 2.4 KiB); anything bigger from an
+ * unauthenticated peer is refused unread, so a stranger cannot make a node hold 4 MiB frames.
+ */
+export const HANDSHAKE_FRAME_BYTES_MAX = 3 * 1024
 export const NONCE_BYTES = 32
 export const CLUSTER_ID_BYTES_MAX = 128
 export const URL_BYTES_MAX = 2048
@@ -175,8 +182,9 @@ export function encodeFrame(frame: Frame): Uint8Array {
   return encode(frame, FRAME_BYTES_MAX)
 }
 
+/** Peer frames are plain data: an extension, a BigInt or `undefined` is a decode error (`decodePlain`). */
 export function decodeFrame(bytes: Uint8Array): Frame {
-  return decodeChecked(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+  return decodePlain(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
 }
 
 export function isHandshakeMessage(frame: Frame): frame is HandshakeMessage {

@@ -67,7 +67,9 @@ export class Cluster {
     this.peerUrls = options.peers
     this.role = options.role ?? 'member'
     this.advertiseUrl = options.advertiseUrl
-    this.transport = options.secret === undefined ? null : (options.transport ?? makeTransport(options))
+    // Links past the members (or the configured peers, before the member set is known) plus a margin are refused.
+    const linksMax = (): number => Math.max(this.membership.members.size, options.peers.length + 1) + LINKS_MARGIN
+    this.transport = options.secret === undefined ? null : (options.transport ?? makeTransport(options, linksMax))
     this.membership = new Membership({
       self: options.store.nodeId,
       role: this.role,
@@ -297,13 +299,17 @@ export class Cluster {
   }
 }
 
-function makeTransport(options: ClusterOptions): Transport {
+/** Links a node takes beyond one per member: newcomers joining, a link being replaced. */
+const LINKS_MARGIN = 4
+
+function makeTransport(options: ClusterOptions, linksMax: () => number): Transport {
   return new WebSocketTransport({
     nodeId: options.store.nodeId,
     clusterId: options.clusterId,
     secret: options.secret as string,
     advertiseUrl: options.advertiseUrl,
     randomBytes: options.randomBytes,
+    linksMax,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
     ...(options.tls === undefined ? {} : { tls: dialTlsOf(options.tls) }),

@@ -8,13 +8,14 @@
  * - every frame is decoded with `decodeFrame` (size, MessagePack, shape); a bad frame, a text
  *   frame, a handshake frame after the handshake or a peer message before it closes with 1008
  *   (1009 when too big) and nothing of it is passed on;
+ * - before the handshake is done a frame over HANDSHAKE_FRAME_BYTES_MAX closes with 1008 unread;
  * - the handshake must finish within `handshakeTimeoutMs` (else 4408);
  * - a link whose queue passes `sendQueueBytesMax` is dropped at once (4429): a peer that never
  *   reads cannot make this node hold its data;
  * - `onClose` listeners run exactly once, with the code of whoever closed first.
  */
 import type { Frame, PeerMessage } from '../codec/peer.js'
-import { decodeFrame, encodeFrame, isFrame, isHandshakeMessage } from '../codec/peer.js'
+import { HANDSHAKE_FRAME_BYTES_MAX, decodeFrame, encodeFrame, isFrame, isHandshakeMessage } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert, isMeshError } from '../errors.js'
 import type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
@@ -69,6 +70,8 @@ export interface ConnectionHost {
   readonly identity: HandshakeIdentity
   readonly settings: LinkSettings
   readonly setTimer: SetTimer
+  /** Milliseconds on a monotonic clock (when a link last proved it is alive). */
+  now(): number
   nonce(): Uint8Array
   admit(connection: Connection, peer: PeerIdentity): Admission
   opened(connection: Connection, link: Link): void
@@ -95,6 +98,8 @@ export class Connection {
   private link: Link | null = null
   private readonly drainWaiters: (() => void)[] = []
   private abortDial: (() => void) | null = null
+  private heardAtMs = Number.NEGATIVE_INFINITY
+  private openedAtMs = Number.NEGATIVE_INFINITY
 
   constructor(
     private readonly host: ConnectionHost,
@@ -125,6 +130,21 @@ export class Connection {
 
   get bufferedBytes(): number {
     return this.channel?.bufferedBytes ?? 0
+  }
+
+  /** When the peer last proved it reads (a pong, or the link opening), on the host's clock. */
+  get heardAt(): number {
+    return this.heardAtMs
+  }
+
+  /** When the handshake passed, on the host's clock. */
+  get openedAt(): number {
+    return this.openedAtMs
+  }
+
+  /** The peer answered a ping. */
+  heard(): void {
+    this.heardAtMs = this.host.now()
   }
 
   /** The channel is up: the handshake clock starts and the acceptor sends its challenge. */
@@ -161,6 +181,11 @@ export class Connection {
   /** One binary frame arrived. */
   receive(bytes: Uint8Array): void {
     if (this.state !== 'handshake' && this.state !== 'open') return
+    if (this.state === 'handshake' && bytes.length > HANDSHAKE_FRAME_BYTES_MAX) {
+      const message = `a frame of ${bytes.length} bytes before the handshake (at most ${HANDSHAKE_FRAME_BYTES_MAX})`
+      this.protocolError(CLOSE_CODES.policy, 'MESHKV_ERR_FRAME_TOO_LARGE', message)
+      return
+    }
     let frame: Frame
     try {
       frame = decodeFrame(bytes)
@@ -261,6 +286,8 @@ export class Connection {
 
   private open(peer: PeerIdentity): void {
     this.state = 'open'
+    this.heard()
+    this.openedAtMs = this.heardAtMs
     this.cancelHandshakeTimer?.()
     this.cancelHandshakeTimer = null
     this.link = new Link(this, peer, this.role === 'dialer' ? 'dialed' : 'accepted')
@@ -277,6 +304,11 @@ export class Connection {
       { closeCode: CLOSE_CODES.timeout, errorCode: 'MESHKV_ERR_UNREACHABLE', message, nodeId: null },
       'polite',
     )
+  }
+
+  /** The channel saw the peer break a rule (e.g. too many bytes before the handshake). */
+  protocolFailure(code: number, errorCode: ErrorCode, message: string): void {
+    this.protocolError(code, errorCode, message)
   }
 
   private protocolError(code: number, errorCode: ErrorCode, message: string): void {

@@ -5,12 +5,17 @@
  *
  * One link per peer (`keepsNewLink`): when two nodes dial each other at once, both sides keep the
  * link dialed by the node with the lower id (both compute the same answer) and close the other
- * with 4000; two links dialed by the same node mean the older one is stale, so the newer wins. A
- * kept URL whose node already has a link is not redialed until that link ends. The rule lives here
- * alone because the transport makes the links: the replicator is handed only the winners, and
- * asserts that it never holds two.
+ * with 4000. That tie-break only applies while the held link is young (both dials may still be in
+ * their handshakes): otherwise a newcomer claiming a linked peer's id replaces the held link only
+ * when that link is proven dead (no pong for two ping intervals), else the newcomer is refused
+ * (4000, counted): knowing the secret is not enough to cut a live peer off. A kept URL whose node
+ * already has a link is not redialed until that link ends. Authenticated links are capped
+ * (`linksMax`: the node passes its member count plus a margin); one more is refused with 4503. The
+ * rule lives here alone because the transport makes the links: the replicator is handed only the
+ * winners, and asserts that it never holds two.
  */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import type { NodeId } from '../clock/index.js'
 import { isNodeId } from '../clock/index.js'
 import { CLUSTER_ID_BYTES_MAX, NONCE_BYTES, URL_BYTES_MAX } from '../codec/peer.js'
@@ -46,6 +51,18 @@ export const TRANSPORT_DEFAULTS = {
 export interface CoreTransportOptions extends TransportOptions {
   /** A connection that has not finished the handshake by then is closed (4408). */
   handshakeTimeoutMs?: number
+  /** How many authenticated links may be up at once (read at each new link). Default: no cap. */
+  linksMax?: () => number
+  /** A monotonic clock in ms (when links last proved alive). Default: `performance.now`. */
+  now?: () => number
+}
+
+/** Links refused by this transport's own rules, by reason (for metrics and tests). */
+export interface TransportCounters {
+  /** A new link past `linksMax`. */
+  linksOverCap: number
+  /** A newcomer claiming the id of a peer whose link is alive. */
+  idAlreadyLinked: number
 }
 
 export interface TransportSettings extends LinkSettings {
@@ -147,11 +164,16 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   private readonly links = new Map<NodeId, Connection>()
   private readonly connections = new Set<Connection>()
   private readonly selfKey: string | null
+  private readonly linksMax: () => number
+  readonly now: () => number
+  readonly counters: TransportCounters = { linksOverCap: 0, idAlreadyLinked: 0 }
 
   constructor(options: CoreTransportOptions, setTimer: SetTimer) {
     this.identity = resolveIdentity(options)
     this.settings = resolveSettings(options)
     this.setTimer = setTimer
+    this.linksMax = options.linksMax ?? (() => Number.POSITIVE_INFINITY)
+    this.now = options.now ?? (() => performance.now())
     this.randomBytes = options.randomBytes ?? ((size) => new Uint8Array(cryptoRandomBytes(size)))
     this.selfKey = this.selfKeyOf(options.advertiseUrl)
   }
@@ -213,12 +235,21 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     if (this.isClosed) return { ok: false, closeCode: CLOSE_CODES.goingAway, reason: 'node closing', refusal: null }
     const existing = this.links.get(peer.nodeId)
     if (existing !== undefined && !existing.closed && existing !== connection) {
-      if (!this.prefers(connection, existing, peer.nodeId)) {
-        return { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked', refusal: null }
-      }
+      const keep = this.keepsHeld(connection, existing, peer.nodeId)
+      if (keep !== null) return keep
       // Register the winner before closing the loser, so the loser's end does not redial.
       this.links.set(peer.nodeId, connection)
       existing.close(CLOSE_CODES.duplicate, 'replaced by a newer link')
+    } else if (this.links.size >= this.linksMax()) {
+      this.counters.linksOverCap += 1
+      const message = `already ${this.links.size} links, the most this node takes`
+      const refusal = {
+        closeCode: CLOSE_CODES.linksFull,
+        errorCode: 'MESHKV_ERR_BUSY' as const,
+        message,
+        nodeId: peer.nodeId,
+      }
+      return { ok: false, closeCode: CLOSE_CODES.linksFull, reason: 'too many links', refusal }
     }
     this.links.set(peer.nodeId, connection)
     return { ok: true }
@@ -295,10 +326,32 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     return undefined
   }
 
-  /** Of two connections to one peer, whether `candidate` should replace `existing`. */
-  private prefers(candidate: Connection, existing: Connection, peer: NodeId): boolean {
+  /**
+   * Of a new connection and a held one to the same peer: the refusal of the new one, or null when
+   * it replaces the held one. A young held link goes by the tie-break (`keepsNewLink`) when the
+   * two were dialed from opposite ends; otherwise the held link stays unless it is proven dead.
+   */
+  private keepsHeld(candidate: Connection, existing: Connection, peer: NodeId): Admission | null {
     const dialerOf = (connection: Connection): NodeId => (connection.role === 'dialer' ? this.identity.nodeId : peer)
-    return keepsNewLink(dialerOf(candidate), dialerOf(existing))
+    const [newDialer, heldDialer] = [dialerOf(candidate), dialerOf(existing)]
+    const { handshakeTimeoutMs, pingIntervalMs, peerTimeoutMs } = this.settings
+    const now = this.now()
+    if (newDialer !== heldDialer && now - existing.openedAt < handshakeTimeoutMs) {
+      return keepsNewLink(newDialer, heldDialer)
+        ? null
+        : { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked', refusal: null }
+    }
+    const silentMs = now - existing.heardAt
+    if (silentMs > Math.min(peerTimeoutMs, 2 * pingIntervalMs)) return null
+    this.counters.idAlreadyLinked += 1
+    const message = `node ${peer} is already linked, and that link is alive (heard ${Math.round(silentMs)} ms ago)`
+    const refusal = {
+      closeCode: CLOSE_CODES.duplicate,
+      errorCode: 'MESHKV_ERR_MEMBER_ALIVE' as const,
+      message,
+      nodeId: peer,
+    }
+    return { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked, alive', refusal }
   }
 
   private dial(kept: Kept): void {

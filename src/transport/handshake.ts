@@ -3,12 +3,14 @@
  * format is written out in replication/protocol.ts:
  *
  *   acceptor → dialer   challenge { version, clusterId, nodeId, nonce }
- *   dialer   → acceptor hello     { version, clusterId, nodeId, url, nonce, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
- *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
+ *   dialer   → acceptor hello     { version, clusterId, nodeId, url, nonce, proof = HMAC(secret, "dialer" ‖ cluster ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
+ *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ cluster ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
  *
  * HMAC is HMAC-SHA256 keyed with the cluster secret. The role string binds a proof to its
- * direction (an acceptor's proof can never pass as a dialer's), the other side's fresh nonce makes
- * a recorded proof useless on the next link, and both ids bind it to this pair of nodes. Proofs
+ * direction (an acceptor's proof can never pass as a dialer's), the cluster id (length-prefixed)
+ * binds it to one cluster, so one secret reused by two clusters never merges them, the other
+ * side's fresh nonce makes a recorded proof useless on the next link, and both ids bind it to
+ * this pair of nodes. Proofs
  * are compared in constant time. The state machines take frames in and give frames or a verdict
  * out; they never touch a socket or a timer, so both transports run exactly the same code.
  */
@@ -55,16 +57,29 @@ export interface HandshakeStep {
   readonly refusal?: Refusal
 }
 
-/** HMAC-SHA256(secret, role ‖ nonce ‖ ownId ‖ otherId): the prover shows it holds the secret. */
-export function handshakeProof(
-  secret: string,
-  role: Role,
-  nonce: Uint8Array,
-  ownId: NodeId,
-  otherId: NodeId,
-): Uint8Array {
+/** The parts of a proof that name the link: whose proof, in which cluster, to whom. */
+export interface ProofSubject {
+  readonly role: Role
+  readonly clusterId: string
+  /** The other side's fresh nonce. */
+  readonly nonce: Uint8Array
+  readonly ownId: NodeId
+  readonly otherId: NodeId
+}
+
+/**
+ * HMAC-SHA256(secret, role ‖ len(cluster) ‖ cluster ‖ nonce ‖ ownId ‖ otherId): the prover shows
+ * it holds the secret. The cluster id is the only part of variable length, hence its prefix.
+ */
+export function handshakeProof(secret: string, subject: ProofSubject): Uint8Array {
+  const { role, clusterId, nonce, ownId, otherId } = subject
+  const cluster = Buffer.from(clusterId, 'utf8')
+  const length = Buffer.alloc(2)
+  length.writeUInt16BE(cluster.length)
   const hmac = createHmac('sha256', secret)
   hmac.update(role, 'utf8')
+  hmac.update(length)
+  hmac.update(cluster)
   hmac.update(nonce)
   hmac.update(ownId, 'utf8')
   hmac.update(otherId, 'utf8')
@@ -156,8 +171,14 @@ export class AcceptorHandshake {
     this.done = true
     const failed = checkPeer(this.identity, frame)
     if (failed !== null) return failed
-    const { secret, nodeId } = this.identity
-    const expected = handshakeProof(secret, 'dialer', this.challenge.nonce, frame.nodeId, nodeId)
+    const { secret, nodeId, clusterId } = this.identity
+    const expected = handshakeProof(secret, {
+      role: 'dialer',
+      clusterId,
+      nonce: this.challenge.nonce,
+      ownId: frame.nodeId,
+      otherId: nodeId,
+    })
     if (!proofMatches(expected, frame.proof)) {
       return refusal(
         CLOSE_CODES.auth,
@@ -168,7 +189,13 @@ export class AcceptorHandshake {
     }
     const welcome: WelcomeMessage = {
       type: 'welcome',
-      proof: handshakeProof(secret, 'acceptor', frame.nonce, nodeId, frame.nodeId),
+      proof: handshakeProof(secret, {
+        role: 'acceptor',
+        clusterId,
+        nonce: frame.nonce,
+        ownId: nodeId,
+        otherId: frame.nodeId,
+      }),
     }
     const peer: PeerIdentity = {
       nodeId: frame.nodeId,
@@ -220,7 +247,13 @@ export class DialerHandshake {
     }
     this.state = 'welcome'
     const { secret, nodeId, clusterId, advertiseUrl } = this.identity
-    const proof = handshakeProof(secret, 'dialer', challenge.nonce, nodeId, challenge.nodeId)
+    const proof = handshakeProof(secret, {
+      role: 'dialer',
+      clusterId,
+      nonce: challenge.nonce,
+      ownId: nodeId,
+      otherId: challenge.nodeId,
+    })
     const hello: HelloMessage = {
       type: 'hello',
       version: PROTOCOL_VERSION,
@@ -237,7 +270,14 @@ export class DialerHandshake {
     this.state = 'done'
     const acceptor = this.acceptor
     assert(acceptor !== null, 'a welcome is only taken after a challenge')
-    const expected = handshakeProof(this.identity.secret, 'acceptor', this.nonce, acceptor.nodeId, this.identity.nodeId)
+    const { secret, clusterId, nodeId } = this.identity
+    const expected = handshakeProof(secret, {
+      role: 'acceptor',
+      clusterId,
+      nonce: this.nonce,
+      ownId: acceptor.nodeId,
+      otherId: nodeId,
+    })
     if (!proofMatches(expected, welcome.proof)) {
       return refusal(
         CLOSE_CODES.auth,

@@ -19,6 +19,8 @@ export const CLOSE_CODES = {
   otherCluster: 4409,
   timeout: 4408,
   slowReader: 4429,
+  /** The node has as many links as it takes (`linksMax`). */
+  linksFull: 4503,
 } as const
 
 /** The link itself is declared with the frames (codec/peer.ts): replication uses it too. */

@@ -8,7 +8,13 @@
  *   messages in more than `FRAGMENTS_MAX` fragments (1008);
  * - text frames and frames that do not decode to the right shape close with 1008;
  * - a socket has `handshakeTimeoutMs` to authenticate (4408), and at most `pendingSocketsMax`
- *   sockets may be unauthenticated at once (more are answered 503 before the upgrade);
+ *   sockets may be unauthenticated at once (more are answered 503 before the upgrade), at most
+ *   `pendingPerAddressMax` of them from one remote address (more are answered 429), so one host
+ *   cannot take every slot and keep a restarted peer from linking;
+ * - before the handshake passes, a socket may send at most `PREAUTH_BYTES_MAX` raw bytes (a
+ *   challenge's answer is a few hundred): past that it is closed (1008) and no longer read, so a
+ *   stranger's 4 MiB frame is never buffered; each frame is also held to HANDSHAKE_FRAME_BYTES_MAX
+ *   (connection.ts);
  * - upgrade requests with more than `UPGRADE_HEADERS_MAX` headers (431) or any
  *   Sec-WebSocket-Protocol (400, meshkv uses none) are refused; header bytes are bounded by
  *   Node's `maxHeaderSize`;
@@ -44,6 +50,10 @@ import { CLOSE_CODES } from './transport.js'
 /** The path peers dial on a node's HTTP port. */
 export const PEER_PATH = '/v1/peer'
 export const PENDING_SOCKETS_MAX_DEFAULT = 256
+/** Unauthenticated sockets one remote address may hold at once (an honest peer needs one or two). */
+export const PENDING_PER_ADDRESS_MAX_DEFAULT = 8
+/** Raw bytes (frames, their headers, pongs) a socket may send before its handshake passes. */
+export const PREAUTH_BYTES_MAX = 16 * 1024
 /** An upgrade request to /v1/peer needs a dozen headers; more than this is refused (431). */
 export const UPGRADE_HEADERS_MAX = 64
 /** Fragments one message may arrive in (ws's own default is 16,384). */
@@ -52,6 +62,10 @@ export const FRAGMENTS_MAX = 1024
 export const CLOSE_GRACE_MS = 1_000
 
 export interface WebSocketTransportOptions extends CoreTransportOptions {
+  /** Of the unauthenticated sockets (`pendingSocketsMax`), how many one remote address may hold; more are refused (429). */
+  pendingPerAddressMax?: number
+  /** The local address to dial from (tests dial from 127.0.0.2 while an attacker holds 127.0.0.1). */
+  localAddress?: string
   /** Sockets that may be connected but not yet authenticated at once; more are refused. */
   pendingSocketsMax?: number
   /**
@@ -87,6 +101,12 @@ export function peerUrlOf(url: string): string {
   if (!parsed.pathname.endsWith(PEER_PATH)) parsed.pathname = parsed.pathname.replace(/\/+$/u, '') + PEER_PATH
   parsed.hash = ''
   return parsed.href
+}
+
+/** The remote address of an upgrade, IPv4-mapped IPv6 written as IPv4 (one host, one key). */
+function remoteAddressOf(request: IncomingMessage): string {
+  const address = request.socket.remoteAddress ?? ''
+  return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address
 }
 
 function pathOf(requestUrl: string | undefined): string {
@@ -198,6 +218,10 @@ class SocketChannel implements Channel {
 export class WebSocketTransport extends TransportCore {
   private readonly server: WebSocketServer
   private readonly pendingSocketsMax: number
+  private readonly pendingPerAddressMax: number
+  private readonly localAddress: string | undefined
+  /** Unauthenticated sockets per remote address (entries at zero are deleted). */
+  private readonly pendingByAddress = new Map<string, number>()
   private readonly tls: WebSocketTransportOptions['tls']
   private readonly attached = new Map<HttpServer | HttpsServer, UpgradeListener>()
   /** Every socket not yet closed, and a promise for its close. */
@@ -212,6 +236,12 @@ export class WebSocketTransport extends TransportCore {
       options.pendingSocketsMax,
       PENDING_SOCKETS_MAX_DEFAULT,
     )
+    this.pendingPerAddressMax = positiveInteger(
+      'pendingPerAddressMax',
+      options.pendingPerAddressMax,
+      PENDING_PER_ADDRESS_MAX_DEFAULT,
+    )
+    this.localAddress = options.localAddress
     this.tls = options.tls
     this.server = new WebSocketServer({ noServer: true, clientTracking: false, ...RECEIVE_LIMITS })
   }
@@ -220,6 +250,11 @@ export class WebSocketTransport extends TransportCore {
   get pendingSocketCount(): number {
     return this.pendingSockets
   }
+
+  /** Upgrades refused because one address held too many unauthenticated sockets. */
+  perAddressRefusals = 0
+  /** Sockets closed for sending too much before their handshake passed. */
+  preAuthOverruns = 0
 
   /** Takes peer upgrades (`/v1/peer`) on `server`; other upgrade paths are left to others. */
   attach(server: HttpServer | HttpsServer): void {
@@ -255,6 +290,7 @@ export class WebSocketTransport extends TransportCore {
     const socket = new WebSocket(key, {
       ...RECEIVE_LIMITS,
       ...this.tls,
+      ...(this.localAddress === undefined ? {} : { localAddress: this.localAddress }),
       handshakeTimeout: this.settings.handshakeTimeoutMs,
       followRedirects: false,
     })
@@ -280,25 +316,58 @@ export class WebSocketTransport extends TransportCore {
     }
     if (this.refusesCertificate(request, socket)) return
     this.pendingSockets += 1
+    const address = remoteAddressOf(request)
+    this.pendingByAddress.set(address, (this.pendingByAddress.get(address) ?? 0) + 1)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
       this.pendingSockets -= 1
+      const left = (this.pendingByAddress.get(address) ?? 1) - 1
+      if (left > 0) this.pendingByAddress.set(address, left)
+      else this.pendingByAddress.delete(address)
     }
     socket.once('close', release)
     this.server.handleUpgrade(request, socket, head, (webSocket) => {
       const connection = this.startConnection('acceptor', null)
       this.releases.set(connection, release)
       this.track(webSocket, connection, true)
+      this.limitPreAuthBytes(socket, connection, () => released)
       this.bind(webSocket, connection)
     })
+  }
+
+  /**
+   * Counts the raw bytes of `socket` until its handshake passes (`authenticated()`); past
+   * PREAUTH_BYTES_MAX the connection closes (1008) and the socket is no longer read, so nothing
+   * more of it is buffered (the close grace then drops it).
+   */
+  private limitPreAuthBytes(socket: Duplex, connection: Connection, authenticated: () => boolean): void {
+    let bytes = 0
+    const count = (chunk: Buffer): void => {
+      if (authenticated()) {
+        socket.off('data', count)
+        return
+      }
+      bytes += chunk.length
+      if (bytes <= PREAUTH_BYTES_MAX) return
+      socket.off('data', count)
+      socket.pause()
+      this.preAuthOverruns += 1
+      const message = `over ${PREAUTH_BYTES_MAX} bytes before the handshake`
+      connection.protocolFailure(CLOSE_CODES.policy, 'MESHKV_ERR_FRAME_TOO_LARGE', message)
+    }
+    socket.on('data', count)
   }
 
   /** The HTTP status an upgrade request is refused with, or null to go on. */
   private upgradeRefusal(request: IncomingMessage): number | null {
     if (this.isClosed) return 503
     if (this.pendingSockets >= this.pendingSocketsMax) return 503
+    if ((this.pendingByAddress.get(remoteAddressOf(request)) ?? 0) >= this.pendingPerAddressMax) {
+      this.perAddressRefusals += 1
+      return 429
+    }
     if (request.rawHeaders.length / 2 > UPGRADE_HEADERS_MAX) return 431
     if (request.headers['sec-websocket-protocol'] !== undefined) return 400
     return null
@@ -355,6 +424,7 @@ export class WebSocketTransport extends TransportCore {
     let lastHeardMs = performance.now()
     const heard = (): void => {
       lastHeardMs = performance.now()
+      connection.heard()
     }
     socket.on('message', (data: RawData, isBinary: boolean) => {
       if (isBinary) connection.receive(bytesOf(data))

@@ -9,7 +9,7 @@ import type { NodeId } from '../../src/clock/index.js'
 import type { ChallengeMessage, Frame, HelloMessage } from '../../src/codec/peer.js'
 import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import { backoffDelayMs } from '../../src/transport/core.js'
-import type { HandshakeIdentity, HandshakeStep } from '../../src/transport/handshake.js'
+import type { HandshakeIdentity, HandshakeStep, ProofSubject } from '../../src/transport/handshake.js'
 import {
   AcceptorHandshake,
   DialerHandshake,
@@ -48,23 +48,37 @@ function run(
   return { acceptor: welcome, dialer: dialer.receive(wire(welcome.send)) }
 }
 
+/** A proof with the usual test subject (cluster 'c', dialer A to B, nonce 1) and `overrides`. */
+function proofOf(secret: string, overrides: Partial<ProofSubject> = {}): Uint8Array {
+  return handshakeProof(secret, {
+    role: 'dialer',
+    clusterId: 'c',
+    nonce: nonceOf(1),
+    ownId: A,
+    otherId: B,
+    ...overrides,
+  })
+}
+
 describe('proofs', () => {
-  it('are HMAC-SHA256 over role, nonce and both ids, each of which matters', () => {
-    const proof = handshakeProof('s', 'dialer', nonceOf(1), A, B)
+  it('are HMAC-SHA256 over role, cluster id, nonce and both ids, each of which matters', () => {
+    const proof = proofOf('s')
     expect(proof).toHaveLength(32)
-    expect(handshakeProof('s', 'dialer', nonceOf(1), A, B)).toEqual(proof)
+    expect(proofOf('s')).toEqual(proof)
     for (const other of [
-      handshakeProof('t', 'dialer', nonceOf(1), A, B),
-      handshakeProof('s', 'acceptor', nonceOf(1), A, B),
-      handshakeProof('s', 'dialer', nonceOf(2), A, B),
-      handshakeProof('s', 'dialer', nonceOf(1), B, A),
+      proofOf('t'),
+      proofOf('s', { role: 'acceptor' }),
+      proofOf('s', { clusterId: 'd' }),
+      proofOf('s', { clusterId: 'c\u0000' }),
+      proofOf('s', { nonce: nonceOf(2) }),
+      proofOf('s', { ownId: B, otherId: A }),
     ]) {
       expect(proofMatches(proof, other)).toBe(false)
     }
   })
 
   it('are compared length first, then in constant time', () => {
-    const proof = handshakeProof('s', 'dialer', nonceOf(1), A, B)
+    const proof = proofOf('s')
     expect(proofMatches(proof, proof.slice())).toBe(true)
     expect(proofMatches(proof, proof.subarray(0, 31))).toBe(false)
     expect(proofMatches(proof, new Uint8Array(0))).toBe(false)
@@ -106,10 +120,16 @@ describe('the handshake state machines', () => {
   })
 
   it('the acceptor refuses a wrong secret (4401), another cluster (4409), another version, itself', () => {
-    const hello = (overrides: Partial<HelloMessage>, secret = 's'): HandshakeStep => {
+    const hello = (overrides: Partial<HelloMessage>, secret = 's', provenCluster = 'c'): HandshakeStep => {
       const acceptor = new AcceptorHandshake(who(A), nonceOf(1))
       const challenge = acceptor.start()
-      const proof = handshakeProof(secret, 'dialer', challenge.nonce, overrides.nodeId ?? B, A)
+      const proof = handshakeProof(secret, {
+        role: 'dialer',
+        clusterId: provenCluster,
+        nonce: challenge.nonce,
+        ownId: overrides.nodeId ?? B,
+        otherId: A,
+      })
       return acceptor.receive({
         type: 'hello',
         version: PROTOCOL_VERSION,
@@ -128,6 +148,8 @@ describe('the handshake state machines', () => {
       nodeId: B,
     })
     expect(hello({ proof: new Uint8Array(3) }).refusal?.errorCode).toBe('MESHKV_ERR_AUTH')
+    // The same secret, but a proof made in another cluster (claiming this one in the hello).
+    expect(hello({}, 's', 'd').refusal).toMatchObject({ closeCode: CLOSE_CODES.auth, errorCode: 'MESHKV_ERR_AUTH' })
     expect(hello({ clusterId: 'd' }).refusal).toMatchObject({
       closeCode: CLOSE_CODES.otherCluster,
       errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH',
@@ -162,7 +184,7 @@ describe('the handshake state machines', () => {
     const dialer = new DialerHandshake(who(B), nonceOf(2), null)
     dialer.receive({ type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) })
     // A welcome proof for another nonce (a replay) fails.
-    const replayed = handshakeProof('s', 'acceptor', nonceOf(9), A, B)
+    const replayed = proofOf('s', { role: 'acceptor', nonce: nonceOf(9) })
     expect(dialer.receive({ type: 'welcome', proof: replayed }).refusal?.closeCode).toBe(CLOSE_CODES.auth)
   })
 

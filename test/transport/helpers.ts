@@ -8,6 +8,7 @@ import type { NodeId } from '../../src/clock/index.js'
 import { toNodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
 import { encodeFrame } from '../../src/codec/peer.js'
+import { Packr } from 'msgpackr'
 import type { Change } from '../../src/crdt/index.js'
 import type { PeerLink, Transport, TransportEvents } from '../../src/transport/transport.js'
 
@@ -108,4 +109,44 @@ export function sameMessages(a: readonly PeerMessage[], b: readonly PeerMessage[
     const other = b[index]
     return other !== undefined && Buffer.from(encodeFrame(message)).equals(Buffer.from(encodeFrame(other)))
   })
+}
+
+/** Encodes `frame` with the value at the string `'\u0001slot'` replaced by the raw MessagePack `raw`. */
+export function withRaw(frame: object, raw: Uint8Array): Uint8Array {
+  const bytes = Buffer.from(encodeFrame(frame as PeerMessage))
+  const slot = Buffer.from(encodeFrame('\u0001slot' as unknown as PeerMessage))
+  const at = bytes.indexOf(slot)
+  if (at === -1) throw new Error('no slot in the frame')
+  return Buffer.concat([bytes.subarray(0, at), raw, bytes.subarray(at + slot.length)])
+}
+
+/**
+ * Peer frames that are well-shaped except for one value only a MessagePack extension (or a BigInt)
+ * can make: in a field no guard looks at (so only the plain-data check can refuse it) and in a
+ * change. Each must close the link with 1008.
+ */
+export function exoticFrames(node: NodeId): Record<string, Uint8Array> {
+  const exotic = new Packr({ useRecords: false, moreTypes: true, structuredClone: false })
+  const ack = { type: 'ack', vc: {}, extra: '\u0001slot' }
+  const counter = {
+    type: 'changes',
+    changes: [
+      {
+        dot: { node, seq: 1 },
+        deps: {},
+        hlc: { wallMs: 1, logical: 0 },
+        ops: [{ type: 'counter.add', name: 'n', delta: '\u0001slot' }],
+      },
+    ],
+  }
+  return {
+    'a BigInt (extension 0x42) in an extra field': withRaw(ack, Uint8Array.from([0xd4, 0x42, 0x05])),
+    'a BigInt (extension 0x42) as a counter delta': withRaw(counter, Uint8Array.from([0xd4, 0x42, 0x05])),
+    'undefined (extension 0)': withRaw(ack, Uint8Array.from([0xd4, 0x00, 0x00])),
+    'a Date (timestamp extension -1)': withRaw(ack, Uint8Array.from([0xd6, 0xff, 0, 0, 0, 1])),
+    'a Set (extension 0x73)': exotic.pack({ type: 'ack', vc: {}, extra: new Set([1]) }),
+    'a RegExp (extension 0x78)': exotic.pack({ type: 'ack', vc: {}, extra: /a+/u }),
+    'an Error (extension 0x65)': exotic.pack({ type: 'ack', vc: {}, extra: new Error('x') }),
+    'a Float64Array (extension 0x74)': exotic.pack({ type: 'ack', vc: {}, extra: new Float64Array([1]) }),
+  }
 }

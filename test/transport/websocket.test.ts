@@ -11,21 +11,26 @@ import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import selfsigned from 'selfsigned'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { WebSocketServer } from 'ws'
 import type { ClientOptions } from 'ws'
 import type { NodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
-import { FRAME_BYTES_MAX, encodeFrame } from '../../src/codec/peer.js'
+import { FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX, encodeFrame } from '../../src/codec/peer.js'
 import { Link } from '../../src/transport/connection.js'
 import type { HandshakeIdentity } from '../../src/transport/handshake.js'
 import { AcceptorHandshake, DialerHandshake } from '../../src/transport/handshake.js'
 import { CLOSE_CODES } from '../../src/transport/transport.js'
 import type { WebSocketTransportOptions } from '../../src/transport/websocket.js'
-import { FRAGMENTS_MAX, WebSocketTransport, peerUrlOf } from '../../src/transport/websocket.js'
+import {
+  FRAGMENTS_MAX,
+  PENDING_PER_ADDRESS_MAX_DEFAULT,
+  WebSocketTransport,
+  peerUrlOf,
+} from '../../src/transport/websocket.js'
 import type { HarnessNode, StartOptions, TransportHarness } from './conformance.js'
 import { CLUSTER, SECRET, testTransportOptions, transportConformance } from './conformance.js'
-import { Recorder, changeFrom, freshNodeId } from './helpers.js'
+import { Recorder, changeFrom, exoticFrames, freshNodeId } from './helpers.js'
 import type { Closed } from '../support/fake-peer.js'
 import { FakePeer } from '../support/fake-peer.js'
 
@@ -264,12 +269,37 @@ describe('WebSocketTransport against hostile peers', () => {
     expect(server.events.links).toEqual([])
   })
 
-  it('a frame over 4 MiB closes with 1009 before it is read', async () => {
+  it('a 4 MiB frame before the handshake closes with 1008 unread; after it, a frame over 4 MiB closes with 1009', async () => {
+    const stranger = await raw()
+    await stranger.frame('challenge')
+    stranger.socket.send(Buffer.alloc(FRAME_BYTES_MAX), { binary: true })
+    expect((await stranger.closedWithin(3_000)).code).toBe(CLOSE_CODES.policy)
+    expect(server.transport.preAuthOverruns).toBe(1)
+    expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_FRAME_TOO_LARGE'])
+
     const peer = await raw()
-    await peer.frame('challenge')
+    await peer.handshake(identity(freshNodeId()))
+    await server.events.oneOpen(3_000, 'the fake peer linked')
     peer.socket.send(Buffer.alloc(FRAME_BYTES_MAX + 1), { binary: true })
     expect((await peer.closedWithin(3_000)).code).toBe(CLOSE_CODES.tooBig)
+    await stillServing()
+  })
+
+  it('a frame over HANDSHAKE_FRAME_BYTES_MAX before the handshake closes with 1008 and is not decoded', async () => {
+    const peer = await raw()
+    await peer.frame('challenge')
+    // A well-formed hello, padded past the pre-auth limit with a long URL: refused by size alone.
+    const dialer = new DialerHandshake(
+      identity(freshNodeId(), { advertiseUrl: `http://x/${'a'.repeat(HANDSHAKE_FRAME_BYTES_MAX)}` }),
+      new Uint8Array(randomBytes(32)),
+      null,
+    )
+    const hello = encodeFrame(dialer.receive(peer.frames[0]!).send!)
+    expect(hello.length).toBeGreaterThan(HANDSHAKE_FRAME_BYTES_MAX)
+    peer.socket.send(hello, { binary: true })
+    expect((await peer.closedWithin(2_000)).code).toBe(CLOSE_CODES.policy)
     expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_FRAME_TOO_LARGE'])
+    expect(server.events.links).toEqual([])
     await stillServing()
   })
 
@@ -425,7 +455,10 @@ describe('WebSocketTransport against hostile peers', () => {
 
   it('unauthenticated sockets past the limit are refused; the rest time out; then links form', async () => {
     await nodes.stop(server)
-    server = await nodes.start({ extra: { handshakeTimeoutMs: 2_500, pendingSocketsMax: 256 } })
+    // Every socket comes from 127.0.0.1 here: lift the per-address cap to test the global one.
+    server = await nodes.start({
+      extra: { handshakeTimeoutMs: 2_500, pendingSocketsMax: 256, pendingPerAddressMax: 1_000 },
+    })
     const outcomes = await Promise.all(
       Array.from({ length: 300 }, () =>
         FakePeer.connect(server.port).then(
@@ -446,6 +479,87 @@ describe('WebSocketTransport against hostile peers', () => {
     const closes = await Promise.all(accepted.map((peer) => peer.closedWithin(4_000)))
     expect(closes.every((closed) => closed.code === CLOSE_CODES.timeout)).toBe(true)
     expect(server.transport.pendingSocketCount).toBe(0)
+    await stillServing()
+  })
+
+  it('300 sockets from one address: 8 wait, the rest get 429; a node dialing from 127.0.0.2 links meanwhile', async () => {
+    await nodes.stop(server)
+    server = await nodes.start({ extra: { handshakeTimeoutMs: 2_500 } })
+    const outcomes = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        FakePeer.connect(server.port).then(
+          (peer) => {
+            nodes.later(() => peer.destroy())
+            return 'open'
+          },
+          (error: Error) => error.message,
+        ),
+      ),
+    )
+    expect(outcomes.filter((outcome) => outcome === 'open')).toHaveLength(PENDING_PER_ADDRESS_MAX_DEFAULT)
+    expect(outcomes.filter((outcome) => outcome.includes('HTTP 429'))).toHaveLength(300 - 8)
+    expect(server.transport.perAddressRefusals).toBe(300 - 8)
+    const other = await nodes.start({ extra: { localAddress: '127.0.0.2' } })
+    other.transport.keep(server.url)
+    const link = await server.events.oneOpen(2_000, 'the link from 127.0.0.2')
+    expect(link.link.nodeId).toBe(other.nodeId)
+    expect(server.transport.pendingSocketCount).toBe(PENDING_PER_ADDRESS_MAX_DEFAULT)
+  })
+
+  it('a second connection claiming a linked peer id is refused while that link is alive (4000, counted)', async () => {
+    const client = await nodes.start({ extra: { pingIntervalMs: 50 } })
+    client.transport.keep(server.url)
+    const held = await server.events.oneOpen(3_000, 'the honest link')
+    const impostor = await raw()
+    await impostor.handshake(identity(client.nodeId), { expectWelcome: false })
+    expect((await impostor.closedWithin(2_000)).code).toBe(CLOSE_CODES.duplicate)
+    expect(server.transport.counters.idAlreadyLinked).toBe(1)
+    expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_MEMBER_ALIVE'])
+    expect(held.link.closed).toBe(false)
+    expect(server.events.open).toEqual([held])
+    // The honest link still carries messages.
+    const message: PeerMessage = { type: 'ack', vc: {} }
+    expect(client.events.open[0]!.link.send(message)).toBe(true)
+    await vi.waitFor(() => expect(held.messages).toContainEqual(message), { timeout: 2_000 })
+  })
+
+  it('a link that answers no pings is proven dead: a new connection with its id replaces it', async () => {
+    const nodeId = freshNodeId()
+    const first = await raw()
+    await first.handshake(identity(nodeId))
+    await server.events.oneOpen(2_000, 'the first link')
+    first.tcp!.pause() // It stops reading, so it answers no ping (the server pings every 50 ms).
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const second = await raw()
+    await second.handshake(identity(nodeId))
+    await vi.waitFor(() => expect(server.events.links).toHaveLength(2), { timeout: 2_000 })
+    expect(server.events.links[0]!.link.closed).toBe(true)
+    expect(server.events.open.map((record) => record.link)).toEqual([server.events.links[1]!.link])
+    expect(server.transport.counters.idAlreadyLinked).toBe(0)
+  })
+
+  it('links past linksMax are refused with 4503 and counted; the links held stay', async () => {
+    await nodes.stop(server)
+    server = await nodes.start({ extra: { linksMax: () => 2 } })
+    const peers = await Promise.all([raw(), raw(), raw()])
+    await peers[0]!.handshake(identity(freshNodeId()))
+    await peers[1]!.handshake(identity(freshNodeId()))
+    await peers[2]!.handshake(identity(freshNodeId()), { expectWelcome: false })
+    expect((await peers[2]!.closedWithin(2_000)).code).toBe(CLOSE_CODES.linksFull)
+    expect(server.transport.counters.linksOverCap).toBe(1)
+    expect(server.events.refusals.map((refusal) => refusal.code)).toEqual(['MESHKV_ERR_BUSY'])
+    expect(server.events.open).toHaveLength(2)
+  })
+
+  it('a frame with a msgpack extension or a BigInt after the handshake closes with 1008 and is not delivered', async () => {
+    for (const [what, bytes] of Object.entries(exoticFrames(freshNodeId()))) {
+      const peer = await raw()
+      await peer.handshake(identity(freshNodeId()))
+      const record = await server.events.oneOpen(2_000, `the link for ${what}`)
+      peer.socket.send(bytes, { binary: true })
+      expect((await peer.closedWithin(2_000)).code, what).toBe(CLOSE_CODES.policy)
+      expect(record.messages, what).toEqual([])
+    }
     await stillServing()
   })
 
