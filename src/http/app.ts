@@ -41,6 +41,8 @@ export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000
 export const WATCH_STREAMS_MAX_DEFAULT = 256
 /** How often Node checks for requests past their timeouts (its default, 30 s, would double a 30 s timeout). */
 const TIMEOUT_CHECK_MS_MAX = 1000
+/** Longest a client may take over its TLS handshake, in ms. */
+const TLS_HANDSHAKE_MS_MAX = 10_000
 
 export interface AppOptions {
   /** fastify's `logger`: `true`, pino options, or a pino logger to use as it is. Default off. */
@@ -74,7 +76,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   const bounds = serverBounds(options)
   const app = Fastify({
     ...loggerOptions(options.logger),
-    ...httpsOptions(options.tls),
+    ...httpsOptions(options.tls, bounds.requestTimeoutMs),
     bodyLimit: bodyBytesMax,
     routerOptions: { maxParamLength: PARAM_CHARS_MAX },
     ajv: { customOptions: AJV_OPTIONS },
@@ -191,11 +193,17 @@ function trackUnusedConnections(app: FastifyInstance): Set<Socket> {
  * it against the CA, but lets clients without one in (`rejectUnauthorized: false`): HTTP clients
  * need none, and the peer path refuses a link whose certificate did not verify (transport/websocket.ts).
  */
-function httpsOptions(tls: TlsMaterial | undefined): { https?: HttpsServerOptions } {
+function httpsOptions(tls: TlsMaterial | undefined, requestTimeoutMs: number): { https?: HttpsServerOptions } {
   if (tls === undefined) return {}
   const pem = (value: string | Uint8Array): string | Buffer => (typeof value === 'string' ? value : Buffer.from(value))
   const mutual = tls.ca === undefined ? {} : { ca: pem(tls.ca), requestCert: true, rejectUnauthorized: false }
-  return { https: { cert: pem(tls.cert), key: pem(tls.key), ...mutual } }
+  // The `http` option above does not reach an HTTPS server: the timeout check and a bound on the
+  // TLS handshake (Node waits 120 s for one that never finishes) are set here too.
+  const bounds = {
+    connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS_MAX, requestTimeoutMs),
+    handshakeTimeout: Math.min(TLS_HANDSHAKE_MS_MAX, requestTimeoutMs),
+  }
+  return { https: { cert: pem(tls.cert), key: pem(tls.key), ...mutual, ...bounds } }
 }
 
 function loggerOptions(
