@@ -131,11 +131,9 @@ export class Tokens {
     const prefix = spec.prefix ?? null
     if (prefix !== null) checkKey(prefix, limits, 'token prefix')
     const name = spec.name ?? null
-    if (name !== null) {
-      checkKey(name, limits, 'token name')
-      if (name.length > TOKEN_NAME_CHARS_MAX)
-        throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a token name is at most ${TOKEN_NAME_CHARS_MAX} characters`)
-    }
+    if (typeof name === 'string' && name.length > TOKEN_NAME_CHARS_MAX)
+      throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a token name is at most ${TOKEN_NAME_CHARS_MAX} characters`)
+    if (name !== null) checkKey(name, limits, 'token name')
     const id = randomBytes(8).toString('hex')
     return { id, role: spec.role, prefix, name, createdAt: new Date(now()).toISOString() }
   }
