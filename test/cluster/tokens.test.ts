@@ -88,7 +88,7 @@ async function timeUntil(node: Node, token: string, done: (status: number) => bo
   await waitFor(
     `${node.url} to change its answer`,
     REVOKED_WITHIN_MS,
-    async () => (done((await call(node, 'GET', '/v1/kv/tokens-probe', token)).status) ? true : undefined),
+    async () => (done((await call(node, 'GET', '/v1/kv/shared/probe', token)).status) ? true : undefined),
     2,
   )
   return performance.now() - started
@@ -116,7 +116,7 @@ describe('tokens in a three-node cluster', () => {
 
       const answer = await call(n1, 'DELETE', `/v1/tokens/${id}`, ROOT)
       expect({ status: answer.status, body: answer.json }).toEqual({ status: 200, body: { revoked: id } })
-      expect((await call(n1, 'GET', '/v1/kv/tokens-probe', token)).status).toBe(401)
+      expect((await call(n1, 'GET', '/v1/kv/shared/probe', token)).status).toBe(401)
       revoked.push(await timeUntil(n3, token, (status) => status === 401))
       await timeUntil(n2, token, (status) => status === 401)
     }
