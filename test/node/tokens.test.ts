@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { CreatedToken, TokenInfo } from '../../src/api/access.js'
 import type { MeshNodeOptions } from '../../src/node/index.js'
 import { MeshNode } from '../../src/node/index.js'
-import { meshCodeOf, tempDir } from '../helpers/async.js'
+import { meshCodeOf, takeWithin, tempDir } from '../helpers/async.js'
 import { freePort } from '../support/ports.js'
 
 const SECRET = 'tokens-test-cluster-secret'
@@ -153,6 +153,20 @@ describe('tokens on one node', () => {
     const again = await openNode({ dir })
     expect(await again.tokens.authenticate(token)).toMatchObject({ role: 'read', prefix: null })
     expect((await again.tokens.list()).map((info) => info.name)).toEqual(['kept'])
+  })
+
+  it("watchers see no token entries: the set is meshkv's own", async () => {
+    const node = await openNode({ dir: await dirFor() })
+    const events = node.watch()
+    const seen: string[] = []
+    node.on('change', (event) => seen.push(event.type === 'set.add' ? event.name : event.type))
+    const { id } = await node.tokens.create({ role: 'read' })
+    await node.tokens.revoke(id)
+    await node.set('visible').add('x')
+    const [first] = await takeWithin(events, 1)
+    expect(first).toMatchObject({ type: 'set.add', name: 'visible', member: 'x' })
+    expect(seen).toEqual(['visible'])
+    await events.return(undefined)
   })
 
   it('a replica refuses to make or revoke tokens', async () => {
