@@ -144,9 +144,9 @@ function loggerOptions(
   logger: AppOptions['logger'],
 ): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
   if (logger === undefined || logger === false) return { logger: false }
-  // The authorization header is redacted whatever the serializers log (a given instance is the caller's).
+  // The authorization header is redacted whatever the serializers log (pino children take `redact` too).
   if (logger === true) return { logger: { redact: REDACTED_LOG_PATHS } }
-  if (isLogger(logger)) return { loggerInstance: logger }
+  if (isLogger(logger)) return { loggerInstance: logger.child({}, { redact: REDACTED_LOG_PATHS }) }
   return { logger: { redact: REDACTED_LOG_PATHS, ...logger } as FastifyServerOptions['logger'] }
 }
 

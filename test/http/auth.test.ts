@@ -442,6 +442,19 @@ describe('logs', () => {
     }
   })
 
+  it('a pino logger whose request serializer logs headers has authorization redacted', async () => {
+    const { stream, text } = capture()
+    const serializers = { req: (request: { headers: unknown }) => ({ headers: request.headers }) }
+    const app = await buildApp(h.node, { rootToken: ROOT, logger: pino({ level: 'debug', serializers }, stream) })
+    try {
+      const secrets = await exercise(app)
+      expect(text()).toContain('"authorization":"[Redacted]"')
+      for (const secret of secrets) expect(text()).not.toContain(secret.slice(-20))
+    } finally {
+      await app.close()
+    }
+  })
+
   it('logger options whose request serializer logs headers still redact authorization', async () => {
     const { stream, text } = capture()
     const serializers = { req: (request: { headers: unknown }) => ({ headers: request.headers }) }
