@@ -401,7 +401,8 @@ describe('authentication', () => {
 })
 
 describe('logs', () => {
-  function capture(): { stream: Writable; text: () => string } {
+  /** Builds an app whose logger writes to a captured stream, sends requests with every kind of token, and answers the log. */
+  async function logsOf(logger: (stream: Writable) => object): Promise<{ text: string; secrets: string[] }> {
     const chunks: string[] = []
     const stream = new Writable({
       write(chunk: Buffer, _encoding, done) {
@@ -409,62 +410,48 @@ describe('logs', () => {
         done()
       },
     })
-    return { stream, text: () => chunks.join('') }
-  }
-
-  /** Requests with every kind of token, allowed and refused, and a token made over HTTP. */
-  async function exercise(app: FastifyInstance): Promise<string[]> {
-    const secrets = [ROOT, tokens.read as string, tokens.prefixed as string, tokens.wrong as string]
-    for (const secret of secrets) {
-      const headers = { authorization: `Bearer ${secret}` }
-      await app.inject({ url: '/v1/kv/app-k', headers })
-      await app.inject({ method: 'PUT', url: '/v1/kv/other-x', headers, payload: 'v' })
-      await app.inject({ url: '/v1/nope', headers })
-    }
-    const created = await app.inject({
-      method: 'POST',
-      url: '/v1/tokens',
-      headers: { authorization: `Bearer ${ROOT}` },
-      payload: { role: 'read' },
-    })
-    return [...secrets, (created.json() as { token: string }).token]
-  }
-
-  it('a pino logger at debug never writes a token', async () => {
-    const { stream, text } = capture()
-    const app = await buildApp(h.node, { rootToken: ROOT, logger: pino({ level: 'debug' }, stream) })
+    const app = await buildApp(h.node, { rootToken: ROOT, logger: logger(stream) })
     try {
-      const secrets = await exercise(app)
-      expect(text()).toContain('incoming request')
-      for (const secret of secrets) expect(text()).not.toContain(secret.slice(-20))
+      const secrets = [ROOT, tokens.read as string, tokens.prefixed as string, tokens.wrong as string]
+      for (const secret of secrets) {
+        const headers = { authorization: `Bearer ${secret}` }
+        await app.inject({ url: '/v1/kv/app-k', headers })
+        await app.inject({ method: 'PUT', url: '/v1/kv/other-x', headers, payload: 'v' })
+        await app.inject({ url: '/v1/nope', headers })
+      }
+      const created = await app.inject({
+        method: 'POST',
+        url: '/v1/tokens',
+        headers: bearer('root'),
+        payload: { role: 'read' },
+      })
+      return { text: chunks.join(''), secrets: [...secrets, (created.json() as { token: string }).token] }
     } finally {
       await app.close()
     }
+  }
+
+  function expectNoSecret({ text, secrets }: { text: string; secrets: string[] }): void {
+    for (const secret of secrets) expect(text).not.toContain(secret.slice(-20))
+  }
+
+  const headerSerializers = { req: (request: { headers: unknown }) => ({ headers: request.headers }) }
+
+  it('a pino logger at debug never writes a token', async () => {
+    const logs = await logsOf((stream) => pino({ level: 'debug' }, stream))
+    expect(logs.text).toContain('incoming request')
+    expectNoSecret(logs)
   })
 
   it('a pino logger whose request serializer logs headers has authorization redacted', async () => {
-    const { stream, text } = capture()
-    const serializers = { req: (request: { headers: unknown }) => ({ headers: request.headers }) }
-    const app = await buildApp(h.node, { rootToken: ROOT, logger: pino({ level: 'debug', serializers }, stream) })
-    try {
-      const secrets = await exercise(app)
-      expect(text()).toContain('"authorization":"[Redacted]"')
-      for (const secret of secrets) expect(text()).not.toContain(secret.slice(-20))
-    } finally {
-      await app.close()
-    }
+    const logs = await logsOf((stream) => pino({ level: 'debug', serializers: headerSerializers }, stream))
+    expect(logs.text).toContain('"authorization":"[Redacted]"')
+    expectNoSecret(logs)
   })
 
   it('logger options whose request serializer logs headers still redact authorization', async () => {
-    const { stream, text } = capture()
-    const serializers = { req: (request: { headers: unknown }) => ({ headers: request.headers }) }
-    const app = await buildApp(h.node, { rootToken: ROOT, logger: { level: 'debug', stream, serializers } })
-    try {
-      const secrets = await exercise(app)
-      expect(text()).toContain('"authorization":"[Redacted]"')
-      for (const secret of secrets) expect(text()).not.toContain(secret.slice(-20))
-    } finally {
-      await app.close()
-    }
+    const logs = await logsOf((stream) => ({ level: 'debug', stream, serializers: headerSerializers }))
+    expect(logs.text).toContain('"authorization":"[Redacted]"')
+    expectNoSecret(logs)
   })
 })
