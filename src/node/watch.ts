@@ -64,7 +64,9 @@ export function watchEvents(change: Change, lsn: number, self: NodeId, prefix: s
         break
       case 'set.add':
       case 'set.remove':
-        if (op.name.startsWith(prefix)) events.push({ ...base, type: op.type, name: op.name, member: op.member })
+        // Names starting with U+0000 are meshkv's own (members, tokens): no watcher sees them.
+        if (op.name.startsWith(prefix) && !op.name.startsWith('\u0000'))
+          events.push({ ...base, type: op.type, name: op.name, member: op.member })
         break
     }
   }
