@@ -8,10 +8,13 @@
  * An empty variable counts as unset (`MESHKV_PORT=` is no port): `dropEmptyVariables` removes
  * those before commander reads the environment.
  */
+import { readFileSync } from 'node:fs'
+import { isIPv4 } from 'node:net'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import type { Role } from '../api/index.js'
+import type { Role, TlsMaterial } from '../api/index.js'
 import { ROLES } from '../api/index.js'
 import { MeshError } from '../errors.js'
+import { checkSecret } from '../node/options.js'
 import { positiveIntegerOption } from './options.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -43,6 +46,13 @@ export interface NodeConfig {
   peerTimeoutMs?: number
   role: Role
   logRetainEntries?: number
+  /** The root token (`--root-token-file` or `MESHKV_ROOT_TOKEN`); absent: no client auth. */
+  rootToken?: string
+  /** Serve HTTPS/WSS and dial peers over TLS with this material (read from the PEM files). */
+  tls?: TlsMaterial
+  connectionsMax?: number
+  /** Serve every interface without a root token (protected mode off); the node warns at start. */
+  insecureNoAuth: boolean
 }
 
 /** The options as commander hands them over once each option's parser has run. */
@@ -61,7 +71,19 @@ export interface NodeOptions {
   peerTimeoutMs?: number
   role: Role
   logRetain?: number
+  secretFile?: string
+  rootTokenFile?: string
+  tlsCert?: string
+  tlsKey?: string
+  tlsCa?: string
+  maxConnections?: number
+  insecureNoAuth?: boolean
 }
+
+/** The root token's variable: the token itself, never a flag (a flag would show in `ps`). */
+export const ROOT_TOKEN_VARIABLE = 'MESHKV_ROOT_TOKEN'
+/** The shortest root token taken, in bytes. */
+export const ROOT_TOKEN_BYTES_MIN = 16
 
 /** A flag's environment variable: `key-bytes-max` → `MESHKV_KEY_BYTES_MAX`. */
 export function envName(flag: string): string {
@@ -88,6 +110,23 @@ export function nodeOptions(): Option[] {
     setting('log-level', '<level>', 'log level').choices(LOG_LEVELS).argParser(logLevel).default(LOG_LEVEL_DEFAULT),
     setting('peers', '<urls>', 'comma-separated peer URLs to replicate with').argParser(peerUrls),
     setting('secret', '<secret>', 'cluster secret, required with peers'),
+    setting('secret-file', '<file>', 'read the cluster secret from the first line of FILE').argParser(nonEmpty),
+    setting(
+      'root-token-file',
+      '<file>',
+      `read the root token from the first line of FILE (or ${ROOT_TOKEN_VARIABLE})`,
+    ).argParser(nonEmpty),
+    setting(
+      'insecure-no-auth',
+      '[boolean]',
+      'serve a non-loopback host without a root token: anyone who reaches the port may do anything',
+    ).argParser(flag),
+    setting('tls-cert', '<file>', 'PEM certificate: serve HTTPS and WSS, dial peers over TLS').argParser(nonEmpty),
+    setting('tls-key', '<file>', 'PEM private key of --tls-cert').argParser(nonEmpty),
+    setting('tls-ca', '<file>', 'PEM CA: peers must present a certificate it signed (mutual TLS)').argParser(nonEmpty),
+    setting('max-connections', '<n>', 'open client connections at once (default 1024)').argParser(
+      positiveIntegerOption,
+    ),
     setting('cluster-id', '<id>', 'nodes of other clusters are refused').default(CLUSTER_ID_DEFAULT),
     setting('advertise-url', '<url>', 'the URL peers reach this node at (default http://HOST:PORT)').argParser(baseUrl),
     setting('peer-timeout-ms', '<ms>', 'a peer silent this long is down (default 5000)').argParser(
@@ -107,13 +146,22 @@ export function dropEmptyVariables(env: NodeJS.ProcessEnv): void {
   for (const name of Object.keys(env)) if (name.startsWith('MESHKV_') && env[name] === '') delete env[name]
 }
 
-/** The checks across settings, and the settings that follow from others (the advertised URL). */
-export function resolveNodeConfig(options: NodeOptions): NodeConfig {
+/**
+ * The checks across settings, and the settings that follow from others (the advertised URL).
+ * Reads the files the settings name (secret, root token, TLS), and the root token from `env`.
+ */
+export function resolveNodeConfig(options: NodeOptions, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   if (options.dir === undefined) throw configError(`a data directory is required: --dir DIR or ${envName('dir')}`)
   const peers = options.peers ?? []
-  if (peers.length > 0 && options.secret === undefined) {
+  const secret = secretOf(options)
+  if (peers.length > 0 && secret === undefined) {
     throw configError(`a node started with peers needs the cluster secret: --secret or ${envName('secret')}`)
   }
+  if (secret !== undefined) checkSecret(secret)
+  const rootToken = readRootToken(options, env)
+  const tls = tlsOf(options)
+  const insecureNoAuth = options.insecureNoAuth === true
+  checkProtectedMode(options.host, rootToken, insecureNoAuth)
   return {
     dir: options.dir,
     port: options.port,
@@ -123,13 +171,87 @@ export function resolveNodeConfig(options: NodeOptions): NodeConfig {
     ...(options.valueBytesMax === undefined ? {} : { valueBytesMax: options.valueBytesMax }),
     logLevel: options.logLevel,
     peers,
-    ...(options.secret === undefined ? {} : { secret: options.secret }),
+    ...(secret === undefined ? {} : { secret }),
     clusterId: options.clusterId,
-    advertiseUrl: options.advertiseUrl ?? defaultAdvertiseUrl(options.host, options.port),
+    advertiseUrl: options.advertiseUrl ?? defaultAdvertiseUrl(options.host, options.port, tls !== undefined),
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
     role: options.role,
     ...(options.logRetain === undefined ? {} : { logRetainEntries: options.logRetain }),
+    ...(rootToken === undefined ? {} : { rootToken }),
+    ...(tls === undefined ? {} : { tls }),
+    ...(options.maxConnections === undefined ? {} : { connectionsMax: options.maxConnections }),
+    insecureNoAuth,
   }
+}
+
+/** `--secret`/`MESHKV_SECRET` or `--secret-file`/`MESHKV_SECRET_FILE`; both is a usage error. */
+function secretOf(options: NodeOptions): string | undefined {
+  if (options.secretFile === undefined) return options.secret
+  if (options.secret !== undefined)
+    throw configError(`give the cluster secret once: --secret or --secret-file, not both`)
+  return firstLineOf(options.secretFile, '--secret-file')
+}
+
+/**
+ * Protected mode: a node without a root token serves clients on loopback only, where nobody from
+ * another machine reaches it. Anything else needs a root token, or `--insecure-no-auth` said out loud.
+ */
+export function checkProtectedMode(host: string, rootToken: string | undefined, insecureNoAuth: boolean): void {
+  if (rootToken !== undefined || insecureNoAuth || isLoopbackHost(host)) return
+  throw configError(
+    `host ${host} is reachable from other machines, so it needs a root token: ` +
+      `--root-token-file FILE or ${ROOT_TOKEN_VARIABLE} (or --insecure-no-auth to serve it open)`,
+  )
+}
+
+/** 127.0.0.0/8, ::1 (IPv4-mapped too) and `localhost`: addresses no other machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  if (bare === 'localhost' || bare === '::1' || bare === '0:0:0:0:0:0:0:1') return true
+  const v4 = bare.startsWith('::ffff:') ? bare.slice('::ffff:'.length) : bare
+  return isIPv4(v4) && v4.startsWith('127.')
+}
+
+/** `--root-token-file`/`MESHKV_ROOT_TOKEN_FILE` or `MESHKV_ROOT_TOKEN`; both is a usage error. */
+export function readRootToken(options: { rootTokenFile?: string }, env: NodeJS.ProcessEnv): string | undefined {
+  const fromEnv = env[ROOT_TOKEN_VARIABLE] === '' ? undefined : env[ROOT_TOKEN_VARIABLE]
+  if (options.rootTokenFile !== undefined && fromEnv !== undefined)
+    throw configError(`give the root token once: --root-token-file or ${ROOT_TOKEN_VARIABLE}, not both`)
+  const token = options.rootTokenFile === undefined ? fromEnv : firstLineOf(options.rootTokenFile, '--root-token-file')
+  if (token !== undefined && Buffer.byteLength(token) < ROOT_TOKEN_BYTES_MIN)
+    throw configError(`the root token must be at least ${ROOT_TOKEN_BYTES_MIN} bytes long`)
+  return token
+}
+
+/** `--tls-cert` and `--tls-key` together, `--tls-ca` only with both; each file read as PEM text. */
+function tlsOf(options: NodeOptions): TlsMaterial | undefined {
+  const { tlsCert, tlsKey, tlsCa } = options
+  if (tlsCert === undefined && tlsKey === undefined) {
+    if (tlsCa !== undefined) throw configError('--tls-ca needs --tls-cert and --tls-key')
+    return undefined
+  }
+  if (tlsCert === undefined || tlsKey === undefined) throw configError('--tls-cert and --tls-key go together')
+  return {
+    cert: fileText(tlsCert, '--tls-cert'),
+    key: fileText(tlsKey, '--tls-key'),
+    ...(tlsCa === undefined ? {} : { ca: fileText(tlsCa, '--tls-ca') }),
+  }
+}
+
+function fileText(file: string, flagName: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (error) {
+    const code = (error as { code?: unknown }).code
+    throw configError(`cannot read ${flagName} ${file} (${typeof code === 'string' ? code : 'unreadable'})`)
+  }
+}
+
+/** The first line of a file, trimmed: a secret or token kept in a file, with or without its newline. */
+function firstLineOf(file: string, flagName: string): string {
+  const line = (fileText(file, flagName).split(/\r?\n/)[0] ?? '').trim()
+  if (line === '') throw configError(`${flagName} ${file} is empty`)
+  return line
 }
 
 /**
@@ -151,9 +273,9 @@ export function parseNodeConfig(argv: readonly string[]): NodeConfig {
 }
 
 /** Peers reach a node at its own address; a node listening on every interface names loopback. */
-function defaultAdvertiseUrl(host: string, portNumber: number): string {
+function defaultAdvertiseUrl(host: string, portNumber: number, tls: boolean): string {
   const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
-  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${portNumber}`
+  return `${tls ? 'https' : 'http'}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${portNumber}`
 }
 
 function nonEmpty(text: string): string {

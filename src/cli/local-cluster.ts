@@ -23,6 +23,9 @@ export interface LocalClusterConfig {
   nodes: number
   basePort: number
   host: string
+  /** Every node's root token (passed in its environment, never on its command line). */
+  rootToken: string | undefined
+  insecureNoAuth: boolean
 }
 
 const READY_WAIT_MS = 30_000
@@ -47,6 +50,7 @@ export async function runLocalCluster(config: LocalClusterConfig): Promise<void>
     }),
   )
   process.stdout.write(`\nTry it (every node takes reads and writes):\n`)
+  if (config.rootToken !== undefined) process.stdout.write(`  (with MESHKV_TOKEN set to the root token)\n`)
   process.stdout.write(`  npx kvctl --node ${urls[0]} put hello world\n`)
   process.stdout.write(`  npx kvctl --node ${urls[urls.length - 1]} get hello\n`)
   process.stdout.write(`  npx kvctl --node ${urls.join(',')} status\n`)
@@ -82,8 +86,9 @@ function startNode(config: LocalClusterConfig, urls: string[], index: number, se
       config.host,
       '--peers',
       urls.filter((_, other) => other !== index).join(','),
+      ...(config.insecureNoAuth ? ['--insecure-no-auth'] : []),
     ],
-    { env: { ...process.env, MESHKV_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: nodeEnv(config, secret), stdio: ['ignore', 'pipe', 'pipe'] },
   )
   child.stdout?.pipe(log)
   child.stderr?.on('data', (chunk: Buffer) => process.stderr.write(`[${name}] ${chunk.toString()}`))
@@ -91,6 +96,16 @@ function startNode(config: LocalClusterConfig, urls: string[], index: number, se
     process.stderr.write(`[${name}] exited (${signal ?? `code ${code}`}); the other nodes keep serving\n`)
   })
   return child
+}
+
+/** A node's environment: the cluster's secret and root token, in place of any file naming them. */
+function nodeEnv(config: LocalClusterConfig, secret: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, MESHKV_SECRET: secret }
+  delete env['MESHKV_SECRET_FILE']
+  delete env['MESHKV_ROOT_TOKEN_FILE']
+  delete env['MESHKV_ROOT_TOKEN']
+  if (config.rootToken !== undefined) env['MESHKV_ROOT_TOKEN'] = config.rootToken
+  return env
 }
 
 async function waitReady(url: string, child: ChildProcess): Promise<boolean> {

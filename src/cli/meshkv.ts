@@ -20,7 +20,15 @@ import { MeshError } from '../errors.js'
 import { buildApp, closeApp } from '../http/app.js'
 import { MeshNode, PACKAGE_VERSION } from '../node/index.js'
 import type { NodeConfig, NodeOptions } from './config.js'
-import { dropEmptyVariables, nodeOptions, resolveNodeConfig } from './config.js'
+import {
+  ROOT_TOKEN_VARIABLE,
+  checkProtectedMode,
+  dropEmptyVariables,
+  isLoopbackHost,
+  nodeOptions,
+  readRootToken,
+  resolveNodeConfig,
+} from './config.js'
 import { runLocalCluster } from './local-cluster.js'
 import { positiveIntegerOption } from './options.js'
 
@@ -43,6 +51,16 @@ interface Running {
   node: MeshNode
   app: FastifyInstance
   log: Logger
+}
+
+/** The flags of `meshkv cluster`. */
+interface ClusterFlags {
+  dir: string
+  nodes: number
+  basePort: number
+  host: string
+  rootTokenFile?: string
+  insecureNoAuth?: boolean
 }
 
 function buildProgram(): Command {
@@ -74,11 +92,20 @@ function buildProgram(): Command {
     .option('--nodes <n>', 'how many nodes, 1 to 9', positiveIntegerOption, 3)
     .option('--base-port <port>', 'port of the first node; the others follow', positiveIntegerOption, 7700)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (flags: { dir: string; nodes: number; basePort: number; host: string }) => {
-      const { nodes, basePort } = flags
+    .option(
+      '--root-token-file <file>',
+      `every node's root token, from the first line of FILE (or ${ROOT_TOKEN_VARIABLE})`,
+    )
+    .option('--insecure-no-auth', 'serve a non-loopback host without a root token')
+    .action(async (flags: ClusterFlags) => {
+      const { nodes, basePort, host } = flags
       if (basePort + nodes > 65_536)
         throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
-      await runLocalCluster({ dir: flags.dir, nodes, basePort, host: flags.host })
+      // The same protected mode as `meshkv node`, checked once here rather than failing in every child.
+      const rootToken = readRootToken(flags, process.env)
+      const insecureNoAuth = flags.insecureNoAuth === true
+      checkProtectedMode(host, rootToken, insecureNoAuth)
+      await runLocalCluster({ dir: flags.dir, nodes, basePort, host, rootToken, insecureNoAuth })
     })
   return program
 }
@@ -99,14 +126,25 @@ async function startNode(config: NodeConfig): Promise<Running> {
     peerTimeoutMs: config.peerTimeoutMs,
     role: config.role,
     ...(config.logRetainEntries === undefined ? {} : { logRetainEntries: config.logRetainEntries }),
+    ...(config.tls === undefined ? {} : { tls: config.tls }),
     logger: replicationLog,
   })
   const log = root.child({ nodeId: node.nodeId })
   let app: FastifyInstance | undefined
   try {
-    app = await buildApp(node, { logger: log })
+    app = await buildApp(node, {
+      logger: log,
+      ...(config.rootToken === undefined ? {} : { rootToken: config.rootToken }),
+      ...(config.tls === undefined ? {} : { tls: config.tls }),
+      ...(config.connectionsMax === undefined ? {} : { connectionsMax: config.connectionsMax }),
+    })
     node.attach(app.server)
     const url = await listen(app, config)
+    if (config.rootToken === undefined && !isLoopbackHost(config.host))
+      log.warn(
+        { host: config.host },
+        'INSECURE: no root token and --insecure-no-auth: anyone who reaches this port can read, write and forget members',
+      )
     log.info(
       {
         url,

@@ -8,6 +8,7 @@
  * owner closes it after the app.
  */
 import type { IncomingMessage } from 'node:http'
+import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify from 'fastify'
@@ -66,6 +67,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   const bodyBytesMax = positiveIntegerSetting('bodyBytesMax', options.bodyBytesMax, BODY_BYTES_MAX_DEFAULT)
   const app = Fastify({
     ...loggerOptions(options.logger),
+    ...httpsOptions(options.tls),
     bodyLimit: bodyBytesMax,
     routerOptions: { maxParamLength: PARAM_CHARS_MAX },
     ajv: { customOptions: AJV_OPTIONS },
@@ -134,6 +136,18 @@ function trackUnusedConnections(app: FastifyInstance): Set<Socket> {
   })
   app.server.on('request', (request: IncomingMessage) => unused.delete(request.socket))
   return unused
+}
+
+/**
+ * fastify's `https` option. With a CA the server asks every client for a certificate and checks
+ * it against the CA, but lets clients without one in (`rejectUnauthorized: false`): HTTP clients
+ * need none, and the peer path refuses a link whose certificate did not verify (transport/websocket.ts).
+ */
+function httpsOptions(tls: TlsMaterial | undefined): { https?: HttpsServerOptions } {
+  if (tls === undefined) return {}
+  const pem = (value: string | Uint8Array): string | Buffer => (typeof value === 'string' ? value : Buffer.from(value))
+  const mutual = tls.ca === undefined ? {} : { ca: pem(tls.ca), requestCert: true, rejectUnauthorized: false }
+  return { https: { cert: pem(tls.cert), key: pem(tls.key), ...mutual } }
 }
 
 function loggerOptions(

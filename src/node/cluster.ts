@@ -19,7 +19,7 @@ import { FORGOTTEN_SET, MEMBERS_SET, Membership, touchesMembership } from '../re
 import type { PeerLink } from '../codec/peer.js'
 import type { Store } from '../storage/index.js'
 import type { Transport } from '../transport/transport.js'
-import { WebSocketTransport } from '../transport/websocket.js'
+import { WebSocketTransport, dialTlsOf } from '../transport/websocket.js'
 import type { MeshNodeOptions } from './types.js'
 
 const JOINED_META_KEY = 'joined'
@@ -29,7 +29,7 @@ export const WRITE_CONCERN_TIMEOUT_MS_DEFAULT = 5000
 /** The node's options the cluster passes on as they are (see types.ts for each). */
 export type ClusterTuning = Pick<
   MeshNodeOptions,
-  'transport' | 'logger' | 'pingIntervalMs' | 'peerTimeoutMs' | 'snapshotAfterChanges' | 'logRetainEntries'
+  'transport' | 'logger' | 'pingIntervalMs' | 'peerTimeoutMs' | 'snapshotAfterChanges' | 'logRetainEntries' | 'tls'
 >
 
 export interface ClusterOptions extends ClusterTuning {
@@ -306,5 +306,6 @@ function makeTransport(options: ClusterOptions): Transport {
     randomBytes: options.randomBytes,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
+    ...(options.tls === undefined ? {} : { tls: dialTlsOf(options.tls) }),
   })
 }

@@ -57,6 +57,7 @@ export async function openParts(
         'peerTimeoutMs',
         'snapshotAfterChanges',
         'logRetainEntries',
+        'tls',
       ]),
     })
     return { store, cluster, settings }

@@ -49,9 +49,30 @@ export function checkLimits(options: MeshNodeOptions): Limits {
   return limits
 }
 
-/** The cluster secret, with an empty one meaning none. */
+/** The shortest cluster secret taken, in bytes: anything shorter is guessable offline from one handshake. */
+export const SECRET_BYTES_MIN = 16
+/**
+ * Secrets the project has shipped or shown as examples (docker-compose.yml, README, docs). They are
+ * public, so a node refuses them like a short one. Add here any example secret you publish.
+ */
+export const REFUSED_SECRETS: readonly string[] = ['change-me-meshkv-demo-secret']
+
+/** The cluster secret, with an empty one meaning none; a short or published secret is refused. */
 export function secretOf(options: MeshNodeOptions): string | undefined {
-  return options.secret === '' ? undefined : options.secret
+  if (options.secret === undefined || options.secret === '') return undefined
+  checkSecret(options.secret)
+  return options.secret
+}
+
+/** Refuses a cluster secret shorter than `SECRET_BYTES_MIN` bytes or one of `REFUSED_SECRETS`. */
+export function checkSecret(secret: string): void {
+  if (Buffer.byteLength(secret) < SECRET_BYTES_MIN)
+    throw new MeshError('MESHKV_ERR_CONFIG', `the cluster secret must be at least ${SECRET_BYTES_MIN} bytes long`)
+  if (REFUSED_SECRETS.includes(secret))
+    throw new MeshError(
+      'MESHKV_ERR_CONFIG',
+      'the cluster secret is a published example: make your own (openssl rand -hex 32)',
+    )
 }
 
 /** Only the options that were given, so the cluster's own defaults apply to the rest. */

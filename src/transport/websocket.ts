@@ -14,6 +14,14 @@
  *   Node's `maxHeaderSize`;
  * - a link whose send queue passes `sendQueueBytesMax` is dropped (4429), and a peer silent for
  *   `peerTimeoutMs` is dropped (4408).
+ *
+ * TLS (test/transport/tls.test.ts): dialing a `wss://` peer verifies its certificate against
+ * `tls.ca` and its host name against the URL's host (ws sends the host as SNI, none for an IP
+ * address, and Node's `checkServerIdentity` matches DNS or IP SANs); `tls.cert`/`tls.key` are the
+ * client certificate. With `tls.ca`, an upgrade to `/v1/peer` must arrive over TLS with a client
+ * certificate the server verified (`socket.authorized`), else it is answered 403 and reported as a
+ * `refused` event with `MESHKV_ERR_AUTH`. The chain check is the HTTPS server's (its `ca`,
+ * `requestCert`): give the server and the transport the same CA.
  */
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { STATUS_CODES } from 'node:http'
@@ -21,8 +29,10 @@ import type { Server as HttpsServer } from 'node:https'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { ConnectionOptions } from 'node:tls'
+import { TLSSocket } from 'node:tls'
 import WebSocket, { WebSocketServer } from 'ws'
 import type { RawData } from 'ws'
+import type { TlsMaterial } from '../api/access.js'
 import { FRAME_BYTES_MAX } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { MeshError } from '../errors.js'
@@ -44,7 +54,10 @@ export const CLOSE_GRACE_MS = 1_000
 export interface WebSocketTransportOptions extends CoreTransportOptions {
   /** Sockets that may be connected but not yet authenticated at once; more are refused. */
   pendingSocketsMax?: number
-  /** TLS settings for dialing `wss://` / `https://` peers (a private CA, client certificates). */
+  /**
+   * TLS settings for dialing `wss://` / `https://` peers (a private CA, client certificates). With
+   * `ca`, accepted peer links must present a client certificate too (mutual TLS).
+   */
   tls?: Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>
 }
 
@@ -80,6 +93,34 @@ function pathOf(requestUrl: string | undefined): string {
   const url = requestUrl ?? ''
   const query = url.indexOf('?')
   return query === -1 ? url : url.slice(0, query)
+}
+
+/** The transport's dial settings from a node's PEM material (`MeshNodeOptions.tls`). */
+export function dialTlsOf(material: TlsMaterial): NonNullable<WebSocketTransportOptions['tls']> {
+  const pem = (value: unknown, name: string): string | Buffer => {
+    if (typeof value === 'string') return value
+    if (value instanceof Uint8Array) return Buffer.from(value)
+    throw new MeshError('MESHKV_ERR_CONFIG', `transport: tls.${name} must be PEM text or bytes`)
+  }
+  return {
+    cert: pem(material.cert, 'cert'),
+    key: pem(material.key, 'key'),
+    ...(material.ca === undefined ? {} : { ca: pem(material.ca, 'ca') }),
+  }
+}
+
+/**
+ * Why a peer upgrade fails mutual TLS, or null when its client certificate was verified. The
+ * server verified the chain already (`requestCert` with the CA); `rejectUnauthorized: false`
+ * there lets HTTP clients in without one, so the peer path checks `authorized` itself.
+ */
+function certificateRefusal(request: IncomingMessage): string | null {
+  const socket = request.socket
+  if (!(socket instanceof TLSSocket)) return 'peer links need TLS with a client certificate'
+  if (socket.authorized) return null
+  const presented = Object.keys(socket.getPeerCertificate()).length > 0
+  if (!presented) return 'no client certificate'
+  return `client certificate not trusted (${String(socket.authorizationError)})`
 }
 
 /** Answers an upgrade request with a bare HTTP status and closes the socket. */
@@ -237,6 +278,7 @@ export class WebSocketTransport extends TransportCore {
       refuseUpgrade(socket, status)
       return
     }
+    if (this.refusesCertificate(request, socket)) return
     this.pendingSockets += 1
     let released = false
     const release = (): void => {
@@ -260,6 +302,16 @@ export class WebSocketTransport extends TransportCore {
     if (request.rawHeaders.length / 2 > UPGRADE_HEADERS_MAX) return 431
     if (request.headers['sec-websocket-protocol'] !== undefined) return 400
     return null
+  }
+
+  /** With a CA, refuses (403, a `refused` event) an upgrade without a verified client certificate. */
+  private refusesCertificate(request: IncomingMessage, socket: Duplex): boolean {
+    if (this.tls?.ca === undefined) return false
+    const why = certificateRefusal(request)
+    if (why === null) return false
+    refuseUpgrade(socket, 403)
+    this.emitRefused(null, null, 'MESHKV_ERR_AUTH', `peer link from ${request.socket.remoteAddress ?? '?'}: ${why}`)
+    return true
   }
 
   private release(connection: Connection): void {

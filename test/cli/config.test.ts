@@ -1,5 +1,9 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
-import { envName, parseNodeConfig } from '../../src/cli/config.js'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
+import { envName, isLoopbackHost, parseNodeConfig } from '../../src/cli/config.js'
+import { REFUSED_SECRETS } from '../../src/node/options.js'
 import type { NodeConfig } from '../../src/cli/config.js'
 import { meshCodeOf, rejectionOf } from '../helpers/async.js'
 
@@ -22,6 +26,19 @@ afterEach(() => {
   vi.unstubAllEnvs()
 })
 
+const TOKEN = 'root-token-0123456789abcdef'
+const SECRET = 'cluster-secret-0123456789abcdef'
+
+const filesDir = mkdtempSync(join(tmpdir(), 'meshkv-config-'))
+afterAll(() => rmSync(filesDir, { recursive: true, force: true }))
+
+/** A file in the test's directory holding `text`; its path. */
+function file(name: string, text: string): string {
+  const path = join(filesDir, name)
+  writeFileSync(path, text)
+  return path
+}
+
 describe('the node configuration', () => {
   it("names each flag's variable MESHKV_<FLAG>", () => {
     expect(envName('key-bytes-max')).toBe('MESHKV_KEY_BYTES_MAX')
@@ -29,7 +46,7 @@ describe('the node configuration', () => {
   })
 
   it('takes the flag, else the environment, else the default', () => {
-    const cluster = { peers: [], clusterId: 'meshkv', role: 'member' }
+    const cluster = { peers: [], clusterId: 'meshkv', role: 'member', insecureNoAuth: false }
     expect(parse(['--dir', 'd'])).toEqual({
       dir: 'd',
       port: 7700,
@@ -47,6 +64,8 @@ describe('the node configuration', () => {
       MESHKV_KEY_BYTES_MAX: '64',
       MESHKV_VALUE_BYTES_MAX: '128',
       MESHKV_LOG_LEVEL: 'DEBUG',
+      // Every interface needs a root token (protected mode).
+      MESHKV_ROOT_TOKEN: TOKEN,
     }
     expect(parse([], env)).toEqual({
       dir: 'e',
@@ -57,6 +76,7 @@ describe('the node configuration', () => {
       valueBytesMax: 128,
       logLevel: 'debug',
       ...cluster,
+      rootToken: TOKEN,
       // A node listening on every interface tells peers its loopback address unless told otherwise.
       advertiseUrl: 'http://127.0.0.1:8000',
     })
@@ -91,7 +111,7 @@ describe('the node configuration', () => {
       '--peers',
       ' http://a:7701/ ,https://b:7702',
       '--secret',
-      's',
+      'a-secret-of-16-bytes',
       '--cluster-id',
       'prod',
       '--advertise-url',
@@ -99,17 +119,17 @@ describe('the node configuration', () => {
     ])
     expect(config).toMatchObject({
       peers: ['http://a:7701', 'https://b:7702'],
-      secret: 's',
+      secret: 'a-secret-of-16-bytes',
       clusterId: 'prod',
       advertiseUrl: 'http://me:7700',
     })
     expect(
-      parse(['--dir', 'd'], { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: 'x', MESHKV_PEER_TIMEOUT_MS: '2000' }),
-    ).toMatchObject({ peers: ['http://a:1'], secret: 'x', peerTimeoutMs: 2000 })
+      parse(['--dir', 'd'], { MESHKV_PEERS: 'http://a:1', MESHKV_SECRET: SECRET, MESHKV_PEER_TIMEOUT_MS: '2000' }),
+    ).toMatchObject({ peers: ['http://a:1'], secret: SECRET, peerTimeoutMs: 2000 })
     expect(await configError(['--dir', 'd', '--peers', 'http://a:1'])).toBe(
       'a node started with peers needs the cluster secret: --secret or MESHKV_SECRET',
     )
-    expect(await configError(['--dir', 'd', '--peers', 'ftp://a', '--secret', 's'])).toMatch(
+    expect(await configError(['--dir', 'd', '--peers', 'ftp://a', '--secret', SECRET])).toMatch(
       /^option '--peers <urls>' argument 'ftp:\/\/a' is invalid/,
     )
     expect(await configError(['--dir', 'd', '--advertise-url', 'nope'])).toMatch(/^option '--advertise-url <url>'/)
@@ -135,5 +155,98 @@ describe('the node configuration', () => {
     )
     expect(await configError(['--dir', 'd', '--host', ' '])).toMatch(/^option '--host <host>'.* It must not be empty/)
     expect(await configError(['--dir', ' '])).toMatch(/^option '--dir <dir>'.* It must not be empty/)
+  })
+})
+
+describe('the security settings', () => {
+  it('reads the secret from --secret-file or MESHKV_SECRET_FILE (first line, trimmed); not with --secret', async () => {
+    const secretFile = file('secret', `  ${SECRET}  \nsecond line\n`)
+    expect(parse(['--dir', 'd', '--secret-file', secretFile]).secret).toBe(SECRET)
+    expect(parse(['--dir', 'd'], { MESHKV_SECRET_FILE: secretFile }).secret).toBe(SECRET)
+    expect(parse(['--dir', 'd', '--peers', 'http://a:1', '--secret-file', secretFile]).peers).toEqual(['http://a:1'])
+    expect(await configError(['--dir', 'd', '--secret-file', secretFile, '--secret', SECRET])).toMatch(/not both/)
+    expect(await configError(['--dir', 'd', '--secret-file', secretFile], { MESHKV_SECRET: SECRET })).toMatch(
+      /not both/,
+    )
+    expect(await configError(['--dir', 'd', '--secret-file', join(filesDir, 'missing')])).toMatch(/ENOENT/)
+    expect(await configError(['--dir', 'd', '--secret-file', file('blank', '\n')])).toMatch(/is empty/)
+  })
+
+  it('reads the root token from --root-token-file or MESHKV_ROOT_TOKEN, never both, at least 16 bytes', async () => {
+    const tokenFile = file('token', `${TOKEN}\r\n`)
+    expect(parse(['--dir', 'd']).rootToken).toBeUndefined()
+    expect(parse(['--dir', 'd', '--root-token-file', tokenFile]).rootToken).toBe(TOKEN)
+    expect(parse(['--dir', 'd'], { MESHKV_ROOT_TOKEN_FILE: tokenFile }).rootToken).toBe(TOKEN)
+    expect(parse(['--dir', 'd'], { MESHKV_ROOT_TOKEN: TOKEN }).rootToken).toBe(TOKEN)
+    expect(await configError(['--dir', 'd', '--root-token-file', tokenFile], { MESHKV_ROOT_TOKEN: TOKEN })).toMatch(
+      /not both/,
+    )
+    expect(await configError(['--dir', 'd'], { MESHKV_ROOT_TOKEN: 'fifteen-bytes!!' })).toMatch(/at least 16 bytes/)
+    expect(parse(['--dir', 'd'], { MESHKV_ROOT_TOKEN: 'sixteen-bytes!!!' }).rootToken).toBe('sixteen-bytes!!!')
+    expect(await configError(['--dir', 'd', '--root-token-file', file('short', 'short\n')])).toMatch(/at least 16/)
+  })
+
+  it('reads TLS material from its PEM files, advertises https, and refuses halves', async () => {
+    const cert = file('cert.pem', 'CERT PEM\n')
+    const key = file('key.pem', 'KEY PEM\n')
+    const ca = file('ca.pem', 'CA PEM\n')
+    expect(parse(['--dir', 'd', '--tls-cert', cert, '--tls-key', key])).toMatchObject({
+      tls: { cert: 'CERT PEM\n', key: 'KEY PEM\n' },
+      advertiseUrl: 'https://127.0.0.1:7700',
+    })
+    expect(parse(['--dir', 'd', '--tls-cert', cert, '--tls-key', key]).tls).not.toHaveProperty('ca')
+    expect(parse(['--dir', 'd'], { MESHKV_TLS_CERT: cert, MESHKV_TLS_KEY: key, MESHKV_TLS_CA: ca }).tls).toEqual({
+      cert: 'CERT PEM\n',
+      key: 'KEY PEM\n',
+      ca: 'CA PEM\n',
+    })
+    expect(parse(['--dir', 'd']).tls).toBeUndefined()
+    expect(await configError(['--dir', 'd', '--tls-cert', cert])).toBe('--tls-cert and --tls-key go together')
+    expect(await configError(['--dir', 'd', '--tls-key', key])).toBe('--tls-cert and --tls-key go together')
+    expect(await configError(['--dir', 'd', '--tls-ca', ca])).toBe('--tls-ca needs --tls-cert and --tls-key')
+    expect(await configError(['--dir', 'd', '--tls-cert', cert, '--tls-key', join(filesDir, 'nope')])).toMatch(
+      /^cannot read --tls-key .* \(ENOENT\)$/,
+    )
+  })
+
+  it('takes --max-connections and --insecure-no-auth, by flag or variable', async () => {
+    expect(parse(['--dir', 'd', '--max-connections', '10']).connectionsMax).toBe(10)
+    expect(parse(['--dir', 'd'], { MESHKV_MAX_CONNECTIONS: '20' }).connectionsMax).toBe(20)
+    expect(parse(['--dir', 'd']).connectionsMax).toBeUndefined()
+    expect(await configError(['--dir', 'd', '--max-connections', '0'])).toMatch(/^option '--max-connections <n>'/)
+    expect(parse(['--dir', 'd', '--insecure-no-auth']).insecureNoAuth).toBe(true)
+    expect(parse(['--dir', 'd'], { MESHKV_INSECURE_NO_AUTH: 'true' }).insecureNoAuth).toBe(true)
+  })
+})
+
+describe('protected mode and secret checks', () => {
+  it('tells loopback hosts from the others', () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', 'LOCALHOST', '::1', '[::1]', '::ffff:127.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(true)
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', '::ffff:10.0.0.1', '1.127.0.0'])
+      expect(isLoopbackHost(host), host).toBe(false)
+  })
+
+  it('refuses a non-loopback host without a root token unless --insecure-no-auth', async () => {
+    const line = await configError(['--dir', 'd', '--host', '0.0.0.0'])
+    expect(line).toContain('--root-token-file FILE or MESHKV_ROOT_TOKEN')
+    expect(await configError(['--dir', 'd'], { MESHKV_HOST: '10.1.2.3' })).toContain('MESHKV_ROOT_TOKEN')
+    expect(parse(['--dir', 'd', '--host', '0.0.0.0', '--insecure-no-auth'])).toMatchObject({
+      host: '0.0.0.0',
+      insecureNoAuth: true,
+    })
+    expect(parse(['--dir', 'd', '--host', '0.0.0.0'], { MESHKV_ROOT_TOKEN: TOKEN }).rootToken).toBe(TOKEN)
+    expect(parse(['--dir', 'd', '--host', 'localhost']).host).toBe('localhost')
+  })
+
+  it('refuses a secret shorter than 16 bytes or a published one, from any source', async () => {
+    expect(await meshCodeOf(() => parse(['--dir', 'd', '--secret', 'fifteen-bytes!!']))).toBe('MESHKV_ERR_CONFIG')
+    expect(parse(['--dir', 'd', '--secret', 'sixteen-bytes!!!']).secret).toBe('sixteen-bytes!!!')
+    for (const published of REFUSED_SECRETS) {
+      expect(await meshCodeOf(() => parse(['--dir', 'd'], { MESHKV_SECRET: published }))).toBe('MESHKV_ERR_CONFIG')
+      const secretFile = file('published', `${published}\n`)
+      expect(await meshCodeOf(() => parse(['--dir', 'd', '--secret-file', secretFile]))).toBe('MESHKV_ERR_CONFIG')
+    }
+    expect(REFUSED_SECRETS).toContain('change-me-meshkv-demo-secret')
   })
 })

@@ -81,7 +81,7 @@ describe('peers without the secret', () => {
   it('a wrong secret, an empty proof or a random one is refused with 4401; the changes sent behind it are not applied', async () => {
     const before = await peerFootprint(node)
     const attempts = [
-      { name: 'wrong secret', secret: 'not-the-secret', tamper: undefined },
+      { name: 'wrong secret', secret: 'not-the-cluster-secret', tamper: undefined },
       {
         name: 'empty proof',
         secret: node.secret,

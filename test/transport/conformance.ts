@@ -155,7 +155,7 @@ export function transportConformance(name: string, factory: () => TransportHarne
     })
 
     it('a wrong secret gives no link on either side and MESHKV_ERR_AUTH', async () => {
-      const a = await harness.start({ secret: 'not-the-secret' })
+      const a = await harness.start({ secret: 'not-the-cluster-secret' })
       const b = await harness.start()
       a.transport.keep(b.url)
       const dialer = await a.events.refusal('MESHKV_ERR_AUTH', SOON_MS, 'the dialer reports auth')
