@@ -15,6 +15,7 @@ import Fastify from 'fastify'
 import type { TlsMaterial } from '../api/index.js'
 import { positiveIntegerSetting } from '../api/index.js'
 import type { MeshNode } from '../node/index.js'
+import { REDACTED_LOG_PATHS, installAuth } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
@@ -26,6 +27,7 @@ import { AJV_OPTIONS } from './schemas.js'
 import { setRoutes } from './sets.js'
 import { watchRoutes } from './watch.js'
 import { memberRoutes } from './members.js'
+import { tokenRoutes } from './tokens.js'
 
 export const HEARTBEAT_MS_DEFAULT = 15_000
 /** Largest body of a non-key route (counters, sets). Key routes take up to the node's value limit. */
@@ -86,6 +88,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   contexts.set(app, context)
 
   installProblems(app)
+  installAuth(app, node, options.rootToken)
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (!reply.hasHeader(CAUSAL_TOKEN_HEADER)) reply.header(CAUSAL_TOKEN_HEADER, node.token())
     // While draining, an answer closes its connection: the server's close waits for every
@@ -117,6 +120,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(watchRoutes, routeOptions)
   app.register(memberRoutes, routeOptions)
   app.register(healthRoutes, routeOptions)
+  app.register(tokenRoutes, routeOptions)
   return app
 }
 
@@ -154,9 +158,10 @@ function loggerOptions(
   logger: AppOptions['logger'],
 ): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
   if (logger === undefined || logger === false) return { logger: false }
-  if (logger === true) return { logger: true }
+  // The authorization header is redacted whatever the serializers log (a given instance is the caller's).
+  if (logger === true) return { logger: { redact: REDACTED_LOG_PATHS } }
   if (isLogger(logger)) return { loggerInstance: logger }
-  return { logger: logger as FastifyServerOptions['logger'] }
+  return { logger: { redact: REDACTED_LOG_PATHS, ...logger } as FastifyServerOptions['logger'] }
 }
 
 function isLogger(value: object): value is FastifyBaseLogger {

@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import type { AppContext } from './context.js'
+import { nameParam } from './auth.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
 import { NameParams, ReadQuery, WriteQuery, concernOf, readConcernOf, timeoutOf } from './schemas.js'
@@ -27,7 +28,10 @@ export async function counterRoutes(fastify: FastifyInstance, options: { context
 
   app.post(
     '/v1/counters/:name',
-    { schema: { params: NameParams, body: AddBody, querystring: WriteQuery } },
+    {
+      config: { access: 'write', keyOf: nameParam },
+      schema: { params: NameParams, body: AddBody, querystring: WriteQuery },
+    },
     async (request, reply) => {
       const name = request.params.name
       const value = await node.counter(name).incr(request.body.delta ?? 1, concernOf(request.query))
@@ -39,7 +43,11 @@ export async function counterRoutes(fastify: FastifyInstance, options: { context
     },
   )
 
-  app.get('/v1/counters/:name', { schema: { params: NameParams, querystring: ReadQuery } }, async (request) => {
+  const getRoute = {
+    config: { access: 'read', keyOf: nameParam },
+    schema: { params: NameParams, querystring: ReadQuery },
+  } as const
+  app.get('/v1/counters/:name', getRoute, async (request) => {
     const name = request.params.name
     const value = await node.counter(name).value({
       after: afterOf(request, request.query),

@@ -15,6 +15,7 @@ import type { Entry, SiblingView, WriteResult } from '../node/index.js'
 import { BYTES_TYPE, isJsonType } from '../api/media.js'
 import { LIST_LIMIT_MAX } from '../node/index.js'
 import type { AppContext } from './context.js'
+import { keyParam, prefixQuery } from './auth.js'
 import type { EncodedValue } from './encoding.js'
 import {
   CAUSAL_TOKEN_HEADER,
@@ -57,12 +58,23 @@ const ListQuery = Type.Object({
 /** The key is the rest of the path: fastify names a wildcard's match `*`. */
 const KeyParams = Type.Object({ '*': Type.String() })
 
+/** Who may call each route (auth.ts), with its schemas; the write route's are inline, for its body limit. */
+const listRoute = { config: { access: 'read', keyOf: prefixQuery }, schema: { querystring: ListQuery } } as const
+const getRoute = {
+  config: { access: 'read', keyOf: keyParam },
+  schema: { params: KeyParams, querystring: GetQuery },
+} as const
+const delRoute = {
+  config: { access: 'write', keyOf: keyParam },
+  schema: { params: KeyParams, querystring: WriteQuery },
+} as const
+
 export async function kvRoutes(fastify: FastifyInstance, options: { context: AppContext }): Promise<void> {
   const node = options.context.node
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   useValueBodies(fastify)
 
-  app.get('/v1/kv', { schema: { querystring: ListQuery } }, async (request) => {
+  app.get('/v1/kv', listRoute, async (request) => {
     const query = request.query
     const page = await node.list({
       prefix: query.prefix,
@@ -77,7 +89,7 @@ export async function kvRoutes(fastify: FastifyInstance, options: { context: App
     return { items: page.items.map(listItem), next: page.next }
   })
 
-  app.get('/v1/kv/*', { schema: { params: KeyParams, querystring: GetQuery } }, async (request, reply) => {
+  app.get('/v1/kv/*', getRoute, async (request, reply) => {
     const key = request.params['*']
     const siblings = queryFlag(request.query.siblings)
     const entry = await node.get(key, {
@@ -98,7 +110,11 @@ export async function kvRoutes(fastify: FastifyInstance, options: { context: App
   // is given here, and the others are derived from their schemas as everywhere else.
   app.put<{ Body: Buffer | undefined; Params: Static<typeof KeyParams>; Querystring: Static<typeof WriteQuery> }>(
     '/v1/kv/*',
-    { bodyLimit: node.limits.valueBytesMax, schema: { params: KeyParams, querystring: WriteQuery } },
+    {
+      bodyLimit: node.limits.valueBytesMax,
+      config: { access: 'write', keyOf: keyParam },
+      schema: { params: KeyParams, querystring: WriteQuery },
+    },
     async (request, reply) => {
       const key = request.params['*']
       const concern = concernOf(request.query)
@@ -115,7 +131,7 @@ export async function kvRoutes(fastify: FastifyInstance, options: { context: App
     },
   )
 
-  app.delete('/v1/kv/*', { schema: { params: KeyParams, querystring: WriteQuery } }, async (request, reply) => {
+  app.delete('/v1/kv/*', delRoute, async (request, reply) => {
     const key = request.params['*']
     const concern = concernOf(request.query)
     const context = parseVersionHeader(headerOf(request, 'x-context'), 'X-Context')

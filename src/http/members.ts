@@ -17,14 +17,17 @@ export async function memberRoutes(fastify: FastifyInstance, options: { context:
   const { node } = options.context
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
 
-  app.get('/v1/members', async () => ({ members: await node.members() }))
+  app.get('/v1/members', { config: { access: 'admin' } }, async () => ({ members: await node.members() }))
 
-  app.delete('/v1/members/:nodeId', { schema: { params: MemberParams } }, async (request) => {
+  const forgetRoute = { config: { access: 'admin' }, schema: { params: MemberParams } } as const
+  app.delete('/v1/members/:nodeId', forgetRoute, async (request) => {
     await node.forget(request.params.nodeId)
     return { forgotten: request.params.nodeId, members: await node.members() }
   })
 
-  app.get('/v1/internal/state/:space/*', { schema: { params: StateParams } }, async (request, reply) => {
+  // Open to clients' auth: peers sign these requests with the cluster secret (node/quorum.ts).
+  const stateRoute = { config: { access: 'open' }, schema: { params: StateParams } } as const
+  app.get('/v1/internal/state/:space/*', stateRoute, async (request, reply) => {
     const bytes = await node.localState(request.params.space, request.params['*'], request.headers[PEER_AUTH_HEADER])
     return reply.type(STATE_MEDIA_TYPE).send(Buffer.from(bytes))
   })

@@ -68,7 +68,7 @@ export function installMetrics(app: FastifyInstance, metrics: HttpMetrics): void
     )
     done()
   })
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { access: 'admin' } }, async (_request, reply) => {
     const text = await metrics.registry.metrics()
     return reply.type(metrics.registry.contentType).send(text)
   })

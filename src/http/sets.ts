@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import type { AppContext } from './context.js'
+import { nameParam } from './auth.js'
 import { CAUSAL_TOKEN_HEADER, afterOf } from './encoding.js'
 import { useJsonBodies } from './json-body.js'
 import { NameParams, WriteQuery, afterProperties, concernOf, readConcernOf, timeoutOf } from './schemas.js'
@@ -27,7 +28,10 @@ export async function setRoutes(fastify: FastifyInstance, options: { context: Ap
 
   app.post(
     '/v1/sets/:name',
-    { schema: { params: NameParams, body: UpdateBody, querystring: WriteQuery } },
+    {
+      config: { access: 'write', keyOf: nameParam },
+      schema: { params: NameParams, body: UpdateBody, querystring: WriteQuery },
+    },
     async (request, reply) => {
       const name = request.params.name
       const set = node.set(name)
@@ -39,7 +43,11 @@ export async function setRoutes(fastify: FastifyInstance, options: { context: Ap
     },
   )
 
-  app.get('/v1/sets/:name', { schema: { params: NameParams, querystring: GetQuery } }, async (request) => {
+  const getRoute = {
+    config: { access: 'read', keyOf: nameParam },
+    schema: { params: NameParams, querystring: GetQuery },
+  } as const
+  app.get('/v1/sets/:name', getRoute, async (request) => {
     const name = request.params.name
     const read = {
       after: afterOf(request, request.query),

@@ -17,6 +17,7 @@ import type { MeshNode } from '../node/index.js'
 import type { WatchEvent } from '../node/index.js'
 import { decodeWatchCursor } from '../node/index.js'
 import type { AppContext } from './context.js'
+import { prefixQuery } from './auth.js'
 import { CAUSAL_TOKEN_HEADER, encodeValue, given, headerOf } from './encoding.js'
 import { problemOf } from './problems.js'
 
@@ -31,7 +32,8 @@ export async function watchRoutes(fastify: FastifyInstance, options: { context: 
   const node = context.node
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
 
-  app.get(WATCH_ROUTE, { schema: { querystring: WatchQuery } }, async (request, reply) => {
+  const watchRoute = { config: { access: 'read', keyOf: prefixQuery }, schema: { querystring: WatchQuery } } as const
+  app.get(WATCH_ROUTE, watchRoute, async (request, reply) => {
     if (context.closing) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is shutting down')
     // A watch reports a closed node only on its first step, once the stream has begun: ask first.
     if (!node.ready) throw new MeshError('MESHKV_ERR_NOT_READY', 'the node is not ready')

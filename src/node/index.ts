@@ -2,6 +2,8 @@
 export { MeshNode } from './mesh-node.js'
 export type { MeshNodeEvents } from './mesh-node.js'
 export type { MemberStatus } from './members.js'
+export { TOKENS_SET, TOKEN_NAME_CHARS_MAX, Tokens } from './tokens.js'
+export type { Principal, TokenSpec } from './tokens.js'
 export * from './types.js'
 export { PACKAGE_VERSION } from './version.js'
 export { LIST_LIMIT_MAX } from './list.js'

@@ -26,6 +26,7 @@ import { READ_TIMEOUT_MS_DEFAULT } from './options.js'
 import { answerStateRequest, quorumRead } from './quorum.js'
 import type { GcReport } from './status.js'
 import { gcReport, nodeStatus } from './status.js'
+import { Tokens } from './tokens.js'
 import type {
   BatchOp,
   ConcernOptions,
@@ -55,6 +56,8 @@ export interface MeshNodeEvents {
 export class MeshNode extends EventEmitter<MeshNodeEvents> {
   readonly nodeId: NodeId
   readonly limits: Limits
+  /** The cluster's client tokens (create, list, revoke, authenticate): see tokens.ts. */
+  readonly tokens: Tokens
   readonly #store: Store
   readonly #cluster: Cluster
   readonly #writer: Writer
@@ -74,6 +77,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     this.#now = now
     this.#startedMs = now()
     this.#writer = new Writer(store, cluster, limits, () => this.#checkOpen())
+    this.tokens = new Tokens({ store, cluster, limits, now, checkOpen: () => this.#checkOpen() })
     store.onCommit((entries) => {
       if (this.listenerCount('change') === 0) return
       for (const { lsn, change } of entries)
@@ -232,6 +236,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     if (this.#closed) return
     this.#closed = true
     this.#closing.abort()
+    this.tokens.close()
     await this.#cluster.close()
     await this.#store.close()
   }
