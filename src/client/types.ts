@@ -27,6 +27,7 @@ export interface MeshClientOptions {
   /**
    * An access token, sent as `Authorization: Bearer <token>` with every request (watch streams
    * too). A node that checks tokens answers a request without one `MESHKV_ERR_UNAUTHENTICATED`.
+   * (Not the client's `token` getter: that is the session's causal token.)
    */
   token?: string
   /**
