@@ -48,6 +48,13 @@ function answer(request: IncomingMessage, response: ServerResponse): void {
       tokens: [TOKEN_INFO, { ...TOKEN_INFO, id: 'fedcba9876543210', role: 'admin', prefix: 'app/', name: null }],
     })
   if (path.startsWith('/v1/tokens/')) return send(200, { revoked: path.slice(11) })
+  // Like a node whose peer is still linked: forgotten only with force.
+  if (path.startsWith('/v1/members/') && !(request.url ?? '').endsWith('?force=true'))
+    return send(
+      409,
+      { status: 409, code: 'MESHKV_ERR_MEMBER_ALIVE', detail: 'it is alive' },
+      'application/problem+json',
+    )
   if (path.startsWith('/v1/members/')) return send(200, { members: [] })
   send(404, { status: 404, code: 'MESHKV_ERR_NOT_FOUND', detail: 'no' }, 'application/problem+json')
 }
@@ -184,8 +191,10 @@ describe('kvctl token and forget --force', () => {
     expect(result.err).toMatch(/^kvctl: [^\n]+ \(MESHKV_ERR_FORBIDDEN\)\n$/)
   })
 
-  it('forget --force sends force=true; plain forget does not', async () => {
-    expect((await kv(['forget', 'aaaaaaaaaaaaaaaa'])).code).toBe(0)
+  it('forget --force sends force=true; plain forget does not, and a living member is refused (exit 1)', async () => {
+    const refused = await kv(['forget', 'aaaaaaaaaaaaaaaa'])
+    expect(refused.code).toBe(1)
+    expect(refused.err).toMatch(/^kvctl: [^\n]+ \(MESHKV_ERR_MEMBER_ALIVE\)\n$/)
     expect(seen.at(-1)!.line).toBe('DELETE /v1/members/aaaaaaaaaaaaaaaa')
     expect((await kv(['forget', 'aaaaaaaaaaaaaaaa', '--force'])).code).toBe(0)
     expect(seen.at(-1)!.line).toBe('DELETE /v1/members/aaaaaaaaaaaaaaaa?force=true')
