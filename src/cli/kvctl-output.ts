@@ -7,6 +7,7 @@
 import { isJsonType, isTextType } from '../api/index.js'
 import type {
   ClientEntry,
+  TokenInfo,
   ClientListItem,
   ClientMember,
   ClientSibling,
@@ -119,6 +120,14 @@ export function memberLines(members: readonly ClientMember[]): string {
       member.state,
       member.url ?? '-',
     ]),
+  ])
+}
+
+/** `kvctl token ls`: one row per token, never its secret. */
+export function tokenTable(tokens: readonly TokenInfo[]): string {
+  return table([
+    ['ID', 'ROLE', 'PREFIX', 'NAME', 'CREATED'],
+    ...tokens.map((token) => [token.id, token.role, token.prefix ?? '-', token.name ?? '-', token.createdAt]),
   ])
 }
 

@@ -10,6 +10,8 @@ import { parseConcern } from '../api/index.js'
 import type { ClientDigest } from '../client/index.js'
 import { MeshClient, parseEndpoints } from '../client/index.js'
 import { MeshError } from '../errors.js'
+import type { Access, AccessFlags } from './kvctl-access.js'
+import { addAccessOptions, resolveAccess, tokenVerbs } from './kvctl-access.js'
 import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
 import { readValue } from './kvctl-input.js'
@@ -30,7 +32,7 @@ import {
 export const NODES_DEFAULT = 'http://127.0.0.1:7700'
 export const NODES_ENV = 'MESHKV_NODES'
 
-interface GlobalOptions {
+interface GlobalOptions extends AccessFlags {
   node?: string
   output: OutputFormat
   w?: WriteConcern
@@ -44,6 +46,8 @@ interface Context {
   concern: { w?: WriteConcern; waitMs?: number }
   /** The --node URLs one by one (verify asks each node itself). */
   nodes: string[]
+  /** The token and CA every client of this run uses. */
+  access: Access
   format: OutputFormat
   io: KvctlIo
   out: (data: string | Uint8Array) => Promise<void>
@@ -72,6 +76,8 @@ export function buildProgram(io: KvctlIo): Command {
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('plain'))
     .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', concernOption('w'))
     .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveIntegerOption)
+  addAccessOptions(program)
+  program
     .exitOverride()
     .showSuggestionAfterError()
     .configureOutput({
@@ -84,6 +90,7 @@ export function buildProgram(io: KvctlIo): Command {
   const context = (command: Command): Context => makeContext(command.optsWithGlobals<GlobalOptions>(), io)
   keyVerbs(verb, context)
   otherVerbs(verb, context)
+  tokenVerbs(program, context)
   return program
 }
 
@@ -150,7 +157,11 @@ function otherVerbs(verb: VerbMaker, context: ContextMaker): void {
   verb(
     'forget <nodeId>',
     'forget a dead member for good (its changes stay; it no longer holds back w=all or garbage collection)',
-  ).action((nodeId: string, _options: unknown, command: Command) => forget(context(command), nodeId))
+  )
+    .option('--force', 'forget it even though the node still sees it alive')
+    .action((nodeId: string, options: { force?: boolean }, command: Command) =>
+      forget(context(command), nodeId, options.force === true),
+    )
   verb('verify', 'compare the state digests of every --node; exit 1 when they differ').action(
     (_options: unknown, command: Command) => verify(context(command)),
   )
@@ -158,9 +169,10 @@ function otherVerbs(verb: VerbMaker, context: ContextMaker): void {
 
 function makeContext(options: GlobalOptions, io: KvctlIo): Context {
   const nodes = options.node ?? nonEmpty(io.env[NODES_ENV]) ?? NODES_DEFAULT
+  const access = resolveAccess(options, io.env)
   let client: MeshClient
   try {
-    client = new MeshClient({ nodes })
+    client = new MeshClient({ nodes, ...access })
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error })
   }
@@ -172,6 +184,7 @@ function makeContext(options: GlobalOptions, io: KvctlIo): Context {
     client,
     concern,
     nodes: parseEndpoints(nodes),
+    access,
     format: options.output,
     io,
     out: (data) => write(io.stdout, data),
@@ -295,8 +308,8 @@ async function members(context: Context): Promise<void> {
   await context.out(context.format === 'plain' ? memberLines(list) : jsonText(context.format, { members: list }))
 }
 
-async function forget(context: Context, nodeId: string): Promise<void> {
-  const list = await context.client.forget(nodeId)
+async function forget(context: Context, nodeId: string, force: boolean): Promise<void> {
+  const list = await context.client.forget(nodeId, { force })
   await context.out(
     context.format === 'plain'
       ? `forgot ${nodeId}\n${memberLines(list)}`
@@ -312,7 +325,7 @@ async function verify(context: Context): Promise<void> {
   const answers: VerifyAnswer[] = await Promise.all(
     context.nodes.map(async (node): Promise<VerifyAnswer> => {
       try {
-        return { node, digest: await new MeshClient({ nodes: node }).digest(), error: undefined }
+        return { node, digest: await new MeshClient({ nodes: node, ...context.access }).digest(), error: undefined }
       } catch (error) {
         return { node, digest: undefined, error }
       }

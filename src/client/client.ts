@@ -7,8 +7,10 @@
  * The client keeps a session causal token, the join of the tokens of its writes, and sends it
  * with every read, so a read on any node sees the session's own writes.
  */
+import type { CreatedToken, TokenInfo } from '../api/index.js'
 import { BYTES_TYPE, JSON_TYPE, TEXT_TYPE } from '../api/index.js'
 import { MeshError } from '../errors.js'
+import { authHeaders, caDispatcher, caText, createTokenBody, createdTokenOf, tokenListOf, tokenPath } from './access.js'
 import type { RoutingPolicy } from './endpoints.js'
 import { isRoutingPolicy, parseEndpoints } from './endpoints.js'
 import type { Answer } from './answers.js'
@@ -19,6 +21,8 @@ import type { RequestSpec, ResponseReader } from './transport.js'
 import { Transport, systemLookup } from './transport.js'
 import type {
   ClientConcernOptions,
+  ClientCreateTokenOptions,
+  ClientForgetOptions,
   ClientDeleteOptions,
   ClientEntry,
   ClientListItem,
@@ -69,13 +73,21 @@ export class MeshClient {
     this.endpoints = parseEndpoints(options.nodes)
     this.policy = policy
     this.timeoutMs = timeoutMs
+    const ca = caText(options.ca)
     this.#transport = new Transport({
       endpoints: this.endpoints,
       policy,
       timeoutMs,
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
       lookup: options.lookup ?? systemLookup,
+      headers: authHeaders(options.token),
+      ...(ca === undefined ? {} : { dispatcher: () => caDispatcher(ca) }),
     })
+  }
+
+  /** Closes the client's own connections (a client with `ca` has its own pool; others share fetch's). */
+  close(): Promise<void> {
+    return this.#transport.close()
   }
 
   /** The endpoints requests go to: the node URLs, with each host name expanded to its addresses. */
@@ -273,17 +285,55 @@ export class MeshClient {
     return body['members'] as ClientMember[]
   }
 
-  /** Forgets a dead member for good (through the node the policy picks). Idempotent. */
-  async forget(nodeId: string, options: { signal?: AbortSignal } = {}): Promise<ClientMember[]> {
+  /**
+   * Forgets a dead member for good (through the node the policy picks). Idempotent. A member the
+   * node still sees alive is refused (`MESHKV_ERR_MEMBER_ALIVE`) unless `force` is set.
+   */
+  async forget(nodeId: string, options: ClientForgetOptions = {}): Promise<ClientMember[]> {
     const answer = await this.#send({
       method: 'DELETE',
       path: `/v1/members/${encodeURIComponent(nodeId)}`,
+      query: { force: options.force === true ? 'true' : undefined },
       idempotent: true,
       signal: options.signal,
     })
     checkAnswer(answer)
     const body = jsonOf(answer)
     return body['members'] as ClientMember[]
+  }
+
+  /** Makes an access token (an admin's call). The token itself is in the answer and nowhere else, ever. */
+  async createToken(options: ClientCreateTokenOptions): Promise<CreatedToken> {
+    const answer = await this.#send({
+      method: 'POST',
+      path: '/v1/tokens',
+      headers: { 'content-type': JSON_TYPE },
+      body: createTokenBody(options),
+      idempotent: false,
+      signal: options.signal,
+    })
+    return createdTokenOf(jsonOf(answer))
+  }
+
+  /** Every token of the cluster, without their secrets. */
+  async listTokens(options: { signal?: AbortSignal } = {}): Promise<TokenInfo[]> {
+    const answer = await this.#send({ method: 'GET', path: '/v1/tokens', idempotent: true, signal: options.signal })
+    return tokenListOf(jsonOf(answer))
+  }
+
+  /**
+   * Revokes a token on every node (as its removal replicates). An unknown id is
+   * `MESHKV_ERR_NOT_FOUND`; not retried elsewhere once sent, so a revoke that did happen is not
+   * then reported as unknown.
+   */
+  async revokeToken(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const answer = await this.#send({
+      method: 'DELETE',
+      path: tokenPath(id),
+      idempotent: false,
+      signal: options.signal,
+    })
+    checkAnswer(answer)
   }
 
   /** The digest of the whole state of the node the policy picks (`kvctl verify` asks each node). */

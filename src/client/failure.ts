@@ -28,6 +28,24 @@ const NOT_DELIVERED_CODES = new Set([
  */
 const MAYBE_DELIVERED_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET'])
 
+/**
+ * TLS codes of a certificate the client does not trust (or a name it does not cover). The
+ * handshake failed before any request went out, so it was not delivered; the message says what
+ * to do (give the cluster's CA), since every node of a cluster is likely to fail the same way.
+ */
+const UNTRUSTED_CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+])
+
 /** Codes with which a node says it did not run the request at all. */
 const NOT_SERVING_CODES: ReadonlySet<ErrorCode> = new Set(['MESHKV_ERR_NOT_READY', 'MESHKV_ERR_CLOSED'])
 
@@ -71,6 +89,7 @@ export function classifyFetchError(error: unknown, attempt: AttemptContext): Att
     }
   }
   const code = socketErrorCode(error)
+  if (code !== undefined && UNTRUSTED_CERTIFICATE_CODES.has(code)) return untrustedCertificate(error, endpoint, code)
   // fetch reports a network failure as `TypeError('fetch failed', { cause })`, and a body cut
   // short as `TypeError('terminated', { cause })`.
   const isNetworkError =
@@ -90,6 +109,18 @@ export function classifyFetchError(error: unknown, attempt: AttemptContext): Att
   const details = { endpoint, maybeApplied: !notDelivered, ...(code === undefined ? {} : { socketCode: code }) }
   return {
     kind: notDelivered ? 'not-delivered' : 'maybe-delivered',
+    endpoint,
+    error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details }),
+  }
+}
+
+function untrustedCertificate(error: unknown, endpoint: string, code: string): AttemptFailure {
+  const message =
+    `the TLS certificate of ${endpoint} is not trusted (${code}): ` +
+    'give the CA of the cluster (MeshClient ca, kvctl --cacert or MESHKV_CACERT)'
+  const details = { endpoint, maybeApplied: false, socketCode: code }
+  return {
+    kind: 'not-delivered',
     endpoint,
     error: new MeshError('MESHKV_ERR_UNREACHABLE', message, { cause: error, details }),
   }
@@ -127,6 +158,8 @@ export function errorFromProblem(status: number, body: unknown, endpoint: string
 }
 
 function fallbackCode(status: number): ErrorCode {
+  if (status === 401) return 'MESHKV_ERR_UNAUTHENTICATED'
+  if (status === 403) return 'MESHKV_ERR_FORBIDDEN'
   if (status === 404) return 'MESHKV_ERR_NOT_FOUND'
   if (status === 412) return 'MESHKV_ERR_PRECONDITION_FAILED'
   if (status === 503) return 'MESHKV_ERR_NOT_READY'

@@ -11,6 +11,7 @@ import { lookup as dnsLookup } from 'node:dns/promises'
 import { MeshError } from '../errors.js'
 import type { RoutingPolicy } from './endpoints.js'
 import { EndpointPicker, expandEndpoints } from './endpoints.js'
+import type { FetchDispatcher } from './access.js'
 import type { AttemptFailure } from './failure.js'
 import { classifyFetchError, errorFromProblem, isNotServing, readProblemBody } from './failure.js'
 import type { FetchFunction } from './types.js'
@@ -40,6 +41,10 @@ export interface TransportOptions {
   timeoutMs: number
   fetch: FetchFunction
   lookup: (hostname: string) => Promise<readonly string[]>
+  /** Sent with every request (the `Authorization` header). */
+  headers: Readonly<Record<string, string>>
+  /** Makes the `fetch` dispatcher (one that trusts a private CA), once, before the first request. */
+  dispatcher?: () => Promise<FetchDispatcher>
 }
 
 export class Transport {
@@ -47,6 +52,7 @@ export class Transport {
   #picker: EndpointPicker
   /** Host names are resolved once, before the first request (see `expandEndpoints`). */
   #resolving: Promise<void> | null = null
+  #dispatcher: FetchDispatcher | undefined
 
   constructor(options: TransportOptions) {
     this.#options = options
@@ -64,10 +70,17 @@ export class Transport {
     return this.#picker.current
   }
 
+  /** Closes the connections of the client's own dispatcher (there is one with a CA). */
+  async close(): Promise<void> {
+    await this.#resolving?.catch(() => undefined)
+    await this.#dispatcher?.close()
+  }
+
   #resolve(): Promise<void> {
-    const { endpoints, lookup, policy } = this.#options
-    this.#resolving ??= expandEndpoints(endpoints, lookup).then((expanded) => {
+    const { endpoints, lookup, policy, dispatcher } = this.#options
+    this.#resolving ??= Promise.all([expandEndpoints(endpoints, lookup), dispatcher?.()]).then(([expanded, made]) => {
       this.#picker = new EndpointPicker(expanded, policy)
+      this.#dispatcher = made
     })
     return this.#resolving
   }
@@ -97,12 +110,14 @@ export class Transport {
     const signal = spec.signal === undefined ? timer.signal : AbortSignal.any([spec.signal, timer.signal])
     let responded = false
     try {
-      const response = await this.#options.fetch(urlOf(endpoint, spec), {
+      const init: RequestInit = {
         method: spec.method,
-        headers: definedHeaders(spec.headers),
+        headers: { ...definedHeaders(spec.headers), ...this.#options.headers },
         body: spec.body,
         signal,
-      })
+      }
+      if (this.#dispatcher !== undefined) init.dispatcher = this.#dispatcher
+      const response = await this.#options.fetch(urlOf(endpoint, spec), init)
       responded = true
       if (response.status === 503) {
         const error = errorFromProblem(503, await readProblemBody(response), endpoint)

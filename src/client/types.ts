@@ -2,10 +2,10 @@
  * The shapes `MeshClient` takes and returns. They follow the embeddable node's (`Entry`,
  * `ListPage`, `NodeStatus`) so code moves between the two faces with few changes.
  */
-import type { ReadConcern, Role, WriteConcern } from '../api/index.js'
+import type { AccessRole, CreatedToken, ReadConcern, Role, TokenInfo, WriteConcern } from '../api/index.js'
 import type { RoutingPolicy } from './endpoints.js'
 
-export type { ReadConcern, WriteConcern }
+export type { AccessRole, CreatedToken, ReadConcern, TokenInfo, WriteConcern }
 
 export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise<Response>
 
@@ -24,6 +24,35 @@ export interface MeshClientOptions {
    * (`dns.lookup` with `all: true`).
    */
   lookup?: (hostname: string) => Promise<readonly string[]>
+  /**
+   * An access token, sent as `Authorization: Bearer <token>` with every request (watch streams
+   * too). A node that checks tokens answers a request without one `MESHKV_ERR_UNAUTHENTICATED`.
+   * (Not the client's `token` getter: that is the session's causal token.)
+   */
+  token?: string
+  /**
+   * The CA (PEM, as text or bytes) that https nodes' certificates chain to, trusted in place of
+   * the system's CAs: for a cluster with its own private CA.
+   */
+  ca?: string | Uint8Array
+}
+
+export interface ClientCreateTokenOptions {
+  role: AccessRole
+  /** Only keys (and counter and set names) starting with this. */
+  prefix?: string
+  /** A label for people (`kvctl token ls` shows it). */
+  name?: string
+  signal?: AbortSignal
+}
+
+export interface ClientForgetOptions {
+  /**
+   * Forget the member even though the node still sees it alive (by default the node refuses,
+   * `MESHKV_ERR_MEMBER_ALIVE`): for a member known to be gone for good.
+   */
+  force?: boolean
+  signal?: AbortSignal
 }
 
 export interface ClientReadOptions {

@@ -10,6 +10,7 @@ import type { Server, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { AppOptions } from '../../src/http/app.js'
 import { buildApp, closeApp } from '../../src/http/app.js'
 import { MeshNode } from '../../src/node/index.js'
 
@@ -20,7 +21,7 @@ export interface LiveNode {
   close(): Promise<void>
 }
 
-export async function startNode(options: { heartbeatMs?: number } = {}): Promise<LiveNode> {
+export async function startNode(options: AppOptions = {}): Promise<LiveNode> {
   const dir = await mkdtemp(join(tmpdir(), 'meshkv-client-'))
   const node = await MeshNode.open({ dir })
   const app = await buildApp(node, options)
