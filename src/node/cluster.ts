@@ -21,6 +21,8 @@ import type { Store } from '../storage/index.js'
 import type { Transport } from '../transport/transport.js'
 import { WebSocketTransport, dialTlsOf } from '../transport/websocket.js'
 import type { MeshNodeOptions } from './types.js'
+import type { PeerFetch } from './peer-fetch.js'
+import { peerFetch } from './peer-fetch.js'
 
 const JOINED_META_KEY = 'joined'
 export const TICK_INTERVAL_MS = 1000
@@ -53,6 +55,8 @@ export class Cluster {
   readonly role: Role
   readonly advertiseUrl: string | null
   readonly membership: Membership
+  /** How this node's own HTTP requests reach other members (over TLS: its certificate, the cluster CA). */
+  readonly peerFetch: PeerFetch
   readonly #store: Store
   readonly #logger: Logger
   readonly #timer: NodeJS.Timeout
@@ -60,7 +64,8 @@ export class Cluster {
   #closed = false
   readonly #unsubscribe: () => void
 
-  private constructor(options: ClusterOptions, joined: boolean) {
+  private constructor(options: ClusterOptions, joined: boolean, peerFetch: PeerFetch) {
+    this.peerFetch = peerFetch
     this.#store = options.store
     const logger = options.logger ?? SILENT_LOGGER
     this.#logger = logger.child?.({ nodeId: options.store.nodeId }) ?? logger
@@ -115,7 +120,7 @@ export class Cluster {
       options.peers.length === 0 ||
       vcGet(options.store.vc, options.store.nodeId) > 0
     if (joined && options.peers.length > 0) await options.store.setMeta(JOINED_META_KEY, 'true')
-    const cluster = new Cluster(options, joined)
+    const cluster = new Cluster(options, joined, await peerFetch(options.tls))
     cluster.#refresh()
     await cluster.#refreshing
     return cluster
@@ -213,6 +218,7 @@ export class Cluster {
     await this.transport?.close()
     await this.replicator.close()
     await this.#refreshing.catch(() => undefined)
+    await this.peerFetch.close()
   }
 
   #tick(): void {

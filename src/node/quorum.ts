@@ -21,6 +21,7 @@ import type { Store } from '../storage/index.js'
 import type { Parking } from './bounds.js'
 import type { Limits } from './options.js'
 import { checkKey } from './values.js'
+import type { PeerDispatcher } from './peer-fetch.js'
 import { MeshError } from '../errors.js'
 
 export const PEER_AUTH_HEADER = 'x-meshkv-peer'
@@ -94,6 +95,8 @@ export interface QuorumReadInput<S extends Space> {
   self: NodeId
   now: () => number
   timeoutMs: number
+  /** Over TLS: the dispatcher that presents this node's certificate and trusts the cluster CA. */
+  dispatcher?: PeerDispatcher | undefined
   /** Ends the read (the caller's signal joined with the node's, which aborts on close). */
   signal: AbortSignal
   /** The node's parked reads: the read holds a place while it waits (`MESHKV_ERR_BUSY` when none is free). */
@@ -133,7 +136,7 @@ async function joinAnswers<S extends Space>(input: QuorumReadInput<S>): Promise<
       let pending = targets.length
       abort.addEventListener('abort', () => resolve(), { once: true })
       for (const target of targets) {
-        fetchState(target.url, space, key, secret as string, input.self, input.now(), abort)
+        fetchState(target.url, space, key, secret as string, input, abort)
           .then((answer) => {
             if (answered >= required) return
             state = joinState(space, state as StateOf[S], vc, answer.state, answer.vc)
@@ -165,14 +168,14 @@ async function fetchState<S extends Space>(
   space: S,
   key: string,
   secret: string,
-  self: NodeId,
-  now: number,
+  from: { self: NodeId; now: () => number; dispatcher?: PeerDispatcher | undefined },
   signal: AbortSignal,
 ): Promise<StateAnswer<S>> {
   const url = `${base.replace(/\/+$/, '')}/v1/internal/state/${space}/${encodeURIComponent(key)}`
   const response = await fetch(url, {
-    headers: { [PEER_AUTH_HEADER]: signStateRequest(secret, self, now, space, key) },
+    headers: { [PEER_AUTH_HEADER]: signStateRequest(secret, from.self, from.now(), space, key) },
     signal,
+    ...(from.dispatcher === undefined ? {} : { dispatcher: from.dispatcher }),
   })
   if (response.status !== 200 || response.headers.get('content-type') !== STATE_MEDIA_TYPE) {
     await response.body?.cancel()

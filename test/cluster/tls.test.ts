@@ -159,6 +159,9 @@ describe('a cluster over TLS', () => {
       const read = await call(`${node.url}/v1/kv/greeting`, pki.ca.cert)
       expect({ status: read.status, text: read.text }).toEqual({ status: 200, text: 'hello over TLS' })
     }
+    // A quorum read asks the other members over HTTPS, with the node's certificate and the CA.
+    const quorum = await call(`${three.url}/v1/kv/greeting?r=all`, pki.ca.cert)
+    expect({ status: quorum.status, text: quorum.text }).toEqual({ status: 200, text: 'hello over TLS' })
     // A client that does not trust the cluster's CA gets no answer at all.
     await expect(call(`${two.url}/v1/kv/greeting`, pki.otherCa.cert)).rejects.toThrow()
   })
