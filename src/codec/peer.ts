@@ -3,18 +3,18 @@
  * out in replication/protocol.ts). Every frame is one MessagePack value of at most
  * `FRAME_BYTES_MAX`; decoding checks size, then MessagePack, then shape.
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
-import { isNodeId, isVectorClock } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import { isDot, isNodeId, isVectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import { decodeChecked, encode } from './index.js'
-import { isBytes, isChange, isKey, isRecord } from './guards.js'
+import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
 
 /**
  * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
  * peer that speaks another. It lives with the frames because both the transport (which checks it)
  * and replication (whose messages it versions) import this room and not each other.
  */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
@@ -66,6 +66,20 @@ export interface AckMessage {
   readonly vc: VectorClock
 }
 
+/**
+ * A sender tells the receiver it needs a snapshot: `lacks` is the first change the receiver lacks
+ * that this node's log no longer holds, or null when the receiver is brand new and the history long.
+ */
+export interface SnapshotNeededMessage {
+  readonly type: 'snapshot-needed'
+  readonly lacks: Dot | null
+}
+
+/** The receiver consents to one snapshot from this sender; only then may an offer come. */
+export interface SnapshotRequestMessage {
+  readonly type: 'snapshot-request'
+}
+
 /** A sender offers a snapshot (states as of `vc`); nothing is streamed until the receiver accepts. */
 export interface SnapshotOfferMessage {
   readonly type: 'snapshot-offer'
@@ -100,7 +114,13 @@ export interface SnapshotEndMessage {
 }
 
 export type SnapshotMessage =
-  SnapshotOfferMessage | SnapshotReplyMessage | SnapshotChunkMessage | SnapshotAckMessage | SnapshotEndMessage
+  | SnapshotNeededMessage
+  | SnapshotRequestMessage
+  | SnapshotOfferMessage
+  | SnapshotReplyMessage
+  | SnapshotChunkMessage
+  | SnapshotAckMessage
+  | SnapshotEndMessage
 
 export type PeerMessage = SyncMessage | ChangesMessage | AckMessage | SnapshotMessage
 
@@ -146,6 +166,10 @@ export function isFrame(value: unknown): value is Frame {
       return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isChange)
     case 'ack':
       return isVectorClock(value['vc'])
+    case 'snapshot-needed':
+      return value['lacks'] === null || isDot(value['lacks'])
+    case 'snapshot-request':
+      return true
     case 'snapshot-offer':
       return isVectorClock(value['vc']) && isCount(value['keys'])
     case 'snapshot-reply':
@@ -176,7 +200,9 @@ export function encodeFrame(frame: Frame): Uint8Array {
 }
 
 export function decodeFrame(bytes: Uint8Array): Frame {
-  return decodeChecked(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+  const frame = decodeChecked(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+  // A peer's changes go on as fresh objects of known fields only (guards.ts, `rebuildChange`).
+  return frame.type === 'changes' ? { type: 'changes', changes: frame.changes.map(rebuildChange) } : frame
 }
 
 export function isHandshakeMessage(frame: Frame): frame is HandshakeMessage {
