@@ -18,6 +18,8 @@ export interface PeerInfo {
   lastSeenMs: number | null
   /** The peer's VC when it first synced with us on this run; joining waits to cover it. */
   firstSyncVc: VectorClock | null
+  /** What the peer claimed past what this node held then (`checkClaim`); it counts once held. */
+  cappedClaim: VectorClock | null
 }
 
 export class PeerBook {
@@ -52,7 +54,7 @@ export class PeerBook {
   info(nodeId: NodeId, url: string | null): PeerInfo {
     let info = this.#peers.get(nodeId)
     if (info === undefined) {
-      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null }
+      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null, cappedClaim: null }
       this.#peers.set(nodeId, info)
     }
     if (url !== null) info.url = url
@@ -114,7 +116,8 @@ export interface Claim {
  * Checks a peer's claimed clock against what could have been sent (docs/protocol.md, "Log
  * shipping"): for every origin but the peer itself, no more than this node holds (`own`); for the
  * peer's own origin, anything. Capping rather than refusing a third origin keeps an honest peer
- * that is ahead of this node counted for what both hold; its next ack covers the rest.
+ * that is ahead of this node counted for what both hold; the whole claim counts once this node
+ * holds what it names (the replicator keeps it as `cappedClaim`), never before.
  */
 export function checkClaim(claimed: VectorClock, peer: NodeId, self: NodeId, own: VectorClock): Claim {
   let capped = 0

@@ -9,7 +9,7 @@
  * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcHasDot } from '../clock/index.js'
+import { vcCovers, vcHasDot, vcJoin } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
@@ -60,9 +60,6 @@ export interface ReplicatorOptions {
   logRetainEntries?: number
 }
 
-/** Ticks between resending an unchanged ack. */
-const ACK_REFRESH_TICKS = 5
-
 export class Replicator {
   readonly store: ReplicaStore
   readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store'>>
@@ -73,7 +70,6 @@ export class Replicator {
   readonly #snapshots: SnapshotReceiver
   readonly #waiters = new HolderWaiters((dot) => this.holders(dot))
   #lastAckedVc: VectorClock = {}
-  #ticks = 0
   #closed = false
   /** Forgotten members, with the last of their changes that stays (later ones are refused). */
   readonly #forgotten = new Map<NodeId, number>()
@@ -106,6 +102,7 @@ export class Replicator {
       counters: this.#counters,
       forgottenAfter: (node) => this.#forgotten.get(node),
       onApplied: () => {
+        this.#promoteClaims()
         this.#sendAcksIfChanged()
         this.#waiters.check()
       },
@@ -189,9 +186,6 @@ export class Replicator {
       this.#inbound.resyncNeeded = false
       this.#broadcastSync()
     }
-    // Now and then an unchanged ack goes again: a peer that capped an earlier one (it lacked a
-    // third node's changes then) counts this node for them once it holds them too.
-    if (++this.#ticks % ACK_REFRESH_TICKS === 0) this.#lastAckedVc = {}
     this.#sendAcksIfChanged()
     if (this.#gcEnabled && !this.#gcRunning && !this.#closed) {
       this.#gcRunning = true
@@ -406,6 +400,7 @@ export class Replicator {
     this.#inbound.after(() =>
       join().finally(() => {
         this.#inbound.catchUp()
+        this.#promoteClaims()
         // Every peer's cursor restarts from what this node has now (the sender waits for this).
         this.#broadcastSync()
         this.#inbound.drain()
@@ -422,11 +417,30 @@ export class Replicator {
   #checkClaim(session: PeerSession, type: string, vc: VectorClock): VectorClock | null {
     const claim = checkClaim(vc, session.link.nodeId, this.store.nodeId, this.store.vc)
     this.#counters.claimsCapped += claim.capped
+    const info = this.#peers.info(session.link.nodeId, null)
+    // A sync replaces what was said before; an ack adds to it.
+    if (claim.capped > 0)
+      info.cappedClaim = type === 'ack' && info.cappedClaim !== null ? vcJoin(info.cappedClaim, vc) : vc
+    else if (type === 'sync') info.cappedClaim = null
     if (!claim.impossible) return claim.vc
     this.#counters.claimsRefused++
     this.#logger.warn({ peer: session.link.nodeId, type, vc }, 'a peer claimed changes this node never made; refused')
     session.link.close(1008, 'implausible clock')
     return null
+  }
+
+  /**
+   * A claim capped earlier (this node lacked a third node's changes the peer said it had) counts
+   * whole once this node holds them too: the peer need not ack again for what it already said.
+   */
+  #promoteClaims(): void {
+    const own = this.store.vc
+    for (const info of this.#peers.values()) {
+      if (info.cappedClaim === null || checkClaim(info.cappedClaim, info.nodeId, this.store.nodeId, own).capped > 0)
+        continue
+      heardAck(info, info.cappedClaim)
+      info.cappedClaim = null
+    }
   }
 
   #stabilityMembers(): Set<NodeId> {

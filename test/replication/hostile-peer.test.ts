@@ -219,6 +219,25 @@ describe('claims in acks and syncs', () => {
   })
 })
 
+describe('a capped claim', () => {
+  it('counts whole once this node holds what it named, and not before', async () => {
+    const { store, replicator } = await node({ members: () => [PEER] })
+    const link = new HeldLink(PEER)
+    replicator.addLink(link)
+    link.deliver({ type: 'ack', vc: { [OTHER]: 2 } })
+    const other = new HeldLink(OTHER)
+    replicator.addLink(other)
+    const del = (seq: number): Change => change(OTHER, seq, [{ type: 'kv.del', key: `gone${seq}`, context: [] }])
+    other.deliver({ type: 'changes', changes: [del(1)] })
+    for (let round = 0; round < 20 && vcGet(store.vc, OTHER) < 1; round++) await flush()
+    expect(vcGet(replicator.heldByAll(), OTHER)).toBe(0)
+    other.deliver({ type: 'changes', changes: [del(2)] })
+    for (let round = 0; round < 20 && vcGet(store.vc, OTHER) < 2; round++) await flush()
+    await flush()
+    expect(vcGet(replicator.heldByAll(), OTHER)).toBe(2)
+  })
+})
+
 describe('the causal buffer in bytes', () => {
   it('refuses an early change past its byte bound, as past its count; a deliverable one is still taken', () => {
     const big = (seq: number): Change =>
