@@ -2,12 +2,19 @@
  * Shape guards for everything that crosses the wire or the disk. Decoded bytes are only trusted
  * after a guard has checked every field; a guard never throws, it answers.
  */
-import type { Dot } from '../clock/index.js'
+import type { Dot, Hlc, VectorClock } from '../clock/index.js'
 import { isDot, isHlc, isNodeId, isSeq, isVectorClock } from '../clock/index.js'
 import type { Change, CounterState, Op, RegisterState, SetState, Sibling } from '../crdt/index.js'
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
+}
+
+/** A record made by a decoder: no class instance, no prototype other than Object's (or none). */
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  if (!isRecord(value)) return false
+  const prototype: unknown = Object.getPrototypeOf(value)
+  return prototype === Object.prototype || prototype === null
 }
 
 export function isBytes(value: unknown): value is Uint8Array {
@@ -40,7 +47,7 @@ function isDots(value: unknown): value is Dot[] {
 }
 
 export function isOp(value: unknown): value is Op {
-  if (!isRecord(value)) return false
+  if (!isPlainRecord(value)) return false
   switch (value['type']) {
     case 'kv.put':
       return (
@@ -59,7 +66,7 @@ export function isOp(value: unknown): value is Op {
 }
 
 export function isChange(value: unknown): value is Change {
-  if (!isRecord(value)) return false
+  if (!isPlainRecord(value)) return false
   const ops = value['ops']
   return (
     isDot(value['dot']) &&
@@ -69,6 +76,50 @@ export function isChange(value: unknown): value is Change {
     ops.length > 0 &&
     ops.every(isOp)
   )
+}
+
+/**
+ * A change that passed `isChange`, copied field by field into fresh plain objects: only the
+ * fields the types name survive, so nothing extra a peer put in (a `__proto__` key, unknown
+ * fields) rides along into the log, the store or a merge.
+ */
+export function rebuildChange(change: Change): Change {
+  return {
+    dot: rebuildDot(change.dot),
+    deps: rebuildClock(change.deps),
+    hlc: { wallMs: change.hlc.wallMs, logical: change.hlc.logical } satisfies Hlc,
+    ops: change.ops.map(rebuildOp),
+  }
+}
+
+function rebuildOp(op: Op): Op {
+  switch (op.type) {
+    case 'kv.put':
+      return {
+        type: op.type,
+        key: op.key,
+        value: op.value,
+        contentType: op.contentType,
+        context: op.context.map(rebuildDot),
+      }
+    case 'kv.del':
+      return { type: op.type, key: op.key, context: op.context.map(rebuildDot) }
+    case 'counter.add':
+      return { type: op.type, name: op.name, delta: op.delta }
+    case 'set.add':
+    case 'set.remove':
+      return { type: op.type, name: op.name, member: op.member, context: op.context.map(rebuildDot) }
+  }
+}
+
+function rebuildDot(dot: Dot): Dot {
+  return { node: dot.node, seq: dot.seq }
+}
+
+function rebuildClock(vc: VectorClock): VectorClock {
+  const out: Record<string, number> = {}
+  for (const [node, seq] of Object.entries(vc)) out[node] = seq
+  return out as VectorClock
 }
 
 function isSibling(value: unknown): value is Sibling {

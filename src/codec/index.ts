@@ -7,7 +7,7 @@ import { Packr, Unpackr } from 'msgpackr'
 import type { Space } from '../crdt/index.js'
 import type { Change, CounterState, RegisterState, SetState, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
-import { isChange, isCounterState, isRegisterState, isSetState } from './guards.js'
+import { isChange, isCounterState, isRegisterState, isSetState, rebuildChange } from './guards.js'
 
 export * from './guards.js'
 
@@ -136,7 +136,7 @@ export function encodeChange(change: Change, limitBytes?: number): Uint8Array {
 }
 
 export function decodeChange(bytes: Uint8Array, limitBytes?: number): Change {
-  return decodeChecked(bytes, isChange, 'change', limitBytes)
+  return rebuildChange(decodeChecked(bytes, isChange, 'change', limitBytes))
 }
 
 const STATE_GUARDS: { [S in Space]: (value: unknown) => value is StateOf[S] } = {

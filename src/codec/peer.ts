@@ -3,11 +3,11 @@
  * out in replication/protocol.ts). Every frame is one MessagePack value of at most
  * `FRAME_BYTES_MAX`; decoding checks size, then MessagePack, then shape.
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
-import { isNodeId, isVectorClock } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import { isDot, isNodeId, isVectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import { decodePlain, encode } from './index.js'
-import { isBytes, isChange, isKey, isRecord } from './guards.js'
+import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
 
 /**
  * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
@@ -73,6 +73,20 @@ export interface AckMessage {
   readonly vc: VectorClock
 }
 
+/**
+ * A sender tells the receiver it needs a snapshot: `lacks` is the first change the receiver lacks
+ * that this node's log no longer holds, or null when the receiver is brand new and the history long.
+ */
+export interface SnapshotNeededMessage {
+  readonly type: 'snapshot-needed'
+  readonly lacks: Dot | null
+}
+
+/** The receiver consents to one snapshot from this sender; only then may an offer come. */
+export interface SnapshotRequestMessage {
+  readonly type: 'snapshot-request'
+}
+
 /** A sender offers a snapshot (states as of `vc`); nothing is streamed until the receiver accepts. */
 export interface SnapshotOfferMessage {
   readonly type: 'snapshot-offer'
@@ -107,7 +121,13 @@ export interface SnapshotEndMessage {
 }
 
 export type SnapshotMessage =
-  SnapshotOfferMessage | SnapshotReplyMessage | SnapshotChunkMessage | SnapshotAckMessage | SnapshotEndMessage
+  | SnapshotNeededMessage
+  | SnapshotRequestMessage
+  | SnapshotOfferMessage
+  | SnapshotReplyMessage
+  | SnapshotChunkMessage
+  | SnapshotAckMessage
+  | SnapshotEndMessage
 
 export type PeerMessage = SyncMessage | ChangesMessage | AckMessage | SnapshotMessage
 
@@ -153,6 +173,10 @@ export function isFrame(value: unknown): value is Frame {
       return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isChange)
     case 'ack':
       return isVectorClock(value['vc'])
+    case 'snapshot-needed':
+      return value['lacks'] === null || isDot(value['lacks'])
+    case 'snapshot-request':
+      return true
     case 'snapshot-offer':
       return isVectorClock(value['vc']) && isCount(value['keys'])
     case 'snapshot-reply':
@@ -184,7 +208,9 @@ export function encodeFrame(frame: Frame): Uint8Array {
 
 /** Peer frames are plain data: an extension, a BigInt or `undefined` is a decode error (`decodePlain`). */
 export function decodeFrame(bytes: Uint8Array): Frame {
-  return decodePlain(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+  const frame = decodePlain(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+  // A peer's changes go on as fresh objects of known fields only (guards.ts, `rebuildChange`).
+  return frame.type === 'changes' ? { type: 'changes', changes: frame.changes.map(rebuildChange) } : frame
 }
 
 export function isHandshakeMessage(frame: Frame): frame is HandshakeMessage {

@@ -4,6 +4,7 @@
  * pointwise maximum and every increment counts exactly once.
  */
 import type { Dot, NodeId } from '../clock/index.js'
+import { MeshError } from '../errors.js'
 import type { CounterAddOp } from './change.js'
 
 export interface CounterState {
@@ -13,7 +14,14 @@ export interface CounterState {
 
 export const COUNTER_EMPTY: CounterState = Object.freeze({ p: Object.freeze({}), n: Object.freeze({}) })
 
+/**
+ * Applies an increment. One that would take a part or the value past ±(2^53 - 1) is refused
+ * (`MESHKV_ERR_COUNTER_OVERFLOW`), a peer's as a local one: a sum past it is no longer exact, and
+ * the counter would differ from node to node.
+ */
 export function applyCounter(state: CounterState, op: CounterAddOp, dot: Dot): CounterState {
+  if (!counterAddIsExact(state, dot.node, op.delta))
+    throw new MeshError('MESHKV_ERR_COUNTER_OVERFLOW', `counter ${JSON.stringify(op.name)}: the sum would not be exact`)
   if (op.delta >= 0) return { p: addTo(state.p, dot.node, op.delta), n: state.n }
   return { p: state.p, n: addTo(state.n, dot.node, -op.delta) }
 }

@@ -1,27 +1,39 @@
 /**
  * The causal buffer: changes that arrived before they can be applied (an earlier change of their
- * origin, or one of their deps, is still missing). Bounded: past `changesMax` a change is refused
- * and the caller asks the sender to resend later. Pure: no I/O, no time.
+ * origin, or one of their deps, is still missing). Bounded in count and in bytes (by
+ * `approximateChangeBytes`): past `changesMax` changes or `bytesMax` bytes a change is refused and
+ * the caller asks the sender to resend later. Pure: no I/O, no time.
  */
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { vcCovers, vcGet, vcHasDot, vcSet } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
+import { approximateChangeBytes } from './peer-session.js'
 
 export const CAUSAL_BUFFER_CHANGES_MAX_DEFAULT = 20_000
+/** 64 MiB: 16 full frames of early changes. */
+export const CAUSAL_BUFFER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
 
 export type BufferResult = 'buffered' | 'duplicate' | 'full'
 
 export class CausalBuffer {
   readonly changesMax: number
+  readonly bytesMax: number
   #byOrigin = new Map<NodeId, Map<number, Change>>()
   #size = 0
+  #bytes = 0
 
-  constructor(changesMax = CAUSAL_BUFFER_CHANGES_MAX_DEFAULT) {
+  constructor(changesMax = CAUSAL_BUFFER_CHANGES_MAX_DEFAULT, bytesMax = CAUSAL_BUFFER_BYTES_MAX_DEFAULT) {
     this.changesMax = changesMax
+    this.bytesMax = bytesMax
   }
 
   get size(): number {
     return this.#size
+  }
+
+  /** The approximate bytes of the changes held. */
+  get bytes(): number {
+    return this.#bytes
   }
 
   /**
@@ -33,10 +45,13 @@ export class CausalBuffer {
     if (vcHasDot(applied, change.dot)) return 'duplicate'
     const pending = this.#byOrigin.get(change.dot.node) ?? new Map<number, Change>()
     if (pending.has(change.dot.seq)) return 'duplicate'
-    if (this.#size >= this.changesMax && !isDeliverable(change, applied)) return 'full'
+    const bytes = approximateChangeBytes(change)
+    const full = this.#size >= this.changesMax || this.#bytes + bytes > this.bytesMax
+    if (full && !isDeliverable(change, applied)) return 'full'
     pending.set(change.dot.seq, change)
     this.#byOrigin.set(change.dot.node, pending)
     this.#size++
+    this.#bytes += bytes
     return 'buffered'
   }
 
@@ -52,13 +67,11 @@ export class CausalBuffer {
       progress = false
       for (const [origin, pending] of this.#byOrigin) {
         for (const stale of [...pending.keys()].filter((seq) => seq <= vcGet(vc, origin))) {
-          pending.delete(stale)
-          this.#size--
+          this.#remove(pending, stale)
         }
         let next = pending.get(vcGet(vc, origin) + 1)
         while (next !== undefined && vcCovers(vc, next.deps)) {
-          pending.delete(next.dot.seq)
-          this.#size--
+          this.#remove(pending, next.dot.seq)
           out.push(next)
           vc = vcSet(vc, origin, next.dot.seq)
           progress = true
@@ -80,10 +93,9 @@ export class CausalBuffer {
     let dropped = 0
     for (const buffered of [...pending.keys()]) {
       if (buffered <= seq) continue
-      pending.delete(buffered)
+      this.#remove(pending, buffered)
       dropped++
     }
-    this.#size -= dropped
     if (pending.size === 0) this.#byOrigin.delete(origin)
     return dropped
   }
@@ -96,6 +108,15 @@ export class CausalBuffer {
   clear(): void {
     this.#byOrigin.clear()
     this.#size = 0
+    this.#bytes = 0
+  }
+
+  #remove(pending: Map<number, Change>, seq: number): void {
+    const change = pending.get(seq)
+    if (change === undefined) return
+    pending.delete(seq)
+    this.#size--
+    this.#bytes -= approximateChangeBytes(change)
   }
 }
 

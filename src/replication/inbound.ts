@@ -13,6 +13,7 @@ import type { Change } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { ErrorCode } from '../errors.js'
 import { CausalBuffer } from './causal-buffer.js'
+import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 
 /** What the replicator counts; `counters` on the replicator shows them. */
@@ -23,10 +24,18 @@ export interface ReplicationCounters {
   bufferFull: number
   refused: number
   refusedForgotten: number
+  /** Changes refused because a counter's sum would leave ±(2^53 - 1); their sender's link closes. */
+  refusedOverflow: number
   framesSent: number
   changesSent: number
   snapshotsSent: number
   snapshotsReceived: number
+  /** `snapshot-needed` claims and snapshot offers refused: this node did not need or ask for one. */
+  snapshotsRefused: number
+  /** Acks and syncs refused: they claimed changes of this node it never made (the link closes). */
+  claimsRefused: number
+  /** Entries of acks and syncs capped at what this node holds (see `checkClaim` in peers.ts). */
+  claimsCapped: number
 }
 
 export function newCounters(): ReplicationCounters {
@@ -37,10 +46,14 @@ export function newCounters(): ReplicationCounters {
     bufferFull: 0,
     refused: 0,
     refusedForgotten: 0,
+    refusedOverflow: 0,
     framesSent: 0,
     changesSent: 0,
     snapshotsSent: 0,
     snapshotsReceived: 0,
+    snapshotsRefused: 0,
+    claimsRefused: 0,
+    claimsCapped: 0,
   }
 }
 
@@ -48,6 +61,8 @@ export interface InboundOptions {
   store: ReplicaStore
   logger: Logger
   bufferChangesMax: number
+  /** Most bytes (by `approximateChangeBytes`) of early changes held. */
+  bufferBytesMax: number
   counters: ReplicationCounters
   /** The last change of a forgotten member that stays (later ones are refused), or undefined. */
   forgottenAfter: (node: NodeId) => number | undefined
@@ -64,17 +79,23 @@ export class Inbound {
   /** The store's VC plus changes handed to the store and not yet durable. */
   #pendingVc: VectorClock
   #applying: Promise<void> = Promise.resolve()
+  /** The link each buffered change came on: a change that can never apply closes it. */
+  readonly #senders = new WeakMap<Change, PeerLinkLike>()
   /** Something was dropped or refused: the peers must be asked again (a `sync`) on the next tick. */
   resyncNeeded = false
 
   constructor(options: InboundOptions) {
     this.#options = options
-    this.#buffer = new CausalBuffer(options.bufferChangesMax)
+    this.#buffer = new CausalBuffer(options.bufferChangesMax, options.bufferBytesMax)
     this.#pendingVc = options.store.vc
   }
 
   get buffered(): number {
     return this.#buffer.size
+  }
+
+  get bufferedBytes(): number {
+    return this.#buffer.bytes
   }
 
   /** The seqs of `origin`'s changes waiting in the causal buffer, ascending. */
@@ -97,13 +118,14 @@ export class Inbound {
     this.#pendingVc = vcJoin(this.#pendingVc, this.#options.store.vc)
   }
 
-  receive(changes: readonly Change[]): void {
+  receive(changes: readonly Change[], from?: PeerLinkLike): void {
     const counters = this.#options.counters
     // The store's VC moves with local commits too: what this node wrote is applied.
     this.catchUp()
     for (const change of changes) {
       counters.changesReceived++
       if (this.#refuseForgotten(change)) continue
+      if (from !== undefined) this.#senders.set(change, from)
       let result = this.#buffer.add(change, this.#pendingVc)
       if (result === 'full') {
         // Hand what is deliverable to the store first: that moves `pendingVc` on, so the rest of a
@@ -161,6 +183,11 @@ export class Inbound {
         { origin: change.dot.node, seq: change.dot.seq, err: String(reason), code: reason.code },
         'change refused',
       )
+      if (reason.code === ('MESHKV_ERR_COUNTER_OVERFLOW' satisfies ErrorCode)) {
+        // It would be refused again on every resend: the link that brought it is cut.
+        this.#options.counters.refusedOverflow++
+        this.#senders.get(change)?.close(1008, 'a change would overflow a counter')
+      }
     }
     return failed
   }

@@ -13,7 +13,7 @@
  * streamed in chunks with at most `SNAPSHOT_WINDOW` chunks not yet on the peer's disk. After the
  * last chunk it waits for the peer's next `sync` and streams the log from there.
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import type { Change } from '../crdt/index.js'
@@ -72,6 +72,8 @@ export class PeerSession {
   #wake: (() => void) | null = null
   /** The peer's answer to a snapshot offer (null while none is awaited). */
   #snapshotReply: boolean | null = null
+  /** The peer consented to a snapshot (`snapshot-request`) since it was told it needs one. */
+  #snapshotRequested = false
   #snapshotAcked = 0
   /**
    * Entries committed after the cursor, handed over by the store's commit news: a session that
@@ -130,6 +132,11 @@ export class PeerSession {
     this.wake()
   }
 
+  onSnapshotRequest(): void {
+    this.#snapshotRequested = true
+    this.wake()
+  }
+
   onSnapshotAck(seq: number): void {
     this.#snapshotAcked = Math.max(this.#snapshotAcked, seq)
     this.wake()
@@ -147,8 +154,8 @@ export class PeerSession {
           this.#restart = false
           this.#sentVc = {}
           const start = await this.#startCursor()
-          if (start === 'snapshot') {
-            await this.#sendSnapshot()
+          if (typeof start !== 'number') {
+            await this.#sendSnapshot(start.lacks)
             continue
           }
           this.#cursor = start
@@ -219,13 +226,14 @@ export class PeerSession {
 
   /**
    * The LSN just before the oldest change the peer lacks (and will not get from its origin), or
-   * `snapshot` when the log no longer holds it, or the peer is brand new and the history is long.
+   * a snapshot (with the first change the peer lacks that the log no longer holds, or null when
+   * the peer is brand new and the history is long).
    */
-  async #startCursor(): Promise<number | 'snapshot'> {
+  async #startCursor(): Promise<number | { lacks: Dot | null }> {
     const store = this.#options.store
     const end = store.lsn
     if (Object.keys(this.#theirVc).length === 0 && vcDistance(store.vc, {}) > this.#options.snapshotAfterChanges)
-      return 'snapshot'
+      return { lacks: null }
     let start = Infinity
     for (const [origin, seq] of Object.entries(store.vc) as [NodeId, number][]) {
       const from = vcGet(this.#theirVc, origin) + 1
@@ -233,15 +241,24 @@ export class PeerSession {
       const lsn = await store.lsnOfDot({ node: origin, seq: from })
       // Purged (or never in this log: this node joined a snapshot holding it): the peer needs a
       // snapshot, even for an origin it links to, which may have purged it as well.
-      if (lsn === undefined) return 'snapshot'
+      if (lsn === undefined) return { lacks: { node: origin, seq: from } }
       if (origin === this.link.nodeId || (origin !== this.#options.selfId && this.#theirPeers.has(origin))) continue
       start = Math.min(start, lsn)
     }
     return start === Infinity ? end : start - 1
   }
 
-  /** Offers a snapshot; if taken, streams it, then waits for the peer's next `sync`. */
-  async #sendSnapshot(): Promise<void> {
+  /**
+   * Tells the peer it needs a snapshot and, once it consents (`snapshot-request`: the receiver
+   * decides, docs/protocol.md "Snapshots"), offers one; if taken, streams it, then waits for the
+   * peer's next `sync`. A peer that does not consent closes the link or syncs again.
+   */
+  async #sendSnapshot(lacks: Dot | null): Promise<void> {
+    this.#snapshotRequested = false
+    if (!this.link.send({ type: 'snapshot-needed', lacks })) return
+    if (!(await this.#until(() => this.#snapshotRequested || this.#restart))) return
+    if (!this.#snapshotRequested) return
+    this.#snapshotRequested = false
     const snapshot = await this.#options.store.snapshot()
     try {
       this.#snapshotReply = null

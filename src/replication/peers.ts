@@ -18,6 +18,8 @@ export interface PeerInfo {
   lastSeenMs: number | null
   /** The peer's VC when it first synced with us on this run; joining waits to cover it. */
   firstSyncVc: VectorClock | null
+  /** What the peer claimed past what this node held then (`checkClaim`); it counts once held. */
+  cappedClaim: VectorClock | null
 }
 
 export class PeerBook {
@@ -52,7 +54,7 @@ export class PeerBook {
   info(nodeId: NodeId, url: string | null): PeerInfo {
     let info = this.#peers.get(nodeId)
     if (info === undefined) {
-      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null }
+      info = { nodeId, url, acked: {}, ackHistory: [], lastSeenMs: null, firstSyncVc: null, cappedClaim: null }
       this.#peers.set(nodeId, info)
     }
     if (url !== null) info.url = url
@@ -64,10 +66,11 @@ export class PeerBook {
  * A `sync` is the peer's whole VC now: it replaces what this node believed (a peer that lost
  * unsynced changes in a power loss holds less than it once acknowledged).
  */
-export function heardSync(info: PeerInfo, vc: VectorClock): void {
+export function heardSync(info: PeerInfo, vc: VectorClock, claimed: VectorClock = vc): void {
   info.acked = vc
   info.ackHistory = [vc]
-  if (info.firstSyncVc === null) info.firstSyncVc = vc
+  // Joining waits for what the peer says it has, capped or not: a brand-new node holds nothing yet.
+  if (info.firstSyncVc === null) info.firstSyncVc = claimed
 }
 
 /** An `ack` adds to what the peer is known to hold. */
@@ -97,4 +100,39 @@ export function usableAck(info: PeerInfo, ownVc: VectorClock): VectorClock {
     }
   }
   return {}
+}
+
+/** What a peer's `ack` or `sync` claims, as write concern and garbage collection may use it. */
+export interface Claim {
+  /** The claim with every origin but the peer's own capped at what this node holds. */
+  readonly vc: VectorClock
+  /** Origins whose claim was capped (an honest peer ahead of this node on a third node does it too). */
+  readonly capped: number
+  /** It claims more of this node's own changes than this node made: no honest peer can. */
+  readonly impossible: boolean
+}
+
+/**
+ * Checks a peer's claimed clock against what could have been sent (docs/protocol.md, "Log
+ * shipping"): for every origin but the peer itself, no more than this node holds (`own`); for the
+ * peer's own origin, anything. Capping rather than refusing a third origin keeps an honest peer
+ * that is ahead of this node counted for what both hold; the whole claim counts once this node
+ * holds what it names (the replicator keeps it as `cappedClaim`), never before.
+ */
+export function checkClaim(claimed: VectorClock, peer: NodeId, self: NodeId, own: VectorClock): Claim {
+  let capped = 0
+  const vc: Record<string, number> = {}
+  for (const [origin, seq] of Object.entries(claimed) as [NodeId, number][]) {
+    const held = vcGet(own, origin)
+    if (origin === peer || seq <= held) vc[origin] = seq
+    else {
+      capped++
+      if (held > 0) vc[origin] = held
+    }
+  }
+  return {
+    vc: capped === 0 ? claimed : (vc as VectorClock),
+    capped,
+    impossible: vcGet(claimed, self) > vcGet(own, self),
+  }
 }

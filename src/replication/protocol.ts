@@ -25,8 +25,15 @@
  *               whose origin the receiver is directly linked to (it gets them from there).
  *   3. `ack`    { vc }: sent after received changes are durable: the receiver's whole VC. Acks
  *               drive write concern, lag figures and causal stability (garbage collection).
+ *               An ack's or sync's claim on origins other than the sender is capped at what the
+ *               receiver holds; one on more of the receiver's own changes than it made closes the
+ *               link (peers.ts, `checkClaim`).
  *   4. snapshots, when the other side needs log entries this node has purged, or is brand new and
- *      this node holds a long history (`snapshotAfterChanges`, default 10 000):
+ *      this node holds a long history (`snapshotAfterChanges`, default 10 000). The receiver
+ *      consents: it asks only if it needs one by its own store and its last `sync` on the link;
+ *      an offer it did not ask for is refused and changes nothing (snapshot-receiver.ts):
+ *        sender   `snapshot-needed` { lacks }        the first purged change it lacks, or null (new)
+ *        receiver `snapshot-request` {}              consent to one offer (or a `sync`: not needed)
  *        sender   `snapshot-offer` { vc, keys }      states as of vc, read from one store snapshot
  *        receiver `snapshot-reply` { accept }        false while it takes another node's snapshot
  *        sender   `snapshot-chunk` { seq, states }   [space, key, encoded state] in key order, at

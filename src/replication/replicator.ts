@@ -9,17 +9,18 @@
  * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcHasDot } from '../clock/index.js'
+import { vcCovers, vcHasDot, vcJoin } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
+import { CAUSAL_BUFFER_BYTES_MAX_DEFAULT, CAUSAL_BUFFER_CHANGES_MAX_DEFAULT } from './causal-buffer.js'
 import type { ReplicationCounters } from './inbound.js'
 import { Inbound, newCounters } from './inbound.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, checkClaim, heardAck, heardSync, knownTo, usableAck } from './peers.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
 import type { GcStatus } from './stability.js'
@@ -43,6 +44,8 @@ export interface ReplicatorOptions {
    */
   batchBytesMax?: number
   bufferChangesMax?: number
+  /** Most bytes of early changes the causal buffer holds (default 64 MiB); past it, as past the count. */
+  bufferBytesMax?: number
   /** A peer lacking changes older than this is `catching-up` rather than `up`. */
   catchingUpAfterMs?: number
   /** A brand-new peer gets a snapshot rather than the log when this node holds more changes than this. */
@@ -83,7 +86,8 @@ export class Replicator {
       now: options.now,
       frameChangesMax: options.frameChangesMax ?? 512,
       batchBytesMax: options.batchBytesMax ?? 2 * 1024 * 1024,
-      bufferChangesMax: options.bufferChangesMax ?? 20_000,
+      bufferChangesMax: options.bufferChangesMax ?? CAUSAL_BUFFER_CHANGES_MAX_DEFAULT,
+      bufferBytesMax: options.bufferBytesMax ?? CAUSAL_BUFFER_BYTES_MAX_DEFAULT,
       catchingUpAfterMs: options.catchingUpAfterMs ?? 1000,
       snapshotAfterChanges: options.snapshotAfterChanges ?? 10_000,
       members: options.members ?? (() => []),
@@ -94,9 +98,11 @@ export class Replicator {
       store: this.store,
       logger: this.#logger,
       bufferChangesMax: this.#options.bufferChangesMax,
+      bufferBytesMax: this.#options.bufferBytesMax,
       counters: this.#counters,
       forgottenAfter: (node) => this.#forgotten.get(node),
       onApplied: () => {
+        this.#promoteClaims()
         this.#sendAcksIfChanged()
         this.#waiters.check()
       },
@@ -106,6 +112,7 @@ export class Replicator {
       logger: this.#logger,
       now: this.#options.now,
       onJoined: () => this.#counters.snapshotsReceived++,
+      onRefused: () => this.#counters.snapshotsRefused++,
     })
     this.#unsubscribe = options.store.onCommit((entries) => {
       for (const session of this.#sessions.values()) session.offer(entries)
@@ -113,7 +120,7 @@ export class Replicator {
   }
 
   get counters(): Readonly<Record<string, number>> {
-    return { ...this.#counters, buffered: this.#inbound.buffered }
+    return { ...this.#counters, buffered: this.#inbound.buffered, bufferedBytes: this.#inbound.bufferedBytes }
   }
 
   /**
@@ -340,6 +347,7 @@ export class Replicator {
       this.#broadcastSync()
     }
     if (this.#snapshots.from === link.nodeId) this.#snapshots.abandon('the link ended')
+    if (!this.#sessions.has(link.nodeId)) this.#snapshots.forgetLink(link.nodeId)
     session.stop()
   }
 
@@ -348,17 +356,24 @@ export class Replicator {
     info.lastSeenMs = this.#options.now()
     switch (message.type) {
       case 'sync':
-        heardSync(info, message.vc)
-        session.onSync(message.vc, message.peers)
+      case 'ack': {
+        const claim = this.#checkClaim(session, message.type, message.vc)
+        if (claim === null) return
+        if (message.type === 'ack') heardAck(info, claim)
+        else heardSync(info, claim, message.vc)
+        if (message.type === 'ack') session.onAck(message.vc)
+        else session.onSync(message.vc, message.peers)
         this.#waiters.check()
         return
-      case 'ack':
-        heardAck(info, message.vc)
-        session.onAck(message.vc)
-        this.#waiters.check()
+      }
+      case 'snapshot-needed':
+        if (!this.#snapshots.needed(session.link, message.lacks)) this.#syncTo(session)
+        return
+      case 'snapshot-request':
+        session.onSnapshotRequest()
         return
       case 'changes':
-        this.#inbound.receive(message.changes)
+        this.#inbound.receive(message.changes, session.link)
         return
       case 'snapshot-reply':
         session.onSnapshotReply(message.accept)
@@ -385,12 +400,47 @@ export class Replicator {
     this.#inbound.after(() =>
       join().finally(() => {
         this.#inbound.catchUp()
+        this.#promoteClaims()
         // Every peer's cursor restarts from what this node has now (the sender waits for this).
         this.#broadcastSync()
         this.#inbound.drain()
         this.#waiters.check()
       }),
     )
+  }
+
+  /**
+   * What a peer's ack or sync may count for (write concern, stability): capped at what this node
+   * holds. One claiming more of this node's own changes than it made is refused, counted and
+   * logged, and its link closed (null).
+   */
+  #checkClaim(session: PeerSession, type: string, vc: VectorClock): VectorClock | null {
+    const claim = checkClaim(vc, session.link.nodeId, this.store.nodeId, this.store.vc)
+    this.#counters.claimsCapped += claim.capped
+    const info = this.#peers.info(session.link.nodeId, null)
+    // A sync replaces what was said before; an ack adds to it.
+    if (claim.capped > 0)
+      info.cappedClaim = type === 'ack' && info.cappedClaim !== null ? vcJoin(info.cappedClaim, vc) : vc
+    else if (type === 'sync') info.cappedClaim = null
+    if (!claim.impossible) return claim.vc
+    this.#counters.claimsRefused++
+    this.#logger.warn({ peer: session.link.nodeId, type, vc }, 'a peer claimed changes this node never made; refused')
+    session.link.close(1008, 'implausible clock')
+    return null
+  }
+
+  /**
+   * A claim capped earlier (this node lacked a third node's changes the peer said it had) counts
+   * whole once this node holds them too: the peer need not ack again for what it already said.
+   */
+  #promoteClaims(): void {
+    const own = this.store.vc
+    for (const info of this.#peers.values()) {
+      if (info.cappedClaim === null || checkClaim(info.cappedClaim, info.nodeId, this.store.nodeId, own).capped > 0)
+        continue
+      heardAck(info, info.cappedClaim)
+      info.cappedClaim = null
+    }
   }
 
   #stabilityMembers(): Set<NodeId> {
@@ -405,7 +455,12 @@ export class Replicator {
   }
 
   #broadcastSync(): void {
-    const peers = this.linkedPeers()
-    for (const session of this.#sessions.values()) session.link.send({ type: 'sync', vc: this.store.vc, peers })
+    for (const session of this.#sessions.values()) this.#syncTo(session)
+  }
+
+  #syncTo(session: PeerSession): void {
+    const vc = this.store.vc
+    this.#snapshots.said(session.link.nodeId, vc)
+    session.link.send({ type: 'sync', vc, peers: this.linkedPeers() })
   }
 }

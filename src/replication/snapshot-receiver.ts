@@ -1,13 +1,18 @@
 /**
  * The receiving side of a snapshot (docs/protocol.md): one snapshot at a time, from one peer.
- * An offer clears the stage and is accepted (or refused while another peer's is under way); each
+ * The receiver consents: a peer says the node needs one (`snapshot-needed`), and the node asks
+ * (`snapshot-request`) only if that is so by what it holds and said in its last `sync` to that
+ * peer: it was brand new, or it lacks the named change. An offer without that consent, or one
+ * whose clock claims more of this node's own changes than it made, is refused and counted, and
+ * changes nothing. An accepted offer clears the stage (or is refused while another peer's is under way); each
  * chunk is written to the stage and acknowledged once it is on disk; the end joins the stage into
  * the store. A link lost midway, or a chunk the store refuses, drops the snapshot and its stage.
  *
  * Every write to the stage goes through one promise chain, in order, so a dropped snapshot's
  * writes end before the next offer clears the stage.
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import { vcGet } from '../clock/index.js'
 import type { SnapshotChunkMessage } from '../codec/peer.js'
 import type { Space } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
@@ -38,6 +43,8 @@ export interface SnapshotReceiverOptions {
   now: () => number
   /** A snapshot was joined into the store. */
   onJoined: () => void
+  /** A `snapshot-needed` or an offer was refused (counted by the caller). */
+  onRefused: () => void
 }
 
 export class SnapshotReceiver {
@@ -45,6 +52,10 @@ export class SnapshotReceiver {
   #receiving: Receiving | null = null
   #stageWork: Promise<void> = Promise.resolve()
   #last: SnapshotStatus['last'] = null
+  /** Per peer, the VC this node last sent it in a `sync`: what the peer may believe it lacks. */
+  readonly #said = new Map<NodeId, VectorClock>()
+  /** Peers this node asked for a snapshot (one offer each). */
+  readonly #consented = new Set<NodeId>()
 
   constructor(options: SnapshotReceiverOptions) {
     this.#options = options
@@ -62,8 +73,53 @@ export class SnapshotReceiver {
     return { receiving: { from, keysTotal, keysReceived, startedMs }, last: this.#last }
   }
 
+  /** This node sent `peer` a `sync` with `vc`. */
+  said(peer: NodeId, vc: VectorClock): void {
+    this.#said.set(peer, vc)
+  }
+
+  /** The link to `peer` ended: what it was told and allowed goes with it. */
+  forgetLink(peer: NodeId): void {
+    this.#said.delete(peer)
+    this.#consented.delete(peer)
+  }
+
+  /**
+   * A peer says this node needs a snapshot. True (and a `snapshot-request` is sent) when that is
+   * so: the node said it holds nothing, or it lacks `lacks`, a change of another node. Otherwise
+   * the claim is refused and counted; the caller syncs again (an honest sender may be stale).
+   */
+  needed(link: PeerLinkLike, lacks: Dot | null): boolean {
+    const said = this.#said.get(link.nodeId)
+    const held = this.#options.store.vc
+    const needs =
+      said !== undefined &&
+      (lacks === null
+        ? Object.keys(said).length === 0 && Object.keys(held).length === 0
+        : lacks.node !== this.#options.store.nodeId && vcGet(held, lacks.node) < lacks.seq)
+    if (!needs) {
+      this.#refuse(link.nodeId, { lacks }, 'a peer said this node needs a snapshot; it does not')
+      return false
+    }
+    this.#consented.add(link.nodeId)
+    link.send({ type: 'snapshot-request' })
+    return true
+  }
+
   offer(link: PeerLinkLike, vc: VectorClock, keys: number): void {
     const from = link.nodeId
+    const self = this.#options.store.nodeId
+    if (!this.#consented.delete(from)) {
+      this.#refuse(from, { vc }, 'an unasked-for snapshot offer was refused')
+      link.send({ type: 'snapshot-reply', accept: false })
+      return
+    }
+    if (vcGet(vc, self) > vcGet(this.#options.store.vc, self)) {
+      // No peer can hold more of this node's changes than it made (they are fsynced before sent).
+      this.#refuse(from, { vc }, 'a snapshot offer claims changes this node never made; refused')
+      link.close(1008, 'implausible snapshot clock')
+      return
+    }
     if (this.#receiving !== null && this.#receiving.from !== from) {
       link.send({ type: 'snapshot-reply', accept: false })
       return
@@ -130,6 +186,11 @@ export class SnapshotReceiver {
         .finally(() => {
           if (this.#receiving === receiving) this.#receiving = null
         })
+  }
+
+  #refuse(peer: NodeId, detail: Record<string, unknown>, message: string): void {
+    this.#options.onRefused()
+    this.#options.logger.warn({ peer, ...detail }, message)
   }
 
   /** Drops the snapshot under way, if any, and clears its stage. */

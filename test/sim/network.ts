@@ -70,6 +70,10 @@ export function summarize(message: PeerMessage): string {
       return `ack ${JSON.stringify(message.vc)}`
     case 'changes':
       return `changes ${message.changes.map((change) => `${change.dot.node.slice(-2)}:${change.dot.seq}`).join(',')}`
+    case 'snapshot-needed':
+      return `snapshot-needed ${message.lacks === null ? 'new' : `${message.lacks.node.slice(-2)}:${message.lacks.seq}`}`
+    case 'snapshot-request':
+      return 'snapshot-request'
     case 'snapshot-offer':
       return `snapshot-offer ${JSON.stringify(message.vc)} ${message.keys} keys`
     case 'snapshot-reply':

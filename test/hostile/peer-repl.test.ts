@@ -1,0 +1,207 @@
+/**
+ * Peers that know the secret still cannot wreck a node (issue 11, part 5, replication half): a
+ * REAL node process and a fake peer (test/support/fake-peer.ts) that passes the handshake and then
+ * lies in the replication protocol. After each attack the node holds what it held, its clock has
+ * not jumped, the attack is counted in its status, and it keeps serving.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { NodeId } from '../../src/clock/index.js'
+import { encode } from '../../src/codec/index.js'
+import type { Frame } from '../../src/codec/peer.js'
+import type { Op } from '../../src/crdt/index.js'
+import { FakePeer, changeOf, freshNodeId, peerIdentity, putOp } from '../support/fake-peer.js'
+import type { RealNode } from './helpers.js'
+import { peerFootprint, request, sleep, startRealNode, stopAllNodes } from './helpers.js'
+
+let node: RealNode
+const peers: FakePeer[] = []
+
+/** A fake peer that proved the secret and synced as a brand-new node. */
+async function linked(nodeId: NodeId = freshNodeId()): Promise<{ peer: FakePeer; nodeId: NodeId }> {
+  const peer = await FakePeer.connect(node.port)
+  peers.push(peer)
+  await peer.handshake(peerIdentity(nodeId, node.secret))
+  await peer.frame('sync')
+  peer.send({ type: 'sync', vc: {}, peers: [] })
+  return { peer, nodeId }
+}
+
+async function counters(): Promise<Record<string, number>> {
+  return (await node.status()).replication
+}
+
+async function put(key: string, value: string, query = ''): Promise<number> {
+  return (await request(`${node.url}/v1/kv/${key}${query}`, { method: 'PUT', body: value })).status
+}
+
+async function ownSeq(): Promise<number> {
+  return (await node.status()).vc[node.nodeId] ?? 0
+}
+
+/** The node still serves: it answers, and an honest peer's write is applied. */
+async function stillServing(): Promise<void> {
+  const { peer, nodeId } = await linked()
+  const key = `honest/${nodeId}`
+  peer.send({ type: 'changes', changes: [changeOf(nodeId, [putOp(key, 'fine')])] })
+  await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/${key}`)).text).toBe('fine'), {
+    timeout: 5_000,
+    interval: 100,
+  })
+  peer.destroy()
+}
+
+beforeAll(async () => {
+  node = await startRealNode()
+  for (let index = 0; index < 20; index++) expect(await put(`kept/${index}`, `value ${index}`)).toBe(200)
+}, 60_000)
+
+afterAll(async () => {
+  for (const peer of peers) peer.destroy()
+  await node?.stop()
+  await stopAllNodes()
+})
+
+describe('snapshots the node did not ask for', () => {
+  it('an unsolicited offer with an inflated clock, then an end with no chunks: refused, every key and the clock kept', async () => {
+    const before = await peerFootprint(node)
+    const seq = await ownSeq()
+    const refused = (await counters())['snapshotsRefused'] ?? 0
+    const { peer, nodeId } = await linked()
+    const after = peer.frames.length
+    peer.send({ type: 'snapshot-offer', vc: { [node.nodeId]: 1_000_000, [nodeId]: 1_000_000 }, keys: 0 })
+    peer.send({ type: 'snapshot-end', chunks: 0 })
+    const reply = await peer.frame('snapshot-reply', 3_000, after)
+    expect(reply).toEqual({ type: 'snapshot-reply', accept: false })
+    await sleep(500)
+    expect(await peerFootprint(node)).toEqual(before)
+    // The node's own entry moved only by its own writes (admitting the peer), never to the offer's.
+    expect(await ownSeq()).toBeLessThan(seq + 5)
+    expect((await counters())['snapshotsRefused']).toBe(refused + 1)
+    expect(node.logs((record) => record['msg'] === 'an unasked-for snapshot offer was refused').length).toBeGreaterThan(
+      0,
+    )
+    peer.destroy()
+    await stillServing()
+  })
+
+  it('a "you need a snapshot" for a change the node holds is refused; the node syncs instead', async () => {
+    const refused = (await counters())['snapshotsRefused'] ?? 0
+    const { peer } = await linked()
+    const after = peer.frames.length
+    peer.send({ type: 'snapshot-needed', lacks: { node: node.nodeId, seq: 1 } })
+    await peer.frame('sync', 3_000, after)
+    expect(peer.frames.slice(after).some((frame) => frame.type === 'snapshot-request')).toBe(false)
+    expect((await counters())['snapshotsRefused']).toBe(refused + 1)
+    peer.destroy()
+  })
+
+  it("an offer after a consent that claims the node's own changes beyond what it made closes the link; keys kept", async () => {
+    const before = await peerFootprint(node)
+    const { peer, nodeId } = await linked()
+    const after = peer.frames.length
+    // The node truly lacks this peer's change 1 (the claim checks out), so it asks…
+    peer.send({ type: 'snapshot-needed', lacks: { node: nodeId, seq: 1 } })
+    await peer.frame('snapshot-request', 3_000, after)
+    // …but an offer may not claim more of the node's own changes than it made.
+    peer.send({ type: 'snapshot-offer', vc: { [node.nodeId]: 1_000_000 }, keys: 0 })
+    peer.send({ type: 'snapshot-end', chunks: 0 })
+    expect((await peer.closedWithin(3_000)).code).toBe(1008)
+    await sleep(300)
+    expect(await peerFootprint(node)).toEqual(before)
+    await stillServing()
+  })
+})
+
+describe('acks claiming more than could have been sent', () => {
+  it("an ack claiming the node's future writes is refused: w=all is not met by it, and GC purges no tombstone on it", async () => {
+    const refused = (await counters())['claimsRefused'] ?? 0
+    const { peer } = await linked()
+    const seq = await ownSeq()
+    peer.send({ type: 'ack', vc: { [node.nodeId]: seq + 100 } })
+    expect((await peer.closedWithin(3_000)).code).toBe(1008)
+    expect((await counters())['claimsRefused']).toBe(refused + 1)
+    expect(node.logs((record) => record['msg'] === 'a peer claimed changes this node never made; refused').length).toBe(
+      refused + 1,
+    )
+    // The peer is a member now; w=all needs it, and its refused ack does not count.
+    expect(await put('wall', 'x', '?w=all&timeout_ms=800')).toBe(504)
+    expect((await request(`${node.url}/v1/kv/wall`, { method: 'DELETE' })).status).toBe(200)
+    const deleted = await ownSeq()
+    // Several GC passes (one a second): the tombstone is not stable, the peer never acknowledged it.
+    const passes = (await node.status())['gc'] as { passes: number }
+    await vi.waitFor(
+      async () => expect(((await node.status())['gc'] as { passes: number }).passes).toBeGreaterThan(passes.passes + 2),
+      { timeout: 8_000, interval: 200 },
+    )
+    const gc = (await node.status())['gc'] as { stableCut: Record<string, number>; tombstonesPurged: number }
+    expect(gc.stableCut[node.nodeId] ?? 0).toBeLessThan(deleted)
+    expect(gc.tombstonesPurged).toBe(0)
+  })
+
+  it("a claim on a third node's changes beyond what the node holds is capped and counted; the link stays", async () => {
+    const capped = (await counters())['claimsCapped'] ?? 0
+    const { peer } = await linked()
+    peer.send({ type: 'ack', vc: { [freshNodeId()]: 50 } })
+    await vi.waitFor(async () => expect((await counters())['claimsCapped']).toBe(capped + 1), { timeout: 3_000 })
+    expect(peer.isClosed).toBe(false)
+    peer.destroy()
+  })
+})
+
+describe('counter ops past 2^53', () => {
+  it('the increment that would leave the exact range is refused, the link closed, the counter unchanged', async () => {
+    const { peer, nodeId } = await linked()
+    const add = (delta: number): Op => ({ type: 'counter.add', name: 'huge', delta })
+    peer.send({ type: 'changes', changes: [changeOf(nodeId, [add(Number.MAX_SAFE_INTEGER)])] })
+    await vi.waitFor(
+      async () => expect((await request(`${node.url}/v1/counters/huge`)).json?.['value']).toBe(Number.MAX_SAFE_INTEGER),
+      { timeout: 3_000 },
+    )
+    peer.send({ type: 'changes', changes: [changeOf(nodeId, [add(10)])] })
+    expect((await peer.closedWithin(3_000)).code).toBe(1008)
+    expect((await counters())['refusedOverflow']).toBeGreaterThan(0)
+    expect((await request(`${node.url}/v1/counters/huge`)).json?.['value']).toBe(Number.MAX_SAFE_INTEGER)
+    await stillServing()
+  })
+})
+
+describe('changes with fields no change has', () => {
+  it('extra fields and __proto__ keys in a change and its op are dropped: the change applies as its known fields', async () => {
+    const { peer, nodeId } = await linked()
+    const change = changeOf(nodeId, [putOp('rebuilt', 'plain')])
+    const hostile = JSON.parse('{"__proto__": {"polluted": true}, "extra": 1}') as Record<string, unknown>
+    const op = Object.assign(JSON.parse('{"__proto__": {"isAdmin": true}}') as object, change.ops[0], { more: 'x' })
+    const frame = { type: 'changes', changes: [Object.assign(hostile, change, { ops: [op] })] }
+    peer.sendBytes(encode(frame as unknown as Frame))
+    await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/rebuilt`)).text).toBe('plain'), {
+      timeout: 3_000,
+    })
+    expect(peer.isClosed).toBe(false)
+    peer.destroy()
+  })
+})
+
+describe('a flood of early changes', () => {
+  it('past the byte bound of the causal buffer: refused and counted, memory bounded, the node serving', async () => {
+    const { peer, nodeId } = await linked()
+    const value = 'v'.repeat(256 * 1024)
+    const rssBefore = await node.rssBytes()
+    // Seq 1 never comes: every change waits in the buffer. 12 frames of 3 MiB: 36 MiB per round.
+    for (let round = 0; round < 3; round++) {
+      for (let frame = 0; frame < 12; frame++) {
+        const changes = Array.from({ length: 12 }, (_, index) =>
+          changeOf(nodeId, [putOp(`flood/${index}`, value)], { seq: 2 + round * 144 + frame * 12 + index }),
+        )
+        peer.send({ type: 'changes', changes })
+      }
+      await sleep(300)
+    }
+    await vi.waitFor(async () => expect((await counters())['bufferFull']).toBeGreaterThan(0), { timeout: 10_000 })
+    const status = await counters()
+    expect(status['bufferedBytes']).toBeLessThanOrEqual(64 * 1024 * 1024)
+    // 108 MiB were sent; what is kept is bounded by the buffer's 64 MiB and some slack for the sockets.
+    expect((await node.rssBytes()) - rssBefore).toBeLessThan(160 * 1024 * 1024)
+    peer.destroy()
+    await stillServing()
+  }, 30_000)
+})
