@@ -78,7 +78,9 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
 
   // Seeds that once failed on the simulator's join and forget, each pinned to the cause it found:
   // 1166520169, 1166519579, 1365775167: the survivors each buffered changes of the retired node
-  //   past a gap no node could ever fill, and the forget waited for empty buffers for ever;
+  //   past a gap no node could ever fill, and the forget waited for empty buffers for ever
+  //   (since protocol 2 asks for snapshots, 1365775167 draws another run, which joins but does
+  //   not forget: it stays pinned as a join seed, and the other two still forget);
   // 1166519372: the forgetter went down before its forget was written, and the run took the
   //   member as forgotten anyway;
   // 1871278830: the clocks agreed while admissions of the joiner were still being written, the
@@ -86,7 +88,7 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
   it.each([
     { seed: 1166520169, forgets: true },
     { seed: 1166519579, forgets: true },
-    { seed: 1365775167, forgets: true },
+    { seed: 1365775167, forgets: false },
     { seed: 1166519372, forgets: true },
     { seed: 1871278830, forgets: false },
   ])(
