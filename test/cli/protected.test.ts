@@ -39,6 +39,20 @@ async function run(args: readonly string[], env: Record<string, string> = {}) {
   return { code: exited.code, stderr: exited.stderr }
 }
 
+/** Starts `meshkv node` on a fresh directory and a free port, waits until ready, stops it with SIGTERM; its stdout. */
+async function startAndStop(name: string, extra: readonly string[], env: Record<string, string>): Promise<string> {
+  const port = await freePort()
+  const running = spawnMeshkv(
+    ['node', '--dir', join(root, name), '--port', String(port), '--log-level', 'warn', ...extra],
+    cleanEnv(env),
+  )
+  await waitReady(`http://127.0.0.1:${port}`, running)
+  running.child.kill('SIGTERM')
+  const exited = await running.exited
+  expect(exited.code).toBe(0)
+  return exited.stdout.toString('utf8')
+}
+
 async function nodeArgs(name: string, ...extra: string[]): Promise<string[]> {
   return ['node', '--dir', join(root, name), '--port', String(await freePort()), '--log-level', 'warn', ...extra]
 }
@@ -57,35 +71,17 @@ describe('protected mode', () => {
   }, 30_000)
 
   it('with --insecure-no-auth it starts on 0.0.0.0, logs a warning, and stops cleanly', async () => {
-    const port = await freePort()
-    const running = spawnMeshkv(
-      ['node', '--dir', join(root, 'insecure'), '--port', String(port), '--host', '0.0.0.0', '--insecure-no-auth'],
-      cleanEnv({ MESHKV_LOG_LEVEL: 'warn' }),
-    )
-    await waitReady(`http://127.0.0.1:${port}`, running)
-    const warnings = running
-      .stdout()
-      .split('\n')
-      .filter((line) => line.includes('"level":40') && line.includes('INSECURE'))
+    const stdout = await startAndStop('insecure', ['--host', '0.0.0.0', '--insecure-no-auth'], {})
+    const warnings = stdout.split('\n').filter((line) => line.includes('"level":40') && line.includes('INSECURE'))
     expect(warnings).toHaveLength(1)
     expect(JSON.parse(warnings[0] as string)).toMatchObject({ host: '0.0.0.0' })
-    running.child.kill('SIGTERM')
-    expect((await running.exited).code).toBe(0)
   }, 30_000)
 
   it('with a root token from MESHKV_ROOT_TOKEN it starts on 0.0.0.0 and does not warn', async () => {
-    const port = await freePort()
-    const running = spawnMeshkv(
-      ['node', '--dir', join(root, 'token'), '--port', String(port), '--host', '0.0.0.0', '--log-level', 'warn'],
-      cleanEnv({ MESHKV_ROOT_TOKEN: TOKEN }),
-    )
-    await waitReady(`http://127.0.0.1:${port}`, running)
-    running.child.kill('SIGTERM')
-    const exited = await running.exited
-    expect(exited.code).toBe(0)
-    expect(exited.stdout.toString('utf8')).not.toContain('INSECURE')
+    const stdout = await startAndStop('token', ['--host', '0.0.0.0'], { MESHKV_ROOT_TOKEN: TOKEN })
+    expect(stdout).not.toContain('INSECURE')
     // The token is never logged.
-    expect(exited.stdout.toString('utf8')).not.toContain(TOKEN)
+    expect(stdout).not.toContain(TOKEN)
   }, 30_000)
 
   it('meshkv cluster on 0.0.0.0 without a root token exits 2 with one line, before starting any node', async () => {
@@ -146,14 +142,7 @@ describe('secrets and tokens at start', () => {
   }, 30_000)
 
   it('a good secret starts a node', async () => {
-    const port = await freePort()
-    const running = spawnMeshkv(
-      ['node', '--dir', join(root, 'good'), '--port', String(port), '--log-level', 'warn'],
-      cleanEnv({ MESHKV_SECRET: SECRET }),
-    )
-    await waitReady(`http://127.0.0.1:${port}`, running)
-    running.child.kill('SIGTERM')
-    expect((await running.exited).code).toBe(0)
+    expect(await startAndStop('good', [], { MESHKV_SECRET: SECRET })).not.toContain('INSECURE')
   }, 30_000)
 
   it('MeshNode.open refuses a short or published secret (MESHKV_ERR_CONFIG), and takes a good one', async () => {
