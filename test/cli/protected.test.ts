@@ -6,7 +6,7 @@
  * The embedded face (`MeshNode.open`) refuses the same secrets.
  */
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -102,6 +102,21 @@ describe('protected mode', () => {
     expect(stderr).toMatch(CONFIG_LINE)
     expect(stderr).toContain('MESHKV_ROOT_TOKEN')
     expect(existsSync(dir)).toBe(false)
+  }, 30_000)
+  it('meshkv cluster on 0.0.0.0 with --insecure-no-auth starts its nodes, warns, and stops cleanly', async () => {
+    const dir = join(root, 'cluster-insecure')
+    const port = await freePort()
+    const running = spawnMeshkv(
+      ['cluster', '--dir', dir, '--nodes', '1', '--base-port', String(port), '--host', '0.0.0.0', '--insecure-no-auth'],
+      cleanEnv(),
+    )
+    await waitReady(`http://127.0.0.1:${port}`, running)
+    running.child.kill('SIGTERM')
+    const exited = await running.exited
+    expect(exited.code).toBe(0)
+    expect(exited.stderr).toMatch(/^meshkv: INSECURE: no root token on 0\.0\.0\.0/m)
+    // The node itself warns in its log too.
+    expect(await readFile(join(dir, 'node1.log'), 'utf8')).toContain('INSECURE')
   }, 30_000)
 })
 
