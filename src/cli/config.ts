@@ -111,7 +111,7 @@ export function nodeOptions(): Option[] {
     // The choices show in the help; the parser set after them takes any case.
     setting('log-level', '<level>', 'log level').choices(LOG_LEVELS).argParser(logLevel).default(LOG_LEVEL_DEFAULT),
     setting('peers', '<urls>', 'comma-separated peer URLs to replicate with').argParser(peerUrls),
-    setting('secret', '<secret>', 'cluster secret, required with peers'),
+    setting('secret', '<secret>', 'cluster secret, required with peers (a flag shows in ps: prefer --secret-file)'),
     setting('secret-file', '<file>', 'read the cluster secret from the first line of FILE').argParser(nonEmpty),
     setting(
       'root-token-file',
