@@ -9,7 +9,9 @@
  * those before commander reads the environment.
  */
 import { readFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
 import { isIPv4 } from 'node:net'
+import { createSecureContext } from 'node:tls'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Role, TlsMaterial } from '../api/index.js'
 import { ROLES } from '../api/index.js'
@@ -109,7 +111,7 @@ export function nodeOptions(): Option[] {
     // The choices show in the help; the parser set after them takes any case.
     setting('log-level', '<level>', 'log level').choices(LOG_LEVELS).argParser(logLevel).default(LOG_LEVEL_DEFAULT),
     setting('peers', '<urls>', 'comma-separated peer URLs to replicate with').argParser(peerUrls),
-    setting('secret', '<secret>', 'cluster secret, required with peers'),
+    setting('secret', '<secret>', 'cluster secret, required with peers (a flag shows in ps: prefer --secret-file)'),
     setting('secret-file', '<file>', 'read the cluster secret from the first line of FILE').argParser(nonEmpty),
     setting(
       'root-token-file',
@@ -231,10 +233,33 @@ function tlsOf(options: NodeOptions): TlsMaterial | undefined {
     return undefined
   }
   if (tlsCert === undefined || tlsKey === undefined) throw configError('--tls-cert and --tls-key go together')
-  return {
+  const material = {
     cert: fileText(tlsCert, '--tls-cert'),
     key: fileText(tlsKey, '--tls-key'),
     ...(tlsCa === undefined ? {} : { ca: fileText(tlsCa, '--tls-ca') }),
+  }
+  checkTls(material)
+  return material
+}
+
+/**
+ * Bad PEM is a configuration error found here, not an OpenSSL error at listen. A CA file without
+ * a certificate would pass OpenSSL silently and then refuse every peer, so it is checked too.
+ */
+function checkTls(material: { cert: string; key: string; ca?: string }): void {
+  try {
+    createSecureContext(material)
+  } catch (error) {
+    const code = (error as { code?: unknown }).code
+    throw configError(
+      `--tls-cert and --tls-key must be a PEM certificate and its private key (${typeof code === 'string' ? code : 'unreadable'})`,
+    )
+  }
+  if (material.ca === undefined) return
+  try {
+    new X509Certificate(material.ca)
+  } catch {
+    throw configError('--tls-ca must hold PEM certificates')
   }
 }
 

@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import { MeshError } from '../errors.js'
+import { isLoopbackHost } from './config.js'
 
 export interface LocalClusterConfig {
   dir: string
@@ -40,6 +41,10 @@ export async function runLocalCluster(config: LocalClusterConfig): Promise<void>
   const children = urls.map((url, index) => startNode(config, urls, index, secret))
   stopOnSignals(children)
   process.stdout.write(`meshkv local cluster: ${config.nodes} nodes, data in ${resolve(config.dir)}\n`)
+  if (config.rootToken === undefined && !isLoopbackHost(config.host))
+    process.stderr.write(
+      `meshkv: INSECURE: no root token on ${config.host}: anyone who reaches these ports can do anything\n`,
+    )
   await Promise.all(
     urls.map(async (url, index) => {
       const ready = await waitReady(url, children[index] as ChildProcess)

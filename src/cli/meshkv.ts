@@ -24,6 +24,7 @@ import {
   ROOT_TOKEN_VARIABLE,
   checkProtectedMode,
   dropEmptyVariables,
+  envName,
   isLoopbackHost,
   nodeOptions,
   readRootToken,
@@ -102,7 +103,8 @@ function buildProgram(): Command {
       if (basePort + nodes > 65_536)
         throw new MeshError('MESHKV_ERR_CONFIG', '--base-port must leave room for every node below 65536')
       // The same protected mode as `meshkv node`, checked once here rather than failing in every child.
-      const rootToken = readRootToken(flags, process.env)
+      const rootTokenFile = flags.rootTokenFile ?? process.env[envName('root-token-file')]
+      const rootToken = readRootToken(rootTokenFile === undefined ? {} : { rootTokenFile }, process.env)
       const insecureNoAuth = flags.insecureNoAuth === true
       checkProtectedMode(host, rootToken, insecureNoAuth)
       await runLocalCluster({ dir: flags.dir, nodes, basePort, host, rootToken, insecureNoAuth })

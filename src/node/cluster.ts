@@ -20,6 +20,7 @@ import type { PeerLink } from '../codec/peer.js'
 import type { Store } from '../storage/index.js'
 import type { Transport } from '../transport/transport.js'
 import { WebSocketTransport, dialTlsOf } from '../transport/websocket.js'
+import { TRANSPORT_DEFAULTS } from '../transport/core.js'
 import type { MeshNodeOptions } from './types.js'
 import type { PeerFetch } from './peer-fetch.js'
 import { peerFetch } from './peer-fetch.js'
@@ -27,6 +28,12 @@ import { peerFetch } from './peer-fetch.js'
 const JOINED_META_KEY = 'joined'
 export const TICK_INTERVAL_MS = 1000
 export const WRITE_CONCERN_TIMEOUT_MS_DEFAULT = 5000
+/**
+ * `forget` takes a member for alive while it is linked, or was heard from within this many peer
+ * timeouts (15 s by default). One timeout is when a silent link is dropped; a few more cover a
+ * member that is restarting or redialling, which a forget would cut off for good.
+ */
+export const FORGET_ALIVE_PEER_TIMEOUTS = 3
 
 /** The node's options the cluster passes on as they are (see types.ts for each). */
 export type ClusterTuning = Pick<
@@ -59,6 +66,10 @@ export class Cluster {
   readonly peerFetch: PeerFetch
   readonly #store: Store
   readonly #logger: Logger
+  readonly #peerTimeoutMs: number
+  readonly #now: () => number
+  /** When each peer's last link ended, on this run: `forget` counts it as heard until then. */
+  readonly #linkEndedMs = new Map<NodeId, number>()
   readonly #timer: NodeJS.Timeout
   #refreshing: Promise<void> = Promise.resolve()
   #closed = false
@@ -69,6 +80,8 @@ export class Cluster {
     this.#store = options.store
     const logger = options.logger ?? SILENT_LOGGER
     this.#logger = logger.child?.({ nodeId: options.store.nodeId }) ?? logger
+    this.#peerTimeoutMs = options.peerTimeoutMs ?? TRANSPORT_DEFAULTS.peerTimeoutMs
+    this.#now = options.now
     this.peerUrls = options.peers
     this.role = options.role ?? 'member'
     this.advertiseUrl = options.advertiseUrl
@@ -144,14 +157,46 @@ export class Cluster {
 
   /**
    * Forgets a member for good: it leaves the member set, and its changes after the last one this
-   * node has are refused everywhere. Its changes so far stay.
+   * node has are refused everywhere. Its changes so far stay. A member that looks alive (linked,
+   * or heard from within `FORGET_ALIVE_PEER_TIMEOUTS` peer timeouts) is refused unless `force`.
    */
-  async forget(nodeId: NodeId): Promise<void> {
+  async forget(nodeId: NodeId, options: { force?: boolean } = {}): Promise<void> {
     await this.#refreshing
     const state = await this.#store.getState('set', MEMBERS_SET)
     const seq = vcGet(this.#store.vc, nodeId)
-    await this.#store.commitLocal(this.membership.forget(nodeId, seq, this.replicator.linkedPeers(), state))
+    const intents = this.membership.forget(nodeId, seq, this.replicator.linkedPeers(), state)
+    if (options.force !== true && !this.membership.isForgotten(nodeId)) await this.#refuseAlive(nodeId)
+    await this.#store.commitLocal(intents)
     await this.#refreshing
+  }
+
+  /**
+   * Throws `MESHKV_ERR_MEMBER_ALIVE` when `nodeId` is linked to this node or was heard from within
+   * the alive window: forgetting a live member cuts off every change it makes from then on.
+   */
+  async #refuseAlive(nodeId: NodeId): Promise<void> {
+    const windowMs = FORGET_ALIVE_PEER_TIMEOUTS * this.#peerTimeoutMs
+    const linked = this.replicator.linkedPeers().includes(nodeId)
+    const lastHeardMs = await this.#lastHeardMs(nodeId)
+    if (!linked && (lastHeardMs === null || lastHeardMs >= windowMs)) return
+    const why = linked ? 'is linked to this node' : `was heard from ${lastHeardMs} ms ago`
+    throw new MeshError(
+      'MESHKV_ERR_MEMBER_ALIVE',
+      `member ${nodeId} ${why}; forget only a member that is gone, or force it (?force=true, kvctl forget --force)`,
+      { details: { nodeId, linked, lastHeardMs, aliveWindowMs: windowMs } },
+    )
+  }
+
+  /**
+   * Milliseconds since `nodeId` was last heard on this run: its last message, or the end of its
+   * last link (an idle link carries no messages, yet the peer was there until it closed). Null: never.
+   */
+  async #lastHeardMs(nodeId: NodeId): Promise<number | null> {
+    const status = (await this.replicator.peerStatus([])).find((peer) => peer.nodeId === nodeId)
+    const ended = this.#linkEndedMs.get(nodeId)
+    const sinceEnd = ended === undefined ? null : Math.max(0, this.#now() - ended)
+    const heard = [status?.lastSeenMs ?? null, sinceEnd].filter((ms): ms is number => ms !== null)
+    return heard.length === 0 ? null : Math.min(...heard)
   }
 
   isForgotten(nodeId: NodeId): boolean {
@@ -247,6 +292,7 @@ export class Cluster {
    * holds back garbage collection until it acknowledges (docs/architecture.md, "Membership").
    */
   async #onLink(link: PeerLink): Promise<void> {
+    link.onClose(() => this.#linkEndedMs.set(link.nodeId, this.#now()))
     await this.#admit(link.nodeId, link.url)
     this.replicator.addLink(link)
   }

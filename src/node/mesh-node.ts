@@ -163,8 +163,11 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return memberList(this.#cluster, this.nodeId)
   }
 
-  /** Forgets a dead member for good (`kvctl forget`). Its changes so far stay. */
-  async forget(nodeId: string): Promise<void> {
+  /**
+   * Forgets a dead member for good (`kvctl forget`). Its changes so far stay. A member that is
+   * linked or was heard from recently is refused (`MESHKV_ERR_MEMBER_ALIVE`) unless `force`.
+   */
+  async forget(nodeId: string, options: { force?: boolean } = {}): Promise<void> {
     this.#checkOpen()
     if (!isNodeId(nodeId))
       throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a node id is 16 hex digits; got ${JSON.stringify(nodeId)}`)
@@ -173,7 +176,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
         'MESHKV_ERR_NOT_READY',
         'this node is joining its cluster; forget through a member that is ready',
       )
-    await this.#cluster.forget(nodeId)
+    await this.#cluster.forget(nodeId, options)
   }
 
   /** A key's encoded state and this node's clock, for another member's quorum read (see quorum.ts). */

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import selfsigned from 'selfsigned'
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { envName, isLoopbackHost, parseNodeConfig } from '../../src/cli/config.js'
 import { REFUSED_SECRETS } from '../../src/node/options.js'
@@ -31,6 +32,15 @@ const SECRET = 'cluster-secret-0123456789abcdef'
 
 const filesDir = mkdtempSync(join(tmpdir(), 'meshkv-config-'))
 afterAll(() => rmSync(filesDir, { recursive: true, force: true }))
+
+/** A self-signed certificate and its key (EC P-256: milliseconds to make). */
+function selfSigned(name: string): Promise<{ cert: string; private: string }> {
+  return selfsigned.generate([{ name: 'commonName', value: name }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+  })
+}
 
 /** A file in the test's directory holding `text`; its path. */
 function file(name: string, text: string): string {
@@ -186,19 +196,20 @@ describe('the security settings', () => {
     expect(await configError(['--dir', 'd', '--root-token-file', file('short', 'short\n')])).toMatch(/at least 16/)
   })
 
-  it('reads TLS material from its PEM files, advertises https, and refuses halves', async () => {
-    const cert = file('cert.pem', 'CERT PEM\n')
-    const key = file('key.pem', 'KEY PEM\n')
-    const ca = file('ca.pem', 'CA PEM\n')
+  it('reads TLS material from its PEM files, advertises https, and refuses halves and bad PEM', async () => {
+    const [one, other] = await Promise.all([selfSigned('one'), selfSigned('other')])
+    const cert = file('cert.pem', one.cert)
+    const key = file('key.pem', one.private)
+    const ca = file('ca.pem', other.cert)
     expect(parse(['--dir', 'd', '--tls-cert', cert, '--tls-key', key])).toMatchObject({
-      tls: { cert: 'CERT PEM\n', key: 'KEY PEM\n' },
+      tls: { cert: one.cert, key: one.private },
       advertiseUrl: 'https://127.0.0.1:7700',
     })
     expect(parse(['--dir', 'd', '--tls-cert', cert, '--tls-key', key]).tls).not.toHaveProperty('ca')
     expect(parse(['--dir', 'd'], { MESHKV_TLS_CERT: cert, MESHKV_TLS_KEY: key, MESHKV_TLS_CA: ca }).tls).toEqual({
-      cert: 'CERT PEM\n',
-      key: 'KEY PEM\n',
-      ca: 'CA PEM\n',
+      cert: one.cert,
+      key: one.private,
+      ca: other.cert,
     })
     expect(parse(['--dir', 'd']).tls).toBeUndefined()
     expect(await configError(['--dir', 'd', '--tls-cert', cert])).toBe('--tls-cert and --tls-key go together')
@@ -206,6 +217,16 @@ describe('the security settings', () => {
     expect(await configError(['--dir', 'd', '--tls-ca', ca])).toBe('--tls-ca needs --tls-cert and --tls-key')
     expect(await configError(['--dir', 'd', '--tls-cert', cert, '--tls-key', join(filesDir, 'nope')])).toMatch(
       /^cannot read --tls-key .* \(ENOENT\)$/,
+    )
+    // Not PEM, a key that is not the certificate's, a CA file without a certificate.
+    const notPem = file('not.pem', 'not PEM\n')
+    const otherKey = file('other-key.pem', other.private)
+    expect(await configError(['--dir', 'd', '--tls-cert', notPem, '--tls-key', key])).toMatch(
+      /^--tls-cert and --tls-key/,
+    )
+    expect(await configError(['--dir', 'd', '--tls-cert', cert, '--tls-key', otherKey])).toMatch(/MISMATCH/)
+    expect(await configError(['--dir', 'd', '--tls-cert', cert, '--tls-key', key, '--tls-ca', notPem])).toBe(
+      '--tls-ca must hold PEM certificates',
     )
   })
 

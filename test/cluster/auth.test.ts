@@ -109,7 +109,7 @@ describe('cluster secret', () => {
       '--peers',
       cluster.node(1).url,
       '--secret',
-      'wrong',
+      'wrong-cluster-secret-0123456789',
       '--peer-timeout-ms',
       '2000',
       '--log-level',
