@@ -158,7 +158,7 @@ describe('503 BUSY when full', () => {
       dir,
       parkedWritesMax: 1,
       peers: [`http://127.0.0.1:${await freePort()}`],
-      secret: 'bounds-secret',
+      secret: 'bounds-test-secret-0123456789',
     })
     const app = await buildApp(node)
     cleanups.unshift(async () => {

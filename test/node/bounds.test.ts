@@ -104,7 +104,7 @@ describe('parked reads', () => {
       ownVc: store.vc,
       required: 2,
       targets: [{ nodeId: OTHER, url: 'http://127.0.0.1:1' }],
-      secret: 'secret',
+      secret: 'bounds-test-secret-0123456789',
       self: store.nodeId,
       now: () => (asked++, Date.now()),
       timeoutMs: 1000,
@@ -127,7 +127,7 @@ describe('parked writes', () => {
     await first.close()
     opened.delete(first)
     const port = await freePort()
-    return open({ peers: [`http://127.0.0.1:${port}`], secret: 'bounds-secret', ...options })
+    return open({ peers: [`http://127.0.0.1:${port}`], secret: 'bounds-test-secret-0123456789', ...options })
   }
 
   it('refuses a write over parkedWritesMax with BUSY before committing it, so nothing was written', async () => {
