@@ -7,6 +7,9 @@
 export const ACCESS_ROLES = ['read', 'write', 'admin'] as const
 export type AccessRole = (typeof ACCESS_ROLES)[number]
 
+/** The shortest root token a node takes, in bytes (the CLI and `buildApp` both refuse shorter ones). */
+export const ROOT_TOKEN_BYTES_MIN = 16
+
 export function isAccessRole(value: unknown): value is AccessRole {
   return value === 'read' || value === 'write' || value === 'admin'
 }

@@ -14,7 +14,7 @@ import { isIPv4 } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Role, TlsMaterial } from '../api/index.js'
-import { ROLES } from '../api/index.js'
+import { ROLES, ROOT_TOKEN_BYTES_MIN } from '../api/index.js'
 import { MeshError } from '../errors.js'
 import { checkSecret } from '../node/options.js'
 import { positiveIntegerOption } from './options.js'
@@ -84,8 +84,6 @@ export interface NodeOptions {
 
 /** The root token's variable: the token itself, never a flag (a flag would show in `ps`). */
 export const ROOT_TOKEN_VARIABLE = 'MESHKV_ROOT_TOKEN'
-/** The shortest root token taken, in bytes. */
-export const ROOT_TOKEN_BYTES_MIN = 16
 
 /** A flag's environment variable: `key-bytes-max` → `MESHKV_KEY_BYTES_MAX`. */
 export function envName(flag: string): string {

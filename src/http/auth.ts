@@ -20,6 +20,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AccessRole } from '../api/access.js'
+import { ROOT_TOKEN_BYTES_MIN } from '../api/access.js'
 import { MeshError } from '../errors.js'
 import type { MeshNode, Principal } from '../node/index.js'
 
@@ -35,8 +36,6 @@ declare module 'fastify' {
   }
 }
 
-/** The shortest root token buildApp takes, in bytes. */
-export const ROOT_TOKEN_BYTES_MIN = 16
 export const ROOT_PRINCIPAL: Principal = Object.freeze({ id: 'root', role: 'admin', prefix: null })
 /** What the app's logger never writes, whatever serializers it is given. */
 export const REDACTED_LOG_PATHS = [

@@ -213,6 +213,19 @@ export class Cluster {
     requiredMembers(concern, this.members(), 'w')
   }
 
+  /** Peer sockets and links the transport refused by its own rules, by reason (none without one). */
+  transportCounters(): Record<string, number> {
+    const transport = this.transport
+    if (transport instanceof WebSocketTransport)
+      return {
+        ...transport.counters,
+        perAddressRefusals: transport.perAddressRefusals,
+        preAuthOverruns: transport.preAuthOverruns,
+        pendingSockets: transport.pendingSocketCount,
+      }
+    return transport !== null && 'counters' in transport ? { ...(transport.counters as Record<string, number>) } : {}
+  }
+
   /** Accepts peer links on this HTTP(S) server at `/v1/peer`. */
   attach(server: HttpServer | HttpsServer): void {
     if (this.transport instanceof WebSocketTransport) this.transport.attach(server)

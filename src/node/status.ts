@@ -43,6 +43,7 @@ export function nodeStatus(node: {
     role: cluster.role,
     linked: cluster.linked(),
     replication: cluster.replicator.counters,
+    transport: cluster.transportCounters(),
     snapshot: cluster.replicator.snapshotStatus(),
     parked: node.parked,
   }

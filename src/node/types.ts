@@ -230,6 +230,8 @@ export interface NodeStatus {
   linked: NodeId[]
   /** Replication counters since start: changes received, applied, sent, duplicates, refusals, buffered. */
   replication: Readonly<Record<string, number>>
+  /** Peer sockets and links refused by the transport's own rules (per-address cap, pre-auth bytes, link cap, an id already linked). */
+  transport: Readonly<Record<string, number>>
   /** `member` or `replica` (read-only). */
   role: Role
   /** A snapshot being received (progress), and the last one joined. */

@@ -128,6 +128,9 @@ describe('a flood of unauthenticated sockets from one address', () => {
       )
       expect(linkedMs).toBeLessThan(20_000)
       expect(counts.refused).toBeGreaterThan(counts.opened)
+      // The node counts what it refused, for operators: /v1/status names the per-address refusals.
+      const status = JSON.parse((await request(`${node.url}/v1/status`)).text) as { transport: Record<string, number> }
+      expect(status.transport['perAddressRefusals']).toBeGreaterThan(0)
     } finally {
       flooding = false
       for (const peer of peers) peer.destroy()
@@ -254,6 +257,8 @@ describe('the link cap', () => {
       () => expect(node.logs((record) => record['code'] === 'MESHKV_ERR_BUSY').length).toBe(refused.length),
       { timeout: 3_000, interval: 50 },
     )
+    const status = JSON.parse((await request(`${node.url}/v1/status`)).text) as { transport: Record<string, number> }
+    expect(status.transport['linksOverCap']).toBe(refused.length)
     for (const peer of peers.splice(0)) peer.destroy()
     expect((await peerFootprint(node)).keys).toEqual(before.keys)
     await stillServing()

@@ -9,165 +9,13 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { AccessRole } from '../../src/api/access.js'
 import { buildApp } from '../../src/http/app.js'
 import { routeAccessTable } from '../../src/http/auth.js'
 import { meshCodeOf } from '../helpers/async.js'
+import type { Call, Who } from './access-table.js'
+import { ALL_ROWS, PREFIX, ROOT, WHO, expected } from './access-table.js'
 import type { Harness } from './helpers.js'
 import { expectProblem, openHarness } from './helpers.js'
-
-const ROOT = 'the-root-token-of-the-auth-tests'
-const PREFIX = 'app-'
-
-type Who = 'none' | 'wrong' | 'read' | 'write' | 'admin' | 'prefixed' | 'root'
-const WHO: readonly Who[] = ['none', 'wrong', 'read', 'write', 'admin', 'prefixed', 'root']
-const ROLE_OF: Record<Exclude<Who, 'none' | 'wrong'>, AccessRole> = {
-  read: 'read',
-  write: 'write',
-  admin: 'admin',
-  prefixed: 'write',
-  root: 'admin',
-}
-const RANK: Record<AccessRole, number> = { read: 0, write: 1, admin: 2 }
-
-interface Call {
-  url: string
-  body?: unknown
-}
-
-interface Row {
-  method: 'GET' | 'PUT' | 'POST' | 'DELETE'
-  /** The route pattern as fastify registers it. */
-  route: string
-  access: AccessRole | 'open'
-  /** A request inside the prefix, and the status it gets when allowed. */
-  inside: Call
-  ok: number
-  /** A request outside the prefix (key routes only): allowed for unlimited tokens with `ok`. */
-  outside?: Call
-}
-
-const NOT_A_NODE = 'zz'
-const UNKNOWN_TOKEN_ID = '0123456789abcdef'
-
-const ROWS: Row[] = [
-  {
-    method: 'GET',
-    route: '/v1/kv',
-    access: 'read',
-    inside: { url: '/v1/kv?prefix=app-' },
-    ok: 200,
-    outside: { url: '/v1/kv' },
-  },
-  {
-    method: 'GET',
-    route: '/v1/kv/*',
-    access: 'read',
-    inside: { url: '/v1/kv/app-k' },
-    ok: 200,
-    outside: { url: '/v1/kv/other-k' },
-  },
-  {
-    method: 'PUT',
-    route: '/v1/kv/*',
-    access: 'write',
-    inside: { url: '/v1/kv/app-w', body: 'v' },
-    ok: 200,
-    outside: { url: '/v1/kv/other-w', body: 'v' },
-  },
-  {
-    method: 'DELETE',
-    route: '/v1/kv/*',
-    access: 'write',
-    inside: { url: '/v1/kv/app-never' },
-    ok: 404,
-    outside: { url: '/v1/kv/other-never' },
-  },
-  {
-    method: 'GET',
-    route: '/v1/counters/:name',
-    access: 'read',
-    inside: { url: '/v1/counters/app-c' },
-    ok: 200,
-    outside: { url: '/v1/counters/c' },
-  },
-  {
-    method: 'POST',
-    route: '/v1/counters/:name',
-    access: 'write',
-    inside: { url: '/v1/counters/app-c', body: { delta: 1 } },
-    ok: 200,
-    outside: { url: '/v1/counters/c', body: { delta: 1 } },
-  },
-  {
-    method: 'GET',
-    route: '/v1/sets/:name',
-    access: 'read',
-    inside: { url: '/v1/sets/app-s' },
-    ok: 200,
-    outside: { url: '/v1/sets/s' },
-  },
-  {
-    method: 'POST',
-    route: '/v1/sets/:name',
-    access: 'write',
-    inside: { url: '/v1/sets/app-s', body: { add: ['x'] } },
-    ok: 200,
-    outside: { url: '/v1/sets/s', body: { add: ['x'] } },
-  },
-  // An allowed watch gets as far as the handler, which refuses the cursor: the stream never starts.
-  {
-    method: 'GET',
-    route: '/v1/watch',
-    access: 'read',
-    inside: { url: '/v1/watch?prefix=app-&since=nope' },
-    ok: 400,
-    outside: { url: '/v1/watch?since=nope' },
-  },
-  { method: 'GET', route: '/v1/members', access: 'admin', inside: { url: '/v1/members' }, ok: 200 },
-  {
-    method: 'DELETE',
-    route: '/v1/members/:nodeId',
-    access: 'admin',
-    inside: { url: `/v1/members/${NOT_A_NODE}` },
-    ok: 400,
-  },
-  { method: 'GET', route: '/v1/status', access: 'admin', inside: { url: '/v1/status' }, ok: 200 },
-  { method: 'GET', route: '/v1/digest', access: 'admin', inside: { url: '/v1/digest' }, ok: 200 },
-  { method: 'GET', route: '/metrics', access: 'admin', inside: { url: '/metrics' }, ok: 200 },
-  {
-    method: 'POST',
-    route: '/v1/tokens',
-    access: 'admin',
-    inside: { url: '/v1/tokens', body: { role: 'read', prefix: 'app-t' } },
-    ok: 201,
-  },
-  { method: 'GET', route: '/v1/tokens', access: 'admin', inside: { url: '/v1/tokens' }, ok: 200 },
-  {
-    method: 'DELETE',
-    route: '/v1/tokens/:id',
-    access: 'admin',
-    inside: { url: `/v1/tokens/${UNKNOWN_TOKEN_ID}` },
-    ok: 404,
-  },
-  { method: 'GET', route: '/livez', access: 'open', inside: { url: '/livez' }, ok: 200 },
-  { method: 'GET', route: '/healthz', access: 'open', inside: { url: '/healthz' }, ok: 200 },
-  { method: 'GET', route: '/readyz', access: 'open', inside: { url: '/readyz' }, ok: 200 },
-  // Peers sign these with the cluster secret; this node has none, so nobody's request is answered.
-  {
-    method: 'GET',
-    route: '/v1/internal/state/:space/*',
-    access: 'open',
-    inside: { url: '/v1/internal/state/kv/app-k' },
-    ok: 401,
-  },
-]
-
-/** fastify answers HEAD for every GET route; auth treats it like the GET. */
-const ALL_ROWS: (Omit<Row, 'method'> & { method: Row['method'] | 'HEAD' })[] = [
-  ...ROWS,
-  ...ROWS.filter((row) => row.method === 'GET').map((row) => ({ ...row, method: 'HEAD' as const })),
-]
 
 let h: Harness
 const tokens: Partial<Record<Who, string>> = {}
@@ -199,14 +47,6 @@ function send(app: FastifyInstance, method: string, call: Call, headers: Record<
     options.headers = { ...options.headers, 'content-type': 'text/plain' }
   } else if (call.body !== undefined) options.payload = call.body as InjectOptions['payload']
   return app.inject(options)
-}
-
-function expected(row: Row | (typeof ALL_ROWS)[number], who: Who, outside: boolean): number {
-  if (row.access === 'open') return row.ok
-  if (who === 'none' || who === 'wrong') return 401
-  if (RANK[ROLE_OF[who]] < RANK[row.access]) return 403
-  if (who === 'prefixed' && outside) return 403
-  return row.ok
 }
 
 describe('the access table', () => {

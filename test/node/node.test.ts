@@ -829,6 +829,7 @@ describe('MeshNode: events and status', () => {
       members: 1,
       linked: [],
       replication: expect.any(Object),
+      transport: {},
       role: 'member',
       snapshot: { receiving: null, last: null },
       parked: { reads: { open: 0, max: 1000, refused: 0 }, writes: { open: 0, max: 1000, refused: 0 } },
