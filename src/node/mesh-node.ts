@@ -290,6 +290,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       timeoutMs: options.timeoutMs ?? READ_TIMEOUT_MS_DEFAULT,
       signal: this.#signal(options.signal),
       parked: this.#parkedReads,
+      dispatcher: this.#cluster.peerFetch.dispatcher,
     })
   }
 
