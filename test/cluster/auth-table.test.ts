@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from '../support/ports.js'
 import { MESHKV_BIN, nodeArgs, spawnNode, stopAllProcesses } from '../support/processes.js'
 import type { Call, Who } from '../http/access-table.js'
-import { ALL_ROWS, PREFIX, ROOT, WHO, expected } from '../http/access-table.js'
+import { ALL_ROWS, PREFIX, ROOT, expectRowAnswers } from '../http/access-table.js'
 import type { HttpAnswer } from './helpers.js'
 import { buildIfStale, request, waitFor } from './helpers.js'
 
@@ -69,26 +69,14 @@ function send(method: string, call: Call, token: string | undefined): Promise<Ht
 describe('every route by every caller, on a real process', () => {
   for (const row of ALL_ROWS) {
     it(`${row.method} ${row.route}`, async () => {
-      const got: Record<string, number> = {}
-      const want: Record<string, number> = {}
-      for (const who of WHO) {
-        for (const [where, call] of [
-          ['inside', row.inside],
-          ['outside', row.outside],
-        ] as const) {
-          if (call === undefined) continue
-          const answer = await send(row.method, call, tokens[who])
-          got[`${who} ${where}`] = answer.status
-          want[`${who} ${where}`] = expected(row, who, where === 'outside')
-          if (row.method === 'HEAD' || row.access === 'open') continue
-          if (answer.status === 401) {
-            expect(answer.json?.['code']).toBe('MESHKV_ERR_UNAUTHENTICATED')
-            expect(answer.headers.get('www-authenticate')).toBe('Bearer realm="meshkv"')
-          }
-          if (answer.status === 403) expect(answer.json?.['code']).toBe('MESHKV_ERR_FORBIDDEN')
-        }
-      }
-      expect(got).toEqual(want)
+      await expectRowAnswers(
+        row,
+        (call, who) => send(row.method, call, tokens[who]),
+        (answer, status) => {
+          expect(answer.json?.['code']).toBe(status === 401 ? 'MESHKV_ERR_UNAUTHENTICATED' : 'MESHKV_ERR_FORBIDDEN')
+          if (status === 401) expect(answer.headers.get('www-authenticate')).toBe('Bearer realm="meshkv"')
+        },
+      )
     })
   }
 })

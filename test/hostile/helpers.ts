@@ -13,6 +13,9 @@ import type { Hlc, NodeId } from '../../src/clock/index.js'
 import type { RunningChild } from '../cli/helpers.js'
 import { buildIfStale, killAll, startMeshkv } from '../cli/helpers.js'
 import { request } from '../cluster/helpers.js'
+import { expect, vi } from 'vitest'
+import type { FakePeer } from '../support/fake-peer.js'
+import { changeOf, putOp } from '../support/fake-peer.js'
 import { waitFor } from '../support/poll.js'
 
 export { request }
@@ -158,4 +161,15 @@ export function rawStatus(
       for (const chunk of chunks) socket.write(chunk)
     })
   })
+}
+
+/** An honest write from `peer` (linked as `nodeId`) lands on the node: sent, then read back over HTTP. */
+export async function honestWriteLands(node: RealNode, peer: FakePeer, nodeId: NodeId): Promise<void> {
+  const key = `honest/${nodeId}`
+  peer.send({ type: 'changes', changes: [changeOf(nodeId, [putOp(key, 'fine')])] })
+  await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/${key}`)).text).toBe('fine'), {
+    timeout: 5_000,
+    interval: 100,
+  })
+  peer.destroy()
 }

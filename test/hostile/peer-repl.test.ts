@@ -11,7 +11,7 @@ import type { Frame } from '../../src/codec/peer.js'
 import type { Op } from '../../src/crdt/index.js'
 import { FakePeer, changeOf, freshNodeId, peerIdentity, putOp } from '../support/fake-peer.js'
 import type { RealNode } from './helpers.js'
-import { peerFootprint, request, sleep, startRealNode, stopAllNodes } from './helpers.js'
+import { honestWriteLands, peerFootprint, request, sleep, startRealNode, stopAllNodes } from './helpers.js'
 
 let node: RealNode
 const peers: FakePeer[] = []
@@ -41,13 +41,7 @@ async function ownSeq(): Promise<number> {
 /** The node still serves: it answers, and an honest peer's write is applied. */
 async function stillServing(): Promise<void> {
   const { peer, nodeId } = await linked()
-  const key = `honest/${nodeId}`
-  peer.send({ type: 'changes', changes: [changeOf(nodeId, [putOp(key, 'fine')])] })
-  await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/${key}`)).text).toBe('fine'), {
-    timeout: 5_000,
-    interval: 100,
-  })
-  peer.destroy()
+  await honestWriteLands(node, peer, nodeId)
 }
 
 beforeAll(async () => {

@@ -20,7 +20,7 @@ import { WebSocketTransport } from '../../src/transport/websocket.js'
 import { CLUSTER_ID, FakePeer, changeOf, freshNodeId, peerIdentity, putOp } from '../support/fake-peer.js'
 import { exoticFrames } from '../transport/helpers.js'
 import type { RealNode } from './helpers.js'
-import { peerFootprint, request, sleep, startRealNode, stopAllNodes } from './helpers.js'
+import { honestWriteLands, peerFootprint, request, sleep, startRealNode, stopAllNodes } from './helpers.js'
 
 const PEER_TIMEOUT_MS = 1_500
 
@@ -66,14 +66,8 @@ async function stillServing(): Promise<void> {
   const peer = await connect()
   await peer.handshake(peerIdentity(nodeId, node.secret))
   await peer.frame('sync')
-  const key = `honest/${nodeId}`
   peer.send({ type: 'sync', vc: {}, peers: [] })
-  peer.send({ type: 'changes', changes: [changeOf(nodeId, [putOp(key, 'fine')])] })
-  await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/${key}`)).text).toBe('fine'), {
-    timeout: 5_000,
-    interval: 100,
-  })
-  peer.destroy()
+  await honestWriteLands(node, peer, nodeId)
 }
 
 beforeAll(async () => {

@@ -4,6 +4,7 @@
  * gets. Shared by the inject test (test/http/auth.test.ts) and the one on a real process
  * (test/cluster/auth-table.test.ts), so both ask every route of every kind of caller.
  */
+import { expect } from 'vitest'
 import type { AccessRole } from '../../src/api/access.js'
 
 export const ROOT = 'the-root-token-of-the-auth-tests'
@@ -166,4 +167,32 @@ export function expected(row: Row | (typeof ALL_ROWS)[number], who: Who, outside
   if (RANK[ROLE_OF[who]] < RANK[row.access]) return 403
   if (who === 'prefixed' && outside) return 403
   return row.ok
+}
+
+/**
+ * Asks `row` of every kind of caller through `send`, inside the prefix and (where the row has one)
+ * outside it, and expects each status the table gives. `checkDenied` looks closer at every 401 and
+ * 403 that has a body to look at (not HEAD, not an open route).
+ */
+export async function expectRowAnswers<A extends { status: number }>(
+  row: (typeof ALL_ROWS)[number],
+  send: (call: Call, who: Who) => Promise<A>,
+  checkDenied: (answer: A, status: 401 | 403) => void,
+): Promise<void> {
+  const got: Record<string, number> = {}
+  const want: Record<string, number> = {}
+  for (const who of WHO) {
+    for (const [where, call] of [
+      ['inside', row.inside],
+      ['outside', row.outside],
+    ] as const) {
+      if (call === undefined) continue
+      const answer = await send(call, who)
+      got[`${who} ${where}`] = answer.status
+      want[`${who} ${where}`] = expected(row, who, where === 'outside')
+      if (row.method === 'HEAD' || row.access === 'open') continue
+      if (answer.status === 401 || answer.status === 403) checkDenied(answer, answer.status)
+    }
+  }
+  expect(got).toEqual(want)
 }
