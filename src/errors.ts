@@ -81,6 +81,11 @@ export const ERROR_TABLE = {
   MESHKV_ERR_CORRUPT: 500,
   /** The operation was aborted through an AbortSignal. */
   MESHKV_ERR_ABORTED: 499,
+  /**
+   * A write would push one key's state past its per-key limit (register siblings or bytes, set
+   * members or bytes; docs/consistency.md "Per-key limits"). Nothing was written.
+   */
+  MESHKV_ERR_STATE_TOO_LARGE: 409,
   /** A peer's change arrived before the changes it depends on were applied. */
   MESHKV_ERR_OUT_OF_ORDER: 409,
   /** Anything not foreseen: a bug. */

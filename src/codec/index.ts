@@ -11,8 +11,17 @@ import { isChange, isCounterState, isRegisterState, isSetState, rebuildChange } 
 
 export * from './guards.js'
 
-/** Largest encoded change or key state: a 1 MiB value plus room for siblings and metadata. */
+/** Largest encoded change or log entry (a change this node makes is at most 3.5 MiB). */
 export const RECORD_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
+
+/**
+ * Largest encoded key state, stored or moved by a snapshot. A local write keeps a state under
+ * 8 MiB (crdt/register.ts, crdt/set.ts), but merges are never refused: a key that several nodes
+ * each pushed to that limit while apart holds the union. 256 MiB is 32 such nodes' worth. A
+ * stored state that failed to encode would stop its origin's replication on every node that
+ * merges it, so this bound is kept far from what honest writes reach.
+ */
+export const STATE_BYTES_MAX = 256 * 1024 * 1024
 
 const packr = new Packr({
   useRecords: false,
@@ -145,10 +154,10 @@ const STATE_GUARDS: { [S in Space]: (value: unknown) => value is StateOf[S] } = 
   set: isSetState,
 }
 
-export function encodeState(state: RegisterState | CounterState | SetState, limitBytes?: number): Uint8Array {
+export function encodeState(state: RegisterState | CounterState | SetState, limitBytes = STATE_BYTES_MAX): Uint8Array {
   return encode(state, limitBytes)
 }
 
-export function decodeState<S extends Space>(space: S, bytes: Uint8Array, limitBytes?: number): StateOf[S] {
+export function decodeState<S extends Space>(space: S, bytes: Uint8Array, limitBytes = STATE_BYTES_MAX): StateOf[S] {
   return decodeChecked(bytes, STATE_GUARDS[space], `${space} state`, limitBytes)
 }

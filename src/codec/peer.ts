@@ -6,6 +6,7 @@
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { isDot, isNodeId, isVectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
+import { MeshError } from '../errors.js'
 import { decodePlain, encode } from './index.js'
 import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
 
@@ -13,9 +14,11 @@ import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
  * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
  * peer that speaks another. It lives with the frames because both the transport (which checks it)
  * and replication (whose messages it versions) import this room and not each other. Version 2:
- * the handshake proofs cover the cluster id (a version 1 node's proofs would not match).
+ * the handshake proofs cover the cluster id (a version 1 node's proofs would not match). Version 3:
+ * a snapshot chunk may carry a part of a state (`SnapshotChunkEntry`), which a version 2 node
+ * would refuse as a wrong shape.
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
@@ -101,11 +104,18 @@ export interface SnapshotReplyMessage {
   readonly accept: boolean
 }
 
+/**
+ * One entry of a snapshot chunk: `[space, key, encoded state]`, or a part of a state too large for
+ * one chunk, `[space, key, bytes, true]`: more parts of the same key follow (in this chunk or the
+ * next ones), the last one without the flag. The receiver concatenates them (`StateAssembler`).
+ */
+export type SnapshotChunkEntry = readonly [string, string, Uint8Array] | readonly [string, string, Uint8Array, true]
+
 /** Encoded states of the snapshot, in key order per space; `seq` counts chunks from 1. */
 export interface SnapshotChunkMessage {
   readonly type: 'snapshot-chunk'
   readonly seq: number
-  readonly states: readonly (readonly [string, string, Uint8Array])[]
+  readonly states: readonly SnapshotChunkEntry[]
 }
 
 /** The receiver has the chunks up to `seq` on its disk (flow control: a few chunks in flight). */
@@ -198,8 +208,118 @@ function isCount(value: unknown): value is number {
 
 function isSnapshotState(value: unknown): boolean {
   return (
-    Array.isArray(value) && value.length === 3 && typeof value[0] === 'string' && isKey(value[1]) && isBytes(value[2])
+    Array.isArray(value) &&
+    (value.length === 3 || (value.length === 4 && value[3] === true)) &&
+    typeof value[0] === 'string' &&
+    isKey(value[1]) &&
+    isBytes(value[2])
   )
+}
+
+/** Bytes a chunk entry costs beyond its key and state bytes (array header, space, flag): an upper bound. */
+const CHUNK_ENTRY_OVERHEAD = 24
+
+/**
+ * Packs a snapshot's states into chunks of at most `statesMax` entries and about `bytesMax`
+ * bytes. A state larger than a chunk goes as parts (`[space, key, bytes, true]` …, then the last
+ * part as a plain entry), each in a chunk of its own, so no state is too big to move: a chunk
+ * never grows past `bytesMax` plus one key, far under a frame. Pure: the sender feeds it states
+ * in order and sends each chunk it hands back.
+ */
+export class SnapshotChunker {
+  readonly #statesMax: number
+  readonly #bytesMax: number
+  #entries: SnapshotChunkEntry[] = []
+  #bytes = 0
+
+  constructor(limits: { statesMax: number; bytesMax: number }) {
+    this.#statesMax = limits.statesMax
+    this.#bytesMax = limits.bytesMax
+  }
+
+  /** Adds one state; returns the chunks it filled, in order (often none). */
+  push(space: string, key: string, bytes: Uint8Array): SnapshotChunkEntry[][] {
+    const full: SnapshotChunkEntry[][] = []
+    const keyBytes = Buffer.byteLength(key) + CHUNK_ENTRY_OVERHEAD
+    // What one part may hold in an empty chunk: at least a byte, so a tiny limit still moves on.
+    const capacity = Math.max(1, this.#bytesMax - keyBytes)
+    let offset = 0
+    for (;;) {
+      const rest = bytes.length - offset
+      if (rest > this.#bytesMax - this.#bytes - keyBytes) {
+        if (this.#entries.length > 0) {
+          full.push(this.#take())
+          continue
+        }
+        if (rest > capacity) {
+          this.#entries.push([space, key, bytes.subarray(offset, offset + capacity), true])
+          offset += capacity
+          full.push(this.#take())
+          continue
+        }
+      }
+      this.#entries.push([space, key, offset === 0 ? bytes : bytes.subarray(offset)])
+      this.#bytes += keyBytes + rest
+      if (this.#entries.length >= this.#statesMax || this.#bytes >= this.#bytesMax) full.push(this.#take())
+      return full
+    }
+  }
+
+  /** The last chunk, or null when nothing is left. */
+  finish(): SnapshotChunkEntry[] | null {
+    return this.#entries.length > 0 ? this.#take() : null
+  }
+
+  #take(): SnapshotChunkEntry[] {
+    const entries = this.#entries
+    this.#entries = []
+    this.#bytes = 0
+    return entries
+  }
+}
+
+/**
+ * The receiving side of `SnapshotChunker`: joins the parts of a state back together, holding at
+ * most `bytesMax` bytes of one state. A part followed by another key, a state past `bytesMax`,
+ * or a snapshot that ends in the middle of a state is a protocol error (the receiver closes 1008).
+ */
+export class StateAssembler {
+  readonly #bytesMax: number
+  #pending: { space: string; key: string; parts: Uint8Array[]; bytes: number } | null = null
+
+  constructor(bytesMax: number) {
+    this.#bytesMax = bytesMax
+  }
+
+  /** Takes one entry; returns a whole state once its last part is in, else null. */
+  take(entry: SnapshotChunkEntry): readonly [string, string, Uint8Array] | null {
+    const [space, key, bytes] = entry
+    const pending = this.#pending
+    if (pending !== null && (pending.space !== space || pending.key !== key))
+      throw new MeshError('MESHKV_ERR_DECODE', `a snapshot state in parts was cut off by ${JSON.stringify(key)}`)
+    const total = (pending?.bytes ?? 0) + bytes.length
+    if (total > this.#bytesMax) {
+      throw new MeshError('MESHKV_ERR_FRAME_TOO_LARGE', `a snapshot state is larger than ${this.#bytesMax} bytes`, {
+        details: { limitBytes: this.#bytesMax, actualBytes: total },
+      })
+    }
+    if (entry.length === 4) {
+      if (pending === null) this.#pending = { space, key, parts: [bytes], bytes: total }
+      else {
+        pending.parts.push(bytes)
+        pending.bytes = total
+      }
+      return null
+    }
+    if (pending === null) return [space, key, bytes]
+    this.#pending = null
+    return [space, key, Buffer.concat([...pending.parts, bytes], total)]
+  }
+
+  /** Whether a state is waiting for more parts (at the snapshot's end, a protocol error). */
+  get pending(): boolean {
+    return this.#pending !== null
+  }
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {

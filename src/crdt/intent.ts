@@ -10,9 +10,16 @@ import type { Op } from './change.js'
 import type { CounterState } from './counter.js'
 import { counterAddIsExact } from './counter.js'
 import type { RegisterState } from './register.js'
-import { registerDots, registerIsDeleted } from './register.js'
+import {
+  REGISTER_BYTES_MAX,
+  REGISTER_SIBLINGS_MAX,
+  registerBytes,
+  registerDots,
+  registerIsDeleted,
+  siblingBytes,
+} from './register.js'
 import type { SetState } from './set.js'
-import { setMemberDots } from './set.js'
+import { SET_BYTES_MAX, SET_MEMBERS_MAX, setBytes, setEntryBytes, setMemberDots } from './set.js'
 
 export interface Preconditions {
   /** The key's current version must equal this (an `ETag`). */
@@ -37,7 +44,8 @@ export type Intent =
 
 /**
  * The op for an intent, or `null` when it changes nothing (a delete of a missing key, a remove of
- * an absent member). Throws `MESHKV_ERR_PRECONDITION_FAILED` or `MESHKV_ERR_COUNTER_OVERFLOW`.
+ * an absent member). Throws `MESHKV_ERR_PRECONDITION_FAILED`, `MESHKV_ERR_COUNTER_OVERFLOW`, or
+ * `MESHKV_ERR_STATE_TOO_LARGE` for a write that would push its key past a per-key limit.
  */
 export function prepareOp<I extends Intent>(
   intent: I,
@@ -63,6 +71,7 @@ export function prepareOp<I extends Intent>(
       }
       return { type: 'counter.add', name: intent.name, delta: intent.delta }
     case 'set.add':
+      checkSetAdd(intent.name, intent.member, state as SetState)
       return {
         type: 'set.add',
         name: intent.name,
@@ -91,7 +100,43 @@ function prepareRegisterOp(intent: Extract<Intent, { type: 'kv.put' | 'kv.del' }
     if (intent.context === undefined && state.siblings.every((sibling) => sibling.value === null)) return null
     return { type: 'kv.del', key: intent.key, context }
   }
+  checkRegisterPut(intent, state, context)
   return { type: 'kv.put', key: intent.key, value: intent.value, contentType: intent.contentType, context }
+}
+
+/**
+ * Refuses a put that would leave the register past a per-key limit. The state after it is what
+ * `applyRegister` keeps: the siblings not replaced, minus every tombstone (all held dots are in
+ * the change's deps), plus the new one. A put that does not grow a state already past a limit (a
+ * merge may have put it there) is let through: it is how such a key is brought back under it.
+ */
+function checkRegisterPut(intent: Extract<Intent, { type: 'kv.put' }>, state: RegisterState, context: Dot[]): void {
+  const kept = state.siblings.filter(
+    (sibling) => sibling.value !== null && !context.some((dot) => dotEquals(dot, sibling.dot)),
+  )
+  const siblings = kept.length + 1
+  const bytes = registerBytes(kept) + siblingBytes(intent.value, intent.contentType)
+  const before = { siblings: state.siblings.length, bytes: registerBytes(state.siblings) }
+  if (siblings > REGISTER_SIBLINGS_MAX && siblings > before.siblings)
+    throw tooLarge('siblings', intent.key, REGISTER_SIBLINGS_MAX, siblings)
+  if (bytes > REGISTER_BYTES_MAX && bytes > before.bytes) throw tooLarge('bytes', intent.key, REGISTER_BYTES_MAX, bytes)
+}
+
+/** Refuses an add of a new member that would take the set past its members or bytes limit. */
+function checkSetAdd(name: string, member: string, state: SetState): void {
+  if (state.entries.some((entry) => entry.member === member)) return // an add of a member replaces its dots: no growth
+  const members = state.entries.length + 1
+  if (members > SET_MEMBERS_MAX) throw tooLarge('members', name, SET_MEMBERS_MAX, members)
+  const bytes = setBytes(state) + setEntryBytes(member, 1)
+  if (bytes > SET_BYTES_MAX) throw tooLarge('bytes', name, SET_BYTES_MAX, bytes)
+}
+
+function tooLarge(limit: string, key: string, max: number, actual: number): MeshError {
+  return new MeshError(
+    'MESHKV_ERR_STATE_TOO_LARGE',
+    `${JSON.stringify(key)} would hold ${actual} ${limit}, past its limit of ${max}; replace versions instead`,
+    { details: { limit, max, actual } },
+  )
 }
 
 function checkPreconditions(intent: Preconditions & { key: string }, state: RegisterState): void {

@@ -89,3 +89,26 @@ export function registerIsDeleted(state: RegisterState): boolean {
   const winner = lwwSibling(state)
   return winner === undefined || winner.value === null
 }
+
+/**
+ * Per-key limits a local write may not push a register past (docs/consistency.md, "Per-key
+ * limits"). A register's state travels whole (a snapshot part, a quorum-read answer, one LevelDB
+ * value) and is decoded whole on every write to its key, so it must stay small enough to move and
+ * to read. Merges are never refused, so a state merged from several nodes may pass these.
+ */
+export const REGISTER_SIBLINGS_MAX = 32
+export const REGISTER_BYTES_MAX = 8 * 1024 * 1024
+
+/** Overhead per sibling beyond its value and content type: dot, HLC, field names (an upper bound). */
+const SIBLING_OVERHEAD_BYTES = 96
+
+/** A register state's size as stored: its values and content types plus a fixed overhead per sibling. */
+export function registerBytes(siblings: readonly Sibling[]): number {
+  let bytes = 16
+  for (const sibling of siblings) bytes += siblingBytes(sibling.value, sibling.contentType)
+  return bytes
+}
+
+export function siblingBytes(value: Uint8Array | null, contentType: string | null): number {
+  return SIBLING_OVERHEAD_BYTES + (value?.length ?? 0) + (contentType?.length ?? 0)
+}

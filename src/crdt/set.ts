@@ -60,3 +60,26 @@ export function setHas(state: SetState, member: string): boolean {
 export function setMemberDots(state: SetState, member: string): Dot[] {
   return [...(state.entries.find((entry) => entry.member === member)?.dots ?? [])]
 }
+
+/**
+ * Per-key limits a local add may not push a set past (docs/consistency.md, "Per-key limits"): a
+ * set's state is one value that every add, remove and read decodes whole, and a snapshot moves
+ * whole. Merges are never refused, so a set merged from several nodes may pass these.
+ */
+export const SET_MEMBERS_MAX = 100_000
+export const SET_BYTES_MAX = 8 * 1024 * 1024
+
+/** Overhead per dot and per entry (an upper bound on their encoding). */
+const DOT_BYTES = 40
+const ENTRY_OVERHEAD_BYTES = 24
+
+/** The size of one set entry as stored, with `dots` dots. */
+export function setEntryBytes(member: string, dots: number): number {
+  return ENTRY_OVERHEAD_BYTES + Buffer.byteLength(member) + dots * DOT_BYTES
+}
+
+export function setBytes(state: SetState): number {
+  let bytes = 16
+  for (const entry of state.entries) bytes += setEntryBytes(entry.member, entry.dots.length)
+  return bytes
+}

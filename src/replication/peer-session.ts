@@ -15,7 +15,9 @@
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
-import type { PeerMessage } from '../codec/peer.js'
+import { encodeChange } from '../codec/index.js'
+import type { PeerMessage, SnapshotChunkEntry } from '../codec/peer.js'
+import { SnapshotChunker } from '../codec/peer.js'
 import type { Change } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { LogEntry, StoreSnapshot } from '../storage/store.js'
@@ -46,17 +48,13 @@ export const SNAPSHOT_WINDOW = 4
 const SNAPSHOT_CHUNK_STATES = 1000
 const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 
-/** Rough size of a change on the wire: its values and keys plus a fixed overhead. */
+/**
+ * The size of a change on the wire: its real encoded length, `deps` included (a change carries
+ * its origin's whole vector clock, about 27 bytes per node id ever seen, which with a few hundred
+ * historical ids outweighs small values). A frame is its changes plus a few bytes.
+ */
 export function approximateChangeBytes(change: Change): number {
-  let bytes = 128
-  for (const op of change.ops) {
-    bytes += 64
-    if (op.type === 'kv.put') bytes += op.value.length + op.key.length + op.contentType.length
-    else if (op.type === 'kv.del') bytes += op.key.length
-    else bytes += op.name.length + ('member' in op ? op.member.length : 0)
-    if ('context' in op) bytes += op.context.length * 24
-  }
-  return bytes
+  return encodeChange(change).length
 }
 
 export class PeerSession {
@@ -285,24 +283,21 @@ export class PeerSession {
   /** Sends every state in chunks, a window at a time. The number of chunks, or null if cut off. */
   async #streamSnapshot(snapshot: StoreSnapshot): Promise<number | null> {
     let seq = 0
-    let states: [string, string, Uint8Array][] = []
-    let bytes = 0
-    const flush = async (): Promise<boolean> => {
+    // A state larger than a chunk goes as parts (codec/peer.ts), so every chunk fits a frame.
+    const chunker = new SnapshotChunker({ statesMax: SNAPSHOT_CHUNK_STATES, bytesMax: SNAPSHOT_CHUNK_BYTES })
+    const flush = async (states: SnapshotChunkEntry[]): Promise<boolean> => {
       seq++
       if (!this.link.send({ type: 'snapshot-chunk', seq, states })) return false
-      states = []
-      bytes = 0
       await this.link.drained()
       return this.#until(() => seq - this.#snapshotAcked < SNAPSHOT_WINDOW)
     }
     for (const space of SPACES) {
       for await (const [key, value] of snapshot.iterateRaw(space, {})) {
-        states.push([space, key, value])
-        bytes += value.length + key.length
-        if ((states.length >= SNAPSHOT_CHUNK_STATES || bytes >= SNAPSHOT_CHUNK_BYTES) && !(await flush())) return null
+        for (const chunk of chunker.push(space, key, value)) if (!(await flush(chunk))) return null
       }
     }
-    if (states.length > 0 && !(await flush())) return null
+    const last = chunker.finish()
+    if (last !== null && !(await flush(last))) return null
     return seq
   }
 

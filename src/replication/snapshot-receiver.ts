@@ -13,8 +13,11 @@
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { vcGet } from '../clock/index.js'
+import { STATE_BYTES_MAX } from '../codec/index.js'
 import type { SnapshotChunkMessage } from '../codec/peer.js'
+import { StateAssembler } from '../codec/peer.js'
 import type { Space } from '../crdt/index.js'
+import { MeshError } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
@@ -35,6 +38,8 @@ export interface SnapshotStatus {
 interface Receiving extends SnapshotProgress {
   readonly vc: VectorClock
   failed: boolean
+  /** Joins the parts of a state larger than a chunk; holds at most one state (`STATE_BYTES_MAX`). */
+  readonly parts: StateAssembler
 }
 
 export interface SnapshotReceiverOptions {
@@ -131,7 +136,16 @@ export class SnapshotReceiver {
       .catch((error: unknown) =>
         this.#options.logger.warn({ err: String(error) }, 'could not clear the snapshot stage'),
       )
-    this.#receiving = { from, vc, keysTotal: keys, keysReceived: 0, startedMs: this.#options.now(), failed: false }
+    const parts = new StateAssembler(STATE_BYTES_MAX)
+    this.#receiving = {
+      from,
+      vc,
+      keysTotal: keys,
+      keysReceived: 0,
+      startedMs: this.#options.now(),
+      failed: false,
+      parts,
+    }
     this.#options.logger.info({ peer: from, keys }, 'receiving a snapshot')
     link.send({ type: 'snapshot-reply', accept: true })
   }
@@ -142,20 +156,27 @@ export class SnapshotReceiver {
     this.#stageWork = this.#stageWork.then(async () => {
       if (receiving.failed) return
       try {
-        await this.#options.store.stageSnapshot(message.states as readonly (readonly [Space, string, Uint8Array])[])
+        // Whole states only: parts of a large one wait in the assembler until its last part.
+        const states = message.states.map((entry) => receiving.parts.take(entry)).filter((state) => state !== null)
+        await this.#options.store.stageSnapshot(states as readonly (readonly [Space, string, Uint8Array])[])
         // Progress counts states on this node's disk, not merely received.
-        receiving.keysReceived += message.states.length
+        receiving.keysReceived += states.length
         link.send({ type: 'snapshot-ack', seq: message.seq })
       } catch (error) {
-        receiving.failed = true
-        this.#options.logger.warn(
-          { peer: receiving.from, err: String(error), code: (error as { code?: string }).code },
-          'a snapshot chunk was refused; the snapshot is dropped',
-        )
-        this.abandon('a chunk was refused')
-        link.close(1008, 'bad snapshot chunk')
+        this.#fail(link, receiving, error)
       }
     })
+  }
+
+  /** A chunk that cannot be staged, or a snapshot that ends mid-state: dropped, and the link closed. */
+  #fail(link: PeerLinkLike, receiving: Receiving, error: unknown): void {
+    receiving.failed = true
+    this.#options.logger.warn(
+      { peer: receiving.from, err: String(error), code: (error as { code?: string }).code },
+      'a snapshot chunk was refused; the snapshot is dropped',
+    )
+    this.abandon('a chunk was refused')
+    link.close(1008, 'bad snapshot chunk')
   }
 
   /**
@@ -168,6 +189,10 @@ export class SnapshotReceiver {
     if (receiving === null || receiving.from !== link.nodeId) return null
     const done = this.#stageWork.then(async () => {
       if (receiving.failed || this.#receiving !== receiving) return
+      if (receiving.parts.pending) {
+        this.#fail(link, receiving, new MeshError('MESHKV_ERR_DECODE', 'the snapshot ended in the middle of a state'))
+        return
+      }
       await this.#options.store.applyStagedSnapshot(receiving.vc)
       const ms = this.#options.now() - receiving.startedMs
       this.#last = { from: receiving.from, keys: receiving.keysReceived, ms }

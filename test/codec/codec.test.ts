@@ -11,6 +11,7 @@ import { vcNormalize } from '../../src/clock/index.js'
 import {
   KEY_BYTES_PROTOCOL_MAX,
   RECORD_BYTES_MAX_DEFAULT,
+  STATE_BYTES_MAX,
   decodeChange,
   decodeChecked,
   decodeState,
@@ -451,10 +452,9 @@ describe('size limits', () => {
     expect(meshErrorCode(() => decodeChange(new Uint8Array(RECORD_BYTES_MAX_DEFAULT + 1)))).toBe(
       'MESHKV_ERR_FRAME_TOO_LARGE',
     )
+    const oversized = new Uint8Array(STATE_BYTES_MAX + 1)
     for (const space of ['kv', 'counter', 'set'] as const) {
-      expect(meshErrorCode(() => decodeState(space, new Uint8Array(RECORD_BYTES_MAX_DEFAULT + 1)))).toBe(
-        'MESHKV_ERR_FRAME_TOO_LARGE',
-      )
+      expect(meshErrorCode(() => decodeState(space, oversized))).toBe('MESHKV_ERR_FRAME_TOO_LARGE')
     }
   })
 
