@@ -66,7 +66,7 @@ export function setMemberDots(state: SetState, member: string): Dot[] {
  * set's state is one value that every add, remove and read decodes whole, and a snapshot moves
  * whole. Merges are never refused, so a set merged from several nodes may pass these.
  */
-export const SET_MEMBERS_MAX = 100_000
+export const SET_MEMBERS_MAX = 10_000
 export const SET_BYTES_MAX = 8 * 1024 * 1024
 
 /** Overhead per dot and per entry (an upper bound on their encoding). */
