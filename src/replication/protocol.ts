@@ -36,8 +36,9 @@
  *        receiver `snapshot-request` {}              consent to one offer (or a `sync`: not needed)
  *        sender   `snapshot-offer` { vc, keys }      states as of vc, read from one store snapshot
  *        receiver `snapshot-reply` { accept }        false while it takes another node's snapshot
- *        sender   `snapshot-chunk` { seq, states }   [space, key, encoded state] in key order, at
- *                                                    most 4 chunks ahead of the receiver's acks
+ *        sender   `snapshot-chunk` { seq, states }   [space, key, encoded state] in key order (a
+ *                                                    large state as parts [space, key, bytes, true]),
+ *                                                    at most 4 chunks ahead of the receiver's acks
  *        receiver `snapshot-ack`   { seq }           chunk seq is on its disk (the stage)
  *        sender   `snapshot-end`   { chunks }
  *      The receiver joins the staged states into its own with the types' state-based merges (keys
