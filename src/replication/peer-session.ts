@@ -54,8 +54,13 @@ const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
  * historical ids outweighs small values). A frame is its changes plus a few bytes.
  */
 export function approximateChangeBytes(change: Change): number {
-  return encodeChange(change).length
+  let bytes = encodedBytes.get(change)
+  if (bytes === undefined) encodedBytes.set(change, (bytes = encodeChange(change).length))
+  return bytes
 }
+
+/** Changes are never mutated: each is encoded once to be sized, however often it is asked (buffer, session). */
+const encodedBytes = new WeakMap<Change, number>()
 
 export class PeerSession {
   readonly link: PeerLinkLike

@@ -234,6 +234,7 @@ describe('changes frames are sized by their encoded length', () => {
     session.stop()
     expect(link.closed).toBe(false)
     const sizes = link.sent.map((message) => encodeFrame(message).length)
+    console.log(`500 node ids of deps: ${sizes.length} frames, the largest ${Math.max(...sizes)} bytes`)
     expect(Math.max(...sizes)).toBeLessThanOrEqual(FRAME_BYTES_MAX)
     // Each of the 600 local changes carries 500 ids of deps (about 14 KB): they need more than the 3 frames a count of 512 would give.
     expect(link.sent.length).toBeGreaterThan(3)
