@@ -11,11 +11,10 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { isNodeId, isVectorClock, vcJoin } from '../clock/index.js'
-import { decodeChecked, decodeState } from '../codec/index.js'
+import { STATE_BYTES_MAX, decodeChecked, decodeState, encode, encodeState } from '../codec/index.js'
 import { isBytes, isRecord } from '../codec/guards.js'
 import type { AnyState, Space, StateOf } from '../crdt/index.js'
 import { SPACES, joinState } from '../crdt/index.js'
-import { encode } from '../codec/index.js'
 import { KEY_BYTES_PROTOCOL_MAX } from '../codec/guards.js'
 import type { Store } from '../storage/index.js'
 import type { Parking } from './bounds.js'
@@ -28,6 +27,8 @@ export const PEER_AUTH_HEADER = 'x-meshkv-peer'
 export const STATE_MEDIA_TYPE = 'application/vnd.meshkv.state+msgpack'
 /** How old a signed request may be. */
 const AUTH_SKEW_MS = 60_000
+/** A state answer: a stored state (at most STATE_BYTES_MAX) and the answering node's clock. */
+const STATE_ANSWER_BYTES_MAX = STATE_BYTES_MAX + 1024 * 1024
 
 function proof(secret: string, nodeId: string, ms: string, space: string, key: string): Buffer {
   return createHmac('sha256', secret).update(`state\n${nodeId}\n${ms}\n${space}\n${key}`).digest()
@@ -77,6 +78,7 @@ export function decodeStateAnswer<S extends Space>(space: S, bytes: Uint8Array):
     (value): value is { state: Uint8Array; vc: VectorClock } =>
       isRecord(value) && isBytes(value['state']) && isVectorClock(value['vc']),
     'state answer',
+    STATE_ANSWER_BYTES_MAX,
   )
   return { state: decodeState(space, raw.state), vc: raw.vc }
 }
@@ -201,5 +203,6 @@ export async function answerStateRequest(
   checkKey(key, { ...node.limits, keyBytesMax: KEY_BYTES_PROTOCOL_MAX })
   const vc = node.store.vc
   const state = await node.store.getState(space, key)
-  return encode({ state: encode(state), vc })
+  // A stored state may be as large as STATE_BYTES_MAX; the answer around it adds a clock.
+  return encode({ state: encodeState(state), vc }, STATE_ANSWER_BYTES_MAX)
 }
