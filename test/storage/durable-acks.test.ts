@@ -16,6 +16,7 @@ import { Replicator } from '../../src/replication/index.js'
 import type { PeerLinkLike } from '../../src/replication/link.js'
 import { LevelBackend, MemoryBackend, Store } from '../../src/storage/index.js'
 import type { MemoryDisk } from '../../src/storage/index.js'
+import { Cluster, buildIfStale, get, put, stopAllClusters } from '../cluster/helpers.js'
 import { prng, tempDir } from '../helpers/async.js'
 import { RUNS } from '../helpers/runs.js'
 
@@ -192,4 +193,23 @@ describe('durable acks', () => {
       await remove()
     }
   })
+
+  it('a real 3-node cluster without --sync meets w=all for many concurrent writes', async () => {
+    buildIfStale()
+    const cluster = await Cluster.start({ size: 3 })
+    try {
+      await cluster.waitLinked()
+      const urls = cluster.urls()
+      // Many writes at once on every node: the peers' fsyncs before acking are shared, not one each.
+      const writes = Array.from({ length: 90 }, (_, i) =>
+        put(urls[i % 3] as string, `durable-${i}`, `v${i}`, { w: 'all', timeout_ms: '10000' }),
+      )
+      expect((await Promise.all(writes)).map((answer) => answer.status)).toEqual(writes.map(() => 200))
+      // Acknowledged at w=all: every node already holds each write.
+      for (const url of urls)
+        for (const i of [0, 44, 89]) expect((await get(url, `durable-${i}`)).text, `${url} durable-${i}`).toBe(`v${i}`)
+    } finally {
+      await stopAllClusters()
+    }
+  }, 90_000)
 })
