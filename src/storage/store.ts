@@ -131,11 +131,6 @@ export class Store implements StateReader {
     return this.#durable.vc
   }
 
-  /** The LSN of the last fsynced batch. */
-  get durableLsn(): number {
-    return this.#durable.lsn
-  }
-
   /**
    * Resolves once every change committed before the call is fsynced. One step serves every caller
    * until it begins; it runs after the commits queued before it, and those groups are fsynced
