@@ -15,15 +15,17 @@
  * fresh random bytes per link, so a recorded handshake cannot be replayed.
  *
  * Replication, once both sides are authenticated (symmetric: each side does all of this):
- *   1. `sync`   { vc, peers }: "this is what I have applied, and whom I am linked to". Sent first,
- *               then again whenever the link set changes, or when the receiver must resend (it
+ *   1. `sync`   { vc, peers }: "this is what I hold on disk (the durable VC, as an ack), and whom
+ *               I am linked to". Sent first, then again whenever the link set changes, or when
+ *               the receiver must resend (it
  *               dropped changes from a full causal buffer, or refused one); every `sync` restarts
  *               the other side's cursor from this VC.
  *   2. `changes` { changes }: log entries the other side lacks, in causal (LSN) order, many per
  *               frame. The sender streams from a per-peer cursor; catch-up and live streaming are
  *               one loop. It skips changes the receiver is known to have (its VC), and changes
  *               whose origin the receiver is directly linked to (it gets them from there).
- *   3. `ack`    { vc }: sent after received changes are durable: the receiver's whole VC. Acks
+ *   3. `ack`    { vc }: sent once received changes are fsynced: the receiver's durable VC (as of
+ *               its last fsynced batch; one fsync is shared by many commits and acks). Acks
  *               drive write concern, lag figures and causal stability (garbage collection).
  *               An ack's or sync's claim on origins other than the sender is capped at what the
  *               receiver holds; one on more of the receiver's own changes than it made closes the

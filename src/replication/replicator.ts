@@ -11,7 +11,7 @@
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { vcCovers, vcHasDot, vcJoin } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
-import { assert } from '../errors.js'
+import { assert, isMeshError } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import { CAUSAL_BUFFER_BYTES_MAX_DEFAULT, CAUSAL_BUFFER_CHANGES_MAX_DEFAULT } from './causal-buffer.js'
 import type { ReplicationCounters } from './inbound.js'
@@ -103,7 +103,7 @@ export class Replicator {
       forgottenAfter: (node) => this.#forgotten.get(node),
       onApplied: () => {
         this.#promoteClaims()
-        this.#sendAcksIfChanged()
+        this.#ackWhenDurable()
         this.#waiters.check()
       },
     })
@@ -186,7 +186,7 @@ export class Replicator {
       this.#inbound.resyncNeeded = false
       this.#broadcastSync()
     }
-    this.#sendAcksIfChanged()
+    this.#ackWhenDurable()
     if (this.#gcEnabled && !this.#gcRunning && !this.#closed) {
       this.#gcRunning = true
       void this.collectGarbage()
@@ -263,7 +263,7 @@ export class Replicator {
   /** How many members (this node included) hold the change `dot`. */
   holders(dot: Dot): number {
     const own = this.store.vc
-    let count = vcHasDot(own, dot) ? 1 : 0
+    let count = vcHasDot(this.store.durableVc, dot) ? 1 : 0
     for (const info of this.#peers.values()) if (vcHasDot(knownTo(info, own), dot)) count++
     return count
   }
@@ -447,8 +447,25 @@ export class Replicator {
     return stabilityMembers(this.#options.members(), this.#peers.ids(), this.store.nodeId, this.#forgotten.keys())
   }
 
+  /**
+   * Acks say what is on disk (docs/consistency.md, "What is durable when"): what is durable is
+   * acked now, and changes applied past it are acked once one fsync (shared with every other
+   * waiter, and with the node's next group commit) has made them durable.
+   */
+  #ackWhenDurable(): void {
+    this.#sendAcksIfChanged()
+    if (vcCovers(this.store.durableVc, this.store.vc)) return
+    this.store.makeDurable().then(
+      () => this.#sendAcksIfChanged(),
+      (error: unknown) => {
+        if (!this.#closed && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
+          this.#logger.warn({ err: String(error) }, 'could not fsync received changes; acked on a later tick')
+      },
+    )
+  }
+
   #sendAcksIfChanged(): void {
-    const vc = this.store.vc
+    const vc = this.store.durableVc
     if (vcCovers(this.#lastAckedVc, vc)) return
     this.#lastAckedVc = vc
     for (const session of this.#sessions.values()) session.link.send({ type: 'ack', vc })
@@ -458,8 +475,9 @@ export class Replicator {
     for (const session of this.#sessions.values()) this.#syncTo(session)
   }
 
+  /** A sync claims what is durable, as an ack does: it may count for write concern and GC too. */
   #syncTo(session: PeerSession): void {
-    const vc = this.store.vc
+    const vc = this.store.durableVc
     this.#snapshots.said(session.link.nodeId, vc)
     session.link.send({ type: 'sync', vc, peers: this.linkedPeers() })
   }

@@ -43,6 +43,7 @@ export interface CommitContext {
   readonly backend: Backend
   readonly nodeId: NodeId
   readonly now: () => number
+  /** fsync this group's batch (`--sync`, or a "make durable" step waits behind it). */
   readonly sync: boolean
   readonly maxClockOffsetMs: number | undefined
   readonly changeBytesMax: number
@@ -64,6 +65,8 @@ interface Group {
 /** What a durable group changed: the new head, its log entries, and index entries it added. */
 export interface GroupOutcome {
   readonly head: StoreHead
+  /** The batch was fsynced: it and every batch before it survive a power loss. */
+  readonly synced: boolean
   readonly entries: readonly LogEntry[]
   readonly tombsAdded: number
 }
@@ -103,10 +106,11 @@ export async function commitGroup(
   // dot would be given to another change (peers would drop that one as a duplicate), and no
   // peer would send it back (peers never echo a node's own changes), so the node would stall.
   const holdsOwn = group.entries.some((entry) => entry.change.dot.node === context.nodeId)
+  const synced = context.sync || holdsOwn
   let tombsAdded: number
   try {
     tombsAdded = await countNewTombs(context.backend, group.tombed)
-    await context.backend.write(group.writes, { sync: context.sync || holdsOwn })
+    await context.backend.write(group.writes, { sync: synced })
   } catch (error) {
     const failure = isMeshError(error)
       ? error
@@ -114,7 +118,7 @@ export async function commitGroup(
     return { outcome: null, settle: () => group.settled.forEach(({ item }) => item.reject(failure)) }
   }
   return {
-    outcome: { head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc }, entries: group.entries, tombsAdded },
+    outcome: { head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc }, synced, entries: group.entries, tombsAdded },
     settle,
   }
 }

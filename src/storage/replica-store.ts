@@ -11,6 +11,10 @@ export interface ReplicaStore {
   readonly nodeId: NodeId
   readonly vc: VectorClock
   readonly lsn: number
+  /** The vector clock as of the last fsynced batch: all an ack or a sync may claim. */
+  readonly durableVc: VectorClock
+  /** Resolves once every change committed so far is fsynced (one fsync shared by every caller). */
+  makeDurable(): Promise<void>
   readLog(afterLsn: number, limit: number, bytesMax?: number): Promise<LogEntry[]>
   firstLsn(): Promise<number>
   lsnOfDot(dot: Dot): Promise<number | undefined>

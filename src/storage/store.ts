@@ -10,6 +10,11 @@
  *   shared-view.ts    the view every read goes to while a snapshot is joined
  *   layout.ts         the on-disk layout: sublevels, key encodings, meta records
  * Public methods check that the store is open; the parts assume it.
+ *
+ * Durability. A batch holding a change of this node, or any batch with `sync`, is fsynced. Without
+ * `sync`, batches of peers' changes are not: the store keeps the head as of the last fsynced batch
+ * (`durableVc`), and `makeDurable` fsyncs everything committed so far in one step that every
+ * caller waiting at that time shares. Replication acknowledges only `durableVc`.
  */
 import type { Dot, Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Change, Intent, Space, StateOf } from '../crdt/index.js'
@@ -20,7 +25,16 @@ import { CHANGE_BYTES_MAX_DEFAULT, commitGroup } from './commit-group.js'
 import { countTombstones, purgeLog, purgeTombstones } from './gc.js'
 import { GroupQueue } from './group-commit.js'
 import type { StoreHead } from './layout.js'
-import { iterateStates, readLsn, readOrInitMeta, readState, readUserMeta, readVc, userMetaWrite } from './layout.js'
+import {
+  iterateStates,
+  lsnWrite,
+  readLsn,
+  readOrInitMeta,
+  readState,
+  readUserMeta,
+  readVc,
+  userMetaWrite,
+} from './layout.js'
 import { findLogStart, lsnInLog, readLog } from './log-reads.js'
 import { SharedView } from './shared-view.js'
 import { applyStagedSnapshot, clearStage, recoverSnapshot, stageSnapshot } from './snapshot-join.js'
@@ -48,6 +62,10 @@ export class Store implements StateReader {
   readonly #options: StoreOptions
   readonly #queue: GroupQueue<Commit>
   #head: StoreHead
+  /** The head as of the last fsynced batch: what survives a power loss. */
+  #durable: StoreHead
+  /** The queued "make durable" step that has not begun: callers until it begins share it. */
+  #durableStep: Promise<void> | null = null
   /** The oldest LSN the log holds, or `lsn + 1` when it is empty. */
   #logStart: number
   /** Entries in the tombstone index, kept as commits, purges and joins change it. */
@@ -72,6 +90,7 @@ export class Store implements StateReader {
     this.kind = backend.kind
     this.nodeId = opened.nodeId
     this.#head = opened.head
+    this.#durable = opened.head
     this.#logStart = opened.logStart
     this.#tombstones = opened.tombstones
     this.#queue = new GroupQueue((items) => this.#commitGroup(items), GROUP_CHANGES_MAX)
@@ -84,6 +103,9 @@ export class Store implements StateReader {
       const { nodeId, head: stored } = await readOrInitMeta(backend, options.randomBytes)
       const recovered = await recoverSnapshot(backend, stored)
       const head = recovered === null ? stored : { ...stored, ...recovered }
+      // Batches a killed process wrote without fsync are still in the page cache: make them
+      // durable before anything is acknowledged from them.
+      await backend.write([lsnWrite(head.lsn)], { sync: true })
       const logStart = await findLogStart(backend, head.lsn)
       return new Store(backend, options, { nodeId, head, logStart, tombstones: await countTombstones(backend) })
     } catch (error) {
@@ -102,6 +124,29 @@ export class Store implements StateReader {
 
   get hlc(): Hlc {
     return this.#head.hlc
+  }
+
+  /** The vector clock as of the last fsynced batch: changes that survive a power loss. */
+  get durableVc(): VectorClock {
+    return this.#durable.vc
+  }
+
+  /**
+   * Resolves once every change committed before the call is fsynced. One step serves every caller
+   * until it begins; it runs after the commits queued before it, and those groups are fsynced
+   * themselves (so the step usually finds nothing left to do). Otherwise it is one small synced
+   * write, which makes every batch before it durable (as an fsync of LevelDB's write-ahead log does).
+   */
+  makeDurable(): Promise<void> {
+    if (this.#durable.lsn >= this.#head.lsn) return Promise.resolve()
+    this.#durableStep ??= this.#exclusive(async () => {
+      this.#durableStep = null
+      const head = this.#head
+      if (this.#durable.lsn >= head.lsn) return
+      await this.#backend.write([lsnWrite(head.lsn)], { sync: true })
+      this.#durable = head
+    })
+    return this.#durableStep
   }
 
   /** Turns local intents into one change and commits it (or nothing, if they change nothing). */
@@ -235,6 +280,8 @@ export class Store implements StateReader {
         const joined = await applyStagedSnapshot(this.#backend, this.#head, vc)
         const tombstones = await countTombstones(this.#backend)
         this.#head = { ...this.#head, ...joined }
+        // The join's last write (the clock) is fsynced, and with it every batch before it.
+        this.#durable = this.#head
         this.#tombstones = tombstones
       } finally {
         this.#beforeJoin = null
@@ -311,7 +358,8 @@ export class Store implements StateReader {
         backend: this.#backend,
         nodeId: this.nodeId,
         now: this.#options.now,
-        sync: this.#options.sync ?? false,
+        // A waiting "make durable" step runs after this group: fsyncing the group does its work.
+        sync: (this.#options.sync ?? false) || this.#durableStep !== null,
         maxClockOffsetMs: this.#options.maxClockOffsetMs,
         changeBytesMax: this.#options.changeBytesMax ?? CHANGE_BYTES_MAX_DEFAULT,
       },
@@ -320,6 +368,7 @@ export class Store implements StateReader {
     )
     if (outcome !== null) {
       this.#head = outcome.head
+      if (outcome.synced) this.#durable = outcome.head
       this.#tombstones += outcome.tombsAdded
     }
     settle()

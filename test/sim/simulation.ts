@@ -748,6 +748,10 @@ export class Simulation {
       get lsn() {
         return store.lsn
       },
+      get durableVc() {
+        return store.durableVc
+      },
+      makeDurable: () => store.makeDurable(),
       readLog: (...args: Parameters<Store['readLog']>) => store.readLog(...args),
       firstLsn: () => store.firstLsn(),
       lsnOfDot: (dot) => store.lsnOfDot(dot),
@@ -1024,19 +1028,19 @@ export class Simulation {
 
   /**
    * Members that durably hold `dot` or did until a lossy crash (which the checkers account for):
-   * on their disk, in what survives kill -9 (each node's own idea of durable).
+   * in what their disk keeps through a power loss (acks say the write is fsynced).
    */
   #durableHolders(dot: Dot): number {
     let count = 0
     for (const node of this.cluster.nodes) {
-      const held = Math.max(this.#diskSeq(node, dot.node), vcGet(this.#lostVc[node.index] ?? {}, dot.node))
+      const held = Math.max(this.#diskSeq(node, dot.node, 'durable'), vcGet(this.#lostVc[node.index] ?? {}, dot.node))
       if (held >= dot.seq) count++
     }
     return count
   }
 
-  #diskSeq(node: SimNode, origin: string): number {
-    const bytes = node.backend.disk.tables.get('vc')?.get(origin)
+  #diskSeq(node: SimNode, origin: string, view: 'tables' | 'durable' = 'tables'): number {
+    const bytes = node.backend.disk[view].get('vc')?.get(origin)
     return bytes === undefined ? 0 : Number(dec(bytes))
   }
 
