@@ -3,7 +3,9 @@
  * replicated add-wins sets under reserved names, so joining and forgetting are writes like any
  * other and every node learns them by replication:
  *   MEMBERS_SET    "<nodeId> <role> <url or ->"   one entry per member (a member rewrites its own)
- *   FORGOTTEN_SET  "<nodeId> <seq>"               forgotten for good; its changes after seq refused
+ *   FORGOTTEN_SET  "<nodeId> <seq>"               forgotten for good; the cut is the greatest seq of its
+ *                                                 entries (two forgetters converge); later changes are
+ *                                                 refused unless a survivor relays them
  * Client names may not start with U+0000 (node/values.ts), so no client write can touch these.
  *
  * `Membership` holds the rules over those sets as plain code: it takes ticks, link-up events and
@@ -50,7 +52,10 @@ export function membersOf(state: SetState): Map<NodeId, Member> {
   return out
 }
 
-/** Forgotten node ids, each with the last of its changes that stays. */
+/**
+ * Forgotten node ids, each with its cut: the last of its changes that stays. Of several entries for
+ * one node (two forgetters), the greatest seq: the same on every node that holds the same entries.
+ */
 export function forgottenOf(state: SetState): Map<NodeId, number> {
   const out = new Map<NodeId, number>()
   for (const entry of setMembers(state)) {
@@ -151,6 +156,11 @@ export class Membership {
     return this.#forgotten.has(nodeId)
   }
 
+  /** This node sees itself in the forgotten set: it is no member any more, and writes nothing. */
+  get selfForgotten(): boolean {
+    return this.#forgotten.has(this.#options.self)
+  }
+
   /** Takes the two sets as just read from the store. */
   update(membersState: SetState, forgottenState: SetState): void {
     const forgotten = forgottenOf(forgottenState)
@@ -181,6 +191,7 @@ export class Membership {
     if (
       !this.#joined ||
       !this.#options.linking ||
+      this.selfForgotten ||
       this.#members.has(nodeId) ||
       this.#forgotten.has(nodeId) ||
       this.#admitting.has(nodeId)
@@ -254,8 +265,9 @@ export class Membership {
   }
 
   /**
-   * The intents that forget `nodeId` for good, keeping its changes up to `seq` (the last this
-   * node holds). Refuses this node itself and a node never heard of.
+   * The intents that forget `nodeId` for good, keeping its changes up to `seq`: the forget cut,
+   * the highest seq of it any survivor is known to hold (`Replicator.forgetCut`). Refuses this
+   * node itself and a node never heard of.
    */
   forget(nodeId: NodeId, seq: number, linked: readonly NodeId[], membersState: SetState): Intent[] {
     if (nodeId === this.#options.self)

@@ -136,3 +136,18 @@ export function checkClaim(claimed: VectorClock, peer: NodeId, self: NodeId, own
     impossible: vcGet(claimed, self) > vcGet(own, self),
   }
 }
+
+/**
+ * The forget cut of `origin` (docs/architecture.md, "Membership"): the highest seq of it that this
+ * node (`own`) or any other peer is known to hold, by what the peer acknowledged or claimed (a
+ * claim past what this node holds counts: that survivor holds it, and will relay it). The
+ * forgotten node's own word does not count: only what survivors hold stays.
+ */
+export function forgetCut(own: VectorClock, origin: NodeId, peers: Iterable<PeerInfo>): number {
+  let cut = vcGet(own, origin)
+  for (const info of peers) {
+    if (info.nodeId === origin) continue
+    cut = Math.max(cut, vcGet(info.acked, origin), vcGet(info.cappedClaim ?? {}, origin))
+  }
+  return cut
+}

@@ -20,7 +20,7 @@ import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, checkClaim, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, checkClaim, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
 import type { GcStatus } from './stability.js'
@@ -73,6 +73,8 @@ export class Replicator {
   #closed = false
   /** Forgotten members, with the last of their changes that stays (later ones are refused). */
   readonly #forgotten = new Map<NodeId, number>()
+  /** A peer closed a link with 4403: this node was forgotten by the cluster. */
+  #forgottenBy: { peer: NodeId; atMs: number } | null = null
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
   #gcRunning = false
   readonly #gcEnabled: boolean
@@ -195,6 +197,16 @@ export class Replicator {
         )
         .finally(() => (this.#gcRunning = false))
     }
+  }
+
+  /** The forget cut of `nodeId`: the highest seq of it this node or a surviving peer is known to hold. */
+  forgetCut(nodeId: NodeId): number {
+    return forgetCut(this.store.vc, nodeId, this.#peers.values())
+  }
+
+  /** The first peer that closed a link with 4403 ("this node was forgotten"), or null. */
+  get forgottenBy(): { peer: NodeId; atMs: number } | null {
+    return this.#forgottenBy
   }
 
   /**
@@ -336,11 +348,13 @@ export class Replicator {
   #linkClosed(session: PeerSession, code: number, reason: string): void {
     const link = session.link
     // A 4403 this node sent itself (it forgot the peer) says nothing about this node.
-    if (code === 4403 && !this.#forgotten.has(link.nodeId))
+    if (code === 4403 && !this.#forgotten.has(link.nodeId)) {
+      this.#forgottenBy ??= { peer: link.nodeId, atMs: this.#options.now() }
       this.#logger.error(
         { peer: link.nodeId, reason },
         'this node was forgotten by the cluster: the peer refuses its links and changes',
       )
+    }
     if (this.#sessions.get(link.nodeId) === session) {
       this.#sessions.delete(link.nodeId)
       this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
