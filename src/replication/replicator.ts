@@ -348,11 +348,12 @@ export class Replicator {
   #linkClosed(session: PeerSession, code: number, reason: string): void {
     const link = session.link
     // A 4403 this node sent itself (it forgot the peer) says nothing about this node.
-    if (code === 4403 && !this.#forgotten.has(link.nodeId)) {
-      this.#forgottenBy ??= { peer: link.nodeId, atMs: this.#options.now() }
-      this.#logger.error(
+    // Said once: every redial meets the same refusal (the node's wiring turns read-only on it).
+    if (code === 4403 && !this.#forgotten.has(link.nodeId) && this.#forgottenBy === null) {
+      this.#forgottenBy = { peer: link.nodeId, atMs: this.#options.now() }
+      this.#logger.warn(
         { peer: link.nodeId, reason },
-        'this node was forgotten by the cluster: the peer refuses its links and changes',
+        'a peer closed the link with 4403: the cluster forgot this node, and refuses its links and changes',
       )
     }
     if (this.#sessions.get(link.nodeId) === session) {
