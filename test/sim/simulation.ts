@@ -638,11 +638,8 @@ export class Simulation {
    * ever (the forget drops it). No live node then holds or can come to hold a change of it the
    * forget would refuse.
    *
-   * This is narrower than what an operator may do, on purpose. The forget cut is the forgetter's
-   * own view of the member's sequence: a survivor that already holds more of that member's changes
-   * then sends later changes whose deps the forgetter can never cover, so replication between
-   * survivors can stall for ever. That protocol gap belongs to issue 12 (forget redesigned); until
-   * then the simulator forgets only where the current protocol is safe.
+   * This is the careful operator's forget of a member down for good; `#forgetLive` is the careless
+   * one (a live, writing member, with force, at any moment).
    */
   #mayForget(): boolean {
     if (this.#retired === null || this.#forgotten || this.#forgetting) return false
