@@ -366,7 +366,7 @@ export class Cluster {
         const members = await this.#store.getState('set', MEMBERS_SET)
         const forgotten = await this.#store.getState('set', FORGOTTEN_SET)
         this.membership.update(members, forgotten)
-        this.replicator.setForgotten(this.membership.forgotten)
+        this.replicator.setForgotten(this.membership.forgotten, this.membership.forgetDots)
         this.#learnForgotten()
         this.#followMembers()
       })

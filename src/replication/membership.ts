@@ -15,7 +15,7 @@
  */
 import type { Role } from '../api/role.js'
 import { isRole } from '../api/role.js'
-import type { NodeId } from '../clock/index.js'
+import type { Dot, NodeId } from '../clock/index.js'
 import { isNodeId } from '../clock/index.js'
 import type { Change, Intent, SetState } from '../crdt/index.js'
 import { setMembers } from '../crdt/index.js'
@@ -62,6 +62,16 @@ export function forgottenOf(state: SetState): Map<NodeId, number> {
     const [nodeId, seqText] = entry.split(' ')
     const seq = Number(seqText)
     if (isNodeId(nodeId) && Number.isSafeInteger(seq) && seq >= 0) out.set(nodeId, Math.max(seq, out.get(nodeId) ?? 0))
+  }
+  return out
+}
+
+/** The dots of the forget entries of each forgotten node: who wrote each forget, and when. */
+export function forgetDotsOf(state: SetState): Map<NodeId, Dot[]> {
+  const out = new Map<NodeId, Dot[]>()
+  for (const entry of state.entries) {
+    const nodeId = entry.member.split(' ')[0]
+    if (isNodeId(nodeId)) out.set(nodeId, [...(out.get(nodeId) ?? []), ...entry.dots])
   }
   return out
 }
@@ -129,6 +139,7 @@ export class Membership {
   #joined: boolean
   #members = new Map<NodeId, Member>()
   #forgotten = new Map<NodeId, number>()
+  #forgetDots = new Map<NodeId, Dot[]>()
   #membersState: SetState | null = null
   readonly #admitting = new Set<NodeId>()
   #claiming = false
@@ -152,6 +163,11 @@ export class Membership {
     return this.#forgotten
   }
 
+  /** The dots of each forgotten node's forget entries (garbage collection waits for them). */
+  get forgetDots(): ReadonlyMap<NodeId, readonly Dot[]> {
+    return this.#forgetDots
+  }
+
   isForgotten(nodeId: NodeId): boolean {
     return this.#forgotten.has(nodeId)
   }
@@ -169,6 +185,7 @@ export class Membership {
     this.#membersState = membersState
     this.#members = members
     this.#forgotten = forgotten
+    this.#forgetDots = forgetDotsOf(forgottenState)
   }
 
   /**

@@ -3,8 +3,8 @@
  * peer acknowledged (and its recent acknowledgements, for the stable cut), the URL it said it is
  * reached at, when it was last heard, and its clock when it first synced (joining waits to cover it).
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
-import { vcGet, vcJoin } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import { vcGet, vcHasDot, vcJoin } from '../clock/index.js'
 
 /** Acknowledged VCs kept per peer for the stable cut. */
 export const ACK_HISTORY_MAX = 32
@@ -150,4 +150,32 @@ export function forgetCut(own: VectorClock, origin: NodeId, peers: Iterable<Peer
     cut = Math.max(cut, vcGet(info.acked, origin), vcGet(info.cappedClaim ?? {}, origin))
   }
   return cut
+}
+
+/**
+ * True once no change of the forgotten `origin` can reach this node any more: every surviving
+ * member (`survivors`, undefined where never heard) has acknowledged the forget entries (`dots`),
+ * so it refuses the member's links and took all it will take of it; and this node holds as much
+ * of the member as any of them is known to (their acks then name all they took, and relays bring
+ * no more). Until then garbage collection must still count the member.
+ */
+export function forgetSettled(
+  own: VectorClock,
+  origin: NodeId,
+  dots: readonly Dot[],
+  survivors: readonly (PeerInfo | undefined)[],
+): boolean {
+  if (!dots.every((dot) => vcHasDot(own, dot))) return false
+  for (const info of survivors) {
+    if (info === undefined) return false
+    if (!dots.every((dot) => vcHasDot(info.acked, dot))) return false
+  }
+  return (
+    vcGet(own, origin) >=
+    forgetCut(
+      own,
+      origin,
+      survivors.filter((info) => info !== undefined),
+    )
+  )
 }

@@ -20,7 +20,7 @@ import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, checkClaim, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, checkClaim, forgetCut, forgetSettled, heardAck, heardSync, knownTo, usableAck } from './peers.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
 import type { GcStatus } from './stability.js'
@@ -73,6 +73,8 @@ export class Replicator {
   #closed = false
   /** Forgotten members, with the last of their changes that stays (later ones are refused). */
   readonly #forgotten = new Map<NodeId, number>()
+  /** The dots of each forgotten member's forget entries: stability waits until every member has them. */
+  #forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map()
   /** A peer closed a link with 4403: this node was forgotten by the cluster. */
   #forgottenBy: { peer: NodeId; atMs: number } | null = null
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
@@ -214,7 +216,11 @@ export class Replicator {
    * one this node had when they were forgotten) are refused and counted, and they no longer count
    * for write concern or hold back garbage collection.
    */
-  setForgotten(forgotten: ReadonlyMap<NodeId, number>): void {
+  setForgotten(
+    forgotten: ReadonlyMap<NodeId, number>,
+    forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map(),
+  ): void {
+    this.#forgetDots = forgetDots
     for (const [nodeId, seq] of forgotten) {
       if (this.#forgotten.get(nodeId) === seq) continue
       this.#forgotten.set(nodeId, seq)
@@ -458,8 +464,25 @@ export class Replicator {
     }
   }
 
+  /**
+   * The members stability waits for. A forgotten member still counts (as the empty clock, so it
+   * holds garbage collection back) until no change of it can arrive any more (`forgetSettled`):
+   * survivors relay its changes past the cut, which may be concurrent with what would be stable.
+   */
   #stabilityMembers(): Set<NodeId> {
-    return stabilityMembers(this.#options.members(), this.#peers.ids(), this.store.nodeId, this.#forgotten.keys())
+    const own = this.store.vc
+    const survivors = stabilityMembers(
+      this.#options.members(),
+      this.#peers.ids(),
+      this.store.nodeId,
+      this.#forgotten.keys(),
+    )
+    const infos = [...survivors].map((id) => this.#peers.get(id))
+    const settled = [...this.#forgotten.keys()].filter((id) =>
+      forgetSettled(own, id, this.#forgetDots.get(id) ?? [], infos),
+    )
+    const unsettled = [...this.#forgotten.keys()].filter((id) => !settled.includes(id))
+    return stabilityMembers([...this.#options.members(), ...unsettled], this.#peers.ids(), this.store.nodeId, settled)
   }
 
   #sendAcksIfChanged(): void {

@@ -595,7 +595,7 @@ export class Simulation {
     const forgotten = await node.store.getState('set', FORGOTTEN_SET)
     const rules = this.#rules(node.index)
     rules.update(members, forgotten)
-    node.replicator.setForgotten(rules.forgotten)
+    node.replicator.setForgotten(rules.forgotten, rules.forgetDots)
     return true
   }
 
