@@ -75,6 +75,8 @@ export class Replicator {
   readonly #forgotten = new Map<NodeId, number>()
   /** The dots of each forgotten member's forget entries: stability waits until every member has them. */
   #forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map()
+  /** Each forgotten member's last usable ack when it was forgotten: the stable cut counts it until settled. */
+  readonly #forgottenAcks = new Map<NodeId, VectorClock>()
   /** A peer closed a link with 4403: this node was forgotten by the cluster. */
   #forgottenBy: { peer: NodeId; atMs: number } | null = null
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
@@ -225,6 +227,9 @@ export class Replicator {
       if (this.#forgotten.get(nodeId) === seq) continue
       this.#forgotten.set(nodeId, seq)
       this.#inbound.forget(nodeId, seq)
+      const info = this.#peers.get(nodeId)
+      if (info !== undefined && !this.#forgottenAcks.has(nodeId))
+        this.#forgottenAcks.set(nodeId, usableAck(info, this.store.vc))
       this.#peers.delete(nodeId)
       const session = this.#sessions.get(nodeId)
       if (session !== undefined) session.link.close(4403, 'this node was forgotten by the cluster')
@@ -239,16 +244,16 @@ export class Replicator {
    */
   stableCut(): VectorClock {
     const own = this.store.vc
-    return meetOverMembers(own, this.#stabilityMembers(), (id) => {
+    return meetOverMembers(own, this.#stabilityMembers(true), (id) => {
       const info = this.#peers.get(id)
-      return info === undefined ? undefined : usableAck(info, own)
+      return info === undefined ? this.#forgottenAcks.get(id) : usableAck(info, own)
     })
   }
 
   /** What every member holds: the meet of what each is known to have. */
   heldByAll(): VectorClock {
     const own = this.store.vc
-    return meetOverMembers(own, this.#stabilityMembers(), (id) => {
+    return meetOverMembers(own, this.#stabilityMembers(false), (id) => {
       const info = this.#peers.get(id)
       return info === undefined ? undefined : knownTo(info, own)
     })
@@ -465,11 +470,12 @@ export class Replicator {
   }
 
   /**
-   * The members stability waits for. A forgotten member still counts (as the empty clock, so it
-   * holds garbage collection back) until no change of it can arrive any more (`forgetSettled`):
-   * survivors relay its changes past the cut, which may be concurrent with what would be stable.
+   * The members stability waits for. For the stable cut (`unsettled`), a forgotten member still
+   * counts, with its last usable ack, until no change of it can arrive any more (`forgetSettled`):
+   * survivors relay its changes past the cut, and those follow its last ack but may be concurrent
+   * with anything after it. Log entries need not wait: nothing is shipped to it any more.
    */
-  #stabilityMembers(): Set<NodeId> {
+  #stabilityMembers(unsettled: boolean): Set<NodeId> {
     const own = this.store.vc
     const survivors = stabilityMembers(
       this.#options.members(),
@@ -477,12 +483,13 @@ export class Replicator {
       this.store.nodeId,
       this.#forgotten.keys(),
     )
+    if (!unsettled) return survivors
     const infos = [...survivors].map((id) => this.#peers.get(id))
     const settled = [...this.#forgotten.keys()].filter((id) =>
       forgetSettled(own, id, this.#forgetDots.get(id) ?? [], infos),
     )
-    const unsettled = [...this.#forgotten.keys()].filter((id) => !settled.includes(id))
-    return stabilityMembers([...this.#options.members(), ...unsettled], this.#peers.ids(), this.store.nodeId, settled)
+    const waited = [...this.#forgotten.keys()].filter((id) => !settled.includes(id))
+    return stabilityMembers([...this.#options.members(), ...waited], this.#peers.ids(), this.store.nodeId, settled)
   }
 
   #sendAcksIfChanged(): void {

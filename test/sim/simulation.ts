@@ -796,6 +796,14 @@ export class Simulation {
       if (missing.length > 0) this.internal(`node ${node.index}'s member set misses live nodes ${missing.join(', ')}`)
       if (this.#forgotten && this.#retired !== null && rules.members.has(this.cluster.node(this.#retired).nodeId))
         this.internal(`node ${node.index}'s member set still holds the forgotten node ${this.#retired}`)
+      // Quiet now: no change of the forgotten member can arrive any more, so on a node linked to
+      // every live one (fresh acks) it no longer holds garbage collection back (a member never
+      // heard from counts as the empty clock: nothing would be stable).
+      const cut = node.replicator.stableCut()
+      const linked = node.replicator.linkedPeers()
+      const fresh = live.every((other) => other === node || linked.includes(other.nodeId))
+      if (this.#forgotten && fresh && Object.keys(cut).length === 0)
+        this.internal(`node ${node.index}: the forgotten member still holds garbage collection back after quiescence`)
     }
   }
 
