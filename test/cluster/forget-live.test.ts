@@ -1,11 +1,11 @@
 /**
  * Forgetting a member that is alive and writing, on real processes (issue 12, part 2; see
- * docs/architecture.md, "Membership"). Node 3 is cut from node 1 only, and node 1 from node 2 while
- * node 3 writes, so node 2 holds more of node 3's changes than node 1 does or can know of (node 2
- * would relay them); node 1 then forgets node 3 with force, and the link 1-2 comes back. Replication between
- * the survivors must not stall on node 3's changes that only node 2 held; every write node 3
- * acknowledged at w=2 stays; node 3 learns it was forgotten (a 4403, or the forget relayed) and turns
- * read-only and unready, and says why in /v1/status and its log.
+ * docs/architecture.md, "Membership"). Node 3 is cut from node 1, and node 1 from node 2 while
+ * node 3 writes (else node 2 relays them at once), so node 2 holds more of node 3's changes than
+ * node 1 holds or can know of; node 1 then forgets node 3 with force, and the link 1-2 comes back.
+ * Replication between the survivors must not stall on node 3's changes that only node 2 held;
+ * every write node 3 acknowledged at w=2 stays; node 3 learns it was forgotten (a 4403, or the
+ * forget relayed) and turns read-only and unready, and says why in /v1/status and its log.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { HttpAnswer } from './helpers.js'
