@@ -52,9 +52,9 @@ export const ERROR_TABLE = {
   /** A quorum read (`r=quorum|all`) heard from too few members in time. */
   MESHKV_ERR_READ_QUORUM: 504,
   /**
-   * A change from a member that was forgotten (`kvctl forget`) was refused. Never thrown (the sender
-   * is a peer, not a caller): it is the `code` on the replicator's log line for such a change, which
-   * the `refusedForgotten` counter counts; a link from a forgotten member is closed with 4403.
+   * The cluster forgot this node (`kvctl forget`): it takes no writes any more. Also the `code` on
+   * the replicator's log line for a refused change of a forgotten member (the `refusedForgotten`
+   * counter); a link from a forgotten member is closed with 4403.
    */
   MESHKV_ERR_FORGOTTEN: 409,
   /** No such member (`kvctl forget` of an unknown node id). */

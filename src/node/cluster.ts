@@ -21,7 +21,7 @@ import type { Store } from '../storage/index.js'
 import type { Transport } from '../transport/transport.js'
 import { WebSocketTransport, dialTlsOf } from '../transport/websocket.js'
 import { TRANSPORT_DEFAULTS } from '../transport/core.js'
-import type { MeshNodeOptions } from './types.js'
+import type { ForgottenStatus, MeshNodeOptions } from './types.js'
 import type { PeerFetch } from './peer-fetch.js'
 import { peerFetch } from './peer-fetch.js'
 
@@ -72,6 +72,7 @@ export class Cluster {
   readonly #linkEndedMs = new Map<NodeId, number>()
   readonly #timer: NodeJS.Timeout
   #refreshing: Promise<void> = Promise.resolve()
+  #forgotten: ForgottenStatus | null = null
   #closed = false
   readonly #unsubscribe: () => void
 
@@ -141,7 +142,29 @@ export class Cluster {
 
   /** Ready to take writes: a member already, or caught up with a peer (docs/architecture.md, "Membership"). */
   get ready(): boolean {
-    return this.membership.joined
+    return this.membership.joined && this.forgotten === null
+  }
+
+  /**
+   * Set once this node learns the cluster forgot it: a peer closed a link with 4403, or it sees
+   * itself in the forgotten set. From then on it takes no writes and is not ready: what it would
+   * acknowledge, the survivors refuse.
+   */
+  get forgotten(): ForgottenStatus | null {
+    return this.#learnForgotten()
+  }
+
+  /** Notices, once, that this node was forgotten: records it and says so in the log. */
+  #learnForgotten(): ForgottenStatus | null {
+    if (this.#forgotten !== null) return this.#forgotten
+    const by = this.replicator.forgottenBy
+    if (by === null && !this.membership.selfForgotten) return null
+    this.#forgotten = { by: by?.peer ?? null, atMs: by?.atMs ?? this.#now() }
+    this.#logger.warn(
+      { by: this.#forgotten.by },
+      'this node was forgotten by the cluster (kvctl forget): it is read-only and not ready from now on',
+    )
+    return this.#forgotten
   }
 
   /** The member set as last read, once any read under way has finished. */
@@ -156,14 +179,16 @@ export class Cluster {
   }
 
   /**
-   * Forgets a member for good: it leaves the member set, and its changes after the last one this
-   * node has are refused everywhere. Its changes so far stay. A member that looks alive (linked,
-   * or heard from within `FORGET_ALIVE_PEER_TIMEOUTS` peer timeouts) is refused unless `force`.
+   * Forgets a member for good: it leaves the member set, and its changes after the cut are refused
+   * everywhere unless a survivor relays them. The cut is the highest seq of it that this node or any
+   * surviving peer is known to hold (acks, syncs, claims), so no survivor is left holding changes
+   * the others refuse. A member that looks alive (linked, or heard from within
+   * `FORGET_ALIVE_PEER_TIMEOUTS` peer timeouts) is refused unless `force`.
    */
   async forget(nodeId: NodeId, options: { force?: boolean } = {}): Promise<void> {
     await this.#refreshing
     const state = await this.#store.getState('set', MEMBERS_SET)
-    const seq = vcGet(this.#store.vc, nodeId)
+    const seq = this.replicator.forgetCut(nodeId)
     const intents = this.membership.forget(nodeId, seq, this.replicator.linkedPeers(), state)
     if (options.force !== true && !this.membership.isForgotten(nodeId)) await this.#refuseAlive(nodeId)
     await this.#store.commitLocal(intents)
@@ -282,6 +307,7 @@ export class Cluster {
   #tick(): void {
     this.replicator.tick()
     this.#checkJoined()
+    this.#learnForgotten()
     if (!this.ready || this.#closed) return
     const claim = this.membership.claim()
     if (claim !== null)
@@ -340,7 +366,8 @@ export class Cluster {
         const members = await this.#store.getState('set', MEMBERS_SET)
         const forgotten = await this.#store.getState('set', FORGOTTEN_SET)
         this.membership.update(members, forgotten)
-        this.replicator.setForgotten(this.membership.forgotten)
+        this.replicator.setForgotten(this.membership.forgotten, this.membership.forgetDots)
+        this.#learnForgotten()
         this.#followMembers()
       })
       .catch((error: unknown) => this.#logger.warn({ err: String(error) }, 'could not read the member set'))

@@ -31,6 +31,7 @@ export function nodeStatus(node: {
   return {
     nodeId: store.nodeId,
     ready: node.ready,
+    forgotten: cluster.forgotten,
     vc: store.vc,
     token: encodeCausalToken(store.vc),
     lsn: store.lsn,

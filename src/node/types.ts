@@ -210,9 +210,19 @@ export type WatchEvent =
       hlc: Hlc
     }
 
+/** How a node learnt that the cluster forgot it (docs/architecture.md, "Membership"). */
+export interface ForgottenStatus {
+  /** The peer that closed a link with 4403, or null when the node saw itself in the forgotten set. */
+  by: NodeId | null
+  /** When this node learnt it (its clock, unix ms). */
+  atMs: number
+}
+
 export interface NodeStatus {
   nodeId: NodeId
   ready: boolean
+  /** Set once the cluster forgot this node: it is then read-only and never ready again. */
+  forgotten: ForgottenStatus | null
   /** The node's vector clock. */
   vc: VectorClock
   /** The same, as a causal token. */

@@ -152,6 +152,13 @@ export class Writer {
         'this node is a read-only replica (--role replica); write through a member',
       )
     }
+    if (this.cluster.forgotten !== null) {
+      // Acknowledging it would promise what the survivors refuse: the write would never replicate.
+      throw new MeshError(
+        'MESHKV_ERR_FORGOTTEN',
+        'the cluster forgot this node (kvctl forget): it takes no writes any more; write through a member',
+      )
+    }
     if (!this.cluster.ready) {
       throw new MeshError(
         'MESHKV_ERR_NOT_READY',

@@ -124,7 +124,7 @@ export class Inbound {
     this.catchUp()
     for (const change of changes) {
       counters.changesReceived++
-      if (this.#refuseForgotten(change)) continue
+      if (this.#refuseForgotten(change, from)) continue
       if (from !== undefined) this.#senders.set(change, from)
       let result = this.#buffer.add(change, this.#pendingVc)
       if (result === 'full') {
@@ -142,9 +142,14 @@ export class Inbound {
     this.drain()
   }
 
-  /** A member was forgotten after `seq`: its buffered later changes are refused and counted. */
+  /**
+   * A member was forgotten after `seq`: its buffered later changes go and are counted. A survivor
+   * that relayed some of them sends them again after the next sync (see `#refuseForgotten`).
+   */
   forget(origin: NodeId, seq: number): void {
-    this.#options.counters.refusedForgotten += this.#buffer.dropAfter(origin, seq)
+    const dropped = this.#buffer.dropAfter(origin, seq)
+    this.#options.counters.refusedForgotten += dropped
+    if (dropped > 0) this.resyncNeeded = true
   }
 
   /** Hands every deliverable change to the store, in causal order; the store group-commits them. */
@@ -193,12 +198,19 @@ export class Inbound {
   }
 
   /**
-   * True for a change of a forgotten member past its last kept one. The log line carries the code
-   * MESHKV_ERR_FORGOTTEN (nothing is thrown: the sender is a peer, not a caller to answer).
+   * True for a change of a forgotten member past its cut, unless a survivor relays it. A survivor
+   * holds such a change only because it took it from the member before it learned of the forget
+   * (it refuses the member's links from then on), so what survivors hold is bounded; refusing it
+   * would split them for good, since the survivor's later changes depend on it
+   * (docs/architecture.md, "Membership"). The log line carries the code MESHKV_ERR_FORGOTTEN
+   * (nothing is thrown: the sender is a peer, not a caller to answer).
    */
-  #refuseForgotten(change: Change): boolean {
-    const forgottenAfter = this.#options.forgottenAfter(change.dot.node)
+  #refuseForgotten(change: Change, from: PeerLinkLike | undefined): boolean {
+    const origin = change.dot.node
+    const forgottenAfter = this.#options.forgottenAfter(origin)
     if (forgottenAfter === undefined || change.dot.seq <= forgottenAfter) return false
+    if (from !== undefined && from.nodeId !== origin && this.#options.forgottenAfter(from.nodeId) === undefined)
+      return false
     const counters = this.#options.counters
     if (counters.refusedForgotten++ % REFUSED_LOG_EVERY === 0) {
       this.#options.logger.warn(

@@ -3,7 +3,9 @@
  * replicated add-wins sets under reserved names, so joining and forgetting are writes like any
  * other and every node learns them by replication:
  *   MEMBERS_SET    "<nodeId> <role> <url or ->"   one entry per member (a member rewrites its own)
- *   FORGOTTEN_SET  "<nodeId> <seq>"               forgotten for good; its changes after seq refused
+ *   FORGOTTEN_SET  "<nodeId> <seq>"               forgotten for good; the cut is the greatest seq of its
+ *                                                 entries (two forgetters converge); later changes are
+ *                                                 refused unless a survivor relays them
  * Client names may not start with U+0000 (node/values.ts), so no client write can touch these.
  *
  * `Membership` holds the rules over those sets as plain code: it takes ticks, link-up events and
@@ -13,7 +15,7 @@
  */
 import type { Role } from '../api/role.js'
 import { isRole } from '../api/role.js'
-import type { NodeId } from '../clock/index.js'
+import type { Dot, NodeId } from '../clock/index.js'
 import { isNodeId } from '../clock/index.js'
 import type { Change, Intent, SetState } from '../crdt/index.js'
 import { setMembers } from '../crdt/index.js'
@@ -50,13 +52,26 @@ export function membersOf(state: SetState): Map<NodeId, Member> {
   return out
 }
 
-/** Forgotten node ids, each with the last of its changes that stays. */
+/**
+ * Forgotten node ids, each with its cut: the last of its changes that stays. Of several entries for
+ * one node (two forgetters), the greatest seq: the same on every node that holds the same entries.
+ */
 export function forgottenOf(state: SetState): Map<NodeId, number> {
   const out = new Map<NodeId, number>()
   for (const entry of setMembers(state)) {
     const [nodeId, seqText] = entry.split(' ')
     const seq = Number(seqText)
     if (isNodeId(nodeId) && Number.isSafeInteger(seq) && seq >= 0) out.set(nodeId, Math.max(seq, out.get(nodeId) ?? 0))
+  }
+  return out
+}
+
+/** The dots of the forget entries of each forgotten node: who wrote each forget, and when. */
+export function forgetDotsOf(state: SetState): Map<NodeId, Dot[]> {
+  const out = new Map<NodeId, Dot[]>()
+  for (const entry of state.entries) {
+    const nodeId = entry.member.split(' ')[0]
+    if (isNodeId(nodeId)) out.set(nodeId, [...(out.get(nodeId) ?? []), ...entry.dots])
   }
   return out
 }
@@ -124,6 +139,7 @@ export class Membership {
   #joined: boolean
   #members = new Map<NodeId, Member>()
   #forgotten = new Map<NodeId, number>()
+  #forgetDots = new Map<NodeId, Dot[]>()
   #membersState: SetState | null = null
   readonly #admitting = new Set<NodeId>()
   #claiming = false
@@ -147,8 +163,18 @@ export class Membership {
     return this.#forgotten
   }
 
+  /** The dots of each forgotten node's forget entries (garbage collection waits for them). */
+  get forgetDots(): ReadonlyMap<NodeId, readonly Dot[]> {
+    return this.#forgetDots
+  }
+
   isForgotten(nodeId: NodeId): boolean {
     return this.#forgotten.has(nodeId)
+  }
+
+  /** This node sees itself in the forgotten set: it is no member any more, and writes nothing. */
+  get selfForgotten(): boolean {
+    return this.#forgotten.has(this.#options.self)
   }
 
   /** Takes the two sets as just read from the store. */
@@ -159,6 +185,7 @@ export class Membership {
     this.#membersState = membersState
     this.#members = members
     this.#forgotten = forgotten
+    this.#forgetDots = forgetDotsOf(forgottenState)
   }
 
   /**
@@ -181,6 +208,7 @@ export class Membership {
     if (
       !this.#joined ||
       !this.#options.linking ||
+      this.selfForgotten ||
       this.#members.has(nodeId) ||
       this.#forgotten.has(nodeId) ||
       this.#admitting.has(nodeId)
@@ -254,8 +282,9 @@ export class Membership {
   }
 
   /**
-   * The intents that forget `nodeId` for good, keeping its changes up to `seq` (the last this
-   * node holds). Refuses this node itself and a node never heard of.
+   * The intents that forget `nodeId` for good, keeping its changes up to `seq`: the forget cut,
+   * the highest seq of it any survivor is known to hold (`Replicator.forgetCut`). Refuses this
+   * node itself and a node never heard of.
    */
   forget(nodeId: NodeId, seq: number, linked: readonly NodeId[], membersState: SetState): Intent[] {
     if (nodeId === this.#options.self)

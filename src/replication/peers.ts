@@ -3,8 +3,8 @@
  * peer acknowledged (and its recent acknowledgements, for the stable cut), the URL it said it is
  * reached at, when it was last heard, and its clock when it first synced (joining waits to cover it).
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
-import { vcGet, vcJoin } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
+import { vcGet, vcHasDot, vcJoin } from '../clock/index.js'
 
 /** Acknowledged VCs kept per peer for the stable cut. */
 export const ACK_HISTORY_MAX = 32
@@ -135,4 +135,47 @@ export function checkClaim(claimed: VectorClock, peer: NodeId, self: NodeId, own
     capped,
     impossible: vcGet(claimed, self) > vcGet(own, self),
   }
+}
+
+/**
+ * The forget cut of `origin` (docs/architecture.md, "Membership"): the highest seq of it that this
+ * node (`own`) or any other peer is known to hold, by what the peer acknowledged or claimed (a
+ * claim past what this node holds counts: that survivor holds it, and will relay it). The
+ * forgotten node's own word does not count: only what survivors hold stays.
+ */
+export function forgetCut(own: VectorClock, origin: NodeId, peers: Iterable<PeerInfo>): number {
+  let cut = vcGet(own, origin)
+  for (const info of peers) {
+    if (info.nodeId === origin) continue
+    cut = Math.max(cut, vcGet(info.acked, origin), vcGet(info.cappedClaim ?? {}, origin))
+  }
+  return cut
+}
+
+/**
+ * True once no change of the forgotten `origin` can reach this node any more: every surviving
+ * member (`survivors`, undefined where never heard) has acknowledged the forget entries (`dots`),
+ * so it refuses the member's links and took all it will take of it; and this node holds as much
+ * of the member as any of them is known to (their acks then name all they took, and relays bring
+ * no more). Until then garbage collection must still count the member.
+ */
+export function forgetSettled(
+  own: VectorClock,
+  origin: NodeId,
+  dots: readonly Dot[],
+  survivors: readonly (PeerInfo | undefined)[],
+): boolean {
+  if (!dots.every((dot) => vcHasDot(own, dot))) return false
+  for (const info of survivors) {
+    if (info === undefined) return false
+    if (!dots.every((dot) => vcHasDot(info.acked, dot))) return false
+  }
+  return (
+    vcGet(own, origin) >=
+    forgetCut(
+      own,
+      origin,
+      survivors.filter((info) => info !== undefined),
+    )
+  )
 }

@@ -20,7 +20,7 @@ import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, checkClaim, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, checkClaim, forgetCut, forgetSettled, heardAck, heardSync, knownTo, usableAck } from './peers.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
 import type { GcStatus } from './stability.js'
@@ -73,6 +73,12 @@ export class Replicator {
   #closed = false
   /** Forgotten members, with the last of their changes that stays (later ones are refused). */
   readonly #forgotten = new Map<NodeId, number>()
+  /** The dots of each forgotten member's forget entries: stability waits until every member has them. */
+  #forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map()
+  /** Each forgotten member's last usable ack when it was forgotten: the stable cut counts it until settled. */
+  readonly #forgottenAcks = new Map<NodeId, VectorClock>()
+  /** A peer closed a link with 4403: this node was forgotten by the cluster. */
+  #forgottenBy: { peer: NodeId; atMs: number } | null = null
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
   #gcRunning = false
   readonly #gcEnabled: boolean
@@ -197,16 +203,33 @@ export class Replicator {
     }
   }
 
+  /** The forget cut of `nodeId`: the highest seq of it this node or a surviving peer is known to hold. */
+  forgetCut(nodeId: NodeId): number {
+    return forgetCut(this.store.vc, nodeId, this.#peers.values())
+  }
+
+  /** The first peer that closed a link with 4403 ("this node was forgotten"), or null. */
+  get forgottenBy(): { peer: NodeId; atMs: number } | null {
+    return this.#forgottenBy
+  }
+
   /**
    * Forgets members for good: their links are refused (4403), their changes after `seq` (the last
    * one this node had when they were forgotten) are refused and counted, and they no longer count
    * for write concern or hold back garbage collection.
    */
-  setForgotten(forgotten: ReadonlyMap<NodeId, number>): void {
+  setForgotten(
+    forgotten: ReadonlyMap<NodeId, number>,
+    forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map(),
+  ): void {
+    this.#forgetDots = forgetDots
     for (const [nodeId, seq] of forgotten) {
       if (this.#forgotten.get(nodeId) === seq) continue
       this.#forgotten.set(nodeId, seq)
       this.#inbound.forget(nodeId, seq)
+      const info = this.#peers.get(nodeId)
+      if (info !== undefined && !this.#forgottenAcks.has(nodeId))
+        this.#forgottenAcks.set(nodeId, usableAck(info, this.store.vc))
       this.#peers.delete(nodeId)
       const session = this.#sessions.get(nodeId)
       if (session !== undefined) session.link.close(4403, 'this node was forgotten by the cluster')
@@ -221,16 +244,16 @@ export class Replicator {
    */
   stableCut(): VectorClock {
     const own = this.store.vc
-    return meetOverMembers(own, this.#stabilityMembers(), (id) => {
+    return meetOverMembers(own, this.#stabilityMembers(true), (id) => {
       const info = this.#peers.get(id)
-      return info === undefined ? undefined : usableAck(info, own)
+      return info === undefined ? this.#forgottenAcks.get(id) : usableAck(info, own)
     })
   }
 
   /** What every member holds: the meet of what each is known to have. */
   heldByAll(): VectorClock {
     const own = this.store.vc
-    return meetOverMembers(own, this.#stabilityMembers(), (id) => {
+    return meetOverMembers(own, this.#stabilityMembers(false), (id) => {
       const info = this.#peers.get(id)
       return info === undefined ? undefined : knownTo(info, own)
     })
@@ -336,11 +359,14 @@ export class Replicator {
   #linkClosed(session: PeerSession, code: number, reason: string): void {
     const link = session.link
     // A 4403 this node sent itself (it forgot the peer) says nothing about this node.
-    if (code === 4403 && !this.#forgotten.has(link.nodeId))
-      this.#logger.error(
+    // Said once: every redial meets the same refusal (the node's wiring turns read-only on it).
+    if (code === 4403 && !this.#forgotten.has(link.nodeId) && this.#forgottenBy === null) {
+      this.#forgottenBy = { peer: link.nodeId, atMs: this.#options.now() }
+      this.#logger.warn(
         { peer: link.nodeId, reason },
-        'this node was forgotten by the cluster: the peer refuses its links and changes',
+        'a peer closed the link with 4403: the cluster forgot this node, and refuses its links and changes',
       )
+    }
     if (this.#sessions.get(link.nodeId) === session) {
       this.#sessions.delete(link.nodeId)
       this.#logger.info({ peer: link.nodeId, code, reason }, 'peer link closed')
@@ -443,8 +469,27 @@ export class Replicator {
     }
   }
 
-  #stabilityMembers(): Set<NodeId> {
-    return stabilityMembers(this.#options.members(), this.#peers.ids(), this.store.nodeId, this.#forgotten.keys())
+  /**
+   * The members stability waits for. For the stable cut (`unsettled`), a forgotten member still
+   * counts, with its last usable ack, until no change of it can arrive any more (`forgetSettled`):
+   * survivors relay its changes past the cut, and those follow its last ack but may be concurrent
+   * with anything after it. Log entries need not wait: nothing is shipped to it any more.
+   */
+  #stabilityMembers(unsettled: boolean): Set<NodeId> {
+    const own = this.store.vc
+    const survivors = stabilityMembers(
+      this.#options.members(),
+      this.#peers.ids(),
+      this.store.nodeId,
+      this.#forgotten.keys(),
+    )
+    if (!unsettled) return survivors
+    const infos = [...survivors].map((id) => this.#peers.get(id))
+    const settled = [...this.#forgotten.keys()].filter((id) =>
+      forgetSettled(own, id, this.#forgetDots.get(id) ?? [], infos),
+    )
+    const waited = [...this.#forgotten.keys()].filter((id) => !settled.includes(id))
+    return stabilityMembers([...this.#options.members(), ...waited], this.#peers.ids(), this.store.nodeId, settled)
   }
 
   /**

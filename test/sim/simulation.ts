@@ -91,6 +91,11 @@ export interface Faults {
   join: boolean
   /** A member goes down for good and a live one forgets it. */
   forget: boolean
+  /**
+   * A live member still writing is forgotten (with force) at a random moment, and goes down for
+   * good a little later; it takes the place of `forget` in the run (one forgotten member a run).
+   */
+  forgetLive: boolean
 }
 
 export const FAULT_NAMES: readonly (keyof Faults)[] = [
@@ -102,6 +107,7 @@ export const FAULT_NAMES: readonly (keyof Faults)[] = [
   'stall',
   'join',
   'forget',
+  'forgetLive',
 ]
 
 export interface SimConfig {
@@ -137,6 +143,8 @@ export interface SimStats {
   /** Brand-new nodes that joined (became ready), and members forgotten. */
   joins: number
   forgets: number
+  /** Writes a live, forgotten member refused once it learnt it was forgotten. */
+  writesRefusedForgotten: number
   /** Virtual ms from start to the end of quiescence. */
   virtualMs: number
 }
@@ -160,6 +168,7 @@ export function emptyStats(): SimStats {
     duplicateLinks: 0,
     joins: 0,
     forgets: 0,
+    writesRefusedForgotten: 0,
     virtualMs: 0,
   }
 }
@@ -230,6 +239,8 @@ export function drawConfig(seed: number, random: () => number, overrides: Config
       stall: random() < 0.5,
       join: random() < 0.4,
       forget: random() < 0.4,
+      // From the seed, not the PRNG: runs without it draw as they did before it existed.
+      forgetLive: Math.imul(seed, 2654435761) >>> 29 < 3,
     },
   }
   return { ...drawn, ...overrides, seed, faults: { ...drawn.faults, ...overrides.faults } }
@@ -494,7 +505,9 @@ export class Simulation {
       this.cluster.crash(joiner, 'process', { cutLinks: false })
       this.timeline.after(500 + Math.floor(this.random() * 9500), `join ${joiner}`, () => this.#restart(joiner, 'join'))
     }
-    if (config.faults.forget)
+    if (config.faults.forgetLive)
+      this.timeline.after(1000 + Math.floor(this.random() * 9000), 'forget live', () => void this.#forgetLive())
+    else if (config.faults.forget)
       this.timeline.after(1000 + Math.floor(this.random() * 9000), 'retire', () => this.#retire())
     for (const node of this.cluster.nodes) {
       this.#membership[node.index] = this.#newMembership(node.index)
@@ -582,7 +595,7 @@ export class Simulation {
     const forgotten = await node.store.getState('set', FORGOTTEN_SET)
     const rules = this.#rules(node.index)
     rules.update(members, forgotten)
-    node.replicator.setForgotten(rules.forgotten)
+    node.replicator.setForgotten(rules.forgotten, rules.forgetDots)
     return true
   }
 
@@ -625,11 +638,8 @@ export class Simulation {
    * ever (the forget drops it). No live node then holds or can come to hold a change of it the
    * forget would refuse.
    *
-   * This is narrower than what an operator may do, on purpose. The forget cut is the forgetter's
-   * own view of the member's sequence: a survivor that already holds more of that member's changes
-   * then sends later changes whose deps the forgetter can never cover, so replication between
-   * survivors can stall for ever. That protocol gap belongs to issue 12 (forget redesigned); until
-   * then the simulator forgets only where the current protocol is safe.
+   * This is the careful operator's forget of a member down for good; `#forgetLive` is the careless
+   * one (a live, writing member, with force, at any moment).
    */
   #mayForget(): boolean {
     if (this.#retired === null || this.#forgotten || this.#forgetting) return false
@@ -688,7 +698,7 @@ export class Simulation {
     this.#forgetting = true
     try {
       const state = await node.store.getState('set', MEMBERS_SET)
-      const seq = vcGet(node.store.vc, retired.nodeId)
+      const seq = node.replicator.forgetCut(retired.nodeId)
       const intents = rules.forget(retired.nodeId, seq, node.replicator.linkedPeers(), state)
       const change = await this.#commitMembership(node, intents)
       // The node went down before the forget was written: nothing was forgotten, a live member
@@ -707,6 +717,74 @@ export class Simulation {
     }
   }
 
+  /**
+   * Forgetting a live member at a random moment, as an operator does with `--force`: the member
+   * is up, linked to some survivors and writing. The forgetter takes the cut from what it knows
+   * survivors hold (`forgetCut`); survivors still relay what they took from the member before
+   * they learnt of the forget. The member learns it (a 4403, or itself in the forgotten set) and
+   * refuses writes from then on; it goes down for good a little later, its disk with it.
+   *
+   * Which writes of the member survive: every one some survivor took, so every write it
+   * acknowledged at w >= 2 (another member held it) stays; a w=1 write only it held may be lost,
+   * which is what w=1 means and what forgetting a live member costs. The checkers need no
+   * exception for that: the member's going down for good is a lossy crash, and they excuse a
+   * write acknowledged by k members only when its origin and k members in all crashed lossily.
+   */
+  async #forgetLive(): Promise<void> {
+    const live = this.cluster.nodes.filter(
+      (node) => node.alive && !this.#restarting.has(node.index) && node.index !== this.#joiner,
+    )
+    const joinerPeer = this.#joiner === null ? undefined : this.#peerUrls[this.#joiner]?.[0]
+    const candidates = live.filter((node) => node.url !== joinerPeer)
+    if (candidates.length === 0 || live.length <= 2 || this.#retired !== null) return
+    const member = this.pick(candidates)
+    const forgetter = this.pick(live.filter((node) => node !== member && this.#rules(node.index).joined))
+    if (forgetter === undefined) return
+    this.#retired = member.index
+    this.#forgetting = true
+    try {
+      const state = await forgetter.store.getState('set', MEMBERS_SET)
+      const seq = forgetter.replicator.forgetCut(member.nodeId)
+      const rules = this.#rules(forgetter.index)
+      const intents = rules.forget(member.nodeId, seq, forgetter.replicator.linkedPeers(), state)
+      const change = await this.#commitMembership(forgetter, intents)
+      // The forgetter went down first: the member stays, and goes down for good without a forget
+      // (a member down for good is forgotten the usual way, see #mayForget).
+      if (change !== null) {
+        this.#forgotten = true
+        this.#forget = { index: forgetter.index, dot: change.dot }
+        this.stats.forgets++
+        this.nemesis('forget', [member.index, forgetter.index], `live, by node ${forgetter.index} after seq ${seq}`)
+      }
+    } catch (error) {
+      // A member the forgetter never heard of (it restarted and has not read the set yet): once
+      // down for good, the member is forgotten the usual way.
+      if (!isMeshError(error, 'MESHKV_ERR_UNKNOWN_MEMBER'))
+        this.internal(`node ${forgetter.index} could not forget node ${member.index}: ${String(error)}`)
+    } finally {
+      this.#forgetting = false
+    }
+    const after = 200 + Math.floor(this.random() * 3000)
+    this.timeline.after(after, 'retire forgotten', () => this.#retireForgotten(member.index))
+  }
+
+  /** The forgotten member goes down for good (the operator stops it), its disk lost with it. */
+  #retireForgotten(index: number): void {
+    if (this.cluster.node(index).alive) return this.#crash(index, 'power', true)
+    // Down already (a crash, its restart refused now): its disk goes all the same.
+    this.nemesis('crash', [index], 'retired', true)
+    const node = this.cluster.node(index)
+    const held = Object.fromEntries(
+      this.cluster.nodes.map((other) => [other.nodeId, this.#diskSeq(node, other.nodeId)]),
+    )
+    this.#lostVc[index] = vcJoin(this.#lostVc[index] ?? {}, held)
+  }
+
+  /** The node learnt the cluster forgot it, as the node's cluster wiring learns it. */
+  #knowsForgotten(node: SimNode): boolean {
+    return node.replicator.forgottenBy !== null || this.#rules(node.index).selfForgotten
+  }
+
   /** After quiescence: every live node has joined, and its member set names every live node. */
   async #checkMembership(): Promise<void> {
     const live = this.cluster.nodes.filter((node) => node.alive)
@@ -718,6 +796,14 @@ export class Simulation {
       if (missing.length > 0) this.internal(`node ${node.index}'s member set misses live nodes ${missing.join(', ')}`)
       if (this.#forgotten && this.#retired !== null && rules.members.has(this.cluster.node(this.#retired).nodeId))
         this.internal(`node ${node.index}'s member set still holds the forgotten node ${this.#retired}`)
+      // Quiet now: no change of the forgotten member can arrive any more, so on a node linked to
+      // every live one (fresh acks) it no longer holds garbage collection back (a member never
+      // heard from counts as the empty clock: nothing would be stable).
+      const cut = node.replicator.stableCut()
+      const linked = node.replicator.linkedPeers()
+      const fresh = live.every((other) => other === node || linked.includes(other.nodeId))
+      if (this.#forgotten && fresh && Object.keys(cut).length === 0)
+        this.internal(`node ${node.index}: the forgotten member still holds garbage collection back after quiescence`)
     }
   }
 
@@ -964,6 +1050,12 @@ export class Simulation {
       this.#finish(flight, 'fail', { code: 'MESHKV_ERR_UNAVAILABLE' })
       return
     }
+    // A node that learnt the cluster forgot it takes no writes: the survivors would refuse them.
+    if (this.#knowsForgotten(node)) {
+      this.stats.writesRefusedForgotten++
+      this.#finish(flight, 'fail', { code: 'MESHKV_ERR_FORGOTTEN' })
+      return
+    }
     // A node that has not joined its cluster yet takes no writes (docs/architecture.md, "Membership").
     if (!this.#rules(flight.node).joined) {
       this.#finish(flight, 'fail', { code: 'MESHKV_ERR_NOT_READY' })
@@ -1148,7 +1240,7 @@ export class Simulation {
 
   #scheduleNemesis(): void {
     const faults = this.config.faults
-    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget']
+    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive']
     if (!FAULT_NAMES.some((name) => !scheduled.includes(name) && faults[name])) return
     if (faults.drop) this.network.dropRate = 0.003
     const delay = 200 + Math.floor(-Math.log(1 - this.random()) * 1500)
@@ -1312,6 +1404,8 @@ export class Simulation {
     if (this.#restarting.size > 0 || this.#flights.size > 0 || !nodes.every((node) => node.alive)) return false
     // A member down for good is forgotten before the run counts as quiet.
     if (this.#retired !== null && !this.#forgotten) return false
+    // A forgotten member still up (forgotten alive) goes down for good before the run counts as quiet.
+    if (this.#retired !== null && this.cluster.node(this.#retired).alive) return false
     const first = (nodes[0] as SimNode).store.vc
     return (
       nodes.every((node) => vcEquals(node.store.vc, first) && this.#bufferedWork(node).length === 0) &&
