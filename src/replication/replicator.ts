@@ -20,11 +20,12 @@ import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, checkClaim, forgetCut, forgetSettled, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, checkClaim, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { ForgottenMembers } from './forgotten.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
 import type { GcStatus } from './stability.js'
-import { meetOverMembers, stabilityMembers } from './stability.js'
+import { meetOverMembers } from './stability.js'
 import type { PeerStatus } from './status.js'
 import { peerStatus } from './status.js'
 import { HolderWaiters } from './write-concern.js'
@@ -71,14 +72,7 @@ export class Replicator {
   readonly #waiters = new HolderWaiters((dot) => this.holders(dot))
   #lastAckedVc: VectorClock = {}
   #closed = false
-  /** Forgotten members, with the last of their changes that stays (later ones are refused). */
-  readonly #forgotten = new Map<NodeId, number>()
-  /** The dots of each forgotten member's forget entries: stability waits until every member has them. */
-  #forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map()
-  /** Each forgotten member's last usable ack when it was forgotten: the stable cut counts it until settled. */
-  readonly #forgottenAcks = new Map<NodeId, VectorClock>()
-  /** A peer closed a link with 4403: this node was forgotten by the cluster. */
-  #forgottenBy: { peer: NodeId; atMs: number } | null = null
+  readonly #forgotten = new ForgottenMembers()
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
   #gcRunning = false
   readonly #gcEnabled: boolean
@@ -106,7 +100,7 @@ export class Replicator {
       bufferChangesMax: this.#options.bufferChangesMax,
       bufferBytesMax: this.#options.bufferBytesMax,
       counters: this.#counters,
-      forgottenAfter: (node) => this.#forgotten.get(node),
+      forgottenAfter: (node) => this.#forgotten.cuts.get(node),
       onApplied: () => {
         this.#promoteClaims()
         this.#ackWhenDurable()
@@ -210,7 +204,7 @@ export class Replicator {
 
   /** The first peer that closed a link with 4403 ("this node was forgotten"), or null. */
   get forgottenBy(): { peer: NodeId; atMs: number } | null {
-    return this.#forgottenBy
+    return this.#forgotten.by
   }
 
   /**
@@ -222,14 +216,12 @@ export class Replicator {
     forgotten: ReadonlyMap<NodeId, number>,
     forgetDots: ReadonlyMap<NodeId, readonly Dot[]> = new Map(),
   ): void {
-    this.#forgetDots = forgetDots
+    this.#forgotten.dots = forgetDots
     for (const [nodeId, seq] of forgotten) {
-      if (this.#forgotten.get(nodeId) === seq) continue
-      this.#forgotten.set(nodeId, seq)
-      this.#inbound.forget(nodeId, seq)
       const info = this.#peers.get(nodeId)
-      if (info !== undefined && !this.#forgottenAcks.has(nodeId))
-        this.#forgottenAcks.set(nodeId, usableAck(info, this.store.vc))
+      if (!this.#forgotten.record(nodeId, seq, info === undefined ? undefined : usableAck(info, this.store.vc)))
+        continue
+      this.#inbound.forget(nodeId, seq)
       this.#peers.delete(nodeId)
       const session = this.#sessions.get(nodeId)
       if (session !== undefined) session.link.close(4403, 'this node was forgotten by the cluster')
@@ -246,7 +238,7 @@ export class Replicator {
     const own = this.store.vc
     return meetOverMembers(own, this.#stabilityMembers(true), (id) => {
       const info = this.#peers.get(id)
-      return info === undefined ? this.#forgottenAcks.get(id) : usableAck(info, own)
+      return info === undefined ? this.#forgotten.lastAcks.get(id) : usableAck(info, own)
     })
   }
 
@@ -360,8 +352,8 @@ export class Replicator {
     const link = session.link
     // A 4403 this node sent itself (it forgot the peer) says nothing about this node.
     // Said once: every redial meets the same refusal (the node's wiring turns read-only on it).
-    if (code === 4403 && !this.#forgotten.has(link.nodeId) && this.#forgottenBy === null) {
-      this.#forgottenBy = { peer: link.nodeId, atMs: this.#options.now() }
+    if (code === 4403 && !this.#forgotten.has(link.nodeId) && this.#forgotten.by === null) {
+      this.#forgotten.by = { peer: link.nodeId, atMs: this.#options.now() }
       this.#logger.warn(
         { peer: link.nodeId, reason },
         'a peer closed the link with 4403: the cluster forgot this node, and refuses its links and changes',
@@ -469,27 +461,15 @@ export class Replicator {
     }
   }
 
-  /**
-   * The members stability waits for. For the stable cut (`unsettled`), a forgotten member still
-   * counts, with its last usable ack, until no change of it can arrive any more (`forgetSettled`):
-   * survivors relay its changes past the cut, and those follow its last ack but may be concurrent
-   * with anything after it. Log entries need not wait: nothing is shipped to it any more.
-   */
+  /** The members stability waits for; for the stable cut (`unsettled`), forgotten ones not yet settled too. */
   #stabilityMembers(unsettled: boolean): Set<NodeId> {
-    const own = this.store.vc
-    const survivors = stabilityMembers(
-      this.#options.members(),
-      this.#peers.ids(),
-      this.store.nodeId,
-      this.#forgotten.keys(),
-    )
-    if (!unsettled) return survivors
-    const infos = [...survivors].map((id) => this.#peers.get(id))
-    const settled = [...this.#forgotten.keys()].filter((id) =>
-      forgetSettled(own, id, this.#forgetDots.get(id) ?? [], infos),
-    )
-    const waited = [...this.#forgotten.keys()].filter((id) => !settled.includes(id))
-    return stabilityMembers([...this.#options.members(), ...waited], this.#peers.ids(), this.store.nodeId, settled)
+    const cluster = {
+      own: this.store.vc,
+      members: this.#options.members(),
+      peers: this.#peers,
+      self: this.store.nodeId,
+    }
+    return this.#forgotten.stabilityMembers(unsettled, cluster)
   }
 
   /**

@@ -830,6 +830,7 @@ describe('MeshNode: events and status', () => {
       linked: [],
       replication: expect.any(Object),
       transport: {},
+      forgotten: null,
       role: 'member',
       snapshot: { receiving: null, last: null },
       parked: { reads: { open: 0, max: 1000, refused: 0 }, writes: { open: 0, max: 1000, refused: 0 } },
