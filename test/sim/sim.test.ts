@@ -86,16 +86,19 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
   //   member as forgotten anyway;
   // 1871278830: the clocks agreed while admissions of the joiner were still being written, the
   //   settling did not see them land, and the run ended before the joiner's next tick made it ready.
-  // 7011 (forgetLive): with the forget cut from the forgetter's own view and every change of a
+  // 7087 (forgetLive): with the forget cut from the forgetter's own view and every change of a
   //   forgotten member past it refused (the rule before issue 12), survivors that held more of
-  //   the live member's changes stalled replication for ever.
+  //   the live member's changes stalled replication for ever;
+  // 86009636 (forgetLive): the live forget's write was lost with its forgetter, the retired member
+  //   was still up, and the run asked it to forget itself.
   it.each([
     { seed: 1166520169, forgets: true },
     { seed: 1166519579, forgets: true },
     { seed: 1365775167, forgets: false },
     { seed: 1166519372, forgets: true },
     { seed: 1871278830, forgets: false },
-    { seed: 7011, forgets: true },
+    { seed: 7087, forgets: true },
+    { seed: 86009636, forgets: true },
   ])(
     'seed $seed passes',
     async ({ seed, forgets }) => {
