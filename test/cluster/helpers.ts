@@ -233,8 +233,22 @@ export class Cluster {
     this.#proxies = proxies
   }
 
-  /** Starts `size` nodes (each with its proxies) and, unless told otherwise, waits until all are ready. */
+  /**
+   * Starts `size` nodes (each with its proxies) and, unless told otherwise, waits until all are
+   * ready. A port picked free can be taken by another test process before a node binds it: then
+   * the whole cluster starts again on fresh ports (at most three times).
+   */
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Cluster.#startOnce(options)
+      } catch (error) {
+        if (attempt >= 3 || !String(error).includes('already in use')) throw error
+      }
+    }
+  }
+
+  static async #startOnce(options: ClusterOptions): Promise<Cluster> {
     const size = options.size ?? 3
     const secret = options.secret ?? randomBytes(16).toString('hex')
     const root = await mkdtemp(join(tmpdir(), 'meshkv-cluster-'))
@@ -267,7 +281,12 @@ export class Cluster {
     const cluster = new Cluster(root, secret, nodes, proxies)
     clusters.add(cluster)
     for (const node of nodes) node.spawn()
-    if (options.waitReady !== false) await Promise.all(nodes.map((node) => node.waitReady()))
+    try {
+      if (options.waitReady !== false) await Promise.all(nodes.map((node) => node.waitReady()))
+    } catch (error) {
+      await cluster.close().catch(() => undefined)
+      throw error
+    }
     return cluster
   }
 
