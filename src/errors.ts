@@ -71,6 +71,19 @@ export const ERROR_TABLE = {
   MESHKV_ERR_BUSY: 503,
   /** `forget` of a member that is linked or was heard from recently (pass `force` to forget it anyway). */
   MESHKV_ERR_MEMBER_ALIVE: 409,
+  /**
+   * This node takes no writes for now: it is checking, after a start, that its peers hold none of
+   * its own changes it lacks (a data directory put back from an older copy), or it is fetching such
+   * changes back from them. Retry, or write through another node.
+   */
+  MESHKV_ERR_RECOVERING: 503,
+  /**
+   * This node's id names two histories: another live process runs it (a cloned data directory), or
+   * this process wrote changes its peers already hold under the same sequence numbers (it started
+   * from an older copy and wrote before it heard from them). It takes no writes until the operator
+   * replaces it (docs/operations.md, "Replacing a node whose id was reused").
+   */
+  MESHKV_ERR_NODE_ID_CONFLICT: 409,
   /** A peer failed authentication: its handshake proof does not match the cluster secret. */
   MESHKV_ERR_AUTH: 401,
   /** A peer belongs to another cluster (its cluster id differs from ours). */

@@ -104,6 +104,8 @@ export class Cluster {
       members: () => [...this.membership.members.keys()],
       ...(options.snapshotAfterChanges === undefined ? {} : { snapshotAfterChanges: options.snapshotAfterChanges }),
       ...(options.logRetainEntries === undefined ? {} : { logRetainEntries: options.logRetainEntries }),
+      // A member silent for two peer timeouts after this node started is taken to be down.
+      seqGuardGraceMs: SEQ_GUARD_PEER_TIMEOUTS * this.#peerTimeoutMs,
     })
     this.transport?.on('link', (link) => void this.#onLink(link))
     this.#unsubscribe = options.store.onCommit((entries) => {
@@ -115,6 +117,9 @@ export class Cluster {
     // binds `nodeId` to this node, and a second `nodeId` key would make the line name the wrong node.
     this.transport?.on('refused', ({ nodeId, ...info }) =>
       this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused'),
+    )
+    this.transport?.on('conflict', ({ peer, message }) =>
+      this.replicator.seqGuard.markConflict(peer, message, this.#now()),
     )
     for (const url of options.peers) this.transport?.keep(url)
     this.#timer = setInterval(() => this.#tick(), TICK_INTERVAL_MS)
@@ -140,9 +145,41 @@ export class Cluster {
     return cluster
   }
 
-  /** Ready to take writes: a member already, or caught up with a peer (docs/architecture.md, "Membership"). */
+  /**
+   * Ready to take writes: a member already, or caught up with a peer (docs/architecture.md,
+   * "Membership"), not forgotten, and its own seqs are its alone (the seq guard: after a start
+   * its peers said how much of it they hold, none holds more, and no other process runs its id).
+   */
   get ready(): boolean {
-    return this.membership.joined && this.forgotten === null
+    return this.membership.joined && this.forgotten === null && this.replicator.seqGuard.writable
+  }
+
+  /**
+   * Throws what a write of `what` (a client's write, a token, a forget) meets on this node now, if
+   * it may not write: a replica, a forgotten node, a node still joining, a node whose seq guard
+   * holds writes back (`MESHKV_ERR_RECOVERING`, `MESHKV_ERR_NODE_ID_CONFLICT`).
+   */
+  checkWrites(what: string): void {
+    if (this.role === 'replica')
+      throw new MeshError(
+        'MESHKV_ERR_READ_ONLY',
+        `this node is a read-only replica (--role replica); ${what} through a member`,
+      )
+    if (this.forgotten !== null) {
+      // Acknowledging it would promise what the survivors refuse: the write would never replicate.
+      throw new MeshError(
+        'MESHKV_ERR_FORGOTTEN',
+        `the cluster forgot this node (kvctl forget): it takes no writes any more; ${what} through a member`,
+      )
+    }
+    if (!this.membership.joined) {
+      throw new MeshError(
+        'MESHKV_ERR_NOT_READY',
+        `this node is joining its cluster and takes writes once it has caught up with a peer; retry, or ${what} through another node`,
+      )
+    }
+    const refusal = this.replicator.seqGuard.refusal()
+    if (refusal !== null) throw refusal
   }
 
   /**
@@ -337,7 +374,8 @@ export class Cluster {
   }
 
   async #admit(nodeId: NodeId, url: string | null): Promise<void> {
-    if (this.#closed) return
+    // A node that may not write yet admits the peer on a later tick (`#tick`), once it is ready.
+    if (this.#closed || !this.replicator.seqGuard.writable) return
     const intents = this.membership.admit(nodeId, url)
     if (intents === null) return
     try {
@@ -390,6 +428,9 @@ export class Cluster {
     }
   }
 }
+
+/** After a start, own writes wait this many peer timeouts for members that do not sync (seq-guard.ts). */
+const SEQ_GUARD_PEER_TIMEOUTS = 2
 
 /** Links a node takes beyond one per member: newcomers joining, a link being replaced. */
 const LINKS_MARGIN = 4

@@ -171,11 +171,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     this.#checkOpen()
     if (!isNodeId(nodeId))
       throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `a node id is 16 hex digits; got ${JSON.stringify(nodeId)}`)
-    if (!this.#cluster.ready)
-      throw new MeshError(
-        'MESHKV_ERR_NOT_READY',
-        'this node is joining its cluster; forget through a member that is ready',
-      )
+    this.#cluster.checkWrites('forget')
     await this.#cluster.forget(nodeId, options)
   }
 

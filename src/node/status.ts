@@ -32,6 +32,7 @@ export function nodeStatus(node: {
     nodeId: store.nodeId,
     ready: node.ready,
     forgotten: cluster.forgotten,
+    seqGuard: cluster.replicator.seqGuard.status,
     vc: store.vc,
     token: encodeCausalToken(store.vc),
     lsn: store.lsn,

@@ -142,10 +142,7 @@ export class Tokens {
   async #commit(intents: Intent[], options: ConcernOptions): Promise<void> {
     const { store, cluster, checkOpen } = this.#options
     checkOpen()
-    if (cluster.role === 'replica')
-      throw new MeshError('MESHKV_ERR_READ_ONLY', 'this node is a read-only replica; manage tokens through a member')
-    if (!cluster.ready)
-      throw new MeshError('MESHKV_ERR_NOT_READY', 'this node is joining its cluster; manage tokens through a member')
+    cluster.checkWrites('manage tokens')
     const concern = parseWriteConcern(options.w)
     cluster.checkConcern(concern)
     const result = await store.commitLocal(intents)

@@ -6,7 +6,7 @@ import type { ReadConcern, WriteConcern } from '../api/concern.js'
 import type { Role } from '../api/role.js'
 import type { TlsMaterial } from '../api/access.js'
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
-import type { Logger, PeerStatus, SnapshotProgress } from '../replication/index.js'
+import type { Logger, PeerStatus, SeqGuardStatus, SnapshotProgress } from '../replication/index.js'
 import type { Transport } from '../transport/transport.js'
 import type { ParkingStatus } from './bounds.js'
 
@@ -223,6 +223,12 @@ export interface NodeStatus {
   ready: boolean
   /** Set once the cluster forgot this node: it is then read-only and never ready again. */
   forgotten: ForgottenStatus | null
+  /**
+   * Whether the node may make changes of its own (src/replication/seq-guard.ts): `writable`, or
+   * `verifying` (just started), `recovering` (peers hold own changes it lost), `diverged` or
+   * `conflict` (its id names two histories), with the reason in one line.
+   */
+  seqGuard: SeqGuardStatus
   /** The node's vector clock. */
   vc: VectorClock
   /** The same, as a causal token. */

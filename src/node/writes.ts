@@ -146,25 +146,7 @@ export class Writer {
     this.checkOpen()
     if (options.signal?.aborted === true)
       throw new MeshError('MESHKV_ERR_ABORTED', 'the write was aborted before it was committed')
-    if (this.cluster.role === 'replica') {
-      throw new MeshError(
-        'MESHKV_ERR_READ_ONLY',
-        'this node is a read-only replica (--role replica); write through a member',
-      )
-    }
-    if (this.cluster.forgotten !== null) {
-      // Acknowledging it would promise what the survivors refuse: the write would never replicate.
-      throw new MeshError(
-        'MESHKV_ERR_FORGOTTEN',
-        'the cluster forgot this node (kvctl forget): it takes no writes any more; write through a member',
-      )
-    }
-    if (!this.cluster.ready) {
-      throw new MeshError(
-        'MESHKV_ERR_NOT_READY',
-        'this node is joining its cluster and takes writes once it has caught up with a peer; retry, or write through another node',
-      )
-    }
+    this.cluster.checkWrites('write')
     const concern = parseWriteConcern(options.w)
     this.cluster.checkConcern(concern)
     // A write that would wait for other members takes its place BEFORE it is committed: one

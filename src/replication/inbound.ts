@@ -32,7 +32,10 @@ export interface ReplicationCounters {
   snapshotsReceived: number
   /** `snapshot-needed` claims and snapshot offers refused: this node did not need or ask for one. */
   snapshotsRefused: number
-  /** Acks and syncs refused: they claimed changes of this node it never made (the link closes). */
+  /**
+   * Acks and syncs claiming more of this node's own changes than it holds: that part counts only
+   * once held, and the seq guard checks for an older copy of the data directory (seq-guard.ts).
+   */
   claimsRefused: number
   /** Entries of acks and syncs capped at what this node holds (see `checkClaim` in peers.ts). */
   claimsCapped: number

@@ -8,6 +8,10 @@
  * Every `sync` from the peer restarts the cursor from the peer's vector clock, so a peer that lost
  * a link (and now needs relayed changes) or dropped changes from a full buffer gets them again.
  *
+ * A peer whose `sync` shows less of its own origin than this node holds lost changes of its own
+ * (its data directory is an older copy: seq-guard.ts): those are echoed back to it, once, up to
+ * what this node held then. Otherwise a peer's own changes never go back to it.
+ *
  * When the peer needs log entries this node has purged (or is brand new and this node holds a long
  * history), the session offers a snapshot instead: every state, read from one store snapshot,
  * streamed in chunks with at most `SNAPSHOT_WINDOW` chunks not yet on the peer's disk. After the
@@ -78,6 +82,8 @@ export class PeerSession {
   /** The peer consented to a snapshot (`snapshot-request`) since it was told it needs one. */
   #snapshotRequested = false
   #snapshotAcked = 0
+  /** The peer's own changes it lacks go back to it up to this seq (0: none; see the header). */
+  #echoUpTo = 0
   /**
    * Entries committed after the cursor, handed over by the store's commit news: a session that
    * keeps up streams them without reading them back from the log. Bounded; a session that falls
@@ -121,6 +127,8 @@ export class PeerSession {
   onSync(vc: VectorClock, peers: readonly NodeId[]): void {
     this.#theirVc = vc
     this.#theirPeers = new Set(peers)
+    const held = vcGet(this.#options.store.vc, this.link.nodeId)
+    this.#echoUpTo = vcGet(vc, this.link.nodeId) < held ? held : 0
     this.#synced = true
     this.#restart = true
     this.wake()
@@ -222,8 +230,9 @@ export class PeerSession {
   #shouldSend(change: Change): boolean {
     if (vcHasDot(this.#theirVc, change.dot) || vcHasDot(this.#sentVc, change.dot)) return false
     const origin = change.dot.node
-    // Never echo a peer's own changes back to it; relay a third node's only when the peer has no link to it.
-    if (origin === this.link.nodeId) return false
+    // A peer's own changes go back to it only when it lost them; a third node's are relayed only
+    // when the peer has no link to it.
+    if (origin === this.link.nodeId) return change.dot.seq <= this.#echoUpTo
     return origin === this.#options.selfId || !this.#theirPeers.has(origin)
   }
 
@@ -245,7 +254,11 @@ export class PeerSession {
       // Purged (or never in this log: this node joined a snapshot holding it): the peer needs a
       // snapshot, even for an origin it links to, which may have purged it as well.
       if (lsn === undefined) return { lacks: { node: origin, seq: from } }
-      if (origin === this.link.nodeId || (origin !== this.#options.selfId && this.#theirPeers.has(origin))) continue
+      const skip =
+        origin === this.link.nodeId
+          ? this.#echoUpTo === 0
+          : origin !== this.#options.selfId && this.#theirPeers.has(origin)
+      if (skip) continue
       start = Math.min(start, lsn)
     }
     return start === Infinity ? end : start - 1

@@ -108,14 +108,18 @@ export interface Claim {
   readonly vc: VectorClock
   /** Origins whose claim was capped (an honest peer ahead of this node on a third node does it too). */
   readonly capped: number
-  /** It claims more of this node's own changes than this node made: no honest peer can. */
+  /**
+   * It claims more of this node's own changes than this node holds: no honest peer can, unless
+   * this node's data directory is an older copy (seq-guard.ts). That entry is capped too.
+   */
   readonly impossible: boolean
 }
 
 /**
  * Checks a peer's claimed clock against what could have been sent (docs/protocol.md, "Log
  * shipping"): for every origin but the peer itself, no more than this node holds (`own`); for the
- * peer's own origin, anything. Capping rather than refusing a third origin keeps an honest peer
+ * peer's own origin, anything. A claim of this node's own origin past what it holds is capped as
+ * well, and flagged `impossible`. Capping rather than refusing a third origin keeps an honest peer
  * that is ahead of this node counted for what both hold; the whole claim counts once this node
  * holds what it names (the replicator keeps it as `cappedClaim`), never before.
  */

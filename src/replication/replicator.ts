@@ -9,9 +9,9 @@
  * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcHasDot, vcJoin } from '../clock/index.js'
+import { vcCovers, vcGet, vcHasDot } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
-import { assert, isMeshError } from '../errors.js'
+import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import { CAUSAL_BUFFER_BYTES_MAX_DEFAULT, CAUSAL_BUFFER_CHANGES_MAX_DEFAULT } from './causal-buffer.js'
 import type { ReplicationCounters } from './inbound.js'
@@ -20,8 +20,12 @@ import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, checkClaim, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import type { ClaimContext } from './claims.js'
+import { promoteClaims, takeClaim } from './claims.js'
+import { DurableAcks } from './acks.js'
 import { ForgottenMembers } from './forgotten.js'
+import { SeqGuard } from './seq-guard.js'
 import type { SnapshotStatus } from './snapshot-receiver.js'
 import { SnapshotReceiver } from './snapshot-receiver.js'
 import type { GcStatus } from './stability.js'
@@ -32,6 +36,7 @@ import { HolderWaiters } from './write-concern.js'
 
 export type { PeerState, PeerStatus } from './status.js'
 export type { SnapshotProgress } from './snapshot-receiver.js'
+export type { SeqGuardState, SeqGuardStatus } from './seq-guard.js'
 
 export interface ReplicatorOptions {
   store: ReplicaStore
@@ -59,18 +64,22 @@ export interface ReplicatorOptions {
   members?: () => readonly NodeId[]
   /** Log entries kept past garbage collection (a watch resumes from a cursor among them). Default 1000. */
   logRetainEntries?: number
+  /**
+   * After start, how long own writes wait for members that do not sync before they are taken
+   * anyway (seq-guard.ts). Default 10 s.
+   */
+  seqGuardGraceMs?: number
 }
 
 export class Replicator {
   readonly store: ReplicaStore
-  readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store'>>
+  readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store' | 'seqGuardGraceMs'>>
   readonly #logger: Logger
   readonly #sessions = new Map<NodeId, PeerSession>()
   readonly #peers = new PeerBook()
   readonly #inbound: Inbound
   readonly #snapshots: SnapshotReceiver
   readonly #waiters = new HolderWaiters((dot) => this.holders(dot))
-  #lastAckedVc: VectorClock = {}
   #closed = false
   readonly #forgotten = new ForgottenMembers()
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
@@ -78,6 +87,9 @@ export class Replicator {
   readonly #gcEnabled: boolean
   readonly #counters: ReplicationCounters = newCounters()
   readonly #unsubscribe: () => void
+  readonly #guard: SeqGuard
+  readonly #claims: ClaimContext
+  readonly #acks: DurableAcks
 
   constructor(options: ReplicatorOptions) {
     this.store = options.store
@@ -94,6 +106,31 @@ export class Replicator {
       logRetainEntries: options.logRetainEntries ?? 1000,
     }
     this.#gcEnabled = options.members !== undefined
+    this.#guard = new SeqGuard({
+      self: this.store.nodeId,
+      startSeq: vcGet(this.store.vc, this.store.nodeId),
+      nowMs: options.now(),
+      logger: this.#logger,
+      ...(options.seqGuardGraceMs === undefined ? {} : { graceMs: options.seqGuardGraceMs }),
+    })
+    this.#acks = new DurableAcks({
+      store: this.store,
+      logger: this.#logger,
+      links: () => [...this.#sessions.values()].map((session) => session.link),
+      closed: () => this.#closed,
+    })
+    this.#claims = {
+      store: this.store,
+      peers: this.#peers,
+      counters: this.#counters,
+      logger: this.#logger,
+      guard: this.#guard,
+      now: options.now,
+    }
+    this.store.guardOwnWrites(() => {
+      this.#updateGuard()
+      this.#guard.checkWrite(vcGet(this.store.vc, this.store.nodeId))
+    })
     this.#inbound = new Inbound({
       store: this.store,
       logger: this.#logger,
@@ -102,8 +139,9 @@ export class Replicator {
       counters: this.#counters,
       forgottenAfter: (node) => this.#forgotten.cuts.get(node),
       onApplied: () => {
-        this.#promoteClaims()
-        this.#ackWhenDurable()
+        this.#updateGuard()
+        promoteClaims(this.#claims)
+        this.#acks.whenDurable()
         this.#waiters.check()
       },
     })
@@ -113,6 +151,7 @@ export class Replicator {
       now: this.#options.now,
       onJoined: () => this.#counters.snapshotsReceived++,
       onRefused: () => this.#counters.snapshotsRefused++,
+      recovering: () => this.#guard.state === 'recovering',
     })
     this.#unsubscribe = options.store.onCommit((entries) => {
       for (const session of this.#sessions.values()) session.offer(entries)
@@ -180,13 +219,24 @@ export class Replicator {
     this.#broadcastSync()
   }
 
+  /**
+   * The seq guard, brought up to date: whether this node may make changes of its own now, and why
+   * not (seq-guard.ts): not after a start until its peers said how much of it they hold, nor while
+   * they send back changes of its own it lost, nor ever once its id names two histories.
+   */
+  get seqGuard(): SeqGuard {
+    this.#updateGuard()
+    return this.#guard
+  }
+
   /** Called about once a second: resends state where a resend is due, refreshes acks, collects garbage. */
   tick(): void {
+    this.#updateGuard()
     if (this.#inbound.resyncNeeded) {
       this.#inbound.resyncNeeded = false
       this.#broadcastSync()
     }
-    this.#ackWhenDurable()
+    this.#acks.whenDurable()
     if (this.#gcEnabled && !this.#gcRunning && !this.#closed) {
       this.#gcRunning = true
       void this.collectGarbage()
@@ -326,6 +376,17 @@ export class Replicator {
     this.#waiters.releaseAll()
   }
 
+  /** Tells the seq guard what it needs to move on: the node's own seq, and whether every other member synced. */
+  #updateGuard(): void {
+    const self = this.store.nodeId
+    let allSynced = true
+    for (const id of this.#options.members()) {
+      if (id === self || this.#forgotten.has(id)) continue
+      if ((this.#peers.get(id)?.firstSyncVc ?? null) === null) allSynced = false
+    }
+    this.#guard.update({ nowMs: this.#options.now(), held: vcGet(this.store.vc, self), allSynced })
+  }
+
   #newSession(link: PeerLinkLike): PeerSession {
     const session: PeerSession = new PeerSession({
       link,
@@ -375,8 +436,7 @@ export class Replicator {
     switch (message.type) {
       case 'sync':
       case 'ack': {
-        const claim = this.#checkClaim(session, message.type, message.vc)
-        if (claim === null) return
+        const claim = takeClaim(this.#claims, session.link.nodeId, message.type, message.vc)
         if (message.type === 'ack') heardAck(info, claim)
         else heardSync(info, claim, message.vc)
         if (message.type === 'ack') session.onAck(message.vc)
@@ -418,47 +478,13 @@ export class Replicator {
     this.#inbound.after(() =>
       join().finally(() => {
         this.#inbound.catchUp()
-        this.#promoteClaims()
+        promoteClaims(this.#claims)
         // Every peer's cursor restarts from what this node has now (the sender waits for this).
         this.#broadcastSync()
         this.#inbound.drain()
         this.#waiters.check()
       }),
     )
-  }
-
-  /**
-   * What a peer's ack or sync may count for (write concern, stability): capped at what this node
-   * holds. One claiming more of this node's own changes than it made is refused, counted and
-   * logged, and its link closed (null).
-   */
-  #checkClaim(session: PeerSession, type: string, vc: VectorClock): VectorClock | null {
-    const claim = checkClaim(vc, session.link.nodeId, this.store.nodeId, this.store.vc)
-    this.#counters.claimsCapped += claim.capped
-    const info = this.#peers.info(session.link.nodeId, null)
-    // A sync replaces what was said before; an ack adds to it.
-    if (claim.capped > 0)
-      info.cappedClaim = type === 'ack' && info.cappedClaim !== null ? vcJoin(info.cappedClaim, vc) : vc
-    else if (type === 'sync') info.cappedClaim = null
-    if (!claim.impossible) return claim.vc
-    this.#counters.claimsRefused++
-    this.#logger.warn({ peer: session.link.nodeId, type, vc }, 'a peer claimed changes this node never made; refused')
-    session.link.close(1008, 'implausible clock')
-    return null
-  }
-
-  /**
-   * A claim capped earlier (this node lacked a third node's changes the peer said it had) counts
-   * whole once this node holds them too: the peer need not ack again for what it already said.
-   */
-  #promoteClaims(): void {
-    const own = this.store.vc
-    for (const info of this.#peers.values()) {
-      if (info.cappedClaim === null || checkClaim(info.cappedClaim, info.nodeId, this.store.nodeId, own).capped > 0)
-        continue
-      heardAck(info, info.cappedClaim)
-      info.cappedClaim = null
-    }
   }
 
   /** The members stability waits for; for the stable cut (`unsettled`), forgotten ones not yet settled too. */
@@ -470,30 +496,6 @@ export class Replicator {
       self: this.store.nodeId,
     }
     return this.#forgotten.stabilityMembers(unsettled, cluster)
-  }
-
-  /**
-   * Acks say what is on disk (docs/consistency.md, "What is durable when"): what is durable is
-   * acked now, and changes applied past it are acked once one fsync (shared with every other
-   * waiter, and with the node's next group commit) has made them durable.
-   */
-  #ackWhenDurable(): void {
-    this.#sendAcksIfChanged()
-    if (vcCovers(this.store.durableVc, this.store.vc)) return
-    this.store.makeDurable().then(
-      () => this.#sendAcksIfChanged(),
-      (error: unknown) => {
-        if (!this.#closed && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
-          this.#logger.warn({ err: String(error) }, 'could not fsync received changes; acked on a later tick')
-      },
-    )
-  }
-
-  #sendAcksIfChanged(): void {
-    const vc = this.store.durableVc
-    if (vcCovers(this.#lastAckedVc, vc)) return
-    this.#lastAckedVc = vc
-    for (const session of this.#sessions.values()) session.link.send({ type: 'ack', vc })
   }
 
   #broadcastSync(): void {

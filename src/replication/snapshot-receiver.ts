@@ -2,9 +2,10 @@
  * The receiving side of a snapshot (docs/protocol.md): one snapshot at a time, from one peer.
  * The receiver consents: a peer says the node needs one (`snapshot-needed`), and the node asks
  * (`snapshot-request`) only if that is so by what it holds and said in its last `sync` to that
- * peer: it was brand new, or it lacks the named change. An offer without that consent, or one
- * whose clock claims more of this node's own changes than it made, is refused and counted, and
- * changes nothing. An accepted offer clears the stage (or is refused while another peer's is under way); each
+ * peer: it was brand new, or it lacks the named change (of its own origin only while it recovers
+ * changes of its own it lost: seq-guard.ts). An offer without that consent, or one whose clock
+ * claims more of this node's own changes than it holds (unless it recovers), is refused and
+ * counted, and changes nothing. An accepted offer clears the stage (or is refused while another peer's is under way); each
  * chunk is written to the stage and acknowledged once it is on disk; the end joins the stage into
  * the store. A link lost midway, or a chunk the store refuses, drops the snapshot and its stage.
  *
@@ -50,6 +51,8 @@ export interface SnapshotReceiverOptions {
   onJoined: () => void
   /** A `snapshot-needed` or an offer was refused (counted by the caller). */
   onRefused: () => void
+  /** True while this node recovers changes of its own that its peers hold and it lost (seq-guard.ts). */
+  recovering: () => boolean
 }
 
 export class SnapshotReceiver {
@@ -101,7 +104,8 @@ export class SnapshotReceiver {
       said !== undefined &&
       (lacks === null
         ? Object.keys(said).length === 0 && Object.keys(held).length === 0
-        : lacks.node !== this.#options.store.nodeId && vcGet(held, lacks.node) < lacks.seq)
+        : (lacks.node !== this.#options.store.nodeId || this.#options.recovering()) &&
+          vcGet(held, lacks.node) < lacks.seq)
     if (!needs) {
       this.#refuse(link.nodeId, { lacks }, 'a peer said this node needs a snapshot; it does not')
       return false
@@ -119,8 +123,9 @@ export class SnapshotReceiver {
       link.send({ type: 'snapshot-reply', accept: false })
       return
     }
-    if (vcGet(vc, self) > vcGet(this.#options.store.vc, self)) {
-      // No peer can hold more of this node's changes than it made (they are fsynced before sent).
+    if (vcGet(vc, self) > vcGet(this.#options.store.vc, self) && !this.#options.recovering()) {
+      // No peer can hold more of this node's changes than it made (they are fsynced before sent),
+      // unless its data directory is an older copy: then it recovers, and the guard knows.
       this.#refuse(from, { vc }, 'a snapshot offer claims changes this node never made; refused')
       link.close(1008, 'implausible snapshot clock')
       return

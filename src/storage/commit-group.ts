@@ -47,6 +47,8 @@ export interface CommitContext {
   readonly sync: boolean
   readonly maxClockOffsetMs: number | undefined
   readonly changeBytesMax: number
+  /** Throws when this node may not mint a seq of its own now (the replicator's seq guard). */
+  readonly mintGuard: (() => void) | null
 }
 
 /** What one group commit has built so far, before its batch is durable. */
@@ -149,6 +151,8 @@ async function prepareLocal(context: CommitContext, group: Group, intents: reado
     if (op !== null) ops.push(op)
   }
   if (ops.length === 0) return null
+  // Asked at the moment a seq is minted, not when the write was queued: a fault seen meanwhile counts.
+  context.mintGuard?.()
   const seq = vcGet(group.vc, context.nodeId) + 1
   const hlc = hlcTick(group.hlc, context.now())
   return { dot: { node: context.nodeId, seq }, deps: group.vc, hlc, ops }

@@ -115,6 +115,18 @@ export class MemoryDisk {
     applyBatch(this.durable, writes)
   }
 
+  /**
+   * A copy of this disk as a file copy, backup or VM snapshot taken now would hold it (what a
+   * running process reads, synced or not): put back later, it is an older copy of the node's data
+   * directory (the operator faults of docs/testing.md). The copy is closed and owned by no one.
+   */
+  copy(): MemoryDisk {
+    const copy = new MemoryDisk()
+    copy.tables = cloneTables(this.tables)
+    copy.durable = cloneTables(this.tables)
+    return copy
+  }
+
   /** The page cache is lost: the process will see only what was synced. */
   losePower(): void {
     this.unsynced = []

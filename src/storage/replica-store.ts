@@ -19,6 +19,8 @@ export interface ReplicaStore {
   firstLsn(): Promise<number>
   lsnOfDot(dot: Dot): Promise<number | undefined>
   applyRemote(change: Change): Promise<CommitResult>
+  /** Calls `check` as each change of this node's own is made; a throw refuses it (seq-guard.ts). */
+  guardOwnWrites(check: (() => void) | null): void
   onCommit(listener: (entries: readonly LogEntry[]) => void): () => void
   /** A consistent view of every state and the vector clock it reflects (a snapshot to send). */
   snapshot(): Promise<StoreSnapshot>

@@ -79,6 +79,8 @@ export class Store implements StateReader {
    * every read goes to, so the join is one step to readers as it is to `vc` (shared-view.ts).
    */
   #beforeJoin: SharedView | null = null
+  /** Asked before each own seq is minted (`guardOwnWrites`). */
+  #mintGuard: (() => void) | null = null
 
   private constructor(
     backend: Backend,
@@ -147,6 +149,14 @@ export class Store implements StateReader {
       this.#durable = head
     })
     return this.#durableStep
+  }
+
+  /**
+   * From now on, `check` is called as each change of this node's own is made, and a throw refuses
+   * that change (the replicator's seq guard: replication/seq-guard.ts). Null removes it.
+   */
+  guardOwnWrites(check: (() => void) | null): void {
+    this.#mintGuard = check
   }
 
   /** Turns local intents into one change and commits it (or nothing, if they change nothing). */
@@ -362,6 +372,7 @@ export class Store implements StateReader {
         sync: (this.#options.sync ?? false) || this.#durableStep !== null,
         maxClockOffsetMs: this.#options.maxClockOffsetMs,
         changeBytesMax: this.#options.changeBytesMax ?? CHANGE_BYTES_MAX_DEFAULT,
+        mintGuard: this.#mintGuard,
       },
       this.#head,
       items,

@@ -158,7 +158,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   readonly setTimer: SetTimer
   protected isClosed = false
   private readonly randomBytes: (size: number) => Uint8Array
-  private readonly listeners: Listeners = { link: [], refused: [] }
+  private readonly listeners: Listeners = { link: [], refused: [], conflict: [] }
   private readonly kept = new Map<string, Kept>()
   /** The one live (or admitted) connection per peer node. */
   private readonly links = new Map<NodeId, Connection>()

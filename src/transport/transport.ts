@@ -15,6 +15,8 @@ export const CLOSE_CODES = {
   policy: 1008,
   tooBig: 1009,
   duplicate: 4000,
+  /** Two live processes run one node id (a cloned data directory): both are told, and take no writes. */
+  idConflict: 4009,
   auth: 4401,
   otherCluster: 4409,
   timeout: 4408,
@@ -51,6 +53,11 @@ export interface TransportEvents {
   link: (link: PeerLink) => void
   /** A dial or handshake failed; for logs and metrics. `code` is a MeshError code. */
   refused: (info: { url: string | null; nodeId: NodeId | null; code: string; message: string }) => void
+  /**
+   * Another live process runs this node's id (a cloned data directory): seen by this transport in a
+   * handshake, or said by a peer (close code 4009). `peer` is who said it (null: seen here).
+   */
+  conflict: (info: { peer: NodeId | null; message: string }) => void
 }
 
 export interface Transport {

@@ -831,6 +831,15 @@ describe('MeshNode: events and status', () => {
       replication: expect.any(Object),
       transport: {},
       forgotten: null,
+      // A node alone (no other member) need not wait for anyone: it writes at once.
+      seqGuard: {
+        state: 'writable',
+        startSeq: 0,
+        claimedSeq: 0,
+        claimedBy: null,
+        sinceMs: 1_700_000_000_000,
+        reason: null,
+      },
       role: 'member',
       snapshot: { receiving: null, last: null },
       parked: { reads: { open: 0, max: 1000, refused: 0 }, writes: { open: 0, max: 1000, refused: 0 } },

@@ -146,6 +146,7 @@ function receiverOffered(store: Store, link: RecordingLink, vc: VectorClock) {
     now: () => NOW,
     onJoined: () => (joined = true),
     onRefused: () => undefined,
+    recovering: () => false,
   })
   receiver.said(link.nodeId, {})
   expect(receiver.needed(link, null)).toBe(true)

@@ -189,17 +189,22 @@ describe('claims in acks and syncs', () => {
     expect(checkClaim({ [self]: 5 }, PEER, self, own).impossible).toBe(true)
   })
 
-  it('an ack claiming future writes is refused: the link closes, it never counts for write concern or the stable cut', async () => {
+  it("an ack claiming more of this node's own changes than it holds never counts for write concern or the stable cut, and stops its writes", async () => {
     const { store, replicator } = await node({ members: () => [PEER] })
     const link = new HeldLink(PEER)
     replicator.addLink(link)
     link.deliver({ type: 'sync', vc: {}, peers: [] })
-    link.deliver({ type: 'ack', vc: { [store.nodeId]: 10 } })
-    expect(link.closeCode).toBe(1008)
-    expect(replicator.counters['claimsRefused']).toBe(1)
     const { change: written } = await store.commitLocal([put('k0', 'v')])
+    link.deliver({ type: 'ack', vc: { [store.nodeId]: 10 } })
+    // The link stays: an honest peer says this when the node's data directory is an older copy.
+    expect(link.closed).toBe(false)
+    expect(replicator.counters['claimsRefused']).toBe(1)
     expect(replicator.holders((written as Change).dot)).toBe(1)
     expect(replicator.stableCut()).toEqual({})
+    // This process already made seq 1 of its own: seqs 1..10 name other changes there for good.
+    expect(replicator.seqGuard.status.state).toBe('diverged')
+    await expect(store.commitLocal([put('k1', 'v')])).rejects.toMatchObject({ code: 'MESHKV_ERR_NODE_ID_CONFLICT' })
+    expect(store.vc).toEqual({ [store.nodeId]: 1 })
   })
 
   it("an ack claiming a third node's changes beyond what this node holds counts only for what it holds", async () => {

@@ -844,6 +844,7 @@ export class Simulation {
         return store.durableVc
       },
       makeDurable: () => store.makeDurable(),
+      guardOwnWrites: (check) => store.guardOwnWrites(check),
       readLog: (...args: Parameters<Store['readLog']>) => store.readLog(...args),
       firstLsn: () => store.firstLsn(),
       lsnOfDot: (dot) => store.lsnOfDot(dot),
