@@ -73,6 +73,8 @@ export class Cluster {
   readonly #timer: NodeJS.Timeout
   #refreshing: Promise<void> = Promise.resolve()
   #forgotten: ForgottenStatus | null = null
+  /** The member set has been read once: the seq guard may count on it. */
+  #membersRead = false
   #closed = false
   readonly #unsubscribe: () => void
 
@@ -106,6 +108,7 @@ export class Cluster {
       ...(options.logRetainEntries === undefined ? {} : { logRetainEntries: options.logRetainEntries }),
       // A member silent for two peer timeouts after this node started is taken to be down.
       seqGuardGraceMs: SEQ_GUARD_PEER_TIMEOUTS * this.#peerTimeoutMs,
+      membersKnown: () => this.#membersRead,
     })
     this.transport?.on('link', (link) => void this.#onLink(link))
     this.#unsubscribe = options.store.onCommit((entries) => {
@@ -118,9 +121,7 @@ export class Cluster {
     this.transport?.on('refused', ({ nodeId, ...info }) =>
       this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused'),
     )
-    this.transport?.on('conflict', ({ peer, message }) =>
-      this.replicator.seqGuard.markConflict(peer, message, this.#now()),
-    )
+    this.transport?.on('conflict', ({ peer, message }) => this.replicator.seqGuard.markConflict(peer, message))
     for (const url of options.peers) this.transport?.keep(url)
     this.#timer = setInterval(() => this.#tick(), TICK_INTERVAL_MS)
     this.#timer.unref()
@@ -404,6 +405,7 @@ export class Cluster {
         const members = await this.#store.getState('set', MEMBERS_SET)
         const forgotten = await this.#store.getState('set', FORGOTTEN_SET)
         this.membership.update(members, forgotten)
+        this.#membersRead = true
         this.replicator.setForgotten(this.membership.forgotten, this.membership.forgetDots)
         this.#learnForgotten()
         this.#followMembers()

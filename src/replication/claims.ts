@@ -20,7 +20,6 @@ export interface ClaimContext {
   readonly counters: ReplicationCounters
   readonly logger: Logger
   readonly guard: SeqGuard
-  readonly now: () => number
 }
 
 /** What `peer`'s ack or sync (`type`) of `vc` may count for now; what it says past that is kept for later. */
@@ -41,7 +40,7 @@ export function takeClaim(context: ClaimContext, peer: NodeId, type: 'ack' | 'sy
       { peer, type, claimed, held },
       "a peer claims more of this node's own changes than it holds; they count only once held",
     )
-    context.guard.onClaim(peer, claimed, held, context.now())
+    context.guard.onClaim(peer, claimed, held)
   }
   const trusted = context.guard.trustedOwnSeq(held)
   if (vcGet(claim.vc, store.nodeId) <= trusted) return claim.vc

@@ -24,6 +24,8 @@ export interface ReplicationCounters {
   bufferFull: number
   refused: number
   refusedForgotten: number
+  /** Changes of this node's own origin from a peer while it was not recovering: another history's. */
+  refusedOwn: number
   /** Changes refused because a counter's sum would leave ±(2^53 - 1); their sender's link closes. */
   refusedOverflow: number
   framesSent: number
@@ -49,6 +51,7 @@ export function newCounters(): ReplicationCounters {
     bufferFull: 0,
     refused: 0,
     refusedForgotten: 0,
+    refusedOwn: 0,
     refusedOverflow: 0,
     framesSent: 0,
     changesSent: 0,
@@ -71,6 +74,12 @@ export interface InboundOptions {
   forgottenAfter: (node: NodeId) => number | undefined
   /** Called after each batch the store took (acks and write-concern waiters follow). */
   onApplied: () => void
+  /**
+   * True while this node takes changes of its own origin from peers: only while it recovers those
+   * it lost (seq-guard.ts). Otherwise one it does not hold names another history (a clone, or a
+   * copy of its directory that wrote on), and is dropped.
+   */
+  takesOwn: () => boolean
 }
 
 /** Of the refused changes from forgotten members, the first and then one in every thousand is logged. */
@@ -128,6 +137,10 @@ export class Inbound {
     for (const change of changes) {
       counters.changesReceived++
       if (this.#refuseForgotten(change, from)) continue
+      if (change.dot.node === this.#options.store.nodeId && !this.#options.takesOwn()) {
+        counters.refusedOwn++
+        continue
+      }
       if (from !== undefined) this.#senders.set(change, from)
       let result = this.#buffer.add(change, this.#pendingVc)
       if (result === 'full') {

@@ -69,6 +69,11 @@ export interface ReplicatorOptions {
    * anyway (seq-guard.ts). Default 10 s.
    */
   seqGuardGraceMs?: number
+  /**
+   * False while `members` is not known yet (the node has not read its member set): until then the
+   * seq guard cannot take "every other member synced" from an empty list. Default: always known.
+   */
+  membersKnown?: () => boolean
 }
 
 export class Replicator {
@@ -104,14 +109,16 @@ export class Replicator {
       snapshotAfterChanges: options.snapshotAfterChanges ?? 10_000,
       members: options.members ?? (() => []),
       logRetainEntries: options.logRetainEntries ?? 1000,
+      membersKnown: options.membersKnown ?? (() => true),
     }
     this.#gcEnabled = options.members !== undefined
     this.#guard = new SeqGuard({
       self: this.store.nodeId,
       startSeq: vcGet(this.store.vc, this.store.nodeId),
-      nowMs: options.now(),
+      now: options.now,
       logger: this.#logger,
       ...(options.seqGuardGraceMs === undefined ? {} : { graceMs: options.seqGuardGraceMs }),
+      input: () => this.#guardInput(),
     })
     this.#acks = new DurableAcks({
       store: this.store,
@@ -125,12 +132,8 @@ export class Replicator {
       counters: this.#counters,
       logger: this.#logger,
       guard: this.#guard,
-      now: options.now,
     }
-    this.store.guardOwnWrites(() => {
-      this.#updateGuard()
-      this.#guard.checkWrite(vcGet(this.store.vc, this.store.nodeId))
-    })
+    this.store.guardOwnWrites(() => this.#guard.checkWrite())
     this.#inbound = new Inbound({
       store: this.store,
       logger: this.#logger,
@@ -138,8 +141,9 @@ export class Replicator {
       bufferBytesMax: this.#options.bufferBytesMax,
       counters: this.#counters,
       forgottenAfter: (node) => this.#forgotten.cuts.get(node),
+      takesOwn: () => this.#guard.state === 'recovering',
       onApplied: () => {
-        this.#updateGuard()
+        this.#guard.refresh()
         promoteClaims(this.#claims)
         this.#acks.whenDurable()
         this.#waiters.check()
@@ -225,13 +229,13 @@ export class Replicator {
    * they send back changes of its own it lost, nor ever once its id names two histories.
    */
   get seqGuard(): SeqGuard {
-    this.#updateGuard()
+    this.#guard.refresh()
     return this.#guard
   }
 
   /** Called about once a second: resends state where a resend is due, refreshes acks, collects garbage. */
   tick(): void {
-    this.#updateGuard()
+    this.#guard.refresh()
     if (this.#inbound.resyncNeeded) {
       this.#inbound.resyncNeeded = false
       this.#broadcastSync()
@@ -376,15 +380,14 @@ export class Replicator {
     this.#waiters.releaseAll()
   }
 
-  /** Tells the seq guard what it needs to move on: the node's own seq, and whether every other member synced. */
-  #updateGuard(): void {
-    const self = this.store.nodeId
-    let allSynced = true
-    for (const id of this.#options.members()) {
-      if (id === self || this.#forgotten.has(id)) continue
-      if ((this.#peers.get(id)?.firstSyncVc ?? null) === null) allSynced = false
+  /** What the seq guard needs to move on: the node's own seq, and whether every other member synced. */
+  #guardInput(): { held: number; allSynced: boolean } {
+    const others = this.#options.members().filter((id) => id !== this.store.nodeId && !this.#forgotten.has(id))
+    const synced = (id: NodeId): boolean => (this.#peers.get(id)?.firstSyncVc ?? null) !== null
+    return {
+      held: vcGet(this.store.vc, this.store.nodeId),
+      allSynced: this.#options.membersKnown() && others.every(synced),
     }
-    this.#guard.update({ nowMs: this.#options.now(), held: vcGet(this.store.vc, self), allSynced })
   }
 
   #newSession(link: PeerLinkLike): PeerSession {

@@ -54,14 +54,14 @@ export const RECOVERY_STUCK_MS = 60_000
 export interface SeqGuardOptions {
   self: NodeId
   startSeq: number
-  nowMs: number
+  now: () => number
   graceMs?: number
   logger: Logger
+  /** What the guard reads on each check: the node's own seq now, and whether every other member synced. */
+  input: () => SeqGuardInput
 }
 
-/** What the guard is told on each check: the node's own seq now, and whether every other member synced. */
 export interface SeqGuardInput {
-  nowMs: number
   held: number
   allSynced: boolean
 }
@@ -84,8 +84,8 @@ export class SeqGuard {
   constructor(options: SeqGuardOptions) {
     this.#options = options
     this.#graceMs = options.graceMs ?? SEQ_GUARD_GRACE_MS_DEFAULT
-    this.#startMs = options.nowMs
-    this.#sinceMs = options.nowMs
+    this.#startMs = options.now()
+    this.#sinceMs = this.#startMs
     this.#reason = VERIFYING
   }
 
@@ -116,11 +116,12 @@ export class SeqGuard {
     })
   }
 
-  /** Throws what an own write meets now, unless writable; `held` is the node's own seq before this write. */
-  checkWrite(held: number): void {
+  /** Throws what an own write meets now, unless writable (the store asks it as it makes each own change). */
+  checkWrite(): void {
+    this.refresh()
     const refusal = this.refusal()
     if (refusal !== null) throw refusal
-    if (this.#mintedFrom === 0) this.#mintedFrom = held + 1
+    if (this.#mintedFrom === 0) this.#mintedFrom = this.#options.input().held + 1
   }
 
   /**
@@ -138,7 +139,8 @@ export class SeqGuard {
    * process minted nothing yet. Once it minted from seq m, the other history minted every seq up
    * to `seq` (seqs are made in order), m..held among them: the same seqs name two changes (diverged).
    */
-  onClaim(peer: NodeId, seq: number, held: number, nowMs: number): void {
+  onClaim(peer: NodeId, seq: number, held: number): void {
+    const nowMs = this.#options.now()
     if (this.#state === 'diverged' || this.#state === 'conflict' || seq <= held) return
     if (seq > this.#claimedSeq) {
       this.#claimedSeq = seq
@@ -166,8 +168,9 @@ export class SeqGuard {
   }
 
   /** Another live process runs this node id: sticky until restart. */
-  markConflict(peer: NodeId | null, message: string, nowMs: number): void {
+  markConflict(peer: NodeId | null, message: string): void {
     if (this.#state === 'conflict') return
+    const nowMs = this.#options.now()
     const by = peer === null ? '' : ` (said by ${peer})`
     this.#enter(
       'conflict',
@@ -178,7 +181,8 @@ export class SeqGuard {
   }
 
   /** Moves on where it may: verifying ends, recovery ends, a stuck recovery is said. */
-  update(input: SeqGuardInput): void {
+  refresh(): void {
+    const input = { ...this.#options.input(), nowMs: this.#options.now() }
     if (this.#state === 'recovering') {
       if (input.held >= this.#claimedSeq) {
         this.#options.logger.info(
@@ -193,7 +197,7 @@ export class SeqGuard {
       this.#enter('writable', input.nowMs, null, null)
   }
 
-  #checkStuck(input: SeqGuardInput): void {
+  #checkStuck(input: SeqGuardInput & { nowMs: number }): void {
     if (input.held > this.#progress.seq) {
       this.#progress = { seq: input.held, atMs: input.nowMs }
       return

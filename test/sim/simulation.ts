@@ -527,7 +527,8 @@ export class Simulation {
     const addLink = replicator.addLink.bind(replicator)
     replicator.addLink = (link) => {
       const rules = this.#rules(node.index)
-      const intents = rules.admit(link.nodeId, link.url)
+      // A node whose seq guard holds its writes back admits the peer on a later tick, as a real one does.
+      const intents = replicator.seqGuard.writable ? rules.admit(link.nodeId, link.url) : null
       if (intents === null) return addLink(link)
       void this.#commitMembership(node, intents)
         .then(() => this.#readMembership(node))
@@ -580,6 +581,8 @@ export class Simulation {
     }
     if (!rules.joined && vcGet(node.store.vc, node.nodeId) > 0)
       this.internal(`node ${node.index} originated a change before it was ready`)
+    // Membership entries are changes of the node's own: not while its seq guard holds writes back.
+    if (!node.replicator.seqGuard.writable) return
     const claim = rules.claim()
     if (claim !== null) void this.#commitMembership(node, claim).finally(() => rules.claimed())
     for (const { nodeId, url } of node.replicator.linkedPeerUrls()) {
@@ -745,7 +748,7 @@ export class Simulation {
     if (candidates.length === 0 || live.length <= 2 || this.#retired !== null) return
     const member = this.pick(candidates)
     const forgetter = this.pick(live.filter((node) => node !== member && this.#rules(node.index).joined))
-    if (forgetter === undefined) return
+    if (forgetter === undefined || !forgetter.replicator.seqGuard.writable) return
     this.#retired = member.index
     this.#forgetting = true
     try {
@@ -1045,7 +1048,13 @@ export class Simulation {
     this.activity()
     const client = flight.client
     client.busy = false
-    const moveOn = ['MESHKV_ERR_UNAVAILABLE', 'MESHKV_ERR_CONNECTION_RESET', 'MESHKV_ERR_NOT_READY']
+    const moveOn = [
+      'MESHKV_ERR_UNAVAILABLE',
+      'MESHKV_ERR_CONNECTION_RESET',
+      'MESHKV_ERR_NOT_READY',
+      'MESHKV_ERR_RECOVERING',
+      'MESHKV_ERR_NODE_ID_CONFLICT',
+    ]
     if (kind !== 'ok' && fields.code !== undefined && moveOn.includes(fields.code)) this.#failOver(client)
     this.#scheduleClient(client, 20 + Math.floor(this.random() * 300))
   }
@@ -1081,6 +1090,11 @@ export class Simulation {
       (error: unknown) => {
         if (flight.done) return
         const code = isMeshError(error) ? error.code : 'UNEXPECTED'
+        // The seq guard refuses before a seq is made: nothing was written, the write failed.
+        if (code === 'MESHKV_ERR_RECOVERING' || code === 'MESHKV_ERR_NODE_ID_CONFLICT') {
+          this.#finish(flight, 'fail', { code })
+          return
+        }
         if (code !== 'MESHKV_ERR_CLOSED')
           this.internal(`a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`)
         this.#finish(flight, 'unknown', { code })
