@@ -156,6 +156,9 @@ export function statusLines(status: ClientStatus): string {
     ['token', status.token],
     ['members', String(status.members ?? 1)],
   ]
+  // Why a node that is not ready takes no writes, in its own words (a restore, a clone, a restart).
+  if (status.seqGuard !== undefined && status.seqGuard.state !== 'writable')
+    lines.push(['writes', `${status.seqGuard.state}: ${status.seqGuard.reason ?? ''}`])
   const head = lines.map(([name, value]) => `${name}: ${value}\n`).join('')
   const peers = status.peers ?? []
   if (peers.length === 0) return head

@@ -196,6 +196,8 @@ export interface ClientStatus {
   members?: number
   /** Each peer as the node sees it: link state and lag. */
   peers?: ClientPeerStatus[]
+  /** Whether the node makes changes of its own now, and why not (docs/architecture.md, "Own sequence numbers"). */
+  seqGuard?: { state: string; reason: string | null }
   /** The node that answered. */
   endpoint: string
 }
