@@ -66,6 +66,8 @@ export function cloneConformance(harness: () => TransportHarness): void {
       await sleep(QUIET_MS)
       expect(third.events.open.filter((record) => record.link.nodeId === nodeId)).toEqual([])
       expect(countersOf(third.transport).idConflicts).toBe(1)
+      // Before it was found out, the second process was refused as a duplicate (a restart looks alike).
+      expect(countersOf(third.transport).idAlreadyLinked).toBeGreaterThanOrEqual(1)
       expect(third.events.conflicts).toEqual([])
     })
   }
