@@ -24,11 +24,17 @@ export const PROTOCOL_VERSION = 3
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
 /**
  * Largest frame before the handshake is done. The largest honest one is a hello with a URL of
- * URL_BYTES_MAX and a cluster id of CLUSTER_ID_BYTES_MAX (about 2.4 KiB); anything bigger from an
+ * URL_BYTES_MAX, a cluster id of CLUSTER_ID_BYTES_MAX and an instance id (about 2.4 KiB); anything bigger from an
  * unauthenticated peer is refused unread, so a stranger cannot make a node hold 4 MiB frames.
  */
 export const HANDSHAKE_FRAME_BYTES_MAX = 3 * 1024
 export const NONCE_BYTES = 32
+/**
+ * A process's instance id (random, fixed for its transport's life), sent in `challenge` and
+ * `hello`: one node id with two instances is two live processes (a cloned data directory).
+ * Optional on the wire, so protocol 3 nodes without it still link (and are never called a clone).
+ */
+export const INSTANCE_BYTES = 8
 export const CLUSTER_ID_BYTES_MAX = 128
 export const URL_BYTES_MAX = 2048
 export const PEERS_MAX = 1024
@@ -39,6 +45,8 @@ export interface ChallengeMessage {
   readonly clusterId: string
   readonly nodeId: NodeId
   readonly nonce: Uint8Array
+  /** The acceptor's instance id (INSTANCE_BYTES), absent from older nodes. */
+  readonly instance?: Uint8Array
 }
 
 export interface HelloMessage {
@@ -50,6 +58,8 @@ export interface HelloMessage {
   readonly url: string | null
   readonly nonce: Uint8Array
   readonly proof: Uint8Array
+  /** The dialer's instance id (INSTANCE_BYTES), absent from older nodes. */
+  readonly instance?: Uint8Array
 }
 
 export interface WelcomeMessage {
@@ -151,6 +161,10 @@ function isNonce(value: unknown): value is Uint8Array {
   return isBytes(value) && value.length === NONCE_BYTES
 }
 
+function isInstance(value: unknown): boolean {
+  return value === undefined || (isBytes(value) && value.length === INSTANCE_BYTES)
+}
+
 export function isFrame(value: unknown): value is Frame {
   if (!isRecord(value)) return false
   switch (value['type']) {
@@ -159,7 +173,8 @@ export function isFrame(value: unknown): value is Frame {
         Number.isSafeInteger(value['version']) &&
         isShortString(value['clusterId'], CLUSTER_ID_BYTES_MAX) &&
         isNodeId(value['nodeId']) &&
-        isNonce(value['nonce'])
+        isNonce(value['nonce']) &&
+        isInstance(value['instance'])
       )
     case 'hello':
       return (
@@ -168,7 +183,8 @@ export function isFrame(value: unknown): value is Frame {
         isNodeId(value['nodeId']) &&
         (value['url'] === null || isShortString(value['url'], URL_BYTES_MAX)) &&
         isNonce(value['nonce']) &&
-        isBytes(value['proof'])
+        isBytes(value['proof']) &&
+        isInstance(value['instance'])
       )
     case 'welcome':
       return isBytes(value['proof'])

@@ -54,7 +54,14 @@ export interface LinkSettings {
 /** Whether a connection that passed the handshake may open. */
 export type Admission =
   | { readonly ok: true }
-  | { readonly ok: false; readonly closeCode: number; readonly reason: string; readonly refusal: Refusal | null }
+  | {
+      readonly ok: false
+      readonly closeCode: number
+      readonly reason: string
+      readonly refusal: Refusal | null
+      /** Send this side's welcome first, so the refused peer can tell a proven refusal (4009). */
+      readonly welcomeFirst?: boolean
+    }
 
 export interface ConnectionEnd {
   readonly code: number
@@ -63,6 +70,8 @@ export interface ConnectionEnd {
   readonly link: Link | null
   /** Why the handshake failed, when it failed in a way worth reporting. */
   readonly refusal: Refusal | null
+  /** The other side (or the network) ended it, not this one. */
+  readonly remote: boolean
 }
 
 /** The transport side of a connection. */
@@ -100,6 +109,7 @@ export class Connection {
   private abortDial: (() => void) | null = null
   private heardAtMs = Number.NEGATIVE_INFINITY
   private openedAtMs = Number.NEGATIVE_INFINITY
+  private peerInstance: string | null = null
 
   constructor(
     private readonly host: ConnectionHost,
@@ -130,6 +140,11 @@ export class Connection {
 
   get bufferedBytes(): number {
     return this.channel?.bufferedBytes ?? 0
+  }
+
+  /** The other process's instance id (hex), once its proof checked out; null if it sent none. */
+  get instance(): string | null {
+    return this.peerInstance
   }
 
   /** When the peer last proved it reads (a pong, or the link opening), on the host's clock. */
@@ -270,12 +285,15 @@ export class Connection {
 
   private step(step: HandshakeStep): void {
     if (step.refusal !== undefined) {
+      if (step.send !== undefined) this.write(encodeFrame(step.send))
       this.finish(step.refusal.closeCode, step.refusal.message, step.refusal, 'polite')
       return
     }
     if (step.peer !== undefined) {
+      this.peerInstance = step.peer.instance
       const admission = this.host.admit(this, step.peer)
       if (!admission.ok) {
+        if (admission.welcomeFirst === true && step.send !== undefined) this.write(encodeFrame(step.send))
         this.finish(admission.closeCode, admission.reason, admission.refusal, 'polite')
         return
       }
@@ -331,7 +349,7 @@ export class Connection {
     this.abortDial = null
     this.releaseDrainWaiters()
     this.link?.ended(code, short)
-    this.host.ended(this, { code, reason: short, link: this.link, refusal })
+    this.host.ended(this, { code, reason: short, link: this.link, refusal, remote: ending === 'gone' })
   }
 
   private releaseDrainWaiters(): void {

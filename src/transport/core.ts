@@ -8,7 +8,11 @@
  * with 4000. That tie-break only applies while the held link is young (both dials may still be in
  * their handshakes): otherwise a newcomer claiming a linked peer's id replaces the held link only
  * when that link is proven dead (no pong for two ping intervals), else the newcomer is refused
- * (4000, counted): knowing the secret is not enough to cut a live peer off. A kept URL whose node
+ * (4000, counted): knowing the secret is not enough to cut a live peer off. A newcomer from another
+ * process (another `instance`) is judged by clones.ts: a restart replaces the dead link as above,
+ * two live processes are both closed with 4009 (counted, and reported as `refused`). A transport
+ * told 4009 on a proven link, or that sees its own id from another instance in a handshake, emits
+ * `conflict`, and redials that URL at the slowest backoff. A kept URL whose node
  * already has a link is not redialed until that link ends. Authenticated links are capped
  * (`linksMax`: the node passes its member count plus a margin); one more is refused with 4503. The
  * rule lives here alone because the transport makes the links: the replicator is handed only the
@@ -18,11 +22,12 @@ import { randomBytes as cryptoRandomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { NodeId } from '../clock/index.js'
 import { isNodeId } from '../clock/index.js'
-import { CLUSTER_ID_BYTES_MAX, NONCE_BYTES, URL_BYTES_MAX } from '../codec/peer.js'
+import { CLUSTER_ID_BYTES_MAX, INSTANCE_BYTES, NONCE_BYTES, URL_BYTES_MAX } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { MeshError } from '../errors.js'
 import type { Admission, Cancel, ConnectionEnd, ConnectionHost, Link, LinkSettings, SetTimer } from './connection.js'
 import { Connection } from './connection.js'
+import { CloneWatch, isOtherProcess } from './clones.js'
 import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
 import type { Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
@@ -63,7 +68,12 @@ export interface TransportCounters {
   linksOverCap: number
   /** A newcomer claiming the id of a peer whose link is alive. */
   idAlreadyLinked: number
+  /** Two live processes found running one peer's node id (both closed with 4009). */
+  idConflicts: number
 }
+
+/** Backoff attempt for a URL whose node said 4009: the slowest redial (it keeps being told). */
+const CONFLICT_ATTEMPT = 30
 
 export interface TransportSettings extends LinkSettings {
   readonly pingIntervalMs: number
@@ -166,16 +176,22 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   private readonly selfKey: string | null
   private readonly linksMax: () => number
   readonly now: () => number
-  readonly counters: TransportCounters = { linksOverCap: 0, idAlreadyLinked: 0 }
+  readonly counters: TransportCounters = { linksOverCap: 0, idAlreadyLinked: 0, idConflicts: 0 }
+  /** This process's instance id in hex (sent in the handshake; fixed for the transport's life). */
+  readonly instance: string
+  private readonly clones: CloneWatch
 
   constructor(options: CoreTransportOptions, setTimer: SetTimer) {
-    this.identity = resolveIdentity(options)
     this.settings = resolveSettings(options)
+    this.randomBytes = options.randomBytes ?? ((size) => new Uint8Array(cryptoRandomBytes(size)))
+    const instance = this.randomBytes(INSTANCE_BYTES)
+    this.identity = { ...resolveIdentity(options), instance }
+    this.instance = Buffer.from(instance).toString('hex')
     this.setTimer = setTimer
     this.linksMax = options.linksMax ?? (() => Number.POSITIVE_INFINITY)
     this.now = options.now ?? (() => performance.now())
-    this.randomBytes = options.randomBytes ?? ((size) => new Uint8Array(cryptoRandomBytes(size)))
     this.selfKey = this.selfKeyOf(options.advertiseUrl)
+    this.clones = new CloneWatch(2 * this.settings.pingIntervalMs)
   }
 
   /** The canonical form of a peer URL (the key `keep` and `forget` match on); throws on bad URLs. */
@@ -233,6 +249,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
 
   admit(connection: Connection, peer: PeerIdentity): Admission {
     if (this.isClosed) return { ok: false, closeCode: CLOSE_CODES.goingAway, reason: 'node closing', refusal: null }
+    if (this.clones.isConflicted(peer.nodeId, peer.instance)) return this.conflictRefusal(peer.nodeId)
     const existing = this.links.get(peer.nodeId)
     if (existing !== undefined && !existing.closed && existing !== connection) {
       const keep = this.keepsHeld(connection, existing, peer.nodeId)
@@ -273,12 +290,15 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       this.emitRefused(connection.dialedUrl, nodeId, errorCode, message)
       if (kept !== undefined && errorCode === 'MESHKV_ERR_CONFIG' && connection.role === 'dialer') kept.self = true
     }
+    const conflict = this.isClosed ? null : this.conflictOf(end)
+    if (conflict !== null) for (const listener of this.listeners.conflict) listener(conflict)
     if (kept !== undefined && kept.nodeId === null && connection.claimedNodeId !== null)
       kept.nodeId = connection.claimedNodeId as NodeId
     const nodeId = end.link?.nodeId ?? null
     if (nodeId !== null && this.links.get(nodeId) === connection) this.links.delete(nodeId)
     if (this.isClosed) return
-    if (kept !== undefined) this.scheduleDial(kept, end.link !== null)
+    if (kept !== undefined && end.code === CLOSE_CODES.idConflict) kept.attempt = CONFLICT_ATTEMPT
+    if (kept !== undefined) this.scheduleDial(kept, end.link !== null && end.code !== CLOSE_CODES.idConflict)
     // Kept URLs that waited because their node was linked another way dial again now.
     if (nodeId !== null && !this.links.has(nodeId)) {
       for (const other of this.kept.values()) {
@@ -294,6 +314,11 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     const connection = new Connection(this, role, dialedUrl)
     this.connections.add(connection)
     return connection
+  }
+
+  /** When `connection`'s peer last proved it reads; memory.ts overrides (its links cannot go silent). */
+  protected heardAtOf(connection: Connection): number {
+    return connection.heardAt
   }
 
   protected emitRefused(url: string | null, nodeId: NodeId | null, code: ErrorCode, message: string): void {
@@ -336,13 +361,20 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     const [newDialer, heldDialer] = [dialerOf(candidate), dialerOf(existing)]
     const { handshakeTimeoutMs, pingIntervalMs, peerTimeoutMs } = this.settings
     const now = this.now()
-    if (newDialer !== heldDialer && now - existing.openedAt < handshakeTimeoutMs) {
+    const heardAt = this.heardAtOf(existing)
+    const silentMs = now - heardAt
+    const dead = silentMs > Math.min(peerTimeoutMs, 2 * pingIntervalMs)
+    // The tie-break is for two links of one process; another process is a restart or a clone.
+    const otherProcess = candidate.instance !== null && isOtherProcess(existing.instance, candidate.instance)
+    if (otherProcess && dead) this.clones.replaced(peer)
+    else if (otherProcess && this.clones.bothAlive(peer, candidate.instance, heardAt, now)) {
+      return this.twoLiveProcesses(peer, existing, candidate.instance)
+    } else if (!otherProcess && newDialer !== heldDialer && now - existing.openedAt < handshakeTimeoutMs) {
       return keepsNewLink(newDialer, heldDialer)
         ? null
         : { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked', refusal: null }
     }
-    const silentMs = now - existing.heardAt
-    if (silentMs > Math.min(peerTimeoutMs, 2 * pingIntervalMs)) return null
+    if (dead) return null
     this.counters.idAlreadyLinked += 1
     const message = `node ${peer} is already linked, and that link is alive (heard ${Math.round(silentMs)} ms ago)`
     const refusal = {
@@ -352,6 +384,39 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       nodeId: peer,
     }
     return { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked, alive', refusal }
+  }
+
+  /** Both instances of `peer` are alive: each is closed (or refused) with 4009, now and later. */
+  private twoLiveProcesses(peer: NodeId, held: Connection, candidate: string): Admission {
+    this.counters.idConflicts += 1
+    this.clones.mark(peer, held.instance === null ? [candidate] : [held.instance, candidate])
+    held.close(CLOSE_CODES.idConflict, `another live process runs node id ${peer}`)
+    return this.conflictRefusal(peer)
+  }
+
+  /** A refusal with 4009, sent after the welcome so that the refused process can trust it. */
+  private conflictRefusal(peer: NodeId): Admission {
+    const message = `two live processes run node id ${peer} (a cloned data directory?): both refused`
+    const refusal = {
+      closeCode: CLOSE_CODES.idConflict,
+      errorCode: 'MESHKV_ERR_NODE_ID_CONFLICT' as const,
+      message,
+      nodeId: peer,
+    }
+    return { ok: false, closeCode: CLOSE_CODES.idConflict, reason: message, refusal, welcomeFirst: true }
+  }
+
+  /**
+   * The conflict an ended connection shows, if any: this node's own id from another process in a
+   * handshake (seen here), or a proven link the peer closed with 4009 (said by the peer).
+   */
+  private conflictOf(end: ConnectionEnd): { peer: NodeId | null; message: string } | null {
+    const { refusal, link } = end
+    if (refusal?.errorCode === 'MESHKV_ERR_NODE_ID_CONFLICT' && !end.remote && refusal.nodeId === this.identity.nodeId)
+      return { peer: null, message: refusal.message }
+    if (link !== null && end.remote && end.code === CLOSE_CODES.idConflict)
+      return { peer: link.nodeId, message: end.reason }
+    return null
   }
 
   private dial(kept: Kept): void {

@@ -2,8 +2,8 @@
  * The peer handshake as pure functions and two small state machines, one per role. The wire
  * format is written out in replication/protocol.ts:
  *
- *   acceptor → dialer   challenge { version, clusterId, nodeId, nonce }
- *   dialer   → acceptor hello     { version, clusterId, nodeId, url, nonce, proof = HMAC(secret, "dialer" ‖ cluster ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
+ *   acceptor → dialer   challenge { version, clusterId, nodeId, nonce, instance }
+ *   dialer   → acceptor hello     { version, clusterId, nodeId, url, nonce, instance, proof = HMAC(secret, "dialer" ‖ cluster ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
  *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ cluster ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
  *
  * HMAC is HMAC-SHA256 keyed with the cluster secret. The role string binds a proof to its
@@ -11,13 +11,20 @@
  * binds it to one cluster, so one secret reused by two clusters never merges them, the other
  * side's fresh nonce makes a recorded proof useless on the next link, and both ids bind it to
  * this pair of nodes. Proofs
- * are compared in constant time. The state machines take frames in and give frames or a verdict
+ * are compared in constant time.
+ *
+ * The same node id on both sides is this very process (it dialed its own address: refused with
+ * 1000 and MESHKV_ERR_CONFIG, never redialed) when both sides carry the same `instance`, or either
+ * carries none (an older node). With two different instances it is another live process with this
+ * node's id (a cloned data directory): both proofs are still checked, so a stranger without the
+ * secret can never make a node believe it has a clone, and the acceptor sends its welcome before it
+ * closes with 4009 (MESHKV_ERR_NODE_ID_CONFLICT); each side then reports the conflict as seen here. The state machines take frames in and give frames or a verdict
  * out; they never touch a socket or a timer, so both transports run exactly the same code.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import type { NodeId } from '../clock/index.js'
 import type { ChallengeMessage, Frame, HandshakeMessage, HelloMessage, WelcomeMessage } from '../codec/peer.js'
-import { NONCE_BYTES, PROTOCOL_VERSION } from '../codec/peer.js'
+import { INSTANCE_BYTES, NONCE_BYTES, PROTOCOL_VERSION } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert } from '../errors.js'
 import { CLOSE_CODES } from './transport.js'
@@ -30,6 +37,8 @@ export interface HandshakeIdentity {
   readonly clusterId: string
   readonly secret: string
   readonly advertiseUrl: string | null
+  /** This process's instance id (INSTANCE_BYTES); none: sent without one, like an older node. */
+  readonly instance?: Uint8Array
 }
 
 /** The other side, once its proof checked out. */
@@ -39,6 +48,8 @@ export interface PeerIdentity {
   readonly url: string | null
   /** The same on both sides of one link: a hash of both nonces. */
   readonly linkId: string
+  /** The peer process's instance id in hex, or null when it sent none. */
+  readonly instance: string | null
 }
 
 /** Why a handshake failed: the close code to send and the MeshError code to report. */
@@ -50,7 +61,10 @@ export interface Refusal {
   readonly nodeId: NodeId | null
 }
 
-/** What the caller does after feeding a frame in: send a frame, and/or open, or refuse. */
+/**
+ * What the caller does after feeding a frame in: send a frame, and/or open, or refuse. A refusal
+ * with a frame to send sends it first (a welcome to a proven clone).
+ */
 export interface HandshakeStep {
   readonly send?: HandshakeMessage
   readonly peer?: PeerIdentity
@@ -114,6 +128,33 @@ function unexpected(frame: Frame, expected: string): HandshakeStep {
   )
 }
 
+function hexOf(instance: Uint8Array | undefined): string | null {
+  return instance === undefined ? null : Buffer.from(instance).toString('hex')
+}
+
+/** The other side runs this node's id from another process: both sent an instance, and they differ. */
+function isClone(identity: HandshakeIdentity, frame: ChallengeMessage | HelloMessage): boolean {
+  const [own, other] = [hexOf(identity.instance), hexOf(frame.instance)]
+  return frame.nodeId === identity.nodeId && own !== null && other !== null && own !== other
+}
+
+/** The refusal of a proven peer that runs this node's id in another process. */
+export function conflictRefusal(identity: HandshakeIdentity, other: Uint8Array | undefined): Refusal {
+  return {
+    closeCode: CLOSE_CODES.idConflict,
+    errorCode: 'MESHKV_ERR_NODE_ID_CONFLICT',
+    message: `another live process runs this node id (instance ${hexOf(other) ?? '?'}, this one ${hexOf(identity.instance) ?? '?'})`,
+    nodeId: identity.nodeId,
+  }
+}
+
+/** The fields every first frame carries; `instance` only when this process has one. */
+function firstFrameFields(identity: HandshakeIdentity): { instance?: Uint8Array } {
+  if (identity.instance === undefined) return {}
+  assert(identity.instance.length === INSTANCE_BYTES, 'an instance id has INSTANCE_BYTES bytes')
+  return { instance: identity.instance }
+}
+
 /** Checks shared by both roles on the other side's first frame. */
 function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloMessage): HandshakeStep | null {
   if (!isSupportedVersion(frame.version)) {
@@ -132,7 +173,7 @@ function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloM
       frame.nodeId,
     )
   }
-  if (frame.nodeId === identity.nodeId) {
+  if (frame.nodeId === identity.nodeId && !isClone(identity, frame)) {
     return refusal(
       CLOSE_CODES.normal,
       'MESHKV_ERR_CONFIG',
@@ -161,7 +202,14 @@ export class AcceptorHandshake {
   start(): ChallengeMessage {
     assert(this.challenge === null, 'a handshake starts once')
     const { nodeId, clusterId } = this.identity
-    this.challenge = { type: 'challenge', version: PROTOCOL_VERSION, clusterId, nodeId, nonce: this.nonce }
+    this.challenge = {
+      type: 'challenge',
+      version: PROTOCOL_VERSION,
+      clusterId,
+      nodeId,
+      nonce: this.nonce,
+      ...firstFrameFields(this.identity),
+    }
     return this.challenge
   }
 
@@ -197,10 +245,13 @@ export class AcceptorHandshake {
         otherId: frame.nodeId,
       }),
     }
+    // A proven clone still gets the welcome, so that it can check this side's proof too.
+    if (isClone(this.identity, frame)) return { send: welcome, refusal: conflictRefusal(this.identity, frame.instance) }
     const peer: PeerIdentity = {
       nodeId: frame.nodeId,
       url: frame.url,
       linkId: linkIdOf(this.challenge.nonce, frame.nonce),
+      instance: hexOf(frame.instance),
     }
     return { send: welcome, peer }
   }
@@ -262,6 +313,7 @@ export class DialerHandshake {
       url: advertiseUrl,
       nonce: this.nonce,
       proof,
+      ...firstFrameFields(this.identity),
     }
     return { send: hello }
   }
@@ -286,7 +338,14 @@ export class DialerHandshake {
         acceptor.nodeId,
       )
     }
-    return { peer: { nodeId: acceptor.nodeId, url: this.dialedUrl, linkId: linkIdOf(acceptor.nonce, this.nonce) } }
+    if (isClone(this.identity, acceptor)) return { refusal: conflictRefusal(this.identity, acceptor.instance) }
+    const peer: PeerIdentity = {
+      nodeId: acceptor.nodeId,
+      url: this.dialedUrl,
+      linkId: linkIdOf(acceptor.nonce, this.nonce),
+      instance: hexOf(acceptor.instance),
+    }
+    return { peer }
   }
 }
 
@@ -305,6 +364,15 @@ export function refusalOfCloseCode(code: number, reason: string, nodeId: NodeId 
         closeCode: code,
         errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH',
         message: `the peer is in another cluster: ${reason || 'cluster'}`,
+        nodeId,
+      }
+    case CLOSE_CODES.idConflict:
+      // Reported, but not taken as proof of a clone: the acceptor sent no welcome, so it proved
+      // nothing (every 4009 this code sends follows a welcome, and ends an open link instead).
+      return {
+        closeCode: code,
+        errorCode: 'MESHKV_ERR_NODE_ID_CONFLICT',
+        message: `the peer says another live process runs this node id: ${reason || 'conflict'}`,
         nodeId,
       }
     case CLOSE_CODES.duplicate:

@@ -14,7 +14,9 @@
  * - `drained()` resolves once the sender's queue is below `highWater` frames, or the link closed.
  * - `close()` closes both ends once: frames still queued are lost, the closing end hears its
  *   `onClose` at once, the other end on the next microtask (as the real transport does), each
- *   exactly once, with the same code. `cut()` is the network failing: both ends hear 1006.
+ *   exactly once, with the same code. A transport connection's polite `end()` closes after the
+ *   frames it queued, as a WebSocket close frame does (a welcome before a 4009 arrives).
+ *   `cut()` is the network failing: both ends hear 1006.
  *   `cutHalf(end)` is a half-open link: the network fails, only `end` notices now; the other end
  *   keeps "sending" into the void until `notice()` (its peer timeout) closes it too.
  * - Messages that arrive before an end has an `onMessage` listener wait for it.
@@ -82,6 +84,8 @@ export class LinkEnd implements Omit<PeerLink, 'id'>, Channel {
   #closeListeners: ((code: number, reason: string) => void)[] = []
   #unheard: PeerMessage[] = []
   #drainWaiters: (() => void)[] = []
+  /** A polite end waiting for this end's queue to be delivered. */
+  #endAfterQueue: { code: number; reason: string } | null = null
 
   constructor(
     readonly pair: LinkPair,
@@ -151,7 +155,8 @@ export class LinkEnd implements Omit<PeerLink, 'id'>, Channel {
 
   /** Channel: the connection ends the link. */
   end(code: number, reason: string): void {
-    this.close(code, reason)
+    if (this.outbox.length === 0 || this.pair.closed) this.close(code, reason)
+    else this.#endAfterQueue = { code, reason }
   }
 
   /** Channel: the connection drops the link (as a socket reset). */
@@ -176,6 +181,11 @@ export class LinkEnd implements Omit<PeerLink, 'id'>, Channel {
   releaseIfDrained(): void {
     if (this.outbox.length < this.pair.highWater || this.pair.closed)
       for (const resolve of this.#drainWaiters.splice(0)) resolve()
+    const ending = this.#endAfterQueue
+    if (ending !== null && this.outbox.length === 0) {
+      this.#endAfterQueue = null
+      this.close(ending.code, ending.reason)
+    }
   }
 
   /** @internal The link ended: listeners hear it once. */

@@ -11,7 +11,8 @@
  * new ones until `heal(a, b)`; kept URLs redial through their backoff.
  *
  * What this transport does not model: heartbeats (a link ends when it is closed or cut, not by
- * silence) and send queues (a connection's frame joins the link's queue at once). The replication
+ * silence, so an open link counts as heard just now: a process that stopped has no open link, and
+ * a newcomer with a live peer's id is refused as on sockets) and send queues (a connection's frame joins the link's queue at once). The replication
  * simulator (test/sim) uses the same links without this transport: it hands their ends straight
  * to replicators and admits them by this transport's rule (`keepsNewLink`).
  */
@@ -153,6 +154,10 @@ export class MemoryTransport extends TransportCore {
 
   protected normalizeUrl(url: string): string {
     return url
+  }
+
+  protected override heardAtOf(connection: Connection): number {
+    return connection.closed ? connection.heardAt : this.now()
   }
 
   protected openChannel(key: string, connection: Connection): void {

@@ -19,7 +19,7 @@
 import { afterAll, beforeAll } from 'vitest'
 import type { ClientPeerStatus } from '../../src/client/index.js'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildIfStale as buildBinariesIfStale, killAll as killKvctlChildren } from '../cli/helpers.js'
@@ -314,6 +314,34 @@ export class Cluster {
     node.spawn()
     if (options.waitReady !== false) await node.waitReady()
     return node
+  }
+
+  /**
+   * Copies the data directory of node `n` (stopped) to a new node, as an operator cloning a
+   * machine would: same node id, same secret, its own port and entry proxy, and the peers of `n`
+   * unless `peers` says otherwise. The copy is not started.
+   */
+  async cloneNode(n: number, options: { peers?: string[] } = {}): Promise<ClusterNode> {
+    const original = this.node(n)
+    if (original.running) throw new Error(`node ${n} must be stopped before its directory is copied`)
+    const k = this.nodes.length + 1
+    const port = await freePort()
+    const entry = await TcpProxy.start(port)
+    const dir = join(this.root, `node${k}-clone-of-${n}`)
+    await cp(original.dir, dir, { recursive: true })
+    const peers =
+      options.peers ?? [...this.#proxies.entries()].filter(([pair]) => pair.startsWith(`${n}>`)).map(([, p]) => p.url)
+    const argsOf = (override?: string): NodeArgs => ({
+      dir,
+      port,
+      peers,
+      secret: override ?? this.secret,
+      advertiseUrl: entry.url,
+      peerTimeoutMs: 2000,
+    })
+    const clone = new ClusterNode(k, port, dir, entry, argsOf)
+    this.nodes.push(clone)
+    return clone
   }
 
   /** Node `n`, 1-based as the tests name them. */

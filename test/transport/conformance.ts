@@ -15,6 +15,7 @@ import type { TransportOptions } from '../../src/transport/transport.js'
 import { CLOSE_CODES } from '../../src/transport/transport.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { MeshError } from '../../src/errors.js'
+import { cloneConformance } from './clone-conformance.js'
 import { Recorder, conversation, freshNodeId, sameMessages } from './helpers.js'
 
 export interface HarnessNode {
@@ -331,6 +332,8 @@ export function transportConformance(name: string, factory: () => TransportHarne
       await expect(harness.start({ options: { pingIntervalMs: -1 } })).rejects.toThrow(MeshError)
       expect(a.events.links).toEqual([])
     })
+
+    cloneConformance(() => harness)
   })
 }
 

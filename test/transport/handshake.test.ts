@@ -24,6 +24,7 @@ import { PROPERTY } from '../helpers/runs.js'
 const A = '00000000000000aa' as NodeId
 const B = '00000000000000bb' as NodeId
 const nonceOf = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)
+const instanceOf = (fill: number): Uint8Array => new Uint8Array(8).fill(fill)
 
 function who(nodeId: NodeId, extra: Partial<HandshakeIdentity> = {}): HandshakeIdentity {
   return { nodeId, clusterId: 'c', secret: 's', advertiseUrl: `http://${nodeId}`, ...extra }
@@ -94,8 +95,50 @@ describe('proofs', () => {
 describe('the handshake state machines', () => {
   it('agree on each other and on the link id', () => {
     const { acceptor, dialer } = run(who(A), who(B))
-    expect(acceptor.peer).toEqual({ nodeId: B, url: `http://${B}`, linkId: linkIdOf(nonceOf(1), nonceOf(2)) })
-    expect(dialer.peer).toEqual({ nodeId: A, url: 'http://acceptor', linkId: linkIdOf(nonceOf(1), nonceOf(2)) })
+    const linkId = linkIdOf(nonceOf(1), nonceOf(2))
+    expect(acceptor.peer).toEqual({ nodeId: B, url: `http://${B}`, linkId, instance: null })
+    expect(dialer.peer).toEqual({ nodeId: A, url: 'http://acceptor', linkId, instance: null })
+    // Each side learns the other's instance id when it sends one.
+    const both = run(who(A, { instance: instanceOf(1) }), who(B, { instance: instanceOf(2) }))
+    expect(both.acceptor.peer?.instance).toBe('0202020202020202')
+    expect(both.dialer.peer?.instance).toBe('0101010101010101')
+  })
+
+  it('one node id with one instance (or none) is the node itself; with two instances, a conflict after both proofs', () => {
+    const self = [
+      run(who(A, { instance: instanceOf(1) }), who(A, { instance: instanceOf(1) })),
+      run(who(A, { instance: instanceOf(1) }), who(A)),
+      run(who(A), who(A, { instance: instanceOf(1) })),
+    ]
+    for (const { acceptor, dialer } of self) {
+      expect(acceptor).toEqual({})
+      expect(dialer.refusal).toMatchObject({ closeCode: CLOSE_CODES.normal, errorCode: 'MESHKV_ERR_CONFIG' })
+    }
+    const clone = run(who(A, { instance: instanceOf(1) }), who(A, { instance: instanceOf(2) }))
+    // The acceptor checked the hello's proof, sends its welcome (the dialer checks it) and refuses.
+    expect(clone.acceptor.send?.type).toBe('welcome')
+    expect(clone.acceptor.peer).toBeUndefined()
+    for (const step of [clone.acceptor, clone.dialer]) {
+      expect(step.refusal).toMatchObject({
+        closeCode: CLOSE_CODES.idConflict,
+        errorCode: 'MESHKV_ERR_NODE_ID_CONFLICT',
+        nodeId: A,
+      })
+    }
+    // Without the secret, a claimed clone is only a stranger: refused for its proof.
+    const stranger = run(who(A, { instance: instanceOf(1) }), who(A, { instance: instanceOf(2), secret: 'x' }))
+    expect(stranger.acceptor.refusal).toMatchObject({ closeCode: CLOSE_CODES.auth, errorCode: 'MESHKV_ERR_AUTH' })
+    const fakeAcceptor = run(who(A, { instance: instanceOf(1), secret: 'x' }), who(A, { instance: instanceOf(2) }))
+    expect(fakeAcceptor.acceptor.refusal?.errorCode).toBe('MESHKV_ERR_AUTH')
+  })
+
+  it('an instance id of another length is a malformed frame', () => {
+    const challenge = { type: 'challenge', version: PROTOCOL_VERSION, clusterId: 'c', nodeId: A, nonce: nonceOf(1) }
+    expect(() => decodeFrame(encodeFrame({ ...challenge, instance: new Uint8Array(7) } as Frame))).toThrow(
+      expect.objectContaining({ code: 'MESHKV_ERR_DECODE' }) as Error,
+    )
+    const decoded = decodeFrame(encodeFrame({ ...challenge, instance: instanceOf(3) } as Frame)) as ChallengeMessage
+    expect(Buffer.from(decoded.instance ?? []).toString('hex')).toBe('0303030303030303')
   })
 
   it('succeed exactly when secret and cluster match', () => {
@@ -213,6 +256,7 @@ describe('the handshake state machines', () => {
     expect(refusalOfCloseCode(CLOSE_CODES.auth, '', A)?.errorCode).toBe('MESHKV_ERR_AUTH')
     expect(refusalOfCloseCode(CLOSE_CODES.otherCluster, '', A)?.errorCode).toBe('MESHKV_ERR_CLUSTER_MISMATCH')
     expect(refusalOfCloseCode(CLOSE_CODES.duplicate, '', A)).toBeNull()
+    expect(refusalOfCloseCode(CLOSE_CODES.idConflict, '', A)?.errorCode).toBe('MESHKV_ERR_NODE_ID_CONFLICT')
     expect(refusalOfCloseCode(1006, '', null)?.errorCode).toBe('MESHKV_ERR_UNREACHABLE')
   })
 })

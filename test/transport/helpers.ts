@@ -13,6 +13,7 @@ import type { Change } from '../../src/crdt/index.js'
 import type { PeerLink, Transport, TransportEvents } from '../../src/transport/transport.js'
 
 export type Refusal = Parameters<TransportEvents['refused']>[0]
+export type Conflict = Parameters<TransportEvents['conflict']>[0]
 
 export function freshNodeId(): NodeId {
   return toNodeId(randomBytes(8).toString('hex'))
@@ -35,6 +36,7 @@ export interface LinkRecord {
 export class Recorder {
   readonly links: LinkRecord[] = []
   readonly refusals: Refusal[] = []
+  readonly conflicts: Conflict[] = []
 
   /** `messages: false` leaves `onMessage` to the test (to test listeners that come late). */
   constructor(transport: Transport, recordMessages = true) {
@@ -45,6 +47,7 @@ export class Recorder {
       this.links.push(record)
     })
     transport.on('refused', (info) => this.refusals.push(info))
+    transport.on('conflict', (info) => this.conflicts.push(info))
   }
 
   get open(): LinkRecord[] {

@@ -538,6 +538,30 @@ describe('WebSocketTransport against hostile peers', () => {
     expect(server.transport.counters.idAlreadyLinked).toBe(0)
   })
 
+  it('a restart whose old link is half-open (another instance, the old one silent) replaces it: never a conflict', async () => {
+    const nodeId = freshNodeId()
+    const before = await raw()
+    await before.handshake(identity(nodeId, { instance: new Uint8Array(8).fill(1) }))
+    const held = await server.events.oneOpen(2_000, 'the link of the process before its restart')
+    before.tcp!.pause() // The process died with its socket half-open: no pong ever comes again.
+    const restarted = identity(nodeId, { instance: new Uint8Array(8).fill(2) })
+    // Its first dial meets the old link while that still counts as alive: refused, noted.
+    const early = await raw()
+    await early.handshake(restarted, { expectWelcome: false })
+    expect((await early.closedWithin(2_000)).code).toBe(CLOSE_CODES.duplicate)
+    // The old link is never heard again (the server pings every 50 ms): the next dial replaces it.
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const later = await raw()
+    await later.handshake(restarted)
+    await vi.waitFor(() => expect(server.events.open.map((record) => record.link.nodeId)).toEqual([nodeId]), {
+      timeout: 2_000,
+    })
+    expect(held.link.closed).toBe(true)
+    expect(held.closes[0]!.code).toBe(CLOSE_CODES.duplicate)
+    expect(server.transport.counters.idConflicts).toBe(0)
+    expect(server.events.conflicts).toEqual([])
+  })
+
   it('links past linksMax are refused with 4503 and counted; the links held stay', async () => {
     await nodes.stop(server)
     server = await nodes.start({ extra: { linksMax: () => 2 } })
