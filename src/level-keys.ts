@@ -25,7 +25,7 @@
  *
  * Reading back, a stored key that this encoding could not have made (one a text user wrote with
  * U+10FFFF in it, or, with no prefix, starting with U+0001) is no Level key: it decodes to
- * undefined and iterators pass over it. `migrateMeshLevelKeys` rewrites such keys that MeshLevel
+ * undefined and iterators pass over it. `MeshLevel.migrateKeys` rewrites such keys that MeshLevel
  * itself wrote before this encoding, when it stored them as the text they were.
  */
 

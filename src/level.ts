@@ -49,13 +49,13 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
         implicitSnapshots: false,
         explicitSnapshots: false,
         has: true,
-        // No getSync: every read goes through the node, which answers asynchronously.
         permanence: node instanceof MeshNode ? node.status().storage !== 'memory' : node.memory !== true,
         seek: true,
         // The node makes its data directory when it is missing and never refuses one that exists.
         createIfMissing: false,
         errorIfExists: false,
         signals: { iterators: true },
+        // No getSync: every read goes through the node, which answers asynchronously.
       },
       levelOptions,
     )
@@ -78,10 +78,11 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
     const bytes = Buffer.byteLength(stored, 'utf8')
     if (bytes > limit) {
       const keyBytes = typeof key === 'string' ? Buffer.byteLength(key, 'utf8') : key.byteLength
+      const room = limit - Buffer.byteLength(this.keyPrefix, 'utf8')
       throw new MeshError(
         'MESHKV_ERR_KEY_TOO_LARGE',
-        `the key is ${keyBytes} bytes and ${bytes} stored (key prefix and escapes); the node's limit is ${limit}: ` +
-          `text keys fit up to ${limit} bytes less the prefix, any key up to half that less ${KEY_GROWTH_BYTES / 2}`,
+        `the key is ${keyBytes} bytes, ${bytes} as stored (with its prefix and escapes); the node's limit is ` +
+          `${limit}: text keys fit in ${room} bytes, any key in ${Math.max(0, Math.floor((room - KEY_GROWTH_BYTES) / 2))}`,
         { details: { limitBytes: limit, actualBytes: bytes, keyBytes } },
       )
     }
