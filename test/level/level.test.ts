@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { MeshNode } from '../../src/node/index.js'
 import { MeshLevel } from '../../src/level.js'
+import { openHarness } from '../http/helpers.js'
 
 const run = promisify(execFile)
 
@@ -52,6 +53,27 @@ describe('MeshLevel', () => {
     },
     300_000,
   )
+
+  it('keeps a text key the same key over HTTP, both ways; a binary key is there under its stored form', async () => {
+    const h = await openHarness()
+    try {
+      const db = new MeshLevel<string, string>(h.node)
+      await db.put('user:1/café', 'from level')
+      const read = await h.app.inject({ method: 'GET', url: `/v1/kv/${encodeURIComponent('user:1/café')}` })
+      expect(read.statusCode).toBe(200)
+      expect(read.body).toBe('from level')
+      const url = `/v1/kv/${encodeURIComponent('user:2/日本')}`
+      expect((await h.app.inject({ method: 'PUT', url, payload: 'from http' })).statusCode).toBe(200)
+      expect(await db.get('user:2/日本')).toBe('from http')
+      await new MeshLevel<Buffer, string>(h.node, { keyEncoding: 'buffer' }).put(Buffer.from([0xff]), 'bytes')
+      const stored = encodeURIComponent('\u{10FFFE}\u{10FFFF}\u00ff')
+      expect((await h.app.inject({ method: 'GET', url: `/v1/kv/${stored}` })).body).toBe('bytes')
+      const listed = await h.app.inject({ method: 'GET', url: '/v1/kv?prefix=user' })
+      expect(listed.json().items.map((item: { key: string }) => item.key)).toEqual(['user:1/café', 'user:2/日本'])
+    } finally {
+      await h.close()
+    }
+  })
 
   describe('over a shared node', () => {
     let dir: string
