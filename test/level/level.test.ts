@@ -1,3 +1,9 @@
+/**
+ * MeshLevel against abstract-level's own suite (a child process, test/level/abstract-suite.ts),
+ * with and without a key prefix and no case excused; and over a shared node and its HTTP app: what
+ * Level writes the node and HTTP read, key prefixes, one change per batch, the stored forms of
+ * binary keys, the key size limit, and moving keys stored before the key encoding.
+ */
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
