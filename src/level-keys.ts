@@ -29,10 +29,10 @@
  * itself wrote before this encoding, when it stored them as the text they were.
  */
 
-export const KEY_ESCAPE = '\u{10FFFF}'
+const KEY_ESCAPE = '\u{10FFFF}'
 const ESCAPE_POINT = 0x10ffff
 /** Marks a key stored whole in Latin-1 when there is no prefix. */
-export const KEY_LEAD = '\u0001'
+const KEY_LEAD = '\u0001'
 /** What a key may grow by beyond one byte per byte: the code point below the gap and the escape. */
 export const KEY_GROWTH_BYTES = 8
 
