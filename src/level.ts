@@ -1,13 +1,15 @@
 /**
  * `MeshLevel`: the `abstract-level` face of a node's `kv` space, so code written for `level`
  * (and the ecosystem on top of it) reads and writes a meshkv node. A put is a blind write, a del
- * a delete, a batch one atomic change. Keys are UTF-8 strings (meshkv keys are text); values are
- * stored as bytes.
+ * a delete, a batch one atomic change. Values are stored as bytes. Keys are any bytes, as in Level:
+ * `level-keys.ts` stores each as a meshkv key (text) in the same order, and a text key as itself,
+ * so what MeshLevel writes under `user:1` HTTP and kvctl read as `user:1`.
  */
 import { AbstractIterator, AbstractLevel } from 'abstract-level'
 import type { AbstractDatabaseOptions, AbstractIteratorOptions } from 'abstract-level'
 import { MeshError } from './errors.js'
-import type { Entry, MeshNodeOptions } from './node/index.js'
+import { KEY_GROWTH_BYTES, decodeKey, encodeKey, encodeTextKey, ownText } from './level-keys.js'
+import type { BatchOp, Entry, MeshNodeOptions } from './node/index.js'
 import { MeshNode } from './node/index.js'
 
 type Encoded = string | Uint8Array
@@ -18,8 +20,8 @@ const NEXTV_PAGE_ENTRIES = 256
 export interface MeshLevelOptions<K, V> extends AbstractDatabaseOptions<K, V> {
   /**
    * Stores every key under this prefix of the node's `kv` space, so several databases (or a
-   * database and other users of the node) can share a node. With no prefix the empty key is
-   * refused (`MESHKV_ERR_INVALID_KEY`), as everywhere in meshkv.
+   * database and other users of the node) can share a node. With no prefix the database is the
+   * whole space: keys that are empty or start with a byte 0x00 or 0x01 are then stored escaped.
    */
   keyPrefix?: string
   /** Close the node when the database closes. Default false: the app owns the node. */
@@ -40,11 +42,20 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
     const { keyPrefix, closeNode, ...levelOptions } = options
     super(
       {
-        encodings: { utf8: true, view: true },
+        // Keys and values arrive as strings or bytes as the caller's encoding has them; the
+        // other encodings transcode to these.
+        encodings: { utf8: true, buffer: true, view: true },
+        // Reads see writes as they land, never a snapshot; there is no snapshot() to take.
         implicitSnapshots: false,
         explicitSnapshots: false,
-        permanence: true,
+        has: true,
+        permanence: node instanceof MeshNode ? node.status().storage !== 'memory' : node.memory !== true,
         seek: true,
+        // The node makes its data directory when it is missing and never refuses one that exists.
+        createIfMissing: false,
+        errorIfExists: false,
+        signals: { iterators: true },
+        // No getSync: every read goes through the node, which answers asynchronously.
       },
       levelOptions,
     )
@@ -55,8 +66,54 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
     this.keyPrefix = keyPrefix ?? ''
   }
 
+  /** The stored form of a key: the prefix, then the key as `level-keys.ts` encodes it. */
   #key(key: Encoded): string {
-    return this.keyPrefix + keyText(key)
+    return this.keyPrefix + storedKey(key, this.keyPrefix === '')
+  }
+
+  /** The same for a key to read or write, refused when the node could not hold it. */
+  #checkedKey(key: Encoded): string {
+    const stored = this.#key(key)
+    const limit = this.node.limits.keyBytesMax
+    const bytes = Buffer.byteLength(stored, 'utf8')
+    if (bytes > limit) {
+      const keyBytes = typeof key === 'string' ? Buffer.byteLength(key, 'utf8') : key.byteLength
+      const room = limit - Buffer.byteLength(this.keyPrefix, 'utf8')
+      throw new MeshError(
+        'MESHKV_ERR_KEY_TOO_LARGE',
+        `the key is ${keyBytes} bytes, ${bytes} as stored (with its prefix and escapes); the node's limit is ` +
+          `${limit}: text keys fit in ${room} bytes, any key in ${Math.max(0, Math.floor((room - KEY_GROWTH_BYTES) / 2))}`,
+        { details: { limitBytes: limit, actualBytes: bytes, keyBytes } },
+      )
+    }
+    return stored
+  }
+
+  /**
+   * Rewrites the keys a MeshLevel stored before keys could be bytes (when it stored every key as
+   * its text) that are stored otherwise now: text holding U+10FFFF and, with no prefix, text
+   * starting with U+0001. Every other key kept its form. Until this runs, iterators pass over such
+   * keys and gets miss them. Run it once, before the database is used; each key moves in one batch
+   * (its new form with the same value, unless a write since put one there, and the old form
+   * deleted), so a run cut short can run again. Resolves with the number of keys moved.
+   */
+  static async migrateKeys(node: MeshNode, options: { keyPrefix?: string } = {}): Promise<number> {
+    const prefix = options.keyPrefix ?? ''
+    const bare = prefix === ''
+    const stale: Entry[] = []
+    const range = bare ? {} : { gte: prefix }
+    for await (const entry of prefixed(node.entries(range), prefix, false)) {
+      if (decodeKey(entry.key.slice(prefix.length), bare) === undefined) stale.push(entry)
+    }
+    for (const entry of stale) {
+      const key = prefix + encodeTextKey(entry.key.slice(prefix.length), bare)
+      const ops: BatchOp[] = [{ type: 'del', key: entry.key }]
+      if ((await node.get(key)) === undefined) {
+        ops.unshift({ type: 'put', key, value: entry.value, contentType: entry.contentType })
+      }
+      await node.batch(ops)
+    }
+    return stale.length
   }
 
   get node(): MeshNode {
@@ -74,8 +131,16 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
   }
 
   async _get(key: Encoded, options: { valueEncoding: string }): Promise<Encoded | undefined> {
-    const entry = await this.node.get(this.#key(key))
+    const entry = await this.node.get(this.#checkedKey(key))
     return entry === undefined ? undefined : outputValue(entry.value, options.valueEncoding)
+  }
+
+  async _has(key: Encoded): Promise<boolean> {
+    return (await this.node.get(this.#checkedKey(key))) !== undefined
+  }
+
+  async _hasMany(keys: Encoded[]): Promise<boolean[]> {
+    return Promise.all(keys.map((key) => this._has(key)))
   }
 
   async _getMany(keys: Encoded[], options: { valueEncoding: string }): Promise<(Encoded | undefined)[]> {
@@ -83,17 +148,17 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
   }
 
   async _put(key: Encoded, value: Encoded): Promise<void> {
-    await this.node.put(this.#key(key), inputValue(value), { contentType: MESH_LEVEL_CONTENT_TYPE })
+    await this.node.put(this.#checkedKey(key), inputValue(value), { contentType: MESH_LEVEL_CONTENT_TYPE })
   }
 
   async _del(key: Encoded): Promise<void> {
-    await this.node.del(this.#key(key))
+    await this.node.del(this.#checkedKey(key))
   }
 
   async _batch(operations: { type: 'put' | 'del'; key: Encoded; value?: Encoded }[]): Promise<void> {
     // A level batch may write a key twice; the last operation on a key is what it ends as.
     const last = new Map<string, { type: 'put' | 'del'; key: Encoded; value?: Encoded }>()
-    for (const operation of operations) last.set(this.#key(operation.key), operation)
+    for (const operation of operations) last.set(this.#checkedKey(operation.key), operation)
     const ops = [...last].map(([key, operation]) =>
       operation.type === 'put'
         ? { type: 'put' as const, key, value: inputValue(operation.value ?? ''), contentType: MESH_LEVEL_CONTENT_TYPE }
@@ -104,7 +169,7 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
 
   /** Deletes a range in batches of at most the node's batch limit; each batch is one change. */
   async _clear(options: AbstractIteratorOptions<Encoded, Encoded>): Promise<void> {
-    const iterator = this._iterator({ ...options, keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    const iterator = this._iterator({ ...options, keyEncoding: 'buffer', valueEncoding: 'buffer' })
     try {
       while (true) {
         const entries = await iterator._nextv(this.node.limits.batchOpsMax)
@@ -129,10 +194,12 @@ export class MeshLevel<K = string, V = string> extends AbstractLevel<Encoded, K,
 class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded, Encoded>, Encoded, Encoded> {
   readonly #node: MeshNode
   readonly #prefix: string
+  readonly #bare: boolean
   readonly #reverse: boolean
   readonly #range: Range
   readonly #valueEncoding: string
   readonly #keyEncoding: string
+  readonly #signal: AbortSignal | undefined
   #entries: AsyncGenerator<Entry>
   /** Entries yielded so far: a seek starts a new scan, but the limit counts across scans. */
   #count = 0
@@ -142,11 +209,12 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
     db: AbstractLevel<Encoded, Encoded, Encoded>,
     node: MeshNode,
     prefix: string,
-    options: AbstractIteratorOptions<Encoded, Encoded>,
+    options: AbstractIteratorOptions<Encoded, Encoded> & { signal?: AbortSignal },
   ) {
     super(db, options)
+    this.#bare = prefix === ''
     const bound = (value: Encoded | undefined): string | undefined =>
-      value === undefined ? undefined : prefix + keyText(value)
+      value === undefined ? undefined : prefix + storedKey(value, this.#bare)
     const range: Range = {
       gt: bound(options.gt),
       gte: bound(options.gte),
@@ -161,6 +229,7 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
     this.#limit = options.limit ?? -1
     this.#keyEncoding = String(options.keyEncoding ?? 'utf8')
     this.#valueEncoding = String(options.valueEncoding ?? 'utf8')
+    this.#signal = options.signal
     this.#entries = this.#scan(range)
   }
 
@@ -171,13 +240,18 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
 
   async _next(): Promise<[Encoded, Encoded] | undefined> {
     if (this.#limit >= 0 && this.#count >= this.#limit) return undefined
-    const next = await this.#entries.next()
-    if (next.done === true) return undefined
-    this.#count++
-    return [
-      outputKey(next.value.key.slice(this.#prefix.length), this.#keyEncoding),
-      outputValue(next.value.value, this.#valueEncoding),
-    ]
+    while (true) {
+      const next = await this.#entries.next()
+      // abstract-level checks the signal before a read; a read under way ends here.
+      if (this.#signal?.aborted === true) throw new LevelAbortError()
+      if (next.done === true) return undefined
+      const stored = next.value.key.slice(this.#prefix.length)
+      const key = outputKey(stored, this.#bare, this.#keyEncoding)
+      // A key this database could not have written (see level-keys.ts) is not one of its keys.
+      if (key === undefined) continue
+      this.#count++
+      return [key, outputValue(next.value.value, this.#valueEncoding)]
+    }
   }
 
   async _nextv(size: number): Promise<[Encoded, Encoded][]> {
@@ -192,7 +266,7 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
 
   /** Moves to the first key at or after `target` (at or before, in reverse), within the range. */
   _seek(target: Encoded): void {
-    const key = this.#prefix + keyText(target)
+    const key = this.#prefix + storedKey(target, this.#bare)
     const range: Range = { ...this.#range }
     if (this.#reverse) {
       if (range.lt === undefined || compareKeys(key, range.lt) < 0) {
@@ -208,6 +282,18 @@ class MeshLevelIterator extends AbstractIterator<AbstractLevel<Encoded, Encoded,
 
   async _close(): Promise<void> {
     await this.#entries.return(undefined)
+  }
+}
+
+/** Level's own abort error (abstract-level does not export it): what a read under way rejects with. */
+class LevelAbortError extends Error {
+  readonly code = 'LEVEL_ABORTED'
+  constructor() {
+    super('Operation has been aborted')
+  }
+
+  override get name(): string {
+    return 'AbortError'
   }
 }
 
@@ -232,24 +318,25 @@ async function* prefixed(source: AsyncGenerator<Entry>, prefix: string, reverse:
   }
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
-/** meshkv keys are text: a byte key that is not valid UTF-8 is refused, never silently replaced. */
-function keyText(key: Encoded): string {
-  if (typeof key === 'string') return key
-  try {
-    return strictUtf8.decode(key)
-  } catch (error) {
-    throw new MeshError('MESHKV_ERR_INVALID_KEY', 'a MeshLevel key must be valid UTF-8', { cause: error })
-  }
+function storedKey(key: Encoded, bare: boolean): string {
+  return typeof key === 'string' ? encodeTextKey(key, bare) : encodeKey(key, bare)
 }
 
 function inputValue(value: Encoded): Uint8Array {
   return typeof value === 'string' ? Buffer.from(value, 'utf8') : value
 }
 
-function outputKey(key: string, encoding: string): Encoded {
-  return encoding === 'utf8' ? key : Buffer.from(key, 'utf8')
+/** The key stored as `stored` in the caller's format, or undefined when it is no Level key. */
+function outputKey(stored: string, bare: boolean, encoding: string): Encoded | undefined {
+  if (encoding === 'utf8') {
+    const text = ownText(stored, bare)
+    if (text !== undefined) return text
+  }
+  const bytes = decodeKey(stored, bare)
+  if (bytes === undefined) return undefined
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  // Like Level's utf8 encoding, bytes that are not UTF-8 read as U+FFFD.
+  return encoding === 'utf8' ? buffer.toString('utf8') : buffer
 }
 
 function outputValue(value: Uint8Array, encoding: string): Encoded {
