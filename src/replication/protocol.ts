@@ -7,12 +7,14 @@
  * in them is applied.
  *
  * Handshake (the transport's job, before any message below may pass; see transport/handshake.ts):
- *   acceptor → dialer   challenge { clusterId, nodeId, nonce }
- *   dialer   → acceptor hello     { clusterId, nodeId, url, nonce, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
+ *   acceptor → dialer   challenge { clusterId, nodeId, nonce, instance }
+ *   dialer   → acceptor hello     { clusterId, nodeId, url, nonce, instance, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
  *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
  * Each side checks the other's proof with a constant-time compare and the cluster id for
  * equality; a failure closes the link with 4401 (auth) or 4409 (another cluster). Nonces are
- * fresh random bytes per link, so a recorded handshake cannot be replayed.
+ * fresh random bytes per link, so a recorded handshake cannot be replayed. `instance` is fixed per
+ * process: the same node id from another instance is a cloned data directory (close 4009; both
+ * processes stop taking writes: seq-guard.ts).
  *
  * Replication, once both sides are authenticated (symmetric: each side does all of this):
  *   1. `sync`   { vc, peers }: "this is what I hold on disk (the durable VC, as an ack), and whom
