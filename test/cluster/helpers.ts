@@ -75,6 +75,8 @@ export interface ClusterOptions {
   logLevel?: string
   /** Wait until every node is ready (default true). */
   waitReady?: boolean
+  /** More `meshkv node` flags for every node (e.g. `--log-retain 20`). */
+  args?: readonly string[]
 }
 
 /** One meshkv process of a cluster, across restarts (same port, same data directory). */
@@ -275,6 +277,7 @@ export class Cluster {
         advertiseUrl: entry.url,
         peerTimeoutMs: options.peerTimeoutMs ?? 2000,
         logLevel: options.logLevel,
+        extra: options.args,
       })
       nodes.push(new ClusterNode(i, port, dir, entry, argsOf))
     }
