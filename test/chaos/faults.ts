@@ -2,19 +2,36 @@
  * The seeded fault schedule of a chaos run, and the code that applies it to a real cluster
  * (test/cluster/helpers.ts). Two tracks run side by side:
  * - processes: `kill -9` a node and restart it on its directory after a while, or freeze it with
- *   SIGSTOP and thaw it with SIGCONT; one node at a time;
+ *   SIGSTOP and thaw it with SIGCONT; one node at a time. Once a run, a restore: a node's data
+ *   directory is copied while it runs (frozen with SIGSTOP for the copy: LevelDB compacts, renames
+ *   and deletes files as it goes, so a copy of a running store's directory can name files the copy
+ *   lacks; a frozen one is what a filesystem or VM snapshot gives), the node writes on, and a few
+ *   seconds later it is killed and started again from the copy (issue 12: it must get its lost
+ *   changes back from its peers before it writes). Its writes since the copy that reached no peer
+ *   are gone: the history records the kill as a lossy crash, which the checkers excuse as they do
+ *   the simulator's power losses;
  * - network: cut peer links through the proxies: one link (the third node is then a bridge
  *   between the other two), one node isolated (a 1/2 split), every node alone, or one link that
- *   flaps (cut and healed every few hundred ms); then heal.
+ *   flaps (cut and healed every few hundred ms); then heal. Quiet while a restored node starts:
+ *   one that heard no peer within its grace (2 × the peer timeout) would write from seqs its peers
+ *   hold (a documented limit, test/cluster/rollback.test.ts), which is not what this run tests.
  * The schedule is a pure function of the seed and the duration (`planFaults`), printed with the
  * seed, so a run can be replayed with the same faults at the same offsets.
  */
+import { cp, rm } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Cluster } from '../cluster/helpers.js'
 import { prng } from '../helpers/async.js'
 import type { HistoryWriter } from '../checkers/history.js'
 
-export type ProcessFault = { track: 'process'; kind: 'kill' | 'stop'; node: number; startMs: number; holdMs: number }
+/** For a restore, `startMs` is when the copy is taken and `holdMs` how long the node runs on before it is put back. */
+export type ProcessFault = {
+  track: 'process'
+  kind: 'kill' | 'stop' | 'restore'
+  node: number
+  startMs: number
+  holdMs: number
+}
 export type NetworkFault =
   | { track: 'network'; kind: 'bridge'; cut: [number, number]; startMs: number; holdMs: number }
   | { track: 'network'; kind: 'isolate'; node: number; startMs: number; holdMs: number }
@@ -26,6 +43,12 @@ export type Fault = ProcessFault | NetworkFault
 const FINAL_WINDOW_MS = 4_000
 /** The final faults last until the final heal ends them. */
 export const UNTIL_FINAL_HEAL_MS = 3_600_000
+
+/**
+ * From a restore's kill: the restart, the restored node's grace (2 × 2 s) and its recovery. No
+ * partition overlaps it, and the process track waits for it.
+ */
+const RESTORE_QUIET_MS = 8_000
 
 const between = (random: () => number, low: number, high: number): number => Math.round(low + random() * (high - low))
 
@@ -42,18 +65,29 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
   const plan: Fault[] = []
   // Processes: a kill or a freeze every few seconds, held 0.5-4 s.
   for (let at = between(random, 1_000, 3_000); ;) {
-    const holdMs = between(random, 500, 4_000)
-    if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
-    // The first two are one of each kind, so every run has both.
+    // The first three are one of each kind, so every run has each.
     const index = plan.length
-    const kind = index === 0 ? 'kill' : index === 1 ? 'stop' : random() < 0.55 ? 'kill' : 'stop'
+    const kind =
+      index === 0 ? 'kill' : index === 1 ? 'stop' : index === 2 ? 'restore' : random() < 0.55 ? 'kill' : 'stop'
+    // A restore's node writes on 2-5 s after the copy, then restarts from it.
+    const holdMs = kind === 'restore' ? between(random, 2_000, 5_000) : between(random, 500, 4_000)
+    const busyMs = kind === 'restore' ? holdMs + RESTORE_QUIET_MS : holdMs
+    if (at + busyMs > durationMs - FINAL_WINDOW_MS) break
     plan.push({ track: 'process', kind, node: node(), startMs: at, holdMs })
-    at += holdMs + between(random, 1_000, 3_500)
+    at += busyMs + between(random, 1_000, 3_500)
   }
+  const quiet = plan
+    .filter((fault) => fault.kind === 'restore')
+    .map((fault) => [fault.startMs + fault.holdMs, fault.startMs + fault.holdMs + RESTORE_QUIET_MS] as const)
   // Network: a partition every few seconds, held 1-5 s.
   for (let at = between(random, 500, 2_500); ;) {
     const holdMs = between(random, 1_000, 5_000)
     if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
+    const restoring = quiet.find(([from, to]) => at < to && at + holdMs > from)
+    if (restoring !== undefined) {
+      at = restoring[1] + between(random, 500, 1_500)
+      continue
+    }
     // The first two are a bridge and an isolated node, so every run has both.
     const index = plan.filter((fault) => fault.track === 'network').length
     const roll = index === 0 ? 0 : index === 1 ? 0.5 : random()
@@ -96,6 +130,8 @@ export function describeFault(fault: Fault): string {
       return `${span} kill -9 node ${fault.node}, restart`
     case 'stop':
       return `${span} SIGSTOP node ${fault.node}, SIGCONT`
+    case 'restore':
+      return `${span} copy node ${fault.node}'s directory (frozen), then kill -9 it and restart it from the copy`
     case 'bridge':
       return `${span} cut ${fault.cut[0]}-${fault.cut[1]} (bridge)`
     case 'isolate':
@@ -159,6 +195,34 @@ export class FaultRunner {
     }
   }
 
+  /**
+   * A restore: node `n`'s directory copied while it is frozen, and once `untilMs` comes, the node
+   * killed and started again from the copy (not when the run stops first: the copy is dropped).
+   */
+  async #restore(n: number, untilMs: number, signal: AbortSignal): Promise<void> {
+    const node = this.#cluster.node(n)
+    const history = this.#history
+    const copy = `${node.dir}.copy`
+    history.fault('pause', [n], 'SIGSTOP to copy its directory')
+    node.suspend()
+    try {
+      await cp(node.dir, copy, { recursive: true })
+    } finally {
+      node.continue()
+    }
+    history.fault('resume', [n], 'SIGCONT, its directory copied')
+    if (!(await sleepUntil(untilMs, signal))) {
+      history.fault('crash', [n], 'kill -9, its directory put back from the copy', true)
+      await node.kill('SIGKILL')
+      await rm(node.dir, { recursive: true, force: true })
+      await cp(copy, node.dir, { recursive: true })
+      history.fault('restart', [n], 'from the copy')
+      await this.#cluster.restart(n)
+      history.fault('ready', [n])
+    }
+    await rm(copy, { recursive: true, force: true })
+  }
+
   /** Applies one fault, holds it until `untilMs` (or the stop), undoes it. */
   async #apply(fault: Fault, untilMs: number, signal: AbortSignal): Promise<void> {
     const cluster = this.#cluster
@@ -174,6 +238,8 @@ export class FaultRunner {
         history.fault('ready', [fault.node])
         return
       }
+      case 'restore':
+        return this.#restore(fault.node, untilMs, signal)
       case 'stop': {
         const node = cluster.node(fault.node)
         history.fault('pause', [fault.node], 'SIGSTOP')
