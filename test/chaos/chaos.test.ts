@@ -1,7 +1,8 @@
 /**
  * Process chaos (L2, docs/testing.md) in `npm test`: a bounded seeded run (60 s of faults by default,
  * about 65-80 s in all) of scenario.ts — three real nodes, kill -9 and restarts, SIGSTOP/SIGCONT,
- * a node restarted from an older copy of its directory,
+ * a node restarted from an older copy of its directory, a fourth node joining while a key grows
+ * past 4 MiB,
  * link partitions through the proxies (bridges too), eight client sessions — then every checker.
  * `MESHKV_CHAOS_SEED` replays a seed's fault schedule and client plans, `MESHKV_CHAOS_DURATION_S`
  * changes the length; `npm run chaos -- --duration 600` is the long run.
@@ -22,7 +23,7 @@ afterAll(async () => {
 
 describe('process chaos (L2)', () => {
   it(
-    `three real nodes under kill -9, SIGSTOP, a restore from an older copy and partitions: converge within 10 s of the final heal, lose no acknowledged write (seed ${SEED})`,
+    `three real nodes under kill -9, SIGSTOP, a restore from an older copy, a join under a big key and partitions: converge within 10 s of the final heal, lose no acknowledged write (seed ${SEED})`,
     async () => {
       buildIfStale()
       const report = await runChaos({ seed: SEED, durationMs: DURATION_MS })

@@ -9,7 +9,12 @@
  *   seconds later it is killed and started again from the copy (issue 12: it must get its lost
  *   changes back from its peers before it writes). Its writes since the copy that reached no peer
  *   are gone: the history records the kill as a lossy crash, which the checkers excuse as they do
- *   the simulator's power losses;
+ *   the simulator's power losses. Once a run too, if there is room, a join under a big key: a fourth
+ *   node joins while one key grows past 4 MiB (six 1 MB siblings, under the per-key limits of
+ *   8 MiB and 32 siblings) through the first three, so what it is sent (snapshot parts or
+ *   changes) carries a key larger than a frame; it stays a member to the end and is checked
+ *   with the others. It has no proxy per pair: a partition pauses only the entry proxies it
+ *   dials, so an isolated node may still reach it (test/cluster/helpers.ts, `isolate`);
  * - network: cut peer links through the proxies: one link (the third node is then a bridge
  *   between the other two), one node isolated (a 1/2 split), every node alone, or one link that
  *   flaps (cut and healed every few hundred ms); then heal. Quiet while a restored node starts:
@@ -21,13 +26,17 @@
 import { cp, rm } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Cluster } from '../cluster/helpers.js'
+import { put } from '../cluster/helpers.js'
 import { prng } from '../helpers/async.js'
 import type { HistoryWriter } from '../checkers/history.js'
 
-/** For a restore, `startMs` is when the copy is taken and `holdMs` how long the node runs on before it is put back. */
+/**
+ * For a restore, `startMs` is when the copy is taken and `holdMs` how long the node runs on before
+ * it is put back; for a big-key join, `node` is the joiner's number.
+ */
 export type ProcessFault = {
   track: 'process'
-  kind: 'kill' | 'stop' | 'restore'
+  kind: 'kill' | 'stop' | 'restore' | 'bigKey-join'
   node: number
   startMs: number
   holdMs: number
@@ -49,6 +58,10 @@ export const UNTIL_FINAL_HEAL_MS = 3_600_000
  * partition overlaps it, and the process track waits for it.
  */
 const RESTORE_QUIET_MS = 8_000
+/** The big key of a join: this many 1 MB siblings (6 MB: past 4 MiB, under 8 MiB and 32 siblings). */
+const BIG_KEY = 'big/joined'
+const BIG_SIBLINGS = 6
+const MB = 1_000_000
 
 const between = (random: () => number, low: number, high: number): number => Math.round(low + random() * (high - low))
 
@@ -65,15 +78,19 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
   const plan: Fault[] = []
   // Processes: a kill or a freeze every few seconds, held 0.5-4 s.
   for (let at = between(random, 1_000, 3_000); ;) {
-    // The first three are one of each kind, so every run has each.
+    // The first four are one of each kind, so every run long enough has each.
     const index = plan.length
-    const kind =
-      index === 0 ? 'kill' : index === 1 ? 'stop' : index === 2 ? 'restore' : random() < 0.55 ? 'kill' : 'stop'
-    // A restore's node writes on 2-5 s after the copy, then restarts from it.
-    const holdMs = kind === 'restore' ? between(random, 2_000, 5_000) : between(random, 500, 4_000)
+    const kind = (['kill', 'stop', 'restore', 'bigKey-join'] as const)[index] ?? (random() < 0.55 ? 'kill' : 'stop')
+    // A restore's node writes on 2-5 s after the copy, then restarts from it; a join takes longer.
+    const holdMs =
+      kind === 'restore'
+        ? between(random, 2_000, 5_000)
+        : kind === 'bigKey-join'
+          ? between(random, 6_000, 10_000)
+          : between(random, 500, 4_000)
     const busyMs = kind === 'restore' ? holdMs + RESTORE_QUIET_MS : holdMs
     if (at + busyMs > durationMs - FINAL_WINDOW_MS) break
-    plan.push({ track: 'process', kind, node: node(), startMs: at, holdMs })
+    plan.push({ track: 'process', kind, node: kind === 'bigKey-join' ? size + 1 : node(), startMs: at, holdMs })
     at += busyMs + between(random, 1_000, 3_500)
   }
   const quiet = plan
@@ -132,6 +149,8 @@ export function describeFault(fault: Fault): string {
       return `${span} SIGSTOP node ${fault.node}, SIGCONT`
     case 'restore':
       return `${span} copy node ${fault.node}'s directory (frozen), then kill -9 it and restart it from the copy`
+    case 'bigKey-join':
+      return `${span} node ${fault.node} joins while ${BIG_KEY} grows to ${BIG_SIBLINGS} siblings of 1 MB`
     case 'bridge':
       return `${span} cut ${fault.cut[0]}-${fault.cut[1]} (bridge)`
     case 'isolate':
@@ -140,6 +159,28 @@ export function describeFault(fault: Fault): string {
       return `${span} isolate every node`
     case 'flap':
       return `${span} flap ${fault.cut[0]}-${fault.cut[1]} every ${fault.periodMs} ms`
+  }
+}
+
+/**
+ * Writes ${BIG_SIBLINGS} values of 1 MB to the big key through `urls` in turn, each naming only its
+ * first version, so each adds a sibling: a state past 4 MiB that no one write made.
+ */
+async function growBigKey(urls: readonly string[]): Promise<void> {
+  const first = await put(urls[0] as string, BIG_KEY, 'first')
+  const context = first.headers.get('etag')
+  if (first.status !== 200 || context === null) throw new Error(`${BIG_KEY}: ${first.status} ${first.text}`)
+  for (let index = 0; index < BIG_SIBLINGS; index++) {
+    const answer = await put(
+      urls[index % urls.length] as string,
+      BIG_KEY,
+      `sibling ${index}`.padEnd(MB, '.'),
+      {},
+      {
+        'x-context': context,
+      },
+    )
+    if (answer.status !== 200) throw new Error(`${BIG_KEY} sibling ${index}: ${answer.status} ${answer.text}`)
   }
 }
 
@@ -218,9 +259,25 @@ export class FaultRunner {
       await cp(copy, node.dir, { recursive: true })
       history.fault('restart', [n], 'from the copy')
       await this.#cluster.restart(n)
-      history.fault('ready', [n])
+      // What the seq guard saw: the seq it started at, and the most of its own a peer held.
+      const guard = (await node.status())['seqGuard'] as { startSeq: number; claimedSeq: number }
+      history.fault('ready', [n], `own seq ${guard.startSeq} at start, peers held up to ${guard.claimedSeq}`)
     }
     await rm(copy, { recursive: true, force: true })
+  }
+
+  /** A new node joins while one key grows past 4 MiB through the first three; it stays a member. */
+  async #bigKeyJoin(n: number, untilMs: number, signal: AbortSignal): Promise<void> {
+    const cluster = this.#cluster
+    const writers = cluster.nodes.filter((node) => node.n < n).map((node) => node.url)
+    this.#history.fault('join', [n], `joins while ${BIG_KEY} grows past 4 MiB`)
+    const joined = cluster.addNode({ peers: cluster.nodes.map((node) => node.entry.url), waitReady: false })
+    await growBigKey(writers)
+    const node = await joined
+    if (node.n !== n) throw new Error(`the joiner is node ${node.n}, not node ${n}`)
+    await node.waitReady(60_000)
+    this.#history.fault('ready', [n], 'joined')
+    await sleepUntil(untilMs, signal)
   }
 
   /** Applies one fault, holds it until `untilMs` (or the stop), undoes it. */
@@ -240,6 +297,8 @@ export class FaultRunner {
       }
       case 'restore':
         return this.#restore(fault.node, untilMs, signal)
+      case 'bigKey-join':
+        return this.#bigKeyJoin(fault.node, untilMs, signal)
       case 'stop': {
         const node = cluster.node(fault.node)
         history.fault('pause', [fault.node], 'SIGSTOP')

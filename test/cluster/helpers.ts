@@ -343,9 +343,13 @@ export class Cluster {
     this.proxy(b, a).pause()
   }
 
-  /** Cuts every link of node `n`; it keeps serving its clients. */
+  /**
+   * Cuts every link of node `n`; it keeps serving its clients. A node added by `addNode` has no
+   * proxy per pair: its links to `n` are cut only where it dialed `n` (through `n`'s entry), and
+   * `n` may still dial it.
+   */
   isolate(n: number): void {
-    for (const other of this.nodes) if (other.n !== n) this.cut(n, other.n)
+    for (const other of this.nodes) if (other.n !== n && this.#proxies.has(`${n}>${other.n}`)) this.cut(n, other.n)
     this.node(n).entry.pause()
   }
 
