@@ -101,7 +101,8 @@ async function expectWritesFromNextSeq(cluster: Cluster, newest: number, acked: 
 
 describe('a node restored from an older copy of its directory', () => {
   it('gets its lost changes echoed back by its peers before it writes again, then writes from the next unused seq', async () => {
-    const cluster = await Cluster.start({ size: 3 })
+    // A grace of 2 × 5 s: node 3 is kept from its peers for a moment below, well within it.
+    const cluster = await Cluster.start({ size: 3, peerTimeoutMs: 5_000 })
     await cluster.waitLinked()
     const { acked, newest } = await rollNodeThreeBack(cluster, 5)
     const three = cluster.node(3)
