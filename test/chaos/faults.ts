@@ -2,19 +2,22 @@
  * The seeded fault schedule of a chaos run, and the code that applies it to a real cluster
  * (test/cluster/helpers.ts). Two tracks run side by side:
  * - processes: `kill -9` a node and restart it on its directory after a while, or freeze it with
- *   SIGSTOP and thaw it with SIGCONT; one node at a time. Once a run, a restore: a node's data
+ *   SIGSTOP and thaw it with SIGCONT; one node at a time.
+ *   A restore in every run (the third process fault; 5 % of those after the fourth): a node's data
  *   directory is copied while it runs (frozen with SIGSTOP for the copy: LevelDB compacts, renames
  *   and deletes files as it goes, so a copy of a running store's directory can name files the copy
  *   lacks; a frozen one is what a filesystem or VM snapshot gives), the node writes on, and a few
  *   seconds later it is killed and started again from the copy (issue 12: it must get its lost
  *   changes back from its peers before it writes). Its writes since the copy that reached no peer
  *   are gone: the history records the kill as a lossy crash, which the checkers excuse as they do
- *   the simulator's power losses. Once a run too, if there is room, a join under a big key: a fourth
- *   node joins while one key grows past 4 MiB (six 1 MB siblings, under the per-key limits of
- *   8 MiB and 32 siblings) through the first three, so what it is sent (snapshot parts or
- *   changes) carries a key larger than a frame; it stays a member to the end and is checked
- *   with the others. It has no proxy per pair: a partition pauses only the entry proxies it
- *   dials, so an isolated node may still reach it (test/cluster/helpers.ts, `isolate`);
+ *   the simulator's power losses.
+ *   A join under a big key once a run (the fourth process fault): a fourth node joins while one
+ *   key grows past 4 MiB (six 1 MB siblings, under the per-key limits of 8 MiB and 32 siblings)
+ *   through the first three, so what it is sent (snapshot parts or changes) carries a key larger
+ *   than a frame; it stays a member to the end and is checked with the others. It has no proxy
+ *   per pair: a partition pauses only the entry proxies it dials, so an isolated node may still
+ *   reach it (test/cluster/helpers.ts, `isolate`).
+ *   A run too short for a restore or a join gets a kill in its place;
  * - network: cut peer links through the proxies: one link (the third node is then a bridge
  *   between the other two), one node isolated (a 1/2 split), every node alone, or one link that
  *   flaps (cut and healed every few hundred ms); then heal. Quiet while a restored node starts:
@@ -65,6 +68,25 @@ const MB = 1_000_000
 
 const between = (random: () => number, low: number, high: number): number => Math.round(low + random() * (high - low))
 
+const FIRST_PROCESS_FAULTS = ['kill', 'stop', 'restore', 'bigKey-join'] as const
+
+/** After the first four: kills and freezes, and a restore now and then (long runs get several). */
+function laterProcessFault(roll: number): ProcessFault['kind'] {
+  return roll < 0.52 ? 'kill' : roll < 0.95 ? 'stop' : 'restore'
+}
+
+/** A restore's node writes on 2-5 s after the copy, then restarts from it; a join takes longer. */
+function holdOf(kind: ProcessFault['kind'], random: () => number): number {
+  if (kind === 'restore') return between(random, 2_000, 5_000)
+  if (kind === 'bigKey-join') return between(random, 6_000, 10_000)
+  return between(random, 500, 4_000)
+}
+
+/** How long the process track is taken: a restore's restart and recovery come after its hold. */
+function busyOf(kind: ProcessFault['kind'], holdMs: number): number {
+  return kind === 'restore' ? holdMs + RESTORE_QUIET_MS : holdMs
+}
+
 /** Both tracks' faults for `durationMs` of workload on `size` nodes, from `seed`. */
 export function planFaults(seed: number, durationMs: number, size = 3): Fault[] {
   const random = prng(seed)
@@ -76,22 +98,21 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
     return a < b ? [a, b] : [b, a]
   }
   const plan: Fault[] = []
-  // Processes: a kill or a freeze every few seconds, held 0.5-4 s.
+  // Processes: a kill or a freeze every few seconds, held 0.5-4 s; now and then a restore.
+  const end = durationMs - FINAL_WINDOW_MS
   for (let at = between(random, 1_000, 3_000); ;) {
-    // The first four are one of each kind, so every run long enough has each.
+    // The first four are one of each kind, so every run long enough has each; one join at most.
     const index = plan.length
-    const kind = (['kill', 'stop', 'restore', 'bigKey-join'] as const)[index] ?? (random() < 0.55 ? 'kill' : 'stop')
-    // A restore's node writes on 2-5 s after the copy, then restarts from it; a join takes longer.
-    const holdMs =
-      kind === 'restore'
-        ? between(random, 2_000, 5_000)
-        : kind === 'bigKey-join'
-          ? between(random, 6_000, 10_000)
-          : between(random, 500, 4_000)
-    const busyMs = kind === 'restore' ? holdMs + RESTORE_QUIET_MS : holdMs
-    if (at + busyMs > durationMs - FINAL_WINDOW_MS) break
+    let kind: ProcessFault['kind'] = FIRST_PROCESS_FAULTS[index] ?? laterProcessFault(random())
+    let holdMs = holdOf(kind, random)
+    // A restore or a join that no longer fits gives way to a kill.
+    if (at + busyOf(kind, holdMs) > end && kind !== 'kill' && kind !== 'stop') {
+      kind = 'kill'
+      holdMs = holdOf(kind, random)
+    }
+    if (at + busyOf(kind, holdMs) > end) break
     plan.push({ track: 'process', kind, node: kind === 'bigKey-join' ? size + 1 : node(), startMs: at, holdMs })
-    at += busyMs + between(random, 1_000, 3_500)
+    at += busyOf(kind, holdMs) + between(random, 1_000, 3_500)
   }
   const quiet = plan
     .filter((fault) => fault.kind === 'restore')
