@@ -2,19 +2,48 @@
  * The seeded fault schedule of a chaos run, and the code that applies it to a real cluster
  * (test/cluster/helpers.ts). Two tracks run side by side:
  * - processes: `kill -9` a node and restart it on its directory after a while, or freeze it with
- *   SIGSTOP and thaw it with SIGCONT; one node at a time;
+ *   SIGSTOP and thaw it with SIGCONT; one node at a time.
+ *   A restore in every run (the third process fault; 5 % of those after the fourth): a node's data
+ *   directory is copied while it runs (frozen with SIGSTOP for the copy: LevelDB compacts, renames
+ *   and deletes files as it goes, so a copy of a running store's directory can name files the copy
+ *   lacks; a frozen one is what a filesystem or VM snapshot gives), the node writes on, and a few
+ *   seconds later it is killed and started again from the copy (issue 12: it must get its lost
+ *   changes back from its peers before it writes). Its writes since the copy that reached no peer
+ *   are gone: the history records the kill as a lossy crash, which the checkers excuse as they do
+ *   the simulator's power losses.
+ *   A join under a big key once a run (the fourth process fault): a fourth node joins while one
+ *   key grows past 4 MiB (six 1 MB siblings, under the per-key limits of 8 MiB and 32 siblings)
+ *   through the first three, so what it is sent (snapshot parts or changes) carries a key larger
+ *   than a frame; it stays a member to the end and is checked with the others. It has no proxy
+ *   per pair: a partition pauses only the entry proxies it dials, so an isolated node may still
+ *   reach it (test/cluster/helpers.ts, `isolate`).
+ *   A run too short for a restore or a join gets a kill in its place;
  * - network: cut peer links through the proxies: one link (the third node is then a bridge
  *   between the other two), one node isolated (a 1/2 split), every node alone, or one link that
- *   flaps (cut and healed every few hundred ms); then heal.
+ *   flaps (cut and healed every few hundred ms); then heal. Quiet while a restored node starts:
+ *   one that heard no peer within its grace (2 × the peer timeout) would write from seqs its peers
+ *   hold (a documented limit, test/cluster/rollback.test.ts), which is not what this run tests.
  * The schedule is a pure function of the seed and the duration (`planFaults`), printed with the
  * seed, so a run can be replayed with the same faults at the same offsets.
  */
+import { cp, rm } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Cluster } from '../cluster/helpers.js'
+import { put } from '../cluster/helpers.js'
 import { prng } from '../helpers/async.js'
 import type { HistoryWriter } from '../checkers/history.js'
 
-export type ProcessFault = { track: 'process'; kind: 'kill' | 'stop'; node: number; startMs: number; holdMs: number }
+/**
+ * For a restore, `startMs` is when the copy is taken and `holdMs` how long the node runs on before
+ * it is put back; for a big-key join, `node` is the joiner's number.
+ */
+export type ProcessFault = {
+  track: 'process'
+  kind: 'kill' | 'stop' | 'restore' | 'bigKey-join'
+  node: number
+  startMs: number
+  holdMs: number
+}
 export type NetworkFault =
   | { track: 'network'; kind: 'bridge'; cut: [number, number]; startMs: number; holdMs: number }
   | { track: 'network'; kind: 'isolate'; node: number; startMs: number; holdMs: number }
@@ -27,7 +56,36 @@ const FINAL_WINDOW_MS = 4_000
 /** The final faults last until the final heal ends them. */
 export const UNTIL_FINAL_HEAL_MS = 3_600_000
 
+/**
+ * From a restore's kill: the restart, the restored node's grace (2 × 2 s) and its recovery. No
+ * partition overlaps it, and the process track waits for it.
+ */
+const RESTORE_QUIET_MS = 8_000
+/** The big key of a join: this many 1 MB siblings (6 MB: past 4 MiB, under 8 MiB and 32 siblings). */
+const BIG_KEY = 'big/joined'
+const BIG_SIBLINGS = 6
+const MB = 1_000_000
+
 const between = (random: () => number, low: number, high: number): number => Math.round(low + random() * (high - low))
+
+const FIRST_PROCESS_FAULTS = ['kill', 'stop', 'restore', 'bigKey-join'] as const
+
+/** After the first four: kills and freezes, and a restore now and then (long runs get several). */
+function laterProcessFault(roll: number): ProcessFault['kind'] {
+  return roll < 0.52 ? 'kill' : roll < 0.95 ? 'stop' : 'restore'
+}
+
+/** A restore's node writes on 2-5 s after the copy, then restarts from it; a join takes longer. */
+function holdOf(kind: ProcessFault['kind'], random: () => number): number {
+  if (kind === 'restore') return between(random, 2_000, 5_000)
+  if (kind === 'bigKey-join') return between(random, 6_000, 10_000)
+  return between(random, 500, 4_000)
+}
+
+/** How long the process track is taken: a restore's restart and recovery come after its hold. */
+function busyOf(kind: ProcessFault['kind'], holdMs: number): number {
+  return kind === 'restore' ? holdMs + RESTORE_QUIET_MS : holdMs
+}
 
 /** Both tracks' faults for `durationMs` of workload on `size` nodes, from `seed`. */
 export function planFaults(seed: number, durationMs: number, size = 3): Fault[] {
@@ -40,20 +98,34 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
     return a < b ? [a, b] : [b, a]
   }
   const plan: Fault[] = []
-  // Processes: a kill or a freeze every few seconds, held 0.5-4 s.
+  // Processes: a kill or a freeze every few seconds, held 0.5-4 s; now and then a restore.
+  const end = durationMs - FINAL_WINDOW_MS
   for (let at = between(random, 1_000, 3_000); ;) {
-    const holdMs = between(random, 500, 4_000)
-    if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
-    // The first two are one of each kind, so every run has both.
+    // The first four are one of each kind, so every run long enough has each; one join at most.
     const index = plan.length
-    const kind = index === 0 ? 'kill' : index === 1 ? 'stop' : random() < 0.55 ? 'kill' : 'stop'
-    plan.push({ track: 'process', kind, node: node(), startMs: at, holdMs })
-    at += holdMs + between(random, 1_000, 3_500)
+    let kind: ProcessFault['kind'] = FIRST_PROCESS_FAULTS[index] ?? laterProcessFault(random())
+    let holdMs = holdOf(kind, random)
+    // A restore or a join that no longer fits gives way to a kill.
+    if (at + busyOf(kind, holdMs) > end && kind !== 'kill' && kind !== 'stop') {
+      kind = 'kill'
+      holdMs = holdOf(kind, random)
+    }
+    if (at + busyOf(kind, holdMs) > end) break
+    plan.push({ track: 'process', kind, node: kind === 'bigKey-join' ? size + 1 : node(), startMs: at, holdMs })
+    at += busyOf(kind, holdMs) + between(random, 1_000, 3_500)
   }
+  const quiet = plan
+    .filter((fault) => fault.kind === 'restore')
+    .map((fault) => [fault.startMs + fault.holdMs, fault.startMs + fault.holdMs + RESTORE_QUIET_MS] as const)
   // Network: a partition every few seconds, held 1-5 s.
   for (let at = between(random, 500, 2_500); ;) {
     const holdMs = between(random, 1_000, 5_000)
     if (at + holdMs > durationMs - FINAL_WINDOW_MS) break
+    const restoring = quiet.find(([from, to]) => at < to && at + holdMs > from)
+    if (restoring !== undefined) {
+      at = restoring[1] + between(random, 500, 1_500)
+      continue
+    }
     // The first two are a bridge and an isolated node, so every run has both.
     const index = plan.filter((fault) => fault.track === 'network').length
     const roll = index === 0 ? 0 : index === 1 ? 0.5 : random()
@@ -96,6 +168,10 @@ export function describeFault(fault: Fault): string {
       return `${span} kill -9 node ${fault.node}, restart`
     case 'stop':
       return `${span} SIGSTOP node ${fault.node}, SIGCONT`
+    case 'restore':
+      return `${span} copy node ${fault.node}'s directory (frozen), then kill -9 it and restart it from the copy`
+    case 'bigKey-join':
+      return `${span} node ${fault.node} joins while ${BIG_KEY} grows to ${BIG_SIBLINGS} siblings of 1 MB`
     case 'bridge':
       return `${span} cut ${fault.cut[0]}-${fault.cut[1]} (bridge)`
     case 'isolate':
@@ -104,6 +180,28 @@ export function describeFault(fault: Fault): string {
       return `${span} isolate every node`
     case 'flap':
       return `${span} flap ${fault.cut[0]}-${fault.cut[1]} every ${fault.periodMs} ms`
+  }
+}
+
+/**
+ * Writes ${BIG_SIBLINGS} values of 1 MB to the big key through `urls` in turn, each naming only its
+ * first version, so each adds a sibling: a state past 4 MiB that no one write made.
+ */
+async function growBigKey(urls: readonly string[]): Promise<void> {
+  const first = await put(urls[0] as string, BIG_KEY, 'first')
+  const context = first.headers.get('etag')
+  if (first.status !== 200 || context === null) throw new Error(`${BIG_KEY}: ${first.status} ${first.text}`)
+  for (let index = 0; index < BIG_SIBLINGS; index++) {
+    const answer = await put(
+      urls[index % urls.length] as string,
+      BIG_KEY,
+      `sibling ${index}`.padEnd(MB, '.'),
+      {},
+      {
+        'x-context': context,
+      },
+    )
+    if (answer.status !== 200) throw new Error(`${BIG_KEY} sibling ${index}: ${answer.status} ${answer.text}`)
   }
 }
 
@@ -159,6 +257,50 @@ export class FaultRunner {
     }
   }
 
+  /**
+   * A restore: node `n`'s directory copied while it is frozen, and once `untilMs` comes, the node
+   * killed and started again from the copy (not when the run stops first: the copy is dropped).
+   */
+  async #restore(n: number, untilMs: number, signal: AbortSignal): Promise<void> {
+    const node = this.#cluster.node(n)
+    const history = this.#history
+    const copy = `${node.dir}.copy`
+    history.fault('pause', [n], 'SIGSTOP to copy its directory')
+    node.suspend()
+    try {
+      await cp(node.dir, copy, { recursive: true })
+    } finally {
+      node.continue()
+    }
+    history.fault('resume', [n], 'SIGCONT, its directory copied')
+    if (!(await sleepUntil(untilMs, signal))) {
+      history.fault('crash', [n], 'kill -9, its directory put back from the copy', true)
+      await node.kill('SIGKILL')
+      await rm(node.dir, { recursive: true, force: true })
+      await cp(copy, node.dir, { recursive: true })
+      history.fault('restart', [n], 'from the copy')
+      await this.#cluster.restart(n)
+      // What the seq guard saw: the seq it started at, and the most of its own a peer held.
+      const guard = (await node.status())['seqGuard'] as { startSeq: number; claimedSeq: number }
+      history.fault('ready', [n], `own seq ${guard.startSeq} at start, peers held up to ${guard.claimedSeq}`)
+    }
+    await rm(copy, { recursive: true, force: true })
+  }
+
+  /** A new node joins while one key grows past 4 MiB through the first three; it stays a member. */
+  async #bigKeyJoin(n: number, untilMs: number, signal: AbortSignal): Promise<void> {
+    const cluster = this.#cluster
+    const writers = cluster.nodes.filter((node) => node.n < n).map((node) => node.url)
+    this.#history.fault('join', [n], `joins while ${BIG_KEY} grows past 4 MiB`)
+    const joined = cluster.addNode({ peers: cluster.nodes.map((node) => node.entry.url), waitReady: false })
+    await growBigKey(writers)
+    const node = await joined
+    if (node.n !== n) throw new Error(`the joiner is node ${node.n}, not node ${n}`)
+    await node.waitReady(60_000)
+    this.#history.fault('ready', [n], 'joined')
+    await sleepUntil(untilMs, signal)
+  }
+
   /** Applies one fault, holds it until `untilMs` (or the stop), undoes it. */
   async #apply(fault: Fault, untilMs: number, signal: AbortSignal): Promise<void> {
     const cluster = this.#cluster
@@ -174,6 +316,10 @@ export class FaultRunner {
         history.fault('ready', [fault.node])
         return
       }
+      case 'restore':
+        return this.#restore(fault.node, untilMs, signal)
+      case 'bigKey-join':
+        return this.#bigKeyJoin(fault.node, untilMs, signal)
       case 'stop': {
         const node = cluster.node(fault.node)
         history.fault('pause', [fault.node], 'SIGSTOP')

@@ -1,7 +1,8 @@
 /**
- * One chaos run (L2, docs/testing.md): three real `meshkv node` processes with a TCP proxy on every
- * replication link (test/cluster/helpers.ts), the seeded fault schedule of faults.ts, the client
- * sessions of workload.ts recording a history under os.tmpdir(), then the final heal, the
+ * One chaos run (L2, docs/testing.md): three real `meshkv node` processes (and a fourth that joins
+ * during the run) with a TCP proxy on every replication link (test/cluster/helpers.ts), the
+ * seeded fault schedule of faults.ts, the client sessions of workload.ts recording a history
+ * under os.tmpdir(), then the final heal, the
  * convergence clock, and the checkers of checks.ts over the history and each node's final state.
  *
  * Used by test/chaos/chaos.test.ts (a bounded run in `npm test`) and test/chaos/run.ts
@@ -40,7 +41,7 @@ export interface ChaosReport {
   opsTotal: number
   /** Faults applied, by kind. */
   faults: Record<string, number>
-  /** From the final heal (every fault undone) to equal digests on all three nodes. */
+  /** From the final heal (every fault undone) to equal digests on every node (a joiner too). */
   convergedMs: number
   check: ValueCheckResult
   /** Every violation, the convergence deadline included. */
@@ -107,11 +108,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const node of cluster.nodes) if (node.running) node.continue()
     for (const node of cluster.nodes) if (!node.running) await cluster.restart(node.n)
     const healMs = Date.now() - healedAt
-    const { digest } = await cluster.waitConverged([1, 2, 3], 60_000)
+    // Every node: a node that joined during the run (a big-key join) is checked with the others.
+    const all = cluster.nodes.map((node) => node.n)
+    const { digest } = await cluster.waitConverged(all, 60_000)
     const convergedMs = Date.now() - healedAt
-    history.fault('converged', [1, 2, 3], `${convergedMs} ms`)
+    history.fault('converged', all, `${convergedMs} ms`)
     log(
-      `chaos: final heal done in ${healMs} ms (restarts included); digests equal on all three nodes ${convergedMs} ms after the final heal (${digest.keys} keys)`,
+      `chaos: final heal done in ${healMs} ms (restarts included); digests equal on all ${all.length} nodes ${convergedMs} ms after the final heal (${digest.keys} keys)`,
     )
 
     const finals = await Promise.all(cluster.nodes.map((node) => readFinal(node.n, node.url)))

@@ -258,14 +258,17 @@ export class HistoryWriter {
     return done
   }
 
-  /** A `crash` is recorded as not lossy: kill -9 keeps the OS page cache. */
-  fault(fault: NemesisEvent['fault'], nodes: (number | string)[], detail?: string): NemesisEvent {
+  /**
+   * A `crash` is recorded as not lossy (kill -9 keeps the OS page cache) unless `lossy` says
+   * otherwise: a node whose directory is put back from an older copy loses what it wrote since.
+   */
+  fault(fault: NemesisEvent['fault'], nodes: (number | string)[], detail?: string, lossy = false): NemesisEvent {
     const event: NemesisEvent = {
       kind: 'nemesis',
       atMs: Date.now(),
       fault,
       nodes,
-      ...(fault === 'crash' ? { lossy: false } : {}),
+      ...(fault === 'crash' ? { lossy } : {}),
       ...(detail === undefined ? {} : { detail }),
     }
     this.#write(event)

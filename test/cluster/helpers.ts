@@ -75,6 +75,8 @@ export interface ClusterOptions {
   logLevel?: string
   /** Wait until every node is ready (default true). */
   waitReady?: boolean
+  /** More `meshkv node` flags for every node (e.g. `--log-retain 20`). */
+  args?: readonly string[]
 }
 
 /** One meshkv process of a cluster, across restarts (same port, same data directory). */
@@ -275,6 +277,7 @@ export class Cluster {
         advertiseUrl: entry.url,
         peerTimeoutMs: options.peerTimeoutMs ?? 2000,
         logLevel: options.logLevel,
+        extra: options.args,
       })
       nodes.push(new ClusterNode(i, port, dir, entry, argsOf))
     }
@@ -368,9 +371,13 @@ export class Cluster {
     this.proxy(b, a).pause()
   }
 
-  /** Cuts every link of node `n`; it keeps serving its clients. */
+  /**
+   * Cuts every link of node `n`; it keeps serving its clients. A node added by `addNode` has no
+   * proxy per pair: its links to `n` are cut only where it dialed `n` (through `n`'s entry), and
+   * `n` may still dial it.
+   */
   isolate(n: number): void {
-    for (const other of this.nodes) if (other.n !== n) this.cut(n, other.n)
+    for (const other of this.nodes) if (other.n !== n && this.#proxies.has(`${n}>${other.n}`)) this.cut(n, other.n)
     this.node(n).entry.pause()
   }
 
