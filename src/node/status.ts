@@ -26,6 +26,7 @@ export function nodeStatus(node: {
   limits: Limits
   uptimeMs: number
   parked: NodeStatus['parked']
+  writeConcernTimeouts: NodeStatus['writeConcernTimeouts']
 }): NodeStatus {
   const { store, cluster } = node
   return {
@@ -48,6 +49,11 @@ export function nodeStatus(node: {
     transport: cluster.transportCounters(),
     snapshot: cluster.replicator.snapshotStatus(),
     parked: node.parked,
+    writeConcernTimeouts: { ...node.writeConcernTimeouts },
+    siblingsCreated: { ...store.siblingsCreated },
+    peerBytes: Object.fromEntries(
+      [...(cluster.transport?.bytes ?? [])].map(([peer, bytes]) => [peer, { ...bytes }]),
+    ) as NodeStatus['peerBytes'],
   }
 }
 

@@ -254,6 +254,15 @@ export interface NodeStatus {
   snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
   /** Reads (`after`, quorum) and writes (write concern) waiting now, their caps, and how many were refused. */
   parked: { reads: ParkingStatus; writes: ParkingStatus }
+  /** Writes answered `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since start, by their `w` (`2`, `quorum`, `all`…). */
+  writeConcernTimeouts: Readonly<Record<string, number>>
+  /**
+   * Puts and deletes (local or a peer's) since start that left their key with siblings: each was
+   * concurrent with a write of the key it did not replace.
+   */
+  siblingsCreated: { put: number; del: number }
+  /** Peer frame bytes sent to and received from each peer since start, over all its links. */
+  peerBytes: Readonly<Record<NodeId, { sent: number; received: number }>>
 }
 
 export type { PeerStatus }

@@ -167,6 +167,8 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   private readonly linksMax: () => number
   readonly now: () => number
   readonly counters: TransportCounters = { linksOverCap: 0, idAlreadyLinked: 0 }
+  /** Frame bytes sent to and received from each peer on this run, over all its links (for metrics). */
+  readonly bytes = new Map<NodeId, { sent: number; received: number }>()
 
   constructor(options: CoreTransportOptions, setTimer: SetTimer) {
     this.identity = resolveIdentity(options)
@@ -262,6 +264,12 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       kept.nodeId = link.nodeId
     }
     for (const listener of this.listeners.link) listener(link)
+  }
+
+  traffic(nodeId: NodeId, direction: 'sent' | 'received', bytes: number): void {
+    let counts = this.bytes.get(nodeId)
+    if (counts === undefined) this.bytes.set(nodeId, (counts = { sent: 0, received: 0 }))
+    counts[direction] += bytes
   }
 
   ended(connection: Connection, end: ConnectionEnd): void {

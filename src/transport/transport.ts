@@ -69,4 +69,6 @@ export interface Transport {
   keptUrls(): { url: string; nodeId: NodeId | null }[]
   on<E extends keyof TransportEvents>(event: E, listener: TransportEvents[E]): void
   close(): Promise<void>
+  /** Frame bytes sent to and received from each peer on this run, over all its links. */
+  readonly bytes: ReadonlyMap<NodeId, { readonly sent: number; readonly received: number }>
 }
