@@ -149,7 +149,7 @@ function peerSpecs(scrape: Scrape): MetricSpec[] {
   ]
 }
 
-/** What crossed each peer's links since start (counted by the transport, framing included). */
+/** What crossed each peer's links since start: encoded peer frames, as the transport counts them. */
 function linkSpecs(scrape: Scrape): MetricSpec[] {
   const bytes = (direction: 'sent' | 'received') => (): Sample[] =>
     Object.entries(scrape.status().peerBytes).map(([peer, counts]) => ({ labels: { peer }, value: counts[direction] }))
