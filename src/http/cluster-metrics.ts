@@ -149,25 +149,44 @@ function peerSpecs(scrape: Scrape): MetricSpec[] {
   ]
 }
 
-/** What crossed each peer's links since start: encoded peer frames, as the transport counts them. */
+/** What crossed each peer's links since start: encoded peer frames and the changes in them, as the transport counts them. */
 function linkSpecs(scrape: Scrape): MetricSpec[] {
-  const bytes = (direction: 'sent' | 'received') => (): Sample[] =>
-    Object.entries(scrape.status().peerBytes).map(([peer, counts]) => ({ labels: { peer }, value: counts[direction] }))
+  const crossed = (
+    name: string,
+    field: keyof NodeStatus['peerTraffic'][NodeStatus['nodeId']],
+    help: string,
+  ): MetricSpec => ({
+    kind: 'counter',
+    name,
+    help,
+    labels: ['peer'],
+    read: () =>
+      Object.entries(scrape.status().peerTraffic).map(([peer, traffic]) => ({
+        labels: { peer },
+        value: traffic[field],
+      })),
+  })
   return [
-    {
-      kind: 'counter',
-      name: 'meshkv_peer_sent_bytes_total',
-      help: 'Peer frame bytes sent to each peer since start, over all its links.',
-      labels: ['peer'],
-      read: bytes('sent'),
-    },
-    {
-      kind: 'counter',
-      name: 'meshkv_peer_received_bytes_total',
-      help: 'Peer frame bytes received from each peer since start, over all its links.',
-      labels: ['peer'],
-      read: bytes('received'),
-    },
+    crossed(
+      'meshkv_peer_sent_bytes_total',
+      'bytesSent',
+      'Bytes of peer frames sent to each peer since start, over all its links.',
+    ),
+    crossed(
+      'meshkv_peer_received_bytes_total',
+      'bytesReceived',
+      'Bytes of peer frames received from each peer since start, over all its links.',
+    ),
+    crossed(
+      'meshkv_peer_sent_changes_total',
+      'changesSent',
+      'Changes sent to each peer since start, over all its links.',
+    ),
+    crossed(
+      'meshkv_peer_received_changes_total',
+      'changesReceived',
+      'Changes received from each peer since start (duplicates included), over all its links.',
+    ),
   ]
 }
 

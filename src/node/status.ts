@@ -51,9 +51,9 @@ export function nodeStatus(node: {
     parked: node.parked,
     writeConcernTimeouts: { ...node.writeConcernTimeouts },
     siblingsCreated: { ...store.siblingsCreated },
-    peerBytes: Object.fromEntries(
-      [...(cluster.transport?.bytes ?? [])].map(([peer, bytes]) => [peer, { ...bytes }]),
-    ) as NodeStatus['peerBytes'],
+    peerTraffic: Object.fromEntries(
+      [...(cluster.transport?.traffic ?? [])].map(([peer, traffic]) => [peer, { ...traffic }]),
+    ) as NodeStatus['peerTraffic'],
   }
 }
 

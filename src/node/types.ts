@@ -7,7 +7,7 @@ import type { Role } from '../api/role.js'
 import type { TlsMaterial } from '../api/access.js'
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Logger, PeerStatus, SeqGuardStatus, SnapshotProgress } from '../replication/index.js'
-import type { Transport } from '../transport/transport.js'
+import type { LinkTraffic, Transport } from '../transport/transport.js'
 import type { ParkingStatus } from './bounds.js'
 
 export interface MeshNodeOptions {
@@ -261,8 +261,8 @@ export interface NodeStatus {
    * concurrent with a write of the key it did not replace.
    */
   siblingsCreated: { put: number; del: number }
-  /** Peer frame bytes sent to and received from each peer since start, over all its links. */
-  peerBytes: Readonly<Record<NodeId, { sent: number; received: number }>>
+  /** Encoded peer frames (bytes) and the changes in them, sent to and received from each peer since start. */
+  peerTraffic: Readonly<Record<NodeId, LinkTraffic>>
 }
 
 export type { PeerStatus }

@@ -77,8 +77,8 @@ export interface ConnectionHost {
   admit(connection: Connection, peer: PeerIdentity): Admission
   opened(connection: Connection, link: Link): void
   ended(connection: Connection, end: ConnectionEnd): void
-  /** Frame bytes a link sent or received (after the handshake: only proven peers are counted). */
-  traffic(nodeId: NodeId, direction: 'sent' | 'received', bytes: number): void
+  /** A message crossed an open link (after the handshake: only proven peers are counted), `bytes` encoded. */
+  crossed(nodeId: NodeId, direction: 'Sent' | 'Received', message: PeerMessage, bytes: number): void
 }
 
 type State = 'connecting' | 'handshake' | 'open' | 'closed'
@@ -203,7 +203,7 @@ export class Connection {
     } else if (isHandshakeMessage(frame)) {
       this.protocolError(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `a ${frame.type} frame after the handshake`)
     } else if (this.link !== null) {
-      this.host.traffic(this.link.nodeId, 'received', bytes.length)
+      this.host.crossed(this.link.nodeId, 'Received', frame, bytes.length)
       this.link.deliver(frame)
     }
   }
@@ -258,7 +258,7 @@ export class Connection {
     )
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
     const bytes = encodeFrame(message)
-    if (this.link !== null) this.host.traffic(this.link.nodeId, 'sent', bytes.length)
+    if (this.link !== null) this.host.crossed(this.link.nodeId, 'Sent', message, bytes.length)
     this.write(bytes)
     this.poll()
     return this.state === 'open'

@@ -18,13 +18,14 @@ import { randomBytes as cryptoRandomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { NodeId } from '../clock/index.js'
 import { isNodeId } from '../clock/index.js'
+import type { PeerMessage } from '../codec/peer.js'
 import { CLUSTER_ID_BYTES_MAX, NONCE_BYTES, URL_BYTES_MAX } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { MeshError } from '../errors.js'
 import type { Admission, Cancel, ConnectionEnd, ConnectionHost, Link, LinkSettings, SetTimer } from './connection.js'
 import { Connection } from './connection.js'
 import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
-import type { Transport, TransportEvents, TransportOptions } from './transport.js'
+import type { LinkTraffic, Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
 import { positiveIntegerSetting } from '../api/numbers.js'
 
@@ -167,8 +168,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   private readonly linksMax: () => number
   readonly now: () => number
   readonly counters: TransportCounters = { linksOverCap: 0, idAlreadyLinked: 0 }
-  /** Frame bytes sent to and received from each peer on this run, over all its links (for metrics). */
-  readonly bytes = new Map<NodeId, { sent: number; received: number }>()
+  readonly traffic = new Map<NodeId, LinkTraffic>()
 
   constructor(options: CoreTransportOptions, setTimer: SetTimer) {
     this.identity = resolveIdentity(options)
@@ -266,10 +266,12 @@ export abstract class TransportCore implements Transport, ConnectionHost {
     for (const listener of this.listeners.link) listener(link)
   }
 
-  traffic(nodeId: NodeId, direction: 'sent' | 'received', bytes: number): void {
-    let counts = this.bytes.get(nodeId)
-    if (counts === undefined) this.bytes.set(nodeId, (counts = { sent: 0, received: 0 }))
-    counts[direction] += bytes
+  crossed(nodeId: NodeId, direction: 'Sent' | 'Received', message: PeerMessage, bytes: number): void {
+    let traffic = this.traffic.get(nodeId)
+    if (traffic === undefined)
+      this.traffic.set(nodeId, (traffic = { bytesSent: 0, bytesReceived: 0, changesSent: 0, changesReceived: 0 }))
+    traffic[`bytes${direction}`] += bytes
+    if (message.type === 'changes') traffic[`changes${direction}`] += message.changes.length
   }
 
   ended(connection: Connection, end: ConnectionEnd): void {

@@ -77,6 +77,9 @@ describe('/metrics of a three-node cluster', () => {
     // Twenty values of 1000 bytes crossed the link 1→2, whichever side dialed it.
     expect(delta(after1, before1, 'meshkv_peer_sent_bytes_total', { peer: id2 })).toBeGreaterThanOrEqual(20_000)
     expect(delta(after2, before2, 'meshkv_peer_received_bytes_total', { peer: id1 })).toBeGreaterThanOrEqual(20_000)
+    // Every node is linked to every other: node 2 gets node 1's changes from node 1 itself.
+    expect(delta(after1, before1, 'meshkv_peer_sent_changes_total', { peer: id2 })).toBeGreaterThanOrEqual(20)
+    expect(delta(after2, before2, 'meshkv_peer_received_changes_total', { peer: id1 })).toBeGreaterThanOrEqual(20)
     expect(delta(after2, before2, 'meshkv_replication_changes_received_total')).toBeGreaterThanOrEqual(20)
     expect(delta(after2, before2, 'meshkv_replication_changes_applied_total')).toBeGreaterThanOrEqual(20)
     expect(after2.value('meshkv_replication_changes_refused_total', { reason: 'store' })).toBe(0)

@@ -845,7 +845,7 @@ describe('MeshNode: events and status', () => {
       parked: { reads: { open: 0, max: 1000, refused: 0 }, writes: { open: 0, max: 1000, refused: 0 } },
       writeConcernTimeouts: {},
       siblingsCreated: { put: 0, del: 0 },
-      peerBytes: {},
+      peerTraffic: {},
     })
     // The replicator's counters, each zero on a node that has had no peer: the same keys as a
     // fresh replicator's (its one definition), so a counter added there needs no edit here.
