@@ -244,7 +244,6 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       limits: this.limits,
       uptimeMs: this.#now() - this.#startedMs,
       parked: { reads: this.#parkedReads.status, writes: this.#writer.parked.status },
-      writeConcernTimeouts: this.#writer.concernTimeouts,
     })
   }
 

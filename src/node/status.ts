@@ -26,7 +26,6 @@ export function nodeStatus(node: {
   limits: Limits
   uptimeMs: number
   parked: NodeStatus['parked']
-  writeConcernTimeouts: NodeStatus['writeConcernTimeouts']
 }): NodeStatus {
   const { store, cluster } = node
   return {
@@ -49,7 +48,7 @@ export function nodeStatus(node: {
     transport: cluster.transportCounters(),
     snapshot: cluster.replicator.snapshotStatus(),
     parked: node.parked,
-    writeConcernTimeouts: { ...node.writeConcernTimeouts },
+    writeConcernTimeouts: { ...cluster.concernTimeouts },
     siblingsCreated: { ...store.siblingsCreated },
     peerTraffic: Object.fromEntries(
       [...(cluster.transport?.traffic ?? [])].map(([peer, traffic]) => [peer, { ...traffic }]),

@@ -254,7 +254,7 @@ export interface NodeStatus {
   snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
   /** Reads (`after`, quorum) and writes (write concern) waiting now, their caps, and how many were refused. */
   parked: { reads: ParkingStatus; writes: ParkingStatus }
-  /** Writes answered `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since start, by their `w` (`2`, `quorum`, `all`…). */
+  /** Writes (data and tokens) answered `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since start, by their `w` (`2`, `quorum`, `all`…). */
   writeConcernTimeouts: Readonly<Record<string, number>>
   /**
    * Puts and deletes (local or a peer's) since start that left their key with siblings: each was

@@ -7,7 +7,7 @@ import { parseWriteConcern, requiredMembers } from '../api/concern.js'
 import { decodeVersion, encodeCausalToken } from '../clock/index.js'
 import type { CounterState, Intent, RegisterState, SetState } from '../crdt/index.js'
 import { counterValue, setHas, setMembers } from '../crdt/index.js'
-import { MeshError, isMeshError } from '../errors.js'
+import { MeshError } from '../errors.js'
 import type { CommitResult, Store } from '../storage/index.js'
 import { stateId } from '../storage/index.js'
 import type { Parking } from './bounds.js'
@@ -26,9 +26,6 @@ import type {
 import { checkDelta, checkKey, checkVersion, toStoredValue, versionOf } from './values.js'
 
 export class Writer {
-  /** Writes answered `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since the node opened, by their `w` (metrics). */
-  readonly concernTimeouts: Record<string, number> = {}
-
   constructor(
     readonly store: Store,
     readonly cluster: Cluster,
@@ -159,11 +156,7 @@ export class Writer {
     try {
       const result = await this.store.commitLocal(intents)
       if (result.change !== null && concern !== 1)
-        await this.cluster.awaitConcern(result.change.dot, concern, options.timeoutMs).catch((error: unknown) => {
-          if (isMeshError(error) && error.code === 'MESHKV_ERR_WRITE_CONCERN_TIMEOUT')
-            this.concernTimeouts[concern] = (this.concernTimeouts[concern] ?? 0) + 1
-          throw error
-        })
+        await this.cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
       return result
     } finally {
       release?.()
