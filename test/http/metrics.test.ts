@@ -1,10 +1,12 @@
 /**
  * `/metrics` on one real node (src/http/metrics.ts, cluster-metrics.ts): a lint over every metric
- * the app registers (Prometheus naming, and no label that could carry a key, a prefix or a name),
+ * the app registers (Prometheus naming, no label that could carry a key, a prefix or a name, and a
+ * row in docs/operations.md),
  * then the counts one node can show by itself: writes that made siblings, auth refusals by reason,
  * the seq guard's state and what garbage collection holds. The cluster's own metrics (peers, lag,
  * bytes, write-concern timeouts) are scraped from real processes in test/cluster/metrics.test.ts.
  */
+import { readFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createMetrics } from '../../src/http/metrics.js'
 import { parseExposition } from '../support/prometheus.js'
@@ -33,7 +35,7 @@ async function scrape(): Promise<Exposition> {
 }
 
 describe('the metrics an app registers', () => {
-  it('are named the Prometheus way, and none has a label named key, prefix, name or another a client chooses', async () => {
+  it('are named the Prometheus way, documented, and none has a label named key, prefix, name or another a client chooses', async () => {
     const registry = createMetrics({
       node: h.node,
       streams: new Map(),
@@ -56,6 +58,9 @@ describe('the metrics an app registers', () => {
       expect(metric.name.endsWith('_total'), metric.name).toBe(metric.type === 'counter')
       expect(metric.name, metric.name).not.toMatch(/_(ms|milliseconds|kb|mib)(_|$)/)
     }
+    // docs/operations.md lists every one of them.
+    const doc = await readFile(new URL('../../docs/operations.md', import.meta.url), 'utf8')
+    expect(own.map((metric) => metric.name).filter((name) => !doc.includes(`| \`${name}\` |`))).toEqual([])
     // What a scrape shows carries the same labels only.
     const text = await registry.metrics()
     for (const sample of parseExposition(text).samples)
