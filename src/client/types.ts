@@ -209,6 +209,8 @@ export interface ClientPeerStatus {
   lagChanges: number
   lagMs: number
   lastSeenMs: number | null
+  /** Changes the peer held when it first synced that the node still lacks (absent from older nodes). */
+  catchUpChanges?: number
 }
 
 export interface ClientDigest {

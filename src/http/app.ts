@@ -102,6 +102,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     streams: new Map(),
     watchStreamsMax: bounds.watchStreamsMax,
     load: { connections: 0, refused: { watch: 0, connections: 0 } },
+    authRefused: { missing: 0, invalid: 0, forbidden: 0 },
     observe: () => undefined,
   }
   boundServer(app, bounds, context.load)
@@ -110,7 +111,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   contexts.set(app, context)
 
   installProblems(app)
-  installAuth(app, node, options.rootToken)
+  installAuth(app, node, options.rootToken, context.authRefused)
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (!reply.hasHeader(CAUSAL_TOKEN_HEADER)) reply.header(CAUSAL_TOKEN_HEADER, node.token())
     // While draining, an answer closes its connection: the server's close waits for every

@@ -76,8 +76,27 @@ export const prefixQuery = (request: FastifyRequest): string | undefined => fiel
 /** `POST /v1/tokens`: a prefix-limited admin makes tokens only under its own prefix. */
 export const prefixBody = (request: FastifyRequest): string | undefined => field(request.body, 'prefix')
 
-/** Checks every route's access declaration; with a root token, turns auth on. Call before any route is added. */
-export function installAuth(app: FastifyInstance, node: MeshNode, rootToken: string | undefined): void {
+/**
+ * Requests auth refused, by why: no bearer token (`missing`), one the node does not know or no
+ * longer knows (`invalid`: a typo, a revoked token, a guess), or a token whose role or prefix
+ * does not reach the request (`forbidden`). For metrics.
+ */
+export interface AuthRefusals {
+  missing: number
+  invalid: number
+  forbidden: number
+}
+
+/**
+ * Checks every route's access declaration; with a root token, turns auth on and counts what it
+ * refuses in `refused`. Call before any route is added.
+ */
+export function installAuth(
+  app: FastifyInstance,
+  node: MeshNode,
+  rootToken: string | undefined,
+  refused: AuthRefusals,
+): void {
   const table: RouteAccessEntry[] = []
   tables.set(app, table)
   app.addHook('onRoute', (route) => {
@@ -93,6 +112,7 @@ export function installAuth(app: FastifyInstance, node: MeshNode, rootToken: str
     if (request.routeOptions.config.access === 'open') return
     const principal = await identify(node, root, request.headers.authorization)
     if (principal === undefined) {
+      refused[request.headers.authorization === undefined ? 'missing' : 'invalid']++
       reply.header('www-authenticate', CHALLENGE)
       throw new MeshError(
         'MESHKV_ERR_UNAUTHENTICATED',
@@ -108,7 +128,12 @@ export function installAuth(app: FastifyInstance, node: MeshNode, rootToken: str
     if (access === undefined || access === 'open') return
     const principal = principals.get(request)
     if (principal === undefined) throw new MeshError('MESHKV_ERR_UNAUTHENTICATED', 'this request needs a valid token')
-    checkAccess(principal, access, request)
+    try {
+      checkAccess(principal, access, request)
+    } catch (error) {
+      refused.forbidden++
+      throw error
+    }
   })
 }
 

@@ -3,6 +3,7 @@
  * `closeApp` changes. One per `buildApp` call, so two apps never share a stream or a flag.
  */
 import type { MeshNode } from '../node/index.js'
+import type { AuthRefusals } from './auth.js'
 
 export interface AppContext {
   readonly node: MeshNode
@@ -16,6 +17,8 @@ export interface AppContext {
   readonly watchStreamsMax: number
   /** Client connections open now, and what was refused for lack of room (watch streams, connections). */
   readonly load: { connections: number; refused: { watch: number; connections: number } }
+  /** Requests auth refused (401, 403), by why (auth.ts). */
+  readonly authRefused: AuthRefusals
   /** Records a request the normal hooks do not see (a hijacked watch stream) in the metrics. */
   observe: (route: string, method: string, status: number, seconds: number) => void
 }

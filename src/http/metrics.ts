@@ -1,10 +1,14 @@
 /**
  * Prometheus metrics, one `Registry` per app (never prom-client's global one, so two apps in one
- * process, or one per test, never collide). Labels are the route pattern (`/v1/kv/*`), never a
- * key or a name, so the number of series stays bounded whatever clients ask for.
+ * process, or one per test, never collide): HTTP requests, the bounded resources, and the
+ * cluster's (cluster-metrics.ts); docs/operations.md lists them all. Labels are the route pattern
+ * (`/v1/kv/*`), never a key or a name, so the number of series stays bounded whatever clients ask for.
  */
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { NodeStatus } from '../node/index.js'
+import type { Scrape } from './cluster-metrics.js'
+import { clusterMetrics, perScrape } from './cluster-metrics.js'
 import type { AppContext } from './context.js'
 
 /** The route label of a request that matched no route. */
@@ -16,7 +20,7 @@ export interface HttpMetrics {
   observe(route: string, method: string, status: number, seconds: number): void
 }
 
-export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'load'>): HttpMetrics {
+export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'load' | 'authRefused'>): HttpMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const requests = new Counter({
@@ -32,12 +36,18 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'lo
     buckets: DURATION_BUCKETS_SECONDS,
     registers: [registry],
   })
+  const node = context.node
+  const scrape: Scrape = {
+    status: perScrape(() => node.status()),
+    peers: perScrape(() => node.peers()),
+    gc: perScrape(() => node.gcStatus()),
+  }
   new Gauge({
     name: 'meshkv_lsn',
     help: 'The last log sequence number this node has committed.',
     registers: [registry],
     collect() {
-      this.set(context.node.status().lsn)
+      this.set(scrape.status().lsn)
     },
   })
   new Gauge({
@@ -48,7 +58,8 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'lo
       this.set(context.streams.size)
     },
   })
-  boundMetrics(registry, context)
+  boundMetrics(registry, context.load, scrape)
+  clusterMetrics(registry, scrape, context.authRefused)
   return {
     registry,
     observe(route, method, status, seconds) {
@@ -63,15 +74,16 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'lo
  * is open now, and what was refused for lack of room. Read when scraped, from the counts the app
  * and the node keep.
  */
-function boundMetrics(registry: Registry, context: Pick<AppContext, 'node' | 'load'>): void {
+function boundMetrics(registry: Registry, load: AppContext['load'], scrape: Scrape): void {
+  const parked = (): NodeStatus['parked'] => scrape.status().parked
   new Counter({
     name: 'meshkv_busy_total',
     help: 'Requests and connections refused because a bounded resource was full (503 MESHKV_ERR_BUSY, or a connection closed).',
     labelNames: ['resource'] as const,
     registers: [registry],
     collect() {
-      const { reads, writes } = context.node.status().parked
-      const refused = { ...context.load.refused, reads: reads.refused, writes: writes.refused }
+      const { reads, writes } = parked()
+      const refused = { ...load.refused, reads: reads.refused, writes: writes.refused }
       this.reset()
       for (const [resource, count] of Object.entries(refused)) this.inc({ resource }, count)
     },
@@ -81,7 +93,7 @@ function boundMetrics(registry: Registry, context: Pick<AppContext, 'node' | 'lo
     help: 'Client connections open now.',
     registers: [registry],
     collect() {
-      this.set(context.load.connections)
+      this.set(load.connections)
     },
   })
   new Gauge({
@@ -90,9 +102,7 @@ function boundMetrics(registry: Registry, context: Pick<AppContext, 'node' | 'lo
     labelNames: ['resource'] as const,
     registers: [registry],
     collect() {
-      const { reads, writes } = context.node.status().parked
-      this.set({ resource: 'reads' }, reads.open)
-      this.set({ resource: 'writes' }, writes.open)
+      for (const [resource, { open }] of Object.entries(parked())) this.set({ resource }, open)
     },
   })
 }

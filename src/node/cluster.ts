@@ -64,6 +64,8 @@ export class Cluster {
   readonly membership: Membership
   /** How this node's own HTTP requests reach other members (over TLS: its certificate, the cluster CA). */
   readonly peerFetch: PeerFetch
+  /** Writes (data and tokens) that met `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since start, by their `w` (metrics). */
+  readonly concernTimeouts: Record<string, number> = {}
   readonly #store: Store
   readonly #logger: Logger
   readonly #peerTimeoutMs: number
@@ -305,6 +307,7 @@ export class Cluster {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
+        this.concernTimeouts[concern] = (this.concernTimeouts[concern] ?? 0) + 1
         const holders = this.replicator.holders(dot)
         reject(
           new MeshError(

@@ -48,6 +48,11 @@ export function nodeStatus(node: {
     transport: cluster.transportCounters(),
     snapshot: cluster.replicator.snapshotStatus(),
     parked: node.parked,
+    writeConcernTimeouts: { ...cluster.concernTimeouts },
+    siblingsCreated: { ...store.siblingsCreated },
+    peerTraffic: Object.fromEntries(
+      [...(cluster.transport?.traffic ?? [])].map(([peer, traffic]) => [peer, { ...traffic }]),
+    ) as NodeStatus['peerTraffic'],
   }
 }
 

@@ -7,7 +7,7 @@ import type { Role } from '../api/role.js'
 import type { TlsMaterial } from '../api/access.js'
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Logger, PeerStatus, SeqGuardStatus, SnapshotProgress } from '../replication/index.js'
-import type { Transport } from '../transport/transport.js'
+import type { LinkTraffic, Transport } from '../transport/transport.js'
 import type { ParkingStatus } from './bounds.js'
 
 export interface MeshNodeOptions {
@@ -254,6 +254,15 @@ export interface NodeStatus {
   snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
   /** Reads (`after`, quorum) and writes (write concern) waiting now, their caps, and how many were refused. */
   parked: { reads: ParkingStatus; writes: ParkingStatus }
+  /** Writes (data and tokens) answered `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since start, by their `w` (`2`, `quorum`, `all`…). */
+  writeConcernTimeouts: Readonly<Record<string, number>>
+  /**
+   * Puts and deletes (local or a peer's) since start that left their key with siblings: each was
+   * concurrent with a write of the key it did not replace.
+   */
+  siblingsCreated: { put: number; del: number }
+  /** Encoded peer frames (bytes) and the changes in them, sent to and received from each peer since start. */
+  peerTraffic: Readonly<Record<NodeId, LinkTraffic>>
 }
 
 export type { PeerStatus }

@@ -1,6 +1,7 @@
 /**
  * How far behind each peer is, for `/v1/status` and `kvctl members`: what it lacks of this node's
- * changes, how old the oldest of those is, and whether its link is up.
+ * changes, how old the oldest of those is, and whether its link is up; and what this node still
+ * lacks of what the peer held when it first synced (a joining node waits for that).
  */
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { vcDistance, vcGet } from '../clock/index.js'
@@ -20,6 +21,11 @@ export interface PeerStatus {
   lagMs: number
   /** Milliseconds since the peer was last heard from, or null if never. */
   lastSeenMs: number | null
+  /**
+   * Changes the peer held when it first synced on this run that this node still lacks: what a
+   * joining node waits for before it is ready (`Replicator.caughtUp`); 0 once caught up.
+   */
+  catchUpChanges: number
 }
 
 export interface PeerStatusInput {
@@ -53,11 +59,13 @@ export async function peerStatus(
     const linked = input.isLinked(info.nodeId)
     const state: PeerState = !linked ? 'down' : lagMs > input.catchingUpAfterMs ? 'catching-up' : 'up'
     const lastSeenMs = info.lastSeenMs === null ? null : Math.max(0, at - info.lastSeenMs)
-    out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs })
+    const catchUpChanges = info.firstSyncVc === null ? 0 : vcDistance(info.firstSyncVc, store.vc)
+    out.push({ nodeId: info.nodeId, url: info.url, state, lagChanges, lagMs, lastSeenMs, catchUpChanges })
   }
   for (const { url, nodeId } of configured) {
     if (seenUrls.has(url) || (nodeId !== null && peers.has(nodeId))) continue
-    out.push({ nodeId: null, url, state: 'down', lagChanges: vcDistance(store.vc, {}), lagMs: 0, lastSeenMs: null })
+    const lagChanges = vcDistance(store.vc, {})
+    out.push({ nodeId: null, url, state: 'down', lagChanges, lagMs: 0, lastSeenMs: null, catchUpChanges: 0 })
   }
   return out
 }

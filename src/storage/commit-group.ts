@@ -8,7 +8,7 @@
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
 import { hlcObserve, hlcTick, maxHlc, vcCovers, vcGet, vcHasDot, vcSet } from '../clock/index.js'
 import { decodeState, encodeChange } from '../codec/index.js'
-import type { AnyState, Change, Intent, Op, Space } from '../crdt/index.js'
+import type { AnyState, Change, Intent, Op, RegisterState, Space } from '../crdt/index.js'
 import { applyOp, emptyState, opTarget, prepareOp } from '../crdt/index.js'
 import { MeshError, isMeshError } from '../errors.js'
 import type { Backend, BackendWrite } from './backend.js'
@@ -61,6 +61,7 @@ interface Group {
   entries: LogEntry[]
   /** kv keys this group indexes as all tombstones (some may already be indexed). */
   tombed: Set<string>
+  siblings: SiblingsCreated
   settled: { item: Commit; result: CommitResult }[]
 }
 
@@ -71,6 +72,16 @@ export interface GroupOutcome {
   readonly synced: boolean
   readonly entries: readonly LogEntry[]
   readonly tombsAdded: number
+  readonly siblings: Readonly<SiblingsCreated>
+}
+
+/**
+ * kv writes (puts) and deletes that left their key with more than one sibling: each was concurrent
+ * with a write of the key that it did not replace (docs/consistency.md). For metrics.
+ */
+export interface SiblingsCreated {
+  put: number
+  del: number
 }
 
 /**
@@ -89,6 +100,7 @@ export async function commitGroup(
     writes: [],
     entries: [],
     tombed: new Set(),
+    siblings: { put: 0, del: 0 },
     settled: [],
   }
   const failAll = (error: unknown): { outcome: null; settle: () => void } => ({
@@ -120,7 +132,13 @@ export async function commitGroup(
     return { outcome: null, settle: () => group.settled.forEach(({ item }) => item.reject(failure)) }
   }
   return {
-    outcome: { head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc }, synced, entries: group.entries, tombsAdded },
+    outcome: {
+      head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc },
+      synced,
+      entries: group.entries,
+      tombsAdded,
+      siblings: group.siblings,
+    },
     settle,
   }
 }
@@ -180,11 +198,15 @@ function checkRemote(context: CommitContext, group: Group, change: Change): Chan
 /** Applies a change to the group: new states into the overlay, all its writes into the batch. */
 async function stage(context: CommitContext, group: Group, change: Change): Promise<Map<string, AnyState>> {
   const states = new Map<string, AnyState>()
+  const siblings: SiblingsCreated = { put: 0, del: 0 }
   for (const op of change.ops) {
     const { space, key } = opTarget(op)
     const id = stateId(space, key)
     const before = states.get(id) ?? (await read(context.backend, group, space, key))
-    states.set(id, applyOp(before, op, change.dot, change.hlc, change.deps))
+    const after = applyOp(before, op, change.dot, change.hlc, change.deps)
+    if (op.type.startsWith('kv.') && (after as RegisterState).siblings.length > 1)
+      siblings[op.type === 'kv.put' ? 'put' : 'del']++
+    states.set(id, after)
   }
   // Encode everything before touching the group, so a failure leaves the group as it was.
   const lsn = group.lsn + 1
@@ -198,6 +220,8 @@ async function stage(context: CommitContext, group: Group, change: Change): Prom
   }
   for (const [id, state] of states) group.overlay.set(id, state)
   for (const write of writes) if (write.sub === 'tombs') group.tombed.add(write.key)
+  group.siblings.put += siblings.put
+  group.siblings.del += siblings.del
   group.writes.push(...writes)
   group.entries.push({ lsn, change })
   group.lsn = lsn

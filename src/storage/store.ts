@@ -20,7 +20,7 @@ import type { Dot, Hlc, NodeId, VectorClock } from '../clock/index.js'
 import type { Change, Intent, Space, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { Backend, BackendReader, Range } from './backend.js'
-import type { Commit } from './commit-group.js'
+import type { Commit, SiblingsCreated } from './commit-group.js'
 import { CHANGE_BYTES_MAX_DEFAULT, commitGroup } from './commit-group.js'
 import { countTombstones, purgeLog, purgeTombstones } from './gc.js'
 import { GroupQueue } from './group-commit.js'
@@ -81,6 +81,8 @@ export class Store implements StateReader {
   #beforeJoin: SharedView | null = null
   /** Asked before each own seq is minted (`guardOwnWrites`). */
   #mintGuard: (() => void) | null = null
+  /** Writes that left their key with siblings since the store opened (commit-group.ts). */
+  readonly siblingsCreated: SiblingsCreated = { put: 0, del: 0 }
 
   private constructor(
     backend: Backend,
@@ -381,6 +383,8 @@ export class Store implements StateReader {
       this.#head = outcome.head
       if (outcome.synced) this.#durable = outcome.head
       this.#tombstones += outcome.tombsAdded
+      this.siblingsCreated.put += outcome.siblings.put
+      this.siblingsCreated.del += outcome.siblings.del
     }
     settle()
     if (outcome !== null) for (const listener of this.#listeners) notify(listener, outcome.entries)

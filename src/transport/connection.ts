@@ -14,6 +14,7 @@
  *   reads cannot make this node hold its data;
  * - `onClose` listeners run exactly once, with the code of whoever closed first.
  */
+import type { NodeId } from '../clock/index.js'
 import type { Frame, PeerMessage } from '../codec/peer.js'
 import { HANDSHAKE_FRAME_BYTES_MAX, decodeFrame, encodeFrame, isFrame, isHandshakeMessage } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
@@ -85,6 +86,8 @@ export interface ConnectionHost {
   admit(connection: Connection, peer: PeerIdentity): Admission
   opened(connection: Connection, link: Link): void
   ended(connection: Connection, end: ConnectionEnd): void
+  /** A message crossed an open link (after the handshake: only proven peers are counted), `bytes` encoded. */
+  crossed(nodeId: NodeId, direction: 'Sent' | 'Received', message: PeerMessage, bytes: number): void
 }
 
 type State = 'connecting' | 'handshake' | 'open' | 'closed'
@@ -214,8 +217,9 @@ export class Connection {
       this.step(this.handshake.receive(frame))
     } else if (isHandshakeMessage(frame)) {
       this.protocolError(CLOSE_CODES.policy, 'MESHKV_ERR_DECODE', `a ${frame.type} frame after the handshake`)
-    } else {
-      this.link?.deliver(frame)
+    } else if (this.link !== null) {
+      this.host.crossed(this.link.nodeId, 'Received', frame, bytes.length)
+      this.link.deliver(frame)
     }
   }
 
@@ -268,7 +272,9 @@ export class Connection {
       `a well-formed peer message (type ${String(message.type)})`,
     )
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
-    this.write(encodeFrame(message))
+    const bytes = encodeFrame(message)
+    if (this.link !== null) this.host.crossed(this.link.nodeId, 'Sent', message, bytes.length)
+    this.write(bytes)
     this.poll()
     return this.state === 'open'
   }

@@ -22,6 +22,7 @@ import { randomBytes as cryptoRandomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { NodeId } from '../clock/index.js'
 import { isNodeId } from '../clock/index.js'
+import type { PeerMessage } from '../codec/peer.js'
 import { CLUSTER_ID_BYTES_MAX, INSTANCE_BYTES, NONCE_BYTES, URL_BYTES_MAX } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { MeshError } from '../errors.js'
@@ -29,7 +30,7 @@ import type { Admission, Cancel, ConnectionEnd, ConnectionHost, Link, LinkSettin
 import { Connection } from './connection.js'
 import { CloneWatch, isOtherProcess } from './clones.js'
 import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
-import type { Transport, TransportEvents, TransportOptions } from './transport.js'
+import type { LinkTraffic, Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
 import { positiveIntegerSetting } from '../api/numbers.js'
 
@@ -180,6 +181,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
   /** This process's instance id in hex (sent in the handshake; fixed for the transport's life). */
   readonly instance: string
   private readonly clones: CloneWatch
+  readonly traffic = new Map<NodeId, LinkTraffic>()
 
   constructor(options: CoreTransportOptions, setTimer: SetTimer) {
     this.settings = resolveSettings(options)
@@ -279,6 +281,14 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       kept.nodeId = link.nodeId
     }
     for (const listener of this.listeners.link) listener(link)
+  }
+
+  crossed(nodeId: NodeId, direction: 'Sent' | 'Received', message: PeerMessage, bytes: number): void {
+    let traffic = this.traffic.get(nodeId)
+    if (traffic === undefined)
+      this.traffic.set(nodeId, (traffic = { bytesSent: 0, bytesReceived: 0, changesSent: 0, changesReceived: 0 }))
+    traffic[`bytes${direction}`] += bytes
+    if (message.type === 'changes') traffic[`changes${direction}`] += message.changes.length
   }
 
   ended(connection: Connection, end: ConnectionEnd): void {

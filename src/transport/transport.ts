@@ -69,4 +69,14 @@ export interface Transport {
   keptUrls(): { url: string; nodeId: NodeId | null }[]
   on<E extends keyof TransportEvents>(event: E, listener: TransportEvents[E]): void
   close(): Promise<void>
+  /** What crossed the links to each peer on this run (for metrics). */
+  readonly traffic: ReadonlyMap<NodeId, Readonly<LinkTraffic>>
+}
+
+/** Encoded frames, and the changes in them, sent to and received from one peer after the handshake. */
+export interface LinkTraffic {
+  bytesSent: number
+  bytesReceived: number
+  changesSent: number
+  changesReceived: number
 }

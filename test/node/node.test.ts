@@ -843,6 +843,9 @@ describe('MeshNode: events and status', () => {
       role: 'member',
       snapshot: { receiving: null, last: null },
       parked: { reads: { open: 0, max: 1000, refused: 0 }, writes: { open: 0, max: 1000, refused: 0 } },
+      writeConcernTimeouts: {},
+      siblingsCreated: { put: 0, del: 0 },
+      peerTraffic: {},
     })
     // The replicator's counters, each zero on a node that has had no peer: the same keys as a
     // fresh replicator's (its one definition), so a counter added there needs no edit here.

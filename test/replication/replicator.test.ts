@@ -525,7 +525,15 @@ describe('Replicator: peerStatus()', () => {
       const replicator = self.replicator
       const nowhere = { url: 'sim://nowhere', nodeId: null }
       expect(await replicator.peerStatus([nowhere])).toEqual([
-        { nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 0, lagMs: 0, lastSeenMs: null },
+        {
+          nodeId: null,
+          url: 'sim://nowhere',
+          state: 'down',
+          lagChanges: 0,
+          lagMs: 0,
+          lastSeenMs: null,
+          catchUpChanges: 0,
+        },
       ])
 
       sim.link(0, 1)
@@ -538,8 +546,24 @@ describe('Replicator: peerStatus()', () => {
         await replicator.peerStatus([{ url: 'sim://another-name-of-the-peer', nodeId: peer.nodeId }]),
       ).toHaveLength(1)
       expect(await replicator.peerStatus([{ url: peer.url, nodeId: null }, nowhere])).toEqual([
-        { nodeId: peer.nodeId, url: peer.url, state: 'up', lagChanges: 0, lagMs: 0, lastSeenMs: 250 },
-        { nodeId: null, url: 'sim://nowhere', state: 'down', lagChanges: 1, lagMs: 0, lastSeenMs: null },
+        {
+          nodeId: peer.nodeId,
+          url: peer.url,
+          state: 'up',
+          lagChanges: 0,
+          lagMs: 0,
+          lastSeenMs: 250,
+          catchUpChanges: 0,
+        },
+        {
+          nodeId: null,
+          url: 'sim://nowhere',
+          state: 'down',
+          lagChanges: 1,
+          lagMs: 0,
+          lastSeenMs: null,
+          catchUpChanges: 0,
+        },
       ])
 
       // The link goes down; three writes at T; 5 s later.
@@ -557,6 +581,7 @@ describe('Replicator: peerStatus()', () => {
         lagChanges: 3,
         lagMs: sim.clockMs - writtenAt,
         lastSeenMs: sim.clockMs - lastSeen,
+        catchUpChanges: 0,
       })
       expect(down?.lagMs).toBe(5000)
 
