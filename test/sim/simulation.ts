@@ -527,6 +527,8 @@ export class Simulation {
     const addLink = replicator.addLink.bind(replicator)
     replicator.addLink = (link) => {
       const rules = this.#rules(node.index)
+      // A node that may not write yet (its seq guard) admits the peer on a later tick.
+      if (!replicator.seqGuard.writable) return addLink(link)
       const intents = rules.admit(link.nodeId, link.url)
       if (intents === null) return addLink(link)
       void this.#commitMembership(node, intents)
@@ -603,6 +605,8 @@ export class Simulation {
   async #commitMembership(node: SimNode, intents: Intent[]): Promise<Change | null> {
     const generation = node.generation
     let change: Change | null = null
+    // Held back by the seq guard (just started, or recovering its own changes): a later tick writes it.
+    if (!node.replicator.seqGuard.writable) return null
     try {
       const result = await node.store.commitLocal(intents)
       if (result.change !== null) {
@@ -1045,7 +1049,13 @@ export class Simulation {
     this.activity()
     const client = flight.client
     client.busy = false
-    const moveOn = ['MESHKV_ERR_UNAVAILABLE', 'MESHKV_ERR_CONNECTION_RESET', 'MESHKV_ERR_NOT_READY']
+    const moveOn = [
+      'MESHKV_ERR_UNAVAILABLE',
+      'MESHKV_ERR_CONNECTION_RESET',
+      'MESHKV_ERR_NOT_READY',
+      'MESHKV_ERR_RECOVERING',
+      'MESHKV_ERR_NODE_ID_CONFLICT',
+    ]
     if (kind !== 'ok' && fields.code !== undefined && moveOn.includes(fields.code)) this.#failOver(client)
     this.#scheduleClient(client, 20 + Math.floor(this.random() * 300))
   }
@@ -1066,6 +1076,12 @@ export class Simulation {
     // A node that has not joined its cluster yet takes no writes (docs/architecture.md, "Membership").
     if (!this.#rules(flight.node).joined) {
       this.#finish(flight, 'fail', { code: 'MESHKV_ERR_NOT_READY' })
+      return
+    }
+    // Nor one whose seq guard holds its own writes back (seq-guard.ts): the store would refuse them.
+    const refusal = node.replicator.seqGuard.refusal()
+    if (refusal !== null) {
+      this.#finish(flight, 'fail', { code: refusal.code })
       return
     }
     const { replicator } = node
