@@ -736,11 +736,6 @@ export class Simulation {
    * write acknowledged by k members only when its origin and k members in all crashed lossily.
    */
   async #forgetLive(): Promise<void> {
-    // Not in a run with a joiner: a brand-new node may hold changes of the member that came in a
-    // snapshot (no log entry to relay them), past what the survivors hold, and then the forget
-    // leaves the joiner and the survivors apart for good (seed 91000881). A known gap: see the
-    // notes on issue 12; until it is closed, this fault keeps to runs without joins.
-    if (this.#joiner !== null) return
     const live = this.cluster.nodes.filter(
       (node) => node.alive && !this.#restarting.has(node.index) && node.index !== this.#joiner,
     )
