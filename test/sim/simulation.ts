@@ -19,6 +19,8 @@
  *    - faults: partitions of any shape (isolate one, split, bridge, random), dropped frames
  *      (which break links), stalled links, crashes (kill -9, or a power loss — see below) and
  *      restarts, clock skew up to twice the allowed offset.
+ *    - with a join, in some seeds: puts of about 1 MiB grow one key past a frame (nemesis-bigkey.ts);
+ *      a live member forgotten at a random moment (`forgetLive`).
  * 3. Heal: every path up, every node restarted, faults off; run until quiescence (every node has
  *    the same VC, nothing buffered, nothing in flight) or a virtual deadline (a liveness failure).
  * 4. Check (test/checkers): the history, every node's final state, and every change from the logs.
@@ -39,6 +41,7 @@ import type { Dot, VectorClock } from '../../src/clock/index.js'
 import { encodeCausalToken, vcCovers, vcEquals, vcGet, vcJoin } from '../../src/clock/index.js'
 import type { AnyState, Change, Intent, Op, RegisterState, SetState, Space } from '../../src/crdt/index.js'
 import { counterValue, joinState, lwwSibling, setMembers } from '../../src/crdt/index.js'
+import { FRAME_BYTES_MAX } from '../../src/codec/peer.js'
 import { isMeshError } from '../../src/errors.js'
 import type { Logger } from '../../src/replication/index.js'
 import { FORGOTTEN_SET, MEMBERS_SET, Membership } from '../../src/replication/membership.js'
@@ -67,6 +70,7 @@ import { START_MS, SimCluster, TICK_MS, simNodeId } from '../helpers/replication
 import { Network, summarize } from './network.js'
 import type { TimedEvent } from './timeline.js'
 import { Timeline } from './timeline.js'
+import { BIG_KEY, drawBigKey, scheduleBigPuts, valueName } from './nemesis-bigkey.js'
 
 export const MAX_OFFSET_MS = 2000
 export const WRITE_TIMEOUT_MS = 2500
@@ -96,6 +100,8 @@ export interface Faults {
    * good a little later; it takes the place of `forget` in the run (one forgotten member a run).
    */
   forgetLive: boolean
+  /** With a join: puts of about 1 MiB grow one key past a frame around the join (nemesis-bigkey.ts). */
+  bigKey: boolean
 }
 
 export const FAULT_NAMES: readonly (keyof Faults)[] = [
@@ -108,6 +114,7 @@ export const FAULT_NAMES: readonly (keyof Faults)[] = [
   'join',
   'forget',
   'forgetLive',
+  'bigKey',
 ]
 
 export interface SimConfig {
@@ -145,6 +152,11 @@ export interface SimStats {
   forgets: number
   /** Writes a live, forgotten member refused once it learnt it was forgotten. */
   writesRefusedForgotten: number
+  /** Big puts made (nemesis-bigkey.ts), and those refused for taking the key past its limit. */
+  bigPuts: number
+  bigPutsRefused: number
+  /** States larger than a frame that a node took in a snapshot (sent in parts). */
+  bigStatesSnapshotted: number
   /** Virtual ms from start to the end of quiescence. */
   virtualMs: number
 }
@@ -169,6 +181,9 @@ export function emptyStats(): SimStats {
     joins: 0,
     forgets: 0,
     writesRefusedForgotten: 0,
+    bigPuts: 0,
+    bigPutsRefused: 0,
+    bigStatesSnapshotted: 0,
     virtualMs: 0,
   }
 }
@@ -216,7 +231,7 @@ interface ReadWaiter {
 }
 
 const enc = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'utf8'))
-const dec = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8')
+const dec = valueName
 
 function macroturn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
@@ -241,6 +256,7 @@ export function drawConfig(seed: number, random: () => number, overrides: Config
       forget: random() < 0.4,
       // From the seed, not the PRNG: runs without it draw as they did before it existed.
       forgetLive: Math.imul(seed, 2654435761) >>> 29 < 3,
+      bigKey: drawBigKey(seed),
     },
   }
   return { ...drawn, ...overrides, seed, faults: { ...drawn.faults, ...overrides.faults } }
@@ -473,7 +489,8 @@ export class Simulation {
             ...(this.#membership[index]?.members.keys() ?? []),
           ],
           logRetainEntries: this.random() < 0.5 ? 0 : 10,
-          snapshotAfterChanges: this.random() < 0.5 ? 20 : 10_000,
+          // A run with big puts sends its joiner a snapshot, which carries the big key.
+          snapshotAfterChanges: this.random() < 0.5 || this.#bigKeyRun() ? 20 : 10_000,
         },
         perRun: (store) => this.#perRun(index, store),
       })
@@ -503,7 +520,18 @@ export class Simulation {
       this.#joinedOnDisk[joiner] = false
       this.#peerUrls[joiner] = [this.pick(initial).url]
       this.cluster.crash(joiner, 'process', { cutLinks: false })
-      this.timeline.after(500 + Math.floor(this.random() * 9500), `join ${joiner}`, () => this.#restart(joiner, 'join'))
+      const joinDelay = 500 + Math.floor(this.random() * 9500)
+      this.timeline.after(joinDelay, `join ${joiner}`, () => this.#restart(joiner, 'join'))
+      if (this.#bigKeyRun())
+        scheduleBigPuts(
+          {
+            timeline: this.timeline,
+            random: this.random,
+            writers: () => initial.filter((node) => node.alive).map((node) => node.index),
+            put: (node, value, bytes) => this.#bigPut(node, value, bytes),
+          },
+          joinDelay,
+        )
     }
     if (config.faults.forgetLive)
       this.timeline.after(1000 + Math.floor(this.random() * 9000), 'forget live', () => void this.#forgetLive())
@@ -785,6 +813,25 @@ export class Simulation {
     this.#lostVc[index] = vcJoin(this.#lostVc[index] ?? {}, held)
   }
 
+  /**
+   * No live node knows node `index`: in no member set, linked to none, no change of it held. It
+   * went down for good before any node wrote it in (a node whose seq guard still held writes back
+   * when it linked admits it on a later tick), so there is nothing to forget, and no node can
+   * (`MESHKV_ERR_UNKNOWN_MEMBER`; seed 91000326 with join and forgetLive).
+   */
+  #unknownToAll(index: number): boolean {
+    const id = this.cluster.node(index).nodeId
+    return this.cluster.nodes.every(
+      (node) =>
+        node.index === index ||
+        !node.alive ||
+        (!this.#rules(node.index).members.has(id) &&
+          !this.#rules(node.index).isForgotten(id) &&
+          !node.replicator.linkedPeers().includes(id) &&
+          vcGet(node.store.vc, id) === 0),
+    )
+  }
+
   /** The node learnt the cluster forgot it, as the node's cluster wiring learns it. */
   #knowsForgotten(node: SimNode): boolean {
     return node.replicator.forgottenBy !== null || this.#rules(node.index).selfForgotten
@@ -849,7 +896,10 @@ export class Simulation {
       lsnOfDot: (dot) => store.lsnOfDot(dot),
       onCommit: (listener) => store.onCommit(listener),
       snapshot: () => store.snapshot(),
-      stageSnapshot: (entries) => store.stageSnapshot(entries),
+      stageSnapshot: (entries) => {
+        this.stats.bigStatesSnapshotted += entries.filter(([, , bytes]) => bytes.length > FRAME_BYTES_MAX).length
+        return store.stageSnapshot(entries)
+      },
       clearStage: () => store.clearStage(),
       applyStagedSnapshot: (vc) => store.applyStagedSnapshot(vc),
       purge: (logCovered, stableCut) => store.purge(logCovered, stableCut),
@@ -1092,11 +1142,29 @@ export class Simulation {
       (error: unknown) => {
         if (flight.done) return
         const code = isMeshError(error) ? error.code : 'UNEXPECTED'
+        // Past the key's limit (a big put): refused, nothing written.
+        if (code === 'MESHKV_ERR_STATE_TOO_LARGE') {
+          this.stats.bigPutsRefused++
+          return this.#finish(flight, 'fail', { code })
+        }
         if (code !== 'MESHKV_ERR_CLOSED')
           this.internal(`a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`)
         this.#finish(flight, 'unknown', { code })
       },
     )
+  }
+
+  #bigKeyRun(): boolean {
+    return this.config.faults.bigKey && this.config.faults.join
+  }
+
+  /** A big put (nemesis-bigkey.ts), by a client of its own: each session keeps one op at a time. */
+  #bigPut(node: number, value: string, bytes: Uint8Array): void {
+    const id = this.config.clients + this.stats.bigPuts++
+    const client: Client = { id, node, token: {}, lastRead: new Map(), remaining: 0, busy: false, written: 0 }
+    const op: WriteOperation = { type: 'put', key: BIG_KEY, value, w: this.#writeConcern(), context: [] }
+    const contentType = 'application/octet-stream'
+    this.#write(client, op, [{ type: 'kv.put', key: BIG_KEY, value: bytes, contentType, context: [] }])
   }
 
   #committed(flight: Flight, op: WriteOperation, result: CommitResult, replicator: SimNode['replicator']): void {
@@ -1258,7 +1326,7 @@ export class Simulation {
 
   #scheduleNemesis(): void {
     const faults = this.config.faults
-    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive']
+    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive', 'bigKey']
     if (!FAULT_NAMES.some((name) => !scheduled.includes(name) && faults[name])) return
     if (faults.drop) this.network.dropRate = 0.003
     const delay = 200 + Math.floor(-Math.log(1 - this.random()) * 1500)
@@ -1420,8 +1488,8 @@ export class Simulation {
   #converged(): boolean {
     const nodes = this.cluster.nodes.filter((node) => node.index !== this.#retired)
     if (this.#restarting.size > 0 || this.#flights.size > 0 || !nodes.every((node) => node.alive)) return false
-    // A member down for good is forgotten before the run counts as quiet.
-    if (this.#retired !== null && !this.#forgotten) return false
+    // A member down for good is forgotten before the run counts as quiet, unless no node knows it.
+    if (this.#retired !== null && !this.#forgotten && !this.#unknownToAll(this.#retired)) return false
     // A forgotten member still up (forgotten alive) goes down for good before the run counts as quiet.
     if (this.#retired !== null && this.cluster.node(this.#retired).alive) return false
     const first = (nodes[0] as SimNode).store.vc
