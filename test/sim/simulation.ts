@@ -37,7 +37,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
-import type { Dot, VectorClock } from '../../src/clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../../src/clock/index.js'
 import { encodeCausalToken, vcCovers, vcEquals, vcGet, vcJoin } from '../../src/clock/index.js'
 import type { AnyState, Change, Intent, Op, RegisterState, SetState, Space } from '../../src/crdt/index.js'
 import { counterValue, joinState, lwwSibling, setMembers } from '../../src/crdt/index.js'
@@ -71,6 +71,7 @@ import { Network, summarize } from './network.js'
 import type { TimedEvent } from './timeline.js'
 import { Timeline } from './timeline.js'
 import { BIG_KEY, drawBigKey, scheduleBigPuts, valueName } from './nemesis-bigkey.js'
+import { HeardClaims } from './nemesis-forget.js'
 
 export const MAX_OFFSET_MS = 2000
 export const WRITE_TIMEOUT_MS = 2500
@@ -302,6 +303,8 @@ export class Simulation {
   /** The forgetting node and the dot of its forget write, while `#forgotten`. */
   #forget: { index: number; dot: Dot } | null = null
   readonly stats: SimStats = emptyStats()
+  /** What each node heard its peers say they hold: the forget cut is checked against it. */
+  readonly #heard = new HeardClaims()
 
   constructor(
     readonly seed: number,
@@ -311,6 +314,8 @@ export class Simulation {
       onQueued: (end) => this.network.queued(end),
       onDeliver: (delivery) => {
         this.stats.deliveries++
+        const to = this.cluster.nodes.find((node) => node.nodeId === delivery.to)
+        if (to?.alive === true) this.#heard.delivered(delivery.to, to.generation, delivery.from, delivery.message)
         this.trace(
           `d ${delivery.from.slice(-1)}>${delivery.to.slice(-1)} #${delivery.link} ${summarize(delivery.message)}`,
         )
@@ -732,11 +737,13 @@ export class Simulation {
     try {
       const state = await node.store.getState('set', MEMBERS_SET)
       const seq = node.replicator.forgetCut(retired.nodeId)
+      const badCut = this.#checkCut(node, retired.nodeId, seq)
       const intents = rules.forget(retired.nodeId, seq, node.replicator.linkedPeers(), state)
       const change = await this.#commitMembership(node, intents)
       // The node went down before the forget was written: nothing was forgotten, a live member
       // tries again.
       if (change === null) return
+      if (badCut !== null) this.internal(badCut)
       this.#forgotten = true
       this.#forget = { index: node.index, dot: change.dot }
       this.stats.forgets++
@@ -778,9 +785,11 @@ export class Simulation {
     try {
       const state = await forgetter.store.getState('set', MEMBERS_SET)
       const seq = forgetter.replicator.forgetCut(member.nodeId)
+      const badCut = this.#checkCut(forgetter, member.nodeId, seq)
       const rules = this.#rules(forgetter.index)
       const intents = rules.forget(member.nodeId, seq, forgetter.replicator.linkedPeers(), state)
       const change = await this.#commitMembership(forgetter, intents)
+      if (change !== null && badCut !== null) this.internal(badCut)
       // The forgetter went down first: the member stays, and goes down for good without a forget
       // (a member down for good is forgotten the usual way, see #mayForget).
       if (change !== null) {
@@ -799,6 +808,13 @@ export class Simulation {
     }
     const after = 200 + Math.floor(this.random() * 3000)
     this.timeline.after(after, 'retire forgotten', () => this.#retireForgotten(member.index))
+  }
+
+  /** A cut below what a survivor told the forgetter it holds (nemesis-forget.ts), or null. */
+  #checkCut(forgetter: SimNode, member: NodeId, seq: number): string | null {
+    const rules = this.#rules(forgetter.index)
+    const heard = { nodeId: forgetter.nodeId, run: forgetter.generation, own: forgetter.store.vc }
+    return this.#heard.checkCut(heard, member, seq, (id) => rules.isForgotten(id))
   }
 
   /** The forgotten member goes down for good (the operator stops it), its disk lost with it. */
