@@ -106,6 +106,18 @@ export class PeerSession {
     this.wake()
   }
 
+  /**
+   * This node's store took changes its log does not hold (it joined a snapshot): the cursor no
+   * longer says what the peer lacks. Starts again from what the peer is known to hold, so what only
+   * the snapshot brought goes to it as a snapshot; a peer whose clock does not move never syncs
+   * again, and would never get them (a joiner holding a departed member's changes, seed 91000881).
+   */
+  rescan(): void {
+    if (!this.#synced) return
+    this.#restart = true
+    this.wake()
+  }
+
   wake(): void {
     const wake = this.#wake
     this.#wake = null

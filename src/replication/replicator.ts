@@ -482,8 +482,10 @@ export class Replicator {
       join().finally(() => {
         this.#inbound.catchUp()
         promoteClaims(this.#claims)
-        // Every peer's cursor restarts from what this node has now (the sender waits for this).
+        // Every peer's cursor restarts from what this node has now (the sender waits for this),
+        // and so does every cursor of this node's: the log does not hold what the snapshot brought.
         this.#broadcastSync()
+        for (const each of this.#sessions.values()) each.rescan()
         this.#inbound.drain()
         this.#waiters.check()
       }),
@@ -492,12 +494,8 @@ export class Replicator {
 
   /** The members stability waits for; for the stable cut (`unsettled`), forgotten ones not yet settled too. */
   #stabilityMembers(unsettled: boolean): Set<NodeId> {
-    const cluster = {
-      own: this.store.vc,
-      members: this.#options.members(),
-      peers: this.#peers,
-      self: this.store.nodeId,
-    }
+    const own = this.store.vc
+    const cluster = { own, members: this.#options.members(), peers: this.#peers, self: this.store.nodeId }
     return this.#forgotten.stabilityMembers(unsettled, cluster)
   }
 

@@ -19,6 +19,8 @@
  *    - faults: partitions of any shape (isolate one, split, bridge, random), dropped frames
  *      (which break links), stalled links, crashes (kill -9, or a power loss — see below) and
  *      restarts, clock skew up to twice the allowed offset.
+ *    - with a join, in some seeds: puts of about 1 MiB grow one key past a frame (nemesis-bigkey.ts);
+ *      a live member forgotten at a random moment (`forgetLive`).
  * 3. Heal: every path up, every node restarted, faults off; run until quiescence (every node has
  *    the same VC, nothing buffered, nothing in flight) or a virtual deadline (a liveness failure).
  * 4. Check (test/checkers): the history, every node's final state, and every change from the logs.
@@ -35,10 +37,11 @@
  */
 import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
-import type { Dot, VectorClock } from '../../src/clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../../src/clock/index.js'
 import { encodeCausalToken, vcCovers, vcEquals, vcGet, vcJoin } from '../../src/clock/index.js'
 import type { AnyState, Change, Intent, Op, RegisterState, SetState, Space } from '../../src/crdt/index.js'
 import { counterValue, joinState, lwwSibling, setMembers } from '../../src/crdt/index.js'
+import { FRAME_BYTES_MAX } from '../../src/codec/peer.js'
 import { isMeshError } from '../../src/errors.js'
 import type { Logger } from '../../src/replication/index.js'
 import { FORGOTTEN_SET, MEMBERS_SET, Membership } from '../../src/replication/membership.js'
@@ -67,6 +70,8 @@ import { START_MS, SimCluster, TICK_MS, simNodeId } from '../helpers/replication
 import { Network, summarize } from './network.js'
 import type { TimedEvent } from './timeline.js'
 import { Timeline } from './timeline.js'
+import { BIG_KEY, drawBigKey, scheduleBigPuts, valueName } from './nemesis-bigkey.js'
+import { HeardClaims } from './nemesis-forget.js'
 
 export const MAX_OFFSET_MS = 2000
 export const WRITE_TIMEOUT_MS = 2500
@@ -96,6 +101,8 @@ export interface Faults {
    * good a little later; it takes the place of `forget` in the run (one forgotten member a run).
    */
   forgetLive: boolean
+  /** With a join: puts of about 1 MiB grow one key past a frame around the join (nemesis-bigkey.ts). */
+  bigKey: boolean
 }
 
 export const FAULT_NAMES: readonly (keyof Faults)[] = [
@@ -108,6 +115,7 @@ export const FAULT_NAMES: readonly (keyof Faults)[] = [
   'join',
   'forget',
   'forgetLive',
+  'bigKey',
 ]
 
 export interface SimConfig {
@@ -145,6 +153,11 @@ export interface SimStats {
   forgets: number
   /** Writes a live, forgotten member refused once it learnt it was forgotten. */
   writesRefusedForgotten: number
+  /** Big puts made (nemesis-bigkey.ts), and those refused for taking the key past its limit. */
+  bigPuts: number
+  bigPutsRefused: number
+  /** States larger than a frame that a node took in a snapshot (sent in parts). */
+  bigStatesSnapshotted: number
   /** Virtual ms from start to the end of quiescence. */
   virtualMs: number
 }
@@ -169,6 +182,9 @@ export function emptyStats(): SimStats {
     joins: 0,
     forgets: 0,
     writesRefusedForgotten: 0,
+    bigPuts: 0,
+    bigPutsRefused: 0,
+    bigStatesSnapshotted: 0,
     virtualMs: 0,
   }
 }
@@ -216,7 +232,7 @@ interface ReadWaiter {
 }
 
 const enc = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'utf8'))
-const dec = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8')
+const dec = valueName
 
 function macroturn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
@@ -241,6 +257,7 @@ export function drawConfig(seed: number, random: () => number, overrides: Config
       forget: random() < 0.4,
       // From the seed, not the PRNG: runs without it draw as they did before it existed.
       forgetLive: Math.imul(seed, 2654435761) >>> 29 < 3,
+      bigKey: drawBigKey(seed),
     },
   }
   return { ...drawn, ...overrides, seed, faults: { ...drawn.faults, ...overrides.faults } }
@@ -286,6 +303,8 @@ export class Simulation {
   /** The forgetting node and the dot of its forget write, while `#forgotten`. */
   #forget: { index: number; dot: Dot } | null = null
   readonly stats: SimStats = emptyStats()
+  /** What each node heard its peers say they hold: the forget cut is checked against it. */
+  readonly #heard = new HeardClaims()
 
   constructor(
     readonly seed: number,
@@ -295,6 +314,8 @@ export class Simulation {
       onQueued: (end) => this.network.queued(end),
       onDeliver: (delivery) => {
         this.stats.deliveries++
+        const to = this.cluster.nodes.find((node) => node.nodeId === delivery.to)
+        if (to?.alive === true) this.#heard.delivered(delivery.to, to.generation, delivery.from, delivery.message)
         this.trace(
           `d ${delivery.from.slice(-1)}>${delivery.to.slice(-1)} #${delivery.link} ${summarize(delivery.message)}`,
         )
@@ -473,7 +494,8 @@ export class Simulation {
             ...(this.#membership[index]?.members.keys() ?? []),
           ],
           logRetainEntries: this.random() < 0.5 ? 0 : 10,
-          snapshotAfterChanges: this.random() < 0.5 ? 20 : 10_000,
+          // A run with big puts sends its joiner a snapshot, which carries the big key.
+          snapshotAfterChanges: this.random() < 0.5 || this.#bigKeyRun() ? 20 : 10_000,
         },
         perRun: (store) => this.#perRun(index, store),
       })
@@ -503,7 +525,18 @@ export class Simulation {
       this.#joinedOnDisk[joiner] = false
       this.#peerUrls[joiner] = [this.pick(initial).url]
       this.cluster.crash(joiner, 'process', { cutLinks: false })
-      this.timeline.after(500 + Math.floor(this.random() * 9500), `join ${joiner}`, () => this.#restart(joiner, 'join'))
+      const joinDelay = 500 + Math.floor(this.random() * 9500)
+      this.timeline.after(joinDelay, `join ${joiner}`, () => this.#restart(joiner, 'join'))
+      if (this.#bigKeyRun())
+        scheduleBigPuts(
+          {
+            timeline: this.timeline,
+            random: this.random,
+            writers: () => initial.filter((node) => node.alive).map((node) => node.index),
+            put: (node, value, bytes) => this.#bigPut(node, value, bytes),
+          },
+          joinDelay,
+        )
     }
     if (config.faults.forgetLive)
       this.timeline.after(1000 + Math.floor(this.random() * 9000), 'forget live', () => void this.#forgetLive())
@@ -527,8 +560,9 @@ export class Simulation {
     const addLink = replicator.addLink.bind(replicator)
     replicator.addLink = (link) => {
       const rules = this.#rules(node.index)
-      // A node whose seq guard holds its writes back admits the peer on a later tick, as a real one does.
-      const intents = replicator.seqGuard.writable ? rules.admit(link.nodeId, link.url) : null
+      // A node that may not write yet (its seq guard) admits the peer on a later tick.
+      if (!replicator.seqGuard.writable) return addLink(link)
+      const intents = rules.admit(link.nodeId, link.url)
       if (intents === null) return addLink(link)
       void this.#commitMembership(node, intents)
         .then(() => this.#readMembership(node))
@@ -606,6 +640,8 @@ export class Simulation {
   async #commitMembership(node: SimNode, intents: Intent[]): Promise<Change | null> {
     const generation = node.generation
     let change: Change | null = null
+    // Held back by the seq guard (just started, or recovering its own changes): a later tick writes it.
+    if (!node.replicator.seqGuard.writable) return null
     try {
       const result = await node.store.commitLocal(intents)
       if (result.change !== null) {
@@ -703,11 +739,13 @@ export class Simulation {
     try {
       const state = await node.store.getState('set', MEMBERS_SET)
       const seq = node.replicator.forgetCut(retired.nodeId)
+      const badCut = this.#checkCut(node, retired.nodeId, seq)
       const intents = rules.forget(retired.nodeId, seq, node.replicator.linkedPeers(), state)
       const change = await this.#commitMembership(node, intents)
       // The node went down before the forget was written: nothing was forgotten, a live member
       // tries again.
       if (change === null) return
+      if (badCut !== null) this.internal(badCut)
       this.#forgotten = true
       this.#forget = { index: node.index, dot: change.dot }
       this.stats.forgets++
@@ -735,11 +773,6 @@ export class Simulation {
    * write acknowledged by k members only when its origin and k members in all crashed lossily.
    */
   async #forgetLive(): Promise<void> {
-    // Not in a run with a joiner: a brand-new node may hold changes of the member that came in a
-    // snapshot (no log entry to relay them), past what the survivors hold, and then the forget
-    // leaves the joiner and the survivors apart for good (seed 91000881). A known gap: see the
-    // notes on issue 12; until it is closed, this fault keeps to runs without joins.
-    if (this.#joiner !== null) return
     const live = this.cluster.nodes.filter(
       (node) => node.alive && !this.#restarting.has(node.index) && node.index !== this.#joiner,
     )
@@ -754,9 +787,11 @@ export class Simulation {
     try {
       const state = await forgetter.store.getState('set', MEMBERS_SET)
       const seq = forgetter.replicator.forgetCut(member.nodeId)
+      const badCut = this.#checkCut(forgetter, member.nodeId, seq)
       const rules = this.#rules(forgetter.index)
       const intents = rules.forget(member.nodeId, seq, forgetter.replicator.linkedPeers(), state)
       const change = await this.#commitMembership(forgetter, intents)
+      if (change !== null && badCut !== null) this.internal(badCut)
       // The forgetter went down first: the member stays, and goes down for good without a forget
       // (a member down for good is forgotten the usual way, see #mayForget).
       if (change !== null) {
@@ -777,6 +812,13 @@ export class Simulation {
     this.timeline.after(after, 'retire forgotten', () => this.#retireForgotten(member.index))
   }
 
+  /** A cut below what a survivor told the forgetter it holds (nemesis-forget.ts), or null. */
+  #checkCut(forgetter: SimNode, member: NodeId, seq: number): string | null {
+    const rules = this.#rules(forgetter.index)
+    const heard = { nodeId: forgetter.nodeId, run: forgetter.generation, own: forgetter.store.vc }
+    return this.#heard.checkCut(heard, member, seq, (id) => rules.isForgotten(id))
+  }
+
   /** The forgotten member goes down for good (the operator stops it), its disk lost with it. */
   #retireForgotten(index: number): void {
     if (this.cluster.node(index).alive) return this.#crash(index, 'power', true)
@@ -787,6 +829,25 @@ export class Simulation {
       this.cluster.nodes.map((other) => [other.nodeId, this.#diskSeq(node, other.nodeId)]),
     )
     this.#lostVc[index] = vcJoin(this.#lostVc[index] ?? {}, held)
+  }
+
+  /**
+   * No live node knows node `index`: in no member set, linked to none, no change of it held. It
+   * went down for good before any node wrote it in (a node whose seq guard still held writes back
+   * when it linked admits it on a later tick), so there is nothing to forget, and no node can
+   * (`MESHKV_ERR_UNKNOWN_MEMBER`; seed 91000326 with join and forgetLive).
+   */
+  #unknownToAll(index: number): boolean {
+    const id = this.cluster.node(index).nodeId
+    return this.cluster.nodes.every(
+      (node) =>
+        node.index === index ||
+        !node.alive ||
+        (!this.#rules(node.index).members.has(id) &&
+          !this.#rules(node.index).isForgotten(id) &&
+          !node.replicator.linkedPeers().includes(id) &&
+          vcGet(node.store.vc, id) === 0),
+    )
   }
 
   /** The node learnt the cluster forgot it, as the node's cluster wiring learns it. */
@@ -853,7 +914,10 @@ export class Simulation {
       lsnOfDot: (dot) => store.lsnOfDot(dot),
       onCommit: (listener) => store.onCommit(listener),
       snapshot: () => store.snapshot(),
-      stageSnapshot: (entries) => store.stageSnapshot(entries),
+      stageSnapshot: (entries) => {
+        this.stats.bigStatesSnapshotted += entries.filter(([, , bytes]) => bytes.length > FRAME_BYTES_MAX).length
+        return store.stageSnapshot(entries)
+      },
       clearStage: () => store.clearStage(),
       applyStagedSnapshot: (vc) => store.applyStagedSnapshot(vc),
       purge: (logCovered, stableCut) => store.purge(logCovered, stableCut),
@@ -1077,6 +1141,12 @@ export class Simulation {
       this.#finish(flight, 'fail', { code: 'MESHKV_ERR_NOT_READY' })
       return
     }
+    // Nor one whose seq guard holds its own writes back (seq-guard.ts): the store would refuse them.
+    const refusal = node.replicator.seqGuard.refusal()
+    if (refusal !== null) {
+      this.#finish(flight, 'fail', { code: refusal.code })
+      return
+    }
     const { replicator } = node
     node.store.commitLocal(intents).then(
       (result) => {
@@ -1095,11 +1165,29 @@ export class Simulation {
           this.#finish(flight, 'fail', { code })
           return
         }
+        // Past the key's limit (a big put): refused, nothing written.
+        if (code === 'MESHKV_ERR_STATE_TOO_LARGE') {
+          this.stats.bigPutsRefused++
+          return this.#finish(flight, 'fail', { code })
+        }
         if (code !== 'MESHKV_ERR_CLOSED')
           this.internal(`a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`)
         this.#finish(flight, 'unknown', { code })
       },
     )
+  }
+
+  #bigKeyRun(): boolean {
+    return this.config.faults.bigKey && this.config.faults.join
+  }
+
+  /** A big put (nemesis-bigkey.ts), by a client of its own: each session keeps one op at a time. */
+  #bigPut(node: number, value: string, bytes: Uint8Array): void {
+    const id = this.config.clients + this.stats.bigPuts++
+    const client: Client = { id, node, token: {}, lastRead: new Map(), remaining: 0, busy: false, written: 0 }
+    const op: WriteOperation = { type: 'put', key: BIG_KEY, value, w: this.#writeConcern(), context: [] }
+    const contentType = 'application/octet-stream'
+    this.#write(client, op, [{ type: 'kv.put', key: BIG_KEY, value: bytes, contentType, context: [] }])
   }
 
   #committed(flight: Flight, op: WriteOperation, result: CommitResult, replicator: SimNode['replicator']): void {
@@ -1261,7 +1349,7 @@ export class Simulation {
 
   #scheduleNemesis(): void {
     const faults = this.config.faults
-    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive']
+    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive', 'bigKey']
     if (!FAULT_NAMES.some((name) => !scheduled.includes(name) && faults[name])) return
     if (faults.drop) this.network.dropRate = 0.003
     const delay = 200 + Math.floor(-Math.log(1 - this.random()) * 1500)
@@ -1423,8 +1511,8 @@ export class Simulation {
   #converged(): boolean {
     const nodes = this.cluster.nodes.filter((node) => node.index !== this.#retired)
     if (this.#restarting.size > 0 || this.#flights.size > 0 || !nodes.every((node) => node.alive)) return false
-    // A member down for good is forgotten before the run counts as quiet.
-    if (this.#retired !== null && !this.#forgotten) return false
+    // A member down for good is forgotten before the run counts as quiet, unless no node knows it.
+    if (this.#retired !== null && !this.#forgotten && !this.#unknownToAll(this.#retired)) return false
     // A forgotten member still up (forgotten alive) goes down for good before the run counts as quiet.
     if (this.#retired !== null && this.cluster.node(this.#retired).alive) return false
     const first = (nodes[0] as SimNode).store.vc
