@@ -120,9 +120,11 @@ export class Cluster {
     })
     // The other side's id goes under `peer`, as in the replicator's lines: the logger already
     // binds `nodeId` to this node, and a second `nodeId` key would make the line name the wrong node.
-    this.transport?.on('refused', ({ nodeId, ...info }) =>
-      this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused'),
-    )
+    this.transport?.on('refused', ({ nodeId, ...info }) => {
+      this.#logger.warn({ ...info, peer: nodeId }, 'peer link refused')
+      // This node's dial (`url` set: the refusing side has none) met a live link from its own id.
+      if (info.code === 'MESHKV_ERR_MEMBER_ALIVE' && info.url !== null) this.replicator.seqGuard.heldOff()
+    })
     this.transport?.on('conflict', ({ peer, message }) => this.replicator.seqGuard.markConflict(peer, message))
     for (const url of options.peers) this.transport?.keep(url)
     this.#timer = setInterval(() => this.#tick(), TICK_INTERVAL_MS)

@@ -69,7 +69,8 @@ export interface SeqGuardInput {
 export class SeqGuard {
   readonly #options: SeqGuardOptions
   readonly #graceMs: number
-  readonly #startMs: number
+  /** The grace runs from here: the start, or the last time a member refused a link as "already linked, alive". */
+  #graceFromMs: number
   #state: SeqGuardState = 'verifying'
   #sinceMs: number
   #reason: string | null
@@ -84,8 +85,8 @@ export class SeqGuard {
   constructor(options: SeqGuardOptions) {
     this.#options = options
     this.#graceMs = options.graceMs ?? SEQ_GUARD_GRACE_MS_DEFAULT
-    this.#startMs = options.now()
-    this.#sinceMs = this.#startMs
+    this.#graceFromMs = options.now()
+    this.#sinceMs = this.#graceFromMs
     this.#reason = VERIFYING
   }
 
@@ -167,6 +168,16 @@ export class SeqGuard {
     }
   }
 
+  /**
+   * A member refused this node's link because it holds a live link from this node id: the previous
+   * run's, not yet proven dead, or another process's (a clone, which the member finds out within a
+   * few ping intervals). Not silence: the grace starts again, so a clone never writes before it is
+   * told, and a restart waits the few seconds until the old link is dropped.
+   */
+  heldOff(): void {
+    if (this.#state === 'verifying') this.#graceFromMs = this.#options.now()
+  }
+
   /** Another live process runs this node id: sticky until restart. */
   markConflict(peer: NodeId | null, message: string): void {
     if (this.#state === 'conflict') return
@@ -193,8 +204,14 @@ export class SeqGuard {
       } else this.#checkStuck(input)
     }
     if (this.#state !== 'verifying') return
-    if (input.allSynced || input.nowMs - this.#startMs >= this.#graceMs)
-      this.#enter('writable', input.nowMs, null, null)
+    if (!input.allSynced && input.nowMs - this.#graceFromMs < this.#graceMs) return
+    this.#enter('writable', input.nowMs, null, null)
+    this.#options.logger.info(
+      { allSynced: input.allSynced },
+      input.allSynced
+        ? 'every other member has synced with this node: it takes writes'
+        : 'some member stayed silent for the whole grace: this node takes writes',
+    )
   }
 
   #checkStuck(input: SeqGuardInput & { nowMs: number }): void {

@@ -30,6 +30,7 @@ import type { Admission, Cancel, ConnectionEnd, ConnectionHost, Link, LinkSettin
 import { Connection } from './connection.js'
 import { CloneWatch, isOtherProcess } from './clones.js'
 import type { HandshakeIdentity, PeerIdentity, Role } from './handshake.js'
+import { ALIVE_REFUSAL_REASON } from './handshake.js'
 import type { LinkTraffic, Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
 import { positiveIntegerSetting } from '../api/numbers.js'
@@ -393,7 +394,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       message,
       nodeId: peer,
     }
-    return { ok: false, closeCode: CLOSE_CODES.duplicate, reason: 'already linked, alive', refusal }
+    return { ok: false, closeCode: CLOSE_CODES.duplicate, reason: ALIVE_REFUSAL_REASON, refusal }
   }
 
   /** Both instances of `peer` are alive: each is closed (or refused) with 4009, now and later. */

@@ -349,6 +349,9 @@ export class DialerHandshake {
   }
 }
 
+/** The close reason (with 4000) of a newcomer refused because its id's held link is alive. */
+export const ALIVE_REFUSAL_REASON = 'already linked, alive'
+
 /** Maps the close code an acceptor sent during the handshake to what the dialer reports. */
 export function refusalOfCloseCode(code: number, reason: string, nodeId: NodeId | null): Refusal | null {
   switch (code) {
@@ -376,6 +379,15 @@ export function refusalOfCloseCode(code: number, reason: string, nodeId: NodeId 
         nodeId,
       }
     case CLOSE_CODES.duplicate:
+      // The peer holds a live link from this node id, from another process or this one's previous
+      // run: said, so the seq guard waits (a clone must not write before it is found out).
+      if (reason === ALIVE_REFUSAL_REASON)
+        return {
+          closeCode: code,
+          errorCode: 'MESHKV_ERR_MEMBER_ALIVE',
+          message: 'the peer holds a live link from this node id (its previous run, or another process)',
+          nodeId,
+        }
       // Not a failure: the peer already has a link with us and kept that one.
       return null
     default:

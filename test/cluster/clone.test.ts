@@ -76,6 +76,17 @@ async function clonesConflict(
     if (via === 'members') expect(said).toMatch(/said by [0-9a-f]{16}/)
     else expect(said).not.toMatch(/said by/)
   }
+  // Two writers under one id would reuse seqs: at most one of the two ever took writes (the one
+  // that linked first, if any); the other's grace kept starting again while members refused it.
+  const tookWrites = [original, clone].filter(
+    (node) => node.logs((record) => String(record['msg']).endsWith('it takes writes')).length > 0,
+  )
+  expect(tookWrites.length).toBeLessThanOrEqual(1)
+  expect(
+    [original, clone].flatMap((node) =>
+      node.logs((record) => String(record['msg']).startsWith('some member stayed silent')),
+    ),
+  ).toEqual([])
   const refusedByMembers = [1, 2].flatMap((n) =>
     cluster.node(n).logs((record) => record['code'] === 'MESHKV_ERR_NODE_ID_CONFLICT'),
   )
