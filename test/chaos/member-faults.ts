@@ -5,12 +5,16 @@
  *   process started on the copy with the same node id beside the original. Both must be told
  *   (4009, seqGuard `conflict`) and refuse writes (409 MESHKV_ERR_NODE_ID_CONFLICT); then the clone
  *   is stopped for good, its directory thrown away, and the original restarted (the way out,
- *   docs/architecture.md "Own sequence numbers"). No client is ever sent to the clone before it is
- *   told: a clone past its seq guard's grace that no member has refused yet would write seqs the
- *   original has used, and those writes are lost by design; the run checks that the clone leaks
+ *   docs/architecture.md "Own sequence numbers"). No w=1 write is ever sent to the clone before it
+ *   is told: it happens in practice that the clone's seq guard turns writable (its grace, 2 peer
+ *   timeouts, passes while the members still refuse it as a possible restart, 4000) seconds before
+ *   the members can tell it is a clone (4009), and a w=1 write it takes then is acknowledged under
+ *   a seq the original has used, and lost with the clone's directory. The run checks that the clone leaks
  *   nothing into the cluster and that the original loses nothing (its writes are checked at every
- *   write concern: its restart is a SIGTERM, not a crash the checkers would excuse). Once both are
- *   told, one write is sent to each and recorded: both must fail;
+ *   write concern: its restart is a SIGTERM, not a crash the checkers would excuse). Until it is
+ *   told, the clone is sent writes at w=2 only, recorded: one acknowledged would mean a member
+ *   took the clone's link and a change under a seq the original has used, and fails the run.
+ *   Once both are told, one write at w=1 is sent to each and recorded: both must fail;
  * - a live forget: a member still taking writes is forgotten through another member
  *   (`DELETE /v1/members/{id}?force=true`) and stopped for good a little later. A w=1 write only
  *   it held is lost by design (docs/architecture.md, "Membership"), and the chaos checkers cannot
@@ -56,11 +60,11 @@ function guardState(status: Record<string, unknown> | null): string | undefined 
  * One write of a fresh unique key through `node`, recorded in the history as any client's: the
  * checkers then hold it to its outcome (a failed write must be on no node).
  */
-async function probeWrite(history: HistoryWriter, node: ClusterNode): Promise<number> {
+async function probeWrite(history: HistoryWriter, node: ClusterNode, w: 1 | 2): Promise<number> {
   const key = `${UNIQUE_PREFIX}probe/${probes}`
   const value = `probe-${probes++}`
-  const invoke = history.invoke(CLIENT, node.url, { type: 'put', key, value, w: 1 })
-  const answer = await put(node.url, key, value, { w: '1' }).catch(() => null)
+  const invoke = history.invoke(CLIENT, node.url, { type: 'put', key, value, w })
+  const answer = await put(node.url, key, value, { w: String(w), timeout_ms: '1000' }).catch(() => null)
   if (answer === null) history.complete({ kind: 'unknown', id: invoke.id, code: 'unreachable', servedBy: node.url })
   else if (answer.status === 200) history.complete({ kind: 'ok', id: invoke.id, servedBy: node.url })
   else
@@ -94,17 +98,27 @@ export async function cloneBeside(ctx: MemberFaultContext, n: number, untilMs: n
   // would have taken writes under seqs the original had used).
   const seen = new Set<string>()
   try {
-    await waitFor(`both processes of node ${n} (${n} and its clone ${clone.n}) to be told`, FOUND_OUT_MS, async () => {
-      const states = await Promise.all([original, clone].map(async (node) => guardState(await node.status())))
-      if (states[1] !== undefined) seen.add(states[1])
-      return states.every((state) => state === 'conflict') ? true : undefined
-    })
+    const outcome = await waitFor(
+      `both processes of node ${n} (${n} and its clone ${clone.n}) to be told`,
+      FOUND_OUT_MS,
+      async () => {
+        const states = await Promise.all([original, clone].map(async (node) => guardState(await node.status())))
+        if (states[1] !== undefined) seen.add(states[1])
+        if (states.every((state) => state === 'conflict')) return 'told'
+        // Until it is told, the clone can have a write acknowledged at w=2 only if a member took its
+        // link, and with it a change under a seq the original has used (or will): the fault failed.
+        if (states[1] !== 'conflict' && (await probeWrite(history, clone, 2)) === 200) return 'leaked'
+        return undefined
+      },
+    )
+    if (outcome === 'leaked')
+      throw new Error(`the clone of node ${n} had a write acknowledged at w=2 before it was told`)
     history.fault(
       'conflict',
       [n, clone.n],
       `both told ${Date.now() - started} ms after the clone started; the clone's seq guard was ${[...seen].join(', ')}`,
     )
-    const refused = [await probeWrite(history, original), await probeWrite(history, clone)]
+    const refused = [await probeWrite(history, original, 1), await probeWrite(history, clone, 1)]
     if (refused.some((status) => status !== 409))
       throw new Error(`a clone and its original must refuse writes (409), they answered ${refused.join(', ')}`)
     await ctx.sleepUntil(untilMs)
