@@ -3,7 +3,7 @@
  * (test/cluster/helpers.ts). Two tracks run side by side:
  * - processes: `kill -9` a node and restart it on its directory after a while, or freeze it with
  *   SIGSTOP and thaw it with SIGCONT; one node at a time.
- *   A restore in every run (the third process fault; 5 % of those after the fourth): a node's data
+ *   A restore in every run (the third process fault; 5 % of those after the sixth): a node's data
  *   directory is copied while it runs (frozen with SIGSTOP for the copy: LevelDB compacts, renames
  *   and deletes files as it goes, so a copy of a running store's directory can name files the copy
  *   lacks; a frozen one is what a filesystem or VM snapshot gives), the node writes on, and a few
@@ -89,7 +89,7 @@ const CLONE_QUIET_MS = 3_000
 
 const FIRST_PROCESS_FAULTS = ['kill', 'stop', 'restore', 'bigKey-join', 'clone', 'forget-live'] as const
 
-/** After the first four: kills and freezes, and a restore now and then (long runs get several). */
+/** After the first six: kills and freezes, and a restore now and then (long runs get several). */
 function laterProcessFault(roll: number): ProcessFault['kind'] {
   return roll < 0.52 ? 'kill' : roll < 0.95 ? 'stop' : 'restore'
 }
