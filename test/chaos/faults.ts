@@ -3,7 +3,7 @@
  * (test/cluster/helpers.ts). Two tracks run side by side:
  * - processes: `kill -9` a node and restart it on its directory after a while, or freeze it with
  *   SIGSTOP and thaw it with SIGCONT; one node at a time.
- *   A restore in every run (the third process fault; 5 % of those after the fourth): a node's data
+ *   A restore in every run (the third process fault; 5 % of those after the sixth): a node's data
  *   directory is copied while it runs (frozen with SIGSTOP for the copy: LevelDB compacts, renames
  *   and deletes files as it goes, so a copy of a running store's directory can name files the copy
  *   lacks; a frozen one is what a filesystem or VM snapshot gives), the node writes on, and a few
@@ -17,12 +17,21 @@
  *   than a frame; it stays a member to the end and is checked with the others. It has no proxy
  *   per pair: a partition pauses only the entry proxies it dials, so an isolated node may still
  *   reach it (test/cluster/helpers.ts, `isolate`).
- *   A run too short for a restore or a join gets a kill in its place;
+ *   A clone (the fifth): a node's directory copied (frozen, as for a restore) and a second process
+ *   started on it with the same node id; both must be told (4009) and refuse writes, then the
+ *   clone is stopped for good and the original restarted (member-faults.ts).
+ *   A live forget (the sixth): a member still taking writes is forgotten through another and
+ *   stopped for good a little later; no later fault picks it, and the final checks run on the
+ *   survivors (member-faults.ts says how the fault is shaped to lose nothing).
+ *   The first six are held shorter than later ones, so a minute has room for one of each; a run
+ *   too short for a restore, a join, a clone or a live forget gets a kill in its place;
  * - network: cut peer links through the proxies: one link (the third node is then a bridge
  *   between the other two), one node isolated (a 1/2 split), every node alone, or one link that
  *   flaps (cut and healed every few hundred ms); then heal. Quiet while a restored node starts:
  *   one that heard no peer within its grace (2 × the peer timeout) would write from seqs its peers
  *   hold (a documented limit, test/cluster/rollback.test.ts), which is not what this run tests.
+ *   Quiet too while a clone runs (a member cut from the original would take the clone's link, and
+ *   with it changes under the original's seqs: the same limit) and around a live forget.
  * The schedule is a pure function of the seed and the duration (`planFaults`), printed with the
  * seed, so a run can be replayed with the same faults at the same offsets.
  */
@@ -32,14 +41,19 @@ import type { Cluster } from '../cluster/helpers.js'
 import { put } from '../cluster/helpers.js'
 import { prng } from '../helpers/async.js'
 import type { HistoryWriter } from '../checkers/history.js'
+import type { MemberFaultContext } from './member-faults.js'
+import { cloneBeside, forgetLive } from './member-faults.js'
 
 /**
  * For a restore, `startMs` is when the copy is taken and `holdMs` how long the node runs on before
- * it is put back; for a big-key join, `node` is the joiner's number.
+ * it is put back; for a big-key join, `node` is the joiner's number; for a clone, `startMs` is when
+ * the copy is taken and `holdMs` the least time the two processes run side by side; for a live
+ * forget, `startMs` is the forget and `holdMs` how long the forgotten node runs on before it is
+ * stopped for good.
  */
 export type ProcessFault = {
   track: 'process'
-  kind: 'kill' | 'stop' | 'restore' | 'bigKey-join'
+  kind: 'kill' | 'stop' | 'restore' | 'bigKey-join' | 'clone' | 'forget-live'
   node: number
   startMs: number
   holdMs: number
@@ -68,29 +82,57 @@ const MB = 1_000_000
 
 const between = (random: () => number, low: number, high: number): number => Math.round(low + random() * (high - low))
 
-const FIRST_PROCESS_FAULTS = ['kill', 'stop', 'restore', 'bigKey-join'] as const
+/** Before a live forget: writes are at w >= 2 and no partition runs (see `#forgetLive`). */
+export const FORGET_WINDOW_MS = 2_000
+/** After a clone's hold: the clone stopped and the original restarted (no partition meanwhile). */
+const CLONE_QUIET_MS = 3_000
 
-/** After the first four: kills and freezes, and a restore now and then (long runs get several). */
+const FIRST_PROCESS_FAULTS = ['kill', 'stop', 'restore', 'bigKey-join', 'clone', 'forget-live'] as const
+
+/** After the first six: kills and freezes, and a restore now and then (long runs get several). */
 function laterProcessFault(roll: number): ProcessFault['kind'] {
   return roll < 0.52 ? 'kill' : roll < 0.95 ? 'stop' : 'restore'
 }
 
-/** A restore's node writes on 2-5 s after the copy, then restarts from it; a join takes longer. */
-function holdOf(kind: ProcessFault['kind'], random: () => number): number {
-  if (kind === 'restore') return between(random, 2_000, 5_000)
-  if (kind === 'bigKey-join') return between(random, 6_000, 10_000)
-  return between(random, 500, 4_000)
+/**
+ * A restore's node writes on 2-4 s after the copy, then restarts from it; a join and a clone take
+ * longer. The first six faults are held shorter, so that a minute has room for all of them.
+ */
+function holdOf(kind: ProcessFault['kind'], random: () => number, first: boolean): number {
+  if (kind === 'restore') return between(random, 2_000, first ? 4_000 : 5_000)
+  if (kind === 'bigKey-join') return between(random, 6_000, 8_000)
+  if (kind === 'clone') return between(random, 6_000, 9_000)
+  if (kind === 'forget-live') return between(random, 1_000, 3_000)
+  return between(random, 500, first ? 2_000 : 4_000)
 }
 
 /** How long the process track is taken: a restore's restart and recovery come after its hold. */
 function busyOf(kind: ProcessFault['kind'], holdMs: number): number {
-  return kind === 'restore' ? holdMs + RESTORE_QUIET_MS : holdMs
+  if (kind === 'restore') return holdMs + RESTORE_QUIET_MS
+  if (kind === 'clone') return holdMs + CLONE_QUIET_MS
+  return holdMs
+}
+
+/** When the network track stays quiet around a process fault (none for most). */
+function quietOf(fault: Fault): readonly [number, number] | undefined {
+  const end = fault.startMs + fault.holdMs
+  if (fault.kind === 'restore') return [end, end + RESTORE_QUIET_MS]
+  if (fault.kind === 'clone') return [fault.startMs, end + CLONE_QUIET_MS]
+  if (fault.kind === 'forget-live') return [fault.startMs - FORGET_WINDOW_MS, end]
+  return undefined
 }
 
 /** Both tracks' faults for `durationMs` of workload on `size` nodes, from `seed`. */
 export function planFaults(seed: number, durationMs: number, size = 3): Fault[] {
   const random = prng(seed)
-  const node = (): number => 1 + Math.floor(random() * size)
+  // A member forgotten live is gone for good: no later fault picks it.
+  let forgotten: number | undefined
+  const node = (): number => {
+    for (;;) {
+      const n = 1 + Math.floor(random() * size)
+      if (n !== forgotten) return n
+    }
+  }
   const pair = (): [number, number] => {
     const a = node()
     let b = node()
@@ -100,23 +142,30 @@ export function planFaults(seed: number, durationMs: number, size = 3): Fault[] 
   const plan: Fault[] = []
   // Processes: a kill or a freeze every few seconds, held 0.5-4 s; now and then a restore.
   const end = durationMs - FINAL_WINDOW_MS
-  for (let at = between(random, 1_000, 3_000); ;) {
-    // The first four are one of each kind, so every run long enough has each; one join at most.
+  for (let at = between(random, 1_000, 2_000); ;) {
+    // The first six are one of each kind, so every run long enough has each; one join, one clone
+    // and one live forget at most.
     const index = plan.length
+    const first = index < FIRST_PROCESS_FAULTS.length
     let kind: ProcessFault['kind'] = FIRST_PROCESS_FAULTS[index] ?? laterProcessFault(random())
-    let holdMs = holdOf(kind, random)
-    // A restore or a join that no longer fits gives way to a kill.
+    let holdMs = holdOf(kind, random, first)
+    // A fault that no longer fits gives way to a kill.
     if (at + busyOf(kind, holdMs) > end && kind !== 'kill' && kind !== 'stop') {
       kind = 'kill'
-      holdMs = holdOf(kind, random)
+      holdMs = holdOf(kind, random, first)
     }
     if (at + busyOf(kind, holdMs) > end) break
-    plan.push({ track: 'process', kind, node: kind === 'bigKey-join' ? size + 1 : node(), startMs: at, holdMs })
-    at += busyOf(kind, holdMs) + between(random, 1_000, 3_500)
+    const target = kind === 'bigKey-join' ? size + 1 : node()
+    plan.push({ track: 'process', kind, node: target, startMs: at, holdMs })
+    if (kind === 'forget-live') forgotten = target
+    // A live forget is preceded by its window (writes at w >= 2, no partition).
+    const next = FIRST_PROCESS_FAULTS[index + 1] === 'forget-live' ? FORGET_WINDOW_MS : 0
+    at += busyOf(kind, holdMs) + next + between(random, 1_000, first ? 2_000 : 3_500)
   }
-  const quiet = plan
-    .filter((fault) => fault.kind === 'restore')
-    .map((fault) => [fault.startMs + fault.holdMs, fault.startMs + fault.holdMs + RESTORE_QUIET_MS] as const)
+  const quiet = plan.flatMap((fault) => {
+    const window = quietOf(fault)
+    return window === undefined ? [] : [window]
+  })
   // Network: a partition every few seconds, held 1-5 s.
   for (let at = between(random, 500, 2_500); ;) {
     const holdMs = between(random, 1_000, 5_000)
@@ -172,6 +221,10 @@ export function describeFault(fault: Fault): string {
       return `${span} copy node ${fault.node}'s directory (frozen), then kill -9 it and restart it from the copy`
     case 'bigKey-join':
       return `${span} node ${fault.node} joins while ${BIG_KEY} grows to ${BIG_SIBLINGS} siblings of 1 MB`
+    case 'clone':
+      return `${span} copy node ${fault.node}'s directory (frozen), run a second process on it until both are told (4009), stop it, restart the original`
+    case 'forget-live':
+      return `${span} forget node ${fault.node} while it takes writes (w >= 2 from ${FORGET_WINDOW_MS / 1000} s before), then stop it for good`
     case 'bridge':
       return `${span} cut ${fault.cut[0]}-${fault.cut[1]} (bridge)`
     case 'isolate':
@@ -223,10 +276,21 @@ export class FaultRunner {
   readonly #tracks: Promise<void>[]
   readonly #errors: unknown[] = []
   readonly applied: Record<string, number> = {}
+  /** Nodes gone for good (a forgotten member, a clone): neither restarted nor checked at the end. */
+  readonly retired = new Set<number>()
+  readonly #members: MemberFaultContext
 
-  constructor(cluster: Cluster, history: HistoryWriter, plan: readonly Fault[]) {
+  /** `atLeastTwo` switches the workload to writes at w >= 2 around a live forget. */
+  constructor(cluster: Cluster, history: HistoryWriter, plan: readonly Fault[], atLeastTwo: (on: boolean) => void) {
     this.#cluster = cluster
     this.#history = history
+    this.#members = {
+      cluster,
+      history,
+      retired: this.retired,
+      atLeastTwo,
+      sleepUntil: (atMs) => sleepUntil(atMs, this.#stop.signal),
+    }
     const t0 = Date.now()
     this.#tracks = (['process', 'network'] as const).map((track) =>
       this.#run(
@@ -251,7 +315,9 @@ export class FaultRunner {
   async #run(t0: number, faults: readonly Fault[]): Promise<void> {
     const signal = this.#stop.signal
     for (const fault of faults) {
-      if (await sleepUntil(t0 + fault.startMs, signal)) return
+      // A live forget begins with its window: writes at w >= 2 from then on.
+      const window = fault.kind === 'forget-live' ? FORGET_WINDOW_MS : 0
+      if (await sleepUntil(t0 + fault.startMs - window, signal)) return
       this.applied[fault.kind] = (this.applied[fault.kind] ?? 0) + 1
       await this.#apply(fault, t0 + fault.startMs + fault.holdMs, signal)
     }
@@ -320,6 +386,14 @@ export class FaultRunner {
         return this.#restore(fault.node, untilMs, signal)
       case 'bigKey-join':
         return this.#bigKeyJoin(fault.node, untilMs, signal)
+      case 'clone':
+        return cloneBeside(this.#members, fault.node, untilMs)
+      case 'forget-live': {
+        this.#members.atLeastTwo(true)
+        history.fault('window', [fault.node], 'writes at w >= 2 until the forgotten member is stopped')
+        if (await sleepUntil(untilMs - fault.holdMs, signal)) return this.#members.atLeastTwo(false)
+        return forgetLive(this.#members, fault.node, untilMs)
+      }
       case 'stop': {
         const node = cluster.node(fault.node)
         history.fault('pause', [fault.node], 'SIGSTOP')

@@ -82,7 +82,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       waitMs: WAIT_MS,
     })
     workload.start()
-    const runner = new FaultRunner(cluster, history, plan)
+    const runner = new FaultRunner(cluster, history, plan, (on) => workload.atLeastTwo(on))
     for (let elapsed = 0; elapsed < durationMs;) {
       const step = Math.min(15_000, durationMs - elapsed)
       await sleep(step)
@@ -105,11 +105,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const healedAt = Date.now()
     await runner.finish()
     cluster.heal()
-    for (const node of cluster.nodes) if (node.running) node.continue()
-    for (const node of cluster.nodes) if (!node.running) await cluster.restart(node.n)
+    // A forgotten member and a clone are gone for good; every other node is checked, a node that
+    // joined during the run (a big-key join) with the others.
+    const members = cluster.nodes.filter((node) => !runner.retired.has(node.n))
+    for (const node of members) if (node.running) node.continue()
+    for (const node of members) if (!node.running) await cluster.restart(node.n)
     const healMs = Date.now() - healedAt
-    // Every node: a node that joined during the run (a big-key join) is checked with the others.
-    const all = cluster.nodes.map((node) => node.n)
+    const all = members.map((node) => node.n)
     const { digest } = await cluster.waitConverged(all, 60_000)
     const convergedMs = Date.now() - healedAt
     history.fault('converged', all, `${convergedMs} ms`)
@@ -117,7 +119,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       `chaos: final heal done in ${healMs} ms (restarts included); digests equal on all ${all.length} nodes ${convergedMs} ms after the final heal (${digest.keys} keys)`,
     )
 
-    const finals = await Promise.all(cluster.nodes.map((node) => readFinal(node.n, node.url)))
+    const finals = await Promise.all(members.map((node) => readFinal(node.n, node.url)))
     await history.close()
     await writeFile(finalPathOf(historyPath), JSON.stringify(finals.map(finalToJson)))
     const ops = operations(history.events)

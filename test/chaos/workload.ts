@@ -6,6 +6,8 @@
  * a remove of the same member, which cannot have observed the add) and removes of members the
  * session added; reads with the session's causal token (asking for siblings).
  *
+ * While a live member is being forgotten (faults.ts), writes planned at w=1 go at w=2.
+ *
  * Every choice comes from a PRNG seeded per session, so a seed gives each session the same plan;
  * what the cluster answers (and so the interleaving) depends on timing.
  */
@@ -46,11 +48,18 @@ export class Workload {
   readonly #options: WorkloadOptions
   readonly #abort = new AbortController()
   #stopping = false
+  /** While a live member is being forgotten: every write at w >= 2 (test/chaos/member-faults.ts). */
+  #atLeastTwo = false
   #running: Promise<void>[] = []
   readonly #ops: number[] = []
 
   constructor(options: WorkloadOptions) {
     this.#options = options
+  }
+
+  /** From now on, writes the plan sends at w=1 go at w=2 (`on`), or as planned again. */
+  atLeastTwo(on: boolean): void {
+    this.#atLeastTwo = on
   }
 
   start(): void {
@@ -126,7 +135,8 @@ export class Workload {
     while (!this.#stopping) {
       n++
       const roll = random()
-      const w = pick(CONCERNS)
+      const planned = pick(CONCERNS)
+      const w = this.#atLeastTwo && planned === 1 ? 2 : planned
       const concern = { w: w as WriteConcern, waitMs, signal }
       if (roll < 0.35) {
         const key = `${UNIQUE_PREFIX}${index}/${n}`

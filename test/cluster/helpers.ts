@@ -322,11 +322,13 @@ export class Cluster {
   /**
    * Copies the data directory of node `n` (stopped) to a new node, as an operator cloning a
    * machine would: same node id, same secret, its own port and entry proxy, and the peers of `n`
-   * unless `peers` says otherwise. The copy is not started.
+   * unless `peers` says otherwise. The copy is not started. `frozen`: the node runs but its caller
+   * froze it (SIGSTOP), which is as good as stopped for a copy of its directory.
    */
-  async cloneNode(n: number, options: { peers?: string[] } = {}): Promise<ClusterNode> {
+  async cloneNode(n: number, options: { peers?: string[]; frozen?: boolean } = {}): Promise<ClusterNode> {
     const original = this.node(n)
-    if (original.running) throw new Error(`node ${n} must be stopped before its directory is copied`)
+    if (original.running && options.frozen !== true)
+      throw new Error(`node ${n} must be stopped (or frozen) before its directory is copied`)
     const k = this.nodes.length + 1
     const port = await freePort()
     const entry = await TcpProxy.start(port)
