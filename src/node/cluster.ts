@@ -108,8 +108,9 @@ export class Cluster {
       members: () => [...this.membership.members.keys()],
       ...(options.snapshotAfterChanges === undefined ? {} : { snapshotAfterChanges: options.snapshotAfterChanges }),
       ...(options.logRetainEntries === undefined ? {} : { logRetainEntries: options.logRetainEntries }),
-      // A member silent for two peer timeouts after this node started is taken to be down.
-      seqGuardGraceMs: SEQ_GUARD_PEER_TIMEOUTS * this.#peerTimeoutMs,
+      // A member silent for two peer timeouts after this node started is taken to be down. A node
+      // without a transport (no secret) hears no member, ever: waiting would change nothing.
+      seqGuardGraceMs: this.transport === null ? 0 : SEQ_GUARD_PEER_TIMEOUTS * this.#peerTimeoutMs,
       membersKnown: () => this.#membersRead,
     })
     this.transport?.on('link', (link) => void this.#onLink(link))
