@@ -22,6 +22,7 @@ import {
   isChange,
   isCounterState,
   isRegisterState,
+  isDocState,
   isSetState,
 } from '../../src/codec/index.js'
 import type { Change, CounterState, Op, RegisterState, SetState, Sibling, Space } from '../../src/crdt/index.js'
@@ -179,7 +180,7 @@ function plain(value: unknown): unknown {
   return value
 }
 
-const GUARDS = { kv: isRegisterState, counter: isCounterState, set: isSetState } as const
+const GUARDS = { kv: isRegisterState, counter: isCounterState, set: isSetState, doc: isDocState } as const
 
 /**
  * Decoding either returns a value that passes the guard, or throws a MeshError with one of the

@@ -17,7 +17,10 @@ let node: RealNode
 const peers: FakePeer[] = []
 
 /** A fake peer that proved the secret and synced as a brand-new node. */
-async function linked(nodeId: NodeId = freshNodeId(), to: RealNode = node): Promise<{ peer: FakePeer; nodeId: NodeId }> {
+async function linked(
+  nodeId: NodeId = freshNodeId(),
+  to: RealNode = node,
+): Promise<{ peer: FakePeer; nodeId: NodeId }> {
   const peer = await FakePeer.connect(to.port)
   peers.push(peer)
   await peer.handshake(peerIdentity(nodeId, to.secret))
