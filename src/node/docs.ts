@@ -78,8 +78,12 @@ export async function readDocJson(
 ): Promise<Record<string, unknown> | undefined> {
   checkDocName(name, parts.limits)
   const state = await parts.read(name, options)
-  if (!docHasContent(state)) return undefined
-  return docJson(state, options.types)
+  // Without hints the JSON holds exactly the types with live content: no second load to ask.
+  if (options.types === undefined || options.types.size === 0) {
+    const json = docJson(state)
+    return Object.keys(json).length === 0 ? undefined : json
+  }
+  return docHasContent(state) ? docJson(state, options.types) : undefined
 }
 
 function checkStateVector(sv: Uint8Array): void {

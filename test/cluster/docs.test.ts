@@ -69,7 +69,7 @@ describe('documents across three processes', () => {
     const written = await post(n3, 'everywhere', edit(3, 'all of us', 'w'), '?w=all')
     expect(written.status).toBe(200)
     for (const node of [n1, n2]) {
-      const answer = await request(`${node}/v1/docs/everywhere?format=json`, {})
+      const answer = await request(`${node}/v1/docs/everywhere?format=json&r=all`, {})
       expect(answer.json).toEqual({ body: 'all of us', meta: { title: 'w' } })
     }
     expect((await request(`${n1}/v1/docs/everywhere?w=all`, { method: 'DELETE' })).status).toBe(200)
