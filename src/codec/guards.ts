@@ -5,7 +5,7 @@
 import type { Dot, Hlc, VectorClock } from '../clock/index.js'
 import { isDot, isHlc, isNodeId, isSeq, isVectorClock } from '../clock/index.js'
 import type { Change, CounterState, DocState, Op, RegisterState, SetState, Sibling } from '../crdt/index.js'
-import { isYjsUpdate } from '../crdt/index.js'
+import { decodesAsYjsUpdate, isYjsUpdate } from '../crdt/index.js'
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
@@ -154,7 +154,10 @@ export function isSetState(value: unknown): value is SetState {
   )
 }
 
-/** A document state: a Yjs update that decodes, and its compaction mark. */
+/**
+ * A document state: a Yjs update that decodes, and its compaction mark. Not loaded here (every
+ * read of a document decodes its state): what went into it was loaded when its op was checked.
+ */
 export function isDocState(value: unknown): value is DocState {
-  return isRecord(value) && isBytes(value['update']) && isSeq(value['base']) && isYjsUpdate(value['update'])
+  return isRecord(value) && isBytes(value['update']) && isSeq(value['base']) && decodesAsYjsUpdate(value['update'])
 }

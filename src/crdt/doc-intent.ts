@@ -33,10 +33,21 @@ export function prepareDocOp(intent: DocIntent, state: DocState): DocUpdateOp | 
   if (!isYjsUpdate(update))
     throw new MeshError('MESHKV_ERR_DECODE', `document ${JSON.stringify(intent.name)}: the body is not a Yjs update`)
   const op: DocUpdateOp = { type: 'doc.update', name: intent.name, update }
-  const after = applyDoc(state, op)
+  const after = mergedOrRefused(intent.name, state, op)
   if (JSON.stringify(updateIdentity(after.update)) === JSON.stringify(updateIdentity(state.update))) return null
   // A state merged from several nodes may be past the limit: an update that does not grow it is let through.
   if (after.update.length > DOC_BYTES_MAX && after.update.length > state.update.length)
     throw tooLarge('bytes', intent.name, DOC_BYTES_MAX, after.update.length)
   return op
+}
+
+/** The state after `op`; bytes that decode but do not merge are the client's error, not ours. */
+function mergedOrRefused(name: string, state: DocState, op: DocUpdateOp): DocState {
+  try {
+    return applyDoc(state, op)
+  } catch (error) {
+    throw new MeshError('MESHKV_ERR_DECODE', `document ${JSON.stringify(name)}: the update does not merge`, {
+      cause: error,
+    })
+  }
 }

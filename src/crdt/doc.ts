@@ -78,13 +78,31 @@ export function isEmptyUpdate(update: Uint8Array): boolean {
   return update.length === 2 && update[0] === 0 && update[1] === 0
 }
 
-/** Whether `bytes` decode as a Yjs update (v1). Never throws. */
-export function isYjsUpdate(bytes: Uint8Array): boolean {
+/** Whether `bytes` decode as a Yjs update, without loading it (for stored states). Never throws. */
+export function decodesAsYjsUpdate(bytes: Uint8Array): boolean {
   try {
     Y.decodeUpdate(bytes)
     return true
   } catch {
     return false
+  }
+}
+
+/**
+ * Whether `bytes` are a Yjs update (v1) that a Y.Doc takes: some damaged updates decode as
+ * structs yet fail to load, and one of those merged into a state would break every later read
+ * of it. Costs a load of the update alone. Never throws.
+ */
+export function isYjsUpdate(bytes: Uint8Array): boolean {
+  let doc: Y.Doc | undefined
+  try {
+    Y.decodeUpdate(bytes)
+    doc = loadDoc(bytes)
+    return true
+  } catch {
+    return false
+  } finally {
+    doc?.destroy()
   }
 }
 

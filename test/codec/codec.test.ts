@@ -24,6 +24,7 @@ import {
   isCounterState,
   isRegisterState,
   isDocState,
+  isOp,
   isSetState,
 } from '../../src/codec/index.js'
 import type {
@@ -555,5 +556,18 @@ describe('__proto__ keys', () => {
     const state = canonicalSet([{ member: '__proto__', dots: [{ node: '00000000000000aa' as NodeId, seq: 1 }] }])
     expect(decodeState('set', encodeState(state))).toEqual(state)
     expectNoPollution()
+  })
+})
+
+describe('document ops and states from a peer', () => {
+  it('a doc.update op must carry an update a Y.Doc loads; a state must decode as one', () => {
+    const good = Uint8Array.of(1, 1, 1, 0, 4, 1, 1, 116, 2, 104, 105, 0) // inserts "hi" into text t
+    const damaged = Uint8Array.of(1, 1, 1, 0, 4, 0, 1, 116, 2, 104, 105, 0) // its parent field broken
+    expect(isOp({ type: 'doc.update', name: 'd', update: good })).toBe(true)
+    expect(isOp({ type: 'doc.update', name: 'd', update: damaged })).toBe(false)
+    expect(isOp({ type: 'doc.update', name: 'd', update: Uint8Array.of(7, 7) })).toBe(false)
+    expect(isDocState({ update: good, base: 12 })).toBe(true)
+    expect(isDocState({ update: Uint8Array.of(9, 9, 9), base: 3 })).toBe(false)
+    expect(isDocState({ update: good })).toBe(false)
   })
 })

@@ -13,6 +13,7 @@ import {
   DOC_EMPTY,
   applyDoc,
   compactDoc,
+  decodesAsYjsUpdate,
   docDeleteUpdate,
   docHasContent,
   docIdentity,
@@ -240,6 +241,11 @@ describe('a delete of a document', () => {
     const refused = (update: Uint8Array): string =>
       meshErrorCode(() => prepareDocOp({ type: 'doc.update', name: 'd', update }, DOC_EMPTY))
     expect(refused(Uint8Array.of(5, 200, 1))).toBe('MESHKV_ERR_DECODE')
+    // A one-byte change to a real update (its parent field): it decodes as structs, but no
+    // Y.Doc loads it, and merged into a state it would break every later read of that state.
+    const damaged = Uint8Array.of(1, 1, 1, 0, 4, 0, 1, 116, 2, 104, 105, 0)
+    expect(decodesAsYjsUpdate(damaged)).toBe(true)
+    expect(refused(damaged)).toBe('MESHKV_ERR_DECODE')
     expect(refused(new Uint8Array(1024 * 1024 + 1))).toBe('MESHKV_ERR_VALUE_TOO_LARGE')
   })
 })
