@@ -4,7 +4,8 @@
  */
 import type { Dot, Hlc, VectorClock } from '../clock/index.js'
 import { isDot, isHlc, isNodeId, isSeq, isVectorClock } from '../clock/index.js'
-import type { Change, CounterState, Op, RegisterState, SetState, Sibling } from '../crdt/index.js'
+import type { Change, CounterState, DocState, Op, RegisterState, SetState, Sibling } from '../crdt/index.js'
+import { decodesAsYjsUpdate, isYjsUpdate } from '../crdt/index.js'
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
@@ -60,6 +61,8 @@ export function isOp(value: unknown): value is Op {
     case 'set.add':
     case 'set.remove':
       return isKey(value['name']) && isKey(value['member']) && isDots(value['context'])
+    case 'doc.update':
+      return isKey(value['name']) && isBytes(value['update']) && isYjsUpdate(value['update'])
     default:
       return false
   }
@@ -109,6 +112,8 @@ function rebuildOp(op: Op): Op {
     case 'set.add':
     case 'set.remove':
       return { type: op.type, name: op.name, member: op.member, context: op.context.map(rebuildDot) }
+    case 'doc.update':
+      return { type: op.type, name: op.name, update: op.update }
   }
 }
 
@@ -147,4 +152,12 @@ export function isSetState(value: unknown): value is SetState {
   return value['entries'].every(
     (entry) => isRecord(entry) && isString(entry['member']) && isDots(entry['dots']) && entry['dots'].length > 0,
   )
+}
+
+/**
+ * A document state: a Yjs update that decodes, and its compaction mark. Not loaded here (every
+ * read of a document decodes its state): what went into it was loaded when its op was checked.
+ */
+export function isDocState(value: unknown): value is DocState {
+  return isRecord(value) && isBytes(value['update']) && isSeq(value['base']) && decodesAsYjsUpdate(value['update'])
 }

@@ -5,9 +5,9 @@
  */
 import { Packr, Unpackr } from 'msgpackr'
 import type { Space } from '../crdt/index.js'
-import type { Change, CounterState, RegisterState, SetState, StateOf } from '../crdt/index.js'
+import type { AnyState, Change, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
-import { isChange, isCounterState, isRegisterState, isSetState, rebuildChange } from './guards.js'
+import { isChange, isCounterState, isDocState, isRegisterState, isSetState, rebuildChange } from './guards.js'
 
 export * from './guards.js'
 
@@ -152,9 +152,10 @@ const STATE_GUARDS: { [S in Space]: (value: unknown) => value is StateOf[S] } = 
   kv: isRegisterState,
   counter: isCounterState,
   set: isSetState,
+  doc: isDocState,
 }
 
-export function encodeState(state: RegisterState | CounterState | SetState, limitBytes = STATE_BYTES_MAX): Uint8Array {
+export function encodeState(state: AnyState, limitBytes = STATE_BYTES_MAX): Uint8Array {
   return encode(state, limitBytes)
 }
 

@@ -16,9 +16,10 @@ import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
  * and replication (whose messages it versions) import this room and not each other. Version 2:
  * the handshake proofs cover the cluster id (a version 1 node's proofs would not match). Version 3:
  * a snapshot chunk may carry a part of a state (`SnapshotChunkEntry`), which a version 2 node
- * would refuse as a wrong shape.
+ * would refuse as a wrong shape. Version 4: the `doc` key space (`doc.update` ops, `doc` states in
+ * snapshots), which a version 3 node would refuse, stalling the origin's changes there.
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024

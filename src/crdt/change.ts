@@ -5,11 +5,14 @@
  * A change is applied atomically: a batch of several keys is one change.
  */
 import type { Dot, Hlc, VectorClock } from '../clock/index.js'
+import type { DocUpdateOp } from './doc.js'
 import type { Intent } from './intent.js'
 
 /** The key spaces: a key can never hold two types at once because each type has its own space. */
-export type Space = 'kv' | 'counter' | 'set'
-export const SPACES: readonly Space[] = ['kv', 'counter', 'set']
+export type Space = 'kv' | 'counter' | 'set' | 'doc'
+export const SPACES: readonly Space[] = ['kv', 'counter', 'set', 'doc']
+
+export type { DocUpdateOp }
 
 export interface KvPutOp {
   readonly type: 'kv.put'
@@ -49,7 +52,7 @@ export interface SetRemoveOp {
   readonly context: readonly Dot[]
 }
 
-export type Op = KvPutOp | KvDelOp | CounterAddOp | SetAddOp | SetRemoveOp
+export type Op = KvPutOp | KvDelOp | CounterAddOp | SetAddOp | SetRemoveOp | DocUpdateOp
 
 export interface Change {
   readonly dot: Dot
@@ -69,5 +72,8 @@ export function opTarget(op: Op | Intent): { space: Space; key: string } {
     case 'set.add':
     case 'set.remove':
       return { space: 'set', key: op.name }
+    case 'doc.update':
+    case 'doc.delete':
+      return { space: 'doc', key: op.name }
   }
 }

@@ -7,6 +7,8 @@ import { unreachable } from '../errors.js'
 import type { Op, Space } from './change.js'
 import type { CounterState } from './counter.js'
 import { COUNTER_EMPTY, applyCounter, joinCounter } from './counter.js'
+import type { DocState } from './doc.js'
+import { DOC_EMPTY, applyDoc, isEmptyUpdate, joinDoc } from './doc.js'
 import type { RegisterState } from './register.js'
 import { REGISTER_EMPTY, applyRegister, joinRegister } from './register.js'
 import type { SetState } from './set.js'
@@ -14,6 +16,9 @@ import { SET_EMPTY, applySet, joinSet } from './set.js'
 
 export * from './change.js'
 export * from './counter.js'
+export * from './doc.js'
+export * from './doc-intent.js'
+export * from './doc-json.js'
 export * from './intent.js'
 export * from './register.js'
 export * from './set.js'
@@ -22,6 +27,7 @@ export interface StateOf {
   kv: RegisterState
   counter: CounterState
   set: SetState
+  doc: DocState
 }
 
 export type AnyState = StateOf[Space]
@@ -34,6 +40,8 @@ export function emptyState<S extends Space>(space: S): StateOf[S] {
       return COUNTER_EMPTY as StateOf[S]
     case 'set':
       return SET_EMPTY as StateOf[S]
+    case 'doc':
+      return DOC_EMPTY as StateOf[S]
   }
   return unreachable(space)
 }
@@ -49,6 +57,8 @@ export function applyOp(state: AnyState, op: Op, dot: Dot, hlc: Hlc, deps: Vecto
     case 'set.add':
     case 'set.remove':
       return applySet(state as SetState, op, dot)
+    case 'doc.update':
+      return applyDoc(state as DocState, op)
   }
 }
 
@@ -66,11 +76,16 @@ export function joinState<S extends Space>(
       return joinCounter(a as CounterState, b as CounterState) as StateOf[S]
     case 'set':
       return joinSet(a as SetState, contextA, b as SetState, contextB) as StateOf[S]
+    case 'doc':
+      return joinDoc(a as DocState, b as DocState) as StateOf[S]
   }
   return unreachable(space)
 }
 
-/** True when a state holds nothing worth keeping (an empty register or set, a zero-part counter). */
+/**
+ * True when a state holds nothing worth keeping (an empty register or set, a zero-part counter).
+ * A document is kept once written, deleted or not: its struct ids are what later updates build on.
+ */
 export function isEmptyState(space: Space, state: AnyState): boolean {
   switch (space) {
     case 'kv':
@@ -81,5 +96,7 @@ export function isEmptyState(space: Space, state: AnyState): boolean {
     }
     case 'set':
       return (state as SetState).entries.length === 0
+    case 'doc':
+      return isEmptyUpdate((state as DocState).update)
   }
 }

@@ -9,6 +9,8 @@ import { MeshError } from '../errors.js'
 import type { Op } from './change.js'
 import type { CounterState } from './counter.js'
 import { counterAddIsExact } from './counter.js'
+import type { DocState } from './doc.js'
+import { prepareDocOp } from './doc-intent.js'
 import type { RegisterState } from './register.js'
 import {
   REGISTER_BYTES_MAX,
@@ -41,6 +43,10 @@ export type Intent =
   | { readonly type: 'counter.add'; readonly name: string; readonly delta: number }
   | { readonly type: 'set.add'; readonly name: string; readonly member: string }
   | { readonly type: 'set.remove'; readonly name: string; readonly member: string }
+  /** Applies a Yjs update to a document. */
+  | { readonly type: 'doc.update'; readonly name: string; readonly update: Uint8Array }
+  /** Deletes every item of a document the node holds (crdt/doc.ts). */
+  | { readonly type: 'doc.delete'; readonly name: string }
 
 /**
  * The op for an intent, or `null` when it changes nothing (a delete of a missing key, a remove of
@@ -53,7 +59,9 @@ export function prepareOp<I extends Intent>(
     ? RegisterState
     : I extends { type: 'counter.add' }
       ? CounterState
-      : SetState,
+      : I extends { type: 'doc.update' | 'doc.delete' }
+        ? DocState
+        : SetState,
   origin: NodeId,
 ): Op | null {
   switch (intent.type) {
@@ -83,6 +91,9 @@ export function prepareOp<I extends Intent>(
       if (context.length === 0) return null
       return { type: 'set.remove', name: intent.name, member: intent.member, context }
     }
+    case 'doc.update':
+    case 'doc.delete':
+      return prepareDocOp(intent, state as DocState)
   }
 }
 
@@ -131,7 +142,7 @@ function checkSetAdd(name: string, member: string, state: SetState): void {
   if (bytes > SET_BYTES_MAX) throw tooLarge('bytes', name, SET_BYTES_MAX, bytes)
 }
 
-function tooLarge(limit: string, key: string, max: number, actual: number): MeshError {
+export function tooLarge(limit: string, key: string, max: number, actual: number): MeshError {
   return new MeshError(
     'MESHKV_ERR_STATE_TOO_LARGE',
     `${JSON.stringify(key)} would hold ${actual} ${limit}, past its limit of ${max}; replace versions instead`,

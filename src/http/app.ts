@@ -19,6 +19,7 @@ import type { MeshNode } from '../node/index.js'
 import { REDACTED_LOG_PATHS, installAuth } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
+import { docRoutes } from './docs.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
 import { healthRoutes } from './health.js'
 import { kvRoutes } from './kv.js'
@@ -140,6 +141,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(kvRoutes, routeOptions)
   app.register(counterRoutes, routeOptions)
   app.register(setRoutes, routeOptions)
+  app.register(docRoutes, routeOptions)
   app.register(watchRoutes, routeOptions)
   app.register(memberRoutes, routeOptions)
   app.register(healthRoutes, routeOptions)

@@ -1,7 +1,9 @@
 /**
  * `GET /v1/watch?prefix=&since=`: the node's changes as server-sent events.
  *
- *     id: <cursor>\nevent: <put|del|counter|set.add|set.remove>\ndata: <WatchEvent as JSON>\n\n
+ *     id: <cursor>\nevent: <put|del|counter|set.add|set.remove|doc>\ndata: <WatchEvent as JSON>\n\n
+ *
+ * A `doc` event's `update` (a Yjs update) is base64.
  *
  * A client resumes with `Last-Event-ID` (or `?since=`) set to the last `id` it saw. An idle stream
  * sends `: heartbeat` comments so proxies keep it open and clients notice a dead node. An error
@@ -157,6 +159,7 @@ export function formatEvent(event: WatchEvent): string {
 }
 
 function eventData(event: WatchEvent): Record<string, unknown> {
+  if (event.type === 'doc') return { ...event, update: Buffer.from(event.update).toString('base64') }
   if (event.type !== 'put') return event
   const { value, ...rest } = event
   return { ...rest, ...encodeValue(value, event.contentType) }

@@ -11,13 +11,15 @@ import { parseReadConcern, requiredMembers } from '../api/concern.js'
 import type { Role } from '../api/role.js'
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { decodeCausalToken, encodeCausalToken, isNodeId } from '../clock/index.js'
-import type { Space, StateOf } from '../crdt/index.js'
+import type { DocState, DocTypeKind, Space, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { Digest, Range } from '../storage/index.js'
 import type { Store } from '../storage/index.js'
 import { DigestCache } from '../storage/index.js'
 import type { Bounds } from './bounds.js'
 import { Parking, checkBounds } from './bounds.js'
+import type { DocParts, DocRead, DocReadOptions } from './docs.js'
+import { applyDocUpdate, deleteDoc, readDoc, readDocJson } from './docs.js'
 import type { Cluster } from './cluster.js'
 import { checkLimit, listPage, rangeEntries } from './list.js'
 import type { MemberStatus } from './members.js'
@@ -217,6 +219,40 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
 
   set(name: string): SetHandle {
     return this.#writer.set(name, (options) => this.#readState('set', name, options))
+  }
+
+  /**
+   * Applies a Yjs update (v1) to document `name` as one change: the seam for a sync room. The
+   * change is committed and replicated like any write, and a 'change' event carries the update.
+   */
+  applyDocUpdate(name: string, update: Uint8Array, options: ConcernOptions = {}): Promise<WriteResult> {
+    return applyDocUpdate(this.#docParts, name, update, options)
+  }
+
+  /** Deletes the document's content this node holds; content written concurrently elsewhere stays. */
+  deleteDoc(name: string, options: ConcernOptions = {}): Promise<WriteResult> {
+    return deleteDoc(this.#docParts, name, options)
+  }
+
+  /** The document as a Yjs update (or, with `sv`, what a peer holding that state vector lacks). */
+  docState(name: string, options: DocReadOptions = {}): Promise<DocRead> {
+    return readDoc(this.#docParts, name, options)
+  }
+
+  /** The document's top-level types as JSON, or undefined when it does not exist (crdt/doc-json.ts). */
+  docJson(
+    name: string,
+    options: ReadOptions & { types?: ReadonlyMap<string, DocTypeKind> } = {},
+  ): Promise<Record<string, unknown> | undefined> {
+    return readDocJson(this.#docParts, name, options)
+  }
+
+  get #docParts(): DocParts {
+    return {
+      limits: this.limits,
+      commit: (intents, options) => this.#writer.commitDoc(intents, options),
+      read: (name, options): Promise<DocState> => this.#readState('doc', name, options),
+    }
   }
 
   /** Changes as they commit, from `since` (a cursor of an earlier event) or from now on. */

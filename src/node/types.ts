@@ -201,6 +201,16 @@ export type WatchEvent =
   | { type: 'del'; key: string; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
   | { type: 'counter'; name: string; delta: number; cursor: string; origin: 'local' | 'remote'; node: NodeId; hlc: Hlc }
   | {
+      /** A document update (a Yjs update, v1): what a sync room forwards to its clients. */
+      type: 'doc'
+      name: string
+      update: Uint8Array
+      cursor: string
+      origin: 'local' | 'remote'
+      node: NodeId
+      hlc: Hlc
+    }
+  | {
       type: 'set.add' | 'set.remove'
       name: string
       member: string

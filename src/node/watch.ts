@@ -68,6 +68,9 @@ export function watchEvents(change: Change, lsn: number, self: NodeId, prefix: s
         if (op.name.startsWith(prefix) && !op.name.startsWith('\u0000'))
           events.push({ ...base, type: op.type, name: op.name, member: op.member })
         break
+      case 'doc.update':
+        if (op.name.startsWith(prefix)) events.push({ ...base, type: 'doc', name: op.name, update: op.update })
+        break
     }
   }
   return events

@@ -1,11 +1,11 @@
 /**
- * The node's writes: puts, deletes, batches, counters and sets become intents, are committed as
+ * The node's writes: puts, deletes, batches, counters, sets and documents become intents, are committed as
  * one change each, and then wait for their write concern. A replica refuses them, and so does a
  * node still joining its cluster (docs/consistency.md).
  */
 import { parseWriteConcern, requiredMembers } from '../api/concern.js'
 import { decodeVersion, encodeCausalToken } from '../clock/index.js'
-import type { CounterState, Intent, RegisterState, SetState } from '../crdt/index.js'
+import type { CounterState, DocIntent, Intent, RegisterState, SetState } from '../crdt/index.js'
 import { counterValue, setHas, setMembers } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { CommitResult, Store } from '../storage/index.js'
@@ -101,6 +101,11 @@ export class Writer {
     ]
     const result = await this.#commit(intents, options)
     return { version: String(result.lsn), token: encodeCausalToken(result.vc), changed: result.change !== null }
+  }
+
+  /** Commits document writes (node/docs.ts) through the same path: checks, concern, parking. */
+  commitDoc(intents: readonly DocIntent[], options: ConcernOptions): Promise<CommitResult> {
+    return this.#commit(intents, options)
   }
 
   async #batchResults(ops: readonly BatchOp[], options: ConcernOptions): Promise<WriteResult[]> {

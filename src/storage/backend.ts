@@ -5,8 +5,8 @@
  */
 
 /** The sublevels; `layout.ts` says what each holds and how its keys are made. */
-export type Sub = 'meta' | 'log' | 'dots' | 'vc' | 'kv' | 'counter' | 'set' | 'tombs' | 'stage'
-export const SUBS: readonly Sub[] = ['meta', 'log', 'dots', 'vc', 'kv', 'counter', 'set', 'tombs', 'stage']
+export type Sub = 'meta' | 'log' | 'dots' | 'vc' | 'kv' | 'counter' | 'set' | 'doc' | 'tombs' | 'stage'
+export const SUBS: readonly Sub[] = ['meta', 'log', 'dots', 'vc', 'kv', 'counter', 'set', 'doc', 'tombs', 'stage']
 
 export type BackendWrite =
   | { readonly type: 'put'; readonly sub: Sub; readonly key: string; readonly value: Uint8Array }

@@ -2,7 +2,8 @@
  * The state digest: one SHA-256 over every key state of every type, read from one snapshot, in
  * key order. Each state is first written in a canonical text form (fields in a fixed order, dots
  * and members sorted), so two nodes have equal digests exactly when their states are equal,
- * however each state was built (applied op by op, joined, or decoded).
+ * however each state was built (applied op by op, joined, or decoded). A document is written as
+ * its identity (crdt/doc.ts, `docIdentity`): its bytes depend on when it was last compacted.
  *
  * A key whose siblings are all tombstones reads as absent and is purged by garbage collection
  * once stable, which each node does on its own schedule (after it has heard every member's
@@ -17,8 +18,8 @@
 import { createHash } from 'node:crypto'
 import type { Dot, VectorClock } from '../clock/index.js'
 import { compareDots } from '../clock/index.js'
-import type { AnyState, CounterState, RegisterState, SetState, Space } from '../crdt/index.js'
-import { SPACES } from '../crdt/index.js'
+import type { AnyState, CounterState, DocState, RegisterState, SetState, Space } from '../crdt/index.js'
+import { SPACES, docIdentity } from '../crdt/index.js'
 import type { LogEntry, StateReader, StoreSnapshot } from './store.js'
 
 export interface Digest {
@@ -136,5 +137,8 @@ function canonicalForm(space: Space, state: AnyState): unknown {
       return [...(state as SetState).entries]
         .sort((a, b) => (a.member < b.member ? -1 : a.member > b.member ? 1 : 0))
         .map((entry) => [entry.member, [...entry.dots].sort(compareDots).map(dotForm)])
+    case 'doc':
+      // The document's identity, not its bytes: nodes compact at different times.
+      return docIdentity(state as DocState)
   }
 }

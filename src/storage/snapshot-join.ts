@@ -143,7 +143,11 @@ async function joinStagedPage(
   return hlc
 }
 
-/** Phase 1: the node's registers and sets the snapshot does not hold, a page at a time. */
+/**
+ * Phase 1: the node's registers and sets the snapshot does not hold, a page at a time. Counters
+ * and documents need none: their joins are unions (a document's deletes travel as Yjs delete
+ * sets inside its state), so joining one with the empty state leaves it as it is.
+ */
 async function joinAbsent(backend: Backend, ownVc: VectorClock, vc: VectorClock): Promise<void> {
   for (const space of ['kv', 'set'] as const) {
     let after: string | null = null

@@ -231,6 +231,8 @@ export function expectedView(changes: readonly Change[], vc: VectorClock): View 
     for (const op of change.ops) {
       if (op.type === 'kv.put' || op.type === 'kv.del') push(writes, op.key, { change, op })
       else if (op.type === 'counter.add') push(increments, op.name, { change, op })
+      else if (op.type === 'doc.update')
+        continue // the workload writes no documents
       else {
         const members = setOps.get(op.name) ?? new Map<string, ChangeStamped<SetAddOp | SetRemoveOp>[]>()
         setOps.set(op.name, members)
@@ -299,7 +301,7 @@ export function changeProblems(change: Change): string[] {
     if (op.type === 'counter.add') {
       if (!Number.isSafeInteger(op.delta) || op.delta === 0)
         problems.push(`counter delta ${op.delta} is not a non-zero safe integer`)
-    } else {
+    } else if (op.type !== 'doc.update') {
       for (const dot of op.context) {
         if (!vcHasDot(change.deps, dot))
           problems.push(`${op.type} context names ${dot.node}:${dot.seq}, outside the change's causal past`)

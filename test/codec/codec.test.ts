@@ -6,6 +6,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
 import type { Dot, Hlc, NodeId, VectorClock } from '../../src/clock/index.js'
 import { vcNormalize } from '../../src/clock/index.js'
 import {
@@ -22,10 +23,21 @@ import {
   isChange,
   isCounterState,
   isRegisterState,
+  isDocState,
+  isOp,
   isSetState,
 } from '../../src/codec/index.js'
-import type { Change, CounterState, Op, RegisterState, SetState, Sibling, Space } from '../../src/crdt/index.js'
-import { canonicalRegister, canonicalSet } from '../../src/crdt/index.js'
+import type {
+  AnyState,
+  Change,
+  CounterState,
+  Op,
+  RegisterState,
+  SetState,
+  Sibling,
+  Space,
+} from '../../src/crdt/index.js'
+import { DOC_EMPTY, applyDoc, canonicalRegister, canonicalSet } from '../../src/crdt/index.js'
 import { MeshError } from '../../src/errors.js'
 import { historyArb, nodeIdArb, spaceOf } from '../helpers/replicas.js'
 import { PROPERTY, meshErrorCode, withoutStacks } from '../helpers/runs.js'
@@ -76,6 +88,23 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   }),
 )
 
+/** A Yjs update of a few short text inserts by one client. */
+const yjsUpdateArb = (maxInserts: number): fc.Arbitrary<Uint8Array> =>
+  fc
+    .tuple(fc.integer({ min: 1, max: 1000 }), fc.array(fc.string({ maxLength: 3 }), { maxLength: maxInserts }))
+    .map(([client, texts]) => {
+      const doc = new Y.Doc()
+      doc.clientID = client
+      for (const text of texts) doc.getText('t').insert(0, text)
+      return Y.encodeStateAsUpdate(doc)
+    })
+const docArb = (maxInserts: number) =>
+  fc
+    .array(yjsUpdateArb(maxInserts), { maxLength: 2 })
+    .map((updates) =>
+      updates.reduce((state, update) => applyDoc(state, { type: 'doc.update', name: 'd', update }), DOC_EMPTY),
+    )
+
 const changeArb: fc.Arbitrary<Change> = fc.record({
   dot: dotArb,
   deps: vcArb,
@@ -113,6 +142,7 @@ const compactChangeArb: fc.Arbitrary<Change> = fc.record({
         member: shortKeyArb,
         context: shortDotsArb,
       }),
+      fc.record({ type: fc.constant('doc.update' as const), name: shortKeyArb, update: yjsUpdateArb(1) }),
     ),
     { minLength: 1, maxLength: 2 },
   ),
@@ -133,13 +163,15 @@ const setArb: fc.Arbitrary<SetState> = fc
     maxLength: 4,
   })
   .map(canonicalSet)
-const stateArb: fc.Arbitrary<{ space: Space; state: RegisterState | CounterState | SetState }> = fc.oneof(
+const stateArb: fc.Arbitrary<{ space: Space; state: AnyState }> = fc.oneof(
+  docArb(3).map((state) => ({ space: 'doc' as const, state })),
   registerArb.map((state) => ({ space: 'kv' as const, state })),
   counterArb.map((state) => ({ space: 'counter' as const, state })),
   setArb.map((state) => ({ space: 'set' as const, state })),
 )
 /** Compact states of every space (two siblings, parts or entries at most), as for compact changes. */
-const compactStateArb: fc.Arbitrary<{ space: Space; state: RegisterState | CounterState | SetState }> = fc.oneof(
+const compactStateArb: fc.Arbitrary<{ space: Space; state: AnyState }> = fc.oneof(
+  docArb(1).map((state) => ({ space: 'doc' as const, state })),
   fc
     .array(
       fc.oneof(
@@ -179,7 +211,7 @@ function plain(value: unknown): unknown {
   return value
 }
 
-const GUARDS = { kv: isRegisterState, counter: isCounterState, set: isSetState } as const
+const GUARDS = { kv: isRegisterState, counter: isCounterState, set: isSetState, doc: isDocState } as const
 
 /**
  * Decoding either returns a value that passes the guard, or throws a MeshError with one of the
@@ -524,5 +556,18 @@ describe('__proto__ keys', () => {
     const state = canonicalSet([{ member: '__proto__', dots: [{ node: '00000000000000aa' as NodeId, seq: 1 }] }])
     expect(decodeState('set', encodeState(state))).toEqual(state)
     expectNoPollution()
+  })
+})
+
+describe('document ops and states from a peer', () => {
+  it('a doc.update op must carry an update a Y.Doc loads; a state must decode as one', () => {
+    const good = Uint8Array.of(1, 1, 1, 0, 4, 1, 1, 116, 2, 104, 105, 0) // inserts "hi" into text t
+    const damaged = Uint8Array.of(1, 1, 1, 0, 4, 0, 1, 116, 2, 104, 105, 0) // its parent field broken
+    expect(isOp({ type: 'doc.update', name: 'd', update: good })).toBe(true)
+    expect(isOp({ type: 'doc.update', name: 'd', update: damaged })).toBe(false)
+    expect(isOp({ type: 'doc.update', name: 'd', update: Uint8Array.of(7, 7) })).toBe(false)
+    expect(isDocState({ update: good, base: 12 })).toBe(true)
+    expect(isDocState({ update: Uint8Array.of(9, 9, 9), base: 3 })).toBe(false)
+    expect(isDocState({ update: good })).toBe(false)
   })
 })

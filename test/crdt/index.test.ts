@@ -11,6 +11,7 @@ import { vcJoin } from '../../src/clock/index.js'
 import type { Change, Space } from '../../src/crdt/index.js'
 import {
   COUNTER_EMPTY,
+  DOC_EMPTY,
   REGISTER_EMPTY,
   SET_EMPTY,
   SPACES,
@@ -18,6 +19,7 @@ import {
   emptyState,
   isEmptyState,
   joinState,
+  opTarget,
 } from '../../src/crdt/index.js'
 import type { History } from '../helpers/replicas.js'
 import { historyArb, joinViews, newReplica, receiveInAnyOrder, replayUpTo, viewOf } from '../helpers/replicas.js'
@@ -102,7 +104,7 @@ describe('applying changes', () => {
 
 describe('emptyState, isEmptyState, applyOp, joinState', () => {
   it('have an empty state per space that is the identity of join', () => {
-    const empties = { kv: REGISTER_EMPTY, counter: COUNTER_EMPTY, set: SET_EMPTY }
+    const empties = { kv: REGISTER_EMPTY, counter: COUNTER_EMPTY, set: SET_EMPTY, doc: DOC_EMPTY }
     for (const space of SPACES) {
       expect(emptyState(space)).toBe(empties[space])
       expect(isEmptyState(space, emptyState(space))).toBe(true)
@@ -130,9 +132,7 @@ describe('emptyState, isEmptyState, applyOp, joinState', () => {
           const before = viewOf(replica)
           const snapshot = structuredClone(before)
           for (const op of change.ops) {
-            const key =
-              op.type === 'counter.add' || op.type === 'set.add' || op.type === 'set.remove' ? op.name : op.key
-            const space: Space = op.type.startsWith('kv') ? 'kv' : op.type.startsWith('counter') ? 'counter' : 'set'
+            const { space, key } = opTarget(op)
             applyOp(replica.states.get(`${space}/${key}`) ?? emptyState(space), op, change.dot, change.hlc, change.deps)
           }
           expect(before).toEqual(snapshot)

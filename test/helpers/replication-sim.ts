@@ -416,6 +416,9 @@ function targetOf(intent: Intent): string {
     case 'set.add':
     case 'set.remove':
       return `set\0${intent.name}\0${intent.member}`
+    case 'doc.update':
+    case 'doc.delete':
+      return `doc\0${intent.name}`
   }
 }
 

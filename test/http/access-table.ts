@@ -106,6 +106,32 @@ export const ROWS: Row[] = [
     ok: 200,
     outside: { url: '/v1/sets/s', body: { add: ['x'] } },
   },
+  // A document never written is a 404 to an allowed reader.
+  {
+    method: 'GET',
+    route: '/v1/docs/:name',
+    access: 'read',
+    inside: { url: '/v1/docs/app-d' },
+    ok: 404,
+    outside: { url: '/v1/docs/d' },
+  },
+  // The body is the empty Yjs update (two zero bytes): valid, and it changes nothing.
+  {
+    method: 'POST',
+    route: '/v1/docs/:name',
+    access: 'write',
+    inside: { url: '/v1/docs/app-d', body: '\u0000\u0000' },
+    ok: 200,
+    outside: { url: '/v1/docs/d', body: '\u0000\u0000' },
+  },
+  {
+    method: 'DELETE',
+    route: '/v1/docs/:name',
+    access: 'write',
+    inside: { url: '/v1/docs/app-d' },
+    ok: 200,
+    outside: { url: '/v1/docs/d' },
+  },
   // An allowed watch gets as far as the handler, which refuses the cursor: the stream never starts.
   {
     method: 'GET',

@@ -59,6 +59,8 @@ function brief(event: WatchEvent): string {
     case 'set.add':
     case 'set.remove':
       return `${event.type} ${event.name}:${event.member} @${event.cursor}`
+    case 'doc':
+      return `doc ${event.name} (${event.update.length} bytes) @${event.cursor}`
   }
 }
 

@@ -7,12 +7,13 @@
  */
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import * as Y from 'yjs'
 import type { NodeId, VectorClock } from '../../src/clock/index.js'
 import { encodeState } from '../../src/codec/index.js'
 import type { PeerMessage, SnapshotChunkEntry } from '../../src/codec/peer.js'
 import { FRAME_BYTES_MAX, SnapshotChunker, StateAssembler, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import type { Change } from '../../src/crdt/index.js'
-import { lwwSibling } from '../../src/crdt/index.js'
+import { docJson, lwwSibling } from '../../src/crdt/index.js'
 import { MeshError } from '../../src/errors.js'
 import type { PeerLinkLike } from '../../src/replication/link.js'
 import { SILENT_LOGGER } from '../../src/replication/logger.js'
@@ -177,6 +178,28 @@ describe('a receiver joins a state that came in parts', () => {
     expect(state.siblings.length).toBe(6)
     expect(lwwSibling(state)?.value?.[0]).toBe(6)
     expect(store.vc).toEqual({ [PEER]: 6 })
+  })
+
+  it('a 6 MB document, as chunks of 1 MiB: staged, joined, read back whole, and writable', async () => {
+    const store = await openStore()
+    const theirs = new Y.Doc()
+    theirs.clientID = 2
+    for (const name of ['a', 'b', 'c', 'd', 'e', 'f']) theirs.getText(name).insert(0, name.repeat(1_000_000))
+    const update = Y.encodeStateAsUpdate(theirs)
+    const link = new RecordingLink(PEER)
+    const { receiver, joined } = receiverOffered(store, link, { [PEER]: 1 })
+    const chunks = chunksOf([['doc', 'big', encodeState({ update, base: update.length })]], 1000, 1024 * 1024)
+    expect(chunks.length).toBeGreaterThan(5)
+    chunks.forEach((states, index) => receiver.chunk(link, { type: 'snapshot-chunk', seq: index + 1, states }))
+    await receiver.end(link)?.()
+    expect(joined()).toBe(true)
+    const own = new Y.Doc()
+    own.clientID = 1
+    own.getMap('meta').set('here', true)
+    await store.commitLocal([{ type: 'doc.update', name: 'big', update: Y.encodeStateAsUpdate(own) }])
+    const json = docJson(await store.getState('doc', 'big'))
+    expect(json['meta']).toEqual({ here: true })
+    expect(json['f']).toBe('f'.repeat(1_000_000))
   })
 
   it('a snapshot that ends in the middle of a state is dropped, the link closed 1008, nothing joined', async () => {

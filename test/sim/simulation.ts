@@ -1308,7 +1308,7 @@ export class Simulation {
             joined === null
               ? { state, vc: snapshot.vc }
               : {
-                  state: joinState(space, joined.state, joined.vc, state, snapshot.vc),
+                  state: joinState<Space>(space, joined.state, joined.vc, state, snapshot.vc),
                   vc: vcJoin(joined.vc, snapshot.vc),
                 }
         } finally {
@@ -1616,6 +1616,8 @@ export function changeRecord(change: Change): ChangeRecord {
           return { type: 'sadd', name: op.name, member: op.member, context: op.context.map(dotString) }
         case 'set.remove':
           return { type: 'srem', name: op.name, member: op.member, context: op.context.map(dotString) }
+        case 'doc.update':
+          throw new Error('the simulation writes no documents')
       }
     }),
   }

@@ -92,7 +92,7 @@ async function keysOf(reader: Pick<StateReader, 'iterateStates'>, space: Space, 
 }
 
 async function dumpStates(reader: Pick<StateReader, 'iterateStates'>): Promise<Record<Space, [string, AnyState][]>> {
-  const out = { kv: [], counter: [], set: [] } as Record<Space, [string, AnyState][]>
+  const out = { kv: [], counter: [], set: [], doc: [] } as Record<Space, [string, AnyState][]>
   for (const space of SPACES) for await (const entry of reader.iterateStates(space, {})) out[space].push(entry)
   return out
 }

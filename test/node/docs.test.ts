@@ -1,0 +1,89 @@
+/**
+ * Documents through the embeddable API (`MeshNode`) over a real LevelDB directory: the seam a
+ * sync room uses (`applyDocUpdate`, `docState` with a state vector, 'change' events), deletes,
+ * a document kept across a reopen, the digest, and the per-document size limit.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { MeshNode } from '../../src/node/index.js'
+import type { WatchEvent } from '../../src/node/index.js'
+import { meshCodeOf, tempDir } from '../helpers/async.js'
+
+let dir: string
+let removeDir: () => Promise<void>
+const opened = new Set<MeshNode>()
+
+beforeEach(async () => {
+  ;({ dir, remove: removeDir } = await tempDir('docs'))
+})
+
+afterEach(async () => {
+  for (const node of opened) await node.close()
+  opened.clear()
+  await removeDir()
+})
+
+async function open(): Promise<MeshNode> {
+  const node = await MeshNode.open({ dir })
+  opened.add(node)
+  return node
+}
+
+function textUpdate(client: number, text: string): Uint8Array {
+  const doc = new Y.Doc()
+  doc.clientID = client
+  doc.getText('body').insert(0, text)
+  return Y.encodeStateAsUpdate(doc)
+}
+
+describe('MeshNode documents', () => {
+  it('applies updates, answers the state or the diff a state vector lacks, and emits the update', async () => {
+    const node = await open()
+    const events: WatchEvent[] = []
+    node.on('change', (event) => events.push(event))
+    const first = await node.applyDocUpdate('room', textUpdate(1, 'abc'))
+    expect(first.changed).toBe(true)
+    const read = await node.docState('room')
+    expect(read.exists).toBe(true)
+    const client = new Y.Doc()
+    Y.applyUpdate(client, read.update)
+    expect(client.getText('body').toString()).toBe('abc')
+
+    await node.applyDocUpdate('room', textUpdate(2, 'xyz'))
+    const diff = await node.docState('room', { sv: Y.encodeStateVector(client) })
+    expect(diff.update.length).toBeLessThan((await node.docState('room')).update.length)
+    Y.applyUpdate(client, diff.update)
+    expect(client.getText('body').toString()).toHaveLength(6)
+    expect(events.map((event) => event.type)).toEqual(['doc', 'doc'])
+    expect(await meshCodeOf(node.docState('room', { sv: Uint8Array.of(200) }))).toBe('MESHKV_ERR_INVALID_ARGUMENT')
+  })
+
+  it('keeps a document across a reopen, deleted or not, and counts it in the digest', async () => {
+    let node = await open()
+    const before = await node.digest()
+    await node.applyDocUpdate('kept', textUpdate(1, 'stays'))
+    await node.applyDocUpdate('dropped', textUpdate(2, 'goes'))
+    expect((await node.deleteDoc('dropped')).changed).toBe(true)
+    const digest = await node.digest()
+    expect(digest.digest).not.toBe(before.digest)
+    await node.close()
+    opened.delete(node)
+    node = await open()
+    expect(await node.docJson('kept')).toEqual({ body: 'stays' })
+    expect(await node.docJson('dropped')).toBeUndefined()
+    expect((await node.docState('dropped')).exists).toBe(false)
+    expect((await node.digest()).digest).toBe(digest.digest)
+  })
+
+  it('refuses an update that would take a document past 8 MiB', async () => {
+    const node = await open()
+    for (let client = 1; client <= 8; client++)
+      await node.applyDocUpdate('big', textUpdate(client, 'x'.repeat(1_000_000)))
+    expect(await meshCodeOf(node.applyDocUpdate('big', textUpdate(9, 'y'.repeat(800_000))))).toBe(
+      'MESHKV_ERR_STATE_TOO_LARGE',
+    )
+    // Deleting is never refused: it is how a document is brought back under the limit.
+    expect((await node.deleteDoc('big')).changed).toBe(true)
+    expect(await meshCodeOf(node.applyDocUpdate('', textUpdate(1, 'x')))).toBe('MESHKV_ERR_INVALID_KEY')
+  })
+})
