@@ -156,6 +156,7 @@ export class Replicator {
       onJoined: () => this.#counters.snapshotsReceived++,
       onRefused: () => this.#counters.snapshotsRefused++,
       recovering: () => this.#guard.state === 'recovering',
+      split: () => this.#guard.state === 'diverged' || this.#guard.state === 'conflict',
     })
     this.#unsubscribe = options.store.onCommit((entries) => {
       for (const session of this.#sessions.values()) session.offer(entries)

@@ -53,6 +53,8 @@ export interface SnapshotReceiverOptions {
   onRefused: () => void
   /** True while this node recovers changes of its own that its peers hold and it lost (seq-guard.ts). */
   recovering: () => boolean
+  /** True once this node's id names two histories (seq-guard.ts: `diverged` or `conflict`). */
+  split: () => boolean
 }
 
 export class SnapshotReceiver {
@@ -124,6 +126,13 @@ export class SnapshotReceiver {
       return
     }
     if (vcGet(vc, self) > vcGet(this.#options.store.vc, self) && !this.#options.recovering()) {
+      if (this.#options.split()) {
+        // The other history's changes of this id: never joined. A plain no, not a closed link, so
+        // the sender waits for this node's next sync instead of offering again at once.
+        this.#refuse(from, { vc }, 'a snapshot offer names changes of this node id from another history; refused')
+        link.send({ type: 'snapshot-reply', accept: false })
+        return
+      }
       // No peer can hold more of this node's changes than it made (they are fsynced before sent),
       // unless its data directory is an older copy: then it recovers, and the guard knows.
       this.#refuse(from, { vc }, 'a snapshot offer claims changes this node never made; refused')

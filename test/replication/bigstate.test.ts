@@ -148,6 +148,7 @@ function receiverOffered(store: Store, link: RecordingLink, vc: VectorClock) {
     onJoined: () => (joined = true),
     onRefused: () => undefined,
     recovering: () => false,
+    split: () => false,
   })
   receiver.said(link.nodeId, {})
   expect(receiver.needed(link, null)).toBe(true)
