@@ -5,7 +5,7 @@
  * cached per clock. Real LevelDB where the node is opened on a directory.
  */
 import fc from 'fast-check'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { encodeCausalToken, toNodeId } from '../../src/clock/index.js'
 import type { ListOptions, MeshNodeOptions } from '../../src/node/index.js'
 import { MeshError } from '../../src/errors.js'
@@ -14,36 +14,17 @@ import { Parking } from '../../src/node/bounds.js'
 import { listRange, prefixSuccessor } from '../../src/node/list.js'
 import { quorumRead } from '../../src/node/quorum.js'
 import { DigestCache, MemoryBackend, Store, digestOf } from '../../src/storage/index.js'
-import { byUtf8, meshCodeOf, sleep, tempDir } from '../helpers/async.js'
+import { byUtf8, meshCodeOf, sleep } from '../helpers/async.js'
 import { RUNS } from '../helpers/runs.js'
 import { freePort } from '../support/ports.js'
+import { nodeFixture } from './fixture.js'
 
 const OTHER = toNodeId('c3c3c3c3c3c3c3c3')
 /** A token no node here will ever cover: a read after it parks until its timeout. */
 const FUTURE = encodeCausalToken({ [OTHER]: 5 })
 
-let dir: string
-let removeDir: () => Promise<void>
-const opened = new Set<MeshNode>()
-const stores = new Set<Store>()
-
-beforeEach(async () => {
-  ;({ dir, remove: removeDir } = await tempDir('bounds'))
-})
-
-afterEach(async () => {
-  for (const node of opened) await node.close()
-  opened.clear()
-  for (const store of stores) await store.close()
-  stores.clear()
-  await removeDir()
-})
-
-async function open(options: Partial<MeshNodeOptions> = {}): Promise<MeshNode> {
-  const node = await MeshNode.open({ dir, ...options })
-  opened.add(node)
-  return node
-}
+const fixture = nodeFixture('bounds')
+const open = fixture.open
 
 function codeOf(error: unknown): string | undefined {
   return error instanceof MeshError ? error.code : undefined
@@ -51,7 +32,7 @@ function codeOf(error: unknown): string | undefined {
 
 async function openStore(): Promise<Store> {
   const store = await Store.open({ backend: new MemoryBackend(), now: Date.now, randomBytes: (n) => new Uint8Array(n) })
-  stores.add(store)
+  fixture.closeAfter(store)
   return store
 }
 
@@ -125,7 +106,6 @@ describe('parked writes', () => {
     const first = await open()
     await first.put('seed', 'x')
     await first.close()
-    opened.delete(first)
     const port = await freePort()
     return open({ peers: [`http://127.0.0.1:${port}`], secret: 'bounds-test-secret-0123456789', ...options })
   }

@@ -3,31 +3,14 @@
  * sync room uses (`applyDocUpdate`, `docState` with a state vector, 'change' events), deletes,
  * a document kept across a reopen, the digest, and the per-document size limit.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { MeshNode } from '../../src/node/index.js'
 import type { WatchEvent } from '../../src/node/index.js'
-import { meshCodeOf, tempDir } from '../helpers/async.js'
+import { meshCodeOf } from '../helpers/async.js'
+import { nodeFixture } from './fixture.js'
 
-let dir: string
-let removeDir: () => Promise<void>
-const opened = new Set<MeshNode>()
-
-beforeEach(async () => {
-  ;({ dir, remove: removeDir } = await tempDir('docs'))
-})
-
-afterEach(async () => {
-  for (const node of opened) await node.close()
-  opened.clear()
-  await removeDir()
-})
-
-async function open(): Promise<MeshNode> {
-  const node = await MeshNode.open({ dir })
-  opened.add(node)
-  return node
-}
+const fixture = nodeFixture('docs')
+const open = fixture.open
 
 function textUpdate(client: number, text: string): Uint8Array {
   const doc = new Y.Doc()
@@ -67,7 +50,6 @@ describe('MeshNode documents', () => {
     const digest = await node.digest()
     expect(digest.digest).not.toBe(before.digest)
     await node.close()
-    opened.delete(node)
     node = await open()
     expect(await node.docJson('kept')).toEqual({ body: 'stays' })
     expect(await node.docJson('dropped')).toBeUndefined()

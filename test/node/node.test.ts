@@ -3,19 +3,20 @@
  * siblings and contexts, preconditions, deletes, listing and paging, batches, counters, sets,
  * watch, causal waits, limits, locking, events and status.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { encodeCausalToken, encodeVersion, toNodeId, vcGet } from '../../src/clock/index.js'
 import { MeshError } from '../../src/errors.js'
-import type { BatchOp, Entry, ListOptions, MeshNodeOptions, WatchEvent } from '../../src/node/index.js'
+import type { BatchOp, Entry, ListOptions, WatchEvent } from '../../src/node/index.js'
 import { readFile } from 'node:fs/promises'
 import { MeshNode, PACKAGE_VERSION } from '../../src/node/index.js'
 import { Replicator } from '../../src/replication/index.js'
 import { MemoryBackend, Store } from '../../src/storage/index.js'
 import { decodeValue } from '../../src/node/index.js'
-import { byUtf8, meshCodeOf, nextWithin, sleep, takeWithin, tempDir, turn } from '../helpers/async.js'
+import { byUtf8, meshCodeOf, nextWithin, sleep, takeWithin, turn } from '../helpers/async.js'
 import { fromUtf8, plainBytes } from '../helpers/bytes.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
+import { nodeFixture } from './fixture.js'
 
 const packageJson = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string
@@ -23,25 +24,8 @@ const packageJson = JSON.parse(await readFile(new URL('../../package.json', impo
 const OTHER = toNodeId('c3c3c3c3c3c3c3c3')
 const EMPTY_VERSION = encodeVersion([])
 
-let dir: string
-let removeDir: () => Promise<void>
-const opened = new Set<MeshNode>()
-
-beforeEach(async () => {
-  ;({ dir, remove: removeDir } = await tempDir('node'))
-})
-
-afterEach(async () => {
-  for (const node of opened) await node.close()
-  opened.clear()
-  await removeDir()
-})
-
-async function open(options: Partial<MeshNodeOptions> = {}): Promise<MeshNode> {
-  const node = await MeshNode.open({ dir, ...options })
-  opened.add(node)
-  return node
-}
+const fixture = nodeFixture('node')
+const open = fixture.open
 
 function textOf(entry: Entry | undefined): string | undefined {
   return entry === undefined ? undefined : fromUtf8(entry.value)
@@ -89,7 +73,7 @@ describe('MeshNode: open, close, reopen', () => {
 
   it('refuses a second open of the same directory with MESHKV_ERR_LOCKED', async () => {
     const node = await open()
-    expect(await meshCodeOf(MeshNode.open({ dir }))).toBe('MESHKV_ERR_LOCKED')
+    expect(await meshCodeOf(MeshNode.open({ dir: fixture.dir() }))).toBe('MESHKV_ERR_LOCKED')
     await node.put('still', 'serving')
     await node.close()
     const again = await open()
@@ -98,12 +82,18 @@ describe('MeshNode: open, close, reopen', () => {
 
   it('refuses bad configuration with MESHKV_ERR_CONFIG', async () => {
     expect(await meshCodeOf(MeshNode.open({ dir: '' }))).toBe('MESHKV_ERR_CONFIG')
-    expect(await meshCodeOf(MeshNode.open({ dir, keyBytesMax: 0 }))).toBe('MESHKV_ERR_CONFIG')
-    expect(await meshCodeOf(MeshNode.open({ dir, batchOpsMax: 1.5 }))).toBe('MESHKV_ERR_CONFIG')
-    expect(await meshCodeOf(MeshNode.open({ dir, valueBytesMax: 65 * 1024 * 1024 }))).toBe('MESHKV_ERR_CONFIG')
+    expect(await meshCodeOf(MeshNode.open({ dir: fixture.dir(), keyBytesMax: 0 }))).toBe('MESHKV_ERR_CONFIG')
+    expect(await meshCodeOf(MeshNode.open({ dir: fixture.dir(), batchOpsMax: 1.5 }))).toBe('MESHKV_ERR_CONFIG')
+    expect(await meshCodeOf(MeshNode.open({ dir: fixture.dir(), valueBytesMax: 65 * 1024 * 1024 }))).toBe(
+      'MESHKV_ERR_CONFIG',
+    )
     // A write must fit in one replication frame.
-    expect(await meshCodeOf(MeshNode.open({ dir, valueBytesMax: 3 * 1024 * 1024 + 1 }))).toBe('MESHKV_ERR_CONFIG')
-    expect(await meshCodeOf(MeshNode.open({ dir, peers: ['http://127.0.0.1:1'] }))).toBe('MESHKV_ERR_CONFIG')
+    expect(await meshCodeOf(MeshNode.open({ dir: fixture.dir(), valueBytesMax: 3 * 1024 * 1024 + 1 }))).toBe(
+      'MESHKV_ERR_CONFIG',
+    )
+    expect(await meshCodeOf(MeshNode.open({ dir: fixture.dir(), peers: ['http://127.0.0.1:1'] }))).toBe(
+      'MESHKV_ERR_CONFIG',
+    )
   })
 
   it('refuses a batch too large to replicate (over 3.5 MiB in all) with MESHKV_ERR_VALUE_TOO_LARGE, writing none of it', async () => {
@@ -805,7 +795,7 @@ describe('MeshNode: events and status', () => {
   })
 
   it('keeps committing when a change listener throws (checked in a child process)', async () => {
-    const child = new ChildLines(spawnFixture('throwing-listener.ts', [dir]))
+    const child = new ChildLines(spawnFixture('throwing-listener.ts', [fixture.dir()]))
     const line = await child.waitFor((text) => text.startsWith('{'), 20_000, 'the report line')
     expect(JSON.parse(line)).toEqual({ secondPut: true, watched: ['boom', 'after'], uncaught: ['listener failed'] })
     expect((await child.ended).code).toBe(0)

@@ -6,34 +6,17 @@
  * key already past a limit (a merge put it there) is let through: it is how the key comes back.
  * Real LevelDB.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { vcDistance } from '../../src/clock/index.js'
 import { REGISTER_BYTES_MAX, REGISTER_SIBLINGS_MAX, SET_BYTES_MAX, SET_MEMBERS_MAX } from '../../src/crdt/index.js'
-import type { MeshNodeOptions } from '../../src/node/index.js'
 import { MeshNode } from '../../src/node/index.js'
 import { MemoryBackend, Store } from '../../src/storage/index.js'
-import { meshCodeOf, tempDir } from '../helpers/async.js'
+import { meshCodeOf } from '../helpers/async.js'
+import { nodeFixture } from './fixture.js'
 
-let dir: string
-let removeDir: () => Promise<void>
-const opened = new Set<MeshNode>()
-
-beforeEach(async () => {
-  ;({ dir, remove: removeDir } = await tempDir('state-limits'))
-})
-
-afterEach(async () => {
-  for (const node of opened) await node.close()
-  opened.clear()
-  await removeDir()
-})
-
-async function open(options: Partial<MeshNodeOptions> = {}): Promise<MeshNode> {
-  const node = await MeshNode.open({ dir, ...options })
-  opened.add(node)
-  return node
-}
+const fixture = nodeFixture('state-limits')
+const open = fixture.open
 
 /**
  * Makes `key` hold `count` siblings of `bytes` bytes the way the issue saw it: each write replaces
