@@ -68,6 +68,8 @@ describe('kvctl doc', () => {
     expect(JSON.parse(typed.out)).toEqual({ body, meta: { title: 'notes' }, list: [] })
     const badTypes = await kv(['-o', 'json', 'doc', 'get', 'notes', '--types', 'body:string'])
     expect(badTypes.code).toBe(2)
+    // Kinds only shape JSON: with the binary form they are a usage mistake.
+    expect((await kv(['doc', 'get', 'notes', '--types', 'body:text'])).code).toBe(2)
   })
 
   it('rm deletes; a missing document, a damaged update and a missing file have their exit codes', async () => {
