@@ -53,6 +53,17 @@ function updateEvents(node: MeshNode): WatchEvent[] {
   return events
 }
 
+/** The names the node's Y.Docs write through `applyDocUpdate` (the real method, counted). */
+function countWrites(node: MeshNode): string[] {
+  const names: string[] = []
+  const apply = node.applyDocUpdate.bind(node)
+  node.applyDocUpdate = (name, update, options) => {
+    names.push(name)
+    return apply(name, update, options)
+  }
+  return names
+}
+
 describe('node.doc(name)', () => {
   it('edits on two linked nodes converge on both Y.Docs, and each edit is written once', async () => {
     const [a, b] = await twoNodes()
@@ -63,6 +74,7 @@ describe('node.doc(name)', () => {
     await vi.waitFor(() => expect(docB.getText('body').toString()).toBe('seed. '), { timeout: 10_000 })
     const eventsA = updateEvents(a)
     const eventsB = updateEvents(b)
+    const [writesA, writesB] = [countWrites(a), countWrites(b)]
 
     docA.getText('body').insert(0, 'from a. ')
     docB.getText('body').insert(6, 'from b. ')
@@ -82,6 +94,8 @@ describe('node.doc(name)', () => {
     const origins = (events: WatchEvent[]) => events.filter((event) => event.type === 'doc').map((e) => e.origin)
     expect(origins(eventsA).sort()).toEqual(['local', 'remote', 'remote'])
     expect(origins(eventsB).sort()).toEqual(['local', 'local', 'remote'])
+    // And no write of an applied update either (the node would drop it as held, so count calls).
+    expect([writesA, writesB]).toEqual([['room'], ['room', 'room']])
   })
 
   it('applies updates written through the node API; one Y.Doc per name until destroyed', async () => {
