@@ -1,5 +1,5 @@
 /**
- * Where `kvctl put` takes its value from, as etcdctl, consul and `redis-cli -x` do: the VALUE
+ * Where `kvctl put` takes its value from (and `kvctl doc apply` its update), as etcdctl, consul and `redis-cli -x` do: the VALUE
  * argument; `-` or no VALUE with stdin piped in; `@file` for a file's bytes. Input is bounded by
  * the largest value any node can accept, so a runaway pipe cannot fill memory.
  */
@@ -33,6 +33,13 @@ export async function readValue(
   }
   if (argument.startsWith('@')) return { bytes: await readFileBounded(argument.slice(1)), contentType: BYTES_TYPE }
   return { bytes: Buffer.from(argument, 'utf8'), contentType: TEXT_TYPE }
+}
+
+/** A file's bytes, or stdin's for `-` (`kvctl doc apply NAME FILE`). */
+export async function readFileOrStdin(path: string, stdin: Readable & { isTTY?: boolean }): Promise<Uint8Array> {
+  if (path !== '-') return readFileBounded(path)
+  if (stdin.isTTY === true) throw new UsageError('FILE is -, but stdin is a terminal: pipe the update in')
+  return readStream(stdin, 'stdin')
 }
 
 async function readStream(stream: Readable, what: string): Promise<Uint8Array> {

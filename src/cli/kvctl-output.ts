@@ -91,7 +91,7 @@ export function listItemJson(item: ClientListItem): Record<string, unknown> {
   }
 }
 
-/** Plain `watch`: `<cursor> <event> <key or name> [value, delta or member]`. */
+/** Plain `watch`: `<cursor> <event> <key or name> [value, delta, member or bytes=<update size>]`. */
 export function watchLine(event: ClientWatchEvent): string {
   const data = typeof event.data === 'object' && event.data !== null ? (event.data as Record<string, unknown>) : {}
   const subject = String(data['key'] ?? data['name'] ?? '')
@@ -102,6 +102,9 @@ export function watchLine(event: ClientWatchEvent): string {
     else detail = JSON.stringify(data['value'])
   } else if (event.event === 'counter') detail = String(data['delta'] ?? '')
   else if (event.event === 'set.add' || event.event === 'set.remove') detail = String(data['member'] ?? '')
+  // An update is binary and may be large: its size says that something changed, and how much.
+  else if (event.event === 'doc' && typeof data['update'] === 'string')
+    detail = `bytes=${Buffer.from(data['update'], 'base64').length}`
   return [event.id ?? '-', event.event, subject, detail].filter((part) => part !== '').join(' ') + '\n'
 }
 

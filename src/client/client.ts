@@ -31,6 +31,9 @@ import type {
   ClientPutOptions,
   ClientReadOptions,
   ClientDigest,
+  ClientDocReadOptions,
+  ClientDocTypeKind,
+  ClientDocWriteResult,
   ClientMember,
   ClientStatus,
   ClientWatchEvent,
@@ -39,6 +42,7 @@ import type {
   MeshClientOptions,
 } from './types.js'
 import { readEvents } from './watch-stream.js'
+import { docReadSpec, docWriteSpec, docWritten } from './docs.js'
 import {
   entityTagOf,
   listItem,
@@ -266,6 +270,42 @@ export class MeshClient {
       signal: options.signal,
     })
     return stringArrayField(jsonOf(answer), 'members')
+  }
+
+  /**
+   * A document as one Yjs update (with `sv`, only what a holder of that state vector lacks), or
+   * undefined when it has no content (never written, or deleted).
+   */
+  async getDoc(name: string, options: ClientDocReadOptions = {}): Promise<Uint8Array | undefined> {
+    const headers = this.#readHeaders(options.after)
+    const answer = await this.#send(docReadSpec(name, { ...options, format: 'update' }, headers))
+    if (isNotFound(answer)) return undefined
+    checkAnswer(answer)
+    return answer.body
+  }
+
+  /** A document's top-level types as JSON (`types` names their kinds), or undefined when it has no content. */
+  async getDocJson(
+    name: string,
+    options: Omit<ClientDocReadOptions, 'sv'> & { types?: Readonly<Record<string, ClientDocTypeKind>> } = {},
+  ): Promise<Record<string, unknown> | undefined> {
+    const answer = await this.#send(docReadSpec(name, { ...options, format: 'json' }, this.#readHeaders(options.after)))
+    if (isNotFound(answer)) return undefined
+    return jsonOf(answer)
+  }
+
+  /** Applies a Yjs update (v1) to a document, as one change. */
+  async applyDocUpdate(
+    name: string,
+    update: Uint8Array,
+    options: ClientConcernOptions = {},
+  ): Promise<ClientDocWriteResult> {
+    return docWritten(this.#written(await this.#send(docWriteSpec(name, update, options))))
+  }
+
+  /** Deletes what the node that takes it holds of a document (an update concurrent with it stays). */
+  async deleteDoc(name: string, options: ClientConcernOptions = {}): Promise<ClientDocWriteResult> {
+    return docWritten(this.#written(await this.#send(docWriteSpec(name, null, options))))
   }
 
   /** The status of the node the policy picks (`endpoint` says which one answered). */

@@ -24,8 +24,8 @@ export function keyPath(key: string): string {
   return '/v1/kv/' + segments.map(encodeURIComponent).join('/')
 }
 
-/** `/v1/counters/<name>` or `/v1/sets/<name>`, the name as one percent-encoded segment. */
-export function namePath(space: 'counters' | 'sets', name: string): string {
+/** `/v1/counters/<name>`, `/v1/sets/<name>` or `/v1/docs/<name>`, the name as one percent-encoded segment. */
+export function namePath(space: 'counters' | 'sets' | 'docs', name: string): string {
   if (typeof name !== 'string' || name.length === 0)
     throw new MeshError('MESHKV_ERR_INVALID_KEY', 'the name must be a non-empty string')
   if (!name.isWellFormed())

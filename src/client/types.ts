@@ -134,6 +134,22 @@ export interface ClientWriteResult {
   token: string
 }
 
+/** The kind of a document's top-level type, for `getDocJson`'s `types` (the node's `?types=`). */
+export type ClientDocTypeKind = 'text' | 'map' | 'array' | 'xml'
+
+export interface ClientDocReadOptions extends Omit<ClientReadOptions, 'siblings'> {
+  /** A Yjs state vector: answer only what its holder lacks (for `getDoc`). */
+  sv?: Uint8Array
+}
+
+/** A document write's answer: `changed` is false for an update the document already held. */
+export interface ClientDocWriteResult {
+  name: string
+  changed: boolean
+  /** A causal token covering this write. */
+  token: string
+}
+
 export interface ClientListOptions {
   prefix?: string
   /** Inclusive lower bound. */

@@ -48,6 +48,12 @@ export function stringField(record: Record<string, unknown>, field: string): str
   return value
 }
 
+export function booleanField(record: Record<string, unknown>, field: string): boolean {
+  const value = record[field]
+  if (typeof value !== 'boolean') throw malformed(`the field ${field} is not a boolean`)
+  return value
+}
+
 export function numberField(record: Record<string, unknown>, field: string): number {
   const value = record[field]
   if (typeof value !== 'number' || !Number.isFinite(value)) throw malformed(`the field ${field} is not a number`)

@@ -5,6 +5,7 @@
  * logic lives in `crdt/`, durability and group commit in `storage/` (docs/architecture.md).
  */
 import { EventEmitter } from 'node:events'
+import type * as Y from 'yjs'
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import { parseReadConcern, requiredMembers } from '../api/concern.js'
@@ -20,6 +21,7 @@ import type { Bounds } from './bounds.js'
 import { Parking, checkBounds } from './bounds.js'
 import type { DocParts, DocRead, DocReadOptions } from './docs.js'
 import { applyDocUpdate, deleteDoc, readDoc, readDocJson } from './docs.js'
+import { DocSync } from './doc-sync.js'
 import type { Cluster } from './cluster.js'
 import { checkLimit, listPage, rangeEntries } from './list.js'
 import type { MemberStatus } from './members.js'
@@ -55,6 +57,8 @@ import { Writer } from './writes.js'
 
 export interface MeshNodeEvents {
   change: [WatchEvent]
+  /** A local edit of a `doc(name)` Y.Doc the node refused (`details.doc` names the document). */
+  error: [MeshError]
 }
 
 export class MeshNode extends EventEmitter<MeshNodeEvents> {
@@ -73,6 +77,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   /** Causal waits (`after`) and quorum reads parked now (`parkedReadsMax`). */
   readonly #parkedReads: Parking
   readonly #digests: DigestCache
+  readonly #docSync: DocSync = new DocSync(this)
   #closed = false
 
   private constructor(
@@ -247,6 +252,17 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return readDocJson(this.#docParts, name, options)
   }
 
+  /**
+   * The document as a `Y.Doc` kept in sync with the cluster: local edits are written (and
+   * replicate), updates the node commits are applied. One Y.Doc per name (a second call answers
+   * the same one) until `doc.destroy()` or `close()`. A local edit the node refuses is an
+   * 'error' event on the node: listen for it.
+   */
+  async doc(name: string): Promise<Y.Doc> {
+    this.#checkOpen()
+    return this.#docSync.doc(name)
+  }
+
   get #docParts(): DocParts {
     return {
       limits: this.limits,
@@ -292,6 +308,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#docSync.close()
     this.#closing.abort()
     this.#digests.close()
     this.tokens.close()
