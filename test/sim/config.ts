@@ -6,10 +6,16 @@
  */
 import type { Violation } from '../checkers/checks.js'
 import type { ChangeRecord, FinalNodeState, HistoryEvent } from '../checkers/history.js'
+import { isMeshError } from '../../src/errors.js'
 
 export const MAX_OFFSET_MS = 2000
 export const WRITE_TIMEOUT_MS = 2500
 export const READ_TIMEOUT_MS = 2000
+/**
+ * After a start, how long a node's own writes wait for members that do not sync (the seq guard's
+ * grace, src/replication/seq-guard.ts): two of the longest peer timeouts, as a real node's two.
+ */
+export const SEQ_GUARD_GRACE_MS = 10_000
 /** Virtual time allowed from the final heal to quiescence. */
 export const QUIESCE_DEADLINE_MS = 120_000
 
@@ -35,6 +41,10 @@ export interface Faults {
    * good a little later; it takes the place of `forget` in the run (one forgotten member a run).
    */
   forgetLive: boolean
+  /** A node is started again on an older copy of its disk (operator.ts). */
+  restore: boolean
+  /** A second process runs a node's id on a copy of its disk, beside the original (operator.ts). */
+  clone: boolean
 }
 
 export const FAULT_NAMES: readonly (keyof Faults)[] = [
@@ -47,6 +57,8 @@ export const FAULT_NAMES: readonly (keyof Faults)[] = [
   'join',
   'forget',
   'forgetLive',
+  'restore',
+  'clone',
 ]
 
 export interface SimConfig {
@@ -84,6 +96,14 @@ export interface SimStats {
   forgets: number
   /** Writes a live, forgotten member refused once it learnt it was forgotten. */
   writesRefusedForgotten: number
+  /** Nodes started again on an older copy of their disk; second processes of one node id. */
+  restores: number
+  clones: number
+  /** Restores that took own changes away (the copy was older), and restored nodes that got them back. */
+  rolledBack: number
+  recoveries: number
+  /** Writes the seq guard refused (a node verifying, recovering, or in conflict). */
+  writesRefusedGuard: number
   /** Virtual ms from start to the end of quiescence. */
   virtualMs: number
 }
@@ -108,6 +128,11 @@ export function emptyStats(): SimStats {
     joins: 0,
     forgets: 0,
     writesRefusedForgotten: 0,
+    restores: 0,
+    clones: 0,
+    rolledBack: 0,
+    recoveries: 0,
+    writesRefusedGuard: 0,
     virtualMs: 0,
   }
 }
@@ -144,6 +169,9 @@ export function drawConfig(seed: number, random: () => number, overrides: Config
       forget: random() < 0.4,
       // From the seed, not the PRNG: runs without it draw as they did before it existed.
       forgetLive: Math.imul(seed, 2654435761) >>> 29 < 3,
+      // In every run, drawing nothing.
+      restore: true,
+      clone: true,
     },
   }
   return { ...drawn, ...overrides, seed, faults: { ...drawn.faults, ...overrides.faults } }
@@ -153,4 +181,11 @@ export function drawConfig(seed: number, random: () => number, overrides: Config
 export function replayLine(seed: number, overrides: ConfigOverrides = {}): string {
   const extra = Object.keys(overrides).length === 0 ? '' : ` --config '${JSON.stringify(overrides)}'`
   return `npm run sim -- --seed ${seed}${extra}`
+}
+
+/** Codes of the seq guard's refusal of an own write (src/replication/seq-guard.ts): nothing was written. */
+export const GUARD_CODES = ['MESHKV_ERR_RECOVERING', 'MESHKV_ERR_NODE_ID_CONFLICT'] as const
+
+export function guardRefused(error: unknown): boolean {
+  return GUARD_CODES.some((code) => isMeshError(error, code))
 }

@@ -13,6 +13,7 @@ import type { Change, Intent } from '../../src/crdt/index.js'
 import { isMeshError } from '../../src/errors.js'
 import { FORGOTTEN_SET, MEMBERS_SET, Membership } from '../../src/replication/membership.js'
 import { dotString } from '../checkers/history.js'
+import { guardRefused } from './config.js'
 import type { SimNode } from '../helpers/replication-sim.js'
 import type { Simulation } from './simulation.js'
 
@@ -83,6 +84,8 @@ export class Members {
     const generation = node.generation
     const addLink = replicator.addLink.bind(replicator)
     replicator.addLink = (link) => {
+      // A node that may not write yet (seq guard) admits the peer on a later tick, once it may.
+      if (!replicator.seqGuard.writable) return addLink(link)
       const rules = this.rules(node.index)
       const intents = rules.admit(link.nodeId, link.url)
       if (intents === null) return addLink(link)
@@ -137,6 +140,8 @@ export class Members {
     }
     if (!rules.joined && vcGet(node.store.vc, node.nodeId) > 0)
       this.sim.internal(`node ${node.index} originated a change before it was ready`)
+    // Membership writes wait until the node may write (the seq guard), as the node's wiring does.
+    if (!node.replicator.seqGuard.writable) return
     const claim = rules.claim()
     if (claim !== null) void this.#commitMembership(node, claim).finally(() => rules.claimed())
     for (const { nodeId, url } of node.replicator.linkedPeerUrls()) {
@@ -168,7 +173,8 @@ export class Members {
         change = result.change
       }
     } catch (error) {
-      if (node.generation === generation && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
+      // The seq guard may refuse the write at mint time (it changed since the node checked): no change made.
+      if (node.generation === generation && !isMeshError(error, 'MESHKV_ERR_CLOSED') && !guardRefused(error))
         this.sim.internal(`node ${node.index} could not write the member set: ${String(error)}`)
     }
     this.sim.activity()
@@ -177,6 +183,8 @@ export class Members {
 
   /** A member (not the joiner's configured one) goes down for good: its disk is lost with it. */
   #retire(): void {
+    // Not while a restored node checks with its peers (operator.ts): a little later.
+    if (this.sim.operator.holding()) return void this.sim.timeline.after(500, 'retire', () => this.#retire())
     const joinerPeer = this.joiner === null ? undefined : this.#peerUrls[this.joiner]?.[0]
     const live = this.sim.cluster.nodes.filter(
       (node) => node.alive && !this.sim.chaos.restarting.has(node.index) && node.index !== this.joiner,
@@ -289,6 +297,8 @@ export class Members {
    * write acknowledged by k members only when its origin and k members in all crashed lossily.
    */
   async #forgetLive(): Promise<void> {
+    if (this.sim.operator.holding())
+      return void this.sim.timeline.after(500, 'forget live', () => void this.#forgetLive())
     // Not in a run with a joiner: a brand-new node may hold changes of the member that came in a
     // snapshot (no log entry to relay them), past what the survivors hold, and then the forget
     // leaves the joiner and the survivors apart for good (seed 91000881). A known gap: see the

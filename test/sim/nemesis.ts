@@ -24,7 +24,7 @@ export class Nemesis {
 
   scheduleNemesis(): void {
     const faults = this.sim.config.faults
-    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive']
+    const scheduled: readonly (keyof Faults)[] = ['power', 'join', 'forget', 'forgetLive', 'restore', 'clone']
     if (!FAULT_NAMES.some((name) => !scheduled.includes(name) && faults[name])) return
     if (faults.drop) this.sim.network.dropRate = 0.003
     const delay = 200 + Math.floor(-Math.log(1 - this.sim.random()) * 1500)
@@ -38,6 +38,8 @@ export class Nemesis {
     const faults = this.sim.config.faults
     const kinds = (['drop', 'partition', 'crash', 'skew', 'stall'] as const).filter((name) => faults[name])
     const kind = this.sim.pick(kinds)
+    // A restored node checking with its peers has its paths up and no member crashing (operator.ts).
+    if ((kind === 'partition' || kind === 'crash') && this.sim.operator.holding()) return
     switch (kind) {
       case 'partition':
         return this.#partition()
@@ -119,12 +121,13 @@ export class Nemesis {
   }
 
   /** A crash; `retired`: the node is gone for good and its disk with it (so lossy, whatever it synced). */
-  crash(index: number, kind: 'process' | 'power', retired = false): void {
+  crash(index: number, kind: 'process' | 'power', retired = false, restored = false): void {
     const node = this.sim.cluster.node(index)
-    const lossy = retired || (kind === 'power' && node.options.sync !== true)
+    // A restore loses what the disk took since its copy, whatever it synced.
+    const lossy = retired || restored || (kind === 'power' && node.options.sync !== true)
     this.sim.stats.crashes++
     if (lossy) this.sim.stats.lossyCrashes++
-    this.sim.nemesis('crash', [index], retired ? 'retired' : kind, lossy)
+    this.sim.nemesis('crash', [index], retired ? 'retired' : restored ? 'for a restore' : kind, lossy)
     if (lossy) {
       const held = Object.fromEntries(
         this.sim.cluster.nodes.map((other) => [other.nodeId, this.sim.diskSeq(node, other.nodeId)]),
@@ -140,7 +143,7 @@ export class Nemesis {
     }
   }
 
-  restart(index: number, label: 'restart' | 'join' = 'restart'): void {
+  restart(index: number, label: 'restart' | 'join' | 'restore' = 'restart'): void {
     this.restartTimers.delete(index)
     const node = this.sim.cluster.node(index)
     if (node.alive || this.restarting.has(index) || index === this.sim.members.retired) return
@@ -162,6 +165,19 @@ export class Nemesis {
     )
   }
 
+  /** Every path up now, and partitions pending a heal forgotten (a restore's shape, operator.ts). */
+  calm(): void {
+    const down = this.sim.network.up.some((row, a) => row.some((up, b) => a !== b && !up))
+    ++this.#partitionEpoch
+    if (!down) return
+    this.sim.network.setPaths(() => true)
+    this.sim.nemesis(
+      'heal',
+      this.sim.cluster.nodes.map((node) => node.index),
+      'for a restore',
+    )
+  }
+
   /** The final heal: every path up, faults off, every node down for a while restarted. */
   async heal(): Promise<void> {
     this.sim.phase = 'heal'
@@ -179,5 +195,6 @@ export class Nemesis {
       this.restart(index)
     }
     this.restartTimers.clear()
+    this.sim.operator.heal()
   }
 }

@@ -52,10 +52,11 @@ import { dotString } from '../checkers/history.js'
 import type { SimNode } from '../helpers/replication-sim.js'
 import { START_MS, SimCluster, TICK_MS, simNodeId } from '../helpers/replication-sim.js'
 import type { ConfigOverrides, SimConfig, SimResult } from './config.js'
-import { MAX_OFFSET_MS, QUIESCE_DEADLINE_MS, drawConfig, emptyStats } from './config.js'
+import { MAX_OFFSET_MS, QUIESCE_DEADLINE_MS, SEQ_GUARD_GRACE_MS, drawConfig, emptyStats } from './config.js'
 import { Members } from './members.js'
 import { Network, summarize } from './network.js'
 import { Nemesis } from './nemesis.js'
+import { OperatorFaults } from './operator.js'
 import { allChanges, finalStates, quiesce, valueViolations } from './quiescence.js'
 import type { TimedEvent } from './timeline.js'
 import { Timeline } from './timeline.js'
@@ -89,6 +90,7 @@ export class Simulation {
   readonly workload = new Workload(this)
   readonly chaos = new Nemesis(this)
   readonly members = new Members(this)
+  readonly operator = new OperatorFaults(this)
 
   constructor(
     readonly seed: number,
@@ -194,6 +196,7 @@ export class Simulation {
       for (const node of this.cluster.nodes) this.#scheduleTick(node.index, Math.floor(this.random() * TICK_MS))
       this.workload.startClients()
       this.chaos.scheduleNemesis()
+      this.operator.start()
       const chaosDeadline = this.timeline.nowMs + 600_000
       if (!(await this.runUntil(() => this.workload.finished(), chaosDeadline))) {
         const open = [...this.workload.flights.values()].map((flight) => JSON.stringify(flight.invoke))
@@ -205,6 +208,7 @@ export class Simulation {
       await this.chaos.heal()
       const quiet = await quiesce(this)
       if (quiet) await this.members.checkMembership()
+      if (quiet) this.operator.checkGuards()
       if (!quiet)
         this.violations.push({
           checker: 'liveness',
@@ -272,6 +276,7 @@ export class Simulation {
           ],
           logRetainEntries: this.random() < 0.5 ? 0 : 10,
           snapshotAfterChanges: this.random() < 0.5 ? 20 : 10_000,
+          seqGuardGraceMs: SEQ_GUARD_GRACE_MS,
         },
         perRun: (store) => this.#perRun(index, store),
       })
@@ -346,6 +351,8 @@ export class Simulation {
         if (fields['code'] === 'MESHKV_ERR_CLOCK_SKEW') this.stats.refusedSkew++
       },
       error: (fields, message) => {
+        // A conflict the clone fault made is said as an error, as it should be (operator.ts).
+        if (fields['state'] === 'conflict' && this.config.faults.clone) return
         if (current()) this.internal(`node ${index} logged an error: ${message} ${JSON.stringify(fields)}`)
       },
     }

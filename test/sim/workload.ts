@@ -27,7 +27,16 @@ import type {
 } from '../checkers/history.js'
 import { dotString } from '../checkers/history.js'
 import type { SimNode } from '../helpers/replication-sim.js'
-import { COUNTER_NAMES, KV_KEYS, MEMBERS, READ_TIMEOUT_MS, SET_NAMES, WRITE_TIMEOUT_MS } from './config.js'
+import {
+  COUNTER_NAMES,
+  GUARD_CODES,
+  KV_KEYS,
+  MEMBERS,
+  READ_TIMEOUT_MS,
+  SET_NAMES,
+  WRITE_TIMEOUT_MS,
+  guardRefused,
+} from './config.js'
 import type { Simulation } from './simulation.js'
 import type { TimedEvent } from './timeline.js'
 
@@ -231,7 +240,7 @@ export class Workload {
     this.sim.activity()
     const client = flight.client
     client.busy = false
-    const moveOn = ['MESHKV_ERR_UNAVAILABLE', 'MESHKV_ERR_CONNECTION_RESET', 'MESHKV_ERR_NOT_READY']
+    const moveOn = ['MESHKV_ERR_UNAVAILABLE', 'MESHKV_ERR_CONNECTION_RESET', 'MESHKV_ERR_NOT_READY', ...GUARD_CODES]
     if (kind !== 'ok' && fields.code !== undefined && moveOn.includes(fields.code)) this.#failOver(client)
     this.#scheduleClient(client, 20 + Math.floor(this.sim.random() * 300))
   }
@@ -254,6 +263,13 @@ export class Workload {
       this.finish(flight, 'fail', { code: 'MESHKV_ERR_NOT_READY' })
       return
     }
+    // A node whose seq guard holds own writes back refuses them, as the node's `checkWrites` does.
+    const refusal = node.replicator.seqGuard.refusal()
+    if (refusal !== null) {
+      this.sim.stats.writesRefusedGuard++
+      this.finish(flight, 'fail', { code: refusal.code })
+      return
+    }
     const { replicator } = node
     node.store.commitLocal(intents).then(
       (result) => {
@@ -267,6 +283,12 @@ export class Workload {
       (error: unknown) => {
         if (flight.done) return
         const code = isMeshError(error) ? error.code : 'UNEXPECTED'
+        // Refused at mint time (the guard changed since the check above): nothing was written.
+        if (guardRefused(error)) {
+          this.sim.stats.writesRefusedGuard++
+          this.finish(flight, 'fail', { code })
+          return
+        }
         if (code !== 'MESHKV_ERR_CLOSED')
           this.sim.internal(
             `a write failed unexpectedly: ${JSON.stringify(op)} on node ${flight.node}: ${String(error)}`,
