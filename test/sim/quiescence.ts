@@ -25,6 +25,9 @@ export function converged(sim: Simulation): boolean {
   if (sim.members.retired !== null && !sim.members.forgotten) return false
   // A forgotten member still up (forgotten alive) goes down for good before the run counts as quiet.
   if (sim.members.retired !== null && sim.cluster.node(sim.members.retired).alive) return false
+  // A node that started late in the run writes again once every member synced (or its seq guard's
+  // grace ran out): a heal's restart is not over before that (the guard's other states are checks).
+  if (nodes.some((node) => node.replicator.seqGuard.state === 'verifying')) return false
   const first = (nodes[0] as SimNode).store.vc
   return (
     nodes.every((node) => vcEquals(node.store.vc, first) && sim.members.bufferedWork(node).length === 0) &&
