@@ -8,7 +8,7 @@
  *   peer claim more of it than it holds, refuse own writes (`MESHKV_ERR_RECOVERING`) until the
  *   peers sent them back, and only then mint the next unused seq. The fault is shaped as an
  *   operator's restore is, and as the guard's documented limit asks: the restore waits until
- *   every own change of the node is held by a live peer (else the restore itself would lose
+ *   every own change of the node is held by a live member its copy names (else the restore would lose
  *   acknowledged writes, which no guard can undo), every member is up, and from the restore until
  *   the restored node may write again its paths are up and no member crashes (no partition, no
  *   crash, no retirement). A restored node that reaches no peer within the grace writes anyway
@@ -111,7 +111,7 @@ export class OperatorFaults {
 
   /**
    * The restore's shape (see the header): the node and every other member up, and every own
-   * change of the node held by some live peer.
+   * change of the node held by some live member the copy names.
    */
   #mayRestore(node: SimNode): boolean {
     const { cluster, members, chaos } = this.sim
@@ -122,7 +122,12 @@ export class OperatorFaults {
     )
     if (!others.every((other) => other.alive && !chaos.restarting.has(other.index))) return false
     const own = this.#ownSeq(node)
-    return own === 0 || others.some((other) => (other.store.vc[node.nodeId] ?? 0) >= own)
+    // A holder the restored node waits for: a member it knows from any copy of its disk (one the
+    // run started with). A node admitted later (the joiner) may be the only holder, through a
+    // snapshot, and known to no member the copy names: then nothing tells the restored node to
+    // wait for it (seed 777204), the guard's documented limit.
+    const knownToCopy = others.filter((other) => other.index < this.sim.config.nodes)
+    return own === 0 || knownToCopy.some((other) => (other.store.vc[node.nodeId] ?? 0) >= own)
   }
 
   #restore(node: SimNode, copy: MemoryDisk, tries: number): void {
