@@ -16,6 +16,11 @@ export const READ_TIMEOUT_MS = 2000
  * grace, src/replication/seq-guard.ts): two of the longest peer timeouts, as a real node's two.
  */
 export const SEQ_GUARD_GRACE_MS = 10_000
+/**
+ * Events a run may take in all: a run spends a few thousand, tens of thousands at most; one past
+ * this is a busy loop, ended as a liveness failure rather than run for minutes.
+ */
+export const EVENTS_MAX = 200_000
 /** Virtual time allowed from the final heal to quiescence. */
 export const QUIESCE_DEADLINE_MS = 120_000
 

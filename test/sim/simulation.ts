@@ -52,7 +52,7 @@ import { dotString } from '../checkers/history.js'
 import type { SimNode } from '../helpers/replication-sim.js'
 import { START_MS, SimCluster, TICK_MS, simNodeId } from '../helpers/replication-sim.js'
 import type { ConfigOverrides, SimConfig, SimResult } from './config.js'
-import { MAX_OFFSET_MS, QUIESCE_DEADLINE_MS, SEQ_GUARD_GRACE_MS, drawConfig, emptyStats } from './config.js'
+import { EVENTS_MAX, MAX_OFFSET_MS, QUIESCE_DEADLINE_MS, SEQ_GUARD_GRACE_MS, drawConfig, emptyStats } from './config.js'
 import { Members } from './members.js'
 import { Network, summarize } from './network.js'
 import { Nemesis } from './nemesis.js'
@@ -166,6 +166,8 @@ export class Simulation {
     while (!done()) {
       const next = this.timeline.peekMs()
       if (next === undefined || next > deadlineMs) return false
+      // A run this busy is in a loop (peers answering each other with no end): a liveness failure.
+      if (this.stats.events >= EVENTS_MAX) return false
       const event = this.timeline.next() as TimedEvent
       this.cluster.clockMs = this.timeline.nowMs
       this.stats.events++
@@ -212,7 +214,7 @@ export class Simulation {
       if (!quiet)
         this.violations.push({
           checker: 'liveness',
-          message: `no quiescence within ${QUIESCE_DEADLINE_MS} virtual ms of the final heal:\n${this.describe()}`,
+          message: `no quiescence within ${QUIESCE_DEADLINE_MS} virtual ms of the final heal (or ${EVENTS_MAX} events in the run; ${this.stats.events} ran):\n${this.describe()}`,
         })
       this.stats.virtualMs = this.now()
       const finals = await finalStates(this)
