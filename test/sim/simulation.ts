@@ -18,7 +18,9 @@
  *      the state-based join (`joinState`) of that many reachable members' states;
  *    - faults: partitions of any shape (isolate one, split, bridge, random), dropped frames
  *      (which break links), stalled links, crashes (kill -9, or a power loss — see below) and
- *      restarts, clock skew up to twice the allowed offset.
+ *      restarts, clock skew up to twice the allowed offset; and the operator faults (operator.ts): a
+ *      node started again on an older copy of its disk (restore), a second process of one node id
+ *      (clone). Every node runs the seq guard; a write it refuses is a failure, never an ack.
  * 3. Heal: every path up, every node restarted, faults off; run until quiescence (every node has
  *    the same VC, nothing buffered, nothing in flight) or a virtual deadline (a liveness failure).
  * 4. Check (test/checkers): the history, every node's final state, and every change from the logs.
