@@ -231,6 +231,17 @@ export class SimCluster {
     return node
   }
 
+  /**
+   * A second process of node `index` on `backend` (a copy of its disk: the clone of an operator
+   * fault), beside the running one: same options but no `perRun` (the node's runs are the
+   * original's). The caller owns it: it is not one of `nodes`, and the caller closes it.
+   */
+  async spawn(index: number, backend: MemoryBackend): Promise<{ store: Store; replicator: Replicator }> {
+    const node = this.node(index)
+    const { perRun: _perRun, ...options } = node.options
+    return this.#boot(index, backend, options, () => node.now())
+  }
+
   node(index: number): SimNode {
     const node = this.nodes[index]
     if (node === undefined) throw new Error(`no node ${index}`)
