@@ -8,8 +8,11 @@
  * update a client sends as one change (`applyDocUpdate`), and forwards to the room's clients every
  * `'change'` event of that document, local or replicated. So clients on different nodes converge
  * through replication, and a client's own update comes back to it (Yjs ignores what it has).
- * Awareness (cursors, presence) is relayed between the room's clients on this node and kept in
- * memory only (y-protocols `Awareness`), never stored; a client's states go when it leaves.
+ * Awareness (cursors, presence) is relayed to the room's clients on this node and, as an
+ * `awareness` peer message, to every linked peer, which passes it to its own clients of the room
+ * and no further; it is kept in memory only (y-protocols `Awareness`, which times states out),
+ * never stored, and a client's states go (on every node) when it leaves. The relay to peers is
+ * bounded: AWARENESS_BYTES_MAX a message, AWARENESS_RELAYS_PER_SECOND from one node.
  *
  * With a root token, the token travels as `?token=` (browsers cannot set WebSocket headers): a
  * missing or unknown one is refused before the upgrade (401), a token whose prefix does not cover
@@ -22,6 +25,7 @@
  */
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
+import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
@@ -29,10 +33,11 @@ import WebSocket, { WebSocketServer } from 'ws'
 import type { RawData } from 'ws'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
+import { AWARENESS_BYTES_MAX } from '../codec/peer.js'
 import { DOC_UPDATE_BYTES_MAX } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import { bytesOf, refuseUpgrade } from '../transport/index.js'
-import type { MeshNode } from './mesh-node.js'
+import type { AwarenessRelay, MeshNode } from './mesh-node.js'
 import type { WatchEvent } from './types.js'
 
 export const YJS_PATH = '/v1/yjs/'
@@ -40,6 +45,11 @@ export const YJS_CONNECTIONS_MAX_DEFAULT = 1024
 export const YJS_ROOM_CONNECTIONS_MAX_DEFAULT = 256
 /** Updates one client may have waiting to commit; past it the client is closed (1013). */
 export const PENDING_UPDATES_MAX = 1024
+/** Awareness updates this node relays to its peers in one second at most (docs/protocol.md). */
+export const AWARENESS_RELAYS_PER_SECOND = 200
+/** Origins of awareness changes that are not a client's message. */
+const LEFT = Symbol('a client left')
+const PEER = Symbol('a peer relayed it')
 /** Queued updates of one client are merged into one commit up to this many bytes. */
 const BATCH_BYTES_MAX = DOC_UPDATE_BYTES_MAX / 4
 
@@ -116,6 +126,17 @@ export class YjsRooms {
     const message = syncMessage(SYNC_UPDATE, event.update)
     for (const client of room.clients) send(client, message)
   }
+  /** A peer's relay: to this node's clients of the room, if it has any (otherwise nowhere). */
+  readonly #onRelay = ({ room, update }: AwarenessRelay): void => {
+    const open = this.#rooms.get(room)
+    if (open === undefined) return
+    try {
+      awarenessProtocol.applyAwarenessUpdate(open.awareness, update, PEER)
+    } catch {
+      // A peer's damaged relay is dropped: presence is renewed every few seconds.
+    }
+  }
+  #relayWindow = { start: 0, count: 0 }
   #connections = 0
 
   constructor(node: MeshNode, options: YjsRoomsOptions = {}) {
@@ -124,7 +145,11 @@ export class YjsRooms {
     this.#connectionsMax = options.connectionsMax ?? YJS_CONNECTIONS_MAX_DEFAULT
     this.#roomConnectionsMax = options.roomConnectionsMax ?? YJS_ROOM_CONNECTIONS_MAX_DEFAULT
     node.on('change', this.#onChange)
+    node.on('awareness', this.#onRelay)
   }
+
+  /** Awareness updates not relayed to peers for the rate bound, since the node started. */
+  relaysDropped = 0
 
   /** Sockets open now, in all rooms. */
   get connections(): number {
@@ -146,6 +171,7 @@ export class YjsRooms {
   /** Closes every room socket (1001) and stops listening for changes. */
   close(): void {
     this.#node.off('change', this.#onChange)
+    this.#node.off('awareness', this.#onRelay)
     for (const room of this.#rooms.values())
       for (const client of room.clients) client.socket.close(1001, 'the node is shutting down')
   }
@@ -182,19 +208,43 @@ export class YjsRooms {
       awareness.setLocalState(null)
       room = { name, clients: new Set(), awareness }
       const made = room
-      awareness.on('update', ({ added, updated, removed }: Record<string, number[]>, origin: unknown) => {
-        const changed = [...(added ?? []), ...(updated ?? []), ...(removed ?? [])]
-        const from = origin as Client | undefined
-        if (from?.awarenessIds !== undefined) {
-          for (const id of added ?? []) from.awarenessIds.add(id)
-          for (const id of removed ?? []) from.awarenessIds.delete(id)
-        }
-        const message = awarenessMessage(awarenessProtocol.encodeAwarenessUpdate(awareness, changed))
-        for (const client of made.clients) send(client, message)
-      })
+      awareness.on('update', (changes: Record<string, number[]>, origin: unknown) =>
+        this.#awarenessChanged(made, changes, origin),
+      )
       this.#rooms.set(name, room)
     }
     return room
+  }
+
+  /**
+   * Passes an awareness change to the room's clients; one that came from a client of this node
+   * (or its leaving) goes to the peers too. What came from a peer, or timed out here, does not:
+   * every node times states out itself, and a relay is never passed on.
+   */
+  #awarenessChanged(room: Room, { added, updated, removed }: Record<string, number[]>, origin: unknown): void {
+    const changed = [...(added ?? []), ...(updated ?? []), ...(removed ?? [])]
+    const from = origin as Client | undefined
+    if (from?.awarenessIds !== undefined) {
+      for (const id of added ?? []) from.awarenessIds.add(id)
+      for (const id of removed ?? []) from.awarenessIds.delete(id)
+    }
+    const update = awarenessProtocol.encodeAwarenessUpdate(room.awareness, changed)
+    const message = awarenessMessage(update)
+    for (const client of room.clients) send(client, message)
+    if (from?.awarenessIds !== undefined || origin === LEFT) this.#relay(room.name, update)
+  }
+
+  /** To the peers, within AWARENESS_RELAYS_PER_SECOND and AWARENESS_BYTES_MAX (more is dropped: presence is renewed every few seconds). */
+  #relay(room: string, update: Uint8Array): void {
+    if (update.length > AWARENESS_BYTES_MAX) return
+    const now = performance.now()
+    if (now - this.#relayWindow.start >= 1000) this.#relayWindow = { start: now, count: 0 }
+    if (this.#relayWindow.count >= AWARENESS_RELAYS_PER_SECOND) {
+      this.relaysDropped++
+      return
+    }
+    this.#relayWindow.count++
+    this.#node.relayAwareness(room, update)
   }
 
   #join(name: string, client: Client): void {
@@ -219,7 +269,7 @@ export class YjsRooms {
   #leave(room: Room, client: Client): void {
     this.#connections--
     room.clients.delete(client)
-    awarenessProtocol.removeAwarenessStates(room.awareness, [...client.awarenessIds], null)
+    awarenessProtocol.removeAwarenessStates(room.awareness, [...client.awarenessIds], LEFT)
     if (room.clients.size === 0) {
       room.awareness.destroy()
       this.#rooms.delete(room.name)
