@@ -188,8 +188,9 @@ export class YjsRooms {
     if (typeof access === 'number') return refuseUpgrade(socket, access)
     if (this.#connections >= this.#connectionsMax) return refuseUpgrade(socket, 503)
     if ((this.#rooms.get(name)?.clients.size ?? 0) >= this.#roomConnectionsMax) return refuseUpgrade(socket, 503)
-    this.#connections++
+    // Counted once open: ws answers a bad upgrade itself (400) and never calls back.
     this.#server.handleUpgrade(request, socket, head, (webSocket) => {
+      this.#connections++
       this.#join(name, {
         socket: webSocket,
         readOnly: access.readOnly,
