@@ -21,7 +21,9 @@
  * Bounds: at most `yjsConnectionsMax` sockets in all and `yjsRoomConnectionsMax` per room (more
  * are answered 503 before the upgrade); a message over the document update limit closes the
  * socket (1009, ws's `maxPayload`); a client with more than `PENDING_UPDATES_MAX` updates waiting
- * to commit is closed (1013), so a flood cannot queue without end.
+ * to commit is closed (1013), so a flood cannot queue without end; one with more than
+ * SEND_QUEUE_BYTES_MAX waiting to be sent to it is closed (4429), and one that misses a ping
+ * (every PING_INTERVAL_MS) is dropped.
  */
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
@@ -45,6 +47,10 @@ export const YJS_CONNECTIONS_MAX_DEFAULT = 1024
 export const YJS_ROOM_CONNECTIONS_MAX_DEFAULT = 256
 /** Updates one client may have waiting to commit; past it the client is closed (1013). */
 export const PENDING_UPDATES_MAX = 1024
+/** Bytes queued for one client before it is closed (4429). */
+export const SEND_QUEUE_BYTES_MAX = 16 * 1024 * 1024
+/** How often a client is pinged; one that has not answered the last ping by the next is dropped. */
+export const PING_INTERVAL_MS = 30_000
 /** Awareness updates this node relays to its peers in one second at most (docs/protocol.md). */
 export const AWARENESS_RELAYS_PER_SECOND = 200
 /** Origins of awareness changes that are not a client's message. */
@@ -102,7 +108,12 @@ function awarenessMessage(update: Uint8Array): Uint8Array {
 }
 
 function send(client: Client, message: Uint8Array): void {
-  if (client.socket.readyState === WebSocket.OPEN) client.socket.send(message, { binary: true })
+  const socket = client.socket
+  if (socket.readyState !== WebSocket.OPEN) return
+  // A client that does not read would make the node hold every update for it: it is closed, and
+  // a provider reconnects and syncs what it missed in one step.
+  if (socket.bufferedAmount > SEND_QUEUE_BYTES_MAX) socket.close(4429, 'the client does not read what it is sent')
+  else socket.send(message, { binary: true })
 }
 
 /** The y-websocket rooms of one node, on its HTTP(S) server. */
@@ -255,7 +266,17 @@ export class YjsRooms {
     const { socket } = client
     socket.on('error', () => socket.terminate())
     socket.on('message', (data: RawData) => this.#receive(room, client, bytesOf(data)))
-    socket.once('close', () => this.#leave(room, client))
+    let alive = true
+    socket.on('pong', () => (alive = true))
+    const ping = setInterval(() => {
+      if (!alive) return socket.terminate()
+      alive = false
+      socket.ping()
+    }, PING_INTERVAL_MS)
+    socket.once('close', () => {
+      clearInterval(ping)
+      this.#leave(room, client)
+    })
     this.#node
       .docState(name)
       .then((state) => {
