@@ -17,9 +17,11 @@ import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
  * the handshake proofs cover the cluster id (a version 1 node's proofs would not match). Version 3:
  * a snapshot chunk may carry a part of a state (`SnapshotChunkEntry`), which a version 2 node
  * would refuse as a wrong shape. Version 4: the `doc` key space (`doc.update` ops, `doc` states in
- * snapshots), which a version 3 node would refuse, stalling the origin's changes there.
+ * snapshots), which a version 3 node would refuse, stalling the origin's changes there. Version 5:
+ * the `awareness` message (Yjs presence relayed between nodes), which a version 4 node would take
+ * for a wrong shape and close the link over.
  */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
@@ -150,7 +152,22 @@ export type SnapshotMessage =
   | SnapshotAckMessage
   | SnapshotEndMessage
 
-export type PeerMessage = SyncMessage | ChangesMessage | AckMessage | SnapshotMessage
+/**
+ * A y-protocols awareness update from a Yjs room's clients on the sender (node/yjs-rooms.ts),
+ * relayed to the same room's clients on the receiver and never stored or passed on.
+ */
+export interface AwarenessMessage {
+  readonly type: 'awareness'
+  readonly room: string
+  readonly update: Uint8Array
+}
+
+/** Largest awareness update relayed between nodes (a few cursors and names are a few hundred bytes). */
+export const AWARENESS_BYTES_MAX = 64 * 1024
+/** Largest room name an awareness message carries (a document name is a key). */
+const ROOM_BYTES_MAX = 64 * 1024
+
+export type PeerMessage = SyncMessage | ChangesMessage | AckMessage | SnapshotMessage | AwarenessMessage
 
 export type Frame = HandshakeMessage | PeerMessage
 
@@ -214,6 +231,12 @@ export function isFrame(value: unknown): value is Frame {
       return isCount(value['seq'])
     case 'snapshot-end':
       return isCount(value['chunks'])
+    case 'awareness':
+      return (
+        isShortString(value['room'], ROOM_BYTES_MAX) &&
+        isBytes(value['update']) &&
+        value['update'].length <= AWARENESS_BYTES_MAX
+      )
     default:
       return false
   }

@@ -16,7 +16,8 @@ import Fastify from 'fastify'
 import type { TlsMaterial } from '../api/index.js'
 import { positiveIntegerSetting } from '../api/index.js'
 import type { MeshNode } from '../node/index.js'
-import { REDACTED_LOG_PATHS, installAuth } from './auth.js'
+import { YjsRooms } from '../node/index.js'
+import { REDACTED_LOG_PATHS, installAuth, yjsAccess } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
@@ -126,12 +127,16 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     if (!context.closing) return done()
     sendProblem(reply, problem('MESHKV_ERR_NOT_READY', 'the node is shutting down'))
   })
+  // Live collaboration (y-websocket) on the same port: its own upgrade path, its own auth (?token=).
+  const rooms = new YjsRooms(node, { access: yjsAccess(node, options.rootToken) })
+  rooms.attach(app.server)
   const unused = trackUnusedConnections(app)
   // End the watch streams before the server closes: they would hold it open. So would a
   // connection that never carried a request (clients open some ahead of need), which Node's
   // close does not count as idle; nothing is in flight on one, so it is ended here.
   app.addHook('preClose', async () => {
     context.closing = true
+    rooms.close()
     for (const controller of context.streams.keys()) controller.abort()
     await Promise.all(context.streams.values())
     for (const socket of unused) socket.destroy()

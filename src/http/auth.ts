@@ -22,7 +22,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AccessRole } from '../api/access.js'
 import { ROOT_TOKEN_BYTES_MIN } from '../api/access.js'
 import { MeshError } from '../errors.js'
-import type { MeshNode, Principal } from '../node/index.js'
+import type { MeshNode, Principal, YjsAccess } from '../node/index.js'
 
 /** Who may call a route: anyone (`open`), or a token of at least this role. */
 export type RouteAccess = AccessRole | 'open'
@@ -146,6 +146,27 @@ function checkRootToken(rootToken: unknown): string {
 async function identify(node: MeshNode, root: Buffer, header: string | undefined): Promise<Principal | undefined> {
   const text = header === undefined ? undefined : BEARER.exec(header)?.[1]
   if (text === undefined) return undefined
+  return identifyToken(node, root, text)
+}
+
+/**
+ * Who may join a Yjs room (node/yjs-rooms.ts): with a root token, the token travels as `?token=`
+ * (browsers cannot set WebSocket headers); none or an unknown one is 401, a prefix that does not
+ * cover the room 403, and a `read` token joins read-only. Without a root token, everyone writes.
+ */
+export function yjsAccess(node: MeshNode, rootToken: string | undefined): YjsAccess {
+  if (rootToken === undefined) return () => Promise.resolve({ readOnly: false })
+  const root = digestOf(checkRootToken(rootToken))
+  return async (token, room) => {
+    const principal = token === null ? undefined : await identifyToken(node, root, token)
+    if (principal === undefined) return 401
+    if (principal.prefix !== null && !room.startsWith(principal.prefix)) return 403
+    return { readOnly: principal.role === 'read' }
+  }
+}
+
+/** Who a bare token acts as, or undefined for one the node does not know. `root` is the root token's digest. */
+async function identifyToken(node: MeshNode, root: Buffer, text: string): Promise<Principal | undefined> {
   // Digests have one length, so the comparison takes the same time whatever was sent.
   if (timingSafeEqual(digestOf(text), root)) return ROOT_PRINCIPAL
   return node.tokens.authenticate(text)

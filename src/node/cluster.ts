@@ -72,6 +72,8 @@ export class Cluster {
   readonly #now: () => number
   /** When each peer's last link ended, on this run: `forget` counts it as heard until then. */
   readonly #linkEndedMs = new Map<NodeId, number>()
+  /** Every open peer link, for the awareness relay. */
+  readonly #links = new Set<PeerLink>()
   readonly #timer: NodeJS.Timeout
   #refreshing: Promise<void> = Promise.resolve()
   #forgotten: ForgottenStatus | null = null
@@ -334,6 +336,11 @@ export class Cluster {
     return this.replicator.peerStatus(kept)
   }
 
+  /** Sends a Yjs awareness update to every open link (node/yjs-rooms.ts); a full link drops it. */
+  relayAwareness(room: string, update: Uint8Array): void {
+    for (const link of this.#links) link.send({ type: 'awareness', room, update })
+  }
+
   linked(): NodeId[] {
     return this.replicator.linkedPeers()
   }
@@ -375,7 +382,11 @@ export class Cluster {
    * holds back garbage collection until it acknowledges (docs/architecture.md, "Membership").
    */
   async #onLink(link: PeerLink): Promise<void> {
-    link.onClose(() => this.#linkEndedMs.set(link.nodeId, this.#now()))
+    this.#links.add(link)
+    link.onClose(() => {
+      this.#links.delete(link)
+      this.#linkEndedMs.set(link.nodeId, this.#now())
+    })
     await this.#admit(link.nodeId, link.url)
     this.replicator.addLink(link)
   }

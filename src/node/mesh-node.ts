@@ -55,10 +55,18 @@ import { checkKey, entryOf } from './values.js'
 import { followEvents, waitForClock, watchEvents } from './watch.js'
 import { Writer } from './writes.js'
 
+/** A Yjs awareness update a peer relayed (node/yjs-rooms.ts): presence, never stored. */
+export interface AwarenessRelay {
+  room: string
+  update: Uint8Array
+  from: NodeId
+}
+
 export interface MeshNodeEvents {
   change: [WatchEvent]
   /** A local edit of a `doc(name)` Y.Doc the node refused (`details.doc` names the document). */
   error: [MeshError]
+  awareness: [AwarenessRelay]
 }
 
 export class MeshNode extends EventEmitter<MeshNodeEvents> {
@@ -107,6 +115,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       new Parking('writes', bounds.parkedWritesMax),
     )
     this.tokens = new Tokens({ store, cluster, limits, now, checkOpen: () => this.#checkOpen() })
+    cluster.replicator.onAwareness = (room, update, from) => void this.emit('awareness', { room, update, from })
     store.onCommit((entries) => {
       if (this.listenerCount('change') === 0) return
       for (const { lsn, change } of entries)
@@ -137,6 +146,11 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   /** Accepts peer links on this HTTP(S) server, at `/v1/peer`. */
   attach(server: HttpServer | HttpsServer): void {
     this.#cluster.attach(server)
+  }
+
+  /** Relays a Yjs awareness update to every linked peer, whose rooms pass it to their clients. */
+  relayAwareness(room: string, update: Uint8Array): void {
+    this.#cluster.relayAwareness(room, update)
   }
 
   /** Each peer: link state, lag in changes and milliseconds, when last heard. */

@@ -86,6 +86,8 @@ export class Replicator {
   readonly #snapshots: SnapshotReceiver
   readonly #waiters = new HolderWaiters((dot) => this.holders(dot))
   #closed = false
+  /** Hears the Yjs awareness updates peers relay (node/yjs-rooms.ts): not replication, just passed up. */
+  onAwareness: ((room: string, update: Uint8Array, from: NodeId) => void) | undefined
   readonly #forgotten = new ForgottenMembers()
   #gc: GcStatus = { stableCut: {}, heldByAll: {}, logPurged: 0, tombstonesPurged: 0, passes: 0 }
   #gcRunning = false
@@ -472,6 +474,8 @@ export class Replicator {
       case 'snapshot-end':
         this.#onSnapshotEnd(session)
         return
+      case 'awareness':
+        return this.onAwareness?.(message.room, message.update, session.link.nodeId)
     }
   }
 

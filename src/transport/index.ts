@@ -20,7 +20,9 @@ export {
   PENDING_SOCKETS_MAX_DEFAULT,
   UPGRADE_HEADERS_MAX,
   WebSocketTransport,
+  bytesOf,
   peerUrlOf,
+  refuseUpgrade,
 } from './websocket.js'
 export type { WebSocketTransportOptions } from './websocket.js'
 export { MemoryNetwork, MemoryTransport } from './memory.js'

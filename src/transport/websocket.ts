@@ -144,7 +144,7 @@ function certificateRefusal(request: IncomingMessage): string | null {
 }
 
 /** Answers an upgrade request with a bare HTTP status and closes the socket. */
-function refuseUpgrade(socket: Duplex, status: number): void {
+export function refuseUpgrade(socket: Duplex, status: number): void {
   socket.on('error', () => socket.destroy())
   if (!socket.writable) {
     socket.destroy()
@@ -154,7 +154,7 @@ function refuseUpgrade(socket: Duplex, status: number): void {
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
 }
 
-function bytesOf(data: RawData): Uint8Array {
+export function bytesOf(data: RawData): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data)
   if (data instanceof ArrayBuffer) return new Uint8Array(data)
   return data

@@ -84,6 +84,8 @@ export function summarize(message: PeerMessage): string {
       return `snapshot-ack ${message.seq}`
     case 'snapshot-end':
       return `snapshot-end after ${message.chunks} chunks`
+    case 'awareness':
+      return `awareness ${message.room} (${message.update.length} bytes)`
   }
 }
 

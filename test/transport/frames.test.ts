@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { isPlainData } from '../../src/codec/index.js'
-import { decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import { AWARENESS_BYTES_MAX, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import { isMeshError } from '../../src/errors.js'
 import { changeFrom, exoticFrames, freshNodeId, withRaw } from './helpers.js'
 
@@ -55,5 +55,16 @@ describe('isPlainData', () => {
     let nested: unknown = 1n
     for (let depth = 0; depth < 100_000; depth += 1) nested = [nested]
     expect(isPlainData(nested)).toBe(false)
+  })
+})
+
+describe('awareness frames (protocol version 5)', () => {
+  it('decode up to AWARENESS_BYTES_MAX of update and a text room, and are refused past it or without a room', () => {
+    const fits = { type: 'awareness', room: 'pad', update: new Uint8Array(AWARENESS_BYTES_MAX) } as const
+    expect(decodeFrame(encodeFrame(fits))).toMatchObject({ type: 'awareness', room: 'pad' })
+    const over = { ...fits, update: new Uint8Array(AWARENESS_BYTES_MAX + 1) }
+    expect(decodeError(encodeFrame(over))).toBe('MESHKV_ERR_DECODE')
+    expect(decodeError(encodeFrame({ ...fits, room: 5 } as never))).toBe('MESHKV_ERR_DECODE')
+    expect(decodeError(encodeFrame({ ...fits, update: 'text' } as never))).toBe('MESHKV_ERR_DECODE')
   })
 })
