@@ -21,6 +21,7 @@ import { REDACTED_LOG_PATHS, installAuth, yjsAccess } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
+import { uiRoutes } from './ui.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
 import { healthRoutes } from './health.js'
 import { kvRoutes } from './kv.js'
@@ -151,6 +152,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(memberRoutes, routeOptions)
   app.register(healthRoutes, routeOptions)
   app.register(tokenRoutes, routeOptions)
+  app.register(uiRoutes)
   return app
 }
 

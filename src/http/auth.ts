@@ -33,6 +33,8 @@ declare module 'fastify' {
     access?: RouteAccess
     /** The key, name or key prefix the request touches; undefined when it names none (a list without `prefix`). */
     keyOf?: (request: FastifyRequest) => string | undefined
+    /** The token may come as `?token=` when no Authorization header does: a page a browser opens (ui.ts). */
+    tokenInQuery?: boolean
   }
 }
 
@@ -110,7 +112,7 @@ export function installAuth(
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.routeOptions.config.access === 'open') return
-    const principal = await identify(node, root, request.headers.authorization)
+    const principal = await identify(node, root, request.headers.authorization ?? queryBearer(request))
     if (principal === undefined) {
       refused[request.headers.authorization === undefined ? 'missing' : 'invalid']++
       reply.header('www-authenticate', CHALLENGE)
@@ -147,6 +149,13 @@ async function identify(node: MeshNode, root: Buffer, header: string | undefined
   const text = header === undefined ? undefined : BEARER.exec(header)?.[1]
   if (text === undefined) return undefined
   return identifyToken(node, root, text)
+}
+
+/** `?token=` as a bearer header, on a route that takes one there (a link a browser opens sends no header). */
+function queryBearer(request: FastifyRequest): string | undefined {
+  if (request.routeOptions.config.tokenInQuery !== true) return undefined
+  const token = (request.query as { token?: unknown } | undefined)?.token
+  return typeof token === 'string' ? `Bearer ${token}` : undefined
 }
 
 /**

@@ -1,0 +1,82 @@
+/**
+ * A real browser on the node's own page: headless Chromium (Debian's `chromium`, driven by
+ * playwright-core; CI installs it in .ci/run) opens `/ui/docs/{name}` on two different nodes of a
+ * three-process cluster, types in both text areas, and both come to show the same text holding
+ * both typings; node 3, which no browser touched, serves that text over HTTP. This covers what the
+ * Node-side y-websocket tests cannot: the page, its import map and the module files load in a
+ * browser with no internet, and the browser's own WebSocket speaks to the rooms.
+ * A missing Chromium fails the test (with where to get it); it is never skipped.
+ */
+import { existsSync } from 'node:fs'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { Cluster, request, useLinkedCluster } from './helpers.js'
+
+const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(
+  (path): path is string => path !== undefined && path !== '',
+)
+
+let cluster: Cluster
+let browser: Browser
+
+useLinkedCluster((started) => (cluster = started))
+
+beforeAll(async () => {
+  const executablePath = CANDIDATES.find((path) => existsSync(path))
+  if (executablePath === undefined)
+    throw new Error(
+      `no Chromium at ${CANDIDATES.join(', ')}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`,
+    )
+  browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] })
+}, 60_000)
+
+afterAll(async () => {
+  await browser?.close()
+})
+
+async function open(node: string, name: string): Promise<Page> {
+  const page = await browser.newPage()
+  const failures: string[] = []
+  page.on('pageerror', (error) => failures.push(error.message))
+  page.on('requestfailed', (failed) => failures.push(`${failed.url()}: ${failed.failure()?.errorText}`))
+  await page.goto(`${node}/ui/docs/${name}`)
+  await vi.waitFor(
+    async () => {
+      expect(failures, 'the page loads without errors').toEqual([])
+      expect(await page.getAttribute('#body', 'data-synced'), `the page on ${node} to sync`).toBe('true')
+    },
+    { timeout: 15_000, interval: 50 },
+  )
+  return page
+}
+
+describe('the shared text area in a real browser', () => {
+  it('two pages on two nodes show the same text, and the third node serves it', async () => {
+    const [n1, n2, n3] = cluster.urls() as [string, string, string]
+    const a = await open(n1, 'browser-pad')
+    const b = await open(n2, 'browser-pad')
+    await Promise.all([a.type('#body', 'hello from one. '), b.type('#body', 'hello from two. ')])
+
+    let shown = ''
+    await vi.waitFor(
+      async () => {
+        const [left, right] = [await a.inputValue('#body'), await b.inputValue('#body')]
+        expect(left).toContain('hello from one. ')
+        expect(left).toContain('hello from two. ')
+        expect(right).toBe(left)
+        shown = left
+      },
+      { timeout: 15_000, interval: 50 },
+    )
+    expect(shown).toHaveLength('hello from one. hello from two. '.length)
+
+    await vi.waitFor(
+      async () => {
+        const answer = await request(`${n3}/v1/docs/browser-pad?format=json`)
+        expect(answer.status).toBe(200)
+        expect(answer.json?.body).toBe(shown)
+      },
+      { timeout: 15_000, interval: 100 },
+    )
+  }, 90_000)
+})
