@@ -101,24 +101,34 @@ const params = token === null ? {} : { token }
 const provider = new WebsocketProvider(location.origin.replace('http', 'ws') + '/v1/yjs', name, doc, { params })
 provider.on('status', (event) => { status.textContent = event.status })
 provider.on('sync', (synced) => { area.dataset.synced = String(synced) })
-text.observe(() => {
-  if (area.value === text.toString()) return
-  const { selectionStart, selectionEnd } = area
+// The caret as positions in the Y.Text, each tied to the character on its left: a remote edit
+// moves it with that character, so text typed here stays together instead of interleaving.
+let caret = null
+const remember = () => {
+  caret = [area.selectionStart, area.selectionEnd].map((i) => Y.createRelativePositionFromTypeIndex(text, i, -1))
+}
+for (const type of ['keyup', 'mouseup', 'select', 'focus']) area.addEventListener(type, remember)
+text.observe((event) => {
+  if (event.transaction.local || area.value === text.toString()) return
   area.value = text.toString()
-  area.setSelectionRange(selectionStart, selectionEnd)
+  if (caret === null) return
+  const [start, end] = caret.map((at) => Y.createAbsolutePositionFromRelativePosition(at, doc)?.index ?? 0)
+  area.setSelectionRange(start, end)
 })
 area.addEventListener('input', () => {
   const before = text.toString()
   const after = area.value
   let start = 0
   while (start < before.length && start < after.length && before[start] === after[start]) start++
+  // The common suffix stops at the caret: typing next to the same character lands where it was typed.
   let end = 0
-  while (end < before.length - start && end < after.length - start &&
+  while (end < before.length - start && end < after.length - start && after.length - end > area.selectionEnd &&
     before[before.length - 1 - end] === after[after.length - 1 - end]) end++
   doc.transact(() => {
     text.delete(start, before.length - start - end)
     text.insert(start, after.slice(start, after.length - end))
   })
+  remember()
 })
 `
 
