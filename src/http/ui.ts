@@ -4,7 +4,7 @@
  *   `body` of the document `name`, live over y-websocket at this node's `/v1/yjs` (yjs-rooms.ts).
  *   Access is `read` like a document read; with tokens on, a browser sends no header, so the token
  *   comes as `?token=` and the page passes it on to the websocket (which takes it the same way).
- * - `GET /ui/modules/<package>/<file>`: the ES module files of `yjs`, `y-websocket`, `y-protocols`
+ * - `GET /ui/modules/<package>/[<dir>/]<file>`: the ES module files of `yjs`, `y-websocket`, `y-protocols`
  *   and `lib0`, straight from node_modules; the page's import map names them. They are public
  *   library code, so the route is open; it serves only `.js`/`.mjs` files inside those packages.
  */
@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { MeshError } from '../errors.js'
 import { nameParam } from './auth.js'
 
@@ -57,7 +57,8 @@ function loadModules(): Modules {
     roots.set(name, path.dirname(manifestPath))
     for (const [subpath, entry] of Object.entries(manifest.exports)) {
       const file = pick(entry)
-      if (file === undefined || subpath.includes('*') || !/\.m?js$/.test(file)) continue
+      // Only what the module routes can serve: `file` or `dir/file` (ui routes below).
+      if (file === undefined || subpath.includes('*') || !/^\.\/([^/]+\/)?[^/]+\.m?js$/.test(file)) continue
       const specifier = subpath === '.' ? name : `${name}/${subpath.slice(2)}`
       imports[specifier] = `${MODULES_PATH}${name}/${file.slice(2)}`
     }
@@ -66,19 +67,27 @@ function loadModules(): Modules {
   return modules
 }
 
+interface ModuleParams {
+  package: string
+  dir?: string
+  file: string
+}
+
 /** A module file inside one of the packages, or a 404 (no path leaves the package's directory). */
-async function moduleFile(rest: string): Promise<Buffer> {
-  const slash = rest.indexOf('/')
-  const root = slash < 0 ? undefined : loadModules().roots.get(rest.slice(0, slash))
-  const notFound = new MeshError('MESHKV_ERR_NOT_FOUND', `no module ${JSON.stringify(rest)}`)
-  if (root === undefined || !/\.m?js$/.test(rest)) throw notFound
-  const file = path.resolve(root, rest.slice(slash + 1))
+async function sendModule(reply: FastifyReply, params: ModuleParams): Promise<FastifyReply> {
+  const inside = params.dir === undefined ? params.file : `${params.dir}/${params.file}`
+  const root = loadModules().roots.get(params.package)
+  const notFound = new MeshError('MESHKV_ERR_NOT_FOUND', `no module ${JSON.stringify(`${params.package}/${inside}`)}`)
+  if (root === undefined || !/\.m?js$/.test(params.file)) throw notFound
+  const file = path.resolve(root, inside)
   if (!file.startsWith(root + path.sep)) throw notFound
+  let body: Buffer
   try {
-    return await readFile(file)
+    body = await readFile(file)
   } catch {
     throw notFound
   }
+  return reply.type('text/javascript; charset=utf-8').send(body)
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -159,12 +168,13 @@ export async function uiRoutes(fastify: FastifyInstance): Promise<void> {
         .send(page(request.params.name, token))
     },
   )
-  fastify.get<{ Params: { '*': string } }>(
-    `${MODULES_PATH}*`,
-    { config: { access: 'open' } },
-    async (request, reply) => {
-      const body = await moduleFile(request.params['*'])
-      return reply.type('text/javascript; charset=utf-8').send(body)
-    },
+  // Two fixed depths rather than a wildcard: every file the map names, and every relative import
+  // inside them, is `package/file` or `package/dir/file`.
+  const open = { config: { access: 'open' } } as const
+  fastify.get<{ Params: ModuleParams }>(`${MODULES_PATH}:package/:file`, open, async (request, reply) =>
+    sendModule(reply, request.params),
+  )
+  fastify.get<{ Params: ModuleParams }>(`${MODULES_PATH}:package/:dir/:file`, open, async (request, reply) =>
+    sendModule(reply, request.params),
   )
 }

@@ -167,6 +167,30 @@ export const ROWS: Row[] = [
     inside: { url: `/v1/tokens/${UNKNOWN_TOKEN_ID}` },
     ok: 404,
   },
+  // The browser page reads like a document (its token may also come as ?token=, ui test).
+  {
+    method: 'GET',
+    route: '/ui/docs/:name',
+    access: 'read',
+    inside: { url: '/ui/docs/app-d' },
+    ok: 200,
+    outside: { url: '/ui/docs/d' },
+  },
+  // Library code for the page (yjs and friends), no data: open.
+  {
+    method: 'GET',
+    route: '/ui/modules/:package/:file',
+    access: 'open',
+    inside: { url: '/ui/modules/y-protocols/sync.js' },
+    ok: 200,
+  },
+  {
+    method: 'GET',
+    route: '/ui/modules/:package/:dir/:file',
+    access: 'open',
+    inside: { url: '/ui/modules/yjs/dist/yjs.mjs' },
+    ok: 200,
+  },
   { method: 'GET', route: '/livez', access: 'open', inside: { url: '/livez' }, ok: 200 },
   { method: 'GET', route: '/healthz', access: 'open', inside: { url: '/healthz' }, ok: 200 },
   { method: 'GET', route: '/readyz', access: 'open', inside: { url: '/readyz' }, ok: 200 },
