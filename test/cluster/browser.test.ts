@@ -5,12 +5,20 @@
  * both typings; node 3, which no browser touched, serves that text over HTTP. This covers what the
  * Node-side y-websocket tests cannot: the page, its import map and the module files load in a
  * browser with no internet, and the browser's own WebSocket speaks to the rooms.
+ * With tokens on (one node with a root token), the page takes `?token=` and hands it to the
+ * websocket: the root token's page writes, a `read` token's page shows the text and changes nothing.
  * A missing Chromium fails the test (with where to get it); it is never skipped.
  */
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { Cluster, request, useLinkedCluster } from './helpers.js'
+import { freePort } from '../support/ports.js'
+import { MESHKV_BIN, nodeArgs, spawnNode, type Proc } from '../support/processes.js'
+import { Cluster, request, useLinkedCluster, waitFor } from './helpers.js'
 
 const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(
   (path): path is string => path !== undefined && path !== '',
@@ -79,4 +87,62 @@ describe('the shared text area in a real browser', () => {
       { timeout: 15_000, interval: 100 },
     )
   }, 90_000)
+})
+
+describe('the page with tokens on', () => {
+  const root = randomBytes(24).toString('hex')
+  let scratch: string
+  let node: Proc
+  let url: string
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'meshkv-browser-'))
+    const tokenFile = join(scratch, 'root-token')
+    await writeFile(tokenFile, `${root}\n`, { mode: 0o600 })
+    const port = await freePort()
+    url = `http://127.0.0.1:${port}`
+    const args = nodeArgs({ dir: join(scratch, 'node'), port, secret: randomBytes(16).toString('hex') })
+    node = spawnNode('meshkv node (tokens)', [MESHKV_BIN, ...args, '--root-token-file', tokenFile])
+    await waitFor(`${url} ready; stderr: ${node.stderr}`, 20_000, async () =>
+      (await request(`${url}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined,
+    )
+  }, 60_000)
+
+  afterAll(async () => {
+    await node?.stop()
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true })
+  })
+
+  const docText = async (): Promise<unknown> =>
+    (await request(`${url}/v1/docs/locked?format=json`, { headers: { authorization: `Bearer ${root}` } })).json?.body
+
+  it('a root token writes through the page, a read token only reads', async () => {
+    const writer = await open(url, `locked?token=${root}`)
+    await writer.type('#body', 'written with the root token')
+    await vi.waitFor(async () => expect(await docText()).toBe('written with the root token'), {
+      timeout: 15_000,
+      interval: 100,
+    })
+
+    const made = await request(`${url}/v1/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${root}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ role: 'read' }),
+    })
+    expect(made.status).toBe(201)
+    const reader = await open(url, `locked?token=${String(made.json?.token)}`)
+    expect(await reader.inputValue('#body')).toBe('written with the root token')
+    await reader.type('#body', ' and more')
+    // The writer's page is a live client: had the read token's edit been taken, it would show.
+    await writer.type('#body', '!')
+    await vi.waitFor(async () => expect(await docText()).toBe('written with the root token!'), {
+      timeout: 15_000,
+      interval: 100,
+    })
+    expect(await writer.inputValue('#body')).toBe('written with the root token!')
+  }, 90_000)
+
+  it('a page without a token is refused', async () => {
+    expect((await request(`${url}/ui/docs/locked`)).status).toBe(401)
+  })
 })
