@@ -3,7 +3,8 @@
  * - `GET /ui/docs/:name`: a small HTML page whose `<textarea>` is bound to the `Y.Text` named
  *   `body` of the document `name`, live over y-websocket at this node's `/v1/yjs` (yjs-rooms.ts).
  *   Access is `read` like a document read; with tokens on, a browser sends no header, so the token
- *   comes as `?token=` and the page passes it on to the websocket (which takes it the same way).
+ *   comes as `?token=` and the page passes it on to the websocket (which takes it the same way);
+ *   the route logs at `warn` and above only, since request log lines carry the URL and its token.
  * - `GET /ui/modules/<package>/[<dir>/]<file>`: the ES module files of `yjs`, `y-websocket`, `y-protocols`
  *   and `lib0`, straight from node_modules; the page's import map names them. They are public
  *   library code, so the route is open; it serves only `.js`/`.mjs` files inside those packages.
@@ -159,7 +160,8 @@ function page(name: string, token: string | null): string {
 export async function uiRoutes(fastify: FastifyInstance): Promise<void> {
   fastify.get<{ Params: { name: string }; Querystring: { token?: string } }>(
     '/ui/docs/:name',
-    { config: { access: 'read', keyOf: nameParam, tokenInQuery: true } },
+    // Warn and above only: the per-request info lines log the URL, and its ?token= with it.
+    { logLevel: 'warn', config: { access: 'read', keyOf: nameParam, tokenInQuery: true } },
     async (request, reply) => {
       const token = typeof request.query.token === 'string' ? request.query.token : null
       return reply

@@ -249,6 +249,8 @@ describe('logs', () => {
         await app.inject({ url: '/v1/kv/app-k', headers })
         await app.inject({ method: 'PUT', url: '/v1/kv/other-x', headers, payload: 'v' })
         await app.inject({ url: '/v1/nope', headers })
+        // The browser page takes its token in the URL, which request log lines carry.
+        await app.inject({ url: `/ui/docs/app-d?token=${encodeURIComponent(secret)}` })
       }
       const created = await app.inject({
         method: 'POST',
