@@ -25,25 +25,32 @@ const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/ch
 )
 
 let cluster: Cluster
-let browser: Browser
+let browser: Browser | undefined
 
 useLinkedCluster((started) => (cluster = started))
 
-beforeAll(async () => {
-  const executablePath = CANDIDATES.find((path) => existsSync(path))
-  if (executablePath === undefined)
-    throw new Error(
-      `no Chromium at ${CANDIDATES.join(', ')}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`,
-    )
-  browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] })
-}, 60_000)
+// Launched by the first test that needs it, so a missing Chromium fails each browser test by name
+// (a failing beforeAll would report them as skipped).
+let launching: Promise<Browser> | undefined
+function theBrowser(): Promise<Browser> {
+  launching ??= (async () => {
+    const executablePath = CANDIDATES.find((path) => existsSync(path))
+    if (executablePath === undefined)
+      throw new Error(
+        `no Chromium at ${CANDIDATES.join(', ')}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`,
+      )
+    browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] })
+    return browser
+  })()
+  return launching
+}
 
 afterAll(async () => {
   await browser?.close()
 })
 
 async function open(node: string, name: string): Promise<Page> {
-  const page = await browser.newPage()
+  const page = await (await theBrowser()).newPage()
   const failures: string[] = []
   page.on('pageerror', (error) => failures.push(error.message))
   page.on('requestfailed', (failed) => failures.push(`${failed.url()}: ${failed.failure()?.errorText}`))
