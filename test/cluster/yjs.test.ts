@@ -3,7 +3,9 @@
  * the WebSocket) on different nodes edit one Y.Text and one Y.Map at once and converge through
  * replication, and node 3, which no client touched, serves the same document over HTTP. A
  * thousand small concurrent edits converge too. Awareness from a client on one node reaches
- * clients on another, through the peer relay, and goes when the client leaves.
+ * clients on another, through the peer relay, and goes when the client leaves. A node killed
+ * (SIGKILL) and restarted keeps what it had stored and catches up on the edits made while it was
+ * down, both for a fresh client of its room and over HTTP.
  * The time for an edit on node 1 to reach a client on node 2 is printed (p50/p99), not asserted.
  */
 import { performance } from 'node:perf_hooks'
@@ -116,6 +118,47 @@ describe('y-websocket rooms across three processes', () => {
       () => expect(b.provider.awareness.getStates().get(a.doc.clientID)).toEqual({ user: { name: 'ann', cursor: 3 } }),
       { timeout: 10_000, interval: 20 },
     )
+  })
+
+  it('a node killed and restarted keeps the document and catches up', async () => {
+    const [n1, n2] = cluster.urls() as [string, string, string]
+    const a = await join(n1, 'restart')
+    const b = await join(n2, 'restart')
+    a.doc.getText('body').insert(0, 'one-before. ')
+    b.doc.getText('body').insert(0, 'two-before. ')
+    const docJson = async (node: string): Promise<unknown> =>
+      (await request(`${node}/v1/docs/restart?format=json`, {})).json
+    // Node 2 has stored both edits (its own client's and node 1's) before it dies.
+    await vi.waitFor(
+      async () => expect((await docJson(n2)) as { body: string }).toMatchObject({ body: contentOf(a.doc).body }),
+      { timeout: 10_000, interval: 50 },
+    )
+    expect(contentOf(a.doc).body).toHaveLength(24)
+    const before = contentOf(a.doc).body
+
+    await cluster.node(2).kill('SIGKILL')
+    for (let i = 0; i < 20; i++) a.doc.getText('body').insert(a.doc.getText('body').length, `down${i} `)
+    a.doc.getMap('meta').set('while-down', true)
+    // Node 1 has them before node 2 comes back: what node 2 then learns, it learns from its peers.
+    await vi.waitFor(async () => expect(await docJson(n1)).toEqual(contentOf(a.doc)), { timeout: 10_000, interval: 50 })
+
+    // Back first with every link cut: what a fresh client sees then is what node 2 kept on disk.
+    cluster.isolate(2)
+    await cluster.restart(2)
+    const kept = await join(n2, 'restart')
+    expect(contentOf(kept.doc)).toEqual({ body: before, meta: {} })
+
+    cluster.heal()
+    await cluster.waitLinked()
+    const fresh = await join(n2, 'restart')
+    await vi.waitFor(() => expect(contentOf(fresh.doc)).toEqual(contentOf(a.doc)), { timeout: 20_000, interval: 50 })
+    expect(contentOf(fresh.doc).body).toBe(`${before}${Array.from({ length: 20 }, (_, i) => `down${i} `).join('')}`)
+    expect(contentOf(kept.doc)).toEqual(contentOf(a.doc))
+    await vi.waitFor(async () => expect(await docJson(n2)).toEqual(await docJson(n1)), {
+      timeout: 10_000,
+      interval: 100,
+    })
+    expect(await docJson(n2)).toEqual(contentOf(a.doc))
   })
 
   it('prints how long an edit on node 1 takes to reach a client on node 2', async () => {
