@@ -8,6 +8,7 @@ import { semiSyncCase } from './semi-sync.js'
 import { throughputCase } from './throughput.js'
 import type { BenchCase } from './types.js'
 import { wireCase } from './wire.js'
+import { yjsCase } from './yjs.js'
 
 export const CASES: readonly BenchCase[] = [
   embeddedCase,
@@ -18,6 +19,7 @@ export const CASES: readonly BenchCase[] = [
   catchUpCase,
   memoryCase,
   wireCase,
+  yjsCase,
 ]
 
 /** The names of latest.json's entries. */
@@ -30,4 +32,5 @@ export const LATENCY_ENTRIES: readonly string[] = [
   'replication_lag',
   'replication_lag_80pct',
   'semi_sync',
+  'yjs_edit_latency',
 ]

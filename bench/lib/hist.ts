@@ -30,10 +30,13 @@ export class Latencies {
   summary(): LatencySummary {
     const h = this.#histogram
     const ms = (us: number): number => Math.round(us) / 1000
+    // A percentile is the top of its bucket (3 significant digits) while maxValue is the exact
+    // largest sample: with few samples p99 falls in the max's bucket and would exceed the max.
+    const at = (percentile: number): number => Math.min(h.getValueAtPercentile(percentile), h.maxValue)
     return {
       count: h.totalCount,
-      p50_ms: ms(h.getValueAtPercentile(50)),
-      p99_ms: ms(h.getValueAtPercentile(99)),
+      p50_ms: ms(at(50)),
+      p99_ms: ms(at(99)),
       max_ms: ms(h.maxValue),
       mean_ms: ms(h.mean),
     }

@@ -29,6 +29,8 @@ export interface Sizes {
   wireRate: number
   /** How long the wire_bytes count waits after convergence for acks (sent on a 1 s tick). */
   wireSettleMs: number
+  /** Edits of each yjs_edit_latency run (meshkv and the single y-websocket server). */
+  yjsEdits: number
   valueBytes: number
   inflight: number
   httpConnections: number
@@ -55,6 +57,7 @@ const SIZES: Record<Mode, Sizes> = {
     wireChanges: 10_000,
     wireRate: 1000,
     wireSettleMs: 1500,
+    yjsEdits: 200,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 64,
@@ -79,6 +82,7 @@ const SIZES: Record<Mode, Sizes> = {
     wireChanges: 1000,
     wireRate: 1000,
     wireSettleMs: 1100,
+    yjsEdits: 200,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 64,
@@ -103,6 +107,7 @@ const SIZES: Record<Mode, Sizes> = {
     wireChanges: 200,
     wireRate: 400,
     wireSettleMs: 300,
+    yjsEdits: 20,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 16,

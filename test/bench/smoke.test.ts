@@ -57,6 +57,7 @@ const UNIT_OF: Readonly<Record<string, string>> = {
   snapshot_bootstrap: 'keys/s',
   memory: 'MB',
   wire_bytes: 'bytes/change',
+  yjs_edit_latency: 'ms',
 }
 
 const positive = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value > 0
