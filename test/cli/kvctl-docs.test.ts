@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { RunningChild } from './helpers.js'
 import { buildIfStale, killAll, kvctl, spawnKvctl, startMeshkv } from './helpers.js'
+import { docEdit } from '../helpers/ydoc.js'
 
 let root: string
 let server: RunningChild & { url: string; port: number }
@@ -30,20 +31,12 @@ function kv(args: readonly string[], input?: string | Uint8Array) {
   return kvctl(['--node', server.url, ...args], { input })
 }
 
-function edit(client: number, text: string, title?: string): Uint8Array {
-  const doc = new Y.Doc()
-  doc.clientID = client
-  doc.getText('body').insert(0, text)
-  if (title !== undefined) doc.getMap('meta').set('title', title)
-  return Y.encodeStateAsUpdate(doc)
-}
-
 const ERROR_CODE = /\((MESHKV_ERR_[A-Z_]+)\)\n$/
 
 describe('kvctl doc', () => {
   it('applies updates from a file and from stdin, and reads the state back as bytes or JSON', async () => {
     const file = join(root, 'first.update')
-    await writeFile(file, edit(1, 'hello', 'notes'))
+    await writeFile(file, docEdit(1, 'hello', 'notes'))
     const applied = await kv(['doc', 'apply', 'notes', file])
     expect({ code: applied.code, out: applied.out, stderr: applied.stderr }).toEqual({
       code: 0,
@@ -51,7 +44,7 @@ describe('kvctl doc', () => {
       stderr: '',
     })
     expect((await kv(['doc', 'apply', 'notes', file])).out).toBe('unchanged\n')
-    const piped = await kv(['-o', 'json', 'doc', 'apply', 'notes', '-'], edit(2, 'world '))
+    const piped = await kv(['-o', 'json', 'doc', 'apply', 'notes', '-'], docEdit(2, 'world '))
     expect(JSON.parse(piped.out)).toMatchObject({ name: 'notes', changed: true, token: expect.any(String) })
 
     const got = await kv(['doc', 'get', 'notes'])
@@ -73,7 +66,7 @@ describe('kvctl doc', () => {
   })
 
   it('rm deletes; a missing document, a damaged update and a missing file have their exit codes', async () => {
-    await writeFile(join(root, 'gone.update'), edit(3, 'soon gone'))
+    await writeFile(join(root, 'gone.update'), docEdit(3, 'soon gone'))
     expect((await kv(['doc', 'apply', 'gone', join(root, 'gone.update')])).code).toBe(0)
     const removed = await kv(['doc', 'rm', 'gone'])
     expect({ code: removed.code, out: removed.out, stderr: removed.stderr }).toEqual({ code: 0, out: '', stderr: '' })
@@ -99,12 +92,12 @@ describe('kvctl doc', () => {
   })
 
   it('watch prints a doc event with the size of its update', async () => {
-    const update = edit(10, 'watched')
+    const update = docEdit(10, 'watched')
     const watcher = spawnKvctl(['--node', server.url, 'watch', '--prefix', 'watched/'])
     // Write until the watcher has seen a write: it may not be following yet on the first. Each
     // write is a new update (a new client id, one byte like 10's), as the node drops a repeat.
     for (let i = 0; i < 100 && !watcher.stdout().includes(' doc '); i++) {
-      await fetch(`${server.url}/v1/docs/watched%2Fone`, { method: 'POST', body: edit(10 + i, 'watched') })
+      await fetch(`${server.url}/v1/docs/watched%2Fone`, { method: 'POST', body: docEdit(10 + i, 'watched') })
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     watcher.child.kill('SIGINT')

@@ -11,6 +11,7 @@ import type { MeshError } from '../../src/errors.js'
 import { meshCodeOf, rejectionOf } from '../helpers/async.js'
 import type { LiveNode } from './helpers.js'
 import { silentServer, startNode } from './helpers.js'
+import { docEdit } from '../helpers/ydoc.js'
 
 let live: LiveNode
 
@@ -22,28 +23,20 @@ afterAll(async () => {
   await live?.close()
 })
 
-function edit(client: number, text: string, title?: string): Uint8Array {
-  const doc = new Y.Doc()
-  doc.clientID = client
-  doc.getText('body').insert(0, text)
-  if (title !== undefined) doc.getMap('meta').set('title', title)
-  return Y.encodeStateAsUpdate(doc)
-}
-
 describe('MeshClient documents', () => {
   it('posts updates and reads the state, the diff for a state vector, and JSON', async () => {
     const client = new MeshClient({ nodes: live.url })
     expect(await client.getDoc('notes/ü 1')).toBeUndefined()
     expect(await client.getDocJson('notes/ü 1')).toBeUndefined()
-    const first = await client.applyDocUpdate('notes/ü 1', edit(1, 'hello', 'greeting'))
+    const first = await client.applyDocUpdate('notes/ü 1', docEdit(1, 'hello', 'greeting'))
     expect(first).toMatchObject({ name: 'notes/ü 1', changed: true })
     expect(client.token).toBe(first.token)
-    expect((await client.applyDocUpdate('notes/ü 1', edit(1, 'hello', 'greeting'))).changed).toBe(false)
+    expect((await client.applyDocUpdate('notes/ü 1', docEdit(1, 'hello', 'greeting'))).changed).toBe(false)
 
     const local = new Y.Doc()
     Y.applyUpdate(local, (await client.getDoc('notes/ü 1')) as Uint8Array)
     expect(local.getText('body').toString()).toBe('hello')
-    await live.node.applyDocUpdate('notes/ü 1', edit(2, 'world '))
+    await live.node.applyDocUpdate('notes/ü 1', docEdit(2, 'world '))
     const diff = (await client.getDoc('notes/ü 1', { sv: Y.encodeStateVector(local) })) as Uint8Array
     expect(diff.length).toBeLessThan(((await client.getDoc('notes/ü 1')) as Uint8Array).length)
     Y.applyUpdate(local, diff)
@@ -62,7 +55,7 @@ describe('MeshClient documents', () => {
 
   it('deletes a document, and refuses bad input', async () => {
     const client = new MeshClient({ nodes: live.url })
-    await client.applyDocUpdate('gone', edit(3, 'soon gone'))
+    await client.applyDocUpdate('gone', docEdit(3, 'soon gone'))
     expect((await client.deleteDoc('gone')).changed).toBe(true)
     expect(await client.getDoc('gone')).toBeUndefined()
     expect((await client.deleteDoc('gone')).changed).toBe(false)
@@ -76,7 +69,7 @@ describe('MeshClient documents', () => {
     const silent = await silentServer()
     try {
       const client = new MeshClient({ nodes: [silent.url, live.url], timeoutMs: 300 })
-      expect((await client.applyDocUpdate('retried', edit(4, 'once'))).changed).toBe(true)
+      expect((await client.applyDocUpdate('retried', docEdit(4, 'once'))).changed).toBe(true)
       expect(silent.requests()).toBe(1)
       expect((await live.node.docJson('retried'))?.['body']).toBe('once')
 

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import * as Y from 'yjs'
 import { Cluster, request, useLinkedCluster } from './helpers.js'
+import { docEdit } from '../helpers/ydoc.js'
 
 let cluster: Cluster
 
@@ -15,14 +16,6 @@ useLinkedCluster((started) => (cluster = started))
 afterEach(() => {
   cluster.heal()
 })
-
-function edit(client: number, text: string, title: string): Uint8Array {
-  const doc = new Y.Doc()
-  doc.clientID = client
-  doc.getText('body').insert(0, text)
-  doc.getMap('meta').set('title', title)
-  return Y.encodeStateAsUpdate(doc)
-}
 
 function post(node: string, name: string, update: Uint8Array, query = '') {
   return request(`${node}/v1/docs/${name}${query}`, {
@@ -40,8 +33,8 @@ describe('documents across three processes', () => {
       async () => expect((await cluster.node(2).status()).linked.length, 'node 2 to see its links drop').toBe(0),
       { timeout: 10_000, interval: 100 },
     )
-    const one = edit(1, 'from one. ', 'one')
-    const two = edit(2, 'from two. ', 'two')
+    const one = docEdit(1, 'from one. ', 'one')
+    const two = docEdit(2, 'from two. ', 'two')
     expect((await post(n1, 'shared', one)).status).toBe(200)
     expect((await post(n2, 'shared', two)).status).toBe(200)
     // Node 3 hears node 1 only while node 2 is cut off.
@@ -66,7 +59,7 @@ describe('documents across three processes', () => {
 
   it('a write with ?w=all is on every node when it is answered; a delete reaches every node', async () => {
     const [n1, n2, n3] = cluster.urls() as [string, string, string]
-    const written = await post(n3, 'everywhere', edit(3, 'all of us', 'w'), '?w=all')
+    const written = await post(n3, 'everywhere', docEdit(3, 'all of us', 'w'), '?w=all')
     expect(written.status).toBe(200)
     for (const node of [n1, n2]) {
       const answer = await request(`${node}/v1/docs/everywhere?format=json&r=all`, {})

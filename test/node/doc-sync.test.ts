@@ -5,15 +5,13 @@
  * update is not written back (no echo), one Y.Doc per name until destroyed, and a local edit the
  * node refuses is an 'error' event naming the document.
  */
-import { once } from 'node:events'
-import { createServer } from 'node:http'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import * as Y from 'yjs'
 import type { MeshError } from '../../src/errors.js'
 import { MeshNode } from '../../src/node/index.js'
 import type { WatchEvent } from '../../src/node/index.js'
 import { meshCodeOf, tempDir } from '../helpers/async.js'
-import { freePort } from '../support/ports.js'
+import { twoLinkedNodes } from './linked.js'
+import { docEdit } from '../helpers/ydoc.js'
 
 const SECRET = 'doc-sync-test-cluster-secret'
 const cleanups: (() => Promise<void>)[] = []
@@ -22,30 +20,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function openNode(peers: string[], port: number): Promise<MeshNode> {
-  const { dir, remove } = await tempDir('doc-sync')
-  cleanups.push(remove)
-  const url = `http://127.0.0.1:${port}`
-  const node = await MeshNode.open({ dir, secret: SECRET, peers, advertiseUrl: url })
-  const server = createServer((_request, response) => response.end())
-  node.attach(server)
-  cleanups.push(async () => {
-    await node.close()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  server.listen(port, '127.0.0.1')
-  await once(server, 'listening')
-  return node
-}
-
-async function twoNodes(): Promise<[MeshNode, MeshNode]> {
-  const [portA, portB] = [await freePort(), await freePort()]
-  const a = await openNode([], portA)
-  const b = await openNode([`http://127.0.0.1:${portA}`], portB)
-  await vi.waitFor(() => expect(b.ready).toBe(true), { timeout: 10_000, interval: 50 })
-  return [a, b]
-}
+const twoNodes = (): Promise<[MeshNode, MeshNode]> => twoLinkedNodes('doc-sync', SECRET, cleanups)
 
 function updateEvents(node: MeshNode): WatchEvent[] {
   const events: WatchEvent[] = []
@@ -67,7 +42,7 @@ function countWrites(node: MeshNode): string[] {
 describe('node.doc(name)', () => {
   it('edits on two linked nodes converge on both Y.Docs, and each edit is written once', async () => {
     const [a, b] = await twoNodes()
-    await a.applyDocUpdate('room', textUpdate(7, 'seed. '))
+    await a.applyDocUpdate('room', docEdit(7, 'seed. '))
     const docA = await a.doc('room')
     expect(docA.getText('body').toString()).toBe('seed. ')
     const docB = await b.doc('room')
@@ -103,7 +78,7 @@ describe('node.doc(name)', () => {
     const doc = await a.doc('notes')
     expect(await a.doc('notes')).toBe(doc)
     expect(doc.getText('body').toString()).toBe('')
-    await a.applyDocUpdate('notes', textUpdate(9, 'posted'))
+    await a.applyDocUpdate('notes', docEdit(9, 'posted'))
     expect(doc.getText('body').toString()).toBe('posted')
     await a.deleteDoc('notes')
     expect(doc.getText('body').toString()).toBe('')
@@ -111,7 +86,7 @@ describe('node.doc(name)', () => {
     doc.destroy()
     const again = await a.doc('notes')
     expect(again).not.toBe(doc)
-    await a.applyDocUpdate('notes', textUpdate(10, 'later'))
+    await a.applyDocUpdate('notes', docEdit(10, 'later'))
     expect(again.getText('body').toString()).toBe('later')
     expect(doc.getText('body').toString()).toBe('')
     expect(await meshCodeOf(a.doc(''))).toBe('MESHKV_ERR_INVALID_KEY')
@@ -146,10 +121,3 @@ describe('node.doc(name)', () => {
     expect((await reopened.doc('last')).getText('body').toString()).toBe('kept')
   })
 })
-
-function textUpdate(client: number, text: string): Uint8Array {
-  const doc = new Y.Doc()
-  doc.clientID = client
-  doc.getText('body').insert(0, text)
-  return Y.encodeStateAsUpdate(doc)
-}

@@ -8,23 +8,17 @@ import * as Y from 'yjs'
 import type { WatchEvent } from '../../src/node/index.js'
 import { meshCodeOf } from '../helpers/async.js'
 import { nodeFixture } from './fixture.js'
+import { docEdit } from '../helpers/ydoc.js'
 
 const fixture = nodeFixture('docs')
 const open = fixture.open
-
-function textUpdate(client: number, text: string): Uint8Array {
-  const doc = new Y.Doc()
-  doc.clientID = client
-  doc.getText('body').insert(0, text)
-  return Y.encodeStateAsUpdate(doc)
-}
 
 describe('MeshNode documents', () => {
   it('applies updates, answers the state or the diff a state vector lacks, and emits the update', async () => {
     const node = await open()
     const events: WatchEvent[] = []
     node.on('change', (event) => events.push(event))
-    const first = await node.applyDocUpdate('room', textUpdate(1, 'abc'))
+    const first = await node.applyDocUpdate('room', docEdit(1, 'abc'))
     expect(first.changed).toBe(true)
     const read = await node.docState('room')
     expect(read.exists).toBe(true)
@@ -32,7 +26,7 @@ describe('MeshNode documents', () => {
     Y.applyUpdate(client, read.update)
     expect(client.getText('body').toString()).toBe('abc')
 
-    await node.applyDocUpdate('room', textUpdate(2, 'xyz'))
+    await node.applyDocUpdate('room', docEdit(2, 'xyz'))
     const diff = await node.docState('room', { sv: Y.encodeStateVector(client) })
     expect(diff.update.length).toBeLessThan((await node.docState('room')).update.length)
     Y.applyUpdate(client, diff.update)
@@ -44,8 +38,8 @@ describe('MeshNode documents', () => {
   it('keeps a document across a reopen, deleted or not, and counts it in the digest', async () => {
     let node = await open()
     const before = await node.digest()
-    await node.applyDocUpdate('kept', textUpdate(1, 'stays'))
-    await node.applyDocUpdate('dropped', textUpdate(2, 'goes'))
+    await node.applyDocUpdate('kept', docEdit(1, 'stays'))
+    await node.applyDocUpdate('dropped', docEdit(2, 'goes'))
     expect((await node.deleteDoc('dropped')).changed).toBe(true)
     const digest = await node.digest()
     expect(digest.digest).not.toBe(before.digest)
@@ -59,13 +53,12 @@ describe('MeshNode documents', () => {
 
   it('refuses an update that would take a document past 8 MiB', async () => {
     const node = await open()
-    for (let client = 1; client <= 8; client++)
-      await node.applyDocUpdate('big', textUpdate(client, 'x'.repeat(1_000_000)))
-    expect(await meshCodeOf(node.applyDocUpdate('big', textUpdate(9, 'y'.repeat(800_000))))).toBe(
+    for (let client = 1; client <= 8; client++) await node.applyDocUpdate('big', docEdit(client, 'x'.repeat(1_000_000)))
+    expect(await meshCodeOf(node.applyDocUpdate('big', docEdit(9, 'y'.repeat(800_000))))).toBe(
       'MESHKV_ERR_STATE_TOO_LARGE',
     )
     // Deleting is never refused: it is how a document is brought back under the limit.
     expect((await node.deleteDoc('big')).changed).toBe(true)
-    expect(await meshCodeOf(node.applyDocUpdate('', textUpdate(1, 'x')))).toBe('MESHKV_ERR_INVALID_KEY')
+    expect(await meshCodeOf(node.applyDocUpdate('', docEdit(1, 'x')))).toBe('MESHKV_ERR_INVALID_KEY')
   })
 })

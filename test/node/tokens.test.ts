@@ -3,16 +3,13 @@
  * authenticate; what reaches the disk; and two nodes linked over real WebSockets, where a token
  * made on one works on the other and a revocation on either holds on both.
  */
-import { once } from 'node:events'
-import type { Server } from 'node:http'
-import { createServer } from 'node:http'
 import { Level } from 'level'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { CreatedToken, TokenInfo } from '../../src/api/access.js'
 import type { MeshNodeOptions } from '../../src/node/index.js'
 import { MeshNode } from '../../src/node/index.js'
 import { meshCodeOf, takeWithin, tempDir } from '../helpers/async.js'
-import { freePort } from '../support/ports.js'
+import { twoLinkedNodes } from './linked.js'
 
 const SECRET = 'tokens-test-cluster-secret'
 const TOKEN_TEXT = /^mkv_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
@@ -35,35 +32,7 @@ async function openNode(options: MeshNodeOptions): Promise<MeshNode> {
   return node
 }
 
-/** A node serving peer links on its own loopback port. */
-async function linkedNode(peers: string[], port: number): Promise<MeshNode> {
-  const url = `http://127.0.0.1:${port}`
-  const node = await MeshNode.open({ dir: await dirFor(), secret: SECRET, peers, advertiseUrl: url })
-  const server: Server = createServer((_request, response) => response.end())
-  node.attach(server)
-  // The node first: its links hold upgraded sockets the server would wait for.
-  cleanups.push(async () => {
-    await node.close()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  server.listen(port, '127.0.0.1')
-  await once(server, 'listening')
-  return node
-}
-
-/** Node a (ready at once) and node b (joins through a), linked both ways. */
-async function twoNodes(): Promise<[MeshNode, MeshNode]> {
-  const [portA, portB] = [await freePort(), await freePort()]
-  const a = await linkedNode([], portA)
-  const b = await linkedNode([`http://127.0.0.1:${portA}`], portB)
-  await vi.waitFor(() => expect(b.ready).toBe(true), { timeout: 10_000, interval: 50 })
-  await vi.waitFor(async () => expect((await a.peers()).map((peer) => peer.state)).toContain('up'), {
-    timeout: 10_000,
-    interval: 50,
-  })
-  return [a, b]
-}
+const twoNodes = (): Promise<[MeshNode, MeshNode]> => twoLinkedNodes('tokens', SECRET, cleanups)
 
 describe('tokens on one node', () => {
   it('create answers the token once; list shows it without secret; authenticate knows it', async () => {
