@@ -7,8 +7,9 @@ import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { isDot, isNodeId, isVectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
-import { decodePlain, encode } from './index.js'
-import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
+import { decodePeerChange, encodeChange } from './change.js'
+import { decodePlain, encode } from './msgpack.js'
+import { isBytes, isChange, isKey, isRecord } from './guards.js'
 
 /**
  * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
@@ -19,9 +20,12 @@ import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
  * would refuse as a wrong shape. Version 4: the `doc` key space (`doc.update` ops, `doc` states in
  * snapshots), which a version 3 node would refuse, stalling the origin's changes there. Version 5:
  * the `awareness` message (Yjs presence relayed between nodes), which a version 4 node would take
- * for a wrong shape and close the link over.
+ * for a wrong shape and close the link over. Version 6: a `changes` frame carries each change as
+ * its bytes in the compact change format (change.ts), and an `ack` carries only the entries that
+ * moved since the last `ack` or `sync` this node sent on the link; a version 5 node would read
+ * neither.
  */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
@@ -214,7 +218,8 @@ export function isFrame(value: unknown): value is Frame {
         value['peers'].every(isNodeId)
       )
     case 'changes':
-      return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isChange)
+      // Each entry is one change's bytes, decoded and checked by `decodeFrame`.
+      return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isBytes)
     case 'ack':
       return isVectorClock(value['vc'])
     case 'snapshot-needed':
@@ -240,6 +245,16 @@ export function isFrame(value: unknown): value is Frame {
     default:
       return false
   }
+}
+
+/**
+ * A message this node is about to send is well formed: its wire shape (`isFrame`), except that a
+ * `changes` message holds changes (`isChange`), which `encodeFrame` turns into their bytes.
+ */
+export function isOutgoingMessage(message: PeerMessage): boolean {
+  if (isHandshakeMessage(message)) return false
+  if (message.type !== 'changes') return isFrame(message)
+  return Array.isArray(message.changes) && message.changes.length > 0 && message.changes.every(isChange)
 }
 
 function isCount(value: unknown): value is number {
@@ -363,14 +378,19 @@ export class StateAssembler {
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {
+  // A change goes as the bytes it was encoded to once (change.ts): the frame only wraps them.
+  if (frame.type === 'changes')
+    return encode({ type: 'changes', changes: frame.changes.map((change) => encodeChange(change)) }, FRAME_BYTES_MAX)
   return encode(frame, FRAME_BYTES_MAX)
 }
 
 /** Peer frames are plain data: an extension, a BigInt or `undefined` is a decode error (`decodePlain`). */
 export function decodeFrame(bytes: Uint8Array): Frame {
   const frame = decodePlain(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
-  // A peer's changes go on as fresh objects of known fields only (guards.ts, `rebuildChange`).
-  return frame.type === 'changes' ? { type: 'changes', changes: frame.changes.map(rebuildChange) } : frame
+  if (frame.type !== 'changes') return frame
+  // Each change is checked field by field and built as fresh objects of known fields only.
+  const encoded = frame.changes as unknown as Uint8Array[]
+  return { type: 'changes', changes: encoded.map((change) => decodePeerChange(change, FRAME_BYTES_MAX)) }
 }
 
 export function isHandshakeMessage(frame: Frame): frame is HandshakeMessage {

@@ -53,23 +53,21 @@ const SNAPSHOT_CHUNK_STATES = 1000
 const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 
 /**
- * The size of a change on the wire: its real encoded length, `deps` included (a change carries
- * its origin's whole vector clock, about 27 bytes per node id ever seen, which with a few hundred
- * historical ids outweighs small values). A frame is its changes plus a few bytes.
+ * The size of a change on the wire: its encoded length, `deps` included (a change carries its
+ * origin's whole vector clock, about 13 bytes per node id ever seen, which with a few hundred
+ * historical ids outweighs small values). A frame is its changes plus a few bytes each. The
+ * bytes are the ones the change was encoded to once (codec/change.ts): sizing encodes nothing.
  */
 export function approximateChangeBytes(change: Change): number {
-  let bytes = encodedBytes.get(change)
-  if (bytes === undefined) encodedBytes.set(change, (bytes = encodeChange(change).length))
-  return bytes
+  return encodeChange(change).length
 }
-
-/** Changes are never mutated: each is encoded once to be sized, however often it is asked (buffer, session). */
-const encodedBytes = new WeakMap<Change, number>()
 
 export class PeerSession {
   readonly link: PeerLinkLike
   readonly #options: PeerSessionOptions
   #theirVc: VectorClock = {}
+  /** What the peer's last `sync` and the acks after it said it holds on disk: acks are differences. */
+  #acked: VectorClock = {}
   #sentVc: VectorClock = {}
   #theirPeers = new Set<NodeId>()
   #cursor = 0
@@ -136,7 +134,17 @@ export class PeerSession {
     this.wake()
   }
 
+  /**
+   * The whole clock an `ack` stands for: an ack carries only the entries that moved since the
+   * last ack or sync its sender sent (acks.ts), so it joins what the link said before.
+   */
+  ackedBy(ack: VectorClock): VectorClock {
+    this.#acked = vcJoin(this.#acked, ack)
+    return this.#acked
+  }
+
   onSync(vc: VectorClock, peers: readonly NodeId[]): void {
+    this.#acked = vc
     this.#theirVc = vc
     this.#theirPeers = new Set(peers)
     const held = vcGet(this.#options.store.vc, this.link.nodeId)

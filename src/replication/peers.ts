@@ -4,7 +4,7 @@
  * reached at, when it was last heard, and its clock when it first synced (joining waits to cover it).
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcGet, vcHasDot, vcJoin } from '../clock/index.js'
+import { vcCovers, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
 
 /** Acknowledged VCs kept per peer for the stable cut. */
 export const ACK_HISTORY_MAX = 32
@@ -81,6 +81,17 @@ export function heardAck(info: PeerInfo, vc: VectorClock): void {
 }
 
 /** What a peer is known to hold: what it acknowledged, and every change it made itself. */
+/** True once `vc` covers what every peer that synced had at its first sync, and one has synced. */
+export function caughtUpWith(peers: Iterable<PeerInfo>, vc: VectorClock): boolean {
+  let synced = 0
+  for (const info of peers) {
+    if (info.firstSyncVc === null) continue
+    synced++
+    if (!vcCovers(vc, info.firstSyncVc)) return false
+  }
+  return synced > 0
+}
+
 export function knownTo(info: PeerInfo, ownVc: VectorClock): VectorClock {
   const own = vcGet(ownVc, info.nodeId)
   return own > vcGet(info.acked, info.nodeId) ? vcJoin(info.acked, { [info.nodeId]: own }) : info.acked

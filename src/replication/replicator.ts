@@ -9,7 +9,7 @@
  * in, and time moves only through `now()` and `tick()`, so the simulator can drive it.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcGet, vcHasDot } from '../clock/index.js'
+import { vcGet, vcHasDot } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import { assert } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
@@ -20,7 +20,7 @@ import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 import { SILENT_LOGGER } from './logger.js'
 import { PeerSession } from './peer-session.js'
-import { PeerBook, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
+import { PeerBook, caughtUpWith, forgetCut, heardAck, heardSync, knownTo, usableAck } from './peers.js'
 import type { ClaimContext } from './claims.js'
 import { promoteClaims, takeClaim } from './claims.js'
 import { DurableAcks } from './acks.js'
@@ -350,13 +350,7 @@ export class Replicator {
    * moment, and at least one peer has synced. A brand-new node waits for this before it writes.
    */
   caughtUp(): boolean {
-    let synced = 0
-    for (const info of this.#peers.values()) {
-      if (info.firstSyncVc === null) continue
-      synced++
-      if (!vcCovers(this.store.vc, info.firstSyncVc)) return false
-    }
-    return synced > 0
+    return caughtUpWith(this.#peers.values(), this.store.vc)
   }
 
   /** Each known peer's lag and state, and each configured URL no known peer is behind (status.ts). */
@@ -442,11 +436,13 @@ export class Replicator {
     switch (message.type) {
       case 'sync':
       case 'ack': {
-        const claim = takeClaim(this.#claims, session.link.nodeId, message.type, message.vc)
+        // An ack names only what moved since the last ack or sync on this link (acks.ts).
+        const vc = message.type === 'ack' ? session.ackedBy(message.vc) : message.vc
+        const claim = takeClaim(this.#claims, session.link.nodeId, message.type, vc)
         if (message.type === 'ack') heardAck(info, claim)
-        else heardSync(info, claim, message.vc)
-        if (message.type === 'ack') session.onAck(message.vc)
-        else session.onSync(message.vc, message.peers)
+        else heardSync(info, claim, vc)
+        if (message.type === 'ack') session.onAck(vc)
+        else session.onSync(vc, message.peers)
         this.#waiters.check()
         return
       }

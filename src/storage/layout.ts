@@ -33,7 +33,15 @@ import { emptyState, isEmptyState } from '../crdt/index.js'
 import { MeshError, assert } from '../errors.js'
 import type { Backend, BackendReader, BackendWrite, Range, Sub } from './backend.js'
 
-const STORE_FORMAT = '1'
+/**
+ * Format 2 (meshkv with peer protocol 6): log entries in the compact change format
+ * (codec/change.ts). A format-1 store (log entries as MessagePack maps) is read as it is, since
+ * `decodeChange` reads both, and marked format 2 when it opens: from then on it holds entries an
+ * older meshkv cannot read, and that meshkv refuses it rather than misreading it.
+ */
+const STORE_FORMAT = '2'
+/** Formats this meshkv opens; older ones are marked `STORE_FORMAT` at open. */
+const FORMATS_READ: readonly string[] = ['1', STORE_FORMAT]
 
 /** What a node keeps in memory of its durable position: restored from `meta` and `vc` at open. */
 export interface StoreHead {
@@ -215,19 +223,22 @@ function isSnapshotMarker(value: unknown): value is { vc: VectorClock; phase: Jo
 
 /**
  * Reads the node's identity and head, making a node id the first time (from `randomBytes`). Data
- * written in another format is refused rather than misread.
+ * written in a format this meshkv does not read is refused rather than misread; an older format it
+ * reads is marked as the current one.
  */
 export async function readOrInitMeta(
   backend: Backend,
   randomBytes: (size: number) => Uint8Array,
 ): Promise<{ nodeId: NodeId; head: StoreHead }> {
   const format = await readUtf8(backend, 'meta', 'format')
-  if (format !== undefined && format !== STORE_FORMAT) {
+  if (format !== undefined && !FORMATS_READ.includes(format)) {
     throw new MeshError(
       'MESHKV_ERR_CORRUPT',
-      `the store was written in format ${format}; this meshkv reads format ${STORE_FORMAT}`,
+      `the store was written in format ${format}; this meshkv reads formats ${FORMATS_READ.join(' and ')}`,
     )
   }
+  if (format !== undefined && format !== STORE_FORMAT)
+    await backend.write([putUtf8('meta', 'format', STORE_FORMAT)], { sync: true })
   let nodeId = await readUtf8(backend, 'meta', 'nodeId')
   if (nodeId === undefined) {
     nodeId = nodeIdFromBytes(randomBytes(8))

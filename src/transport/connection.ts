@@ -16,7 +16,13 @@
  */
 import type { NodeId } from '../clock/index.js'
 import type { Frame, PeerMessage } from '../codec/peer.js'
-import { HANDSHAKE_FRAME_BYTES_MAX, decodeFrame, encodeFrame, isFrame, isHandshakeMessage } from '../codec/peer.js'
+import {
+  HANDSHAKE_FRAME_BYTES_MAX,
+  decodeFrame,
+  encodeFrame,
+  isHandshakeMessage,
+  isOutgoingMessage,
+} from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert, isMeshError } from '../errors.js'
 import type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
@@ -267,10 +273,7 @@ export class Connection {
   sendMessage(message: PeerMessage): boolean {
     if (this.state !== 'open') return false
     // The peer would close the link over a malformed message; the sender's bug shows here instead.
-    assert(
-      isFrame(message) && !isHandshakeMessage(message),
-      `a well-formed peer message (type ${String(message.type)})`,
-    )
+    assert(isOutgoingMessage(message), `a well-formed peer message (type ${String(message.type)})`)
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
     const bytes = encodeFrame(message)
     if (this.link !== null) this.host.crossed(this.link.nodeId, 'Sent', message, bytes.length)

@@ -15,6 +15,7 @@ import {
   STATE_BYTES_MAX,
   decodeChange,
   decodeChecked,
+  decodePeerChange,
   decodeState,
   encode,
   encodeChange,
@@ -256,6 +257,35 @@ describe('round trips', () => {
         const decoded = decodeChange(encodeChange(change))
         expect(plain(decoded)).toStrictEqual(plain(change))
         for (const op of decoded.ops) if (op.type === 'kv.put') expect(isBytes(op.value)).toBe(true)
+      }),
+      PROPERTY,
+    )
+  })
+
+  it('the compact format (codec/change.ts) reads back through the peer decoder too, and format-1 log entries still read', () => {
+    fc.assert(
+      fc.property(changeArb, (change) => {
+        const bytes = encodeChange(change)
+        expect(plain(decodePeerChange(bytes, RECORD_BYTES_MAX_DEFAULT))).toStrictEqual(plain(change))
+        // What an older meshkv wrote to its log (a map with field names) still reads from the log,
+        // and its bytes are not kept: it goes to peers in the compact format.
+        const formatOne = encode(change)
+        const fromOldLog = decodeChange(formatOne)
+        expect(plain(fromOldLog)).toStrictEqual(plain(change))
+        expect(Buffer.from(encodeChange(fromOldLog)).equals(Buffer.from(bytes))).toBe(true)
+        expect(meshErrorCode(() => decodePeerChange(formatOne, RECORD_BYTES_MAX_DEFAULT))).toBe('MESHKV_ERR_DECODE')
+      }),
+      PROPERTY,
+    )
+  })
+
+  it('a change is encoded once: the same object gives the same bytes, a decoded one the bytes it came from', () => {
+    fc.assert(
+      fc.property(changeArb, (change) => {
+        const bytes = encodeChange(change)
+        expect(encodeChange(change)).toBe(bytes)
+        const copy = Uint8Array.from(bytes)
+        expect(encodeChange(decodeChange(copy))).toBe(copy)
       }),
       PROPERTY,
     )

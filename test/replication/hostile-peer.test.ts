@@ -6,12 +6,13 @@
  * and a snapshot whose clock does not dominate keeping the keys it does not cover.
  */
 import { afterEach, describe, expect, it } from 'vitest'
+import { unpack } from 'msgpackr'
 import type { NodeId, VectorClock } from '../../src/clock/index.js'
 import { vcGet } from '../../src/clock/index.js'
-import { encode } from '../../src/codec/index.js'
+import { encode, encodeChange } from '../../src/codec/index.js'
 import { isOp } from '../../src/codec/guards.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
-import { decodeFrame } from '../../src/codec/peer.js'
+import { decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import type { Change, Intent, Op } from '../../src/crdt/index.js'
 import { counterValue, lwwSibling } from '../../src/crdt/index.js'
 import { CausalBuffer } from '../../src/replication/causal-buffer.js'
@@ -288,24 +289,29 @@ describe('remote counter ops', () => {
 })
 
 describe('changes decoded from a peer', () => {
-  it('are rebuilt from their known fields: extra fields and __proto__ keys go, the prototype is plain', () => {
+  it('are built from their known fields: fresh plain records, and any extra field refuses the frame', () => {
     const sent = change(PEER, 1, [{ type: 'counter.add', name: 'c', delta: 1 }], { [OTHER]: 2 })
-    const hostile = Object.assign(JSON.parse('{"__proto__": {"polluted": true}, "extra": 1}') as object, sent, {
-      ops: [Object.assign(JSON.parse('{"__proto__": {"admin": true}}') as object, sent.ops[0], { more: 'x' })],
-    })
-    const frame = decodeFrame(encode({ type: 'changes', changes: [hostile] }))
+    const frame = decodeFrame(encodeFrame({ type: 'changes', changes: [sent] }))
     const got = (frame as Extract<PeerMessage, { type: 'changes' }>).changes[0] as Change
     expect(got).toEqual(sent)
     expect(Object.keys(got).sort()).toEqual(['deps', 'dot', 'hlc', 'ops'])
     expect(Object.keys(got.ops[0] as object).sort()).toEqual(['delta', 'name', 'type'])
     for (const record of [got, got.ops[0], got.deps, got.dot, got.hlc])
       expect(Object.getPrototypeOf(record)).toBe(Object.prototype)
+    // The compact format is positional (codec/change.ts): what a hostile peer adds is a wrong shape.
+    const positional = unpack(encodeChange(sent) as Buffer) as unknown[]
+    const ops = positional[6] as unknown[][]
+    const refused: unknown[] = [
+      [...positional, { __proto__: { polluted: true } }], // an eighth field
+      [...positional.slice(0, 6), [[...(ops[0] as unknown[]), 'more']]], // an op with a field too many
+      [...positional.slice(0, 5), [...(positional[5] as unknown[]), (positional[5] as unknown[])[0], 3]], // an id twice in deps
+      JSON.parse(JSON.stringify({ ...sent, extra: 1 })) as unknown, // the format-1 map a version 5 peer sent
+    ]
+    for (const bad of refused)
+      expect(() => decodeFrame(encode({ type: 'changes', changes: [encode(bad)] }))).toThrow(
+        expect.objectContaining({ code: 'MESHKV_ERR_DECODE' }),
+      )
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined()
-    // A clock is a map from node ids: a `__proto__` entry is no node id, and the frame is refused.
-    const badDeps = { ...sent, deps: Object.assign(JSON.parse('{"__proto__": {}}') as object, sent.deps) }
-    expect(() => decodeFrame(encode({ type: 'changes', changes: [badDeps] }))).toThrow(
-      expect.objectContaining({ code: 'MESHKV_ERR_DECODE' }),
-    )
   })
 
   it('a change or op that is not a plain record is refused as a decode error', () => {
