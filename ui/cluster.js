@@ -13,7 +13,9 @@ const REQUEST_MS = 3000
 /** Points kept per chart: two minutes at one a second. */
 const SAMPLES = 120
 const CHART = { width: 380, height: 120, top: 16, bottom: 4 }
+/** One colour per peer, in the order the page first sees them; the write rate has its own two. */
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2']
+const RATE_COLORS = { all: '#6b7785', own: '#bcbd22' }
 const PREVIEW_CHARS = 60
 const SVG_NS = 'http://www.w3.org/2000/svg'
 
@@ -152,8 +154,8 @@ function renderCharts() {
   drawChart(
     $('chart-rate'),
     [
-      { name: 'all', color: COLORS[0], values: history.rateAll },
-      { name: 'own', color: COLORS[2], values: history.rateOwn },
+      { name: 'all', color: RATE_COLORS.all, values: history.rateAll },
+      { name: 'own', color: RATE_COLORS.own, values: history.rateOwn },
     ],
     '/s',
   )
@@ -163,8 +165,8 @@ function renderCharts() {
     ...[...history.lagMs.keys()].map((nodeId) =>
       el('span', {}, el('i', { style: `background:${colorOf(nodeId)}` }), nodeId),
     ),
-    el('span', {}, el('i', { style: `background:${COLORS[0]}` }), 'write rate, all'),
-    el('span', {}, el('i', { style: `background:${COLORS[2]}` }), 'write rate, this node'),
+    el('span', {}, el('i', { style: `background:${RATE_COLORS.all}` }), 'write rate, all nodes'),
+    el('span', {}, el('i', { style: `background:${RATE_COLORS.own}` }), 'write rate, made here'),
   )
 }
 
@@ -201,7 +203,8 @@ function renderMembers(status, members) {
     return el(
       'tr',
       { 'data-node': member.nodeId, 'data-state': state, 'data-self': member.self },
-      el('td', {}, el('i', { class: 'swatch', style: `color:${colorOf(member.nodeId)}` }, '■ '), member.nodeId),
+      // The swatch is the peer's colour on the charts; this node has no line there.
+      el('td', {}, member.self ? null : el('i', { style: `color:${colorOf(member.nodeId)}` }, '■ '), member.nodeId),
       el('td', {}, member.role),
       el('td', { class: 'state', 'data-state': state }, member.self ? `${state} (this node)` : state),
       figures.map((figure, i) => el('td', { class: ['lag-changes', 'lag-ms', 'last-seen', 'catch-up'][i] }, figure)),
@@ -391,14 +394,15 @@ async function showValue(key) {
   box.replaceChildren(
     el('h3', { class: 'mono' }, key),
     el('p', { class: 'note' }, `version ${answer.version} · ${answer.siblings.length} sibling(s)`),
-    ...answer.siblings.map((sibling) => [
+    ...answer.siblings.map((sibling) =>
       el(
-        'p',
-        { class: 'note' },
-        `${sibling.deleted ? 'deleted' : sibling.contentType}, written by ${sibling.node} at ${new Date(sibling.hlc.wallMs).toISOString()}`,
+        'div',
+        { class: 'sibling' },
+        el('p', { class: 'note' }, `${sibling.deleted ? 'deleted' : sibling.contentType}, written by ${sibling.node}`),
+        el('p', { class: 'note' }, `at ${new Date(sibling.hlc.wallMs).toISOString()}`),
+        sibling.deleted ? null : el('pre', { class: 'shown' }, shown(sibling)),
       ),
-      sibling.deleted ? null : el('pre', { class: 'shown' }, shown(sibling)),
-    ]),
+    ),
   )
 }
 
