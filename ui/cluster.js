@@ -12,6 +12,8 @@ const POLL_MS = 1000
 const REQUEST_MS = 3000
 /** Points kept per chart: two minutes at one a second. */
 const SAMPLES = 120
+/** The narrowest time window a chart shows, in samples. */
+const WINDOW_MIN = 30
 const CHART = { width: 380, height: 120, top: 16, bottom: 4 }
 /** One colour per peer, in the order the page first sees them; the write rate has its own two. */
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2']
@@ -123,11 +125,15 @@ function record(status) {
 
 // Drawing.
 
-/** Lines of up to SAMPLES points, newest at the right edge, scaled to the largest value shown. */
+/**
+ * Lines of up to SAMPLES points, one a poll, newest at the right edge, scaled to the largest value
+ * shown. The time window grows with the samples (from WINDOW_MIN) so a page just opened fills it.
+ */
 function drawChart(svg, lines, unit) {
   const { width, height, top, bottom } = CHART
   const max = Math.max(1, ...lines.flatMap((line) => line.values))
-  const step = width / (SAMPLES - 1)
+  const span = Math.max(WINDOW_MIN, ...lines.map((line) => line.values.length))
+  const step = width / (span - 1)
   const y = (value) => (top + (1 - value / max) * (height - top - bottom)).toFixed(1)
   const polylines = lines.map((line) =>
     el('svg:polyline', {
@@ -142,7 +148,7 @@ function drawChart(svg, lines, unit) {
   svg.replaceChildren(
     el('svg:line', { x1: 0, x2: width, y1: top, y2: top, stroke: 'currentColor', 'stroke-opacity': 0.15 }),
     el('svg:text', { x: 4, y: 12 }, `${number(max)} ${unit}`),
-    el('svg:text', { x: width - 4, y: 12, 'text-anchor': 'end' }, `last ${SAMPLES} s`),
+    el('svg:text', { x: width - 4, y: 12, 'text-anchor': 'end' }, `last ${span} s`),
     ...polylines,
   )
 }
