@@ -14,6 +14,8 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
+# The cluster page's files (/ui), read at run time from next to dist/.
+COPY ui ./ui
 COPY package.json ./
 RUN mkdir -p /data && chown node:node /data
 USER node

@@ -22,6 +22,7 @@ import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
 import { uiRoutes } from './ui.js'
+import { clusterUiRoutes } from './ui-cluster.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
 import { healthRoutes } from './health.js'
 import { kvRoutes } from './kv.js'
@@ -153,6 +154,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(healthRoutes, routeOptions)
   app.register(tokenRoutes, routeOptions)
   app.register(uiRoutes)
+  app.register(clusterUiRoutes)
   return app
 }
 

@@ -7,47 +7,23 @@
  * browser with no internet, and the browser's own WebSocket speaks to the rooms.
  * With tokens on (one node with a root token), the page takes `?token=` and hands it to the
  * websocket: the root token's page writes, a `read` token's page shows the text and changes nothing.
- * A missing Chromium fails the test (with where to get it); it is never skipped.
+ * A missing Chromium fails the test (with where to get it); it is never skipped (test/support/browser.ts).
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
+import { useBrowser } from '../support/browser.js'
 import { freePort } from '../support/ports.js'
 import { MESHKV_BIN, nodeArgs, spawnNode, type Proc } from '../support/processes.js'
 import { Cluster, request, useLinkedCluster, waitFor } from './helpers.js'
 
-const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(
-  (path): path is string => path !== undefined && path !== '',
-)
-
 let cluster: Cluster
-let browser: Browser | undefined
+const theBrowser = useBrowser()
 
 useLinkedCluster((started) => (cluster = started))
-
-// Launched by the first test that needs it, so a missing Chromium fails each browser test by name
-// (a failing beforeAll would report them as skipped).
-let launching: Promise<Browser> | undefined
-function theBrowser(): Promise<Browser> {
-  launching ??= (async () => {
-    const executablePath = CANDIDATES.find((path) => existsSync(path))
-    if (executablePath === undefined)
-      throw new Error(
-        `no Chromium at ${CANDIDATES.join(', ')}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`,
-      )
-    browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] })
-    return browser
-  })()
-  return launching
-}
-
-afterAll(async () => {
-  await browser?.close()
-})
 
 async function open(node: string, name: string): Promise<Page> {
   const page = await (await theBrowser()).newPage()

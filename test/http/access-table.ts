@@ -191,6 +191,10 @@ export const ROWS: Row[] = [
     inside: { url: '/ui/modules/yjs/dist/yjs.mjs' },
     ok: 200,
   },
+  // The cluster page and its two files: no data (the page asks the API with its own token), open.
+  { method: 'GET', route: '/ui', access: 'open', inside: { url: '/ui' }, ok: 200 },
+  { method: 'GET', route: '/ui/cluster.js', access: 'open', inside: { url: '/ui/cluster.js' }, ok: 200 },
+  { method: 'GET', route: '/ui/cluster.css', access: 'open', inside: { url: '/ui/cluster.css' }, ok: 200 },
   { method: 'GET', route: '/livez', access: 'open', inside: { url: '/livez' }, ok: 200 },
   { method: 'GET', route: '/healthz', access: 'open', inside: { url: '/healthz' }, ok: 200 },
   { method: 'GET', route: '/readyz', access: 'open', inside: { url: '/readyz' }, ok: 200 },
