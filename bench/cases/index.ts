@@ -4,6 +4,7 @@ import { embeddedCase } from './embedded.js'
 import { httpCase } from './http.js'
 import { lagCase } from './lag.js'
 import { memoryCase } from './memory.js'
+import { putLatencyCase } from './put-latency.js'
 import { semiSyncCase } from './semi-sync.js'
 import { throughputCase } from './throughput.js'
 import type { BenchCase } from './types.js'
@@ -13,6 +14,7 @@ import { yjsCase } from './yjs.js'
 export const CASES: readonly BenchCase[] = [
   embeddedCase,
   httpCase,
+  putLatencyCase,
   lagCase,
   throughputCase,
   semiSyncCase,
@@ -29,6 +31,7 @@ export const ENTRY_NAMES: readonly string[] = CASES.flatMap((benchCase) => bench
 export const LATENCY_ENTRIES: readonly string[] = [
   'http_put',
   'http_get',
+  'put_latency',
   'replication_lag',
   'replication_lag_80pct',
   'semi_sync',
