@@ -5,6 +5,7 @@ import { httpCase } from './http.js'
 import { lagCase } from './lag.js'
 import { memoryCase } from './memory.js'
 import { putLatencyCase } from './put-latency.js'
+import { scaleCase } from './scale.js'
 import { semiSyncCase } from './semi-sync.js'
 import { throughputCase } from './throughput.js'
 import type { BenchCase } from './types.js'
@@ -22,6 +23,7 @@ export const CASES: readonly BenchCase[] = [
   memoryCase,
   wireCase,
   yjsCase,
+  scaleCase,
 ]
 
 /** The names of latest.json's entries. */
@@ -36,4 +38,5 @@ export const LATENCY_ENTRIES: readonly string[] = [
   'replication_lag_80pct',
   'semi_sync',
   'yjs_edit_latency',
+  'scale',
 ]

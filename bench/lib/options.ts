@@ -33,12 +33,13 @@ export interface Sizes {
   yjsEdits: number
   /** Measured operations of each kind in put_latency (PUT, GET, raw batch), after a fifth as many unmeasured. */
   latencyOps: number
-  /** scale: the large cluster's size (against `scaleBaseNodes`), the write rate over all nodes, seconds of load and of idle. */
+  /** scale: the large cluster's size (against `scaleBaseNodes`), the write rate over all nodes, seconds of load, of idle and of unmeasured warm-up. */
   scaleNodes: number
   scaleBaseNodes: number
   scaleRate: number
   scaleSeconds: number
   scaleIdleSeconds: number
+  scaleWarmupSeconds: number
   valueBytes: number
   inflight: number
   httpConnections: number
@@ -72,6 +73,7 @@ const SIZES: Record<Mode, Sizes> = {
     scaleRate: 200,
     scaleSeconds: 10,
     scaleIdleSeconds: 5,
+    scaleWarmupSeconds: 3,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 64,
@@ -103,6 +105,7 @@ const SIZES: Record<Mode, Sizes> = {
     scaleRate: 200,
     scaleSeconds: 3,
     scaleIdleSeconds: 2,
+    scaleWarmupSeconds: 1,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 64,
@@ -134,6 +137,7 @@ const SIZES: Record<Mode, Sizes> = {
     scaleRate: 100,
     scaleSeconds: 1,
     scaleIdleSeconds: 0.5,
+    scaleWarmupSeconds: 0.3,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 16,
