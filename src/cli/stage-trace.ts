@@ -13,8 +13,8 @@ import type { StageTrace, TracedDot } from '../api/trace.js'
 import { setStageTrace } from '../api/trace.js'
 
 export const TRACE_STAGES_VARIABLE = 'MESHKV_TRACE_STAGES'
-/** Records kept between two requests; later ones are counted as dropped (memory stays bounded). */
-const RECORDS_MAX = 1_000_000
+/** Records kept between two requests (a few tens of MB at most); later ones are only counted as dropped. */
+export const RECORDS_MAX = 200_000
 
 export type StageKind = 'sent' | 'received' | 'committed'
 

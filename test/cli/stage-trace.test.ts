@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { setStageTrace, stageTrace } from '../../src/api/trace.js'
 import type { StageRecord } from '../../src/cli/stage-trace.js'
-import { StageRecorder, TRACE_STAGES_VARIABLE, traceStagesIfAsked } from '../../src/cli/stage-trace.js'
+import { RECORDS_MAX, StageRecorder, TRACE_STAGES_VARIABLE, traceStagesIfAsked } from '../../src/cli/stage-trace.js'
 import { decodeVersion } from '../../src/clock/index.js'
 import type { Cleanups } from '../node/linked.js'
 import { twoLinkedNodes } from '../node/linked.js'
@@ -62,6 +62,16 @@ describe('stage trace', () => {
     recorder.committed([{ change: { dot: { node: 'n', seq: 1 } } }])
     expect(parse(recorder.take()).records).toEqual([['committed', null, 5, ['n:1']]])
     expect(parse(recorder.take()).records).toEqual([])
+  })
+
+  it('keeps at most RECORDS_MAX records between two takes and counts the rest as dropped', () => {
+    const recorder = new StageRecorder(() => 1)
+    const entries = [{ change: { dot: { node: 'n', seq: 1 } } }]
+    for (let i = 0; i < RECORDS_MAX + 2; i++) recorder.committed(entries)
+    const taken = parse(recorder.take())
+    expect([taken.records.length, taken.dropped]).toEqual([RECORDS_MAX, 2])
+    recorder.committed(entries)
+    expect(parse(recorder.take())).toMatchObject({ dropped: 0, records: [['committed', null, 1, ['n:1']]] })
   })
 
   it('is installed only when the variable is 1, and answers each input line with one line', async () => {
