@@ -29,6 +29,7 @@ import type { LatencySummary } from '../lib/hist.js'
 import { request, watch } from '../lib/http.js'
 import { nowMs, sleep, waitFor } from '../lib/procs.js'
 import { entry, round } from '../lib/report.js'
+import type { WriterResult } from '../lib/writer.js'
 import { writeAtRate } from '../lib/writer.js'
 import type { BenchCase, Context } from './types.js'
 import type { Sizes } from '../lib/options.js'
@@ -62,7 +63,20 @@ async function clusterCpu(cluster: MeshkvCluster): Promise<{ cpu: number; at: nu
   return { cpu: all.reduce((sum, value) => sum + value, 0), at: nowMs() }
 }
 
-async function loadAndWatch(cluster: MeshkvCluster, sizes: Sizes, prefix: string) {
+interface Loaded {
+  /** Per node: key → when its SSE event was read. */
+  seen: Map<string, number>[]
+  /** Key → when its PUT answer was read, and the index of the node it was written to. */
+  acks: Map<string, { at: number; origin: number }>
+  written: WriterResult
+  /** CPU seconds of all nodes per second, idle. */
+  idleRate: number
+  /** CPU seconds of all nodes over the load window, and its length in seconds. */
+  loadCpu: number
+  windowS: number
+}
+
+async function loadAndWatch(cluster: MeshkvCluster, sizes: Sizes, prefix: string): Promise<Loaded> {
   const nodes = cluster.nodes
   const seen = nodes.map(() => new Map<string, number>())
   const streams = await Promise.all(
@@ -97,7 +111,14 @@ async function loadAndWatch(cluster: MeshkvCluster, sizes: Sizes, prefix: string
       20,
     ).catch(() => undefined)
     const loadTo = await clusterCpu(cluster)
-    return { seen, acks, written, idle: [idleFrom, idleTo], load: [loadFrom, loadTo] }
+    return {
+      seen,
+      acks,
+      written,
+      idleRate: (idleTo.cpu - idleFrom.cpu) / ((idleTo.at - idleFrom.at) / 1000),
+      loadCpu: loadTo.cpu - loadFrom.cpu,
+      windowS: (loadTo.at - loadFrom.at) / 1000,
+    }
   } finally {
     for (const stream of streams) stream.close()
   }
@@ -116,7 +137,7 @@ async function scaleRun(size: number, sizes: Sizes): Promise<ScaleRun> {
       valueBytes: sizes.valueBytes,
     })
     await cluster.waitSameVc(cluster.nodes, 60_000, 100)
-    const { seen, acks, written, idle, load } = await loadAndWatch(cluster, sizes, `scale${size}-`)
+    const { seen, acks, written, idleRate, loadCpu, windowS } = await loadAndWatch(cluster, sizes, `scale${size}-`)
     const visible = new Latencies()
     const pair = new Latencies()
     let missing = 0
@@ -126,11 +147,6 @@ async function scaleRun(size: number, sizes: Sizes): Promise<ScaleRun> {
       if (times.some((time) => time === undefined)) missing++
       else visible.recordMs(Math.max(...(times as number[])) - at)
     }
-    const [idleFrom, idleTo] = idle as [{ cpu: number; at: number }, { cpu: number; at: number }]
-    const [loadFrom, loadTo] = load as [{ cpu: number; at: number }, { cpu: number; at: number }]
-    const idleRate = (idleTo.cpu - idleFrom.cpu) / ((idleTo.at - idleFrom.at) / 1000)
-    const windowS = (loadTo.at - loadFrom.at) / 1000
-    const loadCpu = loadTo.cpu - loadFrom.cpu
     const changeLinks = written.acked * (size - 1)
     return {
       nodes: size,
