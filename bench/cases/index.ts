@@ -4,6 +4,8 @@ import { embeddedCase } from './embedded.js'
 import { httpCase } from './http.js'
 import { lagCase } from './lag.js'
 import { memoryCase } from './memory.js'
+import { putLatencyCase } from './put-latency.js'
+import { scaleCase } from './scale.js'
 import { semiSyncCase } from './semi-sync.js'
 import { throughputCase } from './throughput.js'
 import type { BenchCase } from './types.js'
@@ -13,6 +15,7 @@ import { yjsCase } from './yjs.js'
 export const CASES: readonly BenchCase[] = [
   embeddedCase,
   httpCase,
+  putLatencyCase,
   lagCase,
   throughputCase,
   semiSyncCase,
@@ -20,6 +23,7 @@ export const CASES: readonly BenchCase[] = [
   memoryCase,
   wireCase,
   yjsCase,
+  scaleCase,
 ]
 
 /** The names of latest.json's entries. */
@@ -29,8 +33,10 @@ export const ENTRY_NAMES: readonly string[] = CASES.flatMap((benchCase) => bench
 export const LATENCY_ENTRIES: readonly string[] = [
   'http_put',
   'http_get',
+  'put_latency',
   'replication_lag',
   'replication_lag_80pct',
   'semi_sync',
   'yjs_edit_latency',
+  'scale',
 ]

@@ -15,6 +15,10 @@
  * machine at 1k/s with a self overhead of 27-148 ms p50 against 1.5-5 ms for SSE: two extra
  * requests per write load the nodes. So SSE it is.
  *
+ * `replication_lag.stages` splits the 1k/s run's lag into its stages (bench/lib/stages.ts): the
+ * nodes run with `MESHKV_TRACE_STAGES=1` and record when each `changes` frame is sent and received
+ * and when each commit is durable; what tracing costs them is an array push per frame and commit.
+ *
  * Baseline: a raw `ws` round trip between this process and an echo process
  * (bench/workers/ws-echo.ts), 100-byte-ish messages at the same 1k/s, p50 in ms; ratio =
  * baseline/value (above 1: a change becomes visible on a peer faster than one bare ws round
@@ -27,6 +31,9 @@ import type { LatencySummary } from '../lib/hist.js'
 import { request, watch } from '../lib/http.js'
 import { nowMs, sleep, spawnWorker, waitFor } from '../lib/procs.js'
 import { entry } from '../lib/report.js'
+import type { LagProbe } from '../lib/stages.js'
+import { stageLine, withStages } from '../lib/stages.js'
+import { TRACE_STAGES_VARIABLE } from '../../src/cli/stage-trace.js'
 import { writeAtRate, writeClosedLoop } from '../lib/writer.js'
 import type { BenchCase, Context } from './types.js'
 
@@ -101,6 +108,7 @@ export async function lagRun(
   seconds: number,
   valueBytes: number,
   method: LagMethod = 'sse',
+  probe?: LagProbe,
 ): Promise<LagRun> {
   const observers = [cluster.node(2), cluster.node(3), cluster.node(1)]
   const perNode = observers.map(() => new Latencies())
@@ -124,13 +132,15 @@ export async function lagRun(
               const key = data['key']
               if (typeof key !== 'string' || seen[index]?.has(key)) return
               seen[index]?.add(key)
+              probe?.onSeen(index, key, atMs)
               const ackedAt = acks.get(key)
               if (ackedAt === undefined) early[index]?.set(key, atMs)
               else record(index, atMs - ackedAt)
             }),
           ),
         )
-  const onAck = (key: string, atMs: number, token: string | undefined): void => {
+  const onAck = (key: string, atMs: number, token: string | undefined, etag: string | undefined): void => {
+    probe?.onAck(key, atMs, etag)
     if (method === 'token') {
       observers.forEach((node, index) => {
         reads.push(
@@ -222,15 +232,18 @@ export const lagCase: BenchCase = {
   async run({ sizes, log }: Context) {
     const baseline = await wsRoundTrip(sizes.lagRate, sizes.lagSeconds, sizes.valueBytes + 40)
     log(`ws round trip: p50 ${baseline.p50_ms} ms, p99 ${baseline.p99_ms} ms`)
-    const cluster = await MeshkvCluster.start({ size: 3, label: 'lag' })
+    const cluster = await MeshkvCluster.start({ size: 3, label: 'lag', env: { [TRACE_STAGES_VARIABLE]: '1' } })
     try {
       // A fresh cluster is slow for its first seconds (JIT): warm it at the same rate first.
       await lagRun(cluster, 'lagwarm-', sizes.lagRate, sizes.lagWarmupSeconds, sizes.valueBytes)
       await cluster.waitSameVc()
-      const fixed = await lagRun(cluster, 'lag1k-', sizes.lagRate, sizes.lagSeconds, sizes.valueBytes)
+      const { result: fixed, stages } = await withStages(cluster.nodes, (stageProbe) =>
+        lagRun(cluster, 'lag1k-', sizes.lagRate, sizes.lagSeconds, sizes.valueBytes, 'sse', stageProbe),
+      )
       log(
         `${sizes.lagRate}/s: p50 ${fixed.all.p50_ms} ms, p99 ${fixed.all.p99_ms} ms, max ${fixed.all.max_ms} ms (${fixed.missing} missing)`,
       )
+      log(`stages p50 ms: ${stageLine(stages)}`)
       await cluster.waitSameVc()
       const probe = await writeClosedLoop(cluster.node(1).url, {
         prefix: 'lagmax-',
@@ -248,7 +261,7 @@ export const lagCase: BenchCase = {
         `${Math.round(probe.rate * 0.8)}/s: p50 ${heavy.all.p50_ms} ms, p99 ${heavy.all.p99_ms} ms, max ${heavy.all.max_ms} ms (${heavy.missing} missing)`,
       )
       return {
-        replication_lag: lagEntry(fixed, baseline, {}),
+        replication_lag: lagEntry(fixed, baseline, { stages }),
         replication_lag_80pct: lagEntry(heavy, baseline, {
           max_rate_per_s: Math.round(probe.rate),
           max_rate_method: `HTTP PUT to node 1 with ${sizes.inflight} in flight from the driver, ${sizes.lagProbeSeconds} s`,

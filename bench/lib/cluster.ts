@@ -21,6 +21,8 @@ export interface ClusterSpec {
   logLevel?: string
   sync?: boolean
   label?: string
+  /** Added to each node's environment (e.g. `MESHKV_TRACE_STAGES: '1'`). */
+  env?: Record<string, string>
 }
 
 export type VectorClock = Record<string, number>
@@ -53,6 +55,7 @@ export class MeshkvNode {
     readonly port: number,
     readonly dir: string,
     readonly args: () => string[],
+    readonly env: Record<string, string> = {},
   ) {}
 
   get url(): string {
@@ -70,7 +73,7 @@ export class MeshkvNode {
   start(nodeOptions: string[] = []): void {
     if (this.running) throw new Error(`node ${this.n} is already running`)
     this.spawnedAtMs = nowMs()
-    this.proc = spawnNode(`meshkv node ${this.n}`, [MESHKV_BIN, ...this.args()], nodeOptions)
+    this.proc = spawnNode(`meshkv node ${this.n}`, [MESHKV_BIN, ...this.args()], nodeOptions, this.env)
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit | undefined> {
@@ -279,7 +282,7 @@ export class MeshkvCluster {
         logLevel: spec.logLevel,
         sync: spec.sync,
       })
-    const node = new MeshkvNode(n, port, dir, args)
+    const node = new MeshkvNode(n, port, dir, args, spec.env)
     this.nodes.push(node)
     return node
   }

@@ -31,6 +31,15 @@ export interface Sizes {
   wireSettleMs: number
   /** Edits of each yjs_edit_latency run (meshkv and the single y-websocket server). */
   yjsEdits: number
+  /** Measured operations of each kind in put_latency (PUT, GET, raw batch), after a fifth as many unmeasured. */
+  latencyOps: number
+  /** scale: the large cluster's size (against `scaleBaseNodes`), the write rate over all nodes, seconds of load, of idle and of unmeasured warm-up. */
+  scaleNodes: number
+  scaleBaseNodes: number
+  scaleRate: number
+  scaleSeconds: number
+  scaleIdleSeconds: number
+  scaleWarmupSeconds: number
   valueBytes: number
   inflight: number
   httpConnections: number
@@ -58,6 +67,13 @@ const SIZES: Record<Mode, Sizes> = {
     wireRate: 1000,
     wireSettleMs: 1500,
     yjsEdits: 200,
+    latencyOps: 2000,
+    scaleNodes: 16,
+    scaleBaseNodes: 3,
+    scaleRate: 200,
+    scaleSeconds: 10,
+    scaleIdleSeconds: 5,
+    scaleWarmupSeconds: 3,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 64,
@@ -83,6 +99,13 @@ const SIZES: Record<Mode, Sizes> = {
     wireRate: 1000,
     wireSettleMs: 1100,
     yjsEdits: 200,
+    latencyOps: 500,
+    scaleNodes: 16,
+    scaleBaseNodes: 3,
+    scaleRate: 200,
+    scaleSeconds: 3,
+    scaleIdleSeconds: 2,
+    scaleWarmupSeconds: 1,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 64,
@@ -108,6 +131,13 @@ const SIZES: Record<Mode, Sizes> = {
     wireRate: 400,
     wireSettleMs: 300,
     yjsEdits: 20,
+    latencyOps: 30,
+    scaleNodes: 4,
+    scaleBaseNodes: 3,
+    scaleRate: 100,
+    scaleSeconds: 1,
+    scaleIdleSeconds: 0.5,
+    scaleWarmupSeconds: 0.3,
     valueBytes: 100,
     inflight: 64,
     httpConnections: 16,

@@ -13,20 +13,21 @@ export interface WriterResult {
 }
 
 /**
- * Writes `count` keys (`keyOf(prefix, i)`) to `base` at `rate` per second, open loop: request i is
- * sent at start + i/rate whatever the earlier ones did (at most `maxOutstanding` unanswered, so a
- * stalled node does not make the driver pile up sockets). `onAck` gets each key when its answer
- * arrived.
+ * Writes `count` keys (`keyOf(prefix, i)`) to `base` (or to `base(i)`) at `rate` per second, open
+ * loop: request i is sent at start + i/rate whatever the earlier ones did (at most
+ * `maxOutstanding` unanswered, so a stalled node does not make the driver pile up sockets).
+ * `onAck` gets each key when its answer arrived.
  */
 export async function writeAtRate(
-  base: string,
+  base: string | ((i: number) => string),
   options: {
     prefix: string
     rate: number
     count: number
     valueBytes: number
     maxOutstanding?: number
-    onAck?: (key: string, atMs: number, token: string | undefined) => void
+    /** Each answer: its key, when it was read, its causal token and its entity tag. */
+    onAck?: (key: string, atMs: number, token: string | undefined, etag: string | undefined) => void
     onSend?: (key: string, atMs: number) => void
   },
 ): Promise<WriterResult> {
@@ -42,16 +43,17 @@ export async function writeAtRate(
   while (sent < options.count) {
     const due = Math.min(options.count, Math.floor(((nowMs() - started) / 1000) * options.rate) + 1)
     while (sent < due && outstanding < maxOutstanding) {
+      const url = typeof base === 'string' ? base : base(sent)
       const key = keyOf(options.prefix, sent++)
       outstanding++
       options.onSend?.(key, nowMs())
       inflight.push(
-        put(base, key, value).then(
+        put(url, key, value).then(
           (answer) => {
             acked++
             outstanding--
             const token = answer.headers['x-causal-token']
-            options.onAck?.(key, nowMs(), typeof token === 'string' ? token : undefined)
+            options.onAck?.(key, nowMs(), typeof token === 'string' ? token : undefined, answer.headers.etag)
           },
           (error: unknown) => {
             errors++

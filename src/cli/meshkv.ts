@@ -32,6 +32,7 @@ import {
 } from './config.js'
 import { runLocalCluster } from './local-cluster.js'
 import { positiveIntegerOption } from './options.js'
+import { traceStagesIfAsked } from './stage-trace.js'
 
 const EXIT_OK = 0
 const EXIT_ERROR = 1
@@ -83,6 +84,7 @@ function buildProgram(): Command {
     .description('run one node (each flag falls back to MESHKV_<FLAG>, e.g. MESHKV_PORT)')
   for (const option of nodeOptions()) node.addOption(option)
   node.action(async (options: NodeOptions) => {
+    traceStagesIfAsked(process.env, process.stdin, process.stdout)
     const running = await startNode(resolveNodeConfig(options))
     closeOnSignals(running)
   })

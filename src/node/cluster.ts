@@ -8,6 +8,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Role } from '../api/role.js'
 import type { WriteConcern } from '../api/concern.js'
 import { requiredMembers } from '../api/concern.js'
+import { stageTrace } from '../api/trace.js'
 import type { Dot, NodeId } from '../clock/index.js'
 import { vcGet } from '../clock/index.js'
 import type { Intent } from '../crdt/index.js'
@@ -117,6 +118,7 @@ export class Cluster {
     })
     this.transport?.on('link', (link) => void this.#onLink(link))
     this.#unsubscribe = options.store.onCommit((entries) => {
+      stageTrace?.committed(entries)
       if (entries.length === 0 || entries.some((entry) => touchesMembership(entry.change))) this.#refresh()
       // A node joins on the commit that brings it level with its peers, not a tick later.
       this.#checkJoined()

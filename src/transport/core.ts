@@ -34,6 +34,7 @@ import { ALIVE_REFUSAL_REASON } from './handshake.js'
 import type { LinkTraffic, Transport, TransportEvents, TransportOptions } from './transport.js'
 import { CLOSE_CODES } from './transport.js'
 import { positiveIntegerSetting } from '../api/numbers.js'
+import { stageTrace } from '../api/trace.js'
 
 /**
  * Of a new link and a live one to the same peer, whether the new one is kept (and the live one
@@ -290,6 +291,7 @@ export abstract class TransportCore implements Transport, ConnectionHost {
       this.traffic.set(nodeId, (traffic = { bytesSent: 0, bytesReceived: 0, changesSent: 0, changesReceived: 0 }))
     traffic[`bytes${direction}`] += bytes
     if (message.type === 'changes') traffic[`changes${direction}`] += message.changes.length
+    if (stageTrace !== null && message.type === 'changes') stageTrace.frame(direction, nodeId, message.changes)
   }
 
   ended(connection: Connection, end: ConnectionEnd): void {

@@ -1,6 +1,6 @@
 /**
  * The benchmark suite's code paths with tiny sizes: `bench/run.ts --smoke` runs every benchmark
- * (real node processes, autocannon, proxies) in well under a minute and must produce every named
+ * (real node processes, autocannon, proxies) in a few minutes at most and must produce every named
  * entry of latest.json with the right shape and finite positive figures. Nothing here is about
  * speed: the figures of a smoke run mean nothing.
  */
@@ -48,6 +48,7 @@ const UNIT_OF: Readonly<Record<string, string>> = {
   embedded_put_fsync: 'ops/s',
   http_put: 'req/s',
   http_get: 'req/s',
+  put_latency: 'ms',
   replication_lag: 'ms',
   replication_lag_80pct: 'ms',
   replicated_throughput: 'writes/s',
@@ -58,6 +59,7 @@ const UNIT_OF: Readonly<Record<string, string>> = {
   memory: 'MB',
   wire_bytes: 'bytes/change',
   yjs_edit_latency: 'ms',
+  scale: 'µs/change/link',
 }
 
 const positive = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value > 0
@@ -76,7 +78,8 @@ describe('bench --smoke', () => {
       // asserted below, with the output
     }
     run = { code, output, json }
-  }, 170_000)
+    // Every case, scale's two clusters included: 160 s on this 2-core machine at load average 15.
+  }, 240_000)
 
   afterAll(async () => {
     // A run cut short (timeout): SIGTERM makes run.ts stop every process it started.
@@ -139,5 +142,31 @@ describe('bench --smoke', () => {
     ).toBe(true)
     expect(run.json['embedded_put_fsync']).toBeDefined()
     expect(run.json['replicated_throughput_http']).toBeDefined()
+  })
+
+  it("splits replication lag into its stages, from the nodes' trace", () => {
+    const stages = (run.json['replication_lag']?.['stages'] ?? {}) as Record<string, Record<string, unknown>>
+    expect(positive(stages['samples']), `stages = ${JSON.stringify(stages)}`).toBe(true)
+    for (const stage of ['ack_to_sent', 'sent_to_received', 'received_to_applied', 'applied_to_seen']) {
+      // ack_to_sent is negative when the frame left before the answer was read: finite, any sign.
+      for (const field of ['p50_ms', 'p99_ms', 'max_ms']) expect(Number.isFinite(stages[stage]?.[field])).toBe(true)
+      expect(stages[stage]?.['p99_ms'] as number).toBeGreaterThanOrEqual(stages[stage]?.['p50_ms'] as number)
+    }
+    for (const stage of ['sent_to_received', 'received_to_applied'])
+      expect(nonNegative(stages[stage]?.['p50_ms']), `${stage} = ${JSON.stringify(stages[stage])}`).toBe(true)
+  })
+
+  it('puts one write beside a GET and a durable batch, and a large cluster beside a small one', () => {
+    const latency = run.json['put_latency'] ?? {}
+    for (const field of ['get_p50_ms', 'batch_p50_ms', 'target_ms']) expect(positive(latency[field]), field).toBe(true)
+    expect(typeof latency['target_met']).toBe('boolean')
+    const scale = run.json['scale'] ?? {}
+    const [large, base] = [scale['large'], scale['base']] as Record<string, unknown>[]
+    expect(large?.['nodes'] as number).toBeGreaterThan(base?.['nodes'] as number)
+    for (const side of [large, base]) {
+      expect(positive(side?.['gross_us_per_change_link']), JSON.stringify(side)).toBe(true)
+      expect(positive(side?.['writes'])).toBe(true)
+      expect(side?.['missing']).toBe(0)
+    }
   })
 })

@@ -43,8 +43,9 @@ export class Proc {
     readonly name: string,
     command: string,
     args: readonly string[],
+    env: Record<string, string> = {},
   ) {
-    this.child = spawn(command, args, { cwd: REPO_ROOT, env: cleanEnv() })
+    this.child = spawn(command, args, { cwd: REPO_ROOT, env: cleanEnv(env) })
     children.add(this)
     this.child.stdout.setEncoding('utf8')
     this.child.stderr.setEncoding('utf8')
@@ -128,9 +129,14 @@ export class Proc {
   }
 }
 
-/** `node <nodeOptions> <args>` as a tracked child. */
-export function spawnNode(name: string, args: readonly string[], nodeOptions: readonly string[] = []): Proc {
-  return new Proc(name, process.execPath, [...nodeOptions, ...args])
+/** `node <nodeOptions> <args>` as a tracked child, with `env` added to the clean environment. */
+export function spawnNode(
+  name: string,
+  args: readonly string[],
+  nodeOptions: readonly string[] = [],
+  env: Record<string, string> = {},
+): Proc {
+  return new Proc(name, process.execPath, [...nodeOptions, ...args], env)
 }
 
 /** SIGKILLs every tracked child still running and waits until each has ended. */
