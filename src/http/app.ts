@@ -3,8 +3,9 @@
  * for `listen` (the CLI listens) or `inject` (the tests). It builds only on the node's public API.
  *
  * Every answer carries `X-Causal-Token` (after a write, the write's token); every error is a
- * problem (`problems.ts`). `closeApp(app)` is the graceful end: `/readyz` turns 503, watch
- * streams end, in-flight requests finish, then the server closes. The node stays open: its
+ * problem (`problems.ts`). `closeApp(app)` is the graceful end: `/readyz` turns 503, new
+ * connections are refused and open ones drained (`drain.ts`), watch streams end, in-flight
+ * requests finish, then the server closes. The node stays open: its
  * owner closes it after the app.
  */
 import type { IncomingMessage } from 'node:http'
@@ -21,6 +22,7 @@ import { REDACTED_LOG_PATHS, installAuth, yjsAccess } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
+import { ConnectionDrain } from './drain.js'
 import { uiRoutes } from './ui.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
 import { healthRoutes } from './health.js'
@@ -74,6 +76,7 @@ export interface AppOptions {
 }
 
 const contexts = new WeakMap<FastifyInstance, AppContext>()
+const drains = new WeakMap<FastifyInstance, ConnectionDrain>()
 
 export async function buildApp(node: MeshNode, options: AppOptions = {}): Promise<FastifyInstance> {
   const heartbeatMs = positiveIntegerSetting('heartbeatMs', options.heartbeatMs, HEARTBEAT_MS_DEFAULT)
@@ -109,6 +112,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     observe: () => undefined,
   }
   boundServer(app, bounds, context.load)
+  drains.set(app, new ConnectionDrain(app.server))
   const metrics = createMetrics(context)
   context.observe = metrics.observe
   contexts.set(app, context)
@@ -156,10 +160,14 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   return app
 }
 
-/** Graceful shutdown: not ready, watch streams ended, in-flight requests drained, server closed. */
+/**
+ * Graceful shutdown: not ready, clients drained off (`drain.ts`), watch streams ended, in-flight
+ * requests finished, server closed.
+ */
 export async function closeApp(app: FastifyInstance): Promise<void> {
   const context = contexts.get(app)
   if (context !== undefined) context.closing = true
+  await drains.get(app)?.drain()
   await app.close()
 }
 
