@@ -30,7 +30,10 @@ async function progress(sessions: readonly Session[], ops: number, what: string)
     () => {
       const behind = sessions.filter((session, index) => session.okOps - (from[index] as number) < ops)
       const failed = sessions.flatMap((session) => session.failures).slice(0, 3)
-      expect(behind.map((session) => session.n), `${what}; first failures: ${JSON.stringify(failed)}`).toEqual([])
+      expect(
+        behind.map((session) => session.n),
+        `${what}; first failures: ${JSON.stringify(failed)}`,
+      ).toEqual([])
     },
     { timeout: 30_000, interval: 50 },
   )
