@@ -5,8 +5,8 @@
  * Every answer carries `X-Causal-Token` (after a write, the write's token); every error is a
  * problem (`problems.ts`). `closeApp(app)` is the graceful end: `/readyz` turns 503, new
  * connections are refused and open ones drained (`drain.ts`), watch streams end, in-flight
- * requests finish, then the server closes. The node stays open: its
- * owner closes it after the app.
+ * requests finish, then the server closes. The node stays open: its owner closes it after the
+ * app.
  */
 import type { IncomingMessage } from 'node:http'
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
