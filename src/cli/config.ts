@@ -152,14 +152,17 @@ export function dropEmptyVariables(env: NodeJS.ProcessEnv): void {
  */
 export function resolveNodeConfig(options: NodeOptions, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   if (options.dir === undefined) throw configError(`a data directory is required: --dir DIR or ${envName('dir')}`)
-  const peers = options.peers ?? []
+  const tls = tlsOf(options)
+  const advertiseUrl = options.advertiseUrl ?? defaultAdvertiseUrl(options.host, options.port, tls !== undefined)
+  // One peer list for every node (a StatefulSet's pods share one template): the node's own URL in
+  // it is dropped, since a configured peer counts as a member (write concerns) even before it answers.
+  const peers = (options.peers ?? []).filter((url) => url !== advertiseUrl)
   const secret = secretOf(options)
   if (peers.length > 0 && secret === undefined) {
     throw configError(`a node started with peers needs the cluster secret: --secret or ${envName('secret')}`)
   }
   if (secret !== undefined) checkSecret(secret)
   const rootToken = readRootToken(options, env)
-  const tls = tlsOf(options)
   const insecureNoAuth = options.insecureNoAuth === true
   checkProtectedMode(options.host, rootToken, insecureNoAuth)
   return {
@@ -173,7 +176,7 @@ export function resolveNodeConfig(options: NodeOptions, env: NodeJS.ProcessEnv =
     peers,
     ...(secret === undefined ? {} : { secret }),
     clusterId: options.clusterId,
-    advertiseUrl: options.advertiseUrl ?? defaultAdvertiseUrl(options.host, options.port, tls !== undefined),
+    advertiseUrl,
     ...(options.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: options.peerTimeoutMs }),
     role: options.role,
     ...(options.logRetain === undefined ? {} : { logRetainEntries: options.logRetain }),

@@ -16,6 +16,7 @@ import { docVerbs } from './kvctl-docs.js'
 import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
 import { readValue } from './kvctl-input.js'
+import { statusVerb } from './kvctl-status.js'
 import { positiveIntegerOption } from './options.js'
 import type { OutputFormat } from './kvctl-output.js'
 import {
@@ -25,7 +26,6 @@ import {
   listItemJson,
   memberLines,
   siblingLines,
-  statusLines,
   watchJson,
   watchLine,
 } from './kvctl-output.js'
@@ -76,7 +76,11 @@ export function buildProgram(io: KvctlIo): Command {
     .option('--node <urls>', `node URL, or several separated by commas (default: $${NODES_ENV}, then ${NODES_DEFAULT})`)
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('plain'))
     .option('--w <concern>', 'write concern of writes: 1 (async), 2..n, quorum or all', concernOption('w'))
-    .option('--timeout-ms <ms>', 'how long a write may wait for its write concern', positiveIntegerOption)
+    .option(
+      '--timeout-ms <ms>',
+      'how long a write may wait for its write concern (status --wait: for the node to be ready)',
+      positiveIntegerOption,
+    )
   addAccessOptions(program)
   program
     .exitOverride()
@@ -92,6 +96,7 @@ export function buildProgram(io: KvctlIo): Command {
   keyVerbs(verb, context)
   otherVerbs(verb, context)
   tokenVerbs(program, context)
+  statusVerb(program, context)
   docVerbs(program, context, concernOption('r'))
   return program
 }
@@ -149,9 +154,6 @@ function otherVerbs(verb: VerbMaker, context: ContextMaker): void {
   )
   verb('smembers <name>', 'list the members of a set').action((name: string, _options: unknown, command: Command) =>
     setMembers(context(command), name),
-  )
-  verb('status', "show the node's status, its peers and their lag").action((_options: unknown, command: Command) =>
-    status(context(command)),
   )
   verb('members', 'list the members of the cluster, with their role and state').action(
     (_options: unknown, command: Command) => members(context(command)),
@@ -298,11 +300,6 @@ async function setMembers(context: Context, name: string): Promise<void> {
 async function showMembers(context: Context, name: string, members: readonly string[]): Promise<void> {
   if (context.format === 'plain') await context.out(members.map((member) => `${member}\n`).join(''))
   else await context.out(jsonText(context.format, { name, members }))
-}
-
-async function status(context: Context): Promise<void> {
-  const current = await context.client.status()
-  await context.out(context.format === 'plain' ? statusLines(current) : jsonText(context.format, current))
 }
 
 async function members(context: Context): Promise<void> {

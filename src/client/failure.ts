@@ -2,7 +2,7 @@
  * Turning what can go wrong on the wire into `MeshError`s, and deciding which failures are safe to
  * retry on another node. A write may be retried only when it cannot have been applied: the
  * connection never opened (refused, no route, no such host), or the node answered 503 saying it
- * was not ready (or closing) and so did not run the request. A connection that broke after the
+ * was not ready (or closing, or recovering after a start) and so did not run the request. A connection that broke after the
  * request went out (reset, closed) may have run it: a write then fails with MESHKV_ERR_UNREACHABLE
  * and `details.maybeApplied`, never silently twice. A read may also be retried after a
  * timeout, since running it twice changes nothing.
@@ -46,8 +46,17 @@ const UNTRUSTED_CERTIFICATE_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ])
 
-/** Codes with which a node says it did not run the request at all. */
-const NOT_SERVING_CODES: ReadonlySet<ErrorCode> = new Set(['MESHKV_ERR_NOT_READY', 'MESHKV_ERR_CLOSED'])
+/**
+ * Codes with which a node says it did not run the request at all. `RECOVERING` is a node just
+ * restarted that checks with its peers before it writes (its seq guard): it refuses a write
+ * before the write gets a seq, so nothing was written (a rolling restart met it on a round-robin
+ * client that reached the node between its listen and its readiness).
+ */
+const NOT_SERVING_CODES: ReadonlySet<ErrorCode> = new Set([
+  'MESHKV_ERR_NOT_READY',
+  'MESHKV_ERR_CLOSED',
+  'MESHKV_ERR_RECOVERING',
+])
 
 /** A problem body is read only this far; a real one is a few hundred bytes. */
 export const PROBLEM_BYTES_MAX = 64 * 1024

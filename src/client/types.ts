@@ -214,6 +214,11 @@ export interface ClientStatus {
   peers?: ClientPeerStatus[]
   /** Whether the node makes changes of its own now, and why not (docs/architecture.md, "Own sequence numbers"). */
   seqGuard?: { state: string; reason: string | null }
+  /** A snapshot being received (`null` when none), and the last one joined (absent from older nodes). */
+  snapshot?: {
+    receiving: { from: string; keysTotal: number; keysReceived: number; startedMs: number } | null
+    last: { from: string; keys: number; ms: number } | null
+  }
   /** The node that answered. */
   endpoint: string
 }

@@ -3,9 +3,10 @@
  * for `listen` (the CLI listens) or `inject` (the tests). It builds only on the node's public API.
  *
  * Every answer carries `X-Causal-Token` (after a write, the write's token); every error is a
- * problem (`problems.ts`). `closeApp(app)` is the graceful end: `/readyz` turns 503, watch
- * streams end, in-flight requests finish, then the server closes. The node stays open: its
- * owner closes it after the app.
+ * problem (`problems.ts`). `closeApp(app)` is the graceful end: `/readyz` turns 503, new
+ * connections are refused and open ones drained (`drain.ts`), watch streams end, in-flight
+ * requests finish, then the server closes. The node stays open: its owner closes it after the
+ * app.
  */
 import type { IncomingMessage } from 'node:http'
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
@@ -21,6 +22,7 @@ import { REDACTED_LOG_PATHS, installAuth, yjsAccess } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
+import { ConnectionDrain } from './drain.js'
 import { uiRoutes } from './ui.js'
 import { clusterUiRoutes } from './ui-cluster.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
@@ -75,6 +77,7 @@ export interface AppOptions {
 }
 
 const contexts = new WeakMap<FastifyInstance, AppContext>()
+const drains = new WeakMap<FastifyInstance, ConnectionDrain>()
 
 export async function buildApp(node: MeshNode, options: AppOptions = {}): Promise<FastifyInstance> {
   const heartbeatMs = positiveIntegerSetting('heartbeatMs', options.heartbeatMs, HEARTBEAT_MS_DEFAULT)
@@ -110,6 +113,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
     observe: () => undefined,
   }
   boundServer(app, bounds, context.load)
+  drains.set(app, new ConnectionDrain(app.server))
   const metrics = createMetrics(context)
   context.observe = metrics.observe
   contexts.set(app, context)
@@ -158,10 +162,14 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   return app
 }
 
-/** Graceful shutdown: not ready, watch streams ended, in-flight requests drained, server closed. */
+/**
+ * Graceful shutdown: not ready, clients drained off (`drain.ts`), watch streams ended, in-flight
+ * requests finished, server closed.
+ */
 export async function closeApp(app: FastifyInstance): Promise<void> {
   const context = contexts.get(app)
   if (context !== undefined) context.closing = true
+  await drains.get(app)?.drain()
   await app.close()
 }
 

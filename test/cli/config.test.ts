@@ -145,6 +145,19 @@ describe('the node configuration', () => {
     expect(await configError(['--dir', 'd', '--advertise-url', 'nope'])).toMatch(/^option '--advertise-url <url>'/)
   })
 
+  it('drops its own advertised URL from the peers, so every node can be given one list', () => {
+    const all = 'http://kv-0.kv:7700,http://kv-1.kv:7700,http://kv-2.kv:7700'
+    const env = { MESHKV_PEERS: all, MESHKV_SECRET: SECRET }
+    expect(parse(['--dir', 'd', '--advertise-url', 'http://kv-1.kv:7700'], env).peers).toEqual([
+      'http://kv-0.kv:7700',
+      'http://kv-2.kv:7700',
+    ])
+    // The default advertised URL (http://HOST:PORT) counts the same.
+    expect(
+      parse(['--dir', 'd', '--port', '7701', '--peers', 'http://127.0.0.1:7701,http://127.0.0.1:7702'], env).peers,
+    ).toEqual(['http://127.0.0.1:7702'])
+  })
+
   it('refuses bad values with one line that names the flag or the variable', async () => {
     expect(await configError([])).toBe('a data directory is required: --dir DIR or MESHKV_DIR')
     expect(await configError(['--dir', 'd', '--port', 'abc'])).toBe(

@@ -264,7 +264,7 @@ describe('MeshClient failover', () => {
     }
   })
 
-  it('retries a write on the next node after 503 not ready; any other error stops it', async () => {
+  it('retries a write on the next node after 503 not ready or recovering; any other error stops it', async () => {
     const calls: string[] = []
     const notReady = 'http://not-ready.invalid'
     const client = new MeshClient({
@@ -274,6 +274,16 @@ describe('MeshClient failover', () => {
     await client.put('after-503', 'v')
     expect(calls.map((url) => new URL(url).origin)).toEqual([notReady, a.url])
     expect(client.currentEndpoint).toBe(a.url)
+
+    // A node just restarted refuses writes while its seq guard checks with its peers: not run either.
+    const recovering = 'http://recovering.invalid'
+    const calls1: string[] = []
+    const restarted = new MeshClient({
+      nodes: [recovering, a.url],
+      fetch: fakeFor(recovering, () => problemResponse(503, 'MESHKV_ERR_RECOVERING'), calls1),
+    })
+    await restarted.put('after-recovering', 'v')
+    expect(calls1.map((url) => new URL(url).origin)).toEqual([recovering, a.url])
 
     const refusing = 'http://refusing.invalid'
     const calls2: string[] = []
