@@ -67,6 +67,7 @@ try {
   const started = performance.now()
   await waitFor('convergence', 120_000, async () => (new Set(await vcs()).size === 1 ? true : undefined))
   process.stdout.write(`converged ${Math.round(performance.now() - started)} ms after the load\n`)
+  if (process.env['SHOW_STDERR'] === '1') for (const rpc of rpcs) process.stdout.write(rpc.proc.stderr.slice(-3000))
   for (const rpc of rpcs) {
     await rpc.call('close').catch(() => undefined)
     await rpc.proc.stop('SIGTERM', 10_000)

@@ -4,7 +4,9 @@
  *
  *   [2, origin, seq, wallMs, logical, deps, ops]
  *   origin   the node id as its 8 raw bytes (not 16 hex characters)
- *   deps     the origin's vector clock, flat: [id, seq, id, seq, …] (ids as 8 raw bytes)
+ *   deps     the origin's vector clock, flat: [id, seq, id, seq, …] (ids as 8 raw bytes), without
+ *            the origin's own entry when it is seq - 1, as it is for every change a node makes
+ *            (the decoder puts it back; an absent own entry past seq 1 is sent as [origin, 0])
  *   ops      one array per op, led by its code:
  *            [0, key, value, contentType, context]   kv.put (contentType: 0 bytes, 1 text, 2 JSON, or the string)
  *            [1, key, context]                       kv.del
@@ -92,9 +94,11 @@ function opRecord(op: Op): unknown[] {
 export function encodeChange(change: Change, limitBytes = RECORD_BYTES_MAX_DEFAULT): Uint8Array {
   let bytes = encoded.get(change)
   if (bytes === undefined) {
-    const deps: unknown[] = []
-    for (const [node, seq] of Object.entries(change.deps)) deps.push(rawId(node as NodeId), seq)
     const { dot, hlc } = change
+    const deps: unknown[] = []
+    for (const [node, seq] of Object.entries(change.deps))
+      if (node !== dot.node || seq !== dot.seq - 1) deps.push(rawId(node as NodeId), seq)
+    if (dot.seq > 1 && !Object.hasOwn(change.deps, dot.node)) deps.push(rawId(dot.node), 0)
     bytes = encode(
       [FORMAT, rawId(dot.node), dot.seq, hlc.wallMs, hlc.logical, deps, change.ops.map(opRecord)],
       Infinity,
@@ -162,14 +166,24 @@ function dotsOf(value: unknown): Dot[] | null {
   return dots
 }
 
-function clockOf(value: unknown): VectorClock | null {
-  const dots = dotsOf(value)
-  if (dots === null) return null
+/** A change's deps: its flat entries, plus the origin's own entry (seq - 1) unless it is given. */
+function depsOf(value: unknown, origin: NodeId, seq: number): VectorClock | null {
+  if (!Array.isArray(value) || value.length % 2 !== 0) return null
   const vc: Record<string, number> = {}
-  for (const { node, seq } of dots) {
-    if (Object.hasOwn(vc, node)) return null
-    vc[node] = seq
+  let ownGiven = false
+  for (let i = 0; i < value.length; i += 2) {
+    const node = nodeIdOf(value[i])
+    const entry: unknown = value[i + 1]
+    if (node === null || Object.hasOwn(vc, node) || (node === origin && ownGiven)) return null
+    if (node === origin && entry === 0) {
+      ownGiven = true // the origin's entry is absent, not seq - 1
+      continue
+    }
+    if (!isSeq(entry)) return null
+    ownGiven ||= node === origin
+    vc[node] = entry
   }
+  if (!ownGiven && seq > 1) vc[origin] = seq - 1
   return vc as VectorClock
 }
 
@@ -177,8 +191,9 @@ function changeOf(value: unknown): Change | null {
   if (!Array.isArray(value) || value.length !== 7 || value[0] !== FORMAT) return null
   const [, origin, seq, wallMs, logical, depsFlat, opsFlat] = value as unknown[]
   const node = nodeIdOf(origin)
-  const deps = clockOf(depsFlat)
-  if (node === null || !isSeq(seq) || !isCount(wallMs) || !isCount(logical) || deps === null) return null
+  if (node === null || !isSeq(seq) || !isCount(wallMs) || !isCount(logical)) return null
+  const deps = depsOf(depsFlat, node, seq)
+  if (deps === null) return null
   if (!Array.isArray(opsFlat) || opsFlat.length === 0) return null
   const ops: Op[] = []
   for (const record of opsFlat) {

@@ -9,7 +9,7 @@ import type { Change } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import { decodePeerChange, encodeChange } from './change.js'
 import { decodePlain, encode } from './msgpack.js'
-import { isBytes, isChange, isKey, isRecord } from './guards.js'
+import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
 
 /**
  * The peer protocol version, sent in the handshake's `challenge` and `hello`; a node refuses a
@@ -26,6 +26,17 @@ import { isBytes, isChange, isKey, isRecord } from './guards.js'
  * neither.
  */
 export const PROTOCOL_VERSION = 6
+/**
+ * The oldest version this node still speaks, so a cluster can be upgraded one node at a time: a
+ * link runs the lower of its two sides' versions (`linkVersion`). On a version 5 link `changes`
+ * carry format-1 changes (maps) and every `ack` carries the whole clock.
+ */
+export const PROTOCOL_VERSION_MIN = 5
+
+/** The version a link runs: the lower of the two; a peer older than `PROTOCOL_VERSION_MIN` is refused. */
+export function linkVersion(peerVersion: number): number {
+  return Math.min(peerVersion, PROTOCOL_VERSION)
+}
 
 /** Largest peer frame (ws `maxPayload`). */
 export const FRAME_BYTES_MAX = 4 * 1024 * 1024
@@ -187,7 +198,7 @@ function isInstance(value: unknown): boolean {
   return value === undefined || (isBytes(value) && value.length === INSTANCE_BYTES)
 }
 
-export function isFrame(value: unknown): value is Frame {
+export function isFrame(value: unknown, version = PROTOCOL_VERSION): value is Frame {
   if (!isRecord(value)) return false
   switch (value['type']) {
     case 'challenge':
@@ -218,8 +229,12 @@ export function isFrame(value: unknown): value is Frame {
         value['peers'].every(isNodeId)
       )
     case 'changes':
-      // Each entry is one change's bytes, decoded and checked by `decodeFrame`.
-      return Array.isArray(value['changes']) && value['changes'].length > 0 && value['changes'].every(isBytes)
+      // Each entry is one change's bytes, decoded and checked by `decodeFrame` (version 5: a map).
+      return (
+        Array.isArray(value['changes']) &&
+        value['changes'].length > 0 &&
+        value['changes'].every(version >= 6 ? isBytes : isChange)
+      )
     case 'ack':
       return isVectorClock(value['vc'])
     case 'snapshot-needed':
@@ -377,18 +392,21 @@ export class StateAssembler {
   }
 }
 
-export function encodeFrame(frame: Frame): Uint8Array {
+/** A frame's bytes on a link of `version` (handshake frames are the same in every version). */
+export function encodeFrame(frame: Frame, version = PROTOCOL_VERSION): Uint8Array {
   // A change goes as the bytes it was encoded to once (change.ts): the frame only wraps them.
-  if (frame.type === 'changes')
+  if (frame.type === 'changes' && version >= 6)
     return encode({ type: 'changes', changes: frame.changes.map((change) => encodeChange(change)) }, FRAME_BYTES_MAX)
   return encode(frame, FRAME_BYTES_MAX)
 }
 
 /** Peer frames are plain data: an extension, a BigInt or `undefined` is a decode error (`decodePlain`). */
-export function decodeFrame(bytes: Uint8Array): Frame {
-  const frame = decodePlain(bytes, isFrame, 'peer frame', FRAME_BYTES_MAX)
+export function decodeFrame(bytes: Uint8Array, version = PROTOCOL_VERSION): Frame {
+  const isFrameOf = (value: unknown): value is Frame => isFrame(value, version)
+  const frame = decodePlain(bytes, isFrameOf, 'peer frame', FRAME_BYTES_MAX)
   if (frame.type !== 'changes') return frame
   // Each change is checked field by field and built as fresh objects of known fields only.
+  if (version < 6) return { type: 'changes', changes: frame.changes.map(rebuildChange) }
   const encoded = frame.changes as unknown as Uint8Array[]
   return { type: 'changes', changes: encoded.map((change) => decodePeerChange(change, FRAME_BYTES_MAX)) }
 }
@@ -411,6 +429,8 @@ export interface PeerLink {
   readonly direction: 'dialed' | 'accepted'
   /** A unique id for this link (a node may have one link per peer at a time). */
   readonly id: string
+  /** The protocol version the link runs (`linkVersion`); absent: `PROTOCOL_VERSION`. */
+  readonly version?: number
   /**
    * Queues a message. Returns false when the link is closed. A sender that outpaces the link
    * should await `drained()`; a peer that never reads is disconnected (4429) once the queue

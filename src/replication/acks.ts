@@ -14,6 +14,7 @@
  */
 import type { NodeId, VectorClock } from '../clock/index.js'
 import { vcCovers, vcGet } from '../clock/index.js'
+import { PROTOCOL_VERSION } from '../codec/peer.js'
 import { isMeshError } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { PeerLinkLike } from './link.js'
@@ -56,6 +57,7 @@ export class DurableAcks {
     for (const [node, seq] of Object.entries(vc) as [NodeId, number][])
       if (vcGet(this.#lastAckedVc, node) !== seq) moved[node] = seq
     this.#lastAckedVc = vc
-    for (const link of this.#options.links()) link.send({ type: 'ack', vc: moved as VectorClock })
+    for (const link of this.#options.links())
+      link.send({ type: 'ack', vc: (link.version ?? PROTOCOL_VERSION) >= 6 ? (moved as VectorClock) : vc })
   }
 }

@@ -45,7 +45,7 @@ export interface PeerSessionOptions {
 }
 
 /** Committed entries a session keeps in memory ahead of its cursor. */
-const TAIL_ENTRIES_MAX = 4096
+const TAIL_ENTRIES_MAX = 32768
 
 /** Snapshot chunks in flight before the sender waits for the receiver's `snapshot-ack`. */
 export const SNAPSHOT_WINDOW = 4
@@ -208,6 +208,9 @@ export class PeerSession {
   async #sendFrom(): Promise<boolean> {
     while (this.#tail.length > 0 && (this.#tail[0] as LogEntry).lsn <= this.#cursor) this.#tail.shift()
     const fromTail = this.#tail.length > 0 && (this.#tail[0] as LogEntry).lsn === this.#cursor + 1
+    // Caught up: nothing to read (opening a LevelDB iterator on every wake to find that out was
+    // about 2% of a node's CPU under load).
+    if (!fromTail && this.#cursor >= this.#options.store.lsn) return false
     // Otherwise read about two frames' worth at a time: memory per catching-up peer stays bounded by bytes.
     const readBytesMax = this.#options.batchBytesMax * 2
     const entries = fromTail

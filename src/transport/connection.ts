@@ -212,7 +212,7 @@ export class Connection {
     }
     let frame: Frame
     try {
-      frame = decodeFrame(bytes)
+      frame = decodeFrame(bytes, this.link?.version)
     } catch (error) {
       if (!isMeshError(error)) throw error
       const tooBig = error.code === 'MESHKV_ERR_FRAME_TOO_LARGE'
@@ -275,7 +275,7 @@ export class Connection {
     // The peer would close the link over a malformed message; the sender's bug shows here instead.
     assert(isOutgoingMessage(message), `a well-formed peer message (type ${String(message.type)})`)
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
-    const bytes = encodeFrame(message)
+    const bytes = encodeFrame(message, this.link?.version)
     if (this.link !== null) this.host.crossed(this.link.nodeId, 'Sent', message, bytes.length)
     this.write(bytes)
     this.poll()
@@ -371,6 +371,8 @@ export class Link implements PeerLink {
   readonly nodeId
   readonly url
   readonly id
+  /** The protocol version this link runs (docs/protocol.md, "Handshake"). */
+  readonly version: number
   private readonly messageListeners: ((message: PeerMessage) => void)[] = []
   private readonly closeListeners: ((code: number, reason: string) => void)[] = []
   /** Messages that arrived before anyone listened (the node registers listeners on 'link'). */
@@ -385,6 +387,7 @@ export class Link implements PeerLink {
     this.nodeId = peer.nodeId
     this.url = peer.url
     this.id = peer.linkId
+    this.version = peer.version
   }
 
   get closed(): boolean {

@@ -24,7 +24,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import type { NodeId } from '../clock/index.js'
 import type { ChallengeMessage, Frame, HandshakeMessage, HelloMessage, WelcomeMessage } from '../codec/peer.js'
-import { INSTANCE_BYTES, NONCE_BYTES, PROTOCOL_VERSION } from '../codec/peer.js'
+import { INSTANCE_BYTES, NONCE_BYTES, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, linkVersion } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert } from '../errors.js'
 import { CLOSE_CODES } from './transport.js'
@@ -50,6 +50,8 @@ export interface PeerIdentity {
   readonly linkId: string
   /** The peer process's instance id in hex, or null when it sent none. */
   readonly instance: string | null
+  /** The protocol version the link runs: the lower of both sides' (`linkVersion`). */
+  readonly version: number
 }
 
 /** Why a handshake failed: the close code to send and the MeshError code to report. */
@@ -106,8 +108,9 @@ export function proofMatches(expected: Uint8Array, actual: Uint8Array): boolean 
   return timingSafeEqual(expected, actual)
 }
 
+/** A peer of `PROTOCOL_VERSION_MIN` or later; a newer one speaks this node's version on the link. */
 export function isSupportedVersion(version: number): boolean {
-  return version === PROTOCOL_VERSION
+  return version >= PROTOCOL_VERSION_MIN
 }
 
 /** One id for a link that both sides compute alike: sha256(challenge nonce ‖ hello nonce). */
@@ -161,7 +164,7 @@ function checkPeer(identity: HandshakeIdentity, frame: ChallengeMessage | HelloM
     return refusal(
       CLOSE_CODES.policy,
       'MESHKV_ERR_DECODE',
-      `peer speaks protocol version ${frame.version}, this node ${PROTOCOL_VERSION}`,
+      `peer speaks protocol version ${frame.version}, this node ${PROTOCOL_VERSION_MIN} to ${PROTOCOL_VERSION}`,
       frame.nodeId,
     )
   }
@@ -252,6 +255,7 @@ export class AcceptorHandshake {
       url: frame.url,
       linkId: linkIdOf(this.challenge.nonce, frame.nonce),
       instance: hexOf(frame.instance),
+      version: linkVersion(frame.version),
     }
     return { send: welcome, peer }
   }
@@ -344,6 +348,7 @@ export class DialerHandshake {
       url: this.dialedUrl,
       linkId: linkIdOf(acceptor.nonce, this.nonce),
       instance: hexOf(acceptor.instance),
+      version: linkVersion(acceptor.version),
     }
     return { peer }
   }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { encode } from '../../src/codec/index.js'
 import type { Frame } from '../../src/codec/peer.js'
+import { PROTOCOL_VERSION_MIN } from '../../src/codec/peer.js'
 import type { Op } from '../../src/crdt/index.js'
 import { FakePeer, changeOf, freshNodeId, peerIdentity, putOp } from '../support/fake-peer.js'
 import type { RealNode } from './helpers.js'
@@ -20,10 +21,11 @@ const peers: FakePeer[] = []
 async function linked(
   nodeId: NodeId = freshNodeId(),
   to: RealNode = node,
+  version?: number,
 ): Promise<{ peer: FakePeer; nodeId: NodeId }> {
   const peer = await FakePeer.connect(to.port)
   peers.push(peer)
-  await peer.handshake(peerIdentity(nodeId, to.secret))
+  await peer.handshake(peerIdentity(nodeId, to.secret), version === undefined ? {} : { version })
   await peer.frame('sync')
   peer.send({ type: 'sync', vc: {}, peers: [] })
   return { peer, nodeId }
@@ -179,8 +181,8 @@ describe('counter ops past 2^53', () => {
 })
 
 describe('changes with fields no change has', () => {
-  it('extra fields and __proto__ keys in a change and its op are dropped: the change applies as its known fields', async () => {
-    const { peer, nodeId } = await linked()
+  it('extra fields and __proto__ keys in a change and its op (a version 5 link: changes as maps) are dropped: the change applies as its known fields', async () => {
+    const { peer, nodeId } = await linked(freshNodeId(), node, PROTOCOL_VERSION_MIN)
     const change = changeOf(nodeId, [putOp('rebuilt', 'plain')])
     const hostile = JSON.parse('{"__proto__": {"polluted": true}, "extra": 1}') as Record<string, unknown>
     const op = Object.assign(JSON.parse('{"__proto__": {"isAdmin": true}}') as object, change.ops[0], { more: 'x' })
@@ -191,6 +193,35 @@ describe('changes with fields no change has', () => {
     })
     expect(peer.isClosed).toBe(false)
     peer.destroy()
+  })
+})
+
+describe('a peer of the previous protocol version (5), as during a rolling upgrade', () => {
+  it('links, its format-1 changes apply, and its acks carry the whole clock where version 6 sends what moved', async () => {
+    expect(await put('before-v5', 'x')).toBe(200) // the node's own entry in its clock
+    const old = await linked(freshNodeId(), node, PROTOCOL_VERSION_MIN)
+    const current = await linked()
+    old.peer.send({ type: 'changes', changes: [changeOf(old.nodeId, [putOp('from-v5', 'old')])] })
+    await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/from-v5`)).text).toBe('old'), {
+      timeout: 5_000,
+    })
+    const own = node.nodeId
+    const ackOn = async (peer: FakePeer) =>
+      vi.waitFor(
+        () => {
+          const acks = peer.frames.filter((frame) => frame.type === 'ack' && old.nodeId in frame.vc)
+          expect(acks.length).toBeGreaterThan(0)
+          return (acks[acks.length - 1] as { vc: Record<string, number> }).vc
+        },
+        { timeout: 5_000 },
+      )
+    // The version 5 peer gets the whole clock: the node's own entry, unchanged, is in it.
+    expect(await ackOn(old.peer)).toMatchObject({ [own]: expect.any(Number), [old.nodeId]: 1 })
+    // The version 6 peer (synced with the whole clock) gets only the entry that moved.
+    expect(Object.keys(await ackOn(current.peer))).toEqual([old.nodeId])
+    expect(old.peer.isClosed).toBe(false)
+    old.peer.destroy()
+    current.peer.destroy()
   })
 })
 

@@ -10,7 +10,7 @@ import WebSocket from 'ws'
 import type { Hlc, NodeId } from '../../src/clock/index.js'
 import { toNodeId } from '../../src/clock/index.js'
 import type { Frame, HelloMessage } from '../../src/codec/peer.js'
-import { FRAME_BYTES_MAX, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import { FRAME_BYTES_MAX, PROTOCOL_VERSION, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import type { Change, Op } from '../../src/crdt/index.js'
 import type { HandshakeIdentity } from '../../src/transport/handshake.js'
 import { DialerHandshake } from '../../src/transport/handshake.js'
@@ -66,6 +66,8 @@ export interface HandshakeOptions {
   expectWelcome?: boolean
   /** Changes the hello before it is sent (a forged or broken proof). */
   tamper?: (hello: HelloMessage) => HelloMessage
+  /** The protocol version to speak (an older node's); the link then runs it. */
+  version?: number
 }
 
 export class FakePeer {
@@ -74,6 +76,8 @@ export class FakePeer {
   readonly closed: Promise<Closed>
   /** The TCP socket under the WebSocket (to stop reading from it). */
   tcp: net.Socket | null = null
+  /** The protocol version frames are encoded and decoded in (`handshake`'s `version`). */
+  version = PROTOCOL_VERSION
   #closed: Closed | null = null
 
   private constructor(readonly socket: WebSocket) {
@@ -81,7 +85,7 @@ export class FakePeer {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) return
       try {
-        this.frames.push(decodeFrame(data))
+        this.frames.push(decodeFrame(data, this.version))
       } catch {
         // A fake peer keeps what it can decode.
       }
@@ -134,7 +138,7 @@ export class FakePeer {
   }
 
   send(frame: Frame): void {
-    this.socket.send(encodeFrame(frame), { binary: true })
+    this.socket.send(encodeFrame(frame, this.version), { binary: true })
   }
 
   sendBytes(bytes: Uint8Array, options: { binary?: boolean; fin?: boolean } = {}): void {
@@ -150,8 +154,10 @@ export class FakePeer {
     const answer = dialer.receive(await this.frame('challenge'))
     if (answer.send === undefined || answer.send.type !== 'hello')
       throw new Error(`the handshake failed: ${answer.refusal?.message ?? 'no hello'}`)
-    const hello = options.tamper === undefined ? answer.send : options.tamper(answer.send)
+    const spoken = options.version === undefined ? answer.send : { ...answer.send, version: options.version }
+    const hello = options.tamper === undefined ? spoken : options.tamper(spoken)
     this.send(hello)
+    if (options.version !== undefined) this.version = options.version
     if (options.expectWelcome === false) return hello
     const done = dialer.receive(await this.frame('welcome'))
     if (done.peer === undefined) throw new Error('the welcome did not verify')

@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import type { ChallengeMessage, Frame, HelloMessage } from '../../src/codec/peer.js'
-import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import { backoffDelayMs } from '../../src/transport/core.js'
 import type { HandshakeIdentity, HandshakeStep, ProofSubject } from '../../src/transport/handshake.js'
 import {
@@ -96,8 +96,8 @@ describe('the handshake state machines', () => {
   it('agree on each other and on the link id', () => {
     const { acceptor, dialer } = run(who(A), who(B))
     const linkId = linkIdOf(nonceOf(1), nonceOf(2))
-    expect(acceptor.peer).toEqual({ nodeId: B, url: `http://${B}`, linkId, instance: null })
-    expect(dialer.peer).toEqual({ nodeId: A, url: 'http://acceptor', linkId, instance: null })
+    expect(acceptor.peer).toEqual({ nodeId: B, url: `http://${B}`, linkId, instance: null, version: PROTOCOL_VERSION })
+    expect(dialer.peer).toEqual({ nodeId: A, url: 'http://acceptor', linkId, instance: null, version: PROTOCOL_VERSION })
     // Each side learns the other's instance id when it sends one.
     const both = run(who(A, { instance: instanceOf(1) }), who(B, { instance: instanceOf(2) }))
     expect(both.acceptor.peer?.instance).toBe('0202020202020202')
@@ -197,7 +197,10 @@ describe('the handshake state machines', () => {
       closeCode: CLOSE_CODES.otherCluster,
       errorCode: 'MESHKV_ERR_CLUSTER_MISMATCH',
     })
-    expect(hello({ version: PROTOCOL_VERSION + 1 }).refusal).toMatchObject({
+    // A newer peer is taken: the link runs this side's version. One older than the oldest spoken is not.
+    expect(hello({ version: PROTOCOL_VERSION + 1 }).peer?.version).toBe(PROTOCOL_VERSION)
+    expect(hello({ version: PROTOCOL_VERSION_MIN }).peer?.version).toBe(PROTOCOL_VERSION_MIN)
+    expect(hello({ version: PROTOCOL_VERSION_MIN - 1 }).refusal).toMatchObject({
       closeCode: CLOSE_CODES.policy,
       errorCode: 'MESHKV_ERR_DECODE',
     })
