@@ -21,6 +21,7 @@ import { REDACTED_LOG_PATHS, installAuth, yjsAccess } from './auth.js'
 import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
+import { exportRoutes } from './export.js'
 import { uiRoutes } from './ui.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
 import { healthRoutes } from './health.js'
@@ -152,6 +153,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(memberRoutes, routeOptions)
   app.register(healthRoutes, routeOptions)
   app.register(tokenRoutes, routeOptions)
+  app.register(exportRoutes, routeOptions)
   app.register(uiRoutes)
   return app
 }
