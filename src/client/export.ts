@@ -1,0 +1,49 @@
+/**
+ * The client's side of `GET /v1/export` (src/http/export.ts): the request, and the stream read
+ * back as lines of the export format (api/export-format.ts), kept apart from `MeshClient` so it
+ * stays a list of calls. Opening fails over like any read; once open, the stream stays on the
+ * node that answered (one snapshot of one node). A stream cut midway ends early: the reader sees
+ * no trailer (`ExportReader.finish`), so a cut-off export is never taken for a whole one.
+ */
+import { EXPORT_TYPES } from '../api/index.js'
+import { MeshError } from '../errors.js'
+import type { RequestSpec } from './transport.js'
+import type { ClientExportOptions } from './types.js'
+
+export function exportSpec(options: ClientExportOptions): RequestSpec {
+  const types = options.types
+  if (types !== undefined && (!Array.isArray(types) || !types.every((type) => EXPORT_TYPES.includes(type))))
+    throw new MeshError('MESHKV_ERR_INVALID_ARGUMENT', `types is a list of ${EXPORT_TYPES.join(', ')}`)
+  return {
+    method: 'GET',
+    path: '/v1/export',
+    query: { prefix: options.prefix, types: types?.join(',') },
+    idempotent: true,
+    signal: options.signal,
+  }
+}
+
+/** The lines of a byte stream, without their newlines; the last one even if it has none. */
+export async function* streamLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder()
+  const reader = stream.getReader()
+  let pending = ''
+  try {
+    for (;;) {
+      const chunk = await reader.read()
+      if (chunk.done) break
+      pending += decoder.decode(chunk.value, { stream: true })
+      let at = pending.indexOf('\n')
+      while (at >= 0) {
+        yield pending.slice(0, at)
+        pending = pending.slice(at + 1)
+        at = pending.indexOf('\n')
+      }
+    }
+    pending += decoder.decode()
+    if (pending !== '') yield pending
+  } finally {
+    // Ends the request when the caller stops early (break, return, throw).
+    await reader.cancel().catch(() => undefined)
+  }
+}
