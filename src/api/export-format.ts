@@ -115,11 +115,21 @@ export class ExportReader {
     return this.#lines === 0 ? 0 : this.#lines - 1 - (this.#trailer === null ? 0 : 1)
   }
 
-  line(text: string): ExportLine {
+  /**
+   * Checks the next line. `terminated` is false for a last line without its newline: every line
+   * of an export ends in one, so if that line does not parse, the file was cut inside it.
+   */
+  line(text: string, terminated = true): ExportLine {
     this.#lines++
     const where = `line ${this.#lines}`
     if (this.#trailer !== null) throw decodeError(`${where} follows the trailer`)
-    const json = parseObject(text, where)
+    let json: Record<string, unknown>
+    try {
+      json = parseObject(text, where)
+    } catch (error) {
+      if (terminated || this.#header === null) throw error
+      throw new MeshError('MESHKV_ERR_EXPORT_TRUNCATED', `the export ends in the middle of ${where}: it was cut off`)
+    }
     if (this.#header === null) {
       this.#header = checkHeader(json, where)
       this.#hash.update(`${text}\n`)

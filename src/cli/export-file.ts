@@ -20,14 +20,15 @@ export interface ReadLine {
 
 /** Every line of the export in `path`, checked; throws at the end if the trailer never came. */
 export async function* readExportFile(path: string): AsyncGenerator<ReadLine> {
-  await fileSize(path)
+  const size = await fileSize(path)
   const reader = new ExportReader(createHash('sha256'))
   const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity })
   let bytes = 0
   try {
     for await (const text of lines) {
       bytes += Buffer.byteLength(text) + 1
-      yield { line: reader.line(text), bytes }
+      // Past the size: the file's last line, without a newline.
+      yield { line: reader.line(text, bytes <= size), bytes: Math.min(bytes, size) }
     }
   } finally {
     lines.close()

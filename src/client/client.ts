@@ -312,8 +312,8 @@ export class MeshClient {
 
   /**
    * A consistent export of the node the policy picks (one store snapshot), as the lines of the
-   * export format without their newlines (`ExportReader` in api/ checks them). Streamed: a
-   * stream cut midway simply ends, without the trailer.
+   * export format without their newlines (`ExportReader` in api/ checks them), streamed. A
+   * stream cut midway fails with `MESHKV_ERR_EXPORT_TRUNCATED` or ends without its trailer.
    */
   async *export(options: ClientExportOptions = {}): AsyncGenerator<string> {
     const stream = await this.#exchange(exportSpec(options), async (response, endpoint) => {

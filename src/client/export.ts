@@ -2,8 +2,9 @@
  * The client's side of `GET /v1/export` (src/http/export.ts): the request, and the stream read
  * back as lines of the export format (api/export-format.ts), kept apart from `MeshClient` so it
  * stays a list of calls. Opening fails over like any read; once open, the stream stays on the
- * node that answered (one snapshot of one node). A stream cut midway ends early: the reader sees
- * no trailer (`ExportReader.finish`), so a cut-off export is never taken for a whole one.
+ * node that answered (one snapshot of one node). A stream cut midway fails with
+ * `MESHKV_ERR_EXPORT_TRUNCATED`, or, cut between two lines, ends without its trailer, which the
+ * reader catches (`ExportReader.finish`): a cut-off export is never taken for a whole one.
  */
 import { EXPORT_TYPES } from '../api/index.js'
 import { MeshError } from '../errors.js'
@@ -23,14 +24,19 @@ export function exportSpec(options: ClientExportOptions): RequestSpec {
   }
 }
 
-/** The lines of a byte stream, without their newlines; the last one even if it has none. */
+/**
+ * The lines of an export stream, without their newlines. A stream that breaks, or ends inside a
+ * line, is `MESHKV_ERR_EXPORT_TRUNCATED`; one that ends cleanly before the trailer just ends.
+ */
 export async function* streamLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder()
   const reader = stream.getReader()
   let pending = ''
   try {
     for (;;) {
-      const chunk = await reader.read()
+      const chunk = await reader.read().catch((error: unknown) => {
+        throw cutOff(`the connection ended: ${error instanceof Error ? error.message : String(error)}`, error)
+      })
       if (chunk.done) break
       pending += decoder.decode(chunk.value, { stream: true })
       let at = pending.indexOf('\n')
@@ -41,9 +47,13 @@ export async function* streamLines(stream: ReadableStream<Uint8Array>): AsyncGen
       }
     }
     pending += decoder.decode()
-    if (pending !== '') yield pending
+    if (pending !== '') throw cutOff('it ends in the middle of a line')
   } finally {
     // Ends the request when the caller stops early (break, return, throw).
     await reader.cancel().catch(() => undefined)
   }
+}
+
+function cutOff(why: string, cause?: unknown): MeshError {
+  return new MeshError('MESHKV_ERR_EXPORT_TRUNCATED', `the export stream was cut off: ${why}`, { cause })
 }
