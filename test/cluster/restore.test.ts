@@ -10,25 +10,16 @@
 import { existsSync } from 'node:fs'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { MeshClient } from '../../src/client/index.js'
 import { spawnMeshkv } from '../cli/helpers.js'
-import { Cluster, buildIfStale, get, killAllKvctl, kvctl, sleep, stopAllClusters } from './helpers.js'
+import { Cluster, get, kvctl, sleep, useLinkedCluster } from './helpers.js'
 
 const KEYS_PER_WRITER = 40
 
 let cluster: Cluster
 
-beforeAll(async () => {
-  buildIfStale()
-  cluster = await Cluster.start({ size: 3 })
-  await cluster.waitLinked()
-}, 60_000)
-
-afterAll(async () => {
-  await killAllKvctl()
-  await stopAllClusters()
-})
+useLinkedCluster((started) => (cluster = started))
 
 /** Writes `name/<k>` in turn with rising values until stopped; `acked` holds each key's last acknowledged value. */
 class Writer {
