@@ -1,7 +1,8 @@
 /**
  * Backup and restore on real processes, while the cluster keeps writing: `meshkv backup` refuses
  * a running node's directory (locked), then backs it up once stopped; the node's directory is
- * lost; `meshkv restore` fills an empty one, and a node started on it (a new id) joins the other
+ * lost; `meshkv restore` fills an empty one (backed up in turn, it gives the same clock and the
+ * same states byte for byte), and a node started on it (a new id) joins the other
  * two, and the lost node is forgotten. Writers on nodes 1 and 2 run throughout (before the backup,
  * during the restore, after the join). At the end every node holds every acknowledged write
  * (digests equal) and each key reads its last acknowledged value, the keys overwritten after the
@@ -99,6 +100,13 @@ describe('meshkv backup and restore', () => {
     expect(restored.stderr).toBe('')
     expect(restored.code).toBe(0)
     expect(restored.out).toContain(`from a backup of node ${oldId}`)
+    // The directory holds the backup: backed up in turn, it gives the same clock and states.
+    const again = join(cluster.root, 'node4.backup')
+    expect((await meshkv(['backup', '--dir', dir, '--out', again])).code).toBe(0)
+    const [original, roundTrip] = [await readFile(file, 'utf8'), await readFile(again, 'utf8')].map(parts)
+    expect(roundTrip?.header['vc']).toEqual(original?.header['vc'])
+    expect(roundTrip?.header['node']).not.toBe(oldId)
+    expect(roundTrip?.entries).toEqual(original?.entries)
 
     const fresh = await cluster.addNode({ peers: [cluster.node(1).entry.url, cluster.node(2).entry.url] })
     const freshId = (await fresh.status()).nodeId
@@ -126,6 +134,12 @@ describe('meshkv backup and restore', () => {
         }
   }, 180_000)
 })
+
+/** A backup file's header and entry lines. */
+function parts(text: string): { header: Record<string, unknown>; entries: string[] } {
+  const lines = text.trimEnd().split('\n')
+  return { header: JSON.parse(lines[0] as string) as Record<string, unknown>, entries: lines.slice(1, -1) }
+}
 
 /** The live kv values of a backup file, by key. */
 function backupValues(text: string): Map<string, string> {
