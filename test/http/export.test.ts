@@ -5,7 +5,7 @@
  * to its prefix, and the one snapshot: a write made while an export is read is not in it.
  */
 import { createHash } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { ExportReader } from '../../src/api/index.js'
 import { docEdit } from '../helpers/ydoc.js'
 import type { Harness } from './helpers.js'
@@ -76,6 +76,20 @@ describe('GET /v1/export', () => {
     expect((await exported(tokens.prefixed)).status).toBe(403)
     const bad = await h.app.inject({ url: '/v1/export?types=kv,tables', headers: { authorization: `Bearer ${ROOT}` } })
     expectProblem(bad, 'MESHKV_ERR_INVALID_ARGUMENT')
+  })
+
+  it('holds a stream place: with every place taken by a watch, an export is 503 BUSY', async () => {
+    const small = await openHarness({ app: { watchStreamsMax: 1 } })
+    try {
+      const base = await small.app.listen({ port: 0, host: '127.0.0.1' })
+      const watching = new AbortController()
+      expect((await fetch(`${base}/v1/watch`, { signal: watching.signal })).status).toBe(200)
+      expectProblem(await small.app.inject({ url: '/v1/export' }), 'MESHKV_ERR_BUSY')
+      watching.abort()
+      await vi.waitFor(async () => expect((await small.app.inject({ url: '/v1/export' })).statusCode).toBe(200))
+    } finally {
+      await small.close()
+    }
   })
 
   it('is one snapshot: a write made while the export is read is not in it', async () => {
