@@ -30,7 +30,13 @@ export function backupCommands(program: Command): void {
 
 async function backup(dir: string, out: string): Promise<void> {
   const lines = Readable.from(backupDirectory(dir))
-  if (out === '-') return pipeline(lines, process.stdout, { end: false })
+  if (out === '-') {
+    // A reader that went away (`meshkv backup --out - | head`) is not an error of the backup's.
+    process.stdout.on('error', () => undefined)
+    return pipeline(lines, process.stdout, { end: false }).catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== 'EPIPE') throw error
+    })
+  }
   const partial = `${out}.partial`
   try {
     await pipeline(lines, createWriteStream(partial))
