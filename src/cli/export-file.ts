@@ -36,17 +36,24 @@ export async function* readExportFile(path: string): AsyncGenerator<ReadLine> {
   reader.finish()
 }
 
-/** Reads the whole export in `path` and checks it: its header and trailer, and its size in bytes. */
+/**
+ * Reads the whole export in `path` and checks it: its header and trailer, and its size in bytes.
+ * `progress` hears the entries and bytes read so far, and the header's count of entries.
+ */
 export async function checkExportFile(
   path: string,
+  progress?: (entries: number, bytes: number, total: number) => void,
 ): Promise<{ header: ExportHeader; trailer: ExportTrailer; bytes: number }> {
   let header: ExportHeader | undefined
   let trailer: ExportTrailer | undefined
   let bytes = 0
+  let entries = 0
   for await (const read of readExportFile(path)) {
     bytes = read.bytes
     if (read.line.kind === 'header') header = read.line.header
+    if (read.line.kind === 'entry') entries++
     if (read.line.kind === 'end') trailer = read.line.trailer
+    progress?.(entries, bytes, header?.keys ?? 0)
   }
   // readExportFile ends only after a header and a trailer, or throws.
   if (header === undefined || trailer === undefined) throw new MeshError('MESHKV_ERR_INTERNAL', 'no trailer read')

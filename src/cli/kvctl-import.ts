@@ -59,7 +59,7 @@ export function checkpointPath(file: string): string {
 }
 
 export async function importFile(run: ImportRun, file: string): Promise<ImportSummary> {
-  const { header, trailer } = await checkExportFile(file)
+  const { header, trailer } = await checked(run, file)
   const progressFile = checkpointPath(file)
   const start = run.resume ? readCheckpoint(progressFile, trailer.sha256) : null
   if (start?.token != null) run.client.observeToken(start.token)
@@ -74,23 +74,43 @@ export async function importFile(run: ImportRun, file: string): Promise<ImportSu
     writeCheckpoint(progressFile, { sha256: trailer.sha256, done, token: run.client.token ?? start?.token ?? null }),
   )
   let index = 0
-  for await (const { line, bytes } of readExportFile(file)) {
-    if (line.kind !== 'entry' || ++index <= summary.resumedAfter) continue
-    await window.room(run.parallel)
-    if (window.failure !== undefined) break
-    const entry = line.entry
-    window.add(index, async () => {
-      const wrote = await writeEntry(run, entry)
-      if (wrote) summary.written[entry.space]++
-      else summary.skipped++
-    })
-    progress?.update(window.done, bytes)
+  let read = 0
+  try {
+    for await (const { line, bytes } of readExportFile(file)) {
+      read = bytes
+      if (line.kind !== 'entry' || ++index <= summary.resumedAfter) continue
+      await window.room(run.parallel)
+      if (window.failure !== undefined) break
+      const entry = line.entry
+      window.add(index, async () => {
+        const wrote = await writeEntry(run, entry)
+        if (wrote) summary.written[entry.space]++
+        else summary.skipped++
+      })
+      progress?.update(window.done, bytes)
+    }
+  } finally {
+    // Whatever stopped the run, the writes under way end and the checkpoint says where.
+    await window.drain()
+    progress?.end(window.done, read)
   }
-  await window.drain()
-  progress?.end()
   if (window.failure !== undefined) throw stopped(window.failure, window.done, header.keys)
   rmSync(progressFile, { force: true })
   return summary
+}
+
+/** The whole file checked before anything is written (a bar on a terminal: `check`). */
+async function checked(run: ImportRun, file: string): ReturnType<typeof checkExportFile> {
+  const checking = Progress.on(run.stderr, 'check ')
+  try {
+    return await checkExportFile(file, (entries, bytes, total) => {
+      if (checking === null) return
+      checking.total = total
+      checking.update(entries, bytes)
+    })
+  } finally {
+    checking?.end()
+  }
 }
 
 /** Makes the target hold the entry's view; false when there was nothing to write. */

@@ -42,8 +42,10 @@ export class Progress {
     this.#draw(now)
   }
 
-  /** The last figures, then a newline so the prompt starts on its own line. */
-  end(): void {
+  /** The last figures (given, or the last ones updated), then a newline so the prompt starts on its own line. */
+  end(keys = this.#keys, bytes = this.#bytes): void {
+    this.#keys = keys
+    this.#bytes = bytes
     this.#draw(Date.now())
     if (this.#shown) this.#stream.write('\n')
   }

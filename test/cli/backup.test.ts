@@ -4,15 +4,17 @@
  * `meshkv restore` with a stable code, and nothing is written (the target node stays empty, no
  * data directory is made). `meshkv restore` refuses a directory that is not empty and a partial
  * export; `meshkv backup` refuses a directory that holds no store. An export with `--prefix` and
- * `--types` holds only those keys.
+ * `--types` holds only those keys. On a terminal (a pseudo-terminal from `script`), export and
+ * import draw their progress bars on stderr, ending at the full count.
  */
+import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RunningChild } from './helpers.js'
-import { buildIfStale, killAll, kvctl, spawnMeshkv, startMeshkv } from './helpers.js'
+import { REPO_ROOT, buildIfStale, cleanEnv, killAll, kvctl, spawnMeshkv, startMeshkv } from './helpers.js'
 
 let root: string
 let source: RunningChild & { url: string }
@@ -160,5 +162,27 @@ describe('export filters', () => {
     expect(lines[2]).toMatchObject({ members: ['x', 'y'] })
     const bad = await kvctl(['--node', source.url, 'export', '--types', 'kv,tables'])
     expect(bad.code).toBe(2)
+  })
+})
+
+describe('on a terminal', () => {
+  // `script` gives kvctl a pseudo-terminal for stderr (stdout goes to a file in the shell command).
+  const onTerminal = (command: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      execFile('script', ['-qec', command, '/dev/null'], { cwd: REPO_ROOT, env: cleanEnv() }, (error, stdout) =>
+        error === null ? resolve(stdout) : reject(error),
+      )
+    })
+  const kvctlCommand = (args: string): string => `${process.execPath} ${join(REPO_ROOT, 'bin', 'kvctl.js')} ${args}`
+
+  it('export and import draw a progress bar: keys of the total, bytes, rate, time left', async () => {
+    const file = join(root, 'tty.ndjson')
+    const exported = await onTerminal(`${kvctlCommand(`--node ${source.url} export --prefix app/`)} > ${file}`)
+    expect(exported).toMatch(/export \[#+\] 22\/22 keys {2}[\d.]+ (B|KiB) {2}\d+ keys\/s {2}0:00 left/)
+    // Into the source itself: it already holds every entry, so nothing changes.
+    const imported = await onTerminal(kvctlCommand(`--node ${source.url} import ${file}`))
+    expect(imported).toMatch(/check {2}\[#+\] 22\/22 keys/)
+    expect(imported).toMatch(/import \[#+\] 22\/22 keys/)
+    expect(imported).toContain('imported 22 entries')
   })
 })
