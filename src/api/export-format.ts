@@ -69,6 +69,19 @@ export interface ExportHash {
   digest(encoding: 'hex'): string
 }
 
+/** `kv,set` as `?types=` and `--types` take it: known types, in their export order (none given: all). */
+export function parseExportTypes(text: string | undefined): ExportType[] {
+  if (text === undefined || text === '') return [...EXPORT_TYPES]
+  const types = text.split(',').map((type) => type.trim())
+  for (const type of types)
+    if (!EXPORT_TYPES.includes(type as ExportType))
+      throw new MeshError(
+        'MESHKV_ERR_INVALID_ARGUMENT',
+        `types takes ${EXPORT_TYPES.join(', ')}, separated by commas; got ${JSON.stringify(type)}`,
+      )
+  return EXPORT_TYPES.filter((type) => types.includes(type))
+}
+
 /** Keys starting with U+0000 are the cluster's own sets (members, forgotten, tokens). */
 export function isReservedKey(key: string): boolean {
   return key.startsWith('\u0000')

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import type { Command } from 'commander'
 import { InvalidArgumentError } from 'commander'
 import type { ExportType, WriteConcern } from '../api/index.js'
-import { EXPORT_TYPES, ExportReader } from '../api/index.js'
+import { EXPORT_TYPES, ExportReader, parseExportTypes } from '../api/index.js'
 import type { MeshClient } from '../client/index.js'
 import type { KvctlIo } from './kvctl-io.js'
 import type { ImportSummary } from './kvctl-import.js'
@@ -96,8 +96,9 @@ function summaryLine(summary: ImportSummary): string {
 }
 
 function typesOption(text: string): ExportType[] {
-  const types = text.split(',').map((type) => type.trim())
-  if (types.length === 0 || !types.every((type) => EXPORT_TYPES.includes(type as ExportType)))
-    throw new InvalidArgumentError(`It takes ${EXPORT_TYPES.join(', ')}, separated by commas.`)
-  return types as ExportType[]
+  try {
+    return parseExportTypes(text)
+  } catch (error) {
+    throw new InvalidArgumentError(error instanceof Error ? error.message : String(error))
+  }
 }

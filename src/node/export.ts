@@ -13,7 +13,6 @@ import { EXPORT_FORMAT, EXPORT_TYPES, EXPORT_VERSION, exportEntryLine, isReserve
 import { decodeState } from '../codec/index.js'
 import type { Space } from '../crdt/index.js'
 import { counterValue, docHasContent, lwwSibling, setMembers } from '../crdt/index.js'
-import { MeshError } from '../errors.js'
 import type { StoreSnapshot } from '../storage/index.js'
 import { listRange } from './list.js'
 
@@ -27,19 +26,6 @@ export interface ExportOptions {
    * Only a full export (no prefix, every type) with them can be restored (`meshkv restore`).
    */
   reserved?: boolean
-}
-
-/** Checks `types=kv,set` as the HTTP route and the CLIs pass it. */
-export function parseExportTypes(text: string | undefined): ExportType[] {
-  if (text === undefined || text === '') return [...EXPORT_TYPES]
-  const types = text.split(',').map((type) => type.trim())
-  for (const type of types)
-    if (!EXPORT_TYPES.includes(type as ExportType))
-      throw new MeshError(
-        'MESHKV_ERR_INVALID_ARGUMENT',
-        `types takes ${EXPORT_TYPES.join(', ')}, separated by commas; got ${JSON.stringify(type)}`,
-      )
-  return EXPORT_TYPES.filter((type) => types.includes(type))
 }
 
 /** The export of `snapshot` as lines, each ending in a newline: header, entries, trailer. */
