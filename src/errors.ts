@@ -101,6 +101,13 @@ export const ERROR_TABLE = {
   MESHKV_ERR_STATE_TOO_LARGE: 409,
   /** A peer's change arrived before the changes it depends on were applied. */
   MESHKV_ERR_OUT_OF_ORDER: 409,
+  /**
+   * An export file (kvctl export, meshkv backup) ends before its trailer, or its trailer does not
+   * match what came before it (counts, digest): the file was cut off or changed. Nothing was written.
+   */
+  MESHKV_ERR_EXPORT_TRUNCATED: 400,
+  /** `meshkv restore` was given a data directory that is not empty: it only fills an empty one. */
+  MESHKV_ERR_DIR_NOT_EMPTY: 409,
   /** Anything not foreseen: a bug. */
   MESHKV_ERR_INTERNAL: 500,
 } as const satisfies Record<string, number>

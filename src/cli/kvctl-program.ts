@@ -12,6 +12,7 @@ import { MeshClient, parseEndpoints } from '../client/index.js'
 import { MeshError } from '../errors.js'
 import type { Access, AccessFlags } from './kvctl-access.js'
 import { addAccessOptions, resolveAccess, tokenVerbs } from './kvctl-access.js'
+import { backupVerbs } from './kvctl-backup.js'
 import { docVerbs } from './kvctl-docs.js'
 import type { KvctlIo } from './kvctl-io.js'
 import { EXIT_OK, UsageError, commanderErrorLine, errorLine, exitCodeOf, write } from './kvctl-io.js'
@@ -98,6 +99,7 @@ export function buildProgram(io: KvctlIo): Command {
   tokenVerbs(program, context)
   statusVerb(program, context)
   docVerbs(program, context, concernOption('r'))
+  backupVerbs(program, context)
   return program
 }
 

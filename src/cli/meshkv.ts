@@ -8,8 +8,10 @@
  * stops and the store closes (`node.close`), and the process exits 0. A second signal exits at
  * once, with 1.
  *
- * Exit codes: 0 clean stop · 1 could not start or stop (a locked data directory, a port in use) ·
- * 2 bad configuration or usage.
+ * `meshkv backup` and `meshkv restore` work on a stopped node's data directory (backup.ts).
+ *
+ * Exit codes: 0 clean stop · 1 could not start or stop (a locked data directory, a port in use),
+ * or a backup or restore failed · 2 bad configuration or usage.
  */
 import { Command, CommanderError } from 'commander'
 import type { FastifyInstance } from 'fastify'
@@ -30,6 +32,7 @@ import {
   readRootToken,
   resolveNodeConfig,
 } from './config.js'
+import { backupCommands } from './backup.js'
 import { runLocalCluster } from './local-cluster.js'
 import { positiveIntegerOption } from './options.js'
 import { traceStagesIfAsked } from './stage-trace.js'
@@ -111,6 +114,7 @@ function buildProgram(): Command {
       checkProtectedMode(host, rootToken, insecureNoAuth)
       await runLocalCluster({ dir: flags.dir, nodes, basePort, host, rootToken, insecureNoAuth })
     })
+  backupCommands(program)
   return program
 }
 

@@ -31,6 +31,7 @@ import type {
   ClientPutOptions,
   ClientReadOptions,
   ClientDigest,
+  ClientExportOptions,
   ClientDocReadOptions,
   ClientDocTypeKind,
   ClientDocWriteResult,
@@ -43,6 +44,7 @@ import type {
 } from './types.js'
 import { readEvents } from './watch-stream.js'
 import { docReadSpec, docWriteSpec, docWritten } from './docs.js'
+import { exportSpec, streamLines } from './export.js'
 import {
   entityTagOf,
   listItem,
@@ -306,6 +308,20 @@ export class MeshClient {
   /** Deletes what the node that takes it holds of a document (an update concurrent with it stays). */
   async deleteDoc(name: string, options: ClientConcernOptions = {}): Promise<ClientDocWriteResult> {
     return docWritten(this.#written(await this.#send(docWriteSpec(name, null, options))))
+  }
+
+  /**
+   * A consistent export of the node the policy picks (one store snapshot), as the lines of the
+   * export format without their newlines (`ExportReader` in api/ checks them), streamed. A
+   * stream cut midway fails with `MESHKV_ERR_EXPORT_TRUNCATED` or ends without its trailer.
+   */
+  async *export(options: ClientExportOptions = {}): AsyncGenerator<string> {
+    const stream = await this.#exchange(exportSpec(options), async (response, endpoint) => {
+      if (response.status !== 200) checkAnswer(await readAnswer(response, endpoint))
+      if (response.body === null) throw malformed('the export has no body')
+      return response.body
+    })
+    yield* streamLines(stream)
   }
 
   /** The status of the node the policy picks (`endpoint` says which one answered). */

@@ -2,7 +2,7 @@
  * The shapes `MeshClient` takes and returns. They follow the embeddable node's (`Entry`,
  * `ListPage`, `NodeStatus`) so code moves between the two faces with few changes.
  */
-import type { AccessRole, CreatedToken, ReadConcern, Role, TokenInfo, WriteConcern } from '../api/index.js'
+import type { AccessRole, CreatedToken, ExportType, ReadConcern, Role, TokenInfo, WriteConcern } from '../api/index.js'
 import type { RoutingPolicy } from './endpoints.js'
 
 export type { AccessRole, CreatedToken, ReadConcern, TokenInfo, WriteConcern }
@@ -140,6 +140,13 @@ export type ClientDocTypeKind = 'text' | 'map' | 'array' | 'xml'
 export interface ClientDocReadOptions extends Omit<ClientReadOptions, 'siblings'> {
   /** A Yjs state vector: answer only what its holder lacks (for `getDoc`). */
   sv?: Uint8Array
+}
+
+/** What `MeshClient.export` exports: keys and names under `prefix`, of `types` (default: all). */
+export interface ClientExportOptions {
+  prefix?: string
+  types?: readonly ExportType[]
+  signal?: AbortSignal
 }
 
 /** A document write's answer: `changed` is false for an update the document already held. */

@@ -23,6 +23,7 @@ import type { AppContext } from './context.js'
 import { counterRoutes } from './counters.js'
 import { docRoutes } from './docs.js'
 import { ConnectionDrain } from './drain.js'
+import { exportRoutes } from './export.js'
 import { uiRoutes } from './ui.js'
 import { clusterUiRoutes } from './ui-cluster.js'
 import { CAUSAL_TOKEN_HEADER } from './encoding.js'
@@ -157,6 +158,7 @@ export async function buildApp(node: MeshNode, options: AppOptions = {}): Promis
   app.register(memberRoutes, routeOptions)
   app.register(healthRoutes, routeOptions)
   app.register(tokenRoutes, routeOptions)
+  app.register(exportRoutes, routeOptions)
   app.register(uiRoutes)
   app.register(clusterUiRoutes)
   return app

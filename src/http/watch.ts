@@ -29,8 +29,11 @@ const CURSOR_CHECK_MS_MAX = 1000
 
 const WatchQuery = Type.Object({ prefix: Type.Optional(Type.String()), since: Type.Optional(Type.String()) })
 
-/** A place among the app's watch streams, or `MESHKV_ERR_BUSY` when all `watchStreamsMax` are taken. */
-function reserveStream(context: AppContext): AbortController {
+/**
+ * A place among the app's watch streams, or `MESHKV_ERR_BUSY` when all `watchStreamsMax` are
+ * taken. An export under way (export.ts) holds one too: both are long answers a client keeps open.
+ */
+export function reserveStream(context: AppContext): AbortController {
   if (context.streams.size >= context.watchStreamsMax) {
     context.load.refused.watch++
     throw new MeshError(

@@ -15,3 +15,5 @@ export { DOC_BYTES_MAX, DOC_UPDATE_BYTES_MAX, parseTypeHints } from '../crdt/ind
 export type { DocTypeKind } from '../crdt/index.js'
 export { YJS_CONNECTIONS_MAX_DEFAULT, YJS_PATH, YJS_ROOM_CONNECTIONS_MAX_DEFAULT, YjsRooms } from './yjs-rooms.js'
 export type { YjsAccess, YjsRoomsOptions } from './yjs-rooms.js'
+export { backupDirectory, restoreDirectory } from './backup.js'
+export type { ExportOptions } from './export.js'

@@ -22,6 +22,8 @@ import { Parking, checkBounds } from './bounds.js'
 import type { DocParts, DocRead, DocReadOptions } from './docs.js'
 import { applyDocUpdate, deleteDoc, readDoc, readDocJson } from './docs.js'
 import { DocSync } from './doc-sync.js'
+import type { ExportOptions } from './export.js'
+import { exportLines } from './export.js'
 import type { Cluster } from './cluster.js'
 import { checkLimit, listPage, rangeEntries } from './list.js'
 import type { MemberStatus } from './members.js'
@@ -311,6 +313,20 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
       uptimeMs: this.#now() - this.#startedMs,
       parked: { reads: this.#parkedReads.status, writes: this.#writer.parked.status },
     })
+  }
+
+  /**
+   * A consistent export of this node (api/export-format.ts) as lines ending in newlines: every
+   * state from one store snapshot, which stays open until the generator ends or is returned.
+   */
+  async *export(options: ExportOptions = {}): AsyncGenerator<string> {
+    this.#checkOpen()
+    const snapshot = await this.#store.snapshot()
+    try {
+      yield* exportLines(snapshot, { node: this.nodeId, createdAt: new Date(this.#now()).toISOString() }, options)
+    } finally {
+      await snapshot.close()
+    }
   }
 
   /** Garbage collection: log size, tombstones not yet purged, the stable cut, what was purged. */

@@ -141,6 +141,15 @@ export const ROWS: Row[] = [
     ok: 400,
     outside: { url: '/v1/watch?since=nope' },
   },
+  // An export needs read on its prefix, as a listing does: without one, a limited token is refused.
+  {
+    method: 'GET',
+    route: '/v1/export',
+    access: 'read',
+    inside: { url: '/v1/export?prefix=app-' },
+    ok: 200,
+    outside: { url: '/v1/export' },
+  },
   { method: 'GET', route: '/v1/members', access: 'admin', inside: { url: '/v1/members' }, ok: 200 },
   {
     method: 'DELETE',

@@ -97,7 +97,13 @@ describe('the handshake state machines', () => {
     const { acceptor, dialer } = run(who(A), who(B))
     const linkId = linkIdOf(nonceOf(1), nonceOf(2))
     expect(acceptor.peer).toEqual({ nodeId: B, url: `http://${B}`, linkId, instance: null, version: PROTOCOL_VERSION })
-    expect(dialer.peer).toEqual({ nodeId: A, url: 'http://acceptor', linkId, instance: null, version: PROTOCOL_VERSION })
+    expect(dialer.peer).toEqual({
+      nodeId: A,
+      url: 'http://acceptor',
+      linkId,
+      instance: null,
+      version: PROTOCOL_VERSION,
+    })
     // Each side learns the other's instance id when it sends one.
     const both = run(who(A, { instance: instanceOf(1) }), who(B, { instance: instanceOf(2) }))
     expect(both.acceptor.peer?.instance).toBe('0202020202020202')
