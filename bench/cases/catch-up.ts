@@ -95,6 +95,8 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
     log(
       `node 3 caught up on ${changes} changes in ${seconds.toFixed(2)} s: ${Math.round(rate)} changes/s (startup ${Math.round(listening - node3.spawnedAtMs)} ms)`,
     )
+    // Stopped gracefully, so a node under --cpu-prof (MESHKV_BENCH_NODE_OPTIONS) writes its profile.
+    await Promise.all([node1.stop(), node3.stop()])
     const baseline = await rawIngest(changes, sizes.valueBytes)
     return entry(rate, 'changes/s', baseline, {
       changes,

@@ -73,7 +73,11 @@ export class MeshkvNode {
   start(nodeOptions: string[] = []): void {
     if (this.running) throw new Error(`node ${this.n} is already running`)
     this.spawnedAtMs = nowMs()
-    this.proc = spawnNode(`meshkv node ${this.n}`, [MESHKV_BIN, ...this.args()], nodeOptions, this.env)
+    // MESHKV_BENCH_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=DIR" profiles every node a case starts
+    // (Node refuses --cpu-prof in NODE_OPTIONS); bench/tools/cpuprofile-top.ts reads the files.
+    const profiling = process.env['MESHKV_BENCH_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []
+    const options = [...profiling, ...nodeOptions]
+    this.proc = spawnNode(`meshkv node ${this.n}`, [MESHKV_BIN, ...this.args()], options, this.env)
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit | undefined> {

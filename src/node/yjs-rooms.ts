@@ -155,7 +155,6 @@ export class YjsRooms {
     this.#access = options.access ?? (() => Promise.resolve({ readOnly: false }))
     this.#connectionsMax = options.connectionsMax ?? YJS_CONNECTIONS_MAX_DEFAULT
     this.#roomConnectionsMax = options.roomConnectionsMax ?? YJS_ROOM_CONNECTIONS_MAX_DEFAULT
-    node.on('change', this.#onChange)
     node.on('awareness', this.#onRelay)
   }
 
@@ -223,6 +222,8 @@ export class YjsRooms {
       awareness.on('update', (changes: Record<string, number[]>, origin: unknown) =>
         this.#awarenessChanged(made, changes, origin),
       )
+      // The node's change events are made only while someone listens: rooms listen while open.
+      if (this.#rooms.size === 0) this.#node.on('change', this.#onChange)
       this.#rooms.set(name, room)
     }
     return room
@@ -295,6 +296,7 @@ export class YjsRooms {
     if (room.clients.size === 0) {
       room.awareness.destroy()
       this.#rooms.delete(room.name)
+      if (this.#rooms.size === 0) this.#node.off('change', this.#onChange)
     }
   }
 
