@@ -7,14 +7,15 @@
  * in them is applied.
  *
  * Handshake (the transport's job, before any message below may pass; see transport/handshake.ts):
- *   acceptor → dialer   challenge { clusterId, nodeId, nonce, instance }
- *   dialer   → acceptor hello     { clusterId, nodeId, url, nonce, instance, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
+ *   acceptor → dialer   challenge { version, clusterId, nodeId, nonce, instance }
+ *   dialer   → acceptor hello     { version, clusterId, nodeId, url, nonce, instance, proof = HMAC(secret, "dialer" ‖ acceptor nonce ‖ dialer id ‖ acceptor id) }
  *   acceptor → dialer   welcome   { proof = HMAC(secret, "acceptor" ‖ dialer nonce ‖ acceptor id ‖ dialer id) }
  * Each side checks the other's proof with a constant-time compare and the cluster id for
  * equality; a failure closes the link with 4401 (auth) or 4409 (another cluster). Nonces are
  * fresh random bytes per link, so a recorded handshake cannot be replayed. `instance` is fixed per
  * process: the same node id from another instance is a cloned data directory (close 4009; both
- * processes stop taking writes: seq-guard.ts).
+ * processes stop taking writes: seq-guard.ts). `version` is the newest the sender speaks; the link
+ * runs the lower of the two (5 or 6: codec/peer.ts `linkVersion`).
  *
  * Replication, once both sides are authenticated (symmetric: each side does all of this):
  *   1. `sync`   { vc, peers }: "this is what I hold on disk (the durable VC, as an ack), and whom
@@ -26,8 +27,12 @@
  *               frame. The sender streams from a per-peer cursor; catch-up and live streaming are
  *               one loop. It skips changes the receiver is known to have (its VC), and changes
  *               whose origin the receiver is directly linked to (it gets them from there).
+ *               Version 6: each change is its bytes in the compact format (codec/change.ts),
+ *               the same bytes as in the sender's log, encoded once by the change's origin.
  *   3. `ack`    { vc }: sent once received changes are fsynced: the receiver's durable VC (as of
- *               its last fsynced batch; one fsync is shared by many commits and acks). Acks
+ *               its last fsynced batch; one fsync is shared by many commits and acks). Version
+ *               6: only the entries that moved since the last ack (acks.ts; the receiver joins
+ *               it into what the link said before, `PeerSession.ackedBy`). Acks
  *               drive write concern, lag figures and causal stability (garbage collection).
  *               An ack's or sync's claim on origins other than the sender is capped at what the
  *               receiver holds; one on more of the receiver's own changes than it made closes the
