@@ -166,24 +166,32 @@ function dotsOf(value: unknown): Dot[] | null {
   return dots
 }
 
-/** A change's deps: its flat entries, plus the origin's own entry (seq - 1) unless it is given. */
+/**
+ * A change's deps: its flat entries, plus the origin's own entry (seq - 1) unless it is given. The
+ * origin's entry goes where a normalized clock (sorted by node id, `vcNormalize`) has it, so a
+ * decoded change is the very object its origin made, key order included.
+ */
 function depsOf(value: unknown, origin: NodeId, seq: number): VectorClock | null {
   if (!Array.isArray(value) || value.length % 2 !== 0) return null
-  const vc: Record<string, number> = {}
+  const entries: [NodeId, number][] = []
+  const seen = new Set<NodeId>()
   let ownGiven = false
   for (let i = 0; i < value.length; i += 2) {
     const node = nodeIdOf(value[i])
     const entry: unknown = value[i + 1]
-    if (node === null || Object.hasOwn(vc, node) || (node === origin && ownGiven)) return null
-    if (node === origin && entry === 0) {
-      ownGiven = true // the origin's entry is absent, not seq - 1
-      continue
-    }
+    if (node === null || seen.has(node)) return null
+    seen.add(node)
+    if (node === origin) ownGiven = true
+    if (node === origin && entry === 0) continue // the origin's entry is absent, not seq - 1
     if (!isSeq(entry)) return null
-    ownGiven ||= node === origin
-    vc[node] = entry
+    entries.push([node, entry])
   }
-  if (!ownGiven && seq > 1) vc[origin] = seq - 1
+  if (!ownGiven && seq > 1) {
+    const at = entries.findIndex(([node]) => node > origin)
+    entries.splice(at === -1 ? entries.length : at, 0, [origin, seq - 1])
+  }
+  const vc: Record<string, number> = {}
+  for (const [node, entry] of entries) vc[node] = entry
   return vc as VectorClock
 }
 

@@ -193,6 +193,9 @@ export class SeqGuard {
 
   /** Moves on where it may: verifying ends, recovery ends, a stuck recovery is said. */
   refresh(): void {
+    // Only a verifying or recovering guard moves on its own; the others wait for an event (a
+    // claim, a conflict) or stay. Asked at every write, so the common case costs one comparison.
+    if (this.#state !== 'verifying' && this.#state !== 'recovering') return
     const input = { ...this.#options.input(), nowMs: this.#options.now() }
     if (this.#state === 'recovering') {
       if (input.held >= this.#claimedSeq) {
