@@ -15,6 +15,10 @@
  * `method` is read from node 4's /v1/status `snapshot` object while it joins (see methodOf):
  * "log" (log shipping) when it has none.
  *
+ * With MESHKV_BENCH_PROF_DIR set, snapshot_bootstrap runs every node with `--cpu-prof` into that
+ * directory (nodes 1-3 restarted under it before node 4 starts; each `.cpuprofile` is written as
+ * the node exits; bench/tools/cpuprofile-top.ts summarises one).
+ *
  * Baseline of both: raw LevelDB ingest of N 100-byte records in batches of 512 without fsync, in
  * this process (what the disk takes when nothing else is done per record); ratio = value/baseline.
  */
@@ -131,9 +135,18 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
     await cluster.waitSameVc(cluster.nodes, 600_000, 100)
     const held = await cluster.checkDigests()
     log(`cluster holds ${held.keys} keys (loaded over HTTP at ${Math.round(loaded.rps)}/s)`)
+    const profDir = process.env['MESHKV_BENCH_PROF_DIR']
+    const profile = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir]
+    if (profDir !== undefined) {
+      // The senders too: nodes 1-3 start again under the profiler (whichever sends, it is in one).
+      for (const node of cluster.nodes) await node.stop()
+      for (const node of cluster.nodes) node.start(profile)
+      for (const node of cluster.nodes) await node.waitReady()
+      await cluster.waitSameVc(cluster.nodes, 600_000, 100)
+    }
     const target = (await cluster.node(1).status()).vc
     const node4 = await cluster.addNode()
-    node4.start()
+    node4.start(profile)
     const listening = await node4.waitListening()
     const caught = await waitCaughtUp(node4, target, 600_000)
     // Every node, not against the digest held before: joining may itself change the state (a
@@ -151,6 +164,8 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
     log(
       `node 4 (new) holds all ${held.keys} keys after ${seconds.toFixed(2)} s: ${Math.round(rate)} keys/s, method ${method}${digestChecks > 1 ? ` (digest equal only at check ${digestChecks})` : ''}`,
     )
+    // The profile is written as the process exits, on SIGTERM (the cluster's close kills).
+    if (profDir !== undefined) for (const node of cluster.nodes) await node.stop()
     const baseline = await rawIngest(held.keys, sizes.valueBytes)
     return entry(rate, 'keys/s', baseline, {
       keys: held.keys,
