@@ -23,7 +23,6 @@ import type { Space } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { CheckedStates, SnapshotIntake, SnapshotStages } from '../storage/snapshot-intake.js'
-import { checkStates } from '../storage/snapshot-intake.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 
@@ -204,7 +203,7 @@ export class SnapshotReceiver {
       const whole = message.states.map((entry) => receiving.parts.take(entry)).filter((state) => state !== null)
       count = whole.length
       // Checked as it arrives, while the chunk before it is being written: decoding overlaps the disk.
-      states = checkStates(whole as readonly (readonly [Space, string, Uint8Array])[])
+      states = this.#options.store.checkSnapshotStates(whole as readonly (readonly [Space, string, Uint8Array])[])
       receiving.decodeMs += performance.now() - arrived
     } catch (error) {
       this.#fail(link, receiving, error)

@@ -5,8 +5,8 @@
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
-import type { SnapshotIntake } from './snapshot-intake.js'
-import type { CommitResult, LogEntry, PurgeResult, StoreSnapshot } from './store.js'
+import type { CheckedStates, SnapshotIntake } from './snapshot-intake.js'
+import type { CommitResult, LogEntry, PurgeResult, SnapshotEntry, StoreSnapshot } from './store.js'
 
 export interface ReplicaStore {
   readonly nodeId: NodeId
@@ -27,5 +27,7 @@ export interface ReplicaStore {
   snapshot(): Promise<StoreSnapshot>
   /** Begins taking in a received snapshot that reflects `vc` (snapshot-intake.ts). */
   receiveSnapshot(vc: VectorClock): Promise<SnapshotIntake>
+  /** Checks received snapshot states for an intake (throws `MESHKV_ERR_DECODE`); synchronous. */
+  checkSnapshotStates(entries: readonly SnapshotEntry[]): CheckedStates
   purge(logCovered: VectorClock, stableCut: VectorClock, keepLast?: number): Promise<PurgeResult>
 }

@@ -23,6 +23,10 @@
  *   commits. A crash before that last move finds the phase-0 marker and removes everything.
  * - While states go into place, reads go to a view of the store taken just before (empty, with
  *   the empty clock), as during a join: the node is served as empty until the clock is written.
+ *   Garbage collection purges nothing meanwhile: the stable cut is at most the node's own clock,
+ *   which is empty.
+ * - If the move onto the stage fails (a storage error), the end or the drop of the intake tries
+ *   it again first; the commit queued behind it is not held back (a failing disk fails it too).
  *
  * Each intake counts where its time went (`stages`, reported in /v1/status `snapshot.last`).
  */

@@ -38,7 +38,7 @@ import {
 } from './layout.js'
 import { findLogStart, lsnInLog, readLog } from './log-reads.js'
 import { SharedView } from './shared-view.js'
-import type { SnapshotIntake, SnapshotStages } from './snapshot-intake.js'
+import type { CheckedStates, SnapshotIntake, SnapshotStages } from './snapshot-intake.js'
 import { beginIntake, checkStates, placeIntake } from './snapshot-intake.js'
 import { applyStagedSnapshot, clearStage, recoverSnapshot, stageSnapshot } from './snapshot-join.js'
 import type {
@@ -298,6 +298,10 @@ export class Store implements StateReader {
     )
     this.#intake = intake
     return intake
+  }
+
+  checkSnapshotStates(entries: readonly SnapshotEntry[]): CheckedStates {
+    return checkStates(entries)
   }
 
   /**

@@ -346,6 +346,7 @@ export class Simulation {
       lsnOfDot: (dot) => store.lsnOfDot(dot),
       onCommit: (listener) => store.onCommit(listener),
       snapshot: () => store.snapshot(),
+      checkSnapshotStates: (entries) => store.checkSnapshotStates(entries),
       receiveSnapshot: async (vc) => {
         const intake = await store.receiveSnapshot(vc)
         if (intake.into === 'place') this.stats.snapshotsIntoPlace++

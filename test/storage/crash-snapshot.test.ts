@@ -15,13 +15,9 @@ import type { VectorClock } from '../../src/clock/index.js'
 import { LevelBackend, Store, digestOf } from '../../src/storage/index.js'
 import { prng, sleep, tempDir } from '../helpers/async.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
+import { crashRun } from '../helpers/crash.js'
 
-const SEED =
-  process.env['MESHKV_CRASH_SEED'] === undefined
-    ? Math.floor(Math.random() * 2 ** 32)
-    : Number(process.env['MESHKV_CRASH_SEED'])
-const LOOPS = Number(process.env['MESHKV_CRASH_LOOPS'] ?? 10)
-const REPLAY = `MESHKV_CRASH_SEED=${SEED} npx vitest run test/storage/crash-snapshot.test.ts`
+const { seed: SEED, loops: LOOPS, replay: REPLAY } = crashRun('test/storage/crash-snapshot.test.ts', 10)
 const KEYS = 3000
 const CHUNK_STATES = 100
 /** Chunks the donor's states make: about KEYS / CHUNK_STATES, plus counters and the set. */
