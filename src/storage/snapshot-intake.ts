@@ -212,17 +212,19 @@ class StageIntake implements SnapshotIntake {
   }
 
   async finish(): Promise<void> {
+    if (this.#ended) throw new MeshError('MESHKV_ERR_INTERNAL', 'a snapshot intake ended twice')
     this.#end()
     await this.host.applyStaged(this.vc, this.stages)
   }
 
+  /** Drops it; after its end, nothing (a link lost while the end was queued). */
   async abandon(): Promise<void> {
+    if (this.#ended) return
     this.#end()
     await this.host.clearStage()
   }
 
   #end(): void {
-    if (this.#ended) throw new MeshError('MESHKV_ERR_INTERNAL', 'a snapshot intake ended twice')
     this.#ended = true
     this.host.ended()
   }
@@ -276,6 +278,7 @@ class PlaceIntake implements SnapshotIntake {
   async finish(): Promise<void> {
     let staged: StageIntake | null = null
     await this.host.exclusive(async () => {
+      if (this.#done) throw new MeshError('MESHKV_ERR_INTERNAL', 'a snapshot intake ended twice')
       staged = await this.#stagedNow()
       if (staged !== null) return
       const head = this.host.head()
@@ -296,6 +299,8 @@ class PlaceIntake implements SnapshotIntake {
   async abandon(): Promise<void> {
     let staged: StageIntake | null = null
     await this.host.exclusive(async () => {
+      // Once finished, the states are the node's: a link lost as the end was queued drops nothing.
+      if (this.#done) return
       staged = await this.#stagedNow()
       if (staged !== null) return
       await undoFill(this.host.backend)
