@@ -13,7 +13,8 @@
  * /livez). (Equal clocks should mean equal digests; when the first digest check after the clock
  * differs, the time is when a later check found them equal, `digest_checks` says how many.)
  * `method` is read from node 4's /v1/status `snapshot` object while it joins (see methodOf):
- * "log" (log shipping) when it has none.
+ * "log" (log shipping) when it has none; `stages_ms`, `into` and `snapshot_ms` from its
+ * `snapshot.last` (see stagesOf).
  *
  * With MESHKV_BENCH_PROF_DIR set, snapshot_bootstrap runs every node with `--cpu-prof` into that
  * directory (nodes 1-3 restarted under it before node 4 starts; each `.cpuprofile` is written as
@@ -70,6 +71,17 @@ function methodOf(snapshots: Record<string, unknown>[]): string {
     Object.values(snapshot).some((value) => value !== null && value !== undefined && value !== false && value !== 0),
   )
   return used ? 'snapshot' : 'log'
+}
+
+/**
+ * Where the new node's time went while it took the snapshot, from its /v1/status `snapshot.last`
+ * (docs/protocol.md, "Snapshots"): `stages_ms` (decode, join, leveldb, waiting) and `into`
+ * (`place` or `stage`), with `snapshot_ms`, offer to joined. Nothing when the node reports none.
+ */
+function stagesOf(snapshot: Record<string, unknown>): Record<string, unknown> {
+  const last = snapshot['last'] as { ms?: number; into?: string; stages_ms?: Record<string, number> } | null
+  if (last === null || last === undefined || last.stages_ms === undefined) return {}
+  return { stages_ms: last.stages_ms, into: last.into, snapshot_ms: last.ms }
 }
 
 async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
@@ -170,7 +182,7 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
     return entry(rate, 'keys/s', baseline, {
       keys: held.keys,
       method,
-      ...(snapshot === undefined ? {} : { snapshot_status: snapshot }),
+      ...(snapshot === undefined ? {} : { snapshot_status: snapshot, ...stagesOf(snapshot) }),
       seconds: Math.round(seconds * 1000) / 1000,
       startup_ms: Math.round(listening - node4.spawnedAtMs),
       total_ms: Math.round(equalAt - node4.spawnedAtMs),
