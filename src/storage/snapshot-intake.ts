@@ -139,6 +139,8 @@ export interface IntakeHost {
   readFrom(view: SharedView | null): void
   /** The states went into place: the store takes the new head (durable) and recounts tombstones. */
   placed(head: StoreHead): Promise<void>
+  /** The intake began: called in the queue, so no commit can be queued before the store knows it. */
+  began(intake: SnapshotIntake): void
   /** The intake ended (finished or dropped). */
   ended(): void
   stage(states: CheckedStates, stages: SnapshotStages): Promise<void>
@@ -193,6 +195,7 @@ export async function beginIntake(host: IntakeHost, vc: VectorClock): Promise<Sn
       host.readFrom(view)
       intake = new PlaceIntake(host, vc, view)
     } else intake = new StageIntake(host, vc, noStages())
+    host.began(intake)
   })
   return intake as unknown as SnapshotIntake
 }

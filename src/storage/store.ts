@@ -275,7 +275,7 @@ export class Store implements StateReader {
   async receiveSnapshot(vc: VectorClock): Promise<SnapshotIntake> {
     this.#checkOpen()
     await this.#intake?.abandon()
-    const intake = await beginIntake(
+    return beginIntake(
       {
         backend: this.#backend,
         head: () => this.#head,
@@ -289,6 +289,7 @@ export class Store implements StateReader {
             for (const listener of this.#listeners) notify(listener, [])
           })
         },
+        began: (intake) => (this.#intake = intake),
         ended: () => (this.#intake = null),
         stage: (entries, stages) => stageSnapshot(this.#backend, entries, stages),
         applyStaged: (joinVc, stages) => this.applyStagedSnapshot(joinVc, stages),
@@ -296,8 +297,6 @@ export class Store implements StateReader {
       },
       vc,
     )
-    this.#intake = intake
-    return intake
   }
 
   checkSnapshotStates(entries: readonly SnapshotEntry[]): CheckedStates {
