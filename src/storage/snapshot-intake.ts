@@ -18,15 +18,16 @@
  *   is brand new again. A half snapshot is never kept, so never served.
  * - A commit (a client's write, a peer's change) that comes while states go into place would
  *   change states whose clock is not the node's yet. Before it runs, the intake moves the states
- *   written so far onto the stage (one pass, in the store's queue ahead of the commit), removes
- *   the marker with the last move, and goes on as a staged snapshot: the end joins it with the
- *   commits. A crash before that last move finds the phase-0 marker and removes everything.
+ *   written so far onto the stage (one pass, in the store's queue, where the commits wait),
+ *   removes the marker with the last move, and goes on as a staged snapshot: the end joins it
+ *   with the commits. A crash before that last move finds the phase-0 marker and removes
+ *   everything; a move that fails rejects the commits that waited for it.
  * - While states go into place, reads go to a view of the store taken just before (empty, with
  *   the empty clock), as during a join: the node is served as empty until the clock is written.
  *   Garbage collection purges nothing meanwhile: the stable cut is at most the node's own clock,
  *   which is empty.
  * - If the move onto the stage fails (a storage error), the end or the drop of the intake tries
- *   it again first; the commit queued behind it is not held back (a failing disk fails it too).
+ *   it again first.
  *
  * Each intake counts where its time went (`stages`, reported in /v1/status `snapshot.last`).
  */
@@ -234,8 +235,8 @@ class StageIntake implements SnapshotIntake {
 }
 
 /**
- * Into place. Every step runs in the store's queue, so a commit is ordered with the chunks: the
- * store calls `beforeCommit` as a commit is queued, which queues the move onto the stage first.
+ * Into place. Every step runs in the store's queue, so commits are ordered with the chunks: the
+ * store calls `beforeCommits` in its queue before it runs any, which moves the states onto the stage.
  */
 class PlaceIntake implements SnapshotIntake {
   readonly stages = noStages()
@@ -271,11 +272,14 @@ class PlaceIntake implements SnapshotIntake {
     })
   }
 
-  /** A commit is about to be queued: the states go onto the stage before it runs (once). */
-  beforeCommit(): void {
-    if (this.#moving || this.#staged !== null || this.#done) return
+  /**
+   * Commits are about to run (the store calls this in its queue, ahead of them): the states
+   * written so far go onto the stage first, once. A failure rejects those commits.
+   */
+  async beforeCommits(): Promise<void> {
+    if (this.#staged !== null || this.#done) return
     this.#moving = true
-    void this.host.exclusive(() => this.#moveToStage()).catch(() => undefined)
+    await this.#moveToStage()
   }
 
   async finish(): Promise<void> {
@@ -353,7 +357,9 @@ class PlaceIntake implements SnapshotIntake {
   }
 }
 
-/** The intake a commit must wait for, if it is one going into place. */
-export function placeIntake(intake: SnapshotIntake | null): { beforeCommit(): void; release(): Promise<void> } | null {
+/** The intake commits must wait for, if it is one going into place. */
+export function placeIntake(
+  intake: SnapshotIntake | null,
+): { beforeCommits(): Promise<void>; release(): Promise<void> } | null {
   return intake instanceof PlaceIntake ? intake : null
 }

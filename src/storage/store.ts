@@ -397,10 +397,22 @@ export class Store implements StateReader {
     return new Promise<CommitResult>((resolve, reject) => {
       // Inside the executor, so a closed store rejects rather than throws.
       this.#checkOpen()
-      // A snapshot going into place moves onto the stage before any commit (snapshot-intake.ts).
-      placeIntake(this.#intake)?.beforeCommit()
       this.#queue.push(make(resolve, reject))
     })
+  }
+
+  /**
+   * A snapshot going into place moves onto the stage before any commit runs (snapshot-intake.ts).
+   * False (every item rejected) if that failed: no commit may run beside its states.
+   */
+  async #beforeCommits(items: readonly Commit[]): Promise<boolean> {
+    try {
+      await placeIntake(this.#intake)?.beforeCommits()
+      return true
+    } catch (error) {
+      for (const item of items) item.reject(error)
+      return false
+    }
   }
 
   #exclusive(run: () => Promise<void>): Promise<void> {
@@ -413,6 +425,7 @@ export class Store implements StateReader {
   }
 
   async #commitGroup(items: Commit[]): Promise<void> {
+    if (!(await this.#beforeCommits(items))) return
     const { outcome, settle } = await commitGroup(
       {
         backend: this.#backend,
