@@ -140,6 +140,8 @@ export interface IntakeHost {
   readFrom(view: SharedView | null): void
   /** The states went into place: the store takes the new head (durable) and recounts tombstones. */
   placed(head: StoreHead): Promise<void>
+  /** After the end, outside the queue: commit listeners hear an empty batch (states changed without log entries). */
+  notifyJoined(): void
   /** The intake began: called in the queue, so no commit can be queued before the store knows it. */
   began(intake: SnapshotIntake): void
   /** The intake ended (finished or dropped). */
@@ -290,6 +292,7 @@ class PlaceIntake implements SnapshotIntake {
       if (staged !== null) return
       const head = this.host.head()
       const vc = vcJoin(head.vc, this.vc)
+      this.#hlc = maxHlc(this.#hlc, head.hlc)
       await timed(this.stages, 'leveldb', () =>
         this.host.backend.write([SNAPSHOT_MARKER_DELETE, hlcWrite(this.#hlc), ...clockWrites(head.vc, vc)], {
           sync: true,
@@ -301,6 +304,7 @@ class PlaceIntake implements SnapshotIntake {
       this.host.ended()
     })
     if (staged !== null) await (staged as StageIntake).finish()
+    else this.host.notifyJoined()
   }
 
   async abandon(): Promise<void> {

@@ -285,9 +285,9 @@ export class Store implements StateReader {
           this.#head = head
           this.#durable = head
           this.#tombstones = await countTombstones(this.#backend)
-          queueMicrotask(() => {
-            for (const listener of this.#listeners) notify(listener, [])
-          })
+        },
+        notifyJoined: () => {
+          for (const listener of this.#listeners) notify(listener, [])
         },
         began: (intake) => (this.#intake = intake),
         ended: () => (this.#intake = null),
