@@ -13,7 +13,12 @@
  * /livez). (Equal clocks should mean equal digests; when the first digest check after the clock
  * differs, the time is when a later check found them equal, `digest_checks` says how many.)
  * `method` is read from node 4's /v1/status `snapshot` object while it joins (see methodOf):
- * "log" (log shipping) when it has none.
+ * "log" (log shipping) when it has none; `stages_ms`, `into` and `snapshot_ms` from its
+ * `snapshot.last` (see stagesOf).
+ *
+ * With MESHKV_BENCH_PROF_DIR set, snapshot_bootstrap runs every node with `--cpu-prof` into that
+ * directory (nodes 1-3 restarted under it before node 4 starts; each `.cpuprofile` is written as
+ * the node exits; bench/tools/cpuprofile-top.ts summarises one).
  *
  * Baseline of both: raw LevelDB ingest of N 100-byte records in batches of 512 without fsync, in
  * this process (what the disk takes when nothing else is done per record); ratio = value/baseline.
@@ -66,6 +71,17 @@ function methodOf(snapshots: Record<string, unknown>[]): string {
     Object.values(snapshot).some((value) => value !== null && value !== undefined && value !== false && value !== 0),
   )
   return used ? 'snapshot' : 'log'
+}
+
+/**
+ * Where the new node's time went while it took the snapshot, from its /v1/status `snapshot.last`
+ * (docs/protocol.md, "Snapshots"): `stages_ms` (decode, join, leveldb, waiting) and `into`
+ * (`place` or `stage`), with `snapshot_ms`, offer to joined. Nothing when the node reports none.
+ */
+function stagesOf(snapshot: Record<string, unknown>): Record<string, unknown> {
+  const last = snapshot['last'] as { ms?: number; into?: string; stages_ms?: Record<string, number> } | null
+  if (last === null || last === undefined || last.stages_ms === undefined) return {}
+  return { stages_ms: last.stages_ms, into: last.into, snapshot_ms: last.ms }
 }
 
 async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
@@ -133,9 +149,18 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
     await cluster.waitSameVc(cluster.nodes, 600_000, 100)
     const held = await cluster.checkDigests()
     log(`cluster holds ${held.keys} keys (loaded over HTTP at ${Math.round(loaded.rps)}/s)`)
+    const profDir = process.env['MESHKV_BENCH_PROF_DIR']
+    const profile = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir]
+    if (profDir !== undefined) {
+      // The senders too: nodes 1-3 start again under the profiler (whichever sends, it is in one).
+      for (const node of cluster.nodes) await node.stop()
+      for (const node of cluster.nodes) node.start(profile)
+      for (const node of cluster.nodes) await node.waitReady()
+      await cluster.waitSameVc(cluster.nodes, 600_000, 100)
+    }
     const target = (await cluster.node(1).status()).vc
     const node4 = await cluster.addNode()
-    node4.start()
+    node4.start(profile)
     const listening = await node4.waitListening()
     const caught = await waitCaughtUp(node4, target, 600_000)
     // Every node, not against the digest held before: joining may itself change the state (a
@@ -153,11 +178,13 @@ async function bootstrap(context: Context): Promise<ReturnType<typeof entry>> {
     log(
       `node 4 (new) holds all ${held.keys} keys after ${seconds.toFixed(2)} s: ${Math.round(rate)} keys/s, method ${method}${digestChecks > 1 ? ` (digest equal only at check ${digestChecks})` : ''}`,
     )
+    // The profile is written as the process exits, on SIGTERM (the cluster's close kills).
+    if (profDir !== undefined) for (const node of cluster.nodes) await node.stop()
     const baseline = await rawIngest(held.keys, sizes.valueBytes)
     return entry(rate, 'keys/s', baseline, {
       keys: held.keys,
       method,
-      ...(snapshot === undefined ? {} : { snapshot_status: snapshot }),
+      ...(snapshot === undefined ? {} : { snapshot_status: snapshot, ...stagesOf(snapshot) }),
       seconds: Math.round(seconds * 1000) / 1000,
       startup_ms: Math.round(listening - node4.spawnedAtMs),
       total_ms: Math.round(equalAt - node4.spawnedAtMs),

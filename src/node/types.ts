@@ -6,7 +6,7 @@ import type { ReadConcern, WriteConcern } from '../api/concern.js'
 import type { Role } from '../api/role.js'
 import type { TlsMaterial } from '../api/access.js'
 import type { Hlc, NodeId, VectorClock } from '../clock/index.js'
-import type { Logger, PeerStatus, SeqGuardStatus, SnapshotProgress } from '../replication/index.js'
+import type { Logger, PeerStatus, SeqGuardStatus, SnapshotStatus } from '../replication/index.js'
 import type { LinkTraffic, Transport } from '../transport/transport.js'
 import type { ParkingStatus } from './bounds.js'
 
@@ -261,7 +261,7 @@ export interface NodeStatus {
   /** `member` or `replica` (read-only). */
   role: Role
   /** A snapshot being received (progress), and the last one joined. */
-  snapshot: { receiving: SnapshotProgress | null; last: { from: NodeId; keys: number; ms: number } | null }
+  snapshot: SnapshotStatus
   /** Reads (`after`, quorum) and writes (write concern) waiting now, their caps, and how many were refused. */
   parked: { reads: ParkingStatus; writes: ParkingStatus }
   /** Writes (data and tokens) answered `MESHKV_ERR_WRITE_CONCERN_TIMEOUT` since start, by their `w` (`2`, `quorum`, `all`…). */

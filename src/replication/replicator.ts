@@ -35,7 +35,7 @@ import { peerStatus } from './status.js'
 import { HolderWaiters } from './write-concern.js'
 
 export type { PeerState, PeerStatus } from './status.js'
-export type { SnapshotProgress } from './snapshot-receiver.js'
+export type { LastSnapshot, SnapshotProgress, SnapshotStatus } from './snapshot-receiver.js'
 export type { SeqGuardState, SeqGuardStatus } from './seq-guard.js'
 
 export interface ReplicatorOptions {

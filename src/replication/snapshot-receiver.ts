@@ -5,12 +5,14 @@
  * peer: it was brand new, or it lacks the named change (of its own origin only while it recovers
  * changes of its own it lost: seq-guard.ts). An offer without that consent, or one whose clock
  * claims more of this node's own changes than it holds (unless it recovers), is refused and
- * counted, and changes nothing. An accepted offer clears the stage (or is refused while another peer's is under way); each
- * chunk is written to the stage and acknowledged once it is on disk; the end joins the stage into
- * the store. A link lost midway, or a chunk the store refuses, drops the snapshot and its stage.
+ * counted, and changes nothing. An accepted offer (refused while another peer's is under way)
+ * begins an intake in the store (storage/snapshot-intake.ts: straight into place on a brand-new
+ * node, else staged); each chunk is written and acknowledged once it is on disk; the end makes it
+ * the node's. A link lost midway, or a chunk the store refuses, drops the snapshot and what it wrote.
  *
- * Every write to the stage goes through one promise chain, in order, so a dropped snapshot's
- * writes end before the next offer clears the stage.
+ * Every step of an intake goes through one promise chain, in order, so a dropped snapshot's
+ * writes end before the next offer begins. The receiver counts the time it waited for chunks;
+ * the store counts the rest (`last.stages_ms` in /v1/status).
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { vcGet } from '../clock/index.js'
@@ -20,6 +22,7 @@ import { StateAssembler } from '../codec/peer.js'
 import type { Space } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
+import type { CheckedStates, SnapshotIntake, SnapshotStages } from '../storage/snapshot-intake.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 
@@ -31,9 +34,19 @@ export interface SnapshotProgress {
   startedMs: number
 }
 
+/** The last snapshot joined: from whom, how many keys, how long, and where the time went. */
+export interface LastSnapshot {
+  from: NodeId
+  keys: number
+  ms: number
+  /** `place`: written straight into place (a brand-new node); `stage`: staged, then joined. */
+  into: 'place' | 'stage'
+  stages_ms: SnapshotStages
+}
+
 export interface SnapshotStatus {
   receiving: SnapshotProgress | null
-  last: { from: NodeId; keys: number; ms: number } | null
+  last: LastSnapshot | null
 }
 
 interface Receiving extends SnapshotProgress {
@@ -41,6 +54,15 @@ interface Receiving extends SnapshotProgress {
   failed: boolean
   /** Joins the parts of a state larger than a chunk; holds at most one state (`STATE_BYTES_MAX`). */
   readonly parts: StateAssembler
+  /** The store's intake, once begun (null if it could not begin). */
+  intake: SnapshotIntake | null
+  /** Chunks received and not yet written. */
+  pending: number
+  /** Time spent checking (decoding) received states. */
+  decodeMs: number
+  /** Since when nothing was left to write (performance.now()). */
+  idleSince: number
+  waitingMs: number
 }
 
 export interface SnapshotReceiverOptions {
@@ -145,39 +167,62 @@ export class SnapshotReceiver {
     }
     if (this.#receiving !== null) this.abandon('the sender offered a new one')
     const store = this.#options.store
-    this.#stageWork = this.#stageWork
-      .then(() => store.clearStage())
-      .catch((error: unknown) =>
-        this.#options.logger.warn({ err: String(error) }, 'could not clear the snapshot stage'),
-      )
-    const parts = new StateAssembler(STATE_BYTES_MAX)
-    this.#receiving = {
+    const receiving: Receiving = {
       from,
       vc,
       keysTotal: keys,
       keysReceived: 0,
       startedMs: this.#options.now(),
       failed: false,
-      parts,
+      parts: new StateAssembler(STATE_BYTES_MAX),
+      intake: null,
+      pending: 0,
+      decodeMs: 0,
+      idleSince: performance.now(),
+      waitingMs: 0,
     }
+    this.#stageWork = this.#stageWork
+      .then(async () => {
+        receiving.intake = await store.receiveSnapshot(vc)
+      })
+      .catch((error: unknown) => this.#options.logger.warn({ err: String(error) }, 'could not begin a snapshot'))
+    this.#receiving = receiving
     this.#options.logger.info({ peer: from, keys }, 'receiving a snapshot')
     link.send({ type: 'snapshot-reply', accept: true })
   }
 
   chunk(link: PeerLinkLike, message: SnapshotChunkMessage): void {
     const receiving = this.#receiving
-    if (receiving === null || receiving.from !== link.nodeId) return
+    if (receiving === null || receiving.from !== link.nodeId || receiving.failed) return
+    const arrived = performance.now()
+    if (receiving.pending === 0) receiving.waitingMs += arrived - receiving.idleSince
+    let states: CheckedStates
+    let count: number
+    try {
+      // Whole states only: parts of a large one wait in the assembler until its last part.
+      const whole = message.states.map((entry) => receiving.parts.take(entry)).filter((state) => state !== null)
+      count = whole.length
+      // Checked as it arrives, while the chunk before it is being written: decoding overlaps the disk.
+      states = this.#options.store.checkSnapshotStates(whole as readonly (readonly [Space, string, Uint8Array])[])
+      receiving.decodeMs += performance.now() - arrived
+    } catch (error) {
+      this.#fail(link, receiving, error)
+      return
+    }
+    receiving.pending++
     this.#stageWork = this.#stageWork.then(async () => {
       if (receiving.failed) return
       try {
-        // Whole states only: parts of a large one wait in the assembler until its last part.
-        const states = message.states.map((entry) => receiving.parts.take(entry)).filter((state) => state !== null)
-        await this.#options.store.stageSnapshot(states as readonly (readonly [Space, string, Uint8Array])[])
+        const intake = receiving.intake
+        if (intake === null) throw new MeshError('MESHKV_ERR_STORAGE', 'the snapshot could not begin')
+        await intake.write(states)
         // Progress counts states on this node's disk, not merely received.
-        receiving.keysReceived += states.length
+        receiving.keysReceived += count
         link.send({ type: 'snapshot-ack', seq: message.seq })
       } catch (error) {
         this.#fail(link, receiving, error)
+      } finally {
+        if (--receiving.pending === 0) receiving.idleSince = performance.now()
       }
     })
   }
@@ -207,12 +252,22 @@ export class SnapshotReceiver {
         this.#fail(link, receiving, new MeshError('MESHKV_ERR_DECODE', 'the snapshot ended in the middle of a state'))
         return
       }
-      await this.#options.store.applyStagedSnapshot(receiving.vc)
+      const intake = receiving.intake
+      if (intake === null) throw new MeshError('MESHKV_ERR_STORAGE', 'the snapshot could not begin')
+      await intake.finish()
+      // After it: a commit during the transfer moves one going into place onto the stage.
+      const into = intake.into
       const ms = this.#options.now() - receiving.startedMs
-      this.#last = { from: receiving.from, keys: receiving.keysReceived, ms }
+      const stages = {
+        ...intake.stages,
+        decode: intake.stages.decode + receiving.decodeMs,
+        waiting: receiving.waitingMs,
+      }
+      for (const stage of Object.keys(stages) as (keyof SnapshotStages)[]) stages[stage] = Math.round(stages[stage])
+      this.#last = { from: receiving.from, keys: receiving.keysReceived, ms, into, stages_ms: stages }
       this.#options.onJoined()
       this.#options.logger.info(
-        { peer: receiving.from, keys: receiving.keysReceived, ms, vc: receiving.vc },
+        { peer: receiving.from, keys: receiving.keysReceived, ms, into, stages_ms: stages, vc: receiving.vc },
         'snapshot joined',
       )
     })
@@ -239,6 +294,6 @@ export class SnapshotReceiver {
     receiving.failed = true
     this.#receiving = null
     this.#options.logger.warn({ peer: receiving.from, why }, 'snapshot dropped')
-    this.#stageWork = this.#stageWork.then(() => this.#options.store.clearStage()).catch(() => undefined)
+    this.#stageWork = this.#stageWork.then(() => receiving.intake?.abandon()).catch(() => undefined)
   }
 }

@@ -11,7 +11,8 @@
  * | meta              | `nodeId`                           | utf8 node id (16 hex digits)         |
  * | meta              | `lsn`                              | utf8 decimal: the last LSN written   |
  * | meta              | `hlc`                              | `{ wallMs, logical }`                |
- * | meta              | `snapshot`                         | `{ vc, phase }`: a join in progress  |
+ * | meta              | `snapshot`                         | `{ vc, phase }`: a snapshot being    |
+ * |                   |                                    | joined (or filled in: phase 0)       |
  * | meta              | `user:<name>`                      | utf8: a node-level fact (`setMeta`)  |
  * | log               | LSN as 16 hex digits               | the change                           |
  * | dots              | `<node>:<seq as 16 hex digits>`    | utf8 decimal LSN of that change      |
@@ -128,8 +129,12 @@ export function userMetaWrite(name: string, value: string): BackendWrite {
   return putUtf8('meta', userMetaKey(name), value)
 }
 
-/** Phase 1: keys only this node holds are being joined; phase 2: the staged states are. */
-export type JoinPhase = 1 | 2
+/**
+ * Phase 0: a brand-new store's states are being written straight into place (a crash removes
+ * them: snapshot-intake.ts); phase 1: keys only this node holds are being joined; phase 2: the
+ * staged states are.
+ */
+export type JoinPhase = 0 | 1 | 2
 
 export function snapshotMarkerWrite(vc: VectorClock, phase: JoinPhase): BackendWrite {
   return { type: 'put', sub: 'meta', key: 'snapshot', value: encode({ vc, phase }) }
@@ -217,7 +222,7 @@ function isSnapshotMarker(value: unknown): value is { vc: VectorClock; phase: Jo
     typeof value === 'object' &&
     value !== null &&
     isVectorClock(marker.vc) &&
-    (marker.phase === 1 || marker.phase === 2)
+    (marker.phase === 0 || marker.phase === 1 || marker.phase === 2)
   )
 }
 

@@ -5,6 +5,7 @@
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
+import type { CheckedStates, SnapshotIntake } from './snapshot-intake.js'
 import type { CommitResult, LogEntry, PurgeResult, SnapshotEntry, StoreSnapshot } from './store.js'
 
 export interface ReplicaStore {
@@ -24,8 +25,9 @@ export interface ReplicaStore {
   onCommit(listener: (entries: readonly LogEntry[]) => void): () => void
   /** A consistent view of every state and the vector clock it reflects (a snapshot to send). */
   snapshot(): Promise<StoreSnapshot>
-  stageSnapshot(entries: readonly SnapshotEntry[]): Promise<void>
-  clearStage(): Promise<void>
-  applyStagedSnapshot(vc: VectorClock): Promise<void>
+  /** Begins taking in a received snapshot that reflects `vc` (snapshot-intake.ts). */
+  receiveSnapshot(vc: VectorClock): Promise<SnapshotIntake>
+  /** Checks received snapshot states for an intake (throws `MESHKV_ERR_DECODE`); synchronous. */
+  checkSnapshotStates(entries: readonly SnapshotEntry[]): CheckedStates
   purge(logCovered: VectorClock, stableCut: VectorClock, keepLast?: number): Promise<PurgeResult>
 }

@@ -4,15 +4,15 @@
  * written before the join makes it resumable: a crash midway finishes the join at the next open
  * (joins are idempotent), so the clock never claims changes whose states were not all joined.
  * A stage left without a marker is a snapshot cut off before its end, and is dropped at open.
+ * (A brand-new store takes a snapshot straight into place instead: snapshot-intake.ts.)
  */
 import type { Hlc, VectorClock } from '../clock/index.js'
 import { maxHlc, vcJoin } from '../clock/index.js'
 import { decodeState, encodeState } from '../codec/index.js'
-import type { RegisterState, Space } from '../crdt/index.js'
+import type { AnyState, RegisterState, Space } from '../crdt/index.js'
 import { SPACES, emptyState, isEmptyState, joinState } from '../crdt/index.js'
-import { MeshError } from '../errors.js'
 import type { Backend, BackendWrite } from './backend.js'
-import type { JoinPhase, StoreHead } from './layout.js'
+import type { StoreHead } from './layout.js'
 import {
   SNAPSHOT_MARKER_DELETE,
   clockWrites,
@@ -23,31 +23,29 @@ import {
   stateId,
   stateWrites,
 } from './layout.js'
-import type { SnapshotEntry } from './store-types.js'
+import type { CheckedStates, SnapshotStages } from './snapshot-intake.js'
+import { clearSub, noStages, timed, timedSync, undoFill } from './snapshot-intake.js'
 
-/** States joined (or cleared off the stage) per batch. */
-const SNAPSHOT_JOIN_BATCH = 1000
+/** States joined per batch: one read per space and one write for them all. */
+const SNAPSHOT_JOIN_BATCH = 4096
 
-/** Writes states of a snapshot being received to the stage, refusing any it cannot decode. */
-export async function stageSnapshot(backend: Backend, entries: readonly SnapshotEntry[]): Promise<void> {
-  const writes: BackendWrite[] = []
-  for (const [space, key, bytes] of entries) {
-    if (!SPACES.includes(space))
-      throw new MeshError('MESHKV_ERR_DECODE', `a snapshot names an unknown key space ${JSON.stringify(space)}`)
-    decodeState(space, bytes) // refuses a damaged or malformed state before it is kept
-    writes.push({ type: 'put', sub: 'stage', key: stateId(space, key), value: bytes })
-  }
-  await backend.write(writes, { sync: false })
+/** Writes checked states of a snapshot being received to the stage. */
+export async function stageSnapshot(
+  backend: Backend,
+  states: CheckedStates,
+  stages: SnapshotStages = noStages(),
+): Promise<void> {
+  const writes = states.entries.map(([space, key, bytes]): BackendWrite => ({
+    type: 'put',
+    sub: 'stage',
+    key: stateId(space, key),
+    value: bytes,
+  }))
+  await timed(stages, 'leveldb', () => backend.write(writes, { sync: false }))
 }
 
-export async function clearStage(backend: Backend): Promise<void> {
-  for (;;) {
-    const writes: BackendWrite[] = []
-    for await (const [key] of backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH }))
-      writes.push({ type: 'del', sub: 'stage', key })
-    if (writes.length === 0) return
-    await backend.write(writes, { sync: false })
-  }
+export function clearStage(backend: Backend): Promise<void> {
+  return clearSub(backend, 'stage')
 }
 
 /** Joins the staged snapshot, which reflects `vc`; returns the node's new clock and HLC. */
@@ -55,14 +53,16 @@ export async function applyStagedSnapshot(
   backend: Backend,
   head: StoreHead,
   vc: VectorClock,
+  stages: SnapshotStages = noStages(),
 ): Promise<{ vc: VectorClock; hlc: Hlc }> {
-  await backend.write([snapshotMarkerWrite(vc, 1)], { sync: true })
-  return joinStage(backend, head, vc, 1)
+  await timed(stages, 'leveldb', () => backend.write([snapshotMarkerWrite(vc, 1)], { sync: true }))
+  return joinStage(backend, head, vc, 1, stages)
 }
 
 /**
  * At open: finishes a join a crash cut off (returning the new clock and HLC), or drops a stage
- * that never got its marker (returning `null`).
+ * that never got its marker, or what a snapshot going into place wrote before a crash (phase 0:
+ * snapshot-intake.ts), returning `null`.
  */
 export async function recoverSnapshot(
   backend: Backend,
@@ -73,7 +73,11 @@ export async function recoverSnapshot(
     await clearStage(backend)
     return null
   }
-  return joinStage(backend, head, marker.vc, marker.phase)
+  if (marker.phase === 0) {
+    await undoFill(backend)
+    return null
+  }
+  return joinStage(backend, head, marker.vc, marker.phase, noStages())
 }
 
 /**
@@ -87,22 +91,43 @@ async function joinStage(
   backend: Backend,
   head: StoreHead,
   vc: VectorClock,
-  phase: JoinPhase,
+  phase: 1 | 2,
+  stages: SnapshotStages,
 ): Promise<{ vc: VectorClock; hlc: Hlc }> {
   if (phase === 1) {
-    await joinAbsent(backend, head.vc, vc)
-    await backend.write([snapshotMarkerWrite(vc, 2)], { sync: true })
+    await joinAbsent(backend, head.vc, vc, stages)
+    await timed(stages, 'leveldb', () => backend.write([snapshotMarkerWrite(vc, 2)], { sync: true }))
   }
   let hlc = head.hlc
   for (;;) {
-    const page: [string, Uint8Array][] = []
-    for await (const entry of backend.iterate('stage', { limit: SNAPSHOT_JOIN_BATCH })) page.push(entry)
+    const page = await timed(stages, 'leveldb', () => readPage(backend, 'stage'))
     if (page.length === 0) break
-    hlc = await joinStagedPage(backend, page, head.vc, vc, hlc)
+    hlc = await joinStagedPage(backend, page, { ownVc: head.vc, vc, stages }, hlc)
   }
   const newVc = vcJoin(head.vc, vc)
-  await backend.write([SNAPSHOT_MARKER_DELETE, hlcWrite(hlc), ...clockWrites(head.vc, newVc)], { sync: true })
+  await timed(stages, 'leveldb', () =>
+    backend.write([SNAPSHOT_MARKER_DELETE, hlcWrite(hlc), ...clockWrites(head.vc, newVc)], { sync: true }),
+  )
   return { vc: newVc, hlc }
+}
+
+/** The first page of `sub` (after `after`, when given). */
+async function readPage(
+  backend: Backend,
+  sub: 'stage' | Space,
+  after: string | null = null,
+): Promise<[string, Uint8Array][]> {
+  const page: [string, Uint8Array][] = []
+  const range = after === null ? { limit: SNAPSHOT_JOIN_BATCH } : { gt: after, limit: SNAPSHOT_JOIN_BATCH }
+  for await (const entry of backend.iterate(sub, range)) page.push(entry)
+  return page
+}
+
+/** How the stage joins: the node's clock, the snapshot's, and where the time goes. */
+interface JoinContext {
+  ownVc: VectorClock
+  vc: VectorClock
+  stages: SnapshotStages
 }
 
 /**
@@ -112,8 +137,7 @@ async function joinStage(
 async function joinStagedPage(
   backend: Backend,
   page: readonly [string, Uint8Array][],
-  ownVc: VectorClock,
-  vc: VectorClock,
+  { ownVc, vc, stages }: JoinContext,
   hlc: Hlc,
 ): Promise<Hlc> {
   // One read per space for the page's live states (stage keys sort by space first).
@@ -122,24 +146,22 @@ async function joinStagedPage(
   for (const space of SPACES) {
     const keys = targets.filter((target) => target.space === space).map((target) => target.key)
     if (keys.length === 0) continue
-    const values = await backend.getMany(space, keys)
+    const values = await timed(stages, 'leveldb', () => backend.getMany(space, keys))
     keys.forEach((key, index) => live.set(stateId(space, key), values[index]))
   }
   const writes: BackendWrite[] = []
   page.forEach(([id, bytes], index) => {
     const { space, key } = targets[index] as { space: Space; key: string }
     const held = live.get(id)
-    const joined = joinState(
-      space,
+    const [mine, theirs] = timedSync(stages, 'decode', (): [AnyState, AnyState] => [
       held === undefined ? emptyState(space) : decodeState(space, held),
-      ownVc,
       decodeState(space, bytes),
-      vc,
-    )
+    ])
+    const joined = timedSync(stages, 'join', () => joinState(space, mine, ownVc, theirs, vc))
     if (space === 'kv') for (const sibling of (joined as RegisterState).siblings) hlc = maxHlc(hlc, sibling.hlc)
     writes.push(...stateWrites(space, key, joined), { type: 'del', sub: 'stage', key: id })
   })
-  await backend.write(writes, { sync: false })
+  await timed(stages, 'leveldb', () => backend.write(writes, { sync: false }))
   return hlc
 }
 
@@ -148,30 +170,35 @@ async function joinStagedPage(
  * and documents need none: their joins are unions (a document's deletes travel as Yjs delete
  * sets inside its state), so joining one with the empty state leaves it as it is.
  */
-async function joinAbsent(backend: Backend, ownVc: VectorClock, vc: VectorClock): Promise<void> {
+async function joinAbsent(
+  backend: Backend,
+  ownVc: VectorClock,
+  vc: VectorClock,
+  stages: SnapshotStages,
+): Promise<void> {
   for (const space of ['kv', 'set'] as const) {
     let after: string | null = null
     for (;;) {
-      const page: [string, Uint8Array][] = []
-      for await (const entry of backend.iterate(
-        space,
-        after === null ? { limit: SNAPSHOT_JOIN_BATCH } : { gt: after, limit: SNAPSHOT_JOIN_BATCH },
-      ))
-        page.push(entry)
+      const page = await timed(stages, 'leveldb', () => readPage(backend, space, after))
       if (page.length === 0) break
       after = (page[page.length - 1] as [string, Uint8Array])[0]
-      const staged = await backend.getMany(
-        'stage',
-        page.map(([key]) => stateId(space, key)),
+      const staged = await timed(stages, 'leveldb', () =>
+        backend.getMany(
+          'stage',
+          page.map(([key]) => stateId(space, key)),
+        ),
       )
-      const writes: BackendWrite[] = []
-      page.forEach(([key, bytes], index) => {
-        if (staged[index] !== undefined) return
-        const joined = joinState(space, decodeState(space, bytes), ownVc, emptyState(space), vc)
-        const encoded = isEmptyState(space, joined) ? null : encodeState(joined as never)
-        if (encoded === null || Buffer.compare(encoded, bytes) !== 0) writes.push(...stateWrites(space, key, joined))
+      const writes = timedSync(stages, 'join', () => {
+        const writes: BackendWrite[] = []
+        page.forEach(([key, bytes], index) => {
+          if (staged[index] !== undefined) return
+          const joined = joinState(space, decodeState(space, bytes), ownVc, emptyState(space), vc)
+          const encoded = isEmptyState(space, joined) ? null : encodeState(joined as never)
+          if (encoded === null || Buffer.compare(encoded, bytes) !== 0) writes.push(...stateWrites(space, key, joined))
+        })
+        return writes
       })
-      if (writes.length > 0) await backend.write(writes, { sync: false })
+      if (writes.length > 0) await timed(stages, 'leveldb', () => backend.write(writes, { sync: false }))
     }
   }
 }

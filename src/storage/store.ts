@@ -6,6 +6,7 @@
  *   commit-group.ts   one group: local intents and remote changes into one atomic batch
  *   log-reads.ts      the log and its dot index
  *   gc.ts             purging the covered log and stable tombstones
+ *   snapshot-intake.ts taking a received snapshot in: into place on a brand-new store, else staged
  *   snapshot-join.ts  staging a received snapshot and joining it, resumable after a crash
  *   shared-view.ts    the view every read goes to while a snapshot is joined
  *   layout.ts         the on-disk layout: sublevels, key encodings, meta records
@@ -37,6 +38,8 @@ import {
 } from './layout.js'
 import { findLogStart, lsnInLog, readLog } from './log-reads.js'
 import { SharedView } from './shared-view.js'
+import type { CheckedStates, SnapshotIntake, SnapshotStages } from './snapshot-intake.js'
+import { beginIntake, checkStates, placeIntake } from './snapshot-intake.js'
 import { applyStagedSnapshot, clearStage, recoverSnapshot, stageSnapshot } from './snapshot-join.js'
 import type {
   CommitResult,
@@ -79,6 +82,8 @@ export class Store implements StateReader {
    * every read goes to, so the join is one step to readers as it is to `vc` (shared-view.ts).
    */
   #beforeJoin: SharedView | null = null
+  /** The received snapshot being taken in, if any (snapshot-intake.ts). */
+  #intake: SnapshotIntake | null = null
   /** Asked before each own seq is minted (`guardOwnWrites`). */
   #mintGuard: (() => void) | null = null
   /** Writes that left their key with siblings since the store opened (commit-group.ts). */
@@ -262,10 +267,49 @@ export class Store implements StateReader {
     }).then(() => result)
   }
 
-  /** Writes states of a snapshot being received to the stage (they change nothing until applied). */
+  /**
+   * Begins taking in a snapshot that reflects `vc`, chunk by chunk: straight into place when
+   * this store holds nothing, else on the stage (snapshot-intake.ts). One at a time: a new one
+   * drops the one under way.
+   */
+  async receiveSnapshot(vc: VectorClock): Promise<SnapshotIntake> {
+    this.#checkOpen()
+    await this.#intake?.abandon()
+    return beginIntake(
+      {
+        backend: this.#backend,
+        head: () => this.#head,
+        exclusive: (run) => this.#exclusive(run),
+        readFrom: (view) => (this.#beforeJoin = view),
+        placed: async (head) => {
+          this.#head = head
+          this.#durable = head
+          this.#tombstones = await countTombstones(this.#backend)
+        },
+        notifyJoined: () => {
+          for (const listener of this.#listeners) notify(listener, [])
+        },
+        began: (intake) => (this.#intake = intake),
+        ended: () => (this.#intake = null),
+        stage: (entries, stages) => stageSnapshot(this.#backend, entries, stages),
+        applyStaged: (joinVc, stages) => this.applyStagedSnapshot(joinVc, stages),
+        clearStage: () => clearStage(this.#backend),
+      },
+      vc,
+    )
+  }
+
+  checkSnapshotStates(entries: readonly SnapshotEntry[]): CheckedStates {
+    return checkStates(entries)
+  }
+
+  /**
+   * Writes states of a snapshot being received to the stage (they change nothing until applied),
+   * refusing any that does not decode (`MESHKV_ERR_DECODE`).
+   */
   async stageSnapshot(entries: readonly SnapshotEntry[]): Promise<void> {
     this.#checkOpen()
-    await stageSnapshot(this.#backend, entries)
+    await stageSnapshot(this.#backend, checkStates(entries))
   }
 
   /** Drops a snapshot that was not completed. */
@@ -284,12 +328,12 @@ export class Store implements StateReader {
    * visible in one step. A join that fails midway leaves reads on the live states (its marker
    * finishes it at the next open).
    */
-  applyStagedSnapshot(vc: VectorClock): Promise<void> {
+  applyStagedSnapshot(vc: VectorClock, stages?: SnapshotStages): Promise<void> {
     return this.#exclusive(async () => {
       const before = new SharedView(this.#backend.snapshot())
       this.#beforeJoin = before
       try {
-        const joined = await applyStagedSnapshot(this.#backend, this.#head, vc)
+        const joined = await applyStagedSnapshot(this.#backend, this.#head, vc, stages)
         const tombstones = await countTombstones(this.#backend)
         this.#head = { ...this.#head, ...joined }
         // The join's last write (the clock) is fsynced, and with it every batch before it.
@@ -332,6 +376,8 @@ export class Store implements StateReader {
     if (this.#closed) return
     this.#closed = true
     await this.#queue.idle()
+    // A snapshot going into place is finished by no one now: its marker removes it at the next open.
+    await placeIntake(this.#intake)?.release()
     this.#listeners.clear()
     await this.#backend.close()
   }
@@ -355,6 +401,20 @@ export class Store implements StateReader {
     })
   }
 
+  /**
+   * A snapshot going into place moves onto the stage before any commit runs (snapshot-intake.ts).
+   * False (every item rejected) if that failed: no commit may run beside its states.
+   */
+  async #beforeCommits(items: readonly Commit[]): Promise<boolean> {
+    try {
+      await placeIntake(this.#intake)?.beforeCommits()
+      return true
+    } catch (error) {
+      for (const item of items) item.reject(error)
+      return false
+    }
+  }
+
   #exclusive(run: () => Promise<void>): Promise<void> {
     try {
       this.#checkOpen()
@@ -365,6 +425,7 @@ export class Store implements StateReader {
   }
 
   async #commitGroup(items: Commit[]): Promise<void> {
+    if (!(await this.#beforeCommits(items))) return
     const { outcome, settle } = await commitGroup(
       {
         backend: this.#backend,

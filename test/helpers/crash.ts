@@ -9,3 +9,17 @@ export function crashValue(key: string): { key: string; pad: string } {
 
 /** The counter the writer increments. */
 export const CRASH_COUNTER = 'crash/acks'
+
+/**
+ * A crash test's seed (`MESHKV_CRASH_SEED`, else a fresh random one), its number of kill loops
+ * (`MESHKV_CRASH_LOOPS`, else `loops`) and the command that replays it.
+ */
+export function crashRun(file: string, loops: number): { seed: number; loops: number; replay: string } {
+  const text = process.env['MESHKV_CRASH_SEED']
+  const seed = text === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(text)
+  return {
+    seed,
+    loops: Number(process.env['MESHKV_CRASH_LOOPS'] ?? loops),
+    replay: `MESHKV_CRASH_SEED=${seed} npx vitest run ${file}`,
+  }
+}

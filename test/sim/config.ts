@@ -110,6 +110,9 @@ export interface SimStats {
   bigPutsRefused: number
   /** States larger than a frame that a node took in a snapshot (sent in parts). */
   bigStatesSnapshotted: number
+  /** Snapshots a node began taking straight into place (brand new) or on the stage (it held data). */
+  snapshotsIntoPlace: number
+  snapshotsStaged: number
   /** Nodes started again on an older copy of their disk; second processes of one node id. */
   restores: number
   clones: number
@@ -145,6 +148,8 @@ export function emptyStats(): SimStats {
     bigPuts: 0,
     bigPutsRefused: 0,
     bigStatesSnapshotted: 0,
+    snapshotsIntoPlace: 0,
+    snapshotsStaged: 0,
     restores: 0,
     clones: 0,
     rolledBack: 0,

@@ -77,6 +77,8 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
       expect(totals.bigPuts, 'big puts around a join (nemesis-bigkey.ts)').toBeGreaterThan(0)
       expect(totals.bigPutsRefused, 'big puts refused past the key limit').toBeGreaterThan(0)
       expect(totals.bigStatesSnapshotted, 'states larger than a frame sent in a snapshot').toBeGreaterThan(0)
+      expect(totals.snapshotsIntoPlace, 'snapshots a brand-new node took straight into place').toBeGreaterThan(0)
+      expect(totals.snapshotsStaged, 'snapshots a node holding data staged and joined').toBeGreaterThan(0)
       expect(totals.rolledBack, 'nodes started again on an older copy of their disk').toBeGreaterThan(0)
       expect(totals.recoveries, 'restored nodes that got their own changes back').toBeGreaterThan(0)
       expect(totals.clones, 'second processes of one node id').toBeGreaterThan(0)

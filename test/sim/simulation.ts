@@ -346,12 +346,26 @@ export class Simulation {
       lsnOfDot: (dot) => store.lsnOfDot(dot),
       onCommit: (listener) => store.onCommit(listener),
       snapshot: () => store.snapshot(),
-      stageSnapshot: (entries) => {
-        this.stats.bigStatesSnapshotted += entries.filter(([, , bytes]) => bytes.length > FRAME_BYTES_MAX).length
-        return store.stageSnapshot(entries)
+      checkSnapshotStates: (entries) => store.checkSnapshotStates(entries),
+      receiveSnapshot: async (vc) => {
+        const intake = await store.receiveSnapshot(vc)
+        if (intake.into === 'place') this.stats.snapshotsIntoPlace++
+        else this.stats.snapshotsStaged++
+        return {
+          get into() {
+            return intake.into
+          },
+          stages: intake.stages,
+          write: (states) => {
+            this.stats.bigStatesSnapshotted += states.entries.filter(
+              ([, , bytes]) => bytes.length > FRAME_BYTES_MAX,
+            ).length
+            return intake.write(states)
+          },
+          finish: () => intake.finish(),
+          abandon: () => intake.abandon(),
+        }
       },
-      clearStage: () => store.clearStage(),
-      applyStagedSnapshot: (vc) => store.applyStagedSnapshot(vc),
       purge: (logCovered, stableCut) => store.purge(logCovered, stableCut),
       applyRemote: (change) => {
         handed = vcJoin(handed, store.vc)

@@ -23,7 +23,15 @@ import type {
   StoreSnapshot,
   Sub,
 } from '../../src/storage/index.js'
-import { FOLLOW_PAGE_ENTRIES, GROUP_CHANGES_MAX, Store, followLog, stateId } from '../../src/storage/index.js'
+import {
+  FOLLOW_PAGE_ENTRIES,
+  GROUP_CHANGES_MAX,
+  SUBS,
+  Store,
+  checkStates,
+  followLog,
+  stateId,
+} from '../../src/storage/index.js'
 import { encode } from '../../src/codec/index.js'
 import { PURGE_BATCH_MAX } from '../../src/storage/gc.js'
 import { plainBytes } from '../helpers/bytes.js'
@@ -123,6 +131,27 @@ function versionOf(state: AnyState): string {
 function changeOf(result: CommitResult): Change {
   if (result.change === null) throw new Error('expected the commit to make a change')
   return result.change
+}
+
+/** A snapshot's entries as two chunks. */
+function halves<T>(entries: readonly T[]): [T[], T[]] {
+  const middle = Math.ceil(entries.length / 2)
+  return [entries.slice(0, middle), entries.slice(middle)]
+}
+
+/** Entries per sublevel of a closed store's data, read from a backend opened (and closed) here. */
+async function rawCounts(backend: Backend): Promise<Record<Sub, number>> {
+  await backend.open()
+  try {
+    const counts = {} as Record<Sub, number>
+    for (const sub of SUBS) {
+      counts[sub] = 0
+      for await (const _ of backend.iterate(sub, {})) counts[sub]++
+    }
+    return counts
+  } finally {
+    await backend.close()
+  }
 }
 
 function range(from: number, to: number): number[] {
@@ -1232,6 +1261,114 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         for (let next = await held.keys.next(); next.done !== true; next = await held.keys.next())
           keys.push(next.value[0])
         expect(keys).toEqual(before.keys)
+      })
+
+      it('a brand-new store takes a snapshot straight into place: nothing staged, the empty node served until the end, then the sender’s states, clock and HLC', async () => {
+        const donor = await h.open({}, (await makeBackendFor(h)).backend)
+        await donor.commitLocal([put('a', '1'), add('s', 'm'), incr('c', 3)])
+        await donor.commitLocal([put('gone', 'x'), put('b', '2')])
+        await donor.commitLocal([del('gone')])
+        const snapshot = await snapshotOf(donor)
+        const [first, second] = halves(snapshot.entries)
+        const store = await h.open()
+        const intake = await store.receiveSnapshot(snapshot.vc)
+        expect(intake.into).toBe('place')
+        const notified: number[] = []
+        store.onCommit((batch) => notified.push(batch.length))
+        await intake.write(checkStates(first))
+        // Written, not yet the node's: reads and a store snapshot answer the empty node.
+        expect(store.vc).toEqual({})
+        expect(await keysOf(store, 'kv')).toEqual([])
+        const view = await store.snapshot()
+        expect(view.vc).toEqual({})
+        expect(await keysOf(view, 'kv')).toEqual([])
+        await view.close()
+        await intake.write(checkStates(second))
+        await intake.finish()
+        expect(intake.into).toBe('place')
+        expect(notified).toEqual([0])
+        expect(store.vc).toEqual(donor.vc)
+        expect(compareHlc(store.hlc, donor.hlc)).toBe(0)
+        expect(await dumpStates(store)).toEqual(await dumpStates(donor))
+        expect(await store.tombstoneCount()).toBe(1)
+        // A link lost while the end was queued drops it after it ended: that removes nothing.
+        await intake.abandon()
+        expect(await dumpStates(store)).toEqual(await dumpStates(donor))
+        const again = await h.reopen(store)
+        expect(again.vc).toEqual(donor.vc)
+        expect(await dumpStates(again)).toEqual(await dumpStates(donor))
+        expect(await again.tombstoneCount()).toBe(1)
+        await h.close(again)
+        // Nothing was staged, and no marker is left.
+        expect(await rawCounts(h.fixture.reopen())).toMatchObject({ stage: 0, meta: 4 })
+      })
+
+      it('a commit while a snapshot goes into place moves it onto the stage first: the commit is served at once, and the end joins both', async () => {
+        const donor = await h.open({}, (await makeBackendFor(h)).backend)
+        await donor.commitLocal([put('a', 'theirs'), incr('c', 3)])
+        await donor.commitLocal([put('b', '2'), add('s', 'm')])
+        const snapshot = await snapshotOf(donor)
+        const [first, second] = halves(snapshot.entries)
+        const store = await h.open()
+        const intake = await store.receiveSnapshot(snapshot.vc)
+        await intake.write(checkStates(first))
+        await store.commitLocal([put('mine', 'v'), put('a', 'mine'), incr('c', 1)])
+        expect(intake.into).toBe('stage')
+        expect(await valueOf(store, 'mine')).toBe('v')
+        expect(await valueOf(store, 'a')).toBe('mine')
+        expect(await keysOf(store, 'kv')).toEqual(['a', 'mine'])
+        await intake.write(checkStates(second))
+        await intake.finish()
+        await intake.abandon()
+        expect(store.vc).toEqual(vc([donor.nodeId, 2], [store.nodeId, 1]))
+        expect(await keysOf(store, 'kv')).toEqual(['a', 'b', 'mine'])
+        // Concurrent writes of 'a': both kept; the counters add up.
+        expect(registerDots((await store.getState('kv', 'a')) as RegisterState)).toHaveLength(2)
+        expect(counterValue(await store.getState('counter', 'c'))).toBe(4)
+        expect(setMembers(await store.getState('set', 's'))).toEqual(['m'])
+        await h.close(store)
+        expect(await rawCounts(h.fixture.reopen())).toMatchObject({ stage: 0 })
+      })
+
+      it('a snapshot going into place that is dropped, or cut off by a crash, leaves nothing: the node is brand new again', async () => {
+        const donor = await h.open({}, (await makeBackendFor(h)).backend)
+        await donor.commitLocal([put('a', '1'), put('gone', 'x'), add('s', 'm'), incr('c', 3)])
+        await donor.commitLocal([del('gone')])
+        const snapshot = await snapshotOf(donor)
+        const [first, second] = halves(snapshot.entries)
+        const store = await h.open()
+        const dropped = await store.receiveSnapshot(snapshot.vc)
+        await dropped.write(checkStates(first))
+        await dropped.abandon()
+        expect(await dumpStates(store)).toEqual(await dumpStates(await h.open({}, (await makeBackendFor(h)).backend)))
+        const cut = await store.receiveSnapshot(snapshot.vc)
+        expect(cut.into).toBe('place')
+        await cut.write(checkStates([...first, ...second]))
+        // The process ends before the end of the snapshot: its marker is on disk, the clock is not.
+        await h.close(store)
+        const raw = h.fixture.reopen()
+        expect((await rawCounts(raw)).kv).toBeGreaterThan(0)
+        const again = await h.open({}, h.fixture.reopen())
+        expect(again.vc).toEqual({})
+        expect(await again.tombstoneCount()).toBe(0)
+        await h.close(again)
+        expect(await rawCounts(h.fixture.reopen())).toMatchObject({ kv: 0, counter: 0, set: 0, tombs: 0, stage: 0 })
+        const third = await h.open({}, h.fixture.reopen())
+        const taken = await third.receiveSnapshot(snapshot.vc)
+        expect(taken.into).toBe('place')
+        await taken.write(checkStates(snapshot.entries))
+        await taken.finish()
+        expect(await dumpStates(third)).toEqual(await dumpStates(donor))
+      })
+
+      it('a store holding data takes a snapshot on the stage; a malformed state is refused before anything is written', async () => {
+        const store = await h.open()
+        await store.commitLocal([put('mine', 'v')])
+        const intake = await store.receiveSnapshot({})
+        expect(intake.into).toBe('stage')
+        await intake.abandon()
+        expect(() => checkStates([['kv', 'bad', new Uint8Array([0xc1, 0xff])]])).toThrow(MeshError)
+        expect(() => checkStates([['nope' as Space, 'k', new Uint8Array([0x90])]])).toThrow(MeshError)
       })
 
       it('a join cut off by a crash after its marker is finished at the next open', async () => {

@@ -16,14 +16,10 @@ import { MeshNode } from '../../src/node/index.js'
 import { decodeValue } from '../../src/node/index.js'
 import { prng, sleep, tempDir } from '../helpers/async.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
+import { crashRun } from '../helpers/crash.js'
 import { batchKeys } from '../helpers/crash-batch.js'
 
-const SEED =
-  process.env['MESHKV_CRASH_SEED'] === undefined
-    ? Math.floor(Math.random() * 2 ** 32)
-    : Number(process.env['MESHKV_CRASH_SEED'])
-const LOOPS = Number(process.env['MESHKV_CRASH_LOOPS'] ?? 20)
-const REPLAY = `MESHKV_CRASH_SEED=${SEED} npx vitest run test/storage/crash-batch.test.ts`
+const { seed: SEED, loops: LOOPS, replay: REPLAY } = crashRun('test/storage/crash-batch.test.ts', 20)
 /** The longest wait after the first acknowledged batch before the kill. */
 const KILL_AFTER_MS_MAX = 300
 const START_TIMEOUT_MS = 20_000

@@ -19,14 +19,9 @@ import { LevelBackend, Store } from '../../src/storage/index.js'
 import { meshCodeOf, prng, sleep, tempDir } from '../helpers/async.js'
 import { fromUtf8 } from '../helpers/bytes.js'
 import { ChildLines, spawnFixture } from '../helpers/child.js'
-import { CRASH_COUNTER, crashValue } from '../helpers/crash.js'
+import { CRASH_COUNTER, crashRun, crashValue } from '../helpers/crash.js'
 
-const SEED =
-  process.env['MESHKV_CRASH_SEED'] === undefined
-    ? Math.floor(Math.random() * 2 ** 32)
-    : Number(process.env['MESHKV_CRASH_SEED'])
-const LOOPS = Number(process.env['MESHKV_CRASH_LOOPS'] ?? 20)
-const REPLAY = `MESHKV_CRASH_SEED=${SEED} npx vitest run test/storage/crash.test.ts`
+const { seed: SEED, loops: LOOPS, replay: REPLAY } = crashRun('test/storage/crash.test.ts', 20)
 /** The longest wait after the first acknowledged write before the kill. */
 const KILL_AFTER_MS_MAX = 250
 const START_TIMEOUT_MS = 20_000
