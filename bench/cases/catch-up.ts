@@ -5,7 +5,9 @@
  * MeshNode on node 1's own directory: the same changes node 1 would have made serving clients,
  * made faster); node 1 starts again, then node 3 restarts and catches up from it. Rate = N / (time
  * its vector clock covers node 1's and their digests agree − time it first answered /livez);
- * `startup_ms` is spawn to /livez.
+ * `startup_ms` is spawn to /livez. Node 3 runs under `--cpu-prof`: `stages_ms` says where its time
+ * went between /livez and covering node 1's clock (decode, merge, LevelDB, waiting, GC, other:
+ * lib/profile-stages.ts).
  *
  * snapshot_bootstrap: a linked 3-node cluster takes N keys over HTTP PUT (autocannon, spread over
  * the three), converges, then a brand-new node 4 (peers: nodes 1-3) starts. Rate = N / (time its
@@ -23,11 +25,16 @@
  * Baseline of both: raw LevelDB ingest of N 100-byte records in batches of 512 without fsync, in
  * this process (what the disk takes when nothing else is done per record); ratio = value/baseline.
  */
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { MeshkvNode } from '../lib/cluster.js'
 import { MeshkvCluster, vcCovers } from '../lib/cluster.js'
 import { combine, runLoad } from '../lib/load.js'
 import { fillNode, rawBatchIngest } from '../lib/populate.js'
 import { nowMs, removeDir, tempDir, waitFor } from '../lib/procs.js'
+import type { ProfileStages } from '../lib/profile-stages.js'
+import { monotonicUs, profileStages } from '../lib/profile-stages.js'
+import type { Profile } from '../tools/cpuprofile-top.js'
 import { entry } from '../lib/report.js'
 import type { BenchCase, Context } from './types.js'
 
@@ -84,6 +91,15 @@ function stagesOf(snapshot: Record<string, unknown>): Record<string, unknown> {
   return { stages_ms: last.stages_ms, into: last.into, snapshot_ms: last.ms }
 }
 
+/** Node 3's profile over the catch-up (lib/profile-stages.ts), or null when it wrote none. */
+async function stagesFrom(dir: string, fromUs: number, toUs: number): Promise<ProfileStages | null> {
+  const files = (await readdir(dir)).filter((name) => name.endsWith('.cpuprofile'))
+  const file = files.sort().pop()
+  if (file === undefined) return null
+  const profile = JSON.parse(await readFile(join(dir, file), 'utf8')) as Profile & { startTime: number }
+  return profileStages(profile, fromUs, toUs)
+}
+
 async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
   const { sizes, log } = context
   const changes = sizes.catchUpChanges
@@ -102,17 +118,23 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
     await node1.waitReady()
     const target = (await node1.status()).vc
     const node3 = cluster.node(3)
-    node3.start()
+    // Node 3 runs under the sampling profiler, so the entry says where its catch-up time went.
+    const profileDir = await tempDir('catchup-profile')
+    node3.start(['--cpu-prof', `--cpu-prof-dir=${profileDir}`])
     const listening = await node3.waitListening()
+    const fromUs = monotonicUs()
     const caught = await waitCaughtUp(node3, target, 600_000)
+    const toUs = monotonicUs()
     const equal = await cluster.waitSameDigest([node1, node3], caught.at)
     const seconds = (equal.at - listening) / 1000
     const rate = changes / seconds
     log(
       `node 3 caught up on ${changes} changes in ${seconds.toFixed(2)} s: ${Math.round(rate)} changes/s (startup ${Math.round(listening - node3.spawnedAtMs)} ms)`,
     )
-    // Stopped gracefully, so a node under --cpu-prof (MESHKV_BENCH_NODE_OPTIONS) writes its profile.
+    // Stopped gracefully, so a node under --cpu-prof writes its profile.
     await Promise.all([node1.stop(), node3.stop()])
+    const stages = await stagesFrom(profileDir, fromUs, toUs)
+    log(`node 3 while catching up (ms): ${JSON.stringify(stages)}`)
     const baseline = await rawIngest(changes, sizes.valueBytes)
     return entry(rate, 'changes/s', baseline, {
       changes,
@@ -120,6 +142,7 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
       startup_ms: Math.round(listening - node3.spawnedAtMs),
       total_ms: Math.round(equal.at - node3.spawnedAtMs),
       vc_covered_ms: Math.round(caught.at - listening),
+      stages_ms: stages,
       digest_checks: equal.checks,
       baseline_kind: 'raw LevelDB ingest of the same number of 100-byte records, batches of 512, no fsync',
     })

@@ -8,13 +8,13 @@ import { readFile } from 'node:fs/promises'
 import { relative } from 'node:path'
 import { REPO_ROOT } from '../lib/procs.js'
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number
   callFrame: { functionName: string; url: string; lineNumber: number }
   hitCount?: number
 }
 
-interface Profile {
+export interface Profile {
   nodes: ProfileNode[]
   samples: number[]
   timeDeltas: number[]
