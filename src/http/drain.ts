@@ -56,7 +56,10 @@ export class ConnectionDrain {
         connection.idleSinceMs = Date.now()
       })
     })
-    server.on('upgrade', (request: IncomingMessage) => this.#connections.delete(request.socket))
+    // Only watches: marked so the peer transport and the Yjs rooms, which answer 404 to a path no
+    // other listener serves, do not count it as one (transport/websocket.ts, servingUpgradeListeners).
+    const forget = (request: IncomingMessage): boolean => this.#connections.delete(request.socket)
+    server.on('upgrade', Object.assign(forget, { [Symbol.for('meshkv.watching-upgrade-listener')]: true }))
   }
 
   /** Stops accepting connections and waits until the open ones are busy or quiet (module comment). */

@@ -38,7 +38,7 @@ import * as Y from 'yjs'
 import { AWARENESS_BYTES_MAX } from '../codec/peer.js'
 import { DOC_UPDATE_BYTES_MAX } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
-import { bytesOf, refuseUpgrade } from '../transport/index.js'
+import { bytesOf, refuseUpgrade, servingUpgradeListeners } from '../transport/index.js'
 import type { AwarenessRelay, MeshNode } from './mesh-node.js'
 import type { WatchEvent } from './types.js'
 
@@ -171,7 +171,7 @@ export class YjsRooms {
       const url = new URL(request.url ?? '/', 'http://localhost')
       if (!url.pathname.startsWith(YJS_PATH)) {
         // The peer transport takes /v1/peer; when nobody else listens, say so.
-        if (server.listenerCount('upgrade') <= 1) refuseUpgrade(socket, 404)
+        if (servingUpgradeListeners(server) <= 1) refuseUpgrade(socket, 404)
         return
       }
       this.#upgrade(request, socket, head, url).catch(() => socket.destroy())

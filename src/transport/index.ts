@@ -23,6 +23,7 @@ export {
   bytesOf,
   peerUrlOf,
   refuseUpgrade,
+  servingUpgradeListeners,
 } from './websocket.js'
 export type { WebSocketTransportOptions } from './websocket.js'
 export { MemoryNetwork, MemoryTransport } from './memory.js'

@@ -143,6 +143,22 @@ function certificateRefusal(request: IncomingMessage): string | null {
   return `client certificate not trusted (${String(socket.authorizationError)})`
 }
 
+/**
+ * Marks an 'upgrade' listener that only watches (http/drain.ts forgets the socket), so it does not
+ * count as one that serves a path: a symbol from the global registry, since http/ may not import
+ * this room.
+ */
+export const WATCHING_UPGRADE_LISTENER = Symbol.for('meshkv.watching-upgrade-listener')
+
+/**
+ * How many 'upgrade' listeners serve paths (the peer transport, the Yjs rooms). One that finds
+ * the path is not its own answers 404 when it is the only one; a listener that only watches is
+ * not counted, or nobody would answer and the upgrade would hang.
+ */
+export function servingUpgradeListeners(server: HttpServer | HttpsServer): number {
+  return server.listeners('upgrade').filter((listener) => !(WATCHING_UPGRADE_LISTENER in (listener as object))).length
+}
+
 /** Answers an upgrade request with a bare HTTP status and closes the socket. */
 export function refuseUpgrade(socket: Duplex, status: number): void {
   socket.on('error', () => socket.destroy())
@@ -306,7 +322,7 @@ export class WebSocketTransport extends TransportCore {
   private onUpgrade(server: HttpServer | HttpsServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (pathOf(request.url) !== PEER_PATH) {
       // Someone else may serve this path; when nobody does, say so rather than leave it hanging.
-      if (server.listenerCount('upgrade') <= 1) refuseUpgrade(socket, 404)
+      if (servingUpgradeListeners(server) <= 1) refuseUpgrade(socket, 404)
       return
     }
     const status = this.upgradeRefusal(request)
