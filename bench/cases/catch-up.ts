@@ -18,7 +18,7 @@
  * "log" (log shipping) when it has none; `stages_ms`, `into` and `snapshot_ms` from its
  * `snapshot.last` (see stagesOf).
  *
- * With MESHKV_BENCH_PROF_DIR set, snapshot_bootstrap runs every node with `--cpu-prof` into that
+ * With MESHKV_BENCH_PROF_DIR set, catch_up keeps node 3's profile there, and snapshot_bootstrap runs every node with `--cpu-prof` into that
  * directory (nodes 1-3 restarted under it before node 4 starts; each `.cpuprofile` is written as
  * the node exits; bench/tools/cpuprofile-top.ts summarises one).
  *
@@ -118,8 +118,9 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
     await node1.waitReady()
     const target = (await node1.status()).vc
     const node3 = cluster.node(3)
-    // Node 3 runs under the sampling profiler, so the entry says where its catch-up time went.
-    const profileDir = await tempDir('catchup-profile')
+    // Node 3 runs under the sampling profiler, so the entry says where its catch-up time went
+    // (kept in MESHKV_BENCH_PROF_DIR when that is set).
+    const profileDir = process.env['MESHKV_BENCH_PROF_DIR'] ?? (await tempDir('catchup-profile'))
     node3.start(['--cpu-prof', `--cpu-prof-dir=${profileDir}`])
     const listening = await node3.waitListening()
     const fromUs = monotonicUs()

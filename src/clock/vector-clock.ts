@@ -34,7 +34,14 @@ export function vcNormalize(entries: Iterable<[NodeId, number]>): VectorClock {
 }
 
 export function vcSet(vc: VectorClock, node: NodeId, seq: number): VectorClock {
+  // The common case (an origin the clock holds moves on) keeps the key order: a copy, no sort.
+  if (seq > 0 && Object.hasOwn(vc, node)) return { ...vc, [node]: seq }
   return vcNormalize([...(Object.entries(vc) as [NodeId, number][]).filter(([n]) => n !== node), [node, seq]])
+}
+
+/** `vc` joined with the change `dot` names (and so with every earlier change of its origin). */
+export function vcWithDot(vc: VectorClock, dot: Dot): VectorClock {
+  return vcGet(vc, dot.node) >= dot.seq ? vc : vcSet(vc, dot.node, dot.seq)
 }
 
 /** Does `vc` include the change named by `dot`? */
@@ -65,6 +72,8 @@ export function vcEquals(a: VectorClock, b: VectorClock): boolean {
 
 /** Pointwise maximum: the union of both sets of changes. */
 export function vcJoin(a: VectorClock, b: VectorClock): VectorClock {
+  // Most joins add nothing new (a pending clock joined with what it already covers): no copy.
+  if (vcCovers(a, b)) return a
   const out = new Map<NodeId, number>(Object.entries(a) as [NodeId, number][])
   for (const [node, seq] of Object.entries(b) as [NodeId, number][]) {
     out.set(node, Math.max(out.get(node) ?? 0, seq))

@@ -8,7 +8,7 @@
  * join with the changes around it, and `settled()` waits for all of it on close.
  */
 import type { NodeId, VectorClock } from '../clock/index.js'
-import { vcJoin } from '../clock/index.js'
+import { vcJoin, vcWithDot } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { ErrorCode } from '../errors.js'
@@ -172,7 +172,7 @@ export class Inbound {
   drain(): void {
     const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)
     if (deliverable.length === 0) return
-    for (const change of deliverable) this.#pendingVc = vcJoin(this.#pendingVc, { [change.dot.node]: change.dot.seq })
+    for (const change of deliverable) this.#pendingVc = vcWithDot(this.#pendingVc, change.dot)
     const applied = Promise.allSettled(deliverable.map((change) => this.#options.store.applyRemote(change)))
     this.after(async () => {
       const failed = this.#count(deliverable, await applied)

@@ -18,7 +18,7 @@
  * last chunk it waits for the peer's next `sync` and streams the log from there.
  */
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
-import { vcDistance, vcGet, vcHasDot, vcJoin } from '../clock/index.js'
+import { vcDistance, vcGet, vcHasDot, vcJoin, vcWithDot } from '../clock/index.js'
 import { encodeChange } from '../codec/index.js'
 import type { PeerMessage, SnapshotChunkEntry } from '../codec/peer.js'
 import { SnapshotChunker } from '../codec/peer.js'
@@ -233,7 +233,7 @@ export class PeerSession {
       }
       batch.push(entry.change)
       bytes += changeBytes
-      this.#sentVc = vcJoin(this.#sentVc, { [entry.change.dot.node]: entry.change.dot.seq })
+      this.#sentVc = vcWithDot(this.#sentVc, entry.change.dot)
       if (bytes >= this.#options.batchBytesMax) {
         await this.#sendBatch(batch)
         batch = []

@@ -10,7 +10,7 @@ import { hlcObserve, hlcTick, maxHlc, vcCovers, vcGet, vcHasDot, vcSet } from '.
 import { decodeState, encodeChange } from '../codec/index.js'
 import type { AnyState, Change, Intent, Op, RegisterState, Space } from '../crdt/index.js'
 import { applyOp, emptyState, opTarget, prepareOp } from '../crdt/index.js'
-import { MeshError, isMeshError } from '../errors.js'
+import { MeshError, assert, isMeshError } from '../errors.js'
 import type { Backend, BackendWrite } from './backend.js'
 import type { StoreHead } from './layout.js'
 import {
@@ -21,7 +21,6 @@ import {
   lsnWrite,
   parseStateId,
   putUtf8,
-  readState,
   stateId,
   stateWrites,
 } from './layout.js'
@@ -112,7 +111,7 @@ export async function commitGroup(
   } catch (error) {
     return failAll(error)
   }
-  for (const item of items) await addToGroup(context, group, item)
+  for (const item of items) addToGroup(context, group, item)
   const settle = (): void => group.settled.forEach(({ item, result }) => item.resolve(result))
   if (group.entries.length === 0) return { outcome: null, settle }
   group.writes.push(lsnWrite(group.lsn), hlcWrite(group.hlc), ...clockWrites(head.vc, group.vc))
@@ -143,28 +142,29 @@ export async function commitGroup(
   }
 }
 
-/** Turns one item into a change (or none) and stages it; a refused item is rejected at once. */
-async function addToGroup(context: CommitContext, group: Group, item: Commit): Promise<void> {
+/**
+ * Turns one item into a change (or none) and stages it; a refused item is rejected at once. Every
+ * state it reads was read for the whole group first (`prefetch`), so nothing here waits.
+ */
+function addToGroup(context: CommitContext, group: Group, item: Commit): void {
   try {
     const change =
-      item.kind === 'local'
-        ? await prepareLocal(context, group, item.intents)
-        : checkRemote(context, group, item.change)
-    const staged = change === null ? new Map<string, AnyState>() : await stage(context, group, change)
+      item.kind === 'local' ? prepareLocal(context, group, item.intents) : checkRemote(context, group, item.change)
+    const staged = change === null ? new Map<string, AnyState>() : stage(context, group, change)
     // A local commit answers with every key it named, including those it left unchanged.
-    const states = item.kind === 'local' ? await readTouched(context.backend, group, item.intents) : staged
+    const states = item.kind === 'local' ? readTouched(group, item.intents) : staged
     group.settled.push({ item, result: { change, lsn: group.lsn, vc: group.vc, states } })
   } catch (error) {
     item.reject(error)
   }
 }
 
-async function prepareLocal(context: CommitContext, group: Group, intents: readonly Intent[]): Promise<Change | null> {
+function prepareLocal(context: CommitContext, group: Group, intents: readonly Intent[]): Change | null {
   checkDistinctTargets(intents)
   const ops: Op[] = []
   for (const intent of intents) {
     const target = opTarget(intent)
-    const state = await read(context.backend, group, target.space, target.key)
+    const state = read(group, target.space, target.key)
     const op = prepareOp(intent, state as never, context.nodeId)
     if (op !== null) ops.push(op)
   }
@@ -196,13 +196,13 @@ function checkRemote(context: CommitContext, group: Group, change: Change): Chan
 }
 
 /** Applies a change to the group: new states into the overlay, all its writes into the batch. */
-async function stage(context: CommitContext, group: Group, change: Change): Promise<Map<string, AnyState>> {
+function stage(context: CommitContext, group: Group, change: Change): Map<string, AnyState> {
   const states = new Map<string, AnyState>()
   const siblings: SiblingsCreated = { put: 0, del: 0 }
   for (const op of change.ops) {
     const { space, key } = opTarget(op)
     const id = stateId(space, key)
-    const before = states.get(id) ?? (await read(context.backend, group, space, key))
+    const before = states.get(id) ?? read(group, space, key)
     const after = applyOp(before, op, change.dot, change.hlc, change.deps)
     if (op.type.startsWith('kv.') && (after as RegisterState).siblings.length > 1)
       siblings[op.type === 'kv.put' ? 'put' : 'del']++
@@ -240,11 +240,11 @@ async function countNewTombs(backend: Backend, tombed: ReadonlySet<string>): Pro
   return held.filter((bytes) => bytes === undefined).length
 }
 
-async function readTouched(backend: Backend, group: Group, intents: readonly Intent[]): Promise<Map<string, AnyState>> {
+function readTouched(group: Group, intents: readonly Intent[]): Map<string, AnyState> {
   const states = new Map<string, AnyState>()
   for (const intent of intents) {
     const { space, key } = opTarget(intent)
-    states.set(stateId(space, key), await read(backend, group, space, key))
+    states.set(stateId(space, key), read(group, space, key))
   }
   return states
 }
@@ -289,13 +289,10 @@ async function prefetch(backend: Backend, group: Group, items: readonly Commit[]
   }
 }
 
-/** The state as this group sees it; a read from the backend is kept so it is read once. */
-async function read(backend: Backend, group: Group, space: Space, key: string): Promise<AnyState> {
-  const id = stateId(space, key)
-  const staged = group.overlay.get(id)
-  if (staged !== undefined) return staged
-  const state = await readState(backend, space, key)
-  group.overlay.set(id, state)
+/** The state as this group sees it: `prefetch` read every key the group's items name. */
+function read(group: Group, space: Space, key: string): AnyState {
+  const state = group.overlay.get(stateId(space, key))
+  assert(state !== undefined, `the group did not read ${space} ${JSON.stringify(key)} first`)
   return state
 }
 

@@ -37,6 +37,8 @@ export class LevelBackend implements Backend {
   async open(): Promise<void> {
     try {
       await this.#db.open({ createIfMissing: true })
+      // Sublevels open a tick after their root; `getSync` refuses one still opening.
+      await Promise.all([...this.#subs.values()].map((sublevel) => sublevel.open()))
     } catch (error) {
       throw openError(error, this.dir)
     }
@@ -46,12 +48,21 @@ export class LevelBackend implements Backend {
     await this.#db.close()
   }
 
-  async get(sub: Sub, key: string): Promise<Uint8Array | undefined> {
-    return storageCall(() => this.#sub(sub).get(key))
+  /**
+   * Point reads are synchronous (`getSync`, classic-level 3): a read found in the memtable or the
+   * block cache takes a few µs on the calling thread, where a round trip through libuv's thread
+   * pool costs 50-100 µs of wake-ups on a small VM (profiled: `_getMany` was a tenth of a node's
+   * main-thread time at a light load, docs/architecture.md "Reads"). Only a large `getMany` goes to
+   * the pool, so one call never holds the event loop for long.
+   */
+  get(sub: Sub, key: string): Promise<Uint8Array | undefined> {
+    return syncCall(() => this.#sub(sub).getSync(key))
   }
 
-  async getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
-    return storageCall(() => this.#sub(sub).getMany([...keys]))
+  getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    const sublevel = this.#sub(sub)
+    if (keys.length <= SYNC_READ_KEYS_MAX) return syncCall(() => keys.map((key) => sublevel.getSync(key)))
+    return storageCall(() => sublevel.getMany([...keys]))
   }
 
   iterate(sub: Sub, range: Range): AsyncIterable<[string, Uint8Array]> {
@@ -87,7 +98,7 @@ export class LevelBackend implements Backend {
   snapshot(): BackendSnapshot {
     const snapshot = this.#db.snapshot()
     const reader: BackendReader = {
-      get: (sub, key) => storageCall(() => this.#sub(sub).get(key, { snapshot })),
+      get: (sub, key) => syncCall(() => this.#sub(sub).getSync(key, { snapshot })),
       getMany: (sub, keys) => storageCall(() => this.#sub(sub).getMany([...keys], { snapshot })),
       iterate: (sub, range) => iterateSub(this.#sub(sub), range, snapshot),
     }
@@ -119,16 +130,31 @@ async function* iterateSub(
   }
 }
 
+/** Most keys a `getMany` reads on the calling thread; more go to the thread pool. */
+const SYNC_READ_KEYS_MAX = 64
+
+function syncCall<T>(call: () => T): Promise<T> {
+  try {
+    return Promise.resolve(call())
+  } catch (error) {
+    return Promise.reject(storageError(error))
+  }
+}
+
 async function storageCall<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call()
   } catch (error) {
-    if (error instanceof MeshError) throw error
-    const code = (error as { code?: string }).code
-    if (code === 'LEVEL_DATABASE_NOT_OPEN')
-      throw new MeshError('MESHKV_ERR_CLOSED', 'the store is closed', { cause: error })
-    throw new MeshError('MESHKV_ERR_STORAGE', `the store failed: ${(error as Error).message}`, { cause: error })
+    throw storageError(error)
   }
+}
+
+function storageError(error: unknown): MeshError {
+  if (error instanceof MeshError) return error
+  const code = (error as { code?: string }).code
+  if (code === 'LEVEL_DATABASE_NOT_OPEN')
+    return new MeshError('MESHKV_ERR_CLOSED', 'the store is closed', { cause: error })
+  return new MeshError('MESHKV_ERR_STORAGE', `the store failed: ${(error as Error).message}`, { cause: error })
 }
 
 function openError(error: unknown, dir: string): MeshError {
