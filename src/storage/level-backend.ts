@@ -52,8 +52,8 @@ export class LevelBackend implements Backend {
    * Point reads are synchronous (`getSync`, classic-level 3): a read found in the memtable or the
    * block cache takes a few µs on the calling thread, where a round trip through libuv's thread
    * pool costs 50-100 µs of wake-ups on a small VM (profiled: `_getMany` was a tenth of a node's
-   * main-thread time at a light load, docs/architecture.md "Reads"). Only a large `getMany` goes to
-   * the pool, so one call never holds the event loop for long.
+   * main-thread time at a light load; docs/architecture.md, "How a write flows"). Only a large
+   * `getMany` goes to the pool, so one call never holds the event loop for long.
    */
   get(sub: Sub, key: string): Promise<Uint8Array | undefined> {
     return syncCall(() => this.#sub(sub).getSync(key))
