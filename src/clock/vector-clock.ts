@@ -74,6 +74,12 @@ export function vcEquals(a: VectorClock, b: VectorClock): boolean {
 export function vcJoin(a: VectorClock, b: VectorClock): VectorClock {
   // Most joins add nothing new (a pending clock joined with what it already covers): no copy.
   if (vcCovers(a, b)) return a
+  // An ack names entries `a` mostly has already: a copy keeps the key order, no sort.
+  if (Object.keys(b).every((node) => Object.hasOwn(a, node))) {
+    const out: Record<NodeId, number> = { ...a }
+    for (const [node, seq] of Object.entries(b) as [NodeId, number][]) out[node] = Math.max(out[node] as number, seq)
+    return out
+  }
   const out = new Map<NodeId, number>(Object.entries(a) as [NodeId, number][])
   for (const [node, seq] of Object.entries(b) as [NodeId, number][]) {
     out.set(node, Math.max(out.get(node) ?? 0, seq))

@@ -282,7 +282,8 @@ export class Cluster {
 
   /** Refuses, before anything is written, a concern this cluster cannot meet (w above its size). */
   checkConcern(concern: WriteConcern): void {
-    requiredMembers(concern, this.members(), 'w')
+    // w=1 fits any cluster: no need to count the members (a set of ids) on every write.
+    if (concern !== 1) requiredMembers(concern, this.members(), 'w')
   }
 
   /** Peer sockets and links the transport refused by its own rules, by reason (none without one). */
