@@ -231,11 +231,21 @@ describe('the link cap', () => {
     await node.stop()
     node = await startRealNode(['--peer-timeout-ms', String(PEER_TIMEOUT_MS)])
     const before = await peerFootprint(node)
+    // All 12 hellos go at once: each peer that links is admitted as a member, which raises the cap,
+    // so peers arriving one by one (a slow machine spreads them out) could all be let in.
+    const burst = 12
+    let atBarrier = 0
+    let release = (): void => undefined
+    const barrier = new Promise<void>((resolve) => (release = resolve))
+    const beforeHello = async (): Promise<void> => {
+      if (++atBarrier === burst) release()
+      await barrier
+    }
     const attempts = await Promise.all(
       // From two addresses: each may hold 8 unauthenticated sockets.
-      Array.from({ length: 12 }, async (_, index) => {
+      Array.from({ length: burst }, async (_, index) => {
         const peer = await connect(index % 2 === 0 ? '127.0.0.1' : '127.0.0.2')
-        await peer.handshake(peerIdentity(freshNodeId(), node.secret), { expectWelcome: false })
+        await peer.handshake(peerIdentity(freshNodeId(), node.secret), { expectWelcome: false, beforeHello })
         const welcomed = peer.frame('welcome', 5_000).then(
           () => 'linked' as const,
           () => 'no welcome' as const,

@@ -68,6 +68,8 @@ export interface HandshakeOptions {
   tamper?: (hello: HelloMessage) => HelloMessage
   /** The protocol version to speak (an older node's); the link then runs it. */
   version?: number
+  /** Awaited just before the hello goes: many peers held at one barrier send their hellos at once. */
+  beforeHello?: () => Promise<void>
 }
 
 export class FakePeer {
@@ -156,6 +158,7 @@ export class FakePeer {
       throw new Error(`the handshake failed: ${answer.refusal?.message ?? 'no hello'}`)
     const spoken = options.version === undefined ? answer.send : { ...answer.send, version: options.version }
     const hello = options.tamper === undefined ? spoken : options.tamper(spoken)
+    await options.beforeHello?.()
     this.send(hello)
     if (options.version !== undefined) this.version = options.version
     if (options.expectWelcome === false) return hello
