@@ -1,7 +1,7 @@
 /**
  * The benchmark suite (issue 6): programs, not tests. `npm run bench` runs everything,
- * `npm run bench -- --quick` a shorter pass (about 2.5 minutes on 2 cores), `--smoke` tiny sizes (the smoke
- * test's), `--only a,b` a subset by entry name, `--out file` another results file.
+ * `npm run bench -- --quick` a shorter pass (about 2.5 minutes on 2 cores), `--smoke` tiny sizes
+ * (the smoke test's), `--only a,b` a subset by entry name, `--out file` another results file.
  *
  * Every benchmark measures its baseline in the same run on the same machine and reports the ratio.
  * Prints a table and writes bench/results/latest.json: `{ _meta, <name>: { value, unit, baseline,

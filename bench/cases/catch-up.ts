@@ -18,9 +18,10 @@
  * "log" (log shipping) when it has none; `stages_ms`, `into` and `snapshot_ms` from its
  * `snapshot.last` (see stagesOf).
  *
- * With MESHKV_BENCH_PROF_DIR set, catch_up keeps node 3's profile there, and snapshot_bootstrap runs every node with `--cpu-prof` into that
- * directory (nodes 1-3 restarted under it before node 4 starts; each `.cpuprofile` is written as
- * the node exits; bench/tools/cpuprofile-top.ts summarises one).
+ * With MESHKV_BENCH_PROF_DIR set, catch_up keeps node 3's profile there, and snapshot_bootstrap
+ * runs every node with `--cpu-prof` into that directory (nodes 1-3 restarted under it before
+ * node 4 starts; each `.cpuprofile` is written as the node exits; bench/tools/cpuprofile-top.ts
+ * summarises one).
  *
  * Baseline of both: raw LevelDB ingest of N 100-byte records in batches of 512 without fsync, in
  * this process (what the disk takes when nothing else is done per record); ratio = value/baseline.

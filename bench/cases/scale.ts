@@ -26,7 +26,7 @@ import { MeshkvCluster } from '../lib/cluster.js'
 import type { MeshkvNode } from '../lib/cluster.js'
 import { Latencies } from '../lib/hist.js'
 import type { LatencySummary } from '../lib/hist.js'
-import { request, watch } from '../lib/http.js'
+import { watch } from '../lib/http.js'
 import { nowMs, sleep, waitFor } from '../lib/procs.js'
 import { entry, round } from '../lib/report.js'
 import type { WriterResult } from '../lib/writer.js'
@@ -50,16 +50,8 @@ interface ScaleRun {
   startS: number
 }
 
-/** The CPU seconds the node process has spent (prom-client's `process_cpu_seconds_total`). */
-async function cpuSeconds(node: MeshkvNode): Promise<number> {
-  const answer = await request(`${node.url}/metrics`)
-  const match = /^process_cpu_seconds_total (\S+)$/m.exec(answer.body.toString())
-  if (answer.status !== 200 || match === null) throw new Error(`node ${node.n}: no process_cpu_seconds_total`)
-  return Number(match[1])
-}
-
 async function clusterCpu(cluster: MeshkvCluster): Promise<{ cpu: number; at: number }> {
-  const all = await Promise.all(cluster.nodes.map(cpuSeconds))
+  const all = await Promise.all(cluster.nodes.map((node) => node.cpuSeconds()))
   return { cpu: all.reduce((sum, value) => sum + value, 0), at: nowMs() }
 }
 

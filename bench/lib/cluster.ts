@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { getJson } from './http.js'
+import { getJson, request } from './http.js'
 import { TcpProxy } from '../../test/support/tcp-proxy.js'
 import { allLinked, nodeArgs } from '../../test/support/processes.js'
 import type { Exit, Proc } from './procs.js'
@@ -119,6 +119,14 @@ export class MeshkvNode {
 
   digest(timeoutMs = 120_000): Promise<DigestJson> {
     return getJson<DigestJson>(`${this.url}/v1/digest`, timeoutMs)
+  }
+
+  /** The CPU seconds the process has spent (prom-client's `process_cpu_seconds_total` on /metrics). */
+  async cpuSeconds(): Promise<number> {
+    const answer = await request(`${this.url}/metrics`)
+    const match = /^process_cpu_seconds_total (\S+)$/m.exec(answer.body.toString())
+    if (answer.status !== 200 || match === null) throw new Error(`node ${this.n}: no process_cpu_seconds_total`)
+    return Number(match[1])
   }
 
   #checkAlive(): void {

@@ -8,7 +8,7 @@
  */
 import { MeshkvCluster } from '../lib/cluster.js'
 import type { MeshkvNode } from '../lib/cluster.js'
-import { request, watch } from '../lib/http.js'
+import { watch } from '../lib/http.js'
 import { cleanupAll, nowMs, sleep } from '../lib/procs.js'
 import { writeAtRate } from '../lib/writer.js'
 import { readFileSync, readdirSync } from 'node:fs'
@@ -26,12 +26,6 @@ function threadTicks(pid: number): Map<string, number> {
   return byName
 }
 
-async function cpu(node: MeshkvNode): Promise<number> {
-  const answer = await request(`${node.url}/metrics`)
-  const match = /^process_cpu_seconds_total (\S+)$/m.exec(answer.body.toString())
-  return Number(match?.[1] ?? Number.NaN)
-}
-
 async function main(): Promise<void> {
   const [size = 3, rate = 200, seconds = 5, watching = 1] = process.argv.slice(2).map(Number)
   const cluster = await MeshkvCluster.start({ size, label: 'light' })
@@ -41,16 +35,16 @@ async function main(): Promise<void> {
     await cluster.waitSameVc(cluster.nodes, 60_000, 100)
     const streams =
       watching === 1 ? await Promise.all(cluster.nodes.map((node) => watch(node.url, 'light-', () => undefined))) : []
-    const idle0 = await Promise.all(cluster.nodes.map(cpu))
+    const idle0 = await Promise.all(cluster.nodes.map((node) => node.cpuSeconds()))
     const idleAt = nowMs()
     await sleep(2000)
-    const idle1 = await Promise.all(cluster.nodes.map(cpu))
+    const idle1 = await Promise.all(cluster.nodes.map((node) => node.cpuSeconds()))
     const idleS = (nowMs() - idleAt) / 1000
     const threads0 = cluster.nodes.map((node) => threadTicks(node.pid))
     const at = nowMs()
     const written = await writeAtRate(url, { prefix: 'light-', rate, count: rate * seconds, valueBytes: 100 })
     await cluster.waitSameVc(cluster.nodes, 60_000, 100)
-    const load1 = await Promise.all(cluster.nodes.map(cpu))
+    const load1 = await Promise.all(cluster.nodes.map((node) => node.cpuSeconds()))
     const loadS = (nowMs() - at) / 1000
     cluster.nodes.forEach((node, i) => {
       const before = threads0[i] as Map<string, number>

@@ -41,7 +41,7 @@ export function vcSet(vc: VectorClock, node: NodeId, seq: number): VectorClock {
 
 /** `vc` joined with the change `dot` names (and so with every earlier change of its origin). */
 export function vcWithDot(vc: VectorClock, dot: Dot): VectorClock {
-  return vcGet(vc, dot.node) >= dot.seq ? vc : vcSet(vc, dot.node, dot.seq)
+  return vcHasDot(vc, dot) ? vc : vcSet(vc, dot.node, dot.seq)
 }
 
 /** Does `vc` include the change named by `dot`? */

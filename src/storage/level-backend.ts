@@ -60,9 +60,7 @@ export class LevelBackend implements Backend {
   }
 
   getMany(sub: Sub, keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
-    const sublevel = this.#sub(sub)
-    if (keys.length <= SYNC_READ_KEYS_MAX) return syncCall(() => keys.map((key) => sublevel.getSync(key)))
-    return storageCall(() => sublevel.getMany([...keys]))
+    return readMany(this.#sub(sub), keys, undefined)
   }
 
   iterate(sub: Sub, range: Range): AsyncIterable<[string, Uint8Array]> {
@@ -99,7 +97,7 @@ export class LevelBackend implements Backend {
     const snapshot = this.#db.snapshot()
     const reader: BackendReader = {
       get: (sub, key) => syncCall(() => this.#sub(sub).getSync(key, { snapshot })),
-      getMany: (sub, keys) => storageCall(() => this.#sub(sub).getMany([...keys], { snapshot })),
+      getMany: (sub, keys) => readMany(this.#sub(sub), keys, snapshot),
       iterate: (sub, range) => iterateSub(this.#sub(sub), range, snapshot),
     }
     return { ...reader, close: () => snapshot.close() }
@@ -132,6 +130,23 @@ async function* iterateSub(
 
 /** Most keys a `getMany` reads on the calling thread; more go to the thread pool. */
 const SYNC_READ_KEYS_MAX = 64
+
+/** A `getMany` on the calling thread when it is small, else in the thread pool (see `get`). */
+function readMany(
+  sublevel: Sublevel,
+  keys: readonly string[],
+  snapshot: LevelSnapshot | undefined,
+): Promise<(Uint8Array | undefined)[]> {
+  // Without options, `getSync` takes abstract-level's fast path (no encoding lookups).
+  const getSync =
+    snapshot === undefined
+      ? (key: string) => sublevel.getSync(key)
+      : (key: string) => sublevel.getSync(key, { snapshot })
+  if (keys.length <= SYNC_READ_KEYS_MAX) return syncCall(() => keys.map(getSync))
+  return storageCall(() =>
+    snapshot === undefined ? sublevel.getMany([...keys]) : sublevel.getMany([...keys], { snapshot }),
+  )
+}
 
 function syncCall<T>(call: () => T): Promise<T> {
   try {
