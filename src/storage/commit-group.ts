@@ -84,17 +84,46 @@ export interface SiblingsCreated {
 }
 
 /**
- * Builds and writes one group. Every item is settled: rejected on its own when its change is
+ * What a group is staged on: the head the group before it leaves, and while that group's batch is
+ * still being written (group-commit.ts pipelines one deep), the states it staged, which are not
+ * on disk yet.
+ */
+export interface GroupBase {
+  readonly head: StoreHead
+  /** Every state the group in flight read or wrote; null when none is in flight. */
+  readonly overlay: ReadonlyMap<string, AnyState> | null
+}
+
+/** What the written batch gave: the outcome (null: nothing to write, or `failed`), and `settle`. */
+export interface GroupWritten {
+  readonly outcome: GroupOutcome | null
+  /** The batch was not written (every item is rejected by `settle`): a group staged on it must fail too. */
+  readonly failed: unknown
+  readonly settle: () => void
+}
+
+/** A staged group: its batch is built and its items turned into changes, nothing written yet. */
+export interface StagedGroup {
+  /** What a group staged while this one is written is staged on. */
+  readonly next: GroupBase
+  /** Writes the batch. The caller must take the outcome's head before calling `settle`. */
+  write(): Promise<GroupWritten>
+  /** Rejects every item unwritten: the group it was staged on failed. */
+  abandon(error: unknown): void
+}
+
+/**
+ * Builds one group on `base`. Every item is settled: rejected on its own when its change is
  * refused, all rejected when the batch cannot be read or written. The caller must take the
  * outcome's head as its own before calling `settle`, so a resolved commit sees its own write.
  */
-export async function commitGroup(
+export async function stageGroup(
   context: CommitContext,
-  head: StoreHead,
+  base: GroupBase,
   items: readonly Commit[],
-): Promise<{ outcome: GroupOutcome | null; settle: () => void }> {
+): Promise<StagedGroup> {
   const group: Group = {
-    ...head,
+    ...base.head,
     overlay: new Map(),
     writes: [],
     entries: [],
@@ -102,44 +131,46 @@ export async function commitGroup(
     siblings: { put: 0, del: 0 },
     settled: [],
   }
-  const failAll = (error: unknown): { outcome: null; settle: () => void } => ({
-    outcome: null,
-    settle: () => items.forEach((item) => item.reject(error)),
-  })
   try {
-    await prefetch(context.backend, group, items)
+    await prefetch(context.backend, group, items, base.overlay)
   } catch (error) {
-    return failAll(error)
+    // Nothing staged: the next group stands on what this one stood on.
+    const written: GroupWritten = { outcome: null, failed: null, settle: () => rejectAll(items, error) }
+    return { next: base, write: () => Promise.resolve(written), abandon: (cause) => rejectAll(items, cause) }
   }
   for (const item of items) addToGroup(context, group, item)
+  const next: GroupBase = {
+    head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc },
+    overlay: group.overlay,
+  }
   const settle = (): void => group.settled.forEach(({ item, result }) => item.resolve(result))
-  if (group.entries.length === 0) return { outcome: null, settle }
-  group.writes.push(lsnWrite(group.lsn), hlcWrite(group.hlc), ...clockWrites(head.vc, group.vc))
+  const abandon = (error: unknown): void => rejectAll(group.settled.map(({ item }) => item), error)
+  if (group.entries.length === 0) return { next, write: () => Promise.resolve({ outcome: null, failed: null, settle }), abandon }
+  group.writes.push(lsnWrite(group.lsn), hlcWrite(group.hlc), ...clockWrites(base.head.vc, group.vc))
   // A change this node made is synced even when batches are not: lost to a power loss, its
   // dot would be given to another change (peers would drop that one as a duplicate), and no
   // peer would send it back (peers never echo a node's own changes), so the node would stall.
   const holdsOwn = group.entries.some((entry) => entry.change.dot.node === context.nodeId)
   const synced = context.sync || holdsOwn
-  let tombsAdded: number
-  try {
-    tombsAdded = await countNewTombs(context.backend, group.tombed)
-    await context.backend.write(group.writes, { sync: synced })
-  } catch (error) {
-    const failure = isMeshError(error)
-      ? error
-      : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
-    return { outcome: null, settle: () => group.settled.forEach(({ item }) => item.reject(failure)) }
+  const write = async (): Promise<GroupWritten> => {
+    let tombsAdded: number
+    try {
+      tombsAdded = await countNewTombs(context.backend, group.tombed)
+      await context.backend.write(group.writes, { sync: synced })
+    } catch (error) {
+      const failure = isMeshError(error)
+        ? error
+        : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
+      return { outcome: null, failed: failure, settle: () => abandon(failure) }
+    }
+    const outcome: GroupOutcome = { head: next.head, synced, entries: group.entries, tombsAdded, siblings: group.siblings }
+    return { outcome, failed: null, settle }
   }
-  return {
-    outcome: {
-      head: { vc: group.vc, lsn: group.lsn, hlc: group.hlc },
-      synced,
-      entries: group.entries,
-      tombsAdded,
-      siblings: group.siblings,
-    },
-    settle,
-  }
+  return { next, write, abandon }
+}
+
+function rejectAll(items: readonly Commit[], error: unknown): void {
+  for (const item of items) item.reject(error)
 }
 
 /**
@@ -232,7 +263,8 @@ function stage(context: CommitContext, group: Group, change: Change): Map<string
 
 /**
  * How many of the keys the group indexes as all tombstones have no index entry on disk yet: what
- * the group adds to the tombstone count. One read per group that deletes anything.
+ * the group adds to the tombstone count. One read per group that deletes anything, made when the
+ * group before it is written.
  */
 async function countNewTombs(backend: Backend, tombed: ReadonlySet<string>): Promise<number> {
   if (tombed.size === 0) return 0
@@ -268,12 +300,28 @@ function encodeOwnChange(context: CommitContext, change: Change): Uint8Array {
   }
 }
 
-/** Reads every key the group will touch in one call per space, instead of one read per key. */
-async function prefetch(backend: Backend, group: Group, items: readonly Commit[]): Promise<void> {
+/**
+ * Reads every key the group will touch in one call per space, instead of one read per key. A key
+ * the group in flight staged is taken from it: its batch may not be on disk yet. Any other key is
+ * one that group does not write, so the disk has it as it will be.
+ */
+async function prefetch(
+  backend: Backend,
+  group: Group,
+  items: readonly Commit[],
+  inFlight: ReadonlyMap<string, AnyState> | null,
+): Promise<void> {
   const wanted = new Map<Space, Set<string>>()
   for (const item of items) {
     const targets = item.kind === 'local' ? item.intents.map(opTarget) : item.change.ops.map(opTarget)
     for (const { space, key } of targets) {
+      const id = stateId(space, key)
+      if (group.overlay.has(id)) continue
+      const staged = inFlight?.get(id)
+      if (staged !== undefined) {
+        group.overlay.set(id, staged)
+        continue
+      }
       const keys = wanted.get(space) ?? new Set<string>()
       keys.add(key)
       wanted.set(space, keys)

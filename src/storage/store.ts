@@ -22,7 +22,8 @@ import type { Change, Intent, Space, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { Backend, BackendReader, Range } from './backend.js'
 import type { Commit, SiblingsCreated } from './commit-group.js'
-import { CHANGE_BYTES_MAX_DEFAULT, commitGroup } from './commit-group.js'
+import type { GroupBase } from './commit-group.js'
+import { CHANGE_BYTES_MAX_DEFAULT, stageGroup } from './commit-group.js'
 import { countTombstones, purgeLog, purgeTombstones } from './gc.js'
 import { GroupQueue } from './group-commit.js'
 import type { StoreHead } from './layout.js'
@@ -84,6 +85,11 @@ export class Store implements StateReader {
   #beforeJoin: SharedView | null = null
   /** The received snapshot being taken in, if any (snapshot-intake.ts). */
   #intake: SnapshotIntake | null = null
+  /**
+   * The last group staged while its batch is not yet written (group-commit.ts pipelines one deep):
+   * the next group is staged on it. Null when every staged group is written.
+   */
+  #tip: { next: GroupBase; failed: unknown } | null = null
   /** Asked before each own seq is minted (`guardOwnWrites`). */
   #mintGuard: (() => void) | null = null
   /** Writes that left their key with siblings since the store opened (commit-group.ts). */
@@ -102,7 +108,7 @@ export class Store implements StateReader {
     this.#durable = opened.head
     this.#logStart = opened.logStart
     this.#tombstones = opened.tombstones
-    this.#queue = new GroupQueue((items) => this.#commitGroup(items), GROUP_CHANGES_MAX)
+    this.#queue = new GroupQueue((items, previous) => this.#stageGroup(items, previous), GROUP_CHANGES_MAX)
   }
 
   static async open(options: StoreOptions): Promise<Store> {
@@ -424,9 +430,16 @@ export class Store implements StateReader {
     return this.#queue.exclusive(run)
   }
 
-  async #commitGroup(items: Commit[]): Promise<void> {
-    if (!(await this.#beforeCommits(items))) return
-    const { outcome, settle } = await commitGroup(
+  /**
+   * Stages a group on the one in flight (or on the head when none is) and returns its write.
+   * The write fails the group without writing when the one it was staged on failed.
+   */
+  async #stageGroup(items: Commit[], previous: Promise<void>): Promise<() => Promise<void>> {
+    // A snapshot going into place moves to the stage first, with nothing in flight beside it.
+    if (this.#intake !== null) await previous
+    if (!(await this.#beforeCommits(items))) return () => Promise.resolve()
+    const parent = this.#tip
+    const staged = await stageGroup(
       {
         backend: this.#backend,
         nodeId: this.nodeId,
@@ -437,18 +450,32 @@ export class Store implements StateReader {
         changeBytesMax: this.#options.changeBytesMax ?? CHANGE_BYTES_MAX_DEFAULT,
         mintGuard: this.#mintGuard,
       },
-      this.#head,
+      parent?.next ?? { head: this.#head, overlay: null },
       items,
     )
-    if (outcome !== null) {
-      this.#head = outcome.head
-      if (outcome.synced) this.#durable = outcome.head
-      this.#tombstones += outcome.tombsAdded
-      this.siblingsCreated.put += outcome.siblings.put
-      this.siblingsCreated.del += outcome.siblings.del
+    const tip = { next: staged.next, failed: null as unknown }
+    this.#tip = tip
+    return async () => {
+      if (parent !== null && parent.failed !== null) {
+        // Checked before any await: a group staged after this point stands on the head again.
+        tip.failed = parent.failed
+        if (this.#tip === tip) this.#tip = null
+        staged.abandon(parent.failed)
+        return
+      }
+      const { outcome, failed, settle } = await staged.write()
+      if (failed !== null) tip.failed = failed
+      if (this.#tip === tip || failed !== null) this.#tip = null
+      if (outcome !== null) {
+        this.#head = outcome.head
+        if (outcome.synced) this.#durable = outcome.head
+        this.#tombstones += outcome.tombsAdded
+        this.siblingsCreated.put += outcome.siblings.put
+        this.siblingsCreated.del += outcome.siblings.del
+      }
+      settle()
+      if (outcome !== null) for (const listener of this.#listeners) notify(listener, outcome.entries)
     }
-    settle()
-    if (outcome !== null) for (const listener of this.#listeners) notify(listener, outcome.entries)
   }
 }
 

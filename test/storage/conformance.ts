@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Dot, Hlc, NodeId, VectorClock } from '../../src/clock/index.js'
 import { HLC_ZERO, compareHlc, encodeVersion, isNodeId, toNodeId, vcGet, vcSet } from '../../src/clock/index.js'
-import type { AnyState, Change, Intent, Op, RegisterState, Space } from '../../src/crdt/index.js'
+import type { AnyState, Change, CounterState, Intent, Op, RegisterState, Space } from '../../src/crdt/index.js'
 import { counterValue, lwwSibling, registerDots, setMembers } from '../../src/crdt/index.js'
 import { MeshError } from '../../src/errors.js'
 import type {
@@ -1029,6 +1029,74 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await valueOf(again, 'f1')).toBe('again')
         expect(await valueOf(again, 'r')).toBe('2')
         expect(await valueOf(again, 'f2')).toBeUndefined()
+      })
+
+      it('stages the next group while one is written: it sees that group, and fails with it', async () => {
+        const failing = new FailingBackend(h.fixture.backend)
+        const store = await h.open({}, failing)
+        const self = store.nodeId
+        await store.commitLocal([put('gone', 'x')])
+        const written: string[] = []
+        const base = failing.writeCalls
+        let release = (): void => {}
+        const held = new Promise<void>((resolve) => (release = resolve))
+        failing.beforeWrite = async () => {
+          written.push(`write ${failing.writeCalls - base}`)
+          if (failing.writeCalls - base === 1) await held
+        }
+        // Called as each own seq is minted: when a group is staged.
+        store.guardOwnWrites(() => written.push('mint'))
+        const before = { lsn: store.lsn, vc: store.vc }
+        // Group 1 (held in its write): a counter step and a delete. Group 2, staged meanwhile,
+        // adds to the same counter and deletes the same key again from another node.
+        const first = store.commitLocal([incr('c', 1), del('gone')])
+        while (written.length < 2) await new Promise<void>((resolve) => setImmediate(resolve))
+        const second = store.commitLocal([incr('c', 2)])
+        const remoteDel: Op = { type: 'kv.del', key: 'gone', context: [] }
+        const third = store.applyRemote(remoteChange(OTHER, 1, [remoteDel], {}, { wallMs: START_MS, logical: 0 }))
+        for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve))
+        expect(written).toEqual(['mint', 'write 1', 'mint'])
+        release()
+        const [one, two] = await Promise.all([first, second, third])
+        expect(written).toEqual(['mint', 'write 1', 'mint', 'write 2'])
+        expect(counterValue(stateAfter(one, 'counter', 'c') as CounterState)).toBe(1)
+        expect(counterValue(stateAfter(two, 'counter', 'c') as CounterState)).toBe(3)
+        expect(changeOf(two).dot).toEqual({ node: self, seq: vcGet(before.vc, self) + 2 })
+        expect(store.lsn).toBe(before.lsn + 3)
+        expect((await store.getState('kv', 'gone')).siblings).toHaveLength(2)
+        // The key is indexed once, though both groups indexed it before either was on disk.
+        expect(await store.tombstoneCount()).toBe(1)
+
+        // The held write fails: the group staged on it fails too, and never reaches the disk.
+        const failed = new Promise<void>((resolve) => (release = resolve))
+        failing.beforeWrite = async () => {
+          written.push(`write ${failing.writeCalls - base}`)
+          if (failing.writeCalls - base === 3) {
+            failing.failNext = 1
+            await failed
+          }
+        }
+        const after = { lsn: store.lsn, vc: store.vc, hlc: store.hlc }
+        const doomed = store.commitLocal([incr('c', 10)])
+        while (written.length < 6) await new Promise<void>((resolve) => setImmediate(resolve))
+        const onDoomed = store.commitLocal([incr('c', 100)])
+        for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve))
+        release()
+        const outcomes = await Promise.allSettled([doomed, onDoomed])
+        for (const outcome of outcomes) {
+          expect(outcome.status).toBe('rejected')
+          if (outcome.status === 'rejected') expect((outcome.reason as MeshError).code).toBe('MESHKV_ERR_STORAGE')
+        }
+        expect(written).toEqual(['mint', 'write 1', 'mint', 'write 2', 'mint', 'write 3', 'mint'])
+        expect({ lsn: store.lsn, vc: store.vc, hlc: store.hlc }).toEqual(after)
+        failing.beforeWrite = null
+        store.guardOwnWrites(null)
+        const next = await store.commitLocal([incr('c', 1000)])
+        expect(counterValue(stateAfter(next, 'counter', 'c') as CounterState)).toBe(1003)
+        expect(changeOf(next).dot).toEqual({ node: self, seq: vcGet(after.vc, self) + 1 })
+        const again = await h.reopen(store)
+        expect(counterValue(await again.getState('counter', 'c'))).toBe(1003)
+        expect(await again.tombstoneCount()).toBe(1)
       })
     })
 

@@ -1,11 +1,12 @@
 /**
- * The group-commit queue on its own: what joins a group, how large a group may grow, and that
- * exclusive work runs alone and in order.
+ * The group-commit queue on its own: what joins a group, how large a group may grow, that the
+ * next group is staged while one is written (and written after it), and that exclusive work runs
+ * alone and in order.
  */
 import { describe, expect, it } from 'vitest'
 import { GroupQueue } from '../../src/storage/group-commit.js'
 
-/** A queue whose groups are recorded; each group waits for `release` when `hold` is set. */
+/** A queue whose groups are recorded; each group's write waits for `hold.next` when it is set. */
 function recordingQueue(groupMax: number): {
   queue: GroupQueue<string>
   groups: string[][]
@@ -17,9 +18,12 @@ function recordingQueue(groupMax: number): {
   const hold: { next: Promise<void> | null } = { next: null }
   const queue = new GroupQueue<string>(async (items) => {
     groups.push(items)
-    log.push(`group ${items.join(',')} start`)
-    if (hold.next !== null) await hold.next
-    log.push(`group ${items.join(',')} end`)
+    log.push(`group ${items.join(',')} staged`)
+    return async () => {
+      log.push(`group ${items.join(',')} start`)
+      if (hold.next !== null) await hold.next
+      log.push(`group ${items.join(',')} end`)
+    }
   }, groupMax)
   return { queue, groups, log, hold }
 }
@@ -36,7 +40,7 @@ describe('GroupQueue', () => {
     expect(groups).toEqual([['a', 'b', 'c'], ['d', 'e', 'f'], ['g']])
   })
 
-  it('gathers items pushed while a group is written into the next group, which starts after it', async () => {
+  it('stages the items pushed while a group is written as the next group, and writes it after', async () => {
     const { queue, groups, log, hold } = recordingQueue(10)
     let release = (): void => {}
     hold.next = new Promise<void>((resolve) => (release = resolve))
@@ -46,13 +50,28 @@ describe('GroupQueue', () => {
     queue.push('x')
     queue.push('y')
     await ticks(2)
-    // They wait for the group in flight.
-    expect(groups).toEqual([['first']])
+    // Staged while the first is written; their write waits for it.
+    expect(groups).toEqual([['first'], ['x', 'y']])
+    expect(log).toEqual(['group first staged', 'group first start', 'group x,y staged'])
+    queue.push('z')
+    await ticks(2)
+    // One deep: z waits until x,y is written before it is staged.
+    expect(groups).toEqual([['first'], ['x', 'y']])
     hold.next = null
     release()
     await queue.idle()
-    expect(groups).toEqual([['first'], ['x', 'y']])
-    expect(log).toEqual(['group first start', 'group first end', 'group x,y start', 'group x,y end'])
+    expect(groups).toEqual([['first'], ['x', 'y'], ['z']])
+    expect(log).toEqual([
+      'group first staged',
+      'group first start',
+      'group x,y staged',
+      'group first end',
+      'group x,y start',
+      'group x,y end',
+      'group z staged',
+      'group z start',
+      'group z end',
+    ])
   })
 
   it('runs a task alone: after the items before it are done, before the items after it start', async () => {
@@ -67,7 +86,16 @@ describe('GroupQueue', () => {
     queue.push('c')
     await task
     await queue.idle()
-    expect(log).toEqual(['group a,b start', 'group a,b end', 'task start', 'task end', 'group c start', 'group c end'])
+    expect(log).toEqual([
+      'group a,b staged',
+      'group a,b start',
+      'group a,b end',
+      'task start',
+      'task end',
+      'group c staged',
+      'group c start',
+      'group c end',
+    ])
   })
 
   it('rejects a failed task on its own and goes on with what follows', async () => {
