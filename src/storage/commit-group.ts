@@ -144,8 +144,13 @@ export async function stageGroup(
     overlay: group.overlay,
   }
   const settle = (): void => group.settled.forEach(({ item, result }) => item.resolve(result))
-  const abandon = (error: unknown): void => rejectAll(group.settled.map(({ item }) => item), error)
-  if (group.entries.length === 0) return { next, write: () => Promise.resolve({ outcome: null, failed: null, settle }), abandon }
+  const abandon = (error: unknown): void =>
+    rejectAll(
+      group.settled.map(({ item }) => item),
+      error,
+    )
+  if (group.entries.length === 0)
+    return { next, write: () => Promise.resolve({ outcome: null, failed: null, settle }), abandon }
   group.writes.push(lsnWrite(group.lsn), hlcWrite(group.hlc), ...clockWrites(base.head.vc, group.vc))
   // A change this node made is synced even when batches are not: lost to a power loss, its
   // dot would be given to another change (peers would drop that one as a duplicate), and no
@@ -163,7 +168,13 @@ export async function stageGroup(
         : new MeshError('MESHKV_ERR_STORAGE', 'the store failed to write', { cause: error })
       return { outcome: null, failed: failure, settle: () => abandon(failure) }
     }
-    const outcome: GroupOutcome = { head: next.head, synced, entries: group.entries, tombsAdded, siblings: group.siblings }
+    const outcome: GroupOutcome = {
+      head: next.head,
+      synced,
+      entries: group.entries,
+      tombsAdded,
+      siblings: group.siblings,
+    }
     return { outcome, failed: null, settle }
   }
   return { next, write, abandon }
