@@ -17,6 +17,7 @@ import {
   clockWrites,
   dotIndexKey,
   hlcWrite,
+  isIndexed,
   lsnKey,
   lsnWrite,
   parseStateId,
@@ -48,6 +49,11 @@ export interface CommitContext {
   readonly changeBytesMax: number
   /** Throws when this node may not mint a seq of its own now (the replicator's seq guard). */
   readonly mintGuard: (() => void) | null
+  /**
+   * Per origin, its last change staged (seq and LSN), for the sparse dot index (layout.ts,
+   * `isIndexed`). Staging adds to it; the store clears it when a batch fails.
+   */
+  readonly lastStaged: Map<NodeId, { seq: number; lsn: number }>
 }
 
 /** What one group commit has built so far, before its batch is durable. */
@@ -254,8 +260,9 @@ function stage(context: CommitContext, group: Group, change: Change): Map<string
   const lsn = group.lsn + 1
   const writes: BackendWrite[] = [
     { type: 'put', sub: 'log', key: lsnKey(lsn), value: encodeOwnChange(context, change) },
-    putUtf8('dots', dotIndexKey(change.dot), String(lsn)),
   ]
+  if (isIndexed(change.dot, lsn, context.lastStaged.get(change.dot.node)))
+    writes.push(putUtf8('dots', dotIndexKey(change.dot), String(lsn)))
   for (const [id, state] of states) {
     const { space, key } = parseStateId(id)
     writes.push(...stateWrites(space, key, state))
@@ -266,6 +273,7 @@ function stage(context: CommitContext, group: Group, change: Change): Map<string
   group.siblings.del += siblings.del
   group.writes.push(...writes)
   group.entries.push({ lsn, change })
+  context.lastStaged.set(change.dot.node, { seq: change.dot.seq, lsn })
   group.lsn = lsn
   group.vc = vcSet(group.vc, change.dot.node, change.dot.seq)
   group.hlc = maxHlc(group.hlc, change.hlc)

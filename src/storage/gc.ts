@@ -17,9 +17,8 @@ export const PURGE_BATCH_MAX = 2000
  * Purges the log from `logStart` up to (not including) the first change `logCovered` lacks, and
  * at most up to `upToLsn`, yielding the new start of the log after each batch (so a purge cut off
  * by a failed write leaves the caller knowing how far it got). The bound comes from the dot
- * index, so no entry is read: the keys are made. Each batch deletes a run of log entries together
- * with their dot index entries, so a purge cut off by a crash leaves no index entry of a purged
- * change.
+ * index (and a short walk of the log from it). Each batch deletes a run of log entries together
+ * with their dot index entries but each origin's last one, which finds the changes kept after it.
  */
 export async function* purgeLog(
   backend: Backend,
@@ -48,7 +47,12 @@ export async function* purgeLog(
   }
 }
 
-/** The deletes of `node`'s index entries whose LSN is below `toLsn`, after its cursor. */
+/**
+ * The deletes of `node`'s index entries whose LSN is below `toLsn`, after its cursor, but for the
+ * last of them: the index is sparse (layout.ts, `isIndexed`), and the changes after that entry
+ * that stay in the log are found from it (log-reads.ts, `lsnInLog`). The cursor stays before it,
+ * so a later batch deletes it once a newer entry is below its bound.
+ */
 async function indexDeletesBelow(
   reader: BackendReader,
   node: NodeId,
@@ -60,10 +64,14 @@ async function indexDeletesBelow(
   const last = dotIndexKey({ node, seq })
   const range: Range = cursor === undefined ? { gte: dotIndexStart(node), lte: last } : { gt: cursor, lte: last }
   const deletes: BackendWrite[] = []
+  let kept: string | null = null
   for await (const [key, bytes] of reader.iterate('dots', range)) {
     if (parseIndexedLsn(bytes) >= toLsn) break
-    deletes.push({ type: 'del', sub: 'dots', key })
-    cursors.set(node, key)
+    if (kept !== null) {
+      deletes.push({ type: 'del', sub: 'dots', key: kept })
+      cursors.set(node, kept)
+    }
+    kept = key
   }
   return deletes
 }

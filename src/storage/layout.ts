@@ -15,7 +15,8 @@
  * |                   |                                    | joined (or filled in: phase 0)       |
  * | meta              | `user:<name>`                      | utf8: a node-level fact (`setMeta`)  |
  * | log               | LSN as 16 hex digits               | the change                           |
- * | dots              | `<node>:<seq as 16 hex digits>`    | utf8 decimal LSN of that change      |
+ * | dots              | `<node>:<seq as 16 hex digits>`    | utf8 decimal LSN of that change (a   |
+ * |                   |                                    | sparse index: `isIndexed`)           |
  * | vc                | node id                            | utf8 decimal seq                     |
  * | kv, counter, set  | the user's key                     | the key's state                      |
  * | tombs             | the user's key                     | empty: its kv state was all          |
@@ -76,6 +77,35 @@ export function parseLsnKey(key: string): number {
 
 export function dotIndexKey(dot: Dot): string {
   return `${dot.node}:${dot.seq.toString(16).padStart(16, '0')}`
+}
+
+/** The seq of a dot index key. */
+export function parseIndexedSeq(key: string): number {
+  return Number.parseInt(key.slice(key.lastIndexOf(':') + 1), 16)
+}
+
+/**
+ * The dot index is sparse: a change has an entry when it is the first of its origin this store
+ * stages since it opened (or after its previous one failed), when the change before it of its
+ * origin is more than DOT_INDEX_GAP entries back in the log, and at every DOT_INDEX_STRIDE-th
+ * seq. So the changes of an origin between two entries are each at most DOT_INDEX_GAP entries
+ * after the one before, and at most DOT_INDEX_STRIDE - 1 of them: finding one is reading the
+ * entry at or below it and walking at most DOT_INDEX_STRIDE * DOT_INDEX_GAP log entries
+ * (log-reads.ts, `lsnInLog`). An index entry per change was a third of a change's writes (a
+ * LevelDB operation and its keys, for a lookup made when a peer's session starts, for status and
+ * for garbage collection). An older store's index, with every change in it, is read the same way.
+ */
+export const DOT_INDEX_STRIDE = 64
+export const DOT_INDEX_GAP = 64
+
+/** Whether the change `dot` at `lsn` gets an index entry; `previous` is its origin's change before it, if staged here. */
+export function isIndexed(dot: Dot, lsn: number, previous: { seq: number; lsn: number } | undefined): boolean {
+  return (
+    previous === undefined ||
+    previous.seq !== dot.seq - 1 ||
+    lsn - previous.lsn > DOT_INDEX_GAP ||
+    dot.seq % DOT_INDEX_STRIDE === 0
+  )
 }
 
 /** The first key any index entry of `node` can have. */
@@ -183,10 +213,15 @@ export function parseIndexedLsn(bytes: Uint8Array): number {
   return Number(Buffer.from(bytes).toString('utf8'))
 }
 
-/** The LSN the dot index gives for `dot`, if it has an entry. */
-export async function readIndexedLsn(reader: BackendReader, dot: Dot): Promise<number | undefined> {
-  const bytes = await reader.get('dots', dotIndexKey(dot))
-  return bytes === undefined ? undefined : parseIndexedLsn(bytes)
+/** The index entry of `dot`'s origin with the greatest seq at most `dot.seq`, if any. */
+export async function readIndexFloor(
+  reader: BackendReader,
+  dot: Dot,
+): Promise<{ seq: number; lsn: number } | undefined> {
+  const range: Range = { gte: dotIndexStart(dot.node), lte: dotIndexKey(dot), reverse: true, limit: 1 }
+  for await (const [key, bytes] of reader.iterate('dots', range))
+    return { seq: parseIndexedSeq(key), lsn: parseIndexedLsn(bytes) }
+  return undefined
 }
 
 export async function readLsn(reader: BackendReader): Promise<number> {

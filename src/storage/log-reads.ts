@@ -7,7 +7,7 @@
 import type { Dot } from '../clock/index.js'
 import { decodeChange } from '../codec/index.js'
 import type { BackendReader } from './backend.js'
-import { lsnKey, parseLsnKey, readIndexedLsn } from './layout.js'
+import { DOT_INDEX_GAP, DOT_INDEX_STRIDE, lsnKey, parseLsnKey, readIndexFloor } from './layout.js'
 import type { LogEntry } from './store-types.js'
 
 /**
@@ -41,12 +41,28 @@ export async function findLogStart(reader: BackendReader, lsn: number): Promise<
 }
 
 /**
- * The LSN of the change `dot` if the log still holds it. A purge deletes each log entry and its
- * index entry in one batch, so an index entry below the log's start can only be one an older
- * meshkv left behind (it deleted them in a second batch); the next purge removes those, and
- * until then the comparison keeps them from sending a reader past the log's start.
+ * The LSN of the change `dot` if the log still holds it. The index is sparse (layout.ts,
+ * `isIndexed`): from the origin's entry at or below `dot`, the origin's next changes are each at
+ * most DOT_INDEX_GAP log entries after the one before, so the walk ends at `dot`, at a later
+ * change of its origin, or DOT_INDEX_GAP entries past the last one seen (then the log does not
+ * hold it: it came in a snapshot). The entry found may be below the log's start: a purge keeps
+ * each origin's last entry below its bound (gc.ts), and the walk starts at the log's start,
+ * where the first change kept is within DOT_INDEX_GAP of a purged one.
  */
 export async function lsnInLog(reader: BackendReader, dot: Dot, logStart: number): Promise<number | undefined> {
-  const lsn = await readIndexedLsn(reader, dot)
-  return lsn !== undefined && lsn >= logStart ? lsn : undefined
+  const floor = await readIndexFloor(reader, dot)
+  if (floor === undefined) return undefined
+  if (floor.seq === dot.seq) return floor.lsn >= logStart ? floor.lsn : undefined
+  let last = Math.max(floor.lsn, logStart - 1)
+  const range = { gt: lsnKey(last), lte: lsnKey(last + DOT_INDEX_STRIDE * DOT_INDEX_GAP) }
+  for await (const [key, bytes] of reader.iterate('log', range)) {
+    const lsn = parseLsnKey(key)
+    if (lsn - last > DOT_INDEX_GAP) return undefined
+    const { node, seq } = decodeChange(bytes).dot
+    if (node !== dot.node) continue
+    if (seq === dot.seq) return lsn
+    if (seq > dot.seq) return undefined
+    last = lsn
+  }
+  return undefined
 }

@@ -90,6 +90,8 @@ export class Store implements StateReader {
    * the next group is staged on it. Null when every staged group is written.
    */
   #tip: { next: GroupBase; failed: unknown } | null = null
+  /** Per origin, its last change staged: for the sparse dot index (commit-group.ts). */
+  readonly #lastStaged = new Map<NodeId, { seq: number; lsn: number }>()
   /** Asked before each own seq is minted (`guardOwnWrites`). */
   #mintGuard: (() => void) | null = null
   /** Writes that left their key with siblings since the store opened (commit-group.ts). */
@@ -449,6 +451,7 @@ export class Store implements StateReader {
         maxClockOffsetMs: this.#options.maxClockOffsetMs,
         changeBytesMax: this.#options.changeBytesMax ?? CHANGE_BYTES_MAX_DEFAULT,
         mintGuard: this.#mintGuard,
+        lastStaged: this.#lastStaged,
       },
       parent?.next ?? { head: this.#head, overlay: null },
       items,
@@ -464,7 +467,11 @@ export class Store implements StateReader {
         return
       }
       const { outcome, failed, settle } = await staged.write()
-      if (failed !== null) tip.failed = failed
+      if (failed !== null) {
+        tip.failed = failed
+        // What it staged was not written: each origin's next change gets an index entry.
+        this.#lastStaged.clear()
+      }
       if (this.#tip === tip || failed !== null) this.#tip = null
       if (outcome !== null) {
         this.#head = outcome.head

@@ -34,8 +34,9 @@ import {
 } from '../../src/storage/index.js'
 import { encode } from '../../src/codec/index.js'
 import { PURGE_BATCH_MAX } from '../../src/storage/gc.js'
+import { DOT_INDEX_STRIDE } from '../../src/storage/layout.js'
 import { plainBytes } from '../helpers/bytes.js'
-import { byUtf8, meshCodeOf, nextWithin, rejectionOf, takeWithin, turn } from '../helpers/async.js'
+import { byUtf8, meshCodeOf, nextWithin, prng, rejectionOf, takeWithin, turn } from '../helpers/async.js'
 
 export interface BackendFixture {
   backend: Backend
@@ -1101,6 +1102,82 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
     })
 
     describe('garbage collection', () => {
+      it('finds every change the log holds through the sparse dot index: gaps, strides, purges, failures, reopen', async () => {
+        const FOURTH = toNodeId('c3c3c3c3c3c3c3c3')
+        for (const seed of [1, 2]) {
+          const random = prng(seed)
+          const fixture = seed === 1 ? h.fixture : await makeBackendFor(h)
+          const failing = new FailingBackend(fixture.backend)
+          let store = await h.open({}, failing)
+          const made = new Map<NodeId, number>()
+          // Mostly this node and one peer (runs past the stride), one every ~10 changes (within
+          // the gap), one rarely (past the gap); groups of 1-40 commits.
+          const write = async (count: number): Promise<void> => {
+            for (let done = 0; done < count;) {
+              const group: Promise<unknown>[] = []
+              const size = 1 + Math.floor(random() * 40)
+              for (let i = 0; i < size && done < count; i++, done++) {
+                const pick = random()
+                const node = pick < 0.5 ? store.nodeId : pick < 0.9 ? OTHER : pick < 0.99 ? THIRD : FOURTH
+                if (node === store.nodeId) {
+                  group.push(store.commitLocal([put(`k${done % 50}`, `${seed}`)]))
+                  continue
+                }
+                const seq = (made.get(node) ?? 0) + 1
+                made.set(node, seq)
+                const hlc = { wallMs: START_MS + seq, logical: 0 }
+                group.push(
+                  store.applyRemote(remoteChange(node, seq, [rput(`r${seq % 7}`, 'v')], vc([node, seq - 1]), hlc)),
+                )
+              }
+              await Promise.all(group)
+            }
+          }
+          const check = async (when: string): Promise<void> => {
+            const start = await store.firstLsn()
+            const entries = await store.readLog(start - 1, 1_000_000)
+            expect(entries.length, `seed ${seed} ${when}`).toBe(store.lsn - start + 1)
+            for (const { lsn, change } of entries)
+              expect(
+                await store.lsnOfDot(change.dot),
+                `seed ${seed} ${when}: ${change.dot.node}:${change.dot.seq}`,
+              ).toBe(lsn)
+            for (const node of [store.nodeId, OTHER, THIRD, FOURTH]) {
+              const held = vcGet(store.vc, node)
+              expect(
+                await store.lsnOfDot({ node, seq: held + 1 }),
+                `seed ${seed} ${when}: past ${node}`,
+              ).toBeUndefined()
+              // Purged ones are gone (the first seqs of each origin, once purged).
+              const first = entries.find((entry) => entry.change.dot.node === node)?.change.dot.seq ?? held + 1
+              if (first > 1)
+                expect(await store.lsnOfDot({ node, seq: first - 1 }), `seed ${seed} ${when}`).toBeUndefined()
+            }
+          }
+          await write(700)
+          await check('after 700 changes')
+          const half = (node: NodeId): [NodeId, number] => [node, Math.floor(vcGet(store.vc, node) / 2)]
+          const purged = await store.purge(vc(half(store.nodeId), half(OTHER), half(THIRD), half(FOURTH)), {})
+          expect(purged.logPurged, `seed ${seed}`).toBeGreaterThan(0)
+          await check('after a purge')
+          // A failed batch: its changes are staged again later, indexed from scratch.
+          failing.failNext = 1
+          await expect(write(30)).rejects.toThrow()
+          for (const node of [OTHER, THIRD, FOURTH]) made.set(node, vcGet(store.vc, node))
+          await write(300)
+          await store.purge(store.vc, {}, 200)
+          await check('after a failed batch and a second purge')
+          await h.close(store)
+          store = await h.open({}, fixture.reopen())
+          await write(200)
+          await check('after a reopen')
+          await h.close(store)
+          const counts = await rawCounts(fixture.reopen())
+          // Sparse: far fewer entries than changes held.
+          expect(counts.dots, `seed ${seed}`).toBeLessThan(counts.log / 4)
+        }
+      })
+
       it('purges the log every member holds and stable tombstones; nothing past the cut or the held clock', async () => {
         const store = await h.open()
         await store.commitLocal([put('a', '1')])
@@ -1140,7 +1217,7 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await valueOf(store, 'k')).toBe('new')
         expect(await store.tombstoneCount()).toBe(0)
       })
-      it('a purge cut off between its batches leaves no index entry of a purged change, and resumes', async () => {
+      it('a purge cut off between its batches keeps one index entry of a purged change (the one that finds the rest), and resumes', async () => {
         const failing = new FailingBackend(h.fixture.backend)
         const store = await h.open({}, failing)
         const self = store.nodeId
@@ -1156,8 +1233,11 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await store.logSize()).toBe(10)
         const indexed: number[] = []
         for await (const [, bytes] of h.fixture.backend.iterate('dots', {})) indexed.push(Number(dec(bytes)))
-        expect(indexed).toEqual(range(PURGE_BATCH_MAX + 1, total))
+        // The index is sparse (one entry per DOT_INDEX_STRIDE seqs in a run): of those below the
+        // log's start the last stays, and finds the changes kept after it.
+        expect(indexed).toEqual([Math.floor(PURGE_BATCH_MAX / DOT_INDEX_STRIDE) * DOT_INDEX_STRIDE])
         expect(await store.lsnOfDot({ node: self, seq: PURGE_BATCH_MAX })).toBeUndefined()
+        for (const seq of range(PURGE_BATCH_MAX + 1, total)) expect(await store.lsnOfDot({ node: self, seq })).toBe(seq)
         expect(await store.lsnOfDot({ node: self, seq: PURGE_BATCH_MAX + 1 })).toBe(PURGE_BATCH_MAX + 1)
         const again = await h.reopen(store)
         expect(await again.firstLsn()).toBe(PURGE_BATCH_MAX + 1)
@@ -1165,17 +1245,22 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await again.logSize()).toBe(0)
       })
 
-      it('ignores index entries an older store left below the log start, and the next purge deletes them', async () => {
+      it('reads the index an older store wrote (an entry per change, some below the log start), and purges it to one below the start', async () => {
         const store = await h.open()
         const self = store.nodeId
         for (const i of range(1, 4)) await store.commitLocal([put(`k${i}`, String(i))])
         expect(await store.purge(vc([self, 2]), {})).toEqual({ logPurged: 2, tombstonesPurged: 0 })
-        // What a purge that deleted index entries in a second batch left when cut off.
-        await h.fixture.backend.write(
-          [{ type: 'put', sub: 'dots', key: `${self}:${(1).toString(16).padStart(16, '0')}`, value: enc('1') }],
-          { sync: true },
-        )
+        // An older meshkv indexed every change, and could leave entries of purged ones.
+        const entry = (seq: number): BackendWrite => ({
+          type: 'put',
+          sub: 'dots',
+          key: keyOf(seq),
+          value: enc(String(seq)),
+        })
+        const keyOf = (seq: number): string => `${self}:${seq.toString(16).padStart(16, '0')}`
+        await h.fixture.backend.write(range(1, 4).map(entry), { sync: true })
         expect(await store.lsnOfDot({ node: self, seq: 1 })).toBeUndefined()
+        expect(await store.lsnOfDot({ node: self, seq: 2 })).toBeUndefined()
         await h.close(store)
         const backend = h.fixture.reopen()
         const again = await h.open({}, backend)
@@ -1184,7 +1269,12 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await again.purge(vc([self, 3]), {})).toEqual({ logPurged: 1, tombstonesPurged: 0 })
         const keys: string[] = []
         for await (const [key] of backend.iterate('dots', {})) keys.push(key)
-        expect(keys).toEqual([`${self}:${(4).toString(16).padStart(16, '0')}`])
+        // Of those below the new start (seqs 1-3) the last stays; seq 4's own entry is kept.
+        expect(keys).toEqual([keyOf(3), keyOf(4)])
+        expect(await again.lsnOfDot({ node: self, seq: 3 })).toBeUndefined()
+        expect(await again.lsnOfDot({ node: self, seq: 4 })).toBe(4)
+        await again.commitLocal([put('k5', '5')])
+        expect(await again.lsnOfDot({ node: self, seq: 5 })).toBe(5)
       })
 
       it('counts tombstone index entries exactly through re-deletes, one group, purges, a snapshot join and reopen', async () => {
