@@ -15,16 +15,18 @@ import type { LoadResult } from '../lib/load.js'
 import { runLoad } from '../lib/load.js'
 import { WORKERS_DIR, cleanupAll, spawnNode } from '../lib/procs.js'
 
-/** CPU seconds (user + system, all threads) a process has used (Linux /proc). */
-function cpuSecondsOf(pid: number): number {
+/** CPU seconds in user and system mode (all threads) a process has used (Linux /proc). */
+function cpuSecondsOf(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }
 }
 
 interface Measured {
   rps: number
   cpuUs: number
+  /** The part of `cpuUs` spent in the kernel (sockets, mostly). */
+  systemUs: number
 }
 
 async function measure(pid: number, url: string, seconds: number): Promise<{ put: Measured; get: Measured }> {
@@ -32,9 +34,11 @@ async function measure(pid: number, url: string, seconds: number): Promise<{ put
   const one = async (target: Parameters<typeof runLoad>[0]['targets'][0]): Promise<[LoadResult, Measured]> => {
     const before = cpuSecondsOf(pid)
     const [result] = (await runLoad({ ...common, targets: [target] })) as [LoadResult]
+    const after = cpuSecondsOf(pid)
     // The warm-up's requests count too: about `seconds + 1` of load for `ok` answers in `seconds`.
-    const answered = result.ok * ((seconds + 1) / seconds)
-    return [result, { rps: result.rps, cpuUs: ((cpuSecondsOf(pid) - before) * 1e6) / answered }]
+    const perRequest = (s: number): number => (s * 1e6) / (result.ok * ((seconds + 1) / seconds))
+    const [user, system] = [perRequest(after.user - before.user), perRequest(after.system - before.system)]
+    return [result, { rps: result.rps, cpuUs: user + system, systemUs: system }]
   }
   const [putResult, put] = await one({ url, method: 'PUT', keyPrefix: 'put-' })
   const keySpace = Math.max(1, Math.floor(putResult.ok * 0.9))
@@ -66,8 +70,9 @@ async function main(): Promise<void> {
     for (const kind of ['put', 'get'] as const) {
       const [m, b] = [mesh[kind], base[kind]]
       console.log(
-        `${kind}: meshkv ${Math.round(m.rps)} req/s ${m.cpuUs.toFixed(0)} µs/req, bare ${Math.round(b.rps)} req/s ` +
-          `${b.cpuUs.toFixed(0)} µs/req; ratio req/s ${(m.rps / b.rps).toFixed(2)}, CPU ${(b.cpuUs / m.cpuUs).toFixed(2)}`,
+        `${kind}: meshkv ${Math.round(m.rps)} req/s ${m.cpuUs.toFixed(0)} µs/req (system ${m.systemUs.toFixed(0)}), ` +
+          `bare ${Math.round(b.rps)} req/s ${b.cpuUs.toFixed(0)} µs/req (system ${b.systemUs.toFixed(0)}); ` +
+          `ratio req/s ${(m.rps / b.rps).toFixed(2)}, CPU ${(b.cpuUs / m.cpuUs).toFixed(2)}`,
       )
     }
   }
