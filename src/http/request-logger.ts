@@ -11,7 +11,8 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 
-type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+type Level = (typeof LEVELS)[number]
 type Bindings = Parameters<FastifyBaseLogger['child']>[0]
 type ChildOptions = Parameters<FastifyBaseLogger['child']>[1]
 type LevelCheck = (level: string) => boolean
@@ -24,7 +25,9 @@ export function lazyChildLogger(
   const isLevelEnabled = (logger as { isLevelEnabled?: unknown }).isLevelEnabled
   if (typeof isLevelEnabled !== 'function' || (options !== undefined && Object.keys(options).length > 0))
     return logger.child(bindings, options)
-  return new LazyChild(logger, bindings, (level) => (isLevelEnabled as LevelCheck).call(logger, level))
+  const child = new LazyChild(logger, bindings, (level) => (isLevelEnabled as LevelCheck).call(logger, level))
+  // Its level methods are made in its static block, one per level.
+  return child as unknown as FastifyBaseLogger
 }
 
 class LazyChild {
@@ -47,28 +50,15 @@ class LazyChild {
     this.#real().level = level
   }
 
-  fatal(...args: unknown[]): void {
-    this.#log('fatal', args)
-  }
-
-  error(...args: unknown[]): void {
-    this.#log('error', args)
-  }
-
-  warn(...args: unknown[]): void {
-    this.#log('warn', args)
-  }
-
-  info(...args: unknown[]): void {
-    this.#log('info', args)
-  }
-
-  debug(...args: unknown[]): void {
-    this.#log('debug', args)
-  }
-
-  trace(...args: unknown[]): void {
-    this.#log('trace', args)
+  static {
+    for (const level of LEVELS)
+      Object.defineProperty(this.prototype, level, {
+        value(this: LazyChild, ...args: unknown[]): void {
+          this.#log(level, args)
+        },
+        writable: true,
+        configurable: true,
+      })
   }
 
   silent(): void {}
