@@ -46,13 +46,14 @@ export function decodeVersion(version: string): Dot[] {
 }
 
 function encodePairs(pairs: readonly [NodeId, number][]): string {
-  const bytes: number[] = []
-  writeVarint(bytes, pairs.length)
+  // Each pair takes 8 bytes of node id and at most 8 of seq (a safe integer in LEB128).
+  const bytes = Buffer.allocUnsafe(varintBytes(pairs.length) + pairs.length * 16)
+  let offset = writeVarint(bytes, 0, pairs.length)
   for (const [node, seq] of pairs) {
-    for (const byte of Buffer.from(node, 'hex')) bytes.push(byte)
-    writeVarint(bytes, seq)
+    offset += bytes.write(node, offset, 'hex')
+    offset = writeVarint(bytes, offset, seq)
   }
-  return Buffer.from(bytes).toString('base64url')
+  return bytes.toString('base64url', 0, offset)
 }
 
 function decodePairs(text: string, prefix: string, what: string): [NodeId, number][] {
@@ -77,13 +78,22 @@ function decodePairs(text: string, prefix: string, what: string): [NodeId, numbe
   return pairs
 }
 
-function writeVarint(out: number[], value: number): void {
+/** Writes `value` as an unsigned LEB128 at `offset`; answers the offset after it. */
+function writeVarint(out: Buffer, offset: number, value: number): number {
   let rest = value
+  let at = offset
   while (rest >= 0x80) {
-    out.push((rest % 0x80) | 0x80)
+    out[at++] = (rest % 0x80) | 0x80
     rest = Math.floor(rest / 0x80)
   }
-  out.push(rest)
+  out[at++] = rest
+  return at
+}
+
+function varintBytes(value: number): number {
+  let bytes = 1
+  for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) bytes++
+  return bytes
 }
 
 function readVarint(reader: { bytes: Uint8Array; offset: number }, what: string): number {

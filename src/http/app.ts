@@ -30,6 +30,7 @@ import { CAUSAL_TOKEN_HEADER } from './encoding.js'
 import { healthRoutes } from './health.js'
 import { kvRoutes } from './kv.js'
 import { createMetrics, installMetrics } from './metrics.js'
+import { lazyChildLogger } from './request-logger.js'
 import { answerFrameworkError, installProblems, problem, sendProblem } from './problems.js'
 import { AJV_OPTIONS } from './schemas.js'
 import { setRoutes } from './sets.js'
@@ -234,12 +235,14 @@ function httpsOptions(tls: TlsMaterial | undefined, requestTimeoutMs: number): {
 
 function loggerOptions(
   logger: AppOptions['logger'],
-): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
+): Pick<FastifyServerOptions, 'logger' | 'childLoggerFactory'> & { loggerInstance?: FastifyBaseLogger } {
   if (logger === undefined || logger === false) return { logger: false }
+  // Each request's child logger is made when it first logs (request-logger.ts).
+  const childLoggerFactory = lazyChildLogger
   // The authorization header is redacted whatever the serializers log (pino children take `redact` too).
-  if (logger === true) return { logger: { redact: REDACTED_LOG_PATHS } }
-  if (isLogger(logger)) return { loggerInstance: logger.child({}, { redact: REDACTED_LOG_PATHS }) }
-  return { logger: { redact: REDACTED_LOG_PATHS, ...logger } as FastifyServerOptions['logger'] }
+  if (logger === true) return { logger: { redact: REDACTED_LOG_PATHS }, childLoggerFactory }
+  if (isLogger(logger)) return { loggerInstance: logger.child({}, { redact: REDACTED_LOG_PATHS }), childLoggerFactory }
+  return { logger: { redact: REDACTED_LOG_PATHS, ...logger } as FastifyServerOptions['logger'], childLoggerFactory }
 }
 
 function isLogger(value: object): value is FastifyBaseLogger {

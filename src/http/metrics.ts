@@ -5,11 +5,12 @@
  * (`/v1/kv/*`), never a key or a name, so the number of series stays bounded whatever clients ask for.
  */
 import type { FastifyInstance } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { NodeStatus } from '../node/index.js'
 import type { Scrape } from './cluster-metrics.js'
 import { clusterMetrics, perScrape } from './cluster-metrics.js'
 import type { AppContext } from './context.js'
+import { RequestMetrics } from './request-metrics.js'
 
 /** The route label of a request that matched no route. */
 const UNMATCHED_ROUTE = 'unmatched'
@@ -23,19 +24,7 @@ export interface HttpMetrics {
 export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'load' | 'authRefused'>): HttpMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const requests = new Counter({
-    name: 'meshkv_http_requests_total',
-    help: 'HTTP requests answered, by route pattern, method and status.',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [registry],
-  })
-  const duration = new Histogram({
-    name: 'meshkv_http_request_duration_seconds',
-    help: 'Time from receiving an HTTP request to finishing its answer, by route pattern and method.',
-    labelNames: ['route', 'method'] as const,
-    buckets: DURATION_BUCKETS_SECONDS,
-    registers: [registry],
-  })
+  const requests = new RequestMetrics(registry, DURATION_BUCKETS_SECONDS)
   const node = context.node
   const scrape: Scrape = {
     status: perScrape(() => node.status()),
@@ -62,10 +51,7 @@ export function createMetrics(context: Pick<AppContext, 'node' | 'streams' | 'lo
   clusterMetrics(registry, scrape, context.authRefused)
   return {
     registry,
-    observe(route, method, status, seconds) {
-      requests.inc({ route, method, status: String(status) })
-      duration.observe({ route, method }, seconds)
-    },
+    observe: (route, method, status, seconds) => requests.observe(route, method, status, seconds),
   }
 }
 

@@ -88,6 +88,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   readonly #parkedReads: Parking
   readonly #digests: DigestCache
   readonly #docSync: DocSync = new DocSync(this)
+  #lastToken: { vc: VectorClock | undefined; token: string } = { vc: undefined, token: '' }
   #closed = false
 
   private constructor(
@@ -169,9 +170,15 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return this.#digests.digest()
   }
 
-  /** The node's vector clock as a causal token. */
+  /**
+   * The node's vector clock as a causal token. Every HTTP answer carries one, so the last one is
+   * kept: clocks are never changed in place (a commit makes a new one), so the same object has
+   * the same token.
+   */
   token(): string {
-    return encodeCausalToken(this.#store.vc)
+    const vc = this.#store.vc
+    if (this.#lastToken.vc !== vc) this.#lastToken = { vc, token: encodeCausalToken(vc) }
+    return this.#lastToken.token
   }
 
   async get(key: string, options: ReadOptions = {}): Promise<Entry | undefined> {
