@@ -47,18 +47,6 @@ export interface PeerSessionOptions {
 /** Committed entries a session keeps in memory ahead of its cursor. */
 const TAIL_ENTRIES_MAX = 32768
 
-/** The states a snapshot holds, every space (one pass over them); null once `done()` holds. */
-async function countKeys(snapshot: StoreSnapshot, done: () => boolean): Promise<number | null> {
-  let keys = 0
-  for (const space of SPACES) {
-    for await (const _ of snapshot.iterateRaw(space, {})) {
-      if (done()) return null
-      keys++
-    }
-  }
-  return keys
-}
-
 /** Snapshot chunks in flight before the sender waits for the receiver's `snapshot-ack`. */
 export const SNAPSHOT_WINDOW = 4
 const SNAPSHOT_CHUNK_STATES = 1000
@@ -316,7 +304,7 @@ export class PeerSession {
       this.#snapshotAcked = 0
       // The offer does not wait for a count of the keys (a pass over every state: about a second
       // of a 100k-key join with three peers offering at once): it carries an estimate, one key
-      // per change, and the exact count follows in a chunk once counted (docs/protocol.md).
+      // per change, and the last chunk the count (docs/protocol.md, "Snapshots").
       const estimate = vcDistance(snapshot.vc, {})
       if (!this.link.send({ type: 'snapshot-offer', vc: snapshot.vc, keys: estimate })) return
       this.#options.logger.info({ peer: this.link.nodeId, keys: estimate }, 'offering a snapshot')
@@ -336,47 +324,30 @@ export class PeerSession {
   }
 
   /**
-   * Sends every state in chunks, a window at a time, while the keys are counted on the side: the
-   * first chunk sent after the count ends carries it (`keys`), the last chunk at the latest (the
-   * stream has counted them all by then; an empty chunk if none is left). The chunks and keys
-   * sent, or null if cut off.
+   * Sends every state in chunks, a window at a time. The last chunk carries the number of keys
+   * (`keys`: the offer had an estimate; an empty chunk if the states ended on a full one). The
+   * chunks and keys sent, or null if cut off.
    */
   async #streamSnapshot(snapshot: StoreSnapshot): Promise<{ chunks: number; keys: number } | null> {
     let seq = 0
     let keys = 0
-    let counted: number | null = null
-    let told = false
-    let streamed = false
-    const counting = countKeys(snapshot, () => streamed).then(
-      (count) => (counted ??= count),
-      () => undefined,
-    )
     // A state larger than a chunk goes as parts (codec/peer.ts), so every chunk fits a frame.
     const chunker = new SnapshotChunker({ statesMax: SNAPSHOT_CHUNK_STATES, bytesMax: SNAPSHOT_CHUNK_BYTES })
-    const flush = async (states: SnapshotChunkEntry[]): Promise<boolean> => {
+    const flush = async (states: SnapshotChunkEntry[], counted?: number): Promise<boolean> => {
       seq++
-      const total = told || counted === null ? {} : { keys: counted }
-      told ||= counted !== null
+      const total = counted === undefined ? {} : { keys: counted }
       if (!this.link.send({ type: 'snapshot-chunk', seq, states, ...total })) return false
       await this.link.drained()
       return this.#until(() => seq - this.#snapshotAcked < SNAPSHOT_WINDOW)
     }
-    try {
-      for (const space of SPACES) {
-        for await (const [key, value] of snapshot.iterateRaw(space, {})) {
-          keys++
-          for (const chunk of chunker.push(space, key, value)) if (!(await flush(chunk))) return null
-        }
+    for (const space of SPACES) {
+      for await (const [key, value] of snapshot.iterateRaw(space, {})) {
+        keys++
+        for (const chunk of chunker.push(space, key, value)) if (!(await flush(chunk))) return null
       }
-      counted ??= keys
-      const last = chunker.finish() ?? (told ? null : [])
-      if (last !== null && !(await flush(last))) return null
-      return { chunks: seq, keys }
-    } finally {
-      // The snapshot is closed after this: the count (not needed any more) must let go of it first.
-      streamed = true
-      await counting
     }
+    if (!(await flush(chunker.finish() ?? [], keys))) return null
+    return { chunks: seq, keys }
   }
 
   /**

@@ -1,7 +1,6 @@
 /**
  * A snapshot offer does not wait for a count of the keys: it carries an estimate (one key per
- * change), and the sender's exact count follows in one chunk, the last at the latest
- * (docs/protocol.md, "Snapshots"). A real sender session and a real receiver, every frame through
+ * change), and the last chunk carries the sender's exact count (docs/protocol.md, "Snapshots"). A real sender session and a real receiver, every frame through
  * the codec, on stores whose key count is not their change count.
  */
 import { afterEach, describe, expect, it } from 'vitest'
@@ -135,28 +134,32 @@ async function transfer(sender: Store) {
   return { receiving, receiver, chunks, offers, sentKeys: sentKeys as number | null }
 }
 
-describe('a snapshot offer carries an estimate; the exact count follows in a chunk', () => {
-  it('2,500 keys made by 800 changes: offered as 800, counted 2,500 in one chunk, all joined', async () => {
+describe('a snapshot offer carries an estimate; the last chunk the exact count', () => {
+  it('2,500 keys made by 800 changes: offered as 800, counted 2,500 in the last chunk, all joined', async () => {
     const sender = await filled(2500, 300)
     const { receiving, receiver, chunks, offers, sentKeys } = await transfer(sender)
     expect(offers).toEqual([800])
-    const counted = chunks.filter((chunk) => chunk.keys !== undefined)
-    expect(counted.map((chunk) => chunk.keys)).toEqual([2500])
-    // Before the chunk that carries it, the receiver shows the estimate as one; from it on, the count.
-    const from = chunks.indexOf(counted[0] as (typeof chunks)[number])
-    for (const chunk of chunks.slice(0, from)) expect([chunk.totalAfter, chunk.counted]).toEqual([800, false])
-    for (const chunk of chunks.slice(from)) expect([chunk.totalAfter, chunk.counted]).toEqual([2500, true])
+    expect(chunks.map((chunk) => chunk.keys)).toEqual([undefined, undefined, 2500])
+    // Until the last chunk, the receiver shows the estimate as one; then the count.
+    expect(chunks.map((chunk) => [chunk.totalAfter, chunk.counted])).toEqual([
+      [800, false],
+      [800, false],
+      [2500, true],
+    ])
     expect(chunks.reduce((sum, chunk) => sum + chunk.states, 0)).toBe(2500)
     expect(sentKeys).toBe(2500)
     expect(receiver.status().last?.keys).toBe(2500)
     expect(receiving.vc).toEqual(sender.vc)
   })
 
-  it('a snapshot of exactly one full chunk still tells the count (an empty chunk when none is left)', async () => {
+  it('a snapshot of exactly one full chunk tells the count in an empty chunk after it', async () => {
     const sender = await filled(1000, 50)
     const { chunks, offers, sentKeys } = await transfer(sender)
     expect(offers).toEqual([250])
-    expect(chunks.filter((chunk) => chunk.keys !== undefined).map((chunk) => chunk.keys)).toEqual([1000])
+    expect(chunks.map((chunk) => [chunk.states, chunk.keys])).toEqual([
+      [1000, undefined],
+      [0, 1000],
+    ])
     expect(chunks.reduce((sum, chunk) => sum + chunk.states, 0)).toBe(1000)
     expect(sentKeys).toBe(1000)
   })
