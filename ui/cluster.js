@@ -230,7 +230,8 @@ function renderProgress(status) {
       el(
         'p',
         {},
-        `receiving a snapshot from ${receiving.from}: ${number(receiving.keysReceived)} of ${number(receiving.keysTotal)} keys `,
+        // The total is the sender's estimate until it has counted the keys (docs/protocol.md, "Snapshots").
+        `receiving a snapshot from ${receiving.from}: ${number(receiving.keysReceived)} of ${receiving.keysCounted === false ? 'about ' : ''}${number(receiving.keysTotal)} keys `,
       ),
       el('progress', { id: 'snapshot-progress', value: receiving.keysReceived, max: Math.max(1, receiving.keysTotal) }),
     )

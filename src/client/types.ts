@@ -223,7 +223,14 @@ export interface ClientStatus {
   seqGuard?: { state: string; reason: string | null }
   /** A snapshot being received (`null` when none), and the last one joined (absent from older nodes). */
   snapshot?: {
-    receiving: { from: string; keysTotal: number; keysReceived: number; startedMs: number } | null
+    receiving: {
+      from: string
+      /** An estimate until `keysCounted` (the sender's count came; absent from older nodes). */
+      keysTotal: number
+      keysCounted?: boolean
+      keysReceived: number
+      startedMs: number
+    } | null
     last: { from: string; keys: number; ms: number } | null
   }
   /** The node that answered. */

@@ -122,7 +122,7 @@ export interface SnapshotRequestMessage {
 export interface SnapshotOfferMessage {
   readonly type: 'snapshot-offer'
   readonly vc: VectorClock
-  /** Keys the snapshot holds, for progress (an estimate). */
+  /** Keys the snapshot holds, for progress: an estimate (the exact count may follow in a chunk). */
   readonly keys: number
 }
 
@@ -144,6 +144,11 @@ export interface SnapshotChunkMessage {
   readonly type: 'snapshot-chunk'
   readonly seq: number
   readonly states: readonly SnapshotChunkEntry[]
+  /**
+   * The exact number of keys the snapshot holds, in one chunk once the sender has counted them
+   * (the offer's `keys` is an estimate). Optional: older nodes neither send nor read it.
+   */
+  readonly keys?: number
 }
 
 /** The receiver has the chunks up to `seq` on its disk (flow control: a few chunks in flight). */
@@ -246,7 +251,12 @@ export function isFrame(value: unknown, version = PROTOCOL_VERSION): value is Fr
     case 'snapshot-reply':
       return typeof value['accept'] === 'boolean'
     case 'snapshot-chunk':
-      return isCount(value['seq']) && Array.isArray(value['states']) && value['states'].every(isSnapshotState)
+      return (
+        isCount(value['seq']) &&
+        (value['keys'] === undefined || isCount(value['keys'])) &&
+        Array.isArray(value['states']) &&
+        value['states'].every(isSnapshotState)
+      )
     case 'snapshot-ack':
       return isCount(value['seq'])
     case 'snapshot-end':

@@ -302,44 +302,52 @@ export class PeerSession {
     try {
       this.#snapshotReply = null
       this.#snapshotAcked = 0
-      let keys = 0
-      for (const space of SPACES) for await (const _ of snapshot.iterateRaw(space, {})) keys++
-      if (!this.link.send({ type: 'snapshot-offer', vc: snapshot.vc, keys })) return
-      this.#options.logger.info({ peer: this.link.nodeId, keys }, 'offering a snapshot')
+      // The offer does not wait for a count of the keys (a pass over every state: about a second
+      // of a 100k-key join with three peers offering at once): it carries an estimate, one key
+      // per change, and the last chunk the count (docs/protocol.md, "Snapshots").
+      const estimate = vcDistance(snapshot.vc, {})
+      if (!this.link.send({ type: 'snapshot-offer', vc: snapshot.vc, keys: estimate })) return
+      this.#options.logger.info({ peer: this.link.nodeId, keys: estimate }, 'offering a snapshot')
       if (!(await this.#until(() => this.#snapshotReply !== null)) || this.#snapshotReply !== true) {
         // Refused (it is taking another one): its next `sync` says what it still lacks.
         this.#awaitSync()
         return
       }
-      const chunks = await this.#streamSnapshot(snapshot)
-      if (chunks === null) return
-      this.link.send({ type: 'snapshot-end', chunks })
-      this.#options.onSnapshotSent?.(keys)
+      const sent = await this.#streamSnapshot(snapshot)
+      if (sent === null) return
+      this.link.send({ type: 'snapshot-end', chunks: sent.chunks })
+      this.#options.onSnapshotSent?.(sent.keys)
       this.#awaitSync()
     } finally {
       await snapshot.close()
     }
   }
 
-  /** Sends every state in chunks, a window at a time. The number of chunks, or null if cut off. */
-  async #streamSnapshot(snapshot: StoreSnapshot): Promise<number | null> {
+  /**
+   * Sends every state in chunks, a window at a time. The last chunk carries the number of keys
+   * (`keys`: the offer had an estimate; an empty chunk if the states ended on a full one). The
+   * chunks and keys sent, or null if cut off.
+   */
+  async #streamSnapshot(snapshot: StoreSnapshot): Promise<{ chunks: number; keys: number } | null> {
     let seq = 0
+    let keys = 0
     // A state larger than a chunk goes as parts (codec/peer.ts), so every chunk fits a frame.
     const chunker = new SnapshotChunker({ statesMax: SNAPSHOT_CHUNK_STATES, bytesMax: SNAPSHOT_CHUNK_BYTES })
-    const flush = async (states: SnapshotChunkEntry[]): Promise<boolean> => {
+    const flush = async (states: SnapshotChunkEntry[], counted?: number): Promise<boolean> => {
       seq++
-      if (!this.link.send({ type: 'snapshot-chunk', seq, states })) return false
+      const total = counted === undefined ? {} : { keys: counted }
+      if (!this.link.send({ type: 'snapshot-chunk', seq, states, ...total })) return false
       await this.link.drained()
       return this.#until(() => seq - this.#snapshotAcked < SNAPSHOT_WINDOW)
     }
     for (const space of SPACES) {
       for await (const [key, value] of snapshot.iterateRaw(space, {})) {
+        keys++
         for (const chunk of chunker.push(space, key, value)) if (!(await flush(chunk))) return null
       }
     }
-    const last = chunker.finish()
-    if (last !== null && !(await flush(last))) return null
-    return seq
+    if (!(await flush(chunker.finish() ?? [], keys))) return null
+    return { chunks: seq, keys }
   }
 
   /**

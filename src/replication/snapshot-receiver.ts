@@ -29,7 +29,10 @@ import type { Logger } from './logger.js'
 /** A snapshot this node is receiving. */
 export interface SnapshotProgress {
   from: NodeId
+  /** The keys it holds: the offer's estimate until the sender's exact count comes in a chunk. */
   keysTotal: number
+  /** Whether `keysTotal` is the sender's count (else the offer's estimate). */
+  keysCounted: boolean
   keysReceived: number
   startedMs: number
 }
@@ -101,8 +104,8 @@ export class SnapshotReceiver {
   status(): SnapshotStatus {
     const receiving = this.#receiving
     if (receiving === null) return { receiving: null, last: this.#last }
-    const { from, keysTotal, keysReceived, startedMs } = receiving
-    return { receiving: { from, keysTotal, keysReceived, startedMs }, last: this.#last }
+    const { from, keysTotal, keysCounted, keysReceived, startedMs } = receiving
+    return { receiving: { from, keysTotal, keysCounted, keysReceived, startedMs }, last: this.#last }
   }
 
   /** This node sent `peer` a `sync` with `vc`. */
@@ -171,6 +174,7 @@ export class SnapshotReceiver {
       from,
       vc,
       keysTotal: keys,
+      keysCounted: false,
       keysReceived: 0,
       startedMs: this.#options.now(),
       failed: false,
@@ -196,6 +200,11 @@ export class SnapshotReceiver {
     if (receiving === null || receiving.from !== link.nodeId || receiving.failed) return
     const arrived = performance.now()
     if (receiving.pending === 0) receiving.waitingMs += arrived - receiving.idleSince
+    // The sender's exact count, once it has one (the offer carried an estimate).
+    if (message.keys !== undefined) {
+      receiving.keysTotal = message.keys
+      receiving.keysCounted = true
+    }
     let states: CheckedStates
     let count: number
     try {
