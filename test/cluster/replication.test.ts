@@ -28,8 +28,17 @@ describe('replication across three processes', () => {
     await waitValue(n3, 'greeting', 'hello from node 1')
 
     await cluster.waitConverged()
-    const equal = await verify()
-    expect({ code: equal.code, stderr: equal.stderr }).toEqual({ code: 0, stderr: '' })
+    // A young cluster still writes on its own (a node admits its peers as members once it may
+    // write, on a later tick), so a change can land between the converged check and kvctl's:
+    // kvctl must find the nodes equal within a short wait, as after the heal below.
+    const equal = await vi.waitFor(
+      async () => {
+        const run = await verify()
+        expect({ code: run.code, stderr: run.stderr }, 'kvctl verify to exit 0').toEqual({ code: 0, stderr: '' })
+        return run
+      },
+      { timeout: 10_000, interval: 250 },
+    )
     expect(equal.out).toMatch(/equal on 3 nodes/)
 
     // Node 3 cut off: a write on node 1 reaches node 2 only.
