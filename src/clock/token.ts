@@ -21,6 +21,24 @@ export function encodeCausalToken(vc: VectorClock): string {
   return TOKEN_PREFIX + encodePairs(entries.filter(([, seq]) => seq > 0))
 }
 
+/**
+ * The token of the last clock asked for, kept while the same clock object is asked for again:
+ * for a store's clock, which is never changed in place (a commit makes a new one), and which
+ * every HTTP answer carries.
+ */
+export class LastCausalToken {
+  #vc: VectorClock | undefined = undefined
+  #token = ''
+
+  of(vc: VectorClock): string {
+    if (this.#vc !== vc) {
+      this.#token = encodeCausalToken(vc)
+      this.#vc = vc
+    }
+    return this.#token
+  }
+}
+
 export function decodeCausalToken(token: string): VectorClock {
   const pairs = decodePairs(token, TOKEN_PREFIX, 'causal token')
   const seen = new Set<string>()

@@ -238,11 +238,16 @@ function loggerOptions(
 ): Pick<FastifyServerOptions, 'logger' | 'childLoggerFactory'> & { loggerInstance?: FastifyBaseLogger } {
   if (logger === undefined || logger === false) return { logger: false }
   // Each request's child logger is made when it first logs (request-logger.ts).
-  const childLoggerFactory = lazyChildLogger
+  return { ...baseLogger(logger), childLoggerFactory: lazyChildLogger }
+}
+
+function baseLogger(
+  logger: Exclude<AppOptions['logger'], undefined | false>,
+): Pick<FastifyServerOptions, 'logger'> & { loggerInstance?: FastifyBaseLogger } {
   // The authorization header is redacted whatever the serializers log (pino children take `redact` too).
-  if (logger === true) return { logger: { redact: REDACTED_LOG_PATHS }, childLoggerFactory }
-  if (isLogger(logger)) return { loggerInstance: logger.child({}, { redact: REDACTED_LOG_PATHS }), childLoggerFactory }
-  return { logger: { redact: REDACTED_LOG_PATHS, ...logger } as FastifyServerOptions['logger'], childLoggerFactory }
+  if (logger === true) return { logger: { redact: REDACTED_LOG_PATHS } }
+  if (isLogger(logger)) return { loggerInstance: logger.child({}, { redact: REDACTED_LOG_PATHS }) }
+  return { logger: { redact: REDACTED_LOG_PATHS, ...logger } as FastifyServerOptions['logger'] }
 }
 
 function isLogger(value: object): value is FastifyBaseLogger {

@@ -11,7 +11,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { parseReadConcern, requiredMembers } from '../api/concern.js'
 import type { Role } from '../api/role.js'
 import type { NodeId, VectorClock } from '../clock/index.js'
-import { decodeCausalToken, encodeCausalToken, isNodeId } from '../clock/index.js'
+import { LastCausalToken, decodeCausalToken, isNodeId } from '../clock/index.js'
 import type { DocState, DocTypeKind, Space, StateOf } from '../crdt/index.js'
 import { MeshError } from '../errors.js'
 import type { Digest, Range } from '../storage/index.js'
@@ -88,7 +88,7 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
   readonly #parkedReads: Parking
   readonly #digests: DigestCache
   readonly #docSync: DocSync = new DocSync(this)
-  #lastToken: { vc: VectorClock | undefined; token: string } = { vc: undefined, token: '' }
+  readonly #token = new LastCausalToken()
   #closed = false
 
   private constructor(
@@ -170,15 +170,9 @@ export class MeshNode extends EventEmitter<MeshNodeEvents> {
     return this.#digests.digest()
   }
 
-  /**
-   * The node's vector clock as a causal token. Every HTTP answer carries one, so the last one is
-   * kept: clocks are never changed in place (a commit makes a new one), so the same object has
-   * the same token.
-   */
+  /** The node's vector clock as a causal token (the last one kept until the clock moves). */
   token(): string {
-    const vc = this.#store.vc
-    if (this.#lastToken.vc !== vc) this.#lastToken = { vc, token: encodeCausalToken(vc) }
-    return this.#lastToken.token
+    return this.#token.of(this.#store.vc)
   }
 
   async get(key: string, options: ReadOptions = {}): Promise<Entry | undefined> {
