@@ -52,7 +52,8 @@ const encoded = new WeakMap<Change, Uint8Array>()
 const idBytes = new Map<string, Uint8Array>()
 const ID_CACHE_MAX = 4096
 
-function rawId(node: NodeId): Uint8Array {
+/** A node id's 8 raw bytes (what the change format and version 7's `ack` carry). */
+export function rawId(node: NodeId): Uint8Array {
   let bytes = idBytes.get(node)
   if (bytes === undefined) {
     if (idBytes.size >= ID_CACHE_MAX) idBytes.clear()
@@ -150,7 +151,8 @@ function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 }
 
-function nodeIdOf(value: unknown): NodeId | null {
+/** A node id from its 8 raw bytes, or null for anything else. */
+export function nodeIdOf(value: unknown): NodeId | null {
   return isBytes(value) && value.length === 8 ? (Buffer.from(value).toString('hex') as NodeId) : null
 }
 

@@ -115,6 +115,7 @@ export class Cluster {
       // without a transport (no secret) hears no member, ever: waiting would change nothing.
       seqGuardGraceMs: this.transport === null ? 0 : SEQ_GUARD_PEER_TIMEOUTS * this.#peerTimeoutMs,
       membersKnown: () => this.#membersRead,
+      later: (run, ms) => void setTimeout(run, ms).unref(),
     })
     this.transport?.on('link', (link) => void this.#onLink(link))
     this.#unsubscribe = options.store.onCommit((entries) => {

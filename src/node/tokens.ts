@@ -145,11 +145,16 @@ export class Tokens {
     cluster.checkWrites('manage tokens')
     const concern = parseWriteConcern(options.w)
     cluster.checkConcern(concern)
-    const result = await store.commitLocal(intents)
-    // The commit's own news marks the index behind; reading it here makes the change hold at once.
-    await this.#current()
-    if (result.change !== null && concern !== 1)
-      await cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
+    const expected = concern !== 1 ? cluster.replicator.expectAcks() : undefined
+    try {
+      const result = await store.commitLocal(intents)
+      // The commit's own news marks the index behind; reading it here makes the change hold at once.
+      await this.#current()
+      if (result.change !== null && concern !== 1)
+        await cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
+    } finally {
+      expected?.()
+    }
   }
 
   #touched(): void {

@@ -158,12 +158,15 @@ export class Writer {
     // refused with MESHKV_ERR_BUSY was never written, so the caller may simply retry it.
     const waits = concern !== 1 && requiredMembers(concern, this.cluster.members(), 'w') > 1
     const release = waits ? this.parked.take() : undefined
+    // And peers are asked to ack the frame that carries it at once, not gathered (replication/acks.ts).
+    const expected = waits ? this.cluster.replicator.expectAcks() : undefined
     try {
       const result = await this.store.commitLocal(intents)
       if (result.change !== null && concern !== 1)
         await this.cluster.awaitConcern(result.change.dot, concern, options.timeoutMs)
       return result
     } finally {
+      expected?.()
       release?.()
     }
   }

@@ -1,48 +1,104 @@
 /**
  * Acks say what is on disk (docs/consistency.md, "What is durable when"): what is durable is
- * acked now, and changes applied past it are acked once one fsync (shared with every other
- * waiter, and with the node's next group commit) has made them durable. An ack goes to every
- * linked peer, and only when it says more than the last one.
+ * acked, and changes applied past it once one fsync (shared with every other waiter, and with the
+ * node's next group commit) has made them durable. Only an ack that says more than the last one
+ * on its link is sent.
  *
- * An ack carries only the entries that moved since the last ack (protocol version 6): on a 3-node
- * cluster a whole clock is three 16-character ids with their seqs, and acks came to half the
- * bytes on the wire. The receiver joins it into what the link said before (`PeerSession.ackedBy`).
- * That is exact because the durable clock only grows within a process, and every link starts with
- * a `sync` carrying the whole clock: an entry left out is one equal to the last ack's, which the
- * peer already has from that ack or from a `sync` sent after it. An ack that overtakes the first
- * `sync` of a new link says less than the node holds, never more (the `sync` then replaces it).
+ * When: at once to a peer that waits for them, else gathered. A peer waits when it said so on the
+ * `changes` frame (protocol version 7: a write with a write concern past `w=1` is in flight on
+ * it, `ChangesMessage.ack`) or speaks an older version; it gets its ack as soon as the changes it
+ * flagged are durable. Every other ack goes out at most `ACK_GATHER_MS` after the changes it
+ * names became durable (one ack for everything durable meanwhile), and on the once-a-second tick.
+ * Nothing but write concern waits on an ack: stability, lag and the sender's cursor only read
+ * what acks say, a few milliseconds later. At 1,000 writes/s on three nodes each receiver acked
+ * every change to both of its peers, and acks were a fifth of the bytes on the wire.
+ *
+ * An ack carries only the entries that moved since the last ack on its link (protocol version 6):
+ * on a 3-node cluster a whole clock is three 16-character ids with their seqs, and acks came to
+ * half the bytes on the wire. The receiver joins it into what the link said before
+ * (`PeerSession.ackedBy`). That is exact because the durable clock only grows within a process,
+ * and every link starts with a `sync` carrying the whole clock: an entry left out is one equal to
+ * the last ack's, which the peer already has from that ack or from a `sync` sent after it. An ack
+ * that overtakes the first `sync` of a new link says less than the node holds, never more (the
+ * `sync` then replaces it).
  */
 import type { NodeId, VectorClock } from '../clock/index.js'
-import { vcCovers, vcGet } from '../clock/index.js'
-import { PROTOCOL_VERSION } from '../codec/peer.js'
+import { vcCovers, vcGet, vcWithDot } from '../clock/index.js'
+import type { Change } from '../crdt/index.js'
 import { isMeshError } from '../errors.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
 import type { PeerLinkLike } from './link.js'
 import type { Logger } from './logger.js'
 
+/** Longest an ack nobody waits for is held back to be gathered with later ones. */
+export const ACK_GATHER_MS = 10
+/** A peer's wait (its flagged changes) not renewed for this long is dropped: those go gathered. */
+const WANT_STALE_MS = 1000
+/** The first protocol version that gathers acks (older peers get each ack at once). */
+const GATHERING_VERSION = 7
+
 export interface DurableAcksOptions {
   store: ReplicaStore
   logger: Logger
+  now: () => number
   /** The links acks go to. */
   links: () => Iterable<PeerLinkLike>
   closed: () => boolean
+  /**
+   * Runs `run` once after `ms` (a timer). Without it, gathered acks go out on the next `tick()`.
+   */
+  later?: ((run: () => void, ms: number) => void) | undefined
 }
 
 export class DurableAcks {
   readonly #options: DurableAcksOptions
-  #lastAckedVc: VectorClock = {}
+  /** What each link was last told (acks are differences from it). */
+  readonly #told = new WeakMap<PeerLinkLike, VectorClock>()
+  /** Links that wait for acks: the changes they flagged, and when they last flagged any. */
+  readonly #wanted = new Map<PeerLinkLike, { vc: VectorClock; atMs: number }>()
+  #gathering = false
+  /** Writes in flight here that wait for acks (`expect`): frames sent meanwhile ask for them. */
+  #expected = 0
 
   constructor(options: DurableAcksOptions) {
     this.#options = options
   }
 
-  /** Acks what is durable now, and what was applied past it once an fsync made it durable. */
+  /** A write that will wait for acks is in flight until the returned function is called. */
+  expect(): () => void {
+    this.#expected++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.#expected--
+    }
+  }
+
+  /** Whether a write here waits for acks: this node's `changes` frames ask for them (`ChangesMessage.ack`). */
+  get expected(): boolean {
+    return this.#expected > 0
+  }
+
+  /** `link` sent `changes` and waits for acks (a flagged `changes` frame). */
+  want(link: PeerLinkLike, changes: readonly Change[]): void {
+    let vc = this.#wanted.get(link)?.vc ?? {}
+    for (const change of changes) vc = vcWithDot(vc, change.dot)
+    this.#wanted.set(link, { vc, atMs: this.#options.now() })
+  }
+
+  /** A `sync` of `vc` went to `link`: its next ack names what moved since. */
+  synced(link: PeerLinkLike, vc: VectorClock): void {
+    this.#told.set(link, vc)
+  }
+
+  /** After changes were applied: acks what is durable now, and what was applied once it is. */
   whenDurable(): void {
+    this.#sendDue()
     const { store } = this.#options
-    this.#sendIfChanged()
     if (vcCovers(store.durableVc, store.vc)) return
     store.makeDurable().then(
-      () => this.#sendIfChanged(),
+      () => this.#sendDue(),
       (error: unknown) => {
         if (!this.#options.closed() && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
           this.#options.logger.warn({ err: String(error) }, 'could not fsync received changes; acked on a later tick')
@@ -50,14 +106,51 @@ export class DurableAcks {
     )
   }
 
-  #sendIfChanged(): void {
-    const vc = this.#options.store.durableVc
-    if (vcCovers(this.#lastAckedVc, vc)) return
+  /** The tick: every link is told what is durable, and waits not renewed for a while are dropped. */
+  tick(): void {
+    const now = this.#options.now()
+    for (const [link, want] of this.#wanted)
+      if (link.closed || now - want.atMs > WANT_STALE_MS) this.#wanted.delete(link)
+    this.#sendAll()
+    this.whenDurable()
+  }
+
+  /** Acks the links that wait now; the others once the gathering time is up. */
+  #sendDue(): void {
+    const durable = this.#options.store.durableVc
+    let gather = false
+    for (const link of this.#options.links()) {
+      const want = this.#wanted.get(link)
+      if (want !== undefined || (link.version ?? GATHERING_VERSION) < GATHERING_VERSION) {
+        this.#send(link, durable)
+        if (want !== undefined && vcCovers(durable, want.vc)) this.#wanted.delete(link)
+      } else if (!vcCovers(this.#told.get(link) ?? {}, durable)) gather = true
+    }
+    if (gather) this.#gather()
+  }
+
+  #gather(): void {
+    const { later } = this.#options
+    if (this.#gathering || later === undefined) return
+    this.#gathering = true
+    later(() => {
+      this.#gathering = false
+      if (!this.#options.closed()) this.#sendAll()
+    }, ACK_GATHER_MS)
+  }
+
+  #sendAll(): void {
+    const durable = this.#options.store.durableVc
+    for (const link of this.#options.links()) this.#send(link, durable)
+  }
+
+  #send(link: PeerLinkLike, durable: VectorClock): void {
+    const told = this.#told.get(link) ?? {}
+    if (vcCovers(told, durable)) return
     const moved: Record<string, number> = {}
-    for (const [node, seq] of Object.entries(vc) as [NodeId, number][])
-      if (vcGet(this.#lastAckedVc, node) !== seq) moved[node] = seq
-    this.#lastAckedVc = vc
-    for (const link of this.#options.links())
-      link.send({ type: 'ack', vc: (link.version ?? PROTOCOL_VERSION) >= 6 ? (moved as VectorClock) : vc })
+    for (const [node, seq] of Object.entries(durable) as [NodeId, number][])
+      if (vcGet(told, node) !== seq) moved[node] = seq
+    this.#told.set(link, durable)
+    link.send({ type: 'ack', vc: (link.version ?? GATHERING_VERSION) >= 6 ? (moved as VectorClock) : durable })
   }
 }

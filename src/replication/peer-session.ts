@@ -38,6 +38,8 @@ export interface PeerSessionOptions {
   batchBytesMax: number
   logger: Logger
   onMessage: (message: PeerMessage) => void
+  /** A write here waits for acks: frames sent now ask the peer to ack at once (`ChangesMessage.ack`). */
+  acksWanted?: () => boolean
   onSent: (changes: number) => void
   /** A brand-new peer gets a snapshot rather than the log when this node holds more changes than this. */
   snapshotAfterChanges: number
@@ -245,7 +247,11 @@ export class PeerSession {
   }
 
   async #sendBatch(changes: Change[]): Promise<void> {
-    if (!this.link.send({ type: 'changes', changes })) return
+    const message =
+      this.#options.acksWanted?.() === true
+        ? { type: 'changes' as const, changes, ack: true }
+        : { type: 'changes' as const, changes }
+    if (!this.link.send(message)) return
     this.#options.onSent(changes.length)
     await this.link.drained()
   }

@@ -74,11 +74,13 @@ export interface ReplicatorOptions {
    * seq guard cannot take "every other member synced" from an empty list. Default: always known.
    */
   membersKnown?: () => boolean
+  /** Runs `run` once after `ms` (acks.ts gathers acks with it); without it, on the next `tick()`. */
+  later?: (run: () => void, ms: number) => void
 }
 
 export class Replicator {
   readonly store: ReplicaStore
-  readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store' | 'seqGuardGraceMs'>>
+  readonly #options: Required<Omit<ReplicatorOptions, 'logger' | 'store' | 'seqGuardGraceMs' | 'later'>>
   readonly #logger: Logger
   readonly #sessions = new Map<NodeId, PeerSession>()
   readonly #peers = new PeerBook()
@@ -123,7 +125,7 @@ export class Replicator {
       input: () => this.#guardInput(),
     })
     this.#acks = new DurableAcks({
-      store: this.store,
+      ...options, // its store, now() and later()
       logger: this.#logger,
       links: () => [...this.#sessions.values()].map((session) => session.link),
       closed: () => this.#closed,
@@ -243,7 +245,7 @@ export class Replicator {
       this.#inbound.resyncNeeded = false
       this.#broadcastSync()
     }
-    this.#acks.whenDurable()
+    this.#acks.tick()
     if (this.#gcEnabled && !this.#gcRunning && !this.#closed) {
       this.#gcRunning = true
       void this.collectGarbage()
@@ -340,6 +342,12 @@ export class Replicator {
     return count
   }
 
+  /**
+   * Before a commit that will wait for acks (`w` past 1): until the returned release, frames this
+   * node sends ask to be acked at once, not gathered (acks.ts), the one carrying that write included.
+   */
+  readonly expectAcks = (): (() => void) => this.#acks.expect()
+
   /** Resolves once `required` members hold `dot`. `cancel` drops the wait (the caller's timeout). */
   waitForHolders(dot: Dot, required: number): { promise: Promise<void>; cancel: () => void } {
     return this.#waiters.wait(dot, required)
@@ -396,6 +404,7 @@ export class Replicator {
       batchBytesMax: this.#options.batchBytesMax,
       logger: this.#logger,
       onMessage: (message) => this.#onMessage(session, message),
+      acksWanted: () => this.#acks.expected,
       onSent: (changes) => {
         this.#counters.framesSent++
         this.#counters.changesSent += changes
@@ -453,6 +462,7 @@ export class Replicator {
         session.onSnapshotRequest()
         return
       case 'changes':
+        if (message.ack === true) this.#acks.want(session.link, message.changes)
         this.#inbound.receive(message.changes, session.link)
         return
       case 'snapshot-reply':
@@ -508,6 +518,7 @@ export class Replicator {
   #syncTo(session: PeerSession): void {
     const vc = this.store.durableVc
     this.#snapshots.said(session.link.nodeId, vc)
+    this.#acks.synced(session.link, vc)
     session.link.send({ type: 'sync', vc, peers: this.linkedPeers() })
   }
 }

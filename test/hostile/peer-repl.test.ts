@@ -225,6 +225,29 @@ describe('a peer of the previous protocol version (5), as during a rolling upgra
   })
 })
 
+describe('a peer of protocol version 6, as during a rolling upgrade to 7', () => {
+  it('links, its changes (in map frames) apply, and its acks come as maps; a version 7 peer gets them positionally', async () => {
+    const old = await linked(freshNodeId(), node, 6)
+    const current = await linked()
+    old.peer.send({ type: 'changes', changes: [changeOf(old.nodeId, [putOp('from-v6', 'six')])] })
+    await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/from-v6`)).text).toBe('six'), {
+      timeout: 5_000,
+    })
+    // Each fake peer decodes frames as its version does: a frame of the other shape would close it.
+    for (const peer of [old.peer, current.peer])
+      await vi.waitFor(
+        () => expect(peer.frames.some((frame) => frame.type === 'ack' && frame.vc[old.nodeId] === 1)).toBe(true),
+        { timeout: 5_000 },
+      )
+    expect(old.peer.version).toBe(6)
+    expect(current.peer.version).toBe(7)
+    expect(old.peer.isClosed).toBe(false)
+    expect(current.peer.isClosed).toBe(false)
+    old.peer.destroy()
+    current.peer.destroy()
+  })
+})
+
 describe('a flood of early changes', () => {
   it('past the byte bound of the causal buffer: refused and counted, memory bounded, the node serving', async () => {
     const { peer, nodeId } = await linked()

@@ -16,55 +16,17 @@ import { decodeFrame, encodeFrame } from '../../src/codec/peer.js'
 import type { Change, Intent, Op } from '../../src/crdt/index.js'
 import { counterValue, lwwSibling } from '../../src/crdt/index.js'
 import { CausalBuffer } from '../../src/replication/causal-buffer.js'
-import type { PeerLinkLike } from '../../src/replication/link.js'
 import { approximateChangeBytes } from '../../src/replication/peer-session.js'
 import { checkClaim } from '../../src/replication/peers.js'
 import { Replicator } from '../../src/replication/replicator.js'
 import { MemoryBackend } from '../../src/storage/memory-backend.js'
 import { Store } from '../../src/storage/store.js'
 import { turn as flush } from '../helpers/async.js'
+import { HeldLink } from '../helpers/held-link.js'
 
 const NOW = 1_700_000_000_000
 const PEER = '00000000000000aa' as NodeId
 const OTHER = '00000000000000bb' as NodeId
-
-/** A link end held by the test: `deliver` plays the peer, `sent` is what the replicator said. */
-class HeldLink implements PeerLinkLike {
-  readonly url = null
-  readonly direction = 'accepted' as const
-  readonly sent: PeerMessage[] = []
-  closed = false
-  closeCode: number | null = null
-  #onMessage: (message: PeerMessage) => void = () => undefined
-  readonly #onClose: ((code: number, reason: string) => void)[] = []
-
-  constructor(readonly nodeId: NodeId) {}
-
-  send(message: PeerMessage): boolean {
-    if (this.closed) return false
-    this.sent.push(message)
-    return true
-  }
-  async drained(): Promise<void> {}
-  onMessage(listener: (message: PeerMessage) => void): void {
-    this.#onMessage = listener
-  }
-  onClose(listener: (code: number, reason: string) => void): void {
-    this.#onClose.push(listener)
-  }
-  close(code = 1000, reason = ''): void {
-    if (this.closed) return
-    this.closed = true
-    this.closeCode = code
-    for (const listener of this.#onClose) listener(code, reason)
-  }
-  deliver(message: PeerMessage): void {
-    this.#onMessage(message)
-  }
-  of<T extends PeerMessage['type']>(type: T): Extract<PeerMessage, { type: T }>[] {
-    return this.sent.filter((message) => message.type === type) as Extract<PeerMessage, { type: T }>[]
-  }
-}
 
 const open: { store: Store; replicator: Replicator }[] = []
 

@@ -298,6 +298,8 @@ describe('Replicator: write concern', () => {
       if (to2 === undefined) throw new Error('no link 0-2')
       to2.held = true
 
+      // A write that waits for its concern asks its peers to ack at once (acks.ts), as a node's does.
+      const expected = replicator.expectAcks()
       const { change } = await sim.write(0, [put('k', 'v')])
       const dot = change?.dot as Dot
       expect(replicator.holders(dot)).toBe(1)
@@ -326,6 +328,7 @@ describe('Replicator: write concern', () => {
       // Already held: resolves at once. A dot nobody has: nobody holds it.
       await replicator.waitForHolders(dot, 3).promise
       expect(replicator.holders({ node: sim.node(1).nodeId, seq: 99 })).toBe(0)
+      expected()
     } finally {
       await sim.close()
     }

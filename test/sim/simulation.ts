@@ -295,6 +295,8 @@ export class Simulation {
           // A run with big puts sends its joiner a snapshot, which carries the big key.
           snapshotAfterChanges: this.random() < 0.5 || this.bigKeyRun() ? 20 : 10_000,
           seqGuardGraceMs: SEQ_GUARD_GRACE_MS,
+          // Gathered acks go out on the timeline, as a node's timer sends them.
+          later: (run, ms) => void this.timeline.after(ms, `acks ${index}`, run),
         },
         perRun: (store) => this.#perRun(index, store),
       })

@@ -61,6 +61,8 @@ export interface Flight {
   required?: number
   timer: TimedEvent | null
   cancel: (() => void) | null
+  /** Ends the replicator's `expectAcks` of a write that waits for its concern. */
+  expected?: () => void
   done: boolean
 }
 
@@ -224,6 +226,7 @@ export class Workload {
     flight.done = true
     this.sim.timeline.cancel(flight.timer)
     flight.cancel?.()
+    flight.expected?.()
     this.flights.delete(flight.invoke.id)
     const dot = fields.dot ?? flight.dot
     const required = fields.required ?? flight.required
@@ -272,6 +275,8 @@ export class Workload {
       return
     }
     const { replicator } = node
+    // As the node's writes do: peers are asked to ack its frame at once (replication/acks.ts).
+    if (op.w !== 1) flight.expected = replicator.expectAcks()
     node.store.commitLocal(intents).then(
       (result) => {
         if (result.change !== null) {

@@ -73,12 +73,18 @@ function checkingLink(disk: MemoryDisk, claims: VectorClock[], problems: string[
 }
 
 type Action =
-  { kind: 'changes'; count: number } | { kind: 'local' } | { kind: 'tick' } | { kind: 'wait'; turns: number }
+  | { kind: 'changes'; count: number; ack: boolean }
+  | { kind: 'local' }
+  | { kind: 'tick' }
+  | { kind: 'later' }
+  | { kind: 'wait'; turns: number }
 
 const action: fc.Arbitrary<Action> = fc.oneof(
-  fc.record({ kind: fc.constant('changes' as const), count: fc.integer({ min: 1, max: 6 }) }),
+  // `ack`: the peer waits for acks (acked at once), else they are gathered until `later` runs.
+  fc.record({ kind: fc.constant('changes' as const), count: fc.integer({ min: 1, max: 6 }), ack: fc.boolean() }),
   fc.record({ kind: fc.constant('local' as const) }),
   fc.record({ kind: fc.constant('tick' as const) }),
+  fc.record({ kind: fc.constant('later' as const) }),
   fc.record({ kind: fc.constant('wait' as const), turns: fc.integer({ min: 1, max: 4 }) }),
 )
 
@@ -91,7 +97,8 @@ async function run(actions: readonly Action[], diskSeed: number): Promise<string
     for (let i = Math.floor(random() * 4); i > 0; i--) await turn()
   }
   const store = await openStore(backend)
-  const replicator = new Replicator({ store, now: () => NOW })
+  const later: (() => void)[] = []
+  const replicator = new Replicator({ store, now: () => NOW, later: (run) => later.push(run) })
   const claims: VectorClock[] = []
   const problems: string[] = []
   const link = checkingLink(backend.disk, claims, problems) as PeerLinkLike & { deliver: (m: PeerMessage) => void }
@@ -102,7 +109,7 @@ async function run(actions: readonly Action[], diskSeed: number): Promise<string
   for (const step of actions) {
     if (step.kind === 'changes') {
       const changes = Array.from({ length: step.count }, () => peerChange(++sent))
-      link.deliver({ type: 'changes', changes })
+      link.deliver({ type: 'changes', changes, ack: step.ack })
     } else if (step.kind === 'local') {
       const commit = store.commitLocal([{ type: 'counter.add', name: 'own', delta: 1 }])
       local.push(
@@ -112,6 +119,7 @@ async function run(actions: readonly Action[], diskSeed: number): Promise<string
         ),
       )
     } else if (step.kind === 'tick') replicator.tick()
+    else if (step.kind === 'later') for (const run of later.splice(0)) run()
     else for (let i = 0; i < step.turns; i++) await turn()
   }
   for (let i = 0; i < 3; i++) await turn()

@@ -7,7 +7,8 @@ import { vi } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import { toNodeId } from '../../src/clock/index.js'
 import type { PeerMessage } from '../../src/codec/peer.js'
-import { encodeFrame } from '../../src/codec/peer.js'
+import { encode } from '../../src/codec/index.js'
+import { COMPACT_CHANGES, encodeFrame } from '../../src/codec/peer.js'
 import { Packr } from 'msgpackr'
 import type { Change } from '../../src/crdt/index.js'
 import type { PeerLink, Transport, TransportEvents } from '../../src/transport/transport.js'
@@ -116,8 +117,11 @@ export function sameMessages(a: readonly PeerMessage[], b: readonly PeerMessage[
 
 /** Encodes `frame` with the value at the string `'\u0001slot'` replaced by the raw MessagePack `raw`. */
 export function withRaw(frame: object, raw: Uint8Array): Uint8Array {
-  const bytes = Buffer.from(encodeFrame(frame as PeerMessage))
-  const slot = Buffer.from(encodeFrame('\u0001slot' as unknown as PeerMessage))
+  return splice(Buffer.from(encodeFrame(frame as PeerMessage)), raw)
+}
+
+function splice(bytes: Buffer, raw: Uint8Array): Uint8Array {
+  const slot = Buffer.from(encode('\u0001slot'))
   const at = bytes.indexOf(slot)
   if (at === -1) throw new Error('no slot in the frame')
   return Buffer.concat([bytes.subarray(0, at), raw, bytes.subarray(at + slot.length)])
@@ -130,26 +134,25 @@ export function withRaw(frame: object, raw: Uint8Array): Uint8Array {
  */
 export function exoticFrames(node: NodeId): Record<string, Uint8Array> {
   const exotic = new Packr({ useRecords: false, moreTypes: true, structuredClone: false })
-  const ack = { type: 'ack', vc: {}, extra: '\u0001slot' }
-  const counter = {
-    type: 'changes',
-    changes: [
-      {
-        dot: { node, seq: 1 },
-        deps: {},
-        hlc: { wallMs: 1, logical: 0 },
-        ops: [{ type: 'counter.add', name: 'n', delta: '\u0001slot' }],
-      },
-    ],
-  }
+  // A map frame takes fields it does not know (a newer node may add some): the place to hide a value.
+  const carrier = { type: 'snapshot-request', extra: '\u0001slot' }
+  // A change (the compact format of codec/change.ts) whose counter delta is the slot, in a
+  // version 7 `changes` frame.
+  const change = [2, Buffer.from(node, 'hex'), 1, 1, 0, [], [[2, 'n', '\u0001slot']]]
+  const counter = (raw: Uint8Array): Uint8Array => encode([COMPACT_CHANGES, 0, withRawValue(change, raw)], Infinity)
   return {
-    'a BigInt (extension 0x42) in an extra field': withRaw(ack, Uint8Array.from([0xd4, 0x42, 0x05])),
-    'a BigInt (extension 0x42) as a counter delta': withRaw(counter, Uint8Array.from([0xd4, 0x42, 0x05])),
-    'undefined (extension 0)': withRaw(ack, Uint8Array.from([0xd4, 0x00, 0x00])),
-    'a Date (timestamp extension -1)': withRaw(ack, Uint8Array.from([0xd6, 0xff, 0, 0, 0, 1])),
-    'a Set (extension 0x73)': exotic.pack({ type: 'ack', vc: {}, extra: new Set([1]) }),
-    'a RegExp (extension 0x78)': exotic.pack({ type: 'ack', vc: {}, extra: /a+/u }),
-    'an Error (extension 0x65)': exotic.pack({ type: 'ack', vc: {}, extra: new Error('x') }),
-    'a Float64Array (extension 0x74)': exotic.pack({ type: 'ack', vc: {}, extra: new Float64Array([1]) }),
+    'a BigInt (extension 0x42) in an extra field': withRaw(carrier, Uint8Array.from([0xd4, 0x42, 0x05])),
+    'a BigInt (extension 0x42) as a counter delta': counter(Uint8Array.from([0xd4, 0x42, 0x05])),
+    'undefined (extension 0)': withRaw(carrier, Uint8Array.from([0xd4, 0x00, 0x00])),
+    'a Date (timestamp extension -1)': withRaw(carrier, Uint8Array.from([0xd6, 0xff, 0, 0, 0, 1])),
+    'a Set (extension 0x73)': exotic.pack({ ...carrier, extra: new Set([1]) }),
+    'a RegExp (extension 0x78)': exotic.pack({ ...carrier, extra: /a+/u }),
+    'an Error (extension 0x65)': exotic.pack({ ...carrier, extra: new Error('x') }),
+    'a Float64Array (extension 0x74)': exotic.pack({ ...carrier, extra: new Float64Array([1]) }),
   }
+}
+
+/** `value` encoded as MessagePack, with the string `'\u0001slot'` in it replaced by the raw MessagePack `raw`. */
+export function withRawValue(value: unknown, raw: Uint8Array): Uint8Array {
+  return splice(Buffer.from(encode(value, Infinity)), raw)
 }
