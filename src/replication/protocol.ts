@@ -15,7 +15,7 @@
  * fresh random bytes per link, so a recorded handshake cannot be replayed. `instance` is fixed per
  * process: the same node id from another instance is a cloned data directory (close 4009; both
  * processes stop taking writes: seq-guard.ts). `version` is the newest the sender speaks; the link
- * runs the lower of the two (5 or 6: codec/peer.ts `linkVersion`).
+ * runs the lower of the two (5 to 7: codec/peer.ts `linkVersion`).
  *
  * Replication, once both sides are authenticated (symmetric: each side does all of this):
  *   1. `sync`   { vc, peers }: "this is what I hold on disk (the durable VC, as an ack), and whom
@@ -23,17 +23,20 @@
  *               the receiver must resend (it
  *               dropped changes from a full causal buffer, or refused one); every `sync` restarts
  *               the other side's cursor from this VC.
- *   2. `changes` { changes }: log entries the other side lacks, in causal (LSN) order, many per
+ *   2. `changes` { changes, ack }: log entries the other side lacks, in causal (LSN) order, many per
  *               frame. The sender streams from a per-peer cursor; catch-up and live streaming are
  *               one loop. It skips changes the receiver is known to have (its VC), and changes
  *               whose origin the receiver is directly linked to (it gets them from there).
  *               Version 6: each change is its bytes in the compact format (codec/change.ts),
  *               the same bytes as in the sender's log, encoded once by the change's origin.
+ *               Version 7: the frame is positional (`[1, ack, change, …]`, codec/peer.ts), and
+ *               `ack` says a write of the sender waits for acks (`Replicator.expectAcks`).
  *   3. `ack`    { vc }: sent once received changes are fsynced: the receiver's durable VC (as of
  *               its last fsynced batch; one fsync is shared by many commits and acks). Version
  *               6: only the entries that moved since the last ack (acks.ts; the receiver joins
- *               it into what the link said before, `PeerSession.ackedBy`). Acks
- *               drive write concern, lag figures and causal stability (garbage collection).
+ *               it into what the link said before, `PeerSession.ackedBy`). Version 7:
+ *               positional (`[2, id, seq, …]`, raw ids), at once for changes whose frame asked,
+ *               else gathered for at most 10 ms (acks.ts). Acks drive write concern, lag figures and causal stability (garbage collection).
  *               An ack's or sync's claim on origins other than the sender is capped at what the
  *               receiver holds; one on more of the receiver's own changes than it made closes the
  *               link (peers.ts, `checkClaim`).
