@@ -8,7 +8,8 @@
  * `changes` frame (protocol version 7: a write with a write concern past `w=1` is in flight on
  * it, `ChangesMessage.ack`) or speaks an older version; it gets its ack as soon as the changes it
  * flagged are durable. Every other ack goes out at most `ACK_GATHER_MS` after the changes it
- * names became durable (one ack for everything durable meanwhile), and on the once-a-second tick.
+ * names were applied (one ack, and one fsync when the node does not fsync each batch, for
+ * everything applied meanwhile), and on the once-a-second tick.
  * Nothing but write concern waits on an ack: stability, lag and the sender's cursor only read
  * what acks say, a few milliseconds later. At 1,000 writes/s on three nodes each receiver acked
  * every change to both of its peers, and acks were a fifth of the bytes on the wire.
@@ -92,18 +93,18 @@ export class DurableAcks {
     this.#told.set(link, vc)
   }
 
-  /** After changes were applied: acks what is durable now, and what was applied once it is. */
+  /**
+   * After changes were applied: acks what is durable now to the links that wait, and makes the
+   * rest durable for them at once (one fsync); the other links get theirs, and the fsync, when
+   * the gathering time is up.
+   */
   whenDurable(): void {
-    this.#sendDue()
     const { store } = this.#options
-    if (vcCovers(store.durableVc, store.vc)) return
-    store.makeDurable().then(
-      () => this.#sendDue(),
-      (error: unknown) => {
-        if (!this.#options.closed() && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
-          this.#options.logger.warn({ err: String(error) }, 'could not fsync received changes; acked on a later tick')
-      },
-    )
+    if (this.#sendDue() && !vcCovers(store.durableVc, store.vc))
+      this.#durable(() => {
+        this.#sendDue()
+      })
+    this.#gather()
   }
 
   /** The tick: every link is told what is durable, and waits not renewed for a while are dropped. */
@@ -111,32 +112,51 @@ export class DurableAcks {
     const now = this.#options.now()
     for (const [link, want] of this.#wanted)
       if (link.closed || now - want.atMs > WANT_STALE_MS) this.#wanted.delete(link)
-    this.#sendAll()
-    this.whenDurable()
+    this.#flush()
   }
 
-  /** Acks the links that wait now; the others once the gathering time is up. */
-  #sendDue(): void {
+  /** Acks the links that wait now; true when there is one. */
+  #sendDue(): boolean {
     const durable = this.#options.store.durableVc
-    let gather = false
+    let due = false
     for (const link of this.#options.links()) {
       const want = this.#wanted.get(link)
-      if (want !== undefined || (link.version ?? GATHERING_VERSION) < GATHERING_VERSION) {
-        this.#send(link, durable)
-        if (want !== undefined && vcCovers(durable, want.vc)) this.#wanted.delete(link)
-      } else if (!vcCovers(this.#told.get(link) ?? {}, durable)) gather = true
+      if (want === undefined && (link.version ?? GATHERING_VERSION) >= GATHERING_VERSION) continue
+      due = true
+      this.#send(link, durable)
+      if (want !== undefined && vcCovers(durable, want.vc)) this.#wanted.delete(link)
     }
-    if (gather) this.#gather()
+    return due
   }
 
+  /** Sends what was gathered ACK_GATHER_MS from now, when some link has not been told all that was applied. */
   #gather(): void {
-    const { later } = this.#options
+    const { later, store, links } = this.#options
     if (this.#gathering || later === undefined) return
+    const vc = store.vc
+    let behind = false
+    for (const link of links()) if (!vcCovers(this.#told.get(link) ?? {}, vc)) behind = true
+    if (!behind) return
     this.#gathering = true
     later(() => {
       this.#gathering = false
-      if (!this.#options.closed()) this.#sendAll()
+      if (!this.#options.closed()) this.#flush()
     }, ACK_GATHER_MS)
+  }
+
+  /** Every link is told what is durable, and what was applied once one fsync made it so. */
+  #flush(): void {
+    this.#sendAll()
+    const { store } = this.#options
+    if (!vcCovers(store.durableVc, store.vc)) this.#durable(() => this.#sendAll())
+  }
+
+  /** One fsync of everything applied (shared with every other caller), then `then`. */
+  #durable(then: () => void): void {
+    this.#options.store.makeDurable().then(then, (error: unknown) => {
+      if (!this.#options.closed() && !isMeshError(error, 'MESHKV_ERR_CLOSED'))
+        this.#options.logger.warn({ err: String(error) }, 'could not fsync received changes; acked on a later tick')
+    })
   }
 
   #sendAll(): void {
