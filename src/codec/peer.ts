@@ -25,7 +25,9 @@ import { isBytes, isChange, isKey, isRecord, rebuildChange } from './guards.js'
  * moved since the last `ack` or `sync` this node sent on the link; a version 5 node would read
  * neither. Version 7: `changes` and `ack`, nearly every frame on a busy link, are positional
  * arrays (`COMPACT_CHANGES`, `COMPACT_ACK`) with node ids as 8 raw bytes, and a `changes` frame
- * says whether its sender waits for acks (`ack`); a version 6 node would take them for a wrong shape.
+ * says whether its sender waits for acks (`ack`), and a change whose `deps` equal its origin's
+ * previous change's on the link goes without them (link-codec.ts); a version 6 node would take
+ * them for a wrong shape.
  */
 export const PROTOCOL_VERSION = 7
 /**
@@ -425,7 +427,8 @@ export class StateAssembler {
  * field names cost 27 bytes around one change, and an ack 38 bytes for one moved entry):
  *
  *   [COMPACT_CHANGES, ack, change, change, …]   ack: 1 when the sender waits for acks, else 0;
- *                                               each change its bytes (change.ts)
+ *                                               each change its bytes (change.ts), or
+ *                                               [its bytes without deps] (link-codec.ts)
  *   [COMPACT_ACK, id, seq, id, seq, …]          the entries that moved, ids as 8 raw bytes
  *
  * Every other frame stays a map with a `type`. On a version 7 link a `changes` or `ack` map is a
@@ -433,9 +436,21 @@ export class StateAssembler {
  */
 export const COMPACT_CHANGES = 1
 export const COMPACT_ACK = 2
-function compactFrame(frame: ChangesMessage | AckMessage): unknown[] {
-  if (frame.type === 'changes')
-    return [COMPACT_CHANGES, frame.ack === true ? 1 : 0, ...frame.changes.map((change) => encodeChange(change))]
+/**
+ * What a change goes as in a version 7 `changes` frame: its bytes, or what a link's codec makes
+ * of them (link-codec.ts: `[bytes]`, the bytes without `deps`).
+ */
+export type EntryOf = (change: Uint8Array) => Uint8Array | [Uint8Array]
+/** The bytes of a change from its entry in a `changes` frame (`cut`: `[bytes]`), or a throw. */
+export type WholeOf = (entry: Uint8Array, cut: boolean) => Uint8Array
+
+function compactFrame(frame: ChangesMessage | AckMessage, entryOf: EntryOf | undefined): unknown[] {
+  if (frame.type === 'changes') {
+    const entries: unknown[] = [COMPACT_CHANGES, frame.ack === true ? 1 : 0]
+    for (const change of frame.changes)
+      entries.push(entryOf === undefined ? encodeChange(change) : entryOf(encodeChange(change)))
+    return entries
+  }
   const flat: unknown[] = [COMPACT_ACK]
   for (const [node, seq] of Object.entries(frame.vc)) flat.push(rawId(node as NodeId), seq)
   return flat
@@ -447,7 +462,7 @@ function compactMessage(value: unknown[]): Frame | null {
   if (code === COMPACT_CHANGES) {
     if (value.length < 3 || (flag !== 0 && flag !== 1)) return null
     const changes = value.slice(2)
-    if (!changes.every(isBytes)) return null
+    if (!changes.every(isEntry)) return null
     return { type: 'changes', changes: changes as unknown as Change[], ack: flag === 1 }
   }
   if (code !== COMPACT_ACK || value.length % 2 !== 1) return null
@@ -461,10 +476,18 @@ function compactMessage(value: unknown[]): Frame | null {
   return { type: 'ack', vc: vc as VectorClock }
 }
 
-/** A frame's bytes on a link of `version` (handshake frames are the same in every version). */
-export function encodeFrame(frame: Frame, version = PROTOCOL_VERSION): Uint8Array {
+/** An entry of a version 7 `changes` frame: a change's bytes, or them without `deps` (`[bytes]`). */
+function isEntry(value: unknown): boolean {
+  return isBytes(value) || (Array.isArray(value) && value.length === 1 && isBytes(value[0]))
+}
+
+/**
+ * A frame's bytes on a link of `version` (handshake frames are the same in every version).
+ * `entryOf` is a link codec's say on each change of a version 7 `changes` frame (link-codec.ts).
+ */
+export function encodeFrame(frame: Frame, version = PROTOCOL_VERSION, entryOf?: EntryOf): Uint8Array {
   if ((frame.type === 'changes' || frame.type === 'ack') && version >= 7)
-    return encode(compactFrame(frame), FRAME_BYTES_MAX)
+    return encode(compactFrame(frame, entryOf), FRAME_BYTES_MAX)
   // A change goes as the bytes it was encoded to once (change.ts): the frame only wraps them.
   if (frame.type === 'changes' && version >= 6)
     return encode({ type: 'changes', changes: frame.changes.map((change) => encodeChange(change)) }, FRAME_BYTES_MAX)
@@ -474,8 +497,12 @@ export function encodeFrame(frame: Frame, version = PROTOCOL_VERSION): Uint8Arra
   return encode(frame, FRAME_BYTES_MAX)
 }
 
-/** Peer frames are plain data: an extension, a BigInt or `undefined` is a decode error (`decodePlain`). */
-export function decodeFrame(bytes: Uint8Array, version = PROTOCOL_VERSION): Frame {
+/**
+ * Peer frames are plain data: an extension, a BigInt or `undefined` is a decode error (`decodePlain`).
+ * `wholeOf` is a link codec's: it gets each entry of a version 7 `changes` frame, in order, and
+ * gives the change's bytes; without it, a change without its `deps` is a decode error.
+ */
+export function decodeFrame(bytes: Uint8Array, version = PROTOCOL_VERSION, wholeOf?: WholeOf): Frame {
   let message: Frame | null = null
   const isFrameOf = (value: unknown): value is Frame => {
     if (Array.isArray(value)) message = version >= 7 ? compactMessage(value) : null
@@ -487,8 +514,14 @@ export function decodeFrame(bytes: Uint8Array, version = PROTOCOL_VERSION): Fram
   if (frame.type !== 'changes') return frame
   // Each change is checked field by field and built as fresh objects of known fields only.
   if (version < 6) return { type: 'changes', changes: frame.changes.map(rebuildChange) }
-  const encoded = frame.changes as unknown as Uint8Array[]
-  const changes = encoded.map((change) => decodePeerChange(change, FRAME_BYTES_MAX))
+  const entries = frame.changes as unknown as (Uint8Array | [Uint8Array])[]
+  const changes = entries.map((entry) => {
+    const cut = !isBytes(entry)
+    if (cut && wholeOf === undefined)
+      throw new MeshError('MESHKV_ERR_DECODE', 'peer frame: a change without its deps outside a link')
+    const whole = wholeOf === undefined ? (entry as Uint8Array) : wholeOf(cut ? entry[0] : entry, cut)
+    return decodePeerChange(whole, FRAME_BYTES_MAX)
+  })
   return frame.ack === undefined ? { type: 'changes', changes } : { type: 'changes', changes, ack: frame.ack }
 }
 

@@ -16,6 +16,7 @@
  */
 import type { NodeId } from '../clock/index.js'
 import type { Frame, PeerMessage } from '../codec/peer.js'
+import { LinkCodec } from '../codec/link-codec.js'
 import {
   HANDSHAKE_FRAME_BYTES_MAX,
   decodeFrame,
@@ -114,6 +115,8 @@ export class Connection {
   private readonly handshake: AcceptorHandshake | DialerHandshake
   private cancelHandshakeTimer: Cancel | null = null
   private link: Link | null = null
+  /** The link's frame codec (one memory per direction: codec/link-codec.ts); the handshake's frames need none. */
+  private codec: LinkCodec | null = null
   private readonly drainWaiters: (() => void)[] = []
   private abortDial: (() => void) | null = null
   private heardAtMs = Number.NEGATIVE_INFINITY
@@ -212,7 +215,7 @@ export class Connection {
     }
     let frame: Frame
     try {
-      frame = decodeFrame(bytes, this.link?.version)
+      frame = this.codec === null ? decodeFrame(bytes) : this.codec.decode(bytes)
     } catch (error) {
       if (!isMeshError(error)) throw error
       const tooBig = error.code === 'MESHKV_ERR_FRAME_TOO_LARGE'
@@ -275,7 +278,7 @@ export class Connection {
     // The peer would close the link over a malformed message; the sender's bug shows here instead.
     assert(isOutgoingMessage(message), `a well-formed peer message (type ${String(message.type)})`)
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
-    const bytes = encodeFrame(message, this.link?.version)
+    const bytes = this.codec === null ? encodeFrame(message) : this.codec.encode(message)
     if (this.link !== null) this.host.crossed(this.link.nodeId, 'Sent', message, bytes.length)
     this.write(bytes)
     this.poll()
@@ -318,6 +321,7 @@ export class Connection {
     this.cancelHandshakeTimer?.()
     this.cancelHandshakeTimer = null
     this.link = new Link(this, peer, this.role === 'dialer' ? 'dialed' : 'accepted')
+    this.codec = new LinkCodec(this.link.version)
     this.host.opened(this, this.link)
   }
 

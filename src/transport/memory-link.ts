@@ -5,8 +5,8 @@
  * `MemoryTransport` (memory.ts) attaches a transport connection to each end instead (`Channel`),
  * so the handshake and the conformance suite run over the same queues.
  *
- * - Every message is encoded with `encodeFrame` on `send` and decoded with `decodeFrame` on
- *   delivery, so what passes is exactly what the codec lets through; an end with a connection
+ * - Every message is encoded by the sending end's `LinkCodec` on `send` and decoded by the
+ *   receiving end's on delivery, so what passes is exactly what the codec lets through; an end with a connection
  *   gets the bytes themselves, and its connection decodes them.
  * - Each direction of a link is FIFO (a WebSocket is); the scheduler picks which direction
  *   delivers next, weighted by each link's `weight`, so links of different speed reorder messages
@@ -27,7 +27,8 @@ import type { NodeId } from '../clock/index.js'
 import { dotKey } from '../clock/index.js'
 import type { PeerMessage } from '../codec/peer.js'
 import type { PeerLink } from '../codec/peer.js'
-import { decodeFrame, encodeFrame, isHandshakeMessage } from '../codec/peer.js'
+import { LinkCodec } from '../codec/link-codec.js'
+import { PROTOCOL_VERSION, isHandshakeMessage } from '../codec/peer.js'
 import type { Channel, Connection } from './connection.js'
 
 export const LINK_HIGH_WATER_FRAMES_DEFAULT = 8
@@ -70,6 +71,8 @@ export class LinkEnd implements Omit<PeerLink, 'id'>, Channel {
   other!: LinkEnd
   /** Frames sent from this end and not yet delivered to the other. */
   readonly outbox: Uint8Array[] = []
+  /** This end's frame codec: it encodes what this end sends and decodes what it is delivered. */
+  readonly codec = new LinkCodec(PROTOCOL_VERSION)
   held = false
   framesSent = 0
   /** How often each change (by dot) was delivered from this end to the other. */
@@ -106,7 +109,7 @@ export class LinkEnd implements Omit<PeerLink, 'id'>, Channel {
 
   send(message: PeerMessage): boolean {
     if (this.closed) return false
-    this.#queue(encodeFrame(message))
+    this.#queue(this.codec.encode(message))
     return true
   }
 
@@ -382,7 +385,7 @@ export class LinkScheduler {
       end.releaseIfDrained()
       return
     }
-    const frame = decodeFrame(bytes)
+    const frame = end.other.codec.decode(bytes)
     if (isHandshakeMessage(frame)) throw new Error(`a ${frame.type} frame on an open link`)
     this.delivered++
     if (frame.type === 'changes') {

@@ -2,7 +2,7 @@
  * The in-memory transport, run by the transport conformance suite. Transports register on a
  * `MemoryNetwork` under their `advertiseUrl`; a dial opens a link of memory-link.ts between two
  * of them, and the same handshake and frame checks as on real sockets run over it (every frame is
- * encoded with `encodeFrame` and decoded with `decodeFrame` on the other side).
+ * encoded and decoded by each connection's `LinkCodec`, as on a socket).
  *
  * The network's `LinkScheduler` owns order: each direction of a link is FIFO, and the scheduler
  * decides when (and whether) the next frame arrives; the default delivers each on a microtask.

@@ -10,7 +10,8 @@ import WebSocket from 'ws'
 import type { Hlc, NodeId } from '../../src/clock/index.js'
 import { toNodeId } from '../../src/clock/index.js'
 import type { Frame, HelloMessage } from '../../src/codec/peer.js'
-import { FRAME_BYTES_MAX, PROTOCOL_VERSION, decodeFrame, encodeFrame } from '../../src/codec/peer.js'
+import { LinkCodec } from '../../src/codec/link-codec.js'
+import { FRAME_BYTES_MAX, PROTOCOL_VERSION } from '../../src/codec/peer.js'
 import type { Change, Op } from '../../src/crdt/index.js'
 import type { HandshakeIdentity } from '../../src/transport/handshake.js'
 import { DialerHandshake } from '../../src/transport/handshake.js'
@@ -80,6 +81,8 @@ export class FakePeer {
   tcp: net.Socket | null = null
   /** The protocol version frames are encoded and decoded in (`handshake`'s `version`). */
   version = PROTOCOL_VERSION
+  /** Frames go through a link codec, as a node's do (codec/link-codec.ts: changes without their deps). */
+  #codec = new LinkCodec(PROTOCOL_VERSION)
   #closed: Closed | null = null
 
   private constructor(readonly socket: WebSocket) {
@@ -87,7 +90,7 @@ export class FakePeer {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) return
       try {
-        this.frames.push(decodeFrame(data, this.version))
+        this.frames.push(this.#codec.decode(data))
       } catch {
         // A fake peer keeps what it can decode.
       }
@@ -140,7 +143,7 @@ export class FakePeer {
   }
 
   send(frame: Frame): void {
-    this.socket.send(encodeFrame(frame, this.version), { binary: true })
+    this.socket.send(this.#codec.encode(frame), { binary: true })
   }
 
   sendBytes(bytes: Uint8Array, options: { binary?: boolean; fin?: boolean } = {}): void {
@@ -160,7 +163,10 @@ export class FakePeer {
     const hello = options.tamper === undefined ? spoken : options.tamper(spoken)
     await options.beforeHello?.()
     this.send(hello)
-    if (options.version !== undefined) this.version = options.version
+    if (options.version !== undefined) {
+      this.version = options.version
+      this.#codec = new LinkCodec(options.version)
+    }
     if (options.expectWelcome === false) return hello
     const done = dialer.receive(await this.frame('welcome'))
     if (done.peer === undefined) throw new Error('the welcome did not verify')

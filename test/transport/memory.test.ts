@@ -8,7 +8,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { NodeId } from '../../src/clock/index.js'
 import type { Frame } from '../../src/codec/peer.js'
-import { decodeFrame } from '../../src/codec/peer.js'
+import { PROTOCOL_VERSION } from '../../src/codec/peer.js'
+import { LinkCodec } from '../../src/codec/link-codec.js'
 import type { MemoryNetworkOptions } from '../../src/transport/memory.js'
 import { MemoryNetwork, MemoryTransport } from '../../src/transport/memory.js'
 import type { CoreTransportOptions } from '../../src/transport/core.js'
@@ -123,12 +124,16 @@ function heldNetwork(
   extra: MemoryNetworkOptions = {},
 ): { network: MemoryNetwork; held: Held[]; clock: ManualClock } {
   const held: Held[] = []
+  // Each direction's frames read as its receiver reads them: in order, through a codec of its own.
+  const readers = new WeakMap<object, LinkCodec>()
   const scheduler: LinkScheduler = new LinkScheduler(prng(1), {
     onQueued: (end) => {
       const bytes = end.outbox[end.outbox.length - 1] as Uint8Array
       const from = end.other.url ?? ''
       const to = end.url ?? ''
-      held.push({ deliver: () => scheduler.deliverFrom(end), end, from, to, bytes, frame: decodeFrame(bytes) })
+      const reader = readers.get(end) ?? new LinkCodec(PROTOCOL_VERSION)
+      readers.set(end, reader)
+      held.push({ deliver: () => scheduler.deliverFrom(end), end, from, to, bytes, frame: reader.decode(bytes) })
     },
   })
   const network = new MemoryNetwork({ setTimer: clock.setTimer, scheduler, ...extra })
