@@ -109,12 +109,15 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
   // 91000326 (join + forgetLive): the member to forget went down for good before any node had
   //   written it into a member set (admissions wait for the seq guard), so no node could forget it
   //   (UNKNOWN_MEMBER) and the run waited for a forget for ever; such a member now needs none.
+  // Since protocol 7 gathers acks (replication/acks.ts), the timing of 1166519579 draws a run that
+  // neither forgets nor joins (its forget is not reached): it stays pinned as a plain run, checked
+  // for violations only; 1166520169 still forgets after the same cause.
   // With the operator faults (restore, clone) on, 86009636 draws a run whose live forget finds too
   // few live members and forgets nothing, and 91000326 one whose member is known and forgotten: they
   // run without them, as they were pinned (91000881 too, to stay the run it was).
   it.each([
     { seed: 1166520169, forgets: true },
-    { seed: 1166519579, forgets: true },
+    { seed: 1166519579, forgets: null },
     { seed: 1365775167, forgets: false },
     { seed: 1166519372, forgets: true },
     { seed: 1871278830, forgets: false },
@@ -122,15 +125,15 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
     { seed: 86009636, forgets: true, config: { faults: { restore: false, clone: false } } },
     { seed: 91000881, forgets: true, config: { faults: { restore: false, clone: false } } },
     { seed: 91000326, forgets: false, config: { faults: { restore: false, clone: false } } },
-  ] as { seed: number; forgets: boolean; config?: ConfigOverrides }[])(
+  ] as { seed: number; forgets: boolean | null; config?: ConfigOverrides }[])(
     'seed $seed passes',
     async ({ seed, forgets, config }) => {
       const result = await simulate(seed, config)
       expect(result.violations.map((violation) => `[${violation.checker}] ${violation.message.slice(0, 300)}`)).toEqual(
         [],
       )
-      if (forgets) expect(result.stats.forgets).toBeGreaterThan(0)
-      else expect(result.stats.joins).toBeGreaterThan(0)
+      if (forgets === true) expect(result.stats.forgets).toBeGreaterThan(0)
+      else if (forgets === false) expect(result.stats.joins).toBeGreaterThan(0)
     },
     60_000,
   )
