@@ -58,6 +58,8 @@ export class DurableAcks {
   /** Links that wait for acks: the changes they flagged, and when they last flagged any. */
   readonly #wanted = new Map<PeerLinkLike, { vc: VectorClock; atMs: number }>()
   #gathering = false
+  /** The changes of flagged frames: applied in a batch that is fsynced at once (`awaited`). */
+  readonly #awaited = new WeakSet<Change>()
   /** Writes in flight here that wait for acks (`expect`): frames sent meanwhile ask for them. */
   #expected = 0
 
@@ -84,8 +86,16 @@ export class DurableAcks {
   /** `link` sent `changes` and waits for acks (a flagged `changes` frame). */
   want(link: PeerLinkLike, changes: readonly Change[]): void {
     let vc = this.#wanted.get(link)?.vc ?? {}
-    for (const change of changes) vc = vcWithDot(vc, change.dot)
+    for (const change of changes) {
+      vc = vcWithDot(vc, change.dot)
+      this.#awaited.add(change)
+    }
     this.#wanted.set(link, { vc, atMs: this.#options.now() })
+  }
+
+  /** Whether a peer waits for `change` to be acked (it came on a flagged frame). */
+  awaited(change: Change): boolean {
+    return this.#awaited.has(change)
   }
 
   /** A `sync` of `vc` went to `link`: its next ack names what moved since. */

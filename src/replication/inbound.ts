@@ -66,6 +66,8 @@ export function newCounters(): ReplicationCounters {
 export interface InboundOptions {
   store: ReplicaStore
   logger: Logger
+  /** A change a peer waits to have acked: applied in a batch that is fsynced at once. */
+  awaited?: (change: Change) => boolean
   bufferChangesMax: number
   /** Most bytes (by `approximateChangeBytes`) of early changes held. */
   bufferBytesMax: number
@@ -173,7 +175,9 @@ export class Inbound {
     const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)
     if (deliverable.length === 0) return
     for (const change of deliverable) this.#pendingVc = vcWithDot(this.#pendingVc, change.dot)
-    const applied = Promise.allSettled(deliverable.map((change) => this.#options.store.applyRemote(change)))
+    const applied = Promise.allSettled(
+      deliverable.map((change) => this.#options.store.applyRemote(change, this.#options.awaited?.(change) === true)),
+    )
     this.after(async () => {
       const failed = this.#count(deliverable, await applied)
       if (failed > 0) {

@@ -141,6 +141,7 @@ export class Replicator {
     this.#inbound = new Inbound({
       store: this.store,
       logger: this.#logger,
+      awaited: (change) => this.#acks.awaited(change),
       bufferChangesMax: this.#options.bufferChangesMax,
       bufferBytesMax: this.#options.bufferBytesMax,
       counters: this.#counters,
@@ -175,9 +176,7 @@ export class Replicator {
    * The seqs of `origin`'s changes waiting in the causal buffer, ascending: what `counters.buffered`
    * counts, by origin (a forgotten member's changes past its cut leave when it is forgotten).
    */
-  bufferedOf(origin: NodeId): number[] {
-    return this.#inbound.bufferedOf(origin)
-  }
+  readonly bufferedOf = (origin: NodeId): number[] => this.#inbound.bufferedOf(origin)
 
   /** Node ids with a live, authenticated link. */
   linkedPeers(): NodeId[] {

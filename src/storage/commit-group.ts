@@ -36,7 +36,8 @@ interface Settle {
 }
 
 export type Commit =
-  ({ kind: 'local'; intents: readonly Intent[] } & Settle) | ({ kind: 'remote'; change: Change } & Settle)
+  | ({ kind: 'local'; intents: readonly Intent[] } & Settle)
+  | ({ kind: 'remote'; change: Change; sync?: boolean } & Settle)
 
 /** What a group needs of the store around it. */
 export interface CommitContext {

@@ -19,7 +19,8 @@ export interface ReplicaStore {
   readLog(afterLsn: number, limit: number, bytesMax?: number): Promise<LogEntry[]>
   firstLsn(): Promise<number>
   lsnOfDot(dot: Dot): Promise<number | undefined>
-  applyRemote(change: Change): Promise<CommitResult>
+  /** `sync`: fsync the batch it goes in (a peer waits for its ack: replication/acks.ts). */
+  applyRemote(change: Change, sync?: boolean): Promise<CommitResult>
   /** Calls `check` as each change of this node's own is made; a throw refuses it (seq-guard.ts). */
   guardOwnWrites(check: (() => void) | null): void
   onCommit(listener: (entries: readonly LogEntry[]) => void): () => void

@@ -28,10 +28,17 @@ afterEach(async () => {
   }
 })
 
-/** A node whose `later` calls wait in `pending` until the test runs them. */
+/** A node whose `later` calls wait in `pending` until the test runs them; `writes` says which batches were fsynced. */
 async function node() {
+  const backend = new MemoryBackend()
+  const writes: boolean[] = []
+  const write = backend.write.bind(backend)
+  backend.write = (batch, options) => {
+    writes.push(options?.sync ?? false)
+    return write(batch, options)
+  }
   const store = await Store.open({
-    backend: new MemoryBackend(),
+    backend,
     now: () => NOW,
     randomBytes: () => new Uint8Array(8).fill(1),
   })
@@ -41,7 +48,7 @@ async function node() {
   const runLater = (): void => {
     for (const { run } of pending.splice(0)) run()
   }
-  return { store, replicator, pending, runLater }
+  return { store, replicator, pending, runLater, writes }
 }
 
 function change(origin: NodeId, seq: number): Change {
@@ -98,6 +105,26 @@ describe('acks: at once when waited for, else gathered', () => {
       ]),
     )
     expect(pending).toEqual([])
+  })
+
+  it('changes that are waited for go in a batch fsynced at once; the others in one fsynced when the gathered ack goes', async () => {
+    const { store, replicator, runLater, writes } = await node()
+    const link = linked(replicator, PEER)
+    writes.length = 0
+    link.deliver({ type: 'changes', changes: [change(PEER, 1)], ack: true })
+    await vi.waitFor(() => expect(link.of('ack')).toEqual([{ type: 'ack', vc: { [PEER]: 1 } }]))
+    // One trip to the disk: the batch itself fsynced, no step after it.
+    expect(writes).toEqual([true])
+    writes.length = 0
+    link.deliver({ type: 'changes', changes: [change(PEER, 2)] })
+    link.deliver({ type: 'changes', changes: [change(PEER, 3)] })
+    await vi.waitFor(() => expect(store.vc[PEER]).toBe(3))
+    expect(writes.every((synced) => !synced)).toBe(true)
+    const batches = writes.length
+    runLater()
+    await vi.waitFor(() => expect(link.of('ack')).toHaveLength(2))
+    // The gathered ack's fsync: one small synced write after the unsynced batches.
+    expect(writes.slice(batches)).toEqual([true])
   })
 
   it('a peer of protocol 6 gets every ack at once; the others wait for the gathered one', async () => {

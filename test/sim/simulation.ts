@@ -369,7 +369,7 @@ export class Simulation {
         }
       },
       purge: (logCovered, stableCut) => store.purge(logCovered, stableCut),
-      applyRemote: (change) => {
+      applyRemote: (change, sync) => {
         handed = vcJoin(handed, store.vc)
         if (change.dot.seq > vcGet(handed, change.dot.node) + 1 || !vcCovers(handed, change.deps)) {
           if (current())
@@ -378,7 +378,7 @@ export class Simulation {
             )
         }
         handed = vcJoin(handed, { [change.dot.node]: change.dot.seq })
-        return store.applyRemote(change)
+        return store.applyRemote(change, sync)
       },
     }
     const logger: Logger = {
