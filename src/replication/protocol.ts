@@ -36,7 +36,8 @@
  *               6: only the entries that moved since the last ack (acks.ts; the receiver joins
  *               it into what the link said before, `PeerSession.ackedBy`). Version 7:
  *               positional (`[2, id, seq, …]`, raw ids), at once for changes whose frame asked,
- *               else gathered for at most 10 ms (acks.ts). Acks drive write concern, lag figures and causal stability (garbage collection).
+ *               else gathered for at most 10 ms (acks.ts). Acks drive write concern, lag
+ *               figures and causal stability (garbage collection).
  *               An ack's or sync's claim on origins other than the sender is capped at what the
  *               receiver holds; one on more of the receiver's own changes than it made closes the
  *               link (peers.ts, `checkClaim`).

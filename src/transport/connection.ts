@@ -5,9 +5,9 @@
  * frame checks and close handling as real sockets.
  *
  * Rules kept here:
- * - every frame is decoded with `decodeFrame` (size, MessagePack, shape); a bad frame, a text
- *   frame, a handshake frame after the handshake or a peer message before it closes with 1008
- *   (1009 when too big) and nothing of it is passed on;
+ * - every frame is decoded by the connection's `LinkCodec` (`decodeFrame`: size, MessagePack,
+ *   shape); a bad frame, a text frame, a handshake frame after the handshake or a peer message
+ *   before it closes with 1008 (1009 when too big) and nothing of it is passed on;
  * - before the handshake is done a frame over HANDSHAKE_FRAME_BYTES_MAX closes with 1008 unread;
  * - the handshake must finish within `handshakeTimeoutMs` (else 4408);
  * - a link whose queue passes `sendQueueBytesMax` is dropped at once (4429): a peer that never
@@ -17,13 +17,7 @@
 import type { NodeId } from '../clock/index.js'
 import type { Frame, PeerMessage } from '../codec/peer.js'
 import { LinkCodec } from '../codec/link-codec.js'
-import {
-  HANDSHAKE_FRAME_BYTES_MAX,
-  decodeFrame,
-  encodeFrame,
-  isHandshakeMessage,
-  isOutgoingMessage,
-} from '../codec/peer.js'
+import { HANDSHAKE_FRAME_BYTES_MAX, PROTOCOL_VERSION, isHandshakeMessage, isOutgoingMessage } from '../codec/peer.js'
 import type { ErrorCode } from '../errors.js'
 import { assert, isMeshError } from '../errors.js'
 import type { HandshakeIdentity, HandshakeStep, PeerIdentity, Refusal, Role } from './handshake.js'
@@ -115,8 +109,11 @@ export class Connection {
   private readonly handshake: AcceptorHandshake | DialerHandshake
   private cancelHandshakeTimer: Cancel | null = null
   private link: Link | null = null
-  /** The link's frame codec (one memory per direction: codec/link-codec.ts); the handshake's frames need none. */
-  private codec: LinkCodec | null = null
+  /**
+   * The frame codec: one memory per direction (codec/link-codec.ts), made anew for the link's
+   * version once the handshake passed; the handshake's own frames are the same in every version.
+   */
+  private codec = new LinkCodec(PROTOCOL_VERSION)
   private readonly drainWaiters: (() => void)[] = []
   private abortDial: (() => void) | null = null
   private heardAtMs = Number.NEGATIVE_INFINITY
@@ -187,7 +184,7 @@ export class Connection {
       () => this.handshakeTimedOut(),
       this.host.settings.handshakeTimeoutMs,
     )
-    if (this.handshake instanceof AcceptorHandshake) this.write(encodeFrame(this.handshake.start()))
+    if (this.handshake instanceof AcceptorHandshake) this.write(this.codec.encode(this.handshake.start()))
   }
 
   /** How to abandon the dial if this connection closes before its channel is up. */
@@ -215,7 +212,7 @@ export class Connection {
     }
     let frame: Frame
     try {
-      frame = this.codec === null ? decodeFrame(bytes) : this.codec.decode(bytes)
+      frame = this.codec.decode(bytes)
     } catch (error) {
       if (!isMeshError(error)) throw error
       const tooBig = error.code === 'MESHKV_ERR_FRAME_TOO_LARGE'
@@ -278,7 +275,7 @@ export class Connection {
     // The peer would close the link over a malformed message; the sender's bug shows here instead.
     assert(isOutgoingMessage(message), `a well-formed peer message (type ${String(message.type)})`)
     // A frame over FRAME_BYTES_MAX throws MESHKV_ERR_FRAME_TOO_LARGE: senders batch below it.
-    const bytes = this.codec === null ? encodeFrame(message) : this.codec.encode(message)
+    const bytes = this.codec.encode(message)
     if (this.link !== null) this.host.crossed(this.link.nodeId, 'Sent', message, bytes.length)
     this.write(bytes)
     this.poll()
@@ -297,7 +294,7 @@ export class Connection {
 
   private step(step: HandshakeStep): void {
     if (step.refusal !== undefined) {
-      if (step.send !== undefined) this.write(encodeFrame(step.send))
+      if (step.send !== undefined) this.write(this.codec.encode(step.send))
       this.finish(step.refusal.closeCode, step.refusal.message, step.refusal, 'polite')
       return
     }
@@ -305,12 +302,12 @@ export class Connection {
       this.peerInstance = step.peer.instance
       const admission = this.host.admit(this, step.peer)
       if (!admission.ok) {
-        if (admission.welcomeFirst === true && step.send !== undefined) this.write(encodeFrame(step.send))
+        if (admission.welcomeFirst === true && step.send !== undefined) this.write(this.codec.encode(step.send))
         this.finish(admission.closeCode, admission.reason, admission.refusal, 'polite')
         return
       }
     }
-    if (step.send !== undefined) this.write(encodeFrame(step.send))
+    if (step.send !== undefined) this.write(this.codec.encode(step.send))
     if (step.peer !== undefined && this.state === 'handshake') this.open(step.peer)
   }
 

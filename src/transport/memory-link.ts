@@ -6,8 +6,8 @@
  * so the handshake and the conformance suite run over the same queues.
  *
  * - Every message is encoded by the sending end's `LinkCodec` on `send` and decoded by the
- *   receiving end's on delivery, so what passes is exactly what the codec lets through; an end with a connection
- *   gets the bytes themselves, and its connection decodes them.
+ *   receiving end's on delivery, so what passes is exactly what the codec lets through; an end
+ *   with a connection gets the bytes themselves, and its connection decodes them.
  * - Each direction of a link is FIFO (a WebSocket is); the scheduler picks which direction
  *   delivers next, weighted by each link's `weight`, so links of different speed reorder messages
  *   across links. A direction can be held (nothing delivered) and released.
