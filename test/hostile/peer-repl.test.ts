@@ -31,6 +31,18 @@ async function linked(
   return { peer, nodeId }
 }
 
+/**
+ * Waits until the node holds a link for every fake peer still open and for no other: a link that
+ * closes makes the node send every peer a `sync`, which names what an ack would have and so takes
+ * its place. A test that waits for an ack starts after the links of earlier tests are gone.
+ */
+async function linksSettled(): Promise<void> {
+  await vi.waitFor(
+    async () => expect((await node.status()).linked.length).toBe(peers.filter((peer) => !peer.isClosed).length),
+    { timeout: 10_000, interval: 50 },
+  )
+}
+
 async function counters(): Promise<Record<string, number>> {
   return (await node.status()).replication
 }
@@ -201,6 +213,7 @@ describe('a peer of the previous protocol version (5), as during a rolling upgra
     expect(await put('before-v5', 'x')).toBe(200) // the node's own entry in its clock
     const old = await linked(freshNodeId(), node, PROTOCOL_VERSION_MIN)
     const current = await linked()
+    await linksSettled()
     old.peer.send({ type: 'changes', changes: [changeOf(old.nodeId, [putOp('from-v5', 'old')])] })
     await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/from-v5`)).text).toBe('old'), {
       timeout: 5_000,
@@ -229,6 +242,7 @@ describe('a peer of protocol version 6, as during a rolling upgrade to 7', () =>
   it('links, its changes (in map frames) apply, and its acks come as maps; a version 7 peer gets them positionally', async () => {
     const old = await linked(freshNodeId(), node, 6)
     const current = await linked()
+    await linksSettled()
     old.peer.send({ type: 'changes', changes: [changeOf(old.nodeId, [putOp('from-v6', 'six')])] })
     await vi.waitFor(async () => expect((await request(`${node.url}/v1/kv/from-v6`)).text).toBe('six'), {
       timeout: 5_000,

@@ -493,6 +493,15 @@ export class Network {
     return this.#host.cluster.scheduler.pending
   }
 
+  /**
+   * Link ends whose break their node has not noticed yet (half-open): such a node still counts
+   * the peer as linked while nothing flows, so the run is not quiet until each notices (at its
+   * peer timeout at the latest) and redials.
+   */
+  unnoticedBreaks(): number {
+    return this.#unnoticed.size
+  }
+
   #idOf(index: number): NodeId {
     return this.#host.cluster.node(index).nodeId
   }

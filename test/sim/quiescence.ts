@@ -17,7 +17,10 @@ import { QUIESCE_DEADLINE_MS } from './config.js'
 import type { Simulation } from './simulation.js'
 import { dec } from './workload.js'
 
-/** Every node that should be up is, with the same clock, nothing buffered, nothing in flight. */
+/**
+ * Every node that should be up is, with the same clock, nothing buffered, nothing in flight, and
+ * no link half-open (a node that has not noticed a break yet still counts the peer as linked).
+ */
 export function converged(sim: Simulation): boolean {
   const nodes = sim.cluster.nodes.filter((node) => node.index !== sim.members.retired)
   if (sim.chaos.restarting.size > 0 || sim.workload.flights.size > 0 || !nodes.every((node) => node.alive)) return false
@@ -32,7 +35,8 @@ export function converged(sim: Simulation): boolean {
   const first = (nodes[0] as SimNode).store.vc
   return (
     nodes.every((node) => vcEquals(node.store.vc, first) && sim.members.bufferedWork(node).length === 0) &&
-    sim.network.inFlight() === 0
+    sim.network.inFlight() === 0 &&
+    sim.network.unnoticedBreaks() === 0
   )
 }
 

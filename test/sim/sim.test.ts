@@ -112,6 +112,10 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
   // Since protocol 7 gathers acks (replication/acks.ts), the timing of 1166519579 draws a run that
   // neither forgets nor joins (its forget is not reached): it stays pinned as a plain run, checked
   // for violations only; 1166520169 still forgets after the same cause.
+  // 1315251282 (join + forget, CI): the run counted as quiet while a dropped frame had left a link
+  //   half-open and one end had not noticed yet; that node still listed the peer as linked, with
+  //   an ack from before the forget, so the forgotten member seemed to hold its garbage collection
+  //   back. The run is quiet only once every break is noticed (quiescence.ts).
   // With the operator faults (restore, clone) on, 86009636 draws a run whose live forget finds too
   // few live members and forgets nothing, and 91000326 one whose member is known and forgotten: they
   // run without them, as they were pinned (91000881 too, to stay the run it was).
@@ -122,6 +126,7 @@ describe('simulation (L1): the real store and replicator under seeded faults', (
     { seed: 1166519372, forgets: true },
     { seed: 1871278830, forgets: false },
     { seed: 7087, forgets: true },
+    { seed: 1315251282, forgets: true },
     { seed: 86009636, forgets: true, config: { faults: { restore: false, clone: false } } },
     { seed: 91000881, forgets: true, config: { faults: { restore: false, clone: false } } },
     { seed: 91000326, forgets: false, config: { faults: { restore: false, clone: false } } },
