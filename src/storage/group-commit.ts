@@ -15,13 +15,13 @@
  */
 
 /** Work that runs alone, between two groups. */
-interface Task {
-  readonly run: () => Promise<void>
-  readonly resolve: () => void
-  readonly reject: (error: unknown) => void
+class Task {
+  constructor(
+    readonly run: () => Promise<void>,
+    readonly resolve: () => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
 }
-
-type Queued<Item> = { readonly task: Task } | { readonly item: Item }
 
 /**
  * Stages one group and returns its write. `previous` resolves once the group before it is
@@ -33,7 +33,15 @@ export type StageGroup<Item> = (items: Item[], previous: Promise<void>) => Promi
 export class GroupQueue<Item> {
   readonly #stage: StageGroup<Item>
   readonly #groupMax: number
-  #queue: Queued<Item>[] = []
+  /**
+   * Items and tasks in order from `#head` (what is before it was taken). A catch-up queues
+   * hundreds of thousands of changes at once: groups are taken by moving `#head`, not by shifting
+   * the array, and the taken part is cut off once it is most of the array.
+   */
+  #queue: (Item | Task)[] = []
+  #head = 0
+  /** Tasks in the queue: while there are none, a group is the next `#groupMax` entries. */
+  #tasks = 0
   #flushing: Promise<void> | null = null
   /** Wakes a flush that waits, with a write in flight, for more to stage. */
   #pushed: (() => void) | null = null
@@ -45,7 +53,7 @@ export class GroupQueue<Item> {
 
   /** Queues a commit for the next group. */
   push(item: Item): void {
-    this.#queue.push({ item })
+    this.#queue.push(item)
     this.#start()
     this.#wake()
   }
@@ -53,7 +61,8 @@ export class GroupQueue<Item> {
   /** Runs `run` once every commit queued before it is done, and before any queued after it. */
   exclusive(run: () => Promise<void>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ task: { run, resolve, reject } })
+      this.#queue.push(new Task(run, resolve, reject))
+      this.#tasks++
       this.#start()
       this.#wake()
     })
@@ -80,36 +89,53 @@ export class GroupQueue<Item> {
     return Promise.race([writing.then(() => true), pushed])
   }
 
+  /** The next group: the items up to the next task, at most `#groupMax`. */
+  #takeGroup(): Item[] {
+    const queue = this.#queue
+    const from = this.#head
+    let end = Math.min(queue.length, from + this.#groupMax)
+    if (this.#tasks > 0)
+      for (let index = from; index < end; index++)
+        if (queue[index] instanceof Task) {
+          end = index
+          break
+        }
+    const group = queue.slice(from, end) as Item[]
+    this.#head = end
+    if (end > 4096 && end * 2 > queue.length) {
+      queue.splice(0, end)
+      this.#head = 0
+    }
+    return group
+  }
+
   async #flush(): Promise<void> {
     // Let the calls of this tick join the first group.
     await new Promise<void>((resolve) => setImmediate(resolve))
     let writing: Promise<void> | null = null
     for (;;) {
-      const first = this.#queue[0]
-      if (first === undefined) {
+      if (this.#head === this.#queue.length) {
+        this.#queue = []
+        this.#head = 0
         if (writing === null) break
         // What is queued while a batch is written is staged at once (all a tick's pushes: this
         // resumes after them), not when the write is done.
         if (await this.#writtenOrPushed(writing)) writing = null
         continue
       }
-      if ('task' in first) {
+      const first = this.#queue[this.#head]
+      if (first instanceof Task) {
         // A task runs with no write in flight.
         if (writing !== null) {
           await writing
           writing = null
         }
-        this.#queue.shift()
-        await first.task.run().then(first.task.resolve, first.task.reject)
+        this.#head++
+        this.#tasks--
+        await first.run().then(first.resolve, first.reject)
         continue
       }
-      let end = this.#queue.findIndex((queued) => 'task' in queued)
-      if (end === -1) end = this.#queue.length
-      const group = this.#queue.splice(0, Math.min(end, this.#groupMax)) as { item: Item }[]
-      const write = await this.#stage(
-        group.map((queued) => queued.item),
-        writing ?? Promise.resolve(),
-      )
+      const write = await this.#stage(this.#takeGroup(), writing ?? Promise.resolve())
       if (writing !== null) await writing
       writing = write()
     }
