@@ -4,7 +4,7 @@
  * `approximateChangeBytes`): past `changesMax` changes or `bytesMax` bytes a change is refused and
  * the caller asks the sender to resend later. Pure: no I/O, no time.
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
+import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import { vcCovers, vcGet, vcHasDot, vcSet } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import { approximateChangeBytes } from './peer-session.js'
@@ -34,6 +34,11 @@ export class CausalBuffer {
   /** The approximate bytes of the changes held. */
   get bytes(): number {
     return this.#bytes
+  }
+
+  /** Whether the change `dot` names is held here. */
+  has(dot: Dot): boolean {
+    return this.#byOrigin.get(dot.node)?.has(dot.seq) === true
   }
 
   /**

@@ -7,10 +7,11 @@
  * Work on the store runs on one promise chain (`after`), so the replicator can order a snapshot
  * join with the changes around it, and `settled()` waits for all of it on close.
  */
-import type { NodeId, VectorClock } from '../clock/index.js'
-import { vcJoin, vcWithDot } from '../clock/index.js'
+import type { NodeId } from '../clock/index.js'
+import { vcCovers } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import type { ReplicaStore } from '../storage/replica-store.js'
+import type { CommitResult, RemoteRefused } from '../storage/store.js'
 import type { ErrorCode } from '../errors.js'
 import { CausalBuffer } from './causal-buffer.js'
 import type { PeerLinkLike } from './link.js'
@@ -90,18 +91,24 @@ const REFUSED_LOG_EVERY = 1000
 export class Inbound {
   readonly #options: InboundOptions
   readonly #buffer: CausalBuffer
-  /** The store's VC plus changes handed to the store and not yet durable. */
-  #pendingVc: VectorClock
+  /**
+   * The store's VC plus changes handed to the store and not yet durable. This class's own copy,
+   * moved on in place as changes are handed over (never the store's object).
+   */
+  #pendingVc: Record<NodeId, number>
   #applying: Promise<void> = Promise.resolve()
   /** The link each buffered change came on: a change that can never apply closes it. */
   readonly #senders = new WeakMap<Change, PeerLinkLike>()
+  readonly #sync: (change: Change) => boolean
   /** Something was dropped or refused: the peers must be asked again (a `sync`) on the next tick. */
   resyncNeeded = false
 
   constructor(options: InboundOptions) {
     this.#options = options
     this.#buffer = new CausalBuffer(options.bufferChangesMax, options.bufferBytesMax)
-    this.#pendingVc = options.store.vc
+    this.#pendingVc = { ...options.store.vc }
+    const awaited = options.awaited
+    this.#sync = awaited === undefined ? () => false : (change) => awaited(change)
   }
 
   get buffered(): number {
@@ -129,27 +136,51 @@ export class Inbound {
 
   /** The store's VC moved by other means (a local commit, a joined snapshot): catch up with it. */
   catchUp(): void {
-    this.#pendingVc = vcJoin(this.#pendingVc, this.#options.store.vc)
+    const pending = this.#pendingVc
+    const vc = this.#options.store.vc
+    for (const node in vc) {
+      const seq = vc[node as NodeId] as number
+      if ((pending[node as NodeId] ?? 0) < seq) pending[node as NodeId] = seq
+    }
   }
 
+  /**
+   * Takes a frame's changes. One that is next for its origin with its deps handed over (the
+   * common case: a link delivers in order) goes to the store without touching the causal buffer.
+   */
   receive(changes: readonly Change[], from?: PeerLinkLike): void {
     const counters = this.#options.counters
     // The store's VC moves with local commits too: what this node wrote is applied.
     this.catchUp()
+    const pending = this.#pendingVc
+    let direct: Change[] = []
     for (const change of changes) {
       counters.changesReceived++
       if (this.#refuseForgotten(change, from)) continue
-      if (change.dot.node === this.#options.store.nodeId && !this.#options.takesOwn()) {
+      const { node, seq } = change.dot
+      if (node === this.#options.store.nodeId && !this.#options.takesOwn()) {
         counters.refusedOwn++
         continue
       }
+      const held = pending[node] ?? 0
+      // A copy of a buffered change: that one goes (its deps may have come since), this is extra.
+      if (seq <= held || (this.#buffer.size > 0 && this.#buffer.has(change.dot))) {
+        counters.duplicates++
+        continue
+      }
+      if (seq === held + 1 && vcCovers(pending, change.deps)) {
+        direct.push(change)
+        pending[node] = seq
+        continue
+      }
       if (from !== undefined) this.#senders.set(change, from)
-      let result = this.#buffer.add(change, this.#pendingVc)
+      let result = this.#buffer.add(change, pending)
       if (result === 'full') {
         // Hand what is deliverable to the store first: that moves `pendingVc` on, so the rest of a
         // frame that continues one origin is taken now rather than one change per resync.
-        this.drain()
-        result = this.#buffer.add(change, this.#pendingVc)
+        this.#hand(direct, from)
+        direct = []
+        result = this.#buffer.add(change, pending)
       }
       if (result === 'duplicate') counters.duplicates++
       if (result === 'full') {
@@ -157,7 +188,7 @@ export class Inbound {
         this.resyncNeeded = true
       }
     }
-    this.drain()
+    this.#hand(direct, from)
   }
 
   /**
@@ -172,19 +203,38 @@ export class Inbound {
 
   /** Hands every deliverable change to the store, in causal order; the store group-commits them. */
   drain(): void {
-    const deliverable = this.#buffer.takeDeliverable(this.#pendingVc)
+    this.#hand([], undefined)
+  }
+
+  /**
+   * Hands `direct` (deliverable, in order, already counted in `pendingVc`, from `from`) and then
+   * every buffered change they made deliverable to the store, in one call.
+   */
+  #hand(direct: Change[], from: PeerLinkLike | undefined): void {
+    const directCount = direct.length
+    let deliverable = direct
+    if (this.#buffer.size > 0) {
+      const released = this.#buffer.takeDeliverable(this.#pendingVc)
+      for (const change of released) {
+        const { node, seq } = change.dot
+        if ((this.#pendingVc[node] ?? 0) < seq) this.#pendingVc[node] = seq
+      }
+      deliverable = directCount === 0 ? released : direct.concat(released)
+    }
     if (deliverable.length === 0) return
-    for (const change of deliverable) this.#pendingVc = vcWithDot(this.#pendingVc, change.dot)
-    const applied = Promise.allSettled(
-      deliverable.map((change) => this.#options.store.applyRemote(change, this.#options.awaited?.(change) === true)),
-    )
+    const applied = this.#options.store
+      .applyRemoteMany(deliverable, this.#sync)
+      .catch((error: unknown) => deliverable.map(() => ({ refused: error })))
     this.after(async () => {
-      const failed = this.#count(deliverable, await applied)
+      const outcomes = await applied
+      const failed = this.#count(deliverable, outcomes, (index, change) =>
+        index < directCount ? from : this.#senders.get(change),
+      )
       if (failed > 0) {
         // What was refused (a clock too far ahead, a storage failure) and what followed it from
         // the same origin is asked for again on the next tick.
         this.#options.counters.refused += failed
-        this.#pendingVc = this.#options.store.vc
+        this.#pendingVc = { ...this.#options.store.vc }
         this.resyncNeeded = true
       }
       this.#options.onApplied()
@@ -192,26 +242,32 @@ export class Inbound {
   }
 
   /** Counts what the store applied and logs what it refused; returns how many it refused. */
-  #count(deliverable: readonly Change[], results: readonly PromiseSettledResult<{ change: unknown }>[]): number {
+  #count(
+    deliverable: readonly Change[],
+    outcomes: readonly (CommitResult | RemoteRefused)[],
+    senderOf: (index: number, change: Change) => PeerLinkLike | undefined,
+  ): number {
+    const counters = this.#options.counters
     let failed = 0
-    for (const [index, result] of results.entries()) {
-      if (result.status === 'fulfilled') {
+    for (let index = 0; index < outcomes.length; index++) {
+      const outcome = outcomes[index] as CommitResult | RemoteRefused
+      if (!('refused' in outcome)) {
         // The store answers a change it already had with `change: null`.
-        if (result.value.change !== null) this.#options.counters.changesApplied++
-        else this.#options.counters.duplicates++
+        if (outcome.change !== null) counters.changesApplied++
+        else counters.duplicates++
         continue
       }
       failed++
       const change = deliverable[index] as Change
-      const reason = result.reason as { code?: string }
+      const reason = outcome.refused as { code?: string }
       this.#options.logger.warn(
         { origin: change.dot.node, seq: change.dot.seq, err: String(reason), code: reason.code },
         'change refused',
       )
       if (reason.code === ('MESHKV_ERR_COUNTER_OVERFLOW' satisfies ErrorCode)) {
         // It would be refused again on every resend: the link that brought it is cut.
-        this.#options.counters.refusedOverflow++
-        this.#senders.get(change)?.close(1008, 'a change would overflow a counter')
+        counters.refusedOverflow++
+        senderOf(index, change)?.close(1008, 'a change would overflow a counter')
       }
     }
     return failed

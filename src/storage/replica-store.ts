@@ -6,7 +6,7 @@
 import type { Dot, NodeId, VectorClock } from '../clock/index.js'
 import type { Change } from '../crdt/index.js'
 import type { CheckedStates, SnapshotIntake } from './snapshot-intake.js'
-import type { CommitResult, LogEntry, PurgeResult, SnapshotEntry, StoreSnapshot } from './store.js'
+import type { CommitResult, LogEntry, PurgeResult, RemoteRefused, SnapshotEntry, StoreSnapshot } from './store.js'
 
 export interface ReplicaStore {
   readonly nodeId: NodeId
@@ -19,8 +19,14 @@ export interface ReplicaStore {
   readLog(afterLsn: number, limit: number, bytesMax?: number): Promise<LogEntry[]>
   firstLsn(): Promise<number>
   lsnOfDot(dot: Dot): Promise<number | undefined>
-  /** `sync`: fsync the batch it goes in (a peer waits for its ack: replication/acks.ts). */
-  applyRemote(change: Change, sync?: boolean): Promise<CommitResult>
+  /**
+   * Applies peers' changes in causal order: each one's result, or what refused it. `sync` says
+   * which must be in a batch that is fsynced (a peer waits for its ack: replication/acks.ts).
+   */
+  applyRemoteMany(
+    changes: readonly Change[],
+    sync: (change: Change) => boolean,
+  ): Promise<readonly (CommitResult | RemoteRefused)[]>
   /** Calls `check` as each change of this node's own is made; a throw refuses it (seq-guard.ts). */
   guardOwnWrites(check: (() => void) | null): void
   onCommit(listener: (entries: readonly LogEntry[]) => void): () => void

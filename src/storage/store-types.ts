@@ -34,6 +34,11 @@ export interface CommitResult {
   readonly states: ReadonlyMap<string, AnyState>
 }
 
+/** A peer's change the store refused in `applyRemoteMany`: what `applyRemote` would have thrown. */
+export interface RemoteRefused {
+  readonly refused: unknown
+}
+
 export interface StateReader {
   readonly vc: VectorClock
   readonly lsn: number

@@ -46,6 +46,7 @@ import type {
   CommitResult,
   LogEntry,
   PurgeResult,
+  RemoteRefused,
   SnapshotEntry,
   StateReader,
   StoreOptions,
@@ -187,6 +188,25 @@ export class Store implements StateReader {
    */
   applyRemote(change: Change, sync = false): Promise<CommitResult> {
     return this.#enqueue((resolve, reject) => ({ kind: 'remote', change, sync, resolve, reject }))
+  }
+
+  /**
+   * Applies changes from peers in order, each as `applyRemote` would, with one promise for all:
+   * each one's result, or what refused it. A catch-up hands the store thousands at once, and a
+   * promise with its two closures per change was a tenth of what the receiving side allocated.
+   */
+  applyRemoteMany(
+    changes: readonly Change[],
+    sync: (change: Change) => boolean,
+  ): Promise<readonly (CommitResult | RemoteRefused)[]> {
+    return new Promise((resolve) => {
+      this.#checkOpen()
+      const batch = new RemoteBatch(changes.length, resolve)
+      for (let index = 0; index < changes.length; index++) {
+        const change = changes[index] as Change
+        this.#queue.push(new RemoteItem(change, sync(change), batch, index))
+      }
+    })
   }
 
   /** Calls `listener` with each durable batch of log entries, in LSN order. Returns an unsubscribe. */
@@ -503,5 +523,45 @@ function notify(listener: (entries: readonly LogEntry[]) => void, entries: reado
     queueMicrotask(() => {
       throw error
     })
+  }
+}
+
+/** The outcomes of one `applyRemoteMany`, resolved once every change is settled. */
+class RemoteBatch {
+  readonly #outcomes: (CommitResult | RemoteRefused)[]
+  #left: number
+
+  constructor(
+    size: number,
+    readonly done: (outcomes: readonly (CommitResult | RemoteRefused)[]) => void,
+  ) {
+    this.#outcomes = new Array<CommitResult | RemoteRefused>(size)
+    this.#left = size
+    if (size === 0) done(this.#outcomes)
+  }
+
+  settle(index: number, outcome: CommitResult | RemoteRefused): void {
+    this.#outcomes[index] = outcome
+    if (--this.#left === 0) this.done(this.#outcomes)
+  }
+}
+
+/** One change of a `RemoteBatch` in the commit queue: a remote commit that settles its slot. */
+class RemoteItem {
+  readonly kind = 'remote'
+
+  constructor(
+    readonly change: Change,
+    readonly sync: boolean,
+    readonly batch: RemoteBatch,
+    readonly index: number,
+  ) {}
+
+  resolve(result: CommitResult): void {
+    this.batch.settle(this.index, result)
+  }
+
+  reject(error: unknown): void {
+    this.batch.settle(this.index, { refused: error })
   }
 }

@@ -369,16 +369,18 @@ export class Simulation {
         }
       },
       purge: (logCovered, stableCut) => store.purge(logCovered, stableCut),
-      applyRemote: (change, sync) => {
+      applyRemoteMany: (changes, sync) => {
         handed = vcJoin(handed, store.vc)
-        if (change.dot.seq > vcGet(handed, change.dot.node) + 1 || !vcCovers(handed, change.deps)) {
-          if (current())
-            this.internal(
-              `node ${index} was handed ${dotString(change.dot)} (deps ${JSON.stringify(change.deps)}) before the changes it follows (handed so far: ${JSON.stringify(handed)})`,
-            )
+        for (const change of changes) {
+          if (change.dot.seq > vcGet(handed, change.dot.node) + 1 || !vcCovers(handed, change.deps)) {
+            if (current())
+              this.internal(
+                `node ${index} was handed ${dotString(change.dot)} (deps ${JSON.stringify(change.deps)}) before the changes it follows (handed so far: ${JSON.stringify(handed)})`,
+              )
+          }
+          handed = vcJoin(handed, { [change.dot.node]: change.dot.seq })
         }
-        handed = vcJoin(handed, { [change.dot.node]: change.dot.seq })
-        return store.applyRemote(change, sync)
+        return store.applyRemoteMany(changes, sync)
       },
     }
     const logger: Logger = {

@@ -693,6 +693,37 @@ export function storeConformance(name: string, makeBackend: () => Promise<Backen
         expect(await valueOf(store, 'r')).toBe('2')
       })
 
+      it('applyRemoteMany: applies in order and answers each change in its slot (result, duplicate or refusal); none settles the call alone', async () => {
+        const store = await h.open()
+        expect(await store.applyRemoteMany([], () => true)).toEqual([])
+        const c1 = remoteChange(OTHER, 1, [rput('r', '1')], {}, { wallMs: START_MS, logical: 0 })
+        const c2 = remoteChange(OTHER, 2, [rput('r', '2', [c1.dot])], vc([OTHER, 1]), { wallMs: START_MS, logical: 1 })
+        const skewed = remoteChange(THIRD, 1, [rput('t', 'future')], {}, { wallMs: h.ms + 10 * 60_000, logical: 0 })
+        const follower = remoteChange(THIRD, 2, [rput('t', 'after')], vc([THIRD, 1]), { wallMs: START_MS, logical: 6 })
+        const synced: Change[] = []
+        const outcomes = await store.applyRemoteMany([c1, c2, c1, skewed, follower], (change) => {
+          if (change === c2) synced.push(change)
+          return change === c2
+        })
+        expect(synced).toEqual([c2])
+        expect(outcomes).toHaveLength(5)
+        const [one, two, twin, refusedSkew, refusedFollower] = outcomes
+        expect(one !== undefined && 'change' in one && one.change?.dot).toEqual(c1.dot)
+        expect(two !== undefined && 'change' in two && two.change?.dot).toEqual(c2.dot)
+        expect(twin !== undefined && 'change' in twin && twin.change).toBeNull()
+        expect(refusedSkew !== undefined && 'refused' in refusedSkew && (refusedSkew.refused as MeshError).code).toBe(
+          'MESHKV_ERR_CLOCK_SKEW',
+        )
+        expect(
+          refusedFollower !== undefined && 'refused' in refusedFollower && (refusedFollower.refused as MeshError).code,
+        ).toBe('MESHKV_ERR_OUT_OF_ORDER')
+        expect(store.vc).toEqual(vc([OTHER, 2]))
+        expect(await valueOf(store, 'r')).toBe('2')
+        expect(await valueOf(store, 't')).toBeUndefined()
+        await store.close()
+        await expect(store.applyRemoteMany([c1], () => false)).rejects.toMatchObject({ code: 'MESHKV_ERR_CLOSED' })
+      })
+
       it('refuses a remote clock beyond maxClockOffsetMs with MESHKV_ERR_CLOCK_SKEW and leaves the clock unchanged', async () => {
         const store = await h.open({ maxClockOffsetMs: 1_000 })
         await store.commitLocal([put('a', '1')])
