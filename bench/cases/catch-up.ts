@@ -7,7 +7,9 @@
  * its vector clock covers node 1's and their digests agree − time it first answered /livez);
  * `startup_ms` is spawn to /livez. Node 3 runs under `--cpu-prof`: `stages_ms` says where its time
  * went between /livez and covering node 1's clock (decode, merge, LevelDB, waiting, GC, other:
- * lib/profile-stages.ts).
+ * lib/profile-stages.ts), and `cpu_us_per_change` the CPU time of node 1 (sender) and node 3
+ * (receiver) per change over the same span (process CPU, from /metrics; it holds on a busy
+ * machine where the rate does not), with the receiver's peak RSS.
  *
  * snapshot_bootstrap: a linked 3-node cluster takes N keys over HTTP PUT (autocannon, spread over
  * the three), converges, then a brand-new node 4 (peers: nodes 1-3) starts. Rate = N / (time its
@@ -32,7 +34,7 @@ import type { MeshkvNode } from '../lib/cluster.js'
 import { MeshkvCluster, vcCovers } from '../lib/cluster.js'
 import { combine, runLoad } from '../lib/load.js'
 import { fillNode, rawBatchIngest } from '../lib/populate.js'
-import { nowMs, removeDir, tempDir, waitFor } from '../lib/procs.js'
+import { nowMs, removeDir, rssOf, tempDir, waitFor } from '../lib/procs.js'
 import type { ProfileStages } from '../lib/profile-stages.js'
 import { monotonicUs, profileStages } from '../lib/profile-stages.js'
 import type { Profile } from '../tools/cpuprofile-top.js'
@@ -125,8 +127,14 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
     node3.start(['--cpu-prof', `--cpu-prof-dir=${profileDir}`])
     const listening = await node3.waitListening()
     const fromUs = monotonicUs()
+    const cpuBefore = await Promise.all([node1.cpuSeconds(), node3.cpuSeconds()])
     const caught = await waitCaughtUp(node3, target, 600_000)
     const toUs = monotonicUs()
+    const cpuAfter = await Promise.all([node1.cpuSeconds(), node3.cpuSeconds()])
+    const receiverRss = await rssOf(node3.pid)
+    // CPU time per change holds on a busy machine where the rate does not.
+    const cpuUs = (index: number): number =>
+      Math.round((((cpuAfter[index] as number) - (cpuBefore[index] as number)) * 1e7) / changes) / 10
     const equal = await cluster.waitSameDigest([node1, node3], caught.at)
     const seconds = (equal.at - listening) / 1000
     const rate = changes / seconds
@@ -137,6 +145,9 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
     await Promise.all([node1.stop(), node3.stop()])
     const stages = await stagesFrom(profileDir, fromUs, toUs)
     log(`node 3 while catching up (ms): ${JSON.stringify(stages)}`)
+    log(
+      `CPU per change (µs, whole process, under the profiler): sender ${cpuUs(0)}, receiver ${cpuUs(1)}; receiver peak RSS ${Math.round(receiverRss.peak / 2 ** 20)} MiB`,
+    )
     const baseline = await rawIngest(changes, sizes.valueBytes)
     return entry(rate, 'changes/s', baseline, {
       changes,
@@ -145,6 +156,8 @@ async function catchUp(context: Context): Promise<ReturnType<typeof entry>> {
       total_ms: Math.round(equal.at - node3.spawnedAtMs),
       vc_covered_ms: Math.round(caught.at - listening),
       stages_ms: stages,
+      cpu_us_per_change: { sender: cpuUs(0), receiver: cpuUs(1) },
+      receiver_peak_rss_mb: Math.round(receiverRss.peak / 2 ** 20),
       digest_checks: equal.checks,
       baseline_kind: 'raw LevelDB ingest of the same number of 100-byte records, batches of 512, no fsync',
     })

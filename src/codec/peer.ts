@@ -553,6 +553,12 @@ export interface PeerLink {
   send(message: PeerMessage): boolean
   /** Resolves when the send queue is below its high-water mark (or the link closed). */
   drained(): Promise<void>
+  /**
+   * Stops (true) or resumes (false) reading what the peer sends: the receiver's backpressure
+   * (replication/inbound.ts). Messages already read are still delivered. Optional: a link
+   * without it is read as fast as it delivers.
+   */
+  pauseReading?(paused: boolean): void
   onMessage(listener: (message: PeerMessage) => void): void
   /** Called once when the link ends, for any reason. */
   onClose(listener: (code: number, reason: string) => void): void

@@ -77,6 +77,8 @@ export interface InboundOptions {
   forgottenAfter: (node: NodeId) => number | undefined
   /** Called after each batch the store took (acks and write-concern waiters follow). */
   onApplied: () => void
+  /** Every link: their reading pauses while the store is far behind (`INBOUND_PAUSE_CHANGES`). */
+  links?: () => Iterable<PeerLinkLike>
   /**
    * True while this node takes changes of its own origin from peers: only while it recovers those
    * it lost (seq-guard.ts). Otherwise one it does not hold names another history (a clone, or a
@@ -84,6 +86,14 @@ export interface InboundOptions {
    */
   takesOwn: () => boolean
 }
+
+/**
+ * Changes handed to the store and not yet committed past which every link stops being read, until
+ * the store is down to half. A peer sends a catch-up as fast as its link drains, and a receiver
+ * that read on would hold the whole backlog as decoded changes (memory, and a garbage collector
+ * copying them from one generation to the next) while the store takes 512 at a time.
+ */
+export const INBOUND_PAUSE_CHANGES = 8192
 
 /** Of the refused changes from forgotten members, the first and then one in every thousand is logged. */
 const REFUSED_LOG_EVERY = 1000
@@ -100,6 +110,10 @@ export class Inbound {
   /** The link each buffered change came on: a change that can never apply closes it. */
   readonly #senders = new WeakMap<Change, PeerLinkLike>()
   readonly #sync: (change: Change) => boolean
+  /** Changes handed to the store whose commit has not settled. */
+  #inStore = 0
+  /** Reading is paused on every link: `#inStore` passed INBOUND_PAUSE_CHANGES. */
+  #paused = false
   /** Something was dropped or refused: the peers must be asked again (a `sync`) on the next tick. */
   resyncNeeded = false
 
@@ -117,6 +131,16 @@ export class Inbound {
 
   get bufferedBytes(): number {
     return this.#buffer.bytes
+  }
+
+  /** Changes handed to the store and not committed yet. */
+  get inStore(): number {
+    return this.#inStore
+  }
+
+  /** A new link: paused too while the store is behind. */
+  linked(link: PeerLinkLike): void {
+    if (this.#paused) link.pauseReading?.(true)
   }
 
   /** The seqs of `origin`'s changes waiting in the causal buffer, ascending. */
@@ -222,11 +246,15 @@ export class Inbound {
       deliverable = directCount === 0 ? released : direct.concat(released)
     }
     if (deliverable.length === 0) return
+    this.#inStore += deliverable.length
+    if (!this.#paused && this.#inStore >= INBOUND_PAUSE_CHANGES) this.#pause(true)
     const applied = this.#options.store
       .applyRemoteMany(deliverable, this.#sync)
       .catch((error: unknown) => deliverable.map(() => ({ refused: error })))
     this.after(async () => {
       const outcomes = await applied
+      this.#inStore -= deliverable.length
+      if (this.#paused && this.#inStore <= INBOUND_PAUSE_CHANGES / 2) this.#pause(false)
       const failed = this.#count(deliverable, outcomes, (index, change) =>
         index < directCount ? from : this.#senders.get(change),
       )
@@ -239,6 +267,11 @@ export class Inbound {
       }
       this.#options.onApplied()
     })
+  }
+
+  #pause(paused: boolean): void {
+    this.#paused = paused
+    for (const link of this.#options.links?.() ?? []) link.pauseReading?.(paused)
   }
 
   /** Counts what the store applied and logs what it refused; returns how many it refused. */

@@ -147,6 +147,7 @@ export class Replicator {
       counters: this.#counters,
       forgottenAfter: (node) => this.#forgotten.cuts.get(node),
       takesOwn: () => this.#guard.state === 'recovering',
+      links: () => [...this.#sessions.values()].map((session) => session.link),
       onApplied: () => {
         this.#guard.refresh()
         promoteClaims(this.#claims)
@@ -184,9 +185,7 @@ export class Replicator {
   }
 
   /** Peers this node has ever linked with on this run (forgotten ones excepted). */
-  knownPeerIds(): NodeId[] {
-    return this.#peers.ids()
-  }
+  readonly knownPeerIds = (): NodeId[] => this.#peers.ids()
 
   /** Linked peers with the URL each said it is reached at. */
   linkedPeerUrls(): { nodeId: NodeId; url: string | null }[] {
@@ -222,6 +221,7 @@ export class Replicator {
     this.#sessions.set(link.nodeId, session)
     this.#peers.info(link.nodeId, link.url).lastSeenMs = this.#options.now()
     link.onClose((code, reason) => this.#linkClosed(session, code, reason))
+    this.#inbound.linked(link)
     this.#logger.info({ peer: link.nodeId, url: link.url, direction: link.direction }, 'peer link up')
     session.start()
     this.#broadcastSync()

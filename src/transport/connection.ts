@@ -45,6 +45,8 @@ export interface Channel {
   end(code: number, reason: string): void
   /** Ends at once, dropping whatever is queued. */
   destroy(): void
+  /** Stops (true) or resumes (false) reading from the network: the receiver's backpressure. */
+  pauseReading?(paused: boolean): void
 }
 
 export interface LinkSettings {
@@ -169,6 +171,11 @@ export class Connection {
   /** The peer answered a ping. */
   heard(): void {
     this.heardAtMs = this.host.now()
+  }
+
+  /** Stops or resumes reading from the channel (`PeerLink.pauseReading`). */
+  pauseReading(paused: boolean): void {
+    if (this.state === 'open') this.channel?.pauseReading?.(paused)
   }
 
   /** The channel is up: the handshake clock starts and the acceptor sends its challenge. */
@@ -407,6 +414,10 @@ export class Link implements PeerLink {
 
   drained(): Promise<void> {
     return this.connection.drained()
+  }
+
+  pauseReading(paused: boolean): void {
+    if (this.end === null) this.connection.pauseReading(paused)
   }
 
   onMessage(listener: (message: PeerMessage) => void): void {

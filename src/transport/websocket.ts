@@ -224,6 +224,11 @@ class SocketChannel implements Channel {
     this.socket.terminate()
   }
 
+  pauseReading(paused: boolean): void {
+    if (paused) this.socket.pause()
+    else this.socket.resume()
+  }
+
   /** The socket closed: nothing left to wait for. */
   ended(): void {
     if (this.graceTimer !== null) clearTimeout(this.graceTimer)

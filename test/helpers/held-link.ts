@@ -12,6 +12,8 @@ export class HeldLink implements PeerLinkLike {
   readonly sent: PeerMessage[] = []
   closed = false
   closeCode: number | null = null
+  /** Each `pauseReading` call, in order (true: paused). */
+  readonly pauses: boolean[] = []
   #onMessage: (message: PeerMessage) => void = () => undefined
   readonly #onClose: ((code: number, reason: string) => void)[] = []
 
@@ -27,6 +29,9 @@ export class HeldLink implements PeerLinkLike {
     return true
   }
   async drained(): Promise<void> {}
+  pauseReading(paused: boolean): void {
+    this.pauses.push(paused)
+  }
   onMessage(listener: (message: PeerMessage) => void): void {
     this.#onMessage = listener
   }

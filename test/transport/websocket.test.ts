@@ -33,6 +33,7 @@ import { CLUSTER, SECRET, testTransportOptions, transportConformance } from './c
 import { Recorder, changeFrom, exoticFrames, freshNodeId } from './helpers.js'
 import type { Closed } from '../support/fake-peer.js'
 import { FakePeer } from '../support/fake-peer.js'
+import { sleep } from '../support/poll.js'
 
 // ---------------------------------------------------------------------------------------------
 // Servers and the harness.
@@ -719,5 +720,39 @@ describe('WebSocketTransport links', () => {
     await accepted.oneOpen(3_000, 'the accepted wss link')
     await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
     expect(refused.links).toEqual([])
+  })
+})
+
+describe('WebSocketTransport: reading paused (the receiver’s backpressure)', () => {
+  let nodes: WsNodes
+
+  beforeEach(() => {
+    nodes = new WsNodes()
+  })
+
+  afterEach(async () => {
+    await nodes.dispose()
+  })
+
+  it('a link whose reading is paused takes nothing new until it resumes; then every message arrives, in order', async () => {
+    const acceptor = await nodes.start()
+    const dialer = await nodes.start()
+    dialer.transport.keep(acceptor.url)
+    const sending = (await dialer.events.oneOpen(3_000, 'the dialed link')).link
+    const reading = await acceptor.events.oneOpen(3_000, 'the accepted link')
+    const first: PeerMessage = { type: 'ack', vc: { [dialer.nodeId]: 1 } }
+    expect(sending.send(first)).toBe(true)
+    await vi.waitFor(() => expect(reading.messages).toEqual([first]), { timeout: 2_000 })
+    reading.link.pauseReading?.(true)
+    const held = Array.from({ length: 50 }, (_, index): PeerMessage => ({
+      type: 'ack',
+      vc: { [dialer.nodeId]: index + 2 },
+    }))
+    for (const message of held) expect(sending.send(message)).toBe(true)
+    await sleep(300)
+    expect(reading.messages).toEqual([first])
+    reading.link.pauseReading?.(false)
+    await vi.waitFor(() => expect(reading.messages).toEqual([first, ...held]), { timeout: 2_000 })
+    expect(reading.link.closed).toBe(false)
   })
 })
