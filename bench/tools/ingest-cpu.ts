@@ -4,7 +4,8 @@
  * fresh store takes the frames through the inbound pipeline (decode, causal buffer, group commit).
  * Frames go through a pair of link codecs of the current protocol, as on a real link: positional,
  * with each change's `deps` (the source first took one change of another origin) cut and restored.
- * Prints the rate, and the CPU time per change of the main thread and of the whole process (the
+ * Prints the sender's CPU time per change (reading the log into frames, as a session does), the
+ * receiver's rate, and its CPU time per change on the main thread and in the whole process (the
  * rest is LevelDB's threads), read from /proc: CPU time holds on a busy machine where the rate
  * does not.
  *
@@ -101,7 +102,12 @@ try {
       )
     await Promise.all(batch)
   }
+  const senderCpu0 = process.cpuUsage()
   const frames = await framesOf(source)
+  const senderCpu = process.cpuUsage(senderCpu0)
+  console.log(
+    `sender (log read into frames): ${(((senderCpu.user + senderCpu.system) / changes) * 1).toFixed(1)} µs of process CPU per change`,
+  )
   for (let run = 1; run <= runs; run++) {
     const target = await openStore(`${root}/target-${run}`)
     const profiler = run === runs && profileFile !== undefined ? new Session() : null

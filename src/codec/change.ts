@@ -136,24 +136,53 @@ function decodeFormat2(
   limitBytes: number | undefined,
   unpackr: typeof strangerUnpackr | undefined,
 ): Change {
-  let change: Change | null = null
-  const isRecord = (value: unknown): value is unknown[] => {
-    change = changeOf(value)
-    return change !== null
-  }
-  decodeChecked(bytes, isRecord, what, limitBytes, unpackr)
-  const decoded = change as unknown as Change
+  decodeChecked(bytes, isChangeRecord, what, limitBytes, unpackr)
+  const decoded = lastDecoded as Change
+  lastDecoded = null
   encoded.set(decoded, bytes)
   return decoded
+}
+
+/** The change `isChangeRecord` built from the record it accepted (one guard for every decode, no closure each). */
+let lastDecoded: Change | null = null
+
+function isChangeRecord(value: unknown): value is unknown[] {
+  lastDecoded = changeOf(value)
+  return lastDecoded !== null
 }
 
 function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 }
 
+/** Node ids by their raw bytes (high 32 bits, then low): a decoded id costs two lookups, no allocation. */
+const idsByBytes = new Map<number, Map<number, NodeId>>()
+let idsByBytesCount = 0
+
 /** A node id from its 8 raw bytes, or null for anything else. */
 export function nodeIdOf(value: unknown): NodeId | null {
-  return isBytes(value) && value.length === 8 ? (Buffer.from(value).toString('hex') as NodeId) : null
+  if (!isBytes(value) || value.length !== 8) return null
+  const high =
+    (value[0] as number) * 0x1000000 +
+    ((value[1] as number) << 16) +
+    (((value[2] as number) << 8) | (value[3] as number))
+  const low =
+    (value[4] as number) * 0x1000000 +
+    ((value[5] as number) << 16) +
+    (((value[6] as number) << 8) | (value[7] as number))
+  let lows = idsByBytes.get(high)
+  const known = lows?.get(low)
+  if (known !== undefined) return known
+  if (idsByBytesCount >= ID_CACHE_MAX) {
+    idsByBytes.clear()
+    idsByBytesCount = 0
+    lows = undefined
+  }
+  const id = Buffer.from(value).toString('hex') as NodeId
+  if (lows === undefined) idsByBytes.set(high, (lows = new Map()))
+  lows.set(low, id)
+  idsByBytesCount++
+  return id
 }
 
 function dotsOf(value: unknown): Dot[] | null {
@@ -175,25 +204,28 @@ function dotsOf(value: unknown): Dot[] | null {
  */
 function depsOf(value: unknown, origin: NodeId, seq: number): VectorClock | null {
   if (!Array.isArray(value) || value.length % 2 !== 0) return null
-  const entries: [NodeId, number][] = []
-  const seen = new Set<NodeId>()
+  // The origin's entry, when given, is often last (an absent one: `encodeChange`).
   let ownGiven = false
+  for (let i = 0; i < value.length; i += 2) if (nodeIdOf(value[i]) === origin) ownGiven = true
+  // Built in one pass, in the order given (a normalized clock's, by node id), with the origin's
+  // entry placed where that order has it: no Set, no entry arrays, no splice.
+  const vc: Record<string, number> = {}
+  let ownPlaced = ownGiven || seq <= 1
+  let ownSeen = false
   for (let i = 0; i < value.length; i += 2) {
     const node = nodeIdOf(value[i])
     const entry: unknown = value[i + 1]
-    if (node === null || seen.has(node)) return null
-    seen.add(node)
-    if (node === origin) ownGiven = true
+    if (node === null || Object.hasOwn(vc, node) || (node === origin && ownSeen)) return null
+    if (node === origin) ownSeen = true
     if (node === origin && entry === 0) continue // the origin's entry is absent, not seq - 1
     if (!isSeq(entry)) return null
-    entries.push([node, entry])
+    if (!ownPlaced && node > origin) {
+      vc[origin] = seq - 1
+      ownPlaced = true
+    }
+    vc[node] = entry
   }
-  if (!ownGiven && seq > 1) {
-    const at = entries.findIndex(([node]) => node > origin)
-    entries.splice(at === -1 ? entries.length : at, 0, [origin, seq - 1])
-  }
-  const vc: Record<string, number> = {}
-  for (const [node, entry] of entries) vc[node] = entry
+  if (!ownPlaced) vc[origin] = seq - 1
   return vc as VectorClock
 }
 

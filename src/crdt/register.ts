@@ -36,17 +36,23 @@ export function applyRegister(
   hlc: Hlc,
   deps: VectorClock = {},
 ): RegisterState {
-  const replaced = dotSet(op.context)
-  const kept = state.siblings.filter(
-    (sibling) =>
-      !replaced.has(`${sibling.dot.node}:${sibling.dot.seq}`) &&
-      !(sibling.value === null && vcHasDot(deps, sibling.dot)),
-  )
   const own: Sibling =
     op.type === 'kv.put'
       ? { dot, hlc, value: op.value, contentType: op.contentType }
       : { dot, hlc, value: null, contentType: null }
-  return canonicalRegister([...kept, own])
+  // A key written for the first time (most of a catch-up): nothing to replace or sort.
+  if (state.siblings.length === 0) return { siblings: [own] }
+  const replaced = op.context.length === 0 ? null : dotSet(op.context)
+  const kept: Sibling[] = []
+  for (const sibling of state.siblings)
+    if (
+      replaced?.has(`${sibling.dot.node}:${sibling.dot.seq}`) !== true &&
+      !(sibling.value === null && vcHasDot(deps, sibling.dot))
+    )
+      kept.push(sibling)
+  kept.push(own)
+  // `kept` is this call's own array: sorted in place.
+  return { siblings: kept.length === 1 ? kept : kept.sort((x, y) => compareDots(x.dot, y.dot)) }
 }
 
 export function joinRegister(

@@ -378,6 +378,28 @@ describe('hostile bytes', () => {
     ).toBe(true)
   })
 
+  it('refuses deps that name a node twice (the origin too, given or marked absent); takes each origin position', () => {
+    const [a, b, c] = ['00000000000000a1', '00000000000000b2', '00000000000000c3'].map((id) => Buffer.from(id, 'hex'))
+    const record = (deps: unknown[]): Uint8Array =>
+      encode([2, b, 3, 1_700_000_000_000, 0, deps, [[0, 'k', Uint8Array.of(1), 0, []]]])
+    for (const deps of [
+      [a, 1, a, 2],
+      [a, 1, c, 1, a, 1],
+      [b, 0, b, 0],
+      [b, 1, b, 0],
+      [a, 1, b, 0, b, 2],
+    ])
+      expect(meshErrorCode(() => decodePeerChange(record(deps), RECORD_BYTES_MAX_DEFAULT))).toBe('MESHKV_ERR_DECODE')
+    // The origin (b, seq 3) left out: its entry seq - 1 goes where the order of ids has it.
+    const order = (deps: unknown[]): string =>
+      JSON.stringify(decodePeerChange(record(deps), RECORD_BYTES_MAX_DEFAULT).deps)
+    expect(order([a, 1, c, 1])).toBe('{"00000000000000a1":1,"00000000000000b2":2,"00000000000000c3":1}')
+    expect(order([c, 1])).toBe('{"00000000000000b2":2,"00000000000000c3":1}')
+    expect(order([a, 1])).toBe('{"00000000000000a1":1,"00000000000000b2":2}')
+    expect(order([a, 1, c, 1, b, 0])).toBe('{"00000000000000a1":1,"00000000000000c3":1}')
+    expect(order([c, 1, b, 1])).toBe('{"00000000000000c3":1,"00000000000000b2":1}')
+  })
+
   it('every truncation of an encoded change is refused with MESHKV_ERR_DECODE (or is itself a valid change)', () => {
     fc.assert(
       fc.property(compactChangeArb, (change) => {
