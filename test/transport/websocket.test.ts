@@ -721,18 +721,6 @@ describe('WebSocketTransport links', () => {
     await refused.refusal('MESHKV_ERR_UNREACHABLE', 3_000, 'an untrusted certificate is refused')
     expect(refused.links).toEqual([])
   })
-})
-
-describe('WebSocketTransport: reading paused (the receiver’s backpressure)', () => {
-  let nodes: WsNodes
-
-  beforeEach(() => {
-    nodes = new WsNodes()
-  })
-
-  afterEach(async () => {
-    await nodes.dispose()
-  })
 
   it('a link whose reading is paused takes nothing new until it resumes; then every message arrives, in order', async () => {
     const acceptor = await nodes.start()
