@@ -109,8 +109,7 @@ describe('quorum reads', () => {
 
       await cluster.node(3).kill('SIGKILL')
       // The read waits out its time bound for node 3 (dead behind its entry proxy, which holds the
-      // request); the bound is wide enough for node 2 to answer on a loaded machine (1 s was not
-      // always, with the simulator running beside the test).
+      // request); the bound is wide enough for node 2 to answer even on a loaded machine.
       const few = await get(n1, 'fresh', { r: 'all', timeout_ms: '5000' })
       expect({ status: few.status, code: few.json?.['code'], details: few.json?.['details'] }).toMatchObject({
         status: 504,
