@@ -89,6 +89,14 @@ function underTerminal(args: readonly string[]): { output: () => string; exited:
   return { output: () => output, exited }
 }
 
+/** Whether `node` is still part way through receiving a snapshot. */
+async function stillReceiving(node: Node): Promise<boolean> {
+  const status = await statusOf(node.url)
+  const receiving = (status?.['snapshot'] as { receiving?: { keysReceived: number; keysTotal: number } | null })
+    ?.receiving
+  return receiving != null && receiving.keysReceived < receiving.keysTotal
+}
+
 /** Starts a joiner and freezes the source once the joiner is half way through its snapshot. */
 async function joinerMidSnapshot(source: Node, attempt: number): Promise<Node | undefined> {
   const joiner = await startNode(`joiner-${attempt}`, [source.url])
@@ -98,7 +106,15 @@ async function joinerMidSnapshot(source: Node, attempt: number): Promise<Node | 
       ?.receiving
     if (receiving != null && receiving.keysReceived < receiving.keysTotal) {
       source.proc.child.kill('SIGSTOP')
-      return joiner
+      // The joiner must still be receiving once the freeze has settled. Once in about 30 runs under
+      // load it was not, a second later: it showed a catch-up with every change still to get
+      // (chunks sent before the freeze still arrive; the cause was not pinned). Such an attempt
+      // is dropped, as one that got through before the freeze is.
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      if (await stillReceiving(joiner)) return joiner
+      source.proc.child.kill('SIGCONT')
+      await joiner.proc.stop('SIGKILL')
+      return undefined
     }
     if (status?.['ready'] === true || !joiner.proc.running) {
       // It got through before the freeze: this attempt shows no bar.
@@ -120,9 +136,9 @@ describe('kvctl status --wait', () => {
       for (const answer of await Promise.all(puts)) expect(answer.status).toBe(200)
     }
     let joiner: Node | undefined
-    for (let attempt = 1; attempt <= 3 && joiner === undefined; attempt++)
+    for (let attempt = 1; attempt <= 5 && joiner === undefined; attempt++)
       joiner = await joinerMidSnapshot(source, attempt)
-    if (joiner === undefined) throw new Error('three joiners took the whole snapshot before the source could be frozen')
+    if (joiner === undefined) throw new Error('five joiners took the whole snapshot before the source could be frozen')
     try {
       const args = ['--node', joiner.url, 'status', '--wait', '--timeout-ms', '60000']
       const terminal = underTerminal(args)
