@@ -121,8 +121,7 @@ export class Inbound {
     this.#options = options
     this.#buffer = new CausalBuffer(options.bufferChangesMax, options.bufferBytesMax)
     this.#pendingVc = { ...options.store.vc }
-    const awaited = options.awaited
-    this.#sync = awaited === undefined ? () => false : (change) => awaited(change)
+    this.#sync = options.awaited ?? (() => false)
   }
 
   get buffered(): number {
@@ -131,11 +130,6 @@ export class Inbound {
 
   get bufferedBytes(): number {
     return this.#buffer.bytes
-  }
-
-  /** Changes handed to the store and not committed yet. */
-  get inStore(): number {
-    return this.#inStore
   }
 
   /** A new link: paused too while the store is behind. */

@@ -37,7 +37,7 @@ interface Settle {
 
 export type Commit =
   | ({ kind: 'local'; intents: readonly Intent[] } & Settle)
-  | ({ kind: 'remote'; change: Change; sync?: boolean } & Settle)
+  | ({ kind: 'remote'; change: Change; sync: boolean } & Settle)
 
 /** What a group needs of the store around it. */
 export interface CommitContext {

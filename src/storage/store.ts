@@ -184,14 +184,17 @@ export class Store implements StateReader {
    * Applies a change from a peer. The caller (replication) delivers in causal order: the change
    * must be next for its origin and its deps applied. A duplicate resolves with `change: null`.
    * With `sync` the batch it goes in is fsynced (a peer waits for its ack): one trip to the disk
-   * rather than a batch and then a `makeDurable` step.
+   * rather than a batch and then a `makeDurable` step. One change through `applyRemoteMany`; a
+   * refusal is thrown.
    */
-  applyRemote(change: Change, sync = false): Promise<CommitResult> {
-    return this.#enqueue((resolve, reject) => ({ kind: 'remote', change, sync, resolve, reject }))
+  async applyRemote(change: Change, sync = false): Promise<CommitResult> {
+    const outcome = (await this.applyRemoteMany([change], () => sync))[0] as CommitResult | RemoteRefused
+    if ('refused' in outcome) throw outcome.refused
+    return outcome
   }
 
   /**
-   * Applies changes from peers in order, each as `applyRemote` would, with one promise for all:
+   * Applies changes from peers in order (each as `applyRemote` describes), with one promise for all:
    * each one's result, or what refused it. A catch-up hands the store thousands at once, and a
    * promise with its two closures per change was a tenth of what the receiving side allocated.
    */
@@ -472,7 +475,7 @@ export class Store implements StateReader {
         sync:
           (this.#options.sync ?? false) ||
           this.#durableStep !== null ||
-          items.some((item) => item.kind === 'remote' && item.sync === true),
+          items.some((item) => item.kind === 'remote' && item.sync),
         maxClockOffsetMs: this.#options.maxClockOffsetMs,
         changeBytesMax: this.#options.changeBytesMax ?? CHANGE_BYTES_MAX_DEFAULT,
         mintGuard: this.#mintGuard,
